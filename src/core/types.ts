@@ -1,0 +1,278 @@
+/**
+ * The storage model: ids, references, resource info, spaces, field masks.
+ * CS3-shaped, but plain TypeScript: no protobuf or HTTP types here.
+ *
+ * @module
+ */
+
+/** CS3 `ResourceId`: a node inside a space inside a storage. For a space root, `opaqueId === spaceId`. */
+export interface ResourceId {
+  readonly storageId: string;
+  readonly spaceId: string;
+  readonly opaqueId: string;
+}
+
+/**
+ * A reference, as CS3 has it: a resource id, optionally followed by a path relative to it, or an
+ * absolute path in the provider's namespace (`/<space alias>/<path>`, e.g. `/project/demo/a.txt`).
+ * `space` addresses a space root by id or alias; it is a convenience of the TypeScript API.
+ */
+export interface Reference {
+  readonly resourceId?: ResourceId | string;
+  readonly space?: string;
+  readonly path?: string;
+}
+
+/** What callers pass: a {@link Reference} or its string form (`storage$space!node/rel/path` or `/alias/path`). */
+export type Ref = Reference | string;
+
+/**
+ * A reference after the provider resolved and validated it: start at `nodeId` (or the space root),
+ * then descend `segments`. Segments are non-empty, never `.`/`..`, contain no `/` or NUL, and are at
+ * most 255 UTF-8 bytes. Drivers receive only this form.
+ */
+export interface NodeRef {
+  readonly spaceId: string;
+  readonly nodeId?: string;
+  readonly segments: readonly string[];
+}
+
+/** Resource type. `folder` is CS3's CONTAINER. */
+export type ResourceType = 'file' | 'folder';
+
+/** Content checksums as lowercase hex. */
+export interface Checksums {
+  sha1?: string;
+  md5?: string;
+  adler32?: string;
+}
+
+/** Checksum algorithm names. */
+export type ChecksumAlgorithm = keyof Checksums;
+
+/** The checksum algorithms every writing driver computes while streaming. */
+export const CHECKSUM_ALGORITHMS: readonly ChecksumAlgorithm[] = ['sha1', 'md5', 'adler32'];
+
+/** CS3 lock types. */
+export type LockType = 'shared' | 'write' | 'exclusive';
+
+/** A CS3 lock on a resource. */
+export interface Lock {
+  lockId: string;
+  type: LockType;
+  user?: string;
+  appName?: string;
+  /** Milliseconds since epoch; absent = no expiry. */
+  expires?: number;
+}
+
+/** CS3 `ResourcePermissions`, as booleans. */
+export interface Permissions {
+  addGrant: boolean;
+  createContainer: boolean;
+  delete: boolean;
+  getPath: boolean;
+  getQuota: boolean;
+  initiateFileDownload: boolean;
+  initiateFileUpload: boolean;
+  listGrants: boolean;
+  listContainer: boolean;
+  listFileVersions: boolean;
+  listRecycle: boolean;
+  move: boolean;
+  removeGrant: boolean;
+  purgeRecycle: boolean;
+  restoreFileVersion: boolean;
+  restoreRecycleItem: boolean;
+  stat: boolean;
+  updateGrant: boolean;
+  denyGrant: boolean;
+}
+
+/** All permissions granted (what a space owner or an unauthenticated embedded caller has). */
+export const ALL_PERMISSIONS: Readonly<Permissions> = Object.freeze({
+  addGrant: true,
+  createContainer: true,
+  delete: true,
+  getPath: true,
+  getQuota: true,
+  initiateFileDownload: true,
+  initiateFileUpload: true,
+  listGrants: true,
+  listContainer: true,
+  listFileVersions: true,
+  listRecycle: true,
+  move: true,
+  removeGrant: true,
+  purgeRecycle: true,
+  restoreFileVersion: true,
+  restoreRecycleItem: true,
+  stat: true,
+  updateGrant: true,
+  denyGrant: true,
+});
+
+/** Everything Stowage knows about one resource. */
+export interface ResourceInfo {
+  id: ResourceId;
+  /** Absent for a space root. */
+  parentId?: ResourceId;
+  /** Path relative to the space root, starting with `/` (`/` for the root itself). */
+  path: string;
+  /** Base name; the space name for a space root. */
+  name: string;
+  type: ResourceType;
+  /** Bytes: the content length of a file, the tree size of a folder. */
+  size: number;
+  /** Milliseconds since epoch; for folders the tree modification time (changes when anything below changes). */
+  mtime: number;
+  /** Opaque entity tag without quotes. Changes when content (files) or anything below (folders) changes. */
+  etag: string;
+  mimeType: string;
+  /** Present when known and valid for the current content (never stale). */
+  checksums?: Checksums;
+  permissions?: Permissions;
+  /** Arbitrary metadata: only the keys asked for (see {@link StatOptions.metadataKeys}). */
+  metadata?: Record<string, string>;
+  lock?: Lock;
+}
+
+/** Optional parts of {@link ResourceInfo} a caller can ask for; the rest is always there. */
+export type Field = 'parentId' | 'checksums' | 'mimeType' | 'permissions' | 'lock' | 'metadata';
+
+/** The fields returned when a caller does not say. Metadata is only read when keys are asked for. */
+export const DEFAULT_FIELDS: readonly Field[] = ['parentId', 'checksums', 'mimeType', 'permissions', 'lock'];
+
+/** Options for reads of resource info (stat, list). */
+export interface StatOptions {
+  /** Optional fields wanted; default {@link DEFAULT_FIELDS}. Drivers skip I/O for fields not asked for. */
+  fields?: readonly Field[];
+  /** Arbitrary metadata keys to return; `'*'` for all. Implies the `metadata` field. */
+  metadataKeys?: readonly string[] | '*';
+  signal?: AbortSignal;
+}
+
+/** Options for a listing. */
+export interface ListOptions extends StatOptions {}
+
+/** Conditions of an HTTP-style conditional request. Etags are compared without quotes; `'*'` matches anything. */
+export interface Conditions {
+  ifMatch?: readonly string[] | '*';
+  ifNoneMatch?: readonly string[] | '*';
+  /** Milliseconds since epoch. */
+  ifModifiedSince?: number;
+  ifUnmodifiedSince?: number;
+}
+
+/** A byte range; `end` inclusive. Negative `start` without `end` means a suffix ("last N bytes"). */
+export interface ByteRange {
+  start?: number;
+  end?: number;
+  /** Length of a suffix range (`bytes=-N`). */
+  suffix?: number;
+}
+
+/** Options for {@link Driver.read}. */
+export interface ReadOptions extends StatOptions {
+  range?: ByteRange;
+  conditions?: Conditions;
+  /** If-Range: serve the range only if the etag still matches, else the whole body. */
+  ifRange?: string;
+}
+
+/**
+ * The answer to a read. `status` follows HTTP: 200 whole body, 206 range, 304 not modified,
+ * 412 precondition failed, 416 range not satisfiable. The body is only opened for 200/206.
+ */
+export interface ReadResult {
+  status: 200 | 206 | 304 | 412 | 416;
+  info: ResourceInfo;
+  body?: NodeJS.ReadableStream & AsyncIterable<Uint8Array>;
+  /** For 206: the served range, inclusive. */
+  range?: { start: number; end: number };
+}
+
+/** Options for {@link Driver.write}. */
+export interface WriteOptions {
+  /** Declared length; a body of another length fails with INVALID_ARGUMENT and leaves nothing. */
+  size?: number;
+  /** Client-supplied modification time (ms since epoch), kept as the file's mtime. */
+  mtime?: number;
+  /** Expected checksums (hex, any case); a mismatch fails and leaves nothing. */
+  checksums?: Checksums;
+  conditions?: Conditions;
+  signal?: AbortSignal;
+}
+
+/** Options for {@link Driver.move} and copy. */
+export interface MoveOptions {
+  /** Replace an existing destination (default false: ALREADY_EXISTS). */
+  overwrite?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Space types Stowage knows. */
+export type SpaceType = 'personal' | 'project';
+
+/** A user as Stowage sees it (the identity source maps to this). */
+export interface UserRef {
+  /** Stable opaque id. */
+  id: string;
+  /** Identity provider (CS3 `idp`). */
+  idp?: string;
+  /** Login name. */
+  username?: string;
+  displayName?: string;
+}
+
+/** A storage space: a tree with its own root, quota and (later) members. */
+export interface Space {
+  /** Space id; the root node's opaque id equals it. */
+  id: string;
+  storageId: string;
+  type: SpaceType;
+  /** Display name. */
+  name: string;
+  /** Stable path-safe alias: `personal/<username>` or `project/<slug>`; the absolute-path namespace uses it. */
+  alias: string;
+  description?: string;
+  owner?: UserRef;
+  /** Quota in bytes; absent = unlimited. */
+  quota?: number;
+  root: ResourceId;
+  /** Bytes used (tree size of the root). */
+  used: number;
+  /** Tree mtime of the root, ms since epoch. */
+  mtime: number;
+  etag: string;
+  disabled?: boolean;
+}
+
+/** Input to create a space. */
+export interface CreateSpaceInput {
+  type: SpaceType;
+  name: string;
+  /** Path-safe alias; derived from the name (project) or owner username (personal) when absent. */
+  alias?: string;
+  owner?: UserRef;
+  description?: string;
+  quota?: number;
+  /** Use this id instead of minting one (migrations). */
+  id?: string;
+}
+
+/** Fields of a space that can change. `null` clears. */
+export interface UpdateSpaceInput {
+  name?: string;
+  description?: string | null;
+  quota?: number | null;
+  disabled?: boolean;
+}
+
+/** Filter for space listings. */
+export interface SpaceFilter {
+  type?: SpaceType;
+  id?: string;
+  ownerId?: string;
+  includeDisabled?: boolean;
+}

@@ -1,0 +1,1034 @@
+/**
+ * The shared driver conformance suite, exported as `stowage/testing`. Every driver passes it; protocol
+ * doors pass it by wrapping a client in a Driver. One `describe` block per capability, skipped when
+ * the driver does not advertise it.
+ *
+ * ```ts
+ * // test/drivers/memory.test.ts
+ * import { describeConformance } from 'stowage/testing';
+ * import { createMemoryDriver } from 'stowage/drivers/memory';
+ * await describeConformance({ name: 'memory', createDriver: async () => createMemoryDriver() });
+ * ```
+ *
+ * Needs vitest (a peer dependency of this entry point only).
+ *
+ * @module stowage/testing
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { collect } from '../../src/core/body.js';
+import type { Driver } from '../../src/core/driver.js';
+import { StorageError } from '../../src/core/errors.js';
+import { StorageProvider } from '../../src/core/provider.js';
+import { formatResourceId } from '../../src/core/refs.js';
+import type { Ref, ResourceInfo, Space, WriteOptions } from '../../src/core/types.js';
+import { readOnly } from '../../src/core/wrappers.js';
+
+/** What a driver's test file hands to {@link describeConformance}. */
+export interface ConformanceTarget {
+  /** Shown in test titles. */
+  name: string;
+  /** A fresh driver on fresh storage. Called once for the suite (and once more to probe features). */
+  createDriver(): Promise<Driver>;
+  /** Close a driver and open a new one on the same storage; enables the persistence block. */
+  reopen?(old: Driver): Promise<Driver>;
+  /** For drivers on a local filesystem: where a space's root folder is, to plant symlinks there. */
+  disk?: { spaceRoot(driver: Driver, space: Space): Promise<string> };
+  /** Scale knobs for slow transports (defaults in brackets). */
+  scale?: { bigFileBytes?: number /* 5 MiB */; manyEntries?: number /* 1500 */; parallel?: number /* 24 */ };
+}
+
+const HELLO = {
+  sha1: 'aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d',
+  md5: '5d41402abc4b2a76b9719d911017c592',
+  adler32: '062c0215',
+};
+
+/** Names every driver must store and return byte-exact. */
+export const HARD_NAMES: readonly string[] = [
+  'with space.txt',
+  ' leading and trailing space ',
+  'quote"double.txt',
+  "quote'single.txt",
+  'q?mark#hash%pct&amp+plus.txt',
+  '%2e%2e',
+  '%2F-not-a-slash',
+  'caf\u00e9-nfc.txt',
+  'cafe\u0301-nfd.txt',
+  '.leading-dot',
+  '..double-leading-dot',
+  '...',
+  'emoji-\u{1F600}.txt',
+  '\u65e5\u672c\u8a9e.txt',
+  'back\\slash',
+  'tab\there',
+  'semi;colon,comma=equals@at',
+  '[brackets]{braces}(parens)',
+  'x'.repeat(255),
+];
+
+async function expectCode(p: Promise<unknown>, code: string, reason?: string): Promise<StorageError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err, String(err)).toBeInstanceOf(StorageError);
+    const e = err as StorageError;
+    expect(e.code, e.message).toBe(code);
+    if (reason) expect(e.reason, e.message).toBe(reason);
+    return e;
+  }
+  throw new Error(`expected ${code}${reason ? `/${reason}` : ''}, but the call succeeded`);
+}
+
+async function* chunked(parts: (Buffer | Error)[], delayMs = 0): AsyncGenerator<Uint8Array> {
+  for (const p of parts) {
+    if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+    if (p instanceof Error) throw p;
+    yield p;
+  }
+}
+
+/**
+ * Define the conformance suite for one driver. Call it at the top level of a test file with `await`.
+ */
+export async function describeConformance(target: ConformanceTarget): Promise<void> {
+  const probe = await target.createDriver();
+  const features = probe.features;
+  await probe.close();
+  const big = target.scale?.bigFileBytes ?? 5 * 1024 * 1024;
+  const many = target.scale?.manyEntries ?? 1500;
+  const parallel = target.scale?.parallel ?? 24;
+
+  describe(`conformance: ${target.name}`, () => {
+    let driver: Driver;
+    let storage: StorageProvider;
+    let n = 0;
+
+    beforeAll(async () => {
+      driver = await target.createDriver();
+      storage = new StorageProvider({ drivers: driver });
+    });
+    afterAll(async () => {
+      await storage?.close();
+    });
+
+    async function newSpace(): Promise<Space> {
+      return storage.createSpace({ type: 'project', name: `Test ${++n} ${randomUUID().slice(0, 8)}` });
+    }
+    const at = (space: Space, p = ''): Ref => ({ space: space.id, path: p });
+    async function put(space: Space, p: string, content: string | Buffer, opts?: WriteOptions) {
+      return storage.write(at(space, p), content, opts);
+    }
+    async function get(ref: Ref): Promise<string> {
+      const r = await storage.read(ref);
+      expect(r.status).toBe(200);
+      return (await collect(r.body!)).toString('utf8');
+    }
+    async function names(ref: Ref): Promise<string[]> {
+      const out: string[] = [];
+      for await (const i of storage.list(ref)) out.push(i.name);
+      return out.sort();
+    }
+    async function exists(ref: Ref): Promise<boolean> {
+      try {
+        await storage.stat(ref);
+        return true;
+      } catch (err) {
+        if (StorageError.is(err, 'NOT_FOUND')) return false;
+        throw err;
+      }
+    }
+
+    // ------------------------------------------------------------------ spaces
+    describe('spaces', () => {
+      it('creates a project space whose root is a folder with the space id', async () => {
+        const sp = await newSpace();
+        expect(sp.type).toBe('project');
+        expect(sp.storageId).toBe(driver.storageId);
+        expect(sp.root.opaqueId).toBe(sp.id);
+        expect(sp.alias.startsWith('project/')).toBe(true);
+        expect(sp.used).toBe(0);
+        const root = await storage.stat(at(sp));
+        expect(root.type).toBe('folder');
+        expect(root.id.spaceId).toBe(sp.id);
+        expect(root.id.opaqueId).toBe(sp.id);
+        expect(root.path).toBe('/');
+        expect(root.parentId).toBeUndefined();
+        expect(await names(at(sp))).toEqual([]);
+      });
+
+      it('finds a space by id and by alias, and resolves absolute alias paths', async () => {
+        const sp = await newSpace();
+        expect((await storage.getSpace(sp.id)).id).toBe(sp.id);
+        expect((await storage.getSpace(sp.alias)).id).toBe(sp.id);
+        await put(sp, 'a.txt', 'hello');
+        expect(await get(`/${sp.alias}/a.txt`)).toBe('hello');
+        expect(await get(`${formatResourceId(sp.root)}/a.txt`)).toBe('hello');
+        await expectCode(storage.getSpace('project/no-such-space-here'), 'NOT_FOUND');
+        await expectCode(storage.getSpace(randomUUID()), 'NOT_FOUND');
+      });
+
+      it('gives project spaces unique aliases for equal names', async () => {
+        const a = await storage.createSpace({ type: 'project', name: `Same ${n}` });
+        const b = await storage.createSpace({ type: 'project', name: `Same ${n}` });
+        expect(a.alias).not.toBe(b.alias);
+        expect(a.id).not.toBe(b.id);
+      });
+
+      it('creates one personal space per owner', async () => {
+        const user = `user-${randomUUID().slice(0, 8)}`;
+        const sp = await storage.createSpace({
+          type: 'personal',
+          name: user,
+          owner: { id: randomUUID(), username: user },
+        });
+        expect(sp.alias).toBe(`personal/${user}`);
+        expect(sp.owner?.username).toBe(user);
+        await expectCode(
+          storage.createSpace({ type: 'personal', name: user, owner: { id: randomUUID(), username: user } }),
+          'ALREADY_EXISTS',
+        );
+      });
+
+      it('lists spaces with filters', async () => {
+        const sp = await newSpace();
+        const all: Space[] = [];
+        for await (const s of storage.listSpaces({ type: 'project' })) all.push(s);
+        expect(all.some((s) => s.id === sp.id)).toBe(true);
+        expect(all.every((s) => s.type === 'project')).toBe(true);
+        const one: Space[] = [];
+        for await (const s of storage.listSpaces({ id: sp.id })) one.push(s);
+        expect(one.map((s) => s.id)).toEqual([sp.id]);
+      });
+
+      it('updates name, description and quota, and reports used bytes', async () => {
+        const sp = await newSpace();
+        await put(sp, 'x.bin', Buffer.alloc(1234));
+        const up = await storage.updateSpace(sp.id, { name: 'Renamed', description: 'about', quota: 10_000 });
+        expect(up.name).toBe('Renamed');
+        expect(up.description).toBe('about');
+        expect(up.quota).toBe(10_000);
+        expect(up.alias).toBe(sp.alias);
+        expect(up.used).toBe(1234);
+        const cleared = await storage.updateSpace(sp.id, { description: null, quota: null });
+        expect(cleared.description).toBeUndefined();
+        expect(cleared.quota).toBeUndefined();
+        expect((await storage.getSpace(sp.id)).name).toBe('Renamed');
+      });
+
+      it('deletes a space and everything in it', async () => {
+        const sp = await newSpace();
+        await put(sp, 'f.txt', 'x');
+        await storage.deleteSpace(sp.id);
+        await expectCode(storage.getSpace(sp.id), 'NOT_FOUND');
+        await expectCode(storage.stat(at(sp, 'f.txt')), 'NOT_FOUND');
+      });
+
+      it('refuses invalid space input', async () => {
+        await expectCode(storage.createSpace({ type: 'project', name: '' }), 'INVALID_ARGUMENT');
+        await expectCode(storage.createSpace({ type: 'nope' as 'project', name: 'x' }), 'INVALID_ARGUMENT');
+        await expectCode(storage.createSpace({ type: 'project', name: 'q', quota: -1 }), 'INVALID_ARGUMENT');
+      });
+    });
+
+    // ------------------------------------------------------------------ files
+    describe('files', () => {
+      it('writes and reads back, with sha1, md5 and adler32', async () => {
+        const sp = await newSpace();
+        const info = await put(sp, 'hello.txt', 'hello');
+        expect(info.type).toBe('file');
+        expect(info.name).toBe('hello.txt');
+        expect(info.path).toBe('/hello.txt');
+        expect(info.size).toBe(5);
+        expect(info.mimeType).toBe('text/plain');
+        expect(info.checksums).toEqual(HELLO);
+        expect(info.etag).toMatch(/^[^"\s]+$/);
+        expect(info.parentId?.opaqueId).toBe(sp.id);
+        expect(await get(at(sp, 'hello.txt'))).toBe('hello');
+        const st = await storage.stat(at(sp, 'hello.txt'));
+        expect(st.id).toEqual(info.id);
+        expect(st.etag).toBe(info.etag);
+        expect(st.checksums).toEqual(HELLO);
+      });
+
+      it('writes an empty file', async () => {
+        const sp = await newSpace();
+        const info = await put(sp, 'empty', '');
+        expect(info.size).toBe(0);
+        expect(info.checksums?.sha1).toBe('da39a3ee5e6b4b0d3255bfef95601890afd80709');
+        expect(info.checksums?.adler32).toBe('00000001');
+        expect(await get(at(sp, 'empty'))).toBe('');
+      });
+
+      it('streams a large body of unknown size and checksums it', async () => {
+        const sp = await newSpace();
+        const data = randomBytes(big);
+        const parts: Buffer[] = [];
+        for (let o = 0; o < data.length; o += 65_537) parts.push(data.subarray(o, o + 65_537));
+        const info = await storage.write(at(sp, 'big.bin'), chunked(parts));
+        expect(info.size).toBe(big);
+        const { createHash } = await import('node:crypto');
+        expect(info.checksums?.sha1).toBe(createHash('sha1').update(data).digest('hex'));
+        expect(info.checksums?.md5).toBe(createHash('md5').update(data).digest('hex'));
+        const r = await storage.read(at(sp, 'big.bin'));
+        expect((await collect(r.body!)).equals(data)).toBe(true);
+      });
+
+      it('keeps the client-supplied mtime', async () => {
+        const sp = await newSpace();
+        const mtime = Date.UTC(2001, 8, 9, 1, 46, 40);
+        const info = await put(sp, 'old.txt', 'x', { mtime });
+        expect(info.mtime).toBe(mtime);
+        expect((await storage.stat(at(sp, 'old.txt'))).mtime).toBe(mtime);
+      });
+
+      it('keeps the id when a file is overwritten, and changes the etag', async () => {
+        const sp = await newSpace();
+        const a = await put(sp, 'f.txt', 'one');
+        const b = await put(sp, 'f.txt', 'two!');
+        expect(b.id).toEqual(a.id);
+        expect(b.etag).not.toBe(a.etag);
+        expect(b.size).toBe(4);
+        expect(await get(at(sp, 'f.txt'))).toBe('two!');
+        expect(await names(at(sp))).toEqual(['f.txt']);
+      });
+
+      it('changes the etag on overwrite even with the same size and mtime', async () => {
+        const sp = await newSpace();
+        const a = await put(sp, 'f.txt', 'aaaa', { mtime: 1_000_000 });
+        const b = await put(sp, 'f.txt', 'bbbb', { mtime: 1_000_000 });
+        expect(b.etag).not.toBe(a.etag);
+        const c = await put(sp, 'f.txt', 'bbbb', { mtime: 1_000_000 });
+        expect(c.etag).toBe(b.etag);
+      });
+
+      it('verifies expected checksums and leaves nothing on mismatch', async () => {
+        const sp = await newSpace();
+        await put(sp, 'ok.txt', 'hello', {
+          checksums: { sha1: HELLO.sha1.toUpperCase(), adler32: HELLO.adler32 },
+        });
+        await expectCode(
+          put(sp, 'bad.txt', 'hello', { checksums: { md5: '0'.repeat(32) } }),
+          'INVALID_ARGUMENT',
+          'checksum-mismatch',
+        );
+        expect(await exists(at(sp, 'bad.txt'))).toBe(false);
+        await put(sp, 'keep.txt', 'old');
+        await expectCode(
+          put(sp, 'keep.txt', 'new', { checksums: { sha1: '1'.repeat(40) } }),
+          'INVALID_ARGUMENT',
+          'checksum-mismatch',
+        );
+        expect(await get(at(sp, 'keep.txt'))).toBe('old');
+        expect(await names(at(sp))).toEqual(['keep.txt', 'ok.txt']);
+      });
+
+      it('refuses a body whose length differs from the declared size, leaving nothing', async () => {
+        const sp = await newSpace();
+        await expectCode(put(sp, 'short.txt', 'abc', { size: 10 }), 'INVALID_ARGUMENT', 'size-mismatch');
+        await expectCode(
+          put(sp, 'long.txt', 'abcdefghijkl', { size: 10 }),
+          'INVALID_ARGUMENT',
+          'size-mismatch',
+        );
+        expect(await names(at(sp))).toEqual([]);
+        expect((await storage.getSpace(sp.id)).used).toBe(0);
+      });
+
+      it('leaves nothing when the body stream fails half way', async () => {
+        const sp = await newSpace();
+        const body = chunked([randomBytes(300_000), randomBytes(300_000), new Error('connection reset')]);
+        await expectCode(storage.write(at(sp, 'broken.bin'), body), 'CANCELLED');
+        expect(await exists(at(sp, 'broken.bin'))).toBe(false);
+        await put(sp, 'keep.bin', 'original');
+        const body2 = chunked([randomBytes(100_000), new Error('connection reset')]);
+        await expectCode(storage.write(at(sp, 'keep.bin'), body2), 'CANCELLED');
+        expect(await get(at(sp, 'keep.bin'))).toBe('original');
+        expect(await names(at(sp))).toEqual(['keep.bin']);
+        expect((await storage.getSpace(sp.id)).used).toBe(8);
+      });
+
+      it('stops an upload when its signal aborts, leaving nothing', async () => {
+        const sp = await newSpace();
+        const ac = new AbortController();
+        async function* slow() {
+          yield randomBytes(10_000);
+          ac.abort();
+          await new Promise((r) => setTimeout(r, 20));
+          yield randomBytes(10_000);
+        }
+        await expectCode(storage.write(at(sp, 'aborted.bin'), slow(), { signal: ac.signal }), 'CANCELLED');
+        expect(await exists(at(sp, 'aborted.bin'))).toBe(false);
+      });
+
+      it('serves byte ranges', async () => {
+        const sp = await newSpace();
+        await put(sp, 'r.txt', '0123456789');
+        const read = async (range: { start?: number; end?: number; suffix?: number }) => {
+          const r = await storage.read(at(sp, 'r.txt'), { range });
+          return {
+            status: r.status,
+            range: r.range,
+            body: r.body ? (await collect(r.body)).toString() : undefined,
+          };
+        };
+        expect(await read({ start: 2, end: 4 })).toEqual({
+          status: 206,
+          range: { start: 2, end: 4 },
+          body: '234',
+        });
+        expect(await read({ start: 7 })).toEqual({ status: 206, range: { start: 7, end: 9 }, body: '789' });
+        expect(await read({ suffix: 3 })).toEqual({ status: 206, range: { start: 7, end: 9 }, body: '789' });
+        expect(await read({ start: 8, end: 100 })).toEqual({
+          status: 206,
+          range: { start: 8, end: 9 },
+          body: '89',
+        });
+        expect((await read({ start: 10 })).status).toBe(416);
+        expect((await read({ start: 10 })).body).toBeUndefined();
+      });
+
+      it('answers conditional reads without a body', async () => {
+        const sp = await newSpace();
+        const info = await put(sp, 'c.txt', 'content', { mtime: Date.UTC(2020, 0, 1) });
+        const r304 = await storage.read(at(sp, 'c.txt'), { conditions: { ifNoneMatch: [`"${info.etag}"`] } });
+        expect(r304.status).toBe(304);
+        expect(r304.body).toBeUndefined();
+        expect(r304.info.etag).toBe(info.etag);
+        const r412 = await storage.read(at(sp, 'c.txt'), { conditions: { ifMatch: ['"nope"'] } });
+        expect(r412.status).toBe(412);
+        expect(r412.body).toBeUndefined();
+        const ims = await storage.read(at(sp, 'c.txt'), {
+          conditions: { ifModifiedSince: Date.UTC(2021, 0, 1) },
+        });
+        expect(ims.status).toBe(304);
+        const ok = await storage.read(at(sp, 'c.txt'), {
+          conditions: { ifMatch: [info.etag], ifModifiedSince: Date.UTC(2019, 0, 1) },
+        });
+        expect(ok.status).toBe(200);
+        expect((await collect(ok.body!)).toString()).toBe('content');
+        const stale = await storage.read(at(sp, 'c.txt'), { range: { start: 0, end: 1 }, ifRange: '"old"' });
+        expect(stale.status).toBe(200);
+        await collect(stale.body!);
+        const fresh = await storage.read(at(sp, 'c.txt'), {
+          range: { start: 0, end: 1 },
+          ifRange: `"${info.etag}"`,
+        });
+        expect(fresh.status).toBe(206);
+        await collect(fresh.body!);
+      });
+
+      it('honours write conditions and changes nothing when they fail', async () => {
+        const sp = await newSpace();
+        const a = await put(sp, 'w.txt', 'v1');
+        await expectCode(
+          put(sp, 'w.txt', 'v2', { conditions: { ifMatch: ['"other"'] } }),
+          'FAILED_PRECONDITION',
+          'condition',
+        );
+        await expectCode(
+          put(sp, 'w.txt', 'v2', { conditions: { ifNoneMatch: '*' } }),
+          'FAILED_PRECONDITION',
+          'condition',
+        );
+        await expectCode(
+          put(sp, 'new.txt', 'v2', { conditions: { ifMatch: '*' } }),
+          'FAILED_PRECONDITION',
+          'condition',
+        );
+        expect(await get(at(sp, 'w.txt'))).toBe('v1');
+        expect(await exists(at(sp, 'new.txt'))).toBe(false);
+        const b = await put(sp, 'w.txt', 'v2', { conditions: { ifMatch: [a.etag] } });
+        expect(b.id).toEqual(a.id);
+        await put(sp, 'created.txt', 'x', { conditions: { ifNoneMatch: '*' } });
+        expect(await get(at(sp, 'created.txt'))).toBe('x');
+      });
+
+      it('writes many files in parallel, all complete, sizes exact', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'p'));
+        const sizes = Array.from({ length: parallel }, (_, i) => 1000 + i * 37);
+        await Promise.all(sizes.map((s, i) => put(sp, `p/f${i}.bin`, randomBytes(s))));
+        expect((await names(at(sp, 'p'))).length).toBe(parallel);
+        const total = sizes.reduce((a, b) => a + b, 0);
+        expect((await storage.stat(at(sp, 'p'))).size).toBe(total);
+        expect((await storage.getSpace(sp.id)).used).toBe(total);
+      });
+
+      it('keeps one complete version when the same file is written concurrently', async () => {
+        const sp = await newSpace();
+        const bodies = Array.from({ length: 8 }, (_, i) => Buffer.alloc(10_000 + i * 1000, i + 65));
+        await Promise.all(bodies.map((b) => put(sp, 'same.bin', b)));
+        const st = await storage.stat(at(sp, 'same.bin'));
+        const r = await storage.read(at(sp, 'same.bin'));
+        const content = await collect(r.body!);
+        expect(bodies.some((b) => b.equals(content))).toBe(true);
+        expect(st.size).toBe(content.length);
+        const { createHash } = await import('node:crypto');
+        expect(st.checksums?.sha1).toBe(createHash('sha1').update(content).digest('hex'));
+        expect((await storage.getSpace(sp.id)).used).toBe(content.length);
+      });
+    });
+
+    // ------------------------------------------------------------------ names
+    describe('names', () => {
+      it('stores hard names byte-exact: spaces, quotes, ? # % & +, NFC and NFD, leading dots', async () => {
+        const sp = await newSpace();
+        for (const name of HARD_NAMES) {
+          const info = await put(sp, name, `content of ${name}`);
+          expect(info.name).toBe(name);
+        }
+        expect(await names(at(sp))).toEqual([...HARD_NAMES].sort());
+        for (const name of HARD_NAMES) {
+          expect(await get(at(sp, name))).toBe(`content of ${name}`);
+          const st = await storage.stat(at(sp, name));
+          expect(st.name).toBe(name);
+          expect(st.path).toBe(`/${name}`);
+        }
+        // NFC and NFD are different names; both exist side by side.
+        expect((await storage.stat(at(sp, 'caf\u00e9-nfc.txt'))).id).not.toEqual(
+          (await storage.stat(at(sp, 'cafe\u0301-nfd.txt'))).id,
+        );
+        await expectCode(storage.stat(at(sp, 'cafe\u0301-nfc.txt')), 'NOT_FOUND');
+      });
+
+      it('works with hard names as folders and in moves', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'dir with #%&+ and caf\u00e9'));
+        await put(sp, 'dir with #%&+ and caf\u00e9/.hidden', 'h');
+        await storage.move(at(sp, 'dir with #%&+ and caf\u00e9'), at(sp, "it's \u{1F4C1}"));
+        expect(await get(at(sp, "it's \u{1F4C1}/.hidden"))).toBe('h');
+      });
+
+      it('refuses names over 255 bytes and paths with NUL, "..", or bad unicode', async () => {
+        const sp = await newSpace();
+        await expectCode(put(sp, 'x'.repeat(256), 'x'), 'INVALID_ARGUMENT', 'name-too-long');
+        await expectCode(put(sp, '\u00e9'.repeat(128), 'x'), 'INVALID_ARGUMENT', 'name-too-long');
+        await expectCode(put(sp, 'nul\0byte', 'x'), 'INVALID_ARGUMENT', 'invalid-path');
+        await expectCode(put(sp, 'a/../b', 'x'), 'INVALID_ARGUMENT', 'invalid-path');
+        await expectCode(put(sp, '../escape.txt', 'x'), 'INVALID_ARGUMENT', 'invalid-path');
+        await expectCode(
+          storage.stat(at(sp, '../../../../../../etc/passwd')),
+          'INVALID_ARGUMENT',
+          'invalid-path',
+        );
+        await expectCode(storage.stat(`/${sp.alias}/../../etc/passwd`), 'INVALID_ARGUMENT', 'invalid-path');
+        await expectCode(put(sp, 'lone\ud800surrogate', 'x'), 'INVALID_ARGUMENT', 'invalid-path');
+        await expectCode(storage.mkdir(at(sp, 'a'.repeat(300))), 'INVALID_ARGUMENT');
+        expect(await names(at(sp))).toEqual([]);
+      });
+
+      it('treats absolute-looking relative paths as inside the space', async () => {
+        const sp = await newSpace();
+        await expectCode(storage.stat(at(sp, '/etc/passwd')), 'NOT_FOUND');
+        await expectCode(storage.read(at(sp, '//etc//passwd')), 'NOT_FOUND');
+        await put(sp, '/etc-in-space.txt', 'mine');
+        expect(await get(at(sp, 'etc-in-space.txt'))).toBe('mine');
+      });
+
+      it('reserves the driver folder name at the space root only', async () => {
+        const sp = await newSpace();
+        await expectCode(put(sp, '.stowage', 'x'), 'INVALID_ARGUMENT', 'reserved-name');
+        await expectCode(storage.mkdir(at(sp, '.stowage')), 'INVALID_ARGUMENT', 'reserved-name');
+        await expectCode(storage.stat(at(sp, '.stowage/anything')), 'INVALID_ARGUMENT', 'reserved-name');
+        await expectCode(storage.list(at(sp, '.stowage')).next(), 'INVALID_ARGUMENT', 'reserved-name');
+        await storage.mkdir(at(sp, 'sub'));
+        await put(sp, 'sub/.stowage', 'fine below the root');
+        expect(await get(at(sp, 'sub/.stowage'))).toBe('fine below the root');
+        expect(await names(at(sp))).toEqual(['sub']);
+      });
+
+      it('never resolves ".." even when a driver is called directly', async () => {
+        const sp = await newSpace();
+        for (const segments of [['..'], ['..', '..', 'etc', 'passwd'], ['a/b'], ['nul\0']]) {
+          try {
+            const info = await driver.stat({ spaceId: sp.id, segments });
+            throw new Error(`driver resolved ${JSON.stringify(segments)} to ${info.path}`);
+          } catch (err) {
+            expect(err).toBeInstanceOf(StorageError);
+            expect(['INVALID_ARGUMENT', 'NOT_FOUND']).toContain((err as StorageError).code);
+          }
+        }
+      });
+    });
+
+    // ------------------------------------------------------------------ errors
+    describe('not-found, is-a-folder, already-exists', () => {
+      it('tells them apart', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'dir'));
+        await put(sp, 'file.txt', 'x');
+        await expectCode(storage.stat(at(sp, 'missing')), 'NOT_FOUND');
+        await expectCode(storage.stat(at(sp, 'file.txt/below')), 'NOT_FOUND');
+        await expectCode(storage.read(at(sp, 'missing')), 'NOT_FOUND');
+        await expectCode(storage.read(at(sp, 'dir')), 'FAILED_PRECONDITION', 'is-folder');
+        await expectCode(storage.list(at(sp, 'file.txt')).next(), 'FAILED_PRECONDITION', 'not-folder');
+        await expectCode(storage.list(at(sp, 'missing')).next(), 'NOT_FOUND');
+        await expectCode(storage.mkdir(at(sp, 'dir')), 'ALREADY_EXISTS');
+        await expectCode(storage.mkdir(at(sp, 'file.txt')), 'ALREADY_EXISTS');
+        await expectCode(put(sp, 'dir', 'x'), 'FAILED_PRECONDITION', 'is-folder');
+        await expectCode(put(sp, 'missing/new.txt', 'x'), 'FAILED_PRECONDITION', 'parent-missing');
+        await expectCode(put(sp, 'file.txt/new.txt', 'x'), 'FAILED_PRECONDITION', 'parent-missing');
+        await expectCode(storage.mkdir(at(sp, 'missing/sub')), 'FAILED_PRECONDITION', 'parent-missing');
+        await expectCode(storage.delete(at(sp, 'missing')), 'NOT_FOUND');
+        await expectCode(storage.move(at(sp, 'missing'), at(sp, 'x')), 'NOT_FOUND');
+        await expectCode(
+          storage.move(at(sp, 'file.txt'), at(sp, 'missing/x')),
+          'FAILED_PRECONDITION',
+          'parent-missing',
+        );
+        expect(await names(at(sp))).toEqual(['dir', 'file.txt']);
+      });
+
+      it('creates parents with mkdir -p and accepts existing folders', async () => {
+        const sp = await newSpace();
+        const info = await storage.mkdir(at(sp, 'a/b/c'), { parents: true });
+        expect(info.path).toBe('/a/b/c');
+        await storage.mkdir(at(sp, 'a/b/c'), { parents: true });
+        await put(sp, 'a/f', 'x');
+        await expectCode(storage.mkdir(at(sp, 'a/f/g'), { parents: true }), 'ALREADY_EXISTS');
+      });
+    });
+
+    // ------------------------------------------------------------------ folders & propagation
+    describe('folders and propagation', () => {
+      it('lists children with ids, types and sizes', async () => {
+        const sp = await newSpace();
+        const d = await storage.mkdir(at(sp, 'docs'));
+        expect(d.type).toBe('folder');
+        expect(d.size).toBe(0);
+        expect(d.mimeType).toBe('httpd/unix-directory');
+        await put(sp, 'docs/a.txt', 'aaa');
+        await storage.mkdir(at(sp, 'docs/sub'));
+        const kids: ResourceInfo[] = [];
+        for await (const i of storage.list(at(sp, 'docs'))) kids.push(i);
+        kids.sort((x, y) => x.name.localeCompare(y.name));
+        expect(kids.map((k) => [k.name, k.type, k.size, k.path])).toEqual([
+          ['a.txt', 'file', 3, '/docs/a.txt'],
+          ['sub', 'folder', 0, '/docs/sub'],
+        ]);
+        for (const k of kids) expect(k.parentId?.opaqueId).toBe(d.id.opaqueId);
+        expect(new Set(kids.map((k) => k.id.opaqueId)).size).toBe(2);
+      });
+
+      it('propagates tree size, mtime and etag to the space root', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'a/b/c'), { parents: true });
+        await storage.mkdir(at(sp, 'side'));
+        const before = await Promise.all(
+          ['', 'a', 'a/b', 'a/b/c', 'side'].map((p) => storage.stat(at(sp, p))),
+        );
+        await new Promise((r) => setTimeout(r, 2));
+        await put(sp, 'a/b/c/deep.bin', Buffer.alloc(1000));
+        const after = await Promise.all(
+          ['', 'a', 'a/b', 'a/b/c', 'side'].map((p) => storage.stat(at(sp, p))),
+        );
+        for (let i = 0; i < 4; i++) {
+          expect(after[i]!.size).toBe(1000);
+          expect(after[i]!.etag).not.toBe(before[i]!.etag);
+          expect(after[i]!.mtime).toBeGreaterThan(before[i]!.mtime);
+        }
+        expect(after[4]!.etag).toBe(before[4]!.etag);
+        expect(after[4]!.size).toBe(0);
+        expect((await storage.getSpace(sp.id)).used).toBe(1000);
+        await put(sp, 'a/b/c/deep.bin', Buffer.alloc(400));
+        expect((await storage.stat(at(sp, 'a'))).size).toBe(400);
+        await storage.delete(at(sp, 'a/b/c/deep.bin'));
+        expect((await storage.stat(at(sp, 'a'))).size).toBe(0);
+        expect((await storage.getSpace(sp.id)).used).toBe(0);
+      });
+
+      it('changes the root etag on every kind of change', async () => {
+        const sp = await newSpace();
+        const etags = new Set<string>();
+        const snap = async () => etags.add((await storage.stat(at(sp))).etag);
+        await snap();
+        await storage.mkdir(at(sp, 'd'));
+        await snap();
+        await put(sp, 'd/f', 'x');
+        await snap();
+        await put(sp, 'd/f', 'y');
+        await snap();
+        await storage.move(at(sp, 'd/f'), at(sp, 'd/g'));
+        await snap();
+        await storage.delete(at(sp, 'd/g'));
+        await snap();
+        expect(etags.size).toBe(6);
+      });
+
+      it('deletes folders recursively; their children are gone by path and by id', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'x/y'), { parents: true });
+        const f = await put(sp, 'x/y/f.txt', '12345');
+        const deleted = await storage.delete(at(sp, 'x'));
+        expect(deleted.name).toBe('x');
+        expect(deleted.type).toBe('folder');
+        await expectCode(storage.stat(at(sp, 'x/y/f.txt')), 'NOT_FOUND');
+        await expectCode(storage.stat({ resourceId: f.id }), 'NOT_FOUND');
+        expect((await storage.getSpace(sp.id)).used).toBe(0);
+        expect(await names(at(sp))).toEqual([]);
+      });
+
+      it(`streams a folder of ${many} entries`, async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'many'));
+        for (let i = 0; i < many; i += 50) {
+          await Promise.all(
+            Array.from({ length: Math.min(50, many - i) }, (_, j) => put(sp, `many/f-${i + j}`, `${i + j}`)),
+          );
+        }
+        const ids = new Set<string>();
+        let bytes = 0;
+        for await (const e of storage.list(at(sp, 'many'), { fields: [] })) {
+          ids.add(e.id.opaqueId);
+          bytes += e.size;
+          expect(e.etag).toBeTruthy();
+        }
+        expect(ids.size).toBe(many);
+        expect((await storage.stat(at(sp, 'many'))).size).toBe(bytes);
+      });
+    });
+
+    // ------------------------------------------------------------------ ids
+    describe('ids', () => {
+      it('resolves ids, and ids with relative paths', async () => {
+        const sp = await newSpace();
+        const d = await storage.mkdir(at(sp, 'folder'));
+        const f = await put(sp, 'folder/file.txt', 'by id');
+        expect((await storage.stat({ resourceId: f.id })).path).toBe('/folder/file.txt');
+        expect(await get({ resourceId: f.id })).toBe('by id');
+        expect(await get({ resourceId: d.id, path: 'file.txt' })).toBe('by id');
+        expect(await get({ resourceId: d.id, path: './file.txt' })).toBe('by id');
+        expect(await get(formatResourceId(f.id))).toBe('by id');
+        expect(await get({ resourceId: { ...f.id, storageId: '' } })).toBe('by id');
+        await expectCode(storage.stat({ resourceId: { ...f.id, opaqueId: randomUUID() } }), 'NOT_FOUND');
+        await expectCode(storage.stat({ resourceId: { ...f.id, spaceId: randomUUID() } }), 'NOT_FOUND');
+        await expectCode(storage.stat({ resourceId: 'not an id/x' }), 'INVALID_ARGUMENT');
+      });
+
+      it('keeps ids across renames and moves of files and folders', async () => {
+        const sp = await newSpace();
+        const d = await storage.mkdir(at(sp, 'd'));
+        const f = await put(sp, 'd/f.txt', 'x');
+        await storage.mkdir(at(sp, 'e'));
+        const moved = await storage.move(at(sp, 'd/f.txt'), at(sp, 'e/g.txt'));
+        expect(moved.id).toEqual(f.id);
+        expect(moved.path).toBe('/e/g.txt');
+        expect((await storage.stat({ resourceId: f.id })).path).toBe('/e/g.txt');
+        await storage.move(at(sp, 'e/g.txt'), at(sp, 'd/f.txt'));
+        const dm = await storage.move(at(sp, 'd'), at(sp, 'e/renamed'));
+        expect(dm.id).toEqual(d.id);
+        const again = await storage.stat({ resourceId: f.id });
+        expect(again.path).toBe('/e/renamed/f.txt');
+        expect(again.parentId?.opaqueId).toBe(d.id.opaqueId);
+        expect(await get({ resourceId: d.id, path: 'f.txt' })).toBe('x');
+      });
+
+      it('gives every resource its own id', async () => {
+        const sp = await newSpace();
+        const ids = new Set<string>([sp.id]);
+        await storage.mkdir(at(sp, 'a'));
+        for (let i = 0; i < 20; i++) ids.add((await put(sp, `a/${i}`, `${i}`)).id.opaqueId);
+        ids.add((await storage.stat(at(sp, 'a'))).id.opaqueId);
+        expect(ids.size).toBe(22);
+      });
+    });
+
+    // ------------------------------------------------------------------ move
+    describe('move', () => {
+      it('renames, replaces with overwrite, and refuses otherwise', async () => {
+        const sp = await newSpace();
+        const a = await put(sp, 'a.txt', 'A');
+        const b = await put(sp, 'b.txt', 'BB');
+        await expectCode(storage.move(at(sp, 'a.txt'), at(sp, 'b.txt')), 'ALREADY_EXISTS');
+        expect(await get(at(sp, 'b.txt'))).toBe('BB');
+        const m = await storage.move(at(sp, 'a.txt'), at(sp, 'b.txt'), { overwrite: true });
+        expect(m.id).toEqual(a.id);
+        expect(await get(at(sp, 'b.txt'))).toBe('A');
+        await expectCode(storage.stat({ resourceId: b.id }), 'NOT_FOUND');
+        expect(await names(at(sp))).toEqual(['b.txt']);
+        expect((await storage.getSpace(sp.id)).used).toBe(1);
+      });
+
+      it('replaces a folder with overwrite and keeps sizes exact', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'src'));
+        await put(sp, 'src/1', '1111');
+        await storage.mkdir(at(sp, 'dst/deep'), { parents: true });
+        await put(sp, 'dst/deep/2', '22');
+        await storage.move(at(sp, 'src'), at(sp, 'dst'), { overwrite: true });
+        expect(await names(at(sp, 'dst'))).toEqual(['1']);
+        expect((await storage.getSpace(sp.id)).used).toBe(4);
+      });
+
+      it('refuses to move a folder into itself or onto itself', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'p/q'), { parents: true });
+        await expectCode(storage.move(at(sp, 'p'), at(sp, 'p/q/p')), 'INVALID_ARGUMENT', 'into-itself');
+        await expectCode(storage.move(at(sp, 'p'), at(sp, 'p')), 'INVALID_ARGUMENT', 'into-itself');
+        await expectCode(
+          storage.move(at(sp, 'p/q'), at(sp, 'p'), { overwrite: true }),
+          'INVALID_ARGUMENT',
+          'into-itself',
+        );
+        expect(await names(at(sp, 'p'))).toEqual(['q']);
+      });
+
+      it('refuses to move across spaces', async () => {
+        const a = await newSpace();
+        const b = await newSpace();
+        await put(a, 'f', 'x');
+        await expectCode(storage.move(at(a, 'f'), at(b, 'f')), 'UNIMPLEMENTED', 'cross-space');
+        expect(await get(at(a, 'f'))).toBe('x');
+      });
+
+      it('moves between folders and updates both trees', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'from/x'), { parents: true });
+        await storage.mkdir(at(sp, 'to'));
+        await put(sp, 'from/x/f', Buffer.alloc(300));
+        const e1 = (await storage.stat(at(sp, 'to'))).etag;
+        await storage.move(at(sp, 'from/x'), at(sp, 'to/x'));
+        expect((await storage.stat(at(sp, 'from'))).size).toBe(0);
+        const to = await storage.stat(at(sp, 'to'));
+        expect(to.size).toBe(300);
+        expect(to.etag).not.toBe(e1);
+        expect((await storage.getSpace(sp.id)).used).toBe(300);
+      });
+    });
+
+    // ------------------------------------------------------------------ copy
+    describe.skipIf(!features.copy)('capability: copy', () => {
+      it('copies a file with a new id and the same content and checksums', async () => {
+        const sp = await newSpace();
+        const a = await put(sp, 'a.txt', 'hello', { mtime: Date.UTC(2010, 0, 1) });
+        const c = await storage.copy(at(sp, 'a.txt'), at(sp, 'c.txt'));
+        expect(c.id).not.toEqual(a.id);
+        expect(c.checksums).toEqual(HELLO);
+        expect(c.mtime).toBe(a.mtime);
+        expect(await get(at(sp, 'c.txt'))).toBe('hello');
+        expect((await storage.getSpace(sp.id)).used).toBe(10);
+      });
+
+      it('copies folders recursively with new ids', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'src/sub'), { parents: true });
+        const f = await put(sp, 'src/sub/f', 'abc');
+        await put(sp, 'src/g', 'de');
+        const c = await storage.copy(at(sp, 'src'), at(sp, 'dst'));
+        expect(c.size).toBe(5);
+        expect(await get(at(sp, 'dst/sub/f'))).toBe('abc');
+        const cf = await storage.stat(at(sp, 'dst/sub/f'));
+        expect(cf.id).not.toEqual(f.id);
+        expect((await storage.stat({ resourceId: cf.id })).path).toBe('/dst/sub/f');
+        expect((await storage.stat({ resourceId: f.id })).path).toBe('/src/sub/f');
+        expect((await storage.getSpace(sp.id)).used).toBe(10);
+      });
+
+      it('honours overwrite and refuses copies into themselves', async () => {
+        const sp = await newSpace();
+        await put(sp, 'a', 'A');
+        await put(sp, 'b', 'B');
+        await expectCode(storage.copy(at(sp, 'a'), at(sp, 'b')), 'ALREADY_EXISTS');
+        await storage.copy(at(sp, 'a'), at(sp, 'b'), { overwrite: true });
+        expect(await get(at(sp, 'b'))).toBe('A');
+        await storage.mkdir(at(sp, 'd'));
+        await expectCode(storage.copy(at(sp, 'd'), at(sp, 'd/inner')), 'INVALID_ARGUMENT', 'into-itself');
+        await expectCode(storage.copy(at(sp, 'missing'), at(sp, 'x')), 'NOT_FOUND');
+        await expectCode(
+          storage.copy(at(sp, 'a'), at(sp, 'missing/x')),
+          'FAILED_PRECONDITION',
+          'parent-missing',
+        );
+      });
+
+      it('copies across spaces', async () => {
+        const a = await newSpace();
+        const b = await newSpace();
+        await put(a, 'f', 'cross');
+        await storage.copy(at(a, 'f'), at(b, 'f'));
+        expect(await get(at(b, 'f'))).toBe('cross');
+        expect((await storage.getSpace(b.id)).used).toBe(5);
+      });
+    });
+
+    // ------------------------------------------------------------------ metadata
+    describe.skipIf(!features.metadata)('capability: metadata', () => {
+      it('sets, reads only when asked, and unsets keys', async () => {
+        const sp = await newSpace();
+        await put(sp, 'm.txt', 'x');
+        await storage.setMetadata(at(sp, 'm.txt'), { 'http://example.org/ns:color': 'blue', tag: 'a' });
+        expect((await storage.stat(at(sp, 'm.txt'))).metadata).toBeUndefined();
+        expect((await storage.stat(at(sp, 'm.txt'), { metadataKeys: ['tag', 'absent'] })).metadata).toEqual({
+          tag: 'a',
+        });
+        expect((await storage.stat(at(sp, 'm.txt'), { metadataKeys: '*' })).metadata).toEqual({
+          'http://example.org/ns:color': 'blue',
+          tag: 'a',
+        });
+        await storage.setMetadata(at(sp, 'm.txt'), { tag: 'b' });
+        await storage.unsetMetadata(at(sp, 'm.txt'), ['http://example.org/ns:color', 'never-set']);
+        expect((await storage.stat(at(sp, 'm.txt'), { metadataKeys: '*' })).metadata).toEqual({ tag: 'b' });
+        const listed: ResourceInfo[] = [];
+        for await (const i of storage.list(at(sp), { metadataKeys: ['tag'] })) listed.push(i);
+        expect(listed[0]!.metadata).toEqual({ tag: 'b' });
+      });
+
+      it('keeps metadata on folders, across moves and overwrites, without changing the etag', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'd'));
+        await storage.setMetadata(at(sp, 'd'), { k: 'folder' });
+        const f = await put(sp, 'd/f', 'x');
+        await storage.setMetadata(at(sp, 'd/f'), { k: 'file' });
+        expect((await storage.stat(at(sp, 'd/f'))).etag).toBe(f.etag);
+        await storage.move(at(sp, 'd'), at(sp, 'e'));
+        await put(sp, 'e/f', 'y');
+        expect((await storage.stat(at(sp, 'e'), { metadataKeys: ['k'] })).metadata).toEqual({ k: 'folder' });
+        expect((await storage.stat(at(sp, 'e/f'), { metadataKeys: ['k'] })).metadata).toEqual({ k: 'file' });
+      });
+
+      it('holds large metadata (beyond what fits in xattrs)', async () => {
+        const sp = await newSpace();
+        await put(sp, 'big-md', 'x');
+        const values: Record<string, string> = {};
+        for (let i = 0; i < 40; i++) values[`key-${i}`] = `${i}:`.padEnd(1000, 'v');
+        values.huge = 'h'.repeat(60_000);
+        await storage.setMetadata(at(sp, 'big-md'), values);
+        expect((await storage.stat(at(sp, 'big-md'), { metadataKeys: '*' })).metadata).toEqual(values);
+        await storage.unsetMetadata(
+          at(sp, 'big-md'),
+          Object.keys(values).filter((k) => k !== 'key-7'),
+        );
+        expect((await storage.stat(at(sp, 'big-md'), { metadataKeys: '*' })).metadata).toEqual({
+          'key-7': values['key-7'],
+        });
+      });
+
+      it('refuses invalid metadata and changes nothing', async () => {
+        const sp = await newSpace();
+        await put(sp, 'f', 'x');
+        await storage.setMetadata(at(sp, 'f'), { a: '1' });
+        await expectCode(storage.setMetadata(at(sp, 'f'), { a: '2', '': 'empty key' }), 'INVALID_ARGUMENT');
+        await expectCode(storage.setMetadata(at(sp, 'f'), { a: '2', b: 'nul\0' }), 'INVALID_ARGUMENT');
+        await expectCode(
+          storage.setMetadata(at(sp, 'f'), { a: 'x'.repeat(70_000) }),
+          'INVALID_ARGUMENT',
+          'metadata-too-large',
+        );
+        expect((await storage.stat(at(sp, 'f'), { metadataKeys: '*' })).metadata).toEqual({ a: '1' });
+        await expectCode(storage.setMetadata(at(sp, 'missing'), { a: '1' }), 'NOT_FOUND');
+      });
+
+      it('copies metadata with copy', async () => {
+        if (!features.copy) return;
+        const sp = await newSpace();
+        await put(sp, 'f', 'x');
+        await storage.setMetadata(at(sp, 'f'), { a: '1' });
+        await storage.copy(at(sp, 'f'), at(sp, 'g'));
+        expect((await storage.stat(at(sp, 'g'), { metadataKeys: '*' })).metadata).toEqual({ a: '1' });
+      });
+    });
+
+    // ------------------------------------------------------------------ symlinks on disk
+    describe.skipIf(!target.disk)('symlinks on disk', () => {
+      let outside: string;
+      beforeAll(async () => {
+        outside = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-outside-'));
+        await fs.writeFile(path.join(outside, 'secret.txt'), 'TOP SECRET');
+      });
+      afterAll(async () => {
+        await fs.rm(outside, { recursive: true, force: true });
+      });
+
+      it('never follows symlinks that point outside the space', async () => {
+        const sp = await newSpace();
+        const root = await target.disk!.spaceRoot(driver, sp);
+        await fs.mkdir(path.join(root, 'real'));
+        await fs.symlink(outside, path.join(root, 'real', 'out-dir'));
+        await fs.symlink(path.join(outside, 'secret.txt'), path.join(root, 'out-file'));
+        await fs.symlink('../../../../../../../../../../', path.join(root, 'up'));
+        await expectCode(storage.read(at(sp, 'out-file')), 'NOT_FOUND');
+        await expectCode(storage.stat(at(sp, 'out-file')), 'NOT_FOUND');
+        await expectCode(storage.read(at(sp, 'real/out-dir/secret.txt')), 'NOT_FOUND');
+        await expectCode(storage.stat(at(sp, 'real/out-dir')), 'NOT_FOUND');
+        await expectCode(storage.list(at(sp, 'real/out-dir')).next(), 'NOT_FOUND');
+        await expectCode(storage.stat(at(sp, 'up/etc/passwd')), 'NOT_FOUND');
+        await expectCode(put(sp, 'real/out-dir/planted.txt', 'x'), 'FAILED_PRECONDITION', 'parent-missing');
+        await expectCode(put(sp, 'out-file', 'overwrite through link'), 'FAILED_PRECONDITION');
+        await expectCode(
+          storage.mkdir(at(sp, 'real/out-dir/newdir')),
+          'FAILED_PRECONDITION',
+          'parent-missing',
+        );
+        if (features.metadata)
+          await expectCode(storage.setMetadata(at(sp, 'out-file'), { a: 'b' }), 'NOT_FOUND');
+        await expectCode(storage.move(at(sp, 'real/out-dir/secret.txt'), at(sp, 'stolen.txt')), 'NOT_FOUND');
+        if (features.copy)
+          await expectCode(
+            storage.copy(at(sp, 'real/out-dir/secret.txt'), at(sp, 'stolen.txt')),
+            'NOT_FOUND',
+          );
+        expect(await names(at(sp, 'real'))).toEqual([]);
+        expect(await names(at(sp))).toEqual(['real']);
+        expect(await fs.readdir(outside)).toEqual(['secret.txt']);
+        expect(await fs.readFile(path.join(outside, 'secret.txt'), 'utf8')).toBe('TOP SECRET');
+        // Deleting or copying the folder that holds a link must not touch the link's target.
+        if (features.copy) await storage.copy(at(sp, 'real'), at(sp, 'real-copy'));
+        await storage.delete(at(sp, 'real'));
+        expect(await fs.readFile(path.join(outside, 'secret.txt'), 'utf8')).toBe('TOP SECRET');
+      });
+    });
+
+    // ------------------------------------------------------------------ persistence
+    describe.skipIf(!target.reopen)('persistence', () => {
+      it('keeps content, ids, etags and sizes across a restart', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'd'));
+        const f = await put(sp, 'd/f.txt', 'persist me', { mtime: Date.UTC(2015, 5, 5) });
+        if (features.metadata) await storage.setMetadata(at(sp, 'd/f.txt'), { k: 'v' });
+        const root = await storage.stat(at(sp));
+        driver = await target.reopen!(driver);
+        storage = new StorageProvider({ drivers: driver });
+        const again = await storage.stat({ resourceId: f.id });
+        expect(again.path).toBe('/d/f.txt');
+        expect(again.etag).toBe(f.etag);
+        expect(again.mtime).toBe(f.mtime);
+        expect(again.checksums).toEqual(f.checksums);
+        expect(await get(at(sp, 'd/f.txt'))).toBe('persist me');
+        const root2 = await storage.stat(at(sp));
+        expect(root2.etag).toBe(root.etag);
+        expect(root2.size).toBe(10);
+        if (features.metadata) {
+          expect((await storage.stat(at(sp, 'd/f.txt'), { metadataKeys: '*' })).metadata).toEqual({ k: 'v' });
+        }
+        expect((await storage.getSpace(sp.alias)).name).toBe(sp.name);
+      });
+    });
+
+    // ------------------------------------------------------------------ wrappers
+    describe('wrappers', () => {
+      it('readOnly forwards every capability, reads pass and writes are refused', async () => {
+        const sp = await newSpace();
+        await put(sp, 'r.txt', 'read me');
+        const ro = new StorageProvider({ drivers: readOnly(driver) });
+        expect(Object.keys(readOnly(driver).features).sort()).toEqual(Object.keys(driver.features).sort());
+        expect(await (async () => (await collect((await ro.read(at(sp, 'r.txt'))).body!)).toString())()).toBe(
+          'read me',
+        );
+        await expectCode(ro.write(at(sp, 'w.txt'), 'x'), 'PERMISSION_DENIED');
+        await expectCode(ro.mkdir(at(sp, 'd')), 'PERMISSION_DENIED');
+        await expectCode(ro.delete(at(sp, 'r.txt')), 'PERMISSION_DENIED');
+        await expectCode(ro.move(at(sp, 'r.txt'), at(sp, 'x')), 'PERMISSION_DENIED');
+        if (features.copy) await expectCode(ro.copy(at(sp, 'r.txt'), at(sp, 'x')), 'PERMISSION_DENIED');
+        if (features.metadata)
+          await expectCode(ro.setMetadata(at(sp, 'r.txt'), { a: 'b' }), 'PERMISSION_DENIED');
+        if (features.spaces)
+          await expectCode(ro.createSpace({ type: 'project', name: 'no' }), 'PERMISSION_DENIED');
+        expect(await names(at(sp))).toEqual(['r.txt']);
+      });
+    });
+  });
+}
