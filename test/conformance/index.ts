@@ -18,7 +18,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { collect } from '../../src/core/body.js';
 import type { Driver } from '../../src/core/driver.js';
 import { StorageError } from '../../src/core/errors.js';
@@ -934,16 +934,10 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
 
     // ------------------------------------------------------------------ symlinks on disk
     describe.skipIf(!target.disk)('symlinks on disk', () => {
-      let outside: string;
-      beforeAll(async () => {
-        outside = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-outside-'));
-        await fs.writeFile(path.join(outside, 'secret.txt'), 'TOP SECRET');
-      });
-      afterAll(async () => {
-        await fs.rm(outside, { recursive: true, force: true });
-      });
-
       it('never follows symlinks that point outside the space', async () => {
+        const outside = await fs.mkdtemp(path.join(os.tmpdir(), 'stowage-outside-'));
+        onTestFinished(() => fs.rm(outside, { recursive: true, force: true }));
+        await fs.writeFile(path.join(outside, 'secret.txt'), 'TOP SECRET');
         const sp = await newSpace();
         const root = await target.disk!.spaceRoot(driver, sp);
         await fs.mkdir(path.join(root, 'real'));
