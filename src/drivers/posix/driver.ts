@@ -1,0 +1,1555 @@
+/**
+ * The POSIX driver: a human-readable tree with all metadata in xattrs on the storage itself.
+ *
+ * Layout under `root`:
+ * ```
+ * .stowage/format.json            {format, storageId}
+ * .stowage/spaces/<space id>      symlink text: the space's alias (space id -> folder index)
+ * .stowage/lock, .stowage/tmp/    space creation/deletion
+ * spaces/personal/<username>/     a space root: the user's files, as they are
+ * spaces/project/<slug>/          another one
+ * spaces/<type>/<name>/.stowage/  per space: lock (+intent), tmp/, ids/ (id index), meta/ (sidecars)
+ * ```
+ *
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { bodyChunks } from '../../core/body.js';
+import { ChecksumAccumulator, verifyChecksums } from '../../core/checksums.js';
+import { checkWriteConditions, evaluateConditions, resolveRange } from '../../core/conditions.js';
+import type { Body, Driver, Features, MutationOptions } from '../../core/driver.js';
+import { StorageError, toStorageError } from '../../core/errors.js';
+import { fileEtag, folderEtag, nextTreeTime, nowUs } from '../../core/etag.js';
+import { FOLDER_MIME_TYPE, mimeTypeOf } from '../../core/mime.js';
+import { checkName, printable, RESERVED_ROOT_NAME, slugify } from '../../core/refs.js';
+import type {
+  CreateSpaceInput,
+  ListOptions,
+  MoveOptions,
+  NodeRef,
+  ReadOptions,
+  ReadResult,
+  ResourceInfo,
+  Space,
+  SpaceFilter,
+  StatOptions,
+  UpdateSpaceInput,
+  WriteOptions,
+} from '../../core/types.js';
+import { DEFAULT_FIELDS } from '../../core/types.js';
+import { CommitLock } from './lock.js';
+import type { Native } from './native.js';
+import {
+  decodeRecord,
+  encodeRecord,
+  isValidId,
+  type NodeRecord,
+  type SpaceProps,
+  XATTR_META,
+  XATTR_NODE,
+  XATTR_PREFIX,
+} from './record.js';
+import { keyOf, PosixSpace, parseMetadata, type SpaceEnv, segsOf } from './space.js';
+import { DirSyncer, isMissing, mapOrdered, toUtimeSeconds } from './util.js';
+
+/** Options of the POSIX driver. */
+export interface PosixDriverOptions {
+  /** Folder holding the storage; created when missing. */
+  root: string;
+  /** Storage id for a new root (default: a random UUID). An existing root keeps its own; a different one is refused. */
+  storageId?: string;
+  /** fsync files and folders before acknowledging a write (default true). */
+  durable?: boolean;
+  /** Give up waiting for a space's commit lock after this long (default 60 s). */
+  lockTimeoutMs?: number;
+  /** Minimum time between two full id scans of one space (default 60 s). */
+  scanIntervalMs?: number;
+  /** Parallel stat+getxattr calls per listing (default 16). */
+  listConcurrency?: number;
+  /** Largest arbitrary metadata kept inline in an xattr; larger goes to a sidecar (default 1536 bytes). */
+  inlineMetadataBytes?: number;
+  /** Where background failures are reported (default: nowhere). Never receives file contents or secrets. */
+  log?: (message: string, error?: unknown) => void;
+  /** @internal Fault injection for crash tests. */
+  hooks?: PosixHooks;
+}
+
+/** @internal Called at points where a crash is interesting. */
+export interface PosixHooks {
+  /** After the commit lock is held and the intent recorded, before the first rename. */
+  beforeRename?(op: string): void | Promise<void>;
+  /** After the rename, before propagation. */
+  afterRename?(op: string): void | Promise<void>;
+}
+
+/** The POSIX driver, with a few extras for tools and tests. */
+export interface PosixDriver extends Driver {
+  /** Absolute, canonical root folder. */
+  readonly root: string;
+  /** Absolute path of a space's root folder. */
+  spacePath(idOrAlias: string): Promise<string>;
+  /** Wait until background work (removal of deleted trees) is done. */
+  idle(): Promise<void>;
+}
+
+const FORMAT = 1;
+const SPACE_TYPES = ['personal', 'project'] as const;
+const BUFFER_BYTES = 256 * 1024;
+const SPACE_RECHECK_MS = 2000;
+
+interface Loaded {
+  st: fs.Stats;
+  rec: NodeRecord;
+}
+
+/** Open (or create) a POSIX storage at `options.root`. */
+export async function openPosixDriver(native: Native, options: PosixDriverOptions): Promise<PosixDriver> {
+  if (!options?.root) throw new StorageError('INVALID_ARGUMENT', 'the posix driver needs a root folder');
+  await fsp.mkdir(options.root, { recursive: true });
+  const root = await fsp.realpath(path.resolve(options.root));
+  // Refuse filesystems without user xattrs early and clearly.
+  try {
+    await native.setxattr(root, `${XATTR_PREFIX}probe`, '1');
+    await native.removexattr(root, `${XATTR_PREFIX}probe`);
+  } catch (err) {
+    throw new StorageError(
+      'UNAVAILABLE',
+      `${root}: the filesystem does not support user extended attributes (${(err as NodeJS.ErrnoException).code})`,
+      { cause: err },
+    );
+  }
+  for (const d of ['.stowage/tmp', '.stowage/spaces', 'spaces/personal', 'spaces/project']) {
+    await fsp.mkdir(`${root}/${d}`, { recursive: true });
+  }
+  const formatFile = `${root}/.stowage/format.json`;
+  let storageId: string;
+  try {
+    const fmt = JSON.parse(await fsp.readFile(formatFile, 'utf8')) as { format: number; storageId: string };
+    if (fmt.format !== FORMAT) {
+      throw new StorageError(
+        'FAILED_PRECONDITION',
+        `${root}: storage format ${fmt.format}, this version reads ${FORMAT}`,
+      );
+    }
+    storageId = fmt.storageId;
+    if (options.storageId && options.storageId !== storageId) {
+      throw new StorageError(
+        'INVALID_ARGUMENT',
+        `${root} has storage id ${storageId}, not ${options.storageId}`,
+      );
+    }
+  } catch (err) {
+    if (!isMissing(err)) throw err instanceof StorageError ? err : toStorageError(err, formatFile);
+    storageId = options.storageId ?? randomUUID();
+    const tmp = `${formatFile}.${randomUUID()}`;
+    await fsp.writeFile(tmp, `${JSON.stringify({ format: FORMAT, storageId })}\n`, { flag: 'wx' });
+    try {
+      await fsp.link(tmp, formatFile); // fails if another process initialised first
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      storageId = (JSON.parse(await fsp.readFile(formatFile, 'utf8')) as { storageId: string }).storageId;
+    } finally {
+      await fsp.unlink(tmp).catch(() => {});
+    }
+  }
+  const driver = new Posix(native, root, storageId, options);
+  await driver.init();
+  return driver;
+}
+
+class Posix implements PosixDriver {
+  readonly kind = 'posix';
+  readonly features: Features;
+  private readonly durable: boolean;
+  private readonly scanIntervalMs: number;
+  private readonly listConcurrency: number;
+  private readonly inlineMetadataBytes: number;
+  private readonly spaces = new Map<string, { sp: PosixSpace; checked: number }>();
+  private readonly rootLock: CommitLock;
+  private readonly syncer = new DirSyncer();
+  private readonly background = new Set<Promise<void>>();
+  private readonly spaceEnv: SpaceEnv;
+  private closed = false;
+
+  constructor(
+    private readonly native: Native,
+    readonly root: string,
+    readonly storageId: string,
+    private readonly options: PosixDriverOptions,
+  ) {
+    this.durable = options.durable ?? true;
+    this.scanIntervalMs = options.scanIntervalMs ?? 60_000;
+    this.listConcurrency = Math.max(1, options.listConcurrency ?? 16);
+    this.inlineMetadataBytes = options.inlineMetadataBytes ?? 1536;
+    this.rootLock = new CommitLock(
+      native,
+      `${root}/.stowage/lock`,
+      async () => {},
+      options.lockTimeoutMs ?? 60_000,
+    );
+    this.spaceEnv = {
+      native,
+      lockTimeoutMs: options.lockTimeoutMs ?? 60_000,
+      discard: (sp: PosixSpace, tmpName: string) => this.discard(sp, tmpName),
+    };
+    this.features = Object.freeze({
+      copy: Object.freeze({ copy: (s: NodeRef, d: NodeRef, o?: MoveOptions) => this.copy(s, d, o) }),
+      metadata: Object.freeze({
+        set: (r: NodeRef, v: Readonly<Record<string, string>>) => this.setMetadata(r, v),
+        unset: (r: NodeRef, k: readonly string[]) => this.unsetMetadata(r, k),
+      }),
+      spaces: Object.freeze({
+        create: (i: CreateSpaceInput) => this.createSpace(i),
+        update: (id: string, i: UpdateSpaceInput) => this.updateSpace(id, i),
+        delete: (id: string) => this.deleteSpace(id),
+      }),
+    });
+  }
+
+  /** Clean what crashed space creations and deletions left in the root's tmp folder. */
+  async init(): Promise<void> {
+    await this.rootLock.run(async () => {
+      for (const name of await fsp.readdir(`${this.root}/.stowage/tmp`)) {
+        await this.removeTree(`${this.root}/.stowage/tmp/${name}`);
+      }
+    });
+  }
+
+  private log(message: string, err?: unknown): void {
+    this.options.log?.(message, err);
+  }
+
+  private runInBackground(p: Promise<void>): void {
+    const tracked = p.catch((err) => this.log('background task failed', err));
+    this.background.add(tracked);
+    void tracked.finally(() => this.background.delete(tracked));
+  }
+
+  async idle(): Promise<void> {
+    while (this.background.size) await Promise.all([...this.background]);
+  }
+
+  private check(): void {
+    if (this.closed) throw new StorageError('UNAVAILABLE', 'driver is closed');
+  }
+
+  // ================================================================== spaces
+
+  /** The space for an id or alias, verified against its root record at most every 2 s. */
+  private async space(idOrAlias: string): Promise<PosixSpace> {
+    this.check();
+    if (typeof idOrAlias !== 'string' || !idOrAlias || idOrAlias.includes('\0')) {
+      throw new StorageError('NOT_FOUND', 'space not found');
+    }
+    const hit = this.spaces.get(idOrAlias);
+    const now = Date.now();
+    if (hit && now - hit.checked < SPACE_RECHECK_MS) return hit.sp;
+    let alias: string | undefined;
+    let expectId: string | undefined;
+    if (idOrAlias.includes('/')) {
+      alias = idOrAlias;
+    } else {
+      expectId = idOrAlias;
+      if (!isValidId(idOrAlias))
+        throw new StorageError('NOT_FOUND', `space "${printable(idOrAlias)}" not found`);
+      alias =
+        hit?.sp.alias ??
+        (await fsp.readlink(`${this.root}/.stowage/spaces/${idOrAlias}`).catch(() => undefined));
+    }
+    let sp = alias ? await this.openSpace(alias).catch(() => undefined) : undefined;
+    if (expectId && sp?.id !== expectId) {
+      sp = await this.findSpaceById(expectId);
+    }
+    if (!sp) {
+      this.forgetSpace(idOrAlias);
+      throw new StorageError('NOT_FOUND', `space "${printable(idOrAlias)}" not found`);
+    }
+    const prev = this.spaces.get(sp.id)?.sp;
+    const use = prev && prev.root === sp.root ? prev : sp;
+    use.props = sp.props;
+    this.spaces.set(use.id, { sp: use, checked: now });
+    this.spaces.set(use.alias, { sp: use, checked: now });
+    return use;
+  }
+
+  private forgetSpace(key: string): void {
+    const e = this.spaces.get(key);
+    this.spaces.delete(key);
+    if (e) {
+      this.spaces.delete(e.sp.id);
+      this.spaces.delete(e.sp.alias);
+    }
+  }
+
+  private async openSpace(alias: string): Promise<PosixSpace | undefined> {
+    const [type, name, ...rest] = alias.split('/');
+    if (rest.length || !name || !(SPACE_TYPES as readonly string[]).includes(type!)) return undefined;
+    checkName(name);
+    const abs = `${this.root}/spaces/${type}/${name}`;
+    const st = await fsp.lstat(abs).catch(() => undefined);
+    if (!st?.isDirectory()) return undefined;
+    const rec = decodeRecord(await this.native.getxattr(abs, XATTR_NODE));
+    if (!rec?.sp || rec.sp.alias !== alias) return undefined;
+    return new PosixSpace(this.spaceEnv, rec.id, alias, abs, rec.sp);
+  }
+
+  private async findSpaceById(id: string): Promise<PosixSpace | undefined> {
+    for await (const { sp } of this.scanSpaces()) {
+      if (sp.id === id) {
+        await this.writeSpaceIndex(id, sp.alias);
+        return sp;
+      }
+    }
+    return undefined;
+  }
+
+  private async writeSpaceIndex(id: string, alias: string): Promise<void> {
+    const file = `${this.root}/.stowage/spaces/${id}`;
+    const tmp = `${file}.${randomUUID()}`;
+    await fsp.symlink(alias, tmp);
+    await fsp.rename(tmp, file);
+  }
+
+  private async *scanSpaces(): AsyncGenerator<{ sp: PosixSpace; rec: NodeRecord }> {
+    for (const type of SPACE_TYPES) {
+      const dir = `${this.root}/spaces/${type}`;
+      let names: string[];
+      try {
+        names = await fsp.readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        const abs = `${dir}/${name}`;
+        const st = await fsp.lstat(abs).catch(() => undefined);
+        if (!st?.isDirectory()) continue;
+        const rec = decodeRecord(await this.native.getxattr(abs, XATTR_NODE).catch(() => undefined));
+        if (!rec?.sp || rec.sp.alias !== `${type}/${name}`) continue;
+        yield { sp: new PosixSpace(this.spaceEnv, rec.id, rec.sp.alias, abs, rec.sp), rec };
+      }
+    }
+  }
+
+  private spaceOut(id: string, rec: NodeRecord): Space {
+    const p = rec.sp!;
+    const tm = rec.tm ?? 0;
+    return {
+      id,
+      storageId: this.storageId,
+      type: p.type,
+      name: p.name,
+      alias: p.alias,
+      ...(p.desc !== undefined && { description: p.desc }),
+      ...(p.owner && { owner: { ...p.owner } }),
+      ...(p.quota !== undefined && { quota: p.quota }),
+      ...(p.disabled && { disabled: true }),
+      root: { storageId: this.storageId, spaceId: id, opaqueId: id },
+      used: rec.ts ?? 0,
+      mtime: tm / 1000,
+      etag: folderEtag(id, tm),
+    };
+  }
+
+  async *listSpaces(filter?: SpaceFilter): AsyncGenerator<Space> {
+    this.check();
+    for await (const { sp, rec } of this.scanSpaces()) {
+      if (filter?.type && sp.props.type !== filter.type) continue;
+      if (filter?.id && sp.id !== filter.id) continue;
+      if (filter?.ownerId && sp.props.owner?.id !== filter.ownerId) continue;
+      if (sp.props.disabled && !filter?.includeDisabled) continue;
+      yield this.spaceOut(sp.id, rec);
+    }
+  }
+
+  async getSpace(idOrAlias: string): Promise<Space> {
+    const sp = await this.space(idOrAlias);
+    const rec = await sp.record([]);
+    if (!rec?.sp) throw new StorageError('NOT_FOUND', `space "${printable(idOrAlias)}" not found`);
+    return this.spaceOut(sp.id, rec);
+  }
+
+  async spacePath(idOrAlias: string): Promise<string> {
+    return (await this.space(idOrAlias)).root;
+  }
+
+  private async createSpace(input: CreateSpaceInput): Promise<Space> {
+    this.check();
+    const id = input.id ?? randomUUID();
+    if (!isValidId(id)) throw new StorageError('INVALID_ARGUMENT', `invalid space id "${printable(id)}"`);
+    if (input.description !== undefined && Buffer.byteLength(input.description) > 2000) {
+      throw new StorageError('INVALID_ARGUMENT', 'a space description is at most 2000 bytes');
+    }
+    return this.rootLock.run(async () => {
+      if (input.id !== undefined && (await this.space(id).catch(() => undefined))) {
+        throw new StorageError('ALREADY_EXISTS', `space ${id} already exists`);
+      }
+      const taken = async (alias: string) =>
+        !!(await fsp.lstat(`${this.root}/spaces/${alias}`).catch(() => undefined));
+      let alias: string;
+      if (input.alias) {
+        alias = input.alias;
+        const [type, name, ...rest] = alias.split('/');
+        if (type !== input.type || !name || rest.length) {
+          throw new StorageError('INVALID_ARGUMENT', `invalid alias "${printable(alias)}"`);
+        }
+        checkName(name);
+        if (await taken(alias)) throw new StorageError('ALREADY_EXISTS', `space "${alias}" already exists`);
+      } else if (input.type === 'personal') {
+        const who = input.owner?.username ?? input.owner?.id;
+        if (!who) throw new StorageError('INVALID_ARGUMENT', 'a personal space needs an owner');
+        alias = `personal/${checkName(who)}`;
+        if (name(alias) === RESERVED_ROOT_NAME) throw new StorageError('INVALID_ARGUMENT', 'reserved name');
+        if (await taken(alias)) throw new StorageError('ALREADY_EXISTS', `space "${alias}" already exists`);
+      } else {
+        const base = `project/${slugify(input.name)}`;
+        alias = base;
+        for (let n = 2; await taken(alias); n++) alias = `${base}-${n}`;
+      }
+      const props: SpaceProps = {
+        type: input.type,
+        name: input.name,
+        alias,
+        ...(input.owner && { owner: { ...input.owner } }),
+        ...(input.description !== undefined && { desc: input.description }),
+        ...(input.quota !== undefined && { quota: input.quota }),
+      };
+      const staging = `${this.root}/.stowage/tmp/space-${randomUUID()}`;
+      await fsp.mkdir(staging);
+      try {
+        for (const d of ['.stowage', '.stowage/tmp', '.stowage/ids', '.stowage/meta'])
+          await fsp.mkdir(`${staging}/${d}`);
+        const rec: NodeRecord = { id, ts: 0, tm: nowUs(), sp: props };
+        await this.native.setxattr(staging, XATTR_NODE, encodeRecord(rec));
+        if (this.durable) {
+          await this.syncer.sync(`${staging}/.stowage`);
+          await this.syncer.sync(staging);
+        }
+        await fsp.rename(staging, `${this.root}/spaces/${alias}`);
+        await this.writeSpaceIndex(id, alias);
+        if (this.durable) await this.syncer.sync(`${this.root}/spaces/${input.type}`);
+        return this.spaceOut(id, rec);
+      } catch (err) {
+        await this.removeTree(staging);
+        throw toStorageError(err, 'create space');
+      }
+    });
+  }
+
+  private async updateSpace(idOrAlias: string, input: UpdateSpaceInput): Promise<Space> {
+    const sp = await this.space(idOrAlias);
+    if (input.description != null && Buffer.byteLength(input.description) > 2000) {
+      throw new StorageError('INVALID_ARGUMENT', 'a space description is at most 2000 bytes');
+    }
+    return sp.commit(async () => {
+      const rec = sp.recordHeld([]);
+      if (!rec?.sp) throw new StorageError('NOT_FOUND', 'space not found');
+      const p = rec.sp;
+      if (input.name !== undefined) p.name = input.name;
+      if (input.description === null) delete p.desc;
+      else if (input.description !== undefined) p.desc = input.description;
+      if (input.quota === null) delete p.quota;
+      else if (input.quota !== undefined) p.quota = input.quota;
+      if (input.disabled !== undefined) {
+        if (input.disabled) p.disabled = true;
+        else delete p.disabled;
+      }
+      rec.tm = nextTreeTime(rec.tm);
+      sp.writeHeld([], rec);
+      sp.props = p;
+      return this.spaceOut(sp.id, rec);
+    });
+  }
+
+  private async deleteSpace(idOrAlias: string): Promise<void> {
+    const sp = await this.space(idOrAlias);
+    const gone = `${this.root}/.stowage/tmp/rm-${randomUUID()}`;
+    await this.rootLock.run(async () => {
+      await sp.commit(async () => {
+        await fsp.rename(sp.root, gone);
+      });
+      await fsp.unlink(`${this.root}/.stowage/spaces/${sp.id}`).catch(() => {});
+    });
+    await sp.lock.close();
+    this.forgetSpace(sp.id);
+    this.runInBackground(this.removeTree(gone));
+  }
+
+  // ================================================================== resolution
+
+  /** Space-relative segments a reference points at. */
+  private async locate(sp: PosixSpace, ref: NodeRef): Promise<string[]> {
+    for (const s of ref.segments) checkName(s);
+    const base = ref.nodeId === undefined || ref.nodeId === sp.id ? [] : await this.resolveId(sp, ref.nodeId);
+    const segs = base.length ? [...base, ...ref.segments] : [...ref.segments];
+    if (segs[0] === RESERVED_ROOT_NAME) {
+      throw new StorageError('INVALID_ARGUMENT', `"${RESERVED_ROOT_NAME}" is reserved at the space root`, {
+        reason: 'reserved-name',
+      });
+    }
+    return segs;
+  }
+
+  /** Is `id` the node at `key`? Never follows symlinks; false for anything odd. */
+  private async isAt(sp: PosixSpace, key: string, id: string): Promise<boolean> {
+    const segs = segsOf(key);
+    if (segs[0] === RESERVED_ROOT_NAME) return false;
+    try {
+      for (const s of segs) checkName(s);
+      const st = await fsp.lstat(sp.abs(segs));
+      if (!(st.isFile() || st.isDirectory())) return false;
+      return (await sp.record(segs))?.id === id;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Where a node id is now: LRU, index entry, the parent's entry, the parent folder, then a full scan. */
+  private async resolveId(sp: PosixSpace, id: string, depth = 0): Promise<string[]> {
+    if (id === sp.id) return [];
+    if (!isValidId(id) || depth > 256) throw new StorageError('NOT_FOUND', 'resource not found');
+    const cached = sp.index.cached(id);
+    if (cached !== undefined && (await this.isAt(sp, cached, id))) return segsOf(cached);
+    const entry = await sp.index.read(id);
+    if (entry) {
+      if (entry.rel !== cached && (await this.isAt(sp, entry.rel, id))) {
+        sp.index.remember(id, entry.rel);
+        return segsOf(entry.rel);
+      }
+      // Moved with its folder (entry below a moved folder is stale) or renamed around us.
+      const name = segsOf(entry.rel).at(-1);
+      let parentSegs: string[] | undefined;
+      try {
+        parentSegs = await this.resolveId(sp, entry.parent, depth + 1);
+      } catch (err) {
+        if (!StorageError.is(err, 'NOT_FOUND')) throw err;
+      }
+      if (parentSegs && name !== undefined) {
+        const key = keyOf([...parentSegs, name]);
+        if (await this.isAt(sp, key, id)) {
+          await sp.index.write(id, entry.parent, key);
+          return segsOf(key);
+        }
+        const found = await this.findInFolder(sp, parentSegs, id);
+        if (found) {
+          await sp.index.write(id, entry.parent, keyOf(found));
+          return found;
+        }
+      }
+    }
+    const scanned = sp.missing.get(id);
+    if (scanned === undefined || Date.now() - scanned > this.scanIntervalMs) {
+      await this.fullScan(sp);
+      const after = await sp.index.read(id);
+      if (after && (await this.isAt(sp, after.rel, id))) return segsOf(after.rel);
+      sp.missing.set(id, Date.now());
+      if (sp.missing.size > 10_000) sp.missing.delete(sp.missing.keys().next().value!);
+    }
+    throw new StorageError('NOT_FOUND', 'resource not found');
+  }
+
+  private async findInFolder(sp: PosixSpace, segs: string[], id: string): Promise<string[] | undefined> {
+    let dir: fs.Dir;
+    try {
+      dir = await fsp.opendir(sp.abs(segs), { bufferSize: 256 });
+    } catch {
+      return undefined;
+    }
+    for await (const d of dir) {
+      if (d.isSymbolicLink() || (segs.length === 0 && d.name === RESERVED_ROOT_NAME)) continue;
+      const child = [...segs, d.name];
+      const rec = await sp.record(child).catch(() => undefined);
+      if (rec?.id === id) {
+        await dir.close().catch(() => {});
+        return child;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Walk the whole space, rewrite index entries that are wrong, and drop entries of ids that no
+   * longer exist. At most one scan per space at a time and one per `scanIntervalMs`.
+   */
+  private async fullScan(sp: PosixSpace): Promise<void> {
+    if (sp.scanning) return sp.scanning;
+    if (Date.now() - sp.lastScan < this.scanIntervalMs) return;
+    sp.scanning = (async () => {
+      const started = Date.now();
+      const seen = new Set<string>();
+      const walk = async (segs: string[], parentId: string): Promise<void> => {
+        let dir: fs.Dir;
+        try {
+          dir = await fsp.opendir(sp.abs(segs), { bufferSize: 256 });
+        } catch {
+          return;
+        }
+        for await (const d of dir) {
+          if (d.isSymbolicLink() || (segs.length === 0 && d.name === RESERVED_ROOT_NAME)) continue;
+          const child = [...segs, d.name];
+          const st = await fsp.lstat(sp.abs(child)).catch(() => undefined);
+          if (!st || !(st.isFile() || st.isDirectory())) continue;
+          const rec = await sp.record(child).catch(() => undefined);
+          if (rec && !seen.has(rec.id)) {
+            seen.add(rec.id);
+            const key = keyOf(child);
+            const entry = await sp.index.read(rec.id);
+            if (entry?.rel !== key || entry.parent !== parentId) await sp.index.write(rec.id, parentId, key);
+          }
+          if (st.isDirectory() && rec) await walk(child, rec.id);
+        }
+      };
+      await walk([], sp.id);
+      for await (const e of sp.index.entries()) {
+        if (!seen.has(e.id) && e.mtimeMs < started) await sp.index.remove(e.id);
+      }
+      sp.lastScan = Date.now();
+    })().finally(() => {
+      sp.scanning = undefined;
+    });
+    return sp.scanning;
+  }
+
+  /** Fail with NOT_FOUND if any folder between the space root and the node is a symlink. */
+  private async checkReal(sp: PosixSpace, parentSegs: readonly string[]): Promise<void> {
+    if (parentSegs.length === 0) return;
+    const p = sp.abs(parentSegs);
+    let real: string;
+    try {
+      real = await fsp.realpath(p);
+    } catch (err) {
+      throw toStorageError(err, 'path');
+    }
+    if (real !== p)
+      throw new StorageError('NOT_FOUND', 'path leads through a symbolic link', { reason: 'symlink' });
+  }
+
+  /**
+   * lstat + record of a node that must exist as a file or folder reached without symlinks. Nodes
+   * without a record get one; records that disagree with where the node is are reconciled.
+   */
+  private async load(sp: PosixSpace, segs: string[], held = false): Promise<Loaded> {
+    const abs = sp.abs(segs);
+    const real = segs.length >= 2 ? this.checkReal(sp, segs.slice(0, -1)) : undefined;
+    real?.catch(() => {});
+    let st: fs.Stats;
+    try {
+      st = await fsp.lstat(abs);
+    } catch (err) {
+      throw toStorageError(err, `"${printable(segs.at(-1) ?? '/')}"`);
+    }
+    if (real) await real;
+    if (!(st.isFile() || st.isDirectory())) {
+      throw new StorageError('NOT_FOUND', `"${printable(segs.at(-1))}" not found`, {
+        reason: st.isSymbolicLink() ? 'symlink' : undefined,
+      });
+    }
+    let rec = held ? sp.recordHeld(segs) : await sp.record(segs);
+    if (!rec) rec = held ? await sp.assimilateHeld(segs) : await sp.commit(() => sp.assimilateHeld(segs));
+    else rec = await this.checkPlacement(sp, segs, rec, held);
+    return { st, rec };
+  }
+
+  /** The folder a new node goes into: must exist, be a folder, and be reached without symlinks. */
+  private async loadParent(sp: PosixSpace, parentSegs: string[], held = false): Promise<NodeRecord> {
+    try {
+      const { st, rec } = await this.load(sp, parentSegs, held);
+      if (!st.isDirectory()) throw new StorageError('NOT_FOUND', 'not a folder');
+      return rec;
+    } catch (err) {
+      if (StorageError.is(err, 'NOT_FOUND')) {
+        throw new StorageError('FAILED_PRECONDITION', 'parent folder does not exist', {
+          reason: 'parent-missing',
+        });
+      }
+      throw err;
+    }
+  }
+
+  /** What is at a target of a mutation: undefined when free; a symlink in the way is refused. */
+  private async peek(sp: PosixSpace, segs: string[], held: boolean): Promise<Loaded | undefined> {
+    let st: fs.Stats;
+    try {
+      st = await fsp.lstat(sp.abs(segs));
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw toStorageError(err, 'target');
+    }
+    if (!(st.isFile() || st.isDirectory())) {
+      throw new StorageError('FAILED_PRECONDITION', 'a symbolic link or special file is in the way', {
+        reason: 'symlink',
+      });
+    }
+    return this.load(sp, segs, held);
+  }
+
+  /**
+   * Check that a record agrees with where the node is (using what this process remembers, else the
+   * parent's record); fix moves made around Stowage and give copies made with their xattrs a new id.
+   */
+  private async checkPlacement(
+    sp: PosixSpace,
+    segs: string[],
+    rec: NodeRecord,
+    held: boolean,
+  ): Promise<NodeRecord> {
+    if (segs.length === 0) return rec;
+    const key = keyOf(segs);
+    const parentKey = keyOf(segs.slice(0, -1));
+    const seenAt = sp.index.cached(rec.id);
+    let consistent: boolean;
+    if (seenAt !== undefined && seenAt !== key) {
+      consistent = false;
+    } else if (segs.length === 1) {
+      consistent = rec.p === sp.id;
+    } else if (rec.p !== undefined && sp.index.cached(rec.p) === parentKey) {
+      consistent = true;
+    } else {
+      const parent = held ? sp.recordHeld(segs.slice(0, -1)) : await sp.record(segs.slice(0, -1));
+      if (parent) sp.index.remember(parent.id, parentKey);
+      consistent = parent !== undefined && parent.id === rec.p;
+    }
+    if (consistent) {
+      sp.index.remember(rec.id, key);
+      return rec;
+    }
+    return held ? this.reconcileHeld(sp, segs) : sp.commit(() => this.reconcileHeld(sp, segs));
+  }
+
+  private async reconcileHeld(sp: PosixSpace, segs: string[]): Promise<NodeRecord> {
+    const cur = sp.recordHeld(segs);
+    if (!cur) return sp.assimilateHeld(segs);
+    const key = keyOf(segs);
+    const parentSegs = segs.slice(0, -1);
+    const parent = sp.recordHeld(parentSegs) ?? (await sp.assimilateHeld(parentSegs));
+    sp.index.remember(parent.id, keyOf(parentSegs));
+    let otherKey = sp.index.cached(cur.id);
+    if (otherKey === undefined || otherKey === key) otherKey = (await sp.index.read(cur.id))?.rel;
+    if (otherKey !== undefined && otherKey !== key && (await this.isAt(sp, otherKey, cur.id))) {
+      // Both places carry the id: this one is a copy made with its xattrs (cp -a, rsync -X).
+      const copy: NodeRecord = { ...cur, id: randomUUID(), p: parent.id };
+      if (cur.md === 2) await this.copySidecar(sp, cur.id, sp, copy.id);
+      await sp.index.write(copy.id, parent.id, key);
+      sp.writeHeld(segs, copy);
+      return copy;
+    }
+    if (cur.p !== parent.id) {
+      cur.p = parent.id;
+      sp.writeHeld(segs, cur);
+    }
+    await sp.index.write(cur.id, parent.id, key);
+    return cur;
+  }
+
+  // ================================================================== info
+
+  private async info(
+    sp: PosixSpace,
+    segs: string[],
+    st: fs.Stats,
+    rec: NodeRecord,
+    opts?: StatOptions,
+  ): Promise<ResourceInfo> {
+    const fields = opts?.fields ?? DEFAULT_FIELDS;
+    const name = segs.length ? segs[segs.length - 1]! : sp.props.name;
+    const base = {
+      id: { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.id },
+      path: segs.length ? `/${segs.join('/')}` : '/',
+      name,
+    };
+    let info: ResourceInfo;
+    if (st.isDirectory()) {
+      if (rec.ts === undefined) rec = await this.account(sp, segs);
+      const tm = rec.tm ?? Math.round(st.mtimeMs * 1000);
+      info = {
+        ...base,
+        type: 'folder',
+        size: rec.ts ?? 0,
+        mtime: tm / 1000,
+        etag: folderEtag(rec.id, tm),
+        mimeType: FOLDER_MIME_TYPE,
+      };
+    } else {
+      const valid = rec.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
+      info = {
+        ...base,
+        type: 'file',
+        size: st.size,
+        mtime: st.mtimeMs,
+        etag: fileEtag(rec.id, st.mtimeMs, st.size, valid ? rec.ck!.sha1 : undefined),
+        mimeType: mimeTypeOf(name),
+      };
+      if (valid && fields.includes('checksums')) info.checksums = { ...rec.ck! };
+    }
+    if (segs.length && rec.p && fields.includes('parentId')) {
+      info.parentId = { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.p };
+    }
+    const keys = opts?.metadataKeys;
+    if (keys) {
+      const all = await sp.readMetadata(segs, rec);
+      if (keys === '*') info.metadata = all;
+      else {
+        const md: Record<string, string> = {};
+        for (const k of keys) if (Object.hasOwn(all, k)) md[k] = all[k]!;
+        info.metadata = md;
+      }
+    }
+    return info;
+  }
+
+  /** Account a folder that has no tree size yet (made around Stowage): count it, and tell its ancestors. */
+  private async account(sp: PosixSpace, segs: string[]): Promise<NodeRecord> {
+    return sp.commit(async (journal) => {
+      const rec = sp.recordHeld(segs) ?? (await sp.assimilateHeld(segs));
+      if (rec.ts !== undefined) return rec;
+      if (segs.length === 0) {
+        rec.ts = await sp.treeSizeHeld(segs);
+        rec.tm = nextTreeTime(rec.tm);
+        sp.writeHeld(segs, rec);
+        return rec;
+      }
+      journal.begin({ dirs: [segs] });
+      await sp.propagateHeld(new Map([[keyOf(segs), 0]]));
+      return sp.recordHeld(segs)!;
+    });
+  }
+
+  // ================================================================== reads
+
+  async stat(ref: NodeRef, opts?: StatOptions): Promise<ResourceInfo> {
+    const sp = await this.space(ref.spaceId);
+    const segs = await this.locate(sp, ref);
+    const { st, rec } = await this.load(sp, segs);
+    return this.info(sp, segs, st, rec, opts);
+  }
+
+  async *list(ref: NodeRef, opts?: ListOptions): AsyncGenerator<ResourceInfo> {
+    const sp = await this.space(ref.spaceId);
+    const segs = await this.locate(sp, ref);
+    const dir = await this.load(sp, segs);
+    if (!dir.st.isDirectory())
+      throw new StorageError('FAILED_PRECONDITION', 'not a folder', { reason: 'not-folder' });
+    const treeSize = dir.rec.ts;
+    const treeTime = dir.rec.tm;
+    const dirId = dir.rec.id;
+    const key = keyOf(segs);
+    sp.index.remember(dirId, key);
+    const handle = await fsp.opendir(sp.abs(segs), { bufferSize: 128 });
+    const seen = new Set<string>();
+    let sum = 0;
+    let complete = false;
+    const names = (async function* () {
+      for await (const d of handle) {
+        if (d.isSymbolicLink()) continue;
+        if (segs.length === 0 && d.name === RESERVED_ROOT_NAME) continue;
+        yield d.name;
+      }
+    })();
+    const entries = mapOrdered(
+      names,
+      this.listConcurrency,
+      async (name): Promise<(Loaded & { name: string }) | undefined> => {
+        opts?.signal?.throwIfAborted();
+        const child = [...segs, name];
+        const abs = sp.abs(child);
+        let st: fs.Stats;
+        try {
+          st = await fsp.lstat(abs);
+        } catch {
+          return undefined;
+        }
+        if (!(st.isFile() || st.isDirectory())) return undefined;
+        let rec = await sp.record(child);
+        if (!rec) rec = await sp.commit(() => sp.assimilateHeld(child));
+        else if (rec.p !== dirId) rec = await sp.commit(() => this.reconcileHeld(sp, child));
+        else sp.index.remember(rec.id, keyOf(child));
+        return { st, rec, name };
+      },
+    );
+    try {
+      for await (const e of entries) {
+        const child = [...segs, e.name];
+        let rec = e.rec;
+        if (seen.has(rec.id)) rec = await sp.commit(() => this.reconcileHeld(sp, child));
+        seen.add(rec.id);
+        const info = await this.info(sp, child, e.st, rec, opts);
+        sum += info.size;
+        yield info;
+      }
+      complete = true;
+    } finally {
+      await handle.close().catch(() => {});
+    }
+    if (complete && treeSize !== undefined && sum !== treeSize) {
+      await this.repairDrift(sp, segs, treeTime, sum).catch((err) =>
+        this.log('tree size repair failed', err),
+      );
+    }
+  }
+
+  /**
+   * A complete listing found the children's sizes add up to something else than the folder's tree
+   * size (a change made around Stowage). Correct it, unless a commit went through the folder meanwhile.
+   */
+  private async repairDrift(
+    sp: PosixSpace,
+    segs: string[],
+    treeTime: number | undefined,
+    sum: number,
+  ): Promise<void> {
+    await sp.commit(async (journal) => {
+      const rec = sp.recordHeld(segs);
+      if (!rec || rec.tm !== treeTime || rec.ts === undefined || rec.ts === sum) return;
+      const delta = sum - rec.ts;
+      journal.begin({ dirs: [segs] });
+      const parent = segs.slice(0, -1);
+      rec.ts = sum;
+      rec.tm = nextTreeTime(rec.tm);
+      sp.writeHeld(segs, rec);
+      if (segs.length) await sp.propagateHeld(new Map([[keyOf(parent), delta]]));
+    });
+  }
+
+  async read(ref: NodeRef, opts?: ReadOptions): Promise<ReadResult> {
+    const sp = await this.space(ref.spaceId);
+    const segs = await this.locate(sp, ref);
+    const { st, rec } = await this.load(sp, segs);
+    const info = await this.info(sp, segs, st, rec, opts);
+    if (!st.isFile())
+      throw new StorageError('FAILED_PRECONDITION', 'cannot read a folder', { reason: 'is-folder' });
+    const cond = evaluateConditions(opts?.conditions, info, 'read');
+    if (cond !== 200) return { status: cond, info };
+    let range = resolveRange(opts?.range, st.size);
+    if (range && opts?.ifRange !== undefined && opts.ifRange.replace(/^W\/|"/g, '') !== info.etag)
+      range = undefined;
+    if (range === null) return { status: 416, info };
+    const flags = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(sp.abs(segs), flags);
+    } catch (err) {
+      throw toStorageError(err, `"${printable(info.name)}"`);
+    }
+    const fst = await fh.stat();
+    if (!fst.isFile() || fst.ino !== st.ino || fst.dev !== st.dev) {
+      await fh.close();
+      throw new StorageError('ABORTED', 'the file changed while it was being opened; retry');
+    }
+    const stream = fh.createReadStream({
+      start: range?.start ?? 0,
+      ...(range ? { end: range.end } : st.size === 0 ? {} : { end: st.size - 1 }),
+      highWaterMark: 256 * 1024,
+      ...(opts?.signal && { signal: opts.signal }),
+    });
+    return range ? { status: 206, info, range, body: stream } : { status: 200, info, body: stream };
+  }
+
+  // ================================================================== writes
+
+  async write(ref: NodeRef, body: Body, opts?: WriteOptions): Promise<ResourceInfo> {
+    const sp = await this.space(ref.spaceId);
+    void sp.ensureClean();
+    const segs = await this.locate(sp, ref);
+    if (!segs.length) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be replaced');
+    const parentSegs = segs.slice(0, -1);
+    const key = keyOf(segs);
+    // Fail early, before any byte is read: missing parent, folder in the way, failed precondition.
+    await this.loadParent(sp, parentSegs);
+    const before = await this.peek(sp, segs, false);
+    if (before?.st.isDirectory())
+      throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
+    if (opts?.conditions)
+      checkWriteConditions(opts.conditions, before && (await this.info(sp, segs, before.st, before.rec)));
+
+    const tmpAbs = `${sp.tmp}/${sp.tmpName('up')}`;
+    const fh = await this.createTemp(sp, tmpAbs);
+    let closed = false;
+    try {
+      const acc = new ChecksumAccumulator();
+      await this.streamInto(fh, body, acc, opts);
+      const checksums = acc.digest();
+      verifyChecksums(opts?.checksums, checksums);
+      if (opts?.mtime !== undefined) {
+        const t = toUtimeSeconds(opts.mtime);
+        await fh.utimes(t, t);
+      }
+      if (this.durable) await fh.sync();
+      const st = await fh.stat();
+      const rec = await sp.commit(async (journal) => {
+        const parent = await this.loadParent(sp, parentSegs, true);
+        const cur = await this.peek(sp, segs, true);
+        if (cur?.st.isDirectory())
+          throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
+        if (opts?.conditions)
+          checkWriteConditions(opts.conditions, cur && (await this.info(sp, segs, cur.st, cur.rec)));
+        const rec: NodeRecord = {
+          id: cur?.rec.id ?? randomUUID(),
+          p: parent.id,
+          ck: checksums,
+          ckm: st.mtimeMs,
+          cks: st.size,
+        };
+        if (cur?.rec.md) {
+          rec.md = cur.rec.md;
+          if (cur.rec.md === 1) {
+            const md = await this.native.getxattr(sp.abs(segs), XATTR_META);
+            if (md) this.native.setxattrSync(tmpAbs, XATTR_META, md);
+          }
+        }
+        this.native.setxattrSync(tmpAbs, XATTR_NODE, encodeRecord(rec));
+        if (!cur || cur.rec.p !== parent.id) await sp.index.write(rec.id, parent.id, key);
+        journal.begin({ dirs: [parentSegs] });
+        await this.options.hooks?.beforeRename?.('write');
+        await fsp.rename(tmpAbs, sp.abs(segs));
+        await this.options.hooks?.afterRename?.('write');
+        await sp.propagateHeld(new Map([[keyOf(parentSegs), st.size - (cur?.st.size ?? 0)]]));
+        return rec;
+      });
+      await fh.close();
+      closed = true;
+      if (this.durable) await this.syncer.sync(sp.abs(parentSegs));
+      sp.index.remember(rec.id, key);
+      return this.info(sp, segs, st, rec);
+    } catch (err) {
+      if (!closed) await fh.close().catch(() => {});
+      await fsp.unlink(tmpAbs).catch(() => {});
+      throw toStorageError(err, 'write');
+    }
+  }
+
+  private async createTemp(sp: PosixSpace, tmpAbs: string): Promise<fsp.FileHandle> {
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(tmpAbs, 'wx', 0o666);
+    } catch (err) {
+      if (!isMissing(err)) throw toStorageError(err, 'write');
+      await fsp.mkdir(sp.tmp, { recursive: true });
+      fh = await fsp.open(tmpAbs, 'wx', 0o666);
+    }
+    // A live upload holds a lock on its temp file; start-up cleaning leaves locked files alone.
+    this.native.tryLock(fh.fd, true);
+    return fh;
+  }
+
+  /** Copy a body into a file, hashing while the previous block is being written. */
+  private async streamInto(
+    fh: fsp.FileHandle,
+    body: Body,
+    acc: ChecksumAccumulator,
+    opts?: WriteOptions,
+  ): Promise<void> {
+    const limit = opts?.size;
+    const signal = opts?.signal;
+    let buffered: Uint8Array[] = [];
+    let bufferedBytes = 0;
+    let position = 0;
+    let writing: Promise<void> = Promise.resolve();
+    const flush = () => {
+      if (!bufferedBytes) return;
+      const block = buffered.length === 1 ? buffered[0]! : Buffer.concat(buffered, bufferedBytes);
+      const at = position;
+      position += block.length;
+      buffered = [];
+      bufferedBytes = 0;
+      writing = writing.then(() => writeFully(fh, block, at));
+    };
+    const iterator = bodyChunks(body)[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        let next: IteratorResult<Uint8Array>;
+        try {
+          next = await iterator.next();
+        } catch (err) {
+          if (err instanceof StorageError) throw err;
+          if ((err as Error)?.name === 'AbortError')
+            throw new StorageError('CANCELLED', 'upload cancelled', { cause: err });
+          throw new StorageError(
+            'CANCELLED',
+            `upload body failed: ${(err as Error)?.message ?? String(err)}`,
+            {
+              reason: 'body',
+              cause: err,
+            },
+          );
+        }
+        if (next.done) break;
+        const chunk = next.value;
+        if (limit !== undefined && acc.bytes + chunk.length > limit) {
+          throw new StorageError('INVALID_ARGUMENT', `body longer than the declared ${limit} bytes`, {
+            reason: 'size-mismatch',
+          });
+        }
+        acc.update(chunk);
+        buffered.push(chunk);
+        bufferedBytes += chunk.length;
+        if (bufferedBytes >= BUFFER_BYTES) {
+          await writing; // back-pressure: at most one block in flight while the next is hashed
+          flush();
+        }
+      }
+      signal?.throwIfAborted();
+      flush();
+      await writing;
+    } catch (err) {
+      await writing.catch(() => {});
+      await iterator.return?.(undefined).catch(() => {});
+      throw err;
+    }
+    if (limit !== undefined && acc.bytes !== limit) {
+      throw new StorageError('INVALID_ARGUMENT', `body of ${acc.bytes} bytes, ${limit} declared`, {
+        reason: 'size-mismatch',
+      });
+    }
+  }
+
+  async mkdir(ref: NodeRef, _opts?: MutationOptions): Promise<ResourceInfo> {
+    const sp = await this.space(ref.spaceId);
+    const segs = await this.locate(sp, ref);
+    if (!segs.length) throw new StorageError('ALREADY_EXISTS', 'the space root exists');
+    const parentSegs = segs.slice(0, -1);
+    await this.loadParent(sp, parentSegs);
+    const rec = await sp.commit(async (journal) => {
+      const parent = await this.loadParent(sp, parentSegs, true);
+      if (await fsp.lstat(sp.abs(segs)).catch(() => undefined)) {
+        throw new StorageError('ALREADY_EXISTS', `"${printable(segs.at(-1))}" already exists`);
+      }
+      const rec: NodeRecord = { id: randomUUID(), p: parent.id, ts: 0, tm: nowUs() };
+      await sp.index.write(rec.id, parent.id, keyOf(segs));
+      journal.begin({ dirs: [parentSegs] });
+      try {
+        await fsp.mkdir(sp.abs(segs));
+      } catch (err) {
+        await sp.index.remove(rec.id);
+        throw toStorageError(err, `"${printable(segs.at(-1))}"`);
+      }
+      sp.writeHeld(segs, rec);
+      await sp.propagateHeld(new Map([[keyOf(parentSegs), 0]]));
+      return rec;
+    });
+    if (this.durable) await this.syncer.sync(sp.abs(parentSegs));
+    const st = await fsp.lstat(sp.abs(segs));
+    return this.info(sp, segs, st, rec);
+  }
+
+  async delete(ref: NodeRef, _opts?: MutationOptions): Promise<ResourceInfo> {
+    const sp = await this.space(ref.spaceId);
+    void sp.ensureClean();
+    const segs = await this.locate(sp, ref);
+    if (!segs.length) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be deleted');
+    const parentSegs = segs.slice(0, -1);
+    const first = await this.load(sp, segs);
+    const info = await this.info(sp, segs, first.st, first.rec);
+    const tmpName = sp.tmpName('rm');
+    await sp.commit(async (journal) => {
+      const cur = await this.load(sp, segs, true);
+      const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
+      await fsp.mkdir(sp.tmp, { recursive: true });
+      journal.begin({ dirs: [parentSegs] });
+      await this.options.hooks?.beforeRename?.('delete');
+      await fsp.rename(sp.abs(segs), `${sp.tmp}/${tmpName}`);
+      await this.options.hooks?.afterRename?.('delete');
+      await sp.propagateHeld(new Map([[keyOf(parentSegs), -size]]));
+    });
+    await sp.index.remove(first.rec.id);
+    if (first.st.isDirectory()) sp.index.forgetAll();
+    if (this.durable) await this.syncer.sync(sp.abs(parentSegs));
+    this.runInBackground(this.discard(sp, tmpName));
+    return info;
+  }
+
+  async move(src: NodeRef, dst: NodeRef, opts?: MoveOptions): Promise<ResourceInfo> {
+    if (src.spaceId !== dst.spaceId) {
+      throw new StorageError('UNIMPLEMENTED', 'moving between spaces is not supported', {
+        reason: 'cross-space',
+      });
+    }
+    const sp = await this.space(src.spaceId);
+    void sp.ensureClean();
+    const from = await this.locate(sp, src);
+    const to = await this.locate(sp, dst);
+    if (!from.length) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be moved');
+    if (!to.length) throw new StorageError('ALREADY_EXISTS', 'the space root exists');
+    const fromKey = keyOf(from);
+    const toKey = keyOf(to);
+    if (fromKey === toKey)
+      throw new StorageError('INVALID_ARGUMENT', 'source and destination are the same', {
+        reason: 'into-itself',
+      });
+    if (toKey.startsWith(`${fromKey}/`)) {
+      throw new StorageError('INVALID_ARGUMENT', 'cannot move a folder into itself', {
+        reason: 'into-itself',
+      });
+    }
+    await this.load(sp, from);
+    await this.loadParent(sp, to.slice(0, -1));
+    const done = await sp.commit(async (journal) => {
+      const cur = await this.load(sp, from, true);
+      const parent = await this.loadParent(sp, to.slice(0, -1), true);
+      const old = await this.peek(sp, to, true);
+      if (old && !opts?.overwrite)
+        throw new StorageError('ALREADY_EXISTS', `"${printable(to.at(-1))}" already exists`);
+      if (old && fromKey.startsWith(`${toKey}/`)) {
+        throw new StorageError('INVALID_ARGUMENT', 'the destination contains the source', {
+          reason: 'into-itself',
+        });
+      }
+      const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
+      const oldSize = old ? (old.st.isDirectory() ? (old.rec.ts ?? 0) : old.st.size) : 0;
+      const aside = old && (old.st.isDirectory() || cur.st.isDirectory()) ? sp.tmpName('rm') : undefined;
+      if (aside) await fsp.mkdir(sp.tmp, { recursive: true });
+      journal.begin({
+        dirs: [from.slice(0, -1), to.slice(0, -1)],
+        ...(aside && { undo: [{ from: [aside], to }] }),
+      });
+      await this.options.hooks?.beforeRename?.('move');
+      if (aside) await fsp.rename(sp.abs(to), `${sp.tmp}/${aside}`);
+      await fsp.rename(sp.abs(from), sp.abs(to));
+      await this.options.hooks?.afterRename?.('move');
+      const rec = { ...cur.rec, p: parent.id };
+      if (cur.rec.p !== parent.id) sp.writeHeld(to, rec);
+      await sp.index.write(rec.id, parent.id, toKey);
+      const changes = new Map<string, number>();
+      const add = (k: string, d: number) => changes.set(k, (changes.get(k) ?? 0) + d);
+      add(keyOf(from.slice(0, -1)), -size);
+      add(keyOf(to.slice(0, -1)), size - oldSize);
+      await sp.propagateHeld(changes);
+      return { rec, old, aside };
+    });
+    if (done.old && !done.aside) await this.dropReplaced(sp, done.old.rec);
+    if (done.aside) this.runInBackground(this.discard(sp, done.aside));
+    sp.index.forgetAll();
+    sp.index.remember(done.rec.id, toKey);
+    if (this.durable) {
+      await this.syncer.sync(sp.abs(from.slice(0, -1)));
+      await this.syncer.sync(sp.abs(to.slice(0, -1)));
+    }
+    const st = await fsp.lstat(sp.abs(to));
+    return this.info(sp, to, st, done.rec);
+  }
+
+  /** A file replaced by rename took its record with it; drop its index entry and sidecar. */
+  private async dropReplaced(sp: PosixSpace, rec: NodeRecord): Promise<void> {
+    await sp.index.remove(rec.id);
+    if (rec.md === 2) await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
+  }
+
+  // ================================================================== copy
+
+  private async copy(src: NodeRef, dst: NodeRef, opts?: MoveOptions): Promise<ResourceInfo> {
+    const ssp = await this.space(src.spaceId);
+    const dsp = await this.space(dst.spaceId);
+    void dsp.ensureClean();
+    const from = await this.locate(ssp, src);
+    const to = await this.locate(dsp, dst);
+    if (!to.length) throw new StorageError('ALREADY_EXISTS', 'the space root exists');
+    const fromKey = keyOf(from);
+    const toKey = keyOf(to);
+    if (ssp === dsp) {
+      if (fromKey === toKey)
+        throw new StorageError('INVALID_ARGUMENT', 'source and destination are the same', {
+          reason: 'into-itself',
+        });
+      if (fromKey === '' || toKey.startsWith(`${fromKey}/`)) {
+        throw new StorageError('INVALID_ARGUMENT', 'cannot copy a folder into itself', {
+          reason: 'into-itself',
+        });
+      }
+    }
+    const source = await this.load(ssp, from);
+    const parentRec = await this.loadParent(dsp, to.slice(0, -1));
+    const existing = await this.peek(dsp, to, false);
+    if (existing && !opts?.overwrite)
+      throw new StorageError('ALREADY_EXISTS', `"${printable(to.at(-1))}" already exists`);
+
+    const stagingName = dsp.tmpName('cp');
+    const staging = `${dsp.tmp}/${stagingName}`;
+    await fsp.mkdir(dsp.tmp, { recursive: true });
+    const lockFd = await this.copyNode(ssp, from, source, dsp, staging, to, parentRec.id, opts?.signal, true);
+    try {
+      const done = await dsp.commit(async (journal) => {
+        const parent = await this.loadParent(dsp, to.slice(0, -1), true);
+        const old = await this.peek(dsp, to, true);
+        if (old && !opts?.overwrite)
+          throw new StorageError('ALREADY_EXISTS', `"${printable(to.at(-1))}" already exists`);
+        if (old && ssp === dsp && fromKey.startsWith(`${toKey}/`)) {
+          throw new StorageError('INVALID_ARGUMENT', 'the destination contains the source', {
+            reason: 'into-itself',
+          });
+        }
+        const top = decodeRecord(this.native.getxattrSync(staging, XATTR_NODE))!;
+        if (top.p !== parent.id) {
+          top.p = parent.id;
+          this.native.setxattrSync(staging, XATTR_NODE, encodeRecord(top));
+          await dsp.index.write(top.id, parent.id, toKey);
+        }
+        const st = await fsp.lstat(staging);
+        const size = st.isDirectory() ? (top.ts ?? 0) : st.size;
+        const oldSize = old ? (old.st.isDirectory() ? (old.rec.ts ?? 0) : old.st.size) : 0;
+        const aside = old && (old.st.isDirectory() || st.isDirectory()) ? dsp.tmpName('rm') : undefined;
+        journal.begin({ dirs: [to.slice(0, -1)], ...(aside && { undo: [{ from: [aside], to }] }) });
+        await this.options.hooks?.beforeRename?.('copy');
+        if (aside) await fsp.rename(dsp.abs(to), `${dsp.tmp}/${aside}`);
+        await fsp.rename(staging, dsp.abs(to));
+        await dsp.propagateHeld(new Map([[keyOf(to.slice(0, -1)), size - oldSize]]));
+        return { rec: top, st, old, aside };
+      });
+      if (done.old && !done.aside) await this.dropReplaced(dsp, done.old.rec);
+      if (done.aside) this.runInBackground(this.discard(dsp, done.aside));
+      if (this.durable) await this.syncer.sync(dsp.abs(to.slice(0, -1)));
+      return this.info(dsp, to, done.st, done.rec);
+    } catch (err) {
+      await this.discard(dsp, stagingName).catch(() => {});
+      throw toStorageError(err, 'copy');
+    } finally {
+      if (lockFd !== undefined) fs.closeSync(lockFd);
+    }
+  }
+
+  /**
+   * Copy one node (recursively) to `target` in the destination's tmp folder, with new ids whose
+   * index entries already name their final place. Symlinks and special files are skipped. Returns
+   * the fd holding the staging lock for the top node.
+   */
+  private async copyNode(
+    ssp: PosixSpace,
+    from: string[],
+    source: Loaded,
+    dsp: PosixSpace,
+    target: string,
+    finalSegs: string[],
+    parentId: string,
+    signal: AbortSignal | undefined,
+    top: boolean,
+  ): Promise<number | undefined> {
+    signal?.throwIfAborted();
+    const id = randomUUID();
+    const rec: NodeRecord = { id, p: parentId };
+    let lockFd: number | undefined;
+    if (source.st.isDirectory()) {
+      await fsp.mkdir(target);
+      if (top) {
+        lockFd = fs.openSync(target, fs.constants.O_RDONLY);
+        this.native.tryLock(lockFd, true);
+      }
+      let total = 0;
+      const dir = await fsp.opendir(ssp.abs(from), { bufferSize: 256 });
+      for await (const d of dir) {
+        if (d.isSymbolicLink() || (from.length === 0 && d.name === RESERVED_ROOT_NAME)) continue;
+        const child = [...from, d.name];
+        const st = await fsp.lstat(ssp.abs(child)).catch(() => undefined);
+        if (!st || !(st.isFile() || st.isDirectory())) continue;
+        const childRec = (await ssp.record(child)) ?? (await ssp.commit(() => ssp.assimilateHeld(child)));
+        await this.copyNode(
+          ssp,
+          child,
+          { st, rec: childRec },
+          dsp,
+          `${target}/${d.name}`,
+          [...finalSegs, d.name],
+          id,
+          signal,
+          false,
+        );
+        if (st.isDirectory()) {
+          total += decodeRecord(this.native.getxattrSync(`${target}/${d.name}`, XATTR_NODE))?.ts ?? 0;
+        } else total += st.size;
+      }
+      rec.ts = total;
+      rec.tm = nowUs();
+      if (this.durable) await this.syncer.sync(target);
+    } else {
+      const valid =
+        source.rec.ck !== undefined &&
+        source.rec.ckm === source.st.mtimeMs &&
+        source.rec.cks === source.st.size;
+      if (valid) {
+        await fsp.copyFile(ssp.abs(from), target, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE);
+        rec.ck = { ...source.rec.ck! };
+      } else {
+        const acc = new ChecksumAccumulator();
+        const fh = await fsp.open(target, 'wx', 0o666);
+        try {
+          const rs = await fsp.open(
+            ssp.abs(from),
+            fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+          );
+          try {
+            await this.streamInto(fh, rs.createReadStream({ autoClose: false }), acc, { signal });
+          } finally {
+            await rs.close();
+          }
+        } finally {
+          await fh.close();
+        }
+        rec.ck = acc.digest();
+      }
+      const t = toUtimeSeconds(source.st.mtimeMs);
+      await fsp.utimes(target, t, t);
+      if (this.durable) {
+        const fh = await fsp.open(target, 'r');
+        await fh.sync().finally(() => fh.close());
+      }
+      const st = await fsp.lstat(target);
+      rec.ckm = st.mtimeMs;
+      rec.cks = st.size;
+      if (top) {
+        lockFd = fs.openSync(target, fs.constants.O_RDONLY);
+        this.native.tryLock(lockFd, true);
+      }
+    }
+    if (source.rec.md) {
+      const md = await ssp.readMetadata(from, source.rec);
+      if (Object.keys(md).length) await this.storeMetadata(dsp, target, rec, md);
+    }
+    this.native.setxattrSync(target, XATTR_NODE, encodeRecord(rec));
+    await dsp.index.write(id, parentId, keyOf(finalSegs));
+    return lockFd;
+  }
+
+  // ================================================================== metadata
+
+  private async setMetadata(ref: NodeRef, values: Readonly<Record<string, string>>): Promise<void> {
+    await this.changeMetadata(ref, (md) => Object.assign(md, values));
+  }
+
+  private async unsetMetadata(ref: NodeRef, keys: readonly string[]): Promise<void> {
+    await this.changeMetadata(ref, (md) => {
+      for (const k of keys) delete md[k];
+    });
+  }
+
+  private async changeMetadata(ref: NodeRef, change: (md: Record<string, string>) => void): Promise<void> {
+    const sp = await this.space(ref.spaceId);
+    const segs = await this.locate(sp, ref);
+    await this.load(sp, segs);
+    await sp.commit(async () => {
+      const { rec } = await this.load(sp, segs, true);
+      const md = await sp.readMetadata(segs, rec);
+      change(md);
+      const before = rec.md;
+      await this.storeMetadata(sp, sp.abs(segs), rec, md);
+      if (rec.md !== before) sp.writeHeld(segs, rec);
+    });
+  }
+
+  /**
+   * Store metadata inline when small, in the id-keyed sidecar (written atomically) when large or
+   * when the inode has no xattr room left. Updates `rec.md`; the caller writes `rec`.
+   */
+  private async storeMetadata(
+    sp: PosixSpace,
+    abs: string,
+    rec: NodeRecord,
+    md: Record<string, string>,
+  ): Promise<void> {
+    const keys = Object.keys(md);
+    if (!keys.length) {
+      if (rec.md === 1) this.native.removexattrSync(abs, XATTR_META);
+      if (rec.md === 2) await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
+      delete rec.md;
+      return;
+    }
+    const json = JSON.stringify(md);
+    if (Buffer.byteLength(json) <= this.inlineMetadataBytes) {
+      try {
+        this.native.setxattrSync(abs, XATTR_META, json);
+        if (rec.md === 2) await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
+        rec.md = 1;
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOSPC' && code !== 'E2BIG' && code !== 'ERANGE') throw err;
+      }
+    }
+    const file = sp.sidecar(rec.id);
+    const tmp = `${file}.tmp-${randomUUID()}`;
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    const fh = await fsp.open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(json);
+      if (this.durable) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
+    if (rec.md === 1) this.native.removexattrSync(abs, XATTR_META);
+    rec.md = 2;
+  }
+
+  private async copySidecar(from: PosixSpace, fromId: string, to: PosixSpace, toId: string): Promise<void> {
+    const md = parseMetadata(await fsp.readFile(from.sidecar(fromId)).catch(() => undefined));
+    const file = to.sidecar(toId);
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    const tmp = `${file}.tmp-${randomUUID()}`;
+    await fsp.writeFile(tmp, JSON.stringify(md));
+    await fsp.rename(tmp, file);
+  }
+
+  // ================================================================== removal
+
+  /**
+   * Remove a tree from a space's tmp folder. Upload temps are just unlinked; deleted or staged trees
+   * also lose the index entries and sidecars of their nodes, unless the id lives on elsewhere.
+   */
+  private async discard(sp: PosixSpace, name: string): Promise<void> {
+    const abs = `${sp.tmp}/${name}`;
+    if (name.startsWith('up-')) {
+      await fsp.unlink(abs).catch(() => {});
+      return;
+    }
+    const walk = async (p: string): Promise<void> => {
+      const st = await fsp.lstat(p).catch(() => undefined);
+      if (!st) return;
+      if (st.isDirectory()) {
+        for (const child of await fsp.readdir(p).catch(() => [] as string[])) await walk(`${p}/${child}`);
+      }
+      if (st.isFile() || st.isDirectory()) {
+        const rec = decodeRecord(await this.native.getxattr(p, XATTR_NODE).catch(() => undefined));
+        if (rec) {
+          const entry = await sp.index.read(rec.id);
+          if (!entry || !(await this.isAt(sp, entry.rel, rec.id))) {
+            await sp.index.remove(rec.id);
+            if (rec.md === 2) await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
+          }
+        }
+      }
+      if (st.isDirectory()) await fsp.rmdir(p).catch(() => fsp.rm(p, { recursive: true, force: true }));
+      else await fsp.unlink(p).catch(() => {});
+    };
+    await walk(abs);
+  }
+
+  /** Remove a whole tree without looking at ids (space deletion, staging leftovers). */
+  private async removeTree(abs: string): Promise<void> {
+    await fsp.rm(abs, { recursive: true, force: true });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.idle();
+    const seen = new Set<PosixSpace>();
+    for (const { sp } of this.spaces.values()) {
+      if (seen.has(sp)) continue;
+      seen.add(sp);
+      await sp.lock.close();
+    }
+    await this.rootLock.close();
+  }
+}
+
+function name(alias: string): string {
+  return alias.slice(alias.indexOf('/') + 1);
+}
+
+async function writeFully(fh: fsp.FileHandle, block: Uint8Array, position: number): Promise<void> {
+  let off = 0;
+  while (off < block.length) {
+    const { bytesWritten } = await fh.write(block, off, block.length - off, position + off);
+    if (bytesWritten === 0) throw new StorageError('INTERNAL', 'short write');
+    off += bytesWritten;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The two native bindings the POSIX driver needs, loaded lazily so that users of the memory driver
+ * never need a compiler: `fs-xattr` (extended attributes, real errno) and `fs-ext` (flock).
+ *
+ * @module
+ */
+import { createRequire } from 'node:module';
+import { StorageError } from '../../core/errors.js';
+
+/** Extended attributes and advisory locks. */
+export interface Native {
+  getxattr(path: string, name: string): Promise<Buffer | undefined>;
+  getxattrSync(path: string, name: string): Buffer | undefined;
+  setxattr(path: string, name: string, value: Buffer | string): Promise<void>;
+  setxattrSync(path: string, name: string, value: Buffer | string): void;
+  removexattr(path: string, name: string): Promise<void>;
+  removexattrSync(path: string, name: string): void;
+  listxattr(path: string): Promise<string[]>;
+  /** Non-blocking flock; returns false when another holder has it. */
+  tryLock(fd: number, exclusive: boolean): boolean;
+  unlock(fd: number): void;
+}
+
+interface FsXattr {
+  getAttribute(path: string, attr: string): Promise<Buffer>;
+  getAttributeSync(path: string, attr: string): Buffer;
+  setAttribute(path: string, attr: string, value: Buffer | string): Promise<void>;
+  setAttributeSync(path: string, attr: string, value: Buffer | string): void;
+  removeAttribute(path: string, attr: string): Promise<void>;
+  removeAttributeSync(path: string, attr: string): void;
+  listAttributes(path: string): Promise<string[]>;
+}
+
+interface FsExt {
+  flockSync(fd: number, flags: 'sh' | 'ex' | 'shnb' | 'exnb' | 'un'): void;
+}
+
+let loaded: Promise<Native> | undefined;
+
+function isNoAttr(err: unknown): boolean {
+  const code = (err as { code?: string })?.code;
+  return code === 'ENODATA' || code === 'ENOATTR';
+}
+
+/** Load the bindings once; a clear UNAVAILABLE error names the package to install when one is missing. */
+export function loadNative(): Promise<Native> {
+  loaded ??= (async () => {
+    let xattr: FsXattr;
+    let ext: FsExt;
+    try {
+      const name = 'fs-xattr';
+      xattr = (await import(name)) as FsXattr;
+    } catch (err) {
+      throw new StorageError(
+        'UNAVAILABLE',
+        'the posix driver needs the optional dependency "fs-xattr" (npm install fs-xattr; it builds with node-gyp)',
+        { cause: err },
+      );
+    }
+    try {
+      ext = createRequire(import.meta.url)('fs-ext') as FsExt;
+    } catch (err) {
+      throw new StorageError(
+        'UNAVAILABLE',
+        'the posix driver needs the optional dependency "fs-ext" for flock (npm install fs-ext; it builds with node-gyp)',
+        { cause: err },
+      );
+    }
+    const native: Native = {
+      async getxattr(path, name) {
+        try {
+          return await xattr.getAttribute(path, name);
+        } catch (err) {
+          if (isNoAttr(err)) return undefined;
+          throw err;
+        }
+      },
+      getxattrSync(path, name) {
+        try {
+          return xattr.getAttributeSync(path, name);
+        } catch (err) {
+          if (isNoAttr(err)) return undefined;
+          throw err;
+        }
+      },
+      setxattr: (path, name, value) => xattr.setAttribute(path, name, value),
+      setxattrSync: (path, name, value) => xattr.setAttributeSync(path, name, value),
+      async removexattr(path, name) {
+        try {
+          await xattr.removeAttribute(path, name);
+        } catch (err) {
+          if (!isNoAttr(err)) throw err;
+        }
+      },
+      removexattrSync(path, name) {
+        try {
+          xattr.removeAttributeSync(path, name);
+        } catch (err) {
+          if (!isNoAttr(err)) throw err;
+        }
+      },
+      listxattr: (path) => xattr.listAttributes(path),
+      tryLock(fd, exclusive) {
+        try {
+          ext.flockSync(fd, exclusive ? 'exnb' : 'shnb');
+          return true;
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          if (code === 'EAGAIN' || code === 'EWOULDBLOCK') return false;
+          throw err;
+        }
+      },
+      unlock(fd) {
+        ext.flockSync(fd, 'un');
+      },
+    };
+    return native;
+  })();
+  loaded.catch(() => {
+    loaded = undefined;
+  });
+  return loaded;
+}

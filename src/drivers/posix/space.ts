@@ -1,0 +1,329 @@
+/**
+ * One space of the POSIX driver: its folder, hidden internals, id index and commit lock, and the
+ * operations that run while the commit lock is held (record writes, assimilation, propagation,
+ * crash repair).
+ *
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { StorageError } from '../../core/errors.js';
+import { nextTreeTime, nowUs } from '../../core/etag.js';
+import { RESERVED_ROOT_NAME } from '../../core/refs.js';
+import { IdIndex } from './ids.js';
+import { CommitLock, type Intent, type Journal } from './lock.js';
+import type { Native } from './native.js';
+import {
+  decodeRecord,
+  encodeRecord,
+  type NodeRecord,
+  type SpaceProps,
+  XATTR_META,
+  XATTR_NODE,
+} from './record.js';
+import { isMissing } from './util.js';
+
+/** Driver-wide settings a space needs. */
+export interface SpaceEnv {
+  native: Native;
+  lockTimeoutMs: number;
+  /** Remove a tree moved into the space's tmp folder (index entries and sidecars included). */
+  discard(space: PosixSpace, tmpName: string): Promise<void>;
+}
+
+/** Key of a path inside a space: segments joined with `/` (`''` for the root). */
+export function keyOf(segs: readonly string[]): string {
+  return segs.join('/');
+}
+
+/** Segments of a key. */
+export function segsOf(key: string): string[] {
+  return key === '' ? [] : key.split('/');
+}
+
+/** A space on disk. */
+export class PosixSpace {
+  readonly internal: string;
+  readonly tmp: string;
+  readonly metaDir: string;
+  readonly index: IdIndex;
+  readonly lock: CommitLock;
+  /** Time of the last full id scan, and the one running. */
+  lastScan = 0;
+  scanning: Promise<void> | undefined;
+  /** Ids a full scan did not find, with the time of that scan. */
+  readonly missing = new Map<string, number>();
+  private cleaned: Promise<void> | undefined;
+
+  constructor(
+    private readonly env: SpaceEnv,
+    readonly id: string,
+    readonly alias: string,
+    readonly root: string,
+    public props: SpaceProps,
+  ) {
+    this.internal = `${root}/${RESERVED_ROOT_NAME}`;
+    this.tmp = `${this.internal}/tmp`;
+    this.metaDir = `${this.internal}/meta`;
+    this.index = new IdIndex(`${this.internal}/ids`);
+    this.lock = new CommitLock(
+      env.native,
+      `${this.internal}/lock`,
+      (i) => this.recover(i),
+      env.lockTimeoutMs,
+    );
+  }
+
+  /** Absolute path of a node. */
+  abs(segs: readonly string[]): string {
+    return segs.length === 0 ? this.root : `${this.root}/${segs.join('/')}`;
+  }
+
+  /** A fresh name in the space's tmp folder. */
+  tmpName(prefix: string): string {
+    return `${prefix}-${randomUUID()}`;
+  }
+
+  /** Sidecar file of a node's metadata. */
+  sidecar(id: string): string {
+    return `${this.metaDir}/${id.slice(0, 2)}/${id}.json`;
+  }
+
+  /** Clean the tmp folder once per process (dead uploads, unfinished deletions). */
+  ensureClean(): Promise<void> {
+    this.cleaned ??= this.cleanTmp().catch(() => {
+      this.cleaned = undefined;
+    });
+    return this.cleaned;
+  }
+
+  private async cleanTmp(): Promise<void> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.tmp);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw err;
+    }
+    for (const name of names) {
+      if (name.startsWith('rm-')) {
+        await this.env.discard(this, name);
+      } else if (!(await this.inUse(`${this.tmp}/${name}`))) {
+        await this.env.discard(this, name);
+      }
+    }
+  }
+
+  /** An upload or copy in progress holds a shared flock on its tmp file or folder. */
+  private async inUse(p: string): Promise<boolean> {
+    let fd: number;
+    try {
+      fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    } catch {
+      return false;
+    }
+    try {
+      if (this.env.native.tryLock(fd, true)) {
+        this.env.native.unlock(fd);
+        return false;
+      }
+      return true;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  // ------------------------------------------------------------------ records (any time)
+
+  /** Read a node's record (async; no lock needed: xattr writes replace values atomically). */
+  async record(segs: readonly string[]): Promise<NodeRecord | undefined> {
+    return decodeRecord(await this.env.native.getxattr(this.abs(segs), XATTR_NODE));
+  }
+
+  // ------------------------------------------------------------------ held: only under this.lock
+
+  /** Read a record while holding the lock. */
+  recordHeld(segs: readonly string[]): NodeRecord | undefined {
+    return decodeRecord(this.env.native.getxattrSync(this.abs(segs), XATTR_NODE));
+  }
+
+  /** Write a record while holding the lock. */
+  writeHeld(segs: readonly string[], rec: NodeRecord): void {
+    this.env.native.setxattrSync(this.abs(segs), XATTR_NODE, encodeRecord(rec));
+  }
+
+  /**
+   * Give a node that has no record (written around Stowage) an id, assimilating its parents first.
+   * Returns the record (an existing one if another writer got there first).
+   */
+  async assimilateHeld(segs: readonly string[]): Promise<NodeRecord> {
+    const abs = this.abs(segs);
+    const st = await fsp.lstat(abs);
+    if (st.isSymbolicLink() || !(st.isFile() || st.isDirectory())) {
+      throw new StorageError('NOT_FOUND', 'not a file or folder', { reason: 'symlink' });
+    }
+    const existing = this.recordHeld(segs);
+    if (existing) return existing;
+    if (segs.length === 0) {
+      throw new StorageError('INTERNAL', `space root ${this.alias} has lost its record; run stowage fsck`);
+    }
+    const parentSegs = segs.slice(0, -1);
+    const parent = this.recordHeld(parentSegs) ?? (await this.assimilateHeld(parentSegs));
+    const rec: NodeRecord = { id: randomUUID(), p: parent.id };
+    if (st.isDirectory()) rec.tm = nowUs();
+    await this.index.write(rec.id, parent.id, keyOf(segs));
+    this.writeHeld(segs, rec);
+    return rec;
+  }
+
+  /**
+   * Apply size deltas to folders and all their ancestors, bumping tree times. `changes` maps
+   * folder keys to the size change directly inside them. Folders without a tree size are computed
+   * from scratch (which already includes the change) and pass their whole size upwards.
+   */
+  async propagateHeld(changes: ReadonlyMap<string, number>): Promise<void> {
+    const keys = new Set<string>();
+    for (const key of changes.keys()) {
+      const segs = segsOf(key);
+      for (let i = segs.length; i >= 0; i--) keys.add(keyOf(segs.slice(0, i)));
+    }
+    // Bottom-up: each folder passes what it changed by to its parent.
+    const pending = new Map(changes);
+    for (const key of [...keys].sort((a, b) => depth(b) - depth(a))) {
+      const segs = segsOf(key);
+      const delta = pending.get(key) ?? 0;
+      const rec = this.recordHeld(segs) ?? (await this.assimilateHeld(segs));
+      let up: number;
+      if (rec.ts === undefined || rec.ts + delta < 0) {
+        // Never accounted (its parent never counted it), or drifted: recount from disk.
+        const before = rec.ts;
+        rec.ts = await this.treeSizeHeld(segs);
+        up = before === undefined ? rec.ts : rec.ts - before;
+      } else {
+        rec.ts += delta;
+        up = delta;
+      }
+      rec.tm = nextTreeTime(rec.tm);
+      this.writeHeld(segs, rec);
+      if (segs.length > 0) {
+        const parentKey = keyOf(segs.slice(0, -1));
+        pending.set(parentKey, (pending.get(parentKey) ?? 0) + up);
+      }
+    }
+  }
+
+  /**
+   * Size of a subtree from what is on disk, storing tree sizes of folders below that had none.
+   * Files count with their size, folders with their (accounted) tree size; symlinks, other file
+   * types and the space's internal folder count nothing.
+   */
+  async treeSizeHeld(segs: readonly string[]): Promise<number> {
+    let total = 0;
+    let dir: fs.Dir;
+    try {
+      dir = await fsp.opendir(this.abs(segs), { bufferSize: 256 });
+    } catch (err) {
+      if (isMissing(err)) return 0;
+      throw err;
+    }
+    for await (const d of dir) {
+      if (segs.length === 0 && d.name === RESERVED_ROOT_NAME) continue;
+      if (d.isSymbolicLink()) continue;
+      const child = [...segs, d.name];
+      let st: fs.Stats;
+      try {
+        st = await fsp.lstat(this.abs(child));
+      } catch {
+        continue;
+      }
+      if (st.isFile()) total += st.size;
+      else if (st.isDirectory()) {
+        let rec = this.recordHeld(child);
+        if (!rec) rec = await this.assimilateHeld(child);
+        if (rec.ts === undefined) {
+          rec.ts = await this.treeSizeHeld(child);
+          rec.tm ??= nowUs();
+          this.writeHeld(child, rec);
+        }
+        total += rec.ts;
+      }
+    }
+    return total;
+  }
+
+  /** Undo half-done replaces and recompute the tree sizes a dead commit may have left wrong. */
+  private async recover(intent: Intent): Promise<void> {
+    for (const u of intent.undo ?? []) {
+      const from = `${this.tmp}/${u.from.join('/')}`;
+      try {
+        await fsp.lstat(this.abs(u.to));
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+        await fsp.rename(from, this.abs(u.to)).catch((e) => {
+          if (!isMissing(e)) throw e;
+        });
+      }
+    }
+    const keys = new Set<string>();
+    for (const d of intent.dirs) for (let i = d.length; i >= 0; i--) keys.add(keyOf(d.slice(0, i)));
+    const ordered = [...keys].sort((a, b) => depth(b) - depth(a));
+    for (const key of ordered) {
+      const segs = segsOf(key);
+      let rec: NodeRecord | undefined;
+      try {
+        rec = this.recordHeld(segs) ?? (await this.assimilateHeld(segs));
+      } catch (err) {
+        if (isMissing(err) || StorageError.is(err, 'NOT_FOUND')) continue;
+        throw err;
+      }
+      rec.ts = await this.treeSizeHeld(segs);
+      rec.tm = nextTreeTime(rec.tm);
+      this.writeHeld(segs, rec);
+    }
+  }
+
+  /** Run `fn` under the commit lock. */
+  commit<T>(fn: (journal: Journal) => Promise<T>): Promise<T> {
+    return this.lock.run(fn);
+  }
+
+  /** Read a node's arbitrary metadata (inline or sidecar). */
+  async readMetadata(segs: readonly string[], rec: NodeRecord): Promise<Record<string, string>> {
+    if (rec.md === 1) {
+      const buf = await this.env.native.getxattr(this.abs(segs), XATTR_META);
+      return parseMetadata(buf);
+    }
+    if (rec.md === 2) {
+      try {
+        return parseMetadata(await fsp.readFile(this.sidecar(rec.id)));
+      } catch (err) {
+        if (isMissing(err)) return {};
+        throw err;
+      }
+    }
+    return {};
+  }
+}
+
+function depth(key: string): number {
+  if (key === '') return 0;
+  let n = 1;
+  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) === 47) n++;
+  return n;
+}
+
+/** Parse stored metadata; anything unusable reads as empty. */
+export function parseMetadata(buf: Buffer | undefined): Record<string, string> {
+  if (!buf || buf.length === 0) return {};
+  try {
+    const v = JSON.parse(buf.toString('utf8')) as unknown;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) return {};
+    const out: Record<string, string> = {};
+    for (const [k, val] of Object.entries(v as Record<string, unknown>))
+      if (typeof val === 'string') out[k] = val;
+    return out;
+  } catch {
+    return {};
+  }
+}

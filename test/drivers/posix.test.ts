@@ -1,0 +1,23 @@
+import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
+import { describeConformance } from '../conformance/index.js';
+import { tempRoot } from '../helpers/tmp.js';
+
+const roots = new WeakMap<object, string>();
+
+await describeConformance({
+  name: 'posix (real xattrs on the machine disk)',
+  async createDriver() {
+    const root = await tempRoot('posix');
+    const driver = await createPosixDriver({ root });
+    roots.set(driver, root);
+    return driver;
+  },
+  async reopen(old) {
+    const root = roots.get(old)!;
+    await old.close();
+    const driver = await createPosixDriver({ root });
+    roots.set(driver, root);
+    return driver;
+  },
+  disk: { spaceRoot: (driver, space) => (driver as PosixDriver).spacePath(space.id) },
+});
