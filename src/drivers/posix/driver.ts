@@ -192,19 +192,23 @@ class Posix implements PosixDriver {
     );
     this.spaceEnv = {
       native,
+      owner: randomUUID().replace(/-/g, '').slice(0, 16),
       lockTimeoutMs: options.lockTimeoutMs ?? 60_000,
       discard: (sp: PosixSpace, tmpName: string) => this.discard(sp, tmpName),
     };
     this.features = Object.freeze({
-      copy: Object.freeze({ copy: (s: NodeRef, d: NodeRef, o?: MoveOptions) => this.copy(s, d, o) }),
+      copy: Object.freeze({
+        copy: (s: NodeRef, d: NodeRef, o?: MoveOptions) => guard('copy', () => this.copy(s, d, o)),
+      }),
       metadata: Object.freeze({
-        set: (r: NodeRef, v: Readonly<Record<string, string>>) => this.setMetadata(r, v),
-        unset: (r: NodeRef, k: readonly string[]) => this.unsetMetadata(r, k),
+        set: (r: NodeRef, v: Readonly<Record<string, string>>) =>
+          guard('metadata', () => this.setMetadata(r, v)),
+        unset: (r: NodeRef, k: readonly string[]) => guard('metadata', () => this.unsetMetadata(r, k)),
       }),
       spaces: Object.freeze({
-        create: (i: CreateSpaceInput) => this.createSpace(i),
-        update: (id: string, i: UpdateSpaceInput) => this.updateSpace(id, i),
-        delete: (id: string) => this.deleteSpace(id),
+        create: (i: CreateSpaceInput) => guard('create space', () => this.createSpace(i)),
+        update: (id: string, i: UpdateSpaceInput) => guard('update space', () => this.updateSpace(id, i)),
+        delete: (id: string) => guard('delete space', () => this.deleteSpace(id)),
       }),
     });
   }
@@ -234,6 +238,40 @@ class Posix implements PosixDriver {
 
   private check(): void {
     if (this.closed) throw new StorageError('UNAVAILABLE', 'driver is closed');
+  }
+
+  // ================================================================== public surface
+  // Every entry point turns whatever escapes (an errno from a race with another process) into a StorageError.
+
+  getSpace(idOrAlias: string): Promise<Space> {
+    return guard('space', () => this.getSpaceImpl(idOrAlias));
+  }
+  spacePath(idOrAlias: string): Promise<string> {
+    return guard('space', () => this.spacePathImpl(idOrAlias));
+  }
+  stat(ref: NodeRef, opts?: StatOptions): Promise<ResourceInfo> {
+    return guard('stat', () => this.statImpl(ref, opts));
+  }
+  read(ref: NodeRef, opts?: ReadOptions): Promise<ReadResult> {
+    return guard('read', () => this.readImpl(ref, opts));
+  }
+  write(ref: NodeRef, body: Body, opts?: WriteOptions): Promise<ResourceInfo> {
+    return guard('write', () => this.writeImpl(ref, body, opts));
+  }
+  mkdir(ref: NodeRef, opts?: MutationOptions): Promise<ResourceInfo> {
+    return guard('mkdir', () => this.mkdirImpl(ref, opts));
+  }
+  delete(ref: NodeRef, opts?: MutationOptions): Promise<ResourceInfo> {
+    return guard('delete', () => this.deleteImpl(ref, opts));
+  }
+  move(src: NodeRef, dst: NodeRef, opts?: MoveOptions): Promise<ResourceInfo> {
+    return guard('move', () => this.moveImpl(src, dst, opts));
+  }
+  listSpaces(filter?: SpaceFilter): AsyncGenerator<Space> {
+    return guardIter('list spaces', this.listSpacesImpl(filter));
+  }
+  list(ref: NodeRef, opts?: ListOptions): AsyncGenerator<ResourceInfo> {
+    return guardIter('list', this.listImpl(ref, opts));
   }
 
   // ================================================================== spaces
@@ -272,6 +310,8 @@ class Posix implements PosixDriver {
     use.props = sp.props;
     this.spaces.set(use.id, { sp: use, checked: now });
     this.spaces.set(use.alias, { sp: use, checked: now });
+    await use.ready();
+    this.runInBackground(use.ensureClean());
     return use;
   }
 
@@ -353,7 +393,7 @@ class Posix implements PosixDriver {
     };
   }
 
-  async *listSpaces(filter?: SpaceFilter): AsyncGenerator<Space> {
+  private async *listSpacesImpl(filter?: SpaceFilter): AsyncGenerator<Space> {
     this.check();
     for await (const { sp, rec } of this.scanSpaces()) {
       if (filter?.type && sp.props.type !== filter.type) continue;
@@ -364,14 +404,14 @@ class Posix implements PosixDriver {
     }
   }
 
-  async getSpace(idOrAlias: string): Promise<Space> {
+  private async getSpaceImpl(idOrAlias: string): Promise<Space> {
     const sp = await this.space(idOrAlias);
     const rec = await sp.record([]);
     if (!rec?.sp) throw new StorageError('NOT_FOUND', `space "${printable(idOrAlias)}" not found`);
     return this.spaceOut(sp.id, rec);
   }
 
-  async spacePath(idOrAlias: string): Promise<string> {
+  private async spacePathImpl(idOrAlias: string): Promise<string> {
     return (await this.space(idOrAlias)).root;
   }
 
@@ -429,7 +469,7 @@ class Posix implements PosixDriver {
         }
         await fsp.rename(staging, `${this.root}/spaces/${alias}`);
         await this.writeSpaceIndex(id, alias);
-        if (this.durable) await this.syncer.sync(`${this.root}/spaces/${input.type}`);
+        await this.syncDir(`${this.root}/spaces/${input.type}`);
         return this.spaceOut(id, rec);
       } catch (err) {
         await this.removeTree(staging);
@@ -818,14 +858,14 @@ class Posix implements PosixDriver {
 
   // ================================================================== reads
 
-  async stat(ref: NodeRef, opts?: StatOptions): Promise<ResourceInfo> {
+  private async statImpl(ref: NodeRef, opts?: StatOptions): Promise<ResourceInfo> {
     const sp = await this.space(ref.spaceId);
     const segs = await this.locate(sp, ref);
     const { st, rec } = await this.load(sp, segs);
     return this.info(sp, segs, st, rec, opts);
   }
 
-  async *list(ref: NodeRef, opts?: ListOptions): AsyncGenerator<ResourceInfo> {
+  private async *listImpl(ref: NodeRef, opts?: ListOptions): AsyncGenerator<ResourceInfo> {
     const sp = await this.space(ref.spaceId);
     const segs = await this.locate(sp, ref);
     const dir = await this.load(sp, segs);
@@ -912,7 +952,7 @@ class Posix implements PosixDriver {
     });
   }
 
-  async read(ref: NodeRef, opts?: ReadOptions): Promise<ReadResult> {
+  private async readImpl(ref: NodeRef, opts?: ReadOptions): Promise<ReadResult> {
     const sp = await this.space(ref.spaceId);
     const segs = await this.locate(sp, ref);
     const { st, rec } = await this.load(sp, segs);
@@ -948,9 +988,8 @@ class Posix implements PosixDriver {
 
   // ================================================================== writes
 
-  async write(ref: NodeRef, body: Body, opts?: WriteOptions): Promise<ResourceInfo> {
+  private async writeImpl(ref: NodeRef, body: Body, opts?: WriteOptions): Promise<ResourceInfo> {
     const sp = await this.space(ref.spaceId);
-    void sp.ensureClean();
     const segs = await this.locate(sp, ref);
     if (!segs.length) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be replaced');
     const parentSegs = segs.slice(0, -1);
@@ -1009,13 +1048,26 @@ class Posix implements PosixDriver {
       });
       await fh.close();
       closed = true;
-      if (this.durable) await this.syncer.sync(sp.abs(parentSegs));
+      await this.syncDir(sp.abs(parentSegs));
       sp.index.remember(rec.id, key);
       return this.info(sp, segs, st, rec);
     } catch (err) {
       if (!closed) await fh.close().catch(() => {});
       await fsp.unlink(tmpAbs).catch(() => {});
       throw toStorageError(err, 'write');
+    }
+  }
+
+  /**
+   * Make a folder's entries durable (when `durable`). A folder another process moved or removed in
+   * the meantime is skipped: that process's own commit synced the folders it changed.
+   */
+  private async syncDir(dir: string): Promise<void> {
+    if (!this.durable) return;
+    try {
+      await this.syncer.sync(dir);
+    } catch (err) {
+      if (!isMissing(err)) throw err;
     }
   }
 
@@ -1028,8 +1080,6 @@ class Posix implements PosixDriver {
       await fsp.mkdir(sp.tmp, { recursive: true });
       fh = await fsp.open(tmpAbs, 'wx', 0o666);
     }
-    // A live upload holds a lock on its temp file; start-up cleaning leaves locked files alone.
-    this.native.tryLock(fh.fd, true);
     return fh;
   }
 
@@ -1105,13 +1155,13 @@ class Posix implements PosixDriver {
     }
   }
 
-  async mkdir(ref: NodeRef, _opts?: MutationOptions): Promise<ResourceInfo> {
+  private async mkdirImpl(ref: NodeRef, _opts?: MutationOptions): Promise<ResourceInfo> {
     const sp = await this.space(ref.spaceId);
     const segs = await this.locate(sp, ref);
     if (!segs.length) throw new StorageError('ALREADY_EXISTS', 'the space root exists');
     const parentSegs = segs.slice(0, -1);
     await this.loadParent(sp, parentSegs);
-    const rec = await sp.commit(async (journal) => {
+    const done = await sp.commit(async (journal) => {
       const parent = await this.loadParent(sp, parentSegs, true);
       if (await fsp.lstat(sp.abs(segs)).catch(() => undefined)) {
         throw new StorageError('ALREADY_EXISTS', `"${printable(segs.at(-1))}" already exists`);
@@ -1127,16 +1177,14 @@ class Posix implements PosixDriver {
       }
       sp.writeHeld(segs, rec);
       await sp.propagateHeld(new Map([[keyOf(parentSegs), 0]]));
-      return rec;
+      return { rec, st: await fsp.lstat(sp.abs(segs)) };
     });
-    if (this.durable) await this.syncer.sync(sp.abs(parentSegs));
-    const st = await fsp.lstat(sp.abs(segs));
-    return this.info(sp, segs, st, rec);
+    await this.syncDir(sp.abs(parentSegs));
+    return this.info(sp, segs, done.st, done.rec);
   }
 
-  async delete(ref: NodeRef, _opts?: MutationOptions): Promise<ResourceInfo> {
+  private async deleteImpl(ref: NodeRef, _opts?: MutationOptions): Promise<ResourceInfo> {
     const sp = await this.space(ref.spaceId);
-    void sp.ensureClean();
     const segs = await this.locate(sp, ref);
     if (!segs.length) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be deleted');
     const parentSegs = segs.slice(0, -1);
@@ -1155,19 +1203,18 @@ class Posix implements PosixDriver {
     });
     await sp.index.remove(first.rec.id);
     if (first.st.isDirectory()) sp.index.forgetAll();
-    if (this.durable) await this.syncer.sync(sp.abs(parentSegs));
+    await this.syncDir(sp.abs(parentSegs));
     this.runInBackground(this.discard(sp, tmpName));
     return info;
   }
 
-  async move(src: NodeRef, dst: NodeRef, opts?: MoveOptions): Promise<ResourceInfo> {
+  private async moveImpl(src: NodeRef, dst: NodeRef, opts?: MoveOptions): Promise<ResourceInfo> {
     if (src.spaceId !== dst.spaceId) {
       throw new StorageError('UNIMPLEMENTED', 'moving between spaces is not supported', {
         reason: 'cross-space',
       });
     }
     const sp = await this.space(src.spaceId);
-    void sp.ensureClean();
     const from = await this.locate(sp, src);
     const to = await this.locate(sp, dst);
     if (!from.length) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be moved');
@@ -1205,7 +1252,10 @@ class Posix implements PosixDriver {
         ...(aside && { undo: [{ from: [aside], to }] }),
       });
       await this.options.hooks?.beforeRename?.('move');
-      if (aside) await fsp.rename(sp.abs(to), `${sp.tmp}/${aside}`);
+      if (aside) {
+        await fsp.rename(sp.abs(to), `${sp.tmp}/${aside}`);
+        await this.options.hooks?.afterRename?.('move-aside');
+      }
       await fsp.rename(sp.abs(from), sp.abs(to));
       await this.options.hooks?.afterRename?.('move');
       const rec = { ...cur.rec, p: parent.id };
@@ -1216,18 +1266,15 @@ class Posix implements PosixDriver {
       add(keyOf(from.slice(0, -1)), -size);
       add(keyOf(to.slice(0, -1)), size - oldSize);
       await sp.propagateHeld(changes);
-      return { rec, old, aside };
+      return { rec, old, aside, st: await fsp.lstat(sp.abs(to)) };
     });
     if (done.old && !done.aside) await this.dropReplaced(sp, done.old.rec);
     if (done.aside) this.runInBackground(this.discard(sp, done.aside));
     sp.index.forgetAll();
     sp.index.remember(done.rec.id, toKey);
-    if (this.durable) {
-      await this.syncer.sync(sp.abs(from.slice(0, -1)));
-      await this.syncer.sync(sp.abs(to.slice(0, -1)));
-    }
-    const st = await fsp.lstat(sp.abs(to));
-    return this.info(sp, to, st, done.rec);
+    await this.syncDir(sp.abs(from.slice(0, -1)));
+    await this.syncDir(sp.abs(to.slice(0, -1)));
+    return this.info(sp, to, done.st, done.rec);
   }
 
   /** A file replaced by rename took its record with it; drop its index entry and sidecar. */
@@ -1241,7 +1288,6 @@ class Posix implements PosixDriver {
   private async copy(src: NodeRef, dst: NodeRef, opts?: MoveOptions): Promise<ResourceInfo> {
     const ssp = await this.space(src.spaceId);
     const dsp = await this.space(dst.spaceId);
-    void dsp.ensureClean();
     const from = await this.locate(ssp, src);
     const to = await this.locate(dsp, dst);
     if (!to.length) throw new StorageError('ALREADY_EXISTS', 'the space root exists');
@@ -1267,8 +1313,8 @@ class Posix implements PosixDriver {
     const stagingName = dsp.tmpName('cp');
     const staging = `${dsp.tmp}/${stagingName}`;
     await fsp.mkdir(dsp.tmp, { recursive: true });
-    const lockFd = await this.copyNode(ssp, from, source, dsp, staging, to, parentRec.id, opts?.signal, true);
     try {
+      await this.copyNode(ssp, from, source, dsp, staging, to, parentRec.id, opts?.signal);
       const done = await dsp.commit(async (journal) => {
         const parent = await this.loadParent(dsp, to.slice(0, -1), true);
         const old = await this.peek(dsp, to, true);
@@ -1298,20 +1344,17 @@ class Posix implements PosixDriver {
       });
       if (done.old && !done.aside) await this.dropReplaced(dsp, done.old.rec);
       if (done.aside) this.runInBackground(this.discard(dsp, done.aside));
-      if (this.durable) await this.syncer.sync(dsp.abs(to.slice(0, -1)));
+      await this.syncDir(dsp.abs(to.slice(0, -1)));
       return this.info(dsp, to, done.st, done.rec);
     } catch (err) {
       await this.discard(dsp, stagingName).catch(() => {});
       throw toStorageError(err, 'copy');
-    } finally {
-      if (lockFd !== undefined) fs.closeSync(lockFd);
     }
   }
 
   /**
    * Copy one node (recursively) to `target` in the destination's tmp folder, with new ids whose
-   * index entries already name their final place. Symlinks and special files are skipped. Returns
-   * the fd holding the staging lock for the top node.
+   * index entries already name their final place. Symlinks and special files are skipped.
    */
   private async copyNode(
     ssp: PosixSpace,
@@ -1322,18 +1365,12 @@ class Posix implements PosixDriver {
     finalSegs: string[],
     parentId: string,
     signal: AbortSignal | undefined,
-    top: boolean,
-  ): Promise<number | undefined> {
+  ): Promise<void> {
     signal?.throwIfAborted();
     const id = randomUUID();
     const rec: NodeRecord = { id, p: parentId };
-    let lockFd: number | undefined;
     if (source.st.isDirectory()) {
       await fsp.mkdir(target);
-      if (top) {
-        lockFd = fs.openSync(target, fs.constants.O_RDONLY);
-        this.native.tryLock(lockFd, true);
-      }
       let total = 0;
       const dir = await fsp.opendir(ssp.abs(from), { bufferSize: 256 });
       for await (const d of dir) {
@@ -1351,7 +1388,6 @@ class Posix implements PosixDriver {
           [...finalSegs, d.name],
           id,
           signal,
-          false,
         );
         if (st.isDirectory()) {
           total += decodeRecord(this.native.getxattrSync(`${target}/${d.name}`, XATTR_NODE))?.ts ?? 0;
@@ -1359,7 +1395,7 @@ class Posix implements PosixDriver {
       }
       rec.ts = total;
       rec.tm = nowUs();
-      if (this.durable) await this.syncer.sync(target);
+      await this.syncDir(target);
     } else {
       const valid =
         source.rec.ck !== undefined &&
@@ -1395,10 +1431,6 @@ class Posix implements PosixDriver {
       const st = await fsp.lstat(target);
       rec.ckm = st.mtimeMs;
       rec.cks = st.size;
-      if (top) {
-        lockFd = fs.openSync(target, fs.constants.O_RDONLY);
-        this.native.tryLock(lockFd, true);
-      }
     }
     if (source.rec.md) {
       const md = await ssp.readMetadata(from, source.rec);
@@ -1406,7 +1438,6 @@ class Posix implements PosixDriver {
     }
     this.native.setxattrSync(target, XATTR_NODE, encodeRecord(rec));
     await dsp.index.write(id, parentId, keyOf(finalSegs));
-    return lockFd;
   }
 
   // ================================================================== metadata
@@ -1536,8 +1567,25 @@ class Posix implements PosixDriver {
       if (seen.has(sp)) continue;
       seen.add(sp);
       await sp.lock.close();
+      sp.releaseLive();
     }
     await this.rootLock.close();
+  }
+}
+
+async function guard<T>(op: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw toStorageError(err, op);
+  }
+}
+
+async function* guardIter<T>(op: string, it: AsyncGenerator<T>): AsyncGenerator<T> {
+  try {
+    yield* it;
+  } catch (err) {
+    throw toStorageError(err, op);
   }
 }
 

@@ -27,6 +27,8 @@ import { isMissing } from './util.js';
 /** Driver-wide settings a space needs. */
 export interface SpaceEnv {
   native: Native;
+  /** Unique per driver instance; names its temp files so others can tell live ones from dead. */
+  owner: string;
   lockTimeoutMs: number;
   /** Remove a tree moved into the space's tmp folder (index entries and sidecars included). */
   discard(space: PosixSpace, tmpName: string): Promise<void>;
@@ -55,6 +57,7 @@ export class PosixSpace {
   /** Ids a full scan did not find, with the time of that scan. */
   readonly missing = new Map<string, number>();
   private cleaned: Promise<void> | undefined;
+  private readied: Promise<void> | undefined;
 
   constructor(
     private readonly env: SpaceEnv,
@@ -80,14 +83,55 @@ export class PosixSpace {
     return segs.length === 0 ? this.root : `${this.root}/${segs.join('/')}`;
   }
 
-  /** A fresh name in the space's tmp folder. */
-  tmpName(prefix: string): string {
-    return `${prefix}-${randomUUID()}`;
+  /**
+   * A fresh name in the space's tmp folder. Uploads and copies carry the owner, whose liveness lock
+   * (`live-<owner>`, held for the driver's lifetime) is taken before the first such name exists.
+   */
+  tmpName(prefix: 'up' | 'cp' | 'rm'): string {
+    if (prefix === 'rm') return `rm-${randomUUID()}`;
+    this.ensureLive();
+    return `${prefix}-${this.env.owner}-${randomUUID()}`;
+  }
+
+  private liveFd: number | undefined;
+
+  private ensureLive(): void {
+    if (this.liveFd !== undefined) return;
+    fs.mkdirSync(this.tmp, { recursive: true });
+    const fd = fs.openSync(
+      `${this.tmp}/live-${this.env.owner}`,
+      fs.constants.O_RDWR | fs.constants.O_CREAT,
+      0o600,
+    );
+    this.env.native.tryLock(fd, true);
+    this.liveFd = fd;
+  }
+
+  /** Release the liveness lock (driver close). */
+  releaseLive(): void {
+    if (this.liveFd === undefined) return;
+    fs.closeSync(this.liveFd);
+    this.liveFd = undefined;
+    fs.rmSync(`${this.tmp}/live-${this.env.owner}`, { force: true });
   }
 
   /** Sidecar file of a node's metadata. */
   sidecar(id: string): string {
     return `${this.metaDir}/${id.slice(0, 2)}/${id}.json`;
+  }
+
+  /**
+   * First use in this process: take the commit lock once, which repairs a commit a dead process left
+   * half done, before anything is read.
+   */
+  ready(): Promise<void> {
+    this.readied ??= this.lock
+      .run(async () => {})
+      .catch((err) => {
+        this.readied = undefined;
+        throw err;
+      });
+    return this.readied;
   }
 
   /** Clean the tmp folder once per process (dead uploads, unfinished deletions). */
@@ -99,27 +143,32 @@ export class PosixSpace {
   }
 
   private async cleanTmp(): Promise<void> {
-    let names: string[];
-    try {
-      names = await fsp.readdir(this.tmp);
-    } catch (err) {
-      if (isMissing(err)) return;
-      throw err;
-    }
+    // Listed under the lock, after any dead commit was repaired: no intent refers to what we find.
+    const names = await this.lock.run(async () => {
+      try {
+        return await fsp.readdir(this.tmp);
+      } catch (err) {
+        if (isMissing(err)) return [];
+        throw err;
+      }
+    });
     for (const name of names) {
       if (name.startsWith('rm-')) {
         await this.env.discard(this, name);
-      } else if (!(await this.inUse(`${this.tmp}/${name}`))) {
-        await this.env.discard(this, name);
+        continue;
       }
+      const m = /^(live|up|cp)-([0-9a-f]+)(?:-|$)/.exec(name);
+      if (!m || m[2] === this.env.owner || this.alive(m[2]!)) continue;
+      if (m[1] === 'live') await fsp.rm(`${this.tmp}/${name}`, { force: true });
+      else await this.env.discard(this, name);
     }
   }
 
-  /** An upload or copy in progress holds a shared flock on its tmp file or folder. */
-  private async inUse(p: string): Promise<boolean> {
+  /** Does the driver instance `owner` still hold its liveness lock on this space? */
+  private alive(owner: string): boolean {
     let fd: number;
     try {
-      fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      fd = fs.openSync(`${this.tmp}/live-${owner}`, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     } catch {
       return false;
     }

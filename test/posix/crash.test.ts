@@ -1,0 +1,157 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createPosixDriver } from '../../src/drivers/posix/index.js';
+import { collect, StorageProvider } from '../../src/index.js';
+import { litter, treeSizeErrors, walkSpace } from '../helpers/disk.js';
+import { tempRoot } from '../helpers/tmp.js';
+
+const child = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/crash-child.mjs');
+
+function run(
+  root: string,
+  scenario: string,
+  point: string,
+): Promise<{ signal: NodeJS.Signals | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [child, root, scenario, point], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (out += d));
+    p.on('error', reject);
+    p.on('exit', (_code, signal) => resolve({ signal, out }));
+  });
+}
+
+/** A storage with project/crash: a/b/old.bin (1000 B), a/b/x/deep.txt, c/b/keep.txt. */
+async function fixture() {
+  const root = await tempRoot('crash');
+  const driver = await createPosixDriver({ root });
+  const s = new StorageProvider({ drivers: driver });
+  const sp = await s.createSpace({ type: 'project', name: 'crash' });
+  const at = (p: string) => ({ space: sp.id, path: p });
+  await s.mkdir(at('a/b/x'), { parents: true });
+  await s.mkdir(at('c/b'), { parents: true });
+  await s.write(at('a/b/old.bin'), Buffer.alloc(1000, 1));
+  await s.write(at('a/b/x/deep.txt'), 'deep');
+  await s.write(at('c/b/keep.txt'), 'keep me');
+  const rootEtag = (await s.stat(at(''))).etag;
+  await s.close();
+  return { root, spaceRoot: path.join(root, 'spaces/project/crash'), rootEtag };
+}
+
+async function reopen(root: string) {
+  const driver = await createPosixDriver({ root });
+  const s = new StorageProvider({ drivers: driver });
+  const sp = await s.getSpace('project/crash');
+  const at = (p: string) => ({ space: sp.id, path: p });
+  const exists = (p: string) =>
+    s.stat(at(p)).then(
+      () => true,
+      () => false,
+    );
+  const text = async (p: string) => (await collect((await s.read(at(p))).body!)).toString();
+  return { driver, s, at, exists, text };
+}
+
+const cases: [string, string, (v: Awaited<ReturnType<typeof reopen>>) => Promise<void>][] = [
+  ['write-new', 'stream', async (v) => expect(await v.exists('a/b/new.bin')).toBe(false)],
+  ['write-new', 'before:write', async (v) => expect(await v.exists('a/b/new.bin')).toBe(false)],
+  [
+    'write-new',
+    'after:write',
+    async (v) => {
+      const info = await v.s.stat(v.at('a/b/new.bin'));
+      expect(info.size).toBe(3 * 1024 * 1024);
+      const want = createHash('sha1')
+        .update(Buffer.alloc(3 * 1024 * 1024, 7))
+        .digest('hex');
+      expect(info.checksums?.sha1).toBe(want);
+    },
+  ],
+  ['write-over', 'stream', async (v) => expect((await v.s.stat(v.at('a/b/old.bin'))).size).toBe(1000)],
+  ['write-over', 'before:write', async (v) => expect((await v.s.stat(v.at('a/b/old.bin'))).size).toBe(1000)],
+  [
+    'write-over',
+    'after:write',
+    async (v) => expect((await v.s.stat(v.at('a/b/old.bin'))).size).toBe(3 * 1024 * 1024),
+  ],
+  ['delete', 'before:delete', async (v) => expect(await v.text('a/b/x/deep.txt')).toBe('deep')],
+  ['delete', 'after:delete', async (v) => expect(await v.exists('a/b')).toBe(false)],
+  [
+    'move-over',
+    'before:move',
+    async (v) => {
+      expect(await v.text('a/b/x/deep.txt')).toBe('deep');
+      expect(await v.text('c/b/keep.txt')).toBe('keep me');
+    },
+  ],
+  [
+    'move-over',
+    'after:move-aside',
+    async (v) => {
+      // The replaced folder was moved aside, the move itself never happened: undone.
+      expect(await v.text('a/b/x/deep.txt')).toBe('deep');
+      expect(await v.text('c/b/keep.txt')).toBe('keep me');
+    },
+  ],
+  [
+    'move-over',
+    'after:move',
+    async (v) => {
+      expect(await v.exists('a/b')).toBe(false);
+      expect(await v.text('c/b/x/deep.txt')).toBe('deep');
+      expect(await v.exists('c/b/keep.txt')).toBe(false);
+    },
+  ],
+  ['copy', 'before:copy', async (v) => expect(await v.exists('c/a2')).toBe(false)],
+];
+
+describe('posix: kill -9 in the middle of an operation', () => {
+  beforeAll(async () => {
+    // The child runs the built package.
+    await import('../../dist/src/drivers/posix/index.js').catch(() => {
+      throw new Error('run `npm run build` first (npm test does)');
+    });
+  });
+
+  it.each(cases)('%s killed at %s leaves a consistent tree and no litter', async (scenario, point, check) => {
+    const { root, spaceRoot, rootEtag } = await fixture();
+    const r = await run(root, scenario, point);
+    expect(r.signal, r.out).toBe('SIGKILL');
+    // Where the dead process had a temp file, a staged copy or a tree moved aside, it is still there.
+    const leftBehind = [
+      'stream',
+      'before:write',
+      'after:delete',
+      'after:move-aside',
+      'after:move',
+      'before:copy',
+    ];
+    if (leftBehind.includes(point)) expect(await litter(spaceRoot)).not.toEqual([]);
+    const v = await reopen(root);
+    try {
+      await check(v);
+      await v.driver.idle();
+      expect(await litter(spaceRoot)).toEqual([]);
+      expect(await treeSizeErrors(spaceRoot)).toEqual([]);
+      // Every node still has a record and ids are unique.
+      const nodes = await walkSpace(spaceRoot);
+      expect(nodes.every((n) => n.rec?.id)).toBe(true);
+      expect(new Set(nodes.map((n) => n.rec!.id)).size).toBe(nodes.length);
+      if (point.startsWith('after:') && point !== 'after:move-aside') {
+        expect((await v.s.stat(v.at(''))).etag).not.toBe(rootEtag);
+      }
+      // The storage keeps working.
+      await v.s.write(v.at('a/after.txt'), 'ok');
+      expect(await treeSizeErrors(spaceRoot)).toEqual([]);
+    } finally {
+      await v.s.close();
+    }
+    // Closed: not even a liveness file of the dead or of the checking process remains.
+    expect(await fs.readdir(path.join(spaceRoot, '.stowage/tmp'))).toEqual([]);
+  });
+});
