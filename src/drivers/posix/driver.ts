@@ -601,10 +601,7 @@ class Posix implements PosixDriver {
       if (d.isSymbolicLink() || (segs.length === 0 && d.name === RESERVED_ROOT_NAME)) continue;
       const child = [...segs, d.name];
       const rec = await sp.record(child).catch(() => undefined);
-      if (rec?.id === id) {
-        await dir.close().catch(() => {});
-        return child;
-      }
+      if (rec?.id === id) return child; // leaving for-await closes the handle
     }
     return undefined;
   }
@@ -726,30 +723,40 @@ class Posix implements PosixDriver {
   }
 
   /**
-   * Check that a record agrees with where the node is (using what this process remembers, else the
-   * parent's record); fix moves made around Stowage and give copies made with their xattrs a new id.
+   * Check that a record agrees with where the node is, and fix moves made around Stowage and copies
+   * made with their xattrs. The process-local LRU is only filled from verified facts; when it knows
+   * nothing, the persisted index entry decides (one readlink).
    */
   private async checkPlacement(
     sp: PosixSpace,
     segs: string[],
     rec: NodeRecord,
     held: boolean,
+    parentId?: string,
   ): Promise<NodeRecord> {
     if (segs.length === 0) return rec;
     const key = keyOf(segs);
     const parentKey = keyOf(segs.slice(0, -1));
     const seenAt = sp.index.cached(rec.id);
     let consistent: boolean;
-    if (seenAt !== undefined && seenAt !== key) {
+    if (seenAt === key) {
+      if (parentId !== undefined) consistent = rec.p === parentId;
+      else if (segs.length === 1) consistent = rec.p === sp.id;
+      else if (rec.p !== undefined && sp.index.cached(rec.p) === parentKey) consistent = true;
+      else {
+        const parent = held ? sp.recordHeld(segs.slice(0, -1)) : await sp.record(segs.slice(0, -1));
+        consistent = parent !== undefined && parent.id === rec.p;
+        if (parent && consistent) sp.index.remember(parent.id, parentKey);
+      }
+    } else if (seenAt !== undefined) {
       consistent = false;
-    } else if (segs.length === 1) {
-      consistent = rec.p === sp.id;
-    } else if (rec.p !== undefined && sp.index.cached(rec.p) === parentKey) {
-      consistent = true;
     } else {
-      const parent = held ? sp.recordHeld(segs.slice(0, -1)) : await sp.record(segs.slice(0, -1));
-      if (parent) sp.index.remember(parent.id, parentKey);
-      consistent = parent !== undefined && parent.id === rec.p;
+      const entry = await sp.index.read(rec.id);
+      consistent =
+        entry !== undefined &&
+        entry.rel === key &&
+        entry.parent === rec.p &&
+        (parentId === undefined || parentId === rec.p);
     }
     if (consistent) {
       sp.index.remember(rec.id, key);
@@ -758,6 +765,11 @@ class Posix implements PosixDriver {
     return held ? this.reconcileHeld(sp, segs) : sp.commit(() => this.reconcileHeld(sp, segs));
   }
 
+  /**
+   * Settle where a node belongs (commit lock held). The persisted index entry names the original:
+   * when it points elsewhere and that place still carries the id, this node is a copy and gets a new
+   * id; when it points here, another sighting of the id is the copy. Otherwise the node moved here.
+   */
   private async reconcileHeld(sp: PosixSpace, segs: string[]): Promise<NodeRecord> {
     const cur = sp.recordHeld(segs);
     if (!cur) return sp.assimilateHeld(segs);
@@ -765,22 +777,40 @@ class Posix implements PosixDriver {
     const parentSegs = segs.slice(0, -1);
     const parent = sp.recordHeld(parentSegs) ?? (await sp.assimilateHeld(parentSegs));
     sp.index.remember(parent.id, keyOf(parentSegs));
-    let otherKey = sp.index.cached(cur.id);
-    if (otherKey === undefined || otherKey === key) otherKey = (await sp.index.read(cur.id))?.rel;
-    if (otherKey !== undefined && otherKey !== key && (await this.isAt(sp, otherKey, cur.id))) {
-      // Both places carry the id: this one is a copy made with its xattrs (cp -a, rsync -X).
-      const copy: NodeRecord = { ...cur, id: randomUUID(), p: parent.id };
-      if (cur.md === 2) await this.copySidecar(sp, cur.id, sp, copy.id);
-      await sp.index.write(copy.id, parent.id, key);
-      sp.writeHeld(segs, copy);
-      return copy;
+    const entry = await sp.index.read(cur.id);
+    if (entry && entry.rel !== key && (await this.isAt(sp, entry.rel, cur.id))) {
+      return this.newIdentityHeld(sp, segs, cur, parent.id);
+    }
+    if (entry?.rel === key) {
+      const other = sp.index.cached(cur.id);
+      if (other !== undefined && other !== key && (await this.isAt(sp, other, cur.id))) {
+        const otherSegs = segsOf(other);
+        const otherRec = sp.recordHeld(otherSegs);
+        const otherParent = sp.recordHeld(otherSegs.slice(0, -1));
+        if (otherRec && otherParent) await this.newIdentityHeld(sp, otherSegs, otherRec, otherParent.id);
+      }
     }
     if (cur.p !== parent.id) {
       cur.p = parent.id;
       sp.writeHeld(segs, cur);
     }
-    await sp.index.write(cur.id, parent.id, key);
+    if (entry?.rel !== key || entry.parent !== parent.id) await sp.index.write(cur.id, parent.id, key);
+    sp.index.remember(cur.id, key);
     return cur;
+  }
+
+  /** Give a node that duplicates another's id (a copy made around Stowage) an id of its own. */
+  private async newIdentityHeld(
+    sp: PosixSpace,
+    segs: string[],
+    rec: NodeRecord,
+    parentId: string,
+  ): Promise<NodeRecord> {
+    const copy: NodeRecord = { ...rec, id: randomUUID(), p: parentId };
+    if (rec.md === 2) await this.copySidecar(sp, rec.id, sp, copy.id);
+    await sp.index.write(copy.id, parentId, keyOf(segs));
+    sp.writeHeld(segs, copy);
+    return copy;
   }
 
   // ================================================================== info
@@ -903,8 +933,7 @@ class Posix implements PosixDriver {
         if (!(st.isFile() || st.isDirectory())) return undefined;
         let rec = await sp.record(child);
         if (!rec) rec = await sp.commit(() => sp.assimilateHeld(child));
-        else if (rec.p !== dirId) rec = await sp.commit(() => this.reconcileHeld(sp, child));
-        else sp.index.remember(rec.id, keyOf(child));
+        else rec = await this.checkPlacement(sp, child, rec, false, dirId);
         return { st, rec, name };
       },
     );

@@ -1,0 +1,259 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import * as xattr from 'fs-xattr';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
+import { collect, type Space, StorageProvider } from '../../src/index.js';
+import { treeSizeErrors, walkSpace } from '../helpers/disk.js';
+import { tempRoot } from '../helpers/tmp.js';
+
+let driver: PosixDriver;
+let s: StorageProvider;
+let n = 0;
+
+beforeAll(async () => {
+  // scanIntervalMs 0: every id miss may rescan, so each test sees a fresh scan.
+  driver = await createPosixDriver({ root: await tempRoot('around'), scanIntervalMs: 0 });
+  s = new StorageProvider({ drivers: driver });
+});
+afterAll(() => s.close());
+
+async function space(): Promise<{
+  sp: Space;
+  dir: string;
+  at: (p: string) => { space: string; path: string };
+}> {
+  const sp = await s.createSpace({ type: 'project', name: `around ${++n}` });
+  return { sp, dir: await driver.spacePath(sp.id), at: (p: string) => ({ space: sp.id, path: p }) };
+}
+
+const text = async (ref: Parameters<StorageProvider['read']>[0]) =>
+  (await collect((await s.read(ref)).body!)).toString();
+
+describe('posix: changes made on disk around Stowage', () => {
+  it('keeps the id of a file renamed with mv in its folder (found by id and by path)', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('d'));
+    const f = await s.write(at('d/before.txt'), 'content');
+    execFileSync('mv', [path.join(dir, 'd/before.txt'), path.join(dir, 'd/after.txt')]);
+    const byId = await s.stat({ resourceId: f.id });
+    expect(byId.path).toBe('/d/after.txt');
+    expect((await s.stat(at('d/after.txt'))).id).toEqual(f.id);
+    expect(await text({ resourceId: f.id })).toBe('content');
+  });
+
+  it('keeps ids of files and folders moved with mv across folders, and fixes their parent ids', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('a/sub'), { parents: true });
+    await s.mkdir(at('b'));
+    const sub = await s.stat(at('a/sub'));
+    const f = await s.write(at('a/sub/f.txt'), 'x');
+    const g = await s.write(at('a/g.txt'), 'y');
+    const b = await s.stat(at('b'));
+    execFileSync('mv', [path.join(dir, 'a/sub'), path.join(dir, 'b/moved')]);
+    execFileSync('mv', [path.join(dir, 'a/g.txt'), path.join(dir, 'b/g.txt')]);
+    // By path: same ids, parent ids follow the new place.
+    const g2 = await s.stat(at('b/g.txt'));
+    expect(g2.id).toEqual(g.id);
+    expect(g2.parentId?.opaqueId).toBe(b.id.opaqueId);
+    // By id: found where they are now, including a child of the moved folder.
+    expect((await s.stat({ resourceId: sub.id })).path).toBe('/b/moved');
+    expect((await s.stat({ resourceId: f.id })).path).toBe('/b/moved/f.txt');
+    expect(await text({ resourceId: f.id, path: '' })).toBe('x');
+    // A listing reports the new parent.
+    for await (const e of s.list(at('b'))) expect(e.parentId?.opaqueId).toBe(b.id.opaqueId);
+  });
+
+  it('finds a folder moved on disk by id even through a deeper chain of moves', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('x/y/z'), { parents: true });
+    const z = await s.write(at('x/y/z/leaf'), 'leaf');
+    execFileSync('mv', [path.join(dir, 'x'), path.join(dir, 'renamed-x')]);
+    execFileSync('mv', [path.join(dir, 'renamed-x/y'), path.join(dir, 'y-on-top')]);
+    expect((await s.stat({ resourceId: z.id })).path).toBe('/y-on-top/z/leaf');
+  });
+
+  it('gives a copy made with cp -a (xattrs copied) its own id and leaves the original alone', async () => {
+    const { dir, at } = await space();
+    const f = await s.write(at('orig.txt'), 'o');
+    await s.mkdir(at('folder'));
+    const inner = await s.write(at('folder/inner.txt'), 'i');
+    const folder = await s.stat(at('folder'));
+    execFileSync('cp', ['-a', path.join(dir, 'orig.txt'), path.join(dir, 'copy.txt')]);
+    execFileSync('cp', ['-a', path.join(dir, 'folder'), path.join(dir, 'folder-copy')]);
+    expect(
+      JSON.parse((await xattr.getAttribute(path.join(dir, 'copy.txt'), 'user.stowage.n')).toString()).id,
+    ).toBe(f.id.opaqueId);
+    const ids = new Map<string, string>();
+    for await (const e of s.list(at(''))) ids.set(e.name, e.id.opaqueId);
+    expect(ids.get('orig.txt')).toBe(f.id.opaqueId);
+    expect(ids.get('copy.txt')).not.toBe(f.id.opaqueId);
+    expect(ids.get('folder')).toBe(folder.id.opaqueId);
+    expect(ids.get('folder-copy')).not.toBe(folder.id.opaqueId);
+    const innerCopy = await s.stat(at('folder-copy/inner.txt'));
+    expect(innerCopy.id).not.toEqual(inner.id);
+    expect(innerCopy.parentId?.opaqueId).toBe(ids.get('folder-copy'));
+    expect((await s.stat({ resourceId: inner.id })).path).toBe('/folder/inner.txt');
+    expect((await s.stat({ resourceId: f.id })).path).toBe('/orig.txt');
+    const nodes = await walkSpace(dir);
+    expect(new Set(nodes.map((x) => x.rec?.id)).size).toBe(nodes.length);
+  });
+
+  it('gives files and folders created around Stowage ids on first sight, and accounts their size', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('inbox'));
+    await fs.mkdir(path.join(dir, 'inbox/scan-001/raw'), { recursive: true });
+    await fs.writeFile(path.join(dir, 'inbox/scan-001/raw/img.tif'), Buffer.alloc(5000));
+    await fs.writeFile(path.join(dir, 'inbox/notes.txt'), 'abc');
+    const seen = new Map<string, string>();
+    for await (const e of s.list(at('inbox'))) seen.set(e.name, e.id.opaqueId);
+    expect([...seen.keys()].sort()).toEqual(['notes.txt', 'scan-001']);
+    expect((await s.stat(at('inbox/scan-001'))).size).toBe(5000);
+    const img = await s.stat(at('inbox/scan-001/raw/img.tif'));
+    expect((await s.stat({ resourceId: img.id })).path).toBe('/inbox/scan-001/raw/img.tif');
+    expect(
+      (
+        await s.stat({
+          resourceId: { storageId: '', spaceId: img.id.spaceId, opaqueId: seen.get('notes.txt')! },
+        })
+      ).name,
+    ).toBe('notes.txt');
+    // After a listing the folder's size counts what was written around us, up to the root.
+    for await (const _ of s.list(at('inbox'))) void _;
+    expect((await s.stat(at('inbox'))).size).toBe(5003);
+    expect(await treeSizeErrors(dir)).toEqual([]);
+  });
+
+  it('repairs tree sizes after rm and in-place edits on disk when the folder is listed', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('p/q'), { parents: true });
+    await s.write(at('p/q/a.bin'), Buffer.alloc(1000));
+    await s.write(at('p/q/b.bin'), Buffer.alloc(2000));
+    const etag = (await s.stat(at(''))).etag;
+    await fs.rm(path.join(dir, 'p/q/a.bin'));
+    await fs.appendFile(path.join(dir, 'p/q/b.bin'), Buffer.alloc(500));
+    expect((await s.getSpace(at('').space)).used).toBe(3000); // not noticed yet
+    const names: string[] = [];
+    for await (const e of s.list(at('p/q'))) names.push(e.name);
+    expect(names).toEqual(['b.bin']);
+    expect((await s.stat(at('p/q'))).size).toBe(2500);
+    expect((await s.stat(at('p'))).size).toBe(2500);
+    expect((await s.getSpace(at('').space)).used).toBe(2500);
+    expect((await s.stat(at(''))).etag).not.toBe(etag);
+    expect(await treeSizeErrors(dir)).toEqual([]);
+  });
+
+  it('never reports checksums for content changed behind its back', async () => {
+    const { dir, at } = await space();
+    const f = await s.write(at('c.txt'), 'hello');
+    expect(f.checksums?.sha1).toBeTruthy();
+    await fs.writeFile(path.join(dir, 'c.txt'), 'HELLO, changed');
+    const after = await s.stat(at('c.txt'));
+    expect(after.id).toEqual(f.id);
+    expect(after.checksums).toBeUndefined();
+    expect(after.etag).not.toBe(f.etag);
+  });
+
+  it('rebuilds the id index when it is lost', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('k'));
+    const f = await s.write(at('k/f'), 'indexed');
+    // Another process (a fresh driver) with no memory of the ids, and the index folder gone.
+    await fs.rm(path.join(dir, '.stowage/ids'), { recursive: true, force: true });
+    const other = await createPosixDriver({ root: driver.root, scanIntervalMs: 0 });
+    try {
+      const o = new StorageProvider({ drivers: other });
+      expect((await o.stat({ resourceId: f.id })).path).toBe('/k/f');
+      const entries = await fs.readdir(path.join(dir, '.stowage/ids'), { recursive: true });
+      expect(entries.some((e) => e.endsWith(f.id.opaqueId))).toBe(true);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('answers NOT_FOUND for unknown ids without rescanning more than once per interval', async () => {
+    const root = await tempRoot('scan-limit');
+    const d = await createPosixDriver({ root, scanIntervalMs: 60_000 });
+    const p = new StorageProvider({ drivers: d });
+    try {
+      const sp = await p.createSpace({ type: 'project', name: 'limit' });
+      for (let i = 0; i < 50; i++) await p.write({ space: sp.id, path: `f${i}` }, 'x');
+      const t0 = performance.now();
+      await expect(
+        p.stat({ resourceId: { storageId: '', spaceId: sp.id, opaqueId: 'deadbeef-0000' } }),
+      ).rejects.toThrow();
+      const first = performance.now() - t0;
+      const t1 = performance.now();
+      for (let i = 0; i < 200; i++) {
+        await expect(
+          p.stat({ resourceId: { storageId: '', spaceId: sp.id, opaqueId: `deadbeef-${i}` } }),
+        ).rejects.toThrow();
+      }
+      const perMiss = (performance.now() - t1) / 200;
+      expect(perMiss).toBeLessThan(Math.max(first, 1)); // later misses skip the scan
+    } finally {
+      await p.close();
+    }
+  });
+});
+
+describe('posix: metadata and the xattr budget', () => {
+  it('keeps small metadata inline and large metadata in an id-keyed sidecar that follows moves', async () => {
+    const { dir, at } = await space();
+    const f = await s.write(at('m.txt'), 'x');
+    await s.setMetadata(at('m.txt'), { small: 'v' });
+    expect((await xattr.listAttributes(path.join(dir, 'm.txt'))).sort()).toEqual([
+      'user.stowage.m',
+      'user.stowage.n',
+    ]);
+    await s.setMetadata(at('m.txt'), { big: 'b'.repeat(5000) });
+    expect(await xattr.listAttributes(path.join(dir, 'm.txt'))).toEqual(['user.stowage.n']);
+    const sidecar = path.join(dir, '.stowage/meta', f.id.opaqueId.slice(0, 2), `${f.id.opaqueId}.json`);
+    expect(JSON.parse(await fs.readFile(sidecar, 'utf8'))).toEqual({ small: 'v', big: 'b'.repeat(5000) });
+    await s.mkdir(at('elsewhere'));
+    await s.move(at('m.txt'), at('elsewhere/m.txt'));
+    expect((await s.stat(at('elsewhere/m.txt'), { metadataKeys: ['small'] })).metadata).toEqual({
+      small: 'v',
+    });
+    await s.unsetMetadata(at('elsewhere/m.txt'), ['big']);
+    await expect(fs.access(sidecar)).rejects.toThrow();
+    expect((await xattr.listAttributes(path.join(dir, 'elsewhere/m.txt'))).sort()).toEqual([
+      'user.stowage.m',
+      'user.stowage.n',
+    ]);
+    await s.delete(at('elsewhere/m.txt'));
+  });
+
+  it('falls back to the sidecar when the filesystem has no xattr room left (ENOSPC on ext4)', async () => {
+    const root = await tempRoot('xattr-room');
+    const d = await createPosixDriver({ root, inlineMetadataBytes: 1_000_000 });
+    const p = new StorageProvider({ drivers: d });
+    try {
+      const sp = await p.createSpace({ type: 'project', name: 'room' });
+      const f = await p.write({ space: sp.id, path: 'f' }, 'x');
+      const values = { a: 'a'.repeat(6000) }; // more than one ext4 xattr block
+      await p.setMetadata({ space: sp.id, path: 'f' }, values);
+      expect((await p.stat({ space: sp.id, path: 'f' }, { metadataKeys: '*' })).metadata).toEqual(values);
+      const file = path.join(await d.spacePath(sp.id), 'f');
+      expect(await xattr.listAttributes(file)).toEqual(['user.stowage.n']);
+      expect(f.id.opaqueId).toBeTruthy();
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('keeps a node record far below the ~3.5 KiB ext4 gives all xattrs of an inode', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('a-rather-long-folder-name-for-good-measure'));
+    await s.write(at('a-rather-long-folder-name-for-good-measure/file.bin'), 'x', { mtime: Date.now() });
+    for (const p of [
+      '',
+      'a-rather-long-folder-name-for-good-measure',
+      'a-rather-long-folder-name-for-good-measure/file.bin',
+    ]) {
+      const bytes = (await xattr.getAttribute(path.join(dir, p), 'user.stowage.n')).length;
+      expect(bytes).toBeLessThan(400);
+    }
+  });
+});
