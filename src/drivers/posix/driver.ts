@@ -40,6 +40,7 @@ import type {
   WriteOptions,
 } from '../../core/types.js';
 import { DEFAULT_FIELDS } from '../../core/types.js';
+import { type FsckOptions, type FsckSpaceReport, fsckSpace } from './fsck.js';
 import { CommitLock } from './lock.js';
 import type { Native } from './native.js';
 import {
@@ -93,6 +94,11 @@ export interface PosixDriver extends Driver {
   spacePath(idOrAlias: string): Promise<string>;
   /** Wait until background work (removal of deleted trees) is done. */
   idle(): Promise<void>;
+  /**
+   * Check every space (or one) against the disk; with `repair`, fix derived state (records, ids,
+   * parent ids, tree sizes, index, checksums with `checksums`). Pauses the space's writers meanwhile.
+   */
+  fsck(opts?: FsckOptions & { space?: string }): Promise<FsckSpaceReport[]>;
 }
 
 const FORMAT = 1;
@@ -269,6 +275,19 @@ class Posix implements PosixDriver {
   }
   listSpaces(filter?: SpaceFilter): AsyncGenerator<Space> {
     return guardIter('list spaces', this.listSpacesImpl(filter));
+  }
+  fsck(opts: FsckOptions & { space?: string } = {}): Promise<FsckSpaceReport[]> {
+    return guard('fsck', async () => {
+      const targets: PosixSpace[] = [];
+      if (opts.space) targets.push(await this.space(opts.space));
+      else for await (const { sp } of this.scanSpaces()) targets.push(await this.space(sp.id));
+      const reports: FsckSpaceReport[] = [];
+      for (const sp of targets) {
+        reports.push(await fsckSpace(this.native, sp, opts));
+        await this.idle();
+      }
+      return reports;
+    });
   }
   list(ref: NodeRef, opts?: ListOptions): AsyncGenerator<ResourceInfo> {
     return guardIter('list', this.listImpl(ref, opts));

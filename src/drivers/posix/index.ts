@@ -17,6 +17,7 @@ import { openPosixDriver, type PosixDriver, type PosixDriverOptions } from './dr
 import { loadNative } from './native.js';
 
 export type { PosixDriver, PosixDriverOptions } from './driver.js';
+export type { FsckOptions, FsckProblem, FsckProblemKind, FsckSpaceReport } from './fsck.js';
 export { XATTR_META, XATTR_NODE, XATTR_PREFIX } from './record.js';
 
 /** Open the storage at `options.root` (created when missing). */

@@ -1,0 +1,423 @@
+#!/usr/bin/env node
+/**
+ * `stowage`: scriptable commands over a storage root folder. Exit codes are stable (see
+ * {@link EXIT_CODES}); `--json` prints machine-readable output (one JSON object per line for listings).
+ *
+ * @module
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+import { parseRangeHeader } from '../core/conditions.js';
+import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
+import { StorageProvider } from '../core/provider.js';
+import { formatResourceId } from '../core/refs.js';
+import type { Checksums, ResourceInfo, Space, SpaceType, WriteOptions } from '../core/types.js';
+import { createPosixDriver, type PosixDriver } from '../drivers/posix/index.js';
+
+/** Exit status per error code; 0 is success, 1 an unexpected failure, 2 a usage error. */
+export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = Object.freeze({
+  INVALID_ARGUMENT: 2,
+  NOT_FOUND: 3,
+  ALREADY_EXISTS: 4,
+  PERMISSION_DENIED: 5,
+  UNAUTHENTICATED: 5,
+  FAILED_PRECONDITION: 6,
+  LOCKED: 7,
+  INSUFFICIENT_STORAGE: 8,
+  CANCELLED: 9,
+  ABORTED: 9,
+  UNIMPLEMENTED: 10,
+  UNAVAILABLE: 11,
+  TOO_EARLY: 12,
+  INTERNAL: 1,
+});
+
+const USAGE = `Usage: stowage [--root DIR] [--json] <command> [args]
+
+Paths are /<space alias>/<path> (e.g. /project/demo/docs/a.txt, /personal/alice/x)
+or a resource id, optionally followed by a relative path (storage$space!node/sub/x).
+
+Commands:
+  quickstart                        create the space project/quickstart, put a file, list it
+  space ls                          list spaces
+  space create <personal|project> <name> [--owner USER] [--quota BYTES] [--description TEXT]
+  space rm <space>                  delete a space and everything in it
+  ls <path>                         list a folder
+  stat <path>                       show a file or folder
+  put <local-file|-> <path>         upload (from stdin with -) [--mtime WHEN] [--if-match ETAG]
+                                    [--if-none-match] [--checksum ALGO:HEX]
+  get <path> [local-file|-]         download (to stdout by default) [--range START-END]
+  mkdir [-p] <path>                 create a folder (-p: with parents, existing is fine)
+  mv <from> <to> [--overwrite]      move or rename (ids are kept)
+  cp <from> <to> [--overwrite]      copy (copies get new ids)
+  rm <path>                         delete a file or a folder with everything in it
+  meta <path> [key ...]             show arbitrary metadata (all keys when none are given)
+  meta-set <path> key=value ...     set arbitrary metadata
+  meta-unset <path> key ...         remove arbitrary metadata
+  fsck [--space S] [--repair] [--checksums]
+                                    check ids, tree sizes and the id index against the disk
+
+Options:
+  --root DIR      storage root (default: $STOWAGE_ROOT or ./data)
+  --json          machine-readable output; errors as {"error":{...}} on stderr
+  -h, --help      this text
+
+Exit status: 0 ok, 1 unexpected failure, 2 invalid usage or argument, 3 not found,
+4 already exists, 5 permission denied, 6 precondition failed (missing parent, folder in
+the way, etag mismatch), 7 locked, 8 insufficient storage, 9 cancelled, 10 unsupported,
+11 unavailable, 12 too early.
+`;
+
+interface Opts {
+  root: string;
+  json: boolean;
+  parents: boolean;
+  overwrite: boolean;
+  repair: boolean;
+  checksums: boolean;
+  mtime?: string;
+  range?: string;
+  'if-match'?: string;
+  'if-none-match': boolean;
+  checksum?: string;
+  owner?: string;
+  quota?: string;
+  description?: string;
+  space?: string;
+}
+
+class UsageError extends Error {}
+
+function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      root: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      parents: { type: 'boolean', short: 'p', default: false },
+      overwrite: { type: 'boolean', default: false },
+      repair: { type: 'boolean', default: false },
+      checksums: { type: 'boolean', default: false },
+      mtime: { type: 'string' },
+      range: { type: 'string' },
+      'if-match': { type: 'string' },
+      'if-none-match': { type: 'boolean', default: false },
+      checksum: { type: 'string' },
+      owner: { type: 'string' },
+      quota: { type: 'string' },
+      description: { type: 'string' },
+      space: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const { help, ...rest } = values;
+  const opts = { ...rest, root: values.root ?? process.env.STOWAGE_ROOT ?? './data' } as Opts;
+  return { opts, args: positionals, help: !!help };
+}
+
+function need(args: string[], n: number, what: string): void {
+  if (args.length < n) throw new UsageError(`missing ${what}`);
+}
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function human(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+function iso(ms: number): string {
+  return new Date(Math.floor(ms)).toISOString();
+}
+
+function infoJson(i: ResourceInfo): Record<string, unknown> {
+  return {
+    ...i,
+    id: formatResourceId(i.id),
+    ...(i.parentId && { parentId: formatResourceId(i.parentId) }),
+    mtime: iso(i.mtime),
+  };
+}
+
+function parseWhen(s: string): number {
+  if (/^\d+(\.\d+)?$/.test(s)) return Number(s) * 1000; // unix seconds, as sync clients send them
+  const t = Date.parse(s);
+  if (Number.isNaN(t)) throw new StorageError('INVALID_ARGUMENT', `cannot read time "${s}"`);
+  return t;
+}
+
+function parseChecksum(s: string): Checksums {
+  const m = /^(sha1|md5|adler32)[:=]([0-9a-fA-F]+)$/i.exec(s);
+  if (!m) throw new StorageError('INVALID_ARGUMENT', `checksum must be sha1:HEX, md5:HEX or adler32:HEX`);
+  return { [m[1]!.toLowerCase()]: m[2]!.toLowerCase() } as Checksums;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { opts, args, help } = parse(argv);
+  const cmd = args.shift();
+  if (help || !cmd) {
+    process.stdout.write(USAGE);
+    return help ? 0 : 2;
+  }
+  const driver: PosixDriver = await createPosixDriver({
+    root: opts.root,
+    log: (message, err) => process.stderr.write(`stowage: ${message}: ${(err as Error)?.message ?? ''}\n`),
+  });
+  const s = new StorageProvider({ drivers: driver });
+  try {
+    return await command(s, driver, cmd, args, opts);
+  } finally {
+    await s.close();
+  }
+}
+
+async function command(
+  s: StorageProvider,
+  driver: PosixDriver,
+  cmd: string,
+  args: string[],
+  opts: Opts,
+): Promise<number> {
+  const showInfo = (i: ResourceInfo) => {
+    if (opts.json) return out(JSON.stringify(infoJson(i)));
+    out(`path:     ${i.path}`);
+    out(`name:     ${i.name}`);
+    out(`type:     ${i.type}`);
+    out(`size:     ${i.size} (${human(i.size)})`);
+    out(`mtime:    ${iso(i.mtime)}`);
+    out(`etag:     "${i.etag}"`);
+    out(`id:       ${formatResourceId(i.id)}`);
+    if (i.parentId) out(`parent:   ${formatResourceId(i.parentId)}`);
+    out(`mime:     ${i.mimeType}`);
+    if (i.checksums) for (const [k, v] of Object.entries(i.checksums)) out(`${`${k}:`.padEnd(10)}${v}`);
+  };
+  const showSpace = (sp: Space) => {
+    if (opts.json)
+      return out(JSON.stringify({ ...sp, root: formatResourceId(sp.root), mtime: iso(sp.mtime) }));
+    const quota = sp.quota === undefined ? 'no quota' : `of ${human(sp.quota)}`;
+    out(
+      `${sp.alias.padEnd(32)} ${sp.type.padEnd(8)} ${human(sp.used).padStart(10)} ${quota.padEnd(14)} ${sp.id}  ${sp.name}`,
+    );
+  };
+
+  switch (cmd) {
+    case 'quickstart': {
+      let sp: Space;
+      try {
+        sp = await s.getSpace('project/quickstart');
+      } catch (err) {
+        if (!StorageError.is(err, 'NOT_FOUND')) throw err;
+        sp = await s.createSpace({ type: 'project', name: 'Quickstart', alias: 'project/quickstart' });
+      }
+      await s.mkdir({ space: sp.id, path: 'docs' }, { parents: true });
+      const info = await s.write(
+        { space: sp.id, path: 'docs/hello.txt' },
+        `Hello from Stowage, written ${new Date().toISOString()}\n`,
+      );
+      if (opts.json) {
+        out(JSON.stringify({ space: sp.id, root: driver.root, file: infoJson(info) }));
+        return 0;
+      }
+      out(`Storage root: ${driver.root}`);
+      out(`Space:        ${sp.alias} (${sp.id})`);
+      out(`On disk:      ${await driver.spacePath(sp.id)}/docs/hello.txt\n`);
+      showInfo(info);
+      out('\nContents of /project/quickstart/docs:');
+      for await (const e of s.list({ space: sp.id, path: 'docs' })) {
+        out(`  ${e.type === 'folder' ? 'd' : '-'} ${String(e.size).padStart(8)}  ${iso(e.mtime)}  ${e.name}`);
+      }
+      out(
+        `\nTry: stowage --root ${path.relative(process.cwd(), driver.root) || '.'} ls /project/quickstart/docs`,
+      );
+      return 0;
+    }
+    case 'space': {
+      const sub = args.shift();
+      if (sub === 'ls') {
+        for await (const sp of s.listSpaces({ includeDisabled: true })) showSpace(sp);
+        return 0;
+      }
+      if (sub === 'create') {
+        need(args, 2, 'space type and name');
+        const type = args[0] as SpaceType;
+        const quota = opts.quota === undefined ? undefined : Number(opts.quota);
+        if (quota !== undefined && !Number.isSafeInteger(quota))
+          throw new UsageError('--quota takes a number of bytes');
+        const sp = await s.createSpace({
+          type,
+          name: args[1]!,
+          ...(opts.owner && { owner: { id: opts.owner, username: opts.owner } }),
+          ...(type === 'personal' && !opts.owner && { owner: { id: args[1]!, username: args[1]! } }),
+          ...(quota !== undefined && { quota }),
+          ...(opts.description !== undefined && { description: opts.description }),
+        });
+        showSpace(sp);
+        return 0;
+      }
+      if (sub === 'rm') {
+        need(args, 1, 'space');
+        await s.deleteSpace(args[0]!.replace(/^\//, ''));
+        return 0;
+      }
+      throw new UsageError('space takes ls, create or rm');
+    }
+    case 'ls': {
+      need(args, 1, 'path');
+      for await (const e of s.list(args[0]!)) {
+        if (opts.json) out(JSON.stringify(infoJson(e)));
+        else
+          out(
+            `${e.type === 'folder' ? 'd' : '-'} ${String(e.size).padStart(12)}  ${iso(e.mtime)}  ${e.name}`,
+          );
+      }
+      return 0;
+    }
+    case 'stat':
+      need(args, 1, 'path');
+      showInfo(await s.stat(args[0]!));
+      return 0;
+    case 'put': {
+      need(args, 2, 'source and destination');
+      const [src, dst] = args as [string, string];
+      const wo: WriteOptions = {};
+      let body: AsyncIterable<Uint8Array>;
+      if (src === '-') body = process.stdin;
+      else {
+        const st = await fsp.stat(src).catch((err) => {
+          throw new StorageError('NOT_FOUND', `local file ${src}: ${err.code}`);
+        });
+        if (!st.isFile()) throw new StorageError('INVALID_ARGUMENT', `${src} is not a regular file`);
+        body = fs.createReadStream(src);
+        wo.size = st.size;
+        wo.mtime = st.mtimeMs;
+      }
+      if (opts.mtime) wo.mtime = parseWhen(opts.mtime);
+      if (opts.checksum) wo.checksums = parseChecksum(opts.checksum);
+      if (opts['if-match'] || opts['if-none-match']) {
+        wo.conditions = {
+          ...(opts['if-match'] && { ifMatch: [opts['if-match']] }),
+          ...(opts['if-none-match'] && { ifNoneMatch: '*' as const }),
+        };
+      }
+      showInfo(await s.write(dst, body, wo));
+      return 0;
+    }
+    case 'get': {
+      need(args, 1, 'path');
+      const range = opts.range ? parseRangeHeader(`bytes=${opts.range}`) : undefined;
+      if (range === null || (opts.range && !range))
+        throw new UsageError('--range takes START-END, START- or -LENGTH');
+      const r = await s.read(args[0]!, range ? { range } : {});
+      if (r.status === 416) throw new StorageError('INVALID_ARGUMENT', 'range not satisfiable');
+      const target = args[1] ?? '-';
+      const sink = target === '-' ? process.stdout : fs.createWriteStream(target);
+      await pipeline(r.body!, sink, { end: target !== '-' });
+      return 0;
+    }
+    case 'mkdir':
+      need(args, 1, 'path');
+      showInfo(await s.mkdir(args[0]!, { parents: opts.parents }));
+      return 0;
+    case 'mv':
+      need(args, 2, 'source and destination');
+      showInfo(await s.move(args[0]!, args[1]!, { overwrite: opts.overwrite }));
+      return 0;
+    case 'cp':
+      need(args, 2, 'source and destination');
+      showInfo(await s.copy(args[0]!, args[1]!, { overwrite: opts.overwrite }));
+      return 0;
+    case 'rm': {
+      need(args, 1, 'path');
+      const gone = await s.delete(args[0]!);
+      if (opts.json) out(JSON.stringify(infoJson(gone)));
+      return 0;
+    }
+    case 'meta': {
+      need(args, 1, 'path');
+      const keys = args.slice(1);
+      const info = await s.stat(args[0]!, { metadataKeys: keys.length ? keys : '*' });
+      if (opts.json) out(JSON.stringify(info.metadata ?? {}));
+      else for (const [k, v] of Object.entries(info.metadata ?? {})) out(`${k}=${v}`);
+      return 0;
+    }
+    case 'meta-set': {
+      need(args, 2, 'path and key=value');
+      const values: Record<string, string> = {};
+      for (const kv of args.slice(1)) {
+        const eq = kv.indexOf('=');
+        if (eq <= 0) throw new UsageError(`expected key=value, got "${kv}"`);
+        values[kv.slice(0, eq)] = kv.slice(eq + 1);
+      }
+      await s.setMetadata(args[0]!, values);
+      return 0;
+    }
+    case 'meta-unset':
+      need(args, 2, 'path and keys');
+      await s.unsetMetadata(args[0]!, args.slice(1));
+      return 0;
+    case 'fsck': {
+      const reports = await driver.fsck({
+        repair: opts.repair,
+        checksums: opts.checksums,
+        ...(opts.space && { space: opts.space.replace(/^\//, '') }),
+      });
+      let problems = 0;
+      for (const r of reports) {
+        const n = Object.values(r.problems).reduce((a, b) => a + b, 0);
+        problems += n;
+        if (opts.json) {
+          out(JSON.stringify(r));
+          continue;
+        }
+        out(
+          `${r.alias}: ${r.files} files, ${r.folders} folders, ${human(r.bytes)}; ${n ? `${n} problem(s)` : 'clean'}`,
+        );
+        for (const [kind, count] of Object.entries(r.problems))
+          out(`  ${kind}: ${count}${opts.repair ? ' (repaired)' : ''}`);
+        for (const ex of r.examples.slice(0, 10))
+          out(`    ${ex.kind} ${ex.path}${ex.detail ? ` (${ex.detail})` : ''}`);
+      }
+      // Problems left unrepaired are a failed check, as fsck(8) has it.
+      return problems && !opts.repair ? 6 : 0;
+    }
+    default:
+      throw new UsageError(`unknown command "${cmd}"`);
+  }
+}
+
+function report(err: unknown, json: boolean): number {
+  if (err instanceof UsageError || (err as { code?: string })?.code?.startsWith?.('ERR_PARSE_ARGS')) {
+    const msg = (err as Error).message;
+    if (json)
+      process.stderr.write(`${JSON.stringify({ error: { code: 'INVALID_ARGUMENT', message: msg } })}\n`);
+    else process.stderr.write(`stowage: ${msg}\nRun "stowage --help" for usage.\n`);
+    return 2;
+  }
+  const e = toStorageError(err, 'stowage');
+  if (json) process.stderr.write(`${JSON.stringify({ error: e.toJSON() })}\n`);
+  else process.stderr.write(`stowage: ${e.code}${e.reason ? ` (${e.reason})` : ''}: ${e.message}\n`);
+  return EXIT_CODES[e.code] ?? 1;
+}
+
+const argv = process.argv.slice(2);
+run(argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.exitCode = report(err, argv.includes('--json'));
+  },
+);

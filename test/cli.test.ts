@@ -1,0 +1,140 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempRoot } from './helpers/tmp.js';
+
+const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '../dist/src/cli/main.js');
+let root: string;
+
+function stowage(args: string[], input?: Buffer | string) {
+  const r = spawnSync(process.execPath, [cli, '--root', root, ...args], { input, maxBuffer: 64 << 20 });
+  return { code: r.status, stdout: r.stdout, out: r.stdout.toString(), err: r.stderr.toString() };
+}
+
+beforeAll(async () => {
+  root = await tempRoot('cli');
+  expect(stowage(['space', 'create', 'project', 'Data Set']).code).toBe(0);
+});
+
+describe('stowage CLI', () => {
+  it('runs the quickstart twice (idempotent)', () => {
+    const a = stowage(['quickstart']);
+    expect(a.code, a.err).toBe(0);
+    expect(a.out).toContain('project/quickstart');
+    expect(stowage(['quickstart']).code).toBe(0);
+  });
+
+  it('puts from stdin and gets to stdout byte-exact, with a range', () => {
+    const data = Buffer.from(Array.from({ length: 200_000 }, (_, i) => i % 251));
+    const put = stowage(['--json', 'put', '-', '/project/data-set/blob.bin'], data);
+    expect(put.code, put.err).toBe(0);
+    const info = JSON.parse(put.out);
+    expect(info.size).toBe(200_000);
+    expect(info.checksums.sha1).toBe(createHash('sha1').update(data).digest('hex'));
+    const got = stowage(['get', '/project/data-set/blob.bin']);
+    expect(Buffer.compare(got.stdout, data)).toBe(0);
+    expect(
+      Buffer.compare(
+        stowage(['get', '/project/data-set/blob.bin', '--range', '10-19']).stdout,
+        data.subarray(10, 20),
+      ),
+    ).toBe(0);
+    expect(stowage(['get', '/project/data-set/blob.bin', '--range', '300000-']).code).toBe(2);
+  });
+
+  it('keeps the local mtime on put, and --mtime overrides it', async () => {
+    const local = path.join(root, 'local.txt');
+    await fs.writeFile(local, 'x');
+    await fs.utimes(local, 1_000_000, 1_000_000);
+    expect(JSON.parse(stowage(['--json', 'put', local, '/project/data-set/local.txt']).out).mtime).toBe(
+      '1970-01-12T13:46:40.000Z',
+    );
+    expect(
+      JSON.parse(
+        stowage(['--json', 'put', local, '/project/data-set/local.txt', '--mtime', '1700000000']).out,
+      ).mtime,
+    ).toBe('2023-11-14T22:13:20.000Z');
+  });
+
+  it('lists as NDJSON, moves keeping ids, copies with new ids', () => {
+    expect(stowage(['mkdir', '-p', '/project/data-set/a/b']).code).toBe(0);
+    stowage(['put', '-', '/project/data-set/a/b/f.txt'], 'f');
+    const before = JSON.parse(stowage(['--json', 'stat', '/project/data-set/a/b/f.txt']).out);
+    expect(stowage(['mv', '/project/data-set/a/b/f.txt', '/project/data-set/a/g.txt']).code).toBe(0);
+    const after = JSON.parse(stowage(['--json', 'stat', before.id]).out);
+    expect(after.path).toBe('/a/g.txt');
+    expect(stowage(['cp', '/project/data-set/a', '/project/data-set/a2']).code).toBe(0);
+    const lines = stowage(['--json', 'ls', '/project/data-set/a2'])
+      .out.trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.name).sort()).toEqual(['b', 'g.txt']);
+    expect(lines.find((l) => l.name === 'g.txt').id).not.toBe(before.id);
+  });
+
+  it('exits with stable codes and clear messages', () => {
+    const cases: [string[], number, RegExp][] = [
+      [['stat', '/project/data-set/missing'], 3, /NOT_FOUND/],
+      [['mkdir', '/project/data-set/a'], 4, /ALREADY_EXISTS/],
+      [['put', '-', '/project/data-set/no/such/dir.txt'], 6, /parent-missing/],
+      [['put', '-', '/project/data-set/a'], 6, /is-folder/],
+      [['stat', '/project/data-set/../../etc/passwd'], 2, /invalid-path/],
+      [['put', '-', '/project/data-set/bad.txt', '--checksum', 'sha1:00'], 2, /checksum-mismatch/],
+      [['put', '-', '/project/data-set/a2/g.txt', '--if-none-match'], 6, /condition/],
+      [['stat', '/project/no-such-space/x'], 3, /not found/],
+      [['--bogus-option'], 2, /Unknown option/],
+      [['frobnicate'], 2, /unknown command/],
+      [['mv', '/project/data-set/a', '/project/data-set/a/inside'], 2, /into-itself/],
+    ];
+    for (const [args, code, msg] of cases) {
+      const r = stowage(args, 'body');
+      expect(r.code, `${args.join(' ')}: ${r.err}`).toBe(code);
+      expect(r.err).toMatch(msg);
+    }
+    const j = stowage(['--json', 'stat', '/project/data-set/missing']);
+    expect(JSON.parse(j.err).error.code).toBe('NOT_FOUND');
+  });
+
+  it('prints usage with --help and exits 0', () => {
+    const r = stowage(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('Exit status');
+  });
+
+  it('fsck finds damage made on disk and repairs it', async () => {
+    expect(stowage(['space', 'create', 'project', 'fsck']).code).toBe(0);
+    for (const f of ['x/1', 'x/2', 'y/3']) {
+      stowage(['mkdir', '-p', `/project/fsck/${path.dirname(f)}`]);
+      stowage(['put', '-', `/project/fsck/${f}`], `content ${f}`);
+    }
+    expect(stowage(['fsck', '--space', 'project/fsck']).code).toBe(0);
+    const dir = path.join(root, 'spaces/project/fsck');
+    await fs.rm(path.join(dir, '.stowage/ids'), { recursive: true });
+    await fs.writeFile(path.join(dir, 'x/external.txt'), 'written around stowage');
+    execFileSync('cp', ['-a', path.join(dir, 'x'), path.join(dir, 'x-copy')]);
+    await fs.rm(path.join(dir, 'y/3'));
+    const check = stowage(['--json', 'fsck', '--space', 'project/fsck']);
+    expect(check.code).toBe(6);
+    const problems = JSON.parse(check.out).problems;
+    expect(problems['missing-record']).toBe(2); // external.txt and its copy in x-copy
+    expect(problems['duplicate-id']).toBeGreaterThanOrEqual(3);
+    expect(problems['tree-size']).toBeGreaterThanOrEqual(2);
+    expect(problems['index-entry']).toBeGreaterThanOrEqual(5);
+    const fix = stowage(['--json', 'fsck', '--space', 'project/fsck', '--repair', '--checksums']);
+    expect(fix.code, fix.err).toBe(0);
+    const again = stowage(['--json', 'fsck', '--space', 'project/fsck']);
+    expect(again.code, again.out).toBe(0);
+    expect(JSON.parse(again.out).problems).toEqual({});
+    const ext = JSON.parse(stowage(['--json', 'stat', '/project/fsck/x/external.txt']).out);
+    expect(ext.checksums.sha1).toBe(createHash('sha1').update('written around stowage').digest('hex'));
+    const used = JSON.parse(
+      stowage(['--json', 'space', 'ls'])
+        .out.split('\n')
+        .find((l) => l.includes('project/fsck'))!,
+    ).used;
+    expect(used).toBe(2 * ('content x/1'.length + 'content x/2'.length + 'written around stowage'.length));
+  });
+});
