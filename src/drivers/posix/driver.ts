@@ -250,28 +250,28 @@ class Posix implements PosixDriver {
   // Every entry point turns whatever escapes (an errno from a race with another process) into a StorageError.
 
   getSpace(idOrAlias: string): Promise<Space> {
-    return guard('space', () => this.getSpaceImpl(idOrAlias));
+    return this.getSpaceImpl(idOrAlias).catch(rethrow('space'));
   }
   spacePath(idOrAlias: string): Promise<string> {
-    return guard('space', () => this.spacePathImpl(idOrAlias));
+    return this.spacePathImpl(idOrAlias).catch(rethrow('space'));
   }
   stat(ref: NodeRef, opts?: StatOptions): Promise<ResourceInfo> {
-    return guard('stat', () => this.statImpl(ref, opts));
+    return this.statImpl(ref, opts).catch(rethrow('stat'));
   }
   read(ref: NodeRef, opts?: ReadOptions): Promise<ReadResult> {
-    return guard('read', () => this.readImpl(ref, opts));
+    return this.readImpl(ref, opts).catch(rethrow('read'));
   }
   write(ref: NodeRef, body: Body, opts?: WriteOptions): Promise<ResourceInfo> {
-    return guard('write', () => this.writeImpl(ref, body, opts));
+    return this.writeImpl(ref, body, opts).catch(rethrow('write'));
   }
   mkdir(ref: NodeRef, opts?: MutationOptions): Promise<ResourceInfo> {
-    return guard('mkdir', () => this.mkdirImpl(ref, opts));
+    return this.mkdirImpl(ref, opts).catch(rethrow('mkdir'));
   }
   delete(ref: NodeRef, opts?: MutationOptions): Promise<ResourceInfo> {
-    return guard('delete', () => this.deleteImpl(ref, opts));
+    return this.deleteImpl(ref, opts).catch(rethrow('delete'));
   }
   move(src: NodeRef, dst: NodeRef, opts?: MoveOptions): Promise<ResourceInfo> {
-    return guard('move', () => this.moveImpl(src, dst, opts));
+    return this.moveImpl(src, dst, opts).catch(rethrow('move'));
   }
   listSpaces(filter?: SpaceFilter): AsyncGenerator<Space> {
     return guardIter('list spaces', this.listSpacesImpl(filter));
@@ -294,6 +294,12 @@ class Posix implements PosixDriver {
   }
 
   // ================================================================== spaces
+
+  /** A space from the cache when it was verified less than 2 s ago. */
+  private spaceNow(idOrAlias: string): PosixSpace | undefined {
+    const hit = this.spaces.get(idOrAlias);
+    return hit && !this.closed && Date.now() - hit.checked < SPACE_RECHECK_MS ? hit.sp : undefined;
+  }
 
   /** The space for an id or alias, verified against its root record at most every 2 s. */
   private async space(idOrAlias: string): Promise<PosixSpace> {
@@ -538,10 +544,37 @@ class Posix implements PosixDriver {
 
   // ================================================================== resolution
 
+  /** Segments of a reference that starts at the space root (no id to resolve). */
+  private locateNow(ref: NodeRef): string[] {
+    const segs = ref.segments as string[];
+    for (const s of segs) checkName(s);
+    if (segs[0] === RESERVED_ROOT_NAME) {
+      throw new StorageError('INVALID_ARGUMENT', `"${RESERVED_ROOT_NAME}" is reserved at the space root`, {
+        reason: 'reserved-name',
+      });
+    }
+    return [...segs];
+  }
+
+  /** Like {@link locate}, and the node itself when resolving its id already read it. */
+  private async locateNode(sp: PosixSpace, ref: NodeRef): Promise<{ segs: string[]; node?: Loaded }> {
+    if (ref.nodeId === undefined || ref.nodeId === sp.id) return { segs: this.locateNow(ref) };
+    if (ref.segments.length) return { segs: await this.locate(sp, ref) };
+    const found = await this.resolveId(sp, ref.nodeId);
+    if (found.node && !this.placedAsRemembered(sp, found.segs, found.node.rec)) {
+      found.node = {
+        st: found.node.st,
+        rec: await this.checkPlacement(sp, found.segs, found.node.rec, false),
+      };
+    }
+    return found;
+  }
+
   /** Space-relative segments a reference points at. */
   private async locate(sp: PosixSpace, ref: NodeRef): Promise<string[]> {
     for (const s of ref.segments) checkName(s);
-    const base = ref.nodeId === undefined || ref.nodeId === sp.id ? [] : await this.resolveId(sp, ref.nodeId);
+    const base =
+      ref.nodeId === undefined || ref.nodeId === sp.id ? [] : (await this.resolveId(sp, ref.nodeId)).segs;
     const segs = base.length ? [...base, ...ref.segments] : [...ref.segments];
     if (segs[0] === RESERVED_ROOT_NAME) {
       throw new StorageError('INVALID_ARGUMENT', `"${RESERVED_ROOT_NAME}" is reserved at the space root`, {
@@ -551,37 +584,58 @@ class Posix implements PosixDriver {
     return segs;
   }
 
-  /** Is `id` the node at `key`? Never follows symlinks; false for anything odd. */
-  private async isAt(sp: PosixSpace, key: string, id: string): Promise<boolean> {
+  /**
+   * The node at `key` if it carries `id`: a file or folder reached without symlinks. Undefined for
+   * anything else, never an error.
+   */
+  private async probe(sp: PosixSpace, key: string, id: string): Promise<Loaded | undefined> {
     const segs = segsOf(key);
-    if (segs[0] === RESERVED_ROOT_NAME) return false;
+    if (segs[0] === RESERVED_ROOT_NAME) return undefined;
     try {
       for (const s of segs) checkName(s);
+      const real = segs.length >= 2 ? this.checkReal(sp, segs.slice(0, -1)) : undefined;
+      real?.catch(() => {});
       const st = await fsp.lstat(sp.abs(segs));
-      if (!(st.isFile() || st.isDirectory())) return false;
-      return (await sp.record(segs))?.id === id;
+      if (real) await real;
+      if (!(st.isFile() || st.isDirectory())) return undefined;
+      const rec = await sp.record(segs);
+      return rec?.id === id ? { st, rec } : undefined;
     } catch {
-      return false;
+      return undefined;
     }
   }
 
-  /** Where a node id is now: LRU, index entry, the parent's entry, the parent folder, then a full scan. */
-  private async resolveId(sp: PosixSpace, id: string, depth = 0): Promise<string[]> {
-    if (id === sp.id) return [];
+  /** Is `id` the node at `key`? */
+  private async isAt(sp: PosixSpace, key: string, id: string): Promise<boolean> {
+    return (await this.probe(sp, key, id)) !== undefined;
+  }
+
+  /**
+   * Where a node id is now: LRU, index entry, the parent's entry, the parent folder, then a full scan.
+   * Returns the node as found when the first, cheap places had it (callers reuse it instead of a stat).
+   */
+  private async resolveId(sp: PosixSpace, id: string, depth = 0): Promise<{ segs: string[]; node?: Loaded }> {
+    if (id === sp.id) return { segs: [] };
     if (!isValidId(id) || depth > 256) throw new StorageError('NOT_FOUND', 'resource not found');
     const cached = sp.index.cached(id);
-    if (cached !== undefined && (await this.isAt(sp, cached, id))) return segsOf(cached);
+    if (cached !== undefined) {
+      const node = await this.probe(sp, cached, id);
+      if (node) return { segs: segsOf(cached), node };
+    }
     const entry = await sp.index.read(id);
     if (entry) {
-      if (entry.rel !== cached && (await this.isAt(sp, entry.rel, id))) {
-        sp.index.remember(id, entry.rel);
-        return segsOf(entry.rel);
+      if (entry.rel !== cached) {
+        const node = await this.probe(sp, entry.rel, id);
+        if (node) {
+          sp.index.remember(id, entry.rel);
+          return { segs: segsOf(entry.rel), node };
+        }
       }
       // Moved with its folder (entry below a moved folder is stale) or renamed around us.
       const name = segsOf(entry.rel).at(-1);
       let parentSegs: string[] | undefined;
       try {
-        parentSegs = await this.resolveId(sp, entry.parent, depth + 1);
+        parentSegs = (await this.resolveId(sp, entry.parent, depth + 1)).segs;
       } catch (err) {
         if (!StorageError.is(err, 'NOT_FOUND')) throw err;
       }
@@ -589,12 +643,12 @@ class Posix implements PosixDriver {
         const key = keyOf([...parentSegs, name]);
         if (await this.isAt(sp, key, id)) {
           await sp.index.write(id, entry.parent, key);
-          return segsOf(key);
+          return { segs: segsOf(key) };
         }
         const found = await this.findInFolder(sp, parentSegs, id);
         if (found) {
           await sp.index.write(id, entry.parent, keyOf(found));
-          return found;
+          return { segs: found };
         }
       }
     }
@@ -602,7 +656,7 @@ class Posix implements PosixDriver {
     if (scanned === undefined || Date.now() - scanned > this.scanIntervalMs) {
       await this.fullScan(sp);
       const after = await sp.index.read(id);
-      if (after && (await this.isAt(sp, after.rel, id))) return segsOf(after.rel);
+      if (after && (await this.isAt(sp, after.rel, id))) return { segs: segsOf(after.rel) };
       sp.missing.set(id, Date.now());
       if (sp.missing.size > 10_000) sp.missing.delete(sp.missing.keys().next().value!);
     }
@@ -704,8 +758,17 @@ class Posix implements PosixDriver {
     }
     let rec = held ? sp.recordHeld(segs) : await sp.record(segs);
     if (!rec) rec = held ? await sp.assimilateHeld(segs) : await sp.commit(() => sp.assimilateHeld(segs));
-    else rec = await this.checkPlacement(sp, segs, rec, held);
+    else if (!this.placedAsRemembered(sp, segs, rec)) rec = await this.checkPlacement(sp, segs, rec, held);
     return { st, rec };
+  }
+
+  /** The cheap, memory-only part of {@link checkPlacement}: node and parent seen exactly there before. */
+  private placedAsRemembered(sp: PosixSpace, segs: string[], rec: NodeRecord): boolean {
+    if (segs.length === 0) return true;
+    const key = keyOf(segs);
+    if (sp.index.cached(rec.id) !== key) return false;
+    if (segs.length === 1) return rec.p === sp.id;
+    return rec.p !== undefined && sp.index.cached(rec.p) === keyOf(segs.slice(0, -1));
   }
 
   /** The folder a new node goes into: must exist, be a folder, and be reached without symlinks. */
@@ -834,6 +897,7 @@ class Posix implements PosixDriver {
 
   // ================================================================== info
 
+  /** Resource info, reading what it needs beyond the record (metadata, a first tree size). */
   private async info(
     sp: PosixSpace,
     segs: string[],
@@ -841,19 +905,45 @@ class Posix implements PosixDriver {
     rec: NodeRecord,
     opts?: StatOptions,
   ): Promise<ResourceInfo> {
+    if (st.isDirectory() && rec.ts === undefined) rec = await this.account(sp, segs);
+    const info = this.infoNow(sp, segs, st, rec, opts);
+    const keys = opts?.metadataKeys;
+    if (keys) {
+      const all = await sp.readMetadata(segs, rec);
+      if (keys === '*') info.metadata = all;
+      else {
+        const md: Record<string, string> = {};
+        for (const k of keys) if (Object.hasOwn(all, k)) md[k] = all[k]!;
+        info.metadata = md;
+      }
+    }
+    return info;
+  }
+
+  /** True when {@link infoNow} alone answers (no metadata asked for, folder already accounted). */
+  private infoIsNow(st: fs.Stats, rec: NodeRecord, opts?: StatOptions): boolean {
+    return !opts?.metadataKeys && (!st.isDirectory() || rec.ts !== undefined);
+  }
+
+  /** Resource info from the record and the stat alone, without I/O. */
+  private infoNow(
+    sp: PosixSpace,
+    segs: string[],
+    st: fs.Stats,
+    rec: NodeRecord,
+    opts?: StatOptions,
+  ): ResourceInfo {
     const fields = opts?.fields ?? DEFAULT_FIELDS;
     const name = segs.length ? segs[segs.length - 1]! : sp.props.name;
-    const base = {
-      id: { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.id },
-      path: segs.length ? `/${segs.join('/')}` : '/',
-      name,
-    };
+    const id = { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.id };
+    const path = segs.length ? `/${segs.join('/')}` : '/';
     let info: ResourceInfo;
     if (st.isDirectory()) {
-      if (rec.ts === undefined) rec = await this.account(sp, segs);
       const tm = rec.tm ?? Math.round(st.mtimeMs * 1000);
       info = {
-        ...base,
+        id,
+        path,
+        name,
         type: 'folder',
         size: rec.ts ?? 0,
         mtime: tm / 1000,
@@ -863,7 +953,9 @@ class Posix implements PosixDriver {
     } else {
       const valid = rec.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
       info = {
-        ...base,
+        id,
+        path,
+        name,
         type: 'file',
         size: st.size,
         mtime: st.mtimeMs,
@@ -874,16 +966,6 @@ class Posix implements PosixDriver {
     }
     if (segs.length && rec.p && fields.includes('parentId')) {
       info.parentId = { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.p };
-    }
-    const keys = opts?.metadataKeys;
-    if (keys) {
-      const all = await sp.readMetadata(segs, rec);
-      if (keys === '*') info.metadata = all;
-      else {
-        const md: Record<string, string> = {};
-        for (const k of keys) if (Object.hasOwn(all, k)) md[k] = all[k]!;
-        info.metadata = md;
-      }
     }
     return info;
   }
@@ -908,10 +990,12 @@ class Posix implements PosixDriver {
   // ================================================================== reads
 
   private async statImpl(ref: NodeRef, opts?: StatOptions): Promise<ResourceInfo> {
-    const sp = await this.space(ref.spaceId);
-    const segs = await this.locate(sp, ref);
-    const { st, rec } = await this.load(sp, segs);
-    return this.info(sp, segs, st, rec, opts);
+    const sp = this.spaceNow(ref.spaceId) ?? (await this.space(ref.spaceId));
+    const { segs, node } = await this.locateNode(sp, ref);
+    const { st, rec } = node ?? (await this.load(sp, segs));
+    return this.infoIsNow(st, rec, opts)
+      ? this.infoNow(sp, segs, st, rec, opts)
+      : this.info(sp, segs, st, rec, opts);
   }
 
   private async *listImpl(ref: NodeRef, opts?: ListOptions): AsyncGenerator<ResourceInfo> {
@@ -1001,9 +1085,9 @@ class Posix implements PosixDriver {
   }
 
   private async readImpl(ref: NodeRef, opts?: ReadOptions): Promise<ReadResult> {
-    const sp = await this.space(ref.spaceId);
-    const segs = await this.locate(sp, ref);
-    const { st, rec } = await this.load(sp, segs);
+    const sp = this.spaceNow(ref.spaceId) ?? (await this.space(ref.spaceId));
+    const { segs, node } = await this.locateNode(sp, ref);
+    const { st, rec } = node ?? (await this.load(sp, segs));
     const info = await this.info(sp, segs, st, rec, opts);
     if (!st.isFile())
       throw new StorageError('FAILED_PRECONDITION', 'cannot read a folder', { reason: 'is-folder' });
@@ -1619,6 +1703,12 @@ class Posix implements PosixDriver {
     }
     await this.rootLock.close();
   }
+}
+
+function rethrow(op: string): (err: unknown) => never {
+  return (err) => {
+    throw toStorageError(err, op);
+  };
 }
 
 async function guard<T>(op: string, fn: () => Promise<T>): Promise<T> {

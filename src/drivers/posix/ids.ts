@@ -31,14 +31,12 @@ export class IdIndex {
     return `${this.dir}/${id.slice(0, 2)}/${id}`;
   }
 
-  /** The path last seen for `id` in this process, if any. */
+  /**
+   * The path last seen for `id` in this process, if any. Eviction is by insertion order (a refresh on
+   * every read cost more than it saved in listings of large folders).
+   */
   cached(id: string): string | undefined {
-    const v = this.lru.get(id);
-    if (v !== undefined) {
-      this.lru.delete(id);
-      this.lru.set(id, v);
-    }
-    return v;
+    return this.lru.get(id);
   }
 
   /** Remember where `id` was seen (memory only). */

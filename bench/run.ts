@@ -1,0 +1,294 @@
+/**
+ * Benchmarks of the POSIX driver against raw node:fs + xattr calls doing the same work, in the same
+ * process, interleaved (A B A B ...). Ratios are what we track; absolute figures depend on the machine.
+ *
+ *   npm run bench                          # stat, list, write, ids up to 100,000 files
+ *   npm run bench -- ids --max-files 1000000
+ *   npm run bench -- stat list             # a selection
+ *
+ * Environment: BENCH_DIR (default ./.bench-tmp, must be a real filesystem with user xattrs).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as xattr from 'fs-xattr';
+import { Adler32 } from '../src/core/checksums.js';
+import { StorageProvider } from '../src/core/provider.js';
+import type { ResourceId } from '../src/core/types.js';
+import { createPosixDriver, type PosixDriver } from '../src/drivers/posix/index.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string, dflt: number) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const selected = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+const want = (name: string) => selected.length === 0 || selected.includes(name);
+const base = path.resolve(process.env.BENCH_DIR ?? '.bench-tmp');
+const rows: string[] = [];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Run `a` and `b` alternately `rounds` times; each returns a duration. Medians of both. */
+async function ab(
+  rounds: number,
+  a: () => Promise<number>,
+  b: () => Promise<number>,
+): Promise<[number, number]> {
+  await a();
+  await b(); // warm-up
+  const ra: number[] = [];
+  const rb: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    ra.push(await a());
+    rb.push(await b());
+  }
+  return [median(ra), median(rb)];
+}
+
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+function row(what: string, raw: string, ours: string, ratio: number, goal: string, ok: boolean): void {
+  const line = `| ${what} | ${raw} | ${ours} | ${ratio.toFixed(2)}x | ${goal} | ${ok ? 'met' : 'NOT met'} |`;
+  rows.push(line);
+  console.log(line);
+}
+
+async function fresh(label: string, options: { durable?: boolean } = {}) {
+  await fsp.mkdir(base, { recursive: true });
+  const root = await fsp.mkdtemp(path.join(base, `${label}-`));
+  const driver = await createPosixDriver({ root, ...options });
+  const storage = new StorageProvider({ drivers: driver });
+  const space = await storage.createSpace({ type: 'project', name: label });
+  return { root, driver, storage, space, dir: await driver.spacePath(space.id) };
+}
+
+async function cleanup(driver: PosixDriver, root: string): Promise<void> {
+  await driver.close();
+  await fsp.rm(root, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------------------- stat
+
+async function benchStat(): Promise<void> {
+  const { root, driver, storage, space, dir } = await fresh('stat');
+  await storage.mkdir({ space: space.id, path: 'projects/2024' }, { parents: true });
+  const info = await storage.write({ space: space.id, path: 'projects/2024/report.pdf' }, randomBytes(4096));
+  const file = path.join(dir, 'projects/2024/report.pdf');
+  const n = 20_000;
+  const loop = (fn: () => Promise<unknown>) => () =>
+    timed(async () => {
+      for (let i = 0; i < n; i++) await fn();
+    });
+  const raw = loop(async () => {
+    await fsp.lstat(file);
+    await xattr.getAttribute(file, 'user.stowage.n');
+  });
+  const byPath = loop(() => storage.stat({ space: space.id, path: 'projects/2024/report.pdf' }));
+  const byId = loop(() => storage.stat({ resourceId: info.id }));
+  const [r1, p] = await ab(7, raw, byPath);
+  row(
+    'stat one file by path (depth 3), µs/op',
+    ((r1 * 1000) / n).toFixed(1),
+    ((p * 1000) / n).toFixed(1),
+    p / r1,
+    '<= 1.5x',
+    p / r1 <= 1.5,
+  );
+  const [r2, i] = await ab(7, raw, byId);
+  row(
+    'stat one file by id, µs/op',
+    ((r2 * 1000) / n).toFixed(1),
+    ((i * 1000) / n).toFixed(1),
+    i / r2,
+    '<= 1.5x',
+    i / r2 <= 1.5,
+  );
+  await cleanup(driver, root);
+}
+
+// ---------------------------------------------------------------------------- list
+
+async function benchList(entries: number): Promise<void> {
+  const { root, driver, storage, space, dir } = await fresh('list', { durable: false });
+  await storage.mkdir({ space: space.id, path: 'big' });
+  for (let i = 0; i < entries; i += 200) {
+    await Promise.all(
+      Array.from({ length: Math.min(200, entries - i) }, (_, j) =>
+        storage.write(
+          { space: space.id, path: `big/file-${String(i + j).padStart(6, '0')}.dat` },
+          `${i + j}`,
+        ),
+      ),
+    );
+  }
+  const folder = path.join(dir, 'big');
+  const concurrency = 16;
+  const raw = () =>
+    timed(async () => {
+      // readdir + lstat + getxattr per entry with the same parallelism the driver uses; id parsed, etag derived
+      const names = await fsp.readdir(folder);
+      let k = 0;
+      let count = 0;
+      const worker = async () => {
+        while (k < names.length) {
+          const name = names[k++]!;
+          const st = await fsp.lstat(path.join(folder, name));
+          const rec = JSON.parse(
+            (await xattr.getAttribute(path.join(folder, name), 'user.stowage.n')).toString(),
+          );
+          if (rec.id && st.size >= 0) count++;
+        }
+      };
+      await Promise.all(Array.from({ length: concurrency }, worker));
+      if (count !== entries) throw new Error(`raw listed ${count}`);
+    });
+  const ours = () =>
+    timed(async () => {
+      let count = 0;
+      for await (const e of storage.list({ space: space.id, path: 'big' }, { fields: [] })) {
+        if (e.id.opaqueId && e.etag) count++;
+      }
+      if (count !== entries) throw new Error(`listed ${count}`);
+    });
+  const [r, o] = await ab(7, raw, ours);
+  row(
+    `list a ${entries.toLocaleString('en')}-entry folder with id and etag, ms`,
+    r.toFixed(1),
+    o.toFixed(1),
+    o / r,
+    '<= 1.5x',
+    o / r <= 1.5,
+  );
+  await cleanup(driver, root);
+}
+
+// ---------------------------------------------------------------------------- write
+
+async function benchWrite(mib: number): Promise<void> {
+  const { root, driver, storage, space, dir } = await fresh('write');
+  const data = randomBytes(mib * 1024 * 1024);
+  const chunk = 256 * 1024;
+  const chunks = Array.from({ length: data.length / chunk }, (_, i) =>
+    data.subarray(i * chunk, (i + 1) * chunk),
+  );
+  async function* body() {
+    for (const c of chunks) yield c;
+  }
+  const target = path.join(dir, 'raw.bin');
+  const raw = () =>
+    timed(async () => {
+      // Plain streaming write with the same three checksums, fsync, close.
+      const sha1 = createHash('sha1');
+      const md5 = createHash('md5');
+      const adler = new Adler32();
+      const fh = await fsp.open(target, 'w');
+      let pos = 0;
+      for await (const c of body()) {
+        sha1.update(c);
+        md5.update(c);
+        adler.update(c);
+        await fh.write(c, 0, c.length, pos);
+        pos += c.length;
+      }
+      await fh.sync();
+      await fh.close();
+      sha1.digest('hex');
+      md5.digest('hex');
+      adler.digest();
+    });
+  let n = 0;
+  const ours = () =>
+    timed(async () => void (await storage.write({ space: space.id, path: `ours-${n++ % 2}.bin` }, body())));
+  const [r, o] = await ab(5, raw, ours);
+  const mbps = (ms: number) => ((mib * 1.048576) / (ms / 1000)).toFixed(0);
+  row(`write ${mib} MiB with sha1+md5+adler32, MB/s`, mbps(r), mbps(o), r / o, '>= 0.8x', r / o >= 0.8);
+  await cleanup(driver, root);
+}
+
+// ---------------------------------------------------------------------------- id lookups
+
+async function benchIds(maxFiles: number): Promise<void> {
+  console.log(`\n| files in the space | stat by id, cold process (µs) | stat by id, warm (µs) | build (s) |`);
+  console.log('|---:|---:|---:|---:|');
+  const sizes = [1_000, 10_000, 100_000, 1_000_000].filter((s) => s <= maxFiles);
+  const results: { files: number; cold: number; warm: number }[] = [];
+  for (const files of sizes) {
+    await fsp.mkdir(base, { recursive: true });
+    const root = await fsp.mkdtemp(path.join(base, 'ids-'));
+    const t0 = performance.now();
+    let driver = await createPosixDriver({ root, durable: false });
+    let storage = new StorageProvider({ drivers: driver });
+    const space = await storage.createSpace({ type: 'project', name: 'ids' });
+    const dir = await driver.spacePath(space.id);
+    // Files written around Stowage (1,000 per folder), then given ids by fsck, as an ingest would.
+    const perDir = 1000;
+    for (let d = 0; d < files / perDir; d++) {
+      const sub = path.join(dir, `d${String(d).padStart(4, '0')}`);
+      fs.mkdirSync(sub);
+      for (let f = 0; f < perDir; f++) fs.writeFileSync(path.join(sub, `f${f}`), '');
+    }
+    await driver.fsck({ repair: true });
+    const build = (performance.now() - t0) / 1000;
+    await storage.close();
+    // Pick ids from the index (cheap) and look them up in a fresh process-like driver: cold LRU.
+    const ids: ResourceId[] = [];
+    const shards = (await fsp.readdir(path.join(dir, '.stowage/ids'))).sort(() => Math.random() - 0.5);
+    for (const shard of shards) {
+      const names = await fsp.readdir(path.join(dir, '.stowage/ids', shard));
+      for (const n of names.slice(0, 20)) ids.push({ storageId: '', spaceId: space.id, opaqueId: n });
+      if (ids.length >= 2000) break;
+    }
+    driver = await createPosixDriver({ root, durable: false });
+    storage = new StorageProvider({ drivers: driver });
+    await storage.getSpace(space.id);
+    const cold = await timed(async () => {
+      for (const id of ids) await storage.stat({ resourceId: id });
+    });
+    const warm = await timed(async () => {
+      for (const id of ids) await storage.stat({ resourceId: id });
+    });
+    const c = (cold * 1000) / ids.length;
+    const w = (warm * 1000) / ids.length;
+    results.push({ files, cold: c, warm: w });
+    console.log(
+      `| ${files.toLocaleString('en')} | ${c.toFixed(1)} | ${w.toFixed(1)} | ${build.toFixed(1)} |`,
+    );
+    await storage.close();
+    await fsp.rm(root, { recursive: true, force: true });
+  }
+  const first = results[0]!;
+  const last = results[results.length - 1]!;
+  row(
+    `stat by id (cold), ${first.files.toLocaleString('en')} vs ${last.files.toLocaleString('en')} files, µs`,
+    first.cold.toFixed(1),
+    last.cold.toFixed(1),
+    last.cold / first.cold,
+    'flat (<= 1.5x)',
+    last.cold / first.cold <= 1.5,
+  );
+}
+
+console.log(
+  `Stowage benchmarks: node ${process.version}, ${os.cpus().length} cpus, ${os.cpus()[0]?.model ?? ''}, dir ${base}`,
+);
+console.log('| what | raw node:fs + xattr | stowage | ratio | goal | |');
+console.log('|---|---:|---:|---:|---|---|');
+if (want('stat')) await benchStat();
+if (want('list')) await benchList(flag('--entries', 10_000));
+if (want('write')) await benchWrite(flag('--mib', 64));
+if (want('ids')) await benchIds(flag('--max-files', 100_000));
+if (rows.length > 1) {
+  console.log('\nSummary');
+  for (const r of rows) console.log(r);
+}
+await fsp.rm(base, { recursive: true, force: true }).catch(() => {});
