@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'examples/**/*.test.mjs'],
     // The machine has 2 cores; posix tests spawn child processes of their own.
     pool: 'forks',
     maxWorkers: 2,

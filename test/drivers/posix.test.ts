@@ -1,5 +1,6 @@
 import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
 import { describeConformance } from '../conformance/index.js';
+import { litter, treeSizeErrors } from '../helpers/disk.js';
 import { tempRoot } from '../helpers/tmp.js';
 
 const roots = new WeakMap<object, string>();
@@ -19,5 +20,13 @@ await describeConformance({
     roots.set(driver, root);
     return driver;
   },
-  disk: { spaceRoot: (driver, space) => (driver as PosixDriver).spacePath(space.id) },
+  disk: {
+    spaceRoot: (driver, space) => (driver as PosixDriver).spacePath(space.id),
+    async check(driver, space) {
+      const d = driver as PosixDriver;
+      await d.idle();
+      const dir = await d.spacePath(space.id);
+      return [...(await treeSizeErrors(dir)), ...(await litter(dir)).map((n) => `left in tmp: ${n}`)];
+    },
+  },
 });

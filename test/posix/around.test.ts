@@ -257,3 +257,107 @@ describe('posix: metadata and the xattr budget', () => {
     }
   });
 });
+
+describe('posix: the hidden folder of a space removed on disk', () => {
+  it('recreates what it needs and keeps working', async () => {
+    const { dir, at } = await space();
+    await s.write(at('before.txt'), 'x');
+    const fresh = await createPosixDriver({ root: driver.root });
+    try {
+      await fs.rm(path.join(dir, '.stowage'), { recursive: true, force: true });
+      const p = new StorageProvider({ drivers: fresh });
+      await p.write(at('after.txt'), 'y');
+      expect((await p.stat(at('before.txt'))).size).toBe(1);
+      expect(await treeSizeErrors(dir)).toEqual([]);
+    } finally {
+      await fresh.close();
+    }
+  });
+});
+
+describe('posix: hard links made on disk', () => {
+  it('shares one id between the links without flip-flopping, and moving one onto the other unlinks it', async () => {
+    const { dir, at, sp } = await space();
+    await s.mkdir(at('a'));
+    await s.mkdir(at('b'));
+    const f = await s.write(at('a/f.bin'), Buffer.alloc(100));
+    execFileSync('ln', [path.join(dir, 'a/f.bin'), path.join(dir, 'b/link.bin')]);
+    for (let i = 0; i < 3; i++) {
+      expect((await s.stat(at('a/f.bin'))).id).toEqual(f.id);
+      expect((await s.stat(at('b/link.bin'))).id).toEqual(f.id);
+    }
+    expect((await s.stat({ resourceId: f.id })).path).toBe('/a/f.bin');
+    // Listing both folders settles sizes: the link counts where it is, as du --apparent-size does per path.
+    for await (const _ of s.list(at('b'))) void _;
+    expect((await s.getSpace(sp.id)).used).toBe(200);
+    await s.move(at('a/f.bin'), at('b/link.bin'), { overwrite: true });
+    await expect(fs.access(path.join(dir, 'a/f.bin'))).rejects.toThrow();
+    expect((await s.stat(at('b/link.bin'))).id).toEqual(f.id);
+    expect((await s.getSpace(sp.id)).used).toBe(100);
+    expect(await treeSizeErrors(dir)).toEqual([]);
+  });
+});
+
+describe('posix: concurrent changes while listing', () => {
+  it('does not fail a listing when entries vanish under it', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('busy'));
+    for (let i = 0; i < 400; i += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) => fs.writeFile(path.join(dir, 'busy', `f${i + j}`), 'x')),
+      );
+    }
+    let seen = 0;
+    let removed = 0;
+    for await (const _ of s.list(at('busy'))) {
+      seen++;
+      // Remove entries the listing has not reached yet, as another process might.
+      for (let k = 0; k < 3 && removed < 300; k++)
+        await fs.rm(path.join(dir, 'busy', `f${399 - removed++}`), { force: true });
+    }
+    expect(seen).toBeGreaterThan(50);
+    expect(seen).toBeLessThanOrEqual(400);
+  });
+});
+
+describe('posix: a crash whose repair fails', () => {
+  it('keeps serving reads, refuses commits with a pointer to fsck, and fsck --repair clears it', async () => {
+    const root = await tempRoot('stuck');
+    let d = await createPosixDriver({ root });
+    let p = new StorageProvider({ drivers: d });
+    const sp = await p.createSpace({ type: 'project', name: 'stuck' });
+    await p.write({ space: sp.id, path: 'keep.txt' }, 'still readable');
+    const dir = await d.spacePath(sp.id);
+    await p.close();
+    // A dead commit's intent naming a node whose record cannot be read (a symlink loop: ELOOP).
+    await fs.symlink('loop', path.join(dir, 'loop'));
+    await fs.writeFile(
+      path.join(dir, '.stowage/lock'),
+      `${JSON.stringify({ dirs: [[]], nodes: [{ id: 'x', at: ['loop'] }] })}\n`,
+    );
+    const logged: string[] = [];
+    d = await createPosixDriver({ root, log: (m) => logged.push(m) });
+    p = new StorageProvider({ drivers: d });
+    try {
+      expect(await text2(p, { space: sp.id, path: 'keep.txt' })).toBe('still readable');
+      expect(logged.some((m) => m.includes('crash repair failed'))).toBe(true);
+      await expect(p.write({ space: sp.id, path: 'new.txt' }, 'x')).rejects.toMatchObject({
+        code: 'UNAVAILABLE',
+        message: expect.stringContaining('fsck'),
+      });
+      const [check] = await d.fsck({ space: sp.id });
+      expect(check!.problems['pending-intent']).toBe(1);
+      const [fixed] = await d.fsck({ space: sp.id, repair: true });
+      expect(fixed!.problems['pending-intent']).toBe(1);
+      await p.write({ space: sp.id, path: 'new.txt' }, 'x');
+      const [clean] = await d.fsck({ space: sp.id });
+      expect(clean!.problems['pending-intent']).toBeUndefined();
+    } finally {
+      await p.close();
+    }
+  });
+});
+
+async function text2(p: StorageProvider, ref: Parameters<StorageProvider['read']>[0]): Promise<string> {
+  return (await collect((await p.read(ref)).body!)).toString();
+}

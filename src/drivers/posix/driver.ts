@@ -41,6 +41,7 @@ import type {
 } from '../../core/types.js';
 import { DEFAULT_FIELDS } from '../../core/types.js';
 import { type FsckOptions, type FsckSpaceReport, fsckSpace } from './fsck.js';
+import { PathCache } from './ids.js';
 import { CommitLock } from './lock.js';
 import type { Native } from './native.js';
 import {
@@ -105,6 +106,8 @@ const FORMAT = 1;
 const SPACE_TYPES = ['personal', 'project'] as const;
 const BUFFER_BYTES = 256 * 1024;
 const SPACE_RECHECK_MS = 2000;
+/** Spaces kept in memory (they hold no file descriptors while idle). */
+const MAX_CACHED_SPACES = 256;
 
 interface Loaded {
   st: fs.Stats;
@@ -114,6 +117,14 @@ interface Loaded {
 /** Open (or create) a POSIX storage at `options.root`. */
 export async function openPosixDriver(native: Native, options: PosixDriverOptions): Promise<PosixDriver> {
   if (!options?.root) throw new StorageError('INVALID_ARGUMENT', 'the posix driver needs a root folder');
+  try {
+    return await open(native, options);
+  } catch (err) {
+    throw toStorageError(err, `open ${options.root}`);
+  }
+}
+
+async function open(native: Native, options: PosixDriverOptions): Promise<PosixDriver> {
   await fsp.mkdir(options.root, { recursive: true });
   const root = await fsp.realpath(path.resolve(options.root));
   // Refuse filesystems without user xattrs early and clearly.
@@ -198,6 +209,7 @@ class Posix implements PosixDriver {
     );
     this.spaceEnv = {
       native,
+      cache: new PathCache(),
       owner: randomUUID().replace(/-/g, '').slice(0, 16),
       lockTimeoutMs: options.lockTimeoutMs ?? 60_000,
       discard: (sp: PosixSpace, tmpName: string) => this.discard(sp, tmpName),
@@ -333,9 +345,17 @@ class Posix implements PosixDriver {
     const prev = this.spaces.get(sp.id)?.sp;
     const use = prev && prev.root === sp.root ? prev : sp;
     use.props = sp.props;
+    this.spaces.delete(use.id);
+    this.spaces.delete(use.alias);
     this.spaces.set(use.id, { sp: use, checked: now });
     this.spaces.set(use.alias, { sp: use, checked: now });
-    await use.ready();
+    while (this.spaces.size > MAX_CACHED_SPACES * 2) {
+      const oldest = this.spaces.keys().next().value!;
+      this.spaces.delete(oldest);
+    }
+    // Repair a commit a dead process left half done. If that fails, reads still work; commits
+    // keep failing with a clear error until it succeeds or fsck repairs the space.
+    await use.ready().catch((err) => this.log(`space ${use.alias}: crash repair failed`, err));
     this.runInBackground(use.ensureClean());
     return use;
   }
@@ -688,7 +708,8 @@ class Posix implements PosixDriver {
     if (Date.now() - sp.lastScan < this.scanIntervalMs) return;
     sp.scanning = (async () => {
       const started = Date.now();
-      const seen = new Set<string>();
+      // Memory stays flat: no set of every id; an entry is rewritten only when it is wrong, and an
+      // entry that still names a live node (the original of a copy, say) is never overwritten.
       const walk = async (segs: string[], parentId: string): Promise<void> => {
         let dir: fs.Dir;
         try {
@@ -702,18 +723,24 @@ class Posix implements PosixDriver {
           const st = await fsp.lstat(sp.abs(child)).catch(() => undefined);
           if (!st || !(st.isFile() || st.isDirectory())) continue;
           const rec = await sp.record(child).catch(() => undefined);
-          if (rec && !seen.has(rec.id)) {
-            seen.add(rec.id);
+          if (rec) {
             const key = keyOf(child);
             const entry = await sp.index.read(rec.id);
-            if (entry?.rel !== key || entry.parent !== parentId) await sp.index.write(rec.id, parentId, key);
+            const right = entry?.rel === key && entry.parent === parentId;
+            if (!right && !(entry && (await this.isAt(sp, entry.rel, rec.id)))) {
+              await sp.index.write(rec.id, parentId, key);
+            }
           }
           if (st.isDirectory() && rec) await walk(child, rec.id);
         }
       };
       await walk([], sp.id);
+      // Entries older than the scan that name nothing: ids that no longer exist. Checked one by one,
+      // so a node moved while the scan ran keeps its entry.
       for await (const e of sp.index.entries()) {
-        if (!seen.has(e.id) && e.mtimeMs < started) await sp.index.remove(e.id);
+        if (e.mtimeMs >= started) continue;
+        const entry = await sp.index.read(e.id);
+        if (entry && !(await this.isAt(sp, entry.rel, e.id))) await sp.index.remove(e.id);
       }
       sp.lastScan = Date.now();
     })().finally(() => {
@@ -853,6 +880,7 @@ class Posix implements PosixDriver {
    * id; when it points here, another sighting of the id is the copy. Otherwise the node moved here.
    */
   private async reconcileHeld(sp: PosixSpace, segs: string[]): Promise<NodeRecord> {
+    const here = await fsp.lstat(sp.abs(segs));
     const cur = sp.recordHeld(segs);
     if (!cur) return sp.assimilateHeld(segs);
     const key = keyOf(segs);
@@ -860,16 +888,19 @@ class Posix implements PosixDriver {
     const parent = sp.recordHeld(parentSegs) ?? (await sp.assimilateHeld(parentSegs));
     sp.index.remember(parent.id, keyOf(parentSegs));
     const entry = await sp.index.read(cur.id);
-    if (entry && entry.rel !== key && (await this.isAt(sp, entry.rel, cur.id))) {
-      return this.newIdentityHeld(sp, segs, cur, parent.id);
+    if (entry && entry.rel !== key) {
+      const there = await this.probe(sp, entry.rel, cur.id);
+      // Hard links of one file share one inode, so one record and one id: nothing to settle.
+      if (there && sameFile(there.st, here)) return cur;
+      if (there) return this.newIdentityHeld(sp, segs, cur, parent.id);
     }
     if (entry?.rel === key) {
       const other = sp.index.cached(cur.id);
-      if (other !== undefined && other !== key && (await this.isAt(sp, other, cur.id))) {
-        const otherSegs = segsOf(other);
-        const otherRec = sp.recordHeld(otherSegs);
+      const there = other !== undefined && other !== key ? await this.probe(sp, other, cur.id) : undefined;
+      if (there && !sameFile(there.st, here)) {
+        const otherSegs = segsOf(other!);
         const otherParent = sp.recordHeld(otherSegs.slice(0, -1));
-        if (otherRec && otherParent) await this.newIdentityHeld(sp, otherSegs, otherRec, otherParent.id);
+        if (otherParent) await this.newIdentityHeld(sp, otherSegs, there.rec, otherParent.id);
       }
     }
     if (cur.p !== parent.id) {
@@ -1010,7 +1041,6 @@ class Posix implements PosixDriver {
     const key = keyOf(segs);
     sp.index.remember(dirId, key);
     const handle = await fsp.opendir(sp.abs(segs), { bufferSize: 128 });
-    const seen = new Set<string>();
     let sum = 0;
     let complete = false;
     const names = (async function* () {
@@ -1023,30 +1053,28 @@ class Posix implements PosixDriver {
     const entries = mapOrdered(
       names,
       this.listConcurrency,
-      async (name): Promise<(Loaded & { name: string }) | undefined> => {
+      async (name): Promise<ResourceInfo | undefined> => {
         opts?.signal?.throwIfAborted();
         const child = [...segs, name];
-        const abs = sp.abs(child);
-        let st: fs.Stats;
         try {
-          st = await fsp.lstat(abs);
-        } catch {
-          return undefined;
+          const st = await fsp.lstat(sp.abs(child));
+          if (!(st.isFile() || st.isDirectory())) return undefined;
+          let rec = await sp.record(child);
+          // Copies within this folder are told apart by the index entry (see checkPlacement).
+          if (!rec) rec = await sp.commit(() => sp.assimilateHeld(child));
+          else rec = await this.checkPlacement(sp, child, rec, false, dirId);
+          return this.infoIsNow(st, rec, opts)
+            ? this.infoNow(sp, child, st, rec, opts)
+            : await this.info(sp, child, st, rec, opts);
+        } catch (err) {
+          // Removed or replaced while we looked: it is simply not part of this listing.
+          if (isMissing(err) || StorageError.is(err, 'NOT_FOUND')) return undefined;
+          throw err;
         }
-        if (!(st.isFile() || st.isDirectory())) return undefined;
-        let rec = await sp.record(child);
-        if (!rec) rec = await sp.commit(() => sp.assimilateHeld(child));
-        else rec = await this.checkPlacement(sp, child, rec, false, dirId);
-        return { st, rec, name };
       },
     );
     try {
-      for await (const e of entries) {
-        const child = [...segs, e.name];
-        let rec = e.rec;
-        if (seen.has(rec.id)) rec = await sp.commit(() => this.reconcileHeld(sp, child));
-        seen.add(rec.id);
-        const info = await this.info(sp, child, e.st, rec, opts);
+      for await (const info of entries) {
         sum += info.size;
         yield info;
       }
@@ -1104,10 +1132,14 @@ class Posix implements PosixDriver {
     } catch (err) {
       throw toStorageError(err, `"${printable(info.name)}"`);
     }
-    const fst = await fh.stat();
-    if (!fst.isFile() || fst.ino !== st.ino || fst.dev !== st.dev) {
-      await fh.close();
-      throw new StorageError('ABORTED', 'the file changed while it was being opened; retry');
+    try {
+      const fst = await fh.stat();
+      if (!fst.isFile() || !sameFile(fst, st)) {
+        throw new StorageError('ABORTED', 'the file changed while it was being opened; retry');
+      }
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw err;
     }
     const stream = fh.createReadStream({
       start: range?.start ?? 0,
@@ -1115,6 +1147,9 @@ class Posix implements PosixDriver {
       highWaterMark: 256 * 1024,
       ...(opts?.signal && { signal: opts.signal }),
     });
+    // Errors while streaming (EIO, an abort) reach the consumer as StorageErrors too.
+    const destroy = stream._destroy.bind(stream);
+    stream._destroy = (err, cb) => destroy(err, (e) => cb(e ? toStorageError(e, 'read') : e));
     return range ? { status: 206, info, range, body: stream } : { status: 200, info, body: stream };
   }
 
@@ -1134,8 +1169,15 @@ class Posix implements PosixDriver {
     if (opts?.conditions)
       checkWriteConditions(opts.conditions, before && (await this.info(sp, segs, before.st, before.rec)));
 
+    const release = await sp.holdLive();
     const tmpAbs = `${sp.tmp}/${sp.tmpName('up')}`;
-    const fh = await this.createTemp(sp, tmpAbs);
+    let fh: fsp.FileHandle;
+    try {
+      fh = await this.createTemp(sp, tmpAbs);
+    } catch (err) {
+      release();
+      throw err;
+    }
     let closed = false;
     try {
       const acc = new ChecksumAccumulator();
@@ -1187,6 +1229,8 @@ class Posix implements PosixDriver {
       if (!closed) await fh.close().catch(() => {});
       await fsp.unlink(tmpAbs).catch(() => {});
       throw toStorageError(err, 'write');
+    } finally {
+      release();
     }
   }
 
@@ -1320,11 +1364,12 @@ class Posix implements PosixDriver {
     const segs = await this.locate(sp, ref);
     if (!segs.length) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be deleted');
     const parentSegs = segs.slice(0, -1);
-    const first = await this.load(sp, segs);
-    const info = await this.info(sp, segs, first.st, first.rec);
+    await this.load(sp, segs); // fail early, outside the lock
     const tmpName = sp.tmpName('rm');
-    await sp.commit(async (journal) => {
+    // What is deleted, and reported, is what is there once the lock is held.
+    const { info, cur } = await sp.commit(async (journal) => {
       const cur = await this.load(sp, segs, true);
+      const info = this.infoNow(sp, segs, cur.st, cur.rec);
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
       await fsp.mkdir(sp.tmp, { recursive: true });
       journal.begin({ dirs: [parentSegs] });
@@ -1332,9 +1377,10 @@ class Posix implements PosixDriver {
       await fsp.rename(sp.abs(segs), `${sp.tmp}/${tmpName}`);
       await this.options.hooks?.afterRename?.('delete');
       await sp.propagateHeld(new Map([[keyOf(parentSegs), -size]]));
+      return { info, cur };
     });
-    await sp.index.remove(first.rec.id);
-    if (first.st.isDirectory()) sp.index.forgetAll();
+    await sp.index.remove(cur.rec.id);
+    if (cur.st.isDirectory()) sp.index.forgetAll();
     await this.syncDir(sp.abs(parentSegs));
     this.runInBackground(this.discard(sp, tmpName));
     return info;
@@ -1376,11 +1422,15 @@ class Posix implements PosixDriver {
         });
       }
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
+      // Two hard links of one file: rename(2) does nothing then, so the source name is unlinked.
+      const sameInode = old !== undefined && old.st.ino === cur.st.ino && old.st.dev === cur.st.dev;
       const oldSize = old ? (old.st.isDirectory() ? (old.rec.ts ?? 0) : old.st.size) : 0;
-      const aside = old && (old.st.isDirectory() || cur.st.isDirectory()) ? sp.tmpName('rm') : undefined;
+      const aside =
+        old && !sameInode && (old.st.isDirectory() || cur.st.isDirectory()) ? sp.tmpName('rm') : undefined;
       if (aside) await fsp.mkdir(sp.tmp, { recursive: true });
       journal.begin({
         dirs: [from.slice(0, -1), to.slice(0, -1)],
+        nodes: [{ id: cur.rec.id, at: to }],
         ...(aside && { undo: [{ from: [aside], to }] }),
       });
       await this.options.hooks?.beforeRename?.('move');
@@ -1388,7 +1438,8 @@ class Posix implements PosixDriver {
         await fsp.rename(sp.abs(to), `${sp.tmp}/${aside}`);
         await this.options.hooks?.afterRename?.('move-aside');
       }
-      await fsp.rename(sp.abs(from), sp.abs(to));
+      if (sameInode) await fsp.unlink(sp.abs(from));
+      else await fsp.rename(sp.abs(from), sp.abs(to));
       await this.options.hooks?.afterRename?.('move');
       const rec = { ...cur.rec, p: parent.id };
       if (cur.rec.p !== parent.id) sp.writeHeld(to, rec);
@@ -1398,11 +1449,12 @@ class Posix implements PosixDriver {
       add(keyOf(from.slice(0, -1)), -size);
       add(keyOf(to.slice(0, -1)), size - oldSize);
       await sp.propagateHeld(changes);
-      return { rec, old, aside, st: await fsp.lstat(sp.abs(to)) };
+      return { rec, old: sameInode ? undefined : old, aside, st: await fsp.lstat(sp.abs(to)) };
     });
     if (done.old && !done.aside) await this.dropReplaced(sp, done.old.rec);
     if (done.aside) this.runInBackground(this.discard(sp, done.aside));
-    sp.index.forgetAll();
+    // Cached paths below a moved or replaced folder are stale.
+    if (done.st.isDirectory() || done.old?.st.isDirectory()) sp.index.forgetAll();
     sp.index.remember(done.rec.id, toKey);
     await this.syncDir(sp.abs(from.slice(0, -1)));
     await this.syncDir(sp.abs(to.slice(0, -1)));
@@ -1442,9 +1494,9 @@ class Posix implements PosixDriver {
     if (existing && !opts?.overwrite)
       throw new StorageError('ALREADY_EXISTS', `"${printable(to.at(-1))}" already exists`);
 
+    const release = await dsp.holdLive();
     const stagingName = dsp.tmpName('cp');
     const staging = `${dsp.tmp}/${stagingName}`;
-    await fsp.mkdir(dsp.tmp, { recursive: true });
     try {
       await this.copyNode(ssp, from, source, dsp, staging, to, parentRec.id, opts?.signal);
       const done = await dsp.commit(async (journal) => {
@@ -1481,6 +1533,8 @@ class Posix implements PosixDriver {
     } catch (err) {
       await this.discard(dsp, stagingName).catch(() => {});
       throw toStorageError(err, 'copy');
+    } finally {
+      release();
     }
   }
 
@@ -1529,32 +1583,43 @@ class Posix implements PosixDriver {
       rec.tm = nowUs();
       await this.syncDir(target);
     } else {
-      const valid =
-        source.rec.ck !== undefined &&
-        source.rec.ckm === source.st.mtimeMs &&
-        source.rec.cks === source.st.size;
-      if (valid) {
-        await fsp.copyFile(ssp.abs(from), target, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE);
-        rec.ck = { ...source.rec.ck! };
-      } else {
-        const acc = new ChecksumAccumulator();
-        const fh = await fsp.open(target, 'wx', 0o666);
-        try {
-          const rs = await fsp.open(
-            ssp.abs(from),
-            fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
-          );
-          try {
-            await this.streamInto(fh, rs.createReadStream({ autoClose: false }), acc, { signal });
-          } finally {
-            await rs.close();
-          }
-        } finally {
-          await fh.close();
+      // Read the source through a descriptor that cannot be a symlink. Whatever file is there now
+      // (a newer version, if it was replaced meanwhile) is copied, with the record of that very inode
+      // (read through /proc/self/fd/N); the kernel copies from exactly that inode too.
+      const src = await fsp.open(
+        ssp.abs(from),
+        fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+      );
+      let mtimeMs: number;
+      try {
+        const fst = await src.stat();
+        if (!fst.isFile())
+          throw new StorageError('NOT_FOUND', `"${printable(from.at(-1))}" is no longer a file`);
+        mtimeMs = fst.mtimeMs;
+        const self = `/proc/self/fd/${src.fd}`;
+        const srec = decodeRecord(await this.native.getxattr(self, XATTR_NODE));
+        let copied = false;
+        if (srec?.ck && srec.ckm === fst.mtimeMs && srec.cks === fst.size) {
+          await fsp.copyFile(self, target, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE);
+          const after = await src.stat();
+          copied = after.mtimeMs === fst.mtimeMs && after.size === fst.size;
+          if (copied) rec.ck = { ...srec.ck };
+          else await fsp.unlink(target); // changed in place while copied: hash what we read instead
         }
-        rec.ck = acc.digest();
+        if (!copied) {
+          const acc = new ChecksumAccumulator();
+          const fh = await fsp.open(target, 'wx', 0o666);
+          try {
+            await this.streamInto(fh, src.createReadStream({ autoClose: false, start: 0 }), acc, { signal });
+          } finally {
+            await fh.close();
+          }
+          rec.ck = acc.digest();
+        }
+      } finally {
+        await src.close();
       }
-      const t = toUtimeSeconds(source.st.mtimeMs);
+      const t = toUtimeSeconds(mtimeMs);
       await fsp.utimes(target, t, t);
       if (this.durable) {
         const fh = await fsp.open(target, 'r');
@@ -1593,35 +1658,39 @@ class Posix implements PosixDriver {
       const md = await sp.readMetadata(segs, rec);
       change(md);
       const before = rec.md;
-      await this.storeMetadata(sp, sp.abs(segs), rec, md);
+      const dropOld = await this.storeMetadata(sp, sp.abs(segs), rec, md);
       if (rec.md !== before) sp.writeHeld(segs, rec);
+      await dropOld();
     });
   }
 
   /**
    * Store metadata inline when small, in the id-keyed sidecar (written atomically) when large or
-   * when the inode has no xattr room left. Updates `rec.md`; the caller writes `rec`.
+   * when the inode has no xattr room left. Updates `rec.md`. The caller writes `rec` and then calls
+   * the returned function, which removes the previous storage: a crash in between never leaves the
+   * record pointing at nothing.
    */
   private async storeMetadata(
     sp: PosixSpace,
     abs: string,
     rec: NodeRecord,
     md: Record<string, string>,
-  ): Promise<void> {
-    const keys = Object.keys(md);
-    if (!keys.length) {
-      if (rec.md === 1) this.native.removexattrSync(abs, XATTR_META);
-      if (rec.md === 2) await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
+  ): Promise<() => Promise<void>> {
+    const before = rec.md;
+    const dropInline = async () => this.native.removexattrSync(abs, XATTR_META);
+    const dropSidecar = async () => {
+      await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
+    };
+    if (Object.keys(md).length === 0) {
       delete rec.md;
-      return;
+      return before === 1 ? dropInline : before === 2 ? dropSidecar : async () => {};
     }
     const json = JSON.stringify(md);
     if (Buffer.byteLength(json) <= this.inlineMetadataBytes) {
       try {
         this.native.setxattrSync(abs, XATTR_META, json);
-        if (rec.md === 2) await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
         rec.md = 1;
-        return;
+        return before === 2 ? dropSidecar : async () => {};
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'ENOSPC' && code !== 'E2BIG' && code !== 'ERANGE') throw err;
@@ -1630,16 +1699,21 @@ class Posix implements PosixDriver {
     const file = sp.sidecar(rec.id);
     const tmp = `${file}.tmp-${randomUUID()}`;
     await fsp.mkdir(path.dirname(file), { recursive: true });
-    const fh = await fsp.open(tmp, 'wx', 0o600);
     try {
-      await fh.writeFile(json);
-      if (this.durable) await fh.sync();
-    } finally {
-      await fh.close();
+      const fh = await fsp.open(tmp, 'wx', 0o600);
+      try {
+        await fh.writeFile(json);
+        if (this.durable) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(tmp, file);
+    } catch (err) {
+      await fsp.unlink(tmp).catch(() => {});
+      throw err;
     }
-    await fsp.rename(tmp, file);
-    if (rec.md === 1) this.native.removexattrSync(abs, XATTR_META);
     rec.md = 2;
+    return before === 1 ? dropInline : async () => {};
   }
 
   private async copySidecar(from: PosixSpace, fromId: string, to: PosixSpace, toId: string): Promise<void> {
@@ -1690,7 +1764,11 @@ class Posix implements PosixDriver {
     await fsp.rm(abs, { recursive: true, force: true });
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    return this.closeImpl().catch(rethrow('close'));
+  }
+
+  private async closeImpl(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.idle();
@@ -1699,10 +1777,15 @@ class Posix implements PosixDriver {
       if (seen.has(sp)) continue;
       seen.add(sp);
       await sp.lock.close();
-      sp.releaseLive();
+      sp.dropLive();
     }
     await this.rootLock.close();
   }
+}
+
+/** Same inode: two names (hard links) of one file. */
+function sameFile(a: fs.Stats, b: fs.Stats): boolean {
+  return a.ino === b.ino && a.dev === b.dev;
 }
 
 function rethrow(op: string): (err: unknown) => never {

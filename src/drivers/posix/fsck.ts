@@ -25,6 +25,7 @@ export type FsckProblemKind =
   | 'index-orphan'
   | 'stale-checksums'
   | 'skipped-special'
+  | 'pending-intent'
   | 'litter';
 
 /** One problem. */
@@ -74,130 +75,142 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
       report.examples.push({ kind, path: `/${segs.join('/')}`, ...(detail && { detail }) });
   };
 
-  await sp.commit(async () => {
-    const started = Date.now();
-    const seen = new Map<string, string>(); // id -> key of the node keeping it
-
-    /** Give the node at `segs` a new id; its children follow. Returns the new record. */
-    const reidentify = async (segs: string[]): Promise<NodeRecord | undefined> => {
-      const rec = sp.recordHeld(segs);
-      if (!rec) return undefined;
-      const fresh: NodeRecord = { ...rec, id: randomUUID() };
-      sp.writeHeld(segs, fresh);
-      await sp.index.write(fresh.id, fresh.p ?? sp.id, keyOf(segs));
-      seen.set(fresh.id, keyOf(segs));
-      const st = await fsp.lstat(sp.abs(segs));
-      if (st.isDirectory()) {
-        for (const name of await fsp.readdir(sp.abs(segs))) {
-          const child = [...segs, name];
-          const crec = sp.recordHeld(child);
-          if (crec && crec.p === rec.id) sp.writeHeld(child, { ...crec, p: fresh.id });
-        }
+  await sp.commit(
+    async (journal) => {
+      const started = Date.now();
+      // A commit that died half way and could not be repaired automatically: the walk below recomputes
+      // everything it covers; only its undo of a replace needs doing first.
+      if (journal.leftover) {
+        problem('pending-intent', [], JSON.stringify(journal.leftover).slice(0, 200));
+        if (repair) await sp.undoHeld(journal.leftover);
       }
-      return fresh;
-    };
+      const seen = new Map<string, string>(); // id -> key of the node keeping it
 
-    const check = async (segs: string[], st: fs.Stats, parentId: string | undefined): Promise<number> => {
-      const key = keyOf(segs);
-      let rec = sp.recordHeld(segs);
-      if (!rec) {
-        problem('missing-record', segs);
-        if (!repair) return st.isDirectory() ? walk(segs, undefined) : st.size;
-        rec = await sp.assimilateHeld(segs);
-      }
-      if (segs.length > 0) {
-        const other = seen.get(rec.id);
-        if (other !== undefined) {
-          problem('duplicate-id', segs, `same id as /${other}`);
-          if (repair) {
-            // The index entry names the original; the other one is a copy made around Stowage.
-            if ((await sp.index.read(rec.id))?.rel === key) await reidentify(segsOf(other));
-            else rec = (await reidentify(segs)) ?? rec;
+      /** Give the node at `segs` a new id; its children follow. Returns the new record. */
+      const reidentify = async (segs: string[]): Promise<NodeRecord | undefined> => {
+        const rec = sp.recordHeld(segs);
+        if (!rec) return undefined;
+        const fresh: NodeRecord = { ...rec, id: randomUUID() };
+        sp.writeHeld(segs, fresh);
+        await sp.index.write(fresh.id, fresh.p ?? sp.id, keyOf(segs));
+        seen.set(fresh.id, keyOf(segs));
+        const st = await fsp.lstat(sp.abs(segs));
+        if (st.isDirectory()) {
+          for (const name of await fsp.readdir(sp.abs(segs))) {
+            const child = [...segs, name];
+            const cst = await fsp.lstat(sp.abs(child)).catch(() => undefined);
+            if (!cst || !(cst.isFile() || cst.isDirectory())) continue; // never through a symlink
+            const crec = sp.recordHeld(child);
+            if (crec && crec.p === rec.id) sp.writeHeld(child, { ...crec, p: fresh.id });
           }
         }
-        if (parentId !== undefined && rec.p !== parentId) {
-          problem('wrong-parent', segs);
-          if (repair) {
-            rec.p = parentId;
-            sp.writeHeld(segs, rec);
+        return fresh;
+      };
+
+      const check = async (segs: string[], st: fs.Stats, parentId: string | undefined): Promise<number> => {
+        const key = keyOf(segs);
+        let rec = sp.recordHeld(segs);
+        if (!rec) {
+          problem('missing-record', segs);
+          if (!repair) return st.isDirectory() ? walk(segs, undefined) : st.size;
+          rec = await sp.assimilateHeld(segs);
+        }
+        if (segs.length > 0) {
+          const other = seen.get(rec.id);
+          if (other !== undefined) {
+            problem('duplicate-id', segs, `same id as /${other}`);
+            if (repair) {
+              // The index entry names the original; the other one is a copy made around Stowage.
+              if ((await sp.index.read(rec.id))?.rel === key) await reidentify(segsOf(other));
+              else rec = (await reidentify(segs)) ?? rec;
+            }
+          }
+          if (parentId !== undefined && rec.p !== parentId) {
+            problem('wrong-parent', segs);
+            if (repair) {
+              rec.p = parentId;
+              sp.writeHeld(segs, rec);
+            }
+          }
+          seen.set(rec.id, key);
+          const entry = await sp.index.read(rec.id);
+          if (entry?.rel !== key || entry.parent !== rec.p) {
+            problem('index-entry', segs);
+            if (repair && rec.p) await sp.index.write(rec.id, rec.p, key);
+          }
+        } else {
+          seen.set(rec.id, key);
+        }
+        if (st.isDirectory()) {
+          report.folders++;
+          const size = await walk(segs, rec.id);
+          if (rec.ts !== size) {
+            problem('tree-size', segs, `recorded ${rec.ts ?? 'none'}, on disk ${size}`);
+            if (repair) {
+              rec.ts = size;
+              rec.tm = nextTreeTime(rec.tm);
+              sp.writeHeld(segs, rec);
+            }
+          }
+          return size;
+        }
+        report.files++;
+        report.bytes += st.size;
+        const valid = rec.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
+        if (!valid && rec.ck !== undefined) problem('stale-checksums', segs);
+        if (!valid && opts.checksums && repair) {
+          const acc = new ChecksumAccumulator();
+          const fh = await fsp.open(sp.abs(segs), 'r');
+          try {
+            for await (const chunk of fh.createReadStream({ autoClose: false, highWaterMark: 1 << 20 }))
+              acc.update(chunk);
+            const after = await fh.stat();
+            if (after.mtimeMs === st.mtimeMs && after.size === st.size) {
+              const updated: NodeRecord = { ...rec, ck: acc.digest(), ckm: st.mtimeMs, cks: st.size };
+              native.setxattrSync(sp.abs(segs), XATTR_NODE, encodeRecord(updated));
+            }
+          } finally {
+            await fh.close();
           }
         }
-        seen.set(rec.id, key);
-        const entry = await sp.index.read(rec.id);
-        if (entry?.rel !== key || entry.parent !== rec.p) {
-          problem('index-entry', segs);
-          if (repair && rec.p) await sp.index.write(rec.id, rec.p, key);
-        }
-      } else {
-        seen.set(rec.id, key);
-      }
-      if (st.isDirectory()) {
-        report.folders++;
-        const size = await walk(segs, rec.id);
-        if (rec.ts !== size) {
-          problem('tree-size', segs, `recorded ${rec.ts ?? 'none'}, on disk ${size}`);
-          if (repair) {
-            rec.ts = size;
-            rec.tm = nextTreeTime(rec.tm);
-            sp.writeHeld(segs, rec);
+        return st.size;
+      };
+
+      const walk = async (segs: string[], id: string | undefined): Promise<number> => {
+        let total = 0;
+        const dir = await fsp.opendir(sp.abs(segs), { bufferSize: 256 });
+        for await (const d of dir) {
+          if (segs.length === 0 && d.name === RESERVED_ROOT_NAME) continue;
+          const child = [...segs, d.name];
+          const st = await fsp.lstat(sp.abs(child)).catch(() => undefined);
+          if (!st) continue;
+          if (!(st.isFile() || st.isDirectory())) {
+            problem(
+              'skipped-special',
+              child,
+              st.isSymbolicLink() ? 'symbolic link (never followed)' : 'special file',
+            );
+            continue;
           }
+          total += await check(child, st, id);
         }
-        return size;
-      }
-      report.files++;
-      report.bytes += st.size;
-      const valid = rec.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
-      if (!valid && rec.ck !== undefined) problem('stale-checksums', segs);
-      if (!valid && opts.checksums && repair) {
-        const acc = new ChecksumAccumulator();
-        const fh = await fsp.open(sp.abs(segs), 'r');
-        try {
-          for await (const chunk of fh.createReadStream({ autoClose: false, highWaterMark: 1 << 20 }))
-            acc.update(chunk);
-          const after = await fh.stat();
-          if (after.mtimeMs === st.mtimeMs && after.size === st.size) {
-            const updated: NodeRecord = { ...rec, ck: acc.digest(), ckm: st.mtimeMs, cks: st.size };
-            native.setxattrSync(sp.abs(segs), XATTR_NODE, encodeRecord(updated));
-          }
-        } finally {
-          await fh.close();
+        return total;
+      };
+
+      const rootSt = await fsp.lstat(sp.root);
+      await check([], rootSt, undefined);
+
+      for await (const e of sp.index.entries()) {
+        if (!seen.has(e.id) && e.mtimeMs < started) {
+          problem('index-orphan', [], e.id);
+          if (repair) await sp.index.remove(e.id);
         }
       }
-      return st.size;
-    };
-
-    const walk = async (segs: string[], id: string | undefined): Promise<number> => {
-      let total = 0;
-      const dir = await fsp.opendir(sp.abs(segs), { bufferSize: 256 });
-      for await (const d of dir) {
-        if (segs.length === 0 && d.name === RESERVED_ROOT_NAME) continue;
-        const child = [...segs, d.name];
-        const st = await fsp.lstat(sp.abs(child)).catch(() => undefined);
-        if (!st) continue;
-        if (!(st.isFile() || st.isDirectory())) {
-          problem(
-            'skipped-special',
-            child,
-            st.isSymbolicLink() ? 'symbolic link (never followed)' : 'special file',
-          );
-          continue;
-        }
-        total += await check(child, st, id);
-      }
-      return total;
-    };
-
-    const rootSt = await fsp.lstat(sp.root);
-    await check([], rootSt, undefined);
-
-    for await (const e of sp.index.entries()) {
-      if (!seen.has(e.id) && e.mtimeMs < started) {
-        problem('index-orphan', [], e.id);
-        if (repair) await sp.index.remove(e.id);
-      }
-    }
-    sp.index.forgetAll();
-  });
+      sp.index.forgetAll();
+      if (repair) journal.clearLeftover();
+    },
+    { recover: false },
+  );
 
   // Leftovers of dead processes: reported always, removed by the normal start-up clean.
   try {

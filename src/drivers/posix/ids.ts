@@ -18,46 +18,73 @@ export interface IndexEntry {
   rel: string;
 }
 
+/**
+ * Where ids were last seen, for every space of a process: one map with one bound, so memory does not
+ * grow with the number of spaces. Eviction is by insertion order (a refresh on every read cost more
+ * than it saved in listings of large folders).
+ */
+export class PathCache {
+  private readonly map = new Map<string, string>();
+  constructor(private readonly max = 200_000) {}
+
+  get(key: string): string | undefined {
+    return this.map.get(key);
+  }
+
+  set(key: string, value: string): void {
+    if (this.map.get(key) === value) return;
+    this.map.delete(key);
+    this.map.set(key, value);
+    if (this.map.size > this.max) {
+      const oldest = this.map.keys().next().value;
+      if (oldest !== undefined) this.map.delete(oldest);
+    }
+  }
+
+  delete(key: string): void {
+    this.map.delete(key);
+  }
+}
+
+let generations = 0;
+
 /** The per-space id index. */
 export class IdIndex {
-  private readonly lru = new Map<string, string>();
+  /** Bumped to forget everything this space has in the shared cache at once; never reused. */
+  private generation = ++generations;
 
   constructor(
     readonly dir: string,
-    private readonly max = 100_000,
+    private readonly cache: PathCache,
+    private readonly spaceId: string,
   ) {}
 
   private file(id: string): string {
     return `${this.dir}/${id.slice(0, 2)}/${id}`;
   }
 
-  /**
-   * The path last seen for `id` in this process, if any. Eviction is by insertion order (a refresh on
-   * every read cost more than it saved in listings of large folders).
-   */
+  private key(id: string): string {
+    return `${this.spaceId}:${this.generation}:${id}`;
+  }
+
+  /** The path last seen for `id` in this process, if any. */
   cached(id: string): string | undefined {
-    return this.lru.get(id);
+    return this.cache.get(this.key(id));
   }
 
   /** Remember where `id` was seen (memory only). */
   remember(id: string, rel: string): void {
-    if (this.lru.get(id) === rel) return;
-    this.lru.delete(id);
-    this.lru.set(id, rel);
-    if (this.lru.size > this.max) {
-      const oldest = this.lru.keys().next().value;
-      if (oldest !== undefined) this.lru.delete(oldest);
-    }
+    this.cache.set(this.key(id), rel);
   }
 
   /** Forget `id` in memory. */
   forget(id: string): void {
-    this.lru.delete(id);
+    this.cache.delete(this.key(id));
   }
 
-  /** Forget everything in memory (after a folder move, cached paths below it are stale). */
+  /** Forget everything in memory for this space (after a folder moved, paths below it are stale). */
   forgetAll(): void {
-    this.lru.clear();
+    this.generation = ++generations;
   }
 
   /** Read the persisted entry. */
@@ -99,7 +126,7 @@ export class IdIndex {
 
   /** Remove the entry (memory and disk). */
   async remove(id: string): Promise<void> {
-    this.lru.delete(id);
+    this.forget(id);
     await fsp.unlink(this.file(id)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });

@@ -6,11 +6,16 @@
  * The lock file doubles as a one-entry intent journal: before a commit's first mutation it records
  * which folders the commit touches (and how to undo a half-done replace). The next holder of the lock
  * finds a leftover intent only if the previous holder died mid-commit, and repairs exactly those
- * folders. Since the lock is exclusive there is never more than one intent.
+ * folders. Since the lock is exclusive there is never more than one intent. An intent whose repair
+ * fails stays on disk: it is never silently dropped.
+ *
+ * The lock file is opened for each commit and closed after it, so a process serving thousands of
+ * spaces holds no file descriptors for idle ones.
  *
  * @module
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { StorageError } from '../../core/errors.js';
 import type { Native } from './native.js';
 
@@ -20,18 +25,29 @@ export interface Intent {
   dirs: string[][];
   /** Renames to undo when their destination is still missing (a replace that moved the old node aside). */
   undo?: { from: string[]; to: string[] }[];
+  /** Nodes that may have moved: if the node at `at` carries `id`, its parent id and index entry are rewritten. */
+  nodes?: { id: string; at: string[] }[];
 }
 
 /** Handle passed to a commit: record the intent before the first mutation. */
 export interface Journal {
   begin(intent: Intent): void;
+  /** A dead commit's intent that was not repaired (only with `recover: false`). */
+  readonly leftover?: Intent;
+  /** Drop the leftover intent once the caller repaired what it covers. */
+  clearLeftover(): void;
+}
+
+/** Options of {@link CommitLock.run}. */
+export interface RunOptions {
+  /** Repair a dead commit's intent before `fn` (default true). False hands it to `fn` instead. */
+  recover?: boolean;
 }
 
 const MAX_INTENT = 1 << 20;
 
 /** Serialises commits of one space within and across processes. */
 export class CommitLock {
-  private fd: number | undefined;
   private tail: Promise<void> = Promise.resolve();
   private closed = false;
 
@@ -43,54 +59,89 @@ export class CommitLock {
   ) {}
 
   /** Run `fn` holding the lock. If `fn` fails after recording an intent, the intent is repaired at once. */
-  async run<T>(fn: (journal: Journal) => Promise<T>): Promise<T> {
+  async run<T>(fn: (journal: Journal) => Promise<T>, opts: RunOptions = {}): Promise<T> {
+    const deadline = Date.now() + this.timeoutMs;
     const prev = this.tail;
     let release!: () => void;
     this.tail = new Promise((r) => {
       release = r;
     });
-    await prev;
+    try {
+      await waitUntil(prev, deadline);
+    } catch (err) {
+      // Give up our place, but only after those before us are done, so the queue stays ordered.
+      void prev.then(release, release);
+      throw err;
+    }
+    let fd: number | undefined;
     try {
       if (this.closed) throw new StorageError('UNAVAILABLE', 'driver is closed');
-      const fd = this.open();
-      await this.acquire(fd);
-      try {
-        const leftover = this.readIntent(fd);
-        if (leftover) {
-          await this.recover(leftover);
-          this.writeIntent(fd, undefined);
-        }
-        let active: Intent | undefined;
-        const journal: Journal = {
-          begin: (intent) => {
-            active = intent;
-            this.writeIntent(fd, intent);
-          },
-        };
+      fd = this.open();
+      await this.acquire(fd, deadline);
+      let leftover = this.readIntent(fd);
+      if (leftover && opts.recover !== false) {
         try {
-          return await fn(journal);
+          await this.recover(leftover);
         } catch (err) {
-          if (active) await this.recover(active);
-          throw err;
-        } finally {
-          if (active) this.writeIntent(fd, undefined);
+          throw new StorageError(
+            'UNAVAILABLE',
+            `a commit that died half way could not be repaired (${(err as Error).message}); run stowage fsck --repair`,
+            { cause: err },
+          );
         }
+        this.writeIntent(fd, undefined);
+        leftover = undefined;
+      }
+      let active: Intent | undefined;
+      let keep = false;
+      const openFd = fd;
+      const journal: Journal = {
+        begin: (intent) => {
+          active = intent;
+          this.writeIntent(openFd, intent);
+        },
+        ...(leftover && { leftover }),
+        clearLeftover: () => {
+          if (!active) this.writeIntent(openFd, undefined);
+        },
+      };
+      try {
+        return await fn(journal);
+      } catch (err) {
+        if (active) {
+          try {
+            await this.recover(active);
+          } catch {
+            keep = true; // the next holder (or fsck) tries again
+          }
+        }
+        throw err;
       } finally {
-        this.native.unlock(fd);
+        if (active && !keep) this.writeIntent(fd, undefined);
       }
     } finally {
+      if (fd !== undefined) {
+        this.native.unlock(fd);
+        fs.closeSync(fd);
+      }
       release();
     }
   }
 
   private open(): number {
-    this.fd ??= fs.openSync(this.file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
-    return this.fd;
+    const flags = fs.constants.O_RDWR | fs.constants.O_CREAT;
+    try {
+      return fs.openSync(this.file, flags, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // The folder holding the lock was removed around us (an admin cleaning up): recreate it.
+      fs.mkdirSync(path.dirname(this.file), { recursive: true });
+      return fs.openSync(this.file, flags, 0o600);
+    }
   }
 
-  private async acquire(fd: number): Promise<void> {
+  private async acquire(fd: number, deadline: number): Promise<void> {
     if (this.native.tryLock(fd, true)) return;
-    const deadline = Date.now() + this.timeoutMs;
     let delay = 1;
     for (;;) {
       await new Promise((r) => setTimeout(r, delay));
@@ -110,10 +161,9 @@ export class CommitLock {
     let n = fs.readSync(fd, buf, 0, buf.length, 0);
     if (n === 0 || buf[0] === 0x0a) return undefined;
     let data = buf.subarray(0, n);
-    while (!data.includes(0x0a) && n === 4096 && data.length < MAX_INTENT) {
+    while (!data.includes(0x0a) && n > 0 && data.length < MAX_INTENT) {
       const more = Buffer.alloc(65536);
       n = fs.readSync(fd, more, 0, more.length, data.length);
-      if (n === 0) break;
       data = Buffer.concat([data, more.subarray(0, n)]);
     }
     const end = data.indexOf(0x0a);
@@ -130,13 +180,24 @@ export class CommitLock {
     fs.writeSync(fd, buf, 0, buf.length, 0);
   }
 
-  /** Wait for running commits, then release the lock file. */
+  /** Wait for running commits; later calls fail with UNAVAILABLE. */
   async close(): Promise<void> {
     this.closed = true;
     await this.tail;
-    if (this.fd !== undefined) {
-      fs.closeSync(this.fd);
-      this.fd = undefined;
-    }
+  }
+}
+
+async function waitUntil(p: Promise<void>, deadline: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new StorageError('UNAVAILABLE', 'space is busy: too many commits queued in this process')),
+      Math.max(0, deadline - Date.now()),
+    );
+  });
+  try {
+    await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -11,8 +11,8 @@ import fsp from 'node:fs/promises';
 import { StorageError } from '../../core/errors.js';
 import { nextTreeTime, nowUs } from '../../core/etag.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
-import { IdIndex } from './ids.js';
-import { CommitLock, type Intent, type Journal } from './lock.js';
+import { IdIndex, type PathCache } from './ids.js';
+import { CommitLock, type Intent, type Journal, type RunOptions } from './lock.js';
 import type { Native } from './native.js';
 import {
   decodeRecord,
@@ -27,6 +27,8 @@ import { isMissing } from './util.js';
 /** Driver-wide settings a space needs. */
 export interface SpaceEnv {
   native: Native;
+  /** Where ids were last seen, shared by all spaces of the driver. */
+  cache: PathCache;
   /** Unique per driver instance; names its temp files so others can tell live ones from dead. */
   owner: string;
   lockTimeoutMs: number;
@@ -69,7 +71,7 @@ export class PosixSpace {
     this.internal = `${root}/${RESERVED_ROOT_NAME}`;
     this.tmp = `${this.internal}/tmp`;
     this.metaDir = `${this.internal}/meta`;
-    this.index = new IdIndex(`${this.internal}/ids`);
+    this.index = new IdIndex(`${this.internal}/ids`, env.cache, id);
     this.lock = new CommitLock(
       env.native,
       `${this.internal}/lock`,
@@ -84,32 +86,76 @@ export class PosixSpace {
   }
 
   /**
-   * A fresh name in the space's tmp folder. Uploads and copies carry the owner, whose liveness lock
-   * (`live-<owner>`, held for the driver's lifetime) is taken before the first such name exists.
+   * A fresh name in the space's tmp folder. Uploads and copies carry the owner; hold the liveness
+   * lock ({@link holdLive}) before creating one, so other processes can tell live ones from dead.
    */
   tmpName(prefix: 'up' | 'cp' | 'rm'): string {
-    if (prefix === 'rm') return `rm-${randomUUID()}`;
-    this.ensureLive();
-    return `${prefix}-${this.env.owner}-${randomUUID()}`;
+    return prefix === 'rm' ? `rm-${randomUUID()}` : `${prefix}-${this.env.owner}-${randomUUID()}`;
   }
 
   private liveFd: number | undefined;
+  private liveUsers = 0;
+  private liveTimer: NodeJS.Timeout | undefined;
 
-  private ensureLive(): void {
-    if (this.liveFd !== undefined) return;
-    fs.mkdirSync(this.tmp, { recursive: true });
-    const fd = fs.openSync(
-      `${this.tmp}/live-${this.env.owner}`,
-      fs.constants.O_RDWR | fs.constants.O_CREAT,
-      0o600,
-    );
-    this.env.native.tryLock(fd, true);
-    this.liveFd = fd;
+  /**
+   * Hold this driver's liveness lock on the space (`tmp/live-<owner>`) while temp files exist. The
+   * lock is released a few seconds after the last holder, so idle spaces keep no descriptor open.
+   * Returns the release function.
+   */
+  async holdLive(): Promise<() => void> {
+    this.liveUsers++;
+    clearTimeout(this.liveTimer);
+    try {
+      await this.ensureLiveFd();
+    } catch (err) {
+      this.liveUsers--;
+      throw err;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.liveUsers === 0) this.liveTimer = setTimeout(() => this.dropLive(), 5000).unref();
+    };
   }
 
-  /** Release the liveness lock (driver close). */
-  releaseLive(): void {
-    if (this.liveFd === undefined) return;
+  private async ensureLiveFd(): Promise<void> {
+    const file = `${this.tmp}/live-${this.env.owner}`;
+    for (let attempt = 0; ; attempt++) {
+      if (this.liveFd !== undefined) {
+        // Still the linked file? (an admin or a cleaner may have removed it)
+        try {
+          if (fs.fstatSync(this.liveFd).ino === fs.statSync(file).ino) return;
+        } catch {
+          // removed: reopen below
+        }
+        fs.closeSync(this.liveFd);
+        this.liveFd = undefined;
+      }
+      fs.mkdirSync(this.tmp, { recursive: true });
+      const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+      // Another process may be probing it (or just concluded we were dead and is removing it).
+      if (this.env.native.tryLock(fd, true)) {
+        try {
+          if (fs.fstatSync(fd).ino === fs.statSync(file).ino) {
+            this.liveFd = fd;
+            return;
+          }
+        } catch {
+          // unlinked meanwhile
+        }
+      }
+      fs.closeSync(fd);
+      if (attempt > 100)
+        throw new StorageError('UNAVAILABLE', 'could not take the liveness lock of the space');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  /** Release the liveness lock (idle, or driver close). */
+  dropLive(): void {
+    clearTimeout(this.liveTimer);
+    if (this.liveFd === undefined || this.liveUsers > 0) return;
     fs.closeSync(this.liveFd);
     this.liveFd = undefined;
     fs.rmSync(`${this.tmp}/live-${this.env.owner}`, { force: true });
@@ -301,8 +347,8 @@ export class PosixSpace {
     return total;
   }
 
-  /** Undo half-done replaces and recompute the tree sizes a dead commit may have left wrong. */
-  private async recover(intent: Intent): Promise<void> {
+  /** Undo half-done replaces of an intent: put nodes moved aside back where they are still missing. */
+  async undoHeld(intent: Intent): Promise<void> {
     for (const u of intent.undo ?? []) {
       const from = `${this.tmp}/${u.from.join('/')}`;
       try {
@@ -313,6 +359,28 @@ export class PosixSpace {
           if (!isMissing(e)) throw e;
         });
       }
+    }
+  }
+
+  /** Undo half-done replaces, fix moved nodes, and recompute the tree sizes a dead commit may have left wrong. */
+  private async recover(intent: Intent): Promise<void> {
+    await this.undoHeld(intent);
+    for (const n of intent.nodes ?? []) {
+      let rec: NodeRecord | undefined;
+      try {
+        rec = this.recordHeld(n.at);
+      } catch (err) {
+        if (isMissing(err)) continue;
+        throw err;
+      }
+      if (rec?.id !== n.id || n.at.length === 0) continue;
+      const parentSegs = n.at.slice(0, -1);
+      const parent = this.recordHeld(parentSegs) ?? (await this.assimilateHeld(parentSegs));
+      if (rec.p !== parent.id) {
+        rec.p = parent.id;
+        this.writeHeld(n.at, rec);
+      }
+      await this.index.write(n.id, parent.id, keyOf(n.at));
     }
     const keys = new Set<string>();
     for (const d of intent.dirs) for (let i = d.length; i >= 0; i--) keys.add(keyOf(d.slice(0, i)));
@@ -333,8 +401,8 @@ export class PosixSpace {
   }
 
   /** Run `fn` under the commit lock. */
-  commit<T>(fn: (journal: Journal) => Promise<T>): Promise<T> {
-    return this.lock.run(fn);
+  commit<T>(fn: (journal: Journal) => Promise<T>, opts?: RunOptions): Promise<T> {
+    return this.lock.run(fn, opts);
   }
 
   /** Read a node's arbitrary metadata (inline or sidecar). */
