@@ -240,7 +240,7 @@ async function command(
         out(`  ${e.type === 'folder' ? 'd' : '-'} ${String(e.size).padStart(8)}  ${iso(e.mtime)}  ${e.name}`);
       }
       out(
-        `\nTry: stowage --root ${path.relative(process.cwd(), driver.root) || '.'} ls /project/quickstart/docs`,
+        `\nTry: ${invokedAs()} --root ${path.relative(process.cwd(), driver.root) || '.'} ls /project/quickstart/docs`,
       );
       return 0;
     }
@@ -396,6 +396,13 @@ async function command(
     default:
       throw new UsageError(`unknown command "${cmd}"`);
   }
+}
+
+/** How the user ran us: `stowage` when installed as a command, else `node <script>`. */
+function invokedAs(): string {
+  const script = process.argv[1] ?? '';
+  if (path.basename(script) === 'stowage') return 'stowage';
+  return `node ${path.relative(process.cwd(), script) || script}`;
 }
 
 function report(err: unknown, json: boolean): number {

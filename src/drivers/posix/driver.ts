@@ -648,6 +648,8 @@ class Posix implements PosixDriver {
         const node = await this.probe(sp, entry.rel, id);
         if (node) {
           sp.index.remember(id, entry.rel);
+          // The entry and the node agree on the parent: remember it too (saves reading its record).
+          if (node.rec.p === entry.parent) sp.index.remember(entry.parent, parentKeyOf(entry.rel));
           return { segs: segsOf(entry.rel), node };
         }
       }
@@ -866,6 +868,7 @@ class Posix implements PosixDriver {
         entry.rel === key &&
         entry.parent === rec.p &&
         (parentId === undefined || parentId === rec.p);
+      if (consistent) sp.index.remember(rec.p!, parentKey);
     }
     if (consistent) {
       sp.index.remember(rec.id, key);
@@ -1781,6 +1784,12 @@ class Posix implements PosixDriver {
     }
     await this.rootLock.close();
   }
+}
+
+/** Key of the parent of a key. */
+function parentKeyOf(key: string): string {
+  const slash = key.lastIndexOf('/');
+  return slash < 0 ? '' : key.slice(0, slash);
 }
 
 /** Same inode: two names (hard links) of one file. */
