@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,11 +112,10 @@ const cases: [string, string, (v: Awaited<ReturnType<typeof reopen>>) => Promise
 ];
 
 describe('posix: kill -9 in the middle of an operation', () => {
-  beforeAll(async () => {
+  beforeAll(() => {
     // The child runs the built package.
-    await import('../../dist/src/drivers/posix/index.js').catch(() => {
-      throw new Error('run `npm run build` first (npm test does)');
-    });
+    const built = path.join(path.dirname(child), '../../dist/src/drivers/posix/index.js');
+    if (!existsSync(built)) throw new Error('run `npm run build` first (npm test does)');
   });
 
   it.each(cases)('%s killed at %s leaves a consistent tree and no litter', async (scenario, point, check) => {
