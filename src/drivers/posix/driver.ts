@@ -216,17 +216,17 @@ class Posix implements PosixDriver {
     };
     this.features = Object.freeze({
       copy: Object.freeze({
-        copy: (s: NodeRef, d: NodeRef, o?: MoveOptions) => guard('copy', () => this.copy(s, d, o)),
+        copy: (s: NodeRef, d: NodeRef, o?: MoveOptions) => this.copy(s, d, o).catch(rethrow('copy')),
       }),
       metadata: Object.freeze({
         set: (r: NodeRef, v: Readonly<Record<string, string>>) =>
-          guard('metadata', () => this.setMetadata(r, v)),
-        unset: (r: NodeRef, k: readonly string[]) => guard('metadata', () => this.unsetMetadata(r, k)),
+          this.setMetadata(r, v).catch(rethrow('metadata')),
+        unset: (r: NodeRef, k: readonly string[]) => this.unsetMetadata(r, k).catch(rethrow('metadata')),
       }),
       spaces: Object.freeze({
-        create: (i: CreateSpaceInput) => guard('create space', () => this.createSpace(i)),
-        update: (id: string, i: UpdateSpaceInput) => guard('update space', () => this.updateSpace(id, i)),
-        delete: (id: string) => guard('delete space', () => this.deleteSpace(id)),
+        create: (i: CreateSpaceInput) => this.createSpace(i).catch(rethrow('create space')),
+        update: (id: string, i: UpdateSpaceInput) => this.updateSpace(id, i).catch(rethrow('update space')),
+        delete: (id: string) => this.deleteSpace(id).catch(rethrow('delete space')),
       }),
     });
   }
@@ -289,7 +289,7 @@ class Posix implements PosixDriver {
     return guardIter('list spaces', this.listSpacesImpl(filter));
   }
   fsck(opts: FsckOptions & { space?: string } = {}): Promise<FsckSpaceReport[]> {
-    return guard('fsck', async () => {
+    return (async () => {
       const targets: PosixSpace[] = [];
       if (opts.space) targets.push(await this.space(opts.space));
       else for await (const { sp } of this.scanSpaces()) targets.push(await this.space(sp.id));
@@ -299,7 +299,7 @@ class Posix implements PosixDriver {
         await this.idle();
       }
       return reports;
-    });
+    })().catch(rethrow('fsck'));
   }
   list(ref: NodeRef, opts?: ListOptions): AsyncGenerator<ResourceInfo> {
     return guardIter('list', this.listImpl(ref, opts));
@@ -1801,14 +1801,6 @@ function rethrow(op: string): (err: unknown) => never {
   return (err) => {
     throw toStorageError(err, op);
   };
-}
-
-async function guard<T>(op: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw toStorageError(err, op);
-  }
 }
 
 async function* guardIter<T>(op: string, it: AsyncGenerator<T>): AsyncGenerator<T> {
