@@ -44,7 +44,8 @@ Commands:
   quickstart                        create the space project/quickstart, put a file, list it
   space ls                          list spaces
   space create <personal|project> <name> [--owner USER] [--quota BYTES] [--description TEXT]
-  space rm <space>                  delete a space and everything in it
+  space disable|enable <space>      disable a space (nothing in it can be reached) or restore it
+  space rm <space>                  delete a disabled space and everything in it
   ls <path>                         list a folder
   stat <path>                       show a file or folder
   put <local-file|-> <path>         upload (from stdin with -) [--mtime WHEN] [--if-match ETAG]
@@ -267,12 +268,17 @@ async function command(
         showSpace(sp);
         return 0;
       }
+      if (sub === 'disable' || sub === 'enable') {
+        need(args, 1, 'space');
+        showSpace(await s.updateSpace(args[0]!.replace(/^\//, ''), { disabled: sub === 'disable' }));
+        return 0;
+      }
       if (sub === 'rm') {
         need(args, 1, 'space');
         await s.deleteSpace(args[0]!.replace(/^\//, ''));
         return 0;
       }
-      throw new UsageError('space takes ls, create or rm');
+      throw new UsageError('space takes ls, create, disable, enable or rm');
     }
     case 'ls': {
       need(args, 1, 'path');

@@ -7,13 +7,18 @@
  *
  * @module
  */
+import type { Grant, Grantee } from './permissions.js';
 import type {
   CreateSpaceInput,
+  FileVersion,
   ListOptions,
+  Lock,
+  LockOptions,
   MoveOptions,
   NodeRef,
   ReadOptions,
   ReadResult,
+  RecycleItem,
   ResourceInfo,
   Space,
   SpaceFilter,
@@ -26,8 +31,10 @@ import type {
 export type Body = AsyncIterable<Uint8Array | string> | Uint8Array | string;
 
 /** Options shared by simple mutations. */
-export interface MutationOptions {
+export interface MutationOptions extends LockOptions {
   signal?: AbortSignal;
+  /** Who does it (user id), recorded where the driver keeps such facts (trash, locks, grants). */
+  actor?: string;
 }
 
 /** Capability `copy`: server-side copy (new ids for the copies). */
@@ -51,21 +58,99 @@ export interface SpacesFeature {
   delete(spaceId: string): Promise<void>;
 }
 
+/** A node and the grants that reach it from above. */
+export interface Inspected {
+  /** The node, with its own grants in `info.grants`. */
+  info: ResourceInfo;
+  /** Grants on each ancestor, from the space root down to the parent (empty for the root). */
+  inherited: (readonly Grant[])[];
+}
+
+/** Capability `grants`: grants stored on nodes (the provider decides what they mean). */
+export interface GrantsFeature {
+  /** Grants set directly on a node. */
+  list(ref: NodeRef): Promise<Grant[]>;
+  /** Add a grant, or replace the one of the same grantee. */
+  set(ref: NodeRef, grant: Grant, opts?: MutationOptions): Promise<void>;
+  /** Remove the grant of a grantee; false when there was none. */
+  remove(ref: NodeRef, grantee: Grantee, opts?: MutationOptions): Promise<boolean>;
+  /** A node with its own grants, and the grants of its ancestors (drivers cache this). */
+  inspect(ref: NodeRef, opts?: StatOptions): Promise<Inspected>;
+}
+
+/**
+ * Capability `locks`: CS3 locks. Mutations of a locked resource (write, delete, move, metadata,
+ * grants, version restore) fail with LOCKED unless they carry the lock id (ABORTED for a wrong one,
+ * or for a lock id when there is no lock); drivers check this inside their commit. Expired locks
+ * are gone.
+ */
+export interface LocksFeature {
+  get(ref: NodeRef): Promise<Lock | undefined>;
+  /** Lock a resource; LOCKED if another live lock is on it. */
+  set(ref: NodeRef, lock: Lock, opts?: MutationOptions): Promise<Lock>;
+  /** Extend (or change) a lock; the caller proves it holds it with its id (or `existingLockId`). */
+  refresh(ref: NodeRef, lock: Lock, existingLockId?: string): Promise<Lock>;
+  /** Remove a lock; the id must match. */
+  unlock(ref: NodeRef, lockId: string): Promise<void>;
+}
+
+/** Capability `trash`: delete moves to the space's trash; items keep their ids when restored. */
+export interface TrashFeature {
+  /** Items of a space's trash, or (with `key`) the content of a deleted folder. */
+  list(spaceId: string, opts?: { key?: string }): AsyncIterable<RecycleItem>;
+  /** Put an item (or a node inside a deleted folder: `key/relative/path`) back, where it was or at `target`. */
+  restore(spaceId: string, key: string, opts?: { target?: NodeRef } & MutationOptions): Promise<ResourceInfo>;
+  /** Remove an item for good, or (no key) empty the trash. */
+  purge(spaceId: string, key?: string): Promise<void>;
+}
+
+/** Capability `versions`: every overwrite keeps the previous content. */
+export interface VersionsFeature {
+  /** Versions of a file, newest first. */
+  list(ref: NodeRef): Promise<FileVersion[]>;
+  /** The content of a version (ranges and conditions as in {@link Driver.read}). */
+  read(ref: NodeRef, key: string, opts?: ReadOptions): Promise<ReadResult>;
+  /** Make a version current; the current content becomes a version. The id stays. */
+  restore(ref: NodeRef, key: string, opts?: MutationOptions): Promise<ResourceInfo>;
+}
+
+/**
+ * Capability `quota`: the driver enforces each space's `quota` inside its commits, so concurrent
+ * writers cannot overshoot it together, and fails early when a declared size does not fit.
+ */
+export interface QuotaFeature {
+  readonly enforced: true;
+}
+
 /**
  * Everything beyond the core, by name. A missing key means the driver lacks the capability.
- * Later issues add `locks`, `grants`, `trash`, `versions`, `quota`, `resumable`, `watch`.
+ * Later issues add `resumable` and `watch`.
  */
 export interface Features {
   readonly copy?: CopyFeature;
   readonly metadata?: MetadataFeature;
   readonly spaces?: SpacesFeature;
+  readonly grants?: GrantsFeature;
+  readonly locks?: LocksFeature;
+  readonly trash?: TrashFeature;
+  readonly versions?: VersionsFeature;
+  readonly quota?: QuotaFeature;
 }
 
 /** Names of the capabilities in {@link Features}. */
 export type FeatureName = keyof Features;
 
 /** All capability names, for wrappers and test suites that must handle every one of them. */
-export const FEATURE_NAMES: readonly FeatureName[] = ['copy', 'metadata', 'spaces'];
+export const FEATURE_NAMES: readonly FeatureName[] = [
+  'copy',
+  'metadata',
+  'spaces',
+  'grants',
+  'locks',
+  'trash',
+  'versions',
+  'quota',
+];
 
 /** A storage driver. */
 export interface Driver {

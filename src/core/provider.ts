@@ -1,20 +1,45 @@
 /**
  * The StorageProvider: the one entry point every door (TypeScript API, CS3, WebDAV) calls. It resolves
- * references to a driver and a validated {@link NodeRef}, enforces path safety, and (in later
- * issues) authorises against grants, checks locks and quota, and emits events.
+ * references to a driver and a validated {@link NodeRef}, enforces path safety, and authorises every
+ * operation against grants before the driver does anything.
+ *
+ * A provider built with `new StorageProvider(...)` acts as the system: trusted code embedding
+ * Stowage, with every permission. `provider.as(user)` gives a session with the same methods, where
+ * each call is checked against the user's grants: a resource the user may not stat is NOT_FOUND, an
+ * action the user may not take is PERMISSION_DENIED.
  *
  * @module
  */
-import type { Body, Driver, MutationOptions } from './driver.js';
+import type { Body, Driver, Inspected, MutationOptions } from './driver.js';
 import { StorageError } from './errors.js';
+import { type IdentitySource, principalOf, type User } from './identity.js';
+import {
+  allPermissions,
+  checkGrant,
+  effectivePermissions,
+  fromLetters,
+  type Grant,
+  type Grantee,
+  granteeKey,
+  includesAll,
+  noPermissions,
+  type PermissionName,
+  type Principal,
+  ROLES,
+} from './permissions.js';
 import { checkName, checkNotReserved, parseResourceId, printable, splitPath } from './refs.js';
 import type {
   CreateSpaceInput,
+  Field,
+  FileVersion,
   ListOptions,
+  Lock,
   MoveOptions,
   NodeRef,
+  Permissions,
   ReadOptions,
   ReadResult,
+  RecycleItem,
   Ref,
   Reference,
   ResourceId,
@@ -25,11 +50,14 @@ import type {
   UpdateSpaceInput,
   WriteOptions,
 } from './types.js';
+import { DEFAULT_FIELDS } from './types.js';
 
 /** Options for {@link StorageProvider}. */
 export interface ProviderOptions {
   /** One driver, or several (each serving its own storage id). */
   drivers: Driver | readonly Driver[];
+  /** Where users come from (needed by {@link StorageProvider.as} with a user id). */
+  identity?: IdentitySource;
 }
 
 /** A resolved reference. */
@@ -44,35 +72,120 @@ export interface MkdirOptions extends MutationOptions {
   parents?: boolean;
 }
 
+/** Filter for {@link StorageProvider.listSpaces}. */
+export interface ListSpacesFilter extends SpaceFilter {
+  /** Admins: every space, not only those they are a member of. */
+  unrestricted?: boolean;
+}
+
+/** Quota of a space as seen from a resource. */
+export interface QuotaInfo {
+  /** Bytes allowed; undefined = no quota. */
+  total?: number;
+  used: number;
+  /** Bytes left; undefined = no quota. */
+  remaining?: number;
+}
+
+/** Options for {@link StorageProvider.offboardUser}. */
+export interface OffboardOptions {
+  /** Also remove every grant the user holds in spaces of this provider (default: keep them, inert). */
+  removeGrants?: boolean;
+}
+
+interface SpaceFacts {
+  ownerId?: string;
+  disabled: boolean;
+  type: string;
+  at: number;
+}
+
+/** State shared by a provider and all its sessions. */
+class Shared {
+  readonly byStorage = new Map<string, Driver>();
+  readonly spaceDriver = new Map<string, Driver>();
+  readonly aliasCache = new Map<string, { driver: Driver; spaceId: string }>();
+  readonly facts = new Map<string, SpaceFacts>();
+  constructor(
+    readonly drivers: readonly Driver[],
+    readonly identity: IdentitySource | undefined,
+  ) {}
+}
+
+const FACTS_TTL_MS = 2000;
+const ALL = Object.freeze(allPermissions());
+/** Permissions of the owner of a personal space, and of the system. */
+const OWNER = ALL;
+
 /** Resolves references to drivers and is the one door-independent API of Stowage. */
 export class StorageProvider {
   readonly drivers: readonly Driver[];
-  private readonly byStorage = new Map<string, Driver>();
-  private readonly spaceDriver = new Map<string, Driver>();
-  private readonly aliasCache = new Map<string, { driver: Driver; spaceId: string }>();
+  /** Who this provider acts for; undefined = the system (every permission). */
+  readonly principal: Principal | undefined;
+  /** The user behind {@link principal}, when known. */
+  readonly user: User | undefined;
+  private readonly shared: Shared;
 
-  constructor(options: ProviderOptions) {
+  constructor(options: ProviderOptions);
+  /** @internal a session */
+  constructor(options: ProviderOptions, shared: Shared, principal: Principal, user?: User);
+  constructor(options: ProviderOptions, shared?: Shared, principal?: Principal, user?: User) {
+    if (shared) {
+      this.shared = shared;
+      this.drivers = shared.drivers;
+      this.principal = principal;
+      this.user = user;
+      return;
+    }
     const drivers = Array.isArray(options.drivers) ? options.drivers : [options.drivers as Driver];
     if (drivers.length === 0) throw new StorageError('INVALID_ARGUMENT', 'at least one driver is required');
     this.drivers = Object.freeze([...drivers]);
+    this.shared = new Shared(this.drivers, options.identity);
     for (const d of drivers) {
-      if (this.byStorage.has(d.storageId)) {
+      if (this.shared.byStorage.has(d.storageId)) {
         throw new StorageError('INVALID_ARGUMENT', `two drivers serve storage id "${d.storageId}"`);
       }
-      this.byStorage.set(d.storageId, d);
+      this.shared.byStorage.set(d.storageId, d);
     }
+    this.principal = undefined;
+    this.user = undefined;
+  }
+
+  /** The identity source given to the provider. */
+  get identity(): IdentitySource | undefined {
+    return this.shared.identity;
+  }
+
+  /**
+   * A session acting for a user (a {@link User}, a {@link Principal}, or a user id/username looked up
+   * in the identity source). Every call of the session is authorised against that user's grants.
+   */
+  async as(who: User | Principal | string): Promise<StorageProvider> {
+    let user: User | undefined;
+    let principal: Principal;
+    if (typeof who === 'string') {
+      user = await this.shared.identity?.getUser(who);
+      if (!user) throw new StorageError('UNAUTHENTICATED', `unknown user "${printable(who)}"`);
+      principal = principalOf(user);
+    } else if ('userId' in who) {
+      principal = who;
+    } else {
+      user = who;
+      principal = principalOf(who);
+    }
+    return new StorageProvider({ drivers: this.drivers }, this.shared, principal, user);
   }
 
   /** The driver serving a storage id (the first one for an empty id). */
   driverFor(storageId: string): Driver {
-    const d = storageId ? this.byStorage.get(storageId) : this.drivers[0];
+    const d = storageId ? this.shared.byStorage.get(storageId) : this.drivers[0];
     if (!d) throw new StorageError('NOT_FOUND', `unknown storage "${printable(storageId)}"`);
     return d;
   }
 
-  // ---------------------------------------------------------------- resolution
+  // ================================================================ resolution
 
-  /** Resolve a reference to a driver and a validated node reference. */
+  /** Resolve a reference to a driver and a validated node reference (no authorisation). */
   async resolve(ref: Ref): Promise<Resolved> {
     const r: Reference = typeof ref === 'string' ? parseRefString(ref) : ref;
     if (r === null || typeof r !== 'object') {
@@ -100,9 +213,7 @@ export class StorageProvider {
     }
     // Absolute path: /<type>/<alias>/<rest>
     const all = splitPath(r.path);
-    if (all.length < 2) {
-      throw new StorageError('NOT_FOUND', `no space at "${printable(r.path ?? '')}"`);
-    }
+    if (all.length < 2) throw new StorageError('NOT_FOUND', `no space at "${printable(r.path ?? '')}"`);
     const { driver, spaceId } = await this.spaceByIdOrAlias(`${all[0]}/${all[1]}`);
     const segments = all.slice(2);
     checkNotReserved(segments, true);
@@ -111,7 +222,7 @@ export class StorageProvider {
 
   private async driverForSpace(spaceId: string, storageId: string): Promise<Driver> {
     if (storageId) return this.driverFor(storageId);
-    const cached = this.spaceDriver.get(spaceId);
+    const cached = this.shared.spaceDriver.get(spaceId);
     if (cached) return cached;
     return (await this.spaceByIdOrAlias(spaceId)).driver;
   }
@@ -120,18 +231,13 @@ export class StorageProvider {
     if (typeof key !== 'string' || key.length === 0 || key.includes('\0')) {
       throw new StorageError('INVALID_ARGUMENT', 'invalid space', { reason: 'invalid-path' });
     }
-    const hit = this.aliasCache.get(key);
+    const hit = this.shared.aliasCache.get(key);
     if (hit) return hit;
-    if (this.drivers.length === 1) {
-      const driver = this.drivers[0]!;
-      const space = await driver.getSpace(key);
-      return this.remember(key, driver, space);
-    }
     for (const driver of this.drivers) {
       try {
         return this.remember(key, driver, await driver.getSpace(key));
       } catch (err) {
-        if (!StorageError.is(err, 'NOT_FOUND')) throw err;
+        if (!StorageError.is(err, 'NOT_FOUND') || this.drivers.length === 1) throw err;
       }
     }
     throw new StorageError('NOT_FOUND', `space "${printable(key)}" not found`);
@@ -139,32 +245,192 @@ export class StorageProvider {
 
   private remember(key: string, driver: Driver, space: Space): { driver: Driver; spaceId: string } {
     const v = { driver, spaceId: space.id };
-    if (this.aliasCache.size > 10_000) this.aliasCache.clear();
-    this.aliasCache.set(key, v);
-    this.spaceDriver.set(space.id, driver);
+    if (this.shared.aliasCache.size > 10_000) this.shared.aliasCache.clear();
+    this.shared.aliasCache.set(key, v);
+    this.shared.spaceDriver.set(space.id, driver);
+    this.noteFacts(space);
     return v;
   }
 
+  private noteFacts(space: Space): SpaceFacts {
+    const f: SpaceFacts = {
+      ...(space.owner?.id && { ownerId: space.owner.id }),
+      disabled: !!space.disabled,
+      type: space.type,
+      at: Date.now(),
+    };
+    this.shared.facts.set(space.id, f);
+    return f;
+  }
+
   private forget(space: Space): void {
-    this.aliasCache.delete(space.id);
-    this.aliasCache.delete(space.alias);
-    this.spaceDriver.delete(space.id);
+    this.shared.aliasCache.delete(space.id);
+    this.shared.aliasCache.delete(space.alias);
+    this.shared.spaceDriver.delete(space.id);
+    this.shared.facts.delete(space.id);
   }
 
-  // ---------------------------------------------------------------- spaces
-
-  /** Spaces of every driver, streamed. */
-  async *listSpaces(filter?: SpaceFilter): AsyncGenerator<Space> {
-    for (const driver of this.drivers) yield* driver.listSpaces(filter);
+  /** Owner and disabled state of a space, cached for 2 s (updates through this provider refresh it). */
+  private async facts(driver: Driver, spaceId: string): Promise<SpaceFacts> {
+    const f = this.shared.facts.get(spaceId);
+    if (f && Date.now() - f.at < FACTS_TTL_MS) return f;
+    return this.noteFacts(await driver.getSpace(spaceId));
   }
 
-  /** A space by id or alias (`project/demo`). */
+  // ================================================================ authorisation
+
+  private isOwner(facts: SpaceFacts): boolean {
+    return (
+      this.principal !== undefined && facts.type === 'personal' && facts.ownerId === this.principal.userId
+    );
+  }
+
+  /**
+   * Inspect a node and work out what this provider's principal may do there. Throws NOT_FOUND when
+   * the principal may not even see it (or the space is disabled and it is no manager of it).
+   */
+  private async access(
+    driver: Driver,
+    node: NodeRef,
+    opts?: StatOptions,
+  ): Promise<Inspected & { perms: Permissions; facts: SpaceFacts }> {
+    const facts = await this.facts(driver, node.spaceId);
+    const grants = driver.features.grants;
+    let inspected: Inspected;
+    if (!this.principal) {
+      const info = await driver.stat(node, opts);
+      inspected = { info, inherited: [] };
+    } else if (grants) {
+      inspected = await grants.inspect(node, opts);
+    } else {
+      // A driver that cannot store grants gives a user nothing but its own personal space.
+      if (!this.isOwner(facts)) throw new StorageError('NOT_FOUND', 'resource not found');
+      inspected = { info: await driver.stat(node, opts), inherited: [] };
+    }
+    const perms = this.permissionsFor(inspected, facts);
+    if (!perms.stat) throw new StorageError('NOT_FOUND', 'resource not found');
+    if (facts.disabled) {
+      if (this.principal && !this.principal.admin && !manages(perms))
+        throw new StorageError('NOT_FOUND', 'resource not found');
+      throw new StorageError('FAILED_PRECONDITION', 'the space is disabled', { reason: 'space-disabled' });
+    }
+    return { ...inspected, perms, facts };
+  }
+
+  private permissionsFor(i: Inspected, facts: SpaceFacts): Permissions {
+    if (!this.principal) return { ...OWNER };
+    return effectivePermissions(this.principal, [...i.inherited, i.info.grants], this.isOwner(facts));
+  }
+
+  /** Like {@link access}, and require permissions (PERMISSION_DENIED when missing). */
+  private async require(
+    driver: Driver,
+    node: NodeRef,
+    needed: readonly PermissionName[],
+    opts?: StatOptions,
+  ): Promise<Inspected & { perms: Permissions; facts: SpaceFacts }> {
+    const a = await this.access(driver, node, opts);
+    for (const p of needed) {
+      if (!a.perms[p]) throw new StorageError('PERMISSION_DENIED', `not allowed: ${p}`);
+    }
+    return a;
+  }
+
+  /** Inspect the parent of a node that may not exist yet, and require permissions there. */
+  private async requireParent(
+    driver: Driver,
+    node: NodeRef,
+    needed: readonly PermissionName[],
+  ): Promise<void> {
+    if (!this.principal) return;
+    const parent = parentOf(node);
+    try {
+      await this.require(driver, parent, needed);
+    } catch (err) {
+      if (StorageError.is(err, 'NOT_FOUND') && !StorageError.is(err, 'PERMISSION_DENIED')) {
+        throw new StorageError('FAILED_PRECONDITION', 'parent folder does not exist', {
+          reason: 'parent-missing',
+        });
+      }
+      throw err;
+    }
+  }
+
+  /** The node if it exists and this principal may see it; undefined otherwise. */
+  private async probe(
+    driver: Driver,
+    node: NodeRef,
+  ): Promise<(Inspected & { perms: Permissions }) | undefined> {
+    try {
+      return await this.access(driver, node, { fields: ['lock'] });
+    } catch (err) {
+      if (StorageError.is(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  private mutation<T extends MutationOptions>(opts: T | undefined): T {
+    const o = { ...(opts ?? {}) } as T;
+    if (this.principal) o.actor = this.principal.userId;
+    return o;
+  }
+
+  /** Finish an info for the caller: permissions, and grants only when asked and allowed. */
+  private present(info: ResourceInfo, perms: Permissions, opts?: StatOptions): ResourceInfo {
+    const fields = opts?.fields ?? DEFAULT_FIELDS;
+    if (fields.includes('permissions')) info.permissions = perms;
+    if (!fields.includes('grants') || !perms.listGrants) delete info.grants;
+    return info;
+  }
+
+  // ================================================================ spaces
+
+  /** Spaces this provider's principal may see (all of them for the system), streamed. */
+  async *listSpaces(filter?: ListSpacesFilter): AsyncGenerator<Space> {
+    for (const driver of this.drivers) {
+      for await (const space of driver.listSpaces({ ...filter, includeDisabled: filter?.includeDisabled })) {
+        this.shared.spaceDriver.set(space.id, driver);
+        const facts = this.noteFacts(space);
+        if (!this.principal || (this.principal.admin && filter?.unrestricted !== false)) {
+          yield space;
+          continue;
+        }
+        const perms = await this.rootPermissions(driver, space, facts);
+        if (!perms.stat) continue;
+        if (space.disabled && !this.principal.admin && !manages(perms)) continue;
+        yield space;
+      }
+    }
+  }
+
+  private async rootPermissions(driver: Driver, space: Space, facts: SpaceFacts): Promise<Permissions> {
+    if (!this.principal) return { ...ALL };
+    if (this.isOwner(facts)) return { ...ALL };
+    const grants = driver.features.grants;
+    if (!grants) return noPermissions();
+    const inspected = await grants.inspect({ spaceId: space.id, segments: [] }, { fields: [] });
+    return this.permissionsFor(inspected, facts);
+  }
+
+  /** A space by id or alias (`project/demo`), if this principal may see it. */
   async getSpace(idOrAlias: string): Promise<Space> {
     const { driver, spaceId } = await this.spaceByIdOrAlias(idOrAlias);
-    return driver.getSpace(spaceId);
+    const space = await driver.getSpace(spaceId);
+    const facts = this.noteFacts(space);
+    if (this.principal && !this.principal.admin) {
+      const perms = await this.rootPermissions(driver, space, facts);
+      if (!perms.stat || (space.disabled && !manages(perms))) {
+        throw new StorageError('NOT_FOUND', `space "${printable(idOrAlias)}" not found`);
+      }
+    }
+    return space;
   }
 
-  /** Create a space on the driver for `storageId` (default: the first driver). */
+  /**
+   * Create a space on the driver for `storageId` (default: the first driver). Sessions may create
+   * their own personal space; project spaces need `admin` or `createSpaces`, and their creator
+   * becomes a manager (not an owner: a project space belongs to nobody in particular).
+   */
   async createSpace(input: CreateSpaceInput, storageId = ''): Promise<Space> {
     const driver = this.driverFor(storageId);
     const feature = driver.features.spaces;
@@ -179,45 +445,205 @@ export class StorageProvider {
     if (input.quota !== undefined && !(Number.isSafeInteger(input.quota) && input.quota >= 0)) {
       throw new StorageError('INVALID_ARGUMENT', 'quota must be a non-negative integer');
     }
+    const p = this.principal;
+    if (p && !p.admin) {
+      if (input.type === 'personal' && input.owner?.id !== p.userId) {
+        throw new StorageError('PERMISSION_DENIED', 'only an admin creates personal spaces for others');
+      }
+      if (input.type === 'project' && !p.createSpaces) {
+        throw new StorageError('PERMISSION_DENIED', 'not allowed to create project spaces');
+      }
+      if (input.quota !== undefined) throw new StorageError('PERMISSION_DENIED', 'only an admin sets quotas');
+    }
     const space = await feature.create(input);
-    this.spaceDriver.set(space.id, driver);
+    this.shared.spaceDriver.set(space.id, driver);
+    this.noteFacts(space);
+    if (p && input.type === 'project' && driver.features.grants) {
+      await driver.features.grants.set(
+        { spaceId: space.id, segments: [] },
+        {
+          grantee: { type: 'user', id: p.userId },
+          permissions: fromLetters(ROLES.manager),
+          creator: p.userId,
+        },
+      );
+    }
     return space;
   }
 
+  /** This session's personal space, created on first use (`personal/<username>`). */
+  async personalSpace(): Promise<Space> {
+    if (!this.principal || !this.user) {
+      throw new StorageError('FAILED_PRECONDITION', 'a personal space needs a session for a known user');
+    }
+    const alias = `personal/${this.user.username}`;
+    try {
+      return await this.getSpace(alias);
+    } catch (err) {
+      if (!StorageError.is(err, 'NOT_FOUND')) throw err;
+    }
+    try {
+      return await this.createSpace({
+        type: 'personal',
+        name: this.user.displayName ?? this.user.username,
+        alias,
+        owner: {
+          id: this.user.id,
+          username: this.user.username,
+          ...(this.user.idp && { idp: this.user.idp }),
+          ...(this.user.displayName && { displayName: this.user.displayName }),
+        },
+      });
+    } catch (err) {
+      // Another request created it first.
+      if (StorageError.is(err, 'ALREADY_EXISTS')) return this.getSpace(alias);
+      throw err;
+    }
+  }
+
+  /**
+   * Change a space. Managers rename it, describe it, disable and restore it; only admins (and the
+   * system) set quotas.
+   */
   async updateSpace(idOrAlias: string, input: UpdateSpaceInput): Promise<Space> {
     const { driver, spaceId } = await this.spaceByIdOrAlias(idOrAlias);
     const feature = driver.features.spaces;
     if (!feature)
       throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" cannot change spaces`);
-    return feature.update(spaceId, input);
+    await this.requireSpaceManager(driver, spaceId);
+    if (input.quota !== undefined && this.principal && !this.principal.admin) {
+      throw new StorageError('PERMISSION_DENIED', 'only an admin sets quotas');
+    }
+    if (input.quota != null && !(Number.isSafeInteger(input.quota) && input.quota >= 0)) {
+      throw new StorageError('INVALID_ARGUMENT', 'quota must be a non-negative integer');
+    }
+    if (
+      input.name !== undefined &&
+      (typeof input.name !== 'string' || !input.name.trim() || input.name.length > 255)
+    ) {
+      throw new StorageError('INVALID_ARGUMENT', 'a space needs a name of 1-255 characters');
+    }
+    const space = await feature.update(spaceId, input);
+    this.noteFacts(space);
+    return space;
   }
 
+  private async requireSpaceManager(driver: Driver, spaceId: string): Promise<Space> {
+    const space = await driver.getSpace(spaceId);
+    const facts = this.noteFacts(space);
+    if (!this.principal || this.principal.admin) return space;
+    const perms = await this.rootPermissions(driver, space, facts);
+    if (!perms.stat) throw new StorageError('NOT_FOUND', 'space not found');
+    if (!manages(perms))
+      throw new StorageError('PERMISSION_DENIED', 'only a manager of the space may do that');
+    return space;
+  }
+
+  /** Delete a space and everything in it. It must be disabled first (a second, deliberate step). */
   async deleteSpace(idOrAlias: string): Promise<void> {
     const { driver, spaceId } = await this.spaceByIdOrAlias(idOrAlias);
     const feature = driver.features.spaces;
     if (!feature)
       throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" cannot delete spaces`);
-    const space = await driver.getSpace(spaceId);
+    const space = await this.requireSpaceManager(driver, spaceId);
+    if (!space.disabled) {
+      throw new StorageError('FAILED_PRECONDITION', 'disable the space before deleting it', {
+        reason: 'condition',
+      });
+    }
     await feature.delete(spaceId);
     this.forget(space);
   }
 
-  // ---------------------------------------------------------------- resources
+  /**
+   * A person leaves: disable their personal space (an admin can restore it), optionally remove
+   * their grants. Project spaces, their files and their other managers are never touched.
+   */
+  async offboardUser(userId: string, opts: OffboardOptions = {}): Promise<void> {
+    if (this.principal && !this.principal.admin)
+      throw new StorageError('PERMISSION_DENIED', 'only an admin offboards users');
+    for (const driver of this.drivers) {
+      for await (const space of driver.listSpaces({ includeDisabled: true })) {
+        if (space.type === 'personal' && space.owner?.id === userId && !space.disabled) {
+          this.noteFacts(await driver.features.spaces!.update(space.id, { disabled: true }));
+        }
+        if (opts.removeGrants && driver.features.grants) await this.removeGrantsOf(driver, space.id, userId);
+      }
+    }
+  }
+
+  private async removeGrantsOf(driver: Driver, spaceId: string, userId: string): Promise<void> {
+    const grants = driver.features.grants!;
+    const grantee: Grantee = { type: 'user', id: userId };
+    const walk = async (node: NodeRef): Promise<void> => {
+      const own = await grants.list(node);
+      if (own.some((g) => granteeKey(g.grantee) === granteeKey(grantee))) await grants.remove(node, grantee);
+      const info = await driver.stat(node, { fields: [] });
+      if (info.type !== 'folder') return;
+      for await (const child of driver.list(node, { fields: ['grants'] })) {
+        if (child.type === 'folder' || child.grants?.length) {
+          await walk({ spaceId, nodeId: child.id.opaqueId, segments: [] });
+        }
+      }
+    };
+    await walk({ spaceId, segments: [] });
+  }
+
+  // ================================================================ resources
 
   async stat(ref: Ref, opts?: StatOptions): Promise<ResourceInfo> {
     const { driver, node } = await this.resolve(ref);
-    return driver.stat(node, opts);
+    if (!this.principal) {
+      await this.checkEnabled(driver, node);
+      return driver.stat(node, opts);
+    }
+    const a = await this.access(driver, node, opts);
+    return this.present(a.info, a.perms, opts);
   }
 
-  /** Children of a folder, streamed. */
+  private async checkEnabled(driver: Driver, node: NodeRef): Promise<void> {
+    if ((await this.facts(driver, node.spaceId)).disabled) {
+      throw new StorageError('FAILED_PRECONDITION', 'the space is disabled', { reason: 'space-disabled' });
+    }
+  }
+
+  /** Children of a folder, streamed; children the principal may not see are left out. */
   async *list(ref: Ref, opts?: ListOptions): AsyncGenerator<ResourceInfo> {
     const { driver, node } = await this.resolve(ref);
-    yield* driver.list(node, opts);
+    if (!this.principal) {
+      await this.checkEnabled(driver, node);
+      yield* driver.list(node, opts);
+      return;
+    }
+    const folder = await this.require(driver, node, ['listContainer'], { fields: [] });
+    const wantGrants = (opts?.fields ?? DEFAULT_FIELDS).includes('grants');
+    const fields: Field[] = [...new Set<Field>([...(opts?.fields ?? DEFAULT_FIELDS), 'grants'])];
+    for await (const child of driver.list(node, { ...opts, fields })) {
+      // Inherited = the folder's; only a child's own grants can add to it (or deny it).
+      const perms = child.grants?.length
+        ? applyOwnGrants(this.principal, folder.perms, child.grants)
+        : folder.perms;
+      if (!perms.stat) continue;
+      yield this.present(
+        child,
+        { ...perms },
+        wantGrants
+          ? opts
+          : { ...opts, fields: (opts?.fields ?? DEFAULT_FIELDS).filter((f) => f !== 'grants') },
+      );
+    }
   }
 
   async read(ref: Ref, opts?: ReadOptions): Promise<ReadResult> {
     const { driver, node } = await this.resolve(ref);
-    return driver.read(node, opts);
+    if (!this.principal) {
+      await this.checkEnabled(driver, node);
+      return driver.read(node, opts);
+    }
+    const a = await this.require(driver, node, ['initiateFileDownload'], { fields: [] });
+    const r = await driver.read(node, opts);
+    this.present(r.info, a.perms, opts);
+    return r;
   }
 
   async write(ref: Ref, body: Body, opts?: WriteOptions): Promise<ResourceInfo> {
@@ -229,18 +655,46 @@ export class StorageProvider {
     if (opts?.mtime !== undefined && !Number.isFinite(opts.mtime)) {
       throw new StorageError('INVALID_ARGUMENT', 'mtime must be a finite number of milliseconds');
     }
-    return driver.write(node, body, opts);
+    await this.checkEnabled(driver, node);
+    let perms: Permissions = { ...ALL };
+    if (this.principal) {
+      const existing = await this.probe(driver, node);
+      if (existing) {
+        if (existing.info.type === 'file' && !existing.perms.initiateFileUpload) {
+          throw new StorageError('PERMISSION_DENIED', 'not allowed: initiateFileUpload');
+        }
+        perms = existing.perms;
+      } else {
+        await this.requireParent(driver, node, ['initiateFileUpload']);
+      }
+    }
+    const info = await driver.write(node, body, this.mutation(opts));
+    return this.principal ? this.present(info, perms) : info;
   }
 
   async mkdir(ref: Ref, opts?: MkdirOptions): Promise<ResourceInfo> {
     const { driver, node } = await this.resolve(ref);
     requireName(node);
-    if (!opts?.parents) return driver.mkdir(node, opts);
+    await this.checkEnabled(driver, node);
+    const mo = this.mutation(opts);
+    if (!opts?.parents) {
+      await this.requireParent(driver, node, ['createContainer']);
+      return driver.mkdir(node, mo);
+    }
     let last: ResourceInfo | undefined;
     for (let i = 1; i <= node.segments.length; i++) {
       const step: NodeRef = { ...node, segments: node.segments.slice(0, i) };
+      const seen = this.principal ? await this.probe(driver, step) : undefined;
+      if (seen) {
+        if (seen.info.type !== 'folder') {
+          throw new StorageError('ALREADY_EXISTS', `"${step.segments.join('/')}" exists and is a file`);
+        }
+        last = seen.info;
+        continue;
+      }
+      await this.requireParent(driver, step, ['createContainer']);
       try {
-        last = await driver.mkdir(step, opts);
+        last = await driver.mkdir(step, mo);
       } catch (err) {
         if (!StorageError.is(err, 'ALREADY_EXISTS')) throw err;
         last = await driver.stat(step);
@@ -252,10 +706,13 @@ export class StorageProvider {
     return last!;
   }
 
+  /** Delete a resource: into the space's trash when the driver has one (ids are kept). */
   async delete(ref: Ref, opts?: MutationOptions): Promise<ResourceInfo> {
     const { driver, node } = await this.resolve(ref);
-    requireName(node, 'a space root cannot be deleted this way; delete the space');
-    return driver.delete(node, opts);
+    requireName(node, 'a space root cannot be deleted this way; disable and delete the space');
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['delete'], { fields: [] });
+    return driver.delete(node, this.mutation(opts));
   }
 
   async move(src: Ref, dst: Ref, opts?: MoveOptions): Promise<ResourceInfo> {
@@ -268,7 +725,19 @@ export class StorageProvider {
         reason: 'cross-space',
       });
     }
-    return a.driver.move(a.node, b.node, opts);
+    await this.checkEnabled(a.driver, a.node);
+    if (this.principal) {
+      const source = await this.require(a.driver, a.node, ['move'], { fields: [] });
+      await this.requireParent(b.driver, b.node, [
+        source.info.type === 'folder' ? 'createContainer' : 'initiateFileUpload',
+      ]);
+      if (opts?.overwrite) {
+        const target = await this.probe(b.driver, b.node);
+        if (target && !target.perms.delete)
+          throw new StorageError('PERMISSION_DENIED', 'not allowed: delete');
+      }
+    }
+    return a.driver.move(a.node, b.node, this.mutation(opts));
   }
 
   async copy(src: Ref, dst: Ref, opts?: MoveOptions): Promise<ResourceInfo> {
@@ -282,7 +751,41 @@ export class StorageProvider {
     }
     const feature = a.driver.features.copy;
     if (!feature) throw new StorageError('UNIMPLEMENTED', `storage "${a.driver.storageId}" cannot copy`);
-    return feature.copy(a.node, b.node, opts);
+    await this.checkEnabled(a.driver, a.node);
+    await this.checkEnabled(b.driver, b.node);
+    if (this.principal) {
+      const source = await this.require(a.driver, a.node, ['initiateFileDownload'], { fields: [] });
+      if (source.info.type === 'folder') {
+        if (!source.perms.listContainer)
+          throw new StorageError('PERMISSION_DENIED', 'not allowed: listContainer');
+        await this.requireReadableTree(a.driver, a.node, source.perms);
+      }
+      await this.requireParent(b.driver, b.node, [
+        source.info.type === 'folder' ? 'createContainer' : 'initiateFileUpload',
+      ]);
+      if (opts?.overwrite) {
+        const target = await this.probe(b.driver, b.node);
+        if (target && !target.perms.delete)
+          throw new StorageError('PERMISSION_DENIED', 'not allowed: delete');
+      }
+    }
+    return feature.copy(a.node, b.node, this.mutation(opts));
+  }
+
+  /** A folder copy must not carry out what the copier cannot read (a denied subfolder, say). */
+  private async requireReadableTree(driver: Driver, node: NodeRef, perms: Permissions): Promise<void> {
+    for await (const child of driver.list(node, { fields: ['grants'] })) {
+      const p = child.grants?.length ? applyOwnGrants(this.principal!, perms, child.grants) : perms;
+      if (!p.initiateFileDownload || (child.type === 'folder' && !p.listContainer)) {
+        throw new StorageError('PERMISSION_DENIED', `not allowed to read "${printable(child.path)}"`);
+      }
+      if (child.type === 'folder')
+        await this.requireReadableTree(
+          driver,
+          { spaceId: node.spaceId, nodeId: child.id.opaqueId, segments: [] },
+          p,
+        );
+    }
   }
 
   /** Set arbitrary metadata keys (others are kept). */
@@ -296,7 +799,9 @@ export class StorageProvider {
     if (!feature)
       throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" has no arbitrary metadata`);
     checkMetadata(values);
-    return feature.set(node, values, opts);
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
+    return feature.set(node, values, this.mutation(opts));
   }
 
   /** Remove arbitrary metadata keys. */
@@ -306,13 +811,255 @@ export class StorageProvider {
     if (!feature)
       throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" has no arbitrary metadata`);
     for (const k of keys) checkMetadataKey(k);
-    return feature.unset(node, keys, opts);
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
+    return feature.unset(node, keys, this.mutation(opts));
   }
 
-  /** Close every driver. */
+  // ================================================================ grants
+
+  private grantsOf(driver: Driver) {
+    const g = driver.features.grants;
+    if (!g) throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" has no grants`);
+    return g;
+  }
+
+  /** Grants set directly on a resource. */
+  async listGrants(ref: Ref): Promise<Grant[]> {
+    const { driver, node } = await this.resolve(ref);
+    const g = this.grantsOf(driver);
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['listGrants'], { fields: [] });
+    return g.list(node);
+  }
+
+  /**
+   * Add a grant (`addGrant`), or replace the grant of the same grantee (`updateGrant`). Nobody can
+   * grant permissions they do not hold themselves.
+   */
+  async setGrant(ref: Ref, grant: Grant, opts?: MutationOptions): Promise<void> {
+    const { driver, node } = await this.resolve(ref);
+    const g = this.grantsOf(driver);
+    const clean = checkGrant(grant);
+    await this.checkEnabled(driver, node);
+    if (this.principal) {
+      const own = await g.list(node).catch(() => [] as Grant[]);
+      const replaces = own.some((x) => granteeKey(x.grantee) === granteeKey(clean.grantee));
+      const a = await this.require(
+        driver,
+        node,
+        [clean.deny ? 'denyGrant' : replaces ? 'updateGrant' : 'addGrant'],
+        {
+          fields: [],
+        },
+      );
+      if (!clean.deny && !includesAll(a.perms, clean.permissions)) {
+        throw new StorageError('PERMISSION_DENIED', 'cannot grant permissions you do not hold');
+      }
+      clean.creator = this.principal.userId;
+    }
+    return g.set(node, clean, this.mutation(opts));
+  }
+
+  /** Deny a grantee everything on a resource and below (`denyGrant`). */
+  async denyGrant(ref: Ref, grantee: Grantee, opts?: MutationOptions): Promise<void> {
+    return this.setGrant(ref, { grantee, permissions: noPermissions(), deny: true }, opts);
+  }
+
+  /** Remove the grant of a grantee (`removeGrant`). */
+  async removeGrant(ref: Ref, grantee: Grantee, opts?: MutationOptions): Promise<void> {
+    const { driver, node } = await this.resolve(ref);
+    const g = this.grantsOf(driver);
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['removeGrant'], { fields: [] });
+    if (!(await g.remove(node, grantee, this.mutation(opts)))) {
+      throw new StorageError('NOT_FOUND', 'no grant for that grantee here');
+    }
+  }
+
+  // ================================================================ locks
+
+  private locksOf(driver: Driver) {
+    const l = driver.features.locks;
+    if (!l) throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" has no locks`);
+    return l;
+  }
+
+  async getLock(ref: Ref): Promise<Lock | undefined> {
+    const { driver, node } = await this.resolve(ref);
+    const l = this.locksOf(driver);
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['stat'], { fields: [] });
+    return l.get(node);
+  }
+
+  async setLock(ref: Ref, lock: Lock): Promise<Lock> {
+    const { driver, node } = await this.resolve(ref);
+    const l = this.locksOf(driver);
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
+    return l.set(node, this.principal ? { ...lock, user: this.principal.userId } : lock, this.mutation({}));
+  }
+
+  async refreshLock(ref: Ref, lock: Lock, existingLockId?: string): Promise<Lock> {
+    const { driver, node } = await this.resolve(ref);
+    const l = this.locksOf(driver);
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
+    return l.refresh(node, this.principal ? { ...lock, user: this.principal.userId } : lock, existingLockId);
+  }
+
+  async unlock(ref: Ref, lockId: string): Promise<void> {
+    const { driver, node } = await this.resolve(ref);
+    const l = this.locksOf(driver);
+    await this.checkEnabled(driver, node);
+    if (this.principal) {
+      await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
+      const current = await l.get(node);
+      if (current && current.type !== 'shared' && current.user && current.user !== this.principal.userId) {
+        throw new StorageError('LOCKED', 'the resource is locked by another user');
+      }
+    }
+    return l.unlock(node, lockId);
+  }
+
+  // ================================================================ trash
+
+  private trashOf(driver: Driver) {
+    const t = driver.features.trash;
+    if (!t) throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" has no trash`);
+    return t;
+  }
+
+  private async spaceRoot(space: string): Promise<{ driver: Driver; root: NodeRef }> {
+    const { driver, spaceId } = await this.spaceByIdOrAlias(space);
+    return { driver, root: { spaceId, segments: [] } };
+  }
+
+  /** Items in a space's trash (or, with `key`, inside a deleted folder). */
+  async *listTrash(space: string, opts?: { key?: string }): AsyncGenerator<RecycleItem> {
+    const { driver, root } = await this.spaceRoot(space);
+    const t = this.trashOf(driver);
+    await this.checkEnabled(driver, root);
+    if (this.principal) await this.require(driver, root, ['listRecycle'], { fields: [] });
+    yield* t.list(root.spaceId, opts);
+  }
+
+  /** Restore a trash item where it was, or at `target`; it keeps its id. */
+  async restoreTrash(
+    space: string,
+    key: string,
+    opts?: { target?: Ref } & MutationOptions,
+  ): Promise<ResourceInfo> {
+    const { driver, root } = await this.spaceRoot(space);
+    const t = this.trashOf(driver);
+    await this.checkEnabled(driver, root);
+    let target: NodeRef | undefined;
+    if (opts?.target !== undefined) {
+      const r = await this.resolve(opts.target);
+      if (r.driver !== driver || r.node.spaceId !== root.spaceId) {
+        throw new StorageError('UNIMPLEMENTED', 'restoring into another space is not supported', {
+          reason: 'cross-space',
+        });
+      }
+      requireName(r.node);
+      target = r.node;
+    }
+    if (this.principal) {
+      await this.require(driver, root, ['restoreRecycleItem'], { fields: [] });
+      if (target) await this.requireParent(driver, target, ['initiateFileUpload']);
+    }
+    const { target: _ignored, ...rest } = opts ?? {};
+    return t.restore(root.spaceId, key, { ...this.mutation(rest), ...(target && { target }) });
+  }
+
+  /** Remove a trash item for good, or (no key) empty the trash. */
+  async purgeTrash(space: string, key?: string): Promise<void> {
+    const { driver, root } = await this.spaceRoot(space);
+    const t = this.trashOf(driver);
+    await this.checkEnabled(driver, root);
+    if (this.principal) await this.require(driver, root, ['purgeRecycle'], { fields: [] });
+    return t.purge(root.spaceId, key);
+  }
+
+  // ================================================================ versions
+
+  private versionsOf(driver: Driver) {
+    const v = driver.features.versions;
+    if (!v) throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" has no versions`);
+    return v;
+  }
+
+  /** Previous contents of a file, newest first. */
+  async listVersions(ref: Ref): Promise<FileVersion[]> {
+    const { driver, node } = await this.resolve(ref);
+    const v = this.versionsOf(driver);
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['listFileVersions'], { fields: [] });
+    return v.list(node);
+  }
+
+  /** The content of a version. */
+  async readVersion(ref: Ref, key: string, opts?: ReadOptions): Promise<ReadResult> {
+    const { driver, node } = await this.resolve(ref);
+    const v = this.versionsOf(driver);
+    await this.checkEnabled(driver, node);
+    if (this.principal)
+      await this.require(driver, node, ['listFileVersions', 'initiateFileDownload'], { fields: [] });
+    return v.read(node, key, opts);
+  }
+
+  /** Make a version current; the current content becomes a version. */
+  async restoreVersion(ref: Ref, key: string, opts?: MutationOptions): Promise<ResourceInfo> {
+    const { driver, node } = await this.resolve(ref);
+    const v = this.versionsOf(driver);
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['restoreFileVersion'], { fields: [] });
+    return v.restore(node, key, this.mutation(opts));
+  }
+
+  // ================================================================ quota
+
+  /** The quota of the space a resource is in. */
+  async getQuota(ref: Ref): Promise<QuotaInfo> {
+    const { driver, node } = await this.resolve(ref);
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['getQuota'], { fields: [] });
+    const space = await driver.getSpace(node.spaceId);
+    return space.quota === undefined
+      ? { used: space.used }
+      : { total: space.quota, used: space.used, remaining: Math.max(0, space.quota - space.used) };
+  }
+
+  /** Close every driver (sessions share them: close the provider once). */
   async close(): Promise<void> {
     await Promise.all(this.drivers.map((d) => d.close()));
   }
+}
+
+/** True when permissions include managing membership (a space manager). */
+function manages(p: Permissions): boolean {
+  return p.addGrant && p.removeGrant && p.updateGrant;
+}
+
+/** Apply a node's own grants on top of what it inherits. */
+function applyOwnGrants(principal: Principal, inherited: Permissions, own: readonly Grant[]): Permissions {
+  const extra = effectivePermissions(principal, [own]);
+  const denied = own.some(
+    (g) =>
+      g.deny &&
+      (g.expires === undefined || g.expires > Date.now()) &&
+      ((g.grantee.type === 'user' && g.grantee.id === principal.userId) ||
+        (g.grantee.type === 'group' && principal.groups.includes(g.grantee.id))),
+  );
+  if (denied) return noPermissions();
+  const out = { ...inherited };
+  for (const k of Object.keys(extra) as PermissionName[]) if (extra[k]) out[k] = true;
+  return out;
+}
+
+function parentOf(node: NodeRef): NodeRef {
+  return { ...node, segments: node.segments.slice(0, -1) };
 }
 
 /** Largest arbitrary-metadata value accepted, in UTF-8 bytes. */

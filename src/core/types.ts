@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { Grant } from './permissions.js';
 
 /** CS3 `ResourceId`: a node inside a space inside a storage. For a space root, `opaqueId === spaceId`. */
 export interface ResourceId {
@@ -135,10 +136,12 @@ export interface ResourceInfo {
   /** Arbitrary metadata: only the keys asked for (see {@link StatOptions.metadataKeys}). */
   metadata?: Record<string, string>;
   lock?: Lock;
+  /** Grants set directly on this node (only with the `grants` field). */
+  grants?: Grant[];
 }
 
 /** Optional parts of {@link ResourceInfo} a caller can ask for; the rest is always there. */
-export type Field = 'parentId' | 'checksums' | 'mimeType' | 'permissions' | 'lock' | 'metadata';
+export type Field = 'parentId' | 'checksums' | 'mimeType' | 'permissions' | 'lock' | 'metadata' | 'grants';
 
 /** The fields returned when a caller does not say. Metadata is only read when keys are asked for. */
 export const DEFAULT_FIELDS: readonly Field[] = ['parentId', 'checksums', 'mimeType', 'permissions', 'lock'];
@@ -192,8 +195,14 @@ export interface ReadResult {
   range?: { start: number; end: number };
 }
 
+/** Options of mutations that a lock on the resource guards. */
+export interface LockOptions {
+  /** The lock id the caller holds; required when the resource is locked. */
+  lockId?: string;
+}
+
 /** Options for {@link Driver.write}. */
-export interface WriteOptions {
+export interface WriteOptions extends LockOptions {
   /** Declared length; a body of another length fails with INVALID_ARGUMENT and leaves nothing. */
   size?: number;
   /** Client-supplied modification time (ms since epoch), kept as the file's mtime. */
@@ -205,7 +214,7 @@ export interface WriteOptions {
 }
 
 /** Options for {@link Driver.move} and copy. */
-export interface MoveOptions {
+export interface MoveOptions extends LockOptions {
   /** Replace an existing destination (default false: ALREADY_EXISTS). */
   overwrite?: boolean;
   signal?: AbortSignal;
@@ -240,8 +249,10 @@ export interface Space {
   /** Quota in bytes; absent = unlimited. */
   quota?: number;
   root: ResourceId;
-  /** Bytes used (tree size of the root). */
+  /** Bytes used: the tree size of the root, plus trash and versions (what the quota limits). */
   used: number;
+  /** `used`, broken down. */
+  usage?: { files: number; trash: number; versions: number };
   /** Tree mtime of the root, ms since epoch. */
   mtime: number;
   etag: string;
@@ -267,6 +278,33 @@ export interface UpdateSpaceInput {
   description?: string | null;
   quota?: number | null;
   disabled?: boolean;
+}
+
+/** An item in a space's trash. */
+export interface RecycleItem {
+  /** Key to restore or purge it: the id of the deleted node (plus `/relative/path` inside a deleted folder). */
+  key: string;
+  /** The deleted node's id (kept when restored). */
+  id: ResourceId;
+  type: ResourceType;
+  /** Path in the space before deletion, starting with `/`. */
+  path: string;
+  size: number;
+  /** Deletion time, ms since epoch. */
+  deleted: number;
+  /** Who deleted it (user id), when known. */
+  deletedBy?: string;
+}
+
+/** A previous content of a file. */
+export interface FileVersion {
+  /** Key to read or restore it. */
+  key: string;
+  size: number;
+  /** The version's modification time, ms since epoch. */
+  mtime: number;
+  etag: string;
+  checksums?: Checksums;
 }
 
 /** Filter for space listings. */

@@ -165,6 +165,10 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
       for await (const i of storage.list(ref)) out.push(i.name);
       return out.sort();
     }
+    /** Bytes in the live tree of a space (trash and versions are counted separately). */
+    async function liveBytes(space: Space): Promise<number> {
+      return (await storage.stat(at(space))).size;
+    }
     async function exists(ref: Ref): Promise<boolean> {
       try {
         await storage.stat(ref);
@@ -246,15 +250,30 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect(up.quota).toBe(10_000);
         expect(up.alias).toBe(sp.alias);
         expect(up.used).toBe(1234);
+        expect(up.usage?.files ?? up.used).toBe(1234);
         const cleared = await storage.updateSpace(sp.id, { description: null, quota: null });
         expect(cleared.description).toBeUndefined();
         expect(cleared.quota).toBeUndefined();
         expect((await storage.getSpace(sp.id)).name).toBe('Renamed');
       });
 
-      it('deletes a space and everything in it', async () => {
+      it('deletes a space and everything in it, only once it is disabled', async () => {
         const sp = await newSpace();
         await put(sp, 'f.txt', 'x');
+        await expectCode(storage.deleteSpace(sp.id), 'FAILED_PRECONDITION');
+        expect(await get(at(sp, 'f.txt'))).toBe('x');
+        const disabled = await storage.updateSpace(sp.id, { disabled: true });
+        expect(disabled.disabled).toBe(true);
+        await expectCode(storage.stat(at(sp, 'f.txt')), 'FAILED_PRECONDITION', 'space-disabled');
+        const listed: string[] = [];
+        for await (const x of storage.listSpaces({ includeDisabled: true })) listed.push(x.id);
+        expect(listed).toContain(sp.id);
+        const active: string[] = [];
+        for await (const x of storage.listSpaces()) active.push(x.id);
+        expect(active).not.toContain(sp.id);
+        await storage.updateSpace(sp.id, { disabled: false });
+        expect(await get(at(sp, 'f.txt'))).toBe('x');
+        await storage.updateSpace(sp.id, { disabled: true });
         await storage.deleteSpace(sp.id);
         await expectCode(storage.getSpace(sp.id), 'NOT_FOUND');
         await expectCode(storage.stat(at(sp, 'f.txt')), 'NOT_FOUND');
@@ -367,7 +386,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
           'INVALID_ARGUMENT',
           'size-mismatch',
         );
-        expect((await storage.getSpace(sp.id)).used).toBe(0);
+        expect(await liveBytes(sp)).toBe(0);
         expect(await names(at(sp))).toEqual([]);
       });
 
@@ -380,7 +399,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         const body2 = chunked([randomBytes(100_000), new Error('connection reset')]);
         await expectCode(storage.write(at(sp, 'keep.bin'), body2), 'CANCELLED');
         expect(await get(at(sp, 'keep.bin'))).toBe('original');
-        expect((await storage.getSpace(sp.id)).used).toBe(8);
+        expect(await liveBytes(sp)).toBe(8);
         expect(await names(at(sp))).toEqual(['keep.bin']);
       });
 
@@ -487,7 +506,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         await Promise.all(sizes.map((s, i) => put(sp, `p/f${i}.bin`, randomBytes(s))));
         const total = sizes.reduce((a, b) => a + b, 0);
         expect((await storage.stat(at(sp, 'p'))).size).toBe(total);
-        expect((await storage.getSpace(sp.id)).used).toBe(total);
+        expect(await liveBytes(sp)).toBe(total);
         expect((await names(at(sp, 'p'))).length).toBe(parallel);
       });
 
@@ -502,7 +521,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect(st.size).toBe(content.length);
         const { createHash } = await import('node:crypto');
         expect(st.checksums?.sha1).toBe(createHash('sha1').update(content).digest('hex'));
-        expect((await storage.getSpace(sp.id)).used).toBe(content.length);
+        expect(await liveBytes(sp)).toBe(content.length);
       });
     });
 
@@ -666,12 +685,12 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         }
         expect(after[4]!.etag).toBe(before[4]!.etag);
         expect(after[4]!.size).toBe(0);
-        expect((await storage.getSpace(sp.id)).used).toBe(1000);
+        expect(await liveBytes(sp)).toBe(1000);
         await put(sp, 'a/b/c/deep.bin', Buffer.alloc(400));
         expect((await storage.stat(at(sp, 'a'))).size).toBe(400);
         await storage.delete(at(sp, 'a/b/c/deep.bin'));
         expect((await storage.stat(at(sp, 'a'))).size).toBe(0);
-        expect((await storage.getSpace(sp.id)).used).toBe(0);
+        expect(await liveBytes(sp)).toBe(0);
       });
 
       it('changes the root etag on every kind of change', async () => {
@@ -701,7 +720,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect(deleted.type).toBe('folder');
         await expectCode(storage.stat(at(sp, 'x/y/f.txt')), 'NOT_FOUND');
         await expectCode(storage.stat({ resourceId: f.id }), 'NOT_FOUND');
-        expect((await storage.getSpace(sp.id)).used).toBe(0);
+        expect(await liveBytes(sp)).toBe(0);
         expect(await names(at(sp))).toEqual([]);
       });
 
@@ -785,7 +804,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect(m.id).toEqual(a.id);
         expect(await get(at(sp, 'b.txt'))).toBe('A');
         await expectCode(storage.stat({ resourceId: b.id }), 'NOT_FOUND');
-        expect((await storage.getSpace(sp.id)).used).toBe(1);
+        expect(await liveBytes(sp)).toBe(1);
         expect(await names(at(sp))).toEqual(['b.txt']);
       });
 
@@ -796,7 +815,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         await storage.mkdir(at(sp, 'dst/deep'), { parents: true });
         await put(sp, 'dst/deep/2', '22');
         await storage.move(at(sp, 'src'), at(sp, 'dst'), { overwrite: true });
-        expect((await storage.getSpace(sp.id)).used).toBe(4);
+        expect(await liveBytes(sp)).toBe(4);
         expect(await names(at(sp, 'dst'))).toEqual(['1']);
       });
 
@@ -832,7 +851,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         const to = await storage.stat(at(sp, 'to'));
         expect(to.size).toBe(300);
         expect(to.etag).not.toBe(e1);
-        expect((await storage.getSpace(sp.id)).used).toBe(300);
+        expect(await liveBytes(sp)).toBe(300);
       });
     });
 
@@ -846,7 +865,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect(c.checksums).toEqual(HELLO);
         expect(c.mtime).toBe(a.mtime);
         expect(await get(at(sp, 'c.txt'))).toBe('hello');
-        expect((await storage.getSpace(sp.id)).used).toBe(10);
+        expect(await liveBytes(sp)).toBe(10);
       });
 
       it('copies folders recursively with new ids', async () => {
@@ -861,7 +880,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect(cf.id).not.toEqual(f.id);
         expect((await storage.stat({ resourceId: cf.id })).path).toBe('/dst/sub/f');
         expect((await storage.stat({ resourceId: f.id })).path).toBe('/src/sub/f');
-        expect((await storage.getSpace(sp.id)).used).toBe(10);
+        expect(await liveBytes(sp)).toBe(10);
       });
 
       it('honours overwrite and refuses copies into themselves', async () => {
@@ -887,7 +906,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         await put(a, 'f', 'cross');
         await storage.copy(at(a, 'f'), at(b, 'f'));
         expect(await get(at(b, 'f'))).toBe('cross');
-        expect((await storage.getSpace(b.id)).used).toBe(5);
+        expect(await liveBytes(b)).toBe(5);
       });
     });
 

@@ -9,19 +9,24 @@ import { Readable } from 'node:stream';
 import { bodyChunks } from '../../core/body.js';
 import { ChecksumAccumulator, verifyChecksums } from '../../core/checksums.js';
 import { checkWriteConditions, evaluateConditions, resolveRange } from '../../core/conditions.js';
-import type { Body, Driver, Features, MutationOptions } from '../../core/driver.js';
+import type { Body, Driver, Features, Inspected, MutationOptions } from '../../core/driver.js';
 import { StorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime } from '../../core/etag.js';
+import { checkLockChange, checkLockFor, liveLock, newLock } from '../../core/locks.js';
 import { FOLDER_MIME_TYPE, mimeTypeOf } from '../../core/mime.js';
+import { type Grant, type Grantee, granteeKey } from '../../core/permissions.js';
 import { checkName, printable, slugify } from '../../core/refs.js';
 import type {
   Checksums,
   CreateSpaceInput,
+  FileVersion,
   ListOptions,
+  Lock,
   MoveOptions,
   NodeRef,
   ReadOptions,
   ReadResult,
+  RecycleItem,
   ResourceInfo,
   Space,
   SpaceFilter,
@@ -35,41 +40,63 @@ import { DEFAULT_FIELDS } from '../../core/types.js';
 export interface MemoryDriverOptions {
   /** Storage id; a random UUID by default. */
   storageId?: string;
+  /** Versions kept per file (default 10; 0 keeps none). */
+  keepVersions?: number;
 }
 
-interface MFile {
-  kind: 'file';
+interface MVersion {
+  key: string;
+  content: Buffer;
+  mtime: number;
+  checksums: Required<Checksums>;
+}
+
+interface MBase {
   id: string;
   name: string;
+  metadata: Map<string, string>;
+  grants: Map<string, Grant>;
+  lock?: Lock;
+}
+
+interface MFile extends MBase {
+  kind: 'file';
   parent: MFolder;
   content: Buffer;
   mtime: number;
   checksums: Required<Checksums>;
-  metadata: Map<string, string>;
+  versions: MVersion[];
 }
 
-interface MFolder {
+interface MFolder extends MBase {
   kind: 'folder';
-  id: string;
-  name: string;
   parent?: MFolder;
   children: Map<string, MNode>;
   treeSize: number;
   treeTime: number;
-  metadata: Map<string, string>;
 }
 
 type MNode = MFile | MFolder;
 
+interface MTrash {
+  node: MNode;
+  path: string;
+  deleted: number;
+  by?: string;
+}
+
 interface MSpace {
-  space: Omit<Space, 'used' | 'mtime' | 'etag'>;
+  space: Omit<Space, 'used' | 'mtime' | 'etag' | 'usage'>;
   root: MFolder;
   nodes: Map<string, MNode>;
+  trash: Map<string, MTrash>;
+  trashSize: number;
+  versionsSize: number;
 }
 
 /** Create an in-memory driver. Nothing is persisted. */
 export function createMemoryDriver(options: MemoryDriverOptions = {}): Driver {
-  return new MemoryDriver(options.storageId ?? randomUUID());
+  return new MemoryDriver(options.storageId ?? randomUUID(), options.keepVersions ?? 10);
 }
 
 class MemoryDriver implements Driver {
@@ -78,19 +105,48 @@ class MemoryDriver implements Driver {
   private readonly spaces = new Map<string, MSpace>();
   private readonly aliases = new Map<string, string>();
   private closed = false;
+  private versionSeq = 0;
 
-  constructor(readonly storageId: string) {
+  constructor(
+    readonly storageId: string,
+    private readonly keepVersions: number,
+  ) {
     this.features = Object.freeze({
       copy: Object.freeze({ copy: (s: NodeRef, d: NodeRef, o?: MoveOptions) => this.copy(s, d, o) }),
       metadata: Object.freeze({
-        set: (r: NodeRef, v: Readonly<Record<string, string>>) => this.setMetadata(r, v),
-        unset: (r: NodeRef, k: readonly string[]) => this.unsetMetadata(r, k),
+        set: (r: NodeRef, v: Readonly<Record<string, string>>, o?: MutationOptions) =>
+          this.setMetadata(r, v, o),
+        unset: (r: NodeRef, k: readonly string[], o?: MutationOptions) => this.unsetMetadata(r, k, o),
       }),
       spaces: Object.freeze({
         create: (i: CreateSpaceInput) => this.createSpace(i),
         update: (id: string, i: UpdateSpaceInput) => this.updateSpace(id, i),
         delete: (id: string) => this.deleteSpace(id),
       }),
+      grants: Object.freeze({
+        list: async (r: NodeRef) => this.grantsOf(this.lookup(r).node),
+        set: (r: NodeRef, g: Grant, o?: MutationOptions) => this.setGrant(r, g, o),
+        remove: (r: NodeRef, g: Grantee, o?: MutationOptions) => this.removeGrant(r, g, o),
+        inspect: (r: NodeRef, o?: StatOptions) => this.inspect(r, o),
+      }),
+      locks: Object.freeze({
+        get: async (r: NodeRef) => liveLock(this.lookup(r).node.lock),
+        set: (r: NodeRef, l: Lock, o?: MutationOptions) => this.setLock(r, l, o),
+        refresh: (r: NodeRef, l: Lock, existing?: string) => this.refreshLock(r, l, existing),
+        unlock: (r: NodeRef, id: string) => this.unlock(r, id),
+      }),
+      trash: Object.freeze({
+        list: (spaceId: string, o?: { key?: string }) => this.listTrash(spaceId, o),
+        restore: (spaceId: string, key: string, o?: { target?: NodeRef } & MutationOptions) =>
+          this.restoreTrash(spaceId, key, o),
+        purge: (spaceId: string, key?: string) => this.purgeTrash(spaceId, key),
+      }),
+      versions: Object.freeze({
+        list: (r: NodeRef) => this.listVersions(r),
+        read: (r: NodeRef, key: string, o?: ReadOptions) => this.readVersion(r, key, o),
+        restore: (r: NodeRef, key: string, o?: MutationOptions) => this.restoreVersion(r, key, o),
+      }),
+      quota: Object.freeze({ enforced: true as const }),
     });
   }
 
@@ -142,6 +198,7 @@ class MemoryDriver implements Driver {
       treeSize: 0,
       treeTime: nextTreeTime(undefined),
       metadata: new Map(),
+      grants: new Map(),
     };
     const s: MSpace = {
       space: {
@@ -157,6 +214,9 @@ class MemoryDriver implements Driver {
       },
       root,
       nodes: new Map([[id, root]]),
+      trash: new Map(),
+      trashSize: 0,
+      versionsSize: 0,
     };
     this.spaces.set(id, s);
     this.aliases.set(alias, id);
@@ -199,10 +259,23 @@ class MemoryDriver implements Driver {
     return {
       ...s.space,
       ...(s.space.owner && { owner: { ...s.space.owner } }),
-      used: s.root.treeSize,
+      used: this.used(s),
+      usage: { files: s.root.treeSize, trash: s.trashSize, versions: s.versionsSize },
       mtime: s.root.treeTime / 1000,
       etag: folderEtag(s.root.id, s.root.treeTime),
     };
+  }
+
+  private used(s: MSpace): number {
+    return s.root.treeSize + s.trashSize + s.versionsSize;
+  }
+
+  /** INSUFFICIENT_STORAGE when `delta` more bytes would not fit in the space's quota. */
+  private checkQuota(s: MSpace, delta: number): void {
+    const quota = s.space.quota;
+    if (quota !== undefined && delta > 0 && this.used(s) + delta > quota) {
+      throw new StorageError('INSUFFICIENT_STORAGE', `space quota of ${quota} bytes exceeded`);
+    }
   }
 
   // ------------------------------------------------------------------ resolution
@@ -256,6 +329,12 @@ class MemoryDriver implements Driver {
     return `/${parts.reverse().join('/')}`;
   }
 
+  private grantsOf(node: MBase): Grant[] {
+    const now = Date.now();
+    for (const [k, g] of node.grants) if (g.expires !== undefined && g.expires <= now) node.grants.delete(k);
+    return [...node.grants.values()].map((g) => structuredClone(g));
+  }
+
   private info(s: MSpace, node: MNode, opts?: StatOptions): ResourceInfo {
     const fields = opts?.fields ?? DEFAULT_FIELDS;
     const st = this.storageId;
@@ -288,6 +367,9 @@ class MemoryDriver implements Driver {
     }
     if (node.parent && fields.includes('parentId'))
       info.parentId = { storageId: st, spaceId, opaqueId: node.parent.id };
+    const lock = liveLock(node.lock);
+    if (lock && fields.includes('lock')) info.lock = lock;
+    if (fields.includes('grants')) info.grants = this.grantsOf(node);
     const keys = opts?.metadataKeys;
     if (keys) {
       const md: Record<string, string> = {};
@@ -325,6 +407,33 @@ class MemoryDriver implements Driver {
     if (node.kind === 'folder') for (const c of node.children.values()) this.forget(s, c);
   }
 
+  private adopt(s: MSpace, node: MNode): void {
+    s.nodes.set(node.id, node);
+    if (node.kind === 'folder') for (const c of node.children.values()) this.adopt(s, c);
+  }
+
+  /** Bytes held by versions of the files in a subtree. */
+  private versionBytes(node: MNode): number {
+    if (node.kind === 'file') return node.versions.reduce((a, v) => a + v.content.length, 0);
+    let n = 0;
+    for (const c of node.children.values()) n += this.versionBytes(c);
+    return n;
+  }
+
+  /** Move a node (with its subtree) to the trash, keeping ids. */
+  private toTrash(s: MSpace, node: MNode, by?: string): void {
+    const parent = node.parent!;
+    const size = this.sizeOf(node);
+    const path = this.pathOf(node);
+    parent.children.delete(node.name);
+    this.forget(s, node);
+    this.propagate(parent, -size);
+    const versions = this.versionBytes(node);
+    s.versionsSize -= versions;
+    s.trashSize += size + versions;
+    s.trash.set(node.id, { node, path, deleted: Date.now(), ...(by && { by }) });
+  }
+
   // ------------------------------------------------------------------ core
 
   async stat(ref: NodeRef, opts?: StatOptions): Promise<ResourceInfo> {
@@ -349,13 +458,16 @@ class MemoryDriver implements Driver {
     if (node.kind !== 'file') {
       throw new StorageError('FAILED_PRECONDITION', 'cannot read a folder', { reason: 'is-folder' });
     }
+    return this.serve(info, node.content, opts);
+  }
+
+  private serve(info: ResourceInfo, content: Buffer, opts?: ReadOptions): ReadResult {
     const cond = evaluateConditions(opts?.conditions, info, 'read');
     if (cond !== 200) return { status: cond, info };
-    let range = resolveRange(opts?.range, node.content.length);
+    let range = resolveRange(opts?.range, content.length);
     if (range && opts?.ifRange !== undefined && opts.ifRange.replace(/^W\/|"/g, '') !== info.etag)
       range = undefined;
     if (range === null) return { status: 416, info };
-    const content = node.content;
     if (range) {
       return {
         status: 206,
@@ -372,7 +484,9 @@ class MemoryDriver implements Driver {
     if (target.existing?.kind === 'folder') {
       throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
     }
+    if (target.existing) checkLockFor(target.existing.lock, opts?.lockId);
     checkWriteConditions(opts?.conditions, target.existing && this.info(target.s, target.existing));
+    if (opts?.size !== undefined) this.checkQuota(target.s, opts.size);
     const acc = new ChecksumAccumulator();
     const parts: Buffer[] = [];
     try {
@@ -385,6 +499,7 @@ class MemoryDriver implements Driver {
             reason: 'size-mismatch',
           });
         }
+        this.checkQuota(target.s, acc.bytes);
       }
       opts?.signal?.throwIfAborted();
     } catch (err) {
@@ -410,13 +525,16 @@ class MemoryDriver implements Driver {
     if (existing?.kind === 'folder') {
       throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
     }
+    if (existing) checkLockFor(existing.lock, opts?.lockId);
     checkWriteConditions(opts?.conditions, existing && this.info(target.s, existing));
     const content = Buffer.concat(parts);
+    this.checkQuota(target.s, content.length);
     const mtime = opts?.mtime ?? Date.now();
     let node: MFile;
     let delta: number;
     if (existing) {
       delta = content.length - existing.content.length;
+      this.keepVersion(target.s, existing);
       existing.content = content;
       existing.mtime = mtime;
       existing.checksums = checksums;
@@ -431,6 +549,8 @@ class MemoryDriver implements Driver {
         mtime,
         checksums,
         metadata: new Map(),
+        grants: new Map(),
+        versions: [],
       };
       target.parent.children.set(target.name, node);
       target.s.nodes.set(node.id, node);
@@ -438,6 +558,15 @@ class MemoryDriver implements Driver {
     }
     this.propagate(target.parent, delta);
     return this.info(target.s, node);
+  }
+
+  /** The current content of a file becomes its newest version; the oldest beyond the limit go. */
+  private keepVersion(s: MSpace, file: MFile): void {
+    if (this.keepVersions <= 0) return;
+    const key = `${Date.now()}-${String(++this.versionSeq).padStart(6, '0')}`;
+    file.versions.unshift({ key, content: file.content, mtime: file.mtime, checksums: file.checksums });
+    s.versionsSize += file.content.length;
+    while (file.versions.length > this.keepVersions) s.versionsSize -= file.versions.pop()!.content.length;
   }
 
   async mkdir(ref: NodeRef, _opts?: MutationOptions): Promise<ResourceInfo> {
@@ -452,6 +581,7 @@ class MemoryDriver implements Driver {
       treeSize: 0,
       treeTime: nextTreeTime(undefined),
       metadata: new Map(),
+      grants: new Map(),
     };
     parent.children.set(name, node);
     s.nodes.set(node.id, node);
@@ -459,13 +589,12 @@ class MemoryDriver implements Driver {
     return this.info(s, node);
   }
 
-  async delete(ref: NodeRef, _opts?: MutationOptions): Promise<ResourceInfo> {
+  async delete(ref: NodeRef, opts?: MutationOptions): Promise<ResourceInfo> {
     const { s, node } = this.lookup(ref);
     if (!node.parent) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be deleted');
+    checkLockFor(node.lock, opts?.lockId);
     const info = this.info(s, node);
-    node.parent.children.delete(node.name);
-    this.forget(s, node);
-    this.propagate(node.parent, -this.sizeOf(node));
+    this.toTrash(s, node, opts?.actor);
     return info;
   }
 
@@ -489,12 +618,12 @@ class MemoryDriver implements Driver {
         });
       }
     }
+    checkLockFor(node.lock, opts?.lockId);
     if (t.existing) {
       if (!opts?.overwrite) throw new StorageError('ALREADY_EXISTS', `"${printable(t.name)}" already exists`);
       this.refuseAncestor(node, t.existing);
-      t.parent.children.delete(t.name);
-      this.forget(s, t.existing);
-      this.propagate(t.parent, -this.sizeOf(t.existing));
+      checkLockFor(t.existing.lock, opts?.lockId, false);
+      this.toTrash(s, t.existing);
     }
     const size = this.sizeOf(node);
     const from = node.parent;
@@ -507,7 +636,7 @@ class MemoryDriver implements Driver {
     return this.info(s, node);
   }
 
-  // ------------------------------------------------------------------ features
+  // ------------------------------------------------------------------ copy & metadata
 
   private async copy(src: NodeRef, dst: NodeRef, opts?: MoveOptions): Promise<ResourceInfo> {
     const { node } = this.lookup(src);
@@ -526,33 +655,31 @@ class MemoryDriver implements Driver {
     if (t.existing) {
       if (!opts?.overwrite) throw new StorageError('ALREADY_EXISTS', `"${printable(t.name)}" already exists`);
       this.refuseAncestor(node, t.existing);
-      t.parent.children.delete(t.name);
-      this.forget(t.s, t.existing);
-      this.propagate(t.parent, -this.sizeOf(t.existing));
+      checkLockFor(t.existing.lock, opts?.lockId, false);
     }
+    this.checkQuota(t.s, this.sizeOf(node));
+    if (t.existing) this.toTrash(t.s, t.existing);
     const clone = (n: MNode, parent: MFolder, name: string): MNode => {
       opts?.signal?.throwIfAborted();
+      const common = {
+        id: randomUUID(),
+        name,
+        metadata: new Map(n.metadata),
+        grants: new Map<string, Grant>(),
+      };
       if (n.kind === 'file') {
-        const c: MFile = {
-          ...n,
-          id: randomUUID(),
-          name,
-          parent,
-          checksums: { ...n.checksums },
-          metadata: new Map(n.metadata),
-        };
+        const c: MFile = { ...n, ...common, parent, checksums: { ...n.checksums }, versions: [] };
+        delete c.lock;
         t.s.nodes.set(c.id, c);
         return c;
       }
       const c: MFolder = {
         kind: 'folder',
-        id: randomUUID(),
-        name,
+        ...common,
         parent,
         children: new Map(),
         treeSize: n.treeSize,
         treeTime: nextTreeTime(undefined),
-        metadata: new Map(n.metadata),
       };
       t.s.nodes.set(c.id, c);
       for (const [k, child] of n.children) c.children.set(k, clone(child, c, k));
@@ -564,14 +691,214 @@ class MemoryDriver implements Driver {
     return this.info(t.s, copy);
   }
 
-  private async setMetadata(ref: NodeRef, values: Readonly<Record<string, string>>): Promise<void> {
+  private async setMetadata(
+    ref: NodeRef,
+    values: Readonly<Record<string, string>>,
+    opts?: MutationOptions,
+  ): Promise<void> {
     const { node } = this.lookup(ref);
+    checkLockFor(node.lock, opts?.lockId);
     for (const [k, v] of Object.entries(values)) node.metadata.set(k, v);
   }
 
-  private async unsetMetadata(ref: NodeRef, keys: readonly string[]): Promise<void> {
+  private async unsetMetadata(ref: NodeRef, keys: readonly string[], opts?: MutationOptions): Promise<void> {
     const { node } = this.lookup(ref);
+    checkLockFor(node.lock, opts?.lockId);
     for (const k of keys) node.metadata.delete(k);
+  }
+
+  // ------------------------------------------------------------------ grants
+
+  private async setGrant(ref: NodeRef, grant: Grant, opts?: MutationOptions): Promise<void> {
+    const { node } = this.lookup(ref);
+    checkLockFor(node.lock, opts?.lockId);
+    node.grants.set(granteeKey(grant.grantee), structuredClone(grant));
+  }
+
+  private async removeGrant(ref: NodeRef, grantee: Grantee, opts?: MutationOptions): Promise<boolean> {
+    const { node } = this.lookup(ref);
+    checkLockFor(node.lock, opts?.lockId);
+    return node.grants.delete(granteeKey(grantee));
+  }
+
+  private async inspect(ref: NodeRef, opts?: StatOptions): Promise<Inspected> {
+    const { s, node } = this.lookup(ref);
+    const info = this.info(s, node, { ...opts, fields: [...(opts?.fields ?? DEFAULT_FIELDS), 'grants'] });
+    const inherited: Grant[][] = [];
+    for (let p = node.parent; p; p = p.parent) inherited.unshift(this.grantsOf(p));
+    return { info, inherited };
+  }
+
+  // ------------------------------------------------------------------ locks
+
+  private async setLock(ref: NodeRef, lock: Lock, opts?: MutationOptions): Promise<Lock> {
+    const { node } = this.lookup(ref);
+    const current = liveLock(node.lock);
+    if (current && current.lockId !== lock.lockId) throw new StorageError('LOCKED', 'the resource is locked');
+    node.lock = newLock(lock, opts?.actor);
+    return { ...node.lock };
+  }
+
+  private async refreshLock(ref: NodeRef, lock: Lock, existingLockId?: string): Promise<Lock> {
+    const { node } = this.lookup(ref);
+    checkLockChange(liveLock(node.lock), existingLockId ?? lock.lockId, lock.user);
+    node.lock = newLock(lock, lock.user);
+    return { ...node.lock };
+  }
+
+  private async unlock(ref: NodeRef, lockId: string): Promise<void> {
+    const { node } = this.lookup(ref);
+    checkLockChange(liveLock(node.lock), lockId);
+    delete node.lock;
+  }
+
+  // ------------------------------------------------------------------ trash
+
+  private async *listTrash(spaceId: string, opts?: { key?: string }): AsyncGenerator<RecycleItem> {
+    const s = this.space(spaceId);
+    const st = this.storageId;
+    const item = (node: MNode, key: string, path: string, t: MTrash): RecycleItem => ({
+      key,
+      id: { storageId: st, spaceId: s.space.id, opaqueId: node.id },
+      type: node.kind === 'file' ? 'file' : 'folder',
+      path,
+      size: this.sizeOf(node),
+      deleted: t.deleted,
+      ...(t.by && { deletedBy: t.by }),
+    });
+    if (!opts?.key) {
+      for (const [id, t] of s.trash) yield item(t.node, id, t.path, t);
+      return;
+    }
+    const { trashed, node, rel } = this.trashNode(s, opts.key);
+    if (node.kind !== 'folder')
+      throw new StorageError('FAILED_PRECONDITION', 'not a folder', { reason: 'not-folder' });
+    const base = rel ? `${trashed.path}/${rel}` : trashed.path;
+    for (const [name, child] of node.children) {
+      yield item(child, `${opts.key.replace(/\/+$/, '')}/${name}`, `${base}/${name}`, trashed);
+    }
+  }
+
+  private trashNode(s: MSpace, key: string): { trashed: MTrash; node: MNode; rel: string } {
+    const [id, ...rest] = key.split('/').filter(Boolean);
+    const trashed = id ? s.trash.get(id) : undefined;
+    if (!trashed) throw new StorageError('NOT_FOUND', 'not in the trash');
+    let node: MNode = trashed.node;
+    for (const seg of rest) {
+      const next: MNode | undefined = node.kind === 'folder' ? node.children.get(seg) : undefined;
+      if (!next) throw new StorageError('NOT_FOUND', 'not in the trash');
+      node = next;
+    }
+    return { trashed, node, rel: rest.join('/') };
+  }
+
+  private async restoreTrash(
+    spaceId: string,
+    key: string,
+    opts?: { target?: NodeRef } & MutationOptions,
+  ): Promise<ResourceInfo> {
+    const s = this.space(spaceId);
+    const { trashed, node, rel } = this.trashNode(s, key);
+    const path = rel ? `${trashed.path}/${rel}` : trashed.path;
+    const target = opts?.target ?? { spaceId: s.space.id, segments: path.split('/').filter(Boolean) };
+    const t = this.lookupParent(target);
+    if (t.s !== s)
+      throw new StorageError('UNIMPLEMENTED', 'restoring into another space is not supported', {
+        reason: 'cross-space',
+      });
+    if (t.existing) throw new StorageError('ALREADY_EXISTS', `"${printable(t.name)}" already exists`);
+    const size = this.sizeOf(node);
+    const versions = this.versionBytes(node);
+    if (rel) {
+      const parent = node.parent!;
+      parent.children.delete(node.name);
+      for (let p: MFolder | undefined = parent; p && p !== trashed.node.parent; p = p.parent)
+        p.treeSize -= size;
+    } else {
+      s.trash.delete(node.id);
+    }
+    s.trashSize -= size + versions;
+    s.versionsSize += versions;
+    node.name = t.name;
+    node.parent = t.parent;
+    t.parent.children.set(t.name, node);
+    this.adopt(s, node);
+    this.propagate(t.parent, size);
+    return this.info(s, node);
+  }
+
+  private async purgeTrash(spaceId: string, key?: string): Promise<void> {
+    const s = this.space(spaceId);
+    if (key === undefined) {
+      s.trash.clear();
+      s.trashSize = 0;
+      return;
+    }
+    const { trashed, node, rel } = this.trashNode(s, key);
+    const bytes = this.sizeOf(node) + this.versionBytes(node);
+    if (rel) {
+      const parent = node.parent!;
+      parent.children.delete(node.name);
+      for (let p: MFolder | undefined = parent; p && p !== trashed.node.parent; p = p.parent)
+        p.treeSize -= this.sizeOf(node);
+    } else {
+      s.trash.delete(trashed.node.id);
+    }
+    s.trashSize -= bytes;
+  }
+
+  // ------------------------------------------------------------------ versions
+
+  private file(ref: NodeRef): { s: MSpace; node: MFile } {
+    const { s, node } = this.lookup(ref);
+    if (node.kind !== 'file')
+      throw new StorageError('FAILED_PRECONDITION', 'folders have no versions', { reason: 'is-folder' });
+    return { s, node };
+  }
+
+  private versionOut(v: MVersion): FileVersion {
+    return {
+      key: v.key,
+      size: v.content.length,
+      mtime: v.mtime,
+      etag: fileEtag(`${v.key}`, v.mtime, v.content.length, v.checksums.sha1),
+      checksums: { ...v.checksums },
+    };
+  }
+
+  private async listVersions(ref: NodeRef): Promise<FileVersion[]> {
+    return this.file(ref).node.versions.map((v) => this.versionOut(v));
+  }
+
+  private async readVersion(ref: NodeRef, key: string, opts?: ReadOptions): Promise<ReadResult> {
+    const { s, node } = this.file(ref);
+    const v = node.versions.find((x) => x.key === key);
+    if (!v) throw new StorageError('NOT_FOUND', 'no such version');
+    const out = this.versionOut(v);
+    const info: ResourceInfo = {
+      ...this.info(s, node, opts),
+      size: out.size,
+      mtime: out.mtime,
+      etag: out.etag,
+      checksums: out.checksums!,
+    };
+    return this.serve(info, v.content, opts);
+  }
+
+  private async restoreVersion(ref: NodeRef, key: string, opts?: MutationOptions): Promise<ResourceInfo> {
+    const { s, node } = this.file(ref);
+    checkLockFor(node.lock, opts?.lockId);
+    const i = node.versions.findIndex((x) => x.key === key);
+    if (i < 0) throw new StorageError('NOT_FOUND', 'no such version');
+    const [v] = node.versions.splice(i, 1);
+    s.versionsSize -= v!.content.length;
+    const delta = v!.content.length - node.content.length;
+    this.keepVersion(s, node);
+    node.content = v!.content;
+    node.mtime = v!.mtime;
+    node.checksums = v!.checksums;
+    this.propagate(node.parent, delta);
+    return this.info(s, node);
   }
 
   async close(): Promise<void> {

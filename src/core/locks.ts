@@ -1,0 +1,73 @@
+/**
+ * CS3 lock rules, shared by every driver so they all answer alike (drivers apply them inside their
+ * commits, where the answer cannot go stale).
+ *
+ * - A mutation of a locked resource needs the lock id: none gives LOCKED, a wrong one ABORTED.
+ * - A lock id on a resource that is not locked is ABORTED too (WOPI clients rely on it), for the
+ *   resource the mutation is about; other resources it touches (a move's destination) only check
+ *   their own lock.
+ * - Expired locks are gone. Non-shared locks can only be changed by the user who holds them.
+ *
+ * @module
+ */
+import { StorageError } from './errors.js';
+import type { Lock, LockType } from './types.js';
+
+const TYPES: readonly LockType[] = ['shared', 'write', 'exclusive'];
+
+/** The lock if it is still live. */
+export function liveLock(lock: Lock | undefined, now = Date.now()): Lock | undefined {
+  return lock && (lock.expires === undefined || lock.expires > now) ? { ...lock } : undefined;
+}
+
+/**
+ * Check a mutation against a resource's lock. `primary` is true for the resource the mutation is
+ * about (a lock id without a lock is then refused).
+ */
+export function checkLockFor(lock: Lock | undefined, lockId: string | undefined, primary = true): void {
+  const live = liveLock(lock);
+  if (live) {
+    if (!lockId) throw new StorageError('LOCKED', 'the resource is locked');
+    if (lockId !== live.lockId)
+      throw new StorageError('ABORTED', 'the lock id does not match the lock', { reason: 'condition' });
+  } else if (lockId && primary) {
+    throw new StorageError('ABORTED', 'the resource is not locked', { reason: 'condition' });
+  }
+}
+
+/** Check that `lockId` (and `user`, for non-shared locks) may change the current lock. */
+export function checkLockChange(current: Lock | undefined, lockId: string, user?: string): void {
+  if (!current)
+    throw new StorageError('FAILED_PRECONDITION', 'the resource is not locked', { reason: 'condition' });
+  if (current.lockId !== lockId)
+    throw new StorageError('ABORTED', 'the lock id does not match the lock', { reason: 'condition' });
+  if (current.type !== 'shared' && current.user && user && current.user !== user) {
+    throw new StorageError('LOCKED', 'the resource is locked by another user');
+  }
+}
+
+/** Validate a lock from a caller and stamp the holder. */
+export function newLock(lock: Lock, actor?: string): Lock {
+  if (
+    !lock ||
+    typeof lock.lockId !== 'string' ||
+    !lock.lockId ||
+    lock.lockId.length > 512 ||
+    lock.lockId.includes('\0')
+  ) {
+    throw new StorageError('INVALID_ARGUMENT', 'a lock needs a lock id of 1-512 characters');
+  }
+  if (!TYPES.includes(lock.type))
+    throw new StorageError('INVALID_ARGUMENT', `unknown lock type "${String(lock.type)}"`);
+  if (lock.expires !== undefined && !Number.isFinite(lock.expires)) {
+    throw new StorageError('INVALID_ARGUMENT', 'lock expiry must be milliseconds since epoch');
+  }
+  const user = lock.user ?? actor;
+  return {
+    lockId: lock.lockId,
+    type: lock.type,
+    ...(user && { user }),
+    ...(lock.appName && { appName: String(lock.appName).slice(0, 256) }),
+    ...(lock.expires !== undefined && { expires: lock.expires }),
+  };
+}
