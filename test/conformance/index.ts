@@ -22,9 +22,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTes
 import { collect } from '../../src/core/body.js';
 import type { Driver } from '../../src/core/driver.js';
 import { StorageError } from '../../src/core/errors.js';
+import { fromLetters, ROLES } from '../../src/core/permissions.js';
 import { StorageProvider } from '../../src/core/provider.js';
 import { formatResourceId } from '../../src/core/refs.js';
-import type { Ref, ResourceInfo, Space, WriteOptions } from '../../src/core/types.js';
+import type { RecycleItem, Ref, ResourceInfo, Space, WriteOptions } from '../../src/core/types.js';
 import { readOnly } from '../../src/core/wrappers.js';
 
 /** What a driver's test file hands to {@link describeConformance}. */
@@ -984,6 +985,405 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         await storage.setMetadata(at(sp, 'f'), { a: '1' });
         await storage.copy(at(sp, 'f'), at(sp, 'g'));
         expect((await storage.stat(at(sp, 'g'), { metadataKeys: '*' })).metadata).toEqual({ a: '1' });
+      });
+    });
+
+    // ------------------------------------------------------------------ trash
+    describe.skipIf(!features.trash)('capability: trash', () => {
+      async function trashItems(sp: Space, key?: string): Promise<RecycleItem[]> {
+        const out: RecycleItem[] = [];
+        for await (const i of storage.listTrash(sp.id, key ? { key } : undefined)) out.push(i);
+        return out.sort((a, b) => a.path.localeCompare(b.path));
+      }
+
+      it('moves deleted resources to the trash with their id, path, size and time', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'd'));
+        const f = await put(sp, 'd/f.txt', '12345');
+        const t0 = Date.now();
+        await storage.delete(at(sp, 'd/f.txt'));
+        await expectCode(storage.stat(at(sp, 'd/f.txt')), 'NOT_FOUND');
+        await expectCode(storage.stat({ resourceId: f.id }), 'NOT_FOUND');
+        const [item, ...more] = await trashItems(sp);
+        expect(more).toEqual([]);
+        expect(item!.key).toBe(f.id.opaqueId);
+        expect(item!.id).toEqual(f.id);
+        expect(item!.path).toBe('/d/f.txt');
+        expect(item!.type).toBe('file');
+        expect(item!.size).toBe(5);
+        expect(item!.deleted).toBeGreaterThanOrEqual(t0 - 1000);
+        expect(item!.deleted).toBeLessThanOrEqual(Date.now() + 1000);
+        expect(await liveBytes(sp)).toBe(0);
+        const space = await storage.getSpace(sp.id);
+        expect(space.usage?.trash).toBe(5);
+        expect(space.used).toBe(5);
+      });
+
+      it('restores items where they were, keeping ids (a folder with everything in it)', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'a/b'), { parents: true });
+        const f = await put(sp, 'a/b/f.txt', 'restored');
+        const b = await storage.stat(at(sp, 'a/b'));
+        await storage.delete(at(sp, 'a/b'));
+        expect(await liveBytes(sp)).toBe(0);
+        const restored = await storage.restoreTrash(sp.id, b.id.opaqueId);
+        expect(restored.id).toEqual(b.id);
+        expect(restored.path).toBe('/a/b');
+        expect(await get({ resourceId: f.id })).toBe('restored');
+        expect((await storage.stat({ resourceId: f.id })).path).toBe('/a/b/f.txt');
+        expect(await trashItems(sp)).toEqual([]);
+        expect(await liveBytes(sp)).toBe(8);
+        expect((await storage.getSpace(sp.id)).usage?.trash).toBe(0);
+      });
+
+      it('restores to another place, refuses an occupied or missing target', async () => {
+        const sp = await newSpace();
+        const f = await put(sp, 'f.txt', 'x');
+        await storage.delete(at(sp, 'f.txt'));
+        await put(sp, 'f.txt', 'new one');
+        await expectCode(storage.restoreTrash(sp.id, f.id.opaqueId), 'ALREADY_EXISTS');
+        await expectCode(
+          storage.restoreTrash(sp.id, f.id.opaqueId, { target: at(sp, 'no/such/dir/f.txt') }),
+          'FAILED_PRECONDITION',
+          'parent-missing',
+        );
+        await storage.mkdir(at(sp, 'elsewhere'));
+        const r = await storage.restoreTrash(sp.id, f.id.opaqueId, { target: at(sp, 'elsewhere/old-f.txt') });
+        expect(r.id).toEqual(f.id);
+        expect(await get(at(sp, 'elsewhere/old-f.txt'))).toBe('x');
+        expect(await get(at(sp, 'f.txt'))).toBe('new one');
+        await expectCode(storage.restoreTrash(sp.id, f.id.opaqueId), 'NOT_FOUND');
+        await expectCode(storage.restoreTrash(sp.id, 'no-such-key'), 'NOT_FOUND');
+      });
+
+      it('lists inside a deleted folder and restores or purges a single file from it', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'proj/sub'), { parents: true });
+        const one = await put(sp, 'proj/one.txt', '1');
+        await put(sp, 'proj/sub/two.txt', '22');
+        const proj = await storage.stat(at(sp, 'proj'));
+        await storage.delete(at(sp, 'proj'));
+        const inside = await trashItems(sp, proj.id.opaqueId);
+        expect(inside.map((i) => [i.path, i.type])).toEqual([
+          ['/proj/one.txt', 'file'],
+          ['/proj/sub', 'folder'],
+        ]);
+        const oneItem = inside.find((i) => i.path === '/proj/one.txt')!;
+        expect(oneItem.key).toBe(`${proj.id.opaqueId}/one.txt`);
+        const r = await storage.restoreTrash(sp.id, oneItem.key, { target: at(sp, 'one.txt') });
+        expect(r.id).toEqual(one.id);
+        expect(await get(at(sp, 'one.txt'))).toBe('1');
+        await storage.purgeTrash(sp.id, `${proj.id.opaqueId}/sub`);
+        expect((await trashItems(sp, proj.id.opaqueId)).map((i) => i.path)).toEqual([]);
+        const [top] = await trashItems(sp);
+        expect(top!.size).toBe(0);
+        expect((await storage.getSpace(sp.id)).usage?.trash).toBe(0);
+      });
+
+      it('purges one item or the whole trash, freeing the space', async () => {
+        const sp = await newSpace();
+        const a = await put(sp, 'a', 'aaaa');
+        await put(sp, 'b', 'bb');
+        await put(sp, 'c', 'c');
+        for (const n of ['a', 'b', 'c']) await storage.delete(at(sp, n));
+        expect((await storage.getSpace(sp.id)).used).toBe(7);
+        await storage.purgeTrash(sp.id, a.id.opaqueId);
+        expect((await trashItems(sp)).map((i) => i.path)).toEqual(['/b', '/c']);
+        expect((await storage.getSpace(sp.id)).used).toBe(3);
+        await storage.purgeTrash(sp.id);
+        expect(await trashItems(sp)).toEqual([]);
+        expect((await storage.getSpace(sp.id)).used).toBe(0);
+        await expectCode(storage.restoreTrash(sp.id, a.id.opaqueId), 'NOT_FOUND');
+      });
+
+      it('sends what a move replaces to the trash', async () => {
+        const sp = await newSpace();
+        await put(sp, 'src', 'new');
+        const old = await put(sp, 'dst', 'old!');
+        await storage.move(at(sp, 'src'), at(sp, 'dst'), { overwrite: true });
+        const items = await trashItems(sp);
+        expect(items.map((i) => [i.key, i.path, i.size])).toEqual([[old.id.opaqueId, '/dst', 4]]);
+        expect(await get(at(sp, 'dst'))).toBe('new');
+      });
+    });
+
+    // ------------------------------------------------------------------ versions
+    describe.skipIf(!features.versions)('capability: versions', () => {
+      it('keeps the previous content on every overwrite, newest first, with its own etag and checksums', async () => {
+        const sp = await newSpace();
+        const v1 = await put(sp, 'doc.txt', 'hello', { mtime: Date.UTC(2020, 0, 1) });
+        const v2 = await put(sp, 'doc.txt', 'hello, world', { mtime: Date.UTC(2021, 0, 1) });
+        await put(sp, 'doc.txt', 'third');
+        const versions = await storage.listVersions(at(sp, 'doc.txt'));
+        expect(versions.map((v) => [v.size, v.mtime])).toEqual([
+          [12, Date.UTC(2021, 0, 1)],
+          [5, Date.UTC(2020, 0, 1)],
+        ]);
+        expect(versions[1]!.checksums?.sha1).toBe(HELLO.sha1);
+        expect(new Set([...versions.map((v) => v.etag), v1.etag, v2.etag]).size).toBeGreaterThanOrEqual(3);
+        const r = await storage.readVersion(at(sp, 'doc.txt'), versions[1]!.key);
+        expect((await collect(r.body!)).toString()).toBe('hello');
+        const part = await storage.readVersion(at(sp, 'doc.txt'), versions[0]!.key, { range: { start: 7 } });
+        expect(part.status).toBe(206);
+        expect((await collect(part.body!)).toString()).toBe('world');
+        const space = await storage.getSpace(sp.id);
+        expect(space.usage?.versions).toBe(17);
+        expect(space.used).toBe(5 + 17);
+        await expectCode(storage.readVersion(at(sp, 'doc.txt'), 'no-such-version'), 'NOT_FOUND');
+      });
+
+      it('restores a version: same id, the current content becomes a version', async () => {
+        const sp = await newSpace();
+        const first = await put(sp, 'r.txt', 'one');
+        await put(sp, 'r.txt', 'two');
+        const [old] = await storage.listVersions(at(sp, 'r.txt'));
+        const restored = await storage.restoreVersion(at(sp, 'r.txt'), old!.key);
+        expect(restored.id).toEqual(first.id);
+        expect(await get(at(sp, 'r.txt'))).toBe('one');
+        expect(restored.checksums?.sha1).toBe((await storage.stat(at(sp, 'r.txt'))).checksums?.sha1);
+        const versions = await storage.listVersions(at(sp, 'r.txt'));
+        expect(versions.length).toBe(1);
+        const back = await storage.readVersion(at(sp, 'r.txt'), versions[0]!.key);
+        expect((await collect(back.body!)).toString()).toBe('two');
+        expect(await liveBytes(sp)).toBe(3);
+        expect((await storage.getSpace(sp.id)).used).toBe(6);
+      });
+
+      it('keeps a bounded number of versions', async () => {
+        const sp = await newSpace();
+        for (let i = 0; i < 13; i++) await put(sp, 'many.txt', `v${i}`);
+        const versions = await storage.listVersions(at(sp, 'many.txt'));
+        expect(versions.length).toBe(10);
+        const newest = await storage.readVersion(at(sp, 'many.txt'), versions[0]!.key);
+        expect((await collect(newest.body!)).toString()).toBe('v11');
+        expect((await storage.getSpace(sp.id)).usage?.versions).toBe(
+          versions.reduce((a, v) => a + v.size, 0),
+        );
+      });
+
+      it('brings versions back with a file restored from the trash, and copies start without', async () => {
+        const sp = await newSpace();
+        await put(sp, 'f', 'a');
+        const f = await put(sp, 'f', 'bb');
+        if (features.copy) {
+          await storage.copy(at(sp, 'f'), at(sp, 'g'));
+          expect(await storage.listVersions(at(sp, 'g'))).toEqual([]);
+        }
+        if (!features.trash) return;
+        await storage.delete(at(sp, 'f'));
+        await storage.restoreTrash(sp.id, f.id.opaqueId);
+        expect((await storage.listVersions(at(sp, 'f'))).map((v) => v.size)).toEqual([1]);
+        await expectCode(storage.listVersions(at(sp, '')), 'FAILED_PRECONDITION', 'is-folder');
+      });
+    });
+
+    // ------------------------------------------------------------------ locks
+    describe.skipIf(!features.locks)('capability: locks', () => {
+      it('guards writes, deletes, moves and metadata with the lock id', async () => {
+        const sp = await newSpace();
+        await put(sp, 'l.txt', 'v1');
+        const lock = await storage.setLock(at(sp, 'l.txt'), {
+          lockId: 'lock-1',
+          type: 'exclusive',
+          appName: 'editor',
+        });
+        expect(lock.lockId).toBe('lock-1');
+        expect(await storage.getLock(at(sp, 'l.txt'))).toMatchObject({
+          lockId: 'lock-1',
+          type: 'exclusive',
+          appName: 'editor',
+        });
+        expect((await storage.stat(at(sp, 'l.txt'))).lock?.lockId).toBe('lock-1');
+        await expectCode(put(sp, 'l.txt', 'v2'), 'LOCKED');
+        await expectCode(put(sp, 'l.txt', 'v2', { lockId: 'wrong' }), 'ABORTED');
+        await expectCode(storage.delete(at(sp, 'l.txt')), 'LOCKED');
+        await expectCode(storage.move(at(sp, 'l.txt'), at(sp, 'm.txt')), 'LOCKED');
+        if (features.metadata) await expectCode(storage.setMetadata(at(sp, 'l.txt'), { a: 'b' }), 'LOCKED');
+        expect(await get(at(sp, 'l.txt'))).toBe('v1');
+        await put(sp, 'l.txt', 'v2', { lockId: 'lock-1' });
+        expect(await get(at(sp, 'l.txt'))).toBe('v2');
+        await storage.move(at(sp, 'l.txt'), at(sp, 'm.txt'), { lockId: 'lock-1' });
+        expect((await storage.getLock(at(sp, 'm.txt')))?.lockId).toBe('lock-1');
+        await put(sp, 'other.txt', 'x');
+        await expectCode(put(sp, 'other.txt', 'y', { lockId: 'lock-1' }), 'ABORTED');
+        await expectCode(storage.move(at(sp, 'other.txt'), at(sp, 'm.txt'), { overwrite: true }), 'LOCKED');
+      });
+
+      it('refuses a second lock, refreshes and unlocks with the right id only', async () => {
+        const sp = await newSpace();
+        await put(sp, 'f', 'x');
+        await storage.setLock(at(sp, 'f'), { lockId: 'a', type: 'write' });
+        await expectCode(storage.setLock(at(sp, 'f'), { lockId: 'b', type: 'write' }), 'LOCKED');
+        const exp = Date.now() + 3_600_000;
+        await expectCode(
+          storage.refreshLock(at(sp, 'f'), { lockId: 'b', type: 'write', expires: exp }),
+          'ABORTED',
+        );
+        const r = await storage.refreshLock(at(sp, 'f'), { lockId: 'a', type: 'write', expires: exp });
+        expect(r.expires).toBe(exp);
+        const renamed = await storage.refreshLock(
+          at(sp, 'f'),
+          { lockId: 'a2', type: 'write', expires: exp },
+          'a',
+        );
+        expect(renamed.lockId).toBe('a2');
+        await expectCode(storage.unlock(at(sp, 'f'), 'a'), 'ABORTED');
+        await storage.unlock(at(sp, 'f'), 'a2');
+        expect(await storage.getLock(at(sp, 'f'))).toBeUndefined();
+        await expectCode(storage.unlock(at(sp, 'f'), 'a2'), 'FAILED_PRECONDITION');
+        await put(sp, 'f', 'free again');
+        await expectCode(storage.setLock(at(sp, 'f'), { lockId: '', type: 'write' }), 'INVALID_ARGUMENT');
+        await expectCode(
+          storage.setLock(at(sp, 'f'), { lockId: 'x', type: 'bogus' as 'write' }),
+          'INVALID_ARGUMENT',
+        );
+      });
+
+      it('forgets expired locks', async () => {
+        const sp = await newSpace();
+        await put(sp, 'e', 'x');
+        await storage.setLock(at(sp, 'e'), { lockId: 'short', type: 'exclusive', expires: Date.now() + 150 });
+        await expectCode(put(sp, 'e', 'y'), 'LOCKED');
+        await new Promise((r) => setTimeout(r, 300));
+        expect(await storage.getLock(at(sp, 'e'))).toBeUndefined();
+        expect((await storage.stat(at(sp, 'e'))).lock).toBeUndefined();
+        await put(sp, 'e', 'y');
+        await storage.setLock(at(sp, 'e'), { lockId: 'next', type: 'exclusive' });
+      });
+    });
+
+    // ------------------------------------------------------------------ grants
+    describe.skipIf(!features.grants)('capability: grants', () => {
+      const viewer = fromLetters(ROLES.viewer);
+      const editor = fromLetters(ROLES.editor);
+
+      it('stores, replaces and removes grants per grantee, and reports inherited ones', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'team/docs'), { parents: true });
+        await put(sp, 'team/docs/f.txt', 'x');
+        await storage.setGrant(at(sp, ''), { grantee: { type: 'group', id: 'staff' }, permissions: viewer });
+        await storage.setGrant(at(sp, 'team'), {
+          grantee: { type: 'user', id: 'alice' },
+          permissions: viewer,
+        });
+        await storage.setGrant(at(sp, 'team'), {
+          grantee: { type: 'user', id: 'alice' },
+          permissions: editor,
+        });
+        await storage.setGrant(at(sp, 'team'), {
+          grantee: { type: 'user', id: 'eve' },
+          permissions: viewer,
+          deny: true,
+        });
+        const grants = await storage.listGrants(at(sp, 'team'));
+        const byKey = Object.fromEntries(grants.map((g) => [`${g.grantee.type}:${g.grantee.id}`, g]));
+        expect(Object.keys(byKey).sort()).toEqual(['user:alice', 'user:eve']);
+        expect(byKey['user:alice']!.permissions).toEqual(editor);
+        expect(byKey['user:eve']!.deny).toBe(true);
+        expect((await storage.stat(at(sp, 'team'), { fields: ['grants'] })).grants?.length).toBe(2);
+        expect((await storage.stat(at(sp, 'team'))).grants).toBeUndefined();
+        const inspected = await driver.features.grants!.inspect(
+          (await storage.resolve(at(sp, 'team/docs/f.txt'))).node,
+        );
+        expect(inspected.inherited.length).toBe(3);
+        expect(inspected.inherited[0]!.map((g) => g.grantee.id)).toEqual(['staff']);
+        expect(inspected.inherited[1]!.map((g) => g.grantee.id).sort()).toEqual(['alice', 'eve']);
+        expect(inspected.inherited[2]).toEqual([]);
+        expect(inspected.info.grants).toEqual([]);
+        await storage.removeGrant(at(sp, 'team'), { type: 'user', id: 'eve' });
+        await expectCode(storage.removeGrant(at(sp, 'team'), { type: 'user', id: 'eve' }), 'NOT_FOUND');
+        expect((await storage.listGrants(at(sp, 'team'))).map((g) => g.grantee.id)).toEqual(['alice']);
+      });
+
+      it('keeps grants with a node that moves, drops expired ones, and copies start without', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'shared'));
+        await storage.setGrant(at(sp, 'shared'), {
+          grantee: { type: 'user', id: 'bob' },
+          permissions: viewer,
+        });
+        await storage.setGrant(at(sp, 'shared'), {
+          grantee: { type: 'user', id: 'tmp' },
+          permissions: viewer,
+          expires: Date.now() - 1,
+        });
+        await storage.move(at(sp, 'shared'), at(sp, 'moved'));
+        expect((await storage.listGrants(at(sp, 'moved'))).map((g) => g.grantee.id)).toEqual(['bob']);
+        if (features.copy) {
+          await storage.copy(at(sp, 'moved'), at(sp, 'copied'));
+          expect(await storage.listGrants(at(sp, 'copied'))).toEqual([]);
+        }
+      });
+
+      it('refuses malformed grants', async () => {
+        const sp = await newSpace();
+        await expectCode(
+          storage.setGrant(at(sp, ''), {
+            grantee: { type: 'robot' as 'user', id: 'x' },
+            permissions: viewer,
+          }),
+          'INVALID_ARGUMENT',
+        );
+        await expectCode(
+          storage.setGrant(at(sp, ''), { grantee: { type: 'user', id: '' }, permissions: viewer }),
+          'INVALID_ARGUMENT',
+        );
+        await expectCode(
+          storage.setGrant(at(sp, ''), { grantee: { type: 'user', id: 'x' }, permissions: fromLetters('') }),
+          'INVALID_ARGUMENT',
+        );
+        expect(await storage.listGrants(at(sp, ''))).toEqual([]);
+      });
+    });
+
+    // ------------------------------------------------------------------ quota
+    describe.skipIf(!features.quota)('capability: quota', () => {
+      it('refuses writes over quota before any byte lands, also of unknown size', async () => {
+        const sp = await newSpace();
+        await storage.updateSpace(sp.id, { quota: 10_000 });
+        await put(sp, 'a.bin', Buffer.alloc(6000));
+        await expectCode(put(sp, 'b.bin', Buffer.alloc(5000), { size: 5000 }), 'INSUFFICIENT_STORAGE');
+        await expectCode(
+          storage.write(at(sp, 'c.bin'), chunked([Buffer.alloc(3000), Buffer.alloc(3000)])),
+          'INSUFFICIENT_STORAGE',
+        );
+        expect(await names(at(sp))).toEqual(['a.bin']);
+        expect((await storage.getSpace(sp.id)).used).toBe(6000);
+        const q = await storage.getQuota(at(sp, ''));
+        expect(q).toEqual({ total: 10_000, used: 6000, remaining: 4000 });
+        await put(sp, 'd.bin', Buffer.alloc(4000));
+        await expectCode(put(sp, 'e.bin', 'x'), 'INSUFFICIENT_STORAGE');
+        if (features.copy)
+          await expectCode(storage.copy(at(sp, 'd.bin'), at(sp, 'd2.bin')), 'INSUFFICIENT_STORAGE');
+      });
+
+      it('counts trash and versions, and frees space when the trash is purged', async () => {
+        const sp = await newSpace();
+        await storage.updateSpace(sp.id, { quota: 1000 });
+        await put(sp, 'f', Buffer.alloc(600));
+        if (features.versions) await expectCode(put(sp, 'f', Buffer.alloc(500)), 'INSUFFICIENT_STORAGE');
+        if (features.trash) {
+          await storage.delete(at(sp, 'f'));
+          await expectCode(put(sp, 'g', Buffer.alloc(500)), 'INSUFFICIENT_STORAGE');
+          await storage.purgeTrash(sp.id);
+        } else {
+          await storage.delete(at(sp, 'f'));
+        }
+        await put(sp, 'g', Buffer.alloc(500));
+        expect((await storage.getSpace(sp.id)).used).toBe(500);
+      });
+
+      it('does not let concurrent writers overshoot the quota together', async () => {
+        const sp = await newSpace();
+        await storage.updateSpace(sp.id, { quota: 10_000 });
+        const results = await Promise.allSettled(
+          Array.from({ length: 10 }, (_, i) => put(sp, `p${i}`, Buffer.alloc(2000))),
+        );
+        const ok = results.filter((r) => r.status === 'fulfilled').length;
+        expect(ok).toBe(5);
+        for (const r of results)
+          if (r.status === 'rejected') expect((r.reason as StorageError).code).toBe('INSUFFICIENT_STORAGE');
+        expect((await storage.getSpace(sp.id)).used).toBe(10_000);
       });
     });
 
