@@ -84,10 +84,8 @@ function outcomeOf(err: unknown): Outcome {
 
 const drivers: [string, () => Promise<Driver>][] = [
   ['memory', async () => createMemoryDriver()],
-  // posix joins in the commit that gives it grants, locks, trash and versions
+  ['posix', async () => createPosixDriver({ root: await tempRoot('perm') })],
 ];
-void createPosixDriver;
-void tempRoot;
 
 describe.each(drivers)('permissions on %s', (_name, make) => {
   let system: StorageProvider;

@@ -1,6 +1,6 @@
 import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
 import { describeConformance } from '../conformance/index.js';
-import { litter, treeSizeErrors } from '../helpers/disk.js';
+import { litter, treeSizeErrors, usageErrors } from '../helpers/disk.js';
 import { tempRoot } from '../helpers/tmp.js';
 
 const roots = new WeakMap<object, string>();
@@ -26,7 +26,11 @@ await describeConformance({
       const d = driver as PosixDriver;
       await d.idle();
       const dir = await d.spacePath(space.id);
-      return [...(await treeSizeErrors(dir)), ...(await litter(dir)).map((n) => `left in tmp: ${n}`)];
+      return [
+        ...(await treeSizeErrors(dir)),
+        ...(await usageErrors(dir)),
+        ...(await litter(dir)).map((n) => `left in tmp: ${n}`),
+      ];
     },
   },
 });

@@ -5,7 +5,15 @@ export interface DiskNode {
   rel: string;
   type: 'file' | 'folder';
   size: number;
-  rec?: { id: string; p?: string; ts?: number; tm?: number; ck?: Record<string, string> };
+  rec?: {
+    id: string;
+    p?: string;
+    ts?: number;
+    tm?: number;
+    tts?: number;
+    vts?: number;
+    ck?: Record<string, string>;
+  };
 }
 
 async function record(p: string): Promise<DiskNode['rec']> {
@@ -63,4 +71,35 @@ export async function litter(root: string): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+async function sumFiles(dir: string): Promise<number> {
+  let total = 0;
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await fs.readdir(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    if (e.isDirectory()) total += await sumFiles(`${dir}/${e.name}`);
+    else if (e.isFile()) total += (await fs.lstat(`${dir}/${e.name}`)).size;
+  }
+  return total;
+}
+
+/**
+ * Where the root record's byte counts for trash and versions disagree with the disk (the trash is
+ * counted by its items' files, versions by their files).
+ */
+export async function usageErrors(root: string): Promise<string[]> {
+  const rec = await record(root);
+  const errors: string[] = [];
+  const trash = await sumFiles(`${root}/.stowage/trash`);
+  const versions = await sumFiles(`${root}/.stowage/versions`);
+  const tts = rec?.tts ?? 0;
+  const vts = rec?.vts ?? 0;
+  if (tts !== trash) errors.push(`trash: recorded ${tts}, on disk ${trash}`);
+  if (vts !== versions) errors.push(`versions: recorded ${vts}, on disk ${versions}`);
+  return errors;
 }

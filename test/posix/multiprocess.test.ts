@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createPosixDriver } from '../../src/drivers/posix/index.js';
 import { StorageProvider } from '../../src/index.js';
-import { litter, treeSizeErrors, walkSpace } from '../helpers/disk.js';
+import { litter, treeSizeErrors, usageErrors, walkSpace } from '../helpers/disk.js';
 import { tempRoot } from '../helpers/tmp.js';
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/churn-child.mjs');
@@ -73,9 +73,13 @@ describe('posix: several processes writing into one space', () => {
           expect(info.checksums?.sha1).toBe(createHash('sha1').update(content).digest('hex'));
         }
       }
-      expect((await s.getSpace(sp.id)).used).toBe(
-        nodes.filter((n) => n.type === 'file').reduce((a, n) => a + n.size, 0),
-      );
+      const space = await s.getSpace(sp.id);
+      expect(space.usage?.files).toBe(nodes.filter((n) => n.type === 'file').reduce((a, n) => a + n.size, 0));
+      // Trash and versions are counted exactly too, and used is the sum.
+      expect(await usageErrors(spaceRoot)).toEqual([]);
+      expect(space.used).toBe(space.usage!.files + space.usage!.trash + space.usage!.versions);
+      expect(space.usage!.trash).toBeGreaterThan(0);
+      expect(space.usage!.versions).toBeGreaterThan(0);
     } finally {
       await s.close();
     }

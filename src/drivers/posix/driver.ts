@@ -20,18 +20,31 @@ import path from 'node:path';
 import { bodyChunks } from '../../core/body.js';
 import { ChecksumAccumulator, verifyChecksums } from '../../core/checksums.js';
 import { checkWriteConditions, evaluateConditions, resolveRange } from '../../core/conditions.js';
-import type { Body, Driver, Features, MutationOptions } from '../../core/driver.js';
+import type { Body, Driver, Features, Inspected, MutationOptions } from '../../core/driver.js';
 import { StorageError, toStorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime, nowUs } from '../../core/etag.js';
+import { checkLockChange, checkLockFor, liveLock, newLock } from '../../core/locks.js';
 import { FOLDER_MIME_TYPE, mimeTypeOf } from '../../core/mime.js';
-import { checkName, printable, RESERVED_ROOT_NAME, slugify } from '../../core/refs.js';
+import {
+  decodeGrant,
+  encodeGrant,
+  type Grant,
+  type Grantee,
+  granteeKey,
+  type StoredGrant,
+} from '../../core/permissions.js';
+import { checkName, printable, RESERVED_ROOT_NAME, slugify, splitPath } from '../../core/refs.js';
 import type {
   CreateSpaceInput,
+  Field,
+  FileVersion,
   ListOptions,
+  Lock,
   MoveOptions,
   NodeRef,
   ReadOptions,
   ReadResult,
+  RecycleItem,
   ResourceInfo,
   Space,
   SpaceFilter,
@@ -48,8 +61,11 @@ import {
   decodeRecord,
   encodeRecord,
   isValidId,
+  lockOf,
   type NodeRecord,
   type SpaceProps,
+  storedLock,
+  XATTR_GRANTS,
   XATTR_META,
   XATTR_NODE,
   XATTR_PREFIX,
@@ -71,8 +87,12 @@ export interface PosixDriverOptions {
   scanIntervalMs?: number;
   /** Parallel stat+getxattr calls per listing (default 16). */
   listConcurrency?: number;
-  /** Largest arbitrary metadata kept inline in an xattr; larger goes to a sidecar (default 1536 bytes). */
+  /** Largest arbitrary metadata (or grant list) kept inline in an xattr; larger goes to a sidecar (default 1536 bytes). */
   inlineMetadataBytes?: number;
+  /** Move deleted resources to the space's trash (default true); false deletes for good. */
+  trash?: boolean;
+  /** Previous contents kept per file (default 10; 0 keeps none and turns the capability off). */
+  keepVersions?: number;
   /** Where background failures are reported (default: nowhere). Never receives file contents or secrets. */
   log?: (message: string, error?: unknown) => void;
   /** @internal Fault injection for crash tests. */
@@ -184,6 +204,8 @@ class Posix implements PosixDriver {
   private readonly scanIntervalMs: number;
   private readonly listConcurrency: number;
   private readonly inlineMetadataBytes: number;
+  private readonly trash: boolean;
+  private readonly keepVersions: number;
   private readonly spaces = new Map<string, { sp: PosixSpace; checked: number }>();
   private readonly rootLock: CommitLock;
   private readonly syncer = new DirSyncer();
@@ -201,6 +223,8 @@ class Posix implements PosixDriver {
     this.scanIntervalMs = options.scanIntervalMs ?? 60_000;
     this.listConcurrency = Math.max(1, options.listConcurrency ?? 16);
     this.inlineMetadataBytes = options.inlineMetadataBytes ?? 1536;
+    this.trash = options.trash ?? true;
+    this.keepVersions = Math.max(0, options.keepVersions ?? 10);
     this.rootLock = new CommitLock(
       native,
       `${root}/.stowage/lock`,
@@ -228,6 +252,38 @@ class Posix implements PosixDriver {
         update: (id: string, i: UpdateSpaceInput) => this.updateSpace(id, i).catch(rethrow('update space')),
         delete: (id: string) => this.deleteSpace(id).catch(rethrow('delete space')),
       }),
+      grants: Object.freeze({
+        list: (r: NodeRef) => this.listGrants(r).catch(rethrow('grants')),
+        set: (r: NodeRef, g: Grant, o?: MutationOptions) => this.setGrant(r, g, o).catch(rethrow('grants')),
+        remove: (r: NodeRef, g: Grantee, o?: MutationOptions) =>
+          this.removeGrant(r, g, o).catch(rethrow('grants')),
+        inspect: (r: NodeRef, o?: StatOptions) => this.inspect(r, o).catch(rethrow('stat')),
+      }),
+      locks: Object.freeze({
+        get: (r: NodeRef) => this.getLock(r).catch(rethrow('lock')),
+        set: (r: NodeRef, l: Lock, o?: MutationOptions) => this.setLock(r, l, o).catch(rethrow('lock')),
+        refresh: (r: NodeRef, l: Lock, existing?: string) =>
+          this.refreshLock(r, l, existing).catch(rethrow('lock')),
+        unlock: (r: NodeRef, id: string) => this.unlock(r, id).catch(rethrow('unlock')),
+      }),
+      ...(this.trash && {
+        trash: Object.freeze({
+          list: (spaceId: string, o?: { key?: string }) => guardIter('trash', this.listTrash(spaceId, o)),
+          restore: (spaceId: string, key: string, o?: { target?: NodeRef } & MutationOptions) =>
+            this.restoreTrash(spaceId, key, o).catch(rethrow('restore')),
+          purge: (spaceId: string, key?: string) => this.purgeTrash(spaceId, key).catch(rethrow('purge')),
+        }),
+      }),
+      ...(this.keepVersions > 0 && {
+        versions: Object.freeze({
+          list: (r: NodeRef) => this.listVersions(r).catch(rethrow('versions')),
+          read: (r: NodeRef, key: string, o?: ReadOptions) =>
+            this.readVersion(r, key, o).catch(rethrow('versions')),
+          restore: (r: NodeRef, key: string, o?: MutationOptions) =>
+            this.restoreVersion(r, key, o).catch(rethrow('restore version')),
+        }),
+      }),
+      quota: Object.freeze({ enforced: true as const }),
     });
   }
 
@@ -432,7 +488,8 @@ class Posix implements PosixDriver {
       ...(p.quota !== undefined && { quota: p.quota }),
       ...(p.disabled && { disabled: true }),
       root: { storageId: this.storageId, spaceId: id, opaqueId: id },
-      used: rec.ts ?? 0,
+      used: (rec.ts ?? 0) + (rec.tts ?? 0) + (rec.vts ?? 0),
+      usage: { files: rec.ts ?? 0, trash: rec.tts ?? 0, versions: rec.vts ?? 0 },
       mtime: tm / 1000,
       etag: folderEtag(id, tm),
     };
@@ -941,6 +998,7 @@ class Posix implements PosixDriver {
   ): Promise<ResourceInfo> {
     if (st.isDirectory() && rec.ts === undefined) rec = await this.account(sp, segs);
     const info = this.infoNow(sp, segs, st, rec, opts);
+    if (rec.g && opts?.fields?.includes('grants')) info.grants = await this.readGrants(sp, sp.abs(segs), rec);
     const keys = opts?.metadataKeys;
     if (keys) {
       const all = await sp.readMetadata(segs, rec);
@@ -956,7 +1014,9 @@ class Posix implements PosixDriver {
 
   /** True when {@link infoNow} alone answers (no metadata asked for, folder already accounted). */
   private infoIsNow(st: fs.Stats, rec: NodeRecord, opts?: StatOptions): boolean {
-    return !opts?.metadataKeys && (!st.isDirectory() || rec.ts !== undefined);
+    if (opts?.metadataKeys) return false;
+    if (rec.g && opts?.fields?.includes('grants')) return false;
+    return !st.isDirectory() || rec.ts !== undefined;
   }
 
   /** Resource info from the record and the stat alone, without I/O. */
@@ -1001,6 +1061,11 @@ class Posix implements PosixDriver {
     if (segs.length && rec.p && fields.includes('parentId')) {
       info.parentId = { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.p };
     }
+    if (rec.lk && fields.includes('lock')) {
+      const lock = liveLock(lockOf(rec.lk));
+      if (lock) info.lock = lock;
+    }
+    if (fields.includes('grants') && !rec.g) info.grants = [];
     return info;
   }
 
@@ -1122,22 +1187,35 @@ class Posix implements PosixDriver {
     const info = await this.info(sp, segs, st, rec, opts);
     if (!st.isFile())
       throw new StorageError('FAILED_PRECONDITION', 'cannot read a folder', { reason: 'is-folder' });
+    return this.serveFile(sp.abs(segs), info, opts, st);
+  }
+
+  /**
+   * Answer a read of a file from its info: 304/412/416 without opening it, else a stream of the
+   * (range of the) content, opened without following symlinks and checked to be the file `st` saw.
+   */
+  private async serveFile(
+    abs: string,
+    info: ResourceInfo,
+    opts?: ReadOptions,
+    st?: fs.Stats,
+  ): Promise<ReadResult> {
     const cond = evaluateConditions(opts?.conditions, info, 'read');
     if (cond !== 200) return { status: cond, info };
-    let range = resolveRange(opts?.range, st.size);
+    let range = resolveRange(opts?.range, info.size);
     if (range && opts?.ifRange !== undefined && opts.ifRange.replace(/^W\/|"/g, '') !== info.etag)
       range = undefined;
     if (range === null) return { status: 416, info };
     const flags = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
     let fh: fsp.FileHandle;
     try {
-      fh = await fsp.open(sp.abs(segs), flags);
+      fh = await fsp.open(abs, flags);
     } catch (err) {
       throw toStorageError(err, `"${printable(info.name)}"`);
     }
     try {
       const fst = await fh.stat();
-      if (!fst.isFile() || !sameFile(fst, st)) {
+      if (!fst.isFile() || (st && !sameFile(fst, st))) {
         throw new StorageError('ABORTED', 'the file changed while it was being opened; retry');
       }
     } catch (err) {
@@ -1146,7 +1224,7 @@ class Posix implements PosixDriver {
     }
     const stream = fh.createReadStream({
       start: range?.start ?? 0,
-      ...(range ? { end: range.end } : st.size === 0 ? {} : { end: st.size - 1 }),
+      ...(range ? { end: range.end } : info.size === 0 ? {} : { end: info.size - 1 }),
       highWaterMark: 256 * 1024,
       ...(opts?.signal && { signal: opts.signal }),
     });
@@ -1164,13 +1242,18 @@ class Posix implements PosixDriver {
     if (!segs.length) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be replaced');
     const parentSegs = segs.slice(0, -1);
     const key = keyOf(segs);
-    // Fail early, before any byte is read: missing parent, folder in the way, failed precondition.
+    // Fail early, before any byte is read: missing parent, folder in the way, lock, precondition, quota.
     await this.loadParent(sp, parentSegs);
     const before = await this.peek(sp, segs, false);
     if (before?.st.isDirectory())
       throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
+    if (before) checkLockFor(lockOf(before.rec.lk), opts?.lockId);
     if (opts?.conditions)
       checkWriteConditions(opts.conditions, before && (await this.info(sp, segs, before.st, before.rec)));
+    const room = await this.room(sp, before && !this.keepVersions ? before.st.size : 0);
+    if (opts?.size !== undefined && room !== undefined && opts.size > room) {
+      throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
+    }
 
     const release = await sp.holdLive();
     const tmpAbs = `${sp.tmp}/${sp.tmpName('up')}`;
@@ -1184,7 +1267,7 @@ class Posix implements PosixDriver {
     let closed = false;
     try {
       const acc = new ChecksumAccumulator();
-      await this.streamInto(fh, body, acc, opts);
+      await this.streamInto(fh, body, acc, opts, room);
       const checksums = acc.digest();
       verifyChecksums(opts?.checksums, checksums);
       if (opts?.mtime !== undefined) {
@@ -1198,8 +1281,11 @@ class Posix implements PosixDriver {
         const cur = await this.peek(sp, segs, true);
         if (cur?.st.isDirectory())
           throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
+        if (cur) checkLockFor(lockOf(cur.rec.lk), opts?.lockId);
         if (opts?.conditions)
           checkWriteConditions(opts.conditions, cur && (await this.info(sp, segs, cur.st, cur.rec)));
+        const keep = cur !== undefined && this.keepVersions > 0;
+        sp.checkQuotaHeld(keep ? st.size : st.size - (cur?.st.size ?? 0));
         const rec: NodeRecord = {
           id: cur?.rec.id ?? randomUUID(),
           p: parent.id,
@@ -1207,20 +1293,21 @@ class Posix implements PosixDriver {
           ckm: st.mtimeMs,
           cks: st.size,
         };
-        if (cur?.rec.md) {
-          rec.md = cur.rec.md;
-          if (cur.rec.md === 1) {
-            const md = await this.native.getxattr(sp.abs(segs), XATTR_META);
-            if (md) this.native.setxattrSync(tmpAbs, XATTR_META, md);
-          }
-        }
+        if (cur) await this.carryOver(sp.abs(segs), cur.rec, tmpAbs, rec);
         this.native.setxattrSync(tmpAbs, XATTR_NODE, encodeRecord(rec));
         if (!cur || cur.rec.p !== parent.id) await sp.index.write(rec.id, parent.id, key);
-        journal.begin({ dirs: [parentSegs] });
+        const version = keep ? this.versionPath(sp, rec.id, versionKey()) : undefined;
+        if (version) await fsp.mkdir(path.dirname(version.abs), { recursive: true });
+        journal.begin({
+          dirs: [parentSegs],
+          ...(version && { undo: [{ from: version.rel, to: segs }], totals: true }),
+        });
         await this.options.hooks?.beforeRename?.('write');
+        if (version) await fsp.rename(sp.abs(segs), version.abs);
         await fsp.rename(tmpAbs, sp.abs(segs));
         await this.options.hooks?.afterRename?.('write');
         await sp.propagateHeld(new Map([[keyOf(parentSegs), st.size - (cur?.st.size ?? 0)]]));
+        if (version) sp.adjustRootHeld({ vts: cur!.st.size - (await this.pruneVersionsHeld(sp, rec.id)) });
         return rec;
       });
       await fh.close();
@@ -1234,6 +1321,36 @@ class Posix implements PosixDriver {
       throw toStorageError(err, 'write');
     } finally {
       release();
+    }
+  }
+
+  /**
+   * Bytes the space can still take when `freed` bytes go away with the write (undefined: no quota).
+   * Read without the lock: an early answer; the commit checks again, exactly.
+   */
+  private async room(sp: PosixSpace, freed: number): Promise<number | undefined> {
+    if (sp.props.quota === undefined) return undefined;
+    const root = await sp.record([]);
+    const quota = root?.sp?.quota;
+    if (quota === undefined) return undefined;
+    return Math.max(0, quota - ((root?.ts ?? 0) + (root?.tts ?? 0) + (root?.vts ?? 0)) + freed);
+  }
+
+  /**
+   * What belongs to the resource rather than to one content moves with it to a new inode: arbitrary
+   * metadata, grants and the lock (xattrs copied when inline; sidecars are keyed by id).
+   */
+  private async carryOver(fromAbs: string, from: NodeRecord, toAbs: string, to: NodeRecord): Promise<void> {
+    if (from.md) to.md = from.md;
+    if (from.g) to.g = from.g;
+    if (from.lk) to.lk = from.lk;
+    for (const [flag, name] of [
+      [from.md, XATTR_META],
+      [from.g, XATTR_GRANTS],
+    ] as const) {
+      if (flag !== 1) continue;
+      const value = await this.native.getxattr(fromAbs, name);
+      if (value) this.native.setxattrSync(toAbs, name, value);
     }
   }
 
@@ -1268,6 +1385,7 @@ class Posix implements PosixDriver {
     body: Body,
     acc: ChecksumAccumulator,
     opts?: WriteOptions,
+    room?: number,
   ): Promise<void> {
     const limit = opts?.size;
     const signal = opts?.signal;
@@ -1306,6 +1424,9 @@ class Posix implements PosixDriver {
         }
         if (next.done) break;
         const chunk = next.value;
+        if (room !== undefined && acc.bytes + chunk.length > room) {
+          throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
+        }
         if (limit !== undefined && acc.bytes + chunk.length > limit) {
           throw new StorageError('INVALID_ARGUMENT', `body longer than the declared ${limit} bytes`, {
             reason: 'size-mismatch',
@@ -1362,7 +1483,7 @@ class Posix implements PosixDriver {
     return this.info(sp, segs, done.st, done.rec);
   }
 
-  private async deleteImpl(ref: NodeRef, _opts?: MutationOptions): Promise<ResourceInfo> {
+  private async deleteImpl(ref: NodeRef, opts?: MutationOptions): Promise<ResourceInfo> {
     const sp = await this.space(ref.spaceId);
     const segs = await this.locate(sp, ref);
     if (!segs.length) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be deleted');
@@ -1372,20 +1493,34 @@ class Posix implements PosixDriver {
     // What is deleted, and reported, is what is there once the lock is held.
     const { info, cur } = await sp.commit(async (journal) => {
       const cur = await this.load(sp, segs, true);
+      checkLockFor(lockOf(cur.rec.lk), opts?.lockId);
       const info = this.infoNow(sp, segs, cur.st, cur.rec);
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
-      await fsp.mkdir(sp.tmp, { recursive: true });
-      journal.begin({ dirs: [parentSegs] });
-      await this.options.hooks?.beforeRename?.('delete');
-      await fsp.rename(sp.abs(segs), `${sp.tmp}/${tmpName}`);
-      await this.options.hooks?.afterRename?.('delete');
-      await sp.propagateHeld(new Map([[keyOf(parentSegs), -size]]));
+      const dir = cur.st.isDirectory();
+      if (this.trash) {
+        // The rename into the trash is the whole operation: a crash after it is repaired forwards.
+        journal.begin({ dirs: [parentSegs], totals: true });
+        await this.options.hooks?.beforeRename?.('delete');
+        await this.trashHeld(sp, segs, cur, opts?.actor);
+        await this.options.hooks?.afterRename?.('delete');
+        await sp.propagateHeld(new Map([[keyOf(parentSegs), -size]]));
+        sp.adjustRootHeld({ tts: size, gv: dir });
+      } else {
+        await fsp.mkdir(sp.tmp, { recursive: true });
+        journal.begin({ dirs: [parentSegs] });
+        await this.options.hooks?.beforeRename?.('delete');
+        await fsp.rename(sp.abs(segs), `${sp.tmp}/${tmpName}`);
+        await this.options.hooks?.afterRename?.('delete');
+        await sp.propagateHeld(new Map([[keyOf(parentSegs), -size]]));
+        sp.adjustRootHeld({ gv: dir });
+      }
       return { info, cur };
     });
-    await sp.index.remove(cur.rec.id);
+    if (!this.trash) await sp.index.remove(cur.rec.id);
+    sp.index.forget(cur.rec.id);
     if (cur.st.isDirectory()) sp.index.forgetAll();
     await this.syncDir(sp.abs(parentSegs));
-    this.runInBackground(this.discard(sp, tmpName));
+    if (!this.trash) this.runInBackground(this.discard(sp, tmpName));
     return info;
   }
 
@@ -1424,21 +1559,27 @@ class Posix implements PosixDriver {
           reason: 'into-itself',
         });
       }
+      checkLockFor(lockOf(cur.rec.lk), opts?.lockId);
+      if (old) checkLockFor(lockOf(old.rec.lk), opts?.lockId, false);
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
       // Two hard links of one file: rename(2) does nothing then, so the source name is unlinked.
       const sameInode = old !== undefined && old.st.ino === cur.st.ino && old.st.dev === cur.st.dev;
       const oldSize = old ? (old.st.isDirectory() ? (old.rec.ts ?? 0) : old.st.size) : 0;
+      // What the move replaces goes to the trash (or, without a trash, aside to be removed).
       const aside =
-        old && !sameInode && (old.st.isDirectory() || cur.st.isDirectory()) ? sp.tmpName('rm') : undefined;
-      if (aside) await fsp.mkdir(sp.tmp, { recursive: true });
+        old && !sameInode ? (this.trash ? ['trash', old.rec.id] : ['tmp', sp.tmpName('rm')]) : undefined;
       journal.begin({
         dirs: [from.slice(0, -1), to.slice(0, -1)],
         nodes: [{ id: cur.rec.id, at: to }],
-        ...(aside && { undo: [{ from: [aside], to }] }),
+        ...(aside && { undo: [{ from: aside, to }], totals: this.trash }),
       });
       await this.options.hooks?.beforeRename?.('move');
-      if (aside) {
-        await fsp.rename(sp.abs(to), `${sp.tmp}/${aside}`);
+      if (aside && old) {
+        if (this.trash) await this.trashHeld(sp, to, old);
+        else {
+          await fsp.mkdir(sp.tmp, { recursive: true });
+          await fsp.rename(sp.abs(to), `${sp.internal}/${aside.join('/')}`);
+        }
         await this.options.hooks?.afterRename?.('move-aside');
       }
       if (sameInode) await fsp.unlink(sp.abs(from));
@@ -1452,10 +1593,13 @@ class Posix implements PosixDriver {
       add(keyOf(from.slice(0, -1)), -size);
       add(keyOf(to.slice(0, -1)), size - oldSize);
       await sp.propagateHeld(changes);
+      sp.adjustRootHeld({
+        tts: aside && this.trash ? oldSize : 0,
+        gv: cur.st.isDirectory() || !!old?.st.isDirectory(),
+      });
       return { rec, old: sameInode ? undefined : old, aside, st: await fsp.lstat(sp.abs(to)) };
     });
-    if (done.old && !done.aside) await this.dropReplaced(sp, done.old.rec);
-    if (done.aside) this.runInBackground(this.discard(sp, done.aside));
+    if (done.aside && !this.trash) this.runInBackground(this.discard(sp, done.aside.at(-1)!));
     // Cached paths below a moved or replaced folder are stale.
     if (done.st.isDirectory() || done.old?.st.isDirectory()) sp.index.forgetAll();
     sp.index.remember(done.rec.id, toKey);
@@ -1464,10 +1608,16 @@ class Posix implements PosixDriver {
     return this.info(sp, to, done.st, done.rec);
   }
 
-  /** A file replaced by rename took its record with it; drop its index entry and sidecar. */
-  private async dropReplaced(sp: PosixSpace, rec: NodeRecord): Promise<void> {
-    await sp.index.remove(rec.id);
-    if (rec.md === 2) await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
+  /** Move a node into the space's trash (lock held), recording where it was, when, and by whom. */
+  private async trashHeld(sp: PosixSpace, segs: string[], cur: Loaded, actor?: string): Promise<void> {
+    const rec: NodeRecord = {
+      ...cur.rec,
+      tr: { p: `/${segs.join('/')}`, at: Date.now(), ...(actor && { by: actor }) },
+    };
+    sp.writeHeld(segs, rec);
+    await fsp.mkdir(sp.trashDir, { recursive: true });
+    // A node deleted before (and restored) left no item behind, so the id is free in the trash.
+    await fsp.rename(sp.abs(segs), `${sp.trashDir}/${cur.rec.id}`);
   }
 
   // ================================================================== copy
@@ -1512,6 +1662,7 @@ class Posix implements PosixDriver {
             reason: 'into-itself',
           });
         }
+        if (old) checkLockFor(lockOf(old.rec.lk), opts?.lockId, false);
         const top = decodeRecord(this.native.getxattrSync(staging, XATTR_NODE))!;
         if (top.p !== parent.id) {
           top.p = parent.id;
@@ -1521,16 +1672,26 @@ class Posix implements PosixDriver {
         const st = await fsp.lstat(staging);
         const size = st.isDirectory() ? (top.ts ?? 0) : st.size;
         const oldSize = old ? (old.st.isDirectory() ? (old.rec.ts ?? 0) : old.st.size) : 0;
-        const aside = old && (old.st.isDirectory() || st.isDirectory()) ? dsp.tmpName('rm') : undefined;
-        journal.begin({ dirs: [to.slice(0, -1)], ...(aside && { undo: [{ from: [aside], to }] }) });
+        dsp.checkQuotaHeld(size - (this.trash ? 0 : oldSize));
+        const aside = old ? (this.trash ? ['trash', old.rec.id] : ['tmp', dsp.tmpName('rm')]) : undefined;
+        journal.begin({
+          dirs: [to.slice(0, -1)],
+          ...(aside && { undo: [{ from: aside, to }], totals: this.trash }),
+        });
         await this.options.hooks?.beforeRename?.('copy');
-        if (aside) await fsp.rename(dsp.abs(to), `${dsp.tmp}/${aside}`);
+        if (aside && old) {
+          if (this.trash) await this.trashHeld(dsp, to, old);
+          else {
+            await fsp.mkdir(dsp.tmp, { recursive: true });
+            await fsp.rename(dsp.abs(to), `${dsp.internal}/${aside.join('/')}`);
+          }
+        }
         await fsp.rename(staging, dsp.abs(to));
         await dsp.propagateHeld(new Map([[keyOf(to.slice(0, -1)), size - oldSize]]));
+        dsp.adjustRootHeld({ tts: aside && this.trash ? oldSize : 0, gv: !!old?.st.isDirectory() });
         return { rec: top, st, old, aside };
       });
-      if (done.old && !done.aside) await this.dropReplaced(dsp, done.old.rec);
-      if (done.aside) this.runInBackground(this.discard(dsp, done.aside));
+      if (done.aside && !this.trash) this.runInBackground(this.discard(dsp, done.aside.at(-1)!));
       await this.syncDir(dsp.abs(to.slice(0, -1)));
       return this.info(dsp, to, done.st, done.rec);
     } catch (err) {
@@ -1642,22 +1803,35 @@ class Posix implements PosixDriver {
 
   // ================================================================== metadata
 
-  private async setMetadata(ref: NodeRef, values: Readonly<Record<string, string>>): Promise<void> {
-    await this.changeMetadata(ref, (md) => Object.assign(md, values));
+  private async setMetadata(
+    ref: NodeRef,
+    values: Readonly<Record<string, string>>,
+    opts?: MutationOptions,
+  ): Promise<void> {
+    await this.changeMetadata(ref, (md) => Object.assign(md, values), opts?.lockId);
   }
 
-  private async unsetMetadata(ref: NodeRef, keys: readonly string[]): Promise<void> {
-    await this.changeMetadata(ref, (md) => {
-      for (const k of keys) delete md[k];
-    });
+  private async unsetMetadata(ref: NodeRef, keys: readonly string[], opts?: MutationOptions): Promise<void> {
+    await this.changeMetadata(
+      ref,
+      (md) => {
+        for (const k of keys) delete md[k];
+      },
+      opts?.lockId,
+    );
   }
 
-  private async changeMetadata(ref: NodeRef, change: (md: Record<string, string>) => void): Promise<void> {
+  private async changeMetadata(
+    ref: NodeRef,
+    change: (md: Record<string, string>) => void,
+    lockId?: string,
+  ): Promise<void> {
     const sp = await this.space(ref.spaceId);
     const segs = await this.locate(sp, ref);
     await this.load(sp, segs);
     await sp.commit(async () => {
       const { rec } = await this.load(sp, segs, true);
+      checkLockFor(lockOf(rec.lk), lockId);
       const md = await sp.readMetadata(segs, rec);
       change(md);
       const before = rec.md;
@@ -1728,18 +1902,479 @@ class Posix implements PosixDriver {
     await fsp.rename(tmp, file);
   }
 
+  // ================================================================== versions
+
+  /** Where a version of a node lives: absolute, and relative to the space's internal folder. */
+  private versionPath(sp: PosixSpace, id: string, key: string): { abs: string; rel: string[] } {
+    const rel = ['versions', id.slice(0, 2), id, key];
+    return { abs: `${sp.internal}/${rel.join('/')}`, rel };
+  }
+
+  /** Remove versions beyond the limit (oldest first); returns the bytes removed. */
+  private async pruneVersionsHeld(sp: PosixSpace, id: string): Promise<number> {
+    const dir = path.dirname(this.versionPath(sp, id, 'x').abs);
+    const keys = (await fsp.readdir(dir).catch(() => [] as string[])).filter(isVersionKey).sort().reverse();
+    let freed = 0;
+    for (const k of keys.slice(this.keepVersions)) {
+      const p = `${dir}/${k}`;
+      const st = await fsp.lstat(p).catch(() => undefined);
+      if (!st) continue;
+      await fsp.unlink(p);
+      freed += st.size;
+    }
+    return freed;
+  }
+
+  private async fileForVersions(ref: NodeRef): Promise<{ sp: PosixSpace; segs: string[]; node: Loaded }> {
+    const sp = await this.space(ref.spaceId);
+    const segs = await this.locate(sp, ref);
+    const node = await this.load(sp, segs);
+    if (!node.st.isFile())
+      throw new StorageError('FAILED_PRECONDITION', 'folders have no versions', { reason: 'is-folder' });
+    return { sp, segs, node };
+  }
+
+  private async versionInfo(abs: string, id: string, key: string): Promise<FileVersion | undefined> {
+    const st = await fsp.lstat(abs).catch(() => undefined);
+    if (!st?.isFile()) return undefined;
+    const rec = decodeRecord(await this.native.getxattr(abs, XATTR_NODE).catch(() => undefined));
+    const valid = rec?.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
+    return {
+      key,
+      size: st.size,
+      mtime: st.mtimeMs,
+      etag: fileEtag(`${id}@${key}`, st.mtimeMs, st.size, valid ? rec!.ck!.sha1 : undefined),
+      ...(valid && { checksums: { ...rec!.ck! } }),
+    };
+  }
+
+  private async listVersions(ref: NodeRef): Promise<FileVersion[]> {
+    const { sp, node } = await this.fileForVersions(ref);
+    const dir = path.dirname(this.versionPath(sp, node.rec.id, 'x').abs);
+    const keys = (await fsp.readdir(dir).catch(() => [] as string[])).filter(isVersionKey).sort().reverse();
+    const out: FileVersion[] = [];
+    for (const k of keys) {
+      const v = await this.versionInfo(`${dir}/${k}`, node.rec.id, k);
+      if (v) out.push(v);
+    }
+    return out;
+  }
+
+  private async readVersion(ref: NodeRef, key: string, opts?: ReadOptions): Promise<ReadResult> {
+    const { sp, segs, node } = await this.fileForVersions(ref);
+    if (!isVersionKey(key)) throw new StorageError('NOT_FOUND', 'no such version');
+    const abs = this.versionPath(sp, node.rec.id, key).abs;
+    const v = await this.versionInfo(abs, node.rec.id, key);
+    if (!v) throw new StorageError('NOT_FOUND', 'no such version');
+    const info: ResourceInfo = {
+      ...this.infoNow(sp, segs, node.st, node.rec, opts),
+      size: v.size,
+      mtime: v.mtime,
+      etag: v.etag,
+      ...(v.checksums && { checksums: v.checksums }),
+    };
+    return this.serveFile(abs, info, opts);
+  }
+
+  private async restoreVersion(ref: NodeRef, key: string, opts?: MutationOptions): Promise<ResourceInfo> {
+    const { sp, segs } = await this.fileForVersions(ref);
+    if (!isVersionKey(key)) throw new StorageError('NOT_FOUND', 'no such version');
+    const parentSegs = segs.slice(0, -1);
+    const done = await sp.commit(async (journal) => {
+      const cur = await this.load(sp, segs, true);
+      if (!cur.st.isFile())
+        throw new StorageError('FAILED_PRECONDITION', 'folders have no versions', { reason: 'is-folder' });
+      checkLockFor(lockOf(cur.rec.lk), opts?.lockId);
+      const from = this.versionPath(sp, cur.rec.id, key);
+      const vst = await fsp.lstat(from.abs).catch(() => undefined);
+      if (!vst?.isFile()) throw new StorageError('NOT_FOUND', 'no such version');
+      const parent = await this.loadParent(sp, parentSegs, true);
+      // The version's inode becomes the file; it gets the resource's id, place, metadata, grants, lock.
+      const old = decodeRecord(await this.native.getxattr(from.abs, XATTR_NODE)) ?? { id: cur.rec.id };
+      const rec: NodeRecord = {
+        id: cur.rec.id,
+        p: parent.id,
+        ...(old.ck && { ck: old.ck, ckm: old.ckm, cks: old.cks }),
+      };
+      await this.carryOver(sp.abs(segs), cur.rec, from.abs, rec);
+      this.native.setxattrSync(from.abs, XATTR_NODE, encodeRecord(rec));
+      const aside = this.versionPath(sp, cur.rec.id, versionKey());
+      journal.begin({ dirs: [parentSegs], undo: [{ from: aside.rel, to: segs }], totals: true });
+      await this.options.hooks?.beforeRename?.('restore-version');
+      await fsp.rename(sp.abs(segs), aside.abs);
+      await this.options.hooks?.afterRename?.('restore-version-aside');
+      await fsp.rename(from.abs, sp.abs(segs));
+      await sp.propagateHeld(new Map([[keyOf(parentSegs), vst.size - cur.st.size]]));
+      sp.adjustRootHeld({ vts: cur.st.size - vst.size });
+      return { rec, st: await fsp.lstat(sp.abs(segs)) };
+    });
+    await this.syncDir(sp.abs(parentSegs));
+    return this.info(sp, segs, done.st, done.rec);
+  }
+
+  // ================================================================== trash
+
+  /** A node in the trash: the item (by id) and a path inside it. */
+  private trashPath(sp: PosixSpace, key: string): { id: string; rel: string[]; abs: string } {
+    const [id, ...rel] = String(key).split('/').filter(Boolean);
+    if (!id || !isValidId(id)) throw new StorageError('NOT_FOUND', 'not in the trash');
+    for (const s of rel) checkName(s);
+    return { id, rel, abs: [`${sp.trashDir}/${id}`, ...rel].join('/') };
+  }
+
+  private async *listTrash(spaceId: string, opts?: { key?: string }): AsyncGenerator<RecycleItem> {
+    const sp = await this.space(spaceId);
+    const item = async (abs: string, key: string, itemPath: string, deleted: number, by?: string) => {
+      const st = await fsp.lstat(abs).catch(() => undefined);
+      if (!st || !(st.isFile() || st.isDirectory())) return undefined;
+      const rec = decodeRecord(await this.native.getxattr(abs, XATTR_NODE).catch(() => undefined));
+      if (!rec) return undefined;
+      const out: RecycleItem = {
+        key,
+        id: { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.id },
+        type: st.isDirectory() ? 'folder' : 'file',
+        path: itemPath,
+        size: st.isDirectory() ? (rec.ts ?? 0) : st.size,
+        deleted,
+        ...(by && { deletedBy: by }),
+      };
+      return out;
+    };
+    if (!opts?.key) {
+      for (const name of await fsp.readdir(sp.trashDir).catch(() => [] as string[])) {
+        if (!isValidId(name)) continue;
+        const abs = `${sp.trashDir}/${name}`;
+        const rec = decodeRecord(await this.native.getxattr(abs, XATTR_NODE).catch(() => undefined));
+        if (!rec?.tr) continue;
+        const it = await item(abs, name, rec.tr.p, rec.tr.at, rec.tr.by);
+        if (it) yield it;
+      }
+      return;
+    }
+    const t = this.trashPath(sp, opts.key);
+    const top = decodeRecord(
+      await this.native.getxattr(`${sp.trashDir}/${t.id}`, XATTR_NODE).catch(() => undefined),
+    );
+    if (!top?.tr) throw new StorageError('NOT_FOUND', 'not in the trash');
+    const st = await fsp.lstat(t.abs).catch(() => undefined);
+    if (!st) throw new StorageError('NOT_FOUND', 'not in the trash');
+    if (!st.isDirectory())
+      throw new StorageError('FAILED_PRECONDITION', 'not a folder', { reason: 'not-folder' });
+    const base = [top.tr.p === '/' ? '' : top.tr.p, ...t.rel].join('/');
+    for (const name of await fsp.readdir(t.abs)) {
+      const it = await item(
+        `${t.abs}/${name}`,
+        [t.id, ...t.rel, name].join('/'),
+        `${base}/${name}`,
+        top.tr.at,
+        top.tr.by,
+      );
+      if (it) yield it;
+    }
+  }
+
+  private async restoreTrash(
+    spaceId: string,
+    key: string,
+    opts?: { target?: NodeRef } & MutationOptions,
+  ): Promise<ResourceInfo> {
+    const sp = await this.space(spaceId);
+    const t = this.trashPath(sp, key);
+    const done = await sp.commit(async (journal) => {
+      const topAbs = `${sp.trashDir}/${t.id}`;
+      const top = decodeRecord(await this.native.getxattr(topAbs, XATTR_NODE).catch(() => undefined));
+      const st = await fsp.lstat(t.abs).catch(() => undefined);
+      if (!top?.tr || !st || !(st.isFile() || st.isDirectory()))
+        throw new StorageError('NOT_FOUND', 'not in the trash');
+      const rec = decodeRecord(await this.native.getxattr(t.abs, XATTR_NODE));
+      if (!rec) throw new StorageError('NOT_FOUND', 'not in the trash');
+      let to: string[];
+      if (opts?.target) {
+        if (opts.target.spaceId !== sp.id) {
+          throw new StorageError('UNIMPLEMENTED', 'restoring into another space is not supported', {
+            reason: 'cross-space',
+          });
+        }
+        to = await this.locate(sp, opts.target);
+      } else {
+        to = [...splitPath(top.tr.p), ...t.rel];
+      }
+      if (!to.length) throw new StorageError('INVALID_ARGUMENT', 'cannot restore over the space root');
+      const parent = await this.loadParent(sp, to.slice(0, -1), true);
+      if (await fsp.lstat(sp.abs(to)).catch(() => undefined)) {
+        throw new StorageError('ALREADY_EXISTS', `"${printable(to.at(-1))}" already exists`);
+      }
+      const size = st.isDirectory() ? (rec.ts ?? 0) : st.size;
+      journal.begin({ dirs: [to.slice(0, -1)], nodes: [{ id: rec.id, at: to }], totals: true });
+      await this.options.hooks?.beforeRename?.('restore');
+      if (t.rel.length) {
+        await fsp.rename(t.abs, sp.abs(to));
+        this.shrinkTrashedHeld(sp, t, size);
+      } else {
+        const { tr: _gone, ...kept } = rec;
+        this.native.setxattrSync(t.abs, XATTR_NODE, encodeRecord({ ...kept, p: parent.id }));
+        await fsp.rename(t.abs, sp.abs(to));
+      }
+      await this.options.hooks?.afterRename?.('restore');
+      const restored = { ...rec, p: parent.id };
+      delete restored.tr;
+      sp.writeHeld(to, restored);
+      await sp.index.write(rec.id, parent.id, keyOf(to));
+      await sp.propagateHeld(new Map([[keyOf(to.slice(0, -1)), size]]));
+      sp.adjustRootHeld({ tts: -size, gv: st.isDirectory() });
+      return { rec: restored, to, st: await fsp.lstat(sp.abs(to)) };
+    });
+    if (done.st.isDirectory()) sp.index.forgetAll();
+    await this.syncDir(sp.abs(done.to.slice(0, -1)));
+    return this.info(sp, done.to, done.st, done.rec);
+  }
+
+  /** A node left a deleted folder: the folders it was in (inside the trash) hold that much less. */
+  private shrinkTrashedHeld(sp: PosixSpace, t: { id: string; rel: string[] }, size: number): void {
+    for (let i = t.rel.length - 1; i >= 0; i--) {
+      const abs = [`${sp.trashDir}/${t.id}`, ...t.rel.slice(0, i)].join('/');
+      const rec = decodeRecord(this.native.getxattrSync(abs, XATTR_NODE));
+      if (!rec || rec.ts === undefined) continue;
+      rec.ts = Math.max(0, rec.ts - size);
+      this.native.setxattrSync(abs, XATTR_NODE, encodeRecord(rec));
+    }
+  }
+
+  private async purgeTrash(spaceId: string, key?: string): Promise<void> {
+    const sp = await this.space(spaceId);
+    const gone: string[] = [];
+    await sp.commit(async (journal) => {
+      const keys =
+        key === undefined
+          ? (await fsp.readdir(sp.trashDir).catch(() => [] as string[])).filter(isValidId)
+          : [key];
+      journal.begin({ dirs: [], totals: true });
+      let freed = 0;
+      for (const k of keys) {
+        const t = this.trashPath(sp, k);
+        const st = await fsp.lstat(t.abs).catch(() => undefined);
+        if (!st) {
+          if (key !== undefined) throw new StorageError('NOT_FOUND', 'not in the trash');
+          continue;
+        }
+        const rec = decodeRecord(await this.native.getxattr(t.abs, XATTR_NODE).catch(() => undefined));
+        const size = st.isDirectory() ? (rec?.ts ?? 0) : st.size;
+        const name = sp.tmpName('rm');
+        await fsp.mkdir(sp.tmp, { recursive: true });
+        await fsp.rename(t.abs, `${sp.tmp}/${name}`);
+        if (t.rel.length) this.shrinkTrashedHeld(sp, t, size);
+        freed += size;
+        gone.push(name);
+      }
+      sp.adjustRootHeld({ tts: -freed });
+    });
+    // What was purged goes for good, with the versions of its files (in the background).
+    for (const name of gone) this.runInBackground(this.discard(sp, name));
+  }
+
+  // ================================================================== locks
+
+  private async setLock(ref: NodeRef, lock: Lock, opts?: MutationOptions): Promise<Lock> {
+    const clean = newLock(lock, opts?.actor);
+    return this.changeRecord(ref, (rec) => {
+      const current = liveLock(lockOf(rec.lk));
+      if (current && current.lockId !== clean.lockId)
+        throw new StorageError('LOCKED', 'the resource is locked');
+      rec.lk = storedLock(clean);
+      return { ...clean };
+    });
+  }
+
+  private async refreshLock(ref: NodeRef, lock: Lock, existingLockId?: string): Promise<Lock> {
+    const clean = newLock(lock);
+    return this.changeRecord(ref, (rec) => {
+      checkLockChange(liveLock(lockOf(rec.lk)), existingLockId ?? clean.lockId, clean.user);
+      rec.lk = storedLock(clean);
+      return { ...clean };
+    });
+  }
+
+  private async unlock(ref: NodeRef, lockId: string): Promise<void> {
+    await this.changeRecord(ref, (rec) => {
+      checkLockChange(liveLock(lockOf(rec.lk)), lockId);
+      delete rec.lk;
+    });
+  }
+
+  private async getLock(ref: NodeRef): Promise<Lock | undefined> {
+    const sp = await this.space(ref.spaceId);
+    const { rec } = await this.load(sp, await this.locate(sp, ref));
+    return liveLock(lockOf(rec.lk));
+  }
+
+  /** Read-modify-write a node's record under the commit lock (locks, flags). */
+  private async changeRecord<T>(ref: NodeRef, change: (rec: NodeRecord) => T): Promise<T> {
+    const sp = await this.space(ref.spaceId);
+    const segs = await this.locate(sp, ref);
+    await this.load(sp, segs);
+    return sp.commit(async () => {
+      const { rec } = await this.load(sp, segs, true);
+      const out = change(rec);
+      sp.writeHeld(segs, rec);
+      return out;
+    });
+  }
+
+  // ================================================================== grants
+
+  /** Grants stored on a node (inline or sidecar), expired ones left out. */
+  private async readGrants(sp: PosixSpace, abs: string, rec: NodeRecord): Promise<Grant[]> {
+    let raw: Buffer | undefined;
+    if (rec.g === 1) raw = await this.native.getxattr(abs, XATTR_GRANTS);
+    else if (rec.g === 2)
+      raw = await fsp.readFile(sp.sidecar(rec.id).replace(/\.json$/, '.grants.json')).catch(() => undefined);
+    if (!raw) return [];
+    let stored: StoredGrant[];
+    try {
+      stored = JSON.parse(raw.toString('utf8')) as StoredGrant[];
+    } catch {
+      return [];
+    }
+    const now = Date.now();
+    const out: Grant[] = [];
+    for (const s of Array.isArray(stored) ? stored : []) {
+      const g = decodeGrant(s);
+      if (g && (g.expires === undefined || g.expires > now)) out.push(g);
+    }
+    return out;
+  }
+
+  /** Write a node's grants (lock held); updates `rec.g`, which the caller writes. */
+  private async storeGrants(sp: PosixSpace, abs: string, rec: NodeRecord, grants: Grant[]): Promise<void> {
+    const sidecar = sp.sidecar(rec.id).replace(/\.json$/, '.grants.json');
+    if (!grants.length) {
+      if (rec.g === 1) this.native.removexattrSync(abs, XATTR_GRANTS);
+      if (rec.g === 2) await fsp.unlink(sidecar).catch(() => {});
+      delete rec.g;
+      return;
+    }
+    const json = JSON.stringify(grants.map(encodeGrant));
+    if (Buffer.byteLength(json) <= this.inlineMetadataBytes) {
+      try {
+        this.native.setxattrSync(abs, XATTR_GRANTS, json);
+        if (rec.g === 2) await fsp.unlink(sidecar).catch(() => {});
+        rec.g = 1;
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOSPC' && code !== 'E2BIG' && code !== 'ERANGE') throw err;
+      }
+    }
+    const tmp = `${sidecar}.tmp-${randomUUID()}`;
+    await fsp.mkdir(path.dirname(sidecar), { recursive: true });
+    try {
+      await fsp.writeFile(tmp, json, { flag: 'wx', mode: 0o600 });
+      await fsp.rename(tmp, sidecar);
+    } catch (err) {
+      await fsp.unlink(tmp).catch(() => {});
+      throw err;
+    }
+    if (rec.g === 1) this.native.removexattrSync(abs, XATTR_GRANTS);
+    rec.g = 2;
+  }
+
+  private async listGrants(ref: NodeRef): Promise<Grant[]> {
+    const sp = await this.space(ref.spaceId);
+    const segs = await this.locate(sp, ref);
+    const { rec } = await this.load(sp, segs);
+    return this.readGrants(sp, sp.abs(segs), rec);
+  }
+
+  private async changeGrants(
+    ref: NodeRef,
+    opts: MutationOptions | undefined,
+    change: (grants: Grant[]) => Grant[],
+  ): Promise<boolean> {
+    const sp = await this.space(ref.spaceId);
+    const segs = await this.locate(sp, ref);
+    await this.load(sp, segs);
+    return sp.commit(async () => {
+      const { rec } = await this.load(sp, segs, true);
+      checkLockFor(lockOf(rec.lk), opts?.lockId);
+      const before = await this.readGrants(sp, sp.abs(segs), rec);
+      const after = change(before);
+      if (after === before) return false;
+      const flag = rec.g;
+      await this.storeGrants(sp, sp.abs(segs), rec, after);
+      if (rec.g !== flag) sp.writeHeld(segs, rec);
+      sp.adjustRootHeld({ gv: true });
+      return true;
+    });
+  }
+
+  private async setGrant(ref: NodeRef, grant: Grant, opts?: MutationOptions): Promise<void> {
+    const key = granteeKey(grant.grantee);
+    await this.changeGrants(ref, opts, (grants) => [
+      ...grants.filter((g) => granteeKey(g.grantee) !== key),
+      grant,
+    ]);
+  }
+
+  private async removeGrant(ref: NodeRef, grantee: Grantee, opts?: MutationOptions): Promise<boolean> {
+    const key = granteeKey(grantee);
+    return this.changeGrants(ref, opts, (grants) => {
+      const kept = grants.filter((g) => granteeKey(g.grantee) !== key);
+      return kept.length === grants.length ? grants : kept;
+    });
+  }
+
+  /**
+   * The node with its own grants, and the grants of every folder above it. The chain for a parent
+   * path is cached in the process and stays valid while the space's grants version (`gv` on the
+   * root, bumped by every grant change and folder move) is unchanged; the root is read alongside
+   * the node, so the check costs no extra round trip.
+   */
+  private async inspect(ref: NodeRef, opts?: StatOptions): Promise<Inspected> {
+    const sp = this.spaceNow(ref.spaceId) ?? (await this.space(ref.spaceId));
+    const rootRead = sp.record([]);
+    rootRead.catch(() => {});
+    const { segs, node } = await this.locateNode(sp, ref);
+    const loaded = node ?? (await this.load(sp, segs));
+    const gv = (await rootRead)?.gv ?? 0;
+    const inherited = segs.length ? await this.chain(sp, segs.slice(0, -1), gv) : [];
+    const fields: Field[] = [...(opts?.fields ?? DEFAULT_FIELDS), 'grants'];
+    const o = { ...opts, fields };
+    const info = this.infoIsNow(loaded.st, loaded.rec, o)
+      ? this.infoNow(sp, segs, loaded.st, loaded.rec, o)
+      : await this.info(sp, segs, loaded.st, loaded.rec, o);
+    if (!info.grants) info.grants = loaded.rec.g ? await this.readGrants(sp, sp.abs(segs), loaded.rec) : [];
+    return { info, inherited };
+  }
+
+  /** Grants of each folder from the space root down to `segs` (inclusive). */
+  private async chain(sp: PosixSpace, segs: string[], gv: number): Promise<Grant[][]> {
+    const key = keyOf(segs);
+    const hit = sp.chains.get(key);
+    if (hit && hit.gv === gv) return hit.chain;
+    const chain: Grant[][] = [];
+    for (let i = 0; i <= segs.length; i++) {
+      const prefix = segs.slice(0, i);
+      const rec = await sp.record(prefix);
+      chain.push(rec?.g ? await this.readGrants(sp, sp.abs(prefix), rec) : []);
+    }
+    if (sp.chains.size > 10_000) sp.chains.clear();
+    sp.chains.set(key, { gv, chain });
+    return chain;
+  }
+
   // ================================================================== removal
 
   /**
    * Remove a tree from a space's tmp folder. Upload temps are just unlinked; deleted or staged trees
    * also lose the index entries and sidecars of their nodes, unless the id lives on elsewhere.
    */
-  private async discard(sp: PosixSpace, name: string): Promise<void> {
+  private async discard(sp: PosixSpace, name: string, withVersions = true): Promise<void> {
     const abs = `${sp.tmp}/${name}`;
     if (name.startsWith('up-')) {
       await fsp.unlink(abs).catch(() => {});
       return;
     }
+    let versionBytes = 0;
     const walk = async (p: string): Promise<void> => {
       const st = await fsp.lstat(p).catch(() => undefined);
       if (!st) return;
@@ -1753,6 +2388,9 @@ class Posix implements PosixDriver {
           if (!entry || !(await this.isAt(sp, entry.rel, rec.id))) {
             await sp.index.remove(rec.id);
             if (rec.md === 2) await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
+            if (rec.g === 2)
+              await fsp.unlink(sp.sidecar(rec.id).replace(/\.json$/, '.grants.json')).catch(() => {});
+            if (withVersions && st.isFile()) versionBytes += await this.dropVersions(sp, rec.id);
           }
         }
       }
@@ -1760,6 +2398,19 @@ class Posix implements PosixDriver {
       else await fsp.unlink(p).catch(() => {});
     };
     await walk(abs);
+    if (versionBytes) await sp.commit(async () => sp.adjustRootHeld({ vts: -versionBytes }));
+  }
+
+  /** Remove every version of a node; returns their bytes. */
+  private async dropVersions(sp: PosixSpace, id: string): Promise<number> {
+    const dir = path.dirname(this.versionPath(sp, id, 'x').abs);
+    let bytes = 0;
+    for (const k of await fsp.readdir(dir).catch(() => [] as string[])) {
+      const st = await fsp.lstat(`${dir}/${k}`).catch(() => undefined);
+      if (st?.isFile()) bytes += st.size;
+    }
+    await fsp.rm(dir, { recursive: true, force: true });
+    return bytes;
   }
 
   /** Remove a whole tree without looking at ids (space deletion, staging leftovers). */
@@ -1784,6 +2435,22 @@ class Posix implements PosixDriver {
     }
     await this.rootLock.close();
   }
+}
+
+let lastVersionUs = 0;
+
+/**
+ * A new version key: archive time in microseconds, strictly increasing in this process (keys are
+ * made under the commit lock, so processes never interleave within one), and a random suffix.
+ */
+function versionKey(): string {
+  lastVersionUs = nextTreeTime(lastVersionUs);
+  return `${String(lastVersionUs).padStart(17, '0')}-${randomUUID().slice(0, 8)}`;
+}
+
+/** Version keys as we make them (anything else in a version folder is ignored). */
+function isVersionKey(k: string): boolean {
+  return /^\d{17}-[0-9a-f]{8}$/.test(k);
 }
 
 /** Key of the parent of a key. */

@@ -23,8 +23,13 @@ import type { Native } from './native.js';
 export interface Intent {
   /** Folders whose tree size (and their ancestors') must be recomputed after a crash. */
   dirs: string[][];
-  /** Renames to undo when their destination is still missing (a replace that moved the old node aside). */
+  /**
+   * Renames to undo when their destination is still missing (a replace that moved the old node
+   * aside). `from` is relative to the space's internal folder (`tmp/…`, `trash/…`, `versions/…`).
+   */
   undo?: { from: string[]; to: string[] }[];
+  /** Recount the bytes in trash and versions (the commit moved some in or out). */
+  totals?: boolean;
   /** Nodes that may have moved: if the node at `at` carries `id`, its parent id and index entry are rewritten. */
   nodes?: { id: string; at: string[] }[];
 }

@@ -11,11 +11,16 @@
  * - `tm`   tree time in microseconds (folders), strictly increasing with every change below
  * - `md`   1 = arbitrary metadata inline in `user.stowage.m`, 2 = in the sidecar
  *          `<space>/.stowage/meta/<id:2>/<id>.json`
- * - `sp`   space properties (space roots only)
+ * - `g`    1 = grants inline in `user.stowage.g`, 2 = in the sidecar `<id>.grants.json`
+ * - `lk`   the CS3 lock: `{id, t: s|w|x, u?, a?, e?}` (lock id, type, user, app, expiry ms)
+ * - `tr`   on a node in the trash: `{p, at, by?}` (original path, deletion time ms, user)
+ * - `sp`   space properties (space roots only), and on the root also:
+ *          `tts` bytes in the trash, `vts` bytes in versions, `gv` grants version (bumped when
+ *          grants change or folders move, so cached grant chains stay right across processes)
  *
  * @module
  */
-import type { Checksums, SpaceType, UserRef } from '../../core/types.js';
+import type { Checksums, Lock, SpaceType, UserRef } from '../../core/types.js';
 
 /** Prefix of every xattr Stowage writes. */
 export const XATTR_PREFIX = 'user.stowage.';
@@ -23,6 +28,17 @@ export const XATTR_PREFIX = 'user.stowage.';
 export const XATTR_NODE = `${XATTR_PREFIX}n`;
 /** Inline arbitrary metadata. */
 export const XATTR_META = `${XATTR_PREFIX}m`;
+/** Inline grants. */
+export const XATTR_GRANTS = `${XATTR_PREFIX}g`;
+
+/** A lock as stored. */
+export interface StoredLock {
+  id: string;
+  t: 's' | 'w' | 'x';
+  u?: string;
+  a?: string;
+  e?: number;
+}
 
 /** Space properties kept on a space root. */
 export interface SpaceProps {
@@ -45,7 +61,13 @@ export interface NodeRecord {
   ts?: number;
   tm?: number;
   md?: 1 | 2;
+  g?: 1 | 2;
+  lk?: StoredLock;
+  tr?: { p: string; at: number; by?: string };
   sp?: SpaceProps;
+  tts?: number;
+  vts?: number;
+  gv?: number;
 }
 
 const UUIDISH = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -66,6 +88,29 @@ export function decodeRecord(buf: Buffer | undefined): NodeRecord | undefined {
   if (rec.ts !== undefined && !(Number.isSafeInteger(rec.ts) && rec.ts >= 0)) delete rec.ts;
   if (rec.tm !== undefined && !Number.isSafeInteger(rec.tm)) delete rec.tm;
   return rec;
+}
+
+/** A lock from its stored form. */
+export function lockOf(s: StoredLock | undefined): Lock | undefined {
+  if (!s || typeof s.id !== 'string') return undefined;
+  return {
+    lockId: s.id,
+    type: s.t === 's' ? 'shared' : s.t === 'w' ? 'write' : 'exclusive',
+    ...(s.u && { user: s.u }),
+    ...(s.a && { appName: s.a }),
+    ...(typeof s.e === 'number' && { expires: s.e }),
+  };
+}
+
+/** The stored form of a lock. */
+export function storedLock(l: Lock): StoredLock {
+  return {
+    id: l.lockId,
+    t: l.type === 'shared' ? 's' : l.type === 'write' ? 'w' : 'x',
+    ...(l.user && { u: l.user }),
+    ...(l.appName && { a: l.appName }),
+    ...(l.expires !== undefined && { e: l.expires }),
+  };
 }
 
 /** Serialise a record. */

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { StorageError } from '../../core/errors.js';
 import { nextTreeTime, nowUs } from '../../core/etag.js';
+import type { Grant } from '../../core/permissions.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import { IdIndex, type PathCache } from './ids.js';
 import { CommitLock, type Intent, type Journal, type RunOptions } from './lock.js';
@@ -51,6 +52,10 @@ export class PosixSpace {
   readonly internal: string;
   readonly tmp: string;
   readonly metaDir: string;
+  readonly trashDir: string;
+  readonly versionsDir: string;
+  /** Grants of the folders along a path, per parent path, valid while the root's `gv` is unchanged. */
+  readonly chains = new Map<string, { gv: number; chain: Grant[][] }>();
   readonly index: IdIndex;
   readonly lock: CommitLock;
   /** Time of the last full id scan, and the one running. */
@@ -71,6 +76,8 @@ export class PosixSpace {
     this.internal = `${root}/${RESERVED_ROOT_NAME}`;
     this.tmp = `${this.internal}/tmp`;
     this.metaDir = `${this.internal}/meta`;
+    this.trashDir = `${this.internal}/trash`;
+    this.versionsDir = `${this.internal}/versions`;
     this.index = new IdIndex(`${this.internal}/ids`, env.cache, id);
     this.lock = new CommitLock(
       env.native,
@@ -350,7 +357,7 @@ export class PosixSpace {
   /** Undo half-done replaces of an intent: put nodes moved aside back where they are still missing. */
   async undoHeld(intent: Intent): Promise<void> {
     for (const u of intent.undo ?? []) {
-      const from = `${this.tmp}/${u.from.join('/')}`;
+      const from = `${this.internal}/${u.from.join('/')}`;
       try {
         await fsp.lstat(this.abs(u.to));
       } catch (err) {
@@ -365,6 +372,7 @@ export class PosixSpace {
   /** Undo half-done replaces, fix moved nodes, and recompute the tree sizes a dead commit may have left wrong. */
   private async recover(intent: Intent): Promise<void> {
     await this.undoHeld(intent);
+    if (intent.totals) await this.recountTotalsHeld();
     for (const n of intent.nodes ?? []) {
       let rec: NodeRecord | undefined;
       try {
@@ -400,6 +408,64 @@ export class PosixSpace {
     }
   }
 
+  /** Bytes in the trash and in versions, counted from disk. */
+  async countTotals(): Promise<{ tts: number; vts: number }> {
+    let tts = 0;
+    for (const name of await fsp.readdir(this.trashDir).catch(() => [] as string[])) {
+      const p = `${this.trashDir}/${name}`;
+      const st = await fsp.lstat(p).catch(() => undefined);
+      if (st?.isFile()) tts += st.size;
+      else if (st?.isDirectory()) {
+        const rec = decodeRecord(await this.env.native.getxattr(p, XATTR_NODE).catch(() => undefined));
+        tts += rec?.ts ?? (await sizeOfTree(p));
+      }
+    }
+    return { tts, vts: await sizeOfTree(this.versionsDir) };
+  }
+
+  /** Recount trash and version bytes into the root record (crash repair). */
+  async recountTotalsHeld(): Promise<void> {
+    const { tts, vts } = await this.countTotals();
+    const root = this.recordHeld([]);
+    if (!root) return;
+    root.tts = tts;
+    root.vts = vts;
+    root.gv = (root.gv ?? 0) + 1;
+    this.writeHeld([], root);
+  }
+
+  /**
+   * Change the root's trash and version byte counts, and bump the grants version when grants or
+   * the shape of the tree changed. Call after {@link propagateHeld} (which also writes the root).
+   */
+  adjustRootHeld(change: { tts?: number; vts?: number; gv?: boolean }): void {
+    if (!change.tts && !change.vts && !change.gv) return;
+    const root = this.recordHeld([]);
+    if (!root) return;
+    if (change.tts) root.tts = Math.max(0, (root.tts ?? 0) + change.tts);
+    if (change.vts) root.vts = Math.max(0, (root.vts ?? 0) + change.vts);
+    if (change.gv) root.gv = (root.gv ?? 0) + 1;
+    this.writeHeld([], root);
+  }
+
+  /** Bytes counted against the quota (live tree, trash, versions), and the quota, from the root record. */
+  usageHeld(): { used: number; quota: number | undefined } {
+    const root = this.recordHeld([]);
+    return {
+      used: (root?.ts ?? 0) + (root?.tts ?? 0) + (root?.vts ?? 0),
+      quota: root?.sp?.quota,
+    };
+  }
+
+  /** INSUFFICIENT_STORAGE when `delta` more bytes do not fit (lock held: exact). */
+  checkQuotaHeld(delta: number): void {
+    if (delta <= 0) return;
+    const { used, quota } = this.usageHeld();
+    if (quota !== undefined && used + delta > quota) {
+      throw new StorageError('INSUFFICIENT_STORAGE', `space quota of ${quota} bytes exceeded`);
+    }
+  }
+
   /** Run `fn` under the commit lock. */
   commit<T>(fn: (journal: Journal) => Promise<T>, opts?: RunOptions): Promise<T> {
     return this.lock.run(fn, opts);
@@ -421,6 +487,22 @@ export class PosixSpace {
     }
     return {};
   }
+}
+
+/** Sum of the sizes of the files below a folder (0 when missing). */
+async function sizeOfTree(dir: string): Promise<number> {
+  let total = 0;
+  let entries: fs.Dirent[];
+  try {
+    entries = await fsp.readdir(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    if (e.isDirectory()) total += await sizeOfTree(`${dir}/${e.name}`);
+    else if (e.isFile()) total += (await fsp.lstat(`${dir}/${e.name}`).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
 }
 
 function depth(key: string): number {
