@@ -2299,10 +2299,13 @@ class Posix implements PosixDriver {
       const before = await this.readGrants(sp, sp.abs(segs), rec);
       const after = change(before);
       if (after === before) return false;
+      // Invalidate cached grant chains first: a crash after this leaves at worst a cache refill.
+      sp.adjustRootHeld({ gv: true });
+      await this.options.hooks?.beforeRename?.('grant');
       const flag = rec.g;
       await this.storeGrants(sp, sp.abs(segs), rec, after);
+      await this.options.hooks?.afterRename?.('grant');
       if (rec.g !== flag) sp.writeHeld(segs, rec);
-      sp.adjustRootHeld({ gv: true });
       return true;
     });
   }
