@@ -138,3 +138,27 @@ describe('stowage CLI', () => {
     expect(used).toBe(2 * ('content x/1'.length + 'content x/2'.length + 'written around stowage'.length));
   });
 });
+
+describe('stowage CLI: trash and versions on disk', () => {
+  it('fsck recounts the bytes in trash and versions after damage on disk', async () => {
+    expect(stowage(['space', 'create', 'project', 'totals']).code).toBe(0);
+    stowage(['put', '-', '/project/totals/f'], 'one');
+    stowage(['put', '-', '/project/totals/f'], 'two!');
+    stowage(['put', '-', '/project/totals/g'], 'gone');
+    stowage(['rm', '/project/totals/g']);
+    expect(stowage(['fsck', '--space', 'project/totals']).code).toBe(0);
+    const dir = path.join(root, 'spaces/project/totals/.stowage');
+    await fs.rm(path.join(dir, 'versions'), { recursive: true });
+    const check = stowage(['--json', 'fsck', '--space', 'project/totals']);
+    expect(check.code).toBe(6);
+    expect(JSON.parse(check.out).problems['usage-totals']).toBe(1);
+    expect(stowage(['fsck', '--space', 'project/totals', '--repair']).code).toBe(0);
+    expect(stowage(['fsck', '--space', 'project/totals']).code).toBe(0);
+    const sp = JSON.parse(
+      stowage(['--json', 'space', 'ls'])
+        .out.split('\n')
+        .find((l) => l.includes('project/totals'))!,
+    );
+    expect(sp.usage).toEqual({ files: 4, trash: 4, versions: 0 });
+  });
+});

@@ -361,3 +361,21 @@ describe('posix: a crash whose repair fails', () => {
 async function text2(p: StorageProvider, ref: Parameters<StorageProvider['read']>[0]): Promise<string> {
   return (await collect((await p.read(ref)).body!)).toString();
 }
+
+describe('posix: ids of nodes in the trash', () => {
+  it('keeps them through a full scan, so children of a restored folder are found by id', async () => {
+    const { at, sp } = await space();
+    await s.mkdir(at('box/inner'), { parents: true });
+    const child = await s.write(at('box/inner/c.txt'), 'c');
+    const box = await s.stat(at('box'));
+    await s.delete(at('box'));
+    // An unknown id forces a full scan of the space (scanIntervalMs is 0 here).
+    await expect(
+      s.stat({ resourceId: { storageId: '', spaceId: sp.id, opaqueId: 'deadbeef-1' } }),
+    ).rejects.toThrow();
+    const [check] = await driver.fsck({ space: sp.id });
+    expect(check!.problems).toEqual({});
+    await s.restoreTrash(sp.id, box.id.opaqueId);
+    expect((await s.stat({ resourceId: child.id })).path).toBe('/box/inner/c.txt');
+  });
+});

@@ -795,9 +795,10 @@ class Posix implements PosixDriver {
       };
       await walk([], sp.id);
       // Entries older than the scan that name nothing: ids that no longer exist. Checked one by one,
-      // so a node moved while the scan ran keeps its entry.
+      // so a node moved while the scan ran keeps its entry; nodes in the trash keep theirs.
+      const trashed = await sp.trashIds();
       for await (const e of sp.index.entries()) {
-        if (e.mtimeMs >= started) continue;
+        if (e.mtimeMs >= started || trashed.has(e.id)) continue;
         const entry = await sp.index.read(e.id);
         if (entry && !(await this.isAt(sp, entry.rel, e.id))) await sp.index.remove(e.id);
       }

@@ -26,6 +26,7 @@ export type FsckProblemKind =
   | 'stale-checksums'
   | 'skipped-special'
   | 'pending-intent'
+  | 'usage-totals'
   | 'litter';
 
 /** One problem. */
@@ -200,8 +201,21 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
       const rootSt = await fsp.lstat(sp.root);
       await check([], rootSt, undefined);
 
+      // Bytes in the trash and in versions, as the root records them, against the disk.
+      const totals = await sp.countTotals();
+      const root = sp.recordHeld([]);
+      if (root && ((root.tts ?? 0) !== totals.tts || (root.vts ?? 0) !== totals.vts)) {
+        problem(
+          'usage-totals',
+          [],
+          `trash ${root.tts ?? 0}/${totals.tts}, versions ${root.vts ?? 0}/${totals.vts} (recorded/on disk)`,
+        );
+        if (repair) await sp.recountTotalsHeld();
+      }
+
+      const trashed = await sp.trashIds();
       for await (const e of sp.index.entries()) {
-        if (!seen.has(e.id) && e.mtimeMs < started) {
+        if (!seen.has(e.id) && !trashed.has(e.id) && e.mtimeMs < started) {
           problem('index-orphan', [], e.id);
           if (repair) await sp.index.remove(e.id);
         }

@@ -408,6 +408,25 @@ export class PosixSpace {
     }
   }
 
+  /**
+   * Ids of every node in the trash. Their index entries are kept (stale until restored: a restored
+   * folder's children are then found through their parent's entry).
+   */
+  async trashIds(): Promise<Set<string>> {
+    const ids = new Set<string>();
+    const walk = async (p: string): Promise<void> => {
+      const st = await fsp.lstat(p).catch(() => undefined);
+      if (!st || !(st.isFile() || st.isDirectory())) return;
+      const rec = decodeRecord(await this.env.native.getxattr(p, XATTR_NODE).catch(() => undefined));
+      if (rec) ids.add(rec.id);
+      if (st.isDirectory())
+        for (const name of await fsp.readdir(p).catch(() => [] as string[])) await walk(`${p}/${name}`);
+    };
+    for (const name of await fsp.readdir(this.trashDir).catch(() => [] as string[]))
+      await walk(`${this.trashDir}/${name}`);
+    return ids;
+  }
+
   /** Bytes in the trash and in versions, counted from disk. */
   async countTotals(): Promise<{ tts: number; vts: number }> {
     let tts = 0;
