@@ -1705,7 +1705,8 @@ class Posix implements PosixDriver {
 
   /**
    * Copy one node (recursively) to `target` in the destination's tmp folder, with new ids whose
-   * index entries already name their final place. Symlinks and special files are skipped.
+   * index entries already name their final place. Symlinks and special files are skipped. Returns
+   * the bytes written (a folder: the sum below it).
    */
   private async copyNode(
     ssp: PosixSpace,
@@ -1716,7 +1717,7 @@ class Posix implements PosixDriver {
     finalSegs: string[],
     parentId: string,
     signal: AbortSignal | undefined,
-  ): Promise<void> {
+  ): Promise<number> {
     signal?.throwIfAborted();
     const id = randomUUID();
     const rec: NodeRecord = { id, p: parentId };
@@ -1730,7 +1731,8 @@ class Posix implements PosixDriver {
         const st = await fsp.lstat(ssp.abs(child)).catch(() => undefined);
         if (!st || !(st.isFile() || st.isDirectory())) continue;
         const childRec = (await ssp.record(child)) ?? (await ssp.commit(() => ssp.assimilateHeld(child)));
-        await this.copyNode(
+        // Count what was written: the source may have changed since it was looked at.
+        total += await this.copyNode(
           ssp,
           child,
           { st, rec: childRec },
@@ -1740,9 +1742,6 @@ class Posix implements PosixDriver {
           id,
           signal,
         );
-        if (st.isDirectory()) {
-          total += decodeRecord(this.native.getxattrSync(`${target}/${d.name}`, XATTR_NODE))?.ts ?? 0;
-        } else total += st.size;
       }
       rec.ts = total;
       rec.tm = nowUs();
@@ -1800,6 +1799,7 @@ class Posix implements PosixDriver {
     }
     this.native.setxattrSync(target, XATTR_NODE, encodeRecord(rec));
     await dsp.index.write(id, parentId, keyOf(finalSegs));
+    return rec.ts ?? rec.cks ?? 0;
   }
 
   // ================================================================== metadata
