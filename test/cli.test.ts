@@ -162,3 +162,59 @@ describe('stowage CLI: trash and versions on disk', () => {
     expect(sp.usage).toEqual({ files: 4, trash: 4, versions: 0 });
   });
 });
+
+describe('stowage CLI: collaboration commands', () => {
+  it('manages versions, locks, grants and the trash from scripts', async () => {
+    expect(stowage(['space', 'create', 'project', 'collab']).code).toBe(0);
+    stowage(['put', '-', '/project/collab/doc.txt'], 'first');
+    stowage(['put', '-', '/project/collab/doc.txt'], 'second');
+    const versions = stowage(['--json', 'versions', 'ls', '/project/collab/doc.txt'])
+      .out.trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(versions.map((v) => v.size)).toEqual([5]);
+    expect(stowage(['versions', 'get', '/project/collab/doc.txt', versions[0].key]).out).toBe('first');
+    expect(stowage(['versions', 'restore', '/project/collab/doc.txt', versions[0].key]).code).toBe(0);
+    expect(stowage(['get', '/project/collab/doc.txt']).out).toBe('first');
+
+    const lockId = stowage(['lock', '/project/collab/doc.txt']).out.trim();
+    expect(lockId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(stowage(['put', '-', '/project/collab/doc.txt'], 'x').code).toBe(7);
+    expect(stowage(['put', '-', '/project/collab/doc.txt', '--lock-id', 'wrong'], 'x').code).toBe(9);
+    expect(stowage(['put', '-', '/project/collab/doc.txt', '--lock-id', lockId], 'third').code).toBe(0);
+    expect(stowage(['unlock', '/project/collab/doc.txt', lockId]).code).toBe(0);
+
+    expect(stowage(['grants', 'set', '/project/collab', 'user:alice', 'editor']).code).toBe(0);
+    expect(stowage(['grants', 'deny', '/project/collab/doc.txt', 'group:guests']).code).toBe(0);
+    expect(stowage(['grants', 'ls', '/project/collab']).out).toContain('user:alice  editor');
+    expect(stowage(['grants', 'set', '/project/collab', 'alice', 'editor']).code).toBe(2);
+    expect(stowage(['grants', 'set', '/project/collab', 'user:bob', 'zz']).code).toBe(2);
+    expect(stowage(['grants', 'rm', '/project/collab', 'user:alice']).code).toBe(0);
+    expect(stowage(['grants', 'rm', '/project/collab', 'user:alice']).code).toBe(3);
+
+    expect(stowage(['rm', '/project/collab/doc.txt']).code).toBe(0);
+    const [item] = stowage(['--json', 'trash', 'ls', 'project/collab'])
+      .out.trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(item.path).toBe('/doc.txt');
+    expect(
+      stowage(['trash', 'restore', 'project/collab', item.key, '--to', '/project/collab/back.txt']).code,
+    ).toBe(0);
+    expect(stowage(['get', '/project/collab/back.txt']).out).toBe('third');
+    stowage(['rm', '/project/collab/back.txt']);
+    expect(stowage(['trash', 'purge', 'project/collab']).code).toBe(0);
+    expect(stowage(['trash', 'ls', 'project/collab']).out).toBe('');
+    expect(stowage(['space', 'rm', 'project/collab']).code).toBe(6);
+    expect(stowage(['space', 'disable', 'project/collab']).code).toBe(0);
+    expect(stowage(['space', 'rm', 'project/collab']).code).toBe(0);
+  });
+
+  it('exits quietly when its reader goes away', () => {
+    const r = spawnSync('sh', ['-c', `"${process.execPath}" "${cli}" --root "${root}" --help | head -1`], {
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe('');
+  });
+});

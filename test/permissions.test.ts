@@ -392,6 +392,28 @@ describe.each(drivers)('permissions on %s', (_name, make) => {
     await expect(system.getSpace(sp.id)).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
+  it('keeps at least one manager on a project space', async () => {
+    const alan = await system.as('alan');
+    const sp = await alan.createSpace({ type: 'project', name: `Managers ${++n}` });
+    const root = { space: sp.id };
+    await expect(alan.removeGrant(root, { type: 'user', id: 'alan' })).rejects.toMatchObject({
+      code: 'FAILED_PRECONDITION',
+    });
+    await expect(
+      alan.setGrant(root, { grantee: { type: 'user', id: 'alan' }, permissions: fromLetters(ROLES.viewer) }),
+    ).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
+    await alan.setGrant(root, {
+      grantee: { type: 'user', id: 'mary' },
+      permissions: fromLetters(ROLES.manager),
+    });
+    await alan.removeGrant(root, { type: 'user', id: 'alan' });
+    const mary = await system.as('mary');
+    await expect(mary.removeGrant(root, { type: 'user', id: 'mary' })).rejects.toMatchObject({
+      code: 'FAILED_PRECONDITION',
+    });
+    expect((await system.listGrants(root)).map((g) => g.grantee.id)).toEqual(['mary']);
+  });
+
   it('creates a personal space on first use that only its owner sees', async () => {
     const mary = await system.as('mary');
     const home = await mary.personalSpace();

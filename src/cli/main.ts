@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -12,9 +13,18 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { parseRangeHeader } from '../core/conditions.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
+import {
+  fromLetters,
+  type Grantee,
+  permissionsToRole,
+  ROLES,
+  type Role,
+  roleToPermissions,
+  toLetters,
+} from '../core/permissions.js';
 import { StorageProvider } from '../core/provider.js';
 import { formatResourceId } from '../core/refs.js';
-import type { Checksums, ResourceInfo, Space, SpaceType, WriteOptions } from '../core/types.js';
+import type { Checksums, LockType, ResourceInfo, Space, SpaceType, WriteOptions } from '../core/types.js';
 import { createPosixDriver, type PosixDriver } from '../drivers/posix/index.js';
 
 /** Exit status per error code; 0 is success, 1 an unexpected failure, 2 a usage error. */
@@ -58,11 +68,24 @@ Commands:
   meta <path> [key ...]             show arbitrary metadata (all keys when none are given)
   meta-set <path> key=value ...     set arbitrary metadata
   meta-unset <path> key ...         remove arbitrary metadata
+  trash ls <space> [--key KEY]      what was deleted (KEY: look inside a deleted folder)
+  trash restore <space> <key> [--to PATH]   put it back (where it was, or at PATH); ids are kept
+  trash purge <space> [key]         remove one item for good, or empty the trash
+  versions ls <path>                previous contents of a file, newest first
+  versions get <path> <key> [local-file|-]  download one
+  versions restore <path> <key>     make it current (the current content becomes a version)
+  grants ls <path>                  grants set on a file or folder
+  grants set <path> user:ID|group:ID <viewer|uploader|editor|manager|LETTERS> [--expires WHEN]
+  grants deny <path> user:ID|group:ID       deny everything here and below
+  grants rm <path> user:ID|group:ID
+  lock <path> [--lock-id ID] [--type exclusive|write|shared] [--expires WHEN]
+  unlock <path> <lock-id>
   fsck [--space S] [--repair] [--checksums]
                                     check ids, tree sizes and the id index against the disk
 
 Options:
   --root DIR      storage root (default: $STOWAGE_ROOT or ./data)
+  --lock-id ID    the lock id to present for put, mv, rm, meta-set/unset on a locked resource
   --json          machine-readable output; errors as {"error":{...}} on stderr
   -h, --help      this text
 
@@ -88,6 +111,11 @@ interface Opts {
   quota?: string;
   description?: string;
   space?: string;
+  'lock-id'?: string;
+  key?: string;
+  to?: string;
+  expires?: string;
+  type?: string;
 }
 
 class UsageError extends Error {}
@@ -113,6 +141,11 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
       quota: { type: 'string' },
       description: { type: 'string' },
       space: { type: 'string' },
+      'lock-id': { type: 'string' },
+      key: { type: 'string' },
+      to: { type: 'string' },
+      expires: { type: 'string' },
+      type: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -158,6 +191,12 @@ function parseWhen(s: string): number {
   const t = Date.parse(s);
   if (Number.isNaN(t)) throw new StorageError('INVALID_ARGUMENT', `cannot read time "${s}"`);
   return t;
+}
+
+function parseGrantee(s: string): Grantee {
+  const m = /^(user|group):(.+)$/.exec(s);
+  if (!m) throw new UsageError(`grantee must be user:ID or group:ID, not "${s}"`);
+  return { type: m[1] as 'user' | 'group', id: m[2]! };
 }
 
 function parseChecksum(s: string): Checksums {
@@ -214,6 +253,7 @@ async function command(
     );
   };
 
+  const lockOpt = opts['lock-id'] ? { lockId: opts['lock-id'] } : {};
   switch (cmd) {
     case 'quickstart': {
       let sp: Space;
@@ -298,7 +338,7 @@ async function command(
     case 'put': {
       need(args, 2, 'source and destination');
       const [src, dst] = args as [string, string];
-      const wo: WriteOptions = {};
+      const wo: WriteOptions = opts['lock-id'] ? { lockId: opts['lock-id'] } : {};
       let body: AsyncIterable<Uint8Array>;
       if (src === '-') body = process.stdin;
       else {
@@ -339,7 +379,7 @@ async function command(
       return 0;
     case 'mv':
       need(args, 2, 'source and destination');
-      showInfo(await s.move(args[0]!, args[1]!, { overwrite: opts.overwrite }));
+      showInfo(await s.move(args[0]!, args[1]!, { overwrite: opts.overwrite, ...lockOpt }));
       return 0;
     case 'cp':
       need(args, 2, 'source and destination');
@@ -347,7 +387,7 @@ async function command(
       return 0;
     case 'rm': {
       need(args, 1, 'path');
-      const gone = await s.delete(args[0]!);
+      const gone = await s.delete(args[0]!, lockOpt);
       if (opts.json) out(JSON.stringify(infoJson(gone)));
       return 0;
     }
@@ -367,12 +407,117 @@ async function command(
         if (eq <= 0) throw new UsageError(`expected key=value, got "${kv}"`);
         values[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
-      await s.setMetadata(args[0]!, values);
+      await s.setMetadata(args[0]!, values, lockOpt);
       return 0;
     }
     case 'meta-unset':
       need(args, 2, 'path and keys');
-      await s.unsetMetadata(args[0]!, args.slice(1));
+      await s.unsetMetadata(args[0]!, args.slice(1), lockOpt);
+      return 0;
+    case 'trash': {
+      const sub = args.shift();
+      need(args, 1, 'space');
+      const space = args[0]!.replace(/^\//, '');
+      if (sub === 'ls') {
+        for await (const i of s.listTrash(space, opts.key ? { key: opts.key } : undefined)) {
+          if (opts.json) out(JSON.stringify({ ...i, id: formatResourceId(i.id), deleted: iso(i.deleted) }));
+          else
+            out(
+              `${i.type === 'folder' ? 'd' : '-'} ${String(i.size).padStart(12)}  ${iso(i.deleted)}  ${i.key}  ${i.path}`,
+            );
+        }
+        return 0;
+      }
+      if (sub === 'restore') {
+        need(args, 2, 'space and key');
+        showInfo(await s.restoreTrash(space, args[1]!, opts.to ? { target: opts.to } : {}));
+        return 0;
+      }
+      if (sub === 'purge') {
+        await s.purgeTrash(space, args[1]);
+        return 0;
+      }
+      throw new UsageError('trash takes ls, restore or purge');
+    }
+    case 'versions': {
+      const sub = args.shift();
+      need(args, 1, 'path');
+      if (sub === 'ls') {
+        for (const v of await s.listVersions(args[0]!)) {
+          if (opts.json) out(JSON.stringify({ ...v, mtime: iso(v.mtime) }));
+          else out(`${String(v.size).padStart(12)}  ${iso(v.mtime)}  ${v.key}  ${v.checksums?.sha1 ?? ''}`);
+        }
+        return 0;
+      }
+      if (sub === 'get') {
+        need(args, 2, 'path and key');
+        const r = await s.readVersion(args[0]!, args[1]!);
+        const target = args[2] ?? '-';
+        await pipeline(r.body!, target === '-' ? process.stdout : fs.createWriteStream(target), {
+          end: target !== '-',
+        });
+        return 0;
+      }
+      if (sub === 'restore') {
+        need(args, 2, 'path and key');
+        showInfo(await s.restoreVersion(args[0]!, args[1]!, lockOpt));
+        return 0;
+      }
+      throw new UsageError('versions takes ls, get or restore');
+    }
+    case 'grants': {
+      const sub = args.shift();
+      need(args, 1, 'path');
+      if (sub === 'ls') {
+        for (const g of await s.listGrants(args[0]!)) {
+          if (opts.json) out(JSON.stringify(g));
+          else {
+            const what = g.deny ? 'deny' : permissionsToRole(g.permissions);
+            const exp = g.expires ? `  until ${iso(g.expires)}` : '';
+            out(`${g.grantee.type}:${g.grantee.id}  ${what} (${toLetters(g.permissions) || '-'})${exp}`);
+          }
+        }
+        return 0;
+      }
+      need(args, 2, 'path and grantee');
+      const grantee = parseGrantee(args[1]!);
+      if (sub === 'set') {
+        need(args, 3, 'path, grantee and role');
+        const role = args[2]!;
+        const permissions = role in ROLES ? roleToPermissions(role as Role) : fromLetters(role);
+        await s.setGrant(args[0]!, {
+          grantee,
+          permissions,
+          ...(opts.expires && { expires: parseWhen(opts.expires) }),
+        });
+        return 0;
+      }
+      if (sub === 'deny') {
+        await s.denyGrant(args[0]!, grantee);
+        return 0;
+      }
+      if (sub === 'rm') {
+        await s.removeGrant(args[0]!, grantee);
+        return 0;
+      }
+      throw new UsageError('grants takes ls, set, deny or rm');
+    }
+    case 'lock': {
+      need(args, 1, 'path');
+      const type = (opts.type ?? 'exclusive') as LockType;
+      const lock = await s.setLock(args[0]!, {
+        lockId: opts['lock-id'] ?? randomUUID(),
+        type,
+        appName: 'stowage-cli',
+        ...(opts.expires && { expires: parseWhen(opts.expires) }),
+      });
+      if (opts.json) out(JSON.stringify(lock));
+      else out(lock.lockId);
+      return 0;
+    }
+    case 'unlock':
+      need(args, 2, 'path and lock id');
+      await s.unlock(args[0]!, args[1]!);
       return 0;
     case 'fsck': {
       const reports = await driver.fsck({
@@ -424,6 +569,12 @@ function report(err: unknown, json: boolean): number {
   else process.stderr.write(`stowage: ${e.code}${e.reason ? ` (${e.reason})` : ''}: ${e.message}\n`);
   return EXIT_CODES[e.code] ?? 1;
 }
+
+// A reader that stops early (`stowage ls ... | head`) is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 
 const argv = process.argv.slice(2);
 run(argv).then(

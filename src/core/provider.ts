@@ -857,8 +857,39 @@ export class StorageProvider {
         throw new StorageError('PERMISSION_DENIED', 'cannot grant permissions you do not hold');
       }
       clean.creator = this.principal.userId;
+      await this.keepAManager(driver, node, own, clean.grantee, clean);
     }
     return g.set(node, clean, this.mutation(opts));
+  }
+
+  /**
+   * A project space must keep at least one manager: refuse a change of the root's grants (by a
+   * non-admin) that would leave none. `replacement` is the new grant of `grantee`, or undefined when
+   * it is removed.
+   */
+  private async keepAManager(
+    driver: Driver,
+    node: NodeRef,
+    own: Grant[],
+    grantee: Grantee,
+    replacement?: Grant,
+  ): Promise<void> {
+    if (!this.principal || this.principal.admin) return;
+    if (node.segments.length || (node.nodeId !== undefined && node.nodeId !== node.spaceId)) return;
+    if ((await this.facts(driver, node.spaceId)).type !== 'project') return;
+    const key = granteeKey(grantee);
+    const after = [
+      ...own.filter((g) => granteeKey(g.grantee) !== key),
+      ...(replacement ? [replacement] : []),
+    ];
+    const now = Date.now();
+    const isManager = (g: Grant) =>
+      !g.deny && (g.expires === undefined || g.expires > now) && manages(g.permissions);
+    if (own.some(isManager) && !after.some(isManager)) {
+      throw new StorageError('FAILED_PRECONDITION', 'a project space needs at least one manager', {
+        reason: 'condition',
+      });
+    }
   }
 
   /** Deny a grantee everything on a resource and below (`denyGrant`). */
@@ -871,7 +902,10 @@ export class StorageProvider {
     const { driver, node } = await this.resolve(ref);
     const g = this.grantsOf(driver);
     await this.checkEnabled(driver, node);
-    if (this.principal) await this.require(driver, node, ['removeGrant'], { fields: [] });
+    if (this.principal) {
+      await this.require(driver, node, ['removeGrant'], { fields: [] });
+      await this.keepAManager(driver, node, await g.list(node), grantee);
+    }
     if (!(await g.remove(node, grantee, this.mutation(opts)))) {
       throw new StorageError('NOT_FOUND', 'no grant for that grantee here');
     }
