@@ -4,7 +4,7 @@
  *
  *   npm run bench                          # stat, list, write, ids up to 100,000 files
  *   npm run bench -- ids --max-files 1000000
- *   npm run bench -- stat list             # a selection
+ *   npm run bench -- stat list auth        # a selection
  *
  * Environment: BENCH_DIR (default ./.bench-tmp, must be a real filesystem with user xattrs).
  */
@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as xattr from 'fs-xattr';
 import { Adler32 } from '../src/core/checksums.js';
+import { fromLetters, ROLES } from '../src/core/permissions.js';
 import { StorageProvider } from '../src/core/provider.js';
 import type { ResourceId } from '../src/core/types.js';
 import { createPosixDriver, type PosixDriver } from '../src/drivers/posix/index.js';
@@ -172,6 +173,66 @@ async function benchList(entries: number): Promise<void> {
   await cleanup(driver, root);
 }
 
+// ---------------------------------------------------------------------------- authorisation
+
+async function benchAuth(entries: number): Promise<void> {
+  const { root, driver, storage, space } = await fresh('auth', { durable: false });
+  const at = (p: string) => ({ space: space.id, path: p });
+  await storage.mkdir(at('a/b/c/big'), { parents: true });
+  // Grants on every ancestor, for the user, its group and a few others.
+  const grant = (id: string, role: keyof typeof ROLES, type: 'user' | 'group' = 'user') => ({
+    grantee: { type, id },
+    permissions: fromLetters(ROLES[role]),
+  });
+  await storage.setGrant(at(''), grant('staff', 'viewer', 'group'));
+  await storage.setGrant(at(''), grant('auditor', 'viewer'));
+  await storage.setGrant(at('a'), grant('reader', 'editor'));
+  await storage.setGrant(at('a'), grant('someone', 'viewer'));
+  await storage.setGrant(at('a/b'), grant('other', 'manager'));
+  await storage.setGrant(at('a/b/c'), grant('lab', 'editor', 'group'));
+  for (let i = 0; i < entries; i += 200) {
+    await Promise.all(
+      Array.from({ length: Math.min(200, entries - i) }, (_, j) =>
+        storage.write(at(`a/b/c/big/file-${String(i + j).padStart(6, '0')}.dat`), `${i + j}`),
+      ),
+    );
+  }
+  await storage.setLock(at('a/b/c/big/file-000000.dat'), { lockId: 'bench', type: 'exclusive' });
+  const user = await storage.as({ userId: 'reader', groups: ['staff', 'lab'] });
+  const n = 20_000;
+  const statOf = (p: StorageProvider) => () =>
+    timed(async () => {
+      for (let i = 0; i < n; i++) await p.stat(at('a/b/c/big/file-000000.dat'));
+    });
+  const [s0, s1] = await ab(7, statOf(storage), statOf(user));
+  const us = (ms: number) => ((ms * 1000) / n).toFixed(1);
+  row(
+    'stat with grants on 4 ancestors: system vs authorised session, µs/op',
+    us(s0),
+    us(s1),
+    s1 / s0,
+    '<= 1.2x',
+    s1 / s0 <= 1.2,
+  );
+  const listOf = (p: StorageProvider) => () =>
+    timed(async () => {
+      let count = 0;
+      for await (const e of p.list(at('a/b/c/big')))
+        if (e.permissions === undefined || e.permissions.stat) count++;
+      if (count !== entries) throw new Error(`listed ${count}`);
+    });
+  const [l0, l1] = await ab(7, listOf(storage), listOf(user));
+  row(
+    `list ${entries.toLocaleString('en')} entries with grants on 4 ancestors: system vs session, ms`,
+    l0.toFixed(1),
+    l1.toFixed(1),
+    l1 / l0,
+    '<= 1.2x',
+    l1 / l0 <= 1.2,
+  );
+  await cleanup(driver, root);
+}
+
 // ---------------------------------------------------------------------------- write
 
 async function benchWrite(mib: number): Promise<void> {
@@ -313,6 +374,7 @@ console.log('| what | raw node:fs + xattr | stowage | ratio | goal | |');
 console.log('|---|---:|---:|---:|---|---|');
 if (want('stat')) await benchStat();
 if (want('list')) await benchList(flag('--entries', 10_000));
+if (want('auth')) await benchAuth(flag('--entries', 10_000));
 if (want('write')) await benchWrite(flag('--mib', 64));
 if (want('ids')) await benchIds(flag('--max-files', 100_000));
 if (rows.length > 1) {

@@ -106,6 +106,12 @@ class Shared {
   readonly spaceDriver = new Map<string, Driver>();
   readonly aliasCache = new Map<string, { driver: Driver; spaceId: string }>();
   readonly facts = new Map<string, SpaceFacts>();
+  /**
+   * Permissions a principal has from an inherited grant chain, per chain object. Drivers that cache
+   * chains hand out the same array while it is valid, so this is computed once per chain; an entry
+   * lapses when the first grant in it expires.
+   */
+  readonly chainPerms = new Map<string, WeakMap<object, { perms: Permissions; until: number }>>();
   constructor(
     readonly drivers: readonly Driver[],
     readonly identity: IdentitySource | undefined,
@@ -272,9 +278,12 @@ export class StorageProvider {
 
   /** Owner and disabled state of a space, cached for 2 s (updates through this provider refresh it). */
   private async facts(driver: Driver, spaceId: string): Promise<SpaceFacts> {
+    return this.factsNow(spaceId) ?? this.noteFacts(await driver.getSpace(spaceId));
+  }
+
+  private factsNow(spaceId: string): SpaceFacts | undefined {
     const f = this.shared.facts.get(spaceId);
-    if (f && Date.now() - f.at < FACTS_TTL_MS) return f;
-    return this.noteFacts(await driver.getSpace(spaceId));
+    return f && Date.now() - f.at < FACTS_TTL_MS ? f : undefined;
   }
 
   // ================================================================ authorisation
@@ -294,32 +303,61 @@ export class StorageProvider {
     node: NodeRef,
     opts?: StatOptions,
   ): Promise<Inspected & { perms: Permissions; facts: SpaceFacts }> {
-    const facts = await this.facts(driver, node.spaceId);
+    const facts = this.factsNow(node.spaceId) ?? (await this.facts(driver, node.spaceId));
     const grants = driver.features.grants;
-    let inspected: Inspected;
+    let a: Inspected & { perms: Permissions; facts: SpaceFacts };
     if (!this.principal) {
-      const info = await driver.stat(node, opts);
-      inspected = { info, inherited: [] };
+      a = { info: await driver.stat(node, opts), inherited: [], perms: OWNER, facts };
     } else if (grants) {
-      inspected = await grants.inspect(node, opts);
+      a = (await grants.inspect(node, opts)) as Inspected & { perms: Permissions; facts: SpaceFacts };
+      a.facts = facts;
+      a.perms = this.permissionsFor(a, facts);
     } else {
       // A driver that cannot store grants gives a user nothing but its own personal space.
       if (!this.isOwner(facts)) throw new StorageError('NOT_FOUND', 'resource not found');
-      inspected = { info: await driver.stat(node, opts), inherited: [] };
+      a = { info: await driver.stat(node, opts), inherited: [], perms: OWNER, facts };
     }
-    const perms = this.permissionsFor(inspected, facts);
-    if (!perms.stat) throw new StorageError('NOT_FOUND', 'resource not found');
+    if (!a.perms.stat) throw new StorageError('NOT_FOUND', 'resource not found');
     if (facts.disabled) {
-      if (this.principal && !this.principal.admin && !manages(perms))
+      if (this.principal && !this.principal.admin && !manages(a.perms)) {
         throw new StorageError('NOT_FOUND', 'resource not found');
+      }
       throw new StorageError('FAILED_PRECONDITION', 'the space is disabled', { reason: 'space-disabled' });
     }
-    return { ...inspected, perms, facts };
+    return a;
   }
 
+  /**
+   * Permissions of this provider's principal on an inspected node. The objects returned are frozen
+   * and shared (one per principal and inherited chain): read them, never change them.
+   */
   private permissionsFor(i: Inspected, facts: SpaceFacts): Permissions {
-    if (!this.principal) return { ...OWNER };
-    return effectivePermissions(this.principal, [...i.inherited, i.info.grants], this.isOwner(facts));
+    if (!this.principal || this.isOwner(facts)) return OWNER;
+    const base = this.chainPermissions(i.inherited);
+    return i.info.grants?.length ? Object.freeze(applyOwnGrants(this.principal, base, i.info.grants)) : base;
+  }
+
+  private principalKey: string | undefined;
+
+  private chainPermissions(chain: readonly (readonly Grant[])[]): Permissions {
+    const p = this.principal!;
+    this.principalKey ??= `${p.userId}\u0000${[...p.groups].sort().join('\u0000')}`;
+    let byChain = this.shared.chainPerms.get(this.principalKey);
+    if (!byChain) {
+      if (this.shared.chainPerms.size > 10_000) this.shared.chainPerms.clear();
+      byChain = new WeakMap();
+      this.shared.chainPerms.set(this.principalKey, byChain);
+    }
+    const now = Date.now();
+    const hit = byChain.get(chain);
+    if (hit && hit.until > now) return hit.perms;
+    let until = Number.POSITIVE_INFINITY;
+    for (const grants of chain)
+      for (const g of grants)
+        if (g.expires !== undefined && g.expires > now) until = Math.min(until, g.expires);
+    const perms = Object.freeze(effectivePermissions(p, chain, false, now));
+    byChain.set(chain, { perms, until });
+    return perms;
   }
 
   /** Like {@link access}, and require permissions (PERMISSION_DENIED when missing). */
@@ -616,21 +654,16 @@ export class StorageProvider {
       return;
     }
     const folder = await this.require(driver, node, ['listContainer'], { fields: [] });
-    const wantGrants = (opts?.fields ?? DEFAULT_FIELDS).includes('grants');
-    const fields: Field[] = [...new Set<Field>([...(opts?.fields ?? DEFAULT_FIELDS), 'grants'])];
+    const asked = opts?.fields ?? DEFAULT_FIELDS;
+    const fields: Field[] = asked.includes('grants') ? [...asked] : [...asked, 'grants'];
+    const presentOpts = asked.includes('grants') ? opts : { ...opts, fields: asked };
     for await (const child of driver.list(node, { ...opts, fields })) {
       // Inherited = the folder's; only a child's own grants can add to it (or deny it).
       const perms = child.grants?.length
         ? applyOwnGrants(this.principal, folder.perms, child.grants)
         : folder.perms;
       if (!perms.stat) continue;
-      yield this.present(
-        child,
-        { ...perms },
-        wantGrants
-          ? opts
-          : { ...opts, fields: (opts?.fields ?? DEFAULT_FIELDS).filter((f) => f !== 'grants') },
-      );
+      yield this.present(child, perms, presentOpts);
     }
   }
 

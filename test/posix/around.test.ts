@@ -4,7 +4,7 @@ import path from 'node:path';
 import * as xattr from 'fs-xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
-import { collect, type Space, StorageProvider } from '../../src/index.js';
+import { collect, fromLetters, ROLES, type Space, StorageProvider } from '../../src/index.js';
 import { treeSizeErrors, walkSpace } from '../helpers/disk.js';
 import { tempRoot } from '../helpers/tmp.js';
 
@@ -377,5 +377,48 @@ describe('posix: ids of nodes in the trash', () => {
     expect(check!.problems).toEqual({});
     await s.restoreTrash(sp.id, box.id.opaqueId);
     expect((await s.stat({ resourceId: child.id })).path).toBe('/box/inner/c.txt');
+  });
+});
+
+describe('posix: grants changed by another process', () => {
+  it('are seen by this process at once (within its 1 ms version check)', async () => {
+    const root = await tempRoot('gv');
+    const a = new StorageProvider({ drivers: await createPosixDriver({ root }) });
+    const b = new StorageProvider({ drivers: await createPosixDriver({ root }) });
+    try {
+      const sp = await a.createSpace({ type: 'project', name: 'gv' });
+      const at = (p: string) => ({ space: sp.id, path: p });
+      await a.mkdir(at('x/y'), { parents: true });
+      await a.write(at('x/y/f.txt'), 'f');
+      await b.setGrant(at('x'), {
+        grantee: { type: 'user', id: 'u' },
+        permissions: fromLetters(ROLES.viewer),
+      });
+      const ua = await a.as({ userId: 'u', groups: [] });
+      expect((await ua.stat(at('x/y/f.txt'))).permissions?.initiateFileDownload).toBe(true);
+      // Revoked in the other driver (another process, as far as caches go).
+      await b.setGrant(at('x'), {
+        grantee: { type: 'user', id: 'u' },
+        permissions: fromLetters(''),
+        deny: true,
+      });
+      await new Promise((r) => setTimeout(r, 5));
+      await expect(ua.stat(at('x/y/f.txt'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      // And moving a folder in the other process re-evaluates inherited grants here too.
+      await b.removeGrant(at('x'), { type: 'user', id: 'u' });
+      await b.mkdir(at('open'));
+      await b.setGrant(at('open'), {
+        grantee: { type: 'user', id: 'u' },
+        permissions: fromLetters(ROLES.viewer),
+      });
+      await new Promise((r) => setTimeout(r, 5));
+      await expect(ua.stat(at('x/y/f.txt'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await b.move(at('x'), at('open/x'));
+      await new Promise((r) => setTimeout(r, 5));
+      expect((await ua.stat(at('open/x/y/f.txt'))).name).toBe('f.txt');
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });

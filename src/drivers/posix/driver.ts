@@ -123,6 +123,8 @@ export interface PosixDriver extends Driver {
 }
 
 const FORMAT = 1;
+const WITH_GRANTS: readonly Field[] = Object.freeze([...DEFAULT_FIELDS, 'grants'] as Field[]);
+const INSPECT_DEFAULT: StatOptions = Object.freeze({ fields: WITH_GRANTS });
 const SPACE_TYPES = ['personal', 'project'] as const;
 const BUFFER_BYTES = 256 * 1024;
 const SPACE_RECHECK_MS = 2000;
@@ -2330,19 +2332,20 @@ class Posix implements PosixDriver {
   /**
    * The node with its own grants, and the grants of every folder above it. The chain for a parent
    * path is cached in the process and stays valid while the space's grants version (`gv` on the
-   * root, bumped by every grant change and folder move) is unchanged; the root is read alongside
-   * the node, so the check costs no extra round trip.
+   * root, bumped by every grant change and folder move) is unchanged; checking it is one synchronous
+   * read of the root's record.
    */
   private async inspect(ref: NodeRef, opts?: StatOptions): Promise<Inspected> {
     const sp = this.spaceNow(ref.spaceId) ?? (await this.space(ref.spaceId));
-    const rootRead = sp.record([]);
-    rootRead.catch(() => {});
     const { segs, node } = await this.locateNode(sp, ref);
     const loaded = node ?? (await this.load(sp, segs));
-    const gv = (await rootRead)?.gv ?? 0;
+    const gv = sp.grantsVersion();
     const inherited = segs.length ? await this.chain(sp, segs.slice(0, -1), gv) : [];
-    const fields: Field[] = [...(opts?.fields ?? DEFAULT_FIELDS), 'grants'];
-    const o = { ...opts, fields };
+    const o = opts?.fields
+      ? { ...opts, fields: [...opts.fields, 'grants' as Field] }
+      : opts
+        ? { ...opts, fields: WITH_GRANTS }
+        : INSPECT_DEFAULT;
     const info = this.infoIsNow(loaded.st, loaded.rec, o)
       ? this.infoNow(sp, segs, loaded.st, loaded.rec, o)
       : await this.info(sp, segs, loaded.st, loaded.rec, o);

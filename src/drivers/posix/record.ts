@@ -15,8 +15,9 @@
  * - `lk`   the CS3 lock: `{id, t: s|w|x, u?, a?, e?}` (lock id, type, user, app, expiry ms)
  * - `tr`   on a node in the trash: `{p, at, by?}` (original path, deletion time ms, user)
  * - `sp`   space properties (space roots only), and on the root also:
- *          `tts` bytes in the trash, `vts` bytes in versions, `gv` grants version (bumped when
- *          grants change or folders move, so cached grant chains stay right across processes)
+ *          `tts` bytes in the trash, `vts` bytes in versions (the grants version, bumped when grants
+ *          change or folders move so that cached grant chains stay right across processes, is in
+ *          its own xattr `user.stowage.v`)
  *
  * @module
  */
@@ -30,6 +31,11 @@ export const XATTR_NODE = `${XATTR_PREFIX}n`;
 export const XATTR_META = `${XATTR_PREFIX}m`;
 /** Inline grants. */
 export const XATTR_GRANTS = `${XATTR_PREFIX}g`;
+/**
+ * On a space root: the grants version, a decimal counter bumped whenever grants change or folders
+ * move. Kept apart from the record so the check every authorised request makes reads a few bytes.
+ */
+export const XATTR_GRANTS_VERSION = `${XATTR_PREFIX}v`;
 
 /** A lock as stored. */
 export interface StoredLock {
@@ -67,7 +73,6 @@ export interface NodeRecord {
   sp?: SpaceProps;
   tts?: number;
   vts?: number;
-  gv?: number;
 }
 
 const UUIDISH = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;

@@ -20,6 +20,7 @@ import {
   encodeRecord,
   type NodeRecord,
   type SpaceProps,
+  XATTR_GRANTS_VERSION,
   XATTR_META,
   XATTR_NODE,
 } from './record.js';
@@ -243,6 +244,33 @@ export class PosixSpace {
     return decodeRecord(await this.env.native.getxattr(this.abs(segs), XATTR_NODE));
   }
 
+  /**
+   * The space's grants version, read synchronously and without the lock (xattr writes replace values
+   * atomically). Every authorised request checks it; the root is always in the kernel's cache, and a
+   * 2 µs syscall is cheaper than the thread hand-off of an asynchronous one.
+   */
+  grantsVersion(): number {
+    // A request racing a grant change can see the old grants at any granularity; reusing a check
+    // for up to 1 ms stays within that race (changes made by this process are seen at once).
+    const now = performance.now();
+    if (now - this.gvAt < 1) return this.gv;
+    const buf = this.env.native.getxattrSync(this.root, XATTR_GRANTS_VERSION);
+    this.gv = buf ? Number(buf.toString()) || 0 : 0;
+    this.gvAt = now;
+    return this.gv;
+  }
+
+  private gv = 0;
+  private gvAt = Number.NEGATIVE_INFINITY;
+
+  /** Bump the grants version (lock held). */
+  bumpGrantsVersionHeld(): void {
+    const buf = this.env.native.getxattrSync(this.root, XATTR_GRANTS_VERSION);
+    this.gv = (buf ? Number(buf.toString()) || 0 : 0) + 1;
+    this.env.native.setxattrSync(this.root, XATTR_GRANTS_VERSION, String(this.gv));
+    this.gvAt = performance.now();
+  }
+
   // ------------------------------------------------------------------ held: only under this.lock
 
   /** Read a record while holding the lock. */
@@ -449,8 +477,8 @@ export class PosixSpace {
     if (!root) return;
     root.tts = tts;
     root.vts = vts;
-    root.gv = (root.gv ?? 0) + 1;
     this.writeHeld([], root);
+    this.bumpGrantsVersionHeld();
   }
 
   /**
@@ -458,12 +486,12 @@ export class PosixSpace {
    * the shape of the tree changed. Call after {@link propagateHeld} (which also writes the root).
    */
   adjustRootHeld(change: { tts?: number; vts?: number; gv?: boolean }): void {
-    if (!change.tts && !change.vts && !change.gv) return;
+    if (change.gv) this.bumpGrantsVersionHeld();
+    if (!change.tts && !change.vts) return;
     const root = this.recordHeld([]);
     if (!root) return;
     if (change.tts) root.tts = Math.max(0, (root.tts ?? 0) + change.tts);
     if (change.vts) root.vts = Math.max(0, (root.vts ?? 0) + change.vts);
-    if (change.gv) root.gv = (root.gv ?? 0) + 1;
     this.writeHeld([], root);
   }
 
