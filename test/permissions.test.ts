@@ -441,4 +441,224 @@ describe.each(drivers)('permissions on %s', (_name, make) => {
     expect((await collect((await eve.read({ resourceId: diary.id })).body!)).toString()).toBe('dear diary');
     await expect(eve.list({ space: home.id }).next()).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
+
+  /** A project space where u is an editor (plus `extra` letters) on the root. */
+  async function editorSpace(
+    extra = '',
+  ): Promise<{ sp: Space; at: (p: string) => { space: string; path: string } }> {
+    const sp = await system.createSpace({ type: 'project', name: `perm ${++n}` });
+    await system.setGrant(
+      { space: sp.id },
+      { grantee: { type: 'user', id: 'u' }, permissions: fromLetters(ROLES.editor + extra) },
+    );
+    return { sp, at: (p: string) => ({ space: sp.id, path: p }) };
+  }
+
+  const denyU = (): Grant => ({
+    grantee: { type: 'user', id: 'u' },
+    permissions: fromLetters(''),
+    deny: true,
+  });
+
+  it('shows each user only the trash they could see before it was deleted', async () => {
+    const { sp, at } = await editorSpace('P');
+    await system.write(at('open.txt'), 'open');
+    await system.write(at('private.txt'), 'private');
+    await system.setGrant(at('private.txt'), denyU());
+    await system.mkdir(at('secret'));
+    await system.write(at('secret/s.txt'), 'secret');
+    await system.setGrant(at('secret'), denyU());
+    await system.mkdir(at('box'));
+    await system.write(at('box/a.txt'), 'a');
+    await system.write(at('box/hidden.txt'), 'hidden');
+    await system.setGrant(at('box/hidden.txt'), denyU());
+    const key = async (p: string) => (await system.stat(at(p))).id.opaqueId;
+    const keys = {
+      open: await key('open.txt'),
+      private: await key('private.txt'),
+      secret: await key('secret/s.txt'),
+      box: await key('box'),
+    };
+    for (const p of ['open.txt', 'private.txt', 'secret/s.txt', 'box']) await system.delete(at(p));
+
+    const u = await system.as('u');
+    const paths = async (who: StorageProvider, key?: string) => {
+      const out: string[] = [];
+      for await (const item of who.listTrash(sp.id, key ? { key } : undefined)) out.push(item.path);
+      return out.sort();
+    };
+    expect(await paths(u)).toEqual(['/box', '/open.txt']);
+    expect(await paths(u, keys.box)).toEqual(['/box/a.txt']);
+    expect(await paths(system)).toEqual(['/box', '/open.txt', '/private.txt', '/secret/s.txt']);
+    // Items u may not see cannot be restored, purged or looked into, and say only "not found".
+    const nothing = { code: 'NOT_FOUND', message: 'not found', reason: undefined };
+    await expect(u.restoreTrash(sp.id, keys.private)).rejects.toMatchObject(nothing);
+    await expect(u.restoreTrash(sp.id, keys.secret)).rejects.toMatchObject(nothing);
+    await expect(u.restoreTrash(sp.id, `${keys.box}/hidden.txt`)).rejects.toMatchObject(nothing);
+    await expect(u.restoreTrash(sp.id, 'no-such-item')).rejects.toMatchObject(nothing);
+    await expect(u.purgeTrash(sp.id, keys.secret)).rejects.toMatchObject(nothing);
+    // Grants on items are shown to those who may list grants only.
+    for await (const item of u.listTrash(sp.id)) expect(item.grants).toBeUndefined();
+    const listed: Record<string, number | undefined> = {};
+    for await (const item of system.listTrash(sp.id)) listed[item.path] = item.grants?.length;
+    expect(listed['/private.txt']).toBe(1);
+    // What u sees, u restores; emptying the trash empties u's part of it.
+    const back = await u.restoreTrash(sp.id, keys.open);
+    expect(back.id.opaqueId).toBe(keys.open);
+    expect((await collect((await u.read(at('open.txt'))).body!)).toString()).toBe('open');
+    await u.purgeTrash(sp.id);
+    expect(await paths(system)).toEqual(['/private.txt', '/secret/s.txt']);
+    // A file whose folder is gone is left to managers.
+    await system.delete(at('secret'));
+    await system.removeGrant(at(''), { type: 'user', id: 'u' });
+    await system.setGrant(at(''), {
+      grantee: { type: 'user', id: 'u' },
+      permissions: fromLetters(ROLES.manager),
+    });
+    expect(await paths(u)).toEqual(['/private.txt', '/secret', '/secret/s.txt']);
+  });
+
+  it('refuses to replace what a user cannot see, and says the same as for what is missing', async () => {
+    const { at } = await editorSpace();
+    await system.write(at('hidden.txt'), 'keep me');
+    await system.setGrant(at('hidden.txt'), denyU());
+    await system.mkdir(at('secret'));
+    await system.write(at('secret/inner.txt'), 'inner');
+    await system.setGrant(at('secret'), denyU());
+    await system.write(at('mine.txt'), 'mine');
+    const u = await system.as('u');
+    await expect(u.write(at('hidden.txt'), 'replaced')).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+    await expect(u.move(at('mine.txt'), at('hidden.txt'), { overwrite: true })).rejects.toMatchObject({
+      code: 'PERMISSION_DENIED',
+    });
+    await expect(u.copy(at('mine.txt'), at('hidden.txt'), { overwrite: true })).rejects.toMatchObject({
+      code: 'PERMISSION_DENIED',
+    });
+    await expect(u.mkdir(at('hidden.txt/sub'), { parents: true })).rejects.toMatchObject({
+      code: 'PERMISSION_DENIED',
+    });
+    // Inside a folder u cannot see, everything reads as if the folder did not exist.
+    const missingParent = { code: 'FAILED_PRECONDITION', reason: 'parent-missing' };
+    await expect(u.write(at('secret/inner.txt'), 'x')).rejects.toMatchObject(missingParent);
+    await expect(u.write(at('nowhere/inner.txt'), 'x')).rejects.toMatchObject(missingParent);
+    await expect(u.mkdir(at('secret/sub'), { parents: true })).rejects.toMatchObject({
+      code: 'PERMISSION_DENIED',
+    });
+    expect((await collect((await system.read(at('hidden.txt'))).body!)).toString()).toBe('keep me');
+    expect((await collect((await system.read(at('secret/inner.txt'))).body!)).toString()).toBe('inner');
+    await expect(system.stat(at('secret/sub'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // Hidden and missing read alike, by path and by id, in calls and in listings.
+    const failure = (p: Promise<unknown>) =>
+      p.then(
+        () => {
+          throw new Error('expected a failure');
+        },
+        (e: StorageError) => e.toJSON(),
+      );
+    const missing = await failure(u.stat(at('missing.txt')));
+    expect(await failure(u.stat(at('hidden.txt')))).toEqual(missing);
+    const id = (await system.stat(at('secret/inner.txt'))).id;
+    expect(await failure(u.stat({ resourceId: id }))).toEqual(missing);
+    expect(await failure(u.list(at('secret')).next())).toEqual(missing);
+  });
+
+  it('keeps a non-shared lock its holder’s, even for someone who knows its id', async () => {
+    const { at } = await editorSpace();
+    for (const id of ['mary']) {
+      await system.setGrant(at(''), {
+        grantee: { type: 'user', id },
+        permissions: fromLetters(ROLES.editor),
+      });
+    }
+    await system.write(at('doc.odt'), 'v1');
+    const u = await system.as('u');
+    const mary = await system.as('mary');
+    await u.setLock(at('doc.odt'), { lockId: 'L1', type: 'exclusive' });
+    const locked = { code: 'LOCKED' };
+    await expect(mary.setLock(at('doc.odt'), { lockId: 'L1', type: 'exclusive' })).rejects.toMatchObject(
+      locked,
+    );
+    await expect(mary.refreshLock(at('doc.odt'), { lockId: 'L1', type: 'exclusive' })).rejects.toMatchObject(
+      locked,
+    );
+    await expect(mary.write(at('doc.odt'), 'mary', { lockId: 'L1' })).rejects.toMatchObject(locked);
+    await expect(mary.delete(at('doc.odt'), { lockId: 'L1' })).rejects.toMatchObject(locked);
+    await expect(mary.setMetadata(at('doc.odt'), { k: 'v' }, { lockId: 'L1' })).rejects.toMatchObject(locked);
+    await expect(mary.unlock(at('doc.odt'), 'L1')).rejects.toMatchObject(locked);
+    expect((await system.getLock(at('doc.odt')))?.user).toBe('u');
+    await u.write(at('doc.odt'), 'u', { lockId: 'L1' });
+    await u.unlock(at('doc.odt'), 'L1');
+    // A shared lock refreshed by someone else stays its holder's.
+    await u.setLock(at('doc.odt'), { lockId: 'S1', type: 'shared', expires: Date.now() + 60_000 });
+    const later = Date.now() + 120_000;
+    const refreshed = await mary.refreshLock(at('doc.odt'), {
+      lockId: 'S1',
+      type: 'exclusive',
+      expires: later,
+    });
+    expect(refreshed).toMatchObject({ lockId: 'S1', type: 'shared', user: 'u', expires: later });
+    await mary.write(at('doc.odt'), 'mary', { lockId: 'S1' });
+  });
+
+  it('lets nobody take another user’s personal space, or bring their own back once disabled', async () => {
+    const eve = await system.as('eve');
+    // Asking for someone else's alias gets one's own personal space.
+    const mine = await eve.createSpace({
+      type: 'personal',
+      name: 'mine',
+      alias: 'personal/mary',
+      owner: { id: 'eve', username: 'eve' },
+    });
+    expect(mine.alias).toBe('personal/eve');
+    expect(mine.owner?.id).toBe('eve');
+    await expect(
+      eve.createSpace({
+        type: 'personal',
+        name: 'x',
+        id: 'chosen-id',
+        owner: { id: 'eve', username: 'eve' },
+      }),
+    ).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+    const mary = await system.as('mary');
+    expect((await mary.personalSpace()).owner?.id).toBe('mary');
+    // An admin disables eve's space (offboarding): eve cannot enable it again, nor disable it herself.
+    const admin = await system.as('admin');
+    await expect(eve.updateSpace(mine.id, { disabled: true })).rejects.toMatchObject({
+      code: 'PERMISSION_DENIED',
+    });
+    await admin.updateSpace(mine.id, { disabled: true });
+    await expect(eve.updateSpace(mine.id, { disabled: false })).rejects.toMatchObject({
+      code: 'PERMISSION_DENIED',
+    });
+    expect((await system.getSpace(mine.id)).disabled).toBe(true);
+    await admin.updateSpace(mine.id, { disabled: false });
+  });
+
+  it('counts only lasting managers when keeping one on a project space', async () => {
+    const alan = await system.as('alan');
+    const sp = await alan.createSpace({ type: 'project', name: `Lasting ${++n}` });
+    const root = { space: sp.id };
+    const alanGrant = (extra: Partial<Grant> = {}): Grant => ({
+      grantee: { type: 'user', id: 'alan' },
+      permissions: fromLetters(ROLES.manager),
+      ...extra,
+    });
+    await expect(alan.setGrant(root, alanGrant({ expires: Date.now() + 3_600_000 }))).rejects.toMatchObject({
+      code: 'FAILED_PRECONDITION',
+    });
+    // A manager grant to a user whose group is denied does not count either.
+    await alan.setGrant(root, {
+      grantee: { type: 'user', id: 'u' },
+      permissions: fromLetters(ROLES.manager),
+    });
+    await alan.setGrant(root, {
+      grantee: { type: 'group', id: 'g1' },
+      permissions: fromLetters(''),
+      deny: true,
+    });
+    await expect(alan.removeGrant(root, { type: 'user', id: 'alan' })).rejects.toMatchObject({
+      code: 'FAILED_PRECONDITION',
+    });
+    expect((await system.listGrants(root)).map((g) => g.grantee.id).sort()).toEqual(['alan', 'g1', 'u']);
+  });
 });

@@ -33,8 +33,6 @@ export type Body = AsyncIterable<Uint8Array | string> | Uint8Array | string;
 /** Options shared by simple mutations. */
 export interface MutationOptions extends LockOptions {
   signal?: AbortSignal;
-  /** Who does it (user id), recorded where the driver keeps such facts (trash, locks, grants). */
-  actor?: string;
 }
 
 /** Capability `copy`: server-side copy (new ids for the copies). */
@@ -90,14 +88,16 @@ export interface LocksFeature {
   set(ref: NodeRef, lock: Lock, opts?: MutationOptions): Promise<Lock>;
   /** Extend (or change) a lock; the caller proves it holds it with its id (or `existingLockId`). */
   refresh(ref: NodeRef, lock: Lock, existingLockId?: string): Promise<Lock>;
-  /** Remove a lock; the id must match. */
-  unlock(ref: NodeRef, lockId: string): Promise<void>;
+  /** Remove a lock; the id must match (and, for a non-shared lock, `opts.actor` be its holder). */
+  unlock(ref: NodeRef, lockId: string, opts?: MutationOptions): Promise<void>;
 }
 
 /** Capability `trash`: delete moves to the space's trash; items keep their ids when restored. */
 export interface TrashFeature {
   /** Items of a space's trash, or (with `key`) the content of a deleted folder. */
   list(spaceId: string, opts?: { key?: string }): AsyncIterable<RecycleItem>;
+  /** One item (or a node inside a deleted folder: `key/relative/path`); NOT_FOUND when absent. */
+  get(spaceId: string, key: string): Promise<RecycleItem>;
   /** Put an item (or a node inside a deleted folder: `key/relative/path`) back, where it was or at `target`. */
   restore(spaceId: string, key: string, opts?: { target?: NodeRef } & MutationOptions): Promise<ResourceInfo>;
   /** Remove an item for good, or (no key) empty the trash. */

@@ -6,7 +6,9 @@
  * - A lock id on a resource that is not locked is ABORTED too (WOPI clients rely on it), for the
  *   resource the mutation is about; other resources it touches (a move's destination) only check
  *   their own lock.
- * - Expired locks are gone. Non-shared locks can only be changed by the user who holds them.
+ * - Expired locks are gone. A non-shared lock is its holder's: nobody else uses its id (to change
+ *   the resource, or to re-lock, refresh or unlock it), even knowing it. A shared lock refreshed by
+ *   someone else stays its holder's.
  *
  * @module
  */
@@ -22,14 +24,20 @@ export function liveLock(lock: Lock | undefined, now = Date.now()): Lock | undef
 
 /**
  * Check a mutation against a resource's lock. `primary` is true for the resource the mutation is
- * about (a lock id without a lock is then refused).
+ * about (a lock id without a lock is then refused); `actor` is who mutates (undefined: the system).
  */
-export function checkLockFor(lock: Lock | undefined, lockId: string | undefined, primary = true): void {
+export function checkLockFor(
+  lock: Lock | undefined,
+  lockId: string | undefined,
+  primary = true,
+  actor?: string,
+): void {
   const live = liveLock(lock);
   if (live) {
     if (!lockId) throw new StorageError('LOCKED', 'the resource is locked');
     if (lockId !== live.lockId)
       throw new StorageError('ABORTED', 'the lock id does not match the lock', { reason: 'condition' });
+    if (heldByOther(live, actor)) throw new StorageError('LOCKED', 'the resource is locked by another user');
   } else if (lockId && primary) {
     throw new StorageError('ABORTED', 'the resource is not locked', { reason: 'condition' });
   }
@@ -41,9 +49,28 @@ export function checkLockChange(current: Lock | undefined, lockId: string, user?
     throw new StorageError('FAILED_PRECONDITION', 'the resource is not locked', { reason: 'condition' });
   if (current.lockId !== lockId)
     throw new StorageError('ABORTED', 'the lock id does not match the lock', { reason: 'condition' });
-  if (current.type !== 'shared' && current.user && user && current.user !== user) {
-    throw new StorageError('LOCKED', 'the resource is locked by another user');
+  if (heldByOther(current, user)) throw new StorageError('LOCKED', 'the resource is locked by another user');
+}
+
+/** A non-shared lock held by someone other than `user` (undefined: the system, which may). */
+function heldByOther(lock: Lock, user: string | undefined): boolean {
+  return lock.type !== 'shared' && !!lock.user && !!user && lock.user !== user;
+}
+
+/**
+ * The lock to store when `next` locks again or refreshes a resource whose live lock is `current`
+ * (LOCKED or ABORTED when `next` may not; `existingLockId` is the id that proves it, when the
+ * refresh changes the id). Someone else refreshing a shared lock only moves its expiry and id.
+ */
+export function lockAfter(current: Lock | undefined, next: Lock, existingLockId?: string): Lock {
+  if (!current) return next;
+  if (existingLockId === undefined && current.lockId !== next.lockId) {
+    throw new StorageError('LOCKED', 'the resource is locked');
   }
+  checkLockChange(current, existingLockId ?? next.lockId, next.user);
+  if (!current.user || !next.user || current.user === next.user) return next;
+  const { expires: _expires, lockId: _id, ...kept } = current;
+  return { ...kept, lockId: next.lockId, ...(next.expires !== undefined && { expires: next.expires }) };
 }
 
 /** Validate a lock from a caller and stamp the holder. */

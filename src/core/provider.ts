@@ -52,6 +52,13 @@ import type {
 } from './types.js';
 import { DEFAULT_FIELDS } from './types.js';
 
+/** NOT_FOUND because the principal may not see it (internal: callers see a plain NOT_FOUND). */
+class Hidden extends StorageError {
+  constructor() {
+    super('NOT_FOUND', 'not found');
+  }
+}
+
 /** Options for {@link StorageProvider}. */
 export interface ProviderOptions {
   /** One driver, or several (each serving its own storage id). */
@@ -179,7 +186,7 @@ export class StorageProvider {
       user = who;
       principal = principalOf(who);
     }
-    return new StorageProvider({ drivers: this.drivers }, this.shared, principal, user);
+    return sealed(new StorageProvider({ drivers: this.drivers }, this.shared, principal, user));
   }
 
   /** The driver serving a storage id (the first one for an empty id). */
@@ -314,14 +321,12 @@ export class StorageProvider {
       a.perms = this.permissionsFor(a, facts);
     } else {
       // A driver that cannot store grants gives a user nothing but its own personal space.
-      if (!this.isOwner(facts)) throw new StorageError('NOT_FOUND', 'resource not found');
+      if (!this.isOwner(facts)) throw new Hidden();
       a = { info: await driver.stat(node, opts), inherited: [], perms: OWNER, facts };
     }
-    if (!a.perms.stat) throw new StorageError('NOT_FOUND', 'resource not found');
+    if (!a.perms.stat) throw new Hidden();
     if (facts.disabled) {
-      if (this.principal && !this.principal.admin && !manages(a.perms)) {
-        throw new StorageError('NOT_FOUND', 'resource not found');
-      }
+      if (this.principal && !this.principal.admin && !manages(a.perms)) throw new Hidden();
       throw new StorageError('FAILED_PRECONDITION', 'the space is disabled', { reason: 'space-disabled' });
     }
     return a;
@@ -374,18 +379,20 @@ export class StorageProvider {
     return a;
   }
 
-  /** Inspect the parent of a node that may not exist yet, and require permissions there. */
+  /**
+   * Inspect the parent of a node that may not exist yet, and require permissions there. Returns the
+   * parent's permissions (everything for the system).
+   */
   private async requireParent(
     driver: Driver,
     node: NodeRef,
     needed: readonly PermissionName[],
-  ): Promise<void> {
-    if (!this.principal) return;
-    const parent = parentOf(node);
+  ): Promise<Permissions> {
+    if (!this.principal) return OWNER;
     try {
-      await this.require(driver, parent, needed);
+      return (await this.require(driver, await this.parentRef(driver, node), needed)).perms;
     } catch (err) {
-      if (StorageError.is(err, 'NOT_FOUND') && !StorageError.is(err, 'PERMISSION_DENIED')) {
+      if (StorageError.is(err, 'NOT_FOUND')) {
         throw new StorageError('FAILED_PRECONDITION', 'parent folder does not exist', {
           reason: 'parent-missing',
         });
@@ -394,17 +401,42 @@ export class StorageProvider {
     }
   }
 
-  /** The node if it exists and this principal may see it; undefined otherwise. */
+  /** The parent of a node: from its path segments, or (an id without a path) from the node itself. */
+  private async parentRef(driver: Driver, node: NodeRef): Promise<NodeRef> {
+    if (node.segments.length) return { ...node, segments: node.segments.slice(0, -1) };
+    const info = await driver.stat(node, { fields: ['parentId'] });
+    if (!info.parentId) throw new StorageError('INVALID_ARGUMENT', 'the space root has no parent');
+    return { spaceId: node.spaceId, nodeId: info.parentId.opaqueId, segments: [] };
+  }
+
+  /**
+   * What is at a node for this principal: nothing, something it may not see, or the node with its
+   * permissions. Writers must not replace what they cannot see.
+   */
   private async probe(
     driver: Driver,
     node: NodeRef,
-  ): Promise<(Inspected & { perms: Permissions }) | undefined> {
+  ): Promise<
+    { state: 'missing' } | { state: 'hidden' } | ({ state: 'visible' } & Inspected & { perms: Permissions })
+  > {
     try {
-      return await this.access(driver, node, { fields: ['lock'] });
+      return { state: 'visible', ...(await this.access(driver, node, { fields: ['lock'] })) };
     } catch (err) {
-      if (StorageError.is(err, 'NOT_FOUND')) return undefined;
+      if (err instanceof Hidden) return { state: 'hidden' };
+      if (StorageError.is(err, 'NOT_FOUND')) return { state: 'missing' };
       throw err;
     }
+  }
+
+  /**
+   * Refuse to replace a node the principal cannot see. In a folder they cannot see either, the
+   * answer is the one a missing node gets (the parent "does not exist"); in a folder they can see,
+   * a plain PERMISSION_DENIED, nothing more said.
+   */
+  private async refuseHidden(driver: Driver, node: NodeRef, p: { state: string }): Promise<void> {
+    if (p.state !== 'hidden') return;
+    await this.requireParent(driver, node, []);
+    throw new StorageError('PERMISSION_DENIED', 'not allowed');
   }
 
   private mutation<T extends MutationOptions>(opts: T | undefined): T {
@@ -418,6 +450,11 @@ export class StorageProvider {
     const fields = opts?.fields ?? DEFAULT_FIELDS;
     if (fields.includes('permissions')) info.permissions = perms;
     if (!fields.includes('grants') || !perms.listGrants) delete info.grants;
+    if (!perms.getPath) {
+      // Without getPath (an uploader's file drop) the names above are not the caller's business.
+      info.path = `/${info.name}`;
+      delete info.parentId;
+    }
     return info;
   }
 
@@ -485,8 +522,21 @@ export class StorageProvider {
     }
     const p = this.principal;
     if (p && !p.admin) {
-      if (input.type === 'personal' && input.owner?.id !== p.userId) {
-        throw new StorageError('PERMISSION_DENIED', 'only an admin creates personal spaces for others');
+      if (input.type === 'personal') {
+        // Nobody picks someone else's alias, owner or id: a session gets its own personal space.
+        if (!this.user || input.owner?.id !== p.userId || input.id !== undefined) {
+          throw new StorageError('PERMISSION_DENIED', 'only an admin creates personal spaces for others');
+        }
+        input = {
+          ...input,
+          alias: `personal/${this.user.username}`,
+          owner: {
+            id: this.user.id,
+            username: this.user.username,
+            ...(this.user.idp && { idp: this.user.idp }),
+            ...(this.user.displayName && { displayName: this.user.displayName }),
+          },
+        };
       }
       if (input.type === 'project' && !p.createSpaces) {
         throw new StorageError('PERMISSION_DENIED', 'not allowed to create project spaces');
@@ -548,7 +598,15 @@ export class StorageProvider {
     const feature = driver.features.spaces;
     if (!feature)
       throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" cannot change spaces`);
-    await this.requireSpaceManager(driver, spaceId);
+    const current = await this.requireSpaceManager(driver, spaceId);
+    if (
+      input.disabled !== undefined &&
+      current.type === 'personal' &&
+      this.principal &&
+      !this.principal.admin
+    ) {
+      throw new StorageError('PERMISSION_DENIED', 'only an admin disables or restores a personal space');
+    }
     if (input.quota !== undefined && this.principal && !this.principal.admin) {
       throw new StorageError('PERMISSION_DENIED', 'only an admin sets quotas');
     }
@@ -640,6 +698,7 @@ export class StorageProvider {
   }
 
   private async checkEnabled(driver: Driver, node: NodeRef): Promise<void> {
+    if (this.principal) return; // sessions: access() decides, and says NOT_FOUND to non-managers
     if ((await this.facts(driver, node.spaceId)).disabled) {
       throw new StorageError('FAILED_PRECONDITION', 'the space is disabled', { reason: 'space-disabled' });
     }
@@ -689,16 +748,18 @@ export class StorageProvider {
       throw new StorageError('INVALID_ARGUMENT', 'mtime must be a finite number of milliseconds');
     }
     await this.checkEnabled(driver, node);
-    let perms: Permissions = { ...ALL };
+    let perms: Permissions = OWNER;
     if (this.principal) {
       const existing = await this.probe(driver, node);
-      if (existing) {
+      await this.refuseHidden(driver, node, existing);
+      if (existing.state === 'visible') {
         if (existing.info.type === 'file' && !existing.perms.initiateFileUpload) {
           throw new StorageError('PERMISSION_DENIED', 'not allowed: initiateFileUpload');
         }
         perms = existing.perms;
       } else {
-        await this.requireParent(driver, node, ['initiateFileUpload']);
+        // A new file has no grants of its own: it has what its folder gives.
+        perms = await this.requireParent(driver, node, ['initiateFileUpload']);
       }
     }
     const info = await driver.write(node, body, this.mutation(opts));
@@ -718,11 +779,12 @@ export class StorageProvider {
     for (let i = 1; i <= node.segments.length; i++) {
       const step: NodeRef = { ...node, segments: node.segments.slice(0, i) };
       const seen = this.principal ? await this.probe(driver, step) : undefined;
-      if (seen) {
+      if (seen) await this.refuseHidden(driver, step, seen);
+      if (seen?.state === 'visible') {
         if (seen.info.type !== 'folder') {
           throw new StorageError('ALREADY_EXISTS', `"${step.segments.join('/')}" exists and is a file`);
         }
-        last = seen.info;
+        last = this.present(seen.info, seen.perms);
         continue;
       }
       await this.requireParent(driver, step, ['createContainer']);
@@ -730,7 +792,14 @@ export class StorageProvider {
         last = await driver.mkdir(step, mo);
       } catch (err) {
         if (!StorageError.is(err, 'ALREADY_EXISTS')) throw err;
-        last = await driver.stat(step);
+        if (this.principal) {
+          const again = await this.probe(driver, step);
+          await this.refuseHidden(driver, step, again);
+          if (again.state !== 'visible') throw err;
+          last = this.present(again.info, again.perms);
+        } else {
+          last = await driver.stat(step);
+        }
         if (last.type !== 'folder') {
           throw new StorageError('ALREADY_EXISTS', `"${step.segments.join('/')}" exists and is a file`);
         }
@@ -766,8 +835,10 @@ export class StorageProvider {
       ]);
       if (opts?.overwrite) {
         const target = await this.probe(b.driver, b.node);
-        if (target && !target.perms.delete)
+        await this.refuseHidden(b.driver, b.node, target);
+        if (target.state === 'visible' && !target.perms.delete) {
           throw new StorageError('PERMISSION_DENIED', 'not allowed: delete');
+        }
       }
     }
     return a.driver.move(a.node, b.node, this.mutation(opts));
@@ -798,8 +869,10 @@ export class StorageProvider {
       ]);
       if (opts?.overwrite) {
         const target = await this.probe(b.driver, b.node);
-        if (target && !target.perms.delete)
+        await this.refuseHidden(b.driver, b.node, target);
+        if (target.state === 'visible' && !target.perms.delete) {
           throw new StorageError('PERMISSION_DENIED', 'not allowed: delete');
+        }
       }
     }
     return feature.copy(a.node, b.node, this.mutation(opts));
@@ -810,7 +883,7 @@ export class StorageProvider {
     for await (const child of driver.list(node, { fields: ['grants'] })) {
       const p = child.grants?.length ? applyOwnGrants(this.principal!, perms, child.grants) : perms;
       if (!p.initiateFileDownload || (child.type === 'folder' && !p.listContainer)) {
-        throw new StorageError('PERMISSION_DENIED', `not allowed to read "${printable(child.path)}"`);
+        throw new StorageError('PERMISSION_DENIED', 'not allowed to read everything in that folder');
       }
       if (child.type === 'folder')
         await this.requireReadableTree(
@@ -915,14 +988,30 @@ export class StorageProvider {
       ...own.filter((g) => granteeKey(g.grantee) !== key),
       ...(replacement ? [replacement] : []),
     ];
-    const now = Date.now();
-    const isManager = (g: Grant) =>
-      !g.deny && (g.expires === undefined || g.expires > now) && manages(g.permissions);
-    if (own.some(isManager) && !after.some(isManager)) {
+    if ((await this.managersAmong(own)) > 0 && (await this.managersAmong(after)) === 0) {
       throw new StorageError('FAILED_PRECONDITION', 'a project space needs at least one manager', {
         reason: 'condition',
       });
     }
+  }
+
+  /**
+   * How many grants among a space root's make a lasting manager: not expiring, not denied (for a
+   * user: no deny on the user or, when the identity source knows them, on one of their groups).
+   */
+  private async managersAmong(grants: readonly Grant[]): Promise<number> {
+    const denied = new Set(grants.filter((g) => g.deny).map((g) => granteeKey(g.grantee)));
+    let n = 0;
+    for (const g of grants) {
+      if (g.deny || g.expires !== undefined || !manages(g.permissions) || denied.has(granteeKey(g.grantee)))
+        continue;
+      if (g.grantee.type === 'user' && this.shared.identity) {
+        const user = await this.shared.identity.getUser(g.grantee.id);
+        if (user?.groups?.some((id) => denied.has(`g:${id}`))) continue;
+      }
+      n++;
+    }
+    return n;
   }
 
   /** Deny a grantee everything on a resource and below (`denyGrant`). */
@@ -980,14 +1069,8 @@ export class StorageProvider {
     const { driver, node } = await this.resolve(ref);
     const l = this.locksOf(driver);
     await this.checkEnabled(driver, node);
-    if (this.principal) {
-      await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
-      const current = await l.get(node);
-      if (current && current.type !== 'shared' && current.user && current.user !== this.principal.userId) {
-        throw new StorageError('LOCKED', 'the resource is locked by another user');
-      }
-    }
-    return l.unlock(node, lockId);
+    if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
+    return l.unlock(node, lockId, this.mutation({}));
   }
 
   // ================================================================ trash
@@ -1003,13 +1086,94 @@ export class StorageProvider {
     return { driver, root: { spaceId, segments: [] } };
   }
 
-  /** Items in a space's trash (or, with `key`, inside a deleted folder). */
+  /**
+   * Who sees which trash items. Space managers and admins see the whole trash; others (with
+   * `listRecycle` on the space root) see an item when they could see it before it was deleted: the
+   * folder it was deleted from lets them list it now, and no grant on the item (or on the deleted
+   * folders it sits in) hides it. Items of a folder that no longer exists are left to managers.
+   */
+  private async trashView(
+    driver: Driver,
+    root: NodeRef,
+    needed: PermissionName,
+  ): Promise<{ all: boolean; perms: (item: RecycleItem | string) => Promise<Permissions | undefined> }> {
+    if (!this.principal) return { all: true, perms: async () => OWNER };
+    const a = await this.require(driver, root, [needed], { fields: [] });
+    if (this.principal.admin || manages(a.perms)) return { all: true, perms: async () => a.perms };
+    const t = this.trashOf(driver);
+    const principal = this.principal;
+    const memo = new Map<string, Promise<Permissions | undefined>>();
+    const ofFolder = (path: string): Promise<Permissions | undefined> => {
+      const k = `p:${path}`;
+      let p = memo.get(k);
+      if (!p) {
+        p = this.access(driver, { spaceId: root.spaceId, segments: splitPath(path) }, { fields: [] }).then(
+          (x) => (x.info.type === 'folder' && x.perms.listContainer ? x.perms : undefined),
+          (err) => {
+            if (StorageError.is(err, 'NOT_FOUND')) return undefined;
+            throw err;
+          },
+        );
+        memo.set(k, p);
+      }
+      return p;
+    };
+    const ofItem = (item: RecycleItem | string): Promise<Permissions | undefined> => {
+      const key = typeof item === 'string' ? item : item.key;
+      const k = `k:${key}`;
+      let p = memo.get(k);
+      if (!p) {
+        p = (async () => {
+          const it = typeof item === 'string' ? await t.get(root.spaceId, key) : item;
+          const cut = key.lastIndexOf('/');
+          const above =
+            cut < 0
+              ? await ofFolder(it.path.slice(0, it.path.lastIndexOf('/')) || '/')
+              : await ofItem(key.slice(0, cut)).then((x) => (x?.listContainer ? x : undefined));
+          if (!above) return undefined;
+          const perms = it.grants?.length ? applyOwnGrants(principal, above, it.grants) : above;
+          return perms.stat ? perms : undefined;
+        })();
+        memo.set(k, p);
+      }
+      return p;
+    };
+    return { all: false, perms: ofItem };
+  }
+
+  /** An item as a caller gets it: its grants only for those who may list them. */
+  private presentItem(item: RecycleItem, perms: Permissions): RecycleItem {
+    if (this.principal && !perms.listGrants) delete item.grants;
+    return item;
+  }
+
+  /** Items in a space's trash (or, with `key`, inside a deleted folder) that the caller may see. */
   async *listTrash(space: string, opts?: { key?: string }): AsyncGenerator<RecycleItem> {
     const { driver, root } = await this.spaceRoot(space);
     const t = this.trashOf(driver);
     await this.checkEnabled(driver, root);
-    if (this.principal) await this.require(driver, root, ['listRecycle'], { fields: [] });
-    yield* t.list(root.spaceId, opts);
+    const view = await this.trashView(driver, root, 'listRecycle');
+    if (opts?.key !== undefined && !view.all) {
+      const folder = await view.perms(String(opts.key).replace(/\/+$/, ''));
+      if (!folder?.listContainer) throw new Hidden();
+    }
+    for await (const item of t.list(root.spaceId, opts)) {
+      const perms = await view.perms(item);
+      if (perms) yield this.presentItem(item, perms);
+    }
+  }
+
+  /** A trash item the caller may see (NOT_FOUND otherwise), with what they may do with it. */
+  private async visibleItem(
+    driver: Driver,
+    root: NodeRef,
+    key: string,
+    needed: PermissionName,
+  ): Promise<RecycleItem> {
+    const view = await this.trashView(driver, root, needed);
+    const item = await this.trashOf(driver).get(root.spaceId, String(key).replace(/\/+$/, ''));
+    if (!(await view.perms(item))) throw new Hidden();
+    return item;
   }
 
   /** Restore a trash item where it was, or at `target`; it keeps its id. */
@@ -1033,20 +1197,48 @@ export class StorageProvider {
       target = r.node;
     }
     if (this.principal) {
-      await this.require(driver, root, ['restoreRecycleItem'], { fields: [] });
-      if (target) await this.requireParent(driver, target, ['initiateFileUpload']);
+      const item = await this.visibleItem(driver, root, key, 'restoreRecycleItem');
+      // Putting it back is creating it there: the destination folder must allow that.
+      const dest = target ?? { spaceId: root.spaceId, segments: splitPath(item.path) };
+      await this.requireParent(driver, dest, [
+        item.type === 'folder' ? 'createContainer' : 'initiateFileUpload',
+      ]);
     }
     const { target: _ignored, ...rest } = opts ?? {};
-    return t.restore(root.spaceId, key, { ...this.mutation(rest), ...(target && { target }) });
+    const info = await t.restore(root.spaceId, key, { ...this.mutation(rest), ...(target && { target }) });
+    if (!this.principal) return info;
+    return this.present(
+      info,
+      (
+        await this.access(
+          driver,
+          { spaceId: root.spaceId, nodeId: info.id.opaqueId, segments: [] },
+          { fields: [] },
+        )
+      ).perms,
+    );
   }
 
-  /** Remove a trash item for good, or (no key) empty the trash. */
+  /**
+   * Remove a trash item for good, or (no key) empty the trash: all of it for managers, what the
+   * caller sees for others.
+   */
   async purgeTrash(space: string, key?: string): Promise<void> {
     const { driver, root } = await this.spaceRoot(space);
     const t = this.trashOf(driver);
     await this.checkEnabled(driver, root);
-    if (this.principal) await this.require(driver, root, ['purgeRecycle'], { fields: [] });
-    return t.purge(root.spaceId, key);
+    if (key !== undefined) {
+      if (this.principal) await this.visibleItem(driver, root, key, 'purgeRecycle');
+      return t.purge(root.spaceId, key);
+    }
+    const view = await this.trashView(driver, root, 'purgeRecycle');
+    if (view.all) return t.purge(root.spaceId);
+    for await (const item of t.list(root.spaceId)) {
+      if (!(await view.perms(item))) continue;
+      await t.purge(root.spaceId, item.key).catch((err: unknown) => {
+        if (!StorageError.is(err, 'NOT_FOUND')) throw err; // purged meanwhile
+      });
+    }
   }
 
   // ================================================================ versions
@@ -1109,6 +1301,53 @@ function manages(p: Permissions): boolean {
   return p.addGrant && p.removeGrant && p.updateGrant;
 }
 
+/**
+ * A session as its caller holds it: every NOT_FOUND it throws reads the same ("not found", no
+ * reason), so an answer never tells what exists but is hidden from what does not exist.
+ */
+function sealed(session: StorageProvider): StorageProvider {
+  const plain = (err: unknown): unknown =>
+    StorageError.is(err, 'NOT_FOUND') ? new StorageError('NOT_FOUND', 'not found') : err;
+  async function* guard<T>(it: AsyncGenerator<T>): AsyncGenerator<T> {
+    try {
+      return yield* it;
+    } catch (err) {
+      throw plain(err);
+    }
+  }
+  const wrapped = new Map<PropertyKey, unknown>();
+  return new Proxy(session, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function' || prop === 'constructor') return value;
+      let w = wrapped.get(prop);
+      if (!w) {
+        const fn = value as (...args: unknown[]) => unknown;
+        w = (...args: unknown[]): unknown => {
+          let out: unknown;
+          try {
+            out = fn.apply(target, args);
+          } catch (err) {
+            throw plain(err);
+          }
+          if (out instanceof Promise) return out.catch((err: unknown) => Promise.reject(plain(err)));
+          if (
+            out &&
+            typeof out === 'object' &&
+            Symbol.asyncIterator in out &&
+            typeof (out as AsyncGenerator<unknown>).next === 'function'
+          ) {
+            return guard(out as AsyncGenerator<unknown>);
+          }
+          return out;
+        };
+        wrapped.set(prop, w);
+      }
+      return w;
+    },
+  });
+}
+
 /** Apply a node's own grants on top of what it inherits. */
 function applyOwnGrants(principal: Principal, inherited: Permissions, own: readonly Grant[]): Permissions {
   const extra = effectivePermissions(principal, [own]);
@@ -1123,10 +1362,6 @@ function applyOwnGrants(principal: Principal, inherited: Permissions, own: reado
   const out = { ...inherited };
   for (const k of Object.keys(extra) as PermissionName[]) if (extra[k]) out[k] = true;
   return out;
-}
-
-function parentOf(node: NodeRef): NodeRef {
-  return { ...node, segments: node.segments.slice(0, -1) };
 }
 
 /** Largest arbitrary-metadata value accepted, in UTF-8 bytes. */

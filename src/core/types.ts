@@ -199,6 +199,11 @@ export interface ReadResult {
 export interface LockOptions {
   /** The lock id the caller holds; required when the resource is locked. */
   lockId?: string;
+  /**
+   * Who does it (user id; undefined = the system). Drivers record it where they keep such facts
+   * (trash, locks, grants) and refuse a non-shared lock's id from anyone but its holder.
+   */
+  actor?: string;
 }
 
 /** Options for {@link Driver.write}. */
@@ -294,6 +299,11 @@ export interface RecycleItem {
   deleted: number;
   /** Who deleted it (user id), when known. */
   deletedBy?: string;
+  /**
+   * Grants set on the node itself when it was deleted (so a trash listing shows a user only what
+   * they could see before). Providers hand it out only to those who may list grants.
+   */
+  grants?: Grant[];
 }
 
 /** A previous content of a file. */

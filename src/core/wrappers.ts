@@ -23,7 +23,7 @@ const READ_METHODS: { readonly [K in FeatureName]-?: readonly string[] } = {
   spaces: [],
   grants: ['list', 'inspect'],
   locks: ['get'],
-  trash: ['list'],
+  trash: ['list', 'get'],
   versions: ['list', 'read'],
   quota: ['enforced'],
 };

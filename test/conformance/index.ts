@@ -1175,6 +1175,24 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect((await storage.listVersions(at(sp, 'f'))).map((v) => v.size)).toEqual([1]);
         await expectCode(storage.listVersions(at(sp, '')), 'FAILED_PRECONDITION', 'is-folder');
       });
+
+      it('counts a deleted file as trash and its versions as versions, until purged', async () => {
+        if (!features.trash) return;
+        const sp = await newSpace();
+        await put(sp, 'doc', 'first');
+        const doc = await put(sp, 'doc', 'second!');
+        await storage.delete(at(sp, 'doc'));
+        const usage = async () => (await storage.getSpace(sp.id)).usage;
+        expect(await usage()).toEqual({ files: 0, trash: 7, versions: 5 });
+        await storage.restoreTrash(sp.id, doc.id.opaqueId);
+        expect(await usage()).toEqual({ files: 7, trash: 0, versions: 5 });
+        await storage.delete(at(sp, 'doc'));
+        await storage.purgeTrash(sp.id, doc.id.opaqueId);
+        // Purged content may be removed in the background: the count follows shortly.
+        const until = Date.now() + 5000;
+        while ((await usage())?.versions && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+        expect(await usage()).toEqual({ files: 0, trash: 0, versions: 0 });
+      });
     });
 
     // ------------------------------------------------------------------ locks

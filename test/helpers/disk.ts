@@ -12,7 +12,7 @@ export interface DiskNode {
     tm?: number;
     tts?: number;
     vts?: number;
-    ck?: Record<string, string>;
+    tr?: unknown;
   };
 }
 

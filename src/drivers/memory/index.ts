@@ -12,7 +12,7 @@ import { checkWriteConditions, evaluateConditions, resolveRange } from '../../co
 import type { Body, Driver, Features, Inspected, MutationOptions } from '../../core/driver.js';
 import { StorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime } from '../../core/etag.js';
-import { checkLockChange, checkLockFor, liveLock, newLock } from '../../core/locks.js';
+import { checkLockChange, checkLockFor, liveLock, lockAfter, newLock } from '../../core/locks.js';
 import { FOLDER_MIME_TYPE, mimeTypeOf } from '../../core/mime.js';
 import { type Grant, type Grantee, granteeKey } from '../../core/permissions.js';
 import { checkName, printable, slugify } from '../../core/refs.js';
@@ -133,10 +133,11 @@ class MemoryDriver implements Driver {
         get: async (r: NodeRef) => liveLock(this.lookup(r).node.lock),
         set: (r: NodeRef, l: Lock, o?: MutationOptions) => this.setLock(r, l, o),
         refresh: (r: NodeRef, l: Lock, existing?: string) => this.refreshLock(r, l, existing),
-        unlock: (r: NodeRef, id: string) => this.unlock(r, id),
+        unlock: (r: NodeRef, id: string, o?: MutationOptions) => this.unlock(r, id, o),
       }),
       trash: Object.freeze({
         list: (spaceId: string, o?: { key?: string }) => this.listTrash(spaceId, o),
+        get: async (spaceId: string, key: string) => this.trashItem(spaceId, key),
         restore: (spaceId: string, key: string, o?: { target?: NodeRef } & MutationOptions) =>
           this.restoreTrash(spaceId, key, o),
         purge: (spaceId: string, key?: string) => this.purgeTrash(spaceId, key),
@@ -428,9 +429,8 @@ class MemoryDriver implements Driver {
     parent.children.delete(node.name);
     this.forget(s, node);
     this.propagate(parent, -size);
-    const versions = this.versionBytes(node);
-    s.versionsSize -= versions;
-    s.trashSize += size + versions;
+    // The versions of its files stay where they are (counted as versions) until it is purged.
+    s.trashSize += size;
     s.trash.set(node.id, { node, path, deleted: Date.now(), ...(by && { by }) });
   }
 
@@ -484,7 +484,7 @@ class MemoryDriver implements Driver {
     if (target.existing?.kind === 'folder') {
       throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
     }
-    if (target.existing) checkLockFor(target.existing.lock, opts?.lockId);
+    if (target.existing) checkLockFor(target.existing.lock, opts?.lockId, true, opts?.actor);
     checkWriteConditions(opts?.conditions, target.existing && this.info(target.s, target.existing));
     if (opts?.size !== undefined) this.checkQuota(target.s, opts.size);
     const acc = new ChecksumAccumulator();
@@ -525,7 +525,7 @@ class MemoryDriver implements Driver {
     if (existing?.kind === 'folder') {
       throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
     }
-    if (existing) checkLockFor(existing.lock, opts?.lockId);
+    if (existing) checkLockFor(existing.lock, opts?.lockId, true, opts?.actor);
     checkWriteConditions(opts?.conditions, existing && this.info(target.s, existing));
     const content = Buffer.concat(parts);
     this.checkQuota(target.s, content.length);
@@ -592,7 +592,7 @@ class MemoryDriver implements Driver {
   async delete(ref: NodeRef, opts?: MutationOptions): Promise<ResourceInfo> {
     const { s, node } = this.lookup(ref);
     if (!node.parent) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be deleted');
-    checkLockFor(node.lock, opts?.lockId);
+    checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
     const info = this.info(s, node);
     this.toTrash(s, node, opts?.actor);
     return info;
@@ -618,11 +618,11 @@ class MemoryDriver implements Driver {
         });
       }
     }
-    checkLockFor(node.lock, opts?.lockId);
+    checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
     if (t.existing) {
       if (!opts?.overwrite) throw new StorageError('ALREADY_EXISTS', `"${printable(t.name)}" already exists`);
       this.refuseAncestor(node, t.existing);
-      checkLockFor(t.existing.lock, opts?.lockId, false);
+      checkLockFor(t.existing.lock, opts?.lockId, false, opts?.actor);
       this.toTrash(s, t.existing);
     }
     const size = this.sizeOf(node);
@@ -655,7 +655,7 @@ class MemoryDriver implements Driver {
     if (t.existing) {
       if (!opts?.overwrite) throw new StorageError('ALREADY_EXISTS', `"${printable(t.name)}" already exists`);
       this.refuseAncestor(node, t.existing);
-      checkLockFor(t.existing.lock, opts?.lockId, false);
+      checkLockFor(t.existing.lock, opts?.lockId, false, opts?.actor);
     }
     this.checkQuota(t.s, this.sizeOf(node));
     if (t.existing) this.toTrash(t.s, t.existing);
@@ -697,13 +697,13 @@ class MemoryDriver implements Driver {
     opts?: MutationOptions,
   ): Promise<void> {
     const { node } = this.lookup(ref);
-    checkLockFor(node.lock, opts?.lockId);
+    checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
     for (const [k, v] of Object.entries(values)) node.metadata.set(k, v);
   }
 
   private async unsetMetadata(ref: NodeRef, keys: readonly string[], opts?: MutationOptions): Promise<void> {
     const { node } = this.lookup(ref);
-    checkLockFor(node.lock, opts?.lockId);
+    checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
     for (const k of keys) node.metadata.delete(k);
   }
 
@@ -711,13 +711,13 @@ class MemoryDriver implements Driver {
 
   private async setGrant(ref: NodeRef, grant: Grant, opts?: MutationOptions): Promise<void> {
     const { node } = this.lookup(ref);
-    checkLockFor(node.lock, opts?.lockId);
+    checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
     node.grants.set(granteeKey(grant.grantee), structuredClone(grant));
   }
 
   private async removeGrant(ref: NodeRef, grantee: Grantee, opts?: MutationOptions): Promise<boolean> {
     const { node } = this.lookup(ref);
-    checkLockFor(node.lock, opts?.lockId);
+    checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
     return node.grants.delete(granteeKey(grantee));
   }
 
@@ -733,50 +733,61 @@ class MemoryDriver implements Driver {
 
   private async setLock(ref: NodeRef, lock: Lock, opts?: MutationOptions): Promise<Lock> {
     const { node } = this.lookup(ref);
-    const current = liveLock(node.lock);
-    if (current && current.lockId !== lock.lockId) throw new StorageError('LOCKED', 'the resource is locked');
-    node.lock = newLock(lock, opts?.actor);
+    node.lock = lockAfter(liveLock(node.lock), newLock(lock, opts?.actor));
     return { ...node.lock };
   }
 
   private async refreshLock(ref: NodeRef, lock: Lock, existingLockId?: string): Promise<Lock> {
     const { node } = this.lookup(ref);
-    checkLockChange(liveLock(node.lock), existingLockId ?? lock.lockId, lock.user);
-    node.lock = newLock(lock, lock.user);
+    const current = liveLock(node.lock);
+    checkLockChange(current, existingLockId ?? lock.lockId, lock.user);
+    node.lock = lockAfter(current, newLock(lock, lock.user), existingLockId ?? lock.lockId);
     return { ...node.lock };
   }
 
-  private async unlock(ref: NodeRef, lockId: string): Promise<void> {
+  private async unlock(ref: NodeRef, lockId: string, opts?: MutationOptions): Promise<void> {
     const { node } = this.lookup(ref);
-    checkLockChange(liveLock(node.lock), lockId);
+    checkLockChange(liveLock(node.lock), lockId, opts?.actor);
     delete node.lock;
   }
 
   // ------------------------------------------------------------------ trash
 
-  private async *listTrash(spaceId: string, opts?: { key?: string }): AsyncGenerator<RecycleItem> {
-    const s = this.space(spaceId);
-    const st = this.storageId;
-    const item = (node: MNode, key: string, path: string, t: MTrash): RecycleItem => ({
+  private recycleItem(s: MSpace, node: MNode, key: string, path: string, t: MTrash): RecycleItem {
+    const grants = this.grantsOf(node);
+    return {
       key,
-      id: { storageId: st, spaceId: s.space.id, opaqueId: node.id },
+      id: { storageId: this.storageId, spaceId: s.space.id, opaqueId: node.id },
       type: node.kind === 'file' ? 'file' : 'folder',
       path,
       size: this.sizeOf(node),
       deleted: t.deleted,
       ...(t.by && { deletedBy: t.by }),
-    });
+      ...(grants.length && { grants }),
+    };
+  }
+
+  private async *listTrash(spaceId: string, opts?: { key?: string }): AsyncGenerator<RecycleItem> {
+    const s = this.space(spaceId);
     if (!opts?.key) {
-      for (const [id, t] of s.trash) yield item(t.node, id, t.path, t);
+      for (const [id, t] of [...s.trash]) yield this.recycleItem(s, t.node, id, t.path, t);
       return;
     }
     const { trashed, node, rel } = this.trashNode(s, opts.key);
     if (node.kind !== 'folder')
       throw new StorageError('FAILED_PRECONDITION', 'not a folder', { reason: 'not-folder' });
     const base = rel ? `${trashed.path}/${rel}` : trashed.path;
-    for (const [name, child] of node.children) {
-      yield item(child, `${opts.key.replace(/\/+$/, '')}/${name}`, `${base}/${name}`, trashed);
+    const prefix = rel ? `${trashed.node.id}/${rel}` : trashed.node.id;
+    for (const [name, child] of [...node.children]) {
+      yield this.recycleItem(s, child, `${prefix}/${name}`, `${base}/${name}`, trashed);
     }
+  }
+
+  private trashItem(spaceId: string, key: string): RecycleItem {
+    const s = this.space(spaceId);
+    const { trashed, node, rel } = this.trashNode(s, key);
+    const k = rel ? `${trashed.node.id}/${rel}` : trashed.node.id;
+    return this.recycleItem(s, node, k, rel ? `${trashed.path}/${rel}` : trashed.path, trashed);
   }
 
   private trashNode(s: MSpace, key: string): { trashed: MTrash; node: MNode; rel: string } {
@@ -808,7 +819,6 @@ class MemoryDriver implements Driver {
       });
     if (t.existing) throw new StorageError('ALREADY_EXISTS', `"${printable(t.name)}" already exists`);
     const size = this.sizeOf(node);
-    const versions = this.versionBytes(node);
     if (rel) {
       const parent = node.parent!;
       parent.children.delete(node.name);
@@ -817,8 +827,7 @@ class MemoryDriver implements Driver {
     } else {
       s.trash.delete(node.id);
     }
-    s.trashSize -= size + versions;
-    s.versionsSize += versions;
+    s.trashSize -= size;
     node.name = t.name;
     node.parent = t.parent;
     t.parent.children.set(t.name, node);
@@ -830,21 +839,24 @@ class MemoryDriver implements Driver {
   private async purgeTrash(spaceId: string, key?: string): Promise<void> {
     const s = this.space(spaceId);
     if (key === undefined) {
+      // Gone for good, with the versions of their files.
+      for (const t of s.trash.values()) s.versionsSize -= this.versionBytes(t.node);
       s.trash.clear();
       s.trashSize = 0;
       return;
     }
     const { trashed, node, rel } = this.trashNode(s, key);
-    const bytes = this.sizeOf(node) + this.versionBytes(node);
+    const size = this.sizeOf(node);
     if (rel) {
       const parent = node.parent!;
       parent.children.delete(node.name);
       for (let p: MFolder | undefined = parent; p && p !== trashed.node.parent; p = p.parent)
-        p.treeSize -= this.sizeOf(node);
+        p.treeSize -= size;
     } else {
       s.trash.delete(trashed.node.id);
     }
-    s.trashSize -= bytes;
+    s.trashSize -= size;
+    s.versionsSize -= this.versionBytes(node);
   }
 
   // ------------------------------------------------------------------ versions
@@ -887,7 +899,7 @@ class MemoryDriver implements Driver {
 
   private async restoreVersion(ref: NodeRef, key: string, opts?: MutationOptions): Promise<ResourceInfo> {
     const { s, node } = this.file(ref);
-    checkLockFor(node.lock, opts?.lockId);
+    checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
     const i = node.versions.findIndex((x) => x.key === key);
     if (i < 0) throw new StorageError('NOT_FOUND', 'no such version');
     const [v] = node.versions.splice(i, 1);

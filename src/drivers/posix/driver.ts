@@ -23,7 +23,7 @@ import { checkWriteConditions, evaluateConditions, resolveRange } from '../../co
 import type { Body, Driver, Features, Inspected, MutationOptions } from '../../core/driver.js';
 import { StorageError, toStorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime, nowUs } from '../../core/etag.js';
-import { checkLockChange, checkLockFor, liveLock, newLock } from '../../core/locks.js';
+import { checkLockChange, checkLockFor, liveLock, lockAfter, newLock } from '../../core/locks.js';
 import { FOLDER_MIME_TYPE, mimeTypeOf } from '../../core/mime.js';
 import {
   decodeGrant,
@@ -266,11 +266,13 @@ class Posix implements PosixDriver {
         set: (r: NodeRef, l: Lock, o?: MutationOptions) => this.setLock(r, l, o).catch(rethrow('lock')),
         refresh: (r: NodeRef, l: Lock, existing?: string) =>
           this.refreshLock(r, l, existing).catch(rethrow('lock')),
-        unlock: (r: NodeRef, id: string) => this.unlock(r, id).catch(rethrow('unlock')),
+        unlock: (r: NodeRef, id: string, o?: MutationOptions) =>
+          this.unlock(r, id, o).catch(rethrow('unlock')),
       }),
       ...(this.trash && {
         trash: Object.freeze({
           list: (spaceId: string, o?: { key?: string }) => guardIter('trash', this.listTrash(spaceId, o)),
+          get: (spaceId: string, key: string) => this.trashItem(spaceId, key).catch(rethrow('trash')),
           restore: (spaceId: string, key: string, o?: { target?: NodeRef } & MutationOptions) =>
             this.restoreTrash(spaceId, key, o).catch(rethrow('restore')),
           purge: (spaceId: string, key?: string) => this.purgeTrash(spaceId, key).catch(rethrow('purge')),
@@ -1250,7 +1252,7 @@ class Posix implements PosixDriver {
     const before = await this.peek(sp, segs, false);
     if (before?.st.isDirectory())
       throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
-    if (before) checkLockFor(lockOf(before.rec.lk), opts?.lockId);
+    if (before) checkLockFor(lockOf(before.rec.lk), opts?.lockId, true, opts?.actor);
     if (opts?.conditions)
       checkWriteConditions(opts.conditions, before && (await this.info(sp, segs, before.st, before.rec)));
     const room = await this.room(sp, before && !this.keepVersions ? before.st.size : 0);
@@ -1284,7 +1286,7 @@ class Posix implements PosixDriver {
         const cur = await this.peek(sp, segs, true);
         if (cur?.st.isDirectory())
           throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
-        if (cur) checkLockFor(lockOf(cur.rec.lk), opts?.lockId);
+        if (cur) checkLockFor(lockOf(cur.rec.lk), opts?.lockId, true, opts?.actor);
         if (opts?.conditions)
           checkWriteConditions(opts.conditions, cur && (await this.info(sp, segs, cur.st, cur.rec)));
         const keep = cur !== undefined && this.keepVersions > 0;
@@ -1496,7 +1498,7 @@ class Posix implements PosixDriver {
     // What is deleted, and reported, is what is there once the lock is held.
     const { info, cur } = await sp.commit(async (journal) => {
       const cur = await this.load(sp, segs, true);
-      checkLockFor(lockOf(cur.rec.lk), opts?.lockId);
+      checkLockFor(lockOf(cur.rec.lk), opts?.lockId, true, opts?.actor);
       const info = this.infoNow(sp, segs, cur.st, cur.rec);
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
       const dir = cur.st.isDirectory();
@@ -1562,8 +1564,8 @@ class Posix implements PosixDriver {
           reason: 'into-itself',
         });
       }
-      checkLockFor(lockOf(cur.rec.lk), opts?.lockId);
-      if (old) checkLockFor(lockOf(old.rec.lk), opts?.lockId, false);
+      checkLockFor(lockOf(cur.rec.lk), opts?.lockId, true, opts?.actor);
+      if (old) checkLockFor(lockOf(old.rec.lk), opts?.lockId, false, opts?.actor);
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
       // Two hard links of one file: rename(2) does nothing then, so the source name is unlinked.
       const sameInode = old !== undefined && old.st.ino === cur.st.ino && old.st.dev === cur.st.dev;
@@ -1650,6 +1652,12 @@ class Posix implements PosixDriver {
     if (existing && !opts?.overwrite)
       throw new StorageError('ALREADY_EXISTS', `"${printable(to.at(-1))}" already exists`);
 
+    // An early answer from the recorded sizes before copying a byte (the commit checks exactly).
+    const room = await this.room(dsp, existing && !this.trash ? sizeOfLoaded(existing) : 0);
+    if (room !== undefined && sizeOfLoaded(source) > room) {
+      throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this copy');
+    }
+
     const release = await dsp.holdLive();
     const stagingName = dsp.tmpName('cp');
     const staging = `${dsp.tmp}/${stagingName}`;
@@ -1665,7 +1673,7 @@ class Posix implements PosixDriver {
             reason: 'into-itself',
           });
         }
-        if (old) checkLockFor(lockOf(old.rec.lk), opts?.lockId, false);
+        if (old) checkLockFor(lockOf(old.rec.lk), opts?.lockId, false, opts?.actor);
         const top = decodeRecord(this.native.getxattrSync(staging, XATTR_NODE))!;
         if (top.p !== parent.id) {
           top.p = parent.id;
@@ -1811,7 +1819,7 @@ class Posix implements PosixDriver {
     values: Readonly<Record<string, string>>,
     opts?: MutationOptions,
   ): Promise<void> {
-    await this.changeMetadata(ref, (md) => Object.assign(md, values), opts?.lockId);
+    await this.changeMetadata(ref, (md) => Object.assign(md, values), opts);
   }
 
   private async unsetMetadata(ref: NodeRef, keys: readonly string[], opts?: MutationOptions): Promise<void> {
@@ -1820,21 +1828,21 @@ class Posix implements PosixDriver {
       (md) => {
         for (const k of keys) delete md[k];
       },
-      opts?.lockId,
+      opts,
     );
   }
 
   private async changeMetadata(
     ref: NodeRef,
     change: (md: Record<string, string>) => void,
-    lockId?: string,
+    opts?: MutationOptions,
   ): Promise<void> {
     const sp = await this.space(ref.spaceId);
     const segs = await this.locate(sp, ref);
     await this.load(sp, segs);
     await sp.commit(async () => {
       const { rec } = await this.load(sp, segs, true);
-      checkLockFor(lockOf(rec.lk), lockId);
+      checkLockFor(lockOf(rec.lk), opts?.lockId, true, opts?.actor);
       const md = await sp.readMetadata(segs, rec);
       change(md);
       const before = rec.md;
@@ -1846,9 +1854,8 @@ class Posix implements PosixDriver {
 
   /**
    * Store metadata inline when small, in the id-keyed sidecar (written atomically) when large or
-   * when the inode has no xattr room left. Updates `rec.md`. The caller writes `rec` and then calls
-   * the returned function, which removes the previous storage: a crash in between never leaves the
-   * record pointing at nothing.
+   * when the inode has no xattr room left. Updates `rec.md`, which the caller writes; it then calls
+   * the returned function to drop the previous copy.
    */
   private async storeMetadata(
     sp: PosixSpace,
@@ -1856,29 +1863,47 @@ class Posix implements PosixDriver {
     rec: NodeRecord,
     md: Record<string, string>,
   ): Promise<() => Promise<void>> {
-    const before = rec.md;
-    const dropInline = async () => this.native.removexattrSync(abs, XATTR_META);
-    const dropSidecar = async () => {
-      await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
+    const json = Object.keys(md).length ? JSON.stringify(md) : undefined;
+    const out = await this.storeDocument(abs, XATTR_META, sp.sidecar(rec.id), rec.md, json);
+    if (out.flag) rec.md = out.flag;
+    else delete rec.md;
+    return out.drop;
+  }
+
+  /**
+   * Store a node's JSON document (metadata, grants) in an xattr when it fits, else in a sidecar file
+   * written atomically; `json` undefined removes it. Returns where it is now (the record flag: 1
+   * inline, 2 sidecar) and how to drop the previous copy. Callers write the record first and drop
+   * after, so a crash leaves at worst a stale extra copy, never a record pointing at nothing.
+   */
+  private async storeDocument(
+    abs: string,
+    xattr: string,
+    sidecar: string,
+    before: 1 | 2 | undefined,
+    json: string | undefined,
+  ): Promise<{ flag: 1 | 2 | undefined; drop: () => Promise<void> }> {
+    const dropInline = async () => {
+      await this.native.removexattr(abs, xattr).catch(() => {});
     };
-    if (Object.keys(md).length === 0) {
-      delete rec.md;
-      return before === 1 ? dropInline : before === 2 ? dropSidecar : async () => {};
+    const dropSidecar = async () => {
+      await fsp.unlink(sidecar).catch(() => {});
+    };
+    const keep = async () => {};
+    if (json === undefined) {
+      return { flag: undefined, drop: before === 1 ? dropInline : before === 2 ? dropSidecar : keep };
     }
-    const json = JSON.stringify(md);
     if (Buffer.byteLength(json) <= this.inlineMetadataBytes) {
       try {
-        this.native.setxattrSync(abs, XATTR_META, json);
-        rec.md = 1;
-        return before === 2 ? dropSidecar : async () => {};
+        this.native.setxattrSync(abs, xattr, json);
+        return { flag: 1, drop: before === 2 ? dropSidecar : keep };
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'ENOSPC' && code !== 'E2BIG' && code !== 'ERANGE') throw err;
       }
     }
-    const file = sp.sidecar(rec.id);
-    const tmp = `${file}.tmp-${randomUUID()}`;
-    await fsp.mkdir(path.dirname(file), { recursive: true });
+    const tmp = `${sidecar}.tmp-${randomUUID()}`;
+    await fsp.mkdir(path.dirname(sidecar), { recursive: true });
     try {
       const fh = await fsp.open(tmp, 'wx', 0o600);
       try {
@@ -1887,13 +1912,12 @@ class Posix implements PosixDriver {
       } finally {
         await fh.close();
       }
-      await fsp.rename(tmp, file);
+      await fsp.rename(tmp, sidecar);
     } catch (err) {
       await fsp.unlink(tmp).catch(() => {});
       throw err;
     }
-    rec.md = 2;
-    return before === 1 ? dropInline : async () => {};
+    return { flag: 2, drop: before === 1 ? dropInline : keep };
   }
 
   private async copySidecar(from: PosixSpace, fromId: string, to: PosixSpace, toId: string): Promise<void> {
@@ -1987,7 +2011,7 @@ class Posix implements PosixDriver {
       const cur = await this.load(sp, segs, true);
       if (!cur.st.isFile())
         throw new StorageError('FAILED_PRECONDITION', 'folders have no versions', { reason: 'is-folder' });
-      checkLockFor(lockOf(cur.rec.lk), opts?.lockId);
+      checkLockFor(lockOf(cur.rec.lk), opts?.lockId, true, opts?.actor);
       const from = this.versionPath(sp, cur.rec.id, key);
       const vst = await fsp.lstat(from.abs).catch(() => undefined);
       if (!vst?.isFile()) throw new StorageError('NOT_FOUND', 'no such version');
@@ -2025,55 +2049,80 @@ class Posix implements PosixDriver {
     return { id, rel, abs: [`${sp.trashDir}/${id}`, ...rel].join('/') };
   }
 
+  /** A recycle item from what is on disk (undefined for what is not a node). */
+  private async recycleItem(
+    sp: PosixSpace,
+    abs: string,
+    key: string,
+    itemPath: string,
+    top: NonNullable<NodeRecord['tr']>,
+  ): Promise<RecycleItem | undefined> {
+    const st = await fsp.lstat(abs).catch(() => undefined);
+    if (!st || !(st.isFile() || st.isDirectory())) return undefined;
+    const rec = decodeRecord(await this.native.getxattr(abs, XATTR_NODE).catch(() => undefined));
+    if (!rec) return undefined;
+    const grants = rec.g ? await this.readGrants(sp, abs, rec) : [];
+    return {
+      key,
+      id: { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.id },
+      type: st.isDirectory() ? 'folder' : 'file',
+      path: itemPath,
+      size: st.isDirectory() ? (rec.ts ?? 0) : st.size,
+      deleted: top.at,
+      ...(top.by && { deletedBy: top.by }),
+      ...(grants.length && { grants }),
+    };
+  }
+
+  /** The deletion facts of a trash item (by its top-level id). */
+  private async trashTop(sp: PosixSpace, id: string): Promise<NonNullable<NodeRecord['tr']>> {
+    const top = decodeRecord(
+      await this.native.getxattr(`${sp.trashDir}/${id}`, XATTR_NODE).catch(() => undefined),
+    );
+    if (!top?.tr) throw new StorageError('NOT_FOUND', 'not in the trash');
+    return top.tr;
+  }
+
   private async *listTrash(spaceId: string, opts?: { key?: string }): AsyncGenerator<RecycleItem> {
     const sp = await this.space(spaceId);
-    const item = async (abs: string, key: string, itemPath: string, deleted: number, by?: string) => {
-      const st = await fsp.lstat(abs).catch(() => undefined);
-      if (!st || !(st.isFile() || st.isDirectory())) return undefined;
-      const rec = decodeRecord(await this.native.getxattr(abs, XATTR_NODE).catch(() => undefined));
-      if (!rec) return undefined;
-      const out: RecycleItem = {
-        key,
-        id: { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.id },
-        type: st.isDirectory() ? 'folder' : 'file',
-        path: itemPath,
-        size: st.isDirectory() ? (rec.ts ?? 0) : st.size,
-        deleted,
-        ...(by && { deletedBy: by }),
-      };
-      return out;
-    };
     if (!opts?.key) {
       for (const name of await fsp.readdir(sp.trashDir).catch(() => [] as string[])) {
         if (!isValidId(name)) continue;
         const abs = `${sp.trashDir}/${name}`;
         const rec = decodeRecord(await this.native.getxattr(abs, XATTR_NODE).catch(() => undefined));
         if (!rec?.tr) continue;
-        const it = await item(abs, name, rec.tr.p, rec.tr.at, rec.tr.by);
+        const it = await this.recycleItem(sp, abs, name, rec.tr.p, rec.tr);
         if (it) yield it;
       }
       return;
     }
     const t = this.trashPath(sp, opts.key);
-    const top = decodeRecord(
-      await this.native.getxattr(`${sp.trashDir}/${t.id}`, XATTR_NODE).catch(() => undefined),
-    );
-    if (!top?.tr) throw new StorageError('NOT_FOUND', 'not in the trash');
+    const top = await this.trashTop(sp, t.id);
     const st = await fsp.lstat(t.abs).catch(() => undefined);
     if (!st) throw new StorageError('NOT_FOUND', 'not in the trash');
     if (!st.isDirectory())
       throw new StorageError('FAILED_PRECONDITION', 'not a folder', { reason: 'not-folder' });
-    const base = [top.tr.p === '/' ? '' : top.tr.p, ...t.rel].join('/');
+    const base = [top.p === '/' ? '' : top.p, ...t.rel].join('/');
     for (const name of await fsp.readdir(t.abs)) {
-      const it = await item(
+      const it = await this.recycleItem(
+        sp,
         `${t.abs}/${name}`,
         [t.id, ...t.rel, name].join('/'),
         `${base}/${name}`,
-        top.tr.at,
-        top.tr.by,
+        top,
       );
       if (it) yield it;
     }
+  }
+
+  private async trashItem(spaceId: string, key: string): Promise<RecycleItem> {
+    const sp = await this.space(spaceId);
+    const t = this.trashPath(sp, key);
+    const top = await this.trashTop(sp, t.id);
+    const itemPath = t.rel.length ? [top.p === '/' ? '' : top.p, ...t.rel].join('/') : top.p;
+    const it = await this.recycleItem(sp, t.abs, [t.id, ...t.rel].join('/'), itemPath, top);
+    if (!it) throw new StorageError('NOT_FOUND', 'not in the trash');
+    return it;
   }
 
   private async restoreTrash(
@@ -2110,14 +2159,10 @@ class Posix implements PosixDriver {
       const size = st.isDirectory() ? (rec.ts ?? 0) : st.size;
       journal.begin({ dirs: [to.slice(0, -1)], nodes: [{ id: rec.id, at: to }], totals: true });
       await this.options.hooks?.beforeRename?.('restore');
-      if (t.rel.length) {
-        await fsp.rename(t.abs, sp.abs(to));
-        this.shrinkTrashedHeld(sp, t, size);
-      } else {
-        const { tr: _gone, ...kept } = rec;
-        this.native.setxattrSync(t.abs, XATTR_NODE, encodeRecord({ ...kept, p: parent.id }));
-        await fsp.rename(t.abs, sp.abs(to));
-      }
+      // The record keeps its trash facts until the node is out: a crash before the rename leaves a
+      // complete trash item, one after it a live node that recovery finishes (parent, index, facts).
+      await fsp.rename(t.abs, sp.abs(to));
+      if (t.rel.length) this.shrinkTrashedHeld(sp, t, size);
       await this.options.hooks?.afterRename?.('restore');
       const restored = { ...rec, p: parent.id };
       delete restored.tr;
@@ -2180,26 +2225,26 @@ class Posix implements PosixDriver {
   private async setLock(ref: NodeRef, lock: Lock, opts?: MutationOptions): Promise<Lock> {
     const clean = newLock(lock, opts?.actor);
     return this.changeRecord(ref, (rec) => {
-      const current = liveLock(lockOf(rec.lk));
-      if (current && current.lockId !== clean.lockId)
-        throw new StorageError('LOCKED', 'the resource is locked');
-      rec.lk = storedLock(clean);
-      return { ...clean };
+      const next = lockAfter(liveLock(lockOf(rec.lk)), clean);
+      rec.lk = storedLock(next);
+      return { ...next };
     });
   }
 
   private async refreshLock(ref: NodeRef, lock: Lock, existingLockId?: string): Promise<Lock> {
     const clean = newLock(lock);
     return this.changeRecord(ref, (rec) => {
-      checkLockChange(liveLock(lockOf(rec.lk)), existingLockId ?? clean.lockId, clean.user);
-      rec.lk = storedLock(clean);
-      return { ...clean };
+      const current = liveLock(lockOf(rec.lk));
+      checkLockChange(current, existingLockId ?? clean.lockId, clean.user);
+      const next = lockAfter(current, clean, existingLockId ?? clean.lockId);
+      rec.lk = storedLock(next);
+      return { ...next };
     });
   }
 
-  private async unlock(ref: NodeRef, lockId: string): Promise<void> {
+  private async unlock(ref: NodeRef, lockId: string, opts?: MutationOptions): Promise<void> {
     await this.changeRecord(ref, (rec) => {
-      checkLockChange(liveLock(lockOf(rec.lk)), lockId);
+      checkLockChange(liveLock(lockOf(rec.lk)), lockId, opts?.actor);
       delete rec.lk;
     });
   }
@@ -2229,8 +2274,7 @@ class Posix implements PosixDriver {
   private async readGrants(sp: PosixSpace, abs: string, rec: NodeRecord): Promise<Grant[]> {
     let raw: Buffer | undefined;
     if (rec.g === 1) raw = await this.native.getxattr(abs, XATTR_GRANTS);
-    else if (rec.g === 2)
-      raw = await fsp.readFile(sp.sidecar(rec.id).replace(/\.json$/, '.grants.json')).catch(() => undefined);
+    else if (rec.g === 2) raw = await fsp.readFile(grantsSidecar(sp, rec.id)).catch(() => undefined);
     if (!raw) return [];
     let stored: StoredGrant[];
     try {
@@ -2247,38 +2291,21 @@ class Posix implements PosixDriver {
     return out;
   }
 
-  /** Write a node's grants (lock held); updates `rec.g`, which the caller writes. */
-  private async storeGrants(sp: PosixSpace, abs: string, rec: NodeRecord, grants: Grant[]): Promise<void> {
-    const sidecar = sp.sidecar(rec.id).replace(/\.json$/, '.grants.json');
-    if (!grants.length) {
-      if (rec.g === 1) this.native.removexattrSync(abs, XATTR_GRANTS);
-      if (rec.g === 2) await fsp.unlink(sidecar).catch(() => {});
-      delete rec.g;
-      return;
-    }
-    const json = JSON.stringify(grants.map(encodeGrant));
-    if (Buffer.byteLength(json) <= this.inlineMetadataBytes) {
-      try {
-        this.native.setxattrSync(abs, XATTR_GRANTS, json);
-        if (rec.g === 2) await fsp.unlink(sidecar).catch(() => {});
-        rec.g = 1;
-        return;
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'ENOSPC' && code !== 'E2BIG' && code !== 'ERANGE') throw err;
-      }
-    }
-    const tmp = `${sidecar}.tmp-${randomUUID()}`;
-    await fsp.mkdir(path.dirname(sidecar), { recursive: true });
-    try {
-      await fsp.writeFile(tmp, json, { flag: 'wx', mode: 0o600 });
-      await fsp.rename(tmp, sidecar);
-    } catch (err) {
-      await fsp.unlink(tmp).catch(() => {});
-      throw err;
-    }
-    if (rec.g === 1) this.native.removexattrSync(abs, XATTR_GRANTS);
-    rec.g = 2;
+  /**
+   * Write a node's grants (lock held); updates `rec.g`, which the caller writes before calling the
+   * returned function to drop the previous copy.
+   */
+  private async storeGrants(
+    sp: PosixSpace,
+    abs: string,
+    rec: NodeRecord,
+    grants: Grant[],
+  ): Promise<() => Promise<void>> {
+    const json = grants.length ? JSON.stringify(grants.map(encodeGrant)) : undefined;
+    const out = await this.storeDocument(abs, XATTR_GRANTS, grantsSidecar(sp, rec.id), rec.g, json);
+    if (out.flag) rec.g = out.flag;
+    else delete rec.g;
+    return out.drop;
   }
 
   private async listGrants(ref: NodeRef): Promise<Grant[]> {
@@ -2296,19 +2323,23 @@ class Posix implements PosixDriver {
     const sp = await this.space(ref.spaceId);
     const segs = await this.locate(sp, ref);
     await this.load(sp, segs);
-    return sp.commit(async () => {
+    return sp.commit(async (journal) => {
       const { rec } = await this.load(sp, segs, true);
-      checkLockFor(lockOf(rec.lk), opts?.lockId);
+      checkLockFor(lockOf(rec.lk), opts?.lockId, true, opts?.actor);
       const before = await this.readGrants(sp, sp.abs(segs), rec);
       const after = change(before);
       if (after === before) return false;
-      // Invalidate cached grant chains first: a crash after this leaves at worst a cache refill.
-      sp.adjustRootHeld({ gv: true });
+      // Grants first, then the space's grants version that tells every process to drop its cached
+      // chains (bumped the other way round, a reader could cache the old grants under the new
+      // version). A crash in between is finished on recovery, which bumps it.
+      journal.begin({ dirs: [] });
       await this.options.hooks?.beforeRename?.('grant');
       const flag = rec.g;
-      await this.storeGrants(sp, sp.abs(segs), rec, after);
-      await this.options.hooks?.afterRename?.('grant');
+      const dropOld = await this.storeGrants(sp, sp.abs(segs), rec, after);
       if (rec.g !== flag) sp.writeHeld(segs, rec);
+      await dropOld();
+      await this.options.hooks?.afterRename?.('grant');
+      sp.adjustRootHeld({ gv: true });
       return true;
     });
   }
@@ -2357,7 +2388,10 @@ class Posix implements PosixDriver {
   private async chain(sp: PosixSpace, segs: string[], gv: number): Promise<Grant[][]> {
     const key = keyOf(segs);
     const hit = sp.chains.get(key);
-    if (hit && hit.gv === gv) return hit.chain;
+    const now = performance.now();
+    // Grants edited around Stowage (setfattr by hand) do not bump the version: they count within
+    // CHAIN_MAX_AGE_MS.
+    if (hit && hit.gv === gv && now - hit.at < CHAIN_MAX_AGE_MS) return hit.chain;
     const chain: Grant[][] = [];
     for (let i = 0; i <= segs.length; i++) {
       const prefix = segs.slice(0, i);
@@ -2365,7 +2399,7 @@ class Posix implements PosixDriver {
       chain.push(rec?.g ? await this.readGrants(sp, sp.abs(prefix), rec) : []);
     }
     if (sp.chains.size > 10_000) sp.chains.clear();
-    sp.chains.set(key, { gv, chain });
+    sp.chains.set(key, { gv, chain, at: now });
     return chain;
   }
 
@@ -2381,7 +2415,6 @@ class Posix implements PosixDriver {
       await fsp.unlink(abs).catch(() => {});
       return;
     }
-    let versionBytes = 0;
     const walk = async (p: string): Promise<void> => {
       const st = await fsp.lstat(p).catch(() => undefined);
       if (!st) return;
@@ -2395,9 +2428,8 @@ class Posix implements PosixDriver {
           if (!entry || !(await this.isAt(sp, entry.rel, rec.id))) {
             await sp.index.remove(rec.id);
             if (rec.md === 2) await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
-            if (rec.g === 2)
-              await fsp.unlink(sp.sidecar(rec.id).replace(/\.json$/, '.grants.json')).catch(() => {});
-            if (withVersions && st.isFile()) versionBytes += await this.dropVersions(sp, rec.id);
+            if (rec.g === 2) await fsp.unlink(grantsSidecar(sp, rec.id)).catch(() => {});
+            if (withVersions && st.isFile()) await this.dropVersions(sp, rec.id);
           }
         }
       }
@@ -2405,19 +2437,25 @@ class Posix implements PosixDriver {
       else await fsp.unlink(p).catch(() => {});
     };
     await walk(abs);
-    if (versionBytes) await sp.commit(async () => sp.adjustRootHeld({ vts: -versionBytes }));
   }
 
-  /** Remove every version of a node; returns their bytes. */
-  private async dropVersions(sp: PosixSpace, id: string): Promise<number> {
+  /**
+   * Remove every version of a node that is gone for good, and their bytes from the space's count,
+   * in one commit (a crash in between is repaired by recounting).
+   */
+  private async dropVersions(sp: PosixSpace, id: string): Promise<void> {
     const dir = path.dirname(this.versionPath(sp, id, 'x').abs);
-    let bytes = 0;
-    for (const k of await fsp.readdir(dir).catch(() => [] as string[])) {
-      const st = await fsp.lstat(`${dir}/${k}`).catch(() => undefined);
-      if (st?.isFile()) bytes += st.size;
-    }
-    await fsp.rm(dir, { recursive: true, force: true });
-    return bytes;
+    if (!(await fsp.lstat(dir).catch(() => undefined))) return;
+    await sp.commit(async (journal) => {
+      journal.begin({ dirs: [], totals: true });
+      let bytes = 0;
+      for (const k of await fsp.readdir(dir).catch(() => [] as string[])) {
+        const st = await fsp.lstat(`${dir}/${k}`).catch(() => undefined);
+        if (st?.isFile()) bytes += st.size;
+      }
+      await fsp.rm(dir, { recursive: true, force: true });
+      sp.adjustRootHeld({ vts: -bytes });
+    });
   }
 
   /** Remove a whole tree without looking at ids (space deletion, staging leftovers). */
@@ -2443,6 +2481,9 @@ class Posix implements PosixDriver {
     await this.rootLock.close();
   }
 }
+
+/** Longest a cached grant chain is trusted without re-reading it. */
+const CHAIN_MAX_AGE_MS = 30_000;
 
 let lastVersionUs = 0;
 
@@ -2496,4 +2537,14 @@ async function writeFully(fh: fsp.FileHandle, block: Uint8Array, position: numbe
     if (bytesWritten === 0) throw new StorageError('INTERNAL', 'short write');
     off += bytesWritten;
   }
+}
+
+/** Where a node's grants go when they do not fit in an xattr. */
+function grantsSidecar(sp: PosixSpace, id: string): string {
+  return sp.sidecar(id).replace(/\.json$/, '.grants.json');
+}
+
+/** Bytes of a loaded node: a file's size, a folder's recorded tree size. */
+function sizeOfLoaded(n: { st: fs.Stats; rec: NodeRecord }): number {
+  return n.st.isDirectory() ? (n.rec.ts ?? 0) : n.st.size;
 }

@@ -56,7 +56,7 @@ export class PosixSpace {
   readonly trashDir: string;
   readonly versionsDir: string;
   /** Grants of the folders along a path, per parent path, valid while the root's `gv` is unchanged. */
-  readonly chains = new Map<string, { gv: number; chain: Grant[][] }>();
+  readonly chains = new Map<string, { gv: number; chain: Grant[][]; at: number }>();
   readonly index: IdIndex;
   readonly lock: CommitLock;
   /** Time of the last full id scan, and the one running. */
@@ -390,14 +390,27 @@ export class PosixSpace {
         await fsp.lstat(this.abs(u.to));
       } catch (err) {
         if (!isMissing(err)) throw err;
-        await fsp.rename(from, this.abs(u.to)).catch((e) => {
-          if (!isMissing(e)) throw e;
-        });
+        const back = await fsp.rename(from, this.abs(u.to)).then(
+          () => true,
+          (e) => {
+            if (!isMissing(e)) throw e;
+            return false;
+          },
+        );
+        // A node moved aside into the trash carries trash facts: back in the tree, it drops them.
+        const rec = back ? this.recordHeld(u.to) : undefined;
+        if (rec?.tr) {
+          delete rec.tr;
+          this.writeHeld(u.to, rec);
+        }
       }
     }
   }
 
-  /** Undo half-done replaces, fix moved nodes, and recompute the tree sizes a dead commit may have left wrong. */
+  /**
+   * Undo half-done replaces, fix moved nodes, recompute the tree sizes a dead commit may have left
+   * wrong, and invalidate every process's cached grant chains.
+   */
   private async recover(intent: Intent): Promise<void> {
     await this.undoHeld(intent);
     if (intent.totals) await this.recountTotalsHeld();
@@ -412,8 +425,9 @@ export class PosixSpace {
       if (rec?.id !== n.id || n.at.length === 0) continue;
       const parentSegs = n.at.slice(0, -1);
       const parent = this.recordHeld(parentSegs) ?? (await this.assimilateHeld(parentSegs));
-      if (rec.p !== parent.id) {
+      if (rec.p !== parent.id || rec.tr) {
         rec.p = parent.id;
+        delete rec.tr; // a node restored from the trash
         this.writeHeld(n.at, rec);
       }
       await this.index.write(n.id, parent.id, keyOf(n.at));
@@ -434,6 +448,9 @@ export class PosixSpace {
       rec.tm = nextTreeTime(rec.tm);
       this.writeHeld(segs, rec);
     }
+    // A dead commit may have changed grants or moved a folder without telling other processes:
+    // make them all drop their cached grant chains.
+    this.bumpGrantsVersionHeld();
   }
 
   /**
@@ -456,23 +473,42 @@ export class PosixSpace {
   }
 
   /** Bytes in the trash and in versions, counted from disk. */
-  async countTotals(): Promise<{ tts: number; vts: number }> {
+  async countTotals(opts?: { fix?: boolean }): Promise<{ tts: number; vts: number }> {
     let tts = 0;
     for (const name of await fsp.readdir(this.trashDir).catch(() => [] as string[])) {
       const p = `${this.trashDir}/${name}`;
       const st = await fsp.lstat(p).catch(() => undefined);
       if (st?.isFile()) tts += st.size;
-      else if (st?.isDirectory()) {
-        const rec = decodeRecord(await this.env.native.getxattr(p, XATTR_NODE).catch(() => undefined));
-        tts += rec?.ts ?? (await sizeOfTree(p));
-      }
+      else if (st?.isDirectory()) tts += await this.trashedTreeSize(p, opts?.fix === true);
     }
     return { tts, vts: await sizeOfTree(this.versionsDir) };
   }
 
+  /**
+   * Bytes of a folder in the trash, from the disk (a crash may have left the sizes recorded inside
+   * it wrong); with `fix`, the folders' records are corrected on the way (lock held).
+   */
+  private async trashedTreeSize(dir: string, fix: boolean): Promise<number> {
+    let total = 0;
+    const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => [] as fs.Dirent[]);
+    for (const e of entries) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory()) total += await this.trashedTreeSize(p, fix);
+      else if (e.isFile()) total += (await fsp.lstat(p).catch(() => ({ size: 0 }))).size;
+    }
+    if (fix) {
+      const rec = decodeRecord(await this.env.native.getxattr(dir, XATTR_NODE).catch(() => undefined));
+      if (rec && rec.ts !== total) {
+        rec.ts = total;
+        this.env.native.setxattrSync(dir, XATTR_NODE, encodeRecord(rec));
+      }
+    }
+    return total;
+  }
+
   /** Recount trash and version bytes into the root record (crash repair). */
   async recountTotalsHeld(): Promise<void> {
-    const { tts, vts } = await this.countTotals();
+    const { tts, vts } = await this.countTotals({ fix: true });
     const root = this.recordHeld([]);
     if (!root) return;
     root.tts = tts;
