@@ -1019,6 +1019,29 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect(space.used).toBe(5);
       });
 
+      it('gets one item by key, inside a deleted folder too, with its own grants', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'd'));
+        await put(sp, 'd/inner.txt', 'abc');
+        if (features.grants) {
+          await storage.setGrant(at(sp, 'd/inner.txt'), {
+            grantee: { type: 'user', id: 'someone' },
+            permissions: fromLetters(ROLES.viewer),
+          });
+        }
+        const d = await storage.stat(at(sp, 'd'));
+        await storage.delete(at(sp, 'd'));
+        const trash = driver.features.trash!;
+        const [listed] = await trashItems(sp);
+        expect(await trash.get(sp.id, d.id.opaqueId)).toEqual(listed);
+        const inner = await trash.get(sp.id, `${d.id.opaqueId}/inner.txt`);
+        expect(inner).toMatchObject({ key: `${d.id.opaqueId}/inner.txt`, path: '/d/inner.txt', size: 3 });
+        expect(inner).toEqual((await trashItems(sp, d.id.opaqueId))[0]);
+        if (features.grants) expect(inner.grants?.map((g) => g.grantee.id)).toEqual(['someone']);
+        await expectCode(trash.get(sp.id, `${d.id.opaqueId}/nope`), 'NOT_FOUND');
+        await expectCode(trash.get(sp.id, randomUUID()), 'NOT_FOUND');
+      });
+
       it('restores items where they were, keeping ids (a folder with everything in it)', async () => {
         const sp = await newSpace();
         await storage.mkdir(at(sp, 'a/b'), { parents: true });
@@ -1255,6 +1278,29 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
           storage.setLock(at(sp, 'f'), { lockId: 'x', type: 'bogus' as 'write' }),
           'INVALID_ARGUMENT',
         );
+      });
+
+      it('keeps a non-shared lock its holder’s, whatever id another actor brings', async () => {
+        const sp = await newSpace();
+        await put(sp, 'o', 'x');
+        const node = { spaceId: sp.id, segments: ['o'] };
+        const locks = driver.features.locks!;
+        await locks.set(node, { lockId: 'k', type: 'exclusive' }, { actor: 'u' });
+        expect((await locks.get(node))?.user).toBe('u');
+        await expectCode(locks.set(node, { lockId: 'k', type: 'exclusive' }, { actor: 'mary' }), 'LOCKED');
+        await expectCode(locks.refresh(node, { lockId: 'k', type: 'exclusive', user: 'mary' }), 'LOCKED');
+        await expectCode(locks.unlock(node, 'k', { actor: 'mary' }), 'LOCKED');
+        await expectCode(driver.write(node, 'y', { lockId: 'k', actor: 'mary' }), 'LOCKED');
+        await expectCode(driver.delete(node, { lockId: 'k', actor: 'mary' }), 'LOCKED');
+        expect(await get(at(sp, 'o'))).toBe('x');
+        await driver.write(node, 'y', { lockId: 'k', actor: 'u' });
+        await locks.unlock(node, 'k', { actor: 'u' });
+        // A shared lock refreshed by someone else stays its holder's.
+        await locks.set(node, { lockId: 's', type: 'shared' }, { actor: 'u' });
+        const until = Date.now() + 60_000;
+        const r = await locks.refresh(node, { lockId: 's', type: 'exclusive', user: 'mary', expires: until });
+        expect(r).toMatchObject({ lockId: 's', type: 'shared', user: 'u', expires: until });
+        await locks.unlock(node, 's', { actor: 'mary' });
       });
 
       it('forgets expired locks', async () => {
