@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { StorageError, StorageProvider } from 'stowage';
 import { createPosixDriver } from 'stowage/drivers/posix';
 
@@ -34,9 +35,10 @@ async function ingest(dir, rel) {
       await ingest(from, to);
     } else if (entry.isFile()) {
       const st = await fsp.stat(from);
-      const sha1 = createHash('sha1')
-        .update(await fsp.readFile(from))
-        .digest('hex');
+      // Hash the source as it is on disk (streamed: files can be larger than memory).
+      const hash = createHash('sha1');
+      await pipeline(fs.createReadStream(from), hash);
+      const sha1 = hash.digest('hex');
       // The upload is refused, and leaves nothing, if the bytes do not match the checksum.
       await storage.write({ space: space.id, path: to }, fs.createReadStream(from), {
         size: st.size,
@@ -50,7 +52,10 @@ async function ingest(dir, rel) {
 }
 await ingest(source, '');
 console.log(`ingested ${files} files (${bytes} bytes) from ${source} into ${space.alias}`);
-console.log(`on disk, as they were: ${await driver.spacePath(space.id)}`);
+console.log(
+  `on disk, as they were: ${await driver.spacePath(space.id)}` +
+    (process.argv[3] ? '' : ' (a temporary folder, removed on exit: pass a storage root to keep it)'),
+);
 
 const [report] = await driver.fsck({ space: space.id });
 console.log(

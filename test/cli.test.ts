@@ -98,6 +98,24 @@ describe('stowage CLI', () => {
     expect(JSON.parse(j.err).error.code).toBe('NOT_FOUND');
   });
 
+  it('never sets up a storage in a folder for a command that only reads, nor a space twice', async () => {
+    const folder = await tempRoot('not-a-root');
+    await fs.writeFile(path.join(folder, 'precious.txt'), 'mine');
+    for (const args of [['space', 'ls'], ['ls', '/project/x'], ['fsck']]) {
+      const r = spawnSync(process.execPath, [cli, '--root', folder, ...args]);
+      expect(r.status, args.join(' ')).toBe(3);
+      expect(r.stderr.toString()).toMatch(/is not a Stowage storage/);
+    }
+    expect(await fs.readdir(folder)).toEqual(['precious.txt']);
+    // Running the same `space create` twice fails the second time instead of making data-set-2.
+    const again = stowage(['space', 'create', 'project', 'Data Set']);
+    expect(again.code).toBe(4);
+    expect(again.err).toMatch(/already exists/);
+    const custom = stowage(['space', 'create', 'project', 'Data Set', '--alias', 'project/data-set-b']);
+    expect(custom.code, custom.err).toBe(0);
+    expect(custom.out).toContain('project/data-set-b');
+  });
+
   it('prints usage with --help and exits 0', () => {
     const r = stowage(['--help']);
     expect(r.code).toBe(0);

@@ -23,7 +23,7 @@ import {
   toLetters,
 } from '../core/permissions.js';
 import { StorageProvider } from '../core/provider.js';
-import { formatResourceId } from '../core/refs.js';
+import { formatResourceId, slugify } from '../core/refs.js';
 import type { Checksums, LockType, ResourceInfo, Space, SpaceType, WriteOptions } from '../core/types.js';
 import { createPosixDriver, type PosixDriver } from '../drivers/posix/index.js';
 
@@ -53,7 +53,9 @@ or a resource id, optionally followed by a relative path (storage$space!node/sub
 Commands:
   quickstart                        create the space project/quickstart, put a file, list it
   space ls                          list spaces
-  space create <personal|project> <name> [--owner USER] [--quota BYTES] [--description TEXT]
+  space create <personal|project> <name> [--alias TYPE/NAME] [--owner USER] [--quota BYTES]
+                                    [--description TEXT]; the alias defaults to the name made
+                                    path-safe, and an existing one is an error (exit 4)
   space disable|enable <space>      disable a space (nothing in it can be reached) or restore it
   space rm <space>                  delete a disabled space and everything in it
   ls <path>                         list a folder
@@ -108,6 +110,7 @@ interface Opts {
   'if-none-match': boolean;
   checksum?: string;
   owner?: string;
+  alias?: string;
   quota?: string;
   description?: string;
   space?: string;
@@ -138,6 +141,7 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
       'if-none-match': { type: 'boolean', default: false },
       checksum: { type: 'string' },
       owner: { type: 'string' },
+      alias: { type: 'string' },
       quota: { type: 'string' },
       description: { type: 'string' },
       space: { type: 'string' },
@@ -152,6 +156,10 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
   const { help, ...rest } = values;
   const opts = { ...rest, root: values.root ?? process.env.STOWAGE_ROOT ?? './data' } as Opts;
   return { opts, args: positionals, help: !!help };
+}
+
+function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
 }
 
 function need(args: string[], n: number, what: string): void {
@@ -212,8 +220,11 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return help ? 0 : 2;
   }
+  // Only commands that make something set up a storage; the others refuse a folder that is not one.
+  const creates = cmd === 'quickstart' || (cmd === 'space' && args[0] === 'create');
   const driver: PosixDriver = await createPosixDriver({
     root: opts.root,
+    create: creates,
     log: (message, err) => process.stderr.write(`stowage: ${message}: ${(err as Error)?.message ?? ''}\n`),
   });
   const s = new StorageProvider({ drivers: driver });
@@ -236,7 +247,7 @@ async function command(
     out(`path:     ${i.path}`);
     out(`name:     ${i.name}`);
     out(`type:     ${i.type}`);
-    out(`size:     ${i.size} (${human(i.size)})`);
+    out(`size:     ${i.size < 1024 ? `${i.size} B` : `${i.size} (${human(i.size)})`}`);
     out(`mtime:    ${iso(i.mtime)}`);
     out(`etag:     "${i.etag}"`);
     out(`id:       ${formatResourceId(i.id)}`);
@@ -297,9 +308,12 @@ async function command(
         const quota = opts.quota === undefined ? undefined : Number(opts.quota);
         if (quota !== undefined && !Number.isSafeInteger(quota))
           throw new UsageError('--quota takes a number of bytes');
+        // A fixed alias: running the same script twice fails instead of making project/x-2.
+        const alias = opts.alias ?? (type === 'project' ? `project/${slugify(args[1]!)}` : undefined);
         const sp = await s.createSpace({
           type,
           name: args[1]!,
+          ...(alias && { alias }),
           ...(opts.owner && { owner: { id: opts.owner, username: opts.owner } }),
           ...(type === 'personal' && !opts.owner && { owner: { id: args[1]!, username: args[1]! } }),
           ...(quota !== undefined && { quota }),
@@ -534,7 +548,7 @@ async function command(
           continue;
         }
         out(
-          `${r.alias}: ${r.files} files, ${r.folders} folders, ${human(r.bytes)}; ${n ? `${n} problem(s)` : 'clean'}`,
+          `${r.alias}: ${plural(r.files, 'file')}, ${plural(r.folders, 'folder')}, ${human(r.bytes)}; ${n ? plural(n, 'problem') : 'clean'}`,
         );
         for (const [kind, count] of Object.entries(r.problems))
           out(`  ${kind}: ${count}${opts.repair ? ' (repaired)' : ''}`);

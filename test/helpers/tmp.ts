@@ -4,11 +4,15 @@ import os from 'node:os';
 import path from 'node:path';
 
 /**
- * A fresh folder on a real filesystem with user xattrs (the machine's disk, not tmpfs), removed at
- * process exit. STOWAGE_TEST_DIR picks where.
+ * A fresh folder on a real filesystem with user xattrs (the machine's disk, not tmpfs), inside the
+ * test run's folder (removed when the run ends, see test/global-setup.ts) and removed at process
+ * exit when that runs. STOWAGE_TEST_DIR picks where.
  */
 export async function tempRoot(label: string): Promise<string> {
-  const base = process.env.STOWAGE_TEST_DIR ?? path.join(os.tmpdir(), 'stowage-tests');
+  const base =
+    process.env.STOWAGE_TEST_RUN_DIR ??
+    process.env.STOWAGE_TEST_DIR ??
+    path.join(os.tmpdir(), 'stowage-tests');
   await fs.mkdir(base, { recursive: true });
   const dir = await fs.mkdtemp(path.join(base, `${label}-`));
   cleanup.add(dir);

@@ -79,6 +79,11 @@ export interface PosixDriverOptions {
   root: string;
   /** Storage id for a new root (default: a random UUID). An existing root keeps its own; a different one is refused. */
   storageId?: string;
+  /**
+   * Set up a new storage when `root` holds none (default true). False refuses a folder that is
+   * not a Stowage storage yet (NOT_FOUND) and writes nothing to it: for tools that only read.
+   */
+  create?: boolean;
   /** fsync files and folders before acknowledging a write (default true). */
   durable?: boolean;
   /** Give up waiting for a space's commit lock after this long (default 60 s). */
@@ -147,6 +152,15 @@ export async function openPosixDriver(native: Native, options: PosixDriverOption
 }
 
 async function open(native: Native, options: PosixDriverOptions): Promise<PosixDriver> {
+  if (options.create === false) {
+    const format = path.join(path.resolve(options.root), '.stowage/format.json');
+    if (!(await fsp.lstat(format).catch(() => undefined))) {
+      throw new StorageError(
+        'NOT_FOUND',
+        `${path.resolve(options.root)} is not a Stowage storage (no .stowage/)`,
+      );
+    }
+  }
   await fsp.mkdir(options.root, { recursive: true });
   const root = await fsp.realpath(path.resolve(options.root));
   // Refuse filesystems without user xattrs early and clearly.
