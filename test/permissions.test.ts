@@ -518,6 +518,79 @@ describe.each(drivers)('permissions on %s', (_name, make) => {
     expect(await paths(u)).toEqual(['/private.txt', '/secret', '/secret/s.txt']);
   });
 
+  it('judges trash items by the folder they left, not by a folder recreated under its name', async () => {
+    const { sp, at } = await editorSpace();
+    await system.mkdir(at('private'));
+    await system.setGrant(at('private'), denyU());
+    const secret = await system.write(at('private/secret.txt'), 'TOP SECRET');
+    await system.delete(at('private/secret.txt'));
+    await system.delete(at('private'));
+    const u = await system.as('u');
+    const paths = async () => {
+      const out: string[] = [];
+      for await (const item of u.listTrash(sp.id)) out.push(item.path);
+      return out.sort();
+    };
+    expect(await paths()).toEqual([]);
+    await u.mkdir(at('private'));
+    expect(await paths()).toEqual([]);
+    await expect(u.restoreTrash(sp.id, secret.id.opaqueId)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(u.restoreTrash(sp.id, secret.id.opaqueId, { target: at('mine.txt') })).rejects.toMatchObject(
+      {
+        code: 'NOT_FOUND',
+      },
+    );
+    // Emptying the trash leaves what u could not see: the denied folder and what was in it.
+    await system.removeGrant(at(''), { type: 'user', id: 'u' });
+    await system.setGrant(at(''), {
+      grantee: { type: 'user', id: 'u' },
+      permissions: fromLetters(`${ROLES.editor}P`),
+    });
+    await expect(u.purgeTrash(sp.id, secret.id.opaqueId)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await u.purgeTrash(sp.id);
+    const left: string[] = [];
+    for await (const item of system.listTrash(sp.id)) left.push(item.path);
+    expect(left.sort()).toEqual(['/private', '/private/secret.txt']);
+  });
+
+  it('restores elsewhere only what the user may move, and shows names only without getPath', async () => {
+    const { sp, at } = await editorSpace();
+    await system.mkdir(at('other'));
+    await system.mkdir(at('mine'));
+    const report = await system.write(at('other/report.txt'), 'report');
+    // u may see, list and restore trash at the root but not read or move; editor in mine/.
+    await system.setGrant(at(''), { grantee: { type: 'user', id: 'u' }, permissions: fromLetters('sltT') });
+    await system.setGrant(at('mine'), {
+      grantee: { type: 'user', id: 'u' },
+      permissions: fromLetters(ROLES.editor),
+    });
+    await system.delete(at('other/report.txt'));
+    const u = await system.as('u');
+    const items = [];
+    for await (const item of u.listTrash(sp.id)) items.push(item);
+    expect(items.map((i) => [i.path, i.parentId])).toEqual([['/report.txt', undefined]]);
+    await expect(u.restoreTrash(sp.id, report.id.opaqueId)).rejects.toMatchObject({
+      code: 'PERMISSION_DENIED',
+    });
+    await expect(
+      u.restoreTrash(sp.id, report.id.opaqueId, { target: at('mine/report.txt') }),
+    ).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+    await expect(system.stat(at('mine/report.txt'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('keeps a session inside its authorisation', async () => {
+    const u = await system.as('u');
+    const denied = { code: 'PERMISSION_DENIED' };
+    expect(() => u.drivers).toThrow(expect.objectContaining(denied));
+    expect(() => u.identity).toThrow(expect.objectContaining(denied));
+    expect(() => u.driverFor('')).toThrow(expect.objectContaining(denied));
+    expect(() => u.as('admin')).toThrow(expect.objectContaining(denied));
+    expect(() => u.resolve({ space: 'x' })).toThrow(expect.objectContaining(denied));
+    expect(() => u.close()).toThrow(expect.objectContaining(denied));
+    // The system provider still works: the session did not close it.
+    expect((await system.as('u')).principal?.userId).toBe('u');
+  });
+
   it('refuses to replace what a user cannot see, and says the same as for what is missing', async () => {
     const { at } = await editorSpace();
     await system.write(at('hidden.txt'), 'keep me');

@@ -6,6 +6,9 @@
  * - A lock id on a resource that is not locked is ABORTED too (WOPI clients rely on it), for the
  *   resource the mutation is about; other resources it touches (a move's destination) only check
  *   their own lock.
+ * - Deleting, moving or replacing a folder touches what is inside: a live lock on anything in it
+ *   refuses the change (LOCKED) unless the request carries that lock's id (and, for a non-shared
+ *   lock, comes from its holder).
  * - Expired locks are gone. A non-shared lock is its holder's: nobody else uses its id (to change
  *   the resource, or to re-lock, refresh or unlock it), even knowing it. A shared lock refreshed by
  *   someone else stays its holder's.
@@ -50,6 +53,17 @@ export function checkLockChange(current: Lock | undefined, lockId: string, user?
   if (current.lockId !== lockId)
     throw new StorageError('ABORTED', 'the lock id does not match the lock', { reason: 'condition' });
   if (heldByOther(current, user)) throw new StorageError('LOCKED', 'the resource is locked by another user');
+}
+
+/**
+ * Check a lock on something inside a folder that a delete, move or overwrite takes along: LOCKED
+ * unless the request carries its id (from its holder, for a non-shared lock).
+ */
+export function checkLockInside(lock: Lock | undefined, lockId: string | undefined, actor?: string): void {
+  const live = liveLock(lock);
+  if (live && (live.lockId !== lockId || heldByOther(live, actor))) {
+    throw new StorageError('LOCKED', 'something inside the folder is locked');
+  }
 }
 
 /** A non-shared lock held by someone other than `user` (undefined: the system, which may). */

@@ -171,7 +171,10 @@ export class StorageProvider {
 
   /**
    * A session acting for a user (a {@link User}, a {@link Principal}, or a user id/username looked up
-   * in the identity source). Every call of the session is authorised against that user's grants.
+   * in the identity source). Every call of the session is authorised against that user's grants;
+   * what the user may not see answers a plain NOT_FOUND ("not found"). A session does not hand out
+   * `drivers`, `driverFor`, `resolve`, `identity`, `as` or `close` (PERMISSION_DENIED): those are
+   * the system provider's.
    */
   async as(who: User | Principal | string): Promise<StorageProvider> {
     let user: User | undefined;
@@ -1102,48 +1105,54 @@ export class StorageProvider {
     if (this.principal.admin || manages(a.perms)) return { all: true, perms: async () => a.perms };
     const t = this.trashOf(driver);
     const principal = this.principal;
+    // Answers per folder (by id) and per deleted folder (by key): bounded, not one per item.
     const memo = new Map<string, Promise<Permissions | undefined>>();
-    const ofFolder = (path: string): Promise<Permissions | undefined> => {
-      const k = `p:${path}`;
+    const remember = (k: string, make: () => Promise<Permissions | undefined>) => {
       let p = memo.get(k);
       if (!p) {
-        p = this.access(driver, { spaceId: root.spaceId, segments: splitPath(path) }, { fields: [] }).then(
+        if (memo.size >= 10_000) memo.clear();
+        p = make();
+        memo.set(k, p);
+      }
+      return p;
+    };
+    // The folder an item was deleted from, found by id: a folder recreated under the same name
+    // (or one that no longer exists) shows nothing.
+    const ofFolder = (id: string): Promise<Permissions | undefined> =>
+      remember(`f:${id}`, () =>
+        this.access(driver, { spaceId: root.spaceId, nodeId: id, segments: [] }, { fields: [] }).then(
           (x) => (x.info.type === 'folder' && x.perms.listContainer ? x.perms : undefined),
           (err) => {
             if (StorageError.is(err, 'NOT_FOUND')) return undefined;
             throw err;
           },
-        );
-        memo.set(k, p);
-      }
-      return p;
+        ),
+      );
+    const compute = async (it: RecycleItem): Promise<Permissions | undefined> => {
+      const cut = it.key.lastIndexOf('/');
+      const above =
+        cut < 0
+          ? it.parentId && (await ofFolder(it.parentId.opaqueId))
+          : await ofKey(it.key.slice(0, cut)).then((x) => (x?.listContainer ? x : undefined));
+      if (!above) return undefined;
+      const perms = it.grants?.length ? applyOwnGrants(principal, above, it.grants) : above;
+      return perms.stat ? perms : undefined;
     };
-    const ofItem = (item: RecycleItem | string): Promise<Permissions | undefined> => {
-      const key = typeof item === 'string' ? item : item.key;
-      const k = `k:${key}`;
-      let p = memo.get(k);
-      if (!p) {
-        p = (async () => {
-          const it = typeof item === 'string' ? await t.get(root.spaceId, key) : item;
-          const cut = key.lastIndexOf('/');
-          const above =
-            cut < 0
-              ? await ofFolder(it.path.slice(0, it.path.lastIndexOf('/')) || '/')
-              : await ofItem(key.slice(0, cut)).then((x) => (x?.listContainer ? x : undefined));
-          if (!above) return undefined;
-          const perms = it.grants?.length ? applyOwnGrants(principal, above, it.grants) : above;
-          return perms.stat ? perms : undefined;
-        })();
-        memo.set(k, p);
-      }
-      return p;
-    };
+    const ofKey = (key: string): Promise<Permissions | undefined> =>
+      remember(`k:${key}`, async () => compute(await t.get(root.spaceId, key)));
+    const ofItem = (item: RecycleItem | string) => (typeof item === 'string' ? ofKey(item) : compute(item));
     return { all: false, perms: ofItem };
   }
 
   /** An item as a caller gets it: its grants only for those who may list them. */
   private presentItem(item: RecycleItem, perms: Permissions): RecycleItem {
-    if (this.principal && !perms.listGrants) delete item.grants;
+    if (!this.principal) return item;
+    if (!perms.listGrants) delete item.grants;
+    if (!perms.getPath) {
+      // As for live resources: without getPath the folders above are not the caller's business.
+      item.path = `/${item.path.slice(item.path.lastIndexOf('/') + 1)}`;
+      delete item.parentId;
+    }
     return item;
   }
 
@@ -1169,11 +1178,12 @@ export class StorageProvider {
     root: NodeRef,
     key: string,
     needed: PermissionName,
-  ): Promise<RecycleItem> {
+  ): Promise<{ item: RecycleItem; perms: Permissions }> {
     const view = await this.trashView(driver, root, needed);
     const item = await this.trashOf(driver).get(root.spaceId, String(key).replace(/\/+$/, ''));
-    if (!(await view.perms(item))) throw new Hidden();
-    return item;
+    const perms = await view.perms(item);
+    if (!perms) throw new Hidden();
+    return { item, perms };
   }
 
   /** Restore a trash item where it was, or at `target`; it keeps its id. */
@@ -1197,7 +1207,9 @@ export class StorageProvider {
       target = r.node;
     }
     if (this.principal) {
-      const item = await this.visibleItem(driver, root, key, 'restoreRecycleItem');
+      const { item, perms } = await this.visibleItem(driver, root, key, 'restoreRecycleItem');
+      // Restoring elsewhere moves it: what one may not move out of its folder stays there.
+      if (target && !perms.move) throw new StorageError('PERMISSION_DENIED', 'not allowed: move');
       // Putting it back is creating it there: the destination folder must allow that.
       const dest = target ?? { spaceId: root.spaceId, segments: splitPath(item.path) };
       await this.requireParent(driver, dest, [
@@ -1302,8 +1314,22 @@ function manages(p: Permissions): boolean {
 }
 
 /**
+ * What a session does not hand out: the drivers and the identity source (unauthorised access),
+ * `as` (acting as someone else) and `close` (closing drivers other sessions use).
+ */
+const SYSTEM_ONLY: ReadonlySet<PropertyKey> = new Set([
+  'drivers',
+  'driverFor',
+  'resolve',
+  'identity',
+  'as',
+  'close',
+]);
+
+/**
  * A session as its caller holds it: every NOT_FOUND it throws reads the same ("not found", no
- * reason), so an answer never tells what exists but is hidden from what does not exist.
+ * reason), so an answer never tells what exists but is hidden from what does not exist; and what
+ * would step around authorisation is refused.
  */
 function sealed(session: StorageProvider): StorageProvider {
   const plain = (err: unknown): unknown =>
@@ -1318,6 +1344,12 @@ function sealed(session: StorageProvider): StorageProvider {
   const wrapped = new Map<PropertyKey, unknown>();
   return new Proxy(session, {
     get(target, prop) {
+      if (SYSTEM_ONLY.has(prop)) {
+        throw new StorageError(
+          'PERMISSION_DENIED',
+          `${String(prop)} is for the system provider, not a session`,
+        );
+      }
       const value: unknown = Reflect.get(target, prop, target);
       if (typeof value !== 'function' || prop === 'constructor') return value;
       let w = wrapped.get(prop);

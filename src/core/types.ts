@@ -299,6 +299,8 @@ export interface RecycleItem {
   deleted: number;
   /** Who deleted it (user id), when known. */
   deletedBy?: string;
+  /** The folder it was in (for an item inside a deleted folder: that folder). */
+  parentId?: ResourceId;
   /**
    * Grants set on the node itself when it was deleted (so a trash listing shows a user only what
    * they could see before). Providers hand it out only to those who may list grants.

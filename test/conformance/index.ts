@@ -998,7 +998,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
 
       it('moves deleted resources to the trash with their id, path, size and time', async () => {
         const sp = await newSpace();
-        await storage.mkdir(at(sp, 'd'));
+        const d = await storage.mkdir(at(sp, 'd'));
         const f = await put(sp, 'd/f.txt', '12345');
         const t0 = Date.now();
         await storage.delete(at(sp, 'd/f.txt'));
@@ -1009,6 +1009,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect(item!.key).toBe(f.id.opaqueId);
         expect(item!.id).toEqual(f.id);
         expect(item!.path).toBe('/d/f.txt');
+        expect(item!.parentId).toEqual(d.id);
         expect(item!.type).toBe('file');
         expect(item!.size).toBe(5);
         expect(item!.deleted).toBeGreaterThanOrEqual(t0 - 1000);
@@ -1243,10 +1244,27 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect(await get(at(sp, 'l.txt'))).toBe('v1');
         await put(sp, 'l.txt', 'v2', { lockId: 'lock-1' });
         expect(await get(at(sp, 'l.txt'))).toBe('v2');
+        if (features.metadata) {
+          await storage.setMetadata(at(sp, 'l.txt'), { a: 'b' }, { lockId: 'lock-1' });
+          await storage.unsetMetadata(at(sp, 'l.txt'), ['a'], { lockId: 'lock-1' });
+          await expectCode(storage.unsetMetadata(at(sp, 'l.txt'), ['a']), 'LOCKED');
+        }
+        if (features.grants) {
+          const g = { grantee: { type: 'user' as const, id: 'x' }, permissions: fromLetters('s') };
+          await expectCode(storage.setGrant(at(sp, 'l.txt'), g), 'LOCKED');
+          await storage.setGrant(at(sp, 'l.txt'), g, { lockId: 'lock-1' });
+          await storage.removeGrant(at(sp, 'l.txt'), g.grantee, { lockId: 'lock-1' });
+        }
         await storage.move(at(sp, 'l.txt'), at(sp, 'm.txt'), { lockId: 'lock-1' });
         expect((await storage.getLock(at(sp, 'm.txt')))?.lockId).toBe('lock-1');
         await put(sp, 'other.txt', 'x');
         await expectCode(put(sp, 'other.txt', 'y', { lockId: 'lock-1' }), 'ABORTED');
+        if (features.metadata) {
+          await expectCode(
+            storage.setMetadata(at(sp, 'other.txt'), { a: 'b' }, { lockId: 'lock-1' }),
+            'ABORTED',
+          );
+        }
         await expectCode(storage.move(at(sp, 'other.txt'), at(sp, 'm.txt'), { overwrite: true }), 'LOCKED');
       });
 
@@ -1301,6 +1319,45 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         const r = await locks.refresh(node, { lockId: 's', type: 'exclusive', user: 'mary', expires: until });
         expect(r).toMatchObject({ lockId: 's', type: 'shared', user: 'u', expires: until });
         await locks.unlock(node, 's', { actor: 'mary' });
+      });
+
+      it('guards a folder by the locks inside it: delete, move and replace need their id', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'd/e'), { parents: true });
+        await put(sp, 'd/e/f.txt', 'x');
+        await storage.setLock(at(sp, 'd/e/f.txt'), { lockId: 'in', type: 'exclusive' });
+        await storage.mkdir(at(sp, 'x'));
+        await expectCode(storage.delete(at(sp, 'd')), 'LOCKED');
+        await expectCode(storage.delete(at(sp, 'd'), { lockId: 'other' }), 'LOCKED');
+        await expectCode(storage.move(at(sp, 'd'), at(sp, 'd2')), 'LOCKED');
+        await expectCode(storage.move(at(sp, 'x'), at(sp, 'd'), { overwrite: true }), 'LOCKED');
+        if (features.copy)
+          await expectCode(storage.copy(at(sp, 'x'), at(sp, 'd'), { overwrite: true }), 'LOCKED');
+        expect(await get(at(sp, 'd/e/f.txt'))).toBe('x');
+        // With the id, the folder moves, and the lock goes along and guards its new place.
+        await storage.mkdir(at(sp, 'outer'));
+        await storage.move(at(sp, 'd'), at(sp, 'outer/d'), { lockId: 'in' });
+        expect((await storage.getLock(at(sp, 'outer/d/e/f.txt')))?.lockId).toBe('in');
+        await expectCode(storage.delete(at(sp, 'outer')), 'LOCKED');
+        if (features.trash) {
+          const outer = await storage.delete(at(sp, 'outer'), { lockId: 'in' });
+          await storage.restoreTrash(sp.id, outer.id.opaqueId);
+          await expectCode(storage.delete(at(sp, 'outer')), 'LOCKED');
+        }
+        await storage.unlock(at(sp, 'outer/d/e/f.txt'), 'in');
+        await storage.delete(at(sp, 'outer'));
+        // Expired locks inside do not count.
+        await storage.mkdir(at(sp, 'g'));
+        await put(sp, 'g/h', 'y');
+        await storage.setLock(at(sp, 'g/h'), {
+          lockId: 'short',
+          type: 'exclusive',
+          expires: Date.now() + 100,
+        });
+        await expectCode(storage.move(at(sp, 'g'), at(sp, 'g2')), 'LOCKED');
+        await new Promise((r) => setTimeout(r, 200));
+        await storage.move(at(sp, 'g'), at(sp, 'g2'));
+        await storage.delete(at(sp, 'g2'));
       });
 
       it('forgets expired locks', async () => {

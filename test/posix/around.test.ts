@@ -422,3 +422,28 @@ describe('posix: grants changed by another process', () => {
     }
   });
 });
+
+describe('posix: grants damaged on disk', () => {
+  it('fail closed (a deny may be lost otherwise), and fsck reports them without touching them', async () => {
+    const { sp, dir, at } = await space();
+    await s.mkdir(at('team'));
+    await s.write(at('team/f.txt'), 'f');
+    await s.setGrant(at(''), { grantee: { type: 'user', id: 'u' }, permissions: fromLetters(ROLES.viewer) });
+    await s.setGrant(at('team'), {
+      grantee: { type: 'user', id: 'u' },
+      permissions: fromLetters(''),
+      deny: true,
+    });
+    const u = await s.as({ userId: 'u', groups: [] });
+    await expect(u.stat(at('team/f.txt'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    for (const damage of ['{not json', '{"k":"u"}', '[{"k":"u","id":"u","p":"","d":1},{"broken":true}]']) {
+      await xattr.setAttribute(path.join(dir, 'team'), 'user.stowage.g', damage);
+      // Changing any grant bumps the version, so no cached chain hides the damage.
+      await s.setGrant(at(''), { grantee: { type: 'user', id: 'other' }, permissions: fromLetters('s') });
+      await expect(u.stat(at('team/f.txt'))).rejects.toMatchObject({ code: 'INTERNAL' });
+      const [report] = await driver.fsck({ space: sp.id, repair: true });
+      expect(report!.problems['unreadable-grants']).toBe(1);
+      expect((await xattr.getAttribute(path.join(dir, 'team'), 'user.stowage.g')).toString()).toBe(damage);
+    }
+  });
+});

@@ -12,7 +12,14 @@ import { checkWriteConditions, evaluateConditions, resolveRange } from '../../co
 import type { Body, Driver, Features, Inspected, MutationOptions } from '../../core/driver.js';
 import { StorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime } from '../../core/etag.js';
-import { checkLockChange, checkLockFor, liveLock, lockAfter, newLock } from '../../core/locks.js';
+import {
+  checkLockChange,
+  checkLockFor,
+  checkLockInside,
+  liveLock,
+  lockAfter,
+  newLock,
+} from '../../core/locks.js';
 import { FOLDER_MIME_TYPE, mimeTypeOf } from '../../core/mime.js';
 import { type Grant, type Grantee, granteeKey } from '../../core/permissions.js';
 import { checkName, printable, slugify } from '../../core/refs.js';
@@ -22,6 +29,7 @@ import type {
   FileVersion,
   ListOptions,
   Lock,
+  LockOptions,
   MoveOptions,
   NodeRef,
   ReadOptions,
@@ -81,6 +89,8 @@ type MNode = MFile | MFolder;
 interface MTrash {
   node: MNode;
   path: string;
+  /** The folder it was deleted from. */
+  parentId: string;
   deleted: number;
   by?: string;
 }
@@ -421,6 +431,15 @@ class MemoryDriver implements Driver {
     return n;
   }
 
+  /** LOCKED when anything inside a folder carries a live lock the request does not hold. */
+  private checkLocksInside(node: MNode, opts?: LockOptions): void {
+    if (node.kind !== 'folder') return;
+    for (const child of node.children.values()) {
+      checkLockInside(child.lock, opts?.lockId, opts?.actor);
+      this.checkLocksInside(child, opts);
+    }
+  }
+
   /** Move a node (with its subtree) to the trash, keeping ids. */
   private toTrash(s: MSpace, node: MNode, by?: string): void {
     const parent = node.parent!;
@@ -431,7 +450,7 @@ class MemoryDriver implements Driver {
     this.propagate(parent, -size);
     // The versions of its files stay where they are (counted as versions) until it is purged.
     s.trashSize += size;
-    s.trash.set(node.id, { node, path, deleted: Date.now(), ...(by && { by }) });
+    s.trash.set(node.id, { node, path, parentId: parent.id, deleted: Date.now(), ...(by && { by }) });
   }
 
   // ------------------------------------------------------------------ core
@@ -592,7 +611,9 @@ class MemoryDriver implements Driver {
   async delete(ref: NodeRef, opts?: MutationOptions): Promise<ResourceInfo> {
     const { s, node } = this.lookup(ref);
     if (!node.parent) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be deleted');
-    checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
+    // A folder's lock id may be one of a lock inside it (a folder itself unlocked is no error).
+    checkLockFor(node.lock, opts?.lockId, node.kind === 'file', opts?.actor);
+    this.checkLocksInside(node, opts);
     const info = this.info(s, node);
     this.toTrash(s, node, opts?.actor);
     return info;
@@ -618,11 +639,13 @@ class MemoryDriver implements Driver {
         });
       }
     }
-    checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
+    checkLockFor(node.lock, opts?.lockId, node.kind === 'file', opts?.actor);
+    this.checkLocksInside(node, opts);
     if (t.existing) {
       if (!opts?.overwrite) throw new StorageError('ALREADY_EXISTS', `"${printable(t.name)}" already exists`);
       this.refuseAncestor(node, t.existing);
       checkLockFor(t.existing.lock, opts?.lockId, false, opts?.actor);
+      this.checkLocksInside(t.existing, opts);
       this.toTrash(s, t.existing);
     }
     const size = this.sizeOf(node);
@@ -656,6 +679,7 @@ class MemoryDriver implements Driver {
       if (!opts?.overwrite) throw new StorageError('ALREADY_EXISTS', `"${printable(t.name)}" already exists`);
       this.refuseAncestor(node, t.existing);
       checkLockFor(t.existing.lock, opts?.lockId, false, opts?.actor);
+      this.checkLocksInside(t.existing, opts);
     }
     this.checkQuota(t.s, this.sizeOf(node));
     if (t.existing) this.toTrash(t.s, t.existing);
@@ -755,9 +779,11 @@ class MemoryDriver implements Driver {
 
   private recycleItem(s: MSpace, node: MNode, key: string, path: string, t: MTrash): RecycleItem {
     const grants = this.grantsOf(node);
+    const parentId = node === t.node ? t.parentId : node.parent!.id;
     return {
       key,
       id: { storageId: this.storageId, spaceId: s.space.id, opaqueId: node.id },
+      parentId: { storageId: this.storageId, spaceId: s.space.id, opaqueId: parentId },
       type: node.kind === 'file' ? 'file' : 'folder',
       path,
       size: this.sizeOf(node),

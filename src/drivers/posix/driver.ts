@@ -23,7 +23,14 @@ import { checkWriteConditions, evaluateConditions, resolveRange } from '../../co
 import type { Body, Driver, Features, Inspected, MutationOptions } from '../../core/driver.js';
 import { StorageError, toStorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime, nowUs } from '../../core/etag.js';
-import { checkLockChange, checkLockFor, liveLock, lockAfter, newLock } from '../../core/locks.js';
+import {
+  checkLockChange,
+  checkLockFor,
+  checkLockInside,
+  liveLock,
+  lockAfter,
+  newLock,
+} from '../../core/locks.js';
 import { FOLDER_MIME_TYPE, mimeTypeOf } from '../../core/mime.js';
 import {
   decodeGrant,
@@ -40,6 +47,7 @@ import type {
   FileVersion,
   ListOptions,
   Lock,
+  LockOptions,
   MoveOptions,
   NodeRef,
   ReadOptions,
@@ -259,9 +267,10 @@ class Posix implements PosixDriver {
         copy: (s: NodeRef, d: NodeRef, o?: MoveOptions) => this.copy(s, d, o).catch(rethrow('copy')),
       }),
       metadata: Object.freeze({
-        set: (r: NodeRef, v: Readonly<Record<string, string>>) =>
-          this.setMetadata(r, v).catch(rethrow('metadata')),
-        unset: (r: NodeRef, k: readonly string[]) => this.unsetMetadata(r, k).catch(rethrow('metadata')),
+        set: (r: NodeRef, v: Readonly<Record<string, string>>, o?: MutationOptions) =>
+          this.setMetadata(r, v, o).catch(rethrow('metadata')),
+        unset: (r: NodeRef, k: readonly string[], o?: MutationOptions) =>
+          this.unsetMetadata(r, k, o).catch(rethrow('metadata')),
       }),
       spaces: Object.freeze({
         create: (i: CreateSpaceInput) => this.createSpace(i).catch(rethrow('create space')),
@@ -1512,7 +1521,9 @@ class Posix implements PosixDriver {
     // What is deleted, and reported, is what is there once the lock is held.
     const { info, cur } = await sp.commit(async (journal) => {
       const cur = await this.load(sp, segs, true);
-      checkLockFor(lockOf(cur.rec.lk), opts?.lockId, true, opts?.actor);
+      // A folder's lock id may be one of a lock inside it (a folder itself unlocked is no error).
+      checkLockFor(lockOf(cur.rec.lk), opts?.lockId, !cur.st.isDirectory(), opts?.actor);
+      if (cur.st.isDirectory()) await this.checkLocksInsideHeld(sp, segs, cur.rec, opts);
       const info = this.infoNow(sp, segs, cur.st, cur.rec);
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
       const dir = cur.st.isDirectory();
@@ -1578,8 +1589,12 @@ class Posix implements PosixDriver {
           reason: 'into-itself',
         });
       }
-      checkLockFor(lockOf(cur.rec.lk), opts?.lockId, true, opts?.actor);
+      checkLockFor(lockOf(cur.rec.lk), opts?.lockId, !cur.st.isDirectory(), opts?.actor);
       if (old) checkLockFor(lockOf(old.rec.lk), opts?.lockId, false, opts?.actor);
+      if (cur.st.isDirectory()) await this.checkLocksInsideHeld(sp, from, cur.rec, opts);
+      if (old?.st.isDirectory()) await this.checkLocksInsideHeld(sp, to, old.rec, opts);
+      // A lock moving in: the folders above its new place learn that first.
+      if (cur.rec.lb || liveLock(lockOf(cur.rec.lk))) this.markLocksAboveHeld(sp, to);
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
       // Two hard links of one file: rename(2) does nothing then, so the source name is unlinked.
       const sameInode = old !== undefined && old.st.ino === cur.st.ino && old.st.dev === cur.st.dev;
@@ -1688,6 +1703,7 @@ class Posix implements PosixDriver {
           });
         }
         if (old) checkLockFor(lockOf(old.rec.lk), opts?.lockId, false, opts?.actor);
+        if (old?.st.isDirectory()) await this.checkLocksInsideHeld(dsp, to, old.rec, opts);
         const top = decodeRecord(this.native.getxattrSync(staging, XATTR_NODE))!;
         if (top.p !== parent.id) {
           top.p = parent.id;
@@ -2079,6 +2095,7 @@ class Posix implements PosixDriver {
     return {
       key,
       id: { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.id },
+      ...(rec.p && { parentId: { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.p } }),
       type: st.isDirectory() ? 'folder' : 'file',
       path: itemPath,
       size: st.isDirectory() ? (rec.ts ?? 0) : st.size,
@@ -2171,6 +2188,7 @@ class Posix implements PosixDriver {
         throw new StorageError('ALREADY_EXISTS', `"${printable(to.at(-1))}" already exists`);
       }
       const size = st.isDirectory() ? (rec.ts ?? 0) : st.size;
+      if (rec.lb || liveLock(lockOf(rec.lk))) this.markLocksAboveHeld(sp, to);
       journal.begin({ dirs: [to.slice(0, -1)], nodes: [{ id: rec.id, at: to }], totals: true });
       await this.options.hooks?.beforeRename?.('restore');
       // The record keeps its trash facts until the node is out: a crash before the rename leaves a
@@ -2238,7 +2256,9 @@ class Posix implements PosixDriver {
 
   private async setLock(ref: NodeRef, lock: Lock, opts?: MutationOptions): Promise<Lock> {
     const clean = newLock(lock, opts?.actor);
-    return this.changeRecord(ref, (rec) => {
+    return this.changeRecord(ref, (rec, sp, segs) => {
+      // Folders above first: a crash in between leaves a hint too many, never a lock unseen.
+      this.markLocksAboveHeld(sp, segs);
       const next = lockAfter(liveLock(lockOf(rec.lk)), clean);
       rec.lk = storedLock(next);
       return { ...next };
@@ -2270,37 +2290,97 @@ class Posix implements PosixDriver {
   }
 
   /** Read-modify-write a node's record under the commit lock (locks, flags). */
-  private async changeRecord<T>(ref: NodeRef, change: (rec: NodeRecord) => T): Promise<T> {
+  private async changeRecord<T>(
+    ref: NodeRef,
+    change: (rec: NodeRecord, sp: PosixSpace, segs: string[]) => T,
+  ): Promise<T> {
     const sp = await this.space(ref.spaceId);
     const segs = await this.locate(sp, ref);
     await this.load(sp, segs);
     return sp.commit(async () => {
       const { rec } = await this.load(sp, segs, true);
-      const out = change(rec);
+      const out = change(rec, sp, segs);
       sp.writeHeld(segs, rec);
       return out;
     });
+  }
+
+  /** Mark every folder above `segs` as possibly holding a lock below (lock held). */
+  private markLocksAboveHeld(sp: PosixSpace, segs: string[]): void {
+    for (let i = segs.length - 1; i >= 0; i--) {
+      const above = segs.slice(0, i);
+      const rec = sp.recordHeld(above);
+      if (!rec || rec.lb) continue;
+      rec.lb = 1;
+      sp.writeHeld(above, rec);
+    }
+  }
+
+  /**
+   * LOCKED when anything inside the folder at `segs` carries a live lock the request does not hold
+   * (lock held). Follows the `lb` hints, and clears those that lead to no live lock.
+   */
+  private async checkLocksInsideHeld(
+    sp: PosixSpace,
+    segs: string[],
+    rec: NodeRecord,
+    opts: LockOptions | undefined,
+  ): Promise<void> {
+    const walk = async (dir: string[]): Promise<boolean> => {
+      let found = false;
+      for (const name of await fsp.readdir(sp.abs(dir)).catch(() => [] as string[])) {
+        if (dir.length === 0 && name === RESERVED_ROOT_NAME) continue;
+        const child = [...dir, name];
+        const crec = await sp.record(child).catch(() => undefined);
+        if (!crec) continue;
+        const live = liveLock(lockOf(crec.lk));
+        if (live) {
+          checkLockInside(live, opts?.lockId, opts?.actor);
+          found = true;
+        }
+        if (crec.lb) {
+          if (await walk(child)) found = true;
+          else {
+            delete crec.lb;
+            sp.writeHeld(child, crec);
+          }
+        }
+      }
+      return found;
+    };
+    if (!rec.lb) return;
+    if (!(await walk(segs))) {
+      delete rec.lb;
+      sp.writeHeld(segs, rec);
+    }
   }
 
   // ================================================================== grants
 
   /** Grants stored on a node (inline or sidecar), expired ones left out. */
   private async readGrants(sp: PosixSpace, abs: string, rec: NodeRecord): Promise<Grant[]> {
-    let raw: Buffer | undefined;
-    if (rec.g === 1) raw = await this.native.getxattr(abs, XATTR_GRANTS);
-    else if (rec.g === 2) raw = await fsp.readFile(grantsSidecar(sp, rec.id)).catch(() => undefined);
+    if (!rec.g) return [];
+    const raw = await sp.readDocument(abs, XATTR_GRANTS, sp.grantsSidecar(rec.id), rec.g, (r) => r.g);
     if (!raw) return [];
-    let stored: StoredGrant[];
+    // Fail closed: grants that cannot be read may have held a deny.
+    const unreadable = () =>
+      new StorageError(
+        'INTERNAL',
+        `unreadable grants on node ${rec.id}; fix or remove them (stowage fsck shows them)`,
+      );
+    let stored: unknown;
     try {
-      stored = JSON.parse(raw.toString('utf8')) as StoredGrant[];
+      stored = JSON.parse(raw.toString('utf8'));
     } catch {
-      return [];
+      throw unreadable();
     }
+    if (!Array.isArray(stored)) throw unreadable();
     const now = Date.now();
     const out: Grant[] = [];
-    for (const s of Array.isArray(stored) ? stored : []) {
+    for (const s of stored as StoredGrant[]) {
       const g = decodeGrant(s);
-      if (g && (g.expires === undefined || g.expires > now)) out.push(g);
+      if (!g) throw unreadable();
+      if (g.expires === undefined || g.expires > now) out.push(g);
     }
     return out;
   }
@@ -2316,7 +2396,7 @@ class Posix implements PosixDriver {
     grants: Grant[],
   ): Promise<() => Promise<void>> {
     const json = grants.length ? JSON.stringify(grants.map(encodeGrant)) : undefined;
-    const out = await this.storeDocument(abs, XATTR_GRANTS, grantsSidecar(sp, rec.id), rec.g, json);
+    const out = await this.storeDocument(abs, XATTR_GRANTS, sp.grantsSidecar(rec.id), rec.g, json);
     if (out.flag) rec.g = out.flag;
     else delete rec.g;
     return out.drop;
@@ -2442,7 +2522,7 @@ class Posix implements PosixDriver {
           if (!entry || !(await this.isAt(sp, entry.rel, rec.id))) {
             await sp.index.remove(rec.id);
             if (rec.md === 2) await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
-            if (rec.g === 2) await fsp.unlink(grantsSidecar(sp, rec.id)).catch(() => {});
+            if (rec.g === 2) await fsp.unlink(sp.grantsSidecar(rec.id)).catch(() => {});
             if (withVersions && st.isFile()) await this.dropVersions(sp, rec.id);
           }
         }
@@ -2551,11 +2631,6 @@ async function writeFully(fh: fsp.FileHandle, block: Uint8Array, position: numbe
     if (bytesWritten === 0) throw new StorageError('INTERNAL', 'short write');
     off += bytesWritten;
   }
-}
-
-/** Where a node's grants go when they do not fit in an xattr. */
-function grantsSidecar(sp: PosixSpace, id: string): string {
-  return sp.sidecar(id).replace(/\.json$/, '.grants.json');
 }
 
 /** Bytes of a loaded node: a file's size, a folder's recorded tree size. */

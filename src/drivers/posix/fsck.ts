@@ -10,9 +10,10 @@ import type fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { ChecksumAccumulator } from '../../core/checksums.js';
 import { nextTreeTime } from '../../core/etag.js';
+import { decodeGrant } from '../../core/permissions.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Native } from './native.js';
-import { encodeRecord, type NodeRecord, XATTR_NODE } from './record.js';
+import { encodeRecord, type NodeRecord, XATTR_GRANTS, XATTR_NODE } from './record.js';
 import { keyOf, type PosixSpace, segsOf } from './space.js';
 
 /** Kinds of problems fsck finds. */
@@ -27,6 +28,7 @@ export type FsckProblemKind =
   | 'skipped-special'
   | 'pending-intent'
   | 'usage-totals'
+  | 'unreadable-grants'
   | 'litter';
 
 /** One problem. */
@@ -142,6 +144,9 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
         } else {
           seen.set(rec.id, key);
         }
+        // Grants that cannot be read make the node unreachable (they fail closed); a person decides
+        // what they should be, so this is reported, never repaired.
+        if (rec.g && !(await grantsReadable(sp, segs, rec))) problem('unreadable-grants', segs);
         if (st.isDirectory()) {
           report.folders++;
           const size = await walk(segs, rec.id);
@@ -235,4 +240,21 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
     // no tmp folder yet
   }
   return report;
+}
+
+async function grantsReadable(sp: PosixSpace, segs: string[], rec: NodeRecord): Promise<boolean> {
+  try {
+    const raw = await sp.readDocument(
+      sp.abs(segs),
+      XATTR_GRANTS,
+      sp.grantsSidecar(rec.id),
+      rec.g,
+      (r) => r.g,
+    );
+    if (!raw) return true;
+    const stored: unknown = JSON.parse(raw.toString('utf8'));
+    return Array.isArray(stored) && stored.every((g) => decodeGrant(g) !== undefined);
+  } catch {
+    return false;
+  }
 }

@@ -13,6 +13,9 @@
  *          `<space>/.stowage/meta/<id:2>/<id>.json`
  * - `g`    1 = grants inline in `user.stowage.g`, 2 = in the sidecar `<id>.grants.json`
  * - `lk`   the CS3 lock: `{id, t: s|w|x, u?, a?, e?}` (lock id, type, user, app, expiry ms)
+ * - `lb`   1 on a folder when something below it may carry a lock (set on every folder above a
+ *          lock when it is set or moves in; cleared when a check finds none): a folder delete or
+ *          move looks for locks inside only where this says so
  * - `tr`   on a node in the trash: `{p, at, by?}` (original path, deletion time ms, user)
  * - `sp`   space properties (space roots only), and on the root also:
  *          `tts` bytes in the trash, `vts` bytes in versions (the grants version, bumped when grants
@@ -69,6 +72,7 @@ export interface NodeRecord {
   md?: 1 | 2;
   g?: 1 | 2;
   lk?: StoredLock;
+  lb?: 1;
   tr?: { p: string; at: number; by?: string };
   sp?: SpaceProps;
   tts?: number;

@@ -169,6 +169,11 @@ export class PosixSpace {
     fs.rmSync(`${this.tmp}/live-${this.env.owner}`, { force: true });
   }
 
+  /** Sidecar file of a node's grants (when they do not fit in an xattr). */
+  grantsSidecar(id: string): string {
+    return `${this.metaDir}/${id.slice(0, 2)}/${id}.grants.json`;
+  }
+
   /** Sidecar file of a node's metadata. */
   sidecar(id: string): string {
     return `${this.metaDir}/${id.slice(0, 2)}/${id}.json`;
@@ -556,19 +561,39 @@ export class PosixSpace {
 
   /** Read a node's arbitrary metadata (inline or sidecar). */
   async readMetadata(segs: readonly string[], rec: NodeRecord): Promise<Record<string, string>> {
-    if (rec.md === 1) {
-      const buf = await this.env.native.getxattr(this.abs(segs), XATTR_META);
-      return parseMetadata(buf);
-    }
-    if (rec.md === 2) {
+    if (!rec.md) return {};
+    const abs = this.abs(segs);
+    return parseMetadata(await this.readDocument(abs, XATTR_META, this.sidecar(rec.id), rec.md, (r) => r.md));
+  }
+
+  /**
+   * Read a node's JSON document (metadata, grants) where its record says it is: inline (1) or in
+   * its sidecar (2). A writer that moved it between our read of the record and now rewrote the
+   * record before dropping the old copy, so when the document is missing the record is read again
+   * and followed once. Errors other than "missing" are thrown, never read as "nothing".
+   */
+  async readDocument(
+    abs: string,
+    xattr: string,
+    sidecar: string,
+    flag: 1 | 2 | undefined,
+    flagOf: (rec: NodeRecord) => 1 | 2 | undefined,
+  ): Promise<Buffer | undefined> {
+    const at = async (f: 1 | 2 | undefined): Promise<Buffer | undefined> => {
+      if (f === 1) return this.env.native.getxattr(abs, xattr);
+      if (f !== 2) return undefined;
       try {
-        return parseMetadata(await fsp.readFile(this.sidecar(rec.id)));
+        return await fsp.readFile(sidecar);
       } catch (err) {
-        if (isMissing(err)) return {};
+        if (isMissing(err)) return undefined;
         throw err;
       }
-    }
-    return {};
+    };
+    const first = await at(flag);
+    if (first !== undefined || flag === undefined) return first;
+    const fresh = decodeRecord(await this.env.native.getxattr(abs, XATTR_NODE));
+    const now = fresh ? flagOf(fresh) : undefined;
+    return now === flag ? undefined : at(now);
   }
 }
 
