@@ -92,6 +92,8 @@ const cases: [string, string, (v: Awaited<ReturnType<typeof reopen>>) => Promise
   ],
   ['delete', 'before:delete', async (v) => expect(await v.text('a/b/x/deep.txt')).toBe('deep')],
   ['delete', 'after:delete', async (v) => expect(await v.exists('a/b')).toBe(false)],
+  // Marked for the trash, not moved yet: still in place (and without trash facts, checked below).
+  ['delete', 'before:trash', async (v) => expect(await v.text('a/b/x/deep.txt')).toBe('deep')],
   [
     'move-over',
     'before:move',

@@ -1528,8 +1528,9 @@ class Posix implements PosixDriver {
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
       const dir = cur.st.isDirectory();
       if (this.trash) {
-        // The rename into the trash is the whole operation: a crash after it is repaired forwards.
-        journal.begin({ dirs: [parentSegs], totals: true });
+        // The rename into the trash is the whole operation: a crash after it is repaired forwards;
+        // one before it leaves the node in place, and recovery drops the trash facts written on it.
+        journal.begin({ dirs: [parentSegs], totals: true, nodes: [{ id: cur.rec.id, at: segs }] });
         await this.options.hooks?.beforeRename?.('delete');
         await this.trashHeld(sp, segs, cur, opts?.actor);
         await this.options.hooks?.afterRename?.('delete');
@@ -1649,6 +1650,7 @@ class Posix implements PosixDriver {
       tr: { p: `/${segs.join('/')}`, at: Date.now(), ...(actor && { by: actor }) },
     };
     sp.writeHeld(segs, rec);
+    await this.options.hooks?.beforeRename?.('trash');
     await fsp.mkdir(sp.trashDir, { recursive: true });
     // A node deleted before (and restored) left no item behind, so the id is free in the trash.
     await fsp.rename(sp.abs(segs), `${sp.trashDir}/${cur.rec.id}`);
