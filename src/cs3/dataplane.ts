@@ -1,0 +1,510 @@
+/**
+ * The HTTP data plane that CS3's `InitiateFileUpload`/`InitiateFileDownload` point at, on the
+ * model of Reva's dataprovider:
+ *
+ * - `/data/simple/<token>`: PUT uploads, GET/HEAD downloads (ranges, conditions).
+ * - `/data/spaces/<token>`: the same (Reva's `spaces` protocol name).
+ * - `/data/tus/<token>`: TUS 1.0 (core, creation, creation-with-upload, creation-defer-length,
+ *   termination, checksum, expiration), resumable across restarts ({@link TusUploads}).
+ *
+ * Every request is authorised by a short-lived transfer token (HS256, signed by the server at
+ * initiate time), taken from the last path segment or from `X-Reva-Transfer` (a Reva datagateway's
+ * token whose `target` is one of our endpoints is accepted too). The token names the user, and the
+ * request runs as that user's session, so grants are checked again when bytes move.
+ *
+ * @module
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { parseChecksumHeader } from '../core/checksums.js';
+import { parseRangeHeader } from '../core/conditions.js';
+import { codeToHttp, type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
+import type { StorageProvider } from '../core/provider.js';
+import { formatResourceId } from '../core/refs.js';
+import type { Checksums, Conditions, ReadOptions, ResourceInfo, WriteOptions } from '../core/types.js';
+import { quoteEtag } from './convert.js';
+import { type JwtClaims, signJwt, verifyJwt } from './jwt.js';
+import { TUS_CHECKSUMS, TusUploads, type UploadState } from './tus.js';
+
+/** What an upload token carries: who, where, and the options given at initiate time. */
+export interface UploadGrant {
+  /** The user's id. */
+  u: string;
+  /** The target, as a Stowage reference string (`storage$space!node/rel` or `/alias/path`). */
+  r: string;
+  size?: number;
+  checksums?: Checksums;
+  /** Client mtime, ms since epoch. */
+  mtime?: number;
+  ifMatch?: string;
+  ifNotExist?: boolean;
+  ifUnmodifiedSince?: number;
+  /** Any other conditions (Stowage's own clients send them whole). */
+  c?: Conditions;
+  lockId?: string;
+}
+
+/** What a download token carries. */
+export interface DownloadGrant {
+  u: string;
+  r: string;
+  /** A version key: serve that version. */
+  v?: string;
+}
+
+/** Options for {@link DataPlane}. */
+export interface DataPlaneOptions {
+  /** The system provider (requests run as the token's user through `provider.as`). */
+  provider: StorageProvider;
+  /** Secret of the transfer tokens (Reva's `transfer_shared_secret`). */
+  secret: string;
+  /** Public base URL of the data plane, ending in `/data`. */
+  dataUrl: string;
+  /** Where resumable uploads live between requests. */
+  uploads: TusUploads;
+  /** Life of a simple upload/download token, seconds (default 600). */
+  transferTtlSeconds?: number;
+  /** Life of a resumable upload (and of its token), seconds (default 86400). */
+  uploadTtlSeconds?: number;
+  log?: (message: string, err?: unknown) => void;
+}
+
+const TUS_VERSION = '1.0.0';
+const TUS_EXTENSIONS = 'creation,creation-with-upload,creation-defer-length,termination,checksum,expiration';
+
+/** The data plane: signs endpoints for the gRPC door and serves them over HTTP. */
+export class DataPlane {
+  private readonly transferTtl: number;
+  private readonly uploadTtl: number;
+
+  constructor(private readonly opts: DataPlaneOptions) {
+    this.transferTtl = opts.transferTtlSeconds ?? 600;
+    this.uploadTtl = opts.uploadTtlSeconds ?? 86_400;
+  }
+
+  private sign(kind: 'up' | 'down', grant: UploadGrant | DownloadGrant, ttl: number): string {
+    const now = Math.floor(Date.now() / 1000);
+    return signJwt(
+      { iat: now, exp: now + ttl, aud: ['reva'], stowage: { k: kind, ...grant } },
+      this.opts.secret,
+    );
+  }
+
+  /** Endpoints for an upload: `simple` (one PUT) and `tus` (resumable), and when they expire (ms). */
+  uploadEndpoints(grant: UploadGrant): { simple: string; tus: string; expires: number } {
+    return {
+      simple: `${this.opts.dataUrl}/simple/${this.sign('up', grant, this.transferTtl)}`,
+      tus: `${this.opts.dataUrl}/tus/${this.sign('up', grant, this.uploadTtl)}`,
+      expires: Date.now() + this.uploadTtl * 1000,
+    };
+  }
+
+  /** Endpoints for a download (`simple`, and `spaces` as Reva names the same thing). */
+  downloadEndpoints(grant: DownloadGrant): { simple: string; spaces: string } {
+    const token = this.sign('down', grant, this.transferTtl);
+    return { simple: `${this.opts.dataUrl}/simple/${token}`, spaces: `${this.opts.dataUrl}/spaces/${token}` };
+  }
+
+  /** The grant a request carries: its last path segment, or `X-Reva-Transfer`. */
+  private grantOf(req: IncomingMessage, segment: string | undefined): Granted {
+    const candidates = [segment, header(req, 'x-reva-transfer')].filter((t): t is string => !!t);
+    let failure: unknown = new StorageError('UNAUTHENTICATED', 'no transfer token');
+    for (const token of candidates) {
+      try {
+        const claims = verifyJwt(token, this.opts.secret);
+        const own = ownGrant(claims, token) ?? this.viaGateway(claims);
+        if (own) return own;
+        failure = new StorageError('UNAUTHENTICATED', 'not a transfer token of this server');
+      } catch (err) {
+        failure = err;
+      }
+    }
+    throw failure;
+  }
+
+  /** A Reva datagateway's token: its `target` is one of our endpoints, whose own token decides. */
+  private viaGateway(c: JwtClaims): Granted | undefined {
+    if (typeof c.target !== 'string' || !c.target.startsWith(`${this.opts.dataUrl}/`)) return undefined;
+    const token = c.target.split('?')[0]!.split('/').pop()!;
+    return ownGrant(verifyJwt(token, this.opts.secret), token);
+  }
+
+  /** The request handler (mount it at the root of an HTTP server). */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    this.route(req, res).catch((err) => this.fail(res, err));
+  };
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const base = new URL(this.opts.dataUrl).pathname.replace(/\/+$/, '');
+    if (!url.pathname.startsWith(`${base}/`)) throw new StorageError('NOT_FOUND', 'not a data plane path');
+    const [protocol, ...rest] = url.pathname.slice(base.length + 1).split('/');
+    const segment = rest.at(-1) || undefined;
+    const method = (header(req, 'x-http-method-override') ?? req.method ?? 'GET').toUpperCase();
+    if (protocol === 'tus') return this.tus(req, res, method, segment);
+    if (protocol !== 'simple' && protocol !== 'spaces')
+      throw new StorageError('NOT_FOUND', 'unknown protocol');
+    const grant = this.grantOf(req, segment);
+    if (method === 'PUT' && grant.kind === 'up') return this.put(req, res, grant);
+    if ((method === 'GET' || method === 'HEAD') && grant.kind === 'down') {
+      return this.get(req, res, grant, method === 'HEAD');
+    }
+    throw new StorageError('UNIMPLEMENTED', `${method} is not what this token is for`);
+  }
+
+  private session(userId: string): Promise<StorageProvider> {
+    return this.opts.provider.as(userId);
+  }
+
+  // ---------------------------------------------------------------- simple upload
+
+  private writeOptions(req: IncomingMessage, g: UploadGrant, signal: AbortSignal): WriteOptions {
+    const conditions: Conditions = { ...g.c };
+    if (g.ifMatch) conditions.ifMatch = [g.ifMatch];
+    if (g.ifNotExist) conditions.ifNoneMatch = '*';
+    if (g.ifUnmodifiedSince !== undefined) conditions.ifUnmodifiedSince = g.ifUnmodifiedSince;
+    const checksums = g.checksums ?? parseChecksumHeader(header(req, 'oc-checksum'));
+    const mtime = g.mtime ?? mtimeHeader(header(req, 'x-oc-mtime'));
+    const lockId = g.lockId ?? header(req, 'x-lock-id');
+    return {
+      ...(g.size !== undefined && { size: g.size }),
+      ...(checksums && { checksums }),
+      ...(mtime !== undefined && { mtime }),
+      ...(Object.keys(conditions).length && { conditions }),
+      ...(lockId && { lockId }),
+      signal,
+    };
+  }
+
+  private async put(req: IncomingMessage, res: ServerResponse, g: UploadGrant): Promise<void> {
+    const session = await this.session(g.u);
+    const length = intHeader(header(req, 'content-length'));
+    const opts = this.writeOptions(req, g, abortOnClose(req, res));
+    if (opts.size === undefined && length !== undefined) opts.size = length;
+    const info = await session.write(g.r, req, opts);
+    res.writeHead(200, { ...infoHeaders(info), 'content-length': '0' });
+    res.end();
+  }
+
+  // ---------------------------------------------------------------- download
+
+  private async get(
+    req: IncomingMessage,
+    res: ServerResponse,
+    g: DownloadGrant,
+    head: boolean,
+  ): Promise<void> {
+    const session = await this.session(g.u);
+    const range = parseRangeHeader(header(req, 'range'));
+    const conditions: Conditions = {};
+    const im = header(req, 'if-match');
+    const inm = header(req, 'if-none-match');
+    const ims = dateHeader(header(req, 'if-modified-since'));
+    const ius = dateHeader(header(req, 'if-unmodified-since'));
+    if (im) conditions.ifMatch = im.trim() === '*' ? '*' : splitEtags(im);
+    if (inm) conditions.ifNoneMatch = inm.trim() === '*' ? '*' : splitEtags(inm);
+    if (ims !== undefined) conditions.ifModifiedSince = ims;
+    if (ius !== undefined) conditions.ifUnmodifiedSince = ius;
+    const opts: ReadOptions = {
+      ...(range && { range }),
+      ...(Object.keys(conditions).length && { conditions }),
+      ...(header(req, 'if-range') && { ifRange: header(req, 'if-range')! }),
+      signal: abortOnClose(req, res),
+    };
+    if (range === null) {
+      // Unparseable ranges are ignored (RFC 9110); a syntactically valid but unsatisfiable one is 416.
+      delete opts.range;
+    }
+    const r = g.v ? await session.readVersion(g.r, g.v, opts) : await session.read(g.r, opts);
+    const headers: Record<string, string> = {
+      ...infoHeaders(r.info),
+      'accept-ranges': 'bytes',
+      'content-type': r.info.mimeType || 'application/octet-stream',
+      'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(r.info.name)}`,
+    };
+    if (r.status === 200 || r.status === 206) {
+      const span = r.range ?? { start: 0, end: r.info.size - 1 };
+      headers['content-length'] = String(Math.max(0, span.end - span.start + 1));
+      if (r.status === 206) headers['content-range'] = `bytes ${span.start}-${span.end}/${r.info.size}`;
+    } else {
+      headers['content-length'] = '0';
+      if (r.status === 416) headers['content-range'] = `bytes */${r.info.size}`;
+    }
+    res.writeHead(r.status, headers);
+    if (!r.body || head) {
+      (r.body as { destroy?: () => void } | undefined)?.destroy?.();
+      res.end();
+      return;
+    }
+    await pipeline(r.body, res);
+  }
+
+  // ---------------------------------------------------------------- tus
+
+  private tusHeaders(res: ServerResponse, st?: UploadState): void {
+    res.setHeader('tus-resumable', TUS_VERSION);
+    res.setHeader('cache-control', 'no-store');
+    if (st) {
+      res.setHeader('upload-offset', String(st.offset));
+      if (st.length !== undefined) res.setHeader('upload-length', String(st.length));
+      else res.setHeader('upload-defer-length', '1');
+      res.setHeader('upload-expires', new Date(st.expires).toUTCString());
+    }
+  }
+
+  private async tus(
+    req: IncomingMessage,
+    res: ServerResponse,
+    method: string,
+    segment?: string,
+  ): Promise<void> {
+    if (method === 'OPTIONS') {
+      res.writeHead(204, {
+        'tus-resumable': TUS_VERSION,
+        'tus-version': TUS_VERSION,
+        'tus-extension': TUS_EXTENSIONS,
+        'tus-checksum-algorithm': TUS_CHECKSUMS.join(','),
+      });
+      res.end();
+      return;
+    }
+    const resumable = header(req, 'tus-resumable');
+    if (resumable !== undefined && resumable !== TUS_VERSION) {
+      res.writeHead(412, { 'tus-version': TUS_VERSION });
+      res.end();
+      return;
+    }
+    const g = this.grantOf(req, segment);
+    if (g.kind !== 'up') throw new StorageError('PERMISSION_DENIED', 'not an upload token');
+    const id = TusUploads.idFor(g.token);
+    const uploads = this.opts.uploads;
+    if (method === 'POST') {
+      // Creation: the upload is the token's; the Location carries the token.
+      const length = intHeader(header(req, 'upload-length'));
+      const deferred = header(req, 'upload-defer-length') === '1';
+      if (length === undefined && !deferred && g.size === undefined) {
+        throw new StorageError('INVALID_ARGUMENT', 'Upload-Length or Upload-Defer-Length is required');
+      }
+      if (length !== undefined && g.size !== undefined && length !== g.size) {
+        throw new StorageError(
+          'INVALID_ARGUMENT',
+          'Upload-Length differs from the size given at initiate time',
+        );
+      }
+      const st = await uploads.create({
+        id,
+        offset: 0,
+        expires: Date.now() + this.uploadTtl * 1000,
+        target: undefined,
+        ...((length ?? g.size) !== undefined && { length: (length ?? g.size)! }),
+      });
+      const location = `${this.opts.dataUrl}/tus/${g.token}`;
+      if (header(req, 'content-type') === 'application/offset+octet-stream') {
+        return this.patch(req, res, g, st, location);
+      }
+      this.tusHeaders(res, st);
+      res.writeHead(201, { location });
+      res.end();
+      return;
+    }
+    let st = await uploads.get(id);
+    if (!st && (method === 'HEAD' || method === 'PATCH')) {
+      // Created at initiate time (ocdav's flow): the first request makes it.
+      st = await uploads.create({
+        id,
+        offset: 0,
+        expires: Date.now() + this.uploadTtl * 1000,
+        target: undefined,
+        ...(g.size !== undefined && { length: g.size }),
+      });
+    }
+    if (!st) throw new StorageError('NOT_FOUND', 'no such upload');
+    if (method === 'HEAD') {
+      this.tusHeaders(res, st);
+      res.writeHead(200, { 'content-length': '0' });
+      res.end();
+      return;
+    }
+    if (method === 'DELETE') {
+      await uploads.remove(id);
+      this.tusHeaders(res);
+      res.writeHead(204);
+      res.end();
+      return;
+    }
+    if (method === 'PATCH') return this.patch(req, res, g, st);
+    throw new StorageError('UNIMPLEMENTED', `${method} is not part of this tus server`);
+  }
+
+  private async patch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    g: UploadGrant & { token: string },
+    st: UploadState,
+    location?: string,
+  ): Promise<void> {
+    const uploads = this.opts.uploads;
+    if (header(req, 'content-type') !== 'application/offset+octet-stream') {
+      res.writeHead(415, { 'tus-resumable': TUS_VERSION });
+      res.end();
+      return;
+    }
+    const offset = intHeader(header(req, 'upload-offset'));
+    if (offset === undefined && location === undefined) {
+      throw new StorageError('INVALID_ARGUMENT', 'Upload-Offset is required');
+    }
+    if ((offset ?? 0) !== st.offset) {
+      this.tusHeaders(res, st);
+      res.writeHead(409, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ code: 'ABORTED', message: `the upload is at offset ${st.offset}` }));
+      return;
+    }
+    const length = intHeader(header(req, 'upload-length'));
+    if (length !== undefined) {
+      if (st.length !== undefined && st.length !== length) {
+        throw new StorageError('INVALID_ARGUMENT', 'the upload length cannot change');
+      }
+      if (st.length === undefined) await uploads.setLength(st, length);
+    }
+    const sum = header(req, 'upload-checksum');
+    let checksum: { algo: string; digest: string } | undefined;
+    if (sum) {
+      const [algo, digest] = sum.trim().split(/\s+/);
+      if (!algo || !digest || !(TUS_CHECKSUMS as readonly string[]).includes(algo.toLowerCase())) {
+        res.writeHead(400, { 'tus-resumable': TUS_VERSION });
+        res.end();
+        return;
+      }
+      checksum = { algo: algo.toLowerCase(), digest };
+    }
+    try {
+      await uploads.append(st, req, {
+        ...(st.length !== undefined && { max: st.length - st.offset }),
+        ...(checksum && { checksum }),
+      });
+    } catch (err) {
+      if (StorageError.is(err) && err.reason === 'checksum-mismatch') {
+        this.tusHeaders(res, st);
+        res.writeHead(460, { 'content-length': '0' }); // tus: Checksum Mismatch
+        res.end();
+        return;
+      }
+      throw err;
+    }
+    this.tusHeaders(res, st);
+    if (location) res.setHeader('location', location);
+    if (st.length !== undefined && st.offset === st.length) {
+      // Complete: write it through the user's session, then drop the staged bytes either way.
+      try {
+        const session = await this.session(g.u);
+        const opts = this.writeOptions(req, g, new AbortController().signal);
+        opts.size = st.length;
+        const info = await session.write(g.r, uploads.read(st), opts);
+        for (const [k, v] of Object.entries(infoHeaders(info))) res.setHeader(k, v);
+      } finally {
+        await uploads.remove(st.id);
+      }
+    }
+    res.writeHead(location ? 201 : 204);
+    res.end();
+  }
+
+  // ---------------------------------------------------------------- errors
+
+  private fail(res: ServerResponse, err: unknown): void {
+    const e = toStorageError(err, 'transfer');
+    if (e.code === 'INTERNAL') this.opts.log?.('data plane request failed', err);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    // Reva answers a checksum mismatch with its own 419.
+    const status = e.reason === 'checksum-mismatch' ? 419 : httpStatus(e.code);
+    const body = JSON.stringify(e.toJSON());
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(body)),
+      'x-stowage-error': Buffer.from(body).toString('base64url'),
+      'tus-resumable': TUS_VERSION,
+    });
+    res.end(body);
+  }
+}
+
+/** A verified grant, with the token it came in (tus uploads are keyed by it). */
+type Granted =
+  | ({ kind: 'up' } & UploadGrant & { token: string })
+  | ({ kind: 'down' } & DownloadGrant & { token: string });
+
+function ownGrant(c: JwtClaims, token: string): Granted | undefined {
+  const s = c.stowage as ({ k?: unknown } & Partial<UploadGrant> & Partial<DownloadGrant>) | undefined;
+  if (!s || (s.k !== 'up' && s.k !== 'down') || typeof s.u !== 'string' || typeof s.r !== 'string')
+    return undefined;
+  const { k, ...rest } = s;
+  return k === 'up'
+    ? { kind: 'up', ...(rest as UploadGrant), token }
+    : { kind: 'down', ...(rest as DownloadGrant), token };
+}
+
+function httpStatus(code: ErrorCode): number {
+  return codeToHttp[code];
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function intHeader(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\d{1,16}$/.test(v.trim())) return undefined;
+  return Number(v.trim());
+}
+
+function dateHeader(v: string | undefined): number | undefined {
+  if (!v) return undefined;
+  const t = Date.parse(v);
+  return Number.isFinite(t) ? t : undefined;
+}
+
+/** `X-OC-Mtime` is Unix seconds, possibly fractional. */
+export function mtimeHeader(v: string | undefined): number | undefined {
+  if (!v || !/^\d+(\.\d+)?$/.test(v.trim())) return undefined;
+  return Number(v.trim()) * 1000;
+}
+
+function splitEtags(v: string): string[] {
+  return v
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+}
+
+/** Abort when the client goes away before the exchange is done. */
+function abortOnClose(req: IncomingMessage, res: ServerResponse): AbortSignal {
+  const ac = new AbortController();
+  const stop = () => {
+    if (!res.writableFinished) ac.abort(new StorageError('CANCELLED', 'the client went away'));
+  };
+  req.once('aborted', stop);
+  res.once('close', stop);
+  return ac.signal;
+}
+
+/** The headers Reva's data plane answers with, plus the whole info for Stowage's own client. */
+export function infoHeaders(info: ResourceInfo): Record<string, string> {
+  const etag = quoteEtag(info.etag);
+  const h: Record<string, string> = {
+    etag,
+    'oc-etag': etag,
+    'oc-fileid': formatResourceId(info.id),
+    'last-modified': new Date(info.mtime).toUTCString(),
+  };
+  // The whole info, for Stowage's own client (left out when too big for a header).
+  const whole = Buffer.from(JSON.stringify(info)).toString('base64url');
+  if (whole.length <= 8192) h['x-stowage-info'] = whole;
+  const sums = info.checksums;
+  if (sums?.sha1) h['oc-checksum'] = `SHA1:${sums.sha1}`;
+  else if (sums?.md5) h['oc-checksum'] = `MD5:${sums.md5}`;
+  else if (sums?.adler32) h['oc-checksum'] = `ADLER32:${sums.adler32}`;
+  return h;
+}

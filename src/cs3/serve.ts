@@ -1,0 +1,155 @@
+/**
+ * Run the CS3 door: the gRPC server (ProviderAPI + SpacesAPI) and the HTTP data plane, in one
+ * process, over one {@link StorageProvider}.
+ *
+ * @module
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { StorageError } from '../core/errors.js';
+import type { StorageProvider } from '../core/provider.js';
+import { DataPlane } from './dataplane.js';
+import { Cs3Service } from './server.js';
+import { TusUploads } from './tus.js';
+
+/** Options for {@link serveCs3}. */
+export interface ServeCs3Options {
+  /** The system provider; it needs an identity source (the users tokens may name). */
+  provider: StorageProvider;
+  /** Secret of Reva access tokens (`jwt_secret`, shared with the gateway). */
+  jwtSecret: string;
+  /** Secret of transfer tokens (Reva's `transfer_shared_secret`); default: `jwtSecret`. */
+  transferSecret?: string;
+  /** gRPC listen address, `host:port` (port 0: any free port). Default `127.0.0.1:9142`. */
+  grpc?: string;
+  /** Data plane listen address, `host:port`. Default `127.0.0.1:9143`. */
+  http?: string;
+  /** Public base URL of the data plane (default `http://<http address>/data`). */
+  dataUrl?: string;
+  /** Folder of resumable uploads in progress; it must survive restarts to resume them. */
+  uploadsDir: string;
+  /** See {@link Cs3ServiceOptions.exposeDataServer}. */
+  exposeDataServer?: boolean;
+  /** See {@link Cs3ServiceOptions.maxListBytes}. */
+  maxListBytes?: number;
+  /** Largest gRPC request accepted, bytes (default 4 MiB; larger ones get RESOURCE_EXHAUSTED). */
+  maxRequestBytes?: number;
+  transferTtlSeconds?: number;
+  uploadTtlSeconds?: number;
+  /** Failures worth a look (never tokens or secrets). */
+  log?: (message: string, err?: unknown) => void;
+}
+
+/** A running CS3 door. */
+export interface Cs3Server {
+  /** `host:port` the gRPC server listens on. */
+  readonly grpcAddress: string;
+  /** `host:port` the data plane listens on. */
+  readonly httpAddress: string;
+  /** Public base URL of the data plane. */
+  readonly dataUrl: string;
+  /** Stop accepting calls, finish those in flight (at most `graceMs`), and close. */
+  close(graceMs?: number): Promise<void>;
+}
+
+function splitAddress(a: string, what: string): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(a);
+  if (!m) throw new StorageError('INVALID_ARGUMENT', `${what} must be host:port`);
+  return { host: m[1]!.replace(/^\[|\]$/g, '') || '0.0.0.0', port: Number(m[2]) };
+}
+
+/** Start the gRPC server and the data plane. */
+export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
+  const uploads = new TusUploads(opts.uploadsDir, opts.log);
+  await uploads.open();
+
+  // The data plane first: its address goes into the endpoints the gRPC answers hand out.
+  const h = splitAddress(opts.http ?? '127.0.0.1:9143', 'the http address');
+  let plane: DataPlane | undefined;
+  const httpServer = http.createServer((req, res) => plane!.handle(req, res));
+  // Big uploads take long: no overall request timeout, but slow headers are cut off.
+  httpServer.requestTimeout = 0;
+  httpServer.headersTimeout = 60_000;
+  httpServer.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(h.port, h.host, () => resolve());
+  });
+  const ha = httpServer.address() as AddressInfo;
+  const httpAddress = `${ha.family === 'IPv6' ? `[${ha.address}]` : ha.address}:${ha.port}`;
+  const dataUrl = (opts.dataUrl ?? `http://${httpAddress}/data`).replace(/\/+$/, '');
+  plane = new DataPlane({
+    provider: opts.provider,
+    secret: opts.transferSecret ?? opts.jwtSecret,
+    dataUrl,
+    uploads,
+    ...(opts.transferTtlSeconds !== undefined && { transferTtlSeconds: opts.transferTtlSeconds }),
+    ...(opts.uploadTtlSeconds !== undefined && { uploadTtlSeconds: opts.uploadTtlSeconds }),
+    ...(opts.log && { log: opts.log }),
+  });
+
+  const service = new Cs3Service({
+    provider: opts.provider,
+    jwtSecret: opts.jwtSecret,
+    dataPlane: plane,
+    ...(opts.exposeDataServer !== undefined && { exposeDataServer: opts.exposeDataServer }),
+    ...(opts.maxListBytes !== undefined && { maxListBytes: opts.maxListBytes }),
+    ...(opts.log && { log: opts.log }),
+  });
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': opts.maxRequestBytes ?? 4 * 1024 * 1024,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+  });
+  server.addService(...service.providerService());
+  server.addService(...service.spacesService());
+  const g = splitAddress(opts.grpc ?? '127.0.0.1:9142', 'the grpc address');
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      `${g.host.includes(':') ? `[${g.host}]` : g.host}:${g.port}`,
+      grpc.ServerCredentials.createInsecure(),
+      (err, p) => (err ? reject(err) : resolve(p)),
+    ),
+  ).catch((err) => {
+    httpServer.close();
+    uploads.close();
+    throw new StorageError('UNAVAILABLE', `cannot listen on ${opts.grpc}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  });
+
+  let closed: Promise<void> | undefined;
+  return {
+    grpcAddress: `${g.host.includes(':') ? `[${g.host}]` : g.host}:${port}`,
+    httpAddress,
+    dataUrl,
+    close(graceMs = 5000) {
+      closed ??= (async () => {
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, graceMs);
+          force.unref();
+          server.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
+        httpServer.closeIdleConnections();
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            httpServer.closeAllConnections();
+          }, graceMs);
+          force.unref();
+          httpServer.close(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
+        uploads.close();
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,197 @@
+/**
+ * Resumable uploads (TUS 1.0) for the data plane: each upload is two files in a state folder,
+ * `<id>.bin` (the bytes so far) and `<id>.json` (target, length, acknowledged offset, expiry),
+ * so an upload survives a restart of the server. Bytes are fsynced before the offset that
+ * acknowledges them is written (temp + rename), and bytes past that offset are cut off before
+ * the next append: the offset a client is told is never more than what is on disk.
+ *
+ * @module
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { StorageError } from '../core/errors.js';
+
+/** What an upload is for, as stored. */
+export interface UploadState {
+  id: string;
+  /** Total length; undefined until the client says (creation-defer-length). */
+  length?: number;
+  /** Bytes acknowledged. */
+  offset: number;
+  /** Expiry, ms since epoch. */
+  expires: number;
+  /** Whatever the data plane needs to finish it (user, target, write options). */
+  target: unknown;
+}
+
+/** The checksum algorithms the TUS checksum extension accepts here (`Upload-Checksum: <algo> <base64>`). */
+export const TUS_CHECKSUMS = ['sha1', 'md5'] as const;
+
+/** The state folder of resumable uploads. */
+export class TusUploads {
+  private readonly busy = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly dir: string,
+    private readonly log?: (message: string, err?: unknown) => void,
+  ) {}
+
+  /** Create the folder, drop expired uploads, and keep doing so hourly. */
+  async open(): Promise<void> {
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await this.sweep();
+    this.timer = setInterval(() => void this.sweep(), 3_600_000);
+    this.timer.unref();
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** An upload id derived from a key (a transfer token), so the same token finds the same upload. */
+  static idFor(key: string): string {
+    return createHash('sha256').update(key).digest('hex').slice(0, 40);
+  }
+
+  private file(id: string, ext: 'bin' | 'json'): string {
+    if (!/^[0-9a-f]{40}$/.test(id)) throw new StorageError('NOT_FOUND', 'no such upload');
+    return path.join(this.dir, `${id}.${ext}`);
+  }
+
+  /** The upload, or undefined (expired uploads are removed and read as absent). */
+  async get(id: string): Promise<UploadState | undefined> {
+    let raw: string;
+    try {
+      raw = await fsp.readFile(this.file(id, 'json'), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || StorageError.is(err, 'NOT_FOUND'))
+        return undefined;
+      throw err;
+    }
+    const st = JSON.parse(raw) as UploadState;
+    if (st.expires <= Date.now()) {
+      await this.remove(id);
+      return undefined;
+    }
+    return st;
+  }
+
+  /** Create an upload (or return the existing one of that id). */
+  async create(st: UploadState): Promise<UploadState> {
+    const existing = await this.get(st.id);
+    if (existing) return existing;
+    await fsp.writeFile(this.file(st.id, 'bin'), '', { flag: 'a', mode: 0o600 });
+    await this.save(st);
+    return st;
+  }
+
+  private async save(st: UploadState): Promise<void> {
+    const file = this.file(st.id, 'json');
+    const tmp = `${file}.${randomUUID()}`;
+    await fsp.writeFile(tmp, JSON.stringify(st), { mode: 0o600 });
+    await fsp.rename(tmp, file);
+  }
+
+  /** Set the length of an upload created without one. */
+  async setLength(st: UploadState, length: number): Promise<void> {
+    st.length = length;
+    await this.save(st);
+  }
+
+  /**
+   * Append a body at `st.offset`. The body may end early (a dropped connection): what arrived is
+   * kept and acknowledged. `verify` checks the chunk's checksum; on a mismatch the chunk is
+   * dropped. Returns the new offset.
+   */
+  async append(
+    st: UploadState,
+    body: AsyncIterable<Uint8Array>,
+    opts: { max?: number; checksum?: { algo: string; digest: string } } = {},
+  ): Promise<number> {
+    if (this.busy.has(st.id)) {
+      throw new StorageError('ABORTED', 'another request is appending to this upload', {
+        reason: 'condition',
+      });
+    }
+    this.busy.add(st.id);
+    const fh = await fsp.open(this.file(st.id, 'bin'), 'r+');
+    let written = 0;
+    let failure: unknown;
+    const hash = opts.checksum ? createHash(opts.checksum.algo) : undefined;
+    try {
+      await fh.truncate(st.offset); // bytes past the acknowledged offset were never acknowledged
+      try {
+        for await (const chunk of body) {
+          if (opts.max !== undefined && written + chunk.length > opts.max) {
+            throw new StorageError('INVALID_ARGUMENT', 'the body is longer than the upload', {
+              reason: 'size-mismatch',
+            });
+          }
+          hash?.update(chunk);
+          await fh.write(chunk, 0, chunk.length, st.offset + written);
+          written += chunk.length;
+        }
+      } catch (err) {
+        failure = err; // keep what arrived unless it must be dropped
+      }
+      const badSum = hash && !failure && hash.digest('base64') !== opts.checksum!.digest;
+      if (badSum || StorageError.is(failure, 'INVALID_ARGUMENT')) {
+        await fh.truncate(st.offset);
+        if (badSum) {
+          throw new StorageError('INVALID_ARGUMENT', 'the chunk does not match its checksum', {
+            reason: 'checksum-mismatch',
+          });
+        }
+        throw failure;
+      }
+      if (hash && failure) {
+        // A chunk with a checksum that did not arrive whole cannot be verified: drop it.
+        await fh.truncate(st.offset);
+        written = 0;
+      }
+      if (written) {
+        await fh.sync();
+        st.offset += written;
+        await this.save(st);
+      }
+      return st.offset;
+    } finally {
+      await fh.close();
+      this.busy.delete(st.id);
+    }
+  }
+
+  /** The bytes of a complete upload. */
+  read(st: UploadState): fs.ReadStream {
+    return fs.createReadStream(this.file(st.id, 'bin'), { highWaterMark: 256 * 1024 });
+  }
+
+  /** Remove an upload (finished, terminated or expired). */
+  async remove(id: string): Promise<void> {
+    await fsp.rm(this.file(id, 'json'), { force: true });
+    await fsp.rm(this.file(id, 'bin'), { force: true });
+  }
+
+  private async sweep(): Promise<void> {
+    try {
+      for (const name of await fsp.readdir(this.dir)) {
+        const m = /^([0-9a-f]{40})\.json$/.exec(name);
+        if (m) await this.get(m[1]!);
+        else if (/^[0-9a-f]{40}\.json\..+$/.test(name))
+          await fsp.rm(path.join(this.dir, name), { force: true });
+        else if (/^[0-9a-f]{40}\.bin$/.test(name)) {
+          // Bytes whose upload state is gone (or was never written: created over an hour ago).
+          const id = name.slice(0, 40);
+          const bin = await fsp.stat(path.join(this.dir, name)).catch(() => undefined);
+          const json = await fsp.stat(this.file(id, 'json')).catch(() => undefined);
+          if (bin && !json && Date.now() - bin.mtimeMs > 3_600_000) await this.remove(id);
+        }
+      }
+    } catch (err) {
+      this.log?.('sweeping expired uploads failed', err);
+    }
+  }
+}
