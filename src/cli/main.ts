@@ -13,6 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { parseRangeHeader } from '../core/conditions.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
+import { StaticIdentitySource, type User } from '../core/identity.js';
 import {
   fromLetters,
   type Grantee,
@@ -84,6 +85,14 @@ Commands:
   unlock <path> <lock-id>
   fsck [--space S] [--repair] [--checksums]
                                     check ids, tree sizes and the id index against the disk
+  serve [DIR] --jwt-secret SECRET [--grpc HOST:PORT] [--http HOST:PORT] [--data-url URL]
+        [--user ID[:admin][:create-spaces][:groups=G1+G2]]... [--users FILE]
+                                    serve the storage as a CS3 provider (gRPC ProviderAPI and
+                                    SpacesAPI, default 127.0.0.1:9142) with its HTTP data plane
+                                    (default 127.0.0.1:9143) until SIGINT/SIGTERM; the secret may
+                                    come from $STOWAGE_JWT_SECRET instead
+  token --user ID --jwt-secret SECRET [--ttl SECONDS] [--groups G1,G2]
+                                    print a Reva-style access token (x-access-token) for a user
 
 Options:
   --root DIR      storage root (default: $STOWAGE_ROOT or ./data)
@@ -119,6 +128,14 @@ interface Opts {
   to?: string;
   expires?: string;
   type?: string;
+  'jwt-secret'?: string;
+  grpc?: string;
+  http?: string;
+  'data-url'?: string;
+  user?: string[];
+  users?: string;
+  ttl?: string;
+  groups?: string;
 }
 
 class UsageError extends Error {}
@@ -150,6 +167,14 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
       to: { type: 'string' },
       expires: { type: 'string' },
       type: { type: 'string' },
+      'jwt-secret': { type: 'string' },
+      grpc: { type: 'string' },
+      http: { type: 'string' },
+      'data-url': { type: 'string' },
+      user: { type: 'string', multiple: true },
+      users: { type: 'string' },
+      ttl: { type: 'string' },
+      groups: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -220,6 +245,8 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return help ? 0 : 2;
   }
+  if (cmd === 'token') return token(opts);
+  if (cmd === 'serve') return serve(opts, args);
   // Only commands that make something set up a storage; the others refuse a folder that is not one.
   const creates = cmd === 'quickstart' || (cmd === 'space' && args[0] === 'create');
   const driver: PosixDriver = await createPosixDriver({
@@ -561,6 +588,90 @@ async function command(
     default:
       throw new UsageError(`unknown command "${cmd}"`);
   }
+}
+
+function secretOf(opts: Opts): string {
+  const secret = opts['jwt-secret'] ?? process.env.STOWAGE_JWT_SECRET;
+  if (!secret) throw new UsageError('a JWT secret is required: --jwt-secret or $STOWAGE_JWT_SECRET');
+  return secret;
+}
+
+/** `--user ID[:admin][:create-spaces][:groups=G1+G2]` */
+function userSpec(spec: string): User {
+  const [id, ...flags] = spec.split(':');
+  if (!id) throw new UsageError(`invalid --user "${spec}"`);
+  const user: User = { id, username: id };
+  for (const f of flags) {
+    if (f === 'admin') user.admin = true;
+    else if (f === 'create-spaces') user.createSpaces = true;
+    else if (f.startsWith('groups=')) user.groups = f.slice(7).split('+').filter(Boolean);
+    else throw new UsageError(`unknown flag "${f}" in --user ${spec}`);
+  }
+  return user;
+}
+
+async function token(opts: Opts): Promise<number> {
+  const id = opts.user?.at(-1);
+  if (!id) throw new UsageError('token needs --user ID');
+  const ttl = opts.ttl === undefined ? undefined : Number(opts.ttl);
+  if (ttl !== undefined && !(Number.isSafeInteger(ttl) && ttl > 0))
+    throw new UsageError('--ttl takes seconds');
+  const { mintRevaToken } = await import('../cs3/jwt.js');
+  out(
+    mintRevaToken(
+      { id, username: id, ...(opts.groups && { groups: opts.groups.split(',').filter(Boolean) }) },
+      secretOf(opts),
+      ttl === undefined ? {} : { ttlSeconds: ttl },
+    ),
+  );
+  return 0;
+}
+
+async function serve(opts: Opts, args: string[]): Promise<number> {
+  const secret = secretOf(opts);
+  const identity = opts.users
+    ? await StaticIdentitySource.fromFile(opts.users)
+    : await StaticIdentitySource.create({ users: (opts.user ?? []).map(userSpec) });
+  const driver = await createPosixDriver({
+    root: args[0] ?? opts.root,
+    create: true,
+    log: (message, err) => process.stderr.write(`stowage: ${message}: ${(err as Error)?.message ?? ''}\n`),
+  });
+  const provider = new StorageProvider({ drivers: driver, identity });
+  const { serveCs3 } = await import('../cs3/serve.js');
+  const server = await serveCs3({
+    provider,
+    jwtSecret: secret,
+    grpc: opts.grpc ?? '127.0.0.1:9142',
+    http: opts.http ?? '127.0.0.1:9143',
+    ...(opts['data-url'] && { dataUrl: opts['data-url'] }),
+    uploadsDir: path.join(driver.root, '.stowage', 'uploads'),
+    log: (message, err) =>
+      process.stderr.write(`stowage serve: ${message}: ${(err as Error)?.message ?? err}\n`),
+  }).catch(async (err) => {
+    await provider.close();
+    throw err;
+  });
+  const facts = {
+    root: driver.root,
+    storageId: driver.storageId,
+    grpc: server.grpcAddress,
+    dataUrl: server.dataUrl,
+  };
+  if (opts.json) out(JSON.stringify(facts));
+  else {
+    out(`Stowage CS3 provider for ${facts.root}`);
+    out(`  storage id  ${facts.storageId}`);
+    out(`  gRPC        ${facts.grpc} (cs3.storage.provider.v1beta1 ProviderAPI, SpacesAPI)`);
+    out(`  data plane  ${facts.dataUrl}`);
+  }
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await server.close();
+  await provider.close();
+  return 0;
 }
 
 /** How the user ran us: `stowage` when installed as a command, else `node <script>`. */

@@ -291,6 +291,8 @@ export class DataPlane {
           'Upload-Length differs from the size given at initiate time',
         );
       }
+      const existing = await uploads.get(id);
+      if (existing?.done) throw new StorageError('NOT_FOUND', 'the upload is finished or was terminated');
       const st = await uploads.create({
         id,
         offset: 0,
@@ -308,6 +310,7 @@ export class DataPlane {
       return;
     }
     let st = await uploads.get(id);
+    if (st?.done) throw new StorageError('NOT_FOUND', 'the upload is finished or was terminated');
     if (!st && (method === 'HEAD' || method === 'PATCH')) {
       // Created at initiate time (ocdav's flow): the first request makes it.
       st = await uploads.create({
@@ -326,7 +329,7 @@ export class DataPlane {
       return;
     }
     if (method === 'DELETE') {
-      await uploads.remove(id);
+      await uploads.end(st);
       this.tusHeaders(res);
       res.writeHead(204);
       res.end();
@@ -402,7 +405,7 @@ export class DataPlane {
         const info = await session.write(g.r, uploads.read(st), opts);
         for (const [k, v] of Object.entries(infoHeaders(info))) res.setHeader(k, v);
       } finally {
-        await uploads.remove(st.id);
+        await uploads.end(st);
       }
     }
     res.writeHead(location ? 201 : 204);

@@ -24,6 +24,8 @@ export interface UploadState {
   expires: number;
   /** Whatever the data plane needs to finish it (user, target, write options). */
   target: unknown;
+  /** Finished or terminated: only a marker is left, so the same token cannot start it again. */
+  done?: boolean;
 }
 
 /** The checksum algorithms the TUS checksum extension accepts here (`Upload-Checksum: <algo> <base64>`). */
@@ -169,7 +171,13 @@ export class TusUploads {
     return fs.createReadStream(this.file(st.id, 'bin'), { highWaterMark: 256 * 1024 });
   }
 
-  /** Remove an upload (finished, terminated or expired). */
+  /** End an upload (finished or terminated): its bytes go, a marker stays until it expires. */
+  async end(st: UploadState): Promise<void> {
+    await this.save({ id: st.id, offset: st.offset, expires: st.expires, target: undefined, done: true });
+    await fsp.rm(this.file(st.id, 'bin'), { force: true });
+  }
+
+  /** Remove an upload and its marker (expired). */
   async remove(id: string): Promise<void> {
     await fsp.rm(this.file(id, 'json'), { force: true });
     await fsp.rm(this.file(id, 'bin'), { force: true });
