@@ -100,6 +100,14 @@ export interface PosixDriverOptions {
   scanIntervalMs?: number;
   /** Parallel stat+getxattr calls per listing (default 16). */
   listConcurrency?: number;
+  /**
+   * Read a node's metadata (lstat, realpath, record) with synchronous syscalls. On a local
+   * filesystem these are answered from the kernel's caches in a few µs, less than handing them to
+   * libuv's threads; on a network filesystem one may wait for a server, which must not stall the
+   * process. Default: true on local filesystems (ext4, xfs, btrfs, tmpfs, zfs, ...), false on
+   * network and FUSE ones (CephFS, NFS, SMB, ...) and on unknown types.
+   */
+  syncMetadata?: boolean;
   /** Largest arbitrary metadata (or grant list) kept inline in an xattr; larger goes to a sidecar (default 1536 bytes). */
   inlineMetadataBytes?: number;
   /** Move deleted resources to the space's trash (default true); false deletes for good. */
@@ -217,6 +225,7 @@ async function open(native: Native, options: PosixDriverOptions): Promise<PosixD
     }
   }
   const driver = new Posix(native, root, storageId, options);
+  driver.syncMetadata = options.syncMetadata ?? (await isLocalFilesystem(root));
   await driver.init();
   return driver;
 }
@@ -227,6 +236,8 @@ class Posix implements PosixDriver {
   private readonly durable: boolean;
   private readonly scanIntervalMs: number;
   private readonly listConcurrency: number;
+  /** Set by {@link openPosixDriver} from the option or the filesystem's type. */
+  syncMetadata = false;
   private readonly inlineMetadataBytes: number;
   private readonly trash: boolean;
   private readonly keepVersions: number;
@@ -842,7 +853,7 @@ class Posix implements PosixDriver {
     const p = sp.abs(parentSegs);
     let real: string;
     try {
-      real = await fsp.realpath(p);
+      real = this.syncMetadata ? fs.realpathSync.native(p) : await fsp.realpath(p);
     } catch (err) {
       throw toStorageError(err, 'path');
     }
@@ -860,7 +871,7 @@ class Posix implements PosixDriver {
     real?.catch(() => {});
     let st: fs.Stats;
     try {
-      st = await fsp.lstat(abs);
+      st = this.syncMetadata ? fs.lstatSync(abs) : await fsp.lstat(abs);
     } catch (err) {
       throw toStorageError(err, `"${printable(segs.at(-1) ?? '/')}"`);
     }
@@ -870,7 +881,7 @@ class Posix implements PosixDriver {
         reason: st.isSymbolicLink() ? 'symlink' : undefined,
       });
     }
-    let rec = held ? sp.recordHeld(segs) : await sp.record(segs);
+    let rec = held || this.syncMetadata ? sp.recordHeld(segs) : await sp.record(segs);
     if (!rec) rec = held ? await sp.assimilateHeld(segs) : await sp.commit(() => sp.assimilateHeld(segs));
     else if (!this.placedAsRemembered(sp, segs, rec)) rec = await this.checkPlacement(sp, segs, rec, held);
     return { st, rec };
@@ -2639,3 +2650,25 @@ async function writeFully(fh: fsp.FileHandle, block: Uint8Array, position: numbe
 function sizeOfLoaded(n: { st: fs.Stats; rec: NodeRecord }): number {
   return n.st.isDirectory() ? (n.rec.ts ?? 0) : n.st.size;
 }
+
+/** statfs magic numbers of local filesystems (linux/magic.h). */
+const LOCAL_FS_TYPES = new Set([
+  0xef53, // ext2/3/4
+  0x58465342, // xfs
+  0x9123683e, // btrfs
+  0x01021994, // tmpfs
+  0x2fc12fc1, // zfs
+  0xf2f52010, // f2fs
+  0x794c7630, // overlayfs
+  0x5346544e, // ntfs3
+]);
+
+/** True when `dir` is on a filesystem known to be local (its metadata calls never wait for a server). */
+async function isLocalFilesystem(dir: string): Promise<boolean> {
+  try {
+    return LOCAL_FS_TYPES.has(Number((await fsp.statfs(dir)).type) >>> 0);
+  } catch {
+    return false;
+  }
+}
+
