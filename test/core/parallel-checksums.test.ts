@@ -1,0 +1,49 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { ChecksumAccumulator } from '../../src/core/checksums.js';
+import { MAX_BACKLOG, ParallelChecksums } from '../../src/core/parallel-checksums.js';
+
+/** Feed the same bytes to both, in uneven chunks, waiting on drain as the driver does. */
+async function both(total: number, chunk: () => number) {
+  const serial = new ChecksumAccumulator();
+  const parallel = new ParallelChecksums();
+  let left = total;
+  while (left > 0) {
+    const c = randomBytes(Math.min(left, chunk()));
+    serial.update(c);
+    parallel.update(c);
+    left -= c.length;
+    await parallel.drain();
+  }
+  return { serial: serial.digest(), parallel: await parallel.digest(), bytes: parallel.bytes };
+}
+
+describe('ParallelChecksums', () => {
+  it('agrees with the single-thread checksums for odd chunkings', async () => {
+    for (const [total, size] of [
+      [0, 1],
+      [1, 1],
+      [70_001, 13],
+      [1_000_003, 65_537],
+    ] as const) {
+      const r = await both(total, () => size);
+      expect(r.parallel).toEqual(r.serial);
+      expect(r.bytes).toBe(total);
+    }
+  });
+
+  it('agrees past the backlog limit, with many bodies at once', async () => {
+    const runs = await Promise.all(
+      [0, 1, 2].map(() => both(MAX_BACKLOG * 2 + 12_345, () => 1 + Math.floor(Math.random() * 300_000))),
+    );
+    for (const r of runs) expect(r.parallel).toEqual(r.serial);
+  });
+
+  it('forgets a cancelled body and goes on with the next', async () => {
+    const dropped = new ParallelChecksums();
+    dropped.update(randomBytes(600_000));
+    dropped.cancel();
+    const r = await both(300_000, () => 4096);
+    expect(r.parallel).toEqual(r.serial);
+  });
+});
