@@ -25,9 +25,11 @@ import type { Opaque, Timestamp } from './gen/cs3/types/v1beta1/types.js';
 
 // ------------------------------------------------------------------ status
 
-/** An OK status. */
+const OK: Status = Object.freeze({ code: Code.CODE_OK, message: '', trace: '', targetUri: '' }) as Status;
+
+/** An OK status (one shared frozen object). */
 export function ok(): Status {
-  return { code: Code.CODE_OK, message: '', trace: '', targetUri: '' };
+  return OK;
 }
 
 /** A status for an error: its CS3 code, its message, and Stowage's reason in `InnerError`. */

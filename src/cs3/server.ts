@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import type * as grpc from '@grpc/grpc-js';
 import { StorageError } from '../core/errors.js';
 import type { Grant } from '../core/permissions.js';
@@ -626,7 +627,10 @@ function harden(service: Record<string, unknown>, messages: Record<string, unkno
     service as Record<string, grpc.MethodDefinition<unknown, unknown>>,
   )) {
     const type = `${name[0]!.toUpperCase()}${name.slice(1)}Response`;
-    const res = messages[type] as { fromPartial(o: unknown): unknown };
+    const res = messages[type] as {
+      fromPartial(o: unknown): unknown;
+      encode(o: unknown, w: BinaryWriter): BinaryWriter;
+    };
     out[name] = {
       ...def,
       requestDeserialize: (b: Buffer) => {
@@ -636,10 +640,26 @@ function harden(service: Record<string, unknown>, messages: Record<string, unkno
           return { [MALFORMED]: err };
         }
       },
-      responseSerialize: (v: unknown) => def.responseSerialize(res.fromPartial(v)),
+      // Answers built by this module are complete messages; anything partial gets its defaults.
+      // One writer serves every answer (serialising is synchronous): its buffer stays grown.
+      responseSerialize: (v: unknown) => {
+        try {
+          return wrap(res.encode(v, shared.writer).finish());
+        } catch {
+          shared.writer = new BinaryWriter();
+          return wrap(res.encode(res.fromPartial(v), shared.writer).finish());
+        }
+      },
     };
   }
   return out as grpc.ServiceDefinition;
+}
+
+const shared = { writer: new BinaryWriter() };
+
+/** A Buffer over the bytes (no copy: `finish()` hands out a fresh array). */
+function wrap(u8: Uint8Array): Buffer {
+  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 }
 
 /** A CS3 reference as a Stowage one, and how answers should write paths. */
