@@ -5,6 +5,7 @@
  *   npm run bench                          # stat, list, write, ids up to 100,000 files
  *   npm run bench -- ids --max-files 1000000
  *   npm run bench -- stat list auth        # a selection
+ *   npm run bench -- cs3                   # the CS3 door: Stat rate, ListContainer, data plane
  *
  * Environment: BENCH_DIR (default ./.bench-tmp, must be a real filesystem with user xattrs).
  */
@@ -19,6 +20,8 @@ import { fromLetters, ROLES } from '../src/core/permissions.js';
 import { StorageProvider } from '../src/core/provider.js';
 import type { ResourceId } from '../src/core/types.js';
 import { createPosixDriver, type PosixDriver } from '../src/drivers/posix/index.js';
+import { benchCs3 } from './cs3.js';
+import { ab, median, row, rows, timed } from './lib.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: number) => {
@@ -28,46 +31,6 @@ const flag = (name: string, dflt: number) => {
 const selected = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
 const want = (name: string) => selected.length === 0 || selected.includes(name);
 const base = path.resolve(process.env.BENCH_DIR ?? '.bench-tmp');
-const rows: string[] = [];
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-/**
- * Run `a` and `b` alternately `rounds` times; each returns a duration. Medians of both, and the
- * median of the paired ratios b/a: each pair runs back to back, so the VM's drift (±30% over
- * minutes) cancels out of the ratio.
- */
-async function ab(
-  rounds: number,
-  a: () => Promise<number>,
-  b: () => Promise<number>,
-): Promise<[number, number, number]> {
-  await a();
-  await b(); // warm-up
-  const ra: number[] = [];
-  const rb: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    ra.push(await a());
-    rb.push(await b());
-  }
-  return [median(ra), median(rb), median(rb.map((x, i) => x / ra[i]!))];
-}
-
-async function timed(fn: () => Promise<void>): Promise<number> {
-  const t = performance.now();
-  await fn();
-  return performance.now() - t;
-}
-
-function row(what: string, raw: string, ours: string, ratio: number, goal: string, ok: boolean): void {
-  const line = `| ${what} | ${raw} | ${ours} | ${ratio.toFixed(2)}x | ${goal} | ${ok ? 'met' : 'NOT met'} |`;
-  rows.push(line);
-  console.log(line);
-}
-
 async function fresh(label: string, options: { durable?: boolean } = {}) {
   await fsp.mkdir(base, { recursive: true });
   const root = await fsp.mkdtemp(path.join(base, `${label}-`));
@@ -382,6 +345,7 @@ if (want('list')) await benchList(flag('--entries', 10_000));
 if (want('auth')) await benchAuth(flag('--entries', 10_000));
 if (want('write')) await benchWrite(flag('--mib', 64));
 if (want('ids')) await benchIds(flag('--max-files', 100_000));
+if (want('cs3')) await benchCs3(base, { mib: flag('--cs3-mib', 256), entries: flag('--entries', 10_000) });
 if (rows.length > 1) {
   console.log('\nSummary');
   for (const r of rows) console.log(r);
