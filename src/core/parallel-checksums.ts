@@ -1,16 +1,18 @@
 /**
- * Checksums of big bodies on more than one core: sha1 on the caller's thread, md5 and adler32 each
- * on a worker thread of their own (they are the slow ones: about 0.8 and 1.2 GB/s here, against
- * sha1's 1.9). Every chunk is copied to the workers; at most {@link MAX_BACKLOG} bytes wait there
+ * Checksums of big bodies on two cores: md5, the slowest (about 0.8 GB/s here), on a worker thread;
+ * sha1 (1.9 GB/s) and adler32 (1.2 GB/s) on the caller's thread, so both threads carry about the
+ * same load. (One worker per algorithm was slower on a 2-core machine: one more copy of every
+ * chunk, and one more thread to schedule.) At most {@link MAX_BACKLOG} bytes wait for the worker
  * before {@link ParallelChecksums.drain} makes the caller wait.
  *
- * The workers are started on first use, shared by all uploads, and keep the process alive only
- * while they have work.
+ * The worker is started on first use, shared by all uploads, and keeps the process alive only
+ * while it has work.
  *
  * @module
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import { Adler32 } from './checksums.js';
 import { StorageError } from './errors.js';
 import type { Checksums } from './types.js';
 
@@ -19,43 +21,25 @@ export const MAX_BACKLOG = 8 * 1024 * 1024;
 
 // CommonJS, evaluated in the worker: no file to find next to the compiled one (tests run sources).
 const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
+const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const MOD = 65521, NMAX = 5552;
-function adler() {
-  let a = 1, b = 0;
-  return {
-    update(buf) {
-      const n = buf.length; let i = 0;
-      while (i < n) {
-        const end = Math.min(i + NMAX, n);
-        for (; i < end; i++) { a += buf[i]; b += a; }
-        a %= MOD; b %= MOD;
-      }
-    },
-    digest() { return (((b << 16) | a) >>> 0).toString(16).padStart(8, '0'); },
-  };
-}
 const jobs = new Map();
 parentPort.on('message', (m) => {
   if (m.op === 'update') {
     let j = jobs.get(m.id);
-    if (!j) { j = workerData.algo === 'md5' ? createHash('md5') : adler(); jobs.set(m.id, j); }
+    if (!j) { j = createHash('md5'); jobs.set(m.id, j); }
     let n = 0;
     for (const c of m.chunks) { j.update(c); n += c.length; }
     parentPort.postMessage({ id: m.id, done: n });
   } else if (m.op === 'digest') {
-    let j = jobs.get(m.id);
-    if (!j) j = workerData.algo === 'md5' ? createHash('md5') : adler();
+    const j = jobs.get(m.id) ?? createHash('md5');
     jobs.delete(m.id);
-    parentPort.postMessage({ id: m.id, digest: workerData.algo === 'md5' ? j.digest('hex') : j.digest() });
+    parentPort.postMessage({ id: m.id, digest: j.digest('hex') });
   } else if (m.op === 'cancel') {
     jobs.delete(m.id);
   }
 });
 `;
-
-type Algo = 'md5' | 'adler32';
 
 interface Pending {
   backlog: number;
@@ -64,16 +48,14 @@ interface Pending {
   fail?: (err: unknown) => void;
 }
 
-/** One worker per algorithm, shared. */
+/** The md5 worker, shared by all bodies. */
 class HashWorker {
   private worker: Worker | undefined;
   private readonly jobs = new Map<number, Pending>();
 
-  constructor(private readonly algo: Algo) {}
-
   private start(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { algo: this.algo } });
+    const w = new Worker(WORKER_SOURCE, { eval: true });
     w.unref();
     w.on('message', (m: { id: number; done?: number; digest?: string }) => {
       const job = this.jobs.get(m.id);
@@ -94,7 +76,7 @@ class HashWorker {
       this.worker = undefined;
       for (const [id, job] of this.jobs) {
         this.end(id);
-        job.fail?.(new StorageError('INTERNAL', `the ${this.algo} worker stopped`, { cause: err }));
+        job.fail?.(new StorageError('INTERNAL', 'the md5 worker stopped', { cause: err }));
         job.waiting?.();
       }
     };
@@ -136,15 +118,15 @@ class HashWorker {
   }
 }
 
-const workers = { md5: new HashWorker('md5'), adler32: new HashWorker('adler32') };
+const md5Worker = new HashWorker();
 let nextId = 1;
 
-/** sha1, md5 and adler32 of a body, computed on three threads. */
+/** sha1, md5 and adler32 of a body, computed on two threads. */
 export class ParallelChecksums {
   private readonly sha1: Hash = createHash('sha1');
+  private readonly adler = new Adler32();
   private readonly id = nextId++;
-  private readonly md5 = workers.md5.begin(this.id);
-  private readonly adler = workers.adler32.begin(this.id);
+  private readonly md5 = md5Worker.begin(this.id);
   private settled = false;
   // Chunks go to the workers in batches (one message, one copy each, per 256 KiB).
   private batch: Uint8Array[] = [];
@@ -153,6 +135,7 @@ export class ParallelChecksums {
 
   update(chunk: Uint8Array): void {
     this.sha1.update(chunk);
+    this.adler.update(chunk);
     this.batch.push(chunk);
     this.batchBytes += chunk.length;
     this.bytes += chunk.length;
@@ -161,34 +144,28 @@ export class ParallelChecksums {
 
   private send(): void {
     if (!this.batchBytes) return;
-    workers.md5.update(this.id, this.md5, this.batch, this.batchBytes);
-    workers.adler32.update(this.id, this.adler, this.batch, this.batchBytes);
+    md5Worker.update(this.id, this.md5, this.batch, this.batchBytes);
     this.batch = [];
     this.batchBytes = 0;
   }
 
-  /** Wait while the workers are more than {@link MAX_BACKLOG} behind. */
+  /** Wait while the worker is more than {@link MAX_BACKLOG} behind. */
   async drain(): Promise<void> {
-    for (const job of [this.md5, this.adler]) {
-      if (job.backlog > MAX_BACKLOG) await new Promise<void>((resolve) => (job.waiting = resolve));
-    }
+    const job = this.md5;
+    if (job.backlog > MAX_BACKLOG) await new Promise<void>((resolve) => (job.waiting = resolve));
   }
 
   async digest(): Promise<Required<Checksums>> {
     this.settled = true;
     this.send();
-    const [md5, adler32] = await Promise.all([
-      workers.md5.digest(this.id, this.md5),
-      workers.adler32.digest(this.id, this.adler),
-    ]);
-    return { sha1: this.sha1.digest('hex'), md5, adler32 };
+    const md5 = await md5Worker.digest(this.id, this.md5);
+    return { sha1: this.sha1.digest('hex'), md5, adler32: this.adler.digest() };
   }
 
   /** Drop the work (a failed upload). */
   cancel(): void {
     if (this.settled) return;
     this.settled = true;
-    workers.md5.cancel(this.id);
-    workers.adler32.cancel(this.id);
+    md5Worker.cancel(this.id);
   }
 }
