@@ -97,8 +97,10 @@ export class PosixSpace {
    * A fresh name in the space's tmp folder. Uploads and copies carry the owner; hold the liveness
    * lock ({@link holdLive}) before creating one, so other processes can tell live ones from dead.
    */
-  tmpName(prefix: 'up' | 'cp' | 'rm'): string {
-    return prefix === 'rm' ? `rm-${randomUUID()}` : `${prefix}-${this.env.owner}-${randomUUID()}`;
+  tmpName(prefix: 'up' | 'cp' | 'rm' | 'old'): string {
+    return prefix === 'rm' || prefix === 'old'
+      ? `${prefix}-${randomUUID()}`
+      : `${prefix}-${this.env.owner}-${randomUUID()}`;
   }
 
   private liveFd: number | undefined;
@@ -212,7 +214,7 @@ export class PosixSpace {
       }
     });
     for (const name of names) {
-      if (name.startsWith('rm-')) {
+      if (name.startsWith('rm-') || name.startsWith('old-')) {
         await this.env.discard(this, name);
         continue;
       }
