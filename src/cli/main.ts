@@ -86,11 +86,13 @@ Commands:
   fsck [--space S] [--repair] [--checksums]
                                     check ids, tree sizes and the id index against the disk
   serve [DIR] --jwt-secret SECRET [--grpc HOST:PORT] [--http HOST:PORT] [--data-url URL]
+        [--transfer-secret SECRET]
         [--user ID[:admin][:create-spaces][:groups=G1+G2]]... [--users FILE]
                                     serve the storage as a CS3 provider (gRPC ProviderAPI and
                                     SpacesAPI, default 127.0.0.1:9142) with its HTTP data plane
-                                    (default 127.0.0.1:9143) until SIGINT/SIGTERM; the secret may
-                                    come from $STOWAGE_JWT_SECRET instead
+                                    (default 127.0.0.1:9143) until SIGINT/SIGTERM; the secrets may
+                                    come from $STOWAGE_JWT_SECRET and $STOWAGE_TRANSFER_SECRET
+                                    (a gateway's transfer_shared_secret; default: the JWT secret)
   token --user ID --jwt-secret SECRET [--ttl SECONDS] [--groups G1,G2]
                                     print a Reva-style access token (x-access-token) for a user
 
@@ -132,6 +134,7 @@ interface Opts {
   grpc?: string;
   http?: string;
   'data-url'?: string;
+  'transfer-secret'?: string;
   user?: string[];
   users?: string;
   ttl?: string;
@@ -171,6 +174,7 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
       grpc: { type: 'string' },
       http: { type: 'string' },
       'data-url': { type: 'string' },
+      'transfer-secret': { type: 'string' },
       user: { type: 'string', multiple: true },
       users: { type: 'string' },
       ttl: { type: 'string' },
@@ -629,6 +633,7 @@ async function token(opts: Opts): Promise<number> {
 
 async function serve(opts: Opts, args: string[]): Promise<number> {
   const secret = secretOf(opts);
+  const transferSecret = opts['transfer-secret'] ?? process.env.STOWAGE_TRANSFER_SECRET;
   const identity = opts.users
     ? await StaticIdentitySource.fromFile(opts.users)
     : await StaticIdentitySource.create({ users: (opts.user ?? []).map(userSpec) });
@@ -645,6 +650,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     grpc: opts.grpc ?? '127.0.0.1:9142',
     http: opts.http ?? '127.0.0.1:9143',
     ...(opts['data-url'] && { dataUrl: opts['data-url'] }),
+    ...(transferSecret && { transferSecret }),
     uploadsDir: path.join(driver.root, '.stowage', 'uploads'),
     log: (message, err) =>
       process.stderr.write(`stowage serve: ${message}: ${(err as Error)?.message ?? err}\n`),

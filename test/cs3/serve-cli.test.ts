@@ -1,0 +1,112 @@
+/**
+ * `stowage serve` and `stowage token` as an operator uses them: a real process, tokens from the CLI,
+ * a gateway with its own transfer secret, and a clean stop on SIGTERM.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cs3Client } from '../../src/cs3/client.js';
+import { Code } from '../../src/cs3/gen/cs3/rpc/v1beta1/code.js';
+import { signJwt } from '../../src/cs3/jwt.js';
+import { tempRoot } from '../helpers/tmp.js';
+
+const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../dist/src/cli/main.js');
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+/** Start `stowage serve --json` and wait for its facts line. */
+async function serve(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [cli, 'serve', ...args, '--json'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const facts = await new Promise<{ root: string; storageId: string; grpc: string; dataUrl: string }>(
+    (resolve, reject) => {
+      let buf = '';
+      child.stdout!.on('data', (d) => {
+        buf += d;
+        if (buf.includes('\n')) resolve(JSON.parse(buf.slice(0, buf.indexOf('\n'))));
+      });
+      child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+    },
+  );
+  return { child, facts, stderr: () => err };
+}
+
+describe('stowage serve', () => {
+  it('serves gRPC and the data plane, with tokens from `stowage token` and a separate transfer secret', async () => {
+    const dir = await tempRoot('serve-cli');
+    const { child, facts, stderr } = await serve(
+      [
+        dir,
+        '--grpc',
+        '127.0.0.1:0',
+        '--http',
+        '127.0.0.1:0',
+        '--user',
+        'alice:create-spaces',
+        '--user',
+        'bob',
+      ],
+      { STOWAGE_JWT_SECRET: 'jwt-secret-1', STOWAGE_TRANSFER_SECRET: 'transfer-secret-2' },
+    );
+    expect(facts.storageId).toMatch(/\S/);
+    const tok = spawnSync(
+      process.execPath,
+      [cli, 'token', '--user', 'alice', '--jwt-secret', 'jwt-secret-1'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(tok.status, tok.stderr).toBe(0);
+    const alice = new Cs3Client(facts.grpc, { token: tok.stdout.trim() });
+    try {
+      const created = await alice.spacesOk('createStorageSpace', { type: 'project', name: 'Served' });
+      const root = created.storageSpace!.root!;
+      expect(root.storageId).toBe(facts.storageId);
+      const ref = { resourceId: root, path: './a.txt' };
+      const up = await alice.providerOk('initiateFileUpload', { ref });
+      const simple = up.protocols.find((p) => p.protocol === 'simple')!;
+      expect(simple.uploadEndpoint.startsWith(facts.dataUrl)).toBe(true);
+      expect((await fetch(simple.uploadEndpoint, { method: 'PUT', body: 'served' })).status).toBe(200);
+
+      // A Reva datagateway re-signs with transfer_shared_secret; the JWT secret does not do.
+      const down = await alice.providerOk('initiateFileDownload', { ref });
+      const target = down.protocols[0]!.downloadEndpoint;
+      const exp = Math.floor(Date.now() / 1000) + 60;
+      const viaGateway = (secret: string) =>
+        fetch(`${facts.dataUrl}/simple/`, {
+          headers: { 'x-reva-transfer': signJwt({ exp, aud: ['reva'], target }, secret) },
+        });
+      const good = await viaGateway('transfer-secret-2');
+      expect(good.status).toBe(200);
+      expect(await good.text()).toBe('served');
+      expect((await viaGateway('jwt-secret-1')).status).toBe(401);
+
+      // A token signed with something else is UNAUTHENTICATED, and names no one.
+      const forged = new Cs3Client(facts.grpc, { token: signJwt({ exp, user: { username: 'alice' } }, 'x') });
+      expect((await forged.provider('stat', { ref })).status?.code).toBe(Code.CODE_UNAUTHENTICATED);
+      forged.close();
+    } finally {
+      alice.close();
+    }
+    child.kill('SIGTERM');
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    expect(code, stderr()).toBe(0);
+    expect(stderr()).not.toContain('secret');
+  });
+
+  it('refuses to start without a JWT secret (exit 2), and says why', () => {
+    const env = { ...process.env };
+    delete env.STOWAGE_JWT_SECRET;
+    const r = spawnSync(process.execPath, [cli, 'serve', '--grpc', '127.0.0.1:0'], { encoding: 'utf8', env });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('JWT secret');
+  });
+});
