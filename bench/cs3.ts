@@ -157,7 +157,10 @@ async function bareServer(): Promise<{ address: string; close(): void }> {
   return { address: `127.0.0.1:${port}`, close: () => server.forceShutdown() };
 }
 
-export async function benchCs3(base: string, o: { mib: number; entries: number }): Promise<void> {
+export async function benchCs3(
+  base: string,
+  o: { mib: number; entries: number; parts: readonly string[] },
+): Promise<void> {
   await fsp.mkdir(base, { recursive: true });
   const root = await fsp.mkdtemp(path.join(base, 'cs3-'));
   const secret = 'bench-secret';
@@ -185,152 +188,161 @@ export async function benchCs3(base: string, o: { mib: number; entries: number }
     await session.write({ space: spaceId, path: 'projects/2024/report.pdf' }, Buffer.alloc(4096, 1));
 
     // ---------------------------------------------------------------- Stat rate
-    // The load comes from another thread (its own event loop, the machine's other core), as a
-    // gateway's would; both runs send the same pre-encoded bytes and the same token metadata, so
-    // the difference is what the server does.
-    const calls = 6000;
-    const ref = { resourceId: sp.root, path: './projects/2024/report.pdf' };
-    const { StatRequest } = await import('../src/cs3/gen/cs3/storage/provider/v1beta1/provider_api.js');
-    const statBytes = Buffer.from(StatRequest.encode(StatRequest.fromPartial({ ref })).finish());
-    const rps = (ms: number) => Math.round(calls / (ms / 1000)).toLocaleString('en');
-    for (const concurrency of [16, 64]) {
-      const load = (address: string, method: string, body: Buffer) => () =>
-        loadFromWorker({ address, method, body, token, calls, concurrency });
-      const [tb, ts, slower] = await ab(
-        9,
-        load(bare.address, '/bench.Bare/Ping', Buffer.alloc(0)),
-        load(server.grpcAddress, '/cs3.storage.provider.v1beta1.ProviderAPI/Stat', statBytes),
-      );
-      row(
-        `CS3 Stat over loopback vs bare grpc-js unary (empty message), calls/s (${concurrency} in flight, client in a worker)`,
-        rps(tb),
-        rps(ts),
-        1 / slower,
-        '>= 0.7x',
-        1 / slower >= 0.7,
-      );
+    if (o.parts.includes('stat')) {
+      // The load comes from another thread (its own event loop, the machine's other core), as a
+      // gateway's would; both runs send the same pre-encoded bytes and the same token metadata, so
+      // the difference is what the server does.
+      const calls = 6000;
+      const ref = { resourceId: sp.root, path: './projects/2024/report.pdf' };
+      const { StatRequest } = await import('../src/cs3/gen/cs3/storage/provider/v1beta1/provider_api.js');
+      const statBytes = Buffer.from(StatRequest.encode(StatRequest.fromPartial({ ref })).finish());
+      const rps = (ms: number) => Math.round(calls / (ms / 1000)).toLocaleString('en');
+      for (const concurrency of [16, 64]) {
+        const load = (address: string, method: string, body: Buffer) => () =>
+          loadFromWorker({ address, method, body, token, calls, concurrency });
+        const [tb, ts, slower] = await ab(
+          9,
+          load(bare.address, '/bench.Bare/Ping', Buffer.alloc(0)),
+          load(server.grpcAddress, '/cs3.storage.provider.v1beta1.ProviderAPI/Stat', statBytes),
+        );
+        row(
+          `CS3 Stat over loopback vs bare grpc-js unary (empty message), calls/s (${concurrency} in flight, client in a worker)`,
+          rps(tb),
+          rps(ts),
+          1 / slower,
+          '>= 0.7x',
+          1 / slower >= 0.7,
+        );
+      }
+      // Through Stowage's own TypeScript client, in this thread: what an embedding app sees.
+      const own = () => timed(() => hammer(calls, 16, () => client.providerOk('stat', { ref })));
+      const [tc] = [await own()];
+      console.log(`  the same Stat through Cs3Client, in the server's own thread: ${rps(tc)} calls/s`);
     }
-    // Through Stowage's own TypeScript client, in this thread: what an embedding app sees.
-    const own = () => timed(() => hammer(calls, 16, () => client.providerOk('stat', { ref })));
-    const [tc] = [await own()];
-    console.log(`  the same Stat through Cs3Client, in the server's own thread: ${rps(tc)} calls/s`);
 
     // ---------------------------------------------------------------- ListContainer
-    const folder = { space: spaceId, path: 'big' };
-    await session.mkdir(folder);
-    const filler = await createPosixDriver({ root: path.join(root, 'data'), durable: false });
-    const fill = new StorageProvider({ drivers: filler });
-    for (let i = 0; i < o.entries; i += 250) {
-      await Promise.all(
-        Array.from({ length: Math.min(250, o.entries - i) }, (_, j) =>
-          fill.write({ space: spaceId, path: `big/file-${String(i + j).padStart(6, '0')}.dat` }, `${i + j}`),
-        ),
+    if (o.parts.includes('list')) {
+      const folder = { space: spaceId, path: 'big' };
+      await session.mkdir(folder);
+      const filler = await createPosixDriver({ root: path.join(root, 'data'), durable: false });
+      const fill = new StorageProvider({ drivers: filler });
+      for (let i = 0; i < o.entries; i += 250) {
+        await Promise.all(
+          Array.from({ length: Math.min(250, o.entries - i) }, (_, j) =>
+            fill.write(
+              { space: spaceId, path: `big/file-${String(i + j).padStart(6, '0')}.dat` },
+              `${i + j}`,
+            ),
+          ),
+        );
+      }
+      await fill.close();
+      const bigRef = { resourceId: sp.root, path: './big' };
+      const inProcess = () =>
+        timed(async () => {
+          let n = 0;
+          for await (const _ of session.list(folder)) n++;
+          if (n !== o.entries) throw new Error(`listed ${n}`);
+        });
+      const unary = () =>
+        timed(async () => {
+          const res = await client.providerOk('listContainer', { ref: bigRef });
+          if (res.infos.length !== o.entries || res.nextPageToken)
+            throw new Error(`listed ${res.infos.length}`);
+        });
+      const stream = () =>
+        timed(async () => {
+          let n = 0;
+          for await (const _ of client.providerStream('listContainerStream', { ref: bigRef })) n++;
+          if (n !== o.entries) throw new Error(`streamed ${n}`);
+        });
+      const [li, lu, lur] = await ab(7, inProcess, unary);
+      row(
+        `CS3 ListContainer of ${o.entries.toLocaleString('en')} entries (one message) vs the same listing in process, ms`,
+        li.toFixed(0),
+        lu.toFixed(0),
+        lur,
+        'report',
+        true,
+      );
+      const [li2, ls, lsr] = await ab(7, inProcess, stream);
+      row(
+        `CS3 ListContainerStream of ${o.entries.toLocaleString('en')} entries vs the same listing in process, ms`,
+        li2.toFixed(0),
+        ls.toFixed(0),
+        lsr,
+        'report',
+        true,
+      );
+      const one = await client.providerOk('listContainer', { ref: bigRef });
+      const { ListContainerResponse } = await import(
+        '../src/cs3/gen/cs3/storage/provider/v1beta1/provider_api.js'
+      );
+      const bytes = ListContainerResponse.encode(one).finish().length;
+      console.log(
+        `  one ListContainerResponse of ${o.entries} entries: ${(bytes / 1e6).toFixed(2)} MB, ${Math.round(bytes / o.entries)} B/entry; under 9.5 MB that is ${Math.floor(9_500_000 / (bytes / o.entries)).toLocaleString('en')} entries per message before paging`,
       );
     }
-    await fill.close();
-    const bigRef = { resourceId: sp.root, path: './big' };
-    const inProcess = () =>
-      timed(async () => {
-        let n = 0;
-        for await (const _ of session.list(folder)) n++;
-        if (n !== o.entries) throw new Error(`listed ${n}`);
-      });
-    const unary = () =>
-      timed(async () => {
-        const res = await client.providerOk('listContainer', { ref: bigRef });
-        if (res.infos.length !== o.entries || res.nextPageToken)
-          throw new Error(`listed ${res.infos.length}`);
-      });
-    const stream = () =>
-      timed(async () => {
-        let n = 0;
-        for await (const _ of client.providerStream('listContainerStream', { ref: bigRef })) n++;
-        if (n !== o.entries) throw new Error(`streamed ${n}`);
-      });
-    const [li, lu, lur] = await ab(7, inProcess, unary);
-    row(
-      `CS3 ListContainer of ${o.entries.toLocaleString('en')} entries (one message) vs the same listing in process, ms`,
-      li.toFixed(0),
-      lu.toFixed(0),
-      lur,
-      'report',
-      true,
-    );
-    const [li2, ls, lsr] = await ab(7, inProcess, stream);
-    row(
-      `CS3 ListContainerStream of ${o.entries.toLocaleString('en')} entries vs the same listing in process, ms`,
-      li2.toFixed(0),
-      ls.toFixed(0),
-      lsr,
-      'report',
-      true,
-    );
-    const one = await client.providerOk('listContainer', { ref: bigRef });
-    const { ListContainerResponse } = await import(
-      '../src/cs3/gen/cs3/storage/provider/v1beta1/provider_api.js'
-    );
-    const bytes = ListContainerResponse.encode(one).finish().length;
-    console.log(
-      `  one ListContainerResponse of ${o.entries} entries: ${(bytes / 1e6).toFixed(2)} MB, ${Math.round(bytes / o.entries)} B/entry; under 9.5 MB that is ${Math.floor(9_500_000 / (bytes / o.entries)).toLocaleString('en')} entries per message before paging`,
-    );
 
     // ---------------------------------------------------------------- data plane
-    const size = o.mib * 1024 * 1024;
-    const src = path.join(root, 'source.bin');
-    {
-      const fh = await fsp.open(src, 'w');
-      const block = Buffer.alloc(1 << 20);
-      for (let i = 0; i < o.mib; i++) {
-        block.fill(i & 0xff);
-        await fh.write(block);
+    if (o.parts.includes('data')) {
+      const size = o.mib * 1024 * 1024;
+      const src = path.join(root, 'source.bin');
+      {
+        const fh = await fsp.open(src, 'w');
+        const block = Buffer.alloc(1 << 20);
+        for (let i = 0; i < o.mib; i++) {
+          block.fill(i & 0xff);
+          await fh.write(block);
+        }
+        await fh.close();
       }
-      await fh.close();
-    }
-    // Transfers run on another thread (a client elsewhere), as the raw copy does: the server keeps
-    // this thread to itself.
-    const rawCopy = () => transferFromWorker({ kind: 'copy', src, dst: path.join(root, 'copy.bin') });
-    const sha1 = createHash('sha1');
-    await pipeline(fs.createReadStream(src), sha1);
-    const sum = sha1.digest('hex');
-    const uploadOnce = async () => {
-      const init = await client.providerOk('initiateFileUpload', {
-        ref: { resourceId: sp.root, path: './big.bin' },
-        opaque: {
-          map: {
-            'Upload-Length': { decoder: 'plain', value: Buffer.from(String(size)) },
-            'Upload-Checksum': { decoder: 'plain', value: Buffer.from(`sha1 ${sum}`) },
+      // Transfers run on another thread (a client elsewhere), as the raw copy does: the server keeps
+      // this thread to itself.
+      const rawCopy = () => transferFromWorker({ kind: 'copy', src, dst: path.join(root, 'copy.bin') });
+      const sha1 = createHash('sha1');
+      await pipeline(fs.createReadStream(src), sha1);
+      const sum = sha1.digest('hex');
+      const uploadOnce = async () => {
+        const init = await client.providerOk('initiateFileUpload', {
+          ref: { resourceId: sp.root, path: './big.bin' },
+          opaque: {
+            map: {
+              'Upload-Length': { decoder: 'plain', value: Buffer.from(String(size)) },
+              'Upload-Checksum': { decoder: 'plain', value: Buffer.from(`sha1 ${sum}`) },
+            },
           },
-        },
-      });
-      const url = init.protocols.find((p) => p.protocol === 'simple')!.uploadEndpoint;
-      return transferFromWorker({ kind: 'put', src, url, size });
-    };
-    const downloadOnce = async () => {
-      const init = await client.providerOk('initiateFileDownload', {
-        ref: { resourceId: sp.root, path: './big.bin' },
-      });
-      const url = init.protocols.find((p) => p.protocol === 'simple')!.downloadEndpoint;
-      return transferFromWorker({ kind: 'get', url, dst: path.join(root, 'downloaded.bin') });
-    };
-    const mbps = (ms: number) => (size / 1e6 / (ms / 1000)).toFixed(0);
-    const [cu, up, upr] = await ab(3, rawCopy, uploadOnce);
-    row(
-      `CS3 upload of ${o.mib} MiB (simple PUT, sha1 verified, 3 checksums, fsync) vs raw disk copy, MB/s`,
-      mbps(cu),
-      mbps(up),
-      1 / upr,
-      '>= 0.8x',
-      1 / upr >= 0.8,
-    );
-    const [cd, down, downr] = await ab(3, rawCopy, downloadOnce);
-    row(
-      `CS3 download of ${o.mib} MiB (simple GET to a local file, fsync) vs raw disk copy, MB/s`,
-      mbps(cd),
-      mbps(down),
-      1 / downr,
-      '>= 0.8x',
-      1 / downr >= 0.8,
-    );
+        });
+        const url = init.protocols.find((p) => p.protocol === 'simple')!.uploadEndpoint;
+        return transferFromWorker({ kind: 'put', src, url, size });
+      };
+      const downloadOnce = async () => {
+        const init = await client.providerOk('initiateFileDownload', {
+          ref: { resourceId: sp.root, path: './big.bin' },
+        });
+        const url = init.protocols.find((p) => p.protocol === 'simple')!.downloadEndpoint;
+        return transferFromWorker({ kind: 'get', url, dst: path.join(root, 'downloaded.bin') });
+      };
+      const mbps = (ms: number) => (size / 1e6 / (ms / 1000)).toFixed(0);
+      const [cu, up, upr] = await ab(3, rawCopy, uploadOnce);
+      row(
+        `CS3 upload of ${o.mib} MiB (simple PUT, sha1 verified, 3 checksums, fsync) vs raw disk copy, MB/s`,
+        mbps(cu),
+        mbps(up),
+        1 / upr,
+        '>= 0.8x',
+        1 / upr >= 0.8,
+      );
+      const [cd, down, downr] = await ab(3, rawCopy, downloadOnce);
+      row(
+        `CS3 download of ${o.mib} MiB (simple GET to a local file, fsync) vs raw disk copy, MB/s`,
+        mbps(cd),
+        mbps(down),
+        1 / downr,
+        '>= 0.8x',
+        1 / downr >= 0.8,
+      );
+    }
   } finally {
     bare.close();
     client.close();

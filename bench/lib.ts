@@ -25,6 +25,8 @@ export async function ab(
   for (let i = 0; i < rounds; i++) {
     ra.push(await a());
     rb.push(await b());
+    if (process.env.BENCH_VERBOSE)
+      console.log(`  round ${i}: a ${ra[i]!.toFixed(1)} ms, b ${rb[i]!.toFixed(1)} ms`);
   }
   return [median(ra), median(rb), median(rb.map((x, i) => x / ra[i]!))];
 }

@@ -6,6 +6,7 @@
  *   npm run bench -- ids --max-files 1000000
  *   npm run bench -- stat list auth        # a selection
  *   npm run bench -- cs3                   # the CS3 door: Stat rate, ListContainer, data plane
+ *   npm run bench -- cs3 --cs3-parts data --cs3-mib 64   # a part of it, smaller
  *
  * Environment: BENCH_DIR (default ./.bench-tmp, must be a real filesystem with user xattrs).
  */
@@ -345,7 +346,11 @@ if (want('list')) await benchList(flag('--entries', 10_000));
 if (want('auth')) await benchAuth(flag('--entries', 10_000));
 if (want('write')) await benchWrite(flag('--mib', 64));
 if (want('ids')) await benchIds(flag('--max-files', 100_000));
-if (want('cs3')) await benchCs3(base, { mib: flag('--cs3-mib', 256), entries: flag('--entries', 10_000) });
+if (want('cs3')) {
+  const i = args.indexOf('--cs3-parts');
+  const parts = i >= 0 ? (args[i + 1] ?? '').split(',') : ['stat', 'list', 'data'];
+  await benchCs3(base, { mib: flag('--cs3-mib', 256), entries: flag('--entries', 10_000), parts });
+}
 if (rows.length > 1) {
   console.log('\nSummary');
   for (const r of rows) console.log(r);
