@@ -18,6 +18,8 @@ import type { Checksums } from './types.js';
 
 /** Bytes a worker may have queued before the caller waits. */
 export const MAX_BACKLOG = 8 * 1024 * 1024;
+/** Bytes per message to the worker. */
+const BLOCK_BYTES = 256 * 1024;
 
 // CommonJS, evaluated in the worker: no file to find next to the compiled one (tests run sources).
 const WORKER_SOURCE = `
@@ -28,9 +30,8 @@ parentPort.on('message', (m) => {
   if (m.op === 'update') {
     let j = jobs.get(m.id);
     if (!j) { j = createHash('md5'); jobs.set(m.id, j); }
-    let n = 0;
-    for (const c of m.chunks) { j.update(c); n += c.length; }
-    parentPort.postMessage({ id: m.id, done: n });
+    j.update(new Uint8Array(m.block));
+    parentPort.postMessage({ id: m.id, done: m.block.byteLength });
   } else if (m.op === 'digest') {
     const j = jobs.get(m.id) ?? createHash('md5');
     jobs.delete(m.id);
@@ -98,9 +99,10 @@ class HashWorker {
     if (this.jobs.size === 0) this.worker?.unref();
   }
 
-  update(id: number, job: Pending, chunks: Uint8Array[], bytes: number): void {
-    job.backlog += bytes;
-    this.start().postMessage({ op: 'update', id, chunks });
+  /** Hand `block` over (transferred, not copied: the caller must not touch it again). */
+  update(id: number, job: Pending, block: ArrayBuffer): void {
+    job.backlog += block.byteLength;
+    this.start().postMessage({ op: 'update', id, block }, [block]);
   }
 
   digest(id: number, job: Pending): Promise<string> {
@@ -128,25 +130,34 @@ export class ParallelChecksums {
   private readonly id = nextId++;
   private readonly md5 = md5Worker.begin(this.id);
   private settled = false;
-  // Chunks go to the workers in batches (one message, one copy each, per 256 KiB).
-  private batch: Uint8Array[] = [];
-  private batchBytes = 0;
+  // Chunks are copied into a block of their own, which is then transferred to the worker. Posting
+  // a chunk itself would copy its whole ArrayBuffer, which may be far bigger than the chunk (a
+  // slice of a pooled or caller-owned buffer).
+  private block: Buffer | undefined;
+  private filled = 0;
   bytes = 0;
 
   update(chunk: Uint8Array): void {
     this.sha1.update(chunk);
     this.adler.update(chunk);
-    this.batch.push(chunk);
-    this.batchBytes += chunk.length;
     this.bytes += chunk.length;
-    if (this.batchBytes >= 256 * 1024) this.send();
+    let at = 0;
+    while (at < chunk.length) {
+      this.block ??= Buffer.allocUnsafeSlow(BLOCK_BYTES); // its own ArrayBuffer, never pooled
+      const n = Math.min(chunk.length - at, BLOCK_BYTES - this.filled);
+      this.block.set(chunk.subarray(at, at + n), this.filled);
+      this.filled += n;
+      at += n;
+      if (this.filled === BLOCK_BYTES) this.send();
+    }
   }
 
   private send(): void {
-    if (!this.batchBytes) return;
-    md5Worker.update(this.id, this.md5, this.batch, this.batchBytes);
-    this.batch = [];
-    this.batchBytes = 0;
+    if (!this.block || !this.filled) return;
+    const ab = this.block.buffer as ArrayBuffer;
+    md5Worker.update(this.id, this.md5, this.filled === BLOCK_BYTES ? ab : ab.slice(0, this.filled));
+    this.block = undefined;
+    this.filled = 0;
   }
 
   /** Wait while the worker is more than {@link MAX_BACKLOG} behind. */

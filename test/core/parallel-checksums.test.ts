@@ -39,6 +39,20 @@ describe('ParallelChecksums', () => {
     for (const r of runs) expect(r.parallel).toEqual(r.serial);
   });
 
+  it('agrees for slices of one big buffer (each chunk copied alone, not its whole buffer)', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 7);
+    const serial = new ChecksumAccumulator();
+    const parallel = new ParallelChecksums();
+    for (let at = 0; at < data.length; at += 100_000) {
+      const c = data.subarray(at, at + 100_000);
+      serial.update(c);
+      parallel.update(c);
+      await parallel.drain();
+    }
+    expect(await parallel.digest()).toEqual(serial.digest());
+    expect(data.length).toBe(3 * 1024 * 1024 + 7); // the caller's buffer is left whole
+  });
+
   it('forgets a cancelled body and goes on with the next', async () => {
     const dropped = new ParallelChecksums();
     dropped.update(randomBytes(600_000));
