@@ -44,12 +44,18 @@ parentPort.on('message', (m) => {
 
 interface Pending {
   backlog: number;
+  /** Set when the job can no longer finish (its worker stopped); every later call throws it. */
+  error?: StorageError;
   waiting?: () => void;
   result?: (digest: string) => void;
   fail?: (err: unknown) => void;
 }
 
-/** The md5 worker, shared by all bodies. */
+/**
+ * The md5 worker, shared by all bodies. A job belongs to the worker that saw its first block: if
+ * that worker stops, the job fails (a new worker would only see the rest of the body), and the
+ * next body starts a new worker.
+ */
 class HashWorker {
   private worker: Worker | undefined;
   private readonly jobs = new Map<number, Pending>();
@@ -57,28 +63,27 @@ class HashWorker {
   private start(): Worker {
     if (this.worker) return this.worker;
     const w = new Worker(WORKER_SOURCE, { eval: true });
-    w.unref();
+    if (this.jobs.size === 0) w.unref(); // idle: let the process exit
     w.on('message', (m: { id: number; done?: number; digest?: string }) => {
       const job = this.jobs.get(m.id);
       if (!job) return;
       if (m.done !== undefined) {
         job.backlog -= m.done;
-        if (job.waiting && job.backlog <= MAX_BACKLOG) {
-          const go = job.waiting;
-          job.waiting = undefined;
-          go();
-        }
+        if (job.waiting && job.backlog <= MAX_BACKLOG) this.wake(job);
       } else if (m.digest !== undefined) {
         this.end(m.id);
         job.result?.(m.digest);
       }
     });
     const down = (err: unknown) => {
+      if (this.worker !== w) return; // 'error' then 'exit': the first one did it
       this.worker = undefined;
-      for (const [id, job] of this.jobs) {
-        this.end(id);
-        job.fail?.(new StorageError('INTERNAL', 'the md5 worker stopped', { cause: err }));
-        job.waiting?.();
+      const jobs = [...this.jobs.values()];
+      this.jobs.clear();
+      for (const job of jobs) {
+        job.error = new StorageError('INTERNAL', 'the md5 worker stopped', { cause: err });
+        job.fail?.(job.error);
+        this.wake(job);
       }
     };
     w.on('error', down);
@@ -87,9 +92,16 @@ class HashWorker {
     return w;
   }
 
+  private wake(job: Pending): void {
+    const go = job.waiting;
+    job.waiting = undefined;
+    go?.();
+  }
+
   begin(id: number): Pending {
     const job: Pending = { backlog: 0 };
-    if (this.jobs.size === 0) this.start().ref(); // work to do: keep the process alive
+    const w = this.start();
+    if (this.jobs.size === 0) w.ref(); // work to do: keep the process alive
     this.jobs.set(id, job);
     return job;
   }
@@ -99,17 +111,32 @@ class HashWorker {
     if (this.jobs.size === 0) this.worker?.unref();
   }
 
+  private live(id: number, job: Pending): Worker {
+    if (job.error) throw job.error;
+    if (!this.jobs.has(id) || !this.worker) throw new StorageError('INTERNAL', 'checksum job is over');
+    return this.worker;
+  }
+
   /** Hand `block` over (transferred, not copied: the caller must not touch it again). */
   update(id: number, job: Pending, block: ArrayBuffer): void {
+    const w = this.live(id, job);
     job.backlog += block.byteLength;
-    this.start().postMessage({ op: 'update', id, block }, [block]);
+    w.postMessage({ op: 'update', id, block }, [block]);
+  }
+
+  /** Wait while the worker is more than {@link MAX_BACKLOG} behind. */
+  async drain(job: Pending): Promise<void> {
+    if (job.error) throw job.error;
+    if (job.backlog > MAX_BACKLOG) await new Promise<void>((resolve) => (job.waiting = resolve));
+    if (job.error) throw job.error;
   }
 
   digest(id: number, job: Pending): Promise<string> {
     return new Promise((resolve, reject) => {
+      const w = this.live(id, job);
       job.result = resolve;
       job.fail = reject;
-      this.start().postMessage({ op: 'digest', id });
+      w.postMessage({ op: 'digest', id });
     });
   }
 
@@ -117,6 +144,11 @@ class HashWorker {
     if (!this.jobs.has(id)) return;
     this.end(id);
     this.worker?.postMessage({ op: 'cancel', id });
+  }
+
+  /** For tests: stop the worker as if it had crashed. */
+  async crashForTest(): Promise<void> {
+    await this.worker?.terminate();
   }
 }
 
@@ -138,6 +170,7 @@ export class ParallelChecksums {
   bytes = 0;
 
   update(chunk: Uint8Array): void {
+    if (this.settled) throw new StorageError('INTERNAL', 'checksums already taken or cancelled');
     this.sha1.update(chunk);
     this.adler.update(chunk);
     this.bytes += chunk.length;
@@ -161,12 +194,12 @@ export class ParallelChecksums {
   }
 
   /** Wait while the worker is more than {@link MAX_BACKLOG} behind. */
-  async drain(): Promise<void> {
-    const job = this.md5;
-    if (job.backlog > MAX_BACKLOG) await new Promise<void>((resolve) => (job.waiting = resolve));
+  drain(): Promise<void> {
+    return md5Worker.drain(this.md5);
   }
 
   async digest(): Promise<Required<Checksums>> {
+    if (this.settled) throw new StorageError('INTERNAL', 'checksums already taken or cancelled');
     this.settled = true;
     this.send();
     const md5 = await md5Worker.digest(this.id, this.md5);
@@ -179,4 +212,9 @@ export class ParallelChecksums {
     this.settled = true;
     md5Worker.cancel(this.id);
   }
+}
+
+/** @internal Stop the md5 worker as if it had crashed (tests). */
+export function crashWorkerForTests(): Promise<void> {
+  return md5Worker.crashForTest();
 }

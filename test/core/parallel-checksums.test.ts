@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ChecksumAccumulator } from '../../src/core/checksums.js';
-import { MAX_BACKLOG, ParallelChecksums } from '../../src/core/parallel-checksums.js';
+import { crashWorkerForTests, MAX_BACKLOG, ParallelChecksums } from '../../src/core/parallel-checksums.js';
 
 /** Feed the same bytes to both, in uneven chunks, waiting on drain as the driver does. */
 async function both(total: number, chunk: () => number) {
@@ -59,5 +59,32 @@ describe('ParallelChecksums', () => {
     dropped.cancel();
     const r = await both(300_000, () => 4096);
     expect(r.parallel).toEqual(r.serial);
+  });
+
+  it('fails, never hangs, the bodies of a worker that dies, and the next body gets a new one', async () => {
+    const a = new ParallelChecksums();
+    const b = new ParallelChecksums();
+    a.update(randomBytes(600_000));
+    b.update(randomBytes(300_000));
+    const bDigest = b.digest(); // waiting for its digest when the worker goes
+    await crashWorkerForTests();
+    await expect(bDigest).rejects.toThrow(/md5 worker stopped/);
+    // Still streaming: the next block, a drain and the digest all fail at once.
+    expect(() => a.update(randomBytes(300_000))).toThrow(/md5 worker stopped/);
+    await expect(a.drain()).rejects.toThrow(/md5 worker stopped/);
+    await expect(a.digest()).rejects.toThrow(/md5 worker stopped/);
+    const r = await both(700_000, () => 65_536);
+    expect(r.parallel).toEqual(r.serial);
+  });
+
+  it('refuses to be used after its digest or a cancel', async () => {
+    const done = new ParallelChecksums();
+    done.update(Buffer.from('x'));
+    await done.digest();
+    expect(() => done.update(Buffer.from('y'))).toThrow(/already taken/);
+    await expect(done.digest()).rejects.toThrow(/already taken/);
+    const dropped = new ParallelChecksums();
+    dropped.cancel();
+    expect(() => dropped.update(Buffer.from('y'))).toThrow(/already taken or cancelled/);
   });
 });
