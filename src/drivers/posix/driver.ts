@@ -106,7 +106,8 @@ export interface PosixDriverOptions {
    * filesystem these are answered from the kernel's caches in a few µs, less than handing them to
    * libuv's threads; on a network filesystem one may wait for a server, which must not stall the
    * process. Default: true on local filesystems (ext4, xfs, btrfs, tmpfs, zfs, ...), false on
-   * network and FUSE ones (CephFS, NFS, SMB, ...) and on unknown types.
+   * network and FUSE ones (CephFS, NFS, SMB, ...), overlayfs and unknown types. Only the root's
+   * filesystem is checked: set `false` when a network filesystem is mounted below the root.
    */
   syncMetadata?: boolean;
   /** Largest arbitrary metadata (or grant list) kept inline in an xattr; larger goes to a sidecar (default 1536 bytes). */
@@ -1449,6 +1450,7 @@ class Posix implements PosixDriver {
     let writing: Promise<void> = Promise.resolve();
     let synced = 0;
     let syncing: Promise<void> | undefined;
+    let syncError: unknown;
     const flush = () => {
       if (!bufferedBytes) return;
       const blocks = buffered;
@@ -1461,12 +1463,16 @@ class Posix implements PosixDriver {
       // fsync has little left to wait for.
       if (this.durable && position - synced >= EARLY_SYNC_BYTES && !syncing) {
         synced = position;
+        // A failed flush is kept: Linux reports a writeback error once per open file, so the final
+        // fsync on this handle would say nothing of it.
         syncing = writing
           .then(() => fh.datasync())
+          .catch((err) => {
+            syncError ??= err;
+          })
           .finally(() => {
             syncing = undefined;
           });
-        syncing.catch(() => {}); // the final fsync reports what went wrong
       }
     };
     const iterator = bodyChunks(body)[Symbol.asyncIterator]();
@@ -1490,28 +1496,35 @@ class Posix implements PosixDriver {
           );
         }
         if (next.done) break;
-        const chunk = next.value;
-        if (room !== undefined && acc.bytes + chunk.length > room) {
-          throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
-        }
-        if (limit !== undefined && acc.bytes + chunk.length > limit) {
-          throw new StorageError('INVALID_ARGUMENT', `body longer than the declared ${limit} bytes`, {
-            reason: 'size-mismatch',
-          });
-        }
-        acc.update(chunk);
-        buffered.push(chunk);
-        bufferedBytes += chunk.length;
-        if (bufferedBytes >= BUFFER_BYTES) {
-          await writing; // back-pressure: at most one block in flight while the next is hashed
-          await acc.drain?.(); // and the hashing threads not too far behind
-          flush();
+        // A big chunk (a whole Buffer given as the body) goes in slices, so back-pressure and the
+        // hashing thread's backlog limit hold for it too.
+        const whole = next.value;
+        for (let at = 0; at < whole.length; at += BUFFER_BYTES) {
+          const chunk = whole.length <= BUFFER_BYTES ? whole : whole.subarray(at, at + BUFFER_BYTES);
+          if (room !== undefined && acc.bytes + chunk.length > room) {
+            throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
+          }
+          if (limit !== undefined && acc.bytes + chunk.length > limit) {
+            throw new StorageError('INVALID_ARGUMENT', `body longer than the declared ${limit} bytes`, {
+              reason: 'size-mismatch',
+            });
+          }
+          acc.update(chunk);
+          buffered.push(chunk);
+          bufferedBytes += chunk.length;
+          if (bufferedBytes >= BUFFER_BYTES) {
+            await writing; // back-pressure: at most one block in flight while the next is hashed
+            if (syncError) throw syncError;
+            await acc.drain?.(); // and the hashing threads not too far behind
+            flush();
+          }
         }
       }
       signal?.throwIfAborted();
       flush();
       await writing;
       await syncing;
+      if (syncError) throw syncError;
     } catch (err) {
       await writing.catch(() => {});
       await syncing?.catch(() => {});
@@ -2701,11 +2714,14 @@ const LOCAL_FS_TYPES = new Set([
   0x01021994, // tmpfs
   0x2fc12fc1, // zfs
   0xf2f52010, // f2fs
-  0x794c7630, // overlayfs
   0x5346544e, // ntfs3
 ]);
 
-/** True when `dir` is on a filesystem known to be local (its metadata calls never wait for a server). */
+/**
+ * True when `dir` is on a filesystem known to be local (its metadata calls never wait for a server).
+ * Only the root is checked: a network mount *below* the root needs `syncMetadata: false`. Overlayfs
+ * is left out, as its lower layer may be anything.
+ */
 async function isLocalFilesystem(dir: string): Promise<boolean> {
   try {
     return LOCAL_FS_TYPES.has(Number((await fsp.statfs(dir)).type) >>> 0);
