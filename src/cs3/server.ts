@@ -558,6 +558,7 @@ export class Cs3Service {
         };
         if (opaqueString(req.opaque, 'unrestricted') === 'true') filter.unrestricted = true;
         const F = spacesApi.ListStorageSpacesRequest_Filter_Type;
+        let memberOf: Set<string> | undefined; // TYPE_USER: the spaces that user can see
         for (const f of req.filters) {
           if (f.type === F.TYPE_ID && f.id?.opaqueId) filter.id = spaceIdOf(f.id.opaqueId);
           else if (f.type === F.TYPE_SPACE_TYPE && f.spaceType) {
@@ -574,11 +575,24 @@ export class Cs3Service {
               if (StorageError.is(err, 'NOT_FOUND')) return { ...ids, storageSpaces: [] };
               throw err;
             }
+          } else if (f.type === F.TYPE_USER && f.user?.opaqueId && f.user.opaqueId !== s.principal?.userId) {
+            // Another user's spaces, as far as the caller may see them (an admin sees them all).
+            let them: Session;
+            try {
+              them = await this.opts.provider.as(f.user.opaqueId);
+            } catch (err) {
+              if (StorageError.is(err, 'UNAUTHENTICATED')) return { ...ids, storageSpaces: [] };
+              throw err;
+            }
+            memberOf = new Set();
+            for await (const sp of them.listSpaces({ includeDisabled: filter.includeDisabled }))
+              memberOf.add(sp.id);
           }
-          // TYPE_USER: spaces the user is a member of, which is what a session lists anyway.
+          // TYPE_USER naming the caller: what a session lists anyway.
         }
         const out: P.StorageSpace[] = [];
-        for await (const sp of s.listSpaces(filter)) out.push(toCs3Space(sp));
+        for await (const sp of s.listSpaces(filter))
+          if (!memberOf || memberOf.has(sp.id)) out.push(toCs3Space(sp));
         return { ...ids, storageSpaces: out };
       }),
       updateStorageSpace: this.unary(async (req: spacesApi.UpdateStorageSpaceRequest, s) => {

@@ -627,4 +627,41 @@ describe('cs3: spaces', () => {
     });
     expect(gone.storageSpaces).toEqual([]);
   });
+  it('answers TYPE_USER with the spaces that user can see, as far as the caller may see them', async () => {
+    const shared = await env.alice.spacesOk('createStorageSpace', {
+      type: 'project',
+      name: 'Shared with Bob',
+    });
+    const kept = await env.alice.spacesOk('createStorageSpace', { type: 'project', name: 'Kept from Bob' });
+    await env.alice.providerOk('addGrant', {
+      ref: { resourceId: shared.storageSpace!.root, path: '.' },
+      grant: {
+        grantee: { type: GranteeType.GRANTEE_TYPE_USER, userId: { opaqueId: 'u-bob' } },
+        permissions: Object.fromEntries(Object.entries(fromLetters(ROLES.viewer))),
+      },
+    });
+    const admin = new Cs3Client(env.server.grpcAddress, { token: env.token('u-root') });
+    try {
+      const unrestricted = { map: { unrestricted: { decoder: 'plain', value: Buffer.from('true') } } };
+      const names = async (c: Cs3Client, user: string) =>
+        (
+          await c.spacesOk('listStorageSpaces', {
+            opaque: unrestricted,
+            filters: [{ type: FilterType.TYPE_USER, user: { opaqueId: user } }],
+          })
+        ).storageSpaces.map((sp) => sp.name);
+      const bobs = await names(admin, 'u-bob');
+      expect(bobs).toContain('Shared with Bob');
+      expect(bobs).not.toContain('Kept from Bob');
+      expect(await names(admin, 'u-alice')).toEqual(
+        expect.arrayContaining(['Shared with Bob', 'Kept from Bob']),
+      );
+      expect(await names(admin, 'u-nobody')).toEqual([]);
+      // Bob asking about Alice learns only what he can see himself.
+      expect(await names(env.bob, 'u-alice')).not.toContain('Kept from Bob');
+    } finally {
+      admin.close();
+    }
+    expect(kept.storageSpace!.name).toBe('Kept from Bob');
+  });
 });
