@@ -50,7 +50,8 @@ export type ErrorReason =
   | 'symlink'
   | 'metadata-too-large'
   | 'space-disabled'
-  | 'body';
+  | 'body'
+  | 'too-large';
 
 /** Options for {@link StorageError}. */
 export interface StorageErrorOptions {

@@ -5,6 +5,7 @@
  *
  * @module
  */
+
 import { codeToCs3, type ErrorCode, ErrorCodes, type ErrorReason, StorageError } from '../core/errors.js';
 import { type Grant, type Grantee, noPermissions, PERMISSION_NAMES } from '../core/permissions.js';
 import { formatResourceId } from '../core/refs.js';
@@ -18,6 +19,7 @@ import type {
   ResourceInfo,
   Space,
 } from '../core/types.js';
+import { quoteEtag } from '../http/common.js';
 import { Code } from './gen/cs3/rpc/v1beta1/code.js';
 import type { Status } from './gen/cs3/rpc/v1beta1/status.js';
 import * as P from './gen/cs3/storage/provider/v1beta1/resources.js';
@@ -119,11 +121,6 @@ export function toResourceId(id: ResourceId): P.ResourceId {
 
 export function fromResourceId(id: P.ResourceId | undefined): ResourceId | undefined {
   return id ? { storageId: id.storageId, spaceId: id.spaceId, opaqueId: id.opaqueId } : undefined;
-}
-
-/** Quote an etag for the wire (Reva's etags carry their quotes). */
-export function quoteEtag(etag: string): string {
-  return `"${etag}"`;
 }
 
 /** Strip the quotes (and a weak prefix) of an etag from the wire. */

@@ -15,14 +15,19 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { parseChecksumHeader } from '../core/checksums.js';
-import { parseRangeHeader } from '../core/conditions.js';
 import { codeToHttp, type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
 import type { StorageProvider } from '../core/provider.js';
-import { formatResourceId } from '../core/refs.js';
-import type { Checksums, Conditions, ReadOptions, ResourceInfo, WriteOptions } from '../core/types.js';
-import { quoteEtag } from './convert.js';
+import type { Checksums, Conditions, WriteOptions } from '../core/types.js';
+import {
+  abortOnClose,
+  header,
+  infoHeaders,
+  intHeader,
+  mtimeHeader,
+  readOptions,
+  sendRead,
+} from '../http/common.js';
 import { type JwtClaims, signJwt, verifyJwt } from './jwt.js';
 import { TUS_CHECKSUMS, TusUploads, type UploadState } from './tus.js';
 
@@ -195,48 +200,11 @@ export class DataPlane {
     head: boolean,
   ): Promise<void> {
     const session = await this.session(g.u);
-    const range = parseRangeHeader(header(req, 'range'));
-    const conditions: Conditions = {};
-    const im = header(req, 'if-match');
-    const inm = header(req, 'if-none-match');
-    const ims = dateHeader(header(req, 'if-modified-since'));
-    const ius = dateHeader(header(req, 'if-unmodified-since'));
-    if (im) conditions.ifMatch = im.trim() === '*' ? '*' : splitEtags(im);
-    if (inm) conditions.ifNoneMatch = inm.trim() === '*' ? '*' : splitEtags(inm);
-    if (ims !== undefined) conditions.ifModifiedSince = ims;
-    if (ius !== undefined) conditions.ifUnmodifiedSince = ius;
-    const opts: ReadOptions = {
-      ...(range && { range }),
-      ...(Object.keys(conditions).length && { conditions }),
-      ...(header(req, 'if-range') && { ifRange: header(req, 'if-range')! }),
-      signal: abortOnClose(req, res),
-    };
-    if (range === null) {
-      // Unparseable ranges are ignored (RFC 9110); a syntactically valid but unsatisfiable one is 416.
-      delete opts.range;
-    }
+    const opts = readOptions(req, res);
     const r = g.v ? await session.readVersion(g.r, g.v, opts) : await session.read(g.r, opts);
-    const headers: Record<string, string> = {
-      ...infoHeaders(r.info),
-      'accept-ranges': 'bytes',
-      'content-type': r.info.mimeType || 'application/octet-stream',
+    await sendRead(res, r, head, {
       'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(r.info.name)}`,
-    };
-    if (r.status === 200 || r.status === 206) {
-      const span = r.range ?? { start: 0, end: r.info.size - 1 };
-      headers['content-length'] = String(Math.max(0, span.end - span.start + 1));
-      if (r.status === 206) headers['content-range'] = `bytes ${span.start}-${span.end}/${r.info.size}`;
-    } else {
-      headers['content-length'] = '0';
-      if (r.status === 416) headers['content-range'] = `bytes */${r.info.size}`;
-    }
-    res.writeHead(r.status, headers);
-    if (!r.body || head) {
-      (r.body as { destroy?: () => void } | undefined)?.destroy?.();
-      res.end();
-      return;
-    }
-    await pipeline(r.body, res);
+    });
   }
 
   // ---------------------------------------------------------------- tus
@@ -451,63 +419,4 @@ function ownGrant(c: JwtClaims, token: string): Granted | undefined {
 
 function httpStatus(code: ErrorCode): number {
   return codeToHttp[code];
-}
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-function intHeader(v: string | undefined): number | undefined {
-  if (v === undefined || !/^\d{1,16}$/.test(v.trim())) return undefined;
-  return Number(v.trim());
-}
-
-function dateHeader(v: string | undefined): number | undefined {
-  if (!v) return undefined;
-  const t = Date.parse(v);
-  return Number.isFinite(t) ? t : undefined;
-}
-
-/** `X-OC-Mtime` is Unix seconds, possibly fractional. */
-export function mtimeHeader(v: string | undefined): number | undefined {
-  if (!v || !/^\d+(\.\d+)?$/.test(v.trim())) return undefined;
-  return Number(v.trim()) * 1000;
-}
-
-function splitEtags(v: string): string[] {
-  return v
-    .split(',')
-    .map((t) => t.trim())
-    .filter(Boolean);
-}
-
-/** Abort when the client goes away before the exchange is done. */
-function abortOnClose(req: IncomingMessage, res: ServerResponse): AbortSignal {
-  const ac = new AbortController();
-  const stop = () => {
-    if (!res.writableFinished) ac.abort(new StorageError('CANCELLED', 'the client went away'));
-  };
-  req.once('aborted', stop);
-  res.once('close', stop);
-  return ac.signal;
-}
-
-/** The headers Reva's data plane answers with, plus the whole info for Stowage's own client. */
-export function infoHeaders(info: ResourceInfo): Record<string, string> {
-  const etag = quoteEtag(info.etag);
-  const h: Record<string, string> = {
-    etag,
-    'oc-etag': etag,
-    'oc-fileid': formatResourceId(info.id),
-    'last-modified': new Date(info.mtime).toUTCString(),
-  };
-  // The whole info, for Stowage's own client (left out when too big for a header).
-  const whole = Buffer.from(JSON.stringify(info)).toString('base64url');
-  if (whole.length <= 8192) h['x-stowage-info'] = whole;
-  const sums = info.checksums;
-  if (sums?.sha1) h['oc-checksum'] = `SHA1:${sums.sha1}`;
-  else if (sums?.md5) h['oc-checksum'] = `MD5:${sums.md5}`;
-  else if (sums?.adler32) h['oc-checksum'] = `ADLER32:${sums.adler32}`;
-  return h;
 }

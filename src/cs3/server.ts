@@ -22,6 +22,7 @@ import type {
   SpaceType,
   StatOptions,
 } from '../core/types.js';
+import { mtimeHeader } from '../http/common.js';
 import {
   errorStatus,
   fromGrant,
@@ -42,7 +43,6 @@ import {
   unquoteEtag,
 } from './convert.js';
 import type { DataPlane, UploadGrant } from './dataplane.js';
-import { mtimeHeader } from './dataplane.js';
 import * as api from './gen/cs3/storage/provider/v1beta1/provider_api.js';
 import * as P from './gen/cs3/storage/provider/v1beta1/resources.js';
 import * as spacesApi from './gen/cs3/storage/provider/v1beta1/spaces_api.js';
