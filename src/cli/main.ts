@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { parseRangeHeader } from '../core/conditions.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
-import { StaticIdentitySource, type User } from '../core/identity.js';
+import { hashPassword, StaticIdentitySource, type StaticUser } from '../core/identity.js';
 import {
   fromLetters,
   type Grantee,
@@ -85,14 +85,18 @@ Commands:
   unlock <path> <lock-id>
   fsck [--space S] [--repair] [--checksums]
                                     check ids, tree sizes and the id index against the disk
-  serve [DIR] --jwt-secret SECRET [--grpc HOST:PORT] [--http HOST:PORT] [--data-url URL]
-        [--transfer-secret SECRET]
-        [--user ID[:admin][:create-spaces][:groups=G1+G2]]... [--users FILE]
-                                    serve the storage as a CS3 provider (gRPC ProviderAPI and
-                                    SpacesAPI, default 127.0.0.1:9142) with its HTTP data plane
-                                    (default 127.0.0.1:9143) until SIGINT/SIGTERM; the secrets may
-                                    come from $STOWAGE_JWT_SECRET and $STOWAGE_TRANSFER_SECRET
-                                    (a gateway's transfer_shared_secret; default: the JWT secret)
+  serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD][:admin][:create-spaces][:groups=G1+G2]]...
+        [--users FILE] [--grpc HOST:PORT] [--jwt-secret SECRET] [--transfer-secret SECRET]
+        [--data-url URL]
+                                    serve the storage until SIGINT/SIGTERM: WebDAV (RFC 4918 and the
+                                    ownCloud dialect of sync clients) and the CS3 data plane on the
+                                    HTTP address (default 127.0.0.1:9143); the CS3 gRPC door
+                                    (ProviderAPI, SpacesAPI) too when --grpc or a JWT secret is given
+                                    (default 127.0.0.1:9142). Without --user/--users, the users are
+                                    kept in DIR/.stowage/users.json; the first run creates an admin
+                                    and prints its password once. Secrets may come from
+                                    $STOWAGE_JWT_SECRET and $STOWAGE_TRANSFER_SECRET (a gateway's
+                                    transfer_shared_secret; default: the JWT secret)
   token --user ID --jwt-secret SECRET [--ttl SECONDS] [--groups G1,G2]
                                     print a Reva-style access token (x-access-token) for a user
 
@@ -601,14 +605,15 @@ function secretOf(opts: Opts): string {
 }
 
 /** `--user ID[:admin][:create-spaces][:groups=G1+G2]` */
-function userSpec(spec: string): User {
+function userSpec(spec: string): StaticUser {
   const [id, ...flags] = spec.split(':');
   if (!id) throw new UsageError(`invalid --user "${spec}"`);
-  const user: User = { id, username: id };
+  const user: StaticUser = { id, username: id };
   for (const f of flags) {
     if (f === 'admin') user.admin = true;
     else if (f === 'create-spaces') user.createSpaces = true;
     else if (f.startsWith('groups=')) user.groups = f.slice(7).split('+').filter(Boolean);
+    else if (user.password === undefined) user.password = f;
     else throw new UsageError(`unknown flag "${f}" in --user ${spec}`);
   }
   return user;
@@ -632,44 +637,69 @@ async function token(opts: Opts): Promise<number> {
 }
 
 async function serve(opts: Opts, args: string[]): Promise<number> {
-  const secret = secretOf(opts);
+  const given = opts['jwt-secret'] ?? process.env.STOWAGE_JWT_SECRET;
+  // gRPC (CS3) is served when asked for, or when a JWT secret says a gateway will call; WebDAV always.
+  const grpcAddress = opts.grpc ?? (given ? '127.0.0.1:9142' : undefined);
+  if (grpcAddress && !given) throw new UsageError('the CS3 door needs --jwt-secret or $STOWAGE_JWT_SECRET');
+  // Without a secret, Bearer tokens cannot be minted by anyone: WebDAV takes Basic auth only.
+  const secret = given ?? randomBytes(32).toString('base64url');
   const transferSecret = opts['transfer-secret'] ?? process.env.STOWAGE_TRANSFER_SECRET;
-  const identity = opts.users
-    ? await StaticIdentitySource.fromFile(opts.users)
-    : await StaticIdentitySource.create({ users: (opts.user ?? []).map(userSpec) });
   const driver = await createPosixDriver({
     root: args[0] ?? opts.root,
     create: true,
     log: (message, err) => process.stderr.write(`stowage: ${message}: ${(err as Error)?.message ?? ''}\n`),
   });
+  let generated: { username: string; password: string } | undefined;
+  let identity: StaticIdentitySource;
+  try {
+    if (opts.users) identity = await StaticIdentitySource.fromFile(opts.users);
+    else if (opts.user?.length)
+      identity = await StaticIdentitySource.create({ users: opts.user.map(userSpec) });
+    else ({ identity, generated } = await defaultUsers(path.join(driver.root, '.stowage', 'users.json')));
+  } catch (err) {
+    await driver.close();
+    throw err;
+  }
   const provider = new StorageProvider({ drivers: driver, identity });
   const { serveCs3 } = await import('../cs3/serve.js');
   const server = await serveCs3({
     provider,
     jwtSecret: secret,
-    grpc: opts.grpc ?? '127.0.0.1:9142',
+    grpc: grpcAddress ?? false,
     http: opts.http ?? '127.0.0.1:9143',
     ...(opts['data-url'] && { dataUrl: opts['data-url'] }),
     ...(transferSecret && { transferSecret }),
     uploadsDir: path.join(driver.root, '.stowage', 'uploads'),
+    webdav: { uploadsDir: path.join(driver.root, '.stowage', 'chunks') },
     log: (message, err) =>
       process.stderr.write(`stowage serve: ${message}: ${(err as Error)?.message ?? err}\n`),
   }).catch(async (err) => {
     await provider.close();
     throw err;
   });
+  const webdav = `http://${server.httpAddress}/remote.php/webdav/`;
   const facts = {
     root: driver.root,
     storageId: driver.storageId,
-    grpc: server.grpcAddress,
+    webdav,
+    ...(server.grpcAddress && { grpc: server.grpcAddress }),
     dataUrl: server.dataUrl,
+    ...(generated && { user: generated.username, password: generated.password }),
   };
   if (opts.json) out(JSON.stringify(facts));
   else {
-    out(`Stowage CS3 provider for ${facts.root}`);
+    out(`Stowage serving ${facts.root}`);
     out(`  storage id  ${facts.storageId}`);
-    out(`  gRPC        ${facts.grpc} (cs3.storage.provider.v1beta1 ProviderAPI, SpacesAPI)`);
+    out(
+      `  WebDAV      ${webdav} (your personal space; also /remote.php/dav/files/<user>/, /dav/spaces/<id>/)`,
+    );
+    if (server.grpcAddress)
+      out(`  gRPC        ${server.grpcAddress} (cs3.storage.provider.v1beta1 ProviderAPI, SpacesAPI)`);
     out(`  data plane  ${facts.dataUrl}`);
+    if (generated) {
+      out(`  user        ${generated.username}, password ${generated.password}`);
+      out('              (an admin, created now; the password is shown this once, only its hash is kept)');
+    }
   }
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
@@ -716,3 +746,35 @@ run(argv).then(
     process.exitCode = report(err, argv.includes('--json'));
   },
 );
+
+/**
+ * The users of a storage served without --user/--users: kept in the storage (hashes only). On
+ * first use one admin is created and its generated password returned, to be shown once.
+ */
+async function defaultUsers(
+  file: string,
+): Promise<{ identity: StaticIdentitySource; generated?: { username: string; password: string } }> {
+  try {
+    return { identity: await StaticIdentitySource.fromFile(file) };
+  } catch (err) {
+    if (
+      await fsp.stat(file).then(
+        () => true,
+        () => false,
+      )
+    )
+      throw err;
+  }
+  const password = randomBytes(12).toString('base64url');
+  const admin = { id: 'admin', username: 'admin', admin: true, passwordHash: await hashPassword(password) };
+  const tmp = `${file}.${randomUUID()}`;
+  const fh = await fsp.open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(`${JSON.stringify({ users: [admin] }, null, 2)}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fsp.rename(tmp, file);
+  return { identity: await StaticIdentitySource.fromFile(file), generated: { username: 'admin', password } };
+}

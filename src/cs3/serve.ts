@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { StorageError } from '../core/errors.js';
 import type { StorageProvider } from '../core/provider.js';
+import { WebDav, type WebDavOptions } from '../webdav/handler.js';
 import { DataPlane } from './dataplane.js';
 import { Cs3Service } from './server.js';
 import { TusUploads } from './tus.js';
@@ -21,8 +22,13 @@ export interface ServeCs3Options {
   jwtSecret: string;
   /** Secret of transfer tokens (Reva's `transfer_shared_secret`); default: `jwtSecret`. */
   transferSecret?: string;
-  /** gRPC listen address, `host:port` (port 0: any free port). Default `127.0.0.1:9142`. */
-  grpc?: string;
+  /** gRPC listen address, `host:port` (port 0: any free port), or false for none. Default `127.0.0.1:9142`. */
+  grpc?: string | false;
+  /**
+   * Serve WebDAV (and the ownCloud endpoints) on the HTTP address too, next to the data plane:
+   * true, or the options of {@link WebDav} other than the provider and the JWT secret.
+   */
+  webdav?: boolean | Omit<WebDavOptions, 'provider' | 'jwtSecret'>;
   /** Data plane listen address, `host:port`. Default `127.0.0.1:9143`. */
   http?: string;
   /** Public base URL of the data plane (default `http://<http address>/data`). */
@@ -43,7 +49,7 @@ export interface ServeCs3Options {
 
 /** A running CS3 door. */
 export interface Cs3Server {
-  /** `host:port` the gRPC server listens on. */
+  /** `host:port` the gRPC server listens on (empty without gRPC). */
   readonly grpcAddress: string;
   /** `host:port` the data plane listens on. */
   readonly httpAddress: string;
@@ -67,7 +73,18 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
   // The data plane first: its address goes into the endpoints the gRPC answers hand out.
   const h = splitAddress(opts.http ?? '127.0.0.1:9143', 'the http address');
   let plane: DataPlane | undefined;
-  const httpServer = http.createServer((req, res) => plane!.handle(req, res));
+  const dav = opts.webdav
+    ? new WebDav({
+        provider: opts.provider,
+        jwtSecret: opts.jwtSecret,
+        ...(opts.log && { log: opts.log }),
+        ...(typeof opts.webdav === 'object' && opts.webdav),
+      })
+    : undefined;
+  const httpServer = http.createServer(async (req, res) => {
+    if (dav && !req.url?.startsWith('/data/') && (await dav.handle(req, res))) return;
+    plane!.handle(req, res);
+  });
   // Big uploads take long: no overall request timeout, but slow headers are cut off.
   httpServer.requestTimeout = 0;
   httpServer.headersTimeout = 60_000;
@@ -103,24 +120,27 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
   });
   server.addService(...service.providerService());
   server.addService(...service.spacesService());
-  const g = splitAddress(opts.grpc ?? '127.0.0.1:9142', 'the grpc address');
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      `${g.host.includes(':') ? `[${g.host}]` : g.host}:${g.port}`,
-      grpc.ServerCredentials.createInsecure(),
-      (err, p) => (err ? reject(err) : resolve(p)),
-    ),
-  ).catch((err) => {
-    httpServer.close();
-    uploads.close();
-    throw new StorageError('UNAVAILABLE', `cannot listen on ${opts.grpc}: ${(err as Error).message}`, {
-      cause: err,
+  let grpcAddress = '';
+  if (opts.grpc !== false) {
+    const g = splitAddress(opts.grpc ?? '127.0.0.1:9142', 'the grpc address');
+    const host = g.host.includes(':') ? `[${g.host}]` : g.host;
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${host}:${g.port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    ).catch((err) => {
+      httpServer.close();
+      uploads.close();
+      throw new StorageError('UNAVAILABLE', `cannot listen on ${opts.grpc}: ${(err as Error).message}`, {
+        cause: err,
+      });
     });
-  });
+    grpcAddress = `${host}:${port}`;
+  }
 
   let closed: Promise<void> | undefined;
   return {
-    grpcAddress: `${g.host.includes(':') ? `[${g.host}]` : g.host}:${port}`,
+    grpcAddress,
     httpAddress,
     dataUrl,
     close(graceMs = 5000) {

@@ -1,0 +1,1335 @@
+/**
+ * The WebDAV door: RFC 4918 (classes 1, 2 and 3) plus the ownCloud/OpenCloud dialect sync clients
+ * need, on `node:http` `(req, res)`, streamed end to end.
+ *
+ * Endpoints (each resolves to one space, then a path in it):
+ * - `/remote.php/webdav/...`, `/remote.php/dav/files/<user>/...`, `/dav/files/<user>/...`: the
+ *   user's personal space (created on first use);
+ * - `/dav/spaces/<space id>/...`, `/remote.php/dav/spaces/<space id>/...`: any space the user
+ *   holds a grant in (the id may be given as `<storage>$<space>`);
+ * - `/remote.php/dav/uploads/<user>/<transfer id>/...`: chunked uploads (chunking NG);
+ * - `/status.php`, `/ocs/v{1,2}.php/cloud/{capabilities,user}`: what clients ask before syncing.
+ *
+ * Every request runs as the authenticated user's session (HTTP Basic against the identity
+ * source, or a Bearer Reva token), so grants are checked before anything reaches a driver.
+ *
+ * @module
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import fsp from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import { parseChecksumHeader } from '../core/checksums.js';
+import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
+import type { User } from '../core/identity.js';
+import type { StorageProvider } from '../core/provider.js';
+import { formatResourceId } from '../core/refs.js';
+import type { Field, Lock, Reference, ResourceInfo, Space } from '../core/types.js';
+import { tokenUser, verifyJwt } from '../cs3/jwt.js';
+import {
+  abortOnClose,
+  header,
+  infoHeaders,
+  intHeader,
+  mtimeHeader,
+  quoteEtag,
+  readOptions,
+  requestConditions,
+  sendRead,
+} from '../http/common.js';
+import { type IfList, parseIf, submittedTokens } from './ifheader.js';
+import { child, DAV, esc, NC, OC, parseXml, readBody, serialise, type XmlElement } from './xml.js';
+
+/** Options of {@link WebDav}. */
+export interface WebDavOptions {
+  /** The system provider; it needs an identity source (Basic auth checks passwords against it). */
+  provider: StorageProvider;
+  /** Secret of Reva access tokens accepted as `Authorization: Bearer` (optional). */
+  jwtSecret?: string;
+  /** Folder for chunked uploads in progress (default: none, chunking is not offered). */
+  uploadsDir?: string;
+  /** Answer `Depth: infinity` PROPFINDs (default false: 403 propfind-finite-depth). */
+  allowDepthInfinity?: boolean;
+  /** Realm of the Basic challenge (default "Stowage"). */
+  realm?: string;
+  /** Failures worth a look (never passwords or tokens). */
+  log?: (message: string, err?: unknown) => void;
+}
+
+type Session = StorageProvider;
+
+/** Where a request points: a space, a path in it, and the href of the mount's root. */
+interface Target {
+  session: Session;
+  user: User;
+  space: Space;
+  segs: string[];
+  /** Encoded href of the space root in this mount, without a trailing slash. */
+  base: string;
+}
+
+const MULTISTATUS_HEAD =
+  '<?xml version="1.0" encoding="utf-8"?>\n<d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns">';
+const XML_TYPE = 'application/xml; charset=utf-8';
+const AUTH_TTL_MS = 60_000;
+const MAX_LOCK_SECONDS = 7 * 24 * 3600;
+const DEFAULT_LOCK_SECONDS = 3600;
+const WEBDAV_LOCK_APP = 'webdav';
+
+/** A WebDAV property name: namespace and local name. */
+interface PropName {
+  ns: string;
+  local: string;
+}
+
+const LIVE_DAV = new Set([
+  'resourcetype',
+  'getcontentlength',
+  'getlastmodified',
+  'getetag',
+  'getcontenttype',
+  'lockdiscovery',
+  'supportedlock',
+  'quota-used-bytes',
+  'quota-available-bytes',
+]);
+const LIVE_OC = new Set([
+  'id',
+  'fileid',
+  'permissions',
+  'checksums',
+  'size',
+  'data-fingerprint',
+  'share-types',
+  'downloadURL',
+  'dDC',
+  'owner-id',
+  'owner-display-name',
+]);
+/** What allprop answers besides dead properties (RFC 4918 §9.1: the live props it defines). */
+const ALLPROP: PropName[] = [
+  'resourcetype',
+  'getcontentlength',
+  'getlastmodified',
+  'getetag',
+  'getcontenttype',
+  'lockdiscovery',
+  'supportedlock',
+].map((local) => ({ ns: DAV, local }));
+
+function isLive(p: PropName): boolean {
+  return (p.ns === DAV && LIVE_DAV.has(p.local)) || (p.ns === OC && LIVE_OC.has(p.local));
+}
+
+/** Metadata key of a dead property (Clark notation). */
+function deadKey(p: PropName): string {
+  return `{${p.ns}}${p.local}`;
+}
+
+/** An HTTP answer other than the default mapping of an error. */
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly davError?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The WebDAV door. Mount it on an HTTP server: `if (!(await dav.handle(req, res))) ...`. */
+export class WebDav {
+  private readonly auth = new Map<string, { user: User; session: Session; until: number }>();
+  private readonly realm: string;
+
+  constructor(private readonly opts: WebDavOptions) {
+    if (!opts.provider.identity) {
+      throw new StorageError('INVALID_ARGUMENT', 'WebDAV needs a provider with an identity source');
+    }
+    this.realm = opts.realm ?? 'Stowage';
+  }
+
+  /** Answer a request if it is ours (true), or leave it alone (false). */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const url = req.url ?? '/';
+    const rawPath = url.split('?')[0]!;
+    if (!this.claims(rawPath)) return false;
+    try {
+      await this.dispatch(req, res, rawPath);
+    } catch (err) {
+      this.fail(req, res, err);
+    }
+    return true;
+  }
+
+  private claims(p: string): boolean {
+    return (
+      p === '/status.php' ||
+      p.startsWith('/ocs/') ||
+      p === '/remote.php/webdav' ||
+      p.startsWith('/remote.php/webdav/') ||
+      p.startsWith('/remote.php/dav/') ||
+      p.startsWith('/dav/')
+    );
+  }
+
+  // ---------------------------------------------------------------- errors
+
+  private fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    let status: number;
+    let message: string;
+    let davError: string | undefined;
+    if (err instanceof HttpError) {
+      status = err.status;
+      message = err.message;
+      davError = err.davError;
+    } else {
+      const e = toStorageError(err, 'request');
+      status = statusOf(e, req.method ?? '');
+      message = e.message;
+      if (e.code === 'INTERNAL') this.opts.log?.(`WebDAV ${req.method} failed`, err);
+      if (e.code === 'UNAUTHENTICATED') status = 401;
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const headers: Record<string, string> = { 'content-type': XML_TYPE };
+    if (status === 401) headers['www-authenticate'] = `Basic realm="${this.realm}", charset="UTF-8"`;
+    if (status === 405) headers.allow = ALLOW;
+    const body =
+      `<?xml version="1.0" encoding="utf-8"?>\n<d:error xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns">` +
+      (davError ? `<d:${davError}/>` : '') +
+      `<s:exception>${esc(exceptionName(status))}</s:exception><s:message>${esc(message)}</s:message></d:error>`;
+    headers['content-length'] = String(Buffer.byteLength(body));
+    req.resume();
+    res.writeHead(status, headers);
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  // ---------------------------------------------------------------- auth
+
+  private async authenticate(req: IncomingMessage): Promise<{ user: User; session: Session }> {
+    const h = header(req, 'authorization');
+    if (!h) throw new StorageError('UNAUTHENTICATED', 'authentication required');
+    const key = createHash('sha256').update(h).digest('base64');
+    const now = Date.now();
+    const hit = this.auth.get(key);
+    if (hit && hit.until > now) return hit;
+    const identity = this.opts.provider.identity!;
+    let user: User | undefined;
+    let until = now + AUTH_TTL_MS;
+    const m = /^(\w+)\s+(.+)$/.exec(h.trim());
+    const scheme = m?.[1]?.toLowerCase();
+    if (scheme === 'basic') {
+      const decoded = Buffer.from(m![2]!, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      if (colon < 0) throw new StorageError('UNAUTHENTICATED', 'malformed Basic credentials');
+      user = await identity.authenticate(decoded.slice(0, colon), decoded.slice(colon + 1));
+    } else if (scheme === 'bearer' && this.opts.jwtSecret) {
+      const claims = verifyJwt(m![2]!, this.opts.jwtSecret);
+      const tu = tokenUser(claims);
+      user =
+        (await identity.getUser(tu.opaqueId)) ??
+        (tu.username ? await identity.getUser(tu.username) : undefined);
+      if (typeof claims.exp === 'number') until = Math.min(until, claims.exp * 1000);
+    }
+    if (!user) throw new StorageError('UNAUTHENTICATED', 'wrong user name or password');
+    const session = await this.opts.provider.as(user);
+    if (this.auth.size > 1000) this.auth.clear();
+    const entry = { user, session, until };
+    this.auth.set(key, entry);
+    return entry;
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse, rawPath: string): Promise<void> {
+    const method = (req.method ?? 'GET').toUpperCase();
+    if (rawPath === '/status.php') return this.status(req, res);
+    const who = await this.authenticate(req);
+    if (rawPath.startsWith('/ocs/')) return this.ocs(req, res, rawPath, who.user);
+    if (rawPath.startsWith('/remote.php/dav/uploads/')) return this.uploads(req, res, rawPath, who);
+    const t = await this.target(rawPath, who);
+    switch (method) {
+      case 'OPTIONS':
+        return this.options(req, res);
+      case 'PROPFIND':
+        return this.propfind(req, res, t);
+      case 'PROPPATCH':
+        return this.proppatch(req, res, t);
+      case 'MKCOL':
+        return this.mkcol(req, res, t);
+      case 'GET':
+      case 'HEAD':
+        return this.get(req, res, t, method === 'HEAD');
+      case 'PUT':
+        return this.put(req, res, t);
+      case 'DELETE':
+        return this.delete(req, res, t);
+      case 'COPY':
+      case 'MOVE':
+        return this.copyMove(req, res, t, method === 'MOVE');
+      case 'LOCK':
+        return this.lock(req, res, t);
+      case 'UNLOCK':
+        return this.unlock(req, res, t);
+      default:
+        throw new HttpError(405, `${method} is not supported here`);
+    }
+  }
+
+  /** Decode a raw path into segments; `%2f`, `.`, `..` and NUL are refused. */
+  private segments(raw: string): string[] {
+    const out: string[] = [];
+    for (const part of raw.split('/')) {
+      if (!part) continue;
+      let s: string;
+      try {
+        s = decodeURIComponent(part);
+      } catch {
+        throw new HttpError(400, 'malformed percent-encoding in the URL');
+      }
+      if (s.includes('/') || s.includes('\0') || s === '.' || s === '..') {
+        throw new StorageError('INVALID_ARGUMENT', `invalid name in the URL: ${JSON.stringify(s)}`, {
+          reason: 'invalid-path',
+        });
+      }
+      out.push(s);
+    }
+    return out;
+  }
+
+  /** Resolve a path under one of our mounts to a space and a path in it. */
+  private async target(rawPath: string, who: { user: User; session: Session }): Promise<Target> {
+    const segs = this.segments(rawPath);
+    const { session, user } = who;
+    const personal = async (baseSegs: string[], rest: string[]) => ({
+      session,
+      user,
+      space: await session.personalSpace(),
+      segs: rest,
+      base: encodeSegments(baseSegs),
+    });
+    // remote.php/webdav/...
+    if (segs[0] === 'remote.php' && segs[1] === 'webdav') return personal(segs.slice(0, 2), segs.slice(2));
+    const dav = segs[0] === 'remote.php' ? 2 : 1; // index after ".../dav"
+    if ((segs[0] === 'remote.php' && segs[1] === 'dav') || segs[0] === 'dav') {
+      const kind = segs[dav];
+      const name = segs[dav + 1];
+      if (kind === 'files' && name !== undefined) {
+        if (name !== user.username && name !== user.id) throw new StorageError('NOT_FOUND', 'not found');
+        return personal(segs.slice(0, dav + 2), segs.slice(dav + 2));
+      }
+      if (kind === 'spaces' && name !== undefined) {
+        const id = spaceIdOf(name);
+        const space = await session.getSpace(id);
+        return {
+          session,
+          user,
+          space,
+          segs: segs.slice(dav + 2),
+          base: encodeSegments(segs.slice(0, dav + 2)),
+        };
+      }
+    }
+    throw new StorageError('NOT_FOUND', 'not found');
+  }
+
+  private ref(t: Target, segs = t.segs): Reference {
+    return { space: t.space.id, path: segs.join('/') };
+  }
+
+  private href(t: Target, segs: readonly string[], folder: boolean): string {
+    const p = `${t.base}${encodeSegments(segs)}`;
+    return folder ? `${p}/` : p;
+  }
+
+  // ---------------------------------------------------------------- OPTIONS
+
+  private async options(_req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.writeHead(200, {
+      dav: '1, 2, 3',
+      'ms-author-via': 'DAV',
+      allow: ALLOW,
+      'accept-ranges': 'bytes',
+      'content-length': '0',
+    });
+    res.end();
+  }
+
+  // ---------------------------------------------------------------- PROPFIND
+
+  private async propfind(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
+    const depthHeader = (header(req, 'depth') ?? 'infinity').trim().toLowerCase();
+    if (!['0', '1', 'infinity'].includes(depthHeader))
+      throw new HttpError(400, 'Depth must be 0, 1 or infinity');
+    if (depthHeader === 'infinity' && !this.opts.allowDepthInfinity) {
+      req.resume();
+      throw new HttpError(403, 'Depth: infinity is not allowed here', 'propfind-finite-depth');
+    }
+    const body = await readBody(req);
+    let mode: 'allprop' | 'propname' | 'prop' = 'allprop';
+    let wanted: PropName[] = [];
+    let include: PropName[] = [];
+    if (body.length && body.toString('utf8').trim()) {
+      const doc = parseXml(body);
+      if (doc.ns !== DAV || doc.local !== 'propfind')
+        throw new HttpError(400, 'expected a DAV:propfind body');
+      const prop = child(doc, DAV, 'prop');
+      if (prop) {
+        mode = 'prop';
+        wanted = prop.children.map((c) => ({ ns: c.ns, local: c.local }));
+      } else if (child(doc, DAV, 'propname')) mode = 'propname';
+      else if (child(doc, DAV, 'allprop')) {
+        include = (child(doc, DAV, 'include')?.children ?? []).map((c) => ({ ns: c.ns, local: c.local }));
+      } else throw new HttpError(400, 'propfind needs prop, propname or allprop');
+    }
+    const fields = fieldsFor(mode, wanted);
+    const dead = mode === 'prop' ? wanted.filter((p) => !isLive(p)).map(deadKey) : undefined;
+    const statOpts = {
+      fields,
+      ...(mode !== 'prop' ? { metadataKeys: '*' as const } : dead?.length ? { metadataKeys: dead } : {}),
+    };
+    const info = await t.session.stat(this.ref(t), statOpts);
+    const quota = wanted.some((p) => p.ns === DAV && p.local.startsWith('quota-'))
+      ? await t.session.getQuota(this.ref(t)).catch(() => undefined)
+      : undefined;
+    res.writeHead(207, { 'content-type': XML_TYPE, vary: 'Brief,Prefer' });
+    res.write(MULTISTATUS_HEAD);
+    const write = async (s: string) => {
+      if (!res.write(s)) await once(res, 'drain');
+    };
+    const render = (i: ResourceInfo, segs: readonly string[]) =>
+      this.response(t, i, segs, mode, mode === 'allprop' ? [...ALLPROP, ...include] : wanted, quota);
+    await write(render(info, t.segs));
+    if (info.type === 'folder' && depthHeader !== '0') {
+      const walk = async (ref: Reference, segs: string[], depth: number): Promise<void> => {
+        for await (const c of t.session.list(ref, statOpts)) {
+          const cs = [...segs, c.name];
+          await write(render(c, cs));
+          if (depth > 1 && c.type === 'folder') await walk(this.ref(t, cs), cs, depth - 1);
+        }
+      };
+      await walk(this.ref(t), t.segs, depthHeader === '1' ? 1 : Number.POSITIVE_INFINITY);
+    }
+    res.end('</d:multistatus>');
+  }
+
+  /** One `<d:response>` of a multistatus. */
+  private response(
+    t: Target,
+    info: ResourceInfo,
+    segs: readonly string[],
+    mode: 'allprop' | 'propname' | 'prop',
+    props: readonly PropName[],
+    quota?: { used: number; remaining?: number },
+  ): string {
+    const folder = info.type === 'folder';
+    let out = `<d:response><d:href>${esc(this.href(t, segs, folder))}</d:href>`;
+    if (mode === 'propname') {
+      const names = [...ALLPROP, ...[...LIVE_OC].map((local) => ({ ns: OC, local }))];
+      const dead = Object.keys(info.metadata ?? {}).flatMap((k) =>
+        k.startsWith('{') ? [parseClark(k)] : [],
+      );
+      out += `<d:propstat><d:prop>${[...names, ...dead].map((p) => emptyProp(p)).join('')}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>`;
+      return `${out}</d:response>`;
+    }
+    let ok = '';
+    let missing = '';
+    for (const p of props) {
+      const v = this.liveValue(t, info, segs, p, quota);
+      if (v !== undefined) ok += v;
+      else if (!isLive(p) && info.metadata?.[deadKey(p)] !== undefined) ok += info.metadata[deadKey(p)];
+      else if (mode === 'prop') missing += emptyProp(p);
+    }
+    if (mode === 'allprop') {
+      for (const [k, v] of Object.entries(info.metadata ?? {})) if (k.startsWith('{')) ok += v;
+    }
+    if (ok) out += `<d:propstat><d:prop>${ok}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>`;
+    if (missing)
+      out += `<d:propstat><d:prop>${missing}</d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat>`;
+    return `${out}</d:response>`;
+  }
+
+  /** A live property's XML, or undefined when it has none for this resource. */
+  private liveValue(
+    t: Target,
+    info: ResourceInfo,
+    segs: readonly string[],
+    p: PropName,
+    quota?: { used: number; remaining?: number },
+  ): string | undefined {
+    const folder = info.type === 'folder';
+    if (p.ns === DAV) {
+      switch (p.local) {
+        case 'resourcetype':
+          return folder ? '<d:resourcetype><d:collection/></d:resourcetype>' : '<d:resourcetype/>';
+        case 'getcontentlength':
+          return folder ? undefined : `<d:getcontentlength>${info.size}</d:getcontentlength>`;
+        case 'getlastmodified':
+          return `<d:getlastmodified>${new Date(info.mtime).toUTCString()}</d:getlastmodified>`;
+        case 'getetag':
+          return `<d:getetag>${esc(quoteEtag(info.etag))}</d:getetag>`;
+        case 'getcontenttype':
+          return folder
+            ? undefined
+            : `<d:getcontenttype>${esc(info.mimeType || 'application/octet-stream')}</d:getcontenttype>`;
+        case 'lockdiscovery':
+          return `<d:lockdiscovery>${info.lock ? this.activeLock(t, info.lock, segs, folder) : ''}</d:lockdiscovery>`;
+        case 'supportedlock':
+          return '<d:supportedlock><d:lockentry><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockentry><d:lockentry><d:lockscope><d:shared/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockentry></d:supportedlock>';
+        case 'quota-used-bytes':
+          return folder && quota && segs.length === t.segs.length
+            ? `<d:quota-used-bytes>${quota.used}</d:quota-used-bytes>`
+            : folder
+              ? `<d:quota-used-bytes>${info.size}</d:quota-used-bytes>`
+              : undefined;
+        case 'quota-available-bytes':
+          return folder && quota?.remaining !== undefined
+            ? `<d:quota-available-bytes>${quota.remaining}</d:quota-available-bytes>`
+            : undefined;
+      }
+      return undefined;
+    }
+    if (p.ns === OC) {
+      switch (p.local) {
+        case 'id':
+        case 'fileid':
+          return `<oc:${p.local}>${esc(formatResourceId(info.id))}</oc:${p.local}>`;
+        case 'permissions':
+          return `<oc:permissions>${ocPermissions(info)}</oc:permissions>`;
+        case 'checksums': {
+          const c = info.checksums;
+          if (!c || folder) return undefined;
+          const parts = [
+            c.sha1 && `SHA1:${c.sha1}`,
+            c.md5 && `MD5:${c.md5}`,
+            c.adler32 && `ADLER32:${c.adler32}`,
+          ].filter(Boolean);
+          return `<oc:checksums><oc:checksum>${parts.join(' ')}</oc:checksum></oc:checksums>`;
+        }
+        case 'size':
+          return `<oc:size>${info.size}</oc:size>`;
+        case 'data-fingerprint':
+          return '<oc:data-fingerprint></oc:data-fingerprint>';
+        case 'share-types':
+          return '<oc:share-types/>';
+        case 'owner-id':
+          return t.space.owner
+            ? `<oc:owner-id>${esc(t.space.owner.username ?? t.space.owner.id)}</oc:owner-id>`
+            : undefined;
+        case 'owner-display-name':
+          return t.space.owner
+            ? `<oc:owner-display-name>${esc(t.space.owner.displayName ?? t.space.owner.username ?? t.space.owner.id)}</oc:owner-display-name>`
+            : undefined;
+      }
+    }
+    return undefined;
+  }
+
+  private activeLock(t: Target, lock: Lock, segs: readonly string[], folder: boolean, only?: string): string {
+    const meta = lockMeta(lock);
+    const one = (token: string, owner: string, expires: number | undefined) => {
+      const timeout =
+        expires === undefined
+          ? 'Infinite'
+          : `Second-${Math.max(0, Math.round((expires - Date.now()) / 1000))}`;
+      return (
+        `<d:activelock><d:locktype><d:write/></d:locktype><d:lockscope><d:${lock.type === 'shared' ? 'shared' : 'exclusive'}/></d:lockscope>` +
+        `<d:depth>${meta.depth}</d:depth>${owner ? `<d:owner>${owner}</d:owner>` : ''}` +
+        `<d:timeout>${timeout}</d:timeout><d:locktoken><d:href>${esc(token)}</d:href></d:locktoken>` +
+        `<d:lockroot><d:href>${esc(this.href(t, segs, folder))}</d:href></d:lockroot></d:activelock>`
+      );
+    };
+    const all = [
+      { token: lock.lockId, owner: meta.owner, expires: lock.expires },
+      ...meta.extra.map((x) => ({ token: x.t, owner: x.o, expires: x.e })),
+    ];
+    return all
+      .filter((l) => only === undefined || l.token === only)
+      .map((l) => one(l.token, l.owner, l.expires))
+      .join('');
+  }
+
+  // ---------------------------------------------------------------- PROPPATCH
+
+  private async proppatch(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
+    const doc = parseXml(await readBody(req));
+    if (doc.ns !== DAV || doc.local !== 'propertyupdate')
+      throw new HttpError(400, 'expected a DAV:propertyupdate body');
+    const info = await t.session.stat(this.ref(t), { fields: ['lock'] });
+    const lockId = await this.checkLocks(req, t, info, false);
+    const changes = new Map<string, { p: PropName; value?: string }>();
+    const order: PropName[] = [];
+    for (const op of doc.children) {
+      if (op.ns !== DAV || (op.local !== 'set' && op.local !== 'remove')) continue;
+      for (const el of child(op, DAV, 'prop')?.children ?? []) {
+        const p = { ns: el.ns, local: el.local };
+        const key = deadKey(p);
+        if (!changes.has(key)) order.push(p);
+        changes.set(key, op.local === 'set' ? { p, value: serialise(el) } : { p });
+      }
+    }
+    const protectedProps = order.filter(isLive);
+    let status = protectedProps.length ? '424 Failed Dependency' : '200 OK';
+    if (!protectedProps.length && changes.size) {
+      const set: Record<string, string> = {};
+      const unset: string[] = [];
+      for (const [k, c] of changes) {
+        if (c.value !== undefined) set[k] = c.value;
+        else unset.push(k);
+      }
+      const mo = { ...(lockId && { lockId }) };
+      try {
+        if (Object.keys(set).length) await t.session.setMetadata(this.ref(t), set, mo);
+        if (unset.length) await t.session.unsetMetadata(this.ref(t), unset, mo);
+      } catch (err) {
+        const e = toStorageError(err, 'properties');
+        if (e.code !== 'INVALID_ARGUMENT' && e.reason !== 'metadata-too-large') throw e;
+        status = e.reason === 'metadata-too-large' ? '507 Insufficient Storage' : '409 Conflict';
+      }
+    }
+    let out = `${MULTISTATUS_HEAD}<d:response><d:href>${esc(this.href(t, t.segs, info.type === 'folder'))}</d:href>`;
+    for (const p of order) {
+      const s = isLive(p) ? '403 Forbidden' : status;
+      out += `<d:propstat><d:prop>${emptyProp(p)}</d:prop><d:status>HTTP/1.1 ${s}</d:status></d:propstat>`;
+    }
+    out += '</d:response></d:multistatus>';
+    res.writeHead(207, { 'content-type': XML_TYPE, 'content-length': String(Buffer.byteLength(out)) });
+    res.end(out);
+  }
+
+  // ---------------------------------------------------------------- MKCOL
+
+  private async mkcol(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
+    const length = intHeader(header(req, 'content-length')) ?? 0;
+    if (length > 0 || header(req, 'transfer-encoding')) {
+      req.resume();
+      throw new HttpError(415, 'MKCOL with a body is not supported');
+    }
+    if (!t.segs.length) throw new HttpError(405, 'the space root exists');
+    const existing = await this.peek(t, t.segs);
+    if (existing) throw new HttpError(405, 'something is already there');
+    await this.checkLocks(req, t, undefined, true);
+    const info = await t.session.mkdir(this.ref(t));
+    res.writeHead(201, { ...idHeaders(info), 'content-length': '0' });
+    res.end();
+  }
+
+  // ---------------------------------------------------------------- GET / HEAD
+
+  private async get(req: IncomingMessage, res: ServerResponse, t: Target, head: boolean): Promise<void> {
+    const info = await t.session.stat(this.ref(t), { fields: ['mimeType', 'checksums'] });
+    if (info.type === 'folder') return this.index(res, t, head);
+    const r = await t.session.read({ resourceId: info.id }, readOptions(req, res));
+    await sendRead(res, r, head);
+  }
+
+  /** A folder's GET: a plain HTML index, streamed. */
+  private async index(res: ServerResponse, t: Target, head: boolean): Promise<void> {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    if (head) return void res.end();
+    const title = esc(`/${t.segs.join('/')}`);
+    res.write(`<!doctype html><meta charset="utf-8"><title>${title}</title><h1>${title}</h1><ul>`);
+    for await (const c of t.session.list(this.ref(t), { fields: [] })) {
+      const href = this.href(t, [...t.segs, c.name], c.type === 'folder');
+      if (!res.write(`<li><a href="${esc(href)}">${esc(c.name)}${c.type === 'folder' ? '/' : ''}</a></li>`))
+        await once(res, 'drain');
+    }
+    res.end('</ul>');
+  }
+
+  // ---------------------------------------------------------------- PUT
+
+  private async put(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
+    if (header(req, 'content-range')) {
+      req.resume();
+      throw new HttpError(400, 'partial PUT (Content-Range) is not supported');
+    }
+    if (!t.segs.length) {
+      req.resume();
+      throw new HttpError(405, 'cannot PUT a space root');
+    }
+    const existing = await this.peek(t, t.segs);
+    if (existing?.type === 'folder') {
+      req.resume();
+      throw new HttpError(405, 'a folder is there');
+    }
+    let lockId: string | undefined;
+    try {
+      lockId = await this.checkLocks(req, t, existing, !existing);
+    } catch (err) {
+      req.resume();
+      throw err;
+    }
+    const conditions = requestConditions(req);
+    const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
+    const checksums = parseChecksumHeader(header(req, 'oc-checksum'));
+    const size = intHeader(header(req, 'content-length'));
+    const info = await t.session
+      .write(this.ref(t), req, {
+        ...(size !== undefined && !header(req, 'transfer-encoding') && { size }),
+        ...(mtime !== undefined && { mtime }),
+        ...(checksums && { checksums }),
+        ...(Object.keys(conditions).length && { conditions }),
+        ...(lockId && { lockId }),
+        signal: abortOnClose(req, res),
+      })
+      .catch((err) => {
+        req.resume();
+        throw err;
+      });
+    res.writeHead(existing ? 204 : 201, {
+      ...idHeaders(info),
+      ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
+      'content-length': '0',
+    });
+    res.end();
+  }
+
+  // ---------------------------------------------------------------- DELETE
+
+  private async delete(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
+    if (!t.segs.length) throw new HttpError(403, 'cannot delete a space root');
+    const info = await t.session.stat(this.ref(t), { fields: ['lock'] });
+    const lockId = await this.checkLocks(req, t, info, true);
+    await t.session.delete(this.ref(t), { ...(lockId && { lockId }) });
+    res.writeHead(204);
+    res.end();
+  }
+
+  // ---------------------------------------------------------------- COPY / MOVE
+
+  private async copyMove(req: IncomingMessage, res: ServerResponse, t: Target, move: boolean): Promise<void> {
+    const destination = header(req, 'destination');
+    if (!destination) throw new HttpError(400, 'a Destination header is required');
+    let destPath: string;
+    try {
+      const u = new URL(destination, `http://${header(req, 'host') ?? 'localhost'}`);
+      const host = header(req, 'host');
+      if (/^[a-z][a-z0-9+.-]*:/i.test(destination) && host && u.host !== host) {
+        throw new HttpError(502, 'the Destination is on another server');
+      }
+      destPath = u.pathname;
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      throw new HttpError(400, 'malformed Destination');
+    }
+    const d = await this.target(destPath, { user: t.user, session: t.session });
+    if (!t.segs.length) throw new HttpError(403, `cannot ${move ? 'move' : 'copy'} a space root`);
+    if (!d.segs.length) throw new HttpError(403, 'the Destination is a space root');
+    const overwriteHeader = (header(req, 'overwrite') ?? 'T').trim().toUpperCase();
+    if (overwriteHeader !== 'T' && overwriteHeader !== 'F')
+      throw new HttpError(400, 'Overwrite must be T or F');
+    const overwrite = overwriteHeader === 'T';
+    const depth = (header(req, 'depth') ?? 'infinity').trim().toLowerCase();
+    const src = await t.session.stat(this.ref(t), { fields: ['lock'] });
+    if (move && src.type === 'folder' && depth !== 'infinity')
+      throw new HttpError(400, 'MOVE of a collection must be Depth: infinity');
+    if (depth !== '0' && depth !== 'infinity') throw new HttpError(400, 'Depth must be 0 or infinity');
+    if (d.space.id === t.space.id && d.segs.join('/') === t.segs.join('/'))
+      throw new HttpError(403, 'source and destination are the same');
+    const existing = await this.peek(d, d.segs);
+    if (existing && !overwrite) throw new HttpError(412, 'the Destination exists and Overwrite is F');
+    const srcLock = move ? await this.checkLocks(req, t, src, true) : undefined;
+    const dstLock = await this.checkLocks(req, d, existing, true);
+    const lockId = srcLock ?? dstLock;
+    const mo = { overwrite, ...(lockId && { lockId }) };
+    let info: ResourceInfo;
+    if (move) info = await t.session.move(this.ref(t), this.ref(d), mo);
+    else if (src.type === 'folder' && depth === '0') {
+      if (existing) await t.session.delete(this.ref(d), { ...(dstLock && { lockId: dstLock }) });
+      info = await t.session.mkdir(this.ref(d));
+    } else info = await t.session.copy(this.ref(t), this.ref(d), mo);
+    res.writeHead(existing ? 204 : 201, { ...idHeaders(info), 'content-length': '0' });
+    res.end();
+  }
+
+  // ---------------------------------------------------------------- locks
+
+  /** The resource at `segs`, or undefined when nothing is there. */
+  private async peek(t: Target, segs: readonly string[]): Promise<ResourceInfo | undefined> {
+    try {
+      return await t.session.stat(this.ref(t, [...segs]), { fields: ['lock'] });
+    } catch (err) {
+      if (StorageError.is(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  /** The parsed If header, or undefined. */
+  private ifLists(req: IncomingMessage): IfList[] | undefined {
+    const h = header(req, 'if');
+    return h ? parseIf(h) : undefined;
+  }
+
+  /**
+   * Check the `If` header and the locks that guard a change of `t` (`info`: the resource, when it
+   * exists; `membership`: the change adds or removes a member of the parent). Locks held by
+   * others need their token submitted (423 otherwise); an If header that evaluates false is 412.
+   * Returns the token of the resource's own lock, to hand to the provider.
+   */
+  private async checkLocks(
+    req: IncomingMessage,
+    t: Target,
+    info: ResourceInfo | undefined,
+    membership: boolean,
+  ): Promise<string | undefined> {
+    const lists = this.ifLists(req);
+    const submitted = lists ? submittedTokens(lists) : new Set<string>();
+    // Locks that reach the resource: its own, depth-infinity locks above, and the parent's (any
+    // depth) when membership changes.
+    const guarding: { lock: Lock; segs: string[] }[] = [];
+    if (info?.lock) guarding.push({ lock: info.lock, segs: t.segs });
+    for (let n = t.segs.length - 1; n >= 0; n--) {
+      const above = t.segs.slice(0, n);
+      const a = await this.peek(t, above);
+      if (!a?.lock) continue;
+      const depth = lockMeta(a.lock).depth;
+      if (depth === 'infinity' || (membership && n === t.segs.length - 1))
+        guarding.push({ lock: a.lock, segs: above });
+    }
+    if (lists && !(await this.evaluateIf(req, t, lists, info, guarding))) {
+      throw new HttpError(412, 'the If header does not match');
+    }
+    for (const g of guarding) {
+      const mine =
+        lockTokens(g.lock).some((tok) => submitted.has(tok)) &&
+        (!g.lock.user || g.lock.user === t.user.id || g.lock.type === 'shared');
+      if (!mine) {
+        throw new HttpError(
+          423,
+          'locked',
+          `lock-token-submitted><d:href>${esc(this.href(t, g.segs, true))}</d:href></d:lock-token-submitted`,
+        );
+      }
+    }
+    return info?.lock?.lockId;
+  }
+
+  /** True when some list of the If header holds. */
+  private async evaluateIf(
+    req: IncomingMessage,
+    t: Target,
+    lists: readonly IfList[],
+    info: ResourceInfo | undefined,
+    guarding: readonly { lock: Lock }[],
+  ): Promise<boolean> {
+    for (const l of lists) {
+      let etag = info ? quoteEtag(info.etag) : undefined;
+      let tokens = new Set(guarding.flatMap((g) => lockTokens(g.lock)));
+      if (l.resource !== undefined) {
+        // A tagged list: about the resource it names.
+        let path: string;
+        try {
+          path = new URL(l.resource, `http://${header(req, 'host') ?? 'localhost'}`).pathname;
+        } catch {
+          continue;
+        }
+        const other = await this.target(path, { user: t.user, session: t.session }).catch(() => undefined);
+        const oi = other && (await this.peek(other, other.segs));
+        etag = oi ? quoteEtag(oi.etag) : undefined;
+        tokens = new Set(oi?.lock ? lockTokens(oi.lock) : []);
+        if (other) {
+          for (let n = other.segs.length - 1; n >= 0; n--) {
+            const a = await this.peek(other, other.segs.slice(0, n));
+            if (a?.lock && lockMeta(a.lock).depth === 'infinity')
+              for (const tok of lockTokens(a.lock)) tokens.add(tok);
+          }
+        }
+      }
+      const holds = l.conditions.every((c) => {
+        const v = c.token !== undefined ? tokens.has(c.token) : etag !== undefined && sameEtag(c.etag!, etag);
+        return c.not ? !v : v;
+      });
+      if (holds) return true;
+    }
+    return false;
+  }
+
+  private async lock(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
+    const body = await readBody(req);
+    const seconds = lockSeconds(header(req, 'timeout'));
+    const expires = Date.now() + seconds * 1000;
+    if (!body.length || !body.toString('utf8').trim()) {
+      // A refresh: the If header names the lock.
+      const lists = this.ifLists(req);
+      if (!lists) throw new HttpError(400, 'a lock refresh needs an If header with the lock token');
+      const tokens = submittedTokens(lists);
+      for (let n = t.segs.length; n >= 0; n--) {
+        const segs = t.segs.slice(0, n);
+        const a = await this.peek(t, segs);
+        if (!a?.lock || (n !== t.segs.length && lockMeta(a.lock).depth !== 'infinity')) continue;
+        const token = lockTokens(a.lock).find((tok) => tokens.has(tok));
+        if (!token) continue;
+        const meta = lockMeta(a.lock);
+        for (const x of meta.extra) if (x.t === token) x.e = expires;
+        const own = token === a.lock.lockId ? expires : (a.lock.expires ?? expires);
+        const lock = await t.session.refreshLock(
+          this.ref(t, segs),
+          { ...a.lock, appName: lockApp(meta), expires: Math.max(own, ...meta.extra.map((x) => x.e)) },
+          a.lock.lockId,
+        );
+        return this.lockAnswer(res, t, lock, segs, a.type === 'folder', 200, token);
+      }
+      throw new HttpError(412, 'no lock of that token applies here', 'lock-token-matches-request-uri');
+    }
+    const doc = parseXml(body);
+    if (doc.ns !== DAV || doc.local !== 'lockinfo') throw new HttpError(400, 'expected a DAV:lockinfo body');
+    const scope = child(doc, DAV, 'lockscope');
+    const shared = !!child(scope, DAV, 'shared');
+    if (!shared && !child(scope, DAV, 'exclusive'))
+      throw new HttpError(400, 'lockscope must be exclusive or shared');
+    if (!child(child(doc, DAV, 'locktype'), DAV, 'write')) throw new HttpError(400, 'only write locks exist');
+    const ownerEl = child(doc, DAV, 'owner');
+    const owner = ownerEl
+      ? ownerEl.children.length
+        ? ownerEl.children.map(serialise).join('')
+        : esc(ownerEl.text)
+      : '';
+    const depth = (header(req, 'depth') ?? 'infinity').trim().toLowerCase();
+    if (depth !== '0' && depth !== 'infinity') throw new HttpError(400, 'a lock has Depth 0 or infinity');
+    let info = await this.peek(t, t.segs);
+    let status = 200;
+    await this.checkLocks(req, t, undefined, !info);
+    const token = `opaquelocktoken:${randomUUID()}`;
+    if (info?.lock) {
+      // Shared locks add up; anything else conflicts.
+      if (!shared || info.lock.type !== 'shared')
+        throw new HttpError(423, 'already locked', 'no-conflicting-lock');
+      const meta = lockMeta(info.lock);
+      meta.extra.push({ t: token, u: t.user.id, o: owner, e: expires });
+      const lock = await t.session.refreshLock(
+        this.ref(t),
+        { ...info.lock, appName: lockApp(meta), expires: Math.max(expires, info.lock.expires ?? expires) },
+        info.lock.lockId,
+      );
+      return this.lockAnswer(res, t, lock, t.segs, info.type === 'folder', 200, token);
+    }
+    if (!info) {
+      // A lock on an unmapped URL creates an empty file (RFC 4918 §7.3).
+      if (!t.segs.length) throw new HttpError(409, 'no such space root');
+      info = await t.session.write(this.ref(t), Buffer.alloc(0));
+      status = 201;
+    }
+    const lock: Lock = {
+      lockId: token,
+      type: shared ? 'shared' : 'exclusive',
+      user: t.user.id,
+      appName: lockApp({
+        depth: info.type === 'folder' && depth === 'infinity' ? 'infinity' : '0',
+        owner,
+        extra: [],
+      }),
+      expires,
+    };
+    const set = await t.session.setLock(this.ref(t), lock);
+    return this.lockAnswer(res, t, set, t.segs, info.type === 'folder', status, token);
+  }
+
+  private lockAnswer(
+    res: ServerResponse,
+    t: Target,
+    lock: Lock,
+    segs: readonly string[],
+    folder: boolean,
+    status: number,
+    token: string,
+  ): void {
+    const body = `<?xml version="1.0" encoding="utf-8"?>\n<d:prop xmlns:d="DAV:"><d:lockdiscovery>${this.activeLock(t, lock, segs, folder, token)}</d:lockdiscovery></d:prop>`;
+    res.writeHead(status, {
+      'content-type': XML_TYPE,
+      'lock-token': `<${token}>`,
+      'content-length': String(Buffer.byteLength(body)),
+    });
+    res.end(body);
+  }
+
+  private async unlock(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
+    const m = /^\s*<(.+)>\s*$/.exec(header(req, 'lock-token') ?? '');
+    if (!m) throw new HttpError(400, 'a Lock-Token header is required');
+    const token = m[1]!;
+    for (let n = t.segs.length; n >= 0; n--) {
+      const segs = t.segs.slice(0, n);
+      const a = await this.peek(t, segs);
+      if (!a?.lock || (n !== t.segs.length && lockMeta(a.lock).depth !== 'infinity')) continue;
+      if (!lockTokens(a.lock).includes(token)) continue;
+      const meta = lockMeta(a.lock);
+      const ref = this.ref(t, segs);
+      if (token !== a.lock.lockId) {
+        // A further shared lock: drop it from the list.
+        meta.extra = meta.extra.filter((x) => x.t !== token);
+        await t.session.refreshLock(ref, { ...a.lock, appName: lockApp(meta) }, a.lock.lockId);
+      } else {
+        await t.session.unlock(ref, token);
+        const [next, ...rest] = meta.extra;
+        if (next) {
+          // The first further shared lock takes its place.
+          await t.session.setLock(ref, {
+            lockId: next.t,
+            type: 'shared',
+            ...(next.u && { user: next.u }),
+            appName: lockApp({ depth: meta.depth, owner: next.o, extra: rest }),
+            expires: Math.max(next.e, ...rest.map((x) => x.e)),
+          });
+        }
+      }
+      res.writeHead(204);
+      res.end();
+      return;
+    }
+    throw new HttpError(409, 'no lock of that token applies here', 'lock-token-matches-request-uri');
+  }
+
+  // ---------------------------------------------------------------- chunked uploads (chunking NG)
+
+  private async uploads(
+    req: IncomingMessage,
+    res: ServerResponse,
+    rawPath: string,
+    who: { user: User; session: Session },
+  ): Promise<void> {
+    const dir = this.opts.uploadsDir;
+    if (!dir) throw new StorageError('NOT_FOUND', 'chunked uploads are not offered here');
+    const segs = this.segments(rawPath).slice(3); // remote.php dav uploads
+    const [owner, transfer, chunk, ...extra] = segs;
+    if (!owner || (owner !== who.user.username && owner !== who.user.id))
+      throw new StorageError('NOT_FOUND', 'not found');
+    if (!transfer || extra.length) throw new StorageError('NOT_FOUND', 'not found');
+    if (!/^[\w.-]{1,128}$/.test(transfer) || (chunk !== undefined && !/^[\w.-]{1,64}$/.test(chunk)))
+      throw new StorageError('INVALID_ARGUMENT', 'invalid transfer or chunk name');
+    // One folder per user (hashed: user ids may hold anything), one per transfer.
+    const folder = path.join(
+      dir,
+      createHash('sha256').update(who.user.id).digest('hex').slice(0, 32),
+      transfer,
+    );
+    const method = (req.method ?? '').toUpperCase();
+    if (method === 'MKCOL' && chunk === undefined) {
+      req.resume();
+      await fsp.mkdir(folder, { recursive: true });
+      res.writeHead(201, { 'content-length': '0' });
+      return void res.end();
+    }
+    if (method === 'DELETE' && chunk === undefined) {
+      await fsp.rm(folder, { recursive: true, force: true });
+      res.writeHead(204);
+      return void res.end();
+    }
+    const exists = await fsp.stat(folder).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) {
+      req.resume();
+      throw new StorageError('NOT_FOUND', 'no such upload');
+    }
+    if (method === 'PUT' && chunk !== undefined && chunk !== '.file') {
+      const tmp = path.join(folder, `.${chunk}.${randomUUID()}`);
+      const fh = await fsp.open(tmp, 'w');
+      try {
+        for await (const c of req) await fh.write(c as Buffer);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(tmp, path.join(folder, chunk));
+      res.writeHead(201, { 'content-length': '0' });
+      return void res.end();
+    }
+    if (method === 'MOVE' && chunk === '.file') {
+      const destination = header(req, 'destination');
+      if (!destination) throw new HttpError(400, 'a Destination header is required');
+      const d = await this.target(new URL(destination, 'http://x').pathname, who);
+      if (!d.segs.length) throw new HttpError(403, 'the Destination is a space root');
+      const names = (await fsp.readdir(folder)).filter((n) => !n.startsWith('.')).sort();
+      const existing = await this.peek(d, d.segs);
+      const lockId = await this.checkLocks(req, d, existing, !existing);
+      const total = intHeader(header(req, 'oc-total-length'));
+      const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
+      const checksums = parseChecksumHeader(header(req, 'oc-checksum'));
+      async function* assembled() {
+        for (const n of names) {
+          const fh = await fsp.open(path.join(folder, n), 'r');
+          try {
+            for await (const c of fh.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false }))
+              yield c as Buffer;
+          } finally {
+            await fh.close();
+          }
+        }
+      }
+      const info = await d.session.write(this.ref(d), assembled(), {
+        ...(total !== undefined && { size: total }),
+        ...(mtime !== undefined && { mtime }),
+        ...(checksums && { checksums }),
+        ...(lockId && { lockId }),
+      });
+      await fsp.rm(folder, { recursive: true, force: true });
+      res.writeHead(existing ? 204 : 201, {
+        ...idHeaders(info),
+        ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
+        'content-length': '0',
+      });
+      return void res.end();
+    }
+    if (method === 'PROPFIND' && chunk === undefined) {
+      req.resume();
+      const names = (await fsp.readdir(folder)).filter((n) => !n.startsWith('.')).sort();
+      const base = encodeSegments(this.segments(rawPath).slice(0, 5));
+      let out = `${MULTISTATUS_HEAD}<d:response><d:href>${esc(base)}/</d:href><d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>`;
+      for (const n of names) {
+        const st = await fsp.stat(path.join(folder, n));
+        out += `<d:response><d:href>${esc(`${base}/${encodeURIComponent(n)}`)}</d:href><d:propstat><d:prop><d:resourcetype/><d:getcontentlength>${st.size}</d:getcontentlength></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>`;
+      }
+      out += '</d:multistatus>';
+      res.writeHead(207, { 'content-type': XML_TYPE, 'content-length': String(Buffer.byteLength(out)) });
+      return void res.end(out);
+    }
+    req.resume();
+    throw new HttpError(405, `${method} is not supported on an upload`);
+  }
+
+  // ---------------------------------------------------------------- ownCloud endpoints
+
+  private status(req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    json(res, 200, {
+      installed: true,
+      maintenance: false,
+      needsDbUpgrade: false,
+      version: '10.13.0.0',
+      versionstring: '10.13.0',
+      edition: 'Community',
+      productname: 'Stowage',
+      product: 'Stowage',
+    });
+  }
+
+  private ocs(req: IncomingMessage, res: ServerResponse, rawPath: string, user: User): void {
+    req.resume();
+    const m = /^\/ocs\/v([12])\.php\/cloud\/(capabilities|user)\/?$/.exec(rawPath);
+    if (!m) throw new StorageError('NOT_FOUND', 'not found');
+    const v2 = m[1] === '2';
+    const meta = { status: 'ok', statuscode: v2 ? 200 : 100, message: 'OK' };
+    const data =
+      m[2] === 'capabilities'
+        ? {
+            version: {
+              major: 10,
+              minor: 13,
+              micro: 0,
+              string: '10.13.0',
+              edition: 'Community',
+              product: 'Stowage',
+            },
+            capabilities: {
+              core: { pollinterval: 60, webdav_root: 'remote.php/webdav', status: { installed: true } },
+              dav: this.opts.uploadsDir ? { chunking: '1.0' } : {},
+              files: { bigfilechunking: !!this.opts.uploadsDir, undelete: true, versioning: true },
+              checksums: { supportedTypes: ['SHA1', 'MD5', 'ADLER32'], preferredUploadType: 'SHA1' },
+            },
+          }
+        : {
+            id: user.username ?? user.id,
+            'display-name': user.displayName ?? user.username ?? user.id,
+            displayname: user.displayName ?? user.username ?? user.id,
+            email: user.email ?? null,
+          };
+    json(res, 200, { ocs: { meta, data } });
+  }
+}
+
+const ALLOW = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK';
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const s = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(s)),
+  });
+  res.end(s);
+}
+
+/** ETag, OC-ETag, OC-FileId of a changed resource. */
+function idHeaders(info: ResourceInfo): Record<string, string> {
+  const h = infoHeaders(info);
+  delete h['x-stowage-info'];
+  return h;
+}
+
+/**
+ * Percent-encode path segments for an href, leaving the sub-delimiters paths may carry as they
+ * are (`$` of space ids, `:`, `@`, `,`, `;`, `=`, `&`), so hrefs match the request URIs clients
+ * sent. `+` stays encoded: some decoders read it as a space.
+ */
+function encodeSegments(segs: readonly string[]): string {
+  let out = '';
+  for (const s of segs)
+    out += `/${encodeURIComponent(s).replace(/%(24|3A|40|2C|3B|3D|26)/gi, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)))}`;
+  return out;
+}
+
+/** A space id from a URL segment: `<space>`, `<storage>$<space>` or `<storage>$<space>!<node>`. */
+function spaceIdOf(s: string): string {
+  const afterDollar = s.includes('$') ? s.slice(s.indexOf('$') + 1) : s;
+  return afterDollar.split('!')[0]!;
+}
+
+function parseClark(k: string): PropName {
+  const m = /^\{(.*)\}(.*)$/.exec(k)!;
+  return { ns: m[1]!, local: m[2]! };
+}
+
+/** An empty element for a property name, with its namespace declared when not ours. */
+function emptyProp(p: PropName): string {
+  if (p.ns === DAV) return `<d:${p.local}/>`;
+  if (p.ns === OC) return `<oc:${p.local}/>`;
+  if (p.ns === NC) return `<nc:${p.local}/>`;
+  if (!p.ns) return `<${p.local} xmlns=""/>`;
+  return `<x:${p.local} xmlns:x="${esc(p.ns)}"/>`;
+}
+
+/** Fields a PROPFIND needs from the provider. */
+function fieldsFor(mode: string, wanted: readonly PropName[]): Field[] {
+  if (mode !== 'prop') return ['mimeType', 'lock', 'checksums', 'permissions'];
+  const f = new Set<Field>();
+  for (const p of wanted) {
+    if (p.ns === DAV && p.local === 'getcontenttype') f.add('mimeType');
+    if (p.ns === DAV && p.local === 'lockdiscovery') f.add('lock');
+    if (p.ns === OC && p.local === 'checksums') f.add('checksums');
+    if (p.ns === OC && p.local === 'permissions') f.add('permissions');
+  }
+  return [...f];
+}
+
+/** ownCloud permission letters of a resource. */
+function ocPermissions(info: ResourceInfo): string {
+  const p = info.permissions;
+  if (!p) return info.type === 'folder' ? 'RDNVCK' : 'RDNVW';
+  let s = '';
+  if (p.addGrant) s += 'R';
+  if (p.delete) s += 'D';
+  if (p.move) s += 'NV';
+  if (info.type === 'folder') {
+    if (p.initiateFileUpload) s += 'C';
+    if (p.createContainer) s += 'K';
+  } else if (p.initiateFileUpload) s += 'W';
+  return s;
+}
+
+/** A further shared lock on a resource that already holds one (kept with the first). */
+interface ExtraLock {
+  /** Token. */
+  t: string;
+  /** User id. */
+  u?: string;
+  /** Owner XML. */
+  o: string;
+  /** Expiry, ms since epoch. */
+  e: number;
+}
+
+/** What WebDAV keeps in a lock's appName: depth, owner, and further shared locks. */
+interface LockMeta {
+  depth: '0' | 'infinity';
+  owner: string;
+  extra: ExtraLock[];
+}
+
+/** Depth, owner and further shared locks of a lock taken through WebDAV (others: depth 0, no owner). */
+function lockMeta(lock: Lock): LockMeta {
+  const app = lock.appName ?? '';
+  if (app.startsWith(`${WEBDAV_LOCK_APP} `)) {
+    try {
+      const m = JSON.parse(app.slice(WEBDAV_LOCK_APP.length + 1)) as {
+        d?: string;
+        o?: string;
+        x?: ExtraLock[];
+      };
+      const now = Date.now();
+      return {
+        depth: m.d === 'infinity' ? 'infinity' : '0',
+        owner: typeof m.o === 'string' ? m.o : '',
+        extra: Array.isArray(m.x) ? m.x.filter((x) => typeof x?.t === 'string' && x.e > now) : [],
+      };
+    } catch {
+      // not ours after all
+    }
+  }
+  return { depth: '0', owner: '', extra: [] };
+}
+
+function lockApp(meta: LockMeta): string {
+  return `${WEBDAV_LOCK_APP} ${JSON.stringify({ d: meta.depth, o: meta.owner, ...(meta.extra.length && { x: meta.extra }) })}`;
+}
+
+/** Every token of a lock: its own and those of further shared locks kept with it. */
+function lockTokens(lock: Lock): string[] {
+  return [lock.lockId, ...lockMeta(lock).extra.map((x) => x.t)];
+}
+
+/** Seconds of a `Timeout: Second-N, Infinite` header (capped). */
+function lockSeconds(v: string | undefined): number {
+  for (const part of (v ?? '').split(',')) {
+    const s = part.trim();
+    if (/^infinite$/i.test(s)) return MAX_LOCK_SECONDS;
+    const m = /^second-(\d+)$/i.exec(s);
+    if (m) return Math.max(1, Math.min(MAX_LOCK_SECONDS, Number(m[1])));
+  }
+  return DEFAULT_LOCK_SECONDS;
+}
+
+function sameEtag(a: string, b: string): boolean {
+  const strip = (e: string) => e.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+  return strip(a) === strip(b);
+}
+
+/** HTTP status of a StorageError, with WebDAV's method-specific answers. */
+function statusOf(e: StorageError, method: string): number {
+  const byCode: Record<ErrorCode, number> = {
+    INVALID_ARGUMENT: e.reason === 'too-large' ? 413 : e.reason === 'checksum-mismatch' ? 400 : 400,
+    UNAUTHENTICATED: 401,
+    PERMISSION_DENIED: 403,
+    NOT_FOUND: 404,
+    ALREADY_EXISTS: method === 'MKCOL' ? 405 : method === 'COPY' || method === 'MOVE' ? 412 : 409,
+    ABORTED: 412,
+    FAILED_PRECONDITION:
+      e.reason === 'parent-missing' || e.reason === 'not-folder' || e.reason === 'is-folder'
+        ? 409
+        : e.reason === 'into-itself'
+          ? 403
+          : e.reason === 'cross-space'
+            ? 502
+            : 412,
+    LOCKED: 423,
+    TOO_EARLY: 425,
+    CANCELLED: 400,
+    INTERNAL: 500,
+    UNIMPLEMENTED: 501,
+    UNAVAILABLE: 503,
+    INSUFFICIENT_STORAGE: 507,
+  };
+  if (e.code === 'NOT_FOUND' && e.reason === 'parent-missing') return 409;
+  return byCode[e.code];
+}
+
+function exceptionName(status: number): string {
+  const names: Record<number, string> = {
+    400: 'Sabre\\DAV\\Exception\\BadRequest',
+    401: 'Sabre\\DAV\\Exception\\NotAuthenticated',
+    403: 'Sabre\\DAV\\Exception\\Forbidden',
+    404: 'Sabre\\DAV\\Exception\\NotFound',
+    405: 'Sabre\\DAV\\Exception\\MethodNotAllowed',
+    409: 'Sabre\\DAV\\Exception\\Conflict',
+    412: 'Sabre\\DAV\\Exception\\PreconditionFailed',
+    415: 'Sabre\\DAV\\Exception\\UnsupportedMediaType',
+    423: 'Sabre\\DAV\\Exception\\Locked',
+    507: 'Sabre\\DAV\\Exception\\InsufficientStorage',
+  };
+  return names[status] ?? 'Sabre\\DAV\\Exception';
+}
+
+export type { XmlElement };
