@@ -1,0 +1,319 @@
+/**
+ * The WebDAV door as clients and attackers see it: authentication, grants, the ownCloud dialect,
+ * chunked uploads, what lands on disk, and bad input of every kind.
+ */
+import { createHash } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import * as xattr from 'fs-xattr';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintRevaToken } from '../../src/cs3/jwt.js';
+import { fromLetters, ROLES } from '../../src/index.js';
+import { type DavEnv, SECRET, startDav } from './server.js';
+
+let env: DavEnv;
+let projectId: string;
+/** A JSON answer, loosely typed. */
+// biome-ignore lint/suspicious/noExplicitAny: the shape is what the assertions check
+const json = (r: Response): Promise<any> => r.json();
+
+/** A request with the path sent exactly as given (fetch would normalise `%2e%2e`). */
+function raw(method: string, rawPath: string, user: string, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(env.url);
+    const req = http.request(
+      { host: u.hostname, port: u.port, method, path: rawPath, headers: { authorization: env.basic(user) } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      },
+    );
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
+const sha1 = (b: string | Buffer) => createHash('sha1').update(b).digest('hex');
+
+beforeAll(async () => {
+  env = await startDav([
+    { id: 'u-ann', username: 'ann', createSpaces: true },
+    { id: 'u-bob', username: 'bob' },
+    { id: 'u-eve', username: 'eve' },
+  ]);
+  const ann = await env.provider.as('ann');
+  const project = await ann.createSpace({ type: 'project', name: 'Shared lab' });
+  projectId = project.id;
+  await ann.setGrant(
+    { space: project.id, path: '' },
+    {
+      grantee: { type: 'user', id: 'u-bob' },
+      permissions: fromLetters(ROLES.editor),
+    },
+  );
+});
+afterAll(() => env?.close());
+
+function dav(
+  method: string,
+  url: string,
+  user: string | null,
+  init: RequestInit & { headers?: Record<string, string> } = {},
+) {
+  return fetch(env.url + url, {
+    method,
+    ...init,
+    headers: { ...(user ? { authorization: env.basic(user) } : {}), ...(init.headers ?? {}) },
+  });
+}
+
+const PROPS = `<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>
+<d:getetag/><oc:id/><oc:fileid/><oc:permissions/><d:getlastmodified/><d:resourcetype/><d:getcontentlength/><oc:checksums/><oc:size/><d:quota-used-bytes/><d:quota-available-bytes/></d:prop></d:propfind>`;
+
+describe('webdav: authentication and grants', () => {
+  it('asks for credentials, refuses wrong ones, and takes Basic or a Bearer token', async () => {
+    const none = await dav('PROPFIND', '/remote.php/webdav/', null, { headers: { depth: '0' } });
+    expect(none.status).toBe(401);
+    expect(none.headers.get('www-authenticate')).toMatch(/^Basic realm=/);
+    const wrong = await fetch(`${env.url}/remote.php/webdav/`, {
+      method: 'PROPFIND',
+      headers: { depth: '0', authorization: `Basic ${Buffer.from('ann:nope').toString('base64')}` },
+    });
+    expect(wrong.status).toBe(401);
+    const token = mintRevaToken({ id: 'u-ann', username: 'ann' }, SECRET);
+    const bearer = await fetch(`${env.url}/remote.php/webdav/`, {
+      method: 'PROPFIND',
+      headers: { depth: '0', authorization: `Bearer ${token}` },
+    });
+    expect(bearer.status).toBe(207);
+    const forged = await fetch(`${env.url}/remote.php/webdav/`, {
+      method: 'PROPFIND',
+      headers: {
+        depth: '0',
+        authorization: `Bearer ${mintRevaToken({ id: 'u-ann', username: 'ann' }, 'other')}`,
+      },
+    });
+    expect(forged.status).toBe(401);
+  });
+
+  it('shows a space only to those holding a grant in it, and someone else’s files URL to nobody', async () => {
+    const put = await dav('PUT', `/dav/spaces/${projectId}/notes.txt`, 'bob', { body: 'from bob' });
+    expect(put.status).toBe(201);
+    for (const [method, url] of [
+      ['PROPFIND', `/dav/spaces/${projectId}/`],
+      ['GET', `/dav/spaces/${projectId}/notes.txt`],
+      ['PUT', `/dav/spaces/${projectId}/eve.txt`],
+      ['DELETE', `/dav/spaces/${projectId}/notes.txt`],
+      ['PROPFIND', '/remote.php/dav/files/ann/'],
+    ] as const) {
+      const r = await dav(method, url, 'eve', {
+        headers: { depth: '0' },
+        ...(method === 'PUT' && { body: 'x' }),
+      });
+      expect(r.status, `${method} ${url}`).toBe(404);
+    }
+    expect(await (await dav('GET', `/dav/spaces/${projectId}/notes.txt`, 'ann')).text()).toBe('from bob');
+  });
+});
+
+describe('webdav: the ownCloud dialect', () => {
+  it('answers status.php, capabilities and the user as desktop clients expect', async () => {
+    const st = await (await fetch(`${env.url}/status.php`)).json();
+    expect(st).toMatchObject({ installed: true, maintenance: false, versionstring: expect.any(String) });
+    const caps = await dav('GET', '/ocs/v1.php/cloud/capabilities?format=json', 'ann', {
+      headers: { 'ocs-apirequest': 'true' },
+    });
+    const c = await json(caps);
+    expect(c.ocs.meta.statuscode).toBe(100);
+    expect(c.ocs.data.capabilities.dav.chunking).toBe('1.0');
+    expect(c.ocs.data.capabilities.checksums.preferredUploadType).toBe('SHA1');
+    const user = await json(await dav('GET', '/ocs/v2.php/cloud/user?format=json', 'ann'));
+    expect(user.ocs.data.id).toBe('ann');
+    expect((await dav('GET', '/ocs/v1.php/cloud/capabilities', null)).status).toBe(401);
+  });
+
+  it('answers PROPFIND with oc: properties, 200 propstat first, and the content type clients need', async () => {
+    await dav('MKCOL', '/remote.php/webdav/docs', 'ann');
+    await dav('PUT', '/remote.php/webdav/docs/a%20b%20%23%25%26.txt', 'ann', { body: 'hello' });
+    const r = await dav('PROPFIND', '/remote.php/webdav/docs/', 'ann', {
+      headers: { depth: '1' },
+      body: PROPS,
+    });
+    expect(r.status).toBe(207);
+    expect(r.headers.get('content-type')).toBe('application/xml; charset=utf-8');
+    const xml = await r.text();
+    expect(xml).toContain('<d:href>/remote.php/webdav/docs/</d:href>');
+    expect(xml).toContain('<d:href>/remote.php/webdav/docs/a%20b%20%23%25&amp;.txt</d:href>');
+    expect(xml).toMatch(/<oc:permissions>R?DNVCK<\/oc:permissions>/);
+    expect(xml).toMatch(/<oc:permissions>R?DNVW<\/oc:permissions>/);
+    expect(xml).toContain(`<oc:checksum>SHA1:${sha1('hello')} MD5:`);
+    expect(xml).toMatch(/<oc:id>[^<]+\$[^<]+![^<]+<\/oc:id>/);
+    expect(xml.indexOf('200 OK')).toBeLessThan(
+      xml.indexOf('404 Not Found') === -1 ? Infinity : xml.indexOf('404 Not Found'),
+    );
+    // The stray text node owncloudcmd sends, and oc: props in the default namespace.
+    const odd = await dav('PROPFIND', '/remote.php/webdav/docs/', 'ann', {
+      headers: { depth: '0', 'content-type': 'text/xml; charset=utf-8' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><id xmlns="http://owncloud.org/ns"/><d:getetag/></d:prop>M</d:propfind>',
+    });
+    expect(odd.status).toBe(207);
+    expect(await odd.text()).toContain('<oc:id>');
+  });
+
+  it('verifies OC-Checksum (a mismatch leaves nothing), keeps X-OC-Mtime, and answers with ids', async () => {
+    const bad = await dav('PUT', '/remote.php/webdav/sum.txt', 'ann', {
+      body: 'payload',
+      headers: { 'oc-checksum': `SHA1:${sha1('other')}` },
+    });
+    expect(bad.status).toBe(400);
+    expect((await dav('GET', '/remote.php/webdav/sum.txt', 'ann')).status).toBe(404);
+    const ok = await dav('PUT', '/remote.php/webdav/sum.txt', 'ann', {
+      body: 'payload',
+      headers: { 'oc-checksum': `SHA1:${sha1('payload')}`, 'x-oc-mtime': '1700000000' },
+    });
+    expect(ok.status).toBe(201);
+    expect(ok.headers.get('etag')).toMatch(/^".+"$/);
+    expect(ok.headers.get('oc-etag')).toBe(ok.headers.get('etag'));
+    expect(ok.headers.get('oc-fileid')).toMatch(/\$.+!/);
+    expect(ok.headers.get('x-oc-mtime')).toBe('accepted');
+    const got = await dav('GET', '/remote.php/webdav/sum.txt', 'ann');
+    expect(got.headers.get('last-modified')).toBe(new Date(1_700_000_000_000).toUTCString());
+    const again = await dav('PUT', '/remote.php/webdav/sum.txt', 'ann', {
+      body: 'v2',
+      headers: { 'if-match': '"not-the-etag"' },
+    });
+    expect(again.status).toBe(412);
+    const replaced = await dav('PUT', '/remote.php/webdav/sum.txt', 'ann', {
+      body: 'v2',
+      headers: { 'if-match': ok.headers.get('etag')! },
+    });
+    expect(replaced.status).toBe(204);
+  });
+
+  it('assembles a chunked upload (chunking NG) with its whole-file checksum', async () => {
+    const parts = [Buffer.alloc(300_000, 1), Buffer.alloc(300_000, 2), Buffer.from('tail')];
+    const whole = Buffer.concat(parts);
+    const base = '/remote.php/dav/uploads/ann/transfer-1';
+    expect(
+      (await dav('MKCOL', base, 'ann', { headers: { 'oc-total-length': String(whole.length) } })).status,
+    ).toBe(201);
+    let offset = 0;
+    for (const p of parts) {
+      const name = String(offset).padStart(16, '0');
+      expect((await dav('PUT', `${base}/${name}`, 'ann', { body: p })).status).toBe(201);
+      offset += p.length;
+    }
+    // Someone else cannot see or finish it.
+    expect(
+      (await dav('MOVE', `${base}/.file`, 'bob', { headers: { destination: '/remote.php/dav/files/bob/x' } }))
+        .status,
+    ).toBe(404);
+    const done = await dav('MOVE', `${base}/.file`, 'ann', {
+      headers: {
+        destination: '/remote.php/dav/files/ann/big.bin',
+        'oc-checksum': `SHA1:${sha1(whole)}`,
+        'oc-total-length': String(whole.length),
+        'x-oc-mtime': '1700000000',
+      },
+    });
+    expect(done.status).toBe(201);
+    expect(done.headers.get('etag')).toBeTruthy();
+    const got = Buffer.from(
+      await (await dav('GET', '/remote.php/dav/files/ann/big.bin', 'ann')).arrayBuffer(),
+    );
+    expect(sha1(got)).toBe(sha1(whole));
+    expect((await dav('PROPFIND', base, 'ann', { headers: { depth: '1' } })).status).toBe(404);
+  });
+
+  it('writes the human-readable tree, with ids and checksums in xattrs', async () => {
+    await dav('PUT', '/remote.php/webdav/docs/on-disk.txt', 'ann', { body: 'on disk' });
+    const session = await env.provider.as('ann');
+    const space = await session.personalSpace();
+    const file = path.join(await env.driver.spacePath(space.id), 'docs', 'on-disk.txt');
+    expect(await fsp.readFile(file, 'utf8')).toBe('on disk');
+    const rec = JSON.parse((await xattr.getAttribute(file, 'user.stowage.n')).toString());
+    expect(rec.ck.sha1).toBe(sha1('on disk'));
+    const r = await dav('PROPFIND', '/remote.php/webdav/docs/on-disk.txt', 'ann', {
+      headers: { depth: '0' },
+      body: PROPS,
+    });
+    expect(await r.text()).toContain(`!${rec.id}</oc:id>`);
+  });
+});
+
+describe('webdav: bad input', () => {
+  it('refuses XML entities (XXE, entity bombs), malformed and oversized bodies with 4xx, and stays up', async () => {
+    const bodies = {
+      xxe: '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><d:propfind xmlns:d="DAV:"><d:prop><d:getetag>&x;</d:getetag></d:prop></d:propfind>',
+      bomb: `<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa">${Array.from({ length: 9 }, (_, i) => `<!ENTITY ${String.fromCharCode(98 + i)} "${`&${String.fromCharCode(97 + i)};`.repeat(10)}">`).join('')}]><d:propfind xmlns:d="DAV:"><d:prop>&j;</d:prop></d:propfind>`,
+      malformed: '<d:propfind xmlns:d="DAV:"><d:prop>',
+      deep: `<d:propfind xmlns:d="DAV:"><d:prop>${'<x>'.repeat(100)}${'</x>'.repeat(100)}</d:prop></d:propfind>`,
+    };
+    for (const [what, body] of Object.entries(bodies)) {
+      for (const method of ['PROPFIND', 'PROPPATCH', 'LOCK']) {
+        const r = await dav(method, '/remote.php/webdav/docs', 'ann', { headers: { depth: '0' }, body });
+        expect(r.status, `${what} ${method}`).toBe(400);
+        expect(await r.text()).toContain('<s:message>');
+      }
+    }
+    const huge = await dav('PROPPATCH', '/remote.php/webdav/docs', 'ann', {
+      body: 'x'.repeat(2 * 1024 * 1024),
+    });
+    expect(huge.status).toBe(413);
+    expect((await dav('PROPFIND', '/remote.php/webdav/', 'ann', { headers: { depth: '0' } })).status).toBe(
+      207,
+    );
+  });
+
+  it('refuses traversal, encoded slashes, NUL and overlong names in URLs, and creates nothing', async () => {
+    for (const url of [
+      '/remote.php/webdav/%2e%2e/%2e%2e/etc/passwd',
+      '/remote.php/webdav/docs/..%2f..%2fx',
+      '/remote.php/webdav/a%2fb',
+      '/remote.php/webdav/nul%00.txt',
+      `/remote.php/webdav/${'n'.repeat(300)}`,
+      '/remote.php/webdav/bad%zz',
+    ]) {
+      expect(await raw('PUT', url, 'ann', 'x'), url).toBe(400);
+    }
+    const listing = await (
+      await dav('PROPFIND', '/remote.php/webdav/', 'ann', { headers: { depth: '1' } })
+    ).text();
+    expect(listing).not.toMatch(/passwd|nul|nnnnnnnn|a%2fb/);
+  });
+
+  it('refuses a Destination on another host or in a space without a grant', async () => {
+    await dav('PUT', '/remote.php/webdav/keep.txt', 'ann', { body: 'keep' });
+    const other = await dav('MOVE', '/remote.php/webdav/keep.txt', 'ann', {
+      headers: { destination: 'http://elsewhere.example/remote.php/webdav/x.txt' },
+    });
+    expect(other.status).toBe(502);
+    const eveSpace = await (await env.provider.as('eve')).personalSpace();
+    const noGrant = await dav('COPY', '/remote.php/webdav/keep.txt', 'ann', {
+      headers: { destination: `/dav/spaces/${eveSpace.id}/stolen.txt` },
+    });
+    expect(noGrant.status).toBe(404);
+    expect((await dav('GET', '/remote.php/webdav/keep.txt', 'ann')).status).toBe(200);
+  });
+
+  it('refuses another user’s lock token', async () => {
+    const lockBody =
+      '<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype><d:owner>bob</d:owner></d:lockinfo>';
+    const lock = await dav('LOCK', `/dav/spaces/${projectId}/locked.txt`, 'bob', { body: lockBody });
+    expect(lock.status).toBe(201);
+    const token = lock.headers.get('lock-token')!;
+    expect(token).toMatch(/^<opaquelocktoken:/);
+    const byAnn = await dav('PUT', `/dav/spaces/${projectId}/locked.txt`, 'ann', {
+      body: 'ann overwrites',
+      headers: { if: `(${token})` },
+    });
+    expect(byAnn.status).toBe(423);
+    const byBob = await dav('PUT', `/dav/spaces/${projectId}/locked.txt`, 'bob', {
+      body: 'bob writes',
+      headers: { if: `(${token})` },
+    });
+    expect(byBob.status).toBe(204);
+    expect(await (await dav('GET', `/dav/spaces/${projectId}/locked.txt`, 'ann')).text()).toBe('bob writes');
+  });
+});

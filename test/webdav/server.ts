@@ -1,0 +1,58 @@
+/** A Stowage server with the WebDAV door for tests: real posix storage, real HTTP on loopback. */
+import path from 'node:path';
+import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
+import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
+import { StaticIdentitySource, type StaticUser, StorageProvider } from '../../src/index.js';
+import { tempRoot } from '../helpers/tmp.js';
+
+export const SECRET = 'webdav-test-secret';
+
+export interface DavEnv {
+  root: string;
+  driver: PosixDriver;
+  provider: StorageProvider;
+  server: Cs3Server;
+  /** `http://host:port` */
+  url: string;
+  /** `Authorization` header for a user (password = `pw-<username>`). */
+  basic(username: string): string;
+  close(): Promise<void>;
+}
+
+export async function startDav(users: StaticUser[]): Promise<DavEnv> {
+  const root = await tempRoot('dav');
+  const identity = await StaticIdentitySource.create({
+    users: users.map((u) => ({ password: `pw-${u.username}`, ...u })),
+  });
+  const driver = await createPosixDriver({ root: path.join(root, 'data') });
+  const provider = new StorageProvider({ drivers: driver, identity });
+  const server = await serveCs3({
+    provider,
+    jwtSecret: SECRET,
+    grpc: false,
+    http: '127.0.0.1:0',
+    uploadsDir: path.join(root, 'uploads'),
+    webdav: { uploadsDir: path.join(root, 'chunks') },
+  });
+  return {
+    root,
+    driver,
+    provider,
+    server,
+    url: `http://${server.httpAddress}`,
+    basic: (u) => `Basic ${Buffer.from(`${u}:pw-${u}`).toString('base64')}`,
+    async close() {
+      await server.close();
+      await provider.close();
+    },
+  };
+}
+
+/** Is a command on the PATH? CI (STOWAGE_REQUIRE_TOOLS=1) treats a missing one as a failure. */
+export async function tool(name: string): Promise<boolean> {
+  const { spawnSync } = await import('node:child_process');
+  const found = spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
+  if (!found && process.env.STOWAGE_REQUIRE_TOOLS)
+    throw new Error(`${name} is required (STOWAGE_REQUIRE_TOOLS)`);
+  return found;
+}
