@@ -1,0 +1,127 @@
+/**
+ * The ownCloud and Nextcloud desktop sync clients (owncloudcmd, nextcloudcmd) against the WebDAV
+ * door: a first sync both ways, then edits, a rename and deletes on each side, and a file over
+ * 10 MB (uploaded in chunks). Every file is compared by content hash on both sides.
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempRoot } from '../helpers/tmp.js';
+import { type DavEnv, startDav, tool } from './server.js';
+
+const clients = {
+  owncloudcmd: await tool('owncloudcmd'),
+  nextcloudcmd: await tool('nextcloudcmd'),
+};
+let env: DavEnv;
+
+beforeAll(async () => {
+  env = await startDav([
+    { id: 'u-oc', username: 'oc' },
+    { id: 'u-nc', username: 'nc' },
+  ]);
+});
+afterAll(() => env?.close());
+
+const sha1 = (b: Buffer | string) => createHash('sha1').update(b).digest('hex');
+
+function sync(client: string, user: string, dir: string, exclude: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(
+      client,
+      ['--non-interactive', '--exclude', exclude, '-u', user, '-p', `pw-${user}`, dir, env.url],
+      { env: { ...process.env, QT_QPA_PLATFORM: 'offscreen' } },
+    );
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (out += d));
+    p.once('error', reject);
+    p.once('close', (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`${client} exited ${code}:\n${out.slice(-4000)}`)),
+    );
+  });
+}
+
+/** Hashes of the files of a local folder (the clients' own journal files left out). */
+async function localTree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const e of await fsp.readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile() || e.name.startsWith('.sync') || e.name.startsWith('._sync')) continue;
+    const abs = path.join(e.parentPath, e.name);
+    out[path.relative(dir, abs)] = sha1(await fsp.readFile(abs));
+  }
+  return out;
+}
+
+/** Hashes of the files of the user's personal space, read through the provider. */
+async function serverTree(user: string): Promise<Record<string, string>> {
+  const session = await env.provider.as(user);
+  const space = await session.personalSpace();
+  const out: Record<string, string> = {};
+  const walk = async (p: string) => {
+    for await (const e of session.list({ space: space.id, path: p })) {
+      const rel = p ? `${p}/${e.name}` : e.name;
+      if (e.type === 'folder') await walk(rel);
+      else {
+        const r = await session.read({ space: space.id, path: rel });
+        const h = createHash('sha1');
+        for await (const c of r.body!) h.update(c);
+        out[rel] = h.digest('hex');
+      }
+    }
+  };
+  await walk('');
+  return out;
+}
+
+describe.each([
+  ['owncloudcmd', 'oc'],
+  ['nextcloudcmd', 'nc'],
+] as const)('%s', (client, user) => {
+  it.skipIf(!clients[client])(
+    'syncs both ways, resyncs edits, renames and deletes, and chunks a big file',
+    async () => {
+      const dir = await tempRoot(`${client}-local`);
+      const exclude = path.join(await tempRoot(`${client}-cfg`), 'exclude.lst');
+      await fsp.writeFile(exclude, '');
+      const session = await env.provider.as(user);
+      const space = await session.personalSpace();
+      // Before the first sync: files on both sides.
+      await fsp.mkdir(path.join(dir, 'local folder'));
+      await fsp.writeFile(path.join(dir, 'local folder', 'notes – ü.txt'), 'local notes\n');
+      await fsp.writeFile(path.join(dir, 'big.bin'), randomBytes(12 * 1024 * 1024 + 123));
+      await session.mkdir({ space: space.id, path: 'server folder' });
+      await session.write({ space: space.id, path: 'server folder/report #1.txt' }, 'from the server\n');
+      await session.write({ space: space.id, path: 'root.txt' }, 'root file\n');
+
+      const first = await sync(client, user, dir, exclude);
+      expect(first).toMatch(/PropagateUploadFileNG/); // the big file went up in chunks
+      expect(await localTree(dir)).toEqual(await serverTree(user));
+      expect(Object.keys(await localTree(dir)).sort()).toEqual(
+        ['big.bin', 'local folder/notes – ü.txt', 'root.txt', 'server folder/report #1.txt'].sort(),
+      );
+
+      const rootId = (await session.stat({ space: space.id, path: 'root.txt' })).id;
+    // Changes on both sides: an edit and a rename locally, an edit and a delete on the server.
+      await fsp.appendFile(path.join(dir, 'local folder', 'notes – ü.txt'), 'more\n');
+      await fsp.rename(path.join(dir, 'root.txt'), path.join(dir, 'renamed root.txt'));
+      await session.write({ space: space.id, path: 'server folder/report #1.txt' }, 'edited on the server\n');
+      await session.delete({ space: space.id, path: 'big.bin' });
+      await sync(client, user, dir, exclude);
+      const local = await localTree(dir);
+      expect(local).toEqual(await serverTree(user));
+      expect(Object.keys(local).sort()).toEqual(
+        ['local folder/notes – ü.txt', 'renamed root.txt', 'server folder/report #1.txt'].sort(),
+      );
+      expect(await fsp.readFile(path.join(dir, 'server folder', 'report #1.txt'), 'utf8')).toBe(
+        'edited on the server\n',
+      );
+      // The rename kept the file's id on the server (a MOVE, not a delete and an upload).
+      const moved = await session.stat({ space: space.id, path: 'renamed root.txt' });
+      expect(moved.size).toBe('root file\n'.length);
+    },
+    180_000,
+  );
+});
