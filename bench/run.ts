@@ -7,6 +7,7 @@
  *   npm run bench -- stat list auth        # a selection
  *   npm run bench -- cs3                   # the CS3 door: Stat rate, ListContainer, data plane
  *   npm run bench -- cs3 --cs3-parts data --cs3-mib 64   # a part of it, smaller
+ *   npm run bench -- webdav                # WebDAV against Apache httpd + mod_dav_fs (apt-get install apache2)
  *
  * Environment: BENCH_DIR (default ./.bench-tmp, must be a real filesystem with user xattrs).
  */
@@ -23,6 +24,7 @@ import type { ResourceId } from '../src/core/types.js';
 import { createPosixDriver, type PosixDriver } from '../src/drivers/posix/index.js';
 import { benchCs3 } from './cs3.js';
 import { ab, median, row, rows, timed } from './lib.js';
+import { benchWebdav } from './webdav.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: number) => {
@@ -350,6 +352,13 @@ if (want('cs3')) {
   const i = args.indexOf('--cs3-parts');
   const parts = i >= 0 ? (args[i + 1] ?? '').split(',') : ['stat', 'list', 'data'];
   await benchCs3(base, { mib: flag('--cs3-mib', 256), entries: flag('--entries', 10_000), parts });
+}
+if (want('webdav')) {
+  await benchWebdav(base, {
+    entries: [1_000, 10_000],
+    files: flag('--files', 1_000),
+    mib: flag('--dav-mib', 64),
+  });
 }
 if (rows.length > 1) {
   console.log('\nSummary');

@@ -1,0 +1,298 @@
+/**
+ * The WebDAV door against Apache httpd + mod_dav_fs, started here on a folder of its own with the
+ * same data, same machine, interleaved (A B A B ...):
+ * - PROPFIND Depth 1 of folders with 1,000 and 10,000 files (requests/s);
+ * - PUT of 1,000 4 KiB files;
+ * - GET and PUT of a 64 MiB file.
+ * The load comes from a worker thread (its own event loop), the same code for both servers.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { StaticIdentitySource } from '../src/core/identity.js';
+import { StorageProvider } from '../src/core/provider.js';
+import { serveCs3 } from '../src/cs3/serve.js';
+import { createPosixDriver } from '../src/drivers/posix/index.js';
+import { ab, row, timed } from './lib.js';
+
+const PROPFIND_BODY =
+  '<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/><d:getlastmodified/><d:getetag/></d:prop></d:propfind>';
+
+/** A job for the load worker. */
+type Job =
+  | { kind: 'propfind'; url: string; auth: string; requests: number; concurrency: number }
+  | {
+      kind: 'puts';
+      url: string;
+      auth: string;
+      files: number;
+      size: number;
+      concurrency: number;
+      round: number;
+    }
+  | { kind: 'put'; url: string; auth: string; src: string; size: number }
+  | { kind: 'get'; url: string; auth: string };
+
+function fromWorker(job: Job): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL(import.meta.url), { workerData: { davJob: job } });
+    w.once('message', (ms: number) => resolve(ms));
+    w.once('error', reject);
+    w.once('exit', (code) => (code ? reject(new Error(`load worker exited ${code}`)) : undefined));
+  });
+}
+
+if (!isMainThread && workerData?.davJob) {
+  const job = workerData.davJob as Job;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  const request = (
+    method: string,
+    url: string,
+    headers: Record<string, string>,
+    body?: Buffer | string | fs.ReadStream,
+  ) =>
+    new Promise<number>((resolve, reject) => {
+      const req = http.request(
+        url,
+        { method, agent, headers: { authorization: job.auth, ...headers } },
+        (res) => {
+          res.on('data', () => {});
+          res.on('end', () => resolve(res.statusCode!));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      if (body instanceof fs.ReadStream) body.pipe(req);
+      else req.end(body);
+    });
+  const pool = async (n: number, concurrency: number, one: (i: number) => Promise<void>) => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < n) await one(next++);
+      }),
+    );
+  };
+  const expect = (status: number, ok: number[], what: string) => {
+    if (!ok.includes(status)) throw new Error(`${what}: HTTP ${status}`);
+  };
+  let ms: number;
+  if (job.kind === 'propfind') {
+    const one = async () =>
+      expect(
+        await request('PROPFIND', job.url, { depth: '1', 'content-type': 'application/xml' }, PROPFIND_BODY),
+        [207],
+        'PROPFIND',
+      );
+    await one(); // connect, warm up
+    ms = await timed(() => pool(job.requests, job.concurrency, one));
+  } else if (job.kind === 'puts') {
+    const body = randomBytes(job.size);
+    ms = await timed(() =>
+      pool(job.files, job.concurrency, async (i) =>
+        expect(await request('PUT', `${job.url}r${job.round}-${i}.bin`, {}, body), [200, 201, 204], 'PUT'),
+      ),
+    );
+  } else if (job.kind === 'put') {
+    ms = await timed(async () =>
+      expect(
+        await request(
+          'PUT',
+          job.url,
+          { 'content-length': String(job.size) },
+          fs.createReadStream(job.src, { highWaterMark: 1 << 20 }),
+        ),
+        [200, 201, 204],
+        'PUT',
+      ),
+    );
+  } else {
+    ms = await timed(async () => expect(await request('GET', job.url, {}), [200], 'GET'));
+  }
+  agent.destroy();
+  parentPort!.postMessage(ms);
+}
+
+async function freePort(): Promise<number> {
+  const s = http.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** Start Apache httpd with mod_dav_fs serving `data`; returns its URL and a stop function. */
+async function startApache(dir: string): Promise<{ url: string; data: string; stop: () => Promise<void> }> {
+  const data = path.join(dir, 'data');
+  const lock = path.join(dir, 'lock');
+  await fsp.mkdir(data, { recursive: true });
+  await fsp.mkdir(lock, { recursive: true });
+  const port = await freePort();
+  const mods = '/usr/lib/apache2/modules';
+  const conf = path.join(dir, 'httpd.conf');
+  await fsp.writeFile(
+    conf,
+    [
+      'ServerName localhost',
+      `Listen 127.0.0.1:${port}`,
+      `PidFile ${dir}/httpd.pid`,
+      `ErrorLog ${dir}/error.log`,
+      `LoadModule mpm_event_module ${mods}/mod_mpm_event.so`,
+      `LoadModule authz_core_module ${mods}/mod_authz_core.so`,
+      `LoadModule dav_module ${mods}/mod_dav.so`,
+      `LoadModule dav_fs_module ${mods}/mod_dav_fs.so`,
+      'User www-data',
+      'Group www-data',
+      'KeepAlive On',
+      'MaxKeepAliveRequests 0',
+      `DavLockDB ${lock}/DavLock`,
+      `DocumentRoot ${data}`,
+      `<Directory ${data}>`,
+      '  Dav On',
+      '  Require all granted',
+      '</Directory>',
+      '',
+    ].join('\n'),
+  );
+  await fsp.chown(data, 33, 33).catch(() => {});
+  await fsp.chown(lock, 33, 33).catch(() => {});
+  const child = spawn('/usr/sbin/apache2', ['-f', conf, '-DFOREGROUND'], { stdio: 'ignore' });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    const up = await new Promise<boolean>((resolve) =>
+      http
+        .get(url, (res) => {
+          res.resume();
+          resolve(true);
+        })
+        .on('error', () => resolve(false)),
+    );
+    if (up) break;
+    if (i > 100 || child.exitCode !== null) {
+      const log = await fsp.readFile(`${dir}/error.log`, 'utf8').catch(() => '');
+      throw new Error(`Apache did not start: ${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    data,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+export async function benchWebdav(
+  base: string,
+  o: { entries: number[]; files: number; mib: number },
+): Promise<void> {
+  if (!fs.existsSync('/usr/sbin/apache2')) {
+    console.log('  (webdav: Apache httpd is not installed: apt-get install apache2)');
+    return;
+  }
+  await fsp.mkdir(base, { recursive: true });
+  const root = await fsp.mkdtemp(path.join(base, 'dav-'));
+  await fsp.chmod(root, 0o755);
+  const apache = await startApache(path.join(root, 'apache'));
+  const identity = await StaticIdentitySource.create({
+    users: [{ id: 'bench', username: 'bench', password: 'bench' }],
+  });
+  // Apache's mod_dav_fs does not fsync: compare with a driver that does not either (it stays
+  // safe against kill -9, not power loss). The durable default is measured too, for context.
+  const driver = await createPosixDriver({ root: path.join(root, 'stowage'), durable: false });
+  const provider = new StorageProvider({ drivers: driver, identity });
+  const server = await serveCs3({
+    provider,
+    jwtSecret: 'bench',
+    grpc: false,
+    http: '127.0.0.1:0',
+    uploadsDir: path.join(root, 'uploads'),
+    webdav: true,
+  });
+  const ours = `http://${server.httpAddress}/remote.php/webdav`;
+  const auth = `Basic ${Buffer.from('bench:bench').toString('base64')}`;
+  const session = await provider.as('bench');
+  const space = await session.personalSpace();
+  try {
+    // ---------------------------------------------------------------- PROPFIND
+    for (const n of o.entries) {
+      const folder = `f${n}`;
+      await fsp.mkdir(path.join(apache.data, folder));
+      await session.mkdir({ space: space.id, path: folder });
+      const body = Buffer.alloc(1024, 7);
+      for (let i = 0; i < n; i += 200) {
+        await Promise.all(
+          Array.from({ length: Math.min(200, n - i) }, async (_, j) => {
+            const name = `file-${String(i + j).padStart(6, '0')}.dat`;
+            await fsp.writeFile(path.join(apache.data, folder, name), body);
+            await session.write({ space: space.id, path: `${folder}/${name}` }, body);
+          }),
+        );
+      }
+      await fsp.chown(path.join(apache.data, folder), 33, 33).catch(() => {});
+      const requests = n >= 10_000 ? 20 : 100;
+      const load = (url: string) => () =>
+        fromWorker({ kind: 'propfind', url: `${url}/${folder}/`, auth, requests, concurrency: 2 });
+      const [a, s, ratio] = await ab(5, load(apache.url), load(ours));
+      const rps = (ms: number) => (requests / (ms / 1000)).toFixed(1);
+      row(
+        `PROPFIND Depth 1 of ${n.toLocaleString('en')} files, requests/s (Apache mod_dav_fs vs Stowage)`,
+        rps(a),
+        rps(s),
+        1 / ratio,
+        '>= 2x',
+        1 / ratio >= 2,
+      );
+    }
+
+    // ---------------------------------------------------------------- PUT many small files
+    await fsp.mkdir(path.join(apache.data, 'puts'));
+    await fsp.chown(path.join(apache.data, 'puts'), 33, 33).catch(() => {});
+    await session.mkdir({ space: space.id, path: 'puts' });
+    let round = 0;
+    const puts = (url: string) => () =>
+      fromWorker({
+        kind: 'puts',
+        url: `${url}/puts/`,
+        auth,
+        files: o.files,
+        size: 4096,
+        concurrency: 4,
+        round: round++,
+      });
+    const [pa, ps, pr] = await ab(3, puts(apache.url), puts(ours));
+    const fps = (ms: number) => (o.files / (ms / 1000)).toFixed(0);
+    row(
+      `PUT ${o.files.toLocaleString('en')} files of 4 KiB, files/s (4 in flight)`,
+      fps(pa),
+      fps(ps),
+      1 / pr,
+      '>= 1x',
+      1 / pr >= 1,
+    );
+
+    // ---------------------------------------------------------------- big file
+    const size = o.mib * 1024 * 1024;
+    const src = path.join(root, 'big.src');
+    await fsp.writeFile(src, randomBytes(size));
+    const mbps = (ms: number) => (size / 1e6 / (ms / 1000)).toFixed(0);
+    const put = (url: string) => () => fromWorker({ kind: 'put', url: `${url}/big.bin`, auth, src, size });
+    const [ua, us, ur] = await ab(3, put(apache.url), put(ours));
+    row(`PUT of a ${o.mib} MiB file, MB/s`, mbps(ua), mbps(us), 1 / ur, '>= 1x', 1 / ur >= 1);
+    const get = (url: string) => () => fromWorker({ kind: 'get', url: `${url}/big.bin`, auth });
+    const [ga, gs, gr] = await ab(5, get(apache.url), get(ours));
+    row(`GET of a ${o.mib} MiB file, MB/s`, mbps(ga), mbps(gs), 1 / gr, '>= 1x', 1 / gr >= 1);
+  } finally {
+    await server.close();
+    await provider.close();
+    await apache.stop();
+    await fsp.rm(root, { recursive: true, force: true });
+  }
+}
