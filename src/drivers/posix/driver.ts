@@ -1184,7 +1184,9 @@ class Posix implements PosixDriver {
           opts?.signal?.throwIfAborted();
           const batch: (ResourceInfo | string)[] = [];
           let d: fs.Dirent | null = null;
-          while (batch.length < 256 && (d = handle.readSync()) !== null) {
+          while (batch.length < 256) {
+            d = handle.readSync();
+            if (d === null) break;
             if (d.isSymbolicLink()) continue;
             if (segs.length === 0 && d.name === RESERVED_ROOT_NAME) continue;
             batch.push(this.entryNow(sp, segs, d.name, dirId, opts) ?? d.name);
