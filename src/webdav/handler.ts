@@ -141,6 +141,8 @@ class HttpError extends Error {
 /** The WebDAV door. Mount it on an HTTP server: `if (!(await dav.handle(req, res))) ...`. */
 export class WebDav {
   private readonly auth = new Map<string, { user: User; session: Session; until: number }>();
+  /** Each user's personal space, looked up (or created) once a minute, not on every request. */
+  private readonly personalSpaces = new Map<string, { space: Promise<Space>; until: number }>();
   private readonly realm: string;
 
   constructor(private readonly opts: WebDavOptions) {
@@ -308,7 +310,7 @@ export class WebDav {
     const personal = async (baseSegs: string[], rest: string[]) => ({
       session,
       user,
-      space: await session.personalSpace(),
+      space: await this.personalSpace(user, session),
       segs: rest,
       base: encodeSegments(baseSegs),
     });
@@ -335,6 +337,17 @@ export class WebDav {
       }
     }
     throw new StorageError('NOT_FOUND', 'not found');
+  }
+
+  private personalSpace(user: User, session: Session): Promise<Space> {
+    const now = Date.now();
+    const hit = this.personalSpaces.get(user.id);
+    if (hit && hit.until > now) return hit.space;
+    if (this.personalSpaces.size > 1000) this.personalSpaces.clear();
+    const space = session.personalSpace();
+    space.catch(() => this.personalSpaces.delete(user.id));
+    this.personalSpaces.set(user.id, { space, until: now + AUTH_TTL_MS });
+    return space;
   }
 
   private ref(t: Target, segs = t.segs): Reference {
@@ -397,37 +410,50 @@ export class WebDav {
       ? await t.session.getQuota(this.ref(t)).catch(() => undefined)
       : undefined;
     res.writeHead(207, { 'content-type': XML_TYPE, vary: 'Brief,Prefer' });
-    res.write(MULTISTATUS_HEAD);
+    // Entries go out in ~64 KiB writes, as they are listed: never the whole folder in memory.
+    let buf = MULTISTATUS_HEAD;
     const write = async (s: string) => {
-      if (!res.write(s)) await once(res, 'drain');
+      buf += s;
+      if (buf.length < 65_536) return;
+      const chunk = buf;
+      buf = '';
+      if (!res.write(chunk)) await once(res, 'drain');
     };
-    const render = (i: ResourceInfo, segs: readonly string[]) =>
-      this.response(t, i, segs, mode, mode === 'allprop' ? [...ALLPROP, ...include] : wanted, quota);
-    await write(render(info, t.segs));
+    const props = mode === 'allprop' ? [...ALLPROP, ...include] : wanted;
+    const self = this.href(t, t.segs, info.type === 'folder');
+    await write(this.response(t, info, self, true, mode, props, quota));
     if (info.type === 'folder' && depthHeader !== '0') {
-      const walk = async (ref: Reference, segs: string[], depth: number): Promise<void> => {
+      const walk = async (ref: Reference, segs: string[], base: string, depth: number): Promise<void> => {
         for await (const c of t.session.list(ref, statOpts)) {
-          const cs = [...segs, c.name];
-          await write(render(c, cs));
-          if (depth > 1 && c.type === 'folder') await walk(this.ref(t, cs), cs, depth - 1);
+          const href = `${base}${encodeName(c.name)}${c.type === 'folder' ? '/' : ''}`;
+          await write(this.response(t, c, href, false, mode, props, quota));
+          if (depth > 1 && c.type === 'folder') {
+            const cs = [...segs, c.name];
+            await walk(this.ref(t, cs), cs, href, depth - 1);
+          }
         }
       };
-      await walk(this.ref(t), t.segs, depthHeader === '1' ? 1 : Number.POSITIVE_INFINITY);
+      await walk(
+        this.ref(t),
+        t.segs,
+        self.endsWith('/') ? self : `${self}/`,
+        depthHeader === '1' ? 1 : Number.POSITIVE_INFINITY,
+      );
     }
-    res.end('</d:multistatus>');
+    res.end(`${buf}</d:multistatus>`);
   }
 
   /** One `<d:response>` of a multistatus. */
   private response(
     t: Target,
     info: ResourceInfo,
-    segs: readonly string[],
+    href: string,
+    isTarget: boolean,
     mode: 'allprop' | 'propname' | 'prop',
     props: readonly PropName[],
     quota?: { used: number; remaining?: number },
   ): string {
-    const folder = info.type === 'folder';
-    let out = `<d:response><d:href>${esc(this.href(t, segs, folder))}</d:href>`;
+    let out = `<d:response><d:href>${esc(href)}</d:href>`;
     if (mode === 'propname') {
       const names = [...ALLPROP, ...[...LIVE_OC].map((local) => ({ ns: OC, local }))];
       const dead = Object.keys(info.metadata ?? {}).flatMap((k) =>
@@ -439,7 +465,7 @@ export class WebDav {
     let ok = '';
     let missing = '';
     for (const p of props) {
-      const v = this.liveValue(t, info, segs, p, quota);
+      const v = this.liveValue(t, info, href, isTarget, p, quota);
       if (v !== undefined) ok += v;
       else if (!isLive(p) && info.metadata?.[deadKey(p)] !== undefined) ok += info.metadata[deadKey(p)];
       else if (mode === 'prop') missing += emptyProp(p);
@@ -457,7 +483,8 @@ export class WebDav {
   private liveValue(
     t: Target,
     info: ResourceInfo,
-    segs: readonly string[],
+    href: string,
+    isTarget: boolean,
     p: PropName,
     quota?: { used: number; remaining?: number },
   ): string | undefined {
@@ -477,11 +504,11 @@ export class WebDav {
             ? undefined
             : `<d:getcontenttype>${esc(info.mimeType || 'application/octet-stream')}</d:getcontenttype>`;
         case 'lockdiscovery':
-          return `<d:lockdiscovery>${info.lock ? this.activeLock(t, info.lock, segs, folder) : ''}</d:lockdiscovery>`;
+          return `<d:lockdiscovery>${info.lock ? this.activeLock(info.lock, href) : ''}</d:lockdiscovery>`;
         case 'supportedlock':
           return '<d:supportedlock><d:lockentry><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockentry><d:lockentry><d:lockscope><d:shared/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockentry></d:supportedlock>';
         case 'quota-used-bytes':
-          return folder && quota && segs.length === t.segs.length
+          return folder && quota && isTarget
             ? `<d:quota-used-bytes>${quota.used}</d:quota-used-bytes>`
             : folder
               ? `<d:quota-used-bytes>${info.size}</d:quota-used-bytes>`
@@ -529,7 +556,7 @@ export class WebDav {
     return undefined;
   }
 
-  private activeLock(t: Target, lock: Lock, segs: readonly string[], folder: boolean, only?: string): string {
+  private activeLock(lock: Lock, href: string, only?: string): string {
     const meta = lockMeta(lock);
     const one = (token: string, owner: string, expires: number | undefined) => {
       const timeout =
@@ -540,7 +567,7 @@ export class WebDav {
         `<d:activelock><d:locktype><d:write/></d:locktype><d:lockscope><d:${lock.type === 'shared' ? 'shared' : 'exclusive'}/></d:lockscope>` +
         `<d:depth>${meta.depth}</d:depth>${owner ? `<d:owner>${owner}</d:owner>` : ''}` +
         `<d:timeout>${timeout}</d:timeout><d:locktoken><d:href>${esc(token)}</d:href></d:locktoken>` +
-        `<d:lockroot><d:href>${esc(this.href(t, segs, folder))}</d:href></d:lockroot></d:activelock>`
+        `<d:lockroot><d:href>${esc(href)}</d:href></d:lockroot></d:activelock>`
       );
     };
     const all = [
@@ -938,7 +965,7 @@ export class WebDav {
     status: number,
     token: string,
   ): void {
-    const body = `<?xml version="1.0" encoding="utf-8"?>\n<d:prop xmlns:d="DAV:"><d:lockdiscovery>${this.activeLock(t, lock, segs, folder, token)}</d:lockdiscovery></d:prop>`;
+    const body = `<?xml version="1.0" encoding="utf-8"?>\n<d:prop xmlns:d="DAV:"><d:lockdiscovery>${this.activeLock(lock, this.href(t, segs, folder), token)}</d:lockdiscovery></d:prop>`;
     res.writeHead(status, {
       'content-type': XML_TYPE,
       'lock-token': `<${token}>`,
@@ -1165,10 +1192,16 @@ function idHeaders(info: ResourceInfo): Record<string, string> {
  * are (`$` of space ids, `:`, `@`, `,`, `;`, `=`, `&`), so hrefs match the request URIs clients
  * sent. `+` stays encoded: some decoders read it as a space.
  */
+/** One path segment, percent-encoded for an href (see {@link encodeSegments}). */
+function encodeName(s: string): string {
+  return encodeURIComponent(s).replace(/%(24|3A|40|2C|3B|3D|26)/gi, (_, h: string) =>
+    String.fromCharCode(Number.parseInt(h, 16)),
+  );
+}
+
 function encodeSegments(segs: readonly string[]): string {
   let out = '';
-  for (const s of segs)
-    out += `/${encodeURIComponent(s).replace(/%(24|3A|40|2C|3B|3D|26)/gi, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)))}`;
+  for (const s of segs) out += `/${encodeName(s)}`;
   return out;
 }
 
