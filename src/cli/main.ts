@@ -640,7 +640,8 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
   const given = opts['jwt-secret'] ?? process.env.STOWAGE_JWT_SECRET;
   // gRPC (CS3) is served when asked for, or when a JWT secret says a gateway will call; WebDAV always.
   const grpcAddress = opts.grpc ?? (given ? '127.0.0.1:9142' : undefined);
-  if (grpcAddress && !given) throw new UsageError('the CS3 door needs a JWT secret: --jwt-secret or $STOWAGE_JWT_SECRET');
+  if (grpcAddress && !given)
+    throw new UsageError('the CS3 door needs a JWT secret: --jwt-secret or $STOWAGE_JWT_SECRET');
   // Without a secret, Bearer tokens cannot be minted by anyone: WebDAV takes Basic auth only.
   const secret = given ?? randomBytes(32).toString('base64url');
   const transferSecret = opts['transfer-secret'] ?? process.env.STOWAGE_TRANSFER_SECRET;

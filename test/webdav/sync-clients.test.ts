@@ -104,7 +104,7 @@ describe.each([
       );
 
       const rootId = (await session.stat({ space: space.id, path: 'root.txt' })).id;
-    // Changes on both sides: an edit and a rename locally, an edit and a delete on the server.
+      // Changes on both sides: an edit and a rename locally, an edit and a delete on the server.
       await fsp.appendFile(path.join(dir, 'local folder', 'notes – ü.txt'), 'more\n');
       await fsp.rename(path.join(dir, 'root.txt'), path.join(dir, 'renamed root.txt'));
       await session.write({ space: space.id, path: 'server folder/report #1.txt' }, 'edited on the server\n');
