@@ -39,7 +39,7 @@ import {
   sendRead,
 } from '../http/common.js';
 import { type IfList, parseIf, submittedTokens } from './ifheader.js';
-import { child, DAV, esc, NC, OC, parseXml, readBody, serialise, type XmlElement } from './xml.js';
+import { child, DAV, esc, NC, OC, parseXml, readBody, ST, serialise, type XmlElement } from './xml.js';
 
 /** Options of {@link WebDav}. */
 export interface WebDavOptions {
@@ -65,12 +65,14 @@ interface Target {
   user: User;
   space: Space;
   segs: string[];
-  /** Encoded href of the space root in this mount, without a trailing slash. */
+  /** A node the paths start from (`/dav/spaces/<storage>$<space>!<node>/...`); else the space root. */
+  nodeId?: string;
+  /** Encoded href of the space root (or node) in this mount, without a trailing slash. */
   base: string;
 }
 
 const MULTISTATUS_HEAD =
-  '<?xml version="1.0" encoding="utf-8"?>\n<d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns">';
+  '<?xml version="1.0" encoding="utf-8"?>\n<d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns" xmlns:st="urn:stowage">';
 const XML_TYPE = 'application/xml; charset=utf-8';
 const AUTH_TTL_MS = 60_000;
 const MAX_LOCK_SECONDS = 7 * 24 * 3600;
@@ -96,6 +98,7 @@ const LIVE_DAV = new Set([
 ]);
 const LIVE_OC = new Set([
   'id',
+  'file-parent',
   'fileid',
   'permissions',
   'checksums',
@@ -118,8 +121,15 @@ const ALLPROP: PropName[] = [
   'supportedlock',
 ].map((local) => ({ ns: DAV, local }));
 
+/** Stowage's own live properties (exact values the DAV ones round or leave out). */
+const LIVE_ST = new Set(['mtime']);
+
 function isLive(p: PropName): boolean {
-  return (p.ns === DAV && LIVE_DAV.has(p.local)) || (p.ns === OC && LIVE_OC.has(p.local));
+  return (
+    (p.ns === DAV && LIVE_DAV.has(p.local)) ||
+    (p.ns === OC && LIVE_OC.has(p.local)) ||
+    (p.ns === ST && LIVE_ST.has(p.local))
+  );
 }
 
 /** Metadata key of a dead property (Clark notation). */
@@ -182,6 +192,8 @@ export class WebDav {
     let status: number;
     let message: string;
     let davError: string | undefined;
+    let code: string | undefined;
+    let reason: string | undefined;
     if (err instanceof HttpError) {
       status = err.status;
       message = err.message;
@@ -190,6 +202,8 @@ export class WebDav {
       const e = toStorageError(err, 'request');
       status = statusOf(e, req.method ?? '');
       message = e.message;
+      code = e.code;
+      reason = e.reason;
       if (e.code === 'INTERNAL') this.opts.log?.(`WebDAV ${req.method} failed`, err);
       if (e.code === 'UNAUTHENTICATED') status = 401;
     }
@@ -203,7 +217,10 @@ export class WebDav {
     const body =
       `<?xml version="1.0" encoding="utf-8"?>\n<d:error xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns">` +
       (davError ? `<d:${davError}/>` : '') +
-      `<s:exception>${esc(exceptionName(status))}</s:exception><s:message>${esc(message)}</s:message></d:error>`;
+      `<s:exception>${esc(exceptionName(status))}</s:exception><s:message>${esc(message)}</s:message>` +
+      (code ? `<st:code xmlns:st="urn:stowage">${code}</st:code>` : '') +
+      (reason ? `<st:reason xmlns:st="urn:stowage">${reason}</st:reason>` : '') +
+      '</d:error>';
     headers['content-length'] = String(Buffer.byteLength(body));
     req.resume();
     res.writeHead(status, headers);
@@ -327,11 +344,13 @@ export class WebDav {
       if (kind === 'spaces' && name !== undefined) {
         const id = spaceIdOf(name);
         const space = await session.getSpace(id);
+        const node = name.includes('!') ? name.slice(name.indexOf('!') + 1) : undefined;
         return {
           session,
           user,
           space,
           segs: segs.slice(dav + 2),
+          ...(node && node !== space.id && { nodeId: node }),
           base: encodeSegments(segs.slice(0, dav + 2)),
         };
       }
@@ -351,7 +370,12 @@ export class WebDav {
   }
 
   private ref(t: Target, segs = t.segs): Reference {
-    return { space: t.space.id, path: segs.join('/') };
+    return t.nodeId
+      ? {
+          resourceId: { storageId: t.space.storageId, spaceId: t.space.id, opaqueId: t.nodeId },
+          path: segs.join('/'),
+        }
+      : { space: t.space.id, path: segs.join('/') };
   }
 
   private href(t: Target, segs: readonly string[], folder: boolean): string {
@@ -500,9 +524,7 @@ export class WebDav {
         case 'getetag':
           return `<d:getetag>${esc(quoteEtag(info.etag))}</d:getetag>`;
         case 'getcontenttype':
-          return folder
-            ? undefined
-            : `<d:getcontenttype>${esc(info.mimeType || 'application/octet-stream')}</d:getcontenttype>`;
+          return `<d:getcontenttype>${esc(info.mimeType || (folder ? 'httpd/unix-directory' : 'application/octet-stream'))}</d:getcontenttype>`;
         case 'lockdiscovery':
           return `<d:lockdiscovery>${info.lock ? this.activeLock(info.lock, href) : ''}</d:lockdiscovery>`;
         case 'supportedlock':
@@ -525,6 +547,10 @@ export class WebDav {
         case 'id':
         case 'fileid':
           return `<oc:${p.local}>${esc(formatResourceId(info.id))}</oc:${p.local}>`;
+        case 'file-parent':
+          return info.parentId
+            ? `<oc:file-parent>${esc(formatResourceId(info.parentId))}</oc:file-parent>`
+            : undefined;
         case 'permissions':
           return `<oc:permissions>${ocPermissions(info)}</oc:permissions>`;
         case 'checksums': {
@@ -553,6 +579,7 @@ export class WebDav {
             : undefined;
       }
     }
+    if (p.ns === ST && p.local === 'mtime') return `<st:mtime>${info.mtime}</st:mtime>`;
     return undefined;
   }
 
@@ -636,7 +663,7 @@ export class WebDav {
       req.resume();
       throw new HttpError(415, 'MKCOL with a body is not supported');
     }
-    if (!t.segs.length) throw new HttpError(405, 'the space root exists');
+    if (isRoot(t)) throw new HttpError(405, 'the space root exists');
     const existing = await this.peek(t, t.segs);
     if (existing) throw new HttpError(405, 'something is already there');
     await this.checkLocks(req, t, undefined, true);
@@ -675,7 +702,7 @@ export class WebDav {
       req.resume();
       throw new HttpError(400, 'partial PUT (Content-Range) is not supported');
     }
-    if (!t.segs.length) {
+    if (isRoot(t)) {
       req.resume();
       throw new HttpError(405, 'cannot PUT a space root');
     }
@@ -719,7 +746,7 @@ export class WebDav {
   // ---------------------------------------------------------------- DELETE
 
   private async delete(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
-    if (!t.segs.length) throw new HttpError(403, 'cannot delete a space root');
+    if (isRoot(t)) throw new HttpError(403, 'cannot delete a space root');
     const info = await t.session.stat(this.ref(t), { fields: ['lock'] });
     const lockId = await this.checkLocks(req, t, info, true);
     await t.session.delete(this.ref(t), { ...(lockId && { lockId }) });
@@ -745,8 +772,8 @@ export class WebDav {
       throw new HttpError(400, 'malformed Destination');
     }
     const d = await this.target(destPath, { user: t.user, session: t.session });
-    if (!t.segs.length) throw new HttpError(403, `cannot ${move ? 'move' : 'copy'} a space root`);
-    if (!d.segs.length) throw new HttpError(403, 'the Destination is a space root');
+    if (isRoot(t)) throw new HttpError(403, `cannot ${move ? 'move' : 'copy'} a space root`);
+    if (isRoot(d)) throw new HttpError(403, 'the Destination is a space root');
     const overwriteHeader = (header(req, 'overwrite') ?? 'T').trim().toUpperCase();
     if (overwriteHeader !== 'T' && overwriteHeader !== 'F')
       throw new HttpError(400, 'Overwrite must be T or F');
@@ -756,7 +783,7 @@ export class WebDav {
     if (move && src.type === 'folder' && depth !== 'infinity')
       throw new HttpError(400, 'MOVE of a collection must be Depth: infinity');
     if (depth !== '0' && depth !== 'infinity') throw new HttpError(400, 'Depth must be 0 or infinity');
-    if (d.space.id === t.space.id && d.segs.join('/') === t.segs.join('/'))
+    if (JSON.stringify(this.ref(d)) === JSON.stringify(this.ref(t)))
       throw new HttpError(403, 'source and destination are the same');
     const existing = await this.peek(d, d.segs);
     if (existing && !overwrite) throw new HttpError(412, 'the Destination exists and Overwrite is F');
@@ -937,7 +964,7 @@ export class WebDav {
     }
     if (!info) {
       // A lock on an unmapped URL creates an empty file (RFC 4918 §7.3).
-      if (!t.segs.length) throw new HttpError(409, 'no such space root');
+      if (isRoot(t)) throw new HttpError(409, 'no such space root');
       info = await t.session.write(this.ref(t), Buffer.alloc(0));
       status = 201;
     }
@@ -1070,7 +1097,7 @@ export class WebDav {
       const destination = header(req, 'destination');
       if (!destination) throw new HttpError(400, 'a Destination header is required');
       const d = await this.target(new URL(destination, 'http://x').pathname, who);
-      if (!d.segs.length) throw new HttpError(403, 'the Destination is a space root');
+      if (isRoot(d)) throw new HttpError(403, 'the Destination is a space root');
       const names = (await fsp.readdir(folder)).filter((n) => !n.startsWith('.')).sort();
       const existing = await this.peek(d, d.segs);
       const lockId = await this.checkLocks(req, d, existing, !existing);
@@ -1180,11 +1207,9 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(s);
 }
 
-/** ETag, OC-ETag, OC-FileId of a changed resource. */
+/** ETag, OC-ETag, OC-FileId of a changed resource (and its whole info, for Stowage's own client). */
 function idHeaders(info: ResourceInfo): Record<string, string> {
-  const h = infoHeaders(info);
-  delete h['x-stowage-info'];
-  return h;
+  return infoHeaders(info);
 }
 
 /**
@@ -1203,6 +1228,11 @@ function encodeSegments(segs: readonly string[]): string {
   let out = '';
   for (const s of segs) out += `/${encodeName(s)}`;
   return out;
+}
+
+/** The request points at the root of a space (not at a node of it). */
+function isRoot(t: Target): boolean {
+  return !t.segs.length && !t.nodeId;
 }
 
 /** A space id from a URL segment: `<space>`, `<storage>$<space>` or `<storage>$<space>!<node>`. */
@@ -1227,13 +1257,14 @@ function emptyProp(p: PropName): string {
 
 /** Fields a PROPFIND needs from the provider. */
 function fieldsFor(mode: string, wanted: readonly PropName[]): Field[] {
-  if (mode !== 'prop') return ['mimeType', 'lock', 'checksums', 'permissions'];
+  if (mode !== 'prop') return ['mimeType', 'lock', 'checksums', 'permissions', 'parentId'];
   const f = new Set<Field>();
   for (const p of wanted) {
     if (p.ns === DAV && p.local === 'getcontenttype') f.add('mimeType');
     if (p.ns === DAV && p.local === 'lockdiscovery') f.add('lock');
     if (p.ns === OC && p.local === 'checksums') f.add('checksums');
     if (p.ns === OC && p.local === 'permissions') f.add('permissions');
+    if (p.ns === OC && p.local === 'file-parent') f.add('parentId');
   }
   return [...f];
 }

@@ -27,6 +27,8 @@ export interface XmlElement {
 export const DAV = 'DAV:';
 export const OC = 'http://owncloud.org/ns';
 export const NC = 'http://nextcloud.org/ns';
+/** Stowage's own properties and error details. */
+export const ST = 'urn:stowage';
 
 /** Limits of a request body. */
 export const MAX_XML_BYTES = 1024 * 1024;
