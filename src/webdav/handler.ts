@@ -122,7 +122,7 @@ const ALLPROP: PropName[] = [
 ].map((local) => ({ ns: DAV, local }));
 
 /** Stowage's own live properties (exact values the DAV ones round or leave out). */
-const LIVE_ST = new Set(['mtime']);
+const LIVE_ST = new Set(['mtime', 'path']);
 
 function isLive(p: PropName): boolean {
   return (
@@ -143,6 +143,8 @@ class HttpError extends Error {
     readonly status: number,
     message: string,
     readonly davError?: string,
+    /** What it is in Stowage's terms, for the error body (clients that map back to StorageError). */
+    readonly as?: { code: ErrorCode; reason?: string },
   ) {
     super(message);
   }
@@ -198,6 +200,8 @@ export class WebDav {
       status = err.status;
       message = err.message;
       davError = err.davError;
+      code = err.as?.code;
+      reason = err.as?.reason;
     } else {
       const e = toStorageError(err, 'request');
       status = statusOf(e, req.method ?? '');
@@ -580,6 +584,7 @@ export class WebDav {
       }
     }
     if (p.ns === ST && p.local === 'mtime') return `<st:mtime>${info.mtime}</st:mtime>`;
+    if (p.ns === ST && p.local === 'path') return `<st:path>${esc(info.path)}</st:path>`;
     return undefined;
   }
 
@@ -663,9 +668,10 @@ export class WebDav {
       req.resume();
       throw new HttpError(415, 'MKCOL with a body is not supported');
     }
-    if (isRoot(t)) throw new HttpError(405, 'the space root exists');
+    if (isRoot(t)) throw new HttpError(405, 'the space root exists', undefined, { code: 'ALREADY_EXISTS' });
     const existing = await this.peek(t, t.segs);
-    if (existing) throw new HttpError(405, 'something is already there');
+    if (existing)
+      throw new HttpError(405, 'something is already there', undefined, { code: 'ALREADY_EXISTS' });
     await this.checkLocks(req, t, undefined, true);
     const info = await t.session.mkdir(this.ref(t));
     res.writeHead(201, { ...idHeaders(info), 'content-length': '0' });
@@ -709,7 +715,10 @@ export class WebDav {
     const existing = await this.peek(t, t.segs);
     if (existing?.type === 'folder') {
       req.resume();
-      throw new HttpError(405, 'a folder is there');
+      throw new HttpError(405, 'a folder is there', undefined, {
+        code: 'FAILED_PRECONDITION',
+        reason: 'is-folder',
+      });
     }
     let lockId: string | undefined;
     try {
@@ -784,9 +793,15 @@ export class WebDav {
       throw new HttpError(400, 'MOVE of a collection must be Depth: infinity');
     if (depth !== '0' && depth !== 'infinity') throw new HttpError(400, 'Depth must be 0 or infinity');
     if (JSON.stringify(this.ref(d)) === JSON.stringify(this.ref(t)))
-      throw new HttpError(403, 'source and destination are the same');
+      throw new HttpError(403, 'source and destination are the same', undefined, {
+        code: 'INVALID_ARGUMENT',
+        reason: 'into-itself',
+      });
     const existing = await this.peek(d, d.segs);
-    if (existing && !overwrite) throw new HttpError(412, 'the Destination exists and Overwrite is F');
+    if (existing && !overwrite)
+      throw new HttpError(412, 'the Destination exists and Overwrite is F', undefined, {
+        code: 'ALREADY_EXISTS',
+      });
     const srcLock = move ? await this.checkLocks(req, t, src, true) : undefined;
     const dstLock = await this.checkLocks(req, d, existing, true);
     const lockId = srcLock ?? dstLock;
@@ -1354,7 +1369,7 @@ function sameEtag(a: string, b: string): boolean {
 /** HTTP status of a StorageError, with WebDAV's method-specific answers. */
 function statusOf(e: StorageError, method: string): number {
   const byCode: Record<ErrorCode, number> = {
-    INVALID_ARGUMENT: e.reason === 'too-large' ? 413 : e.reason === 'checksum-mismatch' ? 400 : 400,
+    INVALID_ARGUMENT: e.reason === 'too-large' ? 413 : e.reason === 'into-itself' ? 403 : 400,
     UNAUTHENTICATED: 401,
     PERMISSION_DENIED: 403,
     NOT_FOUND: 404,

@@ -12,5 +12,6 @@
  *
  * @module
  */
+export { createWebDavClientDriver, type WebDavClientDriverOptions } from './client-driver.js';
 export { WebDav, type WebDavOptions } from './handler.js';
 export { type IfCondition, type IfList, parseIf } from './ifheader.js';

@@ -1,0 +1,396 @@
+/**
+ * A {@link Driver} over WebDAV: Stowage's WebDAV door (or any server speaking its dialect) as a
+ * storage. Resources are addressed under `/dav/spaces/<storage>$<space>[!<node>]/...`; PROPFIND
+ * answers are parsed as they stream in.
+ *
+ * It is how the shared conformance suite runs through the WebDAV door, and a client for apps
+ * that talk to a remote Stowage over HTTP. Capabilities: `copy`. Spaces are found by id
+ * ({@link Driver.getSpace}); creating them, grants, locks, trash and versions are not WebDAV's.
+ *
+ * @module
+ */
+import type http from 'node:http';
+import { SaxesParser } from 'saxes';
+import { bodyChunks } from '../core/body.js';
+import type { Body, Driver, Features, MutationOptions } from '../core/driver.js';
+import { StorageError } from '../core/errors.js';
+import { parseResourceId } from '../core/refs.js';
+import type {
+  Checksums,
+  ListOptions,
+  MoveOptions,
+  NodeRef,
+  ReadOptions,
+  ReadResult,
+  ResourceInfo,
+  Space,
+  SpaceFilter,
+  StatOptions,
+  WriteOptions,
+} from '../core/types.js';
+import {
+  type Agents,
+  conditionHeaders,
+  exactly,
+  httpRequest,
+  infoFrom,
+  keepAliveAgents,
+  quoted,
+} from '../http/client.js';
+import { DAV, OC, ST } from './xml.js';
+
+/** Options of {@link createWebDavClientDriver}. */
+export interface WebDavClientDriverOptions {
+  /** The server, e.g. `http://127.0.0.1:8080` (the door's paths are appended). */
+  url: string;
+  /** HTTP Basic credentials... */
+  username?: string;
+  password?: string;
+  /** ...or a Bearer token (the CS3 door's access token). */
+  token?: string;
+  /** The storage id of the spaces; asked from the first space looked up when absent. */
+  storageId?: string;
+}
+
+const PROPS = `<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:st="urn:stowage"><d:prop><d:resourcetype/><d:getcontentlength/><d:getetag/><d:getcontenttype/><oc:id/><oc:file-parent/><oc:size/><oc:checksums/><st:mtime/><st:path/></d:prop></d:propfind>`;
+
+/** Connect to a WebDAV server. */
+export async function createWebDavClientDriver(opts: WebDavClientDriverOptions): Promise<Driver> {
+  const driver = new WebDavClientDriver(opts);
+  if (!opts.storageId) await driver.learnStorageId();
+  return driver;
+}
+
+/** One `<d:response>` of a multistatus: its href and the 200 properties' text. */
+interface DavEntry {
+  href: string;
+  props: Map<string, string>;
+  folder: boolean;
+}
+
+class WebDavClientDriver implements Driver {
+  readonly kind = 'webdav';
+  readonly features: Features;
+  private readonly agents: Agents = keepAliveAgents();
+  private readonly auth: string;
+  private readonly base: string;
+  private storage: string;
+  private readonly spaces = new Map<string, Space>();
+
+  constructor(opts: WebDavClientDriverOptions) {
+    this.base = opts.url.replace(/\/+$/, '');
+    this.auth = opts.token
+      ? `Bearer ${opts.token}`
+      : `Basic ${Buffer.from(`${opts.username ?? ''}:${opts.password ?? ''}`).toString('base64')}`;
+    this.storage = opts.storageId ?? '';
+    this.features = Object.freeze({
+      copy: Object.freeze({
+        copy: (src: NodeRef, dst: NodeRef, o?: MoveOptions) => this.transfer('COPY', src, dst, o),
+      }),
+    });
+  }
+
+  get storageId(): string {
+    return this.storage;
+  }
+
+  /** Ask the server which storage the user's personal space is in. */
+  async learnStorageId(): Promise<void> {
+    const res = await this.request(
+      'PROPFIND',
+      `${this.base}/remote.php/webdav/`,
+      { depth: '0', 'content-type': 'application/xml; charset=utf-8' },
+      PROPS,
+    );
+    if (res.statusCode !== 207) throw await davFailure(res);
+    let body = '';
+    for await (const c of res) body += c;
+    const id = /<oc:id>([^<]+)<\/oc:id>/.exec(body)?.[1];
+    if (!id) throw new StorageError('UNAVAILABLE', `${this.base} did not say its storage id; pass storageId`);
+    this.storage = parseResourceId(id).storageId;
+  }
+
+  // ---------------------------------------------------------------- addressing
+
+  private url(ref: NodeRef): string {
+    const root = `${this.storage}$${ref.spaceId}${ref.nodeId && ref.nodeId !== ref.spaceId ? `!${ref.nodeId}` : ''}`;
+    return `${this.base}/dav/spaces/${encodeURIComponent(root)}${ref.segments.map((s) => `/${encodeURIComponent(s)}`).join('')}`;
+  }
+
+  private async request(
+    method: string,
+    url: string,
+    headers: Record<string, string> = {},
+    body?: Body,
+    signal?: AbortSignal,
+  ): Promise<http.IncomingMessage> {
+    return httpRequest(this.agents, method, url, { authorization: this.auth, ...headers }, body, signal);
+  }
+
+  // ---------------------------------------------------------------- spaces
+
+  async *listSpaces(filter?: SpaceFilter): AsyncIterable<Space> {
+    for (const s of this.spaces.values()) if (!filter?.type || filter.type === s.type) yield s;
+  }
+
+  async getSpace(idOrAlias: string): Promise<Space> {
+    const id = idOrAlias.includes('$') ? idOrAlias.slice(idOrAlias.indexOf('$') + 1) : idOrAlias;
+    const info = await this.stat({ spaceId: id, segments: [] });
+    if (!this.storage) this.storage = info.id.storageId;
+    const space: Space = {
+      id,
+      storageId: info.id.storageId,
+      type: 'project',
+      name: info.name || id,
+      alias: `project/${id}`,
+      root: info.id,
+      used: info.size,
+      mtime: info.mtime,
+      etag: info.etag,
+    };
+    this.spaces.set(id, space);
+    return space;
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  async stat(ref: NodeRef, opts?: StatOptions): Promise<ResourceInfo> {
+    for await (const e of this.propfind(ref, '0', opts?.signal)) return this.info(ref.spaceId, e);
+    throw new StorageError('NOT_FOUND', 'not found');
+  }
+
+  async *list(ref: NodeRef, opts?: ListOptions): AsyncIterable<ResourceInfo> {
+    let first = true;
+    for await (const e of this.propfind(ref, '1', opts?.signal)) {
+      if (first) {
+        first = false;
+        if (!e.folder)
+          throw new StorageError('FAILED_PRECONDITION', 'not a folder', { reason: 'not-folder' });
+        continue;
+      }
+      yield this.info(ref.spaceId, e);
+    }
+  }
+
+  /** PROPFIND, its multistatus parsed as it arrives, one entry at a time. */
+  private async *propfind(ref: NodeRef, depth: '0' | '1', signal?: AbortSignal): AsyncGenerator<DavEntry> {
+    const res = await this.request(
+      'PROPFIND',
+      this.url(ref),
+      { depth, 'content-type': 'application/xml; charset=utf-8' },
+      PROPS,
+      signal,
+    );
+    if (res.statusCode !== 207) throw await davFailure(res);
+    const ready: DavEntry[] = [];
+    let failure: Error | undefined;
+    const parser = new SaxesParser({ xmlns: true, position: false });
+    let entry: DavEntry | undefined;
+    let inOk = false;
+    let propstat: { status: string; props: Map<string, string>; folder: boolean } | undefined;
+    let text = '';
+    const path: string[] = [];
+    parser.on('error', (err) => {
+      failure ??= new StorageError('INTERNAL', `unreadable PROPFIND answer: ${err.message}`);
+    });
+    parser.on('opentag', (t) => {
+      const key = `{${t.uri}}${t.local}`;
+      path.push(key);
+      text = '';
+      if (key === `{${DAV}}response`) entry = { href: '', props: new Map(), folder: false };
+      else if (key === `{${DAV}}propstat`) propstat = { status: '', props: new Map(), folder: false };
+      else if (key === `{${DAV}}collection` && propstat) propstat.folder = true;
+      inOk = false;
+    });
+    parser.on('text', (t) => {
+      text += t;
+    });
+    parser.on('closetag', (t) => {
+      const key = `{${t.uri}}${t.local}`;
+      path.pop();
+      const parent = path.at(-1);
+      if (key === `{${DAV}}href` && parent === `{${DAV}}response` && entry) entry.href = text.trim();
+      else if (key === `{${DAV}}status` && propstat) propstat.status = text;
+      else if (parent === `{${DAV}}prop` && propstat) propstat.props.set(key, text);
+      else if (key === `{${OC}}checksum` && propstat) propstat.props.set(key, text);
+      else if (key === `{${DAV}}propstat` && propstat && entry) {
+        inOk = / 200 /.test(propstat.status);
+        if (inOk) {
+          for (const [k, v] of propstat.props) entry.props.set(k, v);
+          if (propstat.folder) entry.folder = true;
+        }
+        propstat = undefined;
+      } else if (key === `{${DAV}}response` && entry) {
+        ready.push(entry);
+        entry = undefined;
+      }
+      text = '';
+    });
+    try {
+      for await (const chunk of res) {
+        parser.write((chunk as Buffer).toString('utf8'));
+        if (failure) throw failure;
+        while (ready.length) yield ready.shift()!;
+      }
+      parser.close();
+      if (failure) throw failure;
+      while (ready.length) yield ready.shift()!;
+    } finally {
+      res.destroy();
+    }
+  }
+
+  private info(spaceId: string, e: DavEntry): ResourceInfo {
+    const p = e.props;
+    const id = p.get(`{${OC}}id`);
+    if (!id) throw new StorageError('INTERNAL', `no oc:id for ${e.href}`);
+    const path = p.get(`{${ST}}path`) ?? '/';
+    const parent = p.get(`{${OC}}file-parent`);
+    const checksums = parseChecksums(p.get(`{${OC}}checksum`));
+    const info: ResourceInfo = {
+      id: parseResourceId(id),
+      ...(parent && { parentId: parseResourceId(parent) }),
+      path,
+      name: path === '/' ? (this.spaces.get(spaceId)?.name ?? '') : path.slice(path.lastIndexOf('/') + 1),
+      type: e.folder ? 'folder' : 'file',
+      size: Number(p.get(`{${OC}}size`) ?? p.get(`{${DAV}}getcontentlength`) ?? 0),
+      mtime: Number(p.get(`{${ST}}mtime`) ?? 0),
+      etag: (p.get(`{${DAV}}getetag`) ?? '').replace(/^W\//, '').replace(/^"(.*)"$/, '$1'),
+      mimeType: p.get(`{${DAV}}getcontenttype`) ?? '',
+      ...(checksums && { checksums }),
+    };
+    return info;
+  }
+
+  async read(ref: NodeRef, opts?: ReadOptions): Promise<ReadResult> {
+    const headers: Record<string, string> = {};
+    const r = opts?.range;
+    if (r)
+      headers.range = r.suffix !== undefined ? `bytes=-${r.suffix}` : `bytes=${r.start ?? 0}-${r.end ?? ''}`;
+    Object.assign(headers, conditionHeaders(opts?.conditions));
+    if (opts?.ifRange) headers['if-range'] = quoted(opts.ifRange);
+    const res = await this.request('GET', this.url(ref), headers, undefined, opts?.signal);
+    const status = res.statusCode ?? 0;
+    if (![200, 206, 304, 412, 416].includes(status)) throw await davFailure(res);
+    const info = infoFrom(res) ?? (await this.stat(ref));
+    if (info.type === 'folder') {
+      res.destroy();
+      throw new StorageError('FAILED_PRECONDITION', 'cannot read a folder', { reason: 'is-folder' });
+    }
+    const out: ReadResult = { status: status as ReadResult['status'], info };
+    if (status === 206) {
+      const m = /^bytes (\d+)-(\d+)\//.exec(String(res.headers['content-range'] ?? ''));
+      if (m) out.range = { start: Number(m[1]), end: Number(m[2]) };
+    }
+    if (status === 200 || status === 206) out.body = res;
+    else res.resume();
+    return out;
+  }
+
+  // ---------------------------------------------------------------- changing
+
+  async write(ref: NodeRef, body: Body, opts?: WriteOptions): Promise<ResourceInfo> {
+    opts?.signal?.throwIfAborted();
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (opts?.size !== undefined) headers['content-length'] = String(opts.size);
+    if (opts?.mtime !== undefined) headers['x-oc-mtime'] = String(opts.mtime / 1000);
+    const sums = opts?.checksums;
+    if (sums) {
+      headers['oc-checksum'] = Object.entries(sums)
+        .map(([k, v]) => `${k.toUpperCase()}:${v}`)
+        .join(' ');
+    }
+    Object.assign(headers, conditionHeaders(opts?.conditions));
+    const source = opts?.size === undefined ? body : exactly(bodyChunks(body), opts.size);
+    const res = await this.request('PUT', this.url(ref), headers, source, opts?.signal);
+    if (res.statusCode !== 201 && res.statusCode !== 204) throw await davFailure(res);
+    res.resume();
+    return infoFrom(res) ?? this.stat(ref);
+  }
+
+  async mkdir(ref: NodeRef, opts?: MutationOptions): Promise<ResourceInfo> {
+    const res = await this.request('MKCOL', this.url(ref), {}, undefined, opts?.signal);
+    if (res.statusCode !== 201) throw await davFailure(res);
+    res.resume();
+    return infoFrom(res) ?? this.stat(ref);
+  }
+
+  async delete(ref: NodeRef, opts?: MutationOptions): Promise<ResourceInfo> {
+    const info = await this.stat(ref);
+    const res = await this.request('DELETE', this.url(ref), {}, undefined, opts?.signal);
+    if (res.statusCode !== 204 && res.statusCode !== 200) throw await davFailure(res);
+    res.resume();
+    return info;
+  }
+
+  move(src: NodeRef, dst: NodeRef, opts?: MoveOptions): Promise<ResourceInfo> {
+    return this.transfer('MOVE', src, dst, opts);
+  }
+
+  private async transfer(method: 'MOVE' | 'COPY', src: NodeRef, dst: NodeRef, opts?: MoveOptions) {
+    const res = await this.request(
+      method,
+      this.url(src),
+      { destination: new URL(this.url(dst)).pathname, overwrite: opts?.overwrite ? 'T' : 'F' },
+      undefined,
+      opts?.signal,
+    );
+    if (res.statusCode !== 201 && res.statusCode !== 204) throw await davFailure(res);
+    res.resume();
+    return infoFrom(res) ?? this.stat(dst);
+  }
+
+  async close(): Promise<void> {
+    this.agents.http.destroy();
+    this.agents.https.destroy();
+  }
+}
+
+function parseChecksums(v: string | undefined): Checksums | undefined {
+  if (!v) return undefined;
+  const out: Record<string, string> = {};
+  for (const m of v.matchAll(/(SHA1|MD5|ADLER32):([0-9a-fA-F]+)/g))
+    out[m[1]!.toLowerCase()] = m[2]!.toLowerCase();
+  return Object.keys(out).length ? (out as Checksums) : undefined;
+}
+
+/** The StorageError of a WebDAV error answer: Stowage's code and reason when it sends them. */
+async function davFailure(res: http.IncomingMessage): Promise<StorageError> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of res) {
+    size += (c as Buffer).length;
+    if (size > 65_536) break;
+    chunks.push(c as Buffer);
+  }
+  const body = Buffer.concat(chunks).toString('utf8');
+  const code = /<st:code[^>]*>([A-Z_]+)<\/st:code>/.exec(body)?.[1];
+  const reason = /<st:reason[^>]*>([a-z-]+)<\/st:reason>/.exec(body)?.[1];
+  const message = /<s:message>([^<]*)<\/s:message>/.exec(body)?.[1] ?? `HTTP ${res.statusCode}`;
+  if (code) {
+    return new StorageError(
+      code as StorageError['code'],
+      decodeXml(message),
+      reason ? { reason: reason as StorageError['reason'] & string } : {},
+    );
+  }
+  const byStatus: Record<number, StorageError['code']> = {
+    400: 'INVALID_ARGUMENT',
+    401: 'UNAUTHENTICATED',
+    403: 'PERMISSION_DENIED',
+    404: 'NOT_FOUND',
+    405: 'ALREADY_EXISTS',
+    409: 'FAILED_PRECONDITION',
+    412: 'FAILED_PRECONDITION',
+    423: 'LOCKED',
+    507: 'INSUFFICIENT_STORAGE',
+  };
+  return new StorageError(byStatus[res.statusCode ?? 0] ?? 'INTERNAL', decodeXml(message));
+}
+
+function decodeXml(s: string): string {
+  return s.replace(
+    /&(lt|gt|amp|quot|apos);/g,
+    (_, e: string) => ({ lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" })[e]!,
+  );
+}
