@@ -148,7 +148,11 @@ class HashWorker {
 
   /** For tests: stop the worker as if it had crashed. */
   async crashForTest(): Promise<void> {
-    await this.worker?.terminate();
+    const w = this.worker;
+    if (!w) return;
+    const exited = new Promise((resolve) => w.once('exit', resolve)); // after our own 'exit' handler
+    await w.terminate();
+    await exited;
   }
 }
 

@@ -11,9 +11,13 @@ import { type DavEnv, startDav, tool } from './server.js';
 
 const hasRclone = await tool('rclone');
 let env: DavEnv;
+// rclone rewrites its config file (temp + rename): give it one of its own, never /dev/null.
+let config: string;
 
 beforeAll(async () => {
   env = await startDav([{ id: 'u-rc', username: 'rc' }]);
+  config = path.join(await tempRoot('rclone-config'), 'rclone.conf');
+  await fsp.writeFile(config, '');
 });
 afterAll(() => env?.close());
 
@@ -34,20 +38,16 @@ const obscured = hasRclone
 /** Run rclone (asynchronously: the server answers from this process). */
 function rclone(vendor: string, url: string, ...args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const p = spawn(
-      'rclone',
-      [...args, '--config', '/dev/null', '--low-level-retries', '1', '--retries', '1'],
-      {
-        env: {
-          ...process.env,
-          RCLONE_CONFIG_DAV_TYPE: 'webdav',
-          RCLONE_CONFIG_DAV_URL: url,
-          RCLONE_CONFIG_DAV_VENDOR: vendor,
-          RCLONE_CONFIG_DAV_USER: 'rc',
-          RCLONE_CONFIG_DAV_PASS: obscured,
-        },
+    const p = spawn('rclone', [...args, '--config', config, '--low-level-retries', '1', '--retries', '1'], {
+      env: {
+        ...process.env,
+        RCLONE_CONFIG_DAV_TYPE: 'webdav',
+        RCLONE_CONFIG_DAV_URL: url,
+        RCLONE_CONFIG_DAV_VENDOR: vendor,
+        RCLONE_CONFIG_DAV_USER: 'rc',
+        RCLONE_CONFIG_DAV_PASS: obscured,
       },
-    );
+    });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d));
