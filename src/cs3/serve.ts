@@ -28,7 +28,7 @@ export interface ServeCs3Options {
    * Serve WebDAV (and the ownCloud endpoints) on the HTTP address too, next to the data plane:
    * true, or the options of {@link WebDav} other than the provider and the JWT secret.
    */
-  webdav?: boolean | Omit<WebDavOptions, 'provider' | 'jwtSecret'>;
+  webdav?: boolean | Omit<WebDavOptions, 'provider' | 'jwtSecret' | 'tus'>;
   /** Data plane listen address, `host:port`. Default `127.0.0.1:9143`. */
   http?: string;
   /** Public base URL of the data plane (default `http://<http address>/data`). */
@@ -73,14 +73,7 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
   // The data plane first: its address goes into the endpoints the gRPC answers hand out.
   const h = splitAddress(opts.http ?? '127.0.0.1:9143', 'the http address');
   let plane: DataPlane | undefined;
-  const dav = opts.webdav
-    ? new WebDav({
-        provider: opts.provider,
-        jwtSecret: opts.jwtSecret,
-        ...(opts.log && { log: opts.log }),
-        ...(typeof opts.webdav === 'object' && opts.webdav),
-      })
-    : undefined;
+  let dav: WebDav | undefined;
   const httpServer = http.createServer(async (req, res) => {
     if (dav && !req.url?.startsWith('/data/') && (await dav.handle(req, res))) return;
     plane!.handle(req, res);
@@ -105,6 +98,15 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
     ...(opts.uploadTtlSeconds !== undefined && { uploadTtlSeconds: opts.uploadTtlSeconds }),
     ...(opts.log && { log: opts.log }),
   });
+  if (opts.webdav) {
+    dav = new WebDav({
+      provider: opts.provider,
+      jwtSecret: opts.jwtSecret,
+      tus: plane,
+      ...(opts.log && { log: opts.log }),
+      ...(typeof opts.webdav === 'object' && opts.webdav),
+    });
+  }
 
   const service = new Cs3Service({
     provider: opts.provider,

@@ -26,6 +26,7 @@ import type { User } from '../core/identity.js';
 import type { StorageProvider } from '../core/provider.js';
 import { formatResourceId } from '../core/refs.js';
 import type { Field, Lock, Reference, ResourceInfo, Space } from '../core/types.js';
+import type { DataPlane } from '../cs3/dataplane.js';
 import { tokenUser, verifyJwt } from '../cs3/jwt.js';
 import {
   abortOnClose,
@@ -49,6 +50,11 @@ export interface WebDavOptions {
   jwtSecret?: string;
   /** Folder for chunked uploads in progress (default: none, chunking is not offered). */
   uploadsDir?: string;
+  /**
+   * The data plane whose TUS endpoints take resumable uploads created by `POST` on a folder of a
+   * space (as OpenCloud's web client does); without it, no TUS.
+   */
+  tus?: DataPlane;
   /** Answer `Depth: infinity` PROPFINDs (default false: 403 propfind-finite-depth). */
   allowDepthInfinity?: boolean;
   /** Realm of the Basic challenge (default "Stowage"). */
@@ -298,6 +304,9 @@ export class WebDav {
         return this.lock(req, res, t);
       case 'UNLOCK':
         return this.unlock(req, res, t);
+      case 'POST':
+        if (this.opts.tus && header(req, 'tus-resumable')) return this.tusCreate(req, res, t, this.opts.tus);
+        throw new HttpError(405, 'POST is only for TUS uploads here');
       default:
         throw new HttpError(405, `${method} is not supported here`);
     }
@@ -393,11 +402,79 @@ export class WebDav {
     res.writeHead(200, {
       dav: '1, 2, 3',
       'ms-author-via': 'DAV',
-      allow: ALLOW,
+      allow: this.opts.tus ? `${ALLOW}, POST` : ALLOW,
       'accept-ranges': 'bytes',
+      ...(this.opts.tus && TUS_HEADERS),
       'content-length': '0',
     });
     res.end();
+  }
+
+  // ---------------------------------------------------------------- TUS (creation on a folder)
+
+  /**
+   * `POST` with `Tus-Resumable` on a folder (the file's name in `Upload-Metadata: filename`) or on
+   * the file's own URL: checked like a PUT, then handed to the data plane under a signed upload
+   * token; the answer's `Location` is the data plane's, where the client PATCHes the rest.
+   */
+  private async tusCreate(
+    req: IncomingMessage,
+    res: ServerResponse,
+    t: Target,
+    plane: DataPlane,
+  ): Promise<void> {
+    const meta = parseUploadMetadata(header(req, 'upload-metadata'));
+    let target = t;
+    const here = await this.peek(t, t.segs);
+    if (meta.filename !== undefined) {
+      if (here && here.type !== 'folder')
+        throw new HttpError(409, 'POST a TUS upload to a folder, with its filename');
+      // A name, or a path below the folder (the ownCloud client sends "/sub/file.txt").
+      const rel = meta.filename
+        .split('/')
+        .filter(Boolean)
+        .map((p) => this.segments(`/${encodeURIComponent(p)}`)[0]);
+      if (!rel.length || rel.some((p) => p === undefined))
+        throw new StorageError('INVALID_ARGUMENT', 'invalid filename', { reason: 'invalid-path' });
+      target = { ...t, segs: [...t.segs, ...(rel as string[])] };
+    } else if (isRoot(t) || here?.type === 'folder') {
+      throw new HttpError(400, 'Upload-Metadata needs a filename to upload into a folder');
+    }
+    const existing = target === t ? here : await this.peek(target, target.segs);
+    if (existing?.type === 'folder')
+      throw new HttpError(409, 'a folder is there', undefined, {
+        code: 'FAILED_PRECONDITION',
+        reason: 'is-folder',
+      });
+    if (!existing && target.segs.length > 1) {
+      const parent = await this.peek(target, target.segs.slice(0, -1));
+      if (parent?.type !== 'folder')
+        throw new HttpError(409, 'the parent folder does not exist', undefined, {
+          code: 'FAILED_PRECONDITION',
+          reason: 'parent-missing',
+        });
+    }
+    const lockId = await this.checkLocks(req, target, existing, !existing);
+    const size = intHeader(header(req, 'upload-length'));
+    const mtime = meta.mtime !== undefined ? mtimeHeader(meta.mtime) : undefined;
+    // ownCloud clients put the whole file's checksum in the metadata ("SHA1 <hex>").
+    const checksums = parseChecksumHeader(meta.checksum);
+    const root = formatResourceId({
+      storageId: target.space.storageId,
+      spaceId: target.space.id,
+      opaqueId: target.nodeId ?? target.space.id,
+    });
+    const { tus } = plane.uploadEndpoints({
+      u: target.user.id,
+      r: target.segs.length ? `${root}/${target.segs.join('/')}` : root,
+      ...(size !== undefined && { size }),
+      ...(mtime !== undefined && { mtime }),
+      ...(checksums && { checksums }),
+      ...(lockId && { lockId }),
+    });
+    // The data plane does the rest: creation, and the first bytes with creation-with-upload.
+    req.url = new URL(tus).pathname;
+    plane.handle(req, res);
   }
 
   // ---------------------------------------------------------------- PROPFIND
@@ -1197,7 +1274,21 @@ export class WebDav {
             capabilities: {
               core: { pollinterval: 60, webdav_root: 'remote.php/webdav', status: { installed: true } },
               dav: this.opts.uploadsDir ? { chunking: '1.0' } : {},
-              files: { bigfilechunking: !!this.opts.uploadsDir, undelete: true, versioning: true },
+              files: {
+                bigfilechunking: !!this.opts.uploadsDir,
+                undelete: true,
+                versioning: true,
+                ...(this.opts.tus && {
+                  tus_support: {
+                    version: '1.0.0',
+                    resumable: '1.0.0',
+                    extension: TUS_HEADERS['tus-extension'],
+                    http_method_override: '',
+                    // Clients send big files in 10 MB requests (as oCIS asks), each resumable.
+                    max_chunk_size: 10_000_000,
+                  },
+                }),
+              },
               checksums: { supportedTypes: ['SHA1', 'MD5', 'ADLER32'], preferredUploadType: 'SHA1' },
             },
           }
@@ -1212,6 +1303,23 @@ export class WebDav {
 }
 
 const ALLOW = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK';
+
+/** What OPTIONS says of TUS when uploads by POST are offered. */
+const TUS_HEADERS = {
+  'tus-resumable': '1.0.0',
+  'tus-version': '1.0.0',
+  'tus-extension': 'creation,creation-with-upload,creation-defer-length,termination,checksum,expiration',
+};
+
+/** `Upload-Metadata`: comma-separated `key base64value` pairs. */
+function parseUploadMetadata(v: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (v ?? '').split(',')) {
+    const [k, b64] = part.trim().split(/\s+/);
+    if (k) out[k] = b64 ? Buffer.from(b64, 'base64').toString('utf8') : '';
+  }
+  return out;
+}
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   const s = JSON.stringify(body);

@@ -317,3 +317,74 @@ describe('webdav: bad input', () => {
     expect(await (await dav('GET', `/dav/spaces/${projectId}/locked.txt`, 'ann')).text()).toBe('bob writes');
   });
 });
+
+describe('webdav: TUS uploads on the spaces endpoint', () => {
+  it('creates by POST on a folder (filename in Upload-Metadata), resumes with PATCH, and lands the file', async () => {
+    const data = Buffer.concat([Buffer.alloc(100_000, 5), Buffer.from('end')]);
+    const b64 = (s: string) => Buffer.from(s).toString('base64');
+    const created = await dav('POST', `/dav/spaces/${projectId}/`, 'ann', {
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-length': String(data.length),
+        'upload-metadata': `filename ${b64('tus upload #1.bin')},mtime ${b64('1700000000')}`,
+      },
+    });
+    expect(created.status).toBe(201);
+    const location = created.headers.get('location')!;
+    expect(location).toMatch(/\/data\/tus\//);
+    // First half, then ask where we are, then the rest.
+    const half = 60_000;
+    const p1 = await fetch(location, {
+      method: 'PATCH',
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-offset': '0',
+        'content-type': 'application/offset+octet-stream',
+      },
+      body: data.subarray(0, half),
+    });
+    expect(p1.status).toBe(204);
+    const head = await fetch(location, { method: 'HEAD', headers: { 'tus-resumable': '1.0.0' } });
+    expect(head.headers.get('upload-offset')).toBe(String(half));
+    const p2 = await fetch(location, {
+      method: 'PATCH',
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-offset': String(half),
+        'content-type': 'application/offset+octet-stream',
+      },
+      body: data.subarray(half),
+    });
+    expect(p2.status).toBe(204);
+    const got = await dav('GET', `/dav/spaces/${projectId}/tus%20upload%20%231.bin`, 'ann');
+    expect(sha1(Buffer.from(await got.arrayBuffer()))).toBe(sha1(data));
+    expect(got.headers.get('last-modified')).toBe(new Date(1_700_000_000_000).toUTCString());
+    // OPTIONS says TUS is there; someone without a grant cannot start one.
+    const opts = await dav('OPTIONS', `/dav/spaces/${projectId}/`, 'ann');
+    expect(opts.headers.get('tus-resumable')).toBe('1.0.0');
+    const eve = await dav('POST', `/dav/spaces/${projectId}/`, 'eve', {
+      headers: { 'tus-resumable': '1.0.0', 'upload-length': '1', 'upload-metadata': `filename ${b64('x')}` },
+    });
+    expect(eve.status).toBe(404);
+    // A whole-file checksum in the metadata is verified when the last byte is in.
+    const bad = await dav('POST', `/dav/spaces/${projectId}/`, 'ann', {
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-length': '5',
+        'upload-metadata': `filename ${b64('sum.bin')},checksum ${b64(`SHA1 ${sha1('other')}`)}`,
+        'content-type': 'application/offset+octet-stream',
+      },
+      body: 'hello',
+    });
+    expect(bad.status).toBeGreaterThanOrEqual(400);
+    expect((await dav('GET', `/dav/spaces/${projectId}/sum.bin`, 'ann')).status).toBe(404);
+    const traversal = await dav('POST', `/dav/spaces/${projectId}/`, 'ann', {
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-length': '1',
+        'upload-metadata': `filename ${b64('../x')}`,
+      },
+    });
+    expect(traversal.status).toBe(400);
+  });
+});
