@@ -1,0 +1,288 @@
+/**
+ * A `FileSystem` for the npm `webdav-server` package (v2), for apps already built on it: one
+ * Stowage space (or a folder in it) becomes the tree the app's WebDAV server serves, with
+ * Stowage's ids, checksums, atomic writes, trash and versions underneath.
+ *
+ * `webdav-server` is an optional peer dependency (`npm install webdav-server`); it is loaded when
+ * the file system is created. Stowage's own WebDAV door (`stowage/webdav`) is faster and more
+ * complete; this adapter is for keeping an existing webdav-server setup.
+ *
+ * ```ts
+ * import { v2 as webdav } from 'webdav-server';
+ * import { createWebdavServerFileSystem } from 'stowage/webdav-server';
+ * const server = new webdav.WebDAVServer({ port: 1900 });
+ * server.setFileSystem('/', await createWebdavServerFileSystem({ storage, space: space.id }), () => server.start());
+ * ```
+ *
+ * @module
+ */
+import { PassThrough, type Readable, Writable } from 'node:stream';
+import { StorageError, toStorageError } from '../core/errors.js';
+import type { StorageProvider } from '../core/provider.js';
+import type { Reference, ResourceInfo } from '../core/types.js';
+
+/** Options of {@link createWebdavServerFileSystem}. */
+export interface WebdavServerFileSystemOptions {
+  /** The provider (or a user's session) the file system works through. */
+  storage: StorageProvider;
+  /** The space served, by id or alias. */
+  space: string;
+  /** A folder of the space to serve instead of its root (`a/b`). */
+  root?: string;
+}
+
+type WebdavServer = typeof import('webdav-server');
+type V2 = WebdavServer['v2'];
+type Path = import('webdav-server').v2.Path;
+type ReturnCallback<T> = (error?: Error, data?: T) => void;
+type SimpleCallback = (error?: Error) => void;
+
+/**
+ * A webdav-server v2 `FileSystem` over a Stowage space. WebDAV locks and dead properties stay
+ * webdav-server's own (in memory, as with its other file systems).
+ */
+export async function createWebdavServerFileSystem(
+  opts: WebdavServerFileSystemOptions,
+): Promise<import('webdav-server').v2.FileSystem> {
+  let lib: WebdavServer;
+  try {
+    lib = await import('webdav-server');
+  } catch (err) {
+    throw new StorageError(
+      'UNAVAILABLE',
+      'stowage/webdav-server needs the webdav-server package: npm install webdav-server',
+      {
+        cause: err,
+      },
+    );
+  }
+  const v2: V2 = lib.v2;
+  const { storage } = opts;
+  const space = (await storage.getSpace(opts.space)).id;
+  const base = (opts.root ?? '').split('/').filter(Boolean);
+
+  const ref = (p: Path): Reference => ({ space, path: [...base, ...p.paths].join('/') });
+  /** webdav-server's error for a StorageError (what it turns into the right HTTP status). */
+  const fail = (err: unknown): Error => {
+    const e = toStorageError(err, 'resource');
+    switch (e.code) {
+      case 'NOT_FOUND':
+        return v2.Errors.ResourceNotFound;
+      case 'ALREADY_EXISTS':
+        return v2.Errors.ResourceAlreadyExists;
+      case 'LOCKED':
+        return v2.Errors.Locked;
+      case 'INSUFFICIENT_STORAGE':
+        return v2.Errors.InsufficientStorage;
+      case 'PERMISSION_DENIED':
+        return v2.Errors.NotEnoughPrivilege;
+      case 'FAILED_PRECONDITION':
+        return e.reason === 'parent-missing'
+          ? v2.Errors.IntermediateResourceMissing
+          : v2.Errors.InvalidOperation;
+      case 'INVALID_ARGUMENT':
+        return v2.Errors.IllegalArguments;
+      default:
+        return e;
+    }
+  };
+  /** Run a promise into a webdav-server callback. */
+  const call = <T>(p: Promise<T>, cb: ReturnCallback<T>) => {
+    p.then(
+      (v) => cb(undefined, v),
+      (err) => cb(fail(err)),
+    );
+  };
+  const stat = (p: Path): Promise<ResourceInfo> => storage.stat(ref(p), { fields: ['mimeType'] });
+
+  class StowageFileSystem extends v2.FileSystem {
+    private readonly locks = new Map<string, import('webdav-server').v2.LocalLockManager>();
+    private readonly props = new Map<string, import('webdav-server').v2.LocalPropertyManager>();
+
+    constructor() {
+      super(new v2.VirtualSerializer());
+    }
+
+    protected override _fastExistCheck(_ctx: unknown, path: Path, callback: (exists: boolean) => void): void {
+      stat(path).then(
+        () => callback(true),
+        () => callback(false),
+      );
+    }
+
+    protected override _create(
+      path: Path,
+      ctx: { type: { isDirectory: boolean } },
+      callback: SimpleCallback,
+    ): void {
+      const done = ctx.type.isDirectory
+        ? storage.mkdir(ref(path))
+        : storage.write(ref(path), Buffer.alloc(0));
+      done.then(
+        () => callback(),
+        (err) => callback(fail(err)),
+      );
+    }
+
+    protected override _delete(path: Path, _ctx: unknown, callback: SimpleCallback): void {
+      storage.delete(ref(path)).then(
+        () => {
+          this.locks.delete(path.toString());
+          this.props.delete(path.toString());
+          callback();
+        },
+        (err) => callback(fail(err)),
+      );
+    }
+
+    protected override _openWriteStream(
+      path: Path,
+      ctx: { estimatedSize: number },
+      callback: ReturnCallback<Writable>,
+    ): void {
+      // Bytes go through a pipe into storage.write; the stream finishes only once the write is
+      // committed (or fails), so webdav-server answers after the fact, never before.
+      const pipe = new PassThrough({ highWaterMark: 256 * 1024 });
+      const written = storage.write(ref(path), pipe);
+      written.catch(() => {});
+      const sink = new Writable({
+        highWaterMark: 256 * 1024,
+        write(chunk: Buffer, _enc, cb) {
+          if (pipe.write(chunk)) cb();
+          else pipe.once('drain', () => cb());
+        },
+        final(cb) {
+          pipe.end();
+          written.then(
+            () => cb(),
+            (err) => cb(fail(err)),
+          );
+        },
+        destroy(err, cb) {
+          if (err) pipe.destroy(err);
+          cb(err);
+        },
+      });
+      void ctx;
+      callback(undefined, sink);
+    }
+
+    protected override _openReadStream(path: Path, _ctx: unknown, callback: ReturnCallback<Readable>): void {
+      call(
+        storage.read(ref(path)).then((r) => {
+          if (!r.body) throw new StorageError('NOT_FOUND', 'no content');
+          return r.body as unknown as Readable;
+        }),
+        callback,
+      );
+    }
+
+    protected override _move(
+      from: Path,
+      to: Path,
+      ctx: { overwrite: boolean },
+      callback: ReturnCallback<boolean>,
+    ): void {
+      call(
+        storage.move(ref(from), ref(to), { overwrite: ctx.overwrite }).then(() => true),
+        callback,
+      );
+    }
+
+    protected override _copy(
+      from: Path,
+      to: Path,
+      ctx: { overwrite: boolean },
+      callback: ReturnCallback<boolean>,
+    ): void {
+      call(
+        storage.copy(ref(from), ref(to), { overwrite: ctx.overwrite }).then(() => true),
+        callback,
+      );
+    }
+
+    protected override _size(path: Path, _ctx: unknown, callback: ReturnCallback<number>): void {
+      call(
+        stat(path).then((i) => i.size),
+        callback,
+      );
+    }
+
+    protected override _etag(path: Path, _ctx: unknown, callback: ReturnCallback<string>): void {
+      call(
+        stat(path).then((i) => i.etag),
+        callback,
+      );
+    }
+
+    protected override _mimeType(path: Path, _ctx: unknown, callback: ReturnCallback<string>): void {
+      call(
+        stat(path).then((i) => i.mimeType || 'application/octet-stream'),
+        callback,
+      );
+    }
+
+    protected override _lastModifiedDate(path: Path, _ctx: unknown, callback: ReturnCallback<number>): void {
+      call(
+        stat(path).then((i) => i.mtime),
+        callback,
+      );
+    }
+
+    protected override _creationDate(path: Path, ctx: unknown, callback: ReturnCallback<number>): void {
+      this._lastModifiedDate(path, ctx, callback);
+    }
+
+    protected override _type(
+      path: Path,
+      _ctx: unknown,
+      callback: ReturnCallback<import('webdav-server').v2.ResourceType>,
+    ): void {
+      call(
+        stat(path).then((i) => (i.type === 'folder' ? v2.ResourceType.Directory : v2.ResourceType.File)),
+        callback,
+      );
+    }
+
+    protected override _readDir(path: Path, _ctx: unknown, callback: ReturnCallback<string[]>): void {
+      call(
+        (async () => {
+          const names: string[] = [];
+          for await (const c of storage.list(ref(path), { fields: [] })) names.push(c.name);
+          return names;
+        })(),
+        callback,
+      );
+    }
+
+    protected override _lockManager(
+      path: Path,
+      _ctx: unknown,
+      callback: ReturnCallback<import('webdav-server').v2.ILockManager>,
+    ): void {
+      const key = path.toString();
+      let m = this.locks.get(key);
+      if (!m) {
+        m = new v2.LocalLockManager();
+        this.locks.set(key, m);
+      }
+      callback(undefined, m);
+    }
+
+    protected override _propertyManager(
+      path: Path,
+      _ctx: unknown,
+      callback: ReturnCallback<import('webdav-server').v2.IPropertyManager>,
+    ): void {
+      const key = path.toString();
+      let m = this.props.get(key);
+      if (!m) {
+        m = new v2.LocalPropertyManager();
+        this.props.set(key, m);
+      }
+      callback(undefined, m);
+    }
+  }
+
+  return new StowageFileSystem();
+}
