@@ -163,6 +163,11 @@ export async function createWebdavServerFileSystem(
           cb(err);
         },
       });
+      // A write that fails before the body is all in (quota, permission, a lock) ends the request
+      // now, instead of leaving the client waiting on a pipe nobody reads.
+      written.catch((err) => {
+        if (!sink.destroyed) sink.destroy(fail(err));
+      });
       void ctx;
       callback(undefined, sink);
     }

@@ -16,7 +16,6 @@
  * @module
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import fsp from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -356,8 +355,30 @@ export class WebDav {
       }
       if (kind === 'spaces' && name !== undefined) {
         const id = spaceIdOf(name);
-        const space = await session.getSpace(id);
         const node = name.includes('!') ? name.slice(name.indexOf('!') + 1) : undefined;
+        let space: Space;
+        try {
+          space = await session.getSpace(id);
+        } catch (err) {
+          // A share of a folder: its holder may not see the space root, only the node.
+          if (!node || !StorageError.is(err, 'NOT_FOUND')) throw err;
+          const storageId = name.includes('$') ? name.slice(0, name.indexOf('$')) : '';
+          const at = await session.stat(
+            { resourceId: { storageId, spaceId: id, opaqueId: node } },
+            { fields: [] },
+          );
+          space = {
+            id,
+            storageId: at.id.storageId,
+            type: 'project',
+            name: at.name,
+            alias: '',
+            root: { storageId: at.id.storageId, spaceId: id, opaqueId: id },
+            used: 0,
+            mtime: at.mtime,
+            etag: at.etag,
+          };
+        }
         return {
           session,
           user,
@@ -455,7 +476,19 @@ export class WebDav {
         });
     }
     const lockId = await this.checkLocks(req, target, existing, !existing);
+    // Decided now, not when the last byte is in: may this user write here, and does it fit?
     const size = intHeader(header(req, 'upload-length'));
+    if (size === undefined) throw new HttpError(400, 'Upload-Length is required here (no deferred length)');
+    const where = existing ? target.segs : target.segs.slice(0, -1);
+    const perms = (await target.session.stat(this.ref(target, where), { fields: ['permissions'] }))
+      .permissions;
+    if (perms && !perms.initiateFileUpload)
+      throw new HttpError(403, 'not allowed to upload here', undefined, { code: 'PERMISSION_DENIED' });
+    const quota = await target.session.getQuota(this.ref(target, [])).catch(() => undefined);
+    if (quota?.remaining !== undefined && size > quota.remaining)
+      throw new HttpError(507, 'the space quota does not allow this upload', undefined, {
+        code: 'INSUFFICIENT_STORAGE',
+      });
     const mtime = meta.mtime !== undefined ? mtimeHeader(meta.mtime) : undefined;
     // ownCloud clients put the whole file's checksum in the metadata ("SHA1 <hex>").
     const checksums = parseChecksumHeader(meta.checksum);
@@ -522,7 +555,7 @@ export class WebDav {
       if (buf.length < 65_536) return;
       const chunk = buf;
       buf = '';
-      if (!res.write(chunk)) await once(res, 'drain');
+      await send(res, chunk);
     };
     const props = mode === 'allprop' ? [...ALLPROP, ...include] : wanted;
     const self = this.href(t, t.segs, info.type === 'folder');
@@ -572,11 +605,12 @@ export class WebDav {
     for (const p of props) {
       const v = this.liveValue(t, info, href, isTarget, p, quota);
       if (v !== undefined) ok += v;
-      else if (!isLive(p) && info.metadata?.[deadKey(p)] !== undefined) ok += info.metadata[deadKey(p)];
+      else if (!isLive(p) && info.metadata?.[deadKey(p)] !== undefined)
+        ok += deadValue(deadKey(p), info.metadata[deadKey(p)]!);
       else if (mode === 'prop') missing += emptyProp(p);
     }
     if (mode === 'allprop') {
-      for (const [k, v] of Object.entries(info.metadata ?? {})) if (k.startsWith('{')) ok += v;
+      for (const [k, v] of Object.entries(info.metadata ?? {})) if (k.startsWith('{')) ok += deadValue(k, v);
     }
     if (ok) out += `<d:propstat><d:prop>${ok}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>`;
     if (missing)
@@ -681,7 +715,7 @@ export class WebDav {
     };
     const all = [
       { token: lock.lockId, owner: meta.owner, expires: lock.expires },
-      ...meta.extra.map((x) => ({ token: x.t, owner: x.o, expires: x.e })),
+      ...meta.extra.map((x) => ({ token: x.t, owner: x.o ?? '', expires: x.e })),
     ];
     return all
       .filter((l) => only === undefined || l.token === only)
@@ -772,8 +806,7 @@ export class WebDav {
     res.write(`<!doctype html><meta charset="utf-8"><title>${title}</title><h1>${title}</h1><ul>`);
     for await (const c of t.session.list(this.ref(t), { fields: [] })) {
       const href = this.href(t, [...t.segs, c.name], c.type === 'folder');
-      if (!res.write(`<li><a href="${esc(href)}">${esc(c.name)}${c.type === 'folder' ? '/' : ''}</a></li>`))
-        await once(res, 'drain');
+      await send(res, `<li><a href="${esc(href)}">${esc(c.name)}${c.type === 'folder' ? '/' : ''}</a></li>`);
     }
     res.end('</ul>');
   }
@@ -881,12 +914,17 @@ export class WebDav {
       });
     const srcLock = move ? await this.checkLocks(req, t, src, true) : undefined;
     const dstLock = await this.checkLocks(req, d, existing, true);
-    const lockId = srcLock ?? dstLock;
+    if (existing && dstLock) {
+      // A locked destination (the provider takes one lock id per call, the source's): it goes
+      // first, as RFC 4918 describes an overwrite (a DELETE of the destination, then the move).
+      await t.session.delete(this.ref(d), { lockId: dstLock });
+    }
+    const lockId = move ? srcLock : undefined;
     const mo = { overwrite, ...(lockId && { lockId }) };
     let info: ResourceInfo;
     if (move) info = await t.session.move(this.ref(t), this.ref(d), mo);
     else if (src.type === 'folder' && depth === '0') {
-      if (existing) await t.session.delete(this.ref(d), { ...(dstLock && { lockId: dstLock }) });
+      if (existing && !dstLock) await t.session.delete(this.ref(d));
       info = await t.session.mkdir(this.ref(d));
     } else info = await t.session.copy(this.ref(t), this.ref(d), mo);
     res.writeHead(existing ? 204 : 201, { ...idHeaders(info), 'content-length': '0' });
@@ -941,9 +979,9 @@ export class WebDav {
       throw new HttpError(412, 'the If header does not match');
     }
     for (const g of guarding) {
+      // A lock token is its creator's (RFC 4918 §6.4), shared lock or not: knowing it is not enough.
       const mine =
-        lockTokens(g.lock).some((tok) => submitted.has(tok)) &&
-        (!g.lock.user || g.lock.user === t.user.id || g.lock.type === 'shared');
+        lockTokens(g.lock).some((tok) => submitted.has(tok)) && (!g.lock.user || g.lock.user === t.user.id);
       if (!mine) {
         throw new HttpError(
           423,
@@ -1010,6 +1048,7 @@ export class WebDav {
         if (!a?.lock || (n !== t.segs.length && lockMeta(a.lock).depth !== 'infinity')) continue;
         const token = lockTokens(a.lock).find((tok) => tokens.has(tok));
         if (!token) continue;
+        if (a.lock.user && a.lock.user !== t.user.id) throw new HttpError(403, 'the lock is another user’s');
         const meta = lockMeta(a.lock);
         for (const x of meta.extra) if (x.t === token) x.e = expires;
         const own = token === a.lock.lockId ? expires : (a.lock.expires ?? expires);
@@ -1043,10 +1082,10 @@ export class WebDav {
     const token = `opaquelocktoken:${randomUUID()}`;
     if (info?.lock) {
       // Shared locks add up; anything else conflicts.
-      if (!shared || info.lock.type !== 'shared')
+      if (!shared || info.lock.type !== 'shared' || (info.lock.user && info.lock.user !== t.user.id))
         throw new HttpError(423, 'already locked', 'no-conflicting-lock');
       const meta = lockMeta(info.lock);
-      meta.extra.push({ t: token, u: t.user.id, o: owner, e: expires });
+      meta.extra.push({ t: token, o: owner, e: expires });
       const lock = await t.session.refreshLock(
         this.ref(t),
         { ...info.lock, appName: lockApp(meta), expires: Math.max(expires, info.lock.expires ?? expires) },
@@ -1102,6 +1141,7 @@ export class WebDav {
       const a = await this.peek(t, segs);
       if (!a?.lock || (n !== t.segs.length && lockMeta(a.lock).depth !== 'infinity')) continue;
       if (!lockTokens(a.lock).includes(token)) continue;
+      if (a.lock.user && a.lock.user !== t.user.id) throw new HttpError(403, 'the lock is another user’s');
       const meta = lockMeta(a.lock);
       const ref = this.ref(t, segs);
       if (token !== a.lock.lockId) {
@@ -1116,8 +1156,8 @@ export class WebDav {
           await t.session.setLock(ref, {
             lockId: next.t,
             type: 'shared',
-            ...(next.u && { user: next.u }),
-            appName: lockApp({ depth: meta.depth, owner: next.o, extra: rest }),
+            ...(a.lock.user && { user: a.lock.user }),
+            appName: lockApp({ depth: meta.depth, owner: next.o ?? '', extra: rest }),
             expires: Math.max(next.e, ...rest.map((x) => x.e)),
           });
         }
@@ -1147,15 +1187,20 @@ export class WebDav {
     if (!/^[\w.-]{1,128}$/.test(transfer) || (chunk !== undefined && !/^[\w.-]{1,64}$/.test(chunk)))
       throw new StorageError('INVALID_ARGUMENT', 'invalid transfer or chunk name');
     // One folder per user (hashed: user ids may hold anything), one per transfer.
-    const folder = path.join(
-      dir,
-      createHash('sha256').update(who.user.id).digest('hex').slice(0, 32),
-      transfer,
-    );
+    const userDir = path.join(dir, createHash('sha256').update(who.user.id).digest('hex').slice(0, 32));
+    const folder = path.join(userDir, transfer);
     const method = (req.method ?? '').toUpperCase();
     if (method === 'MKCOL' && chunk === undefined) {
       req.resume();
+      // Transfers nobody finished go after a day; a user has at most MAX_TRANSFERS at once.
+      const open = await sweepTransfers(userDir);
+      if (open >= MAX_TRANSFERS && !(await exists(folder)))
+        throw new HttpError(507, 'too many chunked uploads in progress', undefined, {
+          code: 'INSUFFICIENT_STORAGE',
+        });
       await fsp.mkdir(folder, { recursive: true });
+      const total = intHeader(header(req, 'oc-total-length'));
+      if (total !== undefined) await fsp.writeFile(path.join(folder, '.total'), String(total));
       res.writeHead(201, { 'content-length': '0' });
       return void res.end();
     }
@@ -1164,33 +1209,67 @@ export class WebDav {
       res.writeHead(204);
       return void res.end();
     }
-    const exists = await fsp.stat(folder).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) {
+    if (!(await exists(folder))) {
       req.resume();
       throw new StorageError('NOT_FOUND', 'no such upload');
     }
     if (method === 'PUT' && chunk !== undefined && chunk !== '.file') {
+      // The chunks of a transfer may not add up to more than its declared total, or, without
+      // one, than the space has room for.
+      const declared = Number(
+        await fsp.readFile(path.join(folder, '.total'), 'utf8').catch(() => Number.NaN),
+      );
+      const room = Number.isFinite(declared)
+        ? declared
+        : ((
+            await this.personalSpace(who.user, who.session).then(
+              (sp) => who.session.getQuota({ space: sp.id, path: '' }),
+              () => undefined,
+            )
+          )?.remaining ?? Number.POSITIVE_INFINITY);
+      let used = 0;
+      for (const n of await fsp.readdir(folder)) {
+        if (n.startsWith('.') || n === chunk) continue;
+        used += (await fsp.stat(path.join(folder, n))).size;
+      }
       const tmp = path.join(folder, `.${chunk}.${randomUUID()}`);
       const fh = await fsp.open(tmp, 'w');
       try {
-        for await (const c of req) await fh.write(c as Buffer);
+        for await (const c of req) {
+          used += (c as Buffer).length;
+          if (used > room)
+            throw new HttpError(413, 'the chunks exceed the upload’s total length or the quota', undefined, {
+              code: 'INSUFFICIENT_STORAGE',
+            });
+          await fh.write(c as Buffer);
+        }
         await fh.sync();
-      } finally {
-        await fh.close();
+      } catch (err) {
+        req.resume();
+        await fh.close().catch(() => {});
+        await fsp.unlink(tmp).catch(() => {});
+        throw err;
       }
+      await fh.close();
       await fsp.rename(tmp, path.join(folder, chunk));
+      await syncFolder(folder);
       res.writeHead(201, { 'content-length': '0' });
       return void res.end();
     }
     if (method === 'MOVE' && chunk === '.file') {
       const destination = header(req, 'destination');
       if (!destination) throw new HttpError(400, 'a Destination header is required');
-      const d = await this.target(new URL(destination, 'http://x').pathname, who);
+      let destPath: string;
+      try {
+        destPath = new URL(destination, 'http://x').pathname;
+      } catch {
+        throw new HttpError(400, 'malformed Destination');
+      }
+      const d = await this.target(destPath, who);
       if (isRoot(d)) throw new HttpError(403, 'the Destination is a space root');
-      const names = (await fsp.readdir(folder)).filter((n) => !n.startsWith('.')).sort();
+      // Chunk names are byte offsets (ownCloud) or indexes (Nextcloud): in numeric order. A
+      // missing one shows as a total that does not add up (OC-Total-Length), and fails.
+      const names = chunkOrder((await fsp.readdir(folder)).filter((n) => !n.startsWith('.')));
       const existing = await this.peek(d, d.segs);
       const lockId = await this.checkLocks(req, d, existing, !existing);
       const total = intHeader(header(req, 'oc-total-length'));
@@ -1302,6 +1381,71 @@ export class WebDav {
   }
 }
 
+/**
+ * Write to a response, waiting while its buffer is full; a client that went away ends the wait
+ * (and the request) instead of leaving it hanging.
+ */
+async function send(res: ServerResponse, chunk: string): Promise<void> {
+  if (res.destroyed || res.writableEnded) throw new StorageError('CANCELLED', 'the client went away');
+  if (res.write(chunk)) return;
+  await new Promise<void>((resolve, reject) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', gone);
+      resolve();
+    };
+    const gone = () => {
+      res.off('drain', done);
+      res.off('close', gone);
+      reject(new StorageError('CANCELLED', 'the client went away'));
+    };
+    res.on('drain', done);
+    res.on('close', gone);
+  });
+}
+
+/** Chunked uploads one user may have in progress at once. */
+const MAX_TRANSFERS = 100;
+/** A chunked upload nobody touched for this long is removed. */
+const TRANSFER_TTL_MS = 24 * 3600 * 1000;
+
+async function exists(p: string): Promise<boolean> {
+  return fsp.stat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Remove a user's stale transfers; returns how many are left. */
+async function sweepTransfers(userDir: string): Promise<number> {
+  let left = 0;
+  for (const name of await fsp.readdir(userDir).catch(() => [] as string[])) {
+    const p = path.join(userDir, name);
+    const st = await fsp.stat(p).catch(() => undefined);
+    if (!st) continue;
+    if (Date.now() - st.mtimeMs > TRANSFER_TTL_MS) await fsp.rm(p, { recursive: true, force: true });
+    else left++;
+  }
+  return left;
+}
+
+/** Make a folder's entries durable. */
+async function syncFolder(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Chunk names in the order their bytes go: numerically when they are numbers, else by name. */
+function chunkOrder(names: string[]): string[] {
+  if (names.every((n) => /^\d{1,20}$/.test(n)))
+    return names.sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0));
+  return names.sort();
+}
+
 const ALLOW = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK';
 
 /** What OPTIONS says of TUS when uploads by POST are offered. */
@@ -1364,6 +1508,37 @@ function spaceIdOf(s: string): string {
   return afterDollar.split('!')[0]!;
 }
 
+const checkedDead = new Map<string, boolean>();
+
+/**
+ * A dead property's XML as stored by PROPPATCH: one element named as its key. Anything else (a
+ * value set through another door, under a key in Clark form) is sent as escaped text, so no
+ * value can inject markup into other users' answers.
+ */
+function deadValue(key: string, value: string): string {
+  const p = parseClark(key);
+  let ok = checkedDead.get(`${key}\n${value}`);
+  if (ok === undefined) {
+    try {
+      const el = parseXml(value);
+      ok = el.ns === p.ns && el.local === p.local;
+    } catch {
+      ok = false;
+    }
+    if (checkedDead.size > 10_000) checkedDead.clear();
+    checkedDead.set(`${key}\n${value}`, ok);
+  }
+  if (ok) return value;
+  return emptyProp(p).replace(
+    /\/>$/,
+    `>${esc(value)}</${
+      emptyProp(p)
+        .slice(1)
+        .split(/[\s/>]/)[0]
+    }>`,
+  );
+}
+
 function parseClark(k: string): PropName {
   const m = /^\{(.*)\}(.*)$/.exec(k)!;
   return { ns: m[1]!, local: m[2]! };
@@ -1407,14 +1582,15 @@ function ocPermissions(info: ResourceInfo): string {
   return s;
 }
 
-/** A further shared lock on a resource that already holds one (kept with the first). */
+/**
+ * A further shared lock of the same user on a resource that already holds one (kept with the
+ * first: a resource has one lock holder, as in CS3; another user's shared lock is refused).
+ */
 interface ExtraLock {
   /** Token. */
   t: string;
-  /** User id. */
-  u?: string;
   /** Owner XML. */
-  o: string;
+  o?: string;
   /** Expiry, ms since epoch. */
   e: number;
 }
@@ -1426,31 +1602,42 @@ interface LockMeta {
   extra: ExtraLock[];
 }
 
-/** Depth, owner and further shared locks of a lock taken through WebDAV (others: depth 0, no owner). */
+/** The most a lock's appName holds (the core keeps 256 characters). */
+const MAX_LOCK_APP = 256;
+
+/**
+ * Depth, owner and further shared locks of a lock taken through WebDAV (others: depth 0, no
+ * owner). The depth comes first, in a fixed place, so nothing can push it out.
+ */
 function lockMeta(lock: Lock): LockMeta {
-  const app = lock.appName ?? '';
-  if (app.startsWith(`${WEBDAV_LOCK_APP} `)) {
-    try {
-      const m = JSON.parse(app.slice(WEBDAV_LOCK_APP.length + 1)) as {
-        d?: string;
-        o?: string;
-        x?: ExtraLock[];
-      };
-      const now = Date.now();
-      return {
-        depth: m.d === 'infinity' ? 'infinity' : '0',
-        owner: typeof m.o === 'string' ? m.o : '',
-        extra: Array.isArray(m.x) ? m.x.filter((x) => typeof x?.t === 'string' && x.e > now) : [],
-      };
-    } catch {
-      // not ours after all
-    }
+  const m = /^webdav ([0i]) (.*)$/s.exec(lock.appName ?? '');
+  if (!m) return { depth: '0', owner: '', extra: [] };
+  const depth = m[1] === 'i' ? 'infinity' : '0';
+  try {
+    const j = JSON.parse(m[2]!) as { o?: string; x?: ExtraLock[] };
+    const now = Date.now();
+    return {
+      depth,
+      owner: typeof j.o === 'string' ? j.o : '',
+      extra: Array.isArray(j.x) ? j.x.filter((x) => typeof x?.t === 'string' && x.e > now) : [],
+    };
+  } catch {
+    return { depth, owner: '', extra: [] };
   }
-  return { depth: '0', owner: '', extra: [] };
 }
 
+/**
+ * A lock's appName for its WebDAV facts. An owner too long to fit is left out (the lock still
+ * holds); further shared locks that do not fit are refused (423), never cut short.
+ */
 function lockApp(meta: LockMeta): string {
-  return `${WEBDAV_LOCK_APP} ${JSON.stringify({ d: meta.depth, o: meta.owner, ...(meta.extra.length && { x: meta.extra }) })}`;
+  const head = `${WEBDAV_LOCK_APP} ${meta.depth === 'infinity' ? 'i' : '0'} `;
+  const x = meta.extra.map((e) => ({ t: e.t, e: e.e }));
+  const full = head + JSON.stringify({ o: meta.owner, ...(x.length && { x }) });
+  if (full.length <= MAX_LOCK_APP) return full;
+  const bare = head + JSON.stringify({ o: '', ...(x.length && { x }) });
+  if (bare.length <= MAX_LOCK_APP) return bare;
+  throw new HttpError(423, 'no room for another shared lock on this resource', 'no-conflicting-lock');
 }
 
 /** Every token of a lock: its own and those of further shared locks kept with it. */

@@ -388,3 +388,155 @@ describe('webdav: TUS uploads on the spaces endpoint', () => {
     expect(traversal.status).toBe(400);
   });
 });
+
+describe('webdav: locks, uploads and shares between users (review findings)', () => {
+  const lockBody = (scope: 'exclusive' | 'shared', owner = 'someone') =>
+    `<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:${scope}/></d:lockscope><d:locktype><d:write/></d:locktype><d:owner>${owner}</d:owner></d:lockinfo>`;
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+  it('keeps a lock token its creator’s, shared or not', async () => {
+    await dav('PUT', `/dav/spaces/${projectId}/s.txt`, 'ann', { body: 'ann' });
+    const lock = await dav('LOCK', `/dav/spaces/${projectId}/s.txt`, 'ann', { body: lockBody('shared') });
+    const token = lock.headers.get('lock-token')!;
+    const put = await dav('PUT', `/dav/spaces/${projectId}/s.txt`, 'bob', {
+      body: 'bob',
+      headers: { if: `(${token})` },
+    });
+    expect(put.status).toBe(423);
+    const unlock = await dav('UNLOCK', `/dav/spaces/${projectId}/s.txt`, 'bob', {
+      headers: { 'lock-token': token },
+    });
+    expect(unlock.status).toBe(403);
+    const refresh = await dav('LOCK', `/dav/spaces/${projectId}/s.txt`, 'bob', {
+      headers: { if: `(${token})` },
+    });
+    expect(refresh.status).toBe(403);
+    // Another user's shared lock is refused rather than handed out and forgotten.
+    const second = await dav('LOCK', `/dav/spaces/${projectId}/s.txt`, 'bob', { body: lockBody('shared') });
+    expect(second.status).toBe(423);
+    expect(await (await dav('GET', `/dav/spaces/${projectId}/s.txt`, 'ann')).text()).toBe('ann');
+    expect(
+      (await dav('UNLOCK', `/dav/spaces/${projectId}/s.txt`, 'ann', { headers: { 'lock-token': token } }))
+        .status,
+    ).toBe(204);
+  });
+
+  it('keeps a depth-infinity lock whole, however long its owner', async () => {
+    await dav('MKCOL', `/dav/spaces/${projectId}/tree`, 'ann');
+    await dav('MKCOL', `/dav/spaces/${projectId}/tree/sub`, 'ann');
+    const lock = await dav('LOCK', `/dav/spaces/${projectId}/tree`, 'ann', {
+      headers: { depth: 'infinity' },
+      body: lockBody('exclusive', `<d:href>${'x'.repeat(400)}</d:href>`),
+    });
+    expect(lock.status).toBe(200);
+    expect(await lock.text()).toContain('<d:depth>infinity</d:depth>');
+    const below = await dav('PUT', `/dav/spaces/${projectId}/tree/sub/a.txt`, 'bob', { body: 'x' });
+    expect(below.status).toBe(423);
+  });
+
+  it('moves onto a locked destination when both tokens are given', async () => {
+    await dav('PUT', `/dav/spaces/${projectId}/m-src.txt`, 'ann', { body: 'src' });
+    await dav('PUT', `/dav/spaces/${projectId}/m-dst.txt`, 'ann', { body: 'dst' });
+    const a = (
+      await dav('LOCK', `/dav/spaces/${projectId}/m-src.txt`, 'ann', { body: lockBody('exclusive') })
+    ).headers.get('lock-token')!;
+    const b = (
+      await dav('LOCK', `/dav/spaces/${projectId}/m-dst.txt`, 'ann', { body: lockBody('exclusive') })
+    ).headers.get('lock-token')!;
+    const move = await dav('MOVE', `/dav/spaces/${projectId}/m-src.txt`, 'ann', {
+      headers: { destination: `/dav/spaces/${projectId}/m-dst.txt`, if: `(${a}) (${b})` },
+    });
+    expect(move.status).toBe(204);
+    expect(await (await dav('GET', `/dav/spaces/${projectId}/m-dst.txt`, 'ann')).text()).toBe('src');
+  });
+
+  it('refuses a TUS upload to someone who may not write, without a length, or beyond the quota', async () => {
+    const ann = await env.provider.as('ann');
+    const ro = await ann.createSpace({ type: 'project', name: 'Read only for Eve' });
+    await env.provider.updateSpace(ro.id, { quota: 1000 }); // quotas are the admin's (here: the system)
+    await ann.setGrant(
+      { space: ro.id, path: '' },
+      {
+        grantee: { type: 'user', id: 'u-eve' },
+        permissions: fromLetters(ROLES.viewer),
+      },
+    );
+    const post = (user: string, headers: Record<string, string>) =>
+      dav('POST', `/dav/spaces/${ro.id}/`, user, {
+        headers: { 'tus-resumable': '1.0.0', 'upload-metadata': `filename ${b64('f.bin')}`, ...headers },
+      });
+    const viewer = await post('eve', { 'upload-length': '10' });
+    expect(viewer.status).toBe(403);
+    expect(viewer.headers.get('location')).toBeNull();
+    expect((await post('ann', { 'upload-defer-length': '1' })).status).toBe(400);
+    expect((await post('ann', { 'upload-length': '5000' })).status).toBe(507);
+    expect((await post('ann', { 'upload-length': '10' })).status).toBe(201);
+  });
+
+  it('bounds chunked uploads, cleans a cut-off chunk, and assembles numbered chunks in numeric order', async () => {
+    const base = '/remote.php/dav/uploads/ann/bounded';
+    await dav('MKCOL', base, 'ann', { headers: { 'oc-total-length': '10' } });
+    const over = await dav('PUT', `${base}/0000000000000000`, 'ann', { body: 'x'.repeat(11) });
+    expect(over.status).toBe(413);
+    const session = await env.provider.as('ann');
+    void session;
+    const leftovers = (await fsp.readdir(env.root, { recursive: true })).filter((n) =>
+      String(n).includes('.0000000000000000.'),
+    );
+    expect(leftovers).toEqual([]);
+    const nc = '/remote.php/dav/uploads/ann/indexes';
+    await dav('MKCOL', nc, 'ann');
+    for (const [name, body] of [
+      ['1', 'a'],
+      ['2', 'b'],
+      ['10', 'c'],
+    ] as const)
+      expect((await dav('PUT', `${nc}/${name}`, 'ann', { body })).status).toBe(201);
+    const done = await dav('MOVE', `${nc}/.file`, 'ann', {
+      headers: { destination: '/remote.php/dav/files/ann/ordered.txt' },
+    });
+    expect(done.status).toBe(201);
+    expect(await (await dav('GET', '/remote.php/dav/files/ann/ordered.txt', 'ann')).text()).toBe('abc');
+  });
+
+  it('lets the holder of a folder share reach it by node id, and nothing else', async () => {
+    const ann = await env.provider.as('ann');
+    const sp = await ann.createSpace({ type: 'project', name: 'Folder share' });
+    const shared = await ann.mkdir({ space: sp.id, path: 'shared' });
+    await ann.write({ space: sp.id, path: 'shared/in.txt' }, 'inside');
+    await ann.write({ space: sp.id, path: 'private.txt' }, 'private');
+    await ann.setGrant(
+      { space: sp.id, path: 'shared' },
+      {
+        grantee: { type: 'user', id: 'u-bob' },
+        permissions: fromLetters(ROLES.viewer),
+      },
+    );
+    const node = `${shared.id.storageId}$${sp.id}!${shared.id.opaqueId}`;
+    const r = await dav('PROPFIND', `/dav/spaces/${encodeURIComponent(node)}/`, 'bob', {
+      headers: { depth: '1' },
+    });
+    expect(r.status).toBe(207);
+    expect(await r.text()).toContain('in.txt');
+    expect(await (await dav('GET', `/dav/spaces/${encodeURIComponent(node)}/in.txt`, 'bob')).text()).toBe(
+      'inside',
+    );
+    expect((await dav('GET', `/dav/spaces/${sp.id}/private.txt`, 'bob')).status).toBe(404);
+    expect((await dav('GET', `/dav/spaces/${encodeURIComponent(node)}/in.txt`, 'eve')).status).toBe(404);
+  });
+
+  it('sends a dead property that is not its own element as text, never as markup', async () => {
+    await dav('PUT', '/remote.php/webdav/dead.txt', 'ann', { body: 'x' });
+    const ann = await env.provider.as('ann');
+    const space = await ann.personalSpace();
+    await ann.setMetadata(
+      { space: space.id, path: 'dead.txt' },
+      { '{urn:x}evil': '</d:prop><d:href>/pwn</d:href>' },
+    );
+    const xml = await (
+      await dav('PROPFIND', '/remote.php/webdav/dead.txt', 'ann', { headers: { depth: '0' } })
+    ).text();
+    expect(xml).toContain('&lt;/d:prop&gt;');
+    expect(xml).not.toContain('<d:href>/pwn');
+  });
+});
