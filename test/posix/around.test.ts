@@ -446,4 +446,28 @@ describe('posix: grants damaged on disk', () => {
       expect((await xattr.getAttribute(path.join(dir, 'team'), 'user.stowage.g')).toString()).toBe(damage);
     }
   });
+
+  it('sees a record changed around Stowage after it was cached (an xattr change moves the ctime)', async () => {
+    const { dir, at } = await space();
+    const f = await s.write(at('cached.txt'), 'hello');
+    await new Promise((r) => setTimeout(r, 1100)); // old enough to be cached (SETTLED_MS)
+    const sums = async () => {
+      const out: string[] = [];
+      for await (const i of s.list(at(''))) out.push(`${i.name}:${i.checksums?.md5}`);
+      return out;
+    };
+    expect(await sums()).toEqual([`cached.txt:${f.checksums?.md5}`]);
+    expect((await s.stat(at('cached.txt'))).checksums?.md5).toBe(f.checksums?.md5);
+    // A tool rewrites the record (here: a different md5, as a migration that re-hashed might).
+    const file = path.join(dir, 'cached.txt');
+    const rec = JSON.parse((await xattr.getAttribute(file, 'user.stowage.n')).toString());
+    await xattr.setAttribute(
+      file,
+      'user.stowage.n',
+      JSON.stringify({ ...rec, ck: { ...rec.ck, md5: 'f'.repeat(32) } }),
+    );
+    expect(await sums()).toEqual([`cached.txt:${'f'.repeat(32)}`]);
+    expect((await s.stat(at('cached.txt'))).checksums?.md5).toBe('f'.repeat(32));
+    expect((await s.stat(at('cached.txt'))).id).toEqual(f.id);
+  });
 });

@@ -887,7 +887,7 @@ class Posix implements PosixDriver {
         reason: st.isSymbolicLink() ? 'symlink' : undefined,
       });
     }
-    let rec = held || this.syncMetadata ? sp.recordHeld(segs) : await sp.record(segs);
+    let rec = held ? sp.recordHeld(segs) : this.syncMetadata ? sp.recordFor(segs, st) : await sp.record(segs);
     if (!rec) rec = held ? await sp.assimilateHeld(segs) : await sp.commit(() => sp.assimilateHeld(segs));
     else if (!this.placedAsRemembered(sp, segs, rec)) rec = await this.checkPlacement(sp, segs, rec, held);
     return { st, rec };
@@ -1247,7 +1247,7 @@ class Posix implements PosixDriver {
     try {
       st = fs.lstatSync(sp.abs(child));
       if (!(st.isFile() || st.isDirectory())) return undefined;
-      rec = sp.recordHeld(child);
+      rec = sp.recordFor(child, st);
     } catch {
       return undefined;
     }
