@@ -135,11 +135,7 @@ export async function createWebdavServerFileSystem(
       );
     }
 
-    protected override _openWriteStream(
-      path: Path,
-      ctx: { estimatedSize: number },
-      callback: ReturnCallback<Writable>,
-    ): void {
+    protected override _openWriteStream(path: Path, _ctx: unknown, callback: ReturnCallback<Writable>): void {
       // Bytes go through a pipe into storage.write; the stream finishes only once the write is
       // committed (or fails), so webdav-server answers after the fact, never before.
       const pipe = new PassThrough({ highWaterMark: 256 * 1024 });
@@ -168,7 +164,6 @@ export async function createWebdavServerFileSystem(
       written.catch((err) => {
         if (!sink.destroyed) sink.destroy(fail(err));
       });
-      void ctx;
       callback(undefined, sink);
     }
 

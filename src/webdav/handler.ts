@@ -39,7 +39,7 @@ import {
   sendRead,
 } from '../http/common.js';
 import { type IfList, parseIf, submittedTokens } from './ifheader.js';
-import { child, DAV, esc, NC, OC, parseXml, readBody, ST, serialise, type XmlElement } from './xml.js';
+import { child, DAV, esc, NC, OC, parseXml, readBody, ST, serialise } from './xml.js';
 
 /** Options of {@link WebDav}. */
 export interface WebDavOptions {
@@ -785,7 +785,7 @@ export class WebDav {
       throw new HttpError(405, 'something is already there', undefined, { code: 'ALREADY_EXISTS' });
     await this.checkLocks(req, t, undefined, true);
     const info = await t.session.mkdir(this.ref(t));
-    res.writeHead(201, { ...idHeaders(info), 'content-length': '0' });
+    res.writeHead(201, { ...infoHeaders(info), 'content-length': '0' });
     res.end();
   }
 
@@ -855,7 +855,7 @@ export class WebDav {
         throw err;
       });
     res.writeHead(existing ? 204 : 201, {
-      ...idHeaders(info),
+      ...infoHeaders(info),
       ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
       'content-length': '0',
     });
@@ -927,7 +927,7 @@ export class WebDav {
       if (existing && !dstLock) await t.session.delete(this.ref(d));
       info = await t.session.mkdir(this.ref(d));
     } else info = await t.session.copy(this.ref(t), this.ref(d), mo);
-    res.writeHead(existing ? 204 : 201, { ...idHeaders(info), 'content-length': '0' });
+    res.writeHead(existing ? 204 : 201, { ...infoHeaders(info), 'content-length': '0' });
     res.end();
   }
 
@@ -1294,7 +1294,7 @@ export class WebDav {
       });
       await fsp.rm(folder, { recursive: true, force: true });
       res.writeHead(existing ? 204 : 201, {
-        ...idHeaders(info),
+        ...infoHeaders(info),
         ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
         'content-length': '0',
       });
@@ -1472,11 +1472,6 @@ function json(res: ServerResponse, status: number, body: unknown): void {
     'content-length': String(Buffer.byteLength(s)),
   });
   res.end(s);
-}
-
-/** ETag, OC-ETag, OC-FileId of a changed resource (and its whole info, for Stowage's own client). */
-function idHeaders(info: ResourceInfo): Record<string, string> {
-  return infoHeaders(info);
 }
 
 /**
@@ -1705,5 +1700,3 @@ function exceptionName(status: number): string {
   };
   return names[status] ?? 'Sabre\\DAV\\Exception';
 }
-
-export type { XmlElement };
