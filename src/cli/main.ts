@@ -85,7 +85,7 @@ Commands:
   unlock <path> <lock-id>
   fsck [--space S] [--repair] [--checksums]
                                     check ids, tree sizes and the id index against the disk
-  serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD][:admin][:create-spaces][:groups=G1+G2]]...
+  serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD[:admin][:create-spaces][:groups=G1+G2]]]...
         [--users FILE] [--grpc HOST:PORT] [--jwt-secret SECRET] [--transfer-secret SECRET]
         [--data-url URL]
                                     serve the storage until SIGINT/SIGTERM: WebDAV (RFC 4918 and the
@@ -604,17 +604,24 @@ function secretOf(opts: Opts): string {
   return secret;
 }
 
-/** `--user ID[:admin][:create-spaces][:groups=G1+G2]` */
+/**
+ * `--user NAME[:PASSWORD[:FLAG]...]`: what follows the name is always the password (empty: none,
+ * the user signs in with tokens only), then flags (`admin`, `create-spaces`, `groups=G1+G2`).
+ * An unknown flag is a usage error, never a password.
+ */
 function userSpec(spec: string): StaticUser {
-  const [id, ...flags] = spec.split(':');
+  const [id, password, ...flags] = spec.split(':');
   if (!id) throw new UsageError(`invalid --user "${spec}"`);
   const user: StaticUser = { id, username: id };
+  if (password) user.password = password;
   for (const f of flags) {
     if (f === 'admin') user.admin = true;
     else if (f === 'create-spaces') user.createSpaces = true;
     else if (f.startsWith('groups=')) user.groups = f.slice(7).split('+').filter(Boolean);
-    else if (user.password === undefined) user.password = f;
-    else throw new UsageError(`unknown flag "${f}" in --user ${spec}`);
+    else
+      throw new UsageError(
+        `unknown flag "${f}" in --user ${spec} (NAME:PASSWORD:FLAG...; flags are admin, create-spaces, groups=G1+G2)`,
+      );
   }
   return user;
 }
@@ -776,6 +783,17 @@ async function defaultUsers(
   } finally {
     await fh.close();
   }
-  await fsp.rename(tmp, file);
+  // link, not rename: a second serve starting at the same moment must not replace the first's
+  // users (and the password it printed); the loser takes the winner's file.
+  try {
+    await fsp.link(tmp, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return { identity: await StaticIdentitySource.fromFile(file) };
+  } finally {
+    await fsp.unlink(tmp).catch(() => {});
+  }
+  const dir = await fsp.open(path.dirname(file), 'r');
+  await dir.sync().finally(() => dir.close());
   return { identity: await StaticIdentitySource.fromFile(file), generated: { username: 'admin', password } };
 }

@@ -129,7 +129,8 @@ export class StaticIdentitySource implements IdentitySource {
     this.byId.set(clean.id, clean);
     this.byName.set(clean.username, clean);
     if (passwordHash) this.hashes.set(clean.id, passwordHash);
-    else if (password !== undefined) this.hashes.set(clean.id, await hashPassword(password));
+    // An empty password is no password: the user signs in some other way (tokens), never with "".
+    else if (password) this.hashes.set(clean.id, await hashPassword(password));
     return clean;
   }
 

@@ -67,11 +67,20 @@ function splitAddress(a: string, what: string): { host: string; port: number } {
 
 /** Start the gRPC server and the data plane. */
 export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
+  // Everything that can refuse the options does so before a port is bound or a file opened.
+  if (!opts.jwtSecret) throw new StorageError('INVALID_ARGUMENT', 'a JWT secret is required');
+  if (!opts.provider.identity) {
+    throw new StorageError(
+      'INVALID_ARGUMENT',
+      'the provider needs an identity source (the users tokens name)',
+    );
+  }
+  const h = splitAddress(opts.http ?? '127.0.0.1:9143', 'the http address');
+  const g = opts.grpc === false ? undefined : splitAddress(opts.grpc ?? '127.0.0.1:9142', 'the grpc address');
   const uploads = new TusUploads(opts.uploadsDir, opts.log);
   await uploads.open();
 
   // The data plane first: its address goes into the endpoints the gRPC answers hand out.
-  const h = splitAddress(opts.http ?? '127.0.0.1:9143', 'the http address');
   let plane: DataPlane | undefined;
   let dav: WebDav | undefined;
   const httpServer = http.createServer(async (req, res) => {
@@ -85,6 +94,11 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(h.port, h.host, () => resolve());
+  }).catch((err) => {
+    uploads.close();
+    throw new StorageError('UNAVAILABLE', `cannot listen on ${opts.http}: ${(err as Error).message}`, {
+      cause: err,
+    });
   });
   const ha = httpServer.address() as AddressInfo;
   const httpAddress = `${ha.family === 'IPv6' ? `[${ha.address}]` : ha.address}:${ha.port}`;
@@ -123,8 +137,7 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
   server.addService(...service.providerService());
   server.addService(...service.spacesService());
   let grpcAddress = '';
-  if (opts.grpc !== false) {
-    const g = splitAddress(opts.grpc ?? '127.0.0.1:9142', 'the grpc address');
+  if (g) {
     const host = g.host.includes(':') ? `[${g.host}]` : g.host;
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(`${host}:${g.port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>

@@ -26,16 +26,20 @@ async function serve(args: string[], env: Record<string, string> = {}) {
   children.push(child);
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
-  const facts = await new Promise<{ root: string; storageId: string; grpc: string; dataUrl: string }>(
-    (resolve, reject) => {
-      let buf = '';
-      child.stdout!.on('data', (d) => {
-        buf += d;
-        if (buf.includes('\n')) resolve(JSON.parse(buf.slice(0, buf.indexOf('\n'))));
-      });
-      child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
-    },
-  );
+  const facts = await new Promise<{
+    root: string;
+    storageId: string;
+    grpc: string;
+    dataUrl: string;
+    webdav: string;
+  }>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\n')) resolve(JSON.parse(buf.slice(0, buf.indexOf('\n'))));
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+  });
   return { child, facts, stderr: () => err };
 }
 
@@ -50,7 +54,7 @@ describe('stowage serve', () => {
         '--http',
         '127.0.0.1:0',
         '--user',
-        'alice:create-spaces',
+        'alice::create-spaces',
         '--user',
         'bob',
       ],
@@ -108,5 +112,61 @@ describe('stowage serve', () => {
     const r = spawnSync(process.execPath, [cli, 'serve', '--grpc', '127.0.0.1:0'], { encoding: 'utf8', env });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('JWT secret');
+  });
+});
+
+describe('stowage serve: users', () => {
+  it('takes NAME:PASSWORD:FLAGS, refuses unknown flags, and never accepts an empty password', async () => {
+    const bad = spawnSync(
+      process.execPath,
+      [cli, 'serve', '--http', '127.0.0.1:0', '--user', 'bob:pw:admn'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('unknown flag "admn"');
+    const dir = await tempRoot('serve-users');
+    const { child, facts } = await serve([
+      dir,
+      '--http',
+      '127.0.0.1:0',
+      '--user',
+      'carol:s3cret:admin',
+      '--user',
+      'dave:',
+    ]);
+    const base = facts.webdav;
+    const as = (user: string, pw: string) =>
+      fetch(base, {
+        method: 'PROPFIND',
+        headers: { depth: '0', authorization: `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}` },
+      });
+    expect((await as('carol', 's3cret')).status).toBe(207);
+    expect((await as('dave', '')).status).toBe(401);
+    expect((await as('carol', '')).status).toBe(401);
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.once('exit', resolve));
+  });
+
+  it('creates one admin when two first runs race, and both serve its password', async () => {
+    const dir = await tempRoot('serve-race');
+    const [a, b] = await Promise.all([
+      serve([dir, '--http', '127.0.0.1:0']),
+      serve([dir, '--http', '127.0.0.1:0']),
+    ]);
+    const printed = [a.facts, b.facts].map((f) => (f as { password?: string }).password).filter(Boolean);
+    expect(printed).toHaveLength(1);
+    for (const s of [a, b]) {
+      const r = await fetch(s.facts.webdav, {
+        method: 'PROPFIND',
+        headers: {
+          depth: '0',
+          authorization: `Basic ${Buffer.from(`admin:${printed[0]}`).toString('base64')}`,
+        },
+      });
+      expect(r.status).toBe(207);
+      s.child.kill('SIGTERM');
+    }
   });
 });

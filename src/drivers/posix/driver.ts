@@ -1192,12 +1192,15 @@ class Posix implements PosixDriver {
             batch.push(this.entryNow(sp, segs, d.name, dirId, opts) ?? d.name);
           }
           for (const x of batch) {
+            opts?.signal?.throwIfAborted();
             const info = typeof x === 'string' ? await entry(x) : x;
             if (!info) continue;
             sum += info.size;
             yield info;
           }
           if (d === null) break;
+          // Let timers and I/O run between batches (yielding alone only runs microtasks).
+          await new Promise<void>((resolve) => setImmediate(resolve));
         }
         complete = true;
       } finally {

@@ -28,8 +28,18 @@ import { isMissing } from './util.js';
 
 /** Records younger than this (by ctime) are not cached (see PosixSpace.recordFor). */
 const SETTLED_MS = 1000;
-/** Records cached per space. */
+/** Records cached in the process (~370 bytes each). */
 const MAX_CACHED_RECORDS = 100_000;
+
+/**
+ * Raw records by device and inode, valid while the inode's ctime is the one seen: any change of
+ * a file's xattrs or content (by anyone: this process, another, a tool around Stowage) moves its
+ * ctime. Only records whose ctime is at least {@link SETTLED_MS} old are kept, so a change within
+ * the filesystem's timestamp granularity can never hide behind an equal ctime. Raw bytes are kept
+ * and decoded per use (callers may change the record they get). One cache for the process: the
+ * key names the inode whatever space or driver reads it.
+ */
+const recCache = new Map<string, { ctime: number; buf: Buffer | undefined }>();
 
 /** Driver-wide settings a space needs. */
 export interface SpaceEnv {
@@ -290,23 +300,15 @@ export class PosixSpace {
     return decodeRecord(this.env.native.getxattrSync(this.abs(segs), XATTR_NODE));
   }
 
-  /**
-   * Raw records by inode, valid while the inode's ctime is the one seen: any change of a file's
-   * xattrs or content (by anyone: this process, another, a tool around Stowage) moves its ctime.
-   * Only records whose ctime is at least {@link SETTLED_MS} old are kept, so a change within the
-   * filesystem's timestamp granularity (a few ms on ext4) can never hide behind an equal ctime.
-   * Raw bytes are kept and decoded per use: callers may change the record they get.
-   */
-  private readonly recCache = new Map<number, { ctime: number; buf: Buffer | undefined }>();
-
   /** A node's record given its fresh lstat (synchronous; see {@link recCache}). */
   recordFor(segs: readonly string[], st: fs.Stats): NodeRecord | undefined {
-    const hit = this.recCache.get(st.ino);
+    const key = `${st.dev}:${st.ino}`;
+    const hit = recCache.get(key);
     if (hit && hit.ctime === st.ctimeMs) return decodeRecord(hit.buf);
     const buf = this.env.native.getxattrSync(this.abs(segs), XATTR_NODE);
     if (Date.now() - st.ctimeMs > SETTLED_MS) {
-      if (this.recCache.size >= MAX_CACHED_RECORDS) this.recCache.clear();
-      this.recCache.set(st.ino, { ctime: st.ctimeMs, buf });
+      if (recCache.size >= MAX_CACHED_RECORDS) recCache.clear();
+      recCache.set(key, { ctime: st.ctimeMs, buf });
     }
     return decodeRecord(buf);
   }
