@@ -18,6 +18,7 @@ export * from './core/conditions.js';
 export * from './core/driver.js';
 export * from './core/errors.js';
 export * from './core/etag.js';
+export * from './core/events.js';
 export * from './core/identity.js';
 export * from './core/locks.js';
 export * from './core/mime.js';

@@ -12,6 +12,7 @@
  */
 import type { Body, Driver, Inspected, MutationOptions } from './driver.js';
 import { StorageError } from './errors.js';
+import { EventBus, type Origin, type PendingChange, type StorageEvent } from './events.js';
 import { type IdentitySource, principalOf, type User } from './identity.js';
 import {
   allPermissions,
@@ -119,6 +120,7 @@ class Shared {
    * lapses when the first grant in it expires.
    */
   readonly chainPerms = new Map<string, WeakMap<object, { perms: Permissions; until: number }>>();
+  readonly events = new EventBus();
   constructor(
     readonly drivers: readonly Driver[],
     readonly identity: IdentitySource | undefined,
@@ -137,12 +139,21 @@ export class StorageProvider {
   readonly principal: Principal | undefined;
   /** The user behind {@link principal}, when known. */
   readonly user: User | undefined;
+  /** The door this provider's changes are announced as coming through. */
+  readonly origin: Origin;
   private readonly shared: Shared;
 
   constructor(options: ProviderOptions);
   /** @internal a session */
-  constructor(options: ProviderOptions, shared: Shared, principal: Principal, user?: User);
-  constructor(options: ProviderOptions, shared?: Shared, principal?: Principal, user?: User) {
+  constructor(options: ProviderOptions, shared: Shared, principal: Principal, user?: User, origin?: Origin);
+  constructor(
+    options: ProviderOptions,
+    shared?: Shared,
+    principal?: Principal,
+    user?: User,
+    origin?: Origin,
+  ) {
+    this.origin = origin ?? 'api';
     if (shared) {
       this.shared = shared;
       this.drivers = shared.drivers;
@@ -170,13 +181,22 @@ export class StorageProvider {
   }
 
   /**
+   * Every change made through this provider and its sessions, announced after it happened, and
+   * before-hooks that may refuse a change (see {@link EventBus}). The system provider's only: a
+   * session would see changes its user may not.
+   */
+  get events(): EventBus {
+    return this.shared.events;
+  }
+
+  /**
    * A session acting for a user (a {@link User}, a {@link Principal}, or a user id/username looked up
    * in the identity source). Every call of the session is authorised against that user's grants;
    * what the user may not see answers a plain NOT_FOUND ("not found"). A session does not hand out
    * `drivers`, `driverFor`, `resolve`, `identity`, `as` or `close` (PERMISSION_DENIED): those are
    * the system provider's.
    */
-  async as(who: User | Principal | string): Promise<StorageProvider> {
+  async as(who: User | Principal | string, opts: { origin?: Origin } = {}): Promise<StorageProvider> {
     let user: User | undefined;
     let principal: Principal;
     if (typeof who === 'string') {
@@ -189,7 +209,15 @@ export class StorageProvider {
       user = who;
       principal = principalOf(who);
     }
-    return sealed(new StorageProvider({ drivers: this.drivers }, this.shared, principal, user));
+    return sealed(
+      new StorageProvider(
+        { drivers: this.drivers },
+        this.shared,
+        principal,
+        user,
+        opts.origin ?? this.origin,
+      ),
+    );
   }
 
   /** The driver serving a storage id (the first one for an empty id). */
@@ -448,6 +476,63 @@ export class StorageProvider {
     return o;
   }
 
+  // ---------------------------------------------------------------- events
+
+  /** Run the before-hooks for a change (they may refuse it by throwing). */
+  private async check(change: Omit<PendingChange, 'origin' | 'user'>): Promise<void> {
+    const bus = this.shared.events;
+    if (!bus.active) return;
+    await bus.check({
+      ...change,
+      origin: this.origin,
+      ...(this.principal && { user: this.principal.userId }),
+    });
+  }
+
+  /** Announce a change that happened. */
+  private emit(e: Omit<StorageEvent, 'id' | 'at' | 'origin' | 'user'>): void {
+    this.shared.events.emit({
+      ...e,
+      origin: this.origin,
+      ...(this.principal && { user: this.principal.userId }),
+    });
+  }
+
+  private emitSpace(type: StorageEvent['type'], space: Space): void {
+    this.emit({
+      type,
+      storageId: space.storageId,
+      spaceId: space.id,
+      resourceId: space.root,
+      path: '/',
+      kind: 'folder',
+    });
+  }
+
+  /** Announce a change of a resource that the driver call did not return (stat it, if anyone listens). */
+  private async emitNode(type: StorageEvent['type'], driver: Driver, node: NodeRef): Promise<void> {
+    if (!this.shared.events.active) return;
+    const info = await driver.stat(node, { fields: ['parentId'] }).catch(() => undefined);
+    if (info) this.emitInfo(type, info);
+  }
+
+  /** Announce a change of a resource, from its info. */
+  private emitInfo(type: StorageEvent['type'], info: ResourceInfo, extra: Partial<StorageEvent> = {}): void {
+    if (!this.shared.events.active) return;
+    this.emit({
+      type,
+      storageId: info.id.storageId,
+      spaceId: info.id.spaceId,
+      resourceId: info.id,
+      ...(info.parentId && { parentId: info.parentId }),
+      path: info.path,
+      kind: info.type,
+      size: info.size,
+      etag: info.etag,
+      ...extra,
+    });
+  }
+
   /** Finish an info for the caller: permissions, and grants only when asked and allowed. */
   private present(info: ResourceInfo, perms: Permissions, opts?: StatOptions): ResourceInfo {
     const fields = opts?.fields ?? DEFAULT_FIELDS;
@@ -546,9 +631,11 @@ export class StorageProvider {
       }
       if (input.quota !== undefined) throw new StorageError('PERMISSION_DENIED', 'only an admin sets quotas');
     }
+    await this.check({ op: 'space', spaceId: input.id ?? '' });
     const space = await feature.create(input);
     this.shared.spaceDriver.set(space.id, driver);
     this.noteFacts(space);
+    this.emitSpace('space.created', space);
     if (p && input.type === 'project' && driver.features.grants) {
       await driver.features.grants.set(
         { spaceId: space.id, segments: [] },
@@ -622,8 +709,10 @@ export class StorageProvider {
     ) {
       throw new StorageError('INVALID_ARGUMENT', 'a space needs a name of 1-255 characters');
     }
+    await this.check({ op: 'space', spaceId });
     const space = await feature.update(spaceId, input);
     this.noteFacts(space);
+    this.emitSpace('space.updated', space);
     return space;
   }
 
@@ -650,8 +739,10 @@ export class StorageProvider {
         reason: 'condition',
       });
     }
+    await this.check({ op: 'space', spaceId });
     await feature.delete(spaceId);
     this.forget(space);
+    this.emitSpace('space.deleted', space);
   }
 
   /**
@@ -752,9 +843,11 @@ export class StorageProvider {
     }
     await this.checkEnabled(driver, node);
     let perms: Permissions = OWNER;
+    let existed: boolean | undefined;
     if (this.principal) {
       const existing = await this.probe(driver, node);
       await this.refuseHidden(driver, node, existing);
+      existed = existing.state === 'visible';
       if (existing.state === 'visible') {
         if (existing.info.type === 'file' && !existing.perms.initiateFileUpload) {
           throw new StorageError('PERMISSION_DENIED', 'not allowed: initiateFileUpload');
@@ -765,7 +858,20 @@ export class StorageProvider {
         perms = await this.requireParent(driver, node, ['initiateFileUpload']);
       }
     }
+    if (this.shared.events.active) {
+      await this.check({
+        op: 'write',
+        spaceId: node.spaceId,
+        ...nodePath(node),
+        ...(opts?.size !== undefined && { size: opts.size }),
+      });
+      existed ??= await driver.stat(node, { fields: [] }).then(
+        () => true,
+        () => false,
+      );
+    }
     const info = await driver.write(node, body, this.mutation(opts));
+    this.emitInfo(existed ? 'updated' : 'created', info);
     return this.principal ? this.present(info, perms) : info;
   }
 
@@ -776,7 +882,10 @@ export class StorageProvider {
     const mo = this.mutation(opts);
     if (!opts?.parents) {
       await this.requireParent(driver, node, ['createContainer']);
-      return driver.mkdir(node, mo);
+      await this.check({ op: 'mkdir', spaceId: node.spaceId, ...nodePath(node) });
+      const made = await driver.mkdir(node, mo);
+      this.emitInfo('created', made);
+      return made;
     }
     let last: ResourceInfo | undefined;
     for (let i = 1; i <= node.segments.length; i++) {
@@ -792,7 +901,9 @@ export class StorageProvider {
       }
       await this.requireParent(driver, step, ['createContainer']);
       try {
+        await this.check({ op: 'mkdir', spaceId: step.spaceId, ...nodePath(step) });
         last = await driver.mkdir(step, mo);
+        this.emitInfo('created', last);
       } catch (err) {
         if (!StorageError.is(err, 'ALREADY_EXISTS')) throw err;
         if (this.principal) {
@@ -817,7 +928,10 @@ export class StorageProvider {
     requireName(node, 'a space root cannot be deleted this way; disable and delete the space');
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['delete'], { fields: [] });
-    return driver.delete(node, this.mutation(opts));
+    await this.check({ op: 'delete', spaceId: node.spaceId, ...nodePath(node) });
+    const gone = await driver.delete(node, this.mutation(opts));
+    this.emitInfo(driver.features.trash ? 'trashed' : 'deleted', gone);
+    return gone;
   }
 
   async move(src: Ref, dst: Ref, opts?: MoveOptions): Promise<ResourceInfo> {
@@ -844,7 +958,15 @@ export class StorageProvider {
         }
       }
     }
-    return a.driver.move(a.node, b.node, this.mutation(opts));
+    const before = this.shared.events.active
+      ? await a.driver.stat(a.node, { fields: ['parentId'] })
+      : undefined;
+    await this.check({ op: 'move', spaceId: a.node.spaceId, ...nodePath(a.node), ...toPath(b.node) });
+    const moved = await a.driver.move(a.node, b.node, this.mutation(opts));
+    this.emitInfo('moved', moved, {
+      from: { ...(before?.parentId && { parentId: before.parentId }), ...(before && { path: before.path }) },
+    });
+    return moved;
   }
 
   async copy(src: Ref, dst: Ref, opts?: MoveOptions): Promise<ResourceInfo> {
@@ -878,7 +1000,13 @@ export class StorageProvider {
         }
       }
     }
-    return feature.copy(a.node, b.node, this.mutation(opts));
+    await this.check({ op: 'copy', spaceId: b.node.spaceId, ...nodePath(a.node), ...toPath(b.node) });
+    const copied = await feature.copy(a.node, b.node, this.mutation(opts));
+    if (this.shared.events.active) {
+      const source = await a.driver.stat(a.node, { fields: [] }).catch(() => undefined);
+      this.emitInfo('created', copied, source ? { copiedFrom: source.id } : {});
+    }
+    return copied;
   }
 
   /** A folder copy must not carry out what the copier cannot read (a denied subfolder, say). */
@@ -910,7 +1038,9 @@ export class StorageProvider {
     checkMetadata(values);
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
-    return feature.set(node, values, this.mutation(opts));
+    await this.check({ op: 'metadata', spaceId: node.spaceId, ...nodePath(node) });
+    await feature.set(node, values, this.mutation(opts));
+    await this.emitNode('metadata.changed', driver, node);
   }
 
   /** Remove arbitrary metadata keys. */
@@ -922,7 +1052,9 @@ export class StorageProvider {
     for (const k of keys) checkMetadataKey(k);
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
-    return feature.unset(node, keys, this.mutation(opts));
+    await this.check({ op: 'metadata', spaceId: node.spaceId, ...nodePath(node) });
+    await feature.unset(node, keys, this.mutation(opts));
+    await this.emitNode('metadata.changed', driver, node);
   }
 
   // ================================================================ grants
@@ -968,7 +1100,9 @@ export class StorageProvider {
       clean.creator = this.principal.userId;
       await this.keepAManager(driver, node, own, clean.grantee, clean);
     }
-    return g.set(node, clean, this.mutation(opts));
+    await this.check({ op: 'grant', spaceId: node.spaceId, ...nodePath(node) });
+    await g.set(node, clean, this.mutation(opts));
+    await this.emitNode('grant.changed', driver, node);
   }
 
   /**
@@ -1031,9 +1165,11 @@ export class StorageProvider {
       await this.require(driver, node, ['removeGrant'], { fields: [] });
       await this.keepAManager(driver, node, await g.list(node), grantee);
     }
+    await this.check({ op: 'grant', spaceId: node.spaceId, ...nodePath(node) });
     if (!(await g.remove(node, grantee, this.mutation(opts)))) {
       throw new StorageError('NOT_FOUND', 'no grant for that grantee here');
     }
+    await this.emitNode('grant.changed', driver, node);
   }
 
   // ================================================================ locks
@@ -1057,7 +1193,14 @@ export class StorageProvider {
     const l = this.locksOf(driver);
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
-    return l.set(node, this.principal ? { ...lock, user: this.principal.userId } : lock, this.mutation({}));
+    await this.check({ op: 'lock', spaceId: node.spaceId, ...nodePath(node) });
+    const set = await l.set(
+      node,
+      this.principal ? { ...lock, user: this.principal.userId } : lock,
+      this.mutation({}),
+    );
+    await this.emitNode('lock.changed', driver, node);
+    return set;
   }
 
   async refreshLock(ref: Ref, lock: Lock, existingLockId?: string): Promise<Lock> {
@@ -1065,7 +1208,14 @@ export class StorageProvider {
     const l = this.locksOf(driver);
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
-    return l.refresh(node, this.principal ? { ...lock, user: this.principal.userId } : lock, existingLockId);
+    await this.check({ op: 'lock', spaceId: node.spaceId, ...nodePath(node) });
+    const refreshed = await l.refresh(
+      node,
+      this.principal ? { ...lock, user: this.principal.userId } : lock,
+      existingLockId,
+    );
+    await this.emitNode('lock.changed', driver, node);
+    return refreshed;
   }
 
   async unlock(ref: Ref, lockId: string): Promise<void> {
@@ -1073,7 +1223,9 @@ export class StorageProvider {
     const l = this.locksOf(driver);
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
-    return l.unlock(node, lockId, this.mutation({}));
+    await this.check({ op: 'lock', spaceId: node.spaceId, ...nodePath(node) });
+    await l.unlock(node, lockId, this.mutation({}));
+    await this.emitNode('lock.changed', driver, node);
   }
 
   // ================================================================ trash
@@ -1217,7 +1369,9 @@ export class StorageProvider {
       ]);
     }
     const { target: _ignored, ...rest } = opts ?? {};
+    await this.check({ op: 'restore', spaceId: root.spaceId, ...(target && nodePath(target)) });
     const info = await t.restore(root.spaceId, key, { ...this.mutation(rest), ...(target && { target }) });
+    this.emitInfo('restored', info, { key });
     if (!this.principal) return info;
     return this.present(
       info,
@@ -1239,17 +1393,39 @@ export class StorageProvider {
     const { driver, root } = await this.spaceRoot(space);
     const t = this.trashOf(driver);
     await this.checkEnabled(driver, root);
+    await this.check({ op: 'purge', spaceId: root.spaceId });
+    const purged = (item?: RecycleItem, k?: string) =>
+      this.emit({
+        type: 'deleted',
+        storageId: driver.storageId,
+        spaceId: root.spaceId,
+        ...(item && { resourceId: item.id, path: item.path, kind: item.type, size: item.size }),
+        ...(k !== undefined && { key: k }),
+      });
     if (key !== undefined) {
-      if (this.principal) await this.visibleItem(driver, root, key, 'purgeRecycle');
-      return t.purge(root.spaceId, key);
+      const item = this.principal
+        ? (await this.visibleItem(driver, root, key, 'purgeRecycle')).item
+        : undefined;
+      await t.purge(root.spaceId, key);
+      purged(item, key);
+      return;
     }
     const view = await this.trashView(driver, root, 'purgeRecycle');
-    if (view.all) return t.purge(root.spaceId);
+    if (view.all) {
+      await t.purge(root.spaceId);
+      purged();
+      return;
+    }
     for await (const item of t.list(root.spaceId)) {
       if (!(await view.perms(item))) continue;
-      await t.purge(root.spaceId, item.key).catch((err: unknown) => {
-        if (!StorageError.is(err, 'NOT_FOUND')) throw err; // purged meanwhile
-      });
+      const ok = await t.purge(root.spaceId, item.key).then(
+        () => true,
+        (err: unknown) => {
+          if (!StorageError.is(err, 'NOT_FOUND')) throw err; // purged meanwhile
+          return false;
+        },
+      );
+      if (ok) purged(item, item.key);
     }
   }
 
@@ -1286,7 +1462,10 @@ export class StorageProvider {
     const v = this.versionsOf(driver);
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['restoreFileVersion'], { fields: [] });
-    return v.restore(node, key, this.mutation(opts));
+    await this.check({ op: 'restore', spaceId: node.spaceId, ...nodePath(node) });
+    const restored = await v.restore(node, key, this.mutation(opts));
+    this.emitInfo('updated', restored, { key });
+    return restored;
   }
 
   // ================================================================ quota
@@ -1318,6 +1497,7 @@ function manages(p: Permissions): boolean {
  * `as` (acting as someone else) and `close` (closing drivers other sessions use).
  */
 const SYSTEM_ONLY: ReadonlySet<PropertyKey> = new Set([
+  'events',
   'drivers',
   'driverFor',
   'resolve',
@@ -1460,4 +1640,14 @@ export function parseRefString(s: string): Reference {
   const idPart = slash < 0 ? s : s.slice(0, slash);
   const rest = slash < 0 ? '' : s.slice(slash + 1);
   return { resourceId: parseResourceId(idPart), path: rest };
+}
+
+/** The path a change names, for before-hooks (absent for references by id). */
+function nodePath(node: NodeRef): { path?: string } {
+  return node.nodeId ? {} : { path: `/${node.segments.join('/')}` };
+}
+
+/** A move's or copy's destination, for before-hooks. */
+function toPath(node: NodeRef): { to?: string } {
+  return node.nodeId ? {} : { to: `/${node.segments.join('/')}` };
 }

@@ -17,6 +17,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseChecksumHeader } from '../core/checksums.js';
 import { codeToHttp, type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
+import type { Origin } from '../core/events.js';
 import type { StorageProvider } from '../core/provider.js';
 import type { Checksums, Conditions, WriteOptions } from '../core/types.js';
 import {
@@ -47,6 +48,8 @@ export interface UploadGrant {
   /** Any other conditions (Stowage's own clients send them whole). */
   c?: Conditions;
   lockId?: string;
+  /** The door that started the upload, for its events (default: CS3). */
+  o?: Origin;
 }
 
 /** What a download token carries. */
@@ -157,8 +160,9 @@ export class DataPlane {
     throw new StorageError('UNIMPLEMENTED', `${method} is not what this token is for`);
   }
 
-  private session(userId: string): Promise<StorageProvider> {
-    return this.opts.provider.as(userId);
+  /** The session a transfer runs as: its user, and the door that started it (default: CS3). */
+  private session(userId: string, origin?: Origin): Promise<StorageProvider> {
+    return this.opts.provider.as(userId, { origin: origin ?? 'cs3' });
   }
 
   // ---------------------------------------------------------------- simple upload
@@ -182,7 +186,7 @@ export class DataPlane {
   }
 
   private async put(req: IncomingMessage, res: ServerResponse, g: UploadGrant): Promise<void> {
-    const session = await this.session(g.u);
+    const session = await this.session(g.u, g.o);
     const length = intHeader(header(req, 'content-length'));
     const opts = this.writeOptions(req, g, abortOnClose(req, res));
     if (opts.size === undefined && length !== undefined) opts.size = length;
@@ -367,7 +371,7 @@ export class DataPlane {
     if (st.length !== undefined && st.offset === st.length) {
       // Complete: write it through the user's session, then drop the staged bytes either way.
       try {
-        const session = await this.session(g.u);
+        const session = await this.session(g.u, g.o);
         const opts = this.writeOptions(req, g, new AbortController().signal);
         opts.size = st.length;
         const info = await session.write(g.r, uploads.read(st), opts);

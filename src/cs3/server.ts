@@ -112,7 +112,7 @@ export class Cs3Service {
       (who.username ? await identity.getUser(who.username) : undefined);
     if (!user)
       throw new StorageError('UNAUTHENTICATED', 'the token names a user this provider does not know');
-    const session = await this.opts.provider.as(user);
+    const session = await this.opts.provider.as(user, { origin: 'cs3' });
     if (this.sessions.size >= 1000) this.sessions.clear();
     // Until the token expires, and at most a minute, so identity changes are seen.
     this.sessions.set(token, {

@@ -264,7 +264,7 @@ export class WebDav {
       if (typeof claims.exp === 'number') until = Math.min(until, claims.exp * 1000);
     }
     if (!user) throw new StorageError('UNAUTHENTICATED', 'wrong user name or password');
-    const session = await this.opts.provider.as(user);
+    const session = await this.opts.provider.as(user, { origin: 'webdav' });
     if (this.auth.size > 1000) this.auth.clear();
     const entry = { user, session, until };
     this.auth.set(key, entry);
@@ -504,6 +504,7 @@ export class WebDav {
       ...(mtime !== undefined && { mtime }),
       ...(checksums && { checksums }),
       ...(lockId && { lockId }),
+      o: 'webdav',
     });
     // The data plane does the rest: creation, and the first bytes with creation-with-upload.
     req.url = new URL(tus).pathname;
