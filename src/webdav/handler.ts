@@ -21,6 +21,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { parseChecksumHeader } from '../core/checksums.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
+import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
 import type { StorageProvider } from '../core/provider.js';
 import { formatResourceId } from '../core/refs.js';
@@ -185,6 +186,7 @@ export class WebDav {
   private claims(p: string): boolean {
     return (
       p === '/status.php' ||
+      p === '/events' ||
       p.startsWith('/ocs/') ||
       p === '/remote.php/webdav' ||
       p.startsWith('/remote.php/webdav/') ||
@@ -278,6 +280,7 @@ export class WebDav {
     if (rawPath === '/status.php') return this.status(req, res);
     const who = await this.authenticate(req);
     if (rawPath.startsWith('/ocs/')) return this.ocs(req, res, rawPath, who.user);
+    if (rawPath === '/events') return this.events(req, res, who);
     if (rawPath.startsWith('/remote.php/dav/uploads/')) return this.uploads(req, res, rawPath, who);
     const t = await this.target(rawPath, who);
     switch (method) {
@@ -1316,6 +1319,54 @@ export class WebDav {
     }
     req.resume();
     throw new HttpError(405, `${method} is not supported on an upload`);
+  }
+
+  // ---------------------------------------------------------------- live updates (SSE)
+
+  /**
+   * `GET /events`: Server-Sent Events of the changes this user may see, as they happen (a web UI
+   * never needs a reload). Each event is checked against the user's grants: the resource itself,
+   * or, when it is gone (trashed, deleted), the folder it was in; space events need the space.
+   * No history is kept: a client that reconnects gets what happens from then on.
+   */
+  private async events(req: IncomingMessage, res: ServerResponse, who: { user: User; session: Session }) {
+    req.resume();
+    if ((req.method ?? 'GET').toUpperCase() !== 'GET') throw new HttpError(405, 'GET /events');
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      'x-accel-buffering': 'no',
+    });
+    res.write(': stowage events\n\n');
+    const ac = new AbortController();
+    res.once('close', () => ac.abort());
+    const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+    ping.unref();
+    try {
+      for await (const e of this.opts.provider.events.stream({ signal: ac.signal, buffer: 1000 })) {
+        if (!(await this.mayKnow(who, e))) continue;
+        await send(res, `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+      }
+    } catch {
+      // the client went away, or fell too far behind: it reconnects
+    } finally {
+      clearInterval(ping);
+      res.end();
+    }
+  }
+
+  /** May this user learn of this change? */
+  private async mayKnow(who: { user: User; session: Session }, e: StorageEvent): Promise<boolean> {
+    const s = who.session;
+    const visible = (p: Promise<unknown>) =>
+      p.then(
+        () => true,
+        () => false,
+      );
+    if (e.type === 'space.deleted') return !!who.user.admin || e.user === who.user.id;
+    if (e.type.startsWith('space.') || !e.resourceId) return visible(s.getSpace(e.spaceId));
+    if (await visible(s.stat({ resourceId: e.resourceId }, { fields: [] }))) return true;
+    return e.parentId ? visible(s.stat({ resourceId: e.parentId }, { fields: [] })) : false;
   }
 
   // ---------------------------------------------------------------- ownCloud endpoints

@@ -540,3 +540,46 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
     expect(xml).not.toContain('<d:href>/pwn');
   });
 });
+
+describe('live updates: GET /events', () => {
+  it('streams the changes a user may see, as Server-Sent Events, and no others', async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${env.url}/events`, {
+      headers: { authorization: env.basic('bob') },
+      signal: ac.signal,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const got: { type: string; path?: string; origin: string; user?: string }[] = [];
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      let buf = '';
+      try {
+        for await (const chunk of res.body!) {
+          buf += decoder.decode(chunk as Uint8Array, { stream: true });
+          let i = buf.indexOf('\n\n');
+          while (i >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const data = block.split('\n').find((l) => l.startsWith('data: '));
+            if (data) got.push(JSON.parse(data.slice(6)));
+            i = buf.indexOf('\n\n');
+          }
+        }
+      } catch {
+        // aborted
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 100)); // subscribed
+    // Bob (an editor) sees what Ann does in the shared space; not what Eve does in her own.
+    await dav('PUT', `/dav/spaces/${projectId}/live.txt`, 'ann', { body: 'live' });
+    await dav('PUT', '/remote.php/webdav/private.txt', 'eve', { body: 'secret' });
+    await dav('DELETE', `/dav/spaces/${projectId}/live.txt`, 'ann');
+    for (let i = 0; i < 50 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    ac.abort();
+    await reading;
+    expect(got.map((e) => `${e.type} ${e.path}`)).toEqual(['created /live.txt', 'trashed /live.txt']);
+    expect(got[0]).toMatchObject({ origin: 'webdav', user: 'u-ann' });
+    expect((await fetch(`${env.url}/events`)).status).toBe(401);
+  });
+});
