@@ -34,7 +34,15 @@ import type {
   WriteOptions,
 } from '../core/types.js';
 import { DEFAULT_FIELDS } from '../core/types.js';
-import { conditionHeaders, exactly, httpFailure, httpRequest, infoFrom, quoted } from '../http/client.js';
+import {
+  conditionHeaders,
+  exactly,
+  httpFailure,
+  httpRequest,
+  infoFrom,
+  quoted,
+  readResultOf,
+} from '../http/client.js';
 import { Cs3Client, type Cs3ClientOptions } from './client.js';
 import {
   fromCs3Info,
@@ -345,14 +353,7 @@ class Cs3ClientDriver implements Driver {
     const status = res.statusCode ?? 0;
     if (![200, 206, 304, 412, 416].includes(status)) throw await httpFailure(res);
     const info = infoFrom(res) ?? (await fallback());
-    const out: ReadResult = { status: status as ReadResult['status'], info };
-    if (status === 206) {
-      const m = /^bytes (\d+)-(\d+)\//.exec(String(res.headers['content-range'] ?? ''));
-      if (m) out.range = { start: Number(m[1]), end: Number(m[2]) };
-    }
-    if (status === 200 || status === 206) out.body = res;
-    else res.resume();
-    return out;
+    return readResultOf(res, info);
   }
 
   async write(ref: NodeRef, body: Body, opts?: WriteOptions): Promise<ResourceInfo> {

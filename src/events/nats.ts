@@ -102,7 +102,7 @@ export async function bridgeEventsToNats(bus: EventBus, opts: NatsBridgeOptions)
   const js = nc.jetstream();
   const queue: StorageEvent[] = [];
   let published = 0;
-  let pumping: Promise<void> | undefined;
+  let _pumping: Promise<void> | undefined;
   let closed = false;
   let streamChecked = true;
   const waiters: (() => void)[] = [];
@@ -131,8 +131,8 @@ export async function bridgeEventsToNats(bus: EventBus, opts: NatsBridgeOptions)
     for (const w of waiters.splice(0)) w();
   };
   const kick = () => {
-    pumping ??= pump().finally(() => {
-      pumping = undefined;
+    _pumping ??= pump().finally(() => {
+      _pumping = undefined;
       if (queue.length && !closed) kick();
     });
   };

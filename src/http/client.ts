@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { bodyChunks } from '../core/body.js';
 import type { Body } from '../core/driver.js';
 import { StorageError, toStorageError } from '../core/errors.js';
-import type { Conditions, ResourceInfo } from '../core/types.js';
+import type { Conditions, ReadResult, ResourceInfo } from '../core/types.js';
 
 /** Keep-alive agents for http and https. */
 export interface Agents {
@@ -116,17 +116,36 @@ export function infoFrom(res: http.IncomingMessage): ResourceInfo | undefined {
   }
 }
 
-/** The StorageError an HTTP error answer stands for (its JSON body, else its status). */
-export async function httpFailure(res: http.IncomingMessage): Promise<StorageError> {
+/** The first `limit` bytes of an (error) answer's body, as text. */
+export async function bodyHead(res: http.IncomingMessage, limit = 65_536): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of res) {
     size += (c as Buffer).length;
-    if (size > 65_536) break;
+    if (size > limit) break;
     chunks.push(c as Buffer);
   }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A download's answer as a ReadResult: its status, the served range, and the body when there is one. */
+export function readResultOf(res: http.IncomingMessage, info: ResourceInfo): ReadResult {
+  const status = res.statusCode as ReadResult['status'];
+  const out: ReadResult = { status, info };
+  if (status === 206) {
+    const m = /^bytes (\d+)-(\d+)\//.exec(String(res.headers['content-range'] ?? ''));
+    if (m) out.range = { start: Number(m[1]), end: Number(m[2]) };
+  }
+  if (status === 200 || status === 206) out.body = res;
+  else res.resume();
+  return out;
+}
+
+/** The StorageError an HTTP error answer stands for (its JSON body, else its status). */
+export async function httpFailure(res: http.IncomingMessage): Promise<StorageError> {
+  const text = await bodyHead(res);
   try {
-    const e = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+    const e = JSON.parse(text) as {
       code?: string;
       reason?: string;
       message?: string;

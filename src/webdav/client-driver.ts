@@ -30,12 +30,14 @@ import type {
 } from '../core/types.js';
 import {
   type Agents,
+  bodyHead,
   conditionHeaders,
   exactly,
   httpRequest,
   infoFrom,
   keepAliveAgents,
   quoted,
+  readResultOf,
 } from '../http/client.js';
 import { DAV, OC, ST } from './xml.js';
 
@@ -277,14 +279,7 @@ class WebDavClientDriver implements Driver {
       res.destroy();
       throw new StorageError('FAILED_PRECONDITION', 'cannot read a folder', { reason: 'is-folder' });
     }
-    const out: ReadResult = { status: status as ReadResult['status'], info };
-    if (status === 206) {
-      const m = /^bytes (\d+)-(\d+)\//.exec(String(res.headers['content-range'] ?? ''));
-      if (m) out.range = { start: Number(m[1]), end: Number(m[2]) };
-    }
-    if (status === 200 || status === 206) out.body = res;
-    else res.resume();
-    return out;
+    return readResultOf(res, info);
   }
 
   // ---------------------------------------------------------------- changing
@@ -356,14 +351,7 @@ function parseChecksums(v: string | undefined): Checksums | undefined {
 
 /** The StorageError of a WebDAV error answer: Stowage's code and reason when it sends them. */
 async function davFailure(res: http.IncomingMessage): Promise<StorageError> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of res) {
-    size += (c as Buffer).length;
-    if (size > 65_536) break;
-    chunks.push(c as Buffer);
-  }
-  const body = Buffer.concat(chunks).toString('utf8');
+  const body = await bodyHead(res);
   const code = /<st:code[^>]*>([A-Z_]+)<\/st:code>/.exec(body)?.[1];
   const reason = /<st:reason[^>]*>([a-z-]+)<\/st:reason>/.exec(body)?.[1];
   const message = /<s:message>([^<]*)<\/s:message>/.exec(body)?.[1] ?? `HTTP ${res.statusCode}`;
