@@ -93,7 +93,30 @@ export async function createWebdavServerFileSystem(
       (err) => cb(fail(err)),
     );
   };
-  const stat = (p: Path): Promise<ResourceInfo> => storage.stat(ref(p), { fields: ['mimeType'] });
+  // webdav-server asks for size, etag, type, dates and mime type one by one: within one request,
+  // a resource is stat'ed once (per-request memo, dropped when the request changes something).
+  const memo = new WeakMap<object, Map<string, Promise<ResourceInfo>>>();
+  const stat = (p: Path, ctx?: unknown): Promise<ResourceInfo> => {
+    const req = (ctx as { context?: object } | undefined)?.context;
+    if (!req) return storage.stat(ref(p), { fields: ['mimeType'] });
+    let m = memo.get(req);
+    if (!m) {
+      m = new Map();
+      memo.set(req, m);
+    }
+    const key = p.toString();
+    let hit = m.get(key);
+    if (!hit) {
+      hit = storage.stat(ref(p), { fields: ['mimeType'] });
+      hit.catch(() => m.delete(key));
+      m.set(key, hit);
+    }
+    return hit;
+  };
+  const forget = (ctx: unknown) => {
+    const req = (ctx as { context?: object } | undefined)?.context;
+    if (req) memo.delete(req);
+  };
 
   class StowageFileSystem extends v2.FileSystem {
     private readonly locks = new Map<string, import('webdav-server').v2.LocalLockManager>();
@@ -103,8 +126,8 @@ export async function createWebdavServerFileSystem(
       super(new v2.VirtualSerializer());
     }
 
-    protected override _fastExistCheck(_ctx: unknown, path: Path, callback: (exists: boolean) => void): void {
-      stat(path).then(
+    protected override _fastExistCheck(ctx: object, path: Path, callback: (exists: boolean) => void): void {
+      stat(path, { context: ctx }).then(
         () => callback(true),
         () => callback(false),
       );
@@ -112,9 +135,10 @@ export async function createWebdavServerFileSystem(
 
     protected override _create(
       path: Path,
-      ctx: { type: { isDirectory: boolean } },
+      ctx: { type: { isDirectory: boolean }; context?: object },
       callback: SimpleCallback,
     ): void {
+      forget(ctx);
       const done = ctx.type.isDirectory
         ? storage.mkdir(ref(path))
         : storage.write(ref(path), Buffer.alloc(0));
@@ -124,7 +148,8 @@ export async function createWebdavServerFileSystem(
       );
     }
 
-    protected override _delete(path: Path, _ctx: unknown, callback: SimpleCallback): void {
+    protected override _delete(path: Path, ctx: unknown, callback: SimpleCallback): void {
+      forget(ctx);
       storage.delete(ref(path)).then(
         () => {
           this.locks.delete(path.toString());
@@ -135,7 +160,8 @@ export async function createWebdavServerFileSystem(
       );
     }
 
-    protected override _openWriteStream(path: Path, _ctx: unknown, callback: ReturnCallback<Writable>): void {
+    protected override _openWriteStream(path: Path, ctx: unknown, callback: ReturnCallback<Writable>): void {
+      forget(ctx);
       // Bytes go through a pipe into storage.write; the stream finishes only once the write is
       // committed (or fails), so webdav-server answers after the fact, never before.
       const pipe = new PassThrough({ highWaterMark: 256 * 1024 });
@@ -183,6 +209,7 @@ export async function createWebdavServerFileSystem(
       ctx: { overwrite: boolean },
       callback: ReturnCallback<boolean>,
     ): void {
+      forget(ctx);
       call(
         storage.move(ref(from), ref(to), { overwrite: ctx.overwrite }).then(() => true),
         callback,
@@ -195,36 +222,37 @@ export async function createWebdavServerFileSystem(
       ctx: { overwrite: boolean },
       callback: ReturnCallback<boolean>,
     ): void {
+      forget(ctx);
       call(
         storage.copy(ref(from), ref(to), { overwrite: ctx.overwrite }).then(() => true),
         callback,
       );
     }
 
-    protected override _size(path: Path, _ctx: unknown, callback: ReturnCallback<number>): void {
+    protected override _size(path: Path, ctx: unknown, callback: ReturnCallback<number>): void {
       call(
-        stat(path).then((i) => i.size),
+        stat(path, ctx).then((i) => i.size),
         callback,
       );
     }
 
-    protected override _etag(path: Path, _ctx: unknown, callback: ReturnCallback<string>): void {
+    protected override _etag(path: Path, ctx: unknown, callback: ReturnCallback<string>): void {
       call(
-        stat(path).then((i) => i.etag),
+        stat(path, ctx).then((i) => i.etag),
         callback,
       );
     }
 
-    protected override _mimeType(path: Path, _ctx: unknown, callback: ReturnCallback<string>): void {
+    protected override _mimeType(path: Path, ctx: unknown, callback: ReturnCallback<string>): void {
       call(
-        stat(path).then((i) => i.mimeType || 'application/octet-stream'),
+        stat(path, ctx).then((i) => i.mimeType || 'application/octet-stream'),
         callback,
       );
     }
 
-    protected override _lastModifiedDate(path: Path, _ctx: unknown, callback: ReturnCallback<number>): void {
+    protected override _lastModifiedDate(path: Path, ctx: unknown, callback: ReturnCallback<number>): void {
       call(
-        stat(path).then((i) => i.mtime),
+        stat(path, ctx).then((i) => i.mtime),
         callback,
       );
     }
@@ -235,11 +263,11 @@ export async function createWebdavServerFileSystem(
 
     protected override _type(
       path: Path,
-      _ctx: unknown,
+      ctx: unknown,
       callback: ReturnCallback<import('webdav-server').v2.ResourceType>,
     ): void {
       call(
-        stat(path).then((i) => (i.type === 'folder' ? v2.ResourceType.Directory : v2.ResourceType.File)),
+        stat(path, ctx).then((i) => (i.type === 'folder' ? v2.ResourceType.Directory : v2.ResourceType.File)),
         callback,
       );
     }
