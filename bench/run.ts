@@ -8,6 +8,7 @@
  *   npm run bench -- cs3                   # the CS3 door: Stat rate, ListContainer, data plane
  *   npm run bench -- cs3 --cs3-parts data --cs3-mib 64   # a part of it, smaller
  *   npm run bench -- webdav                # WebDAV against Apache httpd + mod_dav_fs (apt-get install apache2)
+ *   npm run bench -- observer              # files written around Stowage: latency, assimilation, scans, memory
  *
  * Environment: BENCH_DIR (default ./.bench-tmp, must be a real filesystem with user xattrs).
  */
@@ -24,6 +25,7 @@ import type { ResourceId } from '../src/core/types.js';
 import { createPosixDriver, type PosixDriver } from '../src/drivers/posix/index.js';
 import { benchCs3 } from './cs3.js';
 import { ab, median, row, rows, timed } from './lib.js';
+import { benchObserver } from './observer.js';
 import { benchWebdav } from './webdav.js';
 
 const args = process.argv.slice(2);
@@ -359,6 +361,9 @@ if (want('webdav')) {
     files: flag('--files', 1_000),
     mib: flag('--dav-mib', 64),
   });
+}
+if (want('observer')) {
+  await benchObserver(base, { files: flag('--obs-files', 100_000), folders: flag('--obs-folders', 100_000) });
 }
 if (rows.length > 1) {
   console.log('\nSummary');

@@ -87,7 +87,7 @@ Commands:
                                     check ids, tree sizes and the id index against the disk
   serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD[:admin][:create-spaces][:groups=G1+G2]]]...
         [--users FILE] [--grpc HOST:PORT] [--jwt-secret SECRET] [--transfer-secret SECRET]
-        [--data-url URL]
+        [--data-url URL] [--no-watch]
                                     serve the storage until SIGINT/SIGTERM: WebDAV (RFC 4918 and the
                                     ownCloud dialect of sync clients) and the CS3 data plane on the
                                     HTTP address (default 127.0.0.1:9143); the CS3 gRPC door
@@ -96,7 +96,9 @@ Commands:
                                     kept in DIR/.stowage/users.json; the first run creates an admin
                                     and prints its password once. Secrets may come from
                                     $STOWAGE_JWT_SECRET and $STOWAGE_TRANSFER_SECRET (a gateway's
-                                    transfer_shared_secret; default: the JWT secret)
+                                    transfer_shared_secret; default: the JWT secret). Files written
+                                    into DIR/spaces/ by other programs are assimilated and announced
+                                    (GET /events) unless --no-watch is given
   token --user ID --jwt-secret SECRET [--ttl SECONDS] [--groups G1,G2]
                                     print a Reva-style access token (x-access-token) for a user
 
@@ -128,6 +130,7 @@ interface Opts {
   alias?: string;
   quota?: string;
   description?: string;
+  'no-watch'?: boolean;
   space?: string;
   'lock-id'?: string;
   key?: string;
@@ -183,6 +186,7 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
       users: { type: 'string' },
       ttl: { type: 'string' },
       groups: { type: 'string' },
+      'no-watch': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -685,6 +689,9 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     await provider.close();
     throw err;
   });
+  // Files written around Stowage (scanners, rsync, a shell) become first-class and are announced.
+  const observer = opts['no-watch'] ? undefined : provider.watch();
+  observer?.ready.catch(() => {}); // failures are logged by the driver
   const webdav = `http://${server.httpAddress}/remote.php/webdav/`;
   const facts = {
     root: driver.root,
@@ -704,6 +711,11 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     if (server.grpcAddress)
       out(`  gRPC        ${server.grpcAddress} (cs3.storage.provider.v1beta1 ProviderAPI, SpacesAPI)`);
     out(`  data plane  ${facts.dataUrl}`);
+    out(
+      observer
+        ? `  observer    files written into ${path.join(facts.root, 'spaces')} by others are picked up (GET /events streams changes)`
+        : '  observer    off (--no-watch)',
+    );
     if (generated) {
       out(`  user        ${generated.username}, password ${generated.password}`);
       out('              (an admin, created now; the password is shown this once, only its hash is kept)');
@@ -713,6 +725,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  await observer?.close();
   await server.close();
   await provider.close();
   return 0;

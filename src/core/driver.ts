@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { Annotation, PendingChange, StorageEvent } from './events.js';
 import type { Grant, Grantee } from './permissions.js';
 import type {
   CreateSpaceInput,
@@ -122,9 +123,71 @@ export interface QuotaFeature {
   readonly enforced: true;
 }
 
+/** A change made around Stowage, found and assimilated by a driver's observer. */
+export type ExternalChange = Omit<StorageEvent, 'id' | 'at' | 'origin' | 'user'>;
+
+/** Options of {@link WatchFeature.start}. */
+export interface WatchOptions {
+  /** Each change, once assimilated (ids, checksums, sizes and etags up to date). */
+  onChange(change: ExternalChange): void;
+  /**
+   * Asked before a new or changed file, or a new folder, is assimilated. Throw to reject it (it is
+   * moved to the space's trash, and announced as `trashed` with the reason); return metadata to set.
+   */
+  vet?(change: PendingChange): Promise<Annotation | undefined> | Annotation | undefined;
+  /** Quiet time after the last event of a path before it is looked at (default 50 ms). */
+  debounceMs?: number;
+  /**
+   * A file is assimilated once its size, mtime and ctime have been still for this long (default
+   * 100 ms): a file still being written is not assimilated half way. Raise it for writers that
+   * pause longer than that between writes.
+   */
+  settleMs?: number;
+  /** Look for what changed while nobody watched before reporting `ready` (default true). */
+  reconcile?: boolean;
+  /** Also rescan every space this often, as a safety net (default 1 hour; 0 = never). */
+  rescanIntervalMs?: number;
+  /** Where failures of the observer are reported (default: the driver's log). */
+  log?: (message: string, error?: unknown) => void;
+}
+
+/** Figures of a running observer. */
+export interface WatchStats {
+  /** Folders with a watch on them. */
+  watchedFolders: number;
+  /** Paths waiting to settle or be processed. */
+  pending: number;
+  /** Changes announced since the start. */
+  changes: number;
+  /** Full scans run (the start-up reconcile, rescans after lost events, periodic ones). */
+  scans: number;
+  /** Times events may have been lost (each one triggered a rescan). */
+  lost: number;
+}
+
+/** A running observer. */
+export interface Watch {
+  /** Resolves once every folder is watched and the start-up reconcile is done. */
+  readonly ready: Promise<void>;
+  /** Scan every space for changes now (what a lost event would trigger). */
+  rescan(): Promise<void>;
+  /** Resolves when nothing is pending (tests and tools that wait for quiet). */
+  idle(): Promise<void>;
+  stats(): WatchStats;
+  close(): Promise<void>;
+}
+
+/**
+ * Capability `watch`: changes made around Stowage (scanners, rsync, admins writing into the tree)
+ * are found, assimilated and reported; what changed while nobody watched is found at start.
+ */
+export interface WatchFeature {
+  start(opts: WatchOptions): Watch;
+}
+
 /**
  * Everything beyond the core, by name. A missing key means the driver lacks the capability.
- * Later issues add `resumable` and `watch`.
+ * A later issue adds `resumable`.
  */
 export interface Features {
   readonly copy?: CopyFeature;
@@ -135,6 +198,7 @@ export interface Features {
   readonly trash?: TrashFeature;
   readonly versions?: VersionsFeature;
   readonly quota?: QuotaFeature;
+  readonly watch?: WatchFeature;
 }
 
 /** Names of the capabilities in {@link Features}. */
@@ -150,6 +214,7 @@ export const FEATURE_NAMES: readonly FeatureName[] = [
   'trash',
   'versions',
   'quota',
+  'watch',
 ];
 
 /** A storage driver. */

@@ -7,6 +7,7 @@
  * const off = storage.events.on((e) => console.log(e.type, e.path));
  * storage.events.before(async (c) => {
  *   if (c.op === 'write' && !c.path?.endsWith('.h5')) throw new StorageError('PERMISSION_DENIED', 'HDF5 only');
+ *   return { metadata: { checkedBy: 'ingest' } }; // optional: set on the resource once written
  * });
  * for await (const e of storage.events.stream({ signal })) ...
  * ```
@@ -62,6 +63,8 @@ export interface StorageEvent {
   copiedFrom?: ResourceId;
   /** Trash or version key, for restores and purges. */
   key?: string;
+  /** Why a change made around Stowage was refused (a before-hook's message); it went to the trash. */
+  reason?: string;
 }
 
 /** A mutation about to happen, as before-hooks see it. */
@@ -89,8 +92,20 @@ export interface PendingChange {
   size?: number;
 }
 
-/** A before-hook: return to let the change go on, throw (a StorageError) to refuse it. */
-export type BeforeHook = (change: PendingChange) => void | Promise<void>;
+/** What a before-hook may add to a change it lets through. */
+export interface Annotation {
+  /** Arbitrary metadata set on the resource once the change is made (writes, folders, external changes). */
+  metadata?: Record<string, string>;
+}
+
+/**
+ * A before-hook: return to let the change go on (optionally with an {@link Annotation}), throw (a
+ * StorageError) to refuse it.
+ */
+export type BeforeHook = (
+  change: PendingChange,
+  // biome-ignore lint/suspicious/noConfusingVoidType: most hooks return nothing at all
+) => void | Annotation | Promise<void | Annotation>;
 
 /** Options of {@link EventBus.stream}. */
 export interface StreamOptions {
@@ -162,9 +177,14 @@ export class EventBus {
     }
   }
 
-  /** @internal Run the before-hooks (the first that throws refuses the change). */
-  async check(change: PendingChange): Promise<void> {
-    for (const h of [...this.hooks]) await h(change);
+  /** @internal Run the before-hooks (the first that throws refuses the change); their annotations, merged. */
+  async check(change: PendingChange): Promise<Annotation | undefined> {
+    let out: Annotation | undefined;
+    for (const h of [...this.hooks]) {
+      const a = await h(change);
+      if (a?.metadata) out = { metadata: { ...out?.metadata, ...a.metadata } };
+    }
+    return out;
   }
 
   /** @internal Announce an event; a listener that throws does not stop the others. */

@@ -10,9 +10,9 @@
  *
  * @module
  */
-import type { Body, Driver, Inspected, MutationOptions } from './driver.js';
+import type { Body, Driver, Inspected, MutationOptions, Watch, WatchOptions, WatchStats } from './driver.js';
 import { StorageError } from './errors.js';
-import { EventBus, type Origin, type PendingChange, type StorageEvent } from './events.js';
+import { type Annotation, EventBus, type Origin, type PendingChange, type StorageEvent } from './events.js';
 import { type IdentitySource, principalOf, type User } from './identity.js';
 import {
   allPermissions,
@@ -99,6 +99,15 @@ export interface QuotaInfo {
 export interface OffboardOptions {
   /** Also remove every grant the user holds in spaces of this provider (default: keep them, inert). */
   removeGrants?: boolean;
+}
+
+/** Options of {@link StorageProvider.watch} (see {@link WatchOptions} for each). */
+export type ObserveOptions = Omit<WatchOptions, 'onChange' | 'vet'>;
+
+/** Observers of every driver that can watch, as one. */
+export interface Observation extends Watch {
+  /** How many drivers are observed (0: none of them can watch). */
+  readonly drivers: number;
 }
 
 interface SpaceFacts {
@@ -479,14 +488,24 @@ export class StorageProvider {
   // ---------------------------------------------------------------- events
 
   /** Run the before-hooks for a change (they may refuse it by throwing). */
-  private async check(change: Omit<PendingChange, 'origin' | 'user'>): Promise<void> {
+  private async check(change: Omit<PendingChange, 'origin' | 'user'>): Promise<Annotation | undefined> {
     const bus = this.shared.events;
-    if (!bus.active) return;
-    await bus.check({
+    if (!bus.active) return undefined;
+    return bus.check({
       ...change,
       origin: this.origin,
       ...(this.principal && { user: this.principal.userId }),
     });
+  }
+
+  /** Set the metadata before-hooks asked for on what a change made (as the system: the hook decided). */
+  private async annotate(driver: Driver, info: ResourceInfo, note: Annotation | undefined): Promise<void> {
+    if (!note?.metadata || !Object.keys(note.metadata).length) return;
+    if (!driver.features.metadata) return;
+    await driver.features.metadata.set(
+      { spaceId: info.id.spaceId, nodeId: info.id.opaqueId, segments: [] },
+      note.metadata,
+    );
   }
 
   /** Announce a change that happened. */
@@ -858,8 +877,9 @@ export class StorageProvider {
         perms = await this.requireParent(driver, node, ['initiateFileUpload']);
       }
     }
+    let note: Annotation | undefined;
     if (this.shared.events.active) {
-      await this.check({
+      note = await this.check({
         op: 'write',
         spaceId: node.spaceId,
         ...nodePath(node),
@@ -871,6 +891,7 @@ export class StorageProvider {
       );
     }
     const info = await driver.write(node, body, this.mutation(opts));
+    await this.annotate(driver, info, note);
     this.emitInfo(existed ? 'updated' : 'created', info);
     return this.principal ? this.present(info, perms) : info;
   }
@@ -882,8 +903,9 @@ export class StorageProvider {
     const mo = this.mutation(opts);
     if (!opts?.parents) {
       await this.requireParent(driver, node, ['createContainer']);
-      await this.check({ op: 'mkdir', spaceId: node.spaceId, ...nodePath(node) });
+      const note = await this.check({ op: 'mkdir', spaceId: node.spaceId, ...nodePath(node) });
       const made = await driver.mkdir(node, mo);
+      await this.annotate(driver, made, note);
       this.emitInfo('created', made);
       return made;
     }
@@ -901,8 +923,9 @@ export class StorageProvider {
       }
       await this.requireParent(driver, step, ['createContainer']);
       try {
-        await this.check({ op: 'mkdir', spaceId: step.spaceId, ...nodePath(step) });
+        const note = await this.check({ op: 'mkdir', spaceId: step.spaceId, ...nodePath(step) });
         last = await driver.mkdir(step, mo);
+        await this.annotate(driver, last, note);
         this.emitInfo('created', last);
       } catch (err) {
         if (!StorageError.is(err, 'ALREADY_EXISTS')) throw err;
@@ -1481,6 +1504,43 @@ export class StorageProvider {
       : { total: space.quota, used: space.used, remaining: Math.max(0, space.quota - space.used) };
   }
 
+  /**
+   * Observe changes made around Stowage (scanners, instruments, rsync, admins writing into the
+   * storage) in every driver that can (`features.watch`): each change is assimilated (ids,
+   * checksums, sizes, etags), vetted first by the before-hooks (a refused file or folder goes to the
+   * trash, announced as `trashed` with the reason), and announced on {@link events} with origin
+   * `external`. What changed while nobody watched is found first (`ready`). The system provider's only.
+   */
+  watch(opts: ObserveOptions = {}): Observation {
+    const bus = this.shared.events;
+    const watches: Watch[] = [];
+    for (const d of this.drivers) {
+      if (!d.features.watch) continue;
+      watches.push(
+        d.features.watch.start({
+          ...opts,
+          onChange: (c) => bus.emit({ ...c, origin: 'external' }),
+          vet: (change) => bus.check(change),
+        }),
+      );
+    }
+    return {
+      ready: Promise.all(watches.map((w) => w.ready)).then(() => {}),
+      rescan: () => Promise.all(watches.map((w) => w.rescan())).then(() => {}),
+      idle: () => Promise.all(watches.map((w) => w.idle())).then(() => {}),
+      stats: () => {
+        const total: WatchStats = { watchedFolders: 0, pending: 0, changes: 0, scans: 0, lost: 0 };
+        for (const w of watches) {
+          const s = w.stats();
+          for (const k of Object.keys(total) as (keyof WatchStats)[]) total[k] += s[k];
+        }
+        return total;
+      },
+      close: () => Promise.all(watches.map((w) => w.close())).then(() => {}),
+      drivers: watches.length,
+    };
+  }
+
   /** Close every driver (sessions share them: close the provider once). */
   async close(): Promise<void> {
     await Promise.all(this.drivers.map((d) => d.close()));
@@ -1498,6 +1558,7 @@ function manages(p: Permissions): boolean {
  */
 const SYSTEM_ONLY: ReadonlySet<PropertyKey> = new Set([
   'events',
+  'watch',
   'drivers',
   'driverFor',
   'resolve',

@@ -26,6 +26,8 @@ const READ_METHODS: { readonly [K in FeatureName]-?: readonly string[] } = {
   trash: ['list', 'get'],
   versions: ['list', 'read'],
   quota: ['enforced'],
+  // Watching assimilates what it finds (writes ids, checksums, sizes): refused.
+  watch: [],
 };
 
 /**

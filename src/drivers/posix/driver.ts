@@ -20,7 +20,7 @@ import path from 'node:path';
 import { bodyChunks } from '../../core/body.js';
 import { ChecksumAccumulator, verifyChecksums } from '../../core/checksums.js';
 import { checkWriteConditions, evaluateConditions, resolveRange } from '../../core/conditions.js';
-import type { Body, Driver, Features, Inspected, MutationOptions } from '../../core/driver.js';
+import type { Body, Driver, Features, Inspected, MutationOptions, WatchOptions } from '../../core/driver.js';
 import { StorageError, toStorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime, nowUs } from '../../core/etag.js';
 import {
@@ -66,6 +66,7 @@ import { type FsckOptions, type FsckSpaceReport, fsckSpace } from './fsck.js';
 import { PathCache } from './ids.js';
 import { CommitLock } from './lock.js';
 import type { Native } from './native.js';
+import { type ObserverHost, PosixObserver } from './observer.js';
 import {
   decodeRecord,
   encodeRecord,
@@ -328,7 +329,58 @@ class Posix implements PosixDriver {
         }),
       }),
       quota: Object.freeze({ enforced: true as const }),
+      watch: Object.freeze({
+        start: (o: WatchOptions) => {
+          this.check();
+          const w = new PosixObserver(this.observerHost(), o);
+          this.observers.add(w);
+          const close = w.close.bind(w);
+          w.close = async () => {
+            this.observers.delete(w);
+            await close();
+          };
+          return w;
+        },
+      }),
     });
+  }
+
+  private readonly observers = new Set<PosixObserver>();
+
+  /** The parts of the driver its observer uses. */
+  private observerHost(): ObserverHost {
+    return {
+      root: this.root,
+      storageId: this.storageId,
+      log: (m, e) => this.log(m, e),
+      spaceAt: async (alias) => {
+        try {
+          return await this.space(alias);
+        } catch (err) {
+          if (StorageError.is(err, 'NOT_FOUND')) return undefined;
+          throw err;
+        }
+      },
+      allSpaces: async () => {
+        const out: PosixSpace[] = [];
+        for await (const { sp } of this.scanSpaces()) out.push(await this.space(sp.id));
+        return out;
+      },
+      probe: (sp, key, id) => this.probe(sp, key, id),
+      newIdentityHeld: (sp, segs, rec, parentId) => this.newIdentityHeld(sp, segs, rec, parentId),
+      infoNow: (sp, segs, st, rec) => this.infoNow(sp, segs, st, rec),
+      mergeMetadataHeld: async (sp, segs, rec, values) => {
+        const md = await sp.readMetadata(segs, rec);
+        Object.assign(md, values);
+        const drop = await this.storeMetadata(sp, sp.abs(segs), rec, md);
+        sp.writeHeld(segs, rec);
+        await drop();
+      },
+      reject: async (sp, segs) => {
+        if (!this.trash) return undefined;
+        return this.deleteImpl({ spaceId: sp.id, segments: segs });
+      },
+    };
   }
 
   /** Clean what crashed space creations and deletions left in the root's tmp folder. */
@@ -1024,7 +1076,7 @@ class Posix implements PosixDriver {
     rec: NodeRecord,
     parentId: string,
   ): Promise<NodeRecord> {
-    const copy: NodeRecord = { ...rec, id: randomUUID(), p: parentId };
+    const copy: NodeRecord = { ...rec, id: randomUUID(), p: parentId, ex: 1 };
     if (rec.md === 2) await this.copySidecar(sp, rec.id, sp, copy.id);
     await sp.index.write(copy.id, parentId, keyOf(segs));
     sp.writeHeld(segs, copy);
@@ -2680,6 +2732,7 @@ class Posix implements PosixDriver {
 
   private async closeImpl(): Promise<void> {
     if (this.closed) return;
+    for (const w of [...this.observers]) await w.close();
     this.closed = true;
     await this.idle();
     const seen = new Set<PosixSpace>();

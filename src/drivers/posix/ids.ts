@@ -46,6 +46,13 @@ export class PathCache {
   }
 }
 
+/**
+ * The same facts read backwards (path -> id), for the observer: a node removed around Stowage is
+ * named by its path alone, and the id it had is found here when it was seen recently. Bounded like
+ * {@link PathCache}; every answer is checked against the forward entry.
+ */
+export const seenAt = new PathCache();
+
 let generations = 0;
 
 /** The per-space id index. */
@@ -75,6 +82,13 @@ export class IdIndex {
   /** Remember where `id` was seen (memory only). */
   remember(id: string, rel: string): void {
     this.cache.set(this.key(id), rel);
+    seenAt.set(`${this.spaceId}:${this.generation}\0${rel}`, id);
+  }
+
+  /** The id last seen at `rel` in this process, if that is still where it was seen last. */
+  cachedAt(rel: string): string | undefined {
+    const id = seenAt.get(`${this.spaceId}:${this.generation}\0${rel}`);
+    return id !== undefined && this.cached(id) === rel ? id : undefined;
   }
 
   /** Forget `id` in memory. */

@@ -293,6 +293,16 @@ export class PosixSpace {
     this.gvAt = performance.now();
   }
 
+  /** An xattr of the space root (raw), or undefined. */
+  getRootXattr(name: string): Buffer | undefined {
+    return this.env.native.getxattrSync(this.root, name);
+  }
+
+  /** Set an xattr of the space root. */
+  setRootXattr(name: string, value: string): void {
+    this.env.native.setxattrSync(this.root, name, value);
+  }
+
   // ------------------------------------------------------------------ held: only under this.lock
 
   /** Read a record while holding the lock. */
@@ -335,7 +345,7 @@ export class PosixSpace {
     }
     const parentSegs = segs.slice(0, -1);
     const parent = this.recordHeld(parentSegs) ?? (await this.assimilateHeld(parentSegs));
-    const rec: NodeRecord = { id: randomUUID(), p: parent.id };
+    const rec: NodeRecord = { id: randomUUID(), p: parent.id, ex: 1 };
     if (st.isDirectory()) rec.tm = nowUs();
     await this.index.write(rec.id, parent.id, keyOf(segs));
     this.writeHeld(segs, rec);

@@ -1,0 +1,936 @@
+/**
+ * The POSIX driver's observer: files and folders written around Stowage (scanners, instruments,
+ * rsync, admins) become first-class: ids, checksums, tree sizes and etags, move and copy detection,
+ * deletions, and a report of each change.
+ *
+ * How it goes:
+ * - Every folder of every space is watched ({@link TreeWatcher}); each event marks a path pending.
+ * - A path is looked at once it has been quiet for `debounceMs`; a file only once its size, mtime
+ *   and ctime have been still for `settleMs` (a file still being written waits).
+ * - What is already consistent (Stowage's own writes, changes already seen) costs an lstat, a
+ *   getxattr and at most a readlink, and is not reported. Everything else is vetted (before-hooks),
+ *   hashed (outside the commit lock) and then assimilated under the space's commit lock, which
+ *   serialises it with the API: the same rules as on first sight (a copy made with `cp -a` gets a
+ *   new id, a move keeps its id, and with it its shares).
+ * - Folders whose content changed are recounted and their sizes and tree times propagated. A
+ *   recount costs a pass over the folder, so a folder is recounted at most once per ten times what
+ *   its last recount took (a folder of 100,000 files filling up is not recounted per file).
+ * - Paths that disappeared are matched to the ids they had (the process's cache of recent
+ *   sightings, else a pass over the id index) and reported as deleted, unless Stowage itself put
+ *   them in the trash or they moved elsewhere.
+ * - At start, and after any sign that events were lost, every space is scanned: each node's ctime
+ *   is compared with the start of the last complete scan (kept on the space root), so only what
+ *   changed since is examined; deletions are found through the id index entries of folders that
+ *   changed. A periodic scan is a safety net for what nothing announced.
+ *
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { ChecksumAccumulator } from '../../core/checksums.js';
+import type { ExternalChange, Watch, WatchOptions, WatchStats } from '../../core/driver.js';
+import { StorageError } from '../../core/errors.js';
+import { nextTreeTime, nowUs } from '../../core/etag.js';
+import type { Annotation, PendingChange } from '../../core/events.js';
+import { ParallelChecksums } from '../../core/parallel-checksums.js';
+import { RESERVED_ROOT_NAME } from '../../core/refs.js';
+import type { Checksums, ResourceInfo } from '../../core/types.js';
+import { TreeWatcher } from '../../observer/tree-watcher.js';
+import { type NodeRecord, XATTR_PREFIX } from './record.js';
+import { keyOf, type PosixSpace, segsOf } from './space.js';
+
+/** On a space root: start (ms) of the last complete scan; nodes with an older ctime are unchanged. */
+export const XATTR_SCANNED = `${XATTR_PREFIX}w`;
+/** Timestamps are compared with this much slack (clock granularity, a scan's own duration). */
+const MARGIN_MS = 2000;
+/** Keys assimilated per commit during a scan. */
+const SCAN_CHUNK = 512;
+const PARALLEL_HASH_BYTES = 1024 * 1024;
+
+/** What the observer needs from the driver (its private parts). */
+export interface ObserverHost {
+  readonly root: string;
+  readonly storageId: string;
+  log(message: string, err?: unknown): void;
+  /** The space with this alias, if it is one. */
+  spaceAt(alias: string): Promise<PosixSpace | undefined>;
+  /** Every space. */
+  allSpaces(): Promise<PosixSpace[]>;
+  /** The node at `key` if it carries `id`. */
+  probe(sp: PosixSpace, key: string, id: string): Promise<{ st: fs.Stats; rec: NodeRecord } | undefined>;
+  /** Give a copy made around Stowage its own id (lock held). */
+  newIdentityHeld(sp: PosixSpace, segs: string[], rec: NodeRecord, parentId: string): Promise<NodeRecord>;
+  /** Info from a record and an lstat. */
+  infoNow(sp: PosixSpace, segs: string[], st: fs.Stats, rec: NodeRecord): ResourceInfo;
+  /** Merge metadata into a node's (lock held; `rec` is updated, the caller writes it). */
+  mergeMetadataHeld(
+    sp: PosixSpace,
+    segs: string[],
+    rec: NodeRecord,
+    md: Record<string, string>,
+  ): Promise<void>;
+  /** Move a refused node to the trash (or, without one, leave it); what was moved, if anything. */
+  reject(sp: PosixSpace, segs: string[]): Promise<ResourceInfo | undefined>;
+}
+
+interface Candidate {
+  key: string;
+  segs: string[];
+  st: fs.Stats;
+  rec?: NodeRecord;
+  annotation?: Annotation;
+  rejected?: string;
+  sums?: Required<Checksums>;
+  skip?: boolean;
+}
+
+interface Pending {
+  due: number;
+  gone?: boolean;
+}
+
+function ckValid(rec: NodeRecord, st: fs.Stats): boolean {
+  return rec.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
+}
+
+function unchanged(a: fs.Stats, b: fs.Stats): boolean {
+  return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
+function baseName(key: string): string {
+  return key.slice(key.lastIndexOf('/') + 1);
+}
+
+function parentKeyOf(key: string): string {
+  const i = key.lastIndexOf('/');
+  return i < 0 ? '' : key.slice(0, i);
+}
+
+function depth(key: string): number {
+  if (key === '') return 0;
+  let n = 1;
+  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) === 47) n++;
+  return n;
+}
+
+/** The running observer of one POSIX driver. */
+export class PosixObserver implements Watch {
+  readonly ready: Promise<void>;
+  private readonly spacesDir: string;
+  private readonly tree: TreeWatcher;
+  private readonly pending = new Map<string, Pending>();
+  private readonly debounceMs: number;
+  private readonly settleMs: number;
+  private readonly rescanIntervalMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private periodic: NodeJS.Timeout | undefined;
+  private work: Promise<void> = Promise.resolve();
+  private working = false;
+  private closed = false;
+  private scanWanted: string | undefined;
+  private scanning: Promise<void> | undefined;
+  private readonly counts = { changes: 0, scans: 0, lost: 0 };
+  /** Per folder (space id + key): when it may be recounted next, and whether one is owed. */
+  private readonly recounts = new Map<string, { next: number; owed: boolean }>();
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly host: ObserverHost,
+    private readonly opts: WatchOptions,
+  ) {
+    this.spacesDir = `${host.root}/spaces`;
+    this.debounceMs = Math.max(0, opts.debounceMs ?? 50);
+    this.settleMs = Math.max(0, opts.settleMs ?? 100);
+    this.rescanIntervalMs = opts.rescanIntervalMs ?? 3_600_000;
+    const tree = new TreeWatcher({
+      root: this.spacesDir,
+      skip: (abs) => this.internal(abs),
+      onChange: (abs, gone) => this.touch(abs, gone),
+      onLost: (reason) => this.lost(reason),
+    });
+    this.tree = tree;
+    this.ready = (async () => {
+      await tree.start();
+      if (opts.reconcile !== false) await this.rescan();
+    })();
+    this.ready.catch((err) => this.log('observer start failed', err));
+    if (this.rescanIntervalMs > 0) {
+      this.periodic = setInterval(() => {
+        void this.rescan().catch((err) => this.log('periodic scan failed', err));
+      }, this.rescanIntervalMs).unref();
+    }
+  }
+
+  stats(): WatchStats {
+    return {
+      watchedFolders: this.tree.size,
+      pending: this.pending.size,
+      changes: this.counts.changes,
+      scans: this.counts.scans,
+      lost: this.counts.lost,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    clearInterval(this.periodic);
+    this.tree.close();
+    await this.work.catch(() => {});
+    await this.scanning?.catch(() => {});
+    this.wakeIdle();
+  }
+
+  /** Resolves when nothing is pending, processing or scanning. */
+  async idle(): Promise<void> {
+    await this.ready;
+    for (;;) {
+      if (this.closed) return;
+      if (!this.pending.size && !this.working && !this.scanning && this.scanWanted === undefined) return;
+      await new Promise<void>((r) => this.idleWaiters.push(r));
+    }
+  }
+
+  private wakeIdle(): void {
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const r of w) r();
+  }
+
+  private log(message: string, err?: unknown): void {
+    (this.opts.log ?? this.host.log)(message, err);
+  }
+
+  /** The hidden folder of a space (never watched). */
+  private internal(abs: string): boolean {
+    if (!abs.startsWith(`${this.spacesDir}/`)) return false;
+    const rel = abs.slice(this.spacesDir.length + 1).split('/');
+    return rel.length === 3 && rel[2] === RESERVED_ROOT_NAME;
+  }
+
+  // ---------------------------------------------------------------- events in
+
+  private touch(abs: string, gone?: boolean): void {
+    if (this.closed) return;
+    const prev = this.pending.get(abs);
+    this.pending.set(abs, { due: Date.now() + this.debounceMs, gone: gone || prev?.gone });
+    this.schedule(this.debounceMs);
+  }
+
+  private lost(reason: string): void {
+    this.counts.lost++;
+    this.log(`observer: ${reason}; rescanning`);
+    if (this.scanWanted === undefined) {
+      this.scanWanted = reason;
+      setTimeout(() => void this.rescan().catch((err) => this.log('rescan failed', err)), 200).unref();
+    }
+  }
+
+  private schedule(ms: number): void {
+    if (this.timer || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.work = this.work.then(() => this.tick()).catch((err) => this.log('observer failed', err));
+    }, ms);
+  }
+
+  /** Process every pending path that is due, space by space. */
+  private async tick(): Promise<void> {
+    if (this.closed) return;
+    this.working = true;
+    try {
+      // Events of one burst (the two halves of a move) get due times a few ms apart: take them together.
+      const now = Date.now() + Math.max(5, this.debounceMs / 2);
+      const bySpace = new Map<string, { keys: Set<string>; gone: Set<string> }>();
+      for (const [abs, p] of this.pending) {
+        if (p.due > now) continue;
+        this.pending.delete(abs);
+        const where = this.locate(abs);
+        if (!where) continue;
+        let e = bySpace.get(where.alias);
+        if (!e) {
+          e = { keys: new Set(), gone: new Set() };
+          bySpace.set(where.alias, e);
+        }
+        e.keys.add(where.key);
+        if (p.gone) e.gone.add(where.key);
+      }
+      for (const [alias, { keys, gone }] of bySpace) {
+        const sp = await this.host.spaceAt(alias).catch(() => undefined);
+        if (!sp) continue;
+        try {
+          await this.process(sp, [...keys], gone);
+        } catch (err) {
+          this.log(`observer: changes in ${alias} failed; rescanning`, err);
+          this.lost(`processing changes in ${alias} failed`);
+        }
+      }
+    } finally {
+      this.working = false;
+      let next = Number.POSITIVE_INFINITY;
+      for (const p of this.pending.values()) next = Math.min(next, p.due);
+      if (next !== Number.POSITIVE_INFINITY) this.schedule(Math.max(0, next - Date.now()));
+      else this.wakeIdle();
+    }
+  }
+
+  /** Space alias and key of a path inside a space (not its hidden folder, not the root itself). */
+  private locate(abs: string): { alias: string; key: string } | undefined {
+    if (!abs.startsWith(`${this.spacesDir}/`)) return undefined;
+    const parts = abs.slice(this.spacesDir.length + 1).split('/');
+    if (parts.length < 3 || parts[2] === RESERVED_ROOT_NAME) return undefined;
+    return { alias: `${parts[0]}/${parts[1]}`, key: parts.slice(2).join('/') };
+  }
+
+  // ---------------------------------------------------------------- one batch of one space
+
+  /**
+   * Look at changed paths of one space: classify, vet and hash outside the lock, assimilate under
+   * it, then report. `goneIds` names ids already known for paths that disappeared (scans).
+   */
+  private async process(
+    sp: PosixSpace,
+    keys: string[],
+    goneHint: ReadonlySet<string>,
+    goneIds?: ReadonlyMap<string, string>,
+  ): Promise<void> {
+    // Folders above a change that are new to Stowage are announced first, so they come along.
+    const all = new Set(keys);
+    for (const key of keys) {
+      for (let p = parentKeyOf(key); p !== '' && !all.has(p); p = parentKeyOf(p)) {
+        let rec: NodeRecord | undefined;
+        try {
+          rec = sp.recordHeld(segsOf(p));
+        } catch {
+          break; // gone: its own event says so
+        }
+        if (rec && rec.ex !== 1) break;
+        all.add(p);
+      }
+    }
+    keys = [...all].sort((a, b) => depth(a) - depth(b));
+    const now = Date.now();
+    const present: Candidate[] = [];
+    const gone: string[] = [];
+    let wait = 0;
+    for (const key of keys) {
+      const segs = segsOf(key);
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(sp.abs(segs));
+      } catch {
+        gone.push(key);
+        continue;
+      }
+      if (!(st.isFile() || st.isDirectory())) continue; // symlinks and special files are never followed
+      if (st.isFile()) {
+        const quiet = now - Math.max(st.mtimeMs, st.ctimeMs);
+        if (quiet < this.settleMs) {
+          this.repend(sp, key, this.settleMs - quiet);
+          wait = Math.max(wait, this.settleMs - quiet);
+          continue;
+        }
+      }
+      if (await this.consistent(sp, segs, key, st)) continue;
+      present.push({ key, segs, st });
+    }
+    // A file that waits to settle may be where a path that disappeared went (a rename moves the
+    // ctime): the disappearance waits with it, so the two are seen together, as a move.
+    if (wait > 0 && gone.length) {
+      for (const k of gone.splice(0)) this.repend(sp, k, wait + 1, goneHint.has(k));
+    }
+    // Changes Stowage is committing right now look inconsistent until their commit ends: wait for
+    // the lock once, then keep only what still needs work.
+    let todo = present;
+    if (todo.length) {
+      await sp.commit(async () => {});
+      const still: Candidate[] = [];
+      for (const c of todo) {
+        let st: fs.Stats;
+        try {
+          st = fs.lstatSync(sp.abs(c.segs));
+        } catch {
+          gone.push(c.key);
+          continue;
+        }
+        if (await this.consistent(sp, c.segs, c.key, st)) continue;
+        c.st = st;
+        c.rec = sp.recordHeld(c.segs);
+        still.push(c);
+      }
+      todo = still;
+    }
+    // Vet (before-hooks) and hash, outside the lock.
+    const vet = this.opts.vet;
+    const refused: string[] = [];
+    for (const c of todo) {
+      const file = c.st.isFile();
+      const fresh = !c.rec || c.rec.ex === 1 || (file && !ckValid(c.rec, c.st));
+      if (!fresh) continue;
+      // Inside a folder that is itself refused, nothing is asked about: it goes with its folder.
+      if (refused.some((r) => c.key.startsWith(`${r}/`))) {
+        c.skip = true;
+        continue;
+      }
+      if (vet) {
+        const change: PendingChange = {
+          op: file ? 'write' : 'mkdir',
+          origin: 'external',
+          spaceId: sp.id,
+          path: `/${c.key}`,
+          ...(file && { size: c.st.size }),
+        };
+        try {
+          c.annotation = (await vet(change)) ?? undefined;
+        } catch (err) {
+          c.rejected = err instanceof Error ? err.message : String(err);
+          refused.push(c.key);
+          continue;
+        }
+      }
+      if (file) {
+        const sums = await this.hash(sp.abs(c.segs), c.st).catch(() => undefined);
+        if (!sums) {
+          this.repend(sp, c.key, this.settleMs); // changed while read: looked at again later
+          c.skip = true;
+          continue;
+        }
+        c.sums = sums;
+      }
+    }
+    const accepted = todo.filter((c) => !c.skip && !c.rejected);
+    const rejected = todo.filter((c) => !c.skip && c.rejected);
+    // Drop deletions implied by a deleted folder above them in the same batch.
+    const goneSet = new Set(gone);
+    const goneTop = gone.filter((k) => {
+      for (let p = parentKeyOf(k); p !== ''; p = parentKeyOf(p)) if (goneSet.has(p)) return false;
+      return true;
+    });
+    if (!accepted.length && !goneTop.length) {
+      await this.report(sp, [], rejected);
+      return;
+    }
+    const ids = await this.idsOf(sp, goneTop, goneIds);
+    // Paths that disappeared without ever being known (a scanner's temp file renamed away) change
+    // nothing; those whose id is not found yet are looked at again after the next pass over the index.
+    const deleted = goneTop.filter((k) => ids.has(k));
+    if (!accepted.length && !deleted.length) {
+      await this.report(sp, [], rejected);
+      return;
+    }
+    const changes: ExternalChange[] = [];
+    await sp.commit(async (journal) => {
+      const affected = new Set<string>();
+      for (const k of deleted) affected.add(parentKeyOf(k));
+      for (const c of accepted) affected.add(parentKeyOf(c.key));
+      journal.begin({ dirs: [...affected].map(segsOf) });
+      for (const c of accepted) {
+        const change = await this.assimilate(sp, c, affected);
+        if (change) changes.push(change);
+      }
+      for (const key of deleted) {
+        const change = await this.forget(sp, key, ids.get(key)!, goneHint.has(key));
+        if (change) changes.push(change);
+      }
+      await this.recount(sp, affected);
+    });
+    await this.report(sp, changes, rejected);
+  }
+
+  /** Look at a path again later (still being written, or changed while read). */
+  private repend(sp: PosixSpace, key: string, ms: number, gone?: boolean): void {
+    const abs = sp.abs(segsOf(key));
+    const prev = this.pending.get(abs);
+    const due = Date.now() + Math.max(ms, 1);
+    if (!prev || prev.due < due) this.pending.set(abs, { due, gone: gone || prev?.gone });
+    this.schedule(Math.max(ms, 1));
+  }
+
+  /**
+   * Nothing to do for this node: it has a record that is not waiting to be announced, valid
+   * checksums (files), and sits in the folder and under the name its record and index entry say
+   * (the rest of the entry's path may be stale after a folder above moved: that is no change here).
+   */
+  private async consistent(sp: PosixSpace, segs: string[], key: string, st: fs.Stats): Promise<boolean> {
+    const rec = sp.recordFor(segs, st);
+    if (!rec || rec.ex === 1) return false;
+    if (st.isFile() && !ckValid(rec, st)) return false;
+    const parentSegs = segs.slice(0, -1);
+    const parentKey = keyOf(parentSegs);
+    if (segs.length === 1) {
+      if (rec.p !== sp.id) return false;
+    } else if (sp.index.cached(rec.p ?? '') !== parentKey) {
+      // (the parent's own place is its own event's business: not remembered from here)
+      const parent = sp.recordHeld(parentSegs);
+      if (!parent || parent.id !== rec.p) return false;
+    }
+    if (sp.index.cached(rec.id) === key) return true;
+    const entry = await sp.index.read(rec.id);
+    if (!entry || entry.parent !== rec.p || baseName(entry.rel) !== baseName(key)) return false;
+    if (entry.rel !== key) {
+      // Stale only because a folder above moved; but a copy of a folder made with cp -a also looks
+      // like this, so make sure the original is not still where the entry says.
+      const there = await this.host.probe(sp, entry.rel, rec.id);
+      if (there && !(there.st.ino === st.ino && there.st.dev === st.dev)) return false;
+    }
+    sp.index.remember(rec.id, key);
+    return true;
+  }
+
+  /** Checksums of a file, or undefined when it changed while it was read. */
+  private async hash(abs: string, st: fs.Stats): Promise<Required<Checksums> | undefined> {
+    const fh = await fsp.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      const before = await fh.stat();
+      if (!unchanged(before, st)) return undefined;
+      const big = st.size >= PARALLEL_HASH_BYTES;
+      const acc = big ? new ParallelChecksums() : new ChecksumAccumulator();
+      try {
+        for await (const chunk of fh.createReadStream({ autoClose: false, highWaterMark: 1 << 20 })) {
+          acc.update(chunk as Buffer);
+          if (acc instanceof ParallelChecksums) await acc.drain();
+        }
+      } catch (err) {
+        if (acc instanceof ParallelChecksums) acc.cancel();
+        throw err;
+      }
+      const sums = await acc.digest();
+      const after = await fh.stat();
+      return unchanged(after, st) && after.ctimeMs === before.ctimeMs ? sums : undefined;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Assimilate one node (lock held); the change to report, if any. */
+  private async assimilate(
+    sp: PosixSpace,
+    c: Candidate,
+    affected: Set<string>,
+  ): Promise<ExternalChange | undefined> {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(sp.abs(c.segs));
+    } catch {
+      return undefined;
+    }
+    if (!unchanged(st, c.st)) {
+      this.repend(sp, c.key, this.settleMs); // changed since vetted and hashed
+      return undefined;
+    }
+    const parentSegs = c.segs.slice(0, -1);
+    const parent = sp.recordHeld(parentSegs) ?? (await sp.assimilateHeld(parentSegs));
+    let rec = sp.recordHeld(c.segs);
+    let type: 'created' | 'updated' | 'moved' | undefined;
+    let from: string | undefined;
+    let fromParent: string | undefined;
+    let copiedFrom: string | undefined;
+    let dirty = false;
+    if (!rec) {
+      rec = { id: randomUUID(), p: parent.id };
+      if (st.isDirectory()) rec.tm = nowUs();
+      type = 'created';
+      dirty = true;
+      await sp.index.write(rec.id, parent.id, c.key);
+    } else {
+      const entry = await sp.index.read(rec.id);
+      if (entry && entry.rel !== c.key) {
+        const there = await this.host.probe(sp, entry.rel, rec.id);
+        if (there && there.st.ino === st.ino && there.st.dev === st.dev) {
+          // a hard link of the same file: one inode, one id
+        } else if (there) {
+          copiedFrom = rec.id;
+          rec = await this.host.newIdentityHeld(sp, c.segs, rec, parent.id);
+          type = 'created';
+        } else if (rec.p !== parent.id || baseName(entry.rel) !== baseName(c.key)) {
+          type = 'moved';
+          from = entry.rel;
+          fromParent = rec.p;
+          affected.add(parentKeyOf(entry.rel));
+        }
+      }
+      if (rec.p !== parent.id) {
+        rec.p = parent.id;
+        dirty = true;
+        type ??= 'moved';
+      }
+      if (!entry || entry.rel !== c.key || entry.parent !== parent.id)
+        await sp.index.write(rec.id, parent.id, c.key);
+      if (rec.ex === 1) {
+        if (type !== 'moved') type = 'created';
+        delete rec.ex;
+        dirty = true;
+      }
+    }
+    if (st.isFile() && !ckValid(rec, st)) {
+      if (!c.sums) {
+        this.repend(sp, c.key, this.settleMs);
+        return undefined;
+      }
+      rec.ck = c.sums;
+      rec.ckm = st.mtimeMs;
+      rec.cks = st.size;
+      dirty = true;
+      type ??= 'updated';
+    }
+    if (c.annotation?.metadata && Object.keys(c.annotation.metadata).length) {
+      await this.host.mergeMetadataHeld(sp, c.segs, rec, c.annotation.metadata);
+      dirty = true;
+    }
+    if (dirty) sp.writeHeld(c.segs, rec);
+    sp.index.remember(rec.id, c.key);
+    if (!type) return undefined;
+    affected.add(parentKeyOf(c.key));
+    const after = fs.lstatSync(sp.abs(c.segs));
+    const info = this.host.infoNow(sp, c.segs, after, rec);
+    return this.changeOf(type, sp, info, {
+      ...(from !== undefined && {
+        from: {
+          path: `/${from}`,
+          ...(fromParent && {
+            parentId: { storageId: this.host.storageId, spaceId: sp.id, opaqueId: fromParent },
+          }),
+        },
+      }),
+      ...(copiedFrom && {
+        copiedFrom: { storageId: this.host.storageId, spaceId: sp.id, opaqueId: copiedFrom },
+      }),
+    });
+  }
+
+  private changeOf(
+    type: ExternalChange['type'],
+    sp: PosixSpace,
+    info: ResourceInfo,
+    extra: Partial<ExternalChange> = {},
+  ): ExternalChange {
+    return {
+      type,
+      storageId: this.host.storageId,
+      spaceId: sp.id,
+      resourceId: info.id,
+      ...(info.parentId && { parentId: info.parentId }),
+      path: info.path,
+      kind: info.type,
+      size: info.size,
+      etag: info.etag,
+      ...extra,
+    };
+  }
+
+  /**
+   * The ids that paths which disappeared had: the process's recent sightings first, then one pass
+   * over the id index for the rest (its entries name each id's path).
+   */
+  private async idsOf(
+    sp: PosixSpace,
+    keys: string[],
+    known?: ReadonlyMap<string, string>,
+  ): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const missing = new Set<string>();
+    for (const k of keys) {
+      const id = known?.get(k) ?? sp.index.cachedAt(k);
+      if (id) out.set(k, id);
+      else missing.add(k);
+    }
+    if (!missing.size) return out;
+    // A pass over the index costs in proportion to its size: at most one per twenty times what the
+    // last one took (and per second); paths still unresolved wait for the next.
+    const now = performance.now();
+    if (now < this.nextSweep) {
+      for (const k of missing) this.repend(sp, k, this.nextSweep - now);
+      return out;
+    }
+    const t0 = performance.now();
+    try {
+      await this.sweepFor(sp, missing, out);
+    } finally {
+      const took = performance.now() - t0;
+      this.nextSweep = performance.now() + Math.max(1000, took * 20);
+    }
+    return out;
+  }
+
+  private nextSweep = 0;
+
+  /** One pass over a space's id index for the ids that `missing` paths had. */
+  private async sweepFor(
+    sp: PosixSpace,
+    missing: ReadonlySet<string>,
+    out: Map<string, string>,
+  ): Promise<void> {
+    const dir = sp.index.dir;
+    let shards: string[];
+    try {
+      shards = fs.readdirSync(dir);
+    } catch {
+      return;
+    }
+    let n = 0;
+    for (const shard of shards) {
+      let names: string[];
+      try {
+        names = fs.readdirSync(`${dir}/${shard}`);
+      } catch {
+        continue;
+      }
+      for (const id of names) {
+        if (id.startsWith('.tmp-')) continue;
+        let target: string;
+        try {
+          target = fs.readlinkSync(`${dir}/${shard}/${id}`);
+        } catch {
+          continue;
+        }
+        const rel = target.slice(target.indexOf('/') + 1);
+        if (missing.has(rel)) out.set(rel, id);
+        if (++n % 2000 === 0) await new Promise<void>((r) => setImmediate(r));
+      }
+    }
+  }
+
+  /** A path that disappeared (lock held): the deletion to report, if it was one. */
+  private async forget(
+    sp: PosixSpace,
+    key: string,
+    id: string,
+    wasFolder: boolean,
+  ): Promise<ExternalChange | undefined> {
+    if (fs.existsSync(sp.abs(segsOf(key)))) return undefined; // back meanwhile: its own event follows
+    // Its folder went too (deleted, or moved with it): that folder's own event tells.
+    if (!fs.existsSync(sp.abs(segsOf(parentKeyOf(key))))) return undefined;
+    const entry = await sp.index.read(id);
+    if (entry && entry.rel !== key) return undefined; // moved, and already seen where it went
+    // Put in the trash by Stowage (which announced it), now or before.
+    if (fs.existsSync(`${sp.trashDir}/${id}`)) return undefined;
+    await sp.index.remove(id);
+    const parentId = entry?.parent;
+    return {
+      type: 'deleted',
+      storageId: this.host.storageId,
+      spaceId: sp.id,
+      resourceId: { storageId: this.host.storageId, spaceId: sp.id, opaqueId: id },
+      ...(parentId && { parentId: { storageId: this.host.storageId, spaceId: sp.id, opaqueId: parentId } }),
+      path: `/${key}`,
+      ...(wasFolder && { kind: 'folder' as const }),
+    };
+  }
+
+  /**
+   * Recount folders whose content changed and pass the differences up (lock held). A folder whose
+   * recount is owed but not yet allowed still gets a new tree time (etag), and is recounted later.
+   */
+  private async recount(sp: PosixSpace, affected: Set<string>): Promise<void> {
+    const now = performance.now();
+    const keys = new Set<string>();
+    const exact = new Set<string>();
+    for (const key of affected) {
+      const segs = segsOf(key);
+      try {
+        if (!fs.lstatSync(sp.abs(segs)).isDirectory()) continue;
+      } catch {
+        continue;
+      }
+      const slot = `${sp.id}\0${key}`;
+      const r = this.recounts.get(slot);
+      if (r && r.next > now) {
+        if (!r.owed) {
+          r.owed = true;
+          setTimeout(() => this.touch(sp.abs(segs)), Math.ceil(r.next - now) + 1).unref();
+        }
+      } else exact.add(key);
+      for (let s = segs; ; s = s.slice(0, -1)) {
+        keys.add(keyOf(s));
+        if (!s.length) break;
+      }
+    }
+    const pendingDelta = new Map<string, number>();
+    for (const key of [...keys].sort((a, b) => depth(b) - depth(a))) {
+      const segs = segsOf(key);
+      const rec = sp.recordHeld(segs) ?? (await sp.assimilateHeld(segs));
+      const before = rec.ts;
+      if (exact.has(key) || before === undefined) {
+        const t0 = performance.now();
+        rec.ts = await sp.treeSizeHeld(segs);
+        const took = performance.now() - t0;
+        this.recounts.set(`${sp.id}\0${key}`, { next: performance.now() + took * 10, owed: false });
+        if (this.recounts.size > 10_000) this.recounts.delete(this.recounts.keys().next().value!);
+      } else {
+        rec.ts = Math.max(0, before + (pendingDelta.get(key) ?? 0));
+      }
+      rec.tm = nextTreeTime(rec.tm);
+      sp.writeHeld(segs, rec);
+      if (segs.length) {
+        const pk = keyOf(segs.slice(0, -1));
+        pendingDelta.set(pk, (pendingDelta.get(pk) ?? 0) + (rec.ts - (before ?? 0)));
+      }
+    }
+  }
+
+  /** Refuse what the hooks refused (to the trash), then hand every change out. */
+  private async report(sp: PosixSpace, changes: ExternalChange[], rejected: Candidate[]): Promise<void> {
+    for (const c of rejected) {
+      try {
+        const info = await this.host.reject(sp, c.segs);
+        if (info) changes.push({ ...this.changeOf('trashed', sp, info), reason: c.rejected ?? 'refused' });
+      } catch (err) {
+        if (!StorageError.is(err, 'NOT_FOUND'))
+          this.log(`observer: cannot move refused /${c.key} aside`, err);
+      }
+    }
+    for (const ch of changes) {
+      this.counts.changes++;
+      try {
+        this.opts.onChange(ch);
+      } catch (err) {
+        this.log('observer: a change listener failed', err);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- scans
+
+  /** Scan every space for changes (coalesced: one runs at a time, and one more if asked meanwhile). */
+  rescan(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.scanning) {
+      this.scanWanted ??= 'asked';
+      return this.scanning;
+    }
+    this.scanWanted = undefined;
+    this.scanning = (async () => {
+      try {
+        this.counts.scans++;
+        if (this.tree.takeUnwatched() > 0) this.log('observer: some folders cannot be watched; scanning');
+        for (const sp of await this.host.allSpaces()) {
+          if (this.closed) return;
+          await this.scanSpace(sp);
+        }
+      } finally {
+        this.scanning = undefined;
+        if (this.scanWanted !== undefined && !this.closed) void this.rescan();
+        else this.wakeIdle();
+      }
+    })();
+    return this.scanning;
+  }
+
+  /**
+   * Walk one space: nodes whose ctime is older than the start of the last complete scan are
+   * unchanged (any change of content, xattrs, name or links moves a ctime) and cost one lstat;
+   * the rest go through {@link process}. Index entries below folders that changed name the nodes
+   * that were deleted meanwhile.
+   */
+  private async scanSpace(sp: PosixSpace): Promise<void> {
+    const started = Date.now();
+    const since = this.readScanned(sp);
+    const threshold = since ? since - MARGIN_MS : Number.NEGATIVE_INFINITY;
+    const changed: string[] = [];
+    const changedDirs = new Set<string>();
+    const flush = async () => {
+      if (!changed.length) return;
+      const keys = changed.splice(0, changed.length);
+      await this.process(sp, keys, new Set());
+    };
+    const stack: string[][] = [[]];
+    let n = 0;
+    while (stack.length && !this.closed) {
+      const segs = stack.pop()!;
+      let names: fs.Dirent[];
+      try {
+        names = fs.readdirSync(sp.abs(segs), { withFileTypes: true });
+      } catch {
+        continue;
+      }
+      for (const d of names) {
+        if (segs.length === 0 && d.name === RESERVED_ROOT_NAME) continue;
+        if (!(d.isFile() || d.isDirectory())) continue;
+        const child = [...segs, d.name];
+        let st: fs.Stats;
+        try {
+          st = fs.lstatSync(sp.abs(child));
+        } catch {
+          continue;
+        }
+        if (st.ctimeMs >= threshold || st.mtimeMs >= threshold) {
+          changed.push(keyOf(child));
+          if (st.isDirectory()) changedDirs.add(keyOf(child));
+        }
+        if (st.isDirectory()) stack.push(child);
+        if (++n % 1000 === 0) await new Promise<void>((r) => setImmediate(r));
+      }
+      if (changed.length >= SCAN_CHUNK) await flush();
+    }
+    await flush();
+    if (this.closed) return;
+    // The space root changed too when entries at the top were added or removed.
+    try {
+      const rst = fs.lstatSync(sp.root);
+      if (rst.ctimeMs >= threshold || rst.mtimeMs >= threshold) changedDirs.add('');
+    } catch {
+      return;
+    }
+    // Deleted while nobody watched: index entries right below a changed folder whose node is gone.
+    if (changedDirs.size) await this.sweepDeleted(sp, changedDirs);
+    this.writeScanned(sp, started);
+  }
+
+  /** Report nodes of index entries right below `dirs` that are no longer where the entry says. */
+  private async sweepDeleted(sp: PosixSpace, dirs: ReadonlySet<string>): Promise<void> {
+    const dir = sp.index.dir;
+    const gone = new Map<string, string>();
+    let shards: string[];
+    try {
+      shards = fs.readdirSync(dir);
+    } catch {
+      return;
+    }
+    let n = 0;
+    for (const shard of shards) {
+      let names: string[];
+      try {
+        names = fs.readdirSync(`${dir}/${shard}`);
+      } catch {
+        continue;
+      }
+      for (const id of names) {
+        if (id.startsWith('.tmp-')) continue;
+        let target: string;
+        try {
+          target = fs.readlinkSync(`${dir}/${shard}/${id}`);
+        } catch {
+          continue;
+        }
+        const rel = target.slice(target.indexOf('/') + 1);
+        if (!dirs.has(parentKeyOf(rel))) continue;
+        if (!(await this.host.probe(sp, rel, id))) gone.set(rel, id);
+        if (++n % 2000 === 0) await new Promise<void>((r) => setImmediate(r));
+      }
+    }
+    for (let i = 0; i < gone.size; i += SCAN_CHUNK) {
+      const part = [...gone].slice(i, i + SCAN_CHUNK);
+      await this.process(
+        sp,
+        part.map(([k]) => k),
+        new Set(),
+        new Map(part),
+      );
+    }
+  }
+
+  private readScanned(sp: PosixSpace): number {
+    const buf = sp.getRootXattr(XATTR_SCANNED);
+    const n = buf ? Number(buf.toString()) : 0;
+    return Number.isFinite(n) ? n : 0;
+  }
+
+  private writeScanned(sp: PosixSpace, at: number): void {
+    try {
+      sp.setRootXattr(XATTR_SCANNED, String(at));
+    } catch (err) {
+      this.log(`observer: cannot record the scan of ${sp.alias}`, err);
+    }
+  }
+}

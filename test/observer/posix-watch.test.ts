@@ -1,0 +1,343 @@
+/**
+ * The observer of the POSIX driver against real files and real inotify: changes made with the
+ * shell's own tools around Stowage become first-class (ids, checksums, sizes, etags, events).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
+import {
+  fromLetters,
+  type Observation,
+  ROLES,
+  type Space,
+  StorageError,
+  type StorageEvent,
+  StorageProvider,
+} from '../../src/index.js';
+import { treeSizeErrors, walkSpace } from '../helpers/disk.js';
+import { tempRoot } from '../helpers/tmp.js';
+
+let driver: PosixDriver;
+let s: StorageProvider;
+let obs: Observation | undefined;
+let events: StorageEvent[] = [];
+let n = 0;
+
+beforeAll(async () => {
+  driver = await createPosixDriver({ root: await tempRoot('observe') });
+  s = new StorageProvider({ drivers: driver });
+  s.events.on((e) => events.push(e));
+});
+afterEach(async () => {
+  await obs?.close();
+  obs = undefined;
+});
+afterAll(() => s.close());
+
+async function space(): Promise<{
+  sp: Space;
+  dir: string;
+  at: (p: string) => { space: string; path: string };
+}> {
+  const sp = await s.createSpace({ type: 'project', name: `observed ${++n}` });
+  return { sp, dir: await driver.spacePath(sp.id), at: (p: string) => ({ space: sp.id, path: p }) };
+}
+
+async function watching(opts: Parameters<StorageProvider['watch']>[0] = {}): Promise<Observation> {
+  obs = s.watch({ rescanIntervalMs: 0, ...opts });
+  await obs.ready;
+  events = [];
+  return obs;
+}
+
+async function until<T>(what: () => T | undefined, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = what();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const external = (type: string, p: string) => () =>
+  events.find((e) => e.origin === 'external' && e.type === type && e.path === p);
+
+const sha1 = (b: string | Buffer) => createHash('sha1').update(b).digest('hex');
+
+describe('observer (posix, real inotify)', () => {
+  it('assimilates a file written around Stowage: id, checksums, tree size and etag, one event', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('in'));
+    await watching();
+    const before = await s.stat(at('in'));
+    fs.writeFileSync(path.join(dir, 'in/scan-001.tif'), 'pixels');
+    const e = await until(external('created', '/in/scan-001.tif'));
+    expect(e.kind).toBe('file');
+    expect(e.size).toBe(6);
+    expect(e.resourceId?.spaceId).toBe(before.id.spaceId);
+    const info = await s.stat(at('in/scan-001.tif'));
+    expect(info.id).toEqual(e.resourceId);
+    expect(info.checksums?.sha1).toBe(sha1('pixels'));
+    expect(info.etag).toBe(e.etag);
+    const after = await s.stat(at('in'));
+    expect(after.size).toBe(6);
+    expect(after.etag).not.toBe(before.etag);
+    expect(await treeSizeErrors(dir)).toEqual([]);
+    await obs!.idle();
+    expect(events.filter((x) => x.path === '/in/scan-001.tif')).toHaveLength(1);
+  });
+
+  it('misses no file written right after its folder was created (new folders are read once watched)', async () => {
+    const { dir, at } = await space();
+    await watching();
+    for (let i = 0; i < 20; i++) {
+      fs.mkdirSync(path.join(dir, `run-${i}/a/b`), { recursive: true });
+      fs.writeFileSync(path.join(dir, `run-${i}/a/b/data.bin`), `run ${i}`);
+    }
+    for (let i = 0; i < 20; i++) await until(external('created', `/run-${i}/a/b/data.bin`));
+    await obs!.idle();
+    // Folders are announced before what is in them, each once.
+    const created = events.filter((e) => e.type === 'created').map((e) => e.path);
+    expect(new Set(created).size).toBe(created.length);
+    expect(created.indexOf('/run-3/a')).toBeLessThan(created.indexOf('/run-3/a/b/data.bin'));
+    expect((await s.stat(at('run-7/a/b/data.bin'))).checksums?.sha1).toBe(sha1('run 7'));
+    expect(await treeSizeErrors(dir)).toEqual([]);
+  });
+
+  it('announces an in-place edit as updated, with new checksums and sizes up the tree', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('d/e'), { parents: true });
+    const f = await s.write(at('d/e/f.txt'), 'short');
+    await watching();
+    fs.appendFileSync(path.join(dir, 'd/e/f.txt'), ' and longer');
+    const e = await until(external('updated', '/d/e/f.txt'));
+    expect(e.resourceId).toEqual(f.id);
+    const info = await s.stat(at('d/e/f.txt'));
+    expect(info.checksums?.sha1).toBe(sha1('short and longer'));
+    expect(info.id).toEqual(f.id);
+    expect((await s.stat(at('d'))).size).toBe(16);
+  });
+
+  it('recognises mv as a move: same id, the share on it kept, sizes moved', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('a'));
+    await s.mkdir(at('b'));
+    const f = await s.write(at('a/report.pdf'), 'report');
+    await s.setGrant(at('a/report.pdf'), {
+      grantee: { type: 'user', id: 'u-bob' },
+      permissions: fromLetters(ROLES.viewer),
+    });
+    await watching();
+    execFileSync('mv', [path.join(dir, 'a/report.pdf'), path.join(dir, 'b/final.pdf')]);
+    const e = await until(external('moved', '/b/final.pdf'));
+    expect(e.resourceId).toEqual(f.id);
+    expect(e.from?.path).toBe('/a/report.pdf');
+    await obs!.idle();
+    expect(events.filter((x) => x.type === 'deleted')).toEqual([]);
+    const moved = await s.stat({ resourceId: f.id }, { fields: ['grants'] });
+    expect(moved.path).toBe('/b/final.pdf');
+    expect(moved.grants?.map((g) => g.grantee)).toEqual([{ type: 'user', id: 'u-bob' }]);
+    expect((await s.stat(at('a'))).size).toBe(0);
+    expect((await s.stat(at('b'))).size).toBe(6);
+    expect(await treeSizeErrors(dir)).toEqual([]);
+  });
+
+  it('keeps the ids below a folder moved with mv, announcing the folder once', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('proj/raw'), { parents: true });
+    const raw = await s.stat(at('proj/raw'));
+    const f = await s.write(at('proj/raw/1.dat'), 'one');
+    await watching();
+    execFileSync('mv', [path.join(dir, 'proj'), path.join(dir, 'archive')]);
+    await until(external('moved', '/archive'));
+    await obs!.idle();
+    expect(events.filter((e) => e.origin === 'external').map((e) => `${e.type} ${e.path}`)).toEqual([
+      'moved /archive',
+    ]);
+    expect((await s.stat({ resourceId: f.id })).path).toBe('/archive/raw/1.dat');
+    expect((await s.stat(at('archive/raw'))).id).toEqual(raw.id);
+    // and the new place is watched
+    fs.writeFileSync(path.join(dir, 'archive/raw/2.dat'), 'two');
+    await until(external('created', '/archive/raw/2.dat'));
+  });
+
+  it('announces rm as deleted with the id it had, and the sizes above shrink', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('d'));
+    const f = await s.write(at('d/old.log'), 'x'.repeat(100));
+    const g = await s.write(at('d/keep.log'), 'y'.repeat(10));
+    const sub = await s.mkdir(at('d/sub'));
+    await s.write(at('d/sub/inner.txt'), 'z');
+    await watching();
+    fs.rmSync(path.join(dir, 'd/old.log'));
+    fs.rmSync(path.join(dir, 'd/sub'), { recursive: true });
+    const e = await until(external('deleted', '/d/old.log'));
+    expect(e.resourceId).toEqual(f.id);
+    const e2 = await until(external('deleted', '/d/sub'));
+    expect(e2.resourceId).toEqual(sub.id);
+    await obs!.idle();
+    expect(events.filter((x) => x.origin === 'external').map((x) => `${x.type} ${x.path}`)).toEqual([
+      'deleted /d/old.log',
+      'deleted /d/sub',
+    ]);
+    expect((await s.stat(at('d'))).size).toBe(10);
+    await expect(s.stat({ resourceId: f.id })).rejects.toThrow(StorageError);
+    expect((await s.stat({ resourceId: g.id })).path).toBe('/d/keep.log');
+    expect(await treeSizeErrors(dir)).toEqual([]);
+  });
+
+  it('waits for a file still being written, and announces it once, complete', async () => {
+    const { dir } = await space();
+    await watching({ settleMs: 150 });
+    const file = path.join(dir, 'slow.raw');
+    const fd = fs.openSync(file, 'w');
+    let body = '';
+    for (let i = 0; i < 12; i++) {
+      const chunk = `chunk ${i};`;
+      fs.writeSync(fd, chunk);
+      body += chunk;
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    fs.closeSync(fd);
+    const e = await until(external('created', '/slow.raw'));
+    await obs!.idle();
+    expect(e.size).toBe(body.length);
+    expect(events.filter((x) => x.path === '/slow.raw').map((x) => x.type)).toEqual(['created']);
+    const info = await s.stat({ resourceId: e.resourceId! });
+    expect(info.checksums?.sha1).toBe(sha1(body));
+  });
+
+  it('gives a copy made with cp -a (its xattrs copied) a new id, and leaves the original alone', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('src/deep'), { parents: true });
+    const f = await s.write(at('src/deep/a.txt'), 'original');
+    const folder = await s.stat(at('src'));
+    await watching();
+    execFileSync('cp', ['-a', path.join(dir, 'src'), path.join(dir, 'copy')]);
+    execFileSync('cp', ['-a', path.join(dir, 'src/deep/a.txt'), path.join(dir, 'a-copy.txt')]);
+    const top = await until(external('created', '/copy'));
+    expect(top.resourceId?.opaqueId).not.toBe(folder.id.opaqueId);
+    expect(top.copiedFrom).toEqual(folder.id);
+    const file = await until(external('created', '/copy/deep/a.txt'));
+    expect(file.resourceId?.opaqueId).not.toBe(f.id.opaqueId);
+    const single = await until(external('created', '/a-copy.txt'));
+    expect(single.copiedFrom).toEqual(f.id);
+    await obs!.idle();
+    expect((await s.stat({ resourceId: f.id })).path).toBe('/src/deep/a.txt');
+    expect((await s.stat(at('copy/deep/a.txt'))).id).toEqual(file.resourceId);
+    const ids = (await walkSpace(dir)).map((node) => node.rec?.id);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('announces nothing as external for changes made through Stowage itself', async () => {
+    const { at } = await space();
+    await watching();
+    await s.mkdir(at('x/y'), { parents: true });
+    await s.write(at('x/y/f.txt'), 'one');
+    await s.write(at('x/y/f.txt'), 'two');
+    await s.move(at('x/y/f.txt'), at('x/g.txt'));
+    await s.copy(at('x/g.txt'), at('x/h.txt'));
+    await s.move(at('x/y'), at('z'));
+    await s.delete(at('x/h.txt'));
+    await s.delete(at('z'));
+    await new Promise((r) => setTimeout(r, 400));
+    await obs!.idle();
+    expect(events.filter((e) => e.origin === 'external')).toEqual([]);
+    expect(events.filter((e) => e.origin === 'api').length).toBeGreaterThan(5);
+  });
+
+  it('rescans after the inotify queue overflowed: nothing is lost', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('burst'));
+    const o = await watching();
+    const lostBefore = o.stats().lost;
+    // A child process creates many files while this process does not read its inotify queue.
+    const child = spawn(
+      'python3',
+      [
+        '-c',
+        `import os\nfor i in range(12000):\n  open(os.path.join(${JSON.stringify(path.join(dir, 'burst'))}, 'f%05d' % i), 'w').write('x')\n`,
+      ],
+      { stdio: 'ignore' },
+    );
+    const done = new Promise((r) => child.on('exit', r));
+    const end = Date.now() + 4000;
+    while (Date.now() < end && child.exitCode === null) {
+      // busy: the event loop does not run, the kernel queue fills up
+    }
+    await done;
+    await until(() => o.stats().lost > lostBefore || undefined);
+    await until(
+      () => (events.filter((e) => e.type === 'created').length >= 12000 ? true : undefined),
+      60_000,
+    );
+    await o.idle();
+    expect((await s.stat(at('burst'))).size).toBe(12000);
+  });
+
+  it('finds on start what changed while nobody watched: new, edited, moved and deleted', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('keep'));
+    const moved = await s.write(at('keep/m.txt'), 'moving');
+    const edited = await s.write(at('keep/e.txt'), 'v1');
+    const gone = await s.write(at('keep/gone.txt'), 'bye');
+    await watching(); // a first scan, then stop
+    await obs!.close();
+    obs = undefined;
+    await new Promise((r) => setTimeout(r, 50));
+    fs.writeFileSync(path.join(dir, 'keep/new.txt'), 'new');
+    fs.writeFileSync(path.join(dir, 'keep/e.txt'), 'version 2');
+    fs.mkdirSync(path.join(dir, 'elsewhere'));
+    fs.renameSync(path.join(dir, 'keep/m.txt'), path.join(dir, 'elsewhere/m.txt'));
+    fs.rmSync(path.join(dir, 'keep/gone.txt'));
+    events = [];
+    obs = s.watch({ rescanIntervalMs: 0 });
+    await obs.ready;
+    await obs.idle();
+    const seen = events.filter((e) => e.origin === 'external').map((e) => `${e.type} ${e.path}`);
+    expect(seen.sort()).toEqual(
+      [
+        'created /elsewhere',
+        'created /keep/new.txt',
+        'deleted /keep/gone.txt',
+        'moved /elsewhere/m.txt',
+        'updated /keep/e.txt',
+      ].sort(),
+    );
+    expect(events.find((e) => e.type === 'deleted')?.resourceId).toEqual(gone.id);
+    expect(events.find((e) => e.type === 'moved')?.resourceId).toEqual(moved.id);
+    expect((await s.stat({ resourceId: edited.id })).checksums?.sha1).toBe(sha1('version 2'));
+    expect(await treeSizeErrors(dir)).toEqual([]);
+  });
+
+  it('lets a before-hook refuse a file (it goes to the trash) or annotate it with metadata', async () => {
+    const { dir, at, sp } = await space();
+    await s.mkdir(at('inbox'));
+    const off = s.events.before((c) => {
+      if (c.origin !== 'external' || c.op !== 'write') return;
+      if (!c.path?.endsWith('.h5')) throw new StorageError('PERMISSION_DENIED', 'HDF5 files only');
+      return { metadata: { validated: 'yes', bytes: String(c.size) } };
+    });
+    try {
+      await watching();
+      fs.writeFileSync(path.join(dir, 'inbox/good.h5'), 'hdf5');
+      fs.writeFileSync(path.join(dir, 'inbox/bad.txt'), 'text');
+      const ok = await until(external('created', '/inbox/good.h5'));
+      const refused = await until(external('trashed', '/inbox/bad.txt'));
+      expect(refused.reason).toContain('HDF5 files only');
+      expect(fs.existsSync(path.join(dir, 'inbox/bad.txt'))).toBe(false);
+      const trash = [];
+      for await (const item of s.listTrash(sp.id)) trash.push(item.path);
+      expect(trash).toContain('/inbox/bad.txt');
+      const info = await s.stat({ resourceId: ok.resourceId! }, { metadataKeys: '*' });
+      expect(info.metadata).toEqual({ validated: 'yes', bytes: '4' });
+      expect((await s.stat(at('inbox'))).size).toBe(4);
+    } finally {
+      off();
+    }
+  });
+});
