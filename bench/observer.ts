@@ -67,7 +67,7 @@ function pct(sorted: number[], p: number): number {
 export async function benchObserver(base: string, opts: { files: number; folders: number }): Promise<void> {
   // ------------------------------------------------------------ latency
   {
-    const { root, driver, storage, dir } = await fresh(base, 'obs-latency');
+    const { root, storage, dir } = await fresh(base, 'obs-latency');
     fs.mkdirSync(`${dir}/incoming`);
     const closed = new Map<string, number>();
     const lat: number[] = [];

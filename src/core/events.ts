@@ -34,7 +34,8 @@ export type EventType =
   | 'lock.changed'
   | 'space.created'
   | 'space.updated'
-  | 'space.deleted';
+  | 'space.deleted'
+  | 'upload.finished';
 
 /** One change, as announced after it happened. */
 export interface StorageEvent {
@@ -61,7 +62,7 @@ export interface StorageEvent {
   from?: { parentId?: ResourceId; path?: string };
   /** The resource a copy was made from. */
   copiedFrom?: ResourceId;
-  /** Trash or version key, for restores and purges. */
+  /** Trash or version key, for restores and purges; the upload's id for `upload.finished`. */
   key?: string;
   /** Why a change made around Stowage was refused (a before-hook's message); it went to the trash. */
   reason?: string;

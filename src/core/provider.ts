@@ -893,6 +893,7 @@ export class StorageProvider {
     const info = await driver.write(node, body, this.mutation(opts));
     await this.annotate(driver, info, note);
     this.emitInfo(existed ? 'updated' : 'created', info);
+    if (opts?.upload) this.emitInfo('upload.finished', info, opts.upload.id ? { key: opts.upload.id } : {});
     return this.principal ? this.present(info, perms) : info;
   }
 

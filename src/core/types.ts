@@ -208,6 +208,11 @@ export interface LockOptions {
 
 /** Options for {@link Driver.write}. */
 export interface WriteOptions extends LockOptions {
+  /**
+   * The upload this write completes (data plane, TUS, chunked uploads): the write is announced as
+   * `upload.finished` too, with the upload's id as the event's `key` when it has one.
+   */
+  upload?: { id?: string };
   /** Declared length; a body of another length fails with INVALID_ARGUMENT and leaves nothing. */
   size?: number;
   /** Client-supplied modification time (ms since epoch), kept as the file's mtime. */

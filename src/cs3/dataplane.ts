@@ -190,6 +190,7 @@ export class DataPlane {
     const length = intHeader(header(req, 'content-length'));
     const opts = this.writeOptions(req, g, abortOnClose(req, res));
     if (opts.size === undefined && length !== undefined) opts.size = length;
+    opts.upload = {};
     const info = await session.write(g.r, req, opts);
     res.writeHead(200, { ...infoHeaders(info), 'content-length': '0' });
     res.end();
@@ -374,6 +375,7 @@ export class DataPlane {
         const session = await this.session(g.u, g.o);
         const opts = this.writeOptions(req, g, new AbortController().signal);
         opts.size = st.length;
+        opts.upload = { id: st.id };
         const info = await session.write(g.r, uploads.read(st), opts);
         for (const [k, v] of Object.entries(infoHeaders(info))) res.setHeader(k, v);
       } finally {

@@ -1291,6 +1291,7 @@ export class WebDav {
         }
       }
       const info = await d.session.write(this.ref(d), assembled(), {
+        upload: { id: transfer },
         ...(total !== undefined && { size: total }),
         ...(mtime !== undefined && { mtime }),
         ...(checksums && { checksums }),

@@ -23,6 +23,18 @@ async function setup() {
 }
 
 describe('events', () => {
+  it('announces a write that completes an upload as upload.finished too, with the upload id', async () => {
+    const { storage, events } = await setup();
+    const ann = await storage.as('ann', { origin: 'cs3' });
+    const sp = await ann.createSpace({ type: 'project', name: 'Uploads' });
+    await ann.write({ space: sp.id, path: 'big.bin' }, 'bytes', { upload: { id: 'tus-1' } });
+    await ann.write({ space: sp.id, path: 'plain.txt' }, 'x');
+    const done = events.filter((e) => e.type === 'upload.finished');
+    expect(done.map((e) => [e.path, e.key, e.origin, e.user, e.size])).toEqual([
+      ['/big.bin', 'tus-1', 'cs3', 'u-ann', 5],
+    ]);
+  });
+
   it('announces every kind of change with type, origin, user, ids and paths', async () => {
     const { storage, events } = await setup();
     const ann = await storage.as('ann', { origin: 'webdav' });

@@ -825,6 +825,7 @@ export class PosixObserver implements Watch {
    */
   private async scanSpace(sp: PosixSpace): Promise<void> {
     const started = Date.now();
+    const lostBefore = this.counts.lost;
     const since = this.readScanned(sp);
     const threshold = since ? since - MARGIN_MS : Number.NEGATIVE_INFINITY;
     const changed: string[] = [];
@@ -874,7 +875,11 @@ export class PosixObserver implements Watch {
     }
     // Deleted while nobody watched: index entries right below a changed folder whose node is gone.
     if (changedDirs.size) await this.sweepDeleted(sp, changedDirs);
-    this.writeScanned(sp, started);
+    // What changed during the scan was reported by the watches (and the scan's own assimilation
+    // moved ctimes): unless events may have been lost meanwhile, or some still wait to be looked
+    // at (a crash now would lose them), the scan covers up to its end.
+    const clean = this.counts.lost === lostBefore && this.pending.size === 0;
+    this.writeScanned(sp, clean ? Date.now() : started);
   }
 
   /** Report nodes of index entries right below `dirs` that are no longer where the entry says. */
