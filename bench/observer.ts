@@ -64,9 +64,12 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 }
 
-export async function benchObserver(base: string, opts: { files: number; folders: number }): Promise<void> {
+export async function benchObserver(
+  base: string,
+  opts: { files: number; folders: number; parts: string[] },
+): Promise<void> {
   // ------------------------------------------------------------ latency
-  {
+  if (opts.parts.includes('latency')) {
     const { root, storage, dir } = await fresh(base, 'obs-latency');
     fs.mkdirSync(`${dir}/incoming`);
     const closed = new Map<string, number>();
@@ -107,7 +110,7 @@ export async function benchObserver(base: string, opts: { files: number; folders
   }
 
   // ------------------------------------------------------------ assimilation throughput + start-up scan
-  {
+  if (opts.parts.includes('assimilate')) {
     const { root, driver, storage, dir } = await fresh(base, 'obs-assimilate');
     const t0 = performance.now();
     writeTree(dir, opts.files);
@@ -190,7 +193,7 @@ export async function benchObserver(base: string, opts: { files: number; folders
   }
 
   // ------------------------------------------------------------ memory watching M folders
-  {
+  if (opts.parts.includes('folders')) {
     const { root, storage, dir } = await fresh(base, 'obs-folders');
     execFileSync('python3', [
       '-c',

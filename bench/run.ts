@@ -9,6 +9,7 @@
  *   npm run bench -- cs3 --cs3-parts data --cs3-mib 64   # a part of it, smaller
  *   npm run bench -- webdav                # WebDAV against Apache httpd + mod_dav_fs (apt-get install apache2)
  *   npm run bench -- observer              # files written around Stowage: latency, assimilation, scans, memory
+ *   npm run bench -- observer --obs-parts latency --obs-files 10000   # a part of it, smaller
  *
  * Environment: BENCH_DIR (default ./.bench-tmp, must be a real filesystem with user xattrs).
  */
@@ -363,7 +364,13 @@ if (want('webdav')) {
   });
 }
 if (want('observer')) {
-  await benchObserver(base, { files: flag('--obs-files', 100_000), folders: flag('--obs-folders', 100_000) });
+  const i = args.indexOf('--obs-parts');
+  const parts = i >= 0 ? (args[i + 1] ?? '').split(',') : ['latency', 'assimilate', 'folders'];
+  await benchObserver(base, {
+    files: flag('--obs-files', 100_000),
+    folders: flag('--obs-folders', 100_000),
+    parts,
+  });
 }
 if (rows.length > 1) {
   console.log('\nSummary');
