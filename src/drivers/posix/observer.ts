@@ -114,6 +114,40 @@ function depth(key: string): number {
   return n;
 }
 
+/**
+ * Every entry of a space's id index as id and path, read with synchronous calls (about 2 µs an
+ * entry), letting the event loop run every 2,000 entries.
+ */
+async function* indexEntries(sp: PosixSpace): AsyncGenerator<{ id: string; rel: string }> {
+  const dir = sp.index.dir;
+  let shards: string[];
+  try {
+    shards = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  let n = 0;
+  for (const shard of shards) {
+    let names: string[];
+    try {
+      names = fs.readdirSync(`${dir}/${shard}`);
+    } catch {
+      continue;
+    }
+    for (const id of names) {
+      if (id.startsWith('.tmp-')) continue;
+      let target: string;
+      try {
+        target = fs.readlinkSync(`${dir}/${shard}/${id}`);
+      } catch {
+        continue;
+      }
+      yield { id, rel: target.slice(target.indexOf('/') + 1) };
+      if (++n % 2000 === 0) await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+}
+
 /** The running observer of one POSIX driver. */
 export class PosixObserver implements Watch {
   readonly ready: Promise<void>;
@@ -661,34 +695,7 @@ export class PosixObserver implements Watch {
     missing: ReadonlySet<string>,
     out: Map<string, string>,
   ): Promise<void> {
-    const dir = sp.index.dir;
-    let shards: string[];
-    try {
-      shards = fs.readdirSync(dir);
-    } catch {
-      return;
-    }
-    let n = 0;
-    for (const shard of shards) {
-      let names: string[];
-      try {
-        names = fs.readdirSync(`${dir}/${shard}`);
-      } catch {
-        continue;
-      }
-      for (const id of names) {
-        if (id.startsWith('.tmp-')) continue;
-        let target: string;
-        try {
-          target = fs.readlinkSync(`${dir}/${shard}/${id}`);
-        } catch {
-          continue;
-        }
-        const rel = target.slice(target.indexOf('/') + 1);
-        if (missing.has(rel)) out.set(rel, id);
-        if (++n % 2000 === 0) await new Promise<void>((r) => setImmediate(r));
-      }
-    }
+    for await (const { id, rel } of indexEntries(sp)) if (missing.has(rel)) out.set(rel, id);
   }
 
   /** A path that disappeared (lock held): the deletion to report, if it was one. */
@@ -884,35 +891,9 @@ export class PosixObserver implements Watch {
 
   /** Report nodes of index entries right below `dirs` that are no longer where the entry says. */
   private async sweepDeleted(sp: PosixSpace, dirs: ReadonlySet<string>): Promise<void> {
-    const dir = sp.index.dir;
     const gone = new Map<string, string>();
-    let shards: string[];
-    try {
-      shards = fs.readdirSync(dir);
-    } catch {
-      return;
-    }
-    let n = 0;
-    for (const shard of shards) {
-      let names: string[];
-      try {
-        names = fs.readdirSync(`${dir}/${shard}`);
-      } catch {
-        continue;
-      }
-      for (const id of names) {
-        if (id.startsWith('.tmp-')) continue;
-        let target: string;
-        try {
-          target = fs.readlinkSync(`${dir}/${shard}/${id}`);
-        } catch {
-          continue;
-        }
-        const rel = target.slice(target.indexOf('/') + 1);
-        if (!dirs.has(parentKeyOf(rel))) continue;
-        if (!(await this.host.probe(sp, rel, id))) gone.set(rel, id);
-        if (++n % 2000 === 0) await new Promise<void>((r) => setImmediate(r));
-      }
+    for await (const { id, rel } of indexEntries(sp)) {
+      if (dirs.has(parentKeyOf(rel)) && !(await this.host.probe(sp, rel, id))) gone.set(rel, id);
     }
     for (let i = 0; i < gone.size; i += SCAN_CHUNK) {
       const part = [...gone].slice(i, i + SCAN_CHUNK);
