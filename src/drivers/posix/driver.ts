@@ -68,6 +68,7 @@ import { CommitLock } from './lock.js';
 import type { Native } from './native.js';
 import { type ObserverHost, PosixObserver } from './observer.js';
 import {
+  checksumsValid,
   decodeRecord,
   encodeRecord,
   isValidId,
@@ -80,7 +81,7 @@ import {
   XATTR_NODE,
   XATTR_PREFIX,
 } from './record.js';
-import { keyOf, PosixSpace, parseMetadata, type SpaceEnv, segsOf } from './space.js';
+import { keyOf, PosixSpace, parentKeyOf, parseMetadata, type SpaceEnv, sameFile, segsOf } from './space.js';
 import { DirSyncer, isMissing, mapOrdered, toUtimeSeconds } from './util.js';
 
 /** Options of the POSIX driver. */
@@ -1142,7 +1143,7 @@ class Posix implements PosixDriver {
         mimeType: FOLDER_MIME_TYPE,
       };
     } else {
-      const valid = rec.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
+      const valid = checksumsValid(rec, st);
       info = {
         id,
         path,
@@ -2164,7 +2165,7 @@ class Posix implements PosixDriver {
     const st = await fsp.lstat(abs).catch(() => undefined);
     if (!st?.isFile()) return undefined;
     const rec = decodeRecord(await this.native.getxattr(abs, XATTR_NODE).catch(() => undefined));
-    const valid = rec?.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
+    const valid = checksumsValid(rec, st);
     return {
       key,
       size: st.size,
@@ -2763,17 +2764,6 @@ function versionKey(): string {
 /** Version keys as we make them (anything else in a version folder is ignored). */
 function isVersionKey(k: string): boolean {
   return /^\d{17}-[0-9a-f]{8}$/.test(k);
-}
-
-/** Key of the parent of a key. */
-function parentKeyOf(key: string): string {
-  const slash = key.lastIndexOf('/');
-  return slash < 0 ? '' : key.slice(0, slash);
-}
-
-/** Same inode: two names (hard links) of one file. */
-function sameFile(a: fs.Stats, b: fs.Stats): boolean {
-  return a.ino === b.ino && a.dev === b.dev;
 }
 
 function rethrow(op: string): (err: unknown) => never {

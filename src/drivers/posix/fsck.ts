@@ -13,7 +13,7 @@ import { nextTreeTime } from '../../core/etag.js';
 import { decodeGrant } from '../../core/permissions.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Native } from './native.js';
-import { encodeRecord, type NodeRecord, XATTR_GRANTS, XATTR_NODE } from './record.js';
+import { checksumsValid, encodeRecord, type NodeRecord, XATTR_GRANTS, XATTR_NODE } from './record.js';
 import { keyOf, type PosixSpace, segsOf } from './space.js';
 
 /** Kinds of problems fsck finds. */
@@ -162,7 +162,7 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
         }
         report.files++;
         report.bytes += st.size;
-        const valid = rec.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
+        const valid = checksumsValid(rec, st);
         if (!valid && rec.ck !== undefined) problem('stale-checksums', segs);
         if (!valid && opts.checksums && repair) {
           const acc = new ChecksumAccumulator();

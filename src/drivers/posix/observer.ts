@@ -37,8 +37,8 @@ import { ParallelChecksums } from '../../core/parallel-checksums.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Checksums, ResourceInfo } from '../../core/types.js';
 import { TreeWatcher } from '../../observer/tree-watcher.js';
-import { type NodeRecord, XATTR_PREFIX } from './record.js';
-import { keyOf, type PosixSpace, segsOf } from './space.js';
+import { checksumsValid, type NodeRecord, XATTR_PREFIX } from './record.js';
+import { depth, keyOf, type PosixSpace, parentKeyOf, sameFile, segsOf } from './space.js';
 
 /** On a space root: start (ms) of the last complete scan; nodes with an older ctime are unchanged. */
 export const XATTR_SCANNED = `${XATTR_PREFIX}w`;
@@ -90,28 +90,12 @@ interface Pending {
   gone?: boolean;
 }
 
-function ckValid(rec: NodeRecord, st: fs.Stats): boolean {
-  return rec.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
-}
-
 function unchanged(a: fs.Stats, b: fs.Stats): boolean {
   return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
 }
 
 function baseName(key: string): string {
   return key.slice(key.lastIndexOf('/') + 1);
-}
-
-function parentKeyOf(key: string): string {
-  const i = key.lastIndexOf('/');
-  return i < 0 ? '' : key.slice(0, i);
-}
-
-function depth(key: string): number {
-  if (key === '') return 0;
-  let n = 1;
-  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) === 47) n++;
-  return n;
 }
 
 /**
@@ -376,11 +360,11 @@ export class PosixObserver implements Watch {
     }
     // Changes Stowage is committing right now look inconsistent until their commit ends: wait for
     // the lock once, then keep only what still needs work.
-    let todo = present;
-    if (todo.length) {
+    let remaining = present;
+    if (remaining.length) {
       await sp.commit(async () => {});
       const still: Candidate[] = [];
-      for (const c of todo) {
+      for (const c of remaining) {
         let st: fs.Stats;
         try {
           st = fs.lstatSync(sp.abs(c.segs));
@@ -393,14 +377,14 @@ export class PosixObserver implements Watch {
         c.rec = sp.recordHeld(c.segs);
         still.push(c);
       }
-      todo = still;
+      remaining = still;
     }
     // Vet (before-hooks) and hash, outside the lock.
     const vet = this.opts.vet;
     const refused: string[] = [];
-    for (const c of todo) {
+    for (const c of remaining) {
       const file = c.st.isFile();
-      const fresh = !c.rec || c.rec.ex === 1 || (file && !ckValid(c.rec, c.st));
+      const fresh = !c.rec || c.rec.ex === 1 || (file && !checksumsValid(c.rec, c.st));
       if (!fresh) continue;
       // Inside a folder that is itself refused, nothing is asked about: it goes with its folder.
       if (refused.some((r) => c.key.startsWith(`${r}/`))) {
@@ -433,8 +417,8 @@ export class PosixObserver implements Watch {
         c.sums = sums;
       }
     }
-    const accepted = todo.filter((c) => !c.skip && !c.rejected);
-    const rejected = todo.filter((c) => !c.skip && c.rejected);
+    const accepted = remaining.filter((c) => !c.skip && !c.rejected);
+    const rejected = remaining.filter((c) => !c.skip && c.rejected);
     // Drop deletions implied by a deleted folder above them in the same batch.
     const goneSet = new Set(gone);
     const goneTop = gone.filter((k) => {
@@ -489,7 +473,7 @@ export class PosixObserver implements Watch {
   private async consistent(sp: PosixSpace, segs: string[], key: string, st: fs.Stats): Promise<boolean> {
     const rec = sp.recordFor(segs, st);
     if (!rec || rec.ex === 1) return false;
-    if (st.isFile() && !ckValid(rec, st)) return false;
+    if (st.isFile() && !checksumsValid(rec, st)) return false;
     const parentSegs = segs.slice(0, -1);
     const parentKey = keyOf(parentSegs);
     if (segs.length === 1) {
@@ -506,7 +490,7 @@ export class PosixObserver implements Watch {
       // Stale only because a folder above moved; but a copy of a folder made with cp -a also looks
       // like this, so make sure the original is not still where the entry says.
       const there = await this.host.probe(sp, entry.rel, rec.id);
-      if (there && !(there.st.ino === st.ino && there.st.dev === st.dev)) return false;
+      if (there && !sameFile(there.st, st)) return false;
     }
     sp.index.remember(rec.id, key);
     return true;
@@ -571,7 +555,7 @@ export class PosixObserver implements Watch {
       const entry = await sp.index.read(rec.id);
       if (entry && entry.rel !== c.key) {
         const there = await this.host.probe(sp, entry.rel, rec.id);
-        if (there && there.st.ino === st.ino && there.st.dev === st.dev) {
+        if (there && sameFile(there.st, st)) {
           // a hard link of the same file: one inode, one id
         } else if (there) {
           copiedFrom = rec.id;
@@ -597,7 +581,7 @@ export class PosixObserver implements Watch {
         dirty = true;
       }
     }
-    if (st.isFile() && !ckValid(rec, st)) {
+    if (st.isFile() && !checksumsValid(rec, st)) {
       if (!c.sums) {
         this.repend(sp, c.key, this.settleMs);
         return undefined;

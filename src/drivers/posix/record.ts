@@ -125,6 +125,11 @@ export function storedLock(l: Lock): StoredLock {
   };
 }
 
+/** Are a file's recorded checksums still those of its content (mtime and size unchanged since)? */
+export function checksumsValid(rec: NodeRecord | undefined, st: { mtimeMs: number; size: number }): boolean {
+  return rec?.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
+}
+
 /** Serialise a record. */
 export function encodeRecord(rec: NodeRecord): string {
   return JSON.stringify(rec);

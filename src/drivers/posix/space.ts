@@ -58,6 +58,17 @@ export function keyOf(segs: readonly string[]): string {
   return segs.join('/');
 }
 
+/** Key of the parent of a key. */
+export function parentKeyOf(key: string): string {
+  const slash = key.lastIndexOf('/');
+  return slash < 0 ? '' : key.slice(0, slash);
+}
+
+/** Same inode: two names (hard links) of one file. */
+export function sameFile(a: fs.Stats, b: fs.Stats): boolean {
+  return a.ino === b.ino && a.dev === b.dev;
+}
+
 /** Segments of a key. */
 export function segsOf(key: string): string[] {
   return key === '' ? [] : key.split('/');
@@ -653,7 +664,8 @@ async function sizeOfTree(dir: string): Promise<number> {
   return total;
 }
 
-function depth(key: string): number {
+/** Number of segments of a key. */
+export function depth(key: string): number {
   if (key === '') return 0;
   let n = 1;
   for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) === 47) n++;
