@@ -682,7 +682,11 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     ...(opts['data-url'] && { dataUrl: opts['data-url'] }),
     ...(transferSecret && { transferSecret }),
     uploadsDir: path.join(driver.root, '.stowage', 'uploads'),
-    webdav: { uploadsDir: path.join(driver.root, '.stowage', 'chunks') },
+    webdav: {
+      uploadsDir: path.join(driver.root, '.stowage', 'chunks'),
+      // Listings can be kept while the observer reports what is written around Stowage.
+      listingCache: !opts['no-watch'],
+    },
     log: (message, err) =>
       process.stderr.write(`stowage serve: ${message}: ${(err as Error)?.message ?? err}\n`),
   }).catch(async (err) => {

@@ -135,6 +135,12 @@ export interface WatchOptions {
    * moved to the space's trash, and announced as `trashed` with the reason); return metadata to set.
    */
   vet?(change: PendingChange): Promise<Annotation | undefined> | Annotation | undefined;
+  /**
+   * Something in a space may have changed: called for each batch of paths the observer looks at,
+   * before it knows whether they hold a change it must assimilate (another process may have made
+   * the change whole, ids and all); without a space when events were lost. For caches.
+   */
+  onStale?(spaceId?: string): void;
   /** Quiet time after the last event of a path before it is looked at (default 50 ms). */
   debounceMs?: number;
   /**

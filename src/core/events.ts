@@ -119,6 +119,7 @@ export interface StreamOptions {
 export class EventBus {
   private readonly listeners = new Set<(e: StorageEvent) => void>();
   private readonly hooks: BeforeHook[] = [];
+  private readonly staleListeners = new Set<(storageId: string, spaceId?: string) => void>();
 
   /** True when someone listens or a hook is set (the provider skips work for events otherwise). */
   get active(): boolean {
@@ -186,6 +187,28 @@ export class EventBus {
       if (a?.metadata) out = { metadata: { ...out?.metadata, ...a.metadata } };
     }
     return out;
+  }
+
+  /**
+   * Be told when something in a space may have changed without an event saying what: the observer
+   * looked at paths there (written by another process, perhaps another Stowage), or lost events
+   * (no `spaceId`: anything in the storage). Caches drop what they hold for it; nothing else needs
+   * this. Every event is such a change too: listen to both.
+   */
+  onStale(listener: (storageId: string, spaceId?: string) => void): () => void {
+    this.staleListeners.add(listener);
+    return () => this.staleListeners.delete(listener);
+  }
+
+  /** @internal Say that something in a space (or anywhere in a storage) may have changed. */
+  stale(storageId: string, spaceId?: string): void {
+    for (const l of [...this.staleListeners]) {
+      try {
+        l(storageId, spaceId);
+      } catch {
+        // a listener's failure is its own
+      }
+    }
   }
 
   /** @internal Announce an event; a listener that throws does not stop the others. */

@@ -102,7 +102,7 @@ export interface OffboardOptions {
 }
 
 /** Options of {@link StorageProvider.watch} (see {@link WatchOptions} for each). */
-export type ObserveOptions = Omit<WatchOptions, 'onChange' | 'vet'>;
+export type ObserveOptions = Omit<WatchOptions, 'onChange' | 'vet' | 'onStale'>;
 
 /** Observers of every driver that can watch, as one. */
 export interface Observation extends Watch {
@@ -396,10 +396,7 @@ export class StorageProvider {
     const now = Date.now();
     const hit = byChain.get(chain);
     if (hit && hit.until > now) return hit.perms;
-    let until = Number.POSITIVE_INFINITY;
-    for (const grants of chain)
-      for (const g of grants)
-        if (g.expires !== undefined && g.expires > now) until = Math.min(until, g.expires);
+    const until = expiryAfter(now, chain);
     const perms = Object.freeze(effectivePermissions(p, chain, false, now));
     byChain.set(chain, { perms, until });
     return perms;
@@ -823,20 +820,26 @@ export class StorageProvider {
     if (!this.principal) {
       await this.checkEnabled(driver, node);
       yield* driver.list(node, opts);
+      if (opts?.validity) opts.validity.until = Number.POSITIVE_INFINITY;
       return;
     }
     const folder = await this.require(driver, node, ['listContainer'], { fields: [] });
     const asked = opts?.fields ?? DEFAULT_FIELDS;
     const fields: Field[] = asked.includes('grants') ? [...asked] : [...asked, 'grants'];
     const presentOpts = asked.includes('grants') ? opts : { ...opts, fields: asked };
+    const now = Date.now();
+    let until = expiryAfter(now, [...folder.inherited, folder.info.grants ?? []]);
     for await (const child of driver.list(node, { ...opts, fields })) {
       // Inherited = the folder's; only a child's own grants can add to it (or deny it).
-      const perms = child.grants?.length
-        ? applyOwnGrants(this.principal, folder.perms, child.grants)
-        : folder.perms;
+      let perms = folder.perms;
+      if (child.grants?.length) {
+        perms = applyOwnGrants(this.principal, folder.perms, child.grants);
+        until = Math.min(until, expiryAfter(now, [child.grants]));
+      }
       if (!perms.stat) continue;
       yield this.present(child, perms, presentOpts);
     }
+    if (opts?.validity) opts.validity.until = until;
   }
 
   async read(ref: Ref, opts?: ReadOptions): Promise<ReadResult> {
@@ -1521,6 +1524,7 @@ export class StorageProvider {
         d.features.watch.start({
           ...opts,
           onChange: (c) => bus.emit({ ...c, origin: 'external' }),
+          onStale: (spaceId) => bus.stale(d.storageId, spaceId),
           vet: (change) => bus.check(change),
         }),
       );
@@ -1546,6 +1550,15 @@ export class StorageProvider {
   async close(): Promise<void> {
     await Promise.all(this.drivers.map((d) => d.close()));
   }
+}
+
+/** The earliest expiry after `now` among grants (Infinity when none expires). */
+function expiryAfter(now: number, chain: readonly (readonly Grant[])[]): number {
+  let until = Number.POSITIVE_INFINITY;
+  for (const grants of chain)
+    for (const g of grants)
+      if (g.expires !== undefined && g.expires > now) until = Math.min(until, g.expires);
+  return until;
 }
 
 /** True when permissions include managing membership (a space manager). */

@@ -156,7 +156,14 @@ export interface StatOptions {
 }
 
 /** Options for a listing. */
-export interface ListOptions extends StatOptions {}
+export interface ListOptions extends StatOptions {
+  /**
+   * Filled in by the provider once the listing is done: `until` is when the same listing could
+   * come out differently without anybody changing anything (the earliest expiry of a grant it
+   * depended on; `Infinity` when none). For caches of listings; drivers ignore it.
+   */
+  validity?: { until: number };
+}
 
 /** Conditions of an HTTP-style conditional request. Etags are compared without quotes; `'*'` matches anything. */
 export interface Conditions {

@@ -55,6 +55,8 @@ export interface Cs3Server {
   readonly httpAddress: string;
   /** Public base URL of the data plane. */
   readonly dataUrl: string;
+  /** The WebDAV door, when it is served. */
+  readonly webdav: WebDav | undefined;
   /** Stop accepting calls, finish those in flight (at most `graceMs`), and close. */
   close(graceMs?: number): Promise<void>;
 }
@@ -158,6 +160,7 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
     grpcAddress,
     httpAddress,
     dataUrl,
+    webdav: dav,
     close(graceMs = 5000) {
       closed ??= (async () => {
         await new Promise<void>((resolve) => {
@@ -183,6 +186,7 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
           });
         });
         uploads.close();
+        dav?.close();
       })();
       return closed;
     },

@@ -40,6 +40,7 @@ import {
   sendRead,
 } from '../http/common.js';
 import { type IfList, parseIf, submittedTokens } from './ifheader.js';
+import { type Fill, ListingCache, type ListingCacheOptions } from './listing-cache.js';
 import { child, DAV, esc, NC, OC, parseXml, readBody, ST, serialise } from './xml.js';
 
 /** Options of {@link WebDav}. */
@@ -57,6 +58,12 @@ export interface WebDavOptions {
   tus?: DataPlane;
   /** Answer `Depth: infinity` PROPFINDs (default false: 403 propfind-finite-depth). */
   allowDepthInfinity?: boolean;
+  /**
+   * Keep rendered `Depth: 1` listings until something in their space changes (default off). Turn
+   * it on only where every change reaches the provider's events: the observer runs (as with
+   * `stowage serve`), or nothing writes around Stowage. See {@link ListingCache}.
+   */
+  listingCache?: boolean | ListingCacheOptions;
   /** Realm of the Basic challenge (default "Stowage"). */
   realm?: string;
   /** Failures worth a look (never passwords or tokens). */
@@ -162,12 +169,29 @@ export class WebDav {
   /** Each user's personal space, looked up (or created) once a minute, not on every request. */
   private readonly personalSpaces = new Map<string, { space: Promise<Space>; until: number }>();
   private readonly realm: string;
+  private readonly listings: ListingCache | undefined;
 
   constructor(private readonly opts: WebDavOptions) {
     if (!opts.provider.identity) {
       throw new StorageError('INVALID_ARGUMENT', 'WebDAV needs a provider with an identity source');
     }
     this.realm = opts.realm ?? 'Stowage';
+    if (opts.listingCache) {
+      this.listings = new ListingCache(
+        opts.provider.events,
+        typeof opts.listingCache === 'object' ? opts.listingCache : {},
+      );
+    }
+  }
+
+  /** Rendered listings kept (when enabled): hits, misses, entries and bytes. */
+  listingCacheStats(): ReturnType<ListingCache['stats']> | undefined {
+    return this.listings?.stats();
+  }
+
+  /** Stop listening to the provider's events (the provider stays open). */
+  close(): void {
+    this.listings?.close();
   }
 
   /** Answer a request if it is ours (true), or leave it alone (false). */
@@ -547,27 +571,64 @@ export class WebDav {
       fields,
       ...(mode !== 'prop' ? { metadataKeys: '*' as const } : dead?.length ? { metadataKeys: dead } : {}),
     };
-    const info = await t.session.stat(this.ref(t), statOpts);
+    const cacheable = this.listings !== undefined && depthHeader === '1';
+    const info = await t.session.stat(
+      this.ref(t),
+      cacheable && !fields.includes('permissions')
+        ? { ...statOpts, fields: [...fields, 'permissions'] }
+        : statOpts,
+    );
     const quota = wanted.some((p) => p.ns === DAV && p.local.startsWith('quota-'))
       ? await t.session.getQuota(this.ref(t)).catch(() => undefined)
       : undefined;
     res.writeHead(207, { 'content-type': XML_TYPE, vary: 'Brief,Prefer' });
-    // Entries go out in ~64 KiB writes, as they are listed: never the whole folder in memory.
-    let buf = MULTISTATUS_HEAD;
-    const write = async (s: string) => {
-      buf += s;
-      if (buf.length < 65_536) return;
-      const chunk = buf;
-      buf = '';
-      await send(res, chunk);
-    };
     const props = mode === 'allprop' ? [...ALLPROP, ...include] : wanted;
     const self = this.href(t, t.segs, info.type === 'folder');
-    await write(this.response(t, info, self, true, mode, props, quota));
+    const head = MULTISTATUS_HEAD + this.response(t, info, self, true, mode, props, quota);
+    // A folder's children as rendered before, if nothing in its space changed since.
+    let fill: Fill | undefined;
+    if (cacheable && info.type === 'folder' && info.permissions?.listContainer) {
+      const key = [
+        info.id.storageId,
+        info.id.spaceId,
+        info.id.opaqueId,
+        self,
+        t.user.id,
+        t.user.admin ? 'a' : '',
+        [...(t.user.groups ?? [])].sort().join('/'),
+        mode,
+        props.map((p) => `{${p.ns}}${p.local}`).join(' '),
+        quota ? `${quota.used}/${quota.remaining}` : '',
+      ].join('\u0000');
+      const cached = this.listings.get(key, info.etag);
+      if (cached) {
+        await send(res, head);
+        for (const c of cached) await send(res, c);
+        res.end('</d:multistatus>');
+        return;
+      }
+      fill = this.listings.begin(key, info.id.storageId, info.id.spaceId, info.etag);
+    }
+    // Entries go out in ~64 KiB writes, as they are listed: never the whole folder in memory.
+    await send(res, head);
+    let buf = '';
+    const flush = async () => {
+      const chunk = Buffer.from(buf);
+      buf = '';
+      if (fill) this.listings!.add(fill, chunk);
+      await send(res, chunk);
+    };
+    const write = async (s: string) => {
+      buf += s;
+      if (buf.length >= 65_536) await flush();
+    };
+    const validity = { until: Number.POSITIVE_INFINITY };
     if (info.type === 'folder' && depthHeader !== '0') {
       const walk = async (ref: Reference, segs: string[], base: string, depth: number): Promise<void> => {
-        for await (const c of t.session.list(ref, statOpts)) {
+        for await (const c of t.session.list(ref, { ...statOpts, validity })) {
           const href = `${base}${encodeName(c.name)}${c.type === 'folder' ? '/' : ''}`;
+          // A lock's timeout counts down: a listing that shows one is not kept.
+          if (c.lock && fill) fill.chunks = undefined;
           await write(this.response(t, c, href, false, mode, props, quota));
           if (depth > 1 && c.type === 'folder') {
             const cs = [...segs, c.name];
@@ -582,7 +643,9 @@ export class WebDav {
         depthHeader === '1' ? 1 : Number.POSITIVE_INFINITY,
       );
     }
-    res.end(`${buf}</d:multistatus>`);
+    if (buf) await flush();
+    if (fill) this.listings!.finish(fill, validity.until);
+    res.end('</d:multistatus>');
   }
 
   /** One `<d:response>` of a multistatus. */
@@ -1438,7 +1501,7 @@ export class WebDav {
  * Write to a response, waiting while its buffer is full; a client that went away ends the wait
  * (and the request) instead of leaving it hanging.
  */
-async function send(res: ServerResponse, chunk: string): Promise<void> {
+async function send(res: ServerResponse, chunk: string | Buffer): Promise<void> {
   if (res.destroyed || res.writableEnded) throw new StorageError('CANCELLED', 'the client went away');
   if (res.write(chunk)) return;
   await new Promise<void>((resolve, reject) => {

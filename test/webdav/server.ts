@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
 import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
-import { StaticIdentitySource, type StaticUser, StorageProvider } from '../../src/index.js';
+import { type Observation, StaticIdentitySource, type StaticUser, StorageProvider } from '../../src/index.js';
 import { tempRoot } from '../helpers/tmp.js';
 
 export const SECRET = 'webdav-test-secret';
@@ -12,6 +12,8 @@ export interface DavEnv {
   driver: PosixDriver;
   provider: StorageProvider;
   server: Cs3Server;
+  /** The observer, as `stowage serve` runs it (unless started with `watch: false`). */
+  observer: Observation | undefined;
   /** `http://host:port` */
   url: string;
   /** `Authorization` header for a user (password = `pw-<username>`). */
@@ -19,7 +21,12 @@ export interface DavEnv {
   close(): Promise<void>;
 }
 
-export async function startDav(users: StaticUser[]): Promise<DavEnv> {
+/**
+ * Start a server as `stowage serve` does: the observer watches the storage and rendered listings
+ * are kept (`watch: false`: neither).
+ */
+export async function startDav(users: StaticUser[], opts: { watch?: boolean } = {}): Promise<DavEnv> {
+  const watch = opts.watch !== false;
   const root = await tempRoot('dav');
   const identity = await StaticIdentitySource.create({
     users: users.map((u) => ({ password: `pw-${u.username}`, ...u })),
@@ -32,16 +39,20 @@ export async function startDav(users: StaticUser[]): Promise<DavEnv> {
     grpc: false,
     http: '127.0.0.1:0',
     uploadsDir: path.join(root, 'uploads'),
-    webdav: { uploadsDir: path.join(root, 'chunks') },
+    webdav: { uploadsDir: path.join(root, 'chunks'), listingCache: watch },
   });
+  const observer = watch ? provider.watch({ rescanIntervalMs: 0 }) : undefined;
+  await observer?.ready;
   return {
     root,
     driver,
     provider,
     server,
+    observer,
     url: `http://${server.httpAddress}`,
     basic: (u) => `Basic ${Buffer.from(`${u}:pw-${u}`).toString('base64')}`,
     async close() {
+      await observer?.close();
       await server.close();
       await provider.close();
     },

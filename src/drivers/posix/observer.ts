@@ -238,6 +238,7 @@ export class PosixObserver implements Watch {
 
   private lost(reason: string): void {
     this.counts.lost++;
+    this.opts.onStale?.();
     this.log(`observer: ${reason}; rescanning`);
     if (this.scanWanted === undefined) {
       this.scanWanted = reason;
@@ -313,6 +314,7 @@ export class PosixObserver implements Watch {
     goneHint: ReadonlySet<string>,
     goneIds?: ReadonlyMap<string, string>,
   ): Promise<void> {
+    this.opts.onStale?.(sp.id);
     // Folders above a change that are new to Stowage are announced first, so they come along.
     const all = new Set(keys);
     for (const key of keys) {

@@ -1,0 +1,230 @@
+/**
+ * Rendered listings kept by the WebDAV door (as `stowage serve` runs it: observer on): every way a
+ * listing can change must show in the next PROPFIND, whatever made the change.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPosixDriver } from '../../src/drivers/posix/index.js';
+import { EventBus, fromLetters, ROLES, StorageProvider } from '../../src/index.js';
+import { ListingCache } from '../../src/webdav/listing-cache.js';
+import { type DavEnv, startDav } from './server.js';
+
+let env: DavEnv;
+let projectId: string;
+
+beforeAll(async () => {
+  env = await startDav([
+    { id: 'u-ann', username: 'ann', createSpaces: true },
+    { id: 'u-bob', username: 'bob' },
+  ]);
+  const ann = await env.provider.as('ann');
+  projectId = (await ann.createSpace({ type: 'project', name: 'Cached lab' })).id;
+  await ann.setGrant(
+    { space: projectId, path: '' },
+    { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.viewer) },
+  );
+});
+afterAll(() => env?.close());
+
+const PROPS =
+  '<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>' +
+  '<d:getetag/><oc:fileid/><oc:permissions/><d:getcontentlength/><oc:size/><oc:checksums/></d:prop></d:propfind>';
+
+async function propfind(url: string, user: string, body = PROPS): Promise<string> {
+  const r = await fetch(env.url + url, {
+    method: 'PROPFIND',
+    headers: { authorization: env.basic(user), depth: '1' },
+    body,
+  });
+  expect(r.status).toBe(207);
+  return r.text();
+}
+
+async function put(url: string, user: string, body: string): Promise<void> {
+  // Its folder first (405 when it is there already).
+  const folder = url.slice(0, url.lastIndexOf('/') + 1);
+  const mk = await fetch(env.url + folder, { method: 'MKCOL', headers: { authorization: env.basic(user) } });
+  expect([201, 405]).toContain(mk.status);
+  const r = await fetch(env.url + url, { method: 'PUT', headers: { authorization: env.basic(user) }, body });
+  expect(r.status).toBeLessThan(300);
+}
+
+const stats = () => env.server.webdav!.listingCacheStats()!;
+/** Names listed in a multistatus: the folder itself (''), then its children in order of name. */
+const names = (xml: string) => {
+  const [self, ...rest] = [...xml.matchAll(/<d:href>([^<]*)<\/d:href>/g)].map((m) =>
+    decodeURIComponent(m[1]!).split('/').at(-1),
+  );
+  return [self, ...rest.sort()];
+};
+
+/** Files written since Stowage looked have settled and were assimilated, or found unchanged. */
+const settled = async () => {
+  await new Promise((r) => setTimeout(r, 250));
+  await env.observer!.idle();
+};
+
+describe('webdav: kept listings', () => {
+  it('answers a settled folder again from the kept listing, byte for byte', async () => {
+    for (const n of ['a.txt', 'b.txt', 'c.txt']) await put(`/remote.php/webdav/keep/${n}`, 'ann', n);
+    await settled();
+    const first = await propfind('/remote.php/webdav/keep/', 'ann');
+    const before = stats();
+    const second = await propfind('/remote.php/webdav/keep/', 'ann');
+    expect(stats().hits).toBe(before.hits + 1);
+    expect(second).toBe(first);
+    expect(names(second)).toEqual(['', 'a.txt', 'b.txt', 'c.txt']);
+  });
+
+  it('shows a WebDAV upload, an API change and a deletion at once', async () => {
+    await put('/remote.php/webdav/doors/one.txt', 'ann', 'one');
+    await settled();
+    await propfind('/remote.php/webdav/doors/', 'ann');
+    await put('/remote.php/webdav/doors/two.txt', 'ann', 'two');
+    expect(names(await propfind('/remote.php/webdav/doors/', 'ann'))).toEqual(['', 'one.txt', 'two.txt']);
+
+    const ann = await env.provider.as('ann');
+    const home = await ann.personalSpace();
+    await ann.write({ space: home.id, path: 'doors/one.txt' }, Buffer.from('longer now'));
+    expect(await propfind('/remote.php/webdav/doors/', 'ann')).toContain(
+      '<d:getcontentlength>10</d:getcontentlength>',
+    );
+    // A dead property set through the API shows in allprop.
+    await ann.setMetadata({ space: home.id, path: 'doors/two.txt' }, { '{urn:x}colour': 'red' });
+    const all = '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>';
+    expect(await propfind('/remote.php/webdav/doors/', 'ann', all)).toContain('red');
+    await ann.delete({ space: home.id, path: 'doors/one.txt' });
+    expect(names(await propfind('/remote.php/webdav/doors/', 'ann'))).toEqual(['', 'two.txt']);
+  });
+
+  it('shows files written around Stowage once the observer has them', async () => {
+    await put('/remote.php/webdav/around/kept.txt', 'ann', 'kept');
+    await settled();
+    await propfind('/remote.php/webdav/around/', 'ann');
+    const home = await (await env.provider.as('ann')).personalSpace();
+    const dir = path.join(await env.driver.spacePath(home.id), 'around');
+    fs.writeFileSync(path.join(dir, 'scanned.dat'), 'from the microscope');
+    fs.appendFileSync(path.join(dir, 'kept.txt'), ' and more');
+    await settled();
+    const xml = await propfind('/remote.php/webdav/around/', 'ann');
+    expect(names(xml)).toEqual(['', 'kept.txt', 'scanned.dat']);
+    expect(xml).toContain('<d:getcontentlength>13</d:getcontentlength>'); // "kept and more"
+    expect(xml).toContain('<d:getcontentlength>19</d:getcontentlength>');
+  });
+
+  it('shows changes another Stowage process made whole (no event reaches this one)', async () => {
+    await put('/remote.php/webdav/other/x.txt', 'ann', 'x');
+    await settled();
+    const all = '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>';
+    await propfind('/remote.php/webdav/other/', 'ann', all);
+    // Another provider on the same tree, with its own events: as another process would be.
+    const other = new StorageProvider({ drivers: await createPosixDriver({ root: env.driver.root }) });
+    try {
+      const home = (await (await env.provider.as('ann')).personalSpace()).id;
+      await other.setMetadata({ space: home, path: 'other/x.txt' }, { '{urn:x}seen-by': 'the other one' });
+    } finally {
+      await other.close();
+    }
+    await settled();
+    expect(await propfind('/remote.php/webdav/other/', 'ann', all)).toContain('the other one');
+  });
+
+  it('keeps one listing per user, and follows grant changes and expiries', async () => {
+    const ann = await env.provider.as('ann');
+    await ann.mkdir({ space: projectId, path: 'g' });
+    for (const n of ['open.txt', 'secret.txt'])
+      await ann.write({ space: projectId, path: `g/${n}` }, Buffer.from(n));
+    await settled();
+    const url = `/dav/spaces/${projectId}/g/`;
+    const annXml = await propfind(url, 'ann');
+    const bobXml = await propfind(url, 'bob');
+    expect(annXml).not.toBe(bobXml); // permissions differ
+    expect(await propfind(url, 'bob')).toBe(bobXml);
+
+    const expires = Date.now() + 2000;
+    await ann.setGrant(
+      { space: projectId, path: 'g/secret.txt' },
+      { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.viewer), deny: true, expires },
+    );
+    expect(names(await propfind(url, 'bob'))).toEqual(['', 'open.txt']);
+    await settled(); // the observer saw the grant's xattr change too
+    expect(names(await propfind(url, 'bob'))).toEqual(['', 'open.txt']);
+    const before = stats();
+    expect(names(await propfind(url, 'bob'))).toEqual(['', 'open.txt']); // kept, until the deny expires
+    expect(stats().hits).toBe(before.hits + 1);
+    await new Promise((r) => setTimeout(r, expires - Date.now() + 50));
+    expect(names(await propfind(url, 'bob'))).toEqual(['', 'open.txt', 'secret.txt']);
+  });
+
+  it('does not keep a listing that shows a lock (its timeout counts down)', async () => {
+    await put('/remote.php/webdav/locked/l.txt', 'ann', 'l');
+    const lock = await fetch(`${env.url}/remote.php/webdav/locked/l.txt`, {
+      method: 'LOCK',
+      headers: { authorization: env.basic('ann'), timeout: 'Second-600' },
+      body: '<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockinfo>',
+    });
+    expect(lock.status).toBe(200);
+    await settled();
+    const all = '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>';
+    await propfind('/remote.php/webdav/locked/', 'ann', all);
+    const before = stats();
+    expect(await propfind('/remote.php/webdav/locked/', 'ann', all)).toContain('<d:timeout>Second-');
+    expect(stats().hits).toBe(before.hits);
+  });
+});
+
+describe('ListingCache', () => {
+  const event = (spaceId: string) => ({ type: 'updated', origin: 'api', storageId: 's', spaceId }) as const;
+  const fill = (c: ListingCache, key: string, space = 'p', text = 'x') => {
+    const f = c.begin(key, 's', space, 'etag-1');
+    c.add(f, Buffer.from(text));
+    return f;
+  };
+
+  it('does not keep a listing whose space changed while it was made, nor one older than a change', () => {
+    const bus = new EventBus();
+    const c = new ListingCache(bus);
+    const f = fill(c, 'k');
+    bus.emit(event('p'));
+    c.finish(f, Number.POSITIVE_INFINITY);
+    expect(c.get('k', 'etag-1')).toBeUndefined();
+
+    const g = fill(c, 'k');
+    bus.emit(event('other space'));
+    c.finish(g, Number.POSITIVE_INFINITY);
+    expect(c.get('k', 'etag-1')?.toString()).toBe('x');
+    expect(c.get('k', 'etag-2')).toBeUndefined(); // the folder's etag moved
+    c.close();
+  });
+
+  it('drops a space on staleness, everything when events were lost, and the oldest when full', () => {
+    const bus = new EventBus();
+    const c = new ListingCache(bus, { maxBytes: 4 * 100 });
+    c.finish(fill(c, 'a', 'p'), Number.POSITIVE_INFINITY);
+    c.finish(fill(c, 'b', 'q'), Number.POSITIVE_INFINITY);
+    bus.stale('s', 'p');
+    expect(c.get('a', 'etag-1')).toBeUndefined();
+    expect(c.get('b', 'etag-1')).toBeDefined();
+    bus.stale('s');
+    expect(c.get('b', 'etag-1')).toBeUndefined();
+
+    for (const k of ['1', '2', '3', '4', '5'])
+      c.finish(fill(c, k, 'p', 'y'.repeat(100)), Number.POSITIVE_INFINITY);
+    expect(c.stats().bytes).toBeLessThanOrEqual(400);
+    expect(c.get('1', 'etag-1')).toBeUndefined();
+    expect(c.get('5', 'etag-1')).toBeDefined();
+    // Too big a listing (over a quarter of the budget) is not kept at all.
+    c.finish(fill(c, 'big', 'p', 'z'.repeat(101)), Number.POSITIVE_INFINITY);
+    expect(c.get('big', 'etag-1')).toBeUndefined();
+    c.close();
+  });
+
+  it('stops using a listing when a grant it depended on expires', async () => {
+    const c = new ListingCache(new EventBus());
+    c.finish(fill(c, 'k'), Date.now() + 30);
+    expect(c.get('k', 'etag-1')).toBeDefined();
+    await new Promise((r) => setTimeout(r, 40));
+    expect(c.get('k', 'etag-1')).toBeUndefined();
+  });
+});
