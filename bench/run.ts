@@ -8,6 +8,7 @@
  *   npm run bench -- cs3                   # the CS3 door: Stat rate, ListContainer, data plane
  *   npm run bench -- cs3 --cs3-parts data --cs3-mib 64   # a part of it, smaller
  *   npm run bench -- webdav                # WebDAV against Apache httpd + mod_dav_fs (apt-get install apache2)
+ *     [--dav-parts propfind,puts,big]
  *   npm run bench -- observer              # files written around Stowage: latency, assimilation, scans, memory
  *   npm run bench -- observer --obs-parts latency --obs-files 10000   # a part of it, smaller
  *
@@ -357,7 +358,10 @@ if (want('cs3')) {
   await benchCs3(base, { mib: flag('--cs3-mib', 256), entries: flag('--entries', 10_000), parts });
 }
 if (want('webdav')) {
+  const i = args.indexOf('--dav-parts');
+  const parts = i >= 0 ? (args[i + 1] ?? '').split(',') : ['propfind', 'puts', 'big'];
   await benchWebdav(base, {
+    parts,
     entries: [1_000, 10_000],
     files: flag('--files', 1_000),
     mib: flag('--dav-mib', 64),

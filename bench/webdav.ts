@@ -191,7 +191,7 @@ async function startApache(dir: string): Promise<{ url: string; data: string; st
 
 export async function benchWebdav(
   base: string,
-  o: { entries: number[]; files: number; mib: number },
+  o: { entries: number[]; files: number; mib: number; parts: string[] },
 ): Promise<void> {
   if (!fs.existsSync('/usr/sbin/apache2')) {
     console.log('  (webdav: Apache httpd is not installed: apt-get install apache2)');
@@ -235,7 +235,7 @@ export async function benchWebdav(
   const space = await session.personalSpace();
   try {
     // ---------------------------------------------------------------- PROPFIND
-    for (const n of o.entries) {
+    for (const n of o.parts.includes('propfind') ? o.entries : []) {
       const folder = `f${n}`;
       await fsp.mkdir(path.join(apache.data, folder));
       await session.mkdir({ space: space.id, path: folder });
@@ -274,42 +274,48 @@ export async function benchWebdav(
     if (kept) console.log(`  (kept listings: ${kept.hits} hits, ${kept.misses} misses)`);
 
     // ---------------------------------------------------------------- PUT many small files
-    await fsp.mkdir(path.join(apache.data, 'puts'));
-    await fsp.chown(path.join(apache.data, 'puts'), 33, 33).catch(() => {});
-    await session.mkdir({ space: space.id, path: 'puts' });
-    let round = 0;
-    const puts = (url: string) => () =>
-      fromWorker({
-        kind: 'puts',
-        url: `${url}/puts/`,
-        auth,
-        files: o.files,
-        size: 4096,
-        concurrency: 4,
-        round: round++,
-      });
-    const [pa, ps, pr] = await ab(3, puts(apache.url), puts(ours));
-    const fps = (ms: number) => (o.files / (ms / 1000)).toFixed(0);
-    row(
-      `PUT ${o.files.toLocaleString('en')} files of 4 KiB, files/s (4 in flight)`,
-      fps(pa),
-      fps(ps),
-      1 / pr,
-      '>= 1x',
-      1 / pr >= 1,
-    );
+    if (o.parts.includes('puts')) await smallPuts();
+    async function smallPuts() {
+      await fsp.mkdir(path.join(apache.data, 'puts'));
+      await fsp.chown(path.join(apache.data, 'puts'), 33, 33).catch(() => {});
+      await session.mkdir({ space: space.id, path: 'puts' });
+      let round = 0;
+      const puts = (url: string) => () =>
+        fromWorker({
+          kind: 'puts',
+          url: `${url}/puts/`,
+          auth,
+          files: o.files,
+          size: 4096,
+          concurrency: 4,
+          round: round++,
+        });
+      const [pa, ps, pr] = await ab(3, puts(apache.url), puts(ours));
+      const fps = (ms: number) => (o.files / (ms / 1000)).toFixed(0);
+      row(
+        `PUT ${o.files.toLocaleString('en')} files of 4 KiB, files/s (4 in flight)`,
+        fps(pa),
+        fps(ps),
+        1 / pr,
+        '>= 1x',
+        1 / pr >= 1,
+      );
+    }
 
     // ---------------------------------------------------------------- big file
-    const size = o.mib * 1024 * 1024;
-    const src = path.join(root, 'big.src');
-    await fsp.writeFile(src, randomBytes(size));
-    const mbps = (ms: number) => (size / 1e6 / (ms / 1000)).toFixed(0);
-    const put = (url: string) => () => fromWorker({ kind: 'put', url: `${url}/big.bin`, auth, src, size });
-    const [ua, us, ur] = await ab(3, put(apache.url), put(ours));
-    row(`PUT of a ${o.mib} MiB file, MB/s`, mbps(ua), mbps(us), 1 / ur, '>= 1x', 1 / ur >= 1);
-    const get = (url: string) => () => fromWorker({ kind: 'get', url: `${url}/big.bin`, auth });
-    const [ga, gs, gr] = await ab(5, get(apache.url), get(ours));
-    row(`GET of a ${o.mib} MiB file, MB/s`, mbps(ga), mbps(gs), 1 / gr, '>= 1x', 1 / gr >= 1);
+    if (o.parts.includes('big')) await bigFile();
+    async function bigFile() {
+      const size = o.mib * 1024 * 1024;
+      const src = path.join(root, 'big.src');
+      await fsp.writeFile(src, randomBytes(size));
+      const mbps = (ms: number) => (size / 1e6 / (ms / 1000)).toFixed(0);
+      const put = (url: string) => () => fromWorker({ kind: 'put', url: `${url}/big.bin`, auth, src, size });
+      const [ua, us, ur] = await ab(3, put(apache.url), put(ours));
+      row(`PUT of a ${o.mib} MiB file, MB/s`, mbps(ua), mbps(us), 1 / ur, '>= 1x', 1 / ur >= 1);
+      const get = (url: string) => () => fromWorker({ kind: 'get', url: `${url}/big.bin`, auth });
+      const [ga, gs, gr] = await ab(5, get(apache.url), get(ours));
+      row(`GET of a ${o.mib} MiB file, MB/s`, mbps(ga), mbps(gs), 1 / gr, '>= 1x', 1 / gr >= 1);
+    }
   } finally {
     await observer.close();
     await plain.close();

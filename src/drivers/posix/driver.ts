@@ -1379,7 +1379,7 @@ class Posix implements PosixDriver {
     const stream = fh.createReadStream({
       start: range?.start ?? 0,
       ...(range ? { end: range.end } : info.size === 0 ? {} : { end: info.size - 1 }),
-      highWaterMark: 256 * 1024,
+      highWaterMark: 1024 * 1024,
       ...(opts?.signal && { signal: opts.signal }),
     });
     // Errors while streaming (EIO, an abort) reach the consumer as StorageErrors too.
