@@ -279,6 +279,7 @@ class Posix implements PosixDriver {
       cache: new PathCache(),
       owner: randomUUID().replace(/-/g, '').slice(0, 16),
       lockTimeoutMs: options.lockTimeoutMs ?? 60_000,
+      syncMetadata: () => this.syncMetadata,
       discard: (sp: PosixSpace, tmpName: string) => this.discard(sp, tmpName),
     };
     this.features = Object.freeze({
@@ -973,13 +974,17 @@ class Posix implements PosixDriver {
 
   /** What is at a target of a mutation: undefined when free; a symlink in the way is refused. */
   private async peek(sp: PosixSpace, segs: string[], held: boolean): Promise<Loaded | undefined> {
-    let st: fs.Stats;
+    let st: fs.Stats | undefined;
     try {
-      st = await fsp.lstat(sp.abs(segs));
+      // (a missing node is the usual case for a new file: no exception for it)
+      st = this.syncMetadata
+        ? fs.lstatSync(sp.abs(segs), { throwIfNoEntry: false })
+        : await fsp.lstat(sp.abs(segs));
     } catch (err) {
       if (isMissing(err)) return undefined;
       throw toStorageError(err, 'target');
     }
+    if (!st) return undefined;
     if (!(st.isFile() || st.isDirectory())) {
       throw new StorageError('FAILED_PRECONDITION', 'a symbolic link or special file is in the way', {
         reason: 'symlink',
@@ -1468,7 +1473,8 @@ class Posix implements PosixDriver {
         });
         await this.options.hooks?.beforeRename?.('write');
         if (version) await fsp.rename(sp.abs(segs), version.abs);
-        await fsp.rename(tmpAbs, sp.abs(segs));
+        if (this.syncMetadata) fs.renameSync(tmpAbs, sp.abs(segs));
+        else await fsp.rename(tmpAbs, sp.abs(segs));
         await this.options.hooks?.afterRename?.('write');
         await sp.propagateHeld(new Map([[keyOf(parentSegs), st.size - (cur?.st.size ?? 0)]]));
         if (version) sp.adjustRootHeld({ vts: cur!.st.size - (await this.pruneVersionsHeld(sp, rec.id)) });

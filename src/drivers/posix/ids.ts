@@ -9,6 +9,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 
 /** What an entry says about an id. */
@@ -64,6 +65,8 @@ export class IdIndex {
     readonly dir: string,
     private readonly cache: PathCache,
     private readonly spaceId: string,
+    /** Whether to use synchronous syscalls (local filesystems: faster than a thread-pool hop). */
+    private readonly sync: () => boolean = () => false,
   ) {}
 
   private file(id: string): string {
@@ -120,19 +123,38 @@ export class IdIndex {
     const target = `${parent}/${rel}`;
     this.remember(id, rel);
     const file = this.file(id);
-    const tmp = `${this.dir}/${id.slice(0, 2)}/.tmp-${randomBytes(6).toString('hex')}`;
+    const shard = `${this.dir}/${id.slice(0, 2)}`;
+    const sync = this.sync();
+    // A new entry is one symlink (created whole or not at all); replacing one goes through a
+    // temporary link renamed over it.
+    let tmp: string | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
-        await fsp.symlink(target, tmp);
-        await fsp.rename(tmp, file);
+        if (tmp === undefined) {
+          if (sync) fs.symlinkSync(target, file);
+          else await fsp.symlink(target, file);
+        } else {
+          if (sync) {
+            fs.symlinkSync(target, tmp);
+            fs.renameSync(tmp, file);
+          } else {
+            await fsp.symlink(target, tmp);
+            await fsp.rename(tmp, file);
+          }
+        }
         return;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' && attempt === 0) {
-          await fsp.mkdir(`${this.dir}/${id.slice(0, 2)}`, { recursive: true });
+        if (code === 'EEXIST' && tmp === undefined) {
+          tmp = `${shard}/.tmp-${randomBytes(6).toString('hex')}`;
           continue;
         }
-        await fsp.unlink(tmp).catch(() => {});
+        if (code === 'ENOENT' && attempt < 2) {
+          if (sync) fs.mkdirSync(shard, { recursive: true });
+          else await fsp.mkdir(shard, { recursive: true });
+          continue;
+        }
+        if (tmp !== undefined) await fsp.unlink(tmp).catch(() => {});
         throw err;
       }
     }

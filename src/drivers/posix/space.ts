@@ -49,6 +49,8 @@ export interface SpaceEnv {
   /** Unique per driver instance; names its temp files so others can tell live ones from dead. */
   owner: string;
   lockTimeoutMs: number;
+  /** Whether metadata calls may be synchronous (the driver's `syncMetadata`, set once it is open). */
+  syncMetadata(): boolean;
   /** Remove a tree moved into the space's tmp folder (index entries and sidecars included). */
   discard(space: PosixSpace, tmpName: string): Promise<void>;
 }
@@ -105,7 +107,7 @@ export class PosixSpace {
     this.metaDir = `${this.internal}/meta`;
     this.trashDir = `${this.internal}/trash`;
     this.versionsDir = `${this.internal}/versions`;
-    this.index = new IdIndex(`${this.internal}/ids`, env.cache, id);
+    this.index = new IdIndex(`${this.internal}/ids`, env.cache, id, env.syncMetadata);
     this.lock = new CommitLock(
       env.native,
       `${this.internal}/lock`,
