@@ -771,7 +771,9 @@ export class StorageProvider {
     for (const driver of this.drivers) {
       for await (const space of driver.listSpaces({ includeDisabled: true })) {
         if (space.type === 'personal' && space.owner?.id === userId && !space.disabled) {
-          this.noteFacts(await driver.features.spaces!.update(space.id, { disabled: true }));
+          const updated = await driver.features.spaces!.update(space.id, { disabled: true });
+          this.noteFacts(updated);
+          this.emitSpace('space.updated', updated);
         }
         if (opts.removeGrants && driver.features.grants) await this.removeGrantsOf(driver, space.id, userId);
       }
@@ -783,7 +785,10 @@ export class StorageProvider {
     const grantee: Grantee = { type: 'user', id: userId };
     const walk = async (node: NodeRef): Promise<void> => {
       const own = await grants.list(node);
-      if (own.some((g) => granteeKey(g.grantee) === granteeKey(grantee))) await grants.remove(node, grantee);
+      if (own.some((g) => granteeKey(g.grantee) === granteeKey(grantee))) {
+        await grants.remove(node, grantee);
+        await this.emitNode('grant.changed', driver, node);
+      }
       const info = await driver.stat(node, { fields: [] });
       if (info.type !== 'folder') return;
       for await (const child of driver.list(node, { fields: ['grants'] })) {

@@ -35,6 +35,26 @@ describe('events', () => {
     ]);
   });
 
+  it('announces what offboarding changes: the disabled personal space and each removed grant', async () => {
+    const { storage, events } = await setup();
+    const ann = await storage.as('ann');
+    const sp = await ann.createSpace({ type: 'project', name: 'Offboard' });
+    await ann.mkdir({ space: sp.id, path: 'a' });
+    await ann.setGrant(
+      { space: sp.id, path: 'a' },
+      { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.viewer) },
+    );
+    const home = await (await storage.as('bob')).personalSpace();
+    events.length = 0;
+    await storage.offboardUser('u-bob', { removeGrants: true });
+    expect(events.map((e) => [e.type, e.spaceId, e.path])).toEqual(
+      expect.arrayContaining([
+        ['space.updated', home.id, '/'],
+        ['grant.changed', sp.id, '/a'],
+      ]),
+    );
+  });
+
   it('announces every kind of change with type, origin, user, ids and paths', async () => {
     const { storage, events } = await setup();
     const ann = await storage.as('ann', { origin: 'webdav' });

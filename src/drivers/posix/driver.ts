@@ -2047,9 +2047,10 @@ class Posix implements PosixDriver {
       checkLockFor(lockOf(rec.lk), opts?.lockId, true, opts?.actor);
       const md = await sp.readMetadata(segs, rec);
       change(md);
-      const before = rec.md;
       const dropOld = await this.storeMetadata(sp, sp.abs(segs), rec, md);
-      if (rec.md !== before) sp.writeHeld(segs, rec);
+      // Written even when only a sidecar changed: the node's ctime moves, and observers in every
+      // process (whose caches go by it) see the change on the node itself.
+      sp.writeHeld(segs, rec);
       await dropOld();
     });
   }
@@ -2604,9 +2605,8 @@ class Posix implements PosixDriver {
       // version). A crash in between is finished on recovery, which bumps it.
       journal.begin({ dirs: [] });
       await this.options.hooks?.beforeRename?.('grant');
-      const flag = rec.g;
       const dropOld = await this.storeGrants(sp, sp.abs(segs), rec, after);
-      if (rec.g !== flag) sp.writeHeld(segs, rec);
+      sp.writeHeld(segs, rec); // even when only a sidecar changed (see setMetadata)
       await dropOld();
       await this.options.hooks?.afterRename?.('grant');
       sp.adjustRootHeld({ gv: true });

@@ -262,11 +262,18 @@ export class PosixObserver implements Watch {
       // Events of one burst (the two halves of a move) get due times a few ms apart: take them together.
       const now = Date.now() + Math.max(5, this.debounceMs / 2);
       const bySpace = new Map<string, { keys: Set<string>; gone: Set<string> }>();
+      const roots = new Set<string>();
       for (const [abs, p] of this.pending) {
         if (p.due > now) continue;
         this.pending.delete(abs);
         const where = this.locate(abs);
-        if (!where) continue;
+        if (!where) {
+          // A space root's own xattrs changed (its grants, or the grants version another process
+          // bumped): nothing to assimilate, but caches of the space are stale.
+          const root = this.rootAlias(abs);
+          if (root) roots.add(root);
+          continue;
+        }
         let e = bySpace.get(where.alias);
         if (!e) {
           e = { keys: new Set(), gone: new Set() };
@@ -274,6 +281,10 @@ export class PosixObserver implements Watch {
         }
         e.keys.add(where.key);
         if (p.gone) e.gone.add(where.key);
+      }
+      for (const alias of roots) {
+        const sp = await this.host.spaceAt(alias).catch(() => undefined);
+        if (sp) this.opts.onStale?.(sp.id);
       }
       for (const [alias, { keys, gone }] of bySpace) {
         const sp = await this.host.spaceAt(alias).catch(() => undefined);
@@ -292,6 +303,13 @@ export class PosixObserver implements Watch {
       if (next !== Number.POSITIVE_INFINITY) this.schedule(Math.max(0, next - Date.now()));
       else this.wakeIdle();
     }
+  }
+
+  /** Alias of the space whose root `abs` is, if it is one. */
+  private rootAlias(abs: string): string | undefined {
+    if (!abs.startsWith(`${this.spacesDir}/`)) return undefined;
+    const parts = abs.slice(this.spacesDir.length + 1).split('/');
+    return parts.length === 2 ? `${parts[0]}/${parts[1]}` : undefined;
   }
 
   /** Space alias and key of a path inside a space (not its hidden folder, not the root itself). */
