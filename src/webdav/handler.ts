@@ -588,18 +588,18 @@ export class WebDav {
     // A folder's children as rendered before, if nothing in its space changed since.
     let fill: Fill | undefined;
     if (cacheable && info.type === 'folder' && info.permissions?.listContainer) {
-      const key = [
+      const key = JSON.stringify([
         info.id.storageId,
         info.id.spaceId,
         info.id.opaqueId,
         self,
         t.user.id,
         t.user.admin ? 'a' : '',
-        [...(t.user.groups ?? [])].sort().join('/'),
+        [...(t.user.groups ?? [])].sort(),
         mode,
-        props.map((p) => `{${p.ns}}${p.local}`).join(' '),
-        quota ? `${quota.used}/${quota.remaining}` : '',
-      ].join('\u0000');
+        props.map((p) => [p.ns, p.local]),
+        quota ? [quota.used, quota.remaining ?? null] : null,
+      ]);
       const cached = this.listings.get(key, info.etag);
       if (cached) {
         await send(res, head);
@@ -609,42 +609,47 @@ export class WebDav {
       }
       fill = this.listings.begin(key, info.id.storageId, info.id.spaceId, info.etag);
     }
-    // Entries go out in ~64 KiB writes, as they are listed: never the whole folder in memory.
-    await send(res, head);
-    let buf = '';
-    const flush = async () => {
-      const chunk = Buffer.from(buf);
-      buf = '';
-      if (fill) this.listings!.add(fill, chunk);
-      await send(res, chunk);
-    };
-    const write = async (s: string) => {
-      buf += s;
-      if (buf.length >= 65_536) await flush();
-    };
-    const validity = { until: Number.POSITIVE_INFINITY };
-    if (info.type === 'folder' && depthHeader !== '0') {
-      const walk = async (ref: Reference, segs: string[], base: string, depth: number): Promise<void> => {
-        for await (const c of t.session.list(ref, { ...statOpts, validity })) {
-          const href = `${base}${encodeName(c.name)}${c.type === 'folder' ? '/' : ''}`;
-          // A lock's timeout counts down: a listing that shows one is not kept.
-          if (c.lock && fill) fill.chunks = undefined;
-          await write(this.response(t, c, href, false, mode, props, quota));
-          if (depth > 1 && c.type === 'folder') {
-            const cs = [...segs, c.name];
-            await walk(this.ref(t, cs), cs, href, depth - 1);
-          }
-        }
+    try {
+      // Entries go out in ~64 KiB writes, as they are listed: never the whole folder in memory.
+      await send(res, head);
+      let buf = '';
+      const flush = async () => {
+        const chunk = Buffer.from(buf);
+        buf = '';
+        if (fill) this.listings!.add(fill, chunk);
+        await send(res, chunk);
       };
-      await walk(
-        this.ref(t),
-        t.segs,
-        self.endsWith('/') ? self : `${self}/`,
-        depthHeader === '1' ? 1 : Number.POSITIVE_INFINITY,
-      );
+      const write = async (s: string) => {
+        buf += s;
+        if (buf.length >= 65_536) await flush();
+      };
+      const validity = { until: Number.POSITIVE_INFINITY };
+      if (info.type === 'folder' && depthHeader !== '0') {
+        const walk = async (ref: Reference, segs: string[], base: string, depth: number): Promise<void> => {
+          for await (const c of t.session.list(ref, { ...statOpts, validity })) {
+            const href = `${base}${encodeName(c.name)}${c.type === 'folder' ? '/' : ''}`;
+            // A lock's timeout counts down: a listing that shows one is not kept.
+            if (c.lock && fill) this.listings!.done(fill);
+            await write(this.response(t, c, href, false, mode, props, quota));
+            if (depth > 1 && c.type === 'folder') {
+              const cs = [...segs, c.name];
+              await walk(this.ref(t, cs), cs, href, depth - 1);
+            }
+          }
+        };
+        await walk(
+          this.ref(t),
+          t.segs,
+          self.endsWith('/') ? self : `${self}/`,
+          depthHeader === '1' ? 1 : Number.POSITIVE_INFINITY,
+        );
+      }
+      if (buf) await flush();
+      if (fill) this.listings!.done(fill, validity.until);
+    } catch (err) {
+      if (fill) this.listings!.done(fill);
+      throw err;
     }
-    if (buf) await flush();
-    if (fill) this.listings!.finish(fill, validity.until);
     res.end('</d:multistatus>');
   }
 

@@ -23,7 +23,12 @@ export interface ListingCacheOptions {
   maxBytes?: number;
   /** Longest an entry is used, as a safety net (default 60 s). */
   maxAgeMs?: number;
+  /** Listings kept at most (default 10,000). */
+  maxEntries?: number;
 }
+
+/** What an entry costs besides its chunks (the key is counted too, two bytes a character). */
+const ENTRY_OVERHEAD = 512;
 
 interface Entry {
   chunks: Buffer[];
@@ -58,14 +63,18 @@ export class ListingCache {
   /** Generation of the last change that concerned everything. */
   private everything = 0;
   private bytes = 0;
+  /** Bytes held by listings being made (bounded like the kept ones). */
+  private filling = 0;
   private readonly maxBytes: number;
   private readonly maxAgeMs: number;
+  private readonly maxEntries: number;
   private readonly off: (() => void)[];
   private counters = { hits: 0, misses: 0, stored: 0 };
 
   constructor(bus: EventBus, opts: ListingCacheOptions = {}) {
     this.maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
     this.maxAgeMs = opts.maxAgeMs ?? 60_000;
+    this.maxEntries = opts.maxEntries ?? 10_000;
     this.off = [
       bus.on((e) => this.change(e.storageId, e.spaceId)),
       bus.onStale((storageId, spaceId) => this.change(storageId, spaceId)),
@@ -111,33 +120,46 @@ export class ListingCache {
     return e.chunks;
   }
 
-  /** Start remembering a listing about to be made. */
+  /** Start remembering a listing about to be made; end it with {@link done}, whatever happens. */
   begin(key: string, storageId: string, spaceId: string, etag: string): Fill {
     return { key, space: `${storageId}\u0000${spaceId}`, etag, gen: this.gen, chunks: [], bytes: 0 };
   }
 
-  /** Add the next part of a listing being made; too big a listing is given up on. */
+  /**
+   * Add the next part of a listing being made. A listing too big to keep (over a quarter of the
+   * budget), or one that would take the listings being made past the budget, is given up on.
+   */
   add(fill: Fill, chunk: Buffer): void {
     if (!fill.chunks) return;
-    fill.bytes += chunk.length;
-    if (fill.bytes > this.maxBytes / 4) {
-      fill.chunks = undefined;
+    if (fill.bytes + chunk.length > this.maxBytes / 4 || this.filling + chunk.length > this.maxBytes) {
+      this.giveUp(fill);
       return;
     }
-    fill.chunks.push(chunk);
+    // A small buffer may be a slice of a shared 8 KiB pool: keep an exact copy instead.
+    const own =
+      chunk.byteOffset === 0 && chunk.buffer.byteLength === chunk.length
+        ? chunk
+        : Buffer.from(chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.length));
+    fill.chunks.push(own);
+    fill.bytes += own.length;
+    this.filling += own.length;
   }
 
   /**
-   * Keep a complete listing, unless its space changed while it was made. `until` bounds how long
-   * it holds (a grant it depends on expires).
+   * End a listing being made. With `until` (it is complete), keep it unless its space changed
+   * while it was made; `until` bounds how long it holds (a grant it depends on expires). Without,
+   * drop it (the request failed).
    */
-  finish(fill: Fill, until: number): void {
-    if (!fill.chunks || !this.current(fill.space, fill.gen)) return;
+  done(fill: Fill, until?: number): void {
+    const chunks = fill.chunks;
+    const bytes = fill.bytes;
+    this.giveUp(fill);
+    if (!chunks || until === undefined || !this.current(fill.space, fill.gen)) return;
     const old = this.entries.get(fill.key);
     if (old) this.drop(fill.key, old);
     const e: Entry = {
-      chunks: fill.chunks,
-      bytes: fill.bytes,
+      chunks,
+      bytes: bytes + ENTRY_OVERHEAD + 2 * fill.key.length,
       etag: fill.etag,
       gen: fill.gen,
       until: Math.min(until, Date.now() + this.maxAgeMs),
@@ -153,9 +175,15 @@ export class ListingCache {
     this.bytes += e.bytes;
     this.counters.stored++;
     for (const [k, v] of this.entries) {
-      if (this.bytes <= this.maxBytes) break;
+      if (this.bytes <= this.maxBytes && this.entries.size <= this.maxEntries) break;
       this.drop(k, v);
     }
+  }
+
+  private giveUp(fill: Fill): void {
+    this.filling -= fill.bytes;
+    fill.chunks = undefined;
+    fill.bytes = 0;
   }
 
   private current(space: string, gen: number): boolean {

@@ -115,19 +115,53 @@ describe('webdav: kept listings', () => {
 
   it('shows changes another Stowage process made whole (no event reaches this one)', async () => {
     await put('/remote.php/webdav/other/x.txt', 'ann', 'x');
-    await settled();
+    const home = (await (await env.provider.as('ann')).personalSpace()).id;
+    const at = { space: home, path: 'other/x.txt' };
     const all = '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>';
-    await propfind('/remote.php/webdav/other/', 'ann', all);
     // Another provider on the same tree, with its own events: as another process would be.
     const other = new StorageProvider({ drivers: await createPosixDriver({ root: env.driver.root }) });
     try {
-      const home = (await (await env.provider.as('ann')).personalSpace()).id;
-      await other.setMetadata({ space: home, path: 'other/x.txt' }, { '{urn:x}seen-by': 'the other one' });
+      const listed = async () => {
+        await settled();
+        await propfind('/remote.php/webdav/other/', 'ann', all); // kept from here
+        expect(await propfind('/remote.php/webdav/other/', 'ann', all)).toBeDefined();
+      };
+      await listed();
+      await other.setMetadata(at, { '{urn:x}seen-by': 'the other one' });
+      await settled();
+      expect(await propfind('/remote.php/webdav/other/', 'ann', all)).toContain('the other one');
+      // A value too big for the inode lives in a sidecar; changing it must still show.
+      await other.setMetadata(at, { '{urn:x}long': 'a'.repeat(4000) });
+      await listed();
+      await other.setMetadata(at, { '{urn:x}long': 'b'.repeat(4000) });
+      await settled();
+      expect(await propfind('/remote.php/webdav/other/', 'ann', all)).toContain('b'.repeat(4000));
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('shows grants another process changed on a space root', async () => {
+    const ann = await env.provider.as('ann');
+    await ann.mkdir({ space: projectId, path: 'r' });
+    await ann.write({ space: projectId, path: 'r/f.txt' }, Buffer.from('f'));
+    await settled();
+    const url = `/dav/spaces/${projectId}/r/`;
+    const perms = (xml: string) => [...xml.matchAll(/<oc:permissions>([^<]*)</g)].map((m) => m[1]);
+    const before = perms(await propfind(url, 'bob'));
+    expect(before[1]).not.toContain('W'); // a viewer
+    expect(perms(await propfind(url, 'bob'))).toEqual(before); // kept
+    const other = new StorageProvider({ drivers: await createPosixDriver({ root: env.driver.root }) });
+    try {
+      await other.setGrant(
+        { space: projectId, path: '' },
+        { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.editor) },
+      );
     } finally {
       await other.close();
     }
     await settled();
-    expect(await propfind('/remote.php/webdav/other/', 'ann', all)).toContain('the other one');
+    expect(perms(await propfind(url, 'bob'))[1]).toContain('W');
   });
 
   it('keeps one listing per user, and follows grant changes and expiries', async () => {
@@ -187,12 +221,12 @@ describe('ListingCache', () => {
     const c = new ListingCache(bus);
     const f = fill(c, 'k');
     bus.emit(event('p'));
-    c.finish(f, Number.POSITIVE_INFINITY);
+    c.done(f, Number.POSITIVE_INFINITY);
     expect(c.get('k', 'etag-1')).toBeUndefined();
 
     const g = fill(c, 'k');
     bus.emit(event('other space'));
-    c.finish(g, Number.POSITIVE_INFINITY);
+    c.done(g, Number.POSITIVE_INFINITY);
     expect(c.get('k', 'etag-1')?.toString()).toBe('x');
     expect(c.get('k', 'etag-2')).toBeUndefined(); // the folder's etag moved
     c.close();
@@ -200,29 +234,49 @@ describe('ListingCache', () => {
 
   it('drops a space on staleness, everything when events were lost, and the oldest when full', () => {
     const bus = new EventBus();
-    const c = new ListingCache(bus, { maxBytes: 4 * 100 });
-    c.finish(fill(c, 'a', 'p'), Number.POSITIVE_INFINITY);
-    c.finish(fill(c, 'b', 'q'), Number.POSITIVE_INFINITY);
+    const c = new ListingCache(bus, { maxBytes: 4 * 1000, maxEntries: 3 });
+    c.done(fill(c, 'a', 'p'), Number.POSITIVE_INFINITY);
+    c.done(fill(c, 'b', 'q'), Number.POSITIVE_INFINITY);
     bus.stale('s', 'p');
     expect(c.get('a', 'etag-1')).toBeUndefined();
     expect(c.get('b', 'etag-1')).toBeDefined();
     bus.stale('s');
     expect(c.get('b', 'etag-1')).toBeUndefined();
 
+    // Each entry is charged its bytes, its key and an overhead: 900 + 2 + 512.
     for (const k of ['1', '2', '3', '4', '5'])
-      c.finish(fill(c, k, 'p', 'y'.repeat(100)), Number.POSITIVE_INFINITY);
-    expect(c.stats().bytes).toBeLessThanOrEqual(400);
-    expect(c.get('1', 'etag-1')).toBeUndefined();
+      c.done(fill(c, k, 'p', 'y'.repeat(900)), Number.POSITIVE_INFINITY);
+    expect(c.stats()).toMatchObject({ entries: 2, bytes: 2 * 1414 });
+    expect(c.get('3', 'etag-1')).toBeUndefined();
     expect(c.get('5', 'etag-1')).toBeDefined();
+    // Empty listings cost their overhead too, and no more than maxEntries are kept.
+    for (const k of ['e1', 'e2', 'e3', 'e4'])
+      c.done(c.begin(k, 's', 'p', 'etag-1'), Number.POSITIVE_INFINITY);
+    expect(c.stats().entries).toBe(3);
     // Too big a listing (over a quarter of the budget) is not kept at all.
-    c.finish(fill(c, 'big', 'p', 'z'.repeat(101)), Number.POSITIVE_INFINITY);
+    c.done(fill(c, 'big', 'p', 'z'.repeat(1001)), Number.POSITIVE_INFINITY);
     expect(c.get('big', 'etag-1')).toBeUndefined();
+    c.close();
+  });
+
+  it('bounds the listings being made, and keeps exact copies of pooled buffers', () => {
+    const c = new ListingCache(new EventBus(), { maxBytes: 4 * 1000 });
+    const many = ['1', '2', '3', '4', '5'].map((k) => fill(c, k, 'p', 'w'.repeat(900)));
+    expect(many.map((f) => f.chunks !== undefined)).toEqual([true, true, true, true, false]);
+    for (const f of many) c.done(f); // failed requests: their bytes are released
+    const f = c.begin('pooled', 's', 'p', 'etag-1');
+    const pooled = Buffer.from('small'); // a slice of Node's shared pool
+    expect(pooled.buffer.byteLength).toBeGreaterThan(pooled.length);
+    c.add(f, pooled);
+    expect(f.chunks![0]!.buffer.byteLength).toBe(5);
+    c.done(f, Number.POSITIVE_INFINITY);
+    expect(c.get('pooled', 'etag-1')?.toString()).toBe('small');
     c.close();
   });
 
   it('stops using a listing when a grant it depended on expires', async () => {
     const c = new ListingCache(new EventBus());
-    c.finish(fill(c, 'k'), Date.now() + 30);
+    c.done(fill(c, 'k'), Date.now() + 30);
     expect(c.get('k', 'etag-1')).toBeDefined();
     await new Promise((r) => setTimeout(r, 40));
     expect(c.get('k', 'etag-1')).toBeUndefined();
