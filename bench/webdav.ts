@@ -315,6 +315,29 @@ export async function benchWebdav(
       const get = (url: string) => () => fromWorker({ kind: 'get', url: `${url}/big.bin`, auth });
       const [ga, gs, gr] = await ab(5, get(apache.url), get(ours));
       row(`GET of a ${o.mib} MiB file, MB/s`, mbps(ga), mbps(gs), 1 / gr, '>= 1x', 1 / gr >= 1);
+      // For context: the same file from a bare node:http server piping a read stream (1 MiB reads),
+      // the most a Node.js server does without sendfile.
+      const file = path.join(await driver.spacePath(space.id), 'big.bin');
+      const bare = http.createServer((_req, res) => {
+        res.writeHead(200, { 'content-length': String(size) });
+        fs.createReadStream(file, { highWaterMark: 1 << 20 }).pipe(res);
+      });
+      await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
+      try {
+        const bareUrl = `http://127.0.0.1:${(bare.address() as AddressInfo).port}`;
+        const [ba, bs, br] = await ab(5, get(bareUrl), get(ours));
+        row(
+          `GET of a ${o.mib} MiB file, MB/s (bare node:http read stream vs Stowage)`,
+          mbps(ba),
+          mbps(bs),
+          1 / br,
+          'context',
+          true,
+        );
+      } finally {
+        bare.closeAllConnections();
+        bare.close();
+      }
     }
   } finally {
     await observer.close();
