@@ -13,6 +13,7 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { StaticIdentitySource } from '../src/core/identity.js';
 import { StorageProvider } from '../src/core/provider.js';
@@ -300,6 +301,36 @@ export async function benchWebdav(
         '>= 1x',
         1 / pr >= 1,
       );
+      // For context: a bare node:http server that streams each body to a temp file and renames it
+      // into place (no auth, ids, checksums or accounting): what Node.js itself costs.
+      const bareDir = await fsp.mkdtemp(path.join(root, 'bare-'));
+      let n = 0;
+      const bare = http.createServer((req, res) => {
+        const tmp = path.join(bareDir, `.tmp-${n++}`);
+        const name = path.basename(new URL(req.url ?? '/', 'http://x').pathname);
+        pipeline(req, fs.createWriteStream(tmp))
+          .then(() => fsp.rename(tmp, path.join(bareDir, name)))
+          .then(
+            () => res.writeHead(201).end(),
+            () => res.writeHead(500).end(),
+          );
+      });
+      await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
+      try {
+        const bareUrl = `http://127.0.0.1:${(bare.address() as AddressInfo).port}`;
+        const [ba, bs, br] = await ab(3, puts(bareUrl), puts(ours));
+        row(
+          `PUT ${o.files.toLocaleString('en')} files of 4 KiB, files/s (bare node:http write + rename vs Stowage)`,
+          fps(ba),
+          fps(bs),
+          1 / br,
+          'context',
+          true,
+        );
+      } finally {
+        bare.closeAllConnections();
+        bare.close();
+      }
     }
 
     // ---------------------------------------------------------------- big file
