@@ -190,6 +190,17 @@ async function startApache(dir: string): Promise<{ url: string; data: string; st
   };
 }
 
+/** Run `fn` with `server` listening on a free loopback port (its base URL), then close it. */
+async function withServer(server: http.Server, fn: (url: string) => Promise<void>): Promise<void> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    await fn(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
+
 export async function benchWebdav(
   base: string,
   o: { entries: number[]; files: number; mib: number; parts: string[] },
@@ -315,22 +326,11 @@ export async function benchWebdav(
             () => res.writeHead(500).end(),
           );
       });
-      await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
-      try {
-        const bareUrl = `http://127.0.0.1:${(bare.address() as AddressInfo).port}`;
+      await withServer(bare, async (bareUrl) => {
         const [ba, bs, br] = await ab(3, puts(bareUrl), puts(ours));
-        row(
-          `PUT ${o.files.toLocaleString('en')} files of 4 KiB, files/s (bare node:http write + rename vs Stowage)`,
-          fps(ba),
-          fps(bs),
-          1 / br,
-          'context',
-          true,
-        );
-      } finally {
-        bare.closeAllConnections();
-        bare.close();
-      }
+        const what = `PUT ${o.files.toLocaleString('en')} files of 4 KiB, files/s (bare node:http write + rename vs Stowage)`;
+        row(what, fps(ba), fps(bs), 1 / br, 'context', true);
+      });
     }
 
     // ---------------------------------------------------------------- big file
@@ -353,22 +353,11 @@ export async function benchWebdav(
         res.writeHead(200, { 'content-length': String(size) });
         fs.createReadStream(file, { highWaterMark: 1 << 20 }).pipe(res);
       });
-      await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
-      try {
-        const bareUrl = `http://127.0.0.1:${(bare.address() as AddressInfo).port}`;
+      await withServer(bare, async (bareUrl) => {
         const [ba, bs, br] = await ab(5, get(bareUrl), get(ours));
-        row(
-          `GET of a ${o.mib} MiB file, MB/s (bare node:http read stream vs Stowage)`,
-          mbps(ba),
-          mbps(bs),
-          1 / br,
-          'context',
-          true,
-        );
-      } finally {
-        bare.closeAllConnections();
-        bare.close();
-      }
+        const what = `GET of a ${o.mib} MiB file, MB/s (bare node:http read stream vs Stowage)`;
+        row(what, mbps(ba), mbps(bs), 1 / br, 'context', true);
+      });
     }
   } finally {
     await observer.close();
