@@ -929,12 +929,14 @@ class Posix implements PosixDriver {
     const abs = sp.abs(segs);
     const real = segs.length >= 2 ? this.checkReal(sp, segs.slice(0, -1)) : undefined;
     real?.catch(() => {});
-    let st: fs.Stats;
+    let st: fs.Stats | undefined;
     try {
-      st = this.syncMetadata ? fs.lstatSync(abs) : await fsp.lstat(abs);
+      st = this.syncMetadata ? fs.lstatSync(abs, { throwIfNoEntry: false }) : await fsp.lstat(abs);
     } catch (err) {
       throw toStorageError(err, `"${printable(segs.at(-1) ?? '/')}"`);
     }
+    // (missing is common, a new file's target: one error instead of an errno one and its mapping)
+    if (!st) throw new StorageError('NOT_FOUND', `"${printable(segs.at(-1) ?? '/')}": not found`);
     if (real) await real;
     if (!(st.isFile() || st.isDirectory())) {
       throw new StorageError('NOT_FOUND', `"${printable(segs.at(-1))}" not found`, {
