@@ -910,10 +910,23 @@ class Posix implements PosixDriver {
   /** Fail with NOT_FOUND if any folder between the space root and the node is a symlink. */
   private async checkReal(sp: PosixSpace, parentSegs: readonly string[]): Promise<void> {
     if (parentSegs.length === 0) return;
+    if (this.syncMetadata) {
+      // One lstat per folder from the space root down: realpath(3) would readlink every component
+      // of the absolute path, the storage root's included, on every call.
+      let p = sp.root;
+      for (let i = -1; i < parentSegs.length; i++) {
+        if (i >= 0) p += `/${parentSegs[i]}`;
+        const st = fs.lstatSync(p, { throwIfNoEntry: false });
+        if (st?.isSymbolicLink())
+          throw new StorageError('NOT_FOUND', 'path leads through a symbolic link', { reason: 'symlink' });
+        if (!st?.isDirectory()) throw new StorageError('NOT_FOUND', 'path: not found');
+      }
+      return;
+    }
     const p = sp.abs(parentSegs);
     let real: string;
     try {
-      real = this.syncMetadata ? fs.realpathSync.native(p) : await fsp.realpath(p);
+      real = await fsp.realpath(p);
     } catch (err) {
       throw toStorageError(err, 'path');
     }
