@@ -684,8 +684,10 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     uploadsDir: path.join(driver.root, '.stowage', 'uploads'),
     webdav: {
       uploadsDir: path.join(driver.root, '.stowage', 'chunks'),
-      // Listings can be kept while the observer reports what is written around Stowage.
-      listingCache: !opts['no-watch'],
+      // Listings can be kept while the observer reports what is written around Stowage, which it
+      // can only on a local filesystem (inotify does not see what other machines write on a
+      // network one).
+      listingCache: !opts['no-watch'] && driver.syncMetadata,
     },
     log: (message, err) =>
       process.stderr.write(`stowage serve: ${message}: ${(err as Error)?.message ?? err}\n`),

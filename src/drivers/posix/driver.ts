@@ -104,7 +104,7 @@ export interface PosixDriverOptions {
   /** Parallel stat+getxattr calls per listing (default 16). */
   listConcurrency?: number;
   /**
-   * Read a node's metadata (lstat, realpath, record) with synchronous syscalls. On a local
+   * Read a node's metadata (lstat, record, the folders above it) with synchronous syscalls. On a local
    * filesystem these are answered from the kernel's caches in a few µs, less than handing them to
    * libuv's threads; on a network filesystem one may wait for a server, which must not stall the
    * process. Default: true on local filesystems (ext4, xfs, btrfs, tmpfs, zfs, ...), false on
@@ -136,6 +136,11 @@ export interface PosixHooks {
 export interface PosixDriver extends Driver {
   /** Absolute, canonical root folder. */
   readonly root: string;
+  /**
+   * Whether metadata is read with synchronous syscalls: the root is on a local filesystem (unless
+   * the `syncMetadata` option said otherwise), where the observer sees every change.
+   */
+  readonly syncMetadata: boolean;
   /** Absolute path of a space's root folder. */
   spacePath(idOrAlias: string): Promise<string>;
   /** Wait until background work (removal of deleted trees) is done. */
