@@ -200,6 +200,13 @@ export interface ReadResult {
   body?: NodeJS.ReadableStream & AsyncIterable<Uint8Array>;
   /** For 206: the served range, inclusive. */
   range?: { start: number; end: number };
+  /**
+   * When the bytes are those of a local file: its open handle and the span `body` would stream
+   * (inclusive). A caller that copies them itself (HTTP responses: a few reused buffers instead of
+   * a fresh one per chunk, ~25% less CPU) reads the handle and must not read `body`; either way it
+   * destroys `body` when done, which closes the handle.
+   */
+  file?: { handle: import('node:fs/promises').FileHandle; start: number; end: number };
 }
 
 /** Options of mutations that a lock on the resource guards. */

@@ -100,7 +100,61 @@ export async function sendRead(
     res.end();
     return;
   }
+  if (r.file) {
+    try {
+      await sendFile(res, r.file);
+    } finally {
+      (r.body as { destroy?: () => void }).destroy?.(); // closes the handle
+    }
+    return;
+  }
   await pipeline(r.body, res);
+}
+
+/** Bytes per read of {@link sendFile}; two such buffers per response. */
+const FILE_CHUNK = 1024 * 1024;
+
+/**
+ * Copy a span of a local file to a response through two buffers used in turn: one is read into
+ * while the socket takes the other. (A read stream allocates a fresh buffer per chunk: the page
+ * faults and garbage collection cost ~25% more CPU for big files.) A buffer is read into again only
+ * once the socket has taken it.
+ */
+async function sendFile(res: ServerResponse, file: NonNullable<ReadResult['file']>): Promise<void> {
+  const total = Math.max(0, file.end - file.start + 1);
+  const size = Math.min(FILE_CHUNK, Math.max(1, total));
+  const bufs = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)];
+  const taken: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
+  let gone: ((err: Error) => void) | undefined;
+  const closed = new Promise<never>((_, reject) => {
+    gone = reject;
+  });
+  closed.catch(() => {});
+  const onClose = () => {
+    if (!res.writableFinished) gone?.(new StorageError('CANCELLED', 'the client went away'));
+  };
+  res.once('close', onClose);
+  try {
+    let pos = file.start;
+    for (let i = 0; pos <= file.end; i ^= 1) {
+      await Promise.race([taken[i], closed]);
+      const buf = bufs[i]!;
+      const { bytesRead } = await file.handle.read(buf, 0, Math.min(size, file.end - pos + 1), pos);
+      if (bytesRead === 0) throw new StorageError('ABORTED', 'the file got shorter while it was sent');
+      pos += bytesRead;
+      taken[i] = new Promise<void>((resolve, reject) => {
+        res.write(buf.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve()));
+      });
+      taken[i]!.catch(() => {});
+    }
+    await Promise.race([Promise.all(taken), closed]);
+    res.end();
+  } catch (err) {
+    res.destroy();
+    throw err;
+  } finally {
+    res.off('close', onClose);
+  }
 }
 
 /** Abort when the client goes away before the exchange is done. */

@@ -1401,16 +1401,21 @@ class Posix implements PosixDriver {
       await fh.close().catch(() => {});
       throw err;
     }
+    const start = range?.start ?? 0;
+    const end = range ? range.end : info.size - 1;
     const stream = fh.createReadStream({
-      start: range?.start ?? 0,
-      ...(range ? { end: range.end } : info.size === 0 ? {} : { end: info.size - 1 }),
+      start,
+      ...(end >= start && { end }),
       highWaterMark: 1024 * 1024,
       ...(opts?.signal && { signal: opts.signal }),
     });
     // Errors while streaming (EIO, an abort) reach the consumer as StorageErrors too.
     const destroy = stream._destroy.bind(stream);
     stream._destroy = (err, cb) => destroy(err, (e) => cb(e ? toStorageError(e, 'read') : e));
-    return range ? { status: 206, info, range, body: stream } : { status: 200, info, body: stream };
+    const file = { handle: fh, start, end };
+    return range
+      ? { status: 206, info, range, body: stream, file }
+      : { status: 200, info, body: stream, file };
   }
 
   // ================================================================== writes
