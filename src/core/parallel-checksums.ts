@@ -40,8 +40,8 @@ parentPort.on('message', (m) => {
     if (!j) { j = start(); jobs.set(m.id, j); }
     const block = new Uint8Array(m.block);
     j.md5.update(block);
-    j.z.write(block);
-    parentPort.postMessage({ id: m.id, done: m.block.byteLength });
+    // Once zlib has it too, the block goes back to be filled again (no fresh memory per block).
+    j.z.write(block, () => parentPort.postMessage({ id: m.id, done: m.block.byteLength, block: m.block }, [m.block]));
   } else if (m.op === 'digest') {
     const j = jobs.get(m.id) ?? start();
     jobs.delete(m.id);
@@ -80,7 +80,15 @@ class HashWorker {
     if (this.jobs.size === 0) w.unref(); // idle: let the process exit
     w.on(
       'message',
-      (m: { id: number; done?: number; digest?: { md5: string; adler32: string }; failed?: string }) => {
+      (m: {
+        id: number;
+        done?: number;
+        block?: ArrayBuffer;
+        digest?: { md5: string; adler32: string };
+        failed?: string;
+      }) => {
+        if (m.block?.byteLength === BLOCK_BYTES && freeBlocks.length < MAX_BACKLOG / BLOCK_BYTES)
+          freeBlocks.push(m.block);
         const job = this.jobs.get(m.id);
         if (!job) return;
         if (m.done !== undefined) {
@@ -176,6 +184,9 @@ class HashWorker {
   }
 }
 
+/** Blocks the worker is done with, filled again by the next bodies (fewer page faults). */
+const freeBlocks: ArrayBuffer[] = [];
+
 const md5Worker = new HashWorker();
 let nextId = 1;
 
@@ -198,7 +209,11 @@ export class ParallelChecksums {
     this.bytes += chunk.length;
     let at = 0;
     while (at < chunk.length) {
-      this.block ??= Buffer.allocUnsafeSlow(BLOCK_BYTES); // its own ArrayBuffer, never pooled
+      // Its own ArrayBuffer, never Node's shared pool: it is transferred to the worker and back.
+      if (!this.block) {
+        const ab = freeBlocks.pop();
+        this.block = ab ? Buffer.from(ab) : Buffer.allocUnsafeSlow(BLOCK_BYTES);
+      }
       const n = Math.min(chunk.length - at, BLOCK_BYTES - this.filled);
       this.block.set(chunk.subarray(at, at + n), this.filled);
       this.filled += n;
