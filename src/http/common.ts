@@ -150,8 +150,10 @@ async function sendFile(res: ServerResponse, file: NonNullable<ReadResult['file'
     await Promise.race([Promise.all(taken), closed]);
     res.end();
   } catch (err) {
+    // A client that went away also closes the file under a read in flight (EBADF): say what it is.
+    const cancelled = res.destroyed && !(err instanceof StorageError);
     res.destroy();
-    throw err;
+    throw cancelled ? new StorageError('CANCELLED', 'the client went away', { cause: err }) : err;
   } finally {
     res.off('close', onClose);
   }
