@@ -176,7 +176,7 @@ describe('webdav: kept listings', () => {
     expect(annXml).not.toBe(bobXml); // permissions differ
     expect(await propfind(url, 'bob')).toBe(bobXml);
 
-    const expires = Date.now() + 2000;
+    const expires = Date.now() + 4000; // time enough for the steps below on a slow machine
     await ann.setGrant(
       { space: projectId, path: 'g/secret.txt' },
       { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.viewer), deny: true, expires },
