@@ -125,22 +125,17 @@ export class IdIndex {
     const file = this.file(id);
     const shard = `${this.dir}/${id.slice(0, 2)}`;
     const sync = this.sync();
+    const symlink = sync ? async (t: string, p: string) => fs.symlinkSync(t, p) : fsp.symlink;
+    const rename = sync ? async (a: string, b: string) => fs.renameSync(a, b) : fsp.rename;
     // A new entry is one symlink (created whole or not at all); replacing one goes through a
     // temporary link renamed over it.
     let tmp: string | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
-        if (tmp === undefined) {
-          if (sync) fs.symlinkSync(target, file);
-          else await fsp.symlink(target, file);
-        } else {
-          if (sync) {
-            fs.symlinkSync(target, tmp);
-            fs.renameSync(tmp, file);
-          } else {
-            await fsp.symlink(target, tmp);
-            await fsp.rename(tmp, file);
-          }
+        if (tmp === undefined) await symlink(target, file);
+        else {
+          await symlink(target, tmp);
+          await rename(tmp, file);
         }
         return;
       } catch (err) {

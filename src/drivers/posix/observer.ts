@@ -222,9 +222,13 @@ export class PosixObserver implements Watch {
 
   /** The hidden folder of a space (never watched). */
   private internal(abs: string): boolean {
-    if (!abs.startsWith(`${this.spacesDir}/`)) return false;
-    const rel = abs.slice(this.spacesDir.length + 1).split('/');
-    return rel.length === 3 && rel[2] === RESERVED_ROOT_NAME;
+    const rel = this.relParts(abs);
+    return rel?.length === 3 && rel[2] === RESERVED_ROOT_NAME;
+  }
+
+  /** Segments of a path below the spaces folder (`<type>`, `<alias>`, then the node's), if it is. */
+  private relParts(abs: string): string[] | undefined {
+    return abs.startsWith(`${this.spacesDir}/`) ? abs.slice(this.spacesDir.length + 1).split('/') : undefined;
   }
 
   // ---------------------------------------------------------------- events in
@@ -267,11 +271,11 @@ export class PosixObserver implements Watch {
         if (p.due > now) continue;
         this.pending.delete(abs);
         const where = this.locate(abs);
-        if (!where) {
+        if (!where) continue;
+        if (where.key === '') {
           // A space root's own xattrs changed (its grants, or the grants version another process
           // bumped): nothing to assimilate, but caches of the space are stale.
-          const root = this.rootAlias(abs);
-          if (root) roots.add(root);
+          roots.add(where.alias);
           continue;
         }
         let e = bySpace.get(where.alias);
@@ -283,6 +287,7 @@ export class PosixObserver implements Watch {
         if (p.gone) e.gone.add(where.key);
       }
       for (const alias of roots) {
+        if (bySpace.has(alias)) continue; // processing its changes says the space is stale anyway
         const sp = await this.host.spaceAt(alias).catch(() => undefined);
         if (sp) this.opts.onStale?.(sp.id);
       }
@@ -305,18 +310,13 @@ export class PosixObserver implements Watch {
     }
   }
 
-  /** Alias of the space whose root `abs` is, if it is one. */
-  private rootAlias(abs: string): string | undefined {
-    if (!abs.startsWith(`${this.spacesDir}/`)) return undefined;
-    const parts = abs.slice(this.spacesDir.length + 1).split('/');
-    return parts.length === 2 ? `${parts[0]}/${parts[1]}` : undefined;
-  }
-
-  /** Space alias and key of a path inside a space (not its hidden folder, not the root itself). */
+  /**
+   * Space alias and key of a path inside a space: `''` for the space root itself; undefined for
+   * its hidden folder and anything outside a space.
+   */
   private locate(abs: string): { alias: string; key: string } | undefined {
-    if (!abs.startsWith(`${this.spacesDir}/`)) return undefined;
-    const parts = abs.slice(this.spacesDir.length + 1).split('/');
-    if (parts.length < 3 || parts[2] === RESERVED_ROOT_NAME) return undefined;
+    const parts = this.relParts(abs);
+    if (!parts || parts.length < 2 || parts[2] === RESERVED_ROOT_NAME) return undefined;
     return { alias: `${parts[0]}/${parts[1]}`, key: parts.slice(2).join('/') };
   }
 
