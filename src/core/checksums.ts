@@ -70,7 +70,7 @@ export function verifyChecksums(expected: Checksums | undefined, actual: Checksu
     if (value === undefined || value === '') continue;
     if (algo !== 'sha1' && algo !== 'md5' && algo !== 'adler32') {
       throw new StorageError('INVALID_ARGUMENT', `unsupported checksum algorithm "${algo}"`, {
-        reason: 'checksum-mismatch',
+        reason: 'checksum-unsupported',
       });
     }
     const have = actual[algo as ChecksumAlgorithm];
@@ -91,9 +91,19 @@ export function verifyChecksums(expected: Checksums | undefined, actual: Checksu
  * separated by spaces/commas (`SHA1:.. MD5:..`). Unknown algorithms are kept for the caller to refuse.
  */
 export function parseChecksumHeader(value: string | undefined): Checksums | undefined {
-  if (!value) return undefined;
+  if (value === undefined || !value.trim()) return undefined;
   const out: Record<string, string> = {};
   const re = /([A-Za-z0-9]+)[: ]([0-9A-Fa-f]+)/g;
   for (const m of value.matchAll(re)) out[m[1]!.toLowerCase()] = m[2]!.toLowerCase();
-  return Object.keys(out).length ? (out as Checksums) : undefined;
+  if (!Object.keys(out).length) {
+    // A checksum the client meant to have verified is never silently dropped.
+    throw new StorageError(
+      'INVALID_ARGUMENT',
+      'malformed checksum: expected "<algorithm>:<hex digest>", e.g. "SHA1:…"',
+      {
+        reason: 'bad-header',
+      },
+    );
+  }
+  return out as Checksums;
 }

@@ -41,6 +41,8 @@ export type ErrorReason =
   | 'not-folder'
   | 'condition'
   | 'checksum-mismatch'
+  | 'checksum-unsupported'
+  | 'bad-header'
   | 'size-mismatch'
   | 'invalid-path'
   | 'reserved-name'

@@ -28,6 +28,7 @@ import {
   mtimeHeader,
   readOptions,
   sendRead,
+  wantsInfo,
 } from '../http/common.js';
 import { type JwtClaims, signJwt, verifyJwt } from './jwt.js';
 import { TUS_CHECKSUMS, TusUploads, type UploadState } from './tus.js';
@@ -192,7 +193,7 @@ export class DataPlane {
     if (opts.size === undefined && length !== undefined) opts.size = length;
     opts.upload = {};
     const info = await session.write(g.r, req, opts);
-    res.writeHead(200, { ...infoHeaders(info), 'content-length': '0' });
+    res.writeHead(200, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
     res.end();
   }
 
@@ -207,9 +208,15 @@ export class DataPlane {
     const session = await this.session(g.u);
     const opts = readOptions(req, res);
     const r = g.v ? await session.readVersion(g.r, g.v, opts) : await session.read(g.r, opts);
-    await sendRead(res, r, head, {
-      'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(r.info.name)}`,
-    });
+    await sendRead(
+      res,
+      r,
+      head,
+      {
+        'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(r.info.name)}`,
+      },
+      wantsInfo(req),
+    );
   }
 
   // ---------------------------------------------------------------- tus
@@ -377,7 +384,7 @@ export class DataPlane {
         opts.size = st.length;
         opts.upload = { id: st.id };
         const info = await session.write(g.r, uploads.read(st), opts);
-        for (const [k, v] of Object.entries(infoHeaders(info))) res.setHeader(k, v);
+        for (const [k, v] of Object.entries(infoHeaders(info, wantsInfo(req)))) res.setHeader(k, v);
       } finally {
         await uploads.end(st);
       }

@@ -12,6 +12,7 @@ import { bodyChunks } from '../core/body.js';
 import type { Body } from '../core/driver.js';
 import { StorageError, toStorageError } from '../core/errors.js';
 import type { Conditions, ReadResult, ResourceInfo } from '../core/types.js';
+import { WANT_INFO_HEADER } from './common.js';
 
 /** Keep-alive agents for http and https. */
 export interface Agents {
@@ -40,7 +41,7 @@ export function httpRequest(
   return new Promise((resolve, reject) => {
     const req = lib.request(u, {
       method,
-      headers,
+      headers: { [WANT_INFO_HEADER]: '1', ...headers },
       agent: u.protocol === 'https:' ? agents.https : agents.http,
       ...(signal && { signal }),
     });

@@ -35,7 +35,12 @@ export function dateHeader(v: string | undefined): number | undefined {
 
 /** `X-OC-Mtime` is Unix seconds, possibly fractional. */
 export function mtimeHeader(v: string | undefined): number | undefined {
-  if (!v || !/^\d+(\.\d+)?$/.test(v.trim())) return undefined;
+  if (v === undefined || !v.trim()) return undefined;
+  if (!/^\d{1,15}(\.\d+)?$/.test(v.trim())) {
+    throw new StorageError('INVALID_ARGUMENT', 'malformed mtime: expected seconds since 1970 (X-OC-Mtime)', {
+      reason: 'bad-header',
+    });
+  }
   return Number(v.trim()) * 1000;
 }
 
@@ -79,9 +84,10 @@ export async function sendRead(
   r: ReadResult,
   head: boolean,
   extra: Record<string, string> = {},
+  full = false,
 ): Promise<void> {
   const headers: Record<string, string> = {
-    ...infoHeaders(r.info),
+    ...infoHeaders(r.info, full),
     'accept-ranges': 'bytes',
     'content-type': r.info.mimeType || 'application/octet-stream',
     ...extra,
@@ -90,6 +96,9 @@ export async function sendRead(
     const span = r.range ?? { start: 0, end: r.info.size - 1 };
     headers['content-length'] = String(Math.max(0, span.end - span.start + 1));
     if (r.status === 206) headers['content-range'] = `bytes ${span.start}-${span.end}/${r.info.size}`;
+  } else if (r.status === 304) {
+    // No Content-Length (it would have to be the 200's) and no representation metadata (RFC 9110 §15.4.5).
+    delete headers['content-type'];
   } else {
     headers['content-length'] = '0';
     if (r.status === 416) headers['content-range'] = `bytes */${r.info.size}`;
@@ -170,8 +179,35 @@ export function abortOnClose(req: IncomingMessage, res: ServerResponse): AbortSi
   return ac.signal;
 }
 
-/** The headers Reva's data plane and ownCloud answer with, plus the whole info for Stowage's own client. */
-export function infoHeaders(info: ResourceInfo): Record<string, string> {
+/** ownCloud permission letters of a resource. */
+export function ocPermissions(info: ResourceInfo): string {
+  const p = info.permissions;
+  if (!p) return info.type === 'folder' ? 'RDNVCK' : 'RDNVW';
+  let s = '';
+  if (p.addGrant) s += 'R';
+  if (p.delete) s += 'D';
+  if (p.move) s += 'NV';
+  if (info.type === 'folder') {
+    if (p.initiateFileUpload) s += 'C';
+    if (p.createContainer) s += 'K';
+  } else if (p.initiateFileUpload) s += 'W';
+  return s;
+}
+
+/** The request header with which Stowage's own client asks for the whole info (`x-stowage-info`). */
+export const WANT_INFO_HEADER = 'x-stowage-want-info';
+
+/** Whether the request asks for the whole info in the answer (Stowage's own client does). */
+export function wantsInfo(req: IncomingMessage): boolean {
+  return req.headers[WANT_INFO_HEADER] === '1';
+}
+
+/**
+ * The headers Reva's data plane and ownCloud answer with (`OC-Perm` when the info carries
+ * permissions); with `full`, also the whole info for Stowage's own client, left out when too big
+ * for a header.
+ */
+export function infoHeaders(info: ResourceInfo, full = false): Record<string, string> {
   const etag = quoteEtag(info.etag);
   const h: Record<string, string> = {
     etag,
@@ -179,9 +215,11 @@ export function infoHeaders(info: ResourceInfo): Record<string, string> {
     'oc-fileid': formatResourceId(info.id),
     'last-modified': new Date(info.mtime).toUTCString(),
   };
-  // The whole info, for Stowage's own client (left out when too big for a header).
-  const whole = Buffer.from(JSON.stringify(info)).toString('base64url');
-  if (whole.length <= 8192) h['x-stowage-info'] = whole;
+  if (info.permissions) h['oc-perm'] = ocPermissions(info);
+  if (full) {
+    const whole = Buffer.from(JSON.stringify(info)).toString('base64url');
+    if (whole.length <= 8192) h['x-stowage-info'] = whole;
+  }
   const sums = info.checksums;
   if (sums?.sha1) h['oc-checksum'] = `SHA1:${sums.sha1}`;
   else if (sums?.md5) h['oc-checksum'] = `MD5:${sums.md5}`;

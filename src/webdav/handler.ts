@@ -34,10 +34,12 @@ import {
   infoHeaders,
   intHeader,
   mtimeHeader,
+  ocPermissions,
   quoteEtag,
   readOptions,
   requestConditions,
   sendRead,
+  wantsInfo,
 } from '../http/common.js';
 import { type IfList, parseIf, submittedTokens } from './ifheader.js';
 import { type Fill, ListingCache, type ListingCacheOptions } from './listing-cache.js';
@@ -155,9 +157,12 @@ class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** The precondition element of the error body (RFC 4918 §16), by its DAV: name. */
     readonly davError?: string,
     /** What it is in Stowage's terms, for the error body (clients that map back to StorageError). */
     readonly as?: { code: ErrorCode; reason?: string },
+    /** Hrefs the precondition element lists (`lock-token-submitted` names the locked resources). */
+    readonly hrefs?: string[],
   ) {
     super(message);
   }
@@ -225,12 +230,14 @@ export class WebDav {
     let status: number;
     let message: string;
     let davError: string | undefined;
+    let hrefs: string[] | undefined;
     let code: string | undefined;
     let reason: string | undefined;
     if (err instanceof HttpError) {
       status = err.status;
       message = err.message;
       davError = err.davError;
+      hrefs = err.hrefs;
       code = err.as?.code;
       reason = err.as?.reason;
     } else {
@@ -251,7 +258,11 @@ export class WebDav {
     if (status === 405) headers.allow = ALLOW;
     const body =
       `<?xml version="1.0" encoding="utf-8"?>\n<d:error xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns">` +
-      (davError ? `<d:${davError}/>` : '') +
+      (davError
+        ? hrefs?.length
+          ? `<d:${davError}>${hrefs.map((h) => `<d:href>${esc(h)}</d:href>`).join('')}</d:${davError}>`
+          : `<d:${davError}/>`
+        : '') +
       `<s:exception>${esc(exceptionName(status))}</s:exception><s:message>${esc(message)}</s:message>` +
       (code ? `<st:code xmlns:st="urn:stowage">${code}</st:code>` : '') +
       (reason ? `<st:reason xmlns:st="urn:stowage">${reason}</st:reason>` : '') +
@@ -857,7 +868,7 @@ export class WebDav {
       throw new HttpError(405, 'something is already there', undefined, { code: 'ALREADY_EXISTS' });
     await this.checkLocks(req, t, undefined, true);
     const info = await t.session.mkdir(this.ref(t));
-    res.writeHead(201, { ...infoHeaders(info), 'content-length': '0' });
+    res.writeHead(201, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
     res.end();
   }
 
@@ -867,7 +878,7 @@ export class WebDav {
     const info = await t.session.stat(this.ref(t), { fields: ['mimeType', 'checksums'] });
     if (info.type === 'folder') return this.index(res, t, head);
     const r = await t.session.read({ resourceId: info.id }, readOptions(req, res));
-    await sendRead(res, r, head);
+    await sendRead(res, r, head, {}, wantsInfo(req));
   }
 
   /** A folder's GET: a plain HTML index, streamed. */
@@ -927,7 +938,7 @@ export class WebDav {
         throw err;
       });
     res.writeHead(existing ? 204 : 201, {
-      ...infoHeaders(info),
+      ...infoHeaders(info, wantsInfo(req)),
       ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
       'content-length': '0',
     });
@@ -999,7 +1010,7 @@ export class WebDav {
       if (existing && !dstLock) await t.session.delete(this.ref(d));
       info = await t.session.mkdir(this.ref(d));
     } else info = await t.session.copy(this.ref(t), this.ref(d), mo);
-    res.writeHead(existing ? 204 : 201, { ...infoHeaders(info), 'content-length': '0' });
+    res.writeHead(existing ? 204 : 201, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
     res.end();
   }
 
@@ -1037,15 +1048,15 @@ export class WebDav {
     const submitted = lists ? submittedTokens(lists) : new Set<string>();
     // Locks that reach the resource: its own, depth-infinity locks above, and the parent's (any
     // depth) when membership changes.
-    const guarding: { lock: Lock; segs: string[] }[] = [];
-    if (info?.lock) guarding.push({ lock: info.lock, segs: t.segs });
+    const guarding: { lock: Lock; segs: string[]; folder: boolean }[] = [];
+    if (info?.lock) guarding.push({ lock: info.lock, segs: t.segs, folder: info.type === 'folder' });
     for (let n = t.segs.length - 1; n >= 0; n--) {
       const above = t.segs.slice(0, n);
       const a = await this.peek(t, above);
       if (!a?.lock) continue;
       const depth = lockMeta(a.lock).depth;
       if (depth === 'infinity' || (membership && n === t.segs.length - 1))
-        guarding.push({ lock: a.lock, segs: above });
+        guarding.push({ lock: a.lock, segs: above, folder: true });
     }
     if (lists && !(await this.evaluateIf(req, t, lists, info, guarding))) {
       throw new HttpError(412, 'the If header does not match');
@@ -1055,11 +1066,9 @@ export class WebDav {
       const mine =
         lockTokens(g.lock).some((tok) => submitted.has(tok)) && (!g.lock.user || g.lock.user === t.user.id);
       if (!mine) {
-        throw new HttpError(
-          423,
-          'locked',
-          `lock-token-submitted><d:href>${esc(this.href(t, g.segs, true))}</d:href></d:lock-token-submitted`,
-        );
+        throw new HttpError(423, 'locked', 'lock-token-submitted', undefined, [
+          this.href(t, g.segs, g.folder),
+        ]);
       }
     }
     return info?.lock?.lockId;
@@ -1367,7 +1376,7 @@ export class WebDav {
       });
       await fsp.rm(folder, { recursive: true, force: true });
       res.writeHead(existing ? 204 : 201, {
-        ...infoHeaders(info),
+        ...infoHeaders(info, wantsInfo(req)),
         ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
         'content-length': '0',
       });
@@ -1681,21 +1690,6 @@ function fieldsFor(mode: string, wanted: readonly PropName[]): Field[] {
     if (p.ns === OC && p.local === 'file-parent') f.add('parentId');
   }
   return [...f];
-}
-
-/** ownCloud permission letters of a resource. */
-function ocPermissions(info: ResourceInfo): string {
-  const p = info.permissions;
-  if (!p) return info.type === 'folder' ? 'RDNVCK' : 'RDNVW';
-  let s = '';
-  if (p.addGrant) s += 'R';
-  if (p.delete) s += 'D';
-  if (p.move) s += 'NV';
-  if (info.type === 'folder') {
-    if (p.initiateFileUpload) s += 'C';
-    if (p.createContainer) s += 'K';
-  } else if (p.initiateFileUpload) s += 'W';
-  return s;
 }
 
 /**

@@ -7,6 +7,7 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import * as xattr from 'fs-xattr';
+import { SaxesParser } from 'saxes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintRevaToken } from '../../src/cs3/jwt.js';
 import { fromLetters, ROLES } from '../../src/index.js';
@@ -35,6 +36,15 @@ function raw(method: string, rawPath: string, user: string, body: string): Promi
 }
 
 const sha1 = (b: string | Buffer) => createHash('sha1').update(b).digest('hex');
+
+/** Throws unless `xml` is a well-formed, namespace-correct document. */
+function wellFormed(xml: string): void {
+  const parser = new SaxesParser({ xmlns: true });
+  parser.on('error', (err) => {
+    throw err;
+  });
+  parser.write(xml).close();
+}
 
 beforeAll(async () => {
   env = await startDav([
@@ -177,8 +187,54 @@ describe('webdav: the ownCloud dialect', () => {
     expect(ok.headers.get('oc-etag')).toBe(ok.headers.get('etag'));
     expect(ok.headers.get('oc-fileid')).toMatch(/\$.+!/);
     expect(ok.headers.get('x-oc-mtime')).toBe('accepted');
+    expect(ok.headers.get('oc-perm')).toBe('RDNVW'); // sync clients journal it from the upload
+    // Stowage's own client asks for the whole info; nobody else gets it.
+    expect(ok.headers.get('x-stowage-info')).toBeNull();
     const got = await dav('GET', '/remote.php/webdav/sum.txt', 'ann');
     expect(got.headers.get('last-modified')).toBe(new Date(1_700_000_000_000).toUTCString());
+    const full = await dav('HEAD', '/remote.php/webdav/sum.txt', 'ann', {
+      headers: { 'x-stowage-want-info': '1' },
+    });
+    expect(JSON.parse(Buffer.from(full.headers.get('x-stowage-info')!, 'base64url').toString()).name).toBe(
+      'sum.txt',
+    );
+    // A checksum or mtime the client meant to be used is never silently dropped: malformed is 400,
+    // and neither the file nor its mtime changes.
+    for (const [headers, reason] of [
+      [{ 'oc-checksum': 'garbage' }, 'bad-header'],
+      [{ 'oc-checksum': 'SHA256:abcd' }, 'checksum-unsupported'],
+      [{ 'x-oc-mtime': 'abc' }, 'bad-header'],
+      [{ 'x-oc-mtime': '-5' }, 'bad-header'],
+    ] as const) {
+      const refused = await dav('PUT', '/remote.php/webdav/sum.txt', 'ann', { body: 'changed', headers });
+      expect(refused.status).toBe(400);
+      expect(await refused.text()).toContain(`<st:reason xmlns:st="urn:stowage">${reason}</st:reason>`);
+    }
+    const still = await dav('GET', '/remote.php/webdav/sum.txt', 'ann');
+    expect(await still.text()).toBe('payload');
+    expect(still.headers.get('last-modified')).toBe(new Date(1_700_000_000_000).toUTCString());
+    // 304: no body, so no Content-Length (RFC 9110 §8.6 allows only the 200's) and no Content-Type.
+    const notModified = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const u = new URL(env.url);
+      http
+        .get(
+          {
+            host: u.hostname,
+            port: u.port,
+            path: '/remote.php/webdav/sum.txt',
+            headers: { authorization: env.basic('ann'), 'if-none-match': ok.headers.get('etag')! },
+          },
+          (res) => {
+            res.resume();
+            resolve(res);
+          },
+        )
+        .once('error', reject);
+    });
+    expect(notModified.statusCode).toBe(304);
+    expect(notModified.headers['content-length']).toBeUndefined();
+    expect(notModified.headers['content-type']).toBeUndefined();
+    expect(notModified.headers.etag).toBe(ok.headers.get('etag'));
     const again = await dav('PUT', '/remote.php/webdav/sum.txt', 'ann', {
       body: 'v2',
       headers: { 'if-match': '"not-the-etag"' },
@@ -309,6 +365,12 @@ describe('webdav: bad input', () => {
       headers: { if: `(${token})` },
     });
     expect(byAnn.status).toBe(423);
+    // The precondition names the locked file (no trailing slash) in a well-formed body.
+    const body = await byAnn.text();
+    wellFormed(body);
+    expect(body).toContain(
+      `<d:lock-token-submitted><d:href>/dav/spaces/${projectId}/locked.txt</d:href></d:lock-token-submitted>`,
+    );
     const byBob = await dav('PUT', `/dav/spaces/${projectId}/locked.txt`, 'bob', {
       body: 'bob writes',
       headers: { if: `(${token})` },
