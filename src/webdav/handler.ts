@@ -43,7 +43,19 @@ import {
 } from '../http/common.js';
 import { type IfList, parseIf, submittedTokens } from './ifheader.js';
 import { type Fill, ListingCache, type ListingCacheOptions } from './listing-cache.js';
-import { child, DAV, esc, NC, OC, parseXml, readBody, ST, serialise } from './xml.js';
+import {
+  emptyProp,
+  encodeName,
+  encodeSegments,
+  HttpError,
+  MULTISTATUS_HEAD,
+  type PropName,
+  readPropfind,
+  type Session,
+  type Target,
+  XML_TYPE,
+} from './shared.js';
+import { child, DAV, esc, OC, parseXml, readBody, ST, serialise } from './xml.js';
 
 /** Options of {@link WebDav}. */
 export interface WebDavOptions {
@@ -72,33 +84,10 @@ export interface WebDavOptions {
   log?: (message: string, err?: unknown) => void;
 }
 
-type Session = StorageProvider;
-
-/** Where a request points: a space, a path in it, and the href of the mount's root. */
-interface Target {
-  session: Session;
-  user: User;
-  space: Space;
-  segs: string[];
-  /** A node the paths start from (`/dav/spaces/<storage>$<space>!<node>/...`); else the space root. */
-  nodeId?: string;
-  /** Encoded href of the space root (or node) in this mount, without a trailing slash. */
-  base: string;
-}
-
-const MULTISTATUS_HEAD =
-  '<?xml version="1.0" encoding="utf-8"?>\n<d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns" xmlns:st="urn:stowage">';
-const XML_TYPE = 'application/xml; charset=utf-8';
 const AUTH_TTL_MS = 60_000;
 const MAX_LOCK_SECONDS = 7 * 24 * 3600;
 const DEFAULT_LOCK_SECONDS = 3600;
 const WEBDAV_LOCK_APP = 'webdav';
-
-/** A WebDAV property name: namespace and local name. */
-interface PropName {
-  ns: string;
-  local: string;
-}
 
 const LIVE_DAV = new Set([
   'resourcetype',
@@ -150,22 +139,6 @@ function isLive(p: PropName): boolean {
 /** Metadata key of a dead property (Clark notation). */
 function deadKey(p: PropName): string {
   return `{${p.ns}}${p.local}`;
-}
-
-/** An HTTP answer other than the default mapping of an error. */
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    /** The precondition element of the error body (RFC 4918 §16), by its DAV: name. */
-    readonly davError?: string,
-    /** What it is in Stowage's terms, for the error body (clients that map back to StorageError). */
-    readonly as?: { code: ErrorCode; reason?: string },
-    /** Hrefs the precondition element lists (`lock-token-submitted` names the locked resources). */
-    readonly hrefs?: string[],
-  ) {
-    super(message);
-  }
 }
 
 /** The WebDAV door. Mount it on an HTTP server: `if (!(await dav.handle(req, res))) ...`. */
@@ -559,23 +532,7 @@ export class WebDav {
       req.resume();
       throw new HttpError(403, 'Depth: infinity is not allowed here', 'propfind-finite-depth');
     }
-    const body = await readBody(req);
-    let mode: 'allprop' | 'propname' | 'prop' = 'allprop';
-    let wanted: PropName[] = [];
-    let include: PropName[] = [];
-    if (body.length && body.toString('utf8').trim()) {
-      const doc = parseXml(body);
-      if (doc.ns !== DAV || doc.local !== 'propfind')
-        throw new HttpError(400, 'expected a DAV:propfind body');
-      const prop = child(doc, DAV, 'prop');
-      if (prop) {
-        mode = 'prop';
-        wanted = prop.children.map((c) => ({ ns: c.ns, local: c.local }));
-      } else if (child(doc, DAV, 'propname')) mode = 'propname';
-      else if (child(doc, DAV, 'allprop')) {
-        include = (child(doc, DAV, 'include')?.children ?? []).map((c) => ({ ns: c.ns, local: c.local }));
-      } else throw new HttpError(400, 'propfind needs prop, propname or allprop');
-    }
+    const { mode, wanted, include } = await readPropfind(req);
     const fields = fieldsFor(mode, wanted);
     const dead = mode === 'prop' ? wanted.filter((p) => !isLive(p)).map(deadKey) : undefined;
     const statOpts = {
@@ -1610,17 +1567,6 @@ function json(res: ServerResponse, status: number, body: unknown): void {
  * sent. `+` stays encoded: some decoders read it as a space.
  */
 /** One path segment, percent-encoded for an href (see {@link encodeSegments}). */
-function encodeName(s: string): string {
-  return encodeURIComponent(s).replace(/%(24|3A|40|2C|3B|3D|26)/gi, (_, h: string) =>
-    String.fromCharCode(Number.parseInt(h, 16)),
-  );
-}
-
-function encodeSegments(segs: readonly string[]): string {
-  let out = '';
-  for (const s of segs) out += `/${encodeName(s)}`;
-  return out;
-}
 
 /** The request points at the root of a space (not at a node of it). */
 function isRoot(t: Target): boolean {
@@ -1667,15 +1613,6 @@ function deadValue(key: string, value: string): string {
 function parseClark(k: string): PropName {
   const m = /^\{(.*)\}(.*)$/.exec(k)!;
   return { ns: m[1]!, local: m[2]! };
-}
-
-/** An empty element for a property name, with its namespace declared when not ours. */
-function emptyProp(p: PropName): string {
-  if (p.ns === DAV) return `<d:${p.local}/>`;
-  if (p.ns === OC) return `<oc:${p.local}/>`;
-  if (p.ns === NC) return `<nc:${p.local}/>`;
-  if (!p.ns) return `<${p.local} xmlns=""/>`;
-  return `<x:${p.local} xmlns:x="${esc(p.ns)}"/>`;
 }
 
 /** Fields a PROPFIND needs from the provider. */

@@ -1,0 +1,102 @@
+/**
+ * What the WebDAV door's modules share: its error, the request target, property names, and the
+ * pieces of a multistatus answer.
+ *
+ * @module
+ */
+import type { IncomingMessage } from 'node:http';
+import type { ErrorCode } from '../core/errors.js';
+import type { User } from '../core/identity.js';
+import type { StorageProvider } from '../core/provider.js';
+import type { Space } from '../core/types.js';
+import { child, DAV, esc, NC, OC, parseXml, readBody } from './xml.js';
+
+/** An HTTP answer other than the default mapping of an error. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    /** The precondition element of the error body (RFC 4918 §16), by its DAV: name. */
+    readonly davError?: string,
+    /** What it is in Stowage's terms, for the error body (clients that map back to StorageError). */
+    readonly as?: { code: ErrorCode; reason?: string },
+    /** Hrefs the precondition element lists (`lock-token-submitted` names the locked resources). */
+    readonly hrefs?: string[],
+  ) {
+    super(message);
+  }
+}
+
+export type Session = StorageProvider;
+
+/** Where a request points: a space, a path in it, and the href of the mount's root. */
+export interface Target {
+  session: Session;
+  user: User;
+  space: Space;
+  segs: string[];
+  /** A node the paths start from (`/dav/spaces/<storage>$<space>!<node>/...`); else the space root. */
+  nodeId?: string;
+  /** Encoded href of the space root (or node) in this mount, without a trailing slash. */
+  base: string;
+}
+
+export const MULTISTATUS_HEAD =
+  '<?xml version="1.0" encoding="utf-8"?>\n<d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns" xmlns:st="urn:stowage">';
+export const XML_TYPE = 'application/xml; charset=utf-8';
+
+/** A WebDAV property name: namespace and local name. */
+export interface PropName {
+  ns: string;
+  local: string;
+}
+
+/** A path segment for an href: percent-encoded, but for the characters ownCloud leaves as they are. */
+export function encodeName(s: string): string {
+  return encodeURIComponent(s).replace(/%(24|3A|40|2C|3B|3D|26)/gi, (_, h: string) =>
+    String.fromCharCode(Number.parseInt(h, 16)),
+  );
+}
+
+/** Segments as an encoded path, each after a `/`. */
+export function encodeSegments(segs: readonly string[]): string {
+  let out = '';
+  for (const s of segs) out += `/${encodeName(s)}`;
+  return out;
+}
+
+/** An empty element for a property name, with its namespace declared when not ours. */
+export function emptyProp(p: PropName): string {
+  if (p.ns === DAV) return `<d:${p.local}/>`;
+  if (p.ns === OC) return `<oc:${p.local}/>`;
+  if (p.ns === NC) return `<nc:${p.local}/>`;
+  if (!p.ns) return `<${p.local} xmlns=""/>`;
+  return `<x:${p.local} xmlns:x="${esc(p.ns)}"/>`;
+}
+
+/** What a PROPFIND body asks for (an empty body is allprop). */
+export interface PropfindRequest {
+  mode: 'allprop' | 'propname' | 'prop';
+  /** The properties named (mode `prop`). */
+  wanted: PropName[];
+  /** allprop's `include` list. */
+  include: PropName[];
+}
+
+/** Read and parse a PROPFIND body (400 for anything but a DAV:propfind). */
+export async function readPropfind(req: IncomingMessage): Promise<PropfindRequest> {
+  const body = await readBody(req);
+  const out: PropfindRequest = { mode: 'allprop', wanted: [], include: [] };
+  if (!body.length || !body.toString('utf8').trim()) return out;
+  const doc = parseXml(body);
+  if (doc.ns !== DAV || doc.local !== 'propfind') throw new HttpError(400, 'expected a DAV:propfind body');
+  const prop = child(doc, DAV, 'prop');
+  if (prop) {
+    out.mode = 'prop';
+    out.wanted = prop.children.map((c) => ({ ns: c.ns, local: c.local }));
+  } else if (child(doc, DAV, 'propname')) out.mode = 'propname';
+  else if (child(doc, DAV, 'allprop')) {
+    out.include = (child(doc, DAV, 'include')?.children ?? []).map((c) => ({ ns: c.ns, local: c.local }));
+  } else throw new HttpError(400, 'propfind needs prop, propname or allprop');
+  return out;
+}
