@@ -1356,6 +1356,14 @@ export class StorageProvider {
     }
   }
 
+  /** One trash item (by its key) that the caller may see; NOT_FOUND otherwise. */
+  async statTrash(space: string, key: string): Promise<RecycleItem> {
+    const { driver, root } = await this.spaceRoot(space);
+    await this.checkEnabled(driver, root);
+    const { item, perms } = await this.visibleItem(driver, root, key, 'listRecycle');
+    return this.presentItem(item, perms);
+  }
+
   /** A trash item the caller may see (NOT_FOUND otherwise), with what they may do with it. */
   private async visibleItem(
     driver: Driver,
