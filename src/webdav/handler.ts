@@ -8,6 +8,8 @@
  * - `/dav/spaces/<space id>/...`, `/remote.php/dav/spaces/<space id>/...`: any space the user
  *   holds a grant in (the id may be given as `<storage>$<space>`);
  * - `/remote.php/dav/uploads/<user>/<transfer id>/...`: chunked uploads (chunking NG);
+ * - `/dav/spaces/trash-bin/<space id>/...`, `/remote.php/dav/trash-bin/<user>/...` and
+ *   `/remote.php/dav/meta/<file id>/v/...`: the trash and versions ({@link MetaEndpoints});
  * - `/status.php`, `/ocs/v{1,2}.php/cloud/{capabilities,user}`: what clients ask before syncing.
  *
  * Every request runs as the authenticated user's session (HTTP Basic against the identity
@@ -43,6 +45,7 @@ import {
 } from '../http/common.js';
 import { type IfList, parseIf, submittedTokens } from './ifheader.js';
 import { type Fill, ListingCache, type ListingCacheOptions } from './listing-cache.js';
+import { MetaEndpoints } from './meta.js';
 import {
   emptyProp,
   encodeName,
@@ -144,6 +147,18 @@ function deadKey(p: PropName): string {
 /** The WebDAV door. Mount it on an HTTP server: `if (!(await dav.handle(req, res))) ...`. */
 export class WebDav {
   private readonly auth = new Map<string, { user: User; session: Session; until: number }>();
+  /** The trash and versions endpoints. */
+  private readonly meta = new MetaEndpoints(
+    {
+      target: (p, who) => this.target(p, who),
+      personalSpace: (user, session) => this.personalSpace(user, session),
+      segments: (raw) => this.segments(raw),
+      destinationPath: (req) => this.destinationPath(req),
+      checkLocks: (req, t, info, membership) => this.checkLocks(req, t, info, membership),
+      peek: (t) => this.peek(t, t.segs),
+    },
+    () => this.opts.allowDepthInfinity === true,
+  );
   /** Each user's personal space, looked up (or created) once a minute, not on every request. */
   private readonly personalSpaces = new Map<string, { space: Promise<Space>; until: number }>();
   private readonly realm: string;
@@ -290,7 +305,10 @@ export class WebDav {
     if (rawPath.startsWith('/ocs/')) return this.ocs(req, res, rawPath, who.user);
     if (rawPath === '/events') return this.events(req, res, who);
     if (rawPath.startsWith('/remote.php/dav/uploads/')) return this.uploads(req, res, rawPath, who);
-    const t = await this.target(rawPath, who);
+    const segs = this.segments(rawPath);
+    const dav = segs[0] === 'remote.php' ? 2 : 1;
+    if (MetaEndpoints.kind(segs, dav)) return this.meta.handle(req, res, segs, dav, who);
+    const t = await this.targetOf(segs, who);
     switch (method) {
       case 'OPTIONS':
         return this.options(req, res);
@@ -344,8 +362,11 @@ export class WebDav {
   }
 
   /** Resolve a path under one of our mounts to a space and a path in it. */
-  private async target(rawPath: string, who: { user: User; session: Session }): Promise<Target> {
-    const segs = this.segments(rawPath);
+  private target(rawPath: string, who: { user: User; session: Session }): Promise<Target> {
+    return this.targetOf(this.segments(rawPath), who);
+  }
+
+  private async targetOf(segs: string[], who: { user: User; session: Session }): Promise<Target> {
     const { session, user } = who;
     const personal = async (baseSegs: string[], rest: string[]) => ({
       session,
@@ -916,21 +937,7 @@ export class WebDav {
   // ---------------------------------------------------------------- COPY / MOVE
 
   private async copyMove(req: IncomingMessage, res: ServerResponse, t: Target, move: boolean): Promise<void> {
-    const destination = header(req, 'destination');
-    if (!destination) throw new HttpError(400, 'a Destination header is required');
-    let destPath: string;
-    try {
-      const u = new URL(destination, `http://${header(req, 'host') ?? 'localhost'}`);
-      const host = header(req, 'host');
-      if (/^[a-z][a-z0-9+.-]*:/i.test(destination) && host && u.host !== host) {
-        throw new HttpError(502, 'the Destination is on another server');
-      }
-      destPath = u.pathname;
-    } catch (err) {
-      if (err instanceof HttpError) throw err;
-      throw new HttpError(400, 'malformed Destination');
-    }
-    const d = await this.target(destPath, { user: t.user, session: t.session });
+    const d = await this.target(this.destinationPath(req), { user: t.user, session: t.session });
     if (isRoot(t)) throw new HttpError(403, `cannot ${move ? 'move' : 'copy'} a space root`);
     if (isRoot(d)) throw new HttpError(403, 'the Destination is a space root');
     const overwriteHeader = (header(req, 'overwrite') ?? 'T').trim().toUpperCase();
@@ -969,6 +976,25 @@ export class WebDav {
     } else info = await t.session.copy(this.ref(t), this.ref(d), mo);
     res.writeHead(existing ? 204 : 201, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
     res.end();
+  }
+
+  /** The Destination header as a path on this server (502 when it names another host). */
+  private destinationPath(req: IncomingMessage): string {
+    const destination = header(req, 'destination');
+    if (!destination) throw new HttpError(400, 'a Destination header is required');
+    let destPath: string;
+    try {
+      const u = new URL(destination, `http://${header(req, 'host') ?? 'localhost'}`);
+      const host = header(req, 'host');
+      if (/^[a-z][a-z0-9+.-]*:/i.test(destination) && host && u.host !== host) {
+        throw new HttpError(502, 'the Destination is on another server');
+      }
+      destPath = u.pathname;
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      throw new HttpError(400, 'malformed Destination');
+    }
+    return destPath;
   }
 
   // ---------------------------------------------------------------- locks
@@ -1439,7 +1465,7 @@ export class WebDav {
             },
             capabilities: {
               core: { pollinterval: 60, webdav_root: 'remote.php/webdav', status: { installed: true } },
-              dav: this.opts.uploadsDir ? { chunking: '1.0' } : {},
+              dav: { ...(this.opts.uploadsDir && { chunking: '1.0' }), trashbin: '1.0' },
               files: {
                 bigfilechunking: !!this.opts.uploadsDir,
                 undelete: true,
