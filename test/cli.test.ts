@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { StaticIdentitySource } from '../src/index.js';
 import { tempRoot } from './helpers/tmp.js';
 
 const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '../dist/src/cli/main.js');
@@ -114,6 +115,26 @@ describe('stowage CLI', () => {
     const custom = stowage(['space', 'create', 'project', 'Data Set', '--alias', 'project/data-set-b']);
     expect(custom.code, custom.err).toBe(0);
     expect(custom.out).toContain('project/data-set-b');
+  });
+
+  it('passwd gives a stored user a new password, printed once, and only its hash kept', async () => {
+    const file = path.join(root, '.stowage', 'users.json');
+    await fs.writeFile(
+      file,
+      JSON.stringify({ users: [{ id: 'admin', username: 'admin', password: 'old' }] }),
+    );
+    const r = stowage(['--json', 'passwd', 'admin']);
+    expect(r.code, r.err).toBe(0);
+    const { password } = JSON.parse(r.out);
+    expect(password).toMatch(/^[\w-]{16}$/);
+    const kept = await fs.readFile(file, 'utf8');
+    expect(kept).not.toContain(password);
+    expect(kept).not.toContain('"old"');
+    const ids = await StaticIdentitySource.fromFile(file);
+    expect(await ids.authenticate('admin', password)).toBeDefined();
+    expect(await ids.authenticate('admin', 'old')).toBeUndefined();
+    expect(stowage(['passwd', 'nobody']).code).toBe(3);
+    await fs.rm(file);
   });
 
   it('prints usage with --help and exits 0', () => {

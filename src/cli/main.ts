@@ -99,6 +99,9 @@ Commands:
                                     transfer_shared_secret; default: the JWT secret). Files written
                                     into DIR/spaces/ by other programs are assimilated and announced
                                     (GET /events) unless --no-watch is given
+  passwd USERNAME                   give a user kept in DIR/.stowage/users.json (serve without
+                                    --user/--users) a new generated password, printed once; a
+                                    running serve takes it when restarted
   token --user ID --jwt-secret SECRET [--ttl SECONDS] [--groups G1,G2]
                                     print a Reva-style access token (x-access-token) for a user
 
@@ -259,6 +262,7 @@ async function run(argv: string[]): Promise<number> {
   }
   if (cmd === 'token') return token(opts);
   if (cmd === 'serve') return serve(opts, args);
+  if (cmd === 'passwd') return passwd(opts, args);
   // Only commands that make something set up a storage; the others refuse a folder that is not one.
   const creates = cmd === 'quickstart' || (cmd === 'space' && args[0] === 'create');
   const driver: PosixDriver = await createPosixDriver({
@@ -725,6 +729,10 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     if (generated) {
       out(`  user        ${generated.username}, password ${generated.password}`);
       out('              (an admin, created now; the password is shown this once, only its hash is kept)');
+    } else if (!opts.users && !opts.user?.length) {
+      out(
+        `  users       from ${path.join(facts.root, '.stowage', 'users.json')} (a new password: ${invokedAs()} --root ${facts.root} passwd admin)`,
+      );
     }
   }
   await new Promise<void>((resolve) => {
@@ -773,6 +781,47 @@ run(argv).then(
     process.exitCode = report(err, argv.includes('--json'));
   },
 );
+
+/** `passwd USERNAME`: a new generated password for a user of DIR/.stowage/users.json. */
+async function passwd(opts: Opts, args: string[]): Promise<number> {
+  const name = args[0];
+  if (!name || args.length > 1) throw new UsageError('usage: stowage passwd USERNAME');
+  const file = path.join(path.resolve(opts.root), '.stowage', 'users.json');
+  let doc: { users: { id: string; username?: string; password?: string; passwordHash?: string }[] };
+  try {
+    doc = JSON.parse(await fsp.readFile(file, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new StorageError(
+        'NOT_FOUND',
+        `no ${file}: users are kept there once \`serve\` ran without --user/--users`,
+      );
+    throw err;
+  }
+  const user = doc.users?.find((u) => (u.username ?? u.id) === name || u.id === name);
+  if (!user) throw new StorageError('NOT_FOUND', `no user "${name}" in ${file}`);
+  const password = randomBytes(12).toString('base64url');
+  delete user.password;
+  user.passwordHash = await hashPassword(password);
+  // Written whole or not at all: temp file, fsync, rename, fsync of the folder.
+  const tmp = `${file}.${randomUUID()}`;
+  const fh = await fsp.open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(`${JSON.stringify(doc, null, 2)}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fsp.rename(tmp, file);
+  const dir = await fsp.open(path.dirname(file), 'r');
+  await dir.sync().finally(() => dir.close());
+  if (opts.json) out(JSON.stringify({ user: user.username ?? user.id, password }));
+  else {
+    out(`user ${user.username ?? user.id}, password ${password}`);
+    out('(shown this once, only its hash is kept; restart a running serve for it to take effect)');
+  }
+  return 0;
+}
 
 /**
  * The users of a storage served without --user/--users: kept in the storage (hashes only). On
