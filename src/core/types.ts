@@ -241,6 +241,11 @@ export interface WriteOptions extends LockOptions {
 export interface MoveOptions extends LockOptions {
   /** Replace an existing destination (default false: ALREADY_EXISTS). */
   overwrite?: boolean;
+  /**
+   * The lock id held on the destination being replaced, when it differs from `lockId` (a locked
+   * file moved over another locked file). Default: `lockId`.
+   */
+  targetLockId?: string;
   signal?: AbortSignal;
 }
 

@@ -961,17 +961,19 @@ export class WebDav {
       });
     const srcLock = move ? await this.checkLocks(req, t, src, true) : undefined;
     const dstLock = await this.checkLocks(req, d, existing, true);
-    if (existing && dstLock) {
-      // A locked destination (the provider takes one lock id per call, the source's): it goes
-      // first, as RFC 4918 describes an overwrite (a DELETE of the destination, then the move).
-      await t.session.delete(this.ref(d), { lockId: dstLock });
-    }
-    const lockId = move ? srcLock : undefined;
-    const mo = { overwrite, ...(lockId && { lockId }) };
+    // One call with the tokens of both ends: a destination is replaced only if the whole
+    // operation goes through (no DELETE first that a failing copy would leave done).
+    const lockId = move ? srcLock : dstLock;
+    const mo = {
+      overwrite,
+      ...(lockId && { lockId }),
+      ...(move && dstLock && { targetLockId: dstLock }),
+    };
     let info: ResourceInfo;
     if (move) info = await t.session.move(this.ref(t), this.ref(d), mo);
     else if (src.type === 'folder' && depth === '0') {
-      if (existing && !dstLock) await t.session.delete(this.ref(d));
+      // A Depth: 0 copy of a folder is a new empty folder; what is in the way goes first.
+      if (existing) await t.session.delete(this.ref(d), dstLock ? { lockId: dstLock } : {});
       info = await t.session.mkdir(this.ref(d));
     } else info = await t.session.copy(this.ref(t), this.ref(d), mo);
     res.writeHead(existing ? 204 : 201, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
@@ -1755,7 +1757,8 @@ function statusOf(e: StorageError, method: string): number {
     TOO_EARLY: 425,
     CANCELLED: 400,
     INTERNAL: 500,
-    UNIMPLEMENTED: 501,
+    // Another space is another namespace: RFC 4918 §9.8.5 and §9.9.4 answer 502 for it.
+    UNIMPLEMENTED: e.reason === 'cross-space' ? 502 : 501,
     UNAVAILABLE: 503,
     INSUFFICIENT_STORAGE: 507,
   };

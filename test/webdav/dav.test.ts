@@ -380,6 +380,49 @@ describe('webdav: bad input', () => {
   });
 });
 
+describe('webdav: locked destinations', () => {
+  const lockBody =
+    '<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockinfo>';
+  it('a COPY or MOVE that fails leaves a locked destination and its lock as they were', async () => {
+    const dst = `/dav/spaces/${projectId}/kept.txt`;
+    expect((await dav('PUT', dst, 'ann', { body: 'keep me' })).status).toBe(201);
+    const token = (await dav('LOCK', dst, 'ann', { body: lockBody })).headers.get('lock-token')!;
+    expect((await dav('PUT', '/remote.php/webdav/mover.txt', 'ann', { body: 'from home' })).status).toBe(201);
+    // Across spaces a MOVE cannot go: refused (502, another namespace), and nothing changed.
+    const moved = await dav('MOVE', '/remote.php/webdav/mover.txt', 'ann', {
+      headers: { destination: dst, if: `<${env.url}${dst}> (${token})` },
+    });
+    expect(moved.status).toBe(502);
+    expect(await (await dav('GET', dst, 'ann')).text()).toBe('keep me');
+    // Still locked: another write without the token is refused.
+    expect((await dav('PUT', dst, 'ann', { body: 'x' })).status).toBe(423);
+    // A COPY onto it with the token replaces it in one step.
+    const copied = await dav('COPY', '/remote.php/webdav/mover.txt', 'ann', {
+      headers: { destination: dst, if: `<${env.url}${dst}> (${token})` },
+    });
+    expect(copied.status).toBe(204);
+    expect(await (await dav('GET', dst, 'ann')).text()).toBe('from home');
+  });
+
+  it('moves a locked file over another locked file with both tokens', async () => {
+    const a = `/dav/spaces/${projectId}/la.txt`;
+    const b = `/dav/spaces/${projectId}/lb.txt`;
+    for (const u of [a, b]) expect((await dav('PUT', u, 'ann', { body: u })).status).toBe(201);
+    const ta = (await dav('LOCK', a, 'ann', { body: lockBody })).headers.get('lock-token')!;
+    const tb = (await dav('LOCK', b, 'ann', { body: lockBody })).headers.get('lock-token')!;
+    const onlyOne = await dav('MOVE', a, 'ann', {
+      headers: { destination: b, if: `<${env.url}${a}> (${ta})` },
+    });
+    expect(onlyOne.status).toBe(423);
+    const both = await dav('MOVE', a, 'ann', {
+      headers: { destination: b, if: `<${env.url}${a}> (${ta}) <${env.url}${b}> (${tb})` },
+    });
+    expect(both.status).toBe(204);
+    expect(await (await dav('GET', b, 'ann')).text()).toBe(a);
+    expect((await dav('GET', a, 'ann')).status).toBe(404);
+  });
+});
+
 describe('webdav: TUS uploads on the spaces endpoint', () => {
   it('creates by POST on a folder (filename in Upload-Metadata), resumes with PATCH, and lands the file', async () => {
     const data = Buffer.concat([Buffer.alloc(100_000, 5), Buffer.from('end')]);

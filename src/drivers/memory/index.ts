@@ -644,8 +644,9 @@ class MemoryDriver implements Driver {
     if (t.existing) {
       if (!opts?.overwrite) throw new StorageError('ALREADY_EXISTS', `"${printable(t.name)}" already exists`);
       this.refuseAncestor(node, t.existing);
-      checkLockFor(t.existing.lock, opts?.lockId, false, opts?.actor);
-      this.checkLocksInside(t.existing, opts);
+      const over = opts?.targetLockId !== undefined ? { ...opts, lockId: opts.targetLockId } : opts;
+      checkLockFor(t.existing.lock, over?.lockId, false, opts?.actor);
+      this.checkLocksInside(t.existing, over);
       this.toTrash(s, t.existing);
     }
     const size = this.sizeOf(node);
@@ -678,8 +679,9 @@ class MemoryDriver implements Driver {
     if (t.existing) {
       if (!opts?.overwrite) throw new StorageError('ALREADY_EXISTS', `"${printable(t.name)}" already exists`);
       this.refuseAncestor(node, t.existing);
-      checkLockFor(t.existing.lock, opts?.lockId, false, opts?.actor);
-      this.checkLocksInside(t.existing, opts);
+      const over = opts?.targetLockId !== undefined ? { ...opts, lockId: opts.targetLockId } : opts;
+      checkLockFor(t.existing.lock, over?.lockId, false, opts?.actor);
+      this.checkLocksInside(t.existing, over);
     }
     this.checkQuota(t.s, this.sizeOf(node));
     if (t.existing) this.toTrash(t.s, t.existing);

@@ -1786,9 +1786,10 @@ class Posix implements PosixDriver {
         });
       }
       checkLockFor(lockOf(cur.rec.lk), opts?.lockId, !cur.st.isDirectory(), opts?.actor);
-      if (old) checkLockFor(lockOf(old.rec.lk), opts?.lockId, false, opts?.actor);
+      const over = targetLockOptions(opts);
+      if (old) checkLockFor(lockOf(old.rec.lk), over?.lockId, false, opts?.actor);
       if (cur.st.isDirectory()) await this.checkLocksInsideHeld(sp, from, cur.rec, opts);
-      if (old?.st.isDirectory()) await this.checkLocksInsideHeld(sp, to, old.rec, opts);
+      if (old?.st.isDirectory()) await this.checkLocksInsideHeld(sp, to, old.rec, over);
       // A lock moving in: the folders above its new place learn that first.
       if (cur.rec.lb || liveLock(lockOf(cur.rec.lk))) this.markLocksAboveHeld(sp, to);
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
@@ -1899,8 +1900,9 @@ class Posix implements PosixDriver {
             reason: 'into-itself',
           });
         }
-        if (old) checkLockFor(lockOf(old.rec.lk), opts?.lockId, false, opts?.actor);
-        if (old?.st.isDirectory()) await this.checkLocksInsideHeld(dsp, to, old.rec, opts);
+        const over = targetLockOptions(opts);
+        if (old) checkLockFor(lockOf(old.rec.lk), over?.lockId, false, opts?.actor);
+        if (old?.st.isDirectory()) await this.checkLocksInsideHeld(dsp, to, old.rec, over);
         const top = decodeRecord(this.native.getxattrSync(staging, XATTR_NODE))!;
         if (top.p !== parent.id) {
           top.p = parent.id;
@@ -2829,6 +2831,11 @@ async function writeAll(fh: fsp.FileHandle, blocks: Uint8Array[], position: numb
     rest = rest.slice(i);
     if (n > 0) rest[0] = rest[0]!.subarray(n);
   }
+}
+
+/** The lock options that apply to a move's or copy's replaced destination. */
+function targetLockOptions(opts: MoveOptions | undefined): MoveOptions | undefined {
+  return opts?.targetLockId !== undefined ? { ...opts, lockId: opts.targetLockId } : opts;
 }
 
 /** Bytes of a loaded node: a file's size, a folder's recorded tree size. */
