@@ -656,7 +656,7 @@ export class WebDav {
     if (mode === 'propname') {
       const names = [...ALLPROP, ...[...LIVE_OC].map((local) => ({ ns: OC, local }))];
       const dead = Object.keys(info.metadata ?? {}).flatMap((k) =>
-        k.startsWith('{') ? [parseClark(k)] : [],
+        k.startsWith('{') ? (parseClark(k) ?? []) : [],
       );
       out += `<d:propstat><d:prop>${[...names, ...dead].map((p) => emptyProp(p)).join('')}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>`;
       return `${out}</d:response>`;
@@ -671,7 +671,8 @@ export class WebDav {
       else if (mode === 'prop') missing += emptyProp(p);
     }
     if (mode === 'allprop') {
-      for (const [k, v] of Object.entries(info.metadata ?? {})) if (k.startsWith('{')) ok += deadValue(k, v);
+      for (const [k, v] of Object.entries(info.metadata ?? {}))
+        if (k.startsWith('{') && parseClark(k)) ok += deadValue(k, v);
     }
     if (ok) out += `<d:propstat><d:prop>${ok}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>`;
     if (missing)
@@ -1616,6 +1617,7 @@ const checkedDead = new Map<string, boolean>();
  */
 function deadValue(key: string, value: string): string {
   const p = parseClark(key);
+  if (!p) return '';
   let ok = checkedDead.get(`${key}\n${value}`);
   if (ok === undefined) {
     try {
@@ -1638,9 +1640,14 @@ function deadValue(key: string, value: string): string {
   );
 }
 
-function parseClark(k: string): PropName {
-  const m = /^\{(.*)\}(.*)$/.exec(k)!;
-  return { ns: m[1]!, local: m[2]! };
+/**
+ * A property name from a metadata key in Clark form (`{ns}local`); undefined unless `local` is an
+ * XML name. Keys come from every door (an API call, CS3, the CLI), not only from PROPPATCH: one
+ * that is no XML name is never written into a multistatus, where it could forge markup.
+ */
+function parseClark(k: string): PropName | undefined {
+  const m = /^\{([^}]*)\}([\p{L}_][\p{L}\p{N}._\-\u00B7\u0300-\u036F\u203F-\u2040]*)$/u.exec(k);
+  return m ? { ns: m[1]!, local: m[2]! } : undefined;
 }
 
 /** Fields a PROPFIND needs from the provider. */

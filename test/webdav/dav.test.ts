@@ -322,6 +322,24 @@ describe('webdav: bad input', () => {
     );
   });
 
+  it('never writes a metadata key that is no XML name into a multistatus (no forged responses)', async () => {
+    expect((await dav('PUT', `/dav/spaces/${projectId}/tagged.txt`, 'bob', { body: 't' })).status).toBe(201);
+    const bob = await env.provider.as('bob');
+    const forged =
+      '{urn:x}a xmlns:x="urn:x"/></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response><d:response><d:href>/FAKE</d:href><d:propstat><d:prop><x:a';
+    await bob.setMetadata({ space: projectId, path: 'tagged.txt' }, { [forged]: 'v', '{urn:x}fine': 'ok' });
+    for (const body of [
+      undefined, // allprop
+      '<d:propfind xmlns:d="DAV:"><d:propname/></d:propfind>',
+    ]) {
+      const r = await dav('PROPFIND', `/dav/spaces/${projectId}/`, 'ann', { headers: { depth: '1' }, body });
+      const xml = await r.text();
+      wellFormed(xml);
+      expect(xml).not.toContain('/FAKE');
+      expect(xml).toContain('fine');
+    }
+  });
+
   it('refuses traversal, encoded slashes, NUL and overlong names in URLs, and creates nothing', async () => {
     for (const url of [
       '/remote.php/webdav/%2e%2e/%2e%2e/etc/passwd',
