@@ -405,6 +405,13 @@ export class DataPlane {
     // Reva answers a checksum mismatch with its own 419.
     const status = e.reason === 'checksum-mismatch' ? 419 : httpStatus(e.code);
     const body = JSON.stringify(e.toJSON());
+    const unread = !res.req.complete;
+    if (unread) {
+      // A refused body is not read to its end (a slow sender would hold the connection): answer, then close.
+      res.setHeader('connection', 'close');
+      res.once('finish', () => res.req.socket.destroySoon());
+      res.req.resume();
+    }
     res.writeHead(status, {
       'content-type': 'application/json',
       'content-length': String(Buffer.byteLength(body)),

@@ -43,6 +43,13 @@ export interface ServeCs3Options {
   maxRequestBytes?: number;
   transferTtlSeconds?: number;
   uploadTtlSeconds?: number;
+  /**
+   * A connection that sends or takes nothing for this long is closed (default 120,000 ms). Big
+   * uploads may take hours; only silence ends them. Event streams send a ping every 15 s.
+   */
+  idleTimeoutMs?: number;
+  /** Open HTTP connections at most; more are refused at once (default 4,096). */
+  maxConnections?: number;
   /** Failures worth a look (never tokens or secrets). */
   log?: (message: string, err?: unknown) => void;
 }
@@ -89,10 +96,13 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
     if (dav && !req.url?.startsWith('/data/') && (await dav.handle(req, res))) return;
     plane!.handle(req, res);
   });
-  // Big uploads take long: no overall request timeout, but slow headers are cut off.
+  // Big uploads take long: no overall request timeout, but slow headers are cut off, a silent
+  // connection is closed, and their number is bounded (each holds a descriptor or two).
   httpServer.requestTimeout = 0;
   httpServer.headersTimeout = 60_000;
   httpServer.keepAliveTimeout = 30_000;
+  httpServer.timeout = opts.idleTimeoutMs ?? 120_000; // no 'timeout' listener: the socket is destroyed
+  httpServer.maxConnections = opts.maxConnections ?? 4096;
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(h.port, h.host, () => resolve());

@@ -256,6 +256,12 @@ export class WebDav {
       (reason ? `<st:reason xmlns:st="urn:stowage">${reason}</st:reason>` : '') +
       '</d:error>';
     headers['content-length'] = String(Buffer.byteLength(body));
+    if (!req.complete) {
+      // A body we refuse is not read to its end: a client that sends it slowly (or without
+      // credentials) would hold the connection as long as it likes. Answer, then close.
+      headers.connection = 'close';
+      res.once('finish', () => req.socket.destroySoon());
+    }
     req.resume();
     res.writeHead(status, headers);
     res.end(req.method === 'HEAD' ? undefined : body);
@@ -1646,7 +1652,7 @@ function deadValue(key: string, value: string): string {
  * that is no XML name is never written into a multistatus, where it could forge markup.
  */
 function parseClark(k: string): PropName | undefined {
-  const m = /^\{([^}]*)\}([\p{L}_][\p{L}\p{N}._\-\u00B7\u0300-\u036F\u203F-\u2040]*)$/u.exec(k);
+  const m = /^\{([^}]*)\}([\p{L}_][\p{L}\p{M}\p{N}._\-\u00B7\u203F\u2040]*)$/u.exec(k);
   return m ? { ns: m[1]!, local: m[2]! } : undefined;
 }
 

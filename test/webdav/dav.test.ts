@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import * as xattr from 'fs-xattr';
 import { SaxesParser } from 'saxes';
@@ -337,6 +338,49 @@ describe('webdav: bad input', () => {
       wellFormed(xml);
       expect(xml).not.toContain('/FAKE');
       expect(xml).toContain('fine');
+    }
+  });
+
+  it('closes a connection whose refused body is still coming, and one that stays silent', async () => {
+    const u = new URL(env.url);
+    /** Open a socket, send `head` and one byte of body; resolves with what came back once it closed. */
+    const dribble = (port: string, head: string) =>
+      new Promise<{ text: string; ms: number }>((resolve, reject) => {
+        const t0 = Date.now();
+        const sock = net.connect(Number(port), u.hostname, () => sock.write(`${head}x`));
+        let text = '';
+        sock.on('data', (d) => {
+          text += d.toString();
+        });
+        sock.on('error', reject);
+        sock.on('close', () => resolve({ text, ms: Date.now() - t0 }));
+        setTimeout(() => sock.destroy(new Error('still open after 10 s')), 10_000).unref();
+      });
+    // No credentials, 100,000 bytes announced, one sent: 401 at once, then the connection ends.
+    const anon = await dribble(
+      u.port,
+      'PUT /remote.php/webdav/slow.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n',
+    );
+    expect(anon.text).toMatch(/^HTTP\/1\.1 401/);
+    expect(anon.text.toLowerCase()).toContain('connection: close');
+    // A silent connection (an authenticated body that stalls) is closed after the idle timeout.
+    const quick = await startDav([{ id: 'u-q', username: 'q' }], { watch: false, idleTimeoutMs: 500 });
+    try {
+      const stalled = await dribble(
+        new URL(quick.url).port,
+        `PUT /remote.php/webdav/stall.bin HTTP/1.1\r\nHost: x\r\nAuthorization: ${quick.basic('q')}\r\nContent-Length: 100000\r\n\r\n`,
+      );
+      expect(stalled.ms).toBeLessThan(5_000);
+      // Nothing of the unfinished upload is left.
+      expect(
+        (
+          await fetch(`${quick.url}/remote.php/webdav/stall.bin`, {
+            headers: { authorization: quick.basic('q') },
+          })
+        ).status,
+      ).toBe(404);
+    } finally {
+      await quick.close();
     }
   });
 

@@ -25,7 +25,10 @@ export interface DavEnv {
  * Start a server as `stowage serve` does: the observer watches the storage and rendered listings
  * are kept (`watch: false`: neither).
  */
-export async function startDav(users: StaticUser[], opts: { watch?: boolean } = {}): Promise<DavEnv> {
+export async function startDav(
+  users: StaticUser[],
+  opts: { watch?: boolean; idleTimeoutMs?: number } = {},
+): Promise<DavEnv> {
   const watch = opts.watch !== false;
   const root = await tempRoot('dav');
   const identity = await StaticIdentitySource.create({
@@ -40,6 +43,7 @@ export async function startDav(users: StaticUser[], opts: { watch?: boolean } = 
     http: '127.0.0.1:0',
     uploadsDir: path.join(root, 'uploads'),
     webdav: { uploadsDir: path.join(root, 'chunks'), listingCache: watch },
+    ...(opts.idleTimeoutMs !== undefined && { idleTimeoutMs: opts.idleTimeoutMs }),
   });
   const observer = watch ? provider.watch({ rescanIntervalMs: 0 }) : undefined;
   await observer?.ready;
