@@ -68,8 +68,8 @@ export function resolveRange(
   if (!Number.isSafeInteger(start) || start < 0) return null;
   if (start >= size) return null;
   let end = range.end ?? size - 1;
-  if (!Number.isSafeInteger(end) || end < start) return null;
-  if (end >= size) end = size - 1;
+  if (Number.isNaN(end) || end < start) return null;
+  if (end >= size) end = size - 1; // past the end, however far (RFC 9110 §14.1.2): up to the last byte
   return { start, end };
 }
 

@@ -90,6 +90,10 @@ export async function sendRead(
     ...infoHeaders(r.info, full),
     'accept-ranges': 'bytes',
     'content-type': r.info.mimeType || 'application/octet-stream',
+    // Stored content is the users', not this server's pages: an uploaded HTML or SVG file opened
+    // here runs no script and reaches no API with the viewer's credentials.
+    'x-content-type-options': 'nosniff',
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; sandbox",
     ...extra,
   };
   if (r.status === 200 || r.status === 206) {

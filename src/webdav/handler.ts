@@ -987,23 +987,29 @@ export class WebDav {
     res.end();
   }
 
-  /** The Destination header as a path on this server (502 when it names another host). */
+  /**
+   * The Destination header as a path on this server: a path, or a URL naming this server's
+   * Host. Another host (also as `//host/...`) is 502, as RFC 4918 has it; a URL that cannot be
+   * compared with a Host header (HTTP/1.0 without one) is 400.
+   */
   private destinationPath(req: IncomingMessage): string {
-    const destination = header(req, 'destination');
+    const destination = header(req, 'destination')?.trim();
     if (!destination) throw new HttpError(400, 'a Destination header is required');
-    let destPath: string;
+    const host = header(req, 'host');
+    let u: URL;
     try {
-      const u = new URL(destination, `http://${header(req, 'host') ?? 'localhost'}`);
-      const host = header(req, 'host');
-      if (/^[a-z][a-z0-9+.-]*:/i.test(destination) && host && u.host !== host) {
-        throw new HttpError(502, 'the Destination is on another server');
-      }
-      destPath = u.pathname;
-    } catch (err) {
-      if (err instanceof HttpError) throw err;
+      u = new URL(destination, 'http://destination.invalid');
+    } catch {
       throw new HttpError(400, 'malformed Destination');
     }
-    return destPath;
+    const names = /^[a-z][a-z0-9+.-]*:/i.test(destination) || destination.startsWith('//');
+    if (names) {
+      if (!host) throw new HttpError(400, 'a Destination URL needs a Host header to be compared with');
+      if (u.host.toLowerCase() !== host.trim().toLowerCase())
+        throw new HttpError(502, 'the Destination is on another server');
+    } else if (!destination.startsWith('/'))
+      throw new HttpError(400, 'the Destination must be a URL or an absolute path');
+    return u.pathname;
   }
 
   // ---------------------------------------------------------------- locks
@@ -1330,15 +1336,7 @@ export class WebDav {
       return void res.end();
     }
     if (method === 'MOVE' && chunk === '.file') {
-      const destination = header(req, 'destination');
-      if (!destination) throw new HttpError(400, 'a Destination header is required');
-      let destPath: string;
-      try {
-        destPath = new URL(destination, 'http://x').pathname;
-      } catch {
-        throw new HttpError(400, 'malformed Destination');
-      }
-      const d = await this.target(destPath, who);
+      const d = await this.target(this.destinationPath(req), who);
       if (isRoot(d)) throw new HttpError(403, 'the Destination is a space root');
       // Chunk names are byte offsets (ownCloud) or indexes (Nextcloud): in numeric order. A
       // missing one shows as a total that does not add up (OC-Total-Length), and fails.

@@ -384,6 +384,20 @@ describe('webdav: bad input', () => {
     }
   });
 
+  it('serves uploaded HTML sandboxed, and clamps a range end however far past the file', async () => {
+    expect(
+      (await dav('PUT', '/remote.php/webdav/page.html', 'ann', { body: '<script>alert(1)</script>' })).status,
+    ).toBe(201);
+    const page = await dav('GET', '/remote.php/webdav/page.html', 'ann');
+    expect(page.headers.get('content-security-policy')).toContain('sandbox');
+    expect(page.headers.get('x-content-type-options')).toBe('nosniff');
+    const far = await dav('GET', '/remote.php/webdav/page.html', 'ann', {
+      headers: { range: 'bytes=0-99999999999999999999999' },
+    });
+    expect(far.status).toBe(206);
+    expect(far.headers.get('content-range')).toBe('bytes 0-24/25');
+  });
+
   it('refuses traversal, encoded slashes, NUL and overlong names in URLs, and creates nothing', async () => {
     for (const url of [
       '/remote.php/webdav/%2e%2e/%2e%2e/etc/passwd',
@@ -407,6 +421,36 @@ describe('webdav: bad input', () => {
       headers: { destination: 'http://elsewhere.example/remote.php/webdav/x.txt' },
     });
     expect(other.status).toBe(502);
+    // Also as a scheme-relative URL, and for the MOVE that assembles a chunked upload.
+    const relative = await dav('COPY', '/remote.php/webdav/keep.txt', 'ann', {
+      headers: { destination: '//elsewhere.example/remote.php/webdav/x2.txt' },
+    });
+    expect(relative.status).toBe(502);
+    const up = '/remote.php/dav/uploads/ann/elsewhere-1';
+    expect((await dav('MKCOL', up, 'ann', { headers: { 'oc-total-length': '2' } })).status).toBe(201);
+    expect((await dav('PUT', `${up}/0`, 'ann', { body: 'ab' })).status).toBe(201);
+    const chunked = await dav('MOVE', `${up}/.file`, 'ann', {
+      headers: { destination: 'http://elsewhere.example/remote.php/webdav/x3.txt', 'oc-total-length': '2' },
+    });
+    expect(chunked.status).toBe(502);
+    // HTTP/1.0 without Host: a Destination URL cannot be checked, so it is refused.
+    const u = new URL(env.url);
+    const reply = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(Number(u.port), u.hostname, () =>
+        sock.write(
+          `COPY /remote.php/webdav/keep.txt HTTP/1.0\r\nAuthorization: ${env.basic('ann')}\r\nDestination: http://elsewhere.example/remote.php/webdav/x4.txt\r\n\r\n`,
+        ),
+      );
+      let text = '';
+      sock.on('data', (d) => {
+        text += d.toString();
+      });
+      sock.on('close', () => resolve(text));
+      sock.on('error', reject);
+    });
+    expect(reply).toMatch(/^HTTP\/1\.[01] 400/);
+    for (const name of ['x.txt', 'x2.txt', 'x3.txt', 'x4.txt'])
+      expect((await dav('GET', `/remote.php/webdav/${name}`, 'ann')).status).toBe(404);
     const eveSpace = await (await env.provider.as('eve')).personalSpace();
     const noGrant = await dav('COPY', '/remote.php/webdav/keep.txt', 'ann', {
       headers: { destination: `/dav/spaces/${eveSpace.id}/stolen.txt` },
