@@ -1263,7 +1263,11 @@ export class WebDav {
     if (!owner || (owner !== who.user.username && owner !== who.user.id))
       throw new StorageError('NOT_FOUND', 'not found');
     if (!transfer || extra.length) throw new StorageError('NOT_FOUND', 'not found');
-    if (!/^[\w.-]{1,128}$/.test(transfer) || (chunk !== undefined && !/^[\w.-]{1,64}$/.test(chunk)))
+    if (
+      !/^[\w.-]{1,128}$/.test(transfer) ||
+      transfer.startsWith('.') ||
+      (chunk !== undefined && (!/^[\w.-]{1,64}$/.test(chunk) || (chunk.startsWith('.') && chunk !== '.file')))
+    )
       throw new StorageError('INVALID_ARGUMENT', 'invalid transfer or chunk name');
     // One folder per user (hashed: user ids may hold anything), one per transfer.
     const userDir = path.join(dir, createHash('sha256').update(who.user.id).digest('hex').slice(0, 32));
@@ -1298,14 +1302,16 @@ export class WebDav {
       const declared = Number(
         await fsp.readFile(path.join(folder, '.total'), 'utf8').catch(() => Number.NaN),
       );
-      const room = Number.isFinite(declared)
-        ? declared
-        : ((
-            await this.personalSpace(who.user, who.session).then(
-              (sp) => who.session.getQuota({ space: sp.id, path: '' }),
-              () => undefined,
-            )
-          )?.remaining ?? Number.POSITIVE_INFINITY);
+      // Staged bytes live outside every space: they are bounded by the user's personal quota
+      // too, as ownCloud counts its uploads folder, whatever total the client declared.
+      const free =
+        (
+          await this.personalSpace(who.user, who.session).then(
+            (sp) => who.session.getQuota({ space: sp.id, path: '' }),
+            () => undefined,
+          )
+        )?.remaining ?? Number.POSITIVE_INFINITY;
+      const room = Number.isFinite(declared) ? Math.min(declared, free) : free;
       let used = 0;
       for (const n of await fsp.readdir(folder)) {
         if (n.startsWith('.') || n === chunk) continue;

@@ -684,6 +684,19 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
     expect((await post('ann', { 'upload-length': '10' })).status).toBe(201);
   });
 
+  it('bounds chunked uploads by the personal quota whatever total is declared, and refuses hidden chunk names', async () => {
+    const eveSpace = await (await env.provider.as('eve')).personalSpace();
+    await env.provider.updateSpace(eveSpace.id, { quota: 1000 });
+    const base = '/remote.php/dav/uploads/eve/lying';
+    expect((await dav('MKCOL', base, 'eve', { headers: { 'oc-total-length': '999999999999' } })).status).toBe(
+      201,
+    );
+    expect((await dav('PUT', `${base}/0`, 'eve', { body: 'x'.repeat(2000) })).status).toBe(413);
+    expect((await dav('PUT', `${base}/.total`, 'eve', { body: '99999999999' })).status).toBe(400);
+    expect((await dav('PUT', `${base}/0`, 'eve', { body: 'x'.repeat(500) })).status).toBe(201);
+    expect((await dav('DELETE', base, 'eve')).status).toBe(204);
+  });
+
   it('bounds chunked uploads, cleans a cut-off chunk, and assembles numbered chunks in numeric order', async () => {
     const base = '/remote.php/dav/uploads/ann/bounded';
     await dav('MKCOL', base, 'ann', { headers: { 'oc-total-length': '10' } });
