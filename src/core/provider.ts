@@ -1070,6 +1070,19 @@ export class StorageProvider {
     checkMetadata(values);
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
+    // What a resource carries stays bounded (it is read with every listing that asks for it).
+    // Checked against what is there now: two concurrent calls may each pass, by one call's worth.
+    const now = (await driver.stat(node, { fields: [], metadataKeys: '*' })).metadata ?? {};
+    const after = { ...now, ...values };
+    let bytes = 0;
+    for (const [k, v] of Object.entries(after)) bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
+    if (Object.keys(after).length > MAX_METADATA_KEYS || bytes > MAX_METADATA_BYTES) {
+      throw new StorageError(
+        'INVALID_ARGUMENT',
+        `a resource keeps at most ${MAX_METADATA_KEYS} metadata keys and ${MAX_METADATA_BYTES >> 10} KiB of them`,
+        { reason: 'metadata-too-large' },
+      );
+    }
     await this.check({ op: 'metadata', spaceId: node.spaceId, ...nodePath(node) });
     await feature.set(node, values, this.mutation(opts));
     await this.emitNode('metadata.changed', driver, node);
@@ -1666,6 +1679,10 @@ function applyOwnGrants(principal: Principal, inherited: Permissions, own: reado
 
 /** Largest arbitrary-metadata value accepted, in UTF-8 bytes. */
 export const MAX_METADATA_VALUE_BYTES = 64 * 1024;
+/** Most arbitrary-metadata keys one resource keeps. */
+export const MAX_METADATA_KEYS = 1000;
+/** Most arbitrary metadata one resource keeps, keys and values in UTF-8 bytes. */
+export const MAX_METADATA_BYTES = 1024 * 1024;
 
 function checkMetadataKey(k: string): void {
   if (typeof k !== 'string' || k.length === 0 || Buffer.byteLength(k) > 255 || k.includes('\0')) {

@@ -981,6 +981,25 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         );
         expect((await storage.stat(at(sp, 'f'), { metadataKeys: '*' })).metadata).toEqual({ a: '1' });
         await expectCode(storage.setMetadata(at(sp, 'missing'), { a: '1' }), 'NOT_FOUND');
+        // Bounded per resource, in keys and in bytes, whatever each call adds.
+        const many = Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`k${i}`, 'v']));
+        await storage.setMetadata(at(sp, 'f'), many);
+        await expectCode(
+          storage.setMetadata(
+            at(sp, 'f'),
+            Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`j${i}`, 'v'])),
+          ),
+          'INVALID_ARGUMENT',
+          'metadata-too-large',
+        );
+        const big = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`b${i}`, 'x'.repeat(60_000)]));
+        await put(sp, 'g', 'x');
+        await storage.setMetadata(at(sp, 'g'), big);
+        await expectCode(
+          storage.setMetadata(at(sp, 'g'), { more: 'x'.repeat(60_000) }),
+          'INVALID_ARGUMENT',
+          'metadata-too-large',
+        );
       });
 
       it('copies metadata with copy', async () => {
