@@ -91,6 +91,8 @@ const AUTH_TTL_MS = 60_000;
 const MAX_LOCK_SECONDS = 7 * 24 * 3600;
 const DEFAULT_LOCK_SECONDS = 3600;
 const WEBDAV_LOCK_APP = 'webdav';
+/** Most resources a Depth: infinity LOCK looks at for conflicting locks below it. */
+const MAX_LOCK_WALK = 100_000;
 
 const LIVE_DAV = new Set([
   'resourcetype',
@@ -1072,6 +1074,31 @@ export class WebDav {
     return info?.lock?.lockId;
   }
 
+  /**
+   * The href of a member below `t` whose lock conflicts with a new depth-infinity lock (any lock
+   * for an exclusive one; another user's or an exclusive one for a shared one), if there is one.
+   * Walks the tree; a tree of more than {@link MAX_LOCK_WALK} entries is refused.
+   */
+  private async lockedMember(t: Target, shared: boolean): Promise<string | undefined> {
+    const stack: string[][] = [t.segs];
+    let seen = 0;
+    while (stack.length) {
+      const segs = stack.pop()!;
+      for await (const c of t.session.list(this.ref(t, segs), { fields: ['lock'] })) {
+        if (++seen > MAX_LOCK_WALK)
+          throw new HttpError(403, `cannot lock more than ${MAX_LOCK_WALK} resources with Depth: infinity`);
+        const folder = c.type === 'folder';
+        const l = c.lock;
+        if (l && (l.expires === undefined || l.expires > Date.now())) {
+          if (!shared || l.type !== 'shared' || (l.user && l.user !== t.user.id))
+            return this.href(t, [...segs, c.name], folder);
+        }
+        if (folder) stack.push([...segs, c.name]);
+      }
+    }
+    return undefined;
+  }
+
   /** True when some list of the If header holds. */
   private async evaluateIf(
     req: IncomingMessage,
@@ -1158,6 +1185,14 @@ export class WebDav {
     let info = await this.peek(t, t.segs);
     let status = 200;
     await this.checkLocks(req, t, undefined, !info);
+    if (info?.type === 'folder' && depth === 'infinity') {
+      // A lock on a whole tree conflicts with a lock already held on any of its members.
+      const member = await this.lockedMember(t, shared);
+      if (member)
+        throw new HttpError(423, 'a member of the folder is locked', 'no-conflicting-lock', undefined, [
+          member,
+        ]);
+    }
     const token = `opaquelocktoken:${randomUUID()}`;
     if (info?.lock) {
       // Shared locks add up; anything else conflicts.

@@ -510,6 +510,27 @@ describe('webdav: locked destinations', () => {
     expect(await (await dav('GET', dst, 'ann')).text()).toBe('from home');
   });
 
+  it('refuses a Depth: infinity lock on a folder when a member is locked', async () => {
+    const dir = `/dav/spaces/${projectId}/lk`;
+    expect((await dav('MKCOL', dir, 'ann')).status).toBe(201);
+    expect((await dav('MKCOL', `${dir}/sub`, 'ann')).status).toBe(201);
+    expect((await dav('PUT', `${dir}/sub/f.txt`, 'ann', { body: 'mine' })).status).toBe(201);
+    const token = (await dav('LOCK', `${dir}/sub/f.txt`, 'ann', { body: lockBody })).headers.get(
+      'lock-token',
+    )!;
+    const tree = await dav('LOCK', dir, 'bob', { body: lockBody, headers: { depth: 'infinity' } });
+    expect(tree.status).toBe(423);
+    expect(await tree.text()).toContain(`<d:no-conflicting-lock><d:href>${dir}/sub/f.txt</d:href>`);
+    // The member's holder keeps writing it with her token.
+    const put = await dav('PUT', `${dir}/sub/f.txt`, 'ann', {
+      body: 'still mine',
+      headers: { if: `<${env.url}${dir}/sub/f.txt> (${token})` },
+    });
+    expect(put.status).toBe(204);
+    // A Depth: 0 lock of the folder itself does not reach the member.
+    expect((await dav('LOCK', dir, 'bob', { body: lockBody, headers: { depth: '0' } })).status).toBe(200);
+  });
+
   it('moves a locked file over another locked file with both tokens', async () => {
     const a = `/dav/spaces/${projectId}/la.txt`;
     const b = `/dav/spaces/${projectId}/lb.txt`;
