@@ -53,9 +53,11 @@ import {
   HttpError,
   MULTISTATUS_HEAD,
   type PropName,
+  propstats,
   readPropfind,
   type Session,
   type Target,
+  targetRef,
   XML_TYPE,
 } from './shared.js';
 import { child, DAV, esc, OC, parseXml, readBody, ST, serialise } from './xml.js';
@@ -444,12 +446,7 @@ export class WebDav {
   }
 
   private ref(t: Target, segs = t.segs): Reference {
-    return t.nodeId
-      ? {
-          resourceId: { storageId: t.space.storageId, spaceId: t.space.id, opaqueId: t.nodeId },
-          path: segs.join('/'),
-        }
-      : { space: t.space.id, path: segs.join('/') };
+    return targetRef(t, segs);
   }
 
   private href(t: Target, segs: readonly string[], folder: boolean): string {
@@ -682,10 +679,7 @@ export class WebDav {
       for (const [k, v] of Object.entries(info.metadata ?? {}))
         if (k.startsWith('{') && parseClark(k)) ok += deadValue(k, v);
     }
-    if (ok) out += `<d:propstat><d:prop>${ok}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>`;
-    if (missing)
-      out += `<d:propstat><d:prop>${missing}</d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat>`;
-    return `${out}</d:response>`;
+    return `${out}${propstats(ok, missing)}</d:response>`;
   }
 
   /** A live property's XML, or undefined when it has none for this resource. */

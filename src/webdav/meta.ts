@@ -29,9 +29,11 @@ import {
   MULTISTATUS_HEAD,
   type PropfindRequest,
   type PropName,
+  propstats,
   readPropfind,
   type Session,
   type Target,
+  targetRef,
   XML_TYPE,
 } from './shared.js';
 import { DAV, esc, NC, OC } from './xml.js';
@@ -102,11 +104,7 @@ function response(
     if (v !== undefined) ok += v;
     else if (ask.mode === 'prop') missing += emptyProp(p);
   }
-  let out = `<d:response><d:href>${esc(href)}</d:href>`;
-  if (ok) out += `<d:propstat><d:prop>${ok}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>`;
-  if (missing)
-    out += `<d:propstat><d:prop>${missing}</d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat>`;
-  return `${out}</d:response>`;
+  return `<d:response><d:href>${esc(href)}</d:href>${propstats(ok, missing)}</d:response>`;
 }
 
 /** A collection's own entry: a collection, and whatever else `extra` knows. */
@@ -350,10 +348,10 @@ export class MetaEndpoints {
       });
     const lockId = await this.host.checkLocks(req, d, existing, true);
     // What is in the way goes to the trash itself, as a DELETE would send it.
-    if (existing) await d.session.delete(ref(d), lockId ? { lockId } : {});
+    if (existing) await d.session.delete(targetRef(d), lockId ? { lockId } : {});
     const original = `/${d.segs.join('/')}` === item.path && !d.nodeId;
     // Put back where it was: no target, so restoring needs no right to move it elsewhere.
-    const info = await t.session.restoreTrash(t.space.id, key, original ? {} : { target: ref(d) });
+    const info = await t.session.restoreTrash(t.space.id, key, original ? {} : { target: targetRef(d) });
     res.writeHead(existing ? 204 : 201, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
     res.end();
   }
@@ -442,15 +440,6 @@ export class MetaEndpoints {
     // A trash or a version list has no deeper levels than its items.
     return d === 'infinity' ? '1' : d;
   }
-}
-
-function ref(t: Target): Reference {
-  return t.nodeId
-    ? {
-        resourceId: { storageId: t.space.storageId, spaceId: t.space.id, opaqueId: t.nodeId },
-        path: t.segs.join('/'),
-      }
-    : { space: t.space.id, path: t.segs.join('/') };
 }
 
 /** A file reached by id as a lock check's target: the node itself, no path above it. */

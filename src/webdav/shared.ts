@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { ErrorCode } from '../core/errors.js';
 import type { User } from '../core/identity.js';
 import type { StorageProvider } from '../core/provider.js';
-import type { Space } from '../core/types.js';
+import type { Reference, Space } from '../core/types.js';
 import { child, DAV, esc, NC, OC, parseXml, readBody } from './xml.js';
 
 /** An HTTP answer other than the default mapping of an error. */
@@ -39,6 +39,26 @@ export interface Target {
   nodeId?: string;
   /** Encoded href of the space root (or node) in this mount, without a trailing slash. */
   base: string;
+}
+
+/** The provider's reference for a target (or for other segments below the same space or node). */
+export function targetRef(t: Target, segs: readonly string[] = t.segs): Reference {
+  return t.nodeId
+    ? {
+        resourceId: { storageId: t.space.storageId, spaceId: t.space.id, opaqueId: t.nodeId },
+        path: segs.join('/'),
+      }
+    : { space: t.space.id, path: segs.join('/') };
+}
+
+/** The propstats of a response: the properties found (200) and those asked for but missing (404). */
+export function propstats(ok: string, missing: string): string {
+  return (
+    (ok ? `<d:propstat><d:prop>${ok}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>` : '') +
+    (missing
+      ? `<d:propstat><d:prop>${missing}</d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat>`
+      : '')
+  );
 }
 
 export const MULTISTATUS_HEAD =

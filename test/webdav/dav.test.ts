@@ -12,7 +12,7 @@ import { SaxesParser } from 'saxes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintRevaToken } from '../../src/cs3/jwt.js';
 import { fromLetters, ROLES } from '../../src/index.js';
-import { type DavEnv, SECRET, startDav } from './server.js';
+import { type DavEnv, type DavInit, davFetch, SECRET, startDav } from './server.js';
 
 let env: DavEnv;
 let projectId: string;
@@ -66,18 +66,8 @@ beforeAll(async () => {
 });
 afterAll(() => env?.close());
 
-function dav(
-  method: string,
-  url: string,
-  user: string | null,
-  init: RequestInit & { headers?: Record<string, string> } = {},
-) {
-  return fetch(env.url + url, {
-    method,
-    ...init,
-    headers: { ...(user ? { authorization: env.basic(user) } : {}), ...(init.headers ?? {}) },
-  });
-}
+const dav = (method: string, url: string, user: string | null, init?: DavInit) =>
+  davFetch(env, method, url, user, init);
 
 const PROPS = `<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>
 <d:getetag/><oc:id/><oc:fileid/><oc:permissions/><d:getlastmodified/><d:resourcetype/><d:getcontentlength/><oc:checksums/><oc:size/><d:quota-used-bytes/><d:quota-available-bytes/></d:prop></d:propfind>`;

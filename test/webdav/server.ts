@@ -63,6 +63,18 @@ export async function startDav(
   };
 }
 
+/** What a test request may carry besides its method, URL and user. */
+export type DavInit = RequestInit & { headers?: Record<string, string> };
+
+/** A request to the test server as `user` (Basic auth; null: none), the path sent as given to fetch. */
+export function davFetch(env: DavEnv, method: string, url: string, user: string | null, init: DavInit = {}) {
+  return fetch(env.url + url, {
+    method,
+    ...init,
+    headers: { ...(user ? { authorization: env.basic(user) } : {}), ...(init.headers ?? {}) },
+  });
+}
+
 /** Is a command on the PATH? CI (STOWAGE_REQUIRE_TOOLS=1) treats a missing one as a failure. */
 export async function tool(name: string): Promise<boolean> {
   const { spawnSync } = await import('node:child_process');

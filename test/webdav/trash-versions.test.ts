@@ -7,24 +7,14 @@
 import { SaxesParser } from 'saxes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromLetters, ROLES } from '../../src/index.js';
-import { type DavEnv, startDav } from './server.js';
+import { type DavEnv, type DavInit, davFetch, startDav } from './server.js';
 
 let env: DavEnv;
 let projectId: string;
 let personalId: string;
 
-function dav(
-  method: string,
-  url: string,
-  user: string | null,
-  init: RequestInit & { headers?: Record<string, string> } = {},
-) {
-  return fetch(env.url + url, {
-    method,
-    ...init,
-    headers: { ...(user ? { authorization: env.basic(user) } : {}), ...(init.headers ?? {}) },
-  });
-}
+const dav = (method: string, url: string, user: string | null, init?: DavInit) =>
+  davFetch(env, method, url, user, init);
 
 /** The responses of a multistatus: href and the text of each property found (200 propstats only). */
 async function multistatus(r: Response): Promise<{ href: string; props: Record<string, string> }[]> {
