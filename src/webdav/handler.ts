@@ -56,8 +56,11 @@ import {
   propstats,
   readPropfind,
   type Session,
+  send,
+  spaceIdOf,
   type Target,
   targetRef,
+  type Who,
   XML_TYPE,
 } from './shared.js';
 import { child, DAV, esc, OC, parseXml, readBody, ST, serialise } from './xml.js';
@@ -156,7 +159,6 @@ export class WebDav {
     {
       target: (p, who) => this.target(p, who),
       personalSpace: (user, session) => this.personalSpace(user, session),
-      segments: (raw) => this.segments(raw),
       destinationPath: (req) => this.destinationPath(req),
       checkLocks: (req, t, info, membership) => this.checkLocks(req, t, info, membership),
       peek: (t) => this.peek(t, t.segs),
@@ -273,7 +275,7 @@ export class WebDav {
 
   // ---------------------------------------------------------------- auth
 
-  private async authenticate(req: IncomingMessage): Promise<{ user: User; session: Session }> {
+  private async authenticate(req: IncomingMessage): Promise<Who> {
     const h = header(req, 'authorization');
     if (!h) throw new StorageError('UNAUTHENTICATED', 'authentication required');
     const key = createHash('sha256').update(h).digest('base64');
@@ -372,11 +374,11 @@ export class WebDav {
   }
 
   /** Resolve a path under one of our mounts to a space and a path in it. */
-  private target(rawPath: string, who: { user: User; session: Session }): Promise<Target> {
+  private target(rawPath: string, who: Who): Promise<Target> {
     return this.targetOf(this.segments(rawPath), who);
   }
 
-  private async targetOf(segs: string[], who: { user: User; session: Session }): Promise<Target> {
+  private async targetOf(segs: string[], who: Who): Promise<Target> {
     const { session, user } = who;
     const personal = async (baseSegs: string[], rest: string[]) => ({
       session,
@@ -1279,12 +1281,7 @@ export class WebDav {
 
   // ---------------------------------------------------------------- chunked uploads (chunking NG)
 
-  private async uploads(
-    req: IncomingMessage,
-    res: ServerResponse,
-    rawPath: string,
-    who: { user: User; session: Session },
-  ): Promise<void> {
+  private async uploads(req: IncomingMessage, res: ServerResponse, rawPath: string, who: Who): Promise<void> {
     const dir = this.opts.uploadsDir;
     if (!dir) throw new StorageError('NOT_FOUND', 'chunked uploads are not offered here');
     const segs = this.segments(rawPath).slice(3); // remote.php dav uploads
@@ -1432,7 +1429,7 @@ export class WebDav {
    * or, when it is gone (trashed, deleted), the folder it was in; space events need the space.
    * No history is kept: a client that reconnects gets what happens from then on.
    */
-  private async events(req: IncomingMessage, res: ServerResponse, who: { user: User; session: Session }) {
+  private async events(req: IncomingMessage, res: ServerResponse, who: Who) {
     req.resume();
     if ((req.method ?? 'GET').toUpperCase() !== 'GET') throw new HttpError(405, 'GET /events');
     res.writeHead(200, {
@@ -1459,7 +1456,7 @@ export class WebDav {
   }
 
   /** May this user learn of this change? */
-  private async mayKnow(who: { user: User; session: Session }, e: StorageEvent): Promise<boolean> {
+  private async mayKnow(who: Who, e: StorageEvent): Promise<boolean> {
     const s = who.session;
     const visible = (p: Promise<unknown>) =>
       p.then(
@@ -1534,29 +1531,6 @@ export class WebDav {
           };
     json(res, 200, { ocs: { meta, data } });
   }
-}
-
-/**
- * Write to a response, waiting while its buffer is full; a client that went away ends the wait
- * (and the request) instead of leaving it hanging.
- */
-async function send(res: ServerResponse, chunk: string | Buffer): Promise<void> {
-  if (res.destroyed || res.writableEnded) throw new StorageError('CANCELLED', 'the client went away');
-  if (res.write(chunk)) return;
-  await new Promise<void>((resolve, reject) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', gone);
-      resolve();
-    };
-    const gone = () => {
-      res.off('drain', done);
-      res.off('close', gone);
-      reject(new StorageError('CANCELLED', 'the client went away'));
-    };
-    res.on('drain', done);
-    res.on('close', gone);
-  });
 }
 
 /** Chunked uploads one user may have in progress at once. */
@@ -1639,12 +1613,6 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 /** The request points at the root of a space (not at a node of it). */
 function isRoot(t: Target): boolean {
   return !t.segs.length && !t.nodeId;
-}
-
-/** A space id from a URL segment: `<space>`, `<storage>$<space>` or `<storage>$<space>!<node>`. */
-function spaceIdOf(s: string): string {
-  const afterDollar = s.includes('$') ? s.slice(s.indexOf('$') + 1) : s;
-  return afterDollar.split('!')[0]!;
 }
 
 const checkedDead = new Map<string, boolean>();

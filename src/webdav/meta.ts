@@ -32,17 +32,14 @@ import {
   propstats,
   readPropfind,
   type Session,
+  send,
+  spaceIdOf,
   type Target,
   targetRef,
+  type Who,
   XML_TYPE,
 } from './shared.js';
 import { DAV, esc, NC, OC } from './xml.js';
-
-/** Who is asking. */
-export interface Who {
-  user: User;
-  session: Session;
-}
 
 /** What the trash and versions endpoints need from the rest of the door. */
 export interface MetaHost {
@@ -50,8 +47,6 @@ export interface MetaHost {
   target(rawPath: string, who: Who): Promise<Target>;
   /** The user's personal space. */
   personalSpace(user: User, session: Session): Promise<Space>;
-  /** Decoded segments of a raw path (unsafe names refused). */
-  segments(raw: string): string[];
   /** The Destination header as a path on this server (502 for another host). */
   destinationPath(req: IncomingMessage): string;
   /** 423/412 unless the locks guarding a change of `t` allow it (see the handler's checkLocks). */
@@ -242,7 +237,7 @@ export class MetaEndpoints {
     if (segs[dav] === 'spaces') {
       const name = segs[dav + 2];
       if (name === undefined) throw new HttpError(405, 'name a space: .../spaces/trash-bin/<space id>/');
-      const id = name.includes('$') ? name.slice(name.indexOf('$') + 1).split('!')[0]! : name.split('!')[0]!;
+      const id = spaceIdOf(name);
       const space = await who.session.getSpace(id);
       return {
         session: who.session,
@@ -318,14 +313,12 @@ export class MetaEndpoints {
           ? response(this.itemHref(t, item), ask, TRASH_ALLPROP, (p) => trashValue(item, p))
           : collection(`${t.base}/`, ask)),
     );
-    if (first && !first.done) {
-      let next: IteratorResult<RecycleItem> = first;
-      while (!next.done) {
-        const it = next.value;
-        if (!res.write(response(this.itemHref(t, it), ask, TRASH_ALLPROP, (p) => trashValue(it, p))))
-          await new Promise((r) => res.once('drain', r));
-        next = await items!.next();
-      }
+    for (let next = first; next && !next.done; next = await items!.next()) {
+      const it = next.value;
+      await send(
+        res,
+        response(this.itemHref(t, it), ask, TRASH_ALLPROP, (p) => trashValue(it, p)),
+      );
     }
     res.end('</d:multistatus>');
   }

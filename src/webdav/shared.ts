@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { IncomingMessage } from 'node:http';
-import type { ErrorCode } from '../core/errors.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type ErrorCode, StorageError } from '../core/errors.js';
 import type { User } from '../core/identity.js';
 import type { StorageProvider } from '../core/provider.js';
 import type { Reference, Space } from '../core/types.js';
@@ -28,6 +28,12 @@ export class HttpError extends Error {
 }
 
 export type Session = StorageProvider;
+
+/** Who is asking. */
+export interface Who {
+  user: User;
+  session: Session;
+}
 
 /** Where a request points: a space, a path in it, and the href of the mount's root. */
 export interface Target {
@@ -119,4 +125,33 @@ export async function readPropfind(req: IncomingMessage): Promise<PropfindReques
     out.include = (child(doc, DAV, 'include')?.children ?? []).map((c) => ({ ns: c.ns, local: c.local }));
   } else throw new HttpError(400, 'propfind needs prop, propname or allprop');
   return out;
+}
+
+/** A space id from a URL segment: `<space>`, `<storage>$<space>` or `<storage>$<space>!<node>`. */
+export function spaceIdOf(s: string): string {
+  const afterDollar = s.includes('$') ? s.slice(s.indexOf('$') + 1) : s;
+  return afterDollar.split('!')[0]!;
+}
+
+/**
+ * Write to a response, waiting while its buffer is full; a client that went away ends the wait
+ * (and the request) instead of leaving it hanging.
+ */
+export async function send(res: ServerResponse, chunk: string | Buffer): Promise<void> {
+  if (res.destroyed || res.writableEnded) throw new StorageError('CANCELLED', 'the client went away');
+  if (res.write(chunk)) return;
+  await new Promise<void>((resolve, reject) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', gone);
+      resolve();
+    };
+    const gone = () => {
+      res.off('drain', done);
+      res.off('close', gone);
+      reject(new StorageError('CANCELLED', 'the client went away'));
+    };
+    res.on('drain', done);
+    res.on('close', gone);
+  });
 }
