@@ -75,6 +75,11 @@ export interface DataPlaneOptions {
   transferTtlSeconds?: number;
   /** Life of a resumable upload (and of its token), seconds (default 86400). */
   uploadTtlSeconds?: number;
+  /**
+   * Resumable uploads a user may have in progress at once (default 100); one more is refused
+   * with 507. Each is bounded by its space's free quota too, so staged bytes stay bounded.
+   */
+  maxUploadsPerUser?: number;
   log?: (message: string, err?: unknown) => void;
 }
 
@@ -85,10 +90,12 @@ const TUS_EXTENSIONS = 'creation,creation-with-upload,creation-defer-length,term
 export class DataPlane {
   private readonly transferTtl: number;
   private readonly uploadTtl: number;
+  private readonly maxUploads: number;
 
   constructor(private readonly opts: DataPlaneOptions) {
     this.transferTtl = opts.transferTtlSeconds ?? 600;
     this.uploadTtl = opts.uploadTtlSeconds ?? 86_400;
+    this.maxUploads = opts.maxUploadsPerUser ?? 100;
   }
 
   private sign(kind: 'up' | 'down', grant: UploadGrant | DownloadGrant, ttl: number): string {
@@ -273,13 +280,7 @@ export class DataPlane {
       }
       const existing = await uploads.get(id);
       if (existing?.done) throw new StorageError('NOT_FOUND', 'the upload is finished or was terminated');
-      const st = await uploads.create({
-        id,
-        offset: 0,
-        expires: Date.now() + this.uploadTtl * 1000,
-        target: undefined,
-        ...((length ?? g.size) !== undefined && { length: (length ?? g.size)! }),
-      });
+      const st = existing ?? (await this.create(g, id, length ?? g.size));
       const location = `${this.opts.dataUrl}/tus/${g.token}`;
       if (header(req, 'content-type') === 'application/offset+octet-stream') {
         return this.patch(req, res, g, st, location);
@@ -293,13 +294,7 @@ export class DataPlane {
     if (st?.done) throw new StorageError('NOT_FOUND', 'the upload is finished or was terminated');
     if (!st && (method === 'HEAD' || method === 'PATCH')) {
       // Created at initiate time (ocdav's flow): the first request makes it.
-      st = await uploads.create({
-        id,
-        offset: 0,
-        expires: Date.now() + this.uploadTtl * 1000,
-        target: undefined,
-        ...(g.size !== undefined && { length: g.size }),
-      });
+      st = await this.create(g, id, g.size);
     }
     if (!st) throw new StorageError('NOT_FOUND', 'no such upload');
     if (method === 'HEAD') {
@@ -317,6 +312,37 @@ export class DataPlane {
     }
     if (method === 'PATCH') return this.patch(req, res, g, st);
     throw new StorageError('UNIMPLEMENTED', `${method} is not part of this tus server`);
+  }
+
+  /**
+   * Start an upload of `g.u`'s: refused (507) when the user has too many in progress, or when its
+   * length does not fit the target space's free quota (staged bytes live outside every space).
+   */
+  private async create(g: UploadGrant, id: string, length: number | undefined): Promise<UploadState> {
+    if (length !== undefined) await this.checkRoom(g, length);
+    return this.opts.uploads.create(
+      {
+        id,
+        offset: 0,
+        expires: Date.now() + this.uploadTtl * 1000,
+        target: undefined,
+        user: g.u,
+        ...(length !== undefined && { length }),
+      },
+      { maxPerUser: this.maxUploads },
+    );
+  }
+
+  /** Bytes the target space has room for (its free quota; infinite without one). */
+  private async room(g: UploadGrant): Promise<number> {
+    const quota = await this.opts.provider.getQuota(g.r);
+    return quota.remaining ?? Number.POSITIVE_INFINITY;
+  }
+
+  private async checkRoom(g: UploadGrant, length: number): Promise<void> {
+    if (length > (await this.room(g))) {
+      throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
+    }
   }
 
   private async patch(
@@ -347,7 +373,10 @@ export class DataPlane {
       if (st.length !== undefined && st.length !== length) {
         throw new StorageError('INVALID_ARGUMENT', 'the upload length cannot change');
       }
-      if (st.length === undefined) await uploads.setLength(st, length);
+      if (st.length === undefined) {
+        await this.checkRoom(g, length);
+        await uploads.setLength(st, length);
+      }
     }
     const sum = header(req, 'upload-checksum');
     let checksum: { algo: string; digest: string } | undefined;
@@ -360,12 +389,17 @@ export class DataPlane {
       }
       checksum = { algo: algo.toLowerCase(), digest };
     }
+    // A length not given yet bounds nothing: the space's free quota does.
+    const max = st.length !== undefined ? st.length - st.offset : (await this.room(g)) - st.offset;
     try {
       await uploads.append(st, req, {
-        ...(st.length !== undefined && { max: st.length - st.offset }),
+        ...(Number.isFinite(max) && { max: Math.max(0, max) }),
         ...(checksum && { checksum }),
       });
     } catch (err) {
+      if (st.length === undefined && StorageError.is(err) && err.reason === 'size-mismatch') {
+        throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
+      }
       if (StorageError.is(err) && err.reason === 'checksum-mismatch') {
         this.tusHeaders(res, st);
         res.writeHead(460, { 'content-length': '0' }); // tus: Checksum Mismatch

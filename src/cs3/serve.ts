@@ -43,6 +43,8 @@ export interface ServeCs3Options {
   maxRequestBytes?: number;
   transferTtlSeconds?: number;
   uploadTtlSeconds?: number;
+  /** Resumable (TUS) uploads a user may have in progress at once (default 100). */
+  maxUploadsPerUser?: number;
   /**
    * A connection that sends or takes nothing for this long is closed (default 120,000 ms). Big
    * uploads may take hours; only silence ends them. Event streams send a ping every 15 s.
@@ -122,6 +124,7 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
     uploads,
     ...(opts.transferTtlSeconds !== undefined && { transferTtlSeconds: opts.transferTtlSeconds }),
     ...(opts.uploadTtlSeconds !== undefined && { uploadTtlSeconds: opts.uploadTtlSeconds }),
+    ...(opts.maxUploadsPerUser !== undefined && { maxUploadsPerUser: opts.maxUploadsPerUser }),
     ...(opts.log && { log: opts.log }),
   });
   if (opts.webdav) {

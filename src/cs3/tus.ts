@@ -24,6 +24,8 @@ export interface UploadState {
   expires: number;
   /** Whatever the data plane needs to finish it (user, target, write options). */
   target: unknown;
+  /** Whose upload it is (counted against that user's uploads in progress). */
+  user?: string;
   /** Finished or terminated: only a marker is left, so the same token cannot start it again. */
   done?: boolean;
 }
@@ -34,6 +36,8 @@ export const TUS_CHECKSUMS = ['sha1', 'md5'] as const;
 /** The state folder of resumable uploads. */
 export class TusUploads {
   private readonly busy = new Set<string>();
+  /** Uploads in progress (not finished, terminated or expired), by user. */
+  private readonly inFlight = new Map<string, Map<string, number>>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -78,15 +82,58 @@ export class TusUploads {
       await this.remove(id);
       return undefined;
     }
+    if (!st.done) this.track(st);
     return st;
   }
 
-  /** Create an upload (or return the existing one of that id). */
-  async create(st: UploadState): Promise<UploadState> {
+  /** How many uploads `user` has in progress. */
+  inProgress(user: string): number {
+    const ids = this.inFlight.get(user);
+    if (!ids) return 0;
+    const now = Date.now();
+    let n = 0;
+    for (const expires of ids.values()) if (expires > now) n++;
+    return n;
+  }
+
+  private track(st: UploadState): void {
+    if (st.user === undefined) return;
+    const ids = this.inFlight.get(st.user) ?? new Map<string, number>();
+    ids.set(st.id, st.expires);
+    this.inFlight.set(st.user, ids);
+  }
+
+  private untrack(id: string): void {
+    for (const [user, ids] of this.inFlight) {
+      if (ids.delete(id) && ids.size === 0) this.inFlight.delete(user);
+    }
+  }
+
+  /**
+   * Create an upload (or return the existing one of that id). With `maxPerUser`, a user who has
+   * that many uploads in progress already gets INSUFFICIENT_STORAGE and nothing is created.
+   */
+  async create(st: UploadState, opts: { maxPerUser?: number } = {}): Promise<UploadState> {
     const existing = await this.get(st.id);
     if (existing) return existing;
-    await fsp.writeFile(this.file(st.id, 'bin'), '', { flag: 'a', mode: 0o600 });
-    await this.save(st);
+    if (
+      st.user !== undefined &&
+      opts.maxPerUser !== undefined &&
+      this.inProgress(st.user) >= opts.maxPerUser
+    ) {
+      throw new StorageError(
+        'INSUFFICIENT_STORAGE',
+        `at most ${opts.maxPerUser} uploads in progress per user`,
+      );
+    }
+    this.track(st);
+    try {
+      await fsp.writeFile(this.file(st.id, 'bin'), '', { flag: 'a', mode: 0o600 });
+      await this.save(st);
+    } catch (err) {
+      this.untrack(st.id);
+      throw err;
+    }
     return st;
   }
 
@@ -174,11 +221,13 @@ export class TusUploads {
   /** End an upload (finished or terminated): its bytes go, a marker stays until it expires. */
   async end(st: UploadState): Promise<void> {
     await this.save({ id: st.id, offset: st.offset, expires: st.expires, target: undefined, done: true });
+    this.untrack(st.id);
     await fsp.rm(this.file(st.id, 'bin'), { force: true });
   }
 
   /** Remove an upload and its marker (expired). */
   async remove(id: string): Promise<void> {
+    this.untrack(id);
     await fsp.rm(this.file(id, 'json'), { force: true });
     await fsp.rm(this.file(id, 'bin'), { force: true });
   }

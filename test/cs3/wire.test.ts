@@ -3,6 +3,7 @@
  * HTTP data plane (simple and TUS) driven with plain HTTP, and bad input of every kind.
  */
 import { createHash } from 'node:crypto';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -529,6 +530,91 @@ describe('cs3: data plane, TUS', () => {
       expect(Date.parse(first.headers.get('upload-expires')!)).toBeGreaterThan(Date.now() - 1000);
       await new Promise((r) => setTimeout(r, 7_000)); // past expiry and the 5 s token leeway
       expect((await fetch(endpoint, { method: 'HEAD', headers: tus })).status).toBe(401);
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('bounds what uploads in progress may stage: their number per user, and each by the free quota', async () => {
+    const root = await tempRoot('cs3-tus-bounds');
+    let e = await start(root, { maxUploadsPerUser: 2 });
+    const uploadsDir = path.join(root, 'uploads');
+    const staged = async () => (await fsp.readdir(uploadsDir)).filter((n) => n.endsWith('.json')).length;
+    try {
+      const sp = await e.alice.spacesOk('createStorageSpace', { type: 'project', name: 'Bounded' });
+      await e.provider.updateSpace(sp.storageSpace!.root!.spaceId, { quota: 1000 });
+      const ref = (name: string) => ({ resourceId: sp.storageSpace!.root, path: `./${name}` });
+      const tusOf = async (name: string, length?: number) => {
+        const map =
+          length === undefined
+            ? {}
+            : { 'Upload-Length': { decoder: 'plain', value: Buffer.from(String(length)) } };
+        const init = await e.alice.providerOk('initiateFileUpload', { ref: ref(name), opaque: { map } });
+        return init.protocols.find((x) => x.protocol === 'tus')!.uploadEndpoint;
+      };
+      const patch = (endpoint: string, offset: number, body: string, extra: Record<string, string> = {}) =>
+        fetch(endpoint, {
+          method: 'PATCH',
+          headers: {
+            ...tus,
+            'content-type': 'application/offset+octet-stream',
+            'upload-offset': String(offset),
+            ...extra,
+          },
+          body,
+        });
+
+      // A declared length beyond the space's free quota is refused before any byte is staged.
+      const tooBig = await tusOf('too-big.bin', 5000);
+      expect((await fetch(tooBig, { method: 'HEAD', headers: tus })).status).toBe(507);
+      expect(await staged()).toBe(0);
+
+      // Without a length, the free quota bounds the bytes: past it, 507 and the offset stays.
+      const deferred = await tusOf('deferred.bin');
+      const created = await fetch(deferred, {
+        method: 'POST',
+        headers: { ...tus, 'upload-defer-length': '1' },
+      });
+      expect(created.status).toBe(201);
+      expect((await patch(deferred, 0, 'x'.repeat(600))).status).toBe(204);
+      const over = await patch(deferred, 600, 'y'.repeat(600));
+      expect(over.status).toBe(507);
+      expect((await over.json()).code).toBe('INSUFFICIENT_STORAGE');
+      const head = await fetch(deferred, { method: 'HEAD', headers: tus });
+      expect(head.headers.get('upload-offset')).toBe('600');
+      // Declaring a length later is checked the same way.
+      expect((await patch(deferred, 600, '', { 'upload-length': '5000' })).status).toBe(507);
+      expect(
+        (await fetch(deferred, { method: 'HEAD', headers: tus })).headers.get('upload-defer-length'),
+      ).toBe('1');
+
+      // Two in progress is the limit here: a third is refused and leaves nothing behind.
+      const second = await tusOf('second.bin', 10);
+      expect((await patch(second, 0, '12345')).status).toBe(204);
+      expect(await staged()).toBe(2);
+      const third = await tusOf('third.bin', 10);
+      const refused = await fetch(third, { method: 'HEAD', headers: tus });
+      expect(refused.status).toBe(507);
+      const why = JSON.parse(Buffer.from(refused.headers.get('x-stowage-error')!, 'base64url').toString());
+      expect(why.message).toMatch(/at most 2 uploads in progress/);
+      expect(await staged()).toBe(2);
+
+      // The count survives a restart of the server (it is rebuilt from the uploads folder).
+      const ports = { grpc: e.server.grpcAddress, http: e.server.httpAddress };
+      await e.close();
+      e = await start(root, { maxUploadsPerUser: 2 }, ports);
+      expect((await fetch(third, { method: 'HEAD', headers: tus })).status).toBe(507);
+      // Another user is not counted with alice.
+      const bobSpace = await e.bob.provider('initiateFileUpload', { ref: ref('bob.bin') });
+      expect(bobSpace.status?.code).not.toBe(Code.CODE_OK); // no grant on alice's space anyway
+
+      // Finishing one upload and terminating another frees their places.
+      expect((await patch(second, 5, '67890')).status).toBe(204);
+      expect((await fetch(deferred, { method: 'DELETE', headers: tus })).status).toBe(204);
+      expect((await fetch(third, { method: 'HEAD', headers: tus })).status).toBe(200);
+      expect((await patch(third, 0, '0123456789')).status).toBe(204);
+      const got = await e.alice.providerOk('stat', { ref: ref('third.bin') });
+      expect(Number(got.info!.size)).toBe(10);
     } finally {
       await e.close();
     }
