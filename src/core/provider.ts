@@ -552,8 +552,10 @@ export class StorageProvider {
   /** Finish an info for the caller: permissions, and grants only when asked and allowed. */
   private present(info: ResourceInfo, perms: Permissions, opts?: StatOptions): ResourceInfo {
     const fields = opts?.fields ?? DEFAULT_FIELDS;
-    if (fields.includes('permissions')) info.permissions = perms;
+    // Drivers add grants last: deleting the last property added keeps the object's fast shape
+    // (deleting any other one turns it into a dictionary, slower for every later read).
     if (!fields.includes('grants') || !perms.listGrants) delete info.grants;
+    if (fields.includes('permissions')) info.permissions = perms;
     if (!perms.getPath) {
       // Without getPath (an uploader's file drop) the names above are not the caller's business.
       info.path = `/${info.name}`;

@@ -579,7 +579,7 @@ describe('cs3: data plane, TUS', () => {
       expect((await patch(deferred, 0, 'x'.repeat(600))).status).toBe(204);
       const over = await patch(deferred, 600, 'y'.repeat(600));
       expect(over.status).toBe(507);
-      expect((await over.json()).code).toBe('INSUFFICIENT_STORAGE');
+      expect(((await over.json()) as { code: string }).code).toBe('INSUFFICIENT_STORAGE');
       const head = await fetch(deferred, { method: 'HEAD', headers: tus });
       expect(head.headers.get('upload-offset')).toBe('600');
       // Declaring a length later is checked the same way.

@@ -1136,7 +1136,7 @@ class Posix implements PosixDriver {
   }
 
   /** True when {@link infoNow} alone answers (no metadata asked for, folder already accounted). */
-  private infoIsNow(st: fs.Stats, rec: NodeRecord, opts?: StatOptions): boolean {
+  private infoIsNow(st: fs.Stats, rec: Readonly<NodeRecord>, opts?: StatOptions): boolean {
     if (opts?.metadataKeys) return false;
     if (rec.g && opts?.fields?.includes('grants')) return false;
     return !st.isDirectory() || rec.ts !== undefined;
@@ -1147,7 +1147,7 @@ class Posix implements PosixDriver {
     sp: PosixSpace,
     segs: string[],
     st: fs.Stats,
-    rec: NodeRecord,
+    rec: Readonly<NodeRecord>,
     opts?: StatOptions,
   ): ResourceInfo {
     const fields = opts?.fields ?? DEFAULT_FIELDS;
@@ -1164,7 +1164,7 @@ class Posix implements PosixDriver {
         type: 'folder',
         size: rec.ts ?? 0,
         mtime: tm / 1000,
-        etag: folderEtag(rec.id, tm),
+        etag: etagOf(rec, tm, -1, undefined),
         mimeType: FOLDER_MIME_TYPE,
       };
     } else {
@@ -1176,7 +1176,7 @@ class Posix implements PosixDriver {
         type: 'file',
         size: st.size,
         mtime: st.mtimeMs,
-        etag: fileEtag(rec.id, st.mtimeMs, st.size, valid ? rec.ck!.sha1 : undefined),
+        etag: etagOf(rec, st.mtimeMs, st.size, valid ? rec.ck!.sha1 : undefined),
         mimeType: mimeTypeOf(name),
       };
       if (valid && fields.includes('checksums')) info.checksums = { ...rec.ck! };
@@ -1324,11 +1324,11 @@ class Posix implements PosixDriver {
   ): ResourceInfo | undefined {
     const child = [...segs, name];
     let st: fs.Stats;
-    let rec: NodeRecord | undefined;
+    let rec: Readonly<NodeRecord> | undefined;
     try {
       st = fs.lstatSync(sp.abs(child));
       if (!(st.isFile() || st.isDirectory())) return undefined;
-      rec = sp.recordFor(child, st);
+      rec = sp.recordForRead(child, st);
     } catch {
       return undefined;
     }
@@ -2872,4 +2872,26 @@ function knownLength(body: Body): number | undefined {
   if (typeof body === 'string') return Buffer.byteLength(body);
   if (body instanceof Uint8Array) return body.length;
   return undefined;
+}
+
+/** Etags computed from shared (frozen) records, with what they were computed from. */
+const etags = new WeakMap<
+  Readonly<NodeRecord>,
+  { t: number; size: number; sha1: string | undefined; etag: string }
+>();
+
+/**
+ * A file's etag (`size` >= 0, `t` its mtime in ms) or a folder's (`size` -1, `t` its tree time in
+ * µs). For a shared record (a listing's), the last one is kept with it: listing a folder again
+ * does not hash every entry again.
+ */
+function etagOf(rec: Readonly<NodeRecord>, t: number, size: number, sha1: string | undefined): string {
+  const shared = Object.isFrozen(rec);
+  if (shared) {
+    const hit = etags.get(rec);
+    if (hit && hit.t === t && hit.size === size && hit.sha1 === sha1) return hit.etag;
+  }
+  const etag = size < 0 ? folderEtag(rec.id, t) : fileEtag(rec.id, t, size, sha1);
+  if (shared) etags.set(rec, { t, size, sha1, etag });
+  return etag;
 }

@@ -20,30 +20,57 @@ export interface IndexEntry {
 }
 
 /**
- * Where ids were last seen, for every space of a process: one map with one bound, so memory does not
- * grow with the number of spaces. Eviction is by insertion order (a refresh on every read cost more
- * than it saved in listings of large folders).
+ * Where ids were last seen, for every space of a process: one cache with one bound, so memory does
+ * not grow with the number of spaces. Entries live in scopes (a space in one generation), so a
+ * lookup hashes only the id, and a scope is dropped whole when its space forgets everything. When
+ * full, the oldest entry of the oldest scope goes (a refresh on every read cost more than it saved
+ * in listings of large folders).
  */
 export class PathCache {
-  private readonly map = new Map<string, string>();
+  private readonly scopes = new Map<string, Map<string, string>>();
+  private size = 0;
   constructor(private readonly max = 200_000) {}
 
-  get(key: string): string | undefined {
-    return this.map.get(key);
+  get(scope: string, key: string): string | undefined {
+    return this.scopes.get(scope)?.get(key);
   }
 
-  set(key: string, value: string): void {
-    if (this.map.get(key) === value) return;
-    this.map.delete(key);
-    this.map.set(key, value);
-    if (this.map.size > this.max) {
-      const oldest = this.map.keys().next().value;
-      if (oldest !== undefined) this.map.delete(oldest);
+  set(scope: string, key: string, value: string): void {
+    let m = this.scopes.get(scope);
+    if (!m) {
+      m = new Map();
+      this.scopes.set(scope, m);
     }
+    const had = m.get(key);
+    if (had === value) return;
+    if (had === undefined) this.size++;
+    else m.delete(key);
+    m.set(key, value);
+    while (this.size > this.max) this.evictOne();
   }
 
-  delete(key: string): void {
-    this.map.delete(key);
+  delete(scope: string, key: string): void {
+    const m = this.scopes.get(scope);
+    if (!m?.delete(key)) return;
+    this.size--;
+    if (m.size === 0) this.scopes.delete(scope);
+  }
+
+  /** Forget a scope whole. */
+  drop(scope: string): void {
+    const m = this.scopes.get(scope);
+    if (!m) return;
+    this.size -= m.size;
+    this.scopes.delete(scope);
+  }
+
+  private evictOne(): void {
+    const first = this.scopes.entries().next().value;
+    if (!first) return;
+    const [scope, m] = first;
+    const oldest = m.keys().next().value;
+    if (oldest !== undefined) this.delete(scope, oldest);
+    else this.scopes.delete(scope);
   }
 }
 
@@ -60,6 +87,8 @@ let generations = 0;
 export class IdIndex {
   /** Bumped to forget everything this space has in the shared cache at once; never reused. */
   private generation = ++generations;
+  /** This space in this generation, as a scope of the caches. */
+  private scope: string;
 
   constructor(
     readonly dir: string,
@@ -67,41 +96,42 @@ export class IdIndex {
     private readonly spaceId: string,
     /** Whether to use synchronous syscalls (local filesystems: faster than a thread-pool hop). */
     private readonly sync: () => boolean = () => false,
-  ) {}
+  ) {
+    this.scope = `${spaceId}:${this.generation}`;
+  }
 
   private file(id: string): string {
     return `${this.dir}/${id.slice(0, 2)}/${id}`;
   }
 
-  private key(id: string): string {
-    return `${this.spaceId}:${this.generation}:${id}`;
-  }
-
   /** The path last seen for `id` in this process, if any. */
   cached(id: string): string | undefined {
-    return this.cache.get(this.key(id));
+    return this.cache.get(this.scope, id);
   }
 
   /** Remember where `id` was seen (memory only). */
   remember(id: string, rel: string): void {
-    this.cache.set(this.key(id), rel);
-    seenAt.set(`${this.spaceId}:${this.generation}\0${rel}`, id);
+    this.cache.set(this.scope, id, rel);
+    seenAt.set(this.scope, rel, id);
   }
 
   /** The id last seen at `rel` in this process, if that is still where it was seen last. */
   cachedAt(rel: string): string | undefined {
-    const id = seenAt.get(`${this.spaceId}:${this.generation}\0${rel}`);
+    const id = seenAt.get(this.scope, rel);
     return id !== undefined && this.cached(id) === rel ? id : undefined;
   }
 
   /** Forget `id` in memory. */
   forget(id: string): void {
-    this.cache.delete(this.key(id));
+    this.cache.delete(this.scope, id);
   }
 
   /** Forget everything in memory for this space (after a folder moved, paths below it are stale). */
   forgetAll(): void {
+    this.cache.drop(this.scope);
+    seenAt.drop(this.scope);
     this.generation = ++generations;
+    this.scope = `${this.spaceId}:${this.generation}`;
   }
 
   /** Read the persisted entry. */

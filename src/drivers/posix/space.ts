@@ -36,10 +36,25 @@ const MAX_CACHED_RECORDS = 100_000;
  * a file's xattrs or content (by anyone: this process, another, a tool around Stowage) moves its
  * ctime. Only records whose ctime is at least {@link SETTLED_MS} old are kept, so a change within
  * the filesystem's timestamp granularity can never hide behind an equal ctime. Raw bytes are kept
- * and decoded per use (callers may change the record they get). One cache for the process: the
- * key names the inode whatever space or driver reads it.
+ * and decoded per use (callers may change the record they get); readers that only look (a listing)
+ * share one decoded, frozen copy. One cache for the process: the key names the inode whatever
+ * space or driver reads it.
  */
-const recCache = new Map<string, { ctime: number; buf: Buffer | undefined }>();
+const recCache = new Map<string, CachedRecord>();
+
+interface CachedRecord {
+  ctime: number;
+  buf: Buffer | undefined;
+  /** Decoded once for readers that do not change it (null: no valid record). */
+  shared?: Readonly<NodeRecord> | null;
+}
+
+/** Freeze a record and the objects in it, so a shared copy cannot be changed by mistake. */
+function freezeRecord(rec: NodeRecord | undefined): Readonly<NodeRecord> | undefined {
+  if (!rec) return undefined;
+  for (const v of Object.values(rec)) if (v && typeof v === 'object') Object.freeze(v);
+  return Object.freeze(rec);
+}
 
 /** Driver-wide settings a space needs. */
 export interface SpaceEnv {
@@ -325,15 +340,32 @@ export class PosixSpace {
 
   /** A node's record given its fresh lstat (synchronous; see {@link recCache}). */
   recordFor(segs: readonly string[], st: fs.Stats): NodeRecord | undefined {
+    return decodeRecord(this.rawRecordFor(segs, st).buf);
+  }
+
+  /**
+   * The same, shared and frozen: for readers that only look at it (a listing's entries), who
+   * then skip decoding it again while the inode's ctime stays.
+   */
+  recordForRead(segs: readonly string[], st: fs.Stats): Readonly<NodeRecord> | undefined {
+    const c = this.rawRecordFor(segs, st);
+    if (c.shared === undefined) c.shared = freezeRecord(decodeRecord(c.buf)) ?? null;
+    return c.shared ?? undefined;
+  }
+
+  private rawRecordFor(segs: readonly string[], st: fs.Stats): CachedRecord {
     const key = `${st.dev}:${st.ino}`;
     const hit = recCache.get(key);
-    if (hit && hit.ctime === st.ctimeMs) return decodeRecord(hit.buf);
-    const buf = this.env.native.getxattrSync(this.abs(segs), XATTR_NODE);
+    if (hit && hit.ctime === st.ctimeMs) return hit;
+    const c: CachedRecord = {
+      ctime: st.ctimeMs,
+      buf: this.env.native.getxattrSync(this.abs(segs), XATTR_NODE),
+    };
     if (Date.now() - st.ctimeMs > SETTLED_MS) {
       if (recCache.size >= MAX_CACHED_RECORDS) recCache.clear();
-      recCache.set(key, { ctime: st.ctimeMs, buf });
+      recCache.set(key, c);
     }
-    return decodeRecord(buf);
+    return c;
   }
 
   /** Write a record while holding the lock. */
