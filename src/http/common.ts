@@ -16,6 +16,21 @@ export function quoteEtag(etag: string): string {
   return `"${etag}"`;
 }
 
+/** The last few HTTP dates made, by whole second (the files of a listing share seconds often). */
+const dates = new Map<number, string>();
+
+/** A time (ms since epoch) as an HTTP date (`Tue, 15 Nov 1994 08:12:31 GMT`). */
+export function httpDate(ms: number): string {
+  const sec = Math.floor(ms / 1000);
+  let d = dates.get(sec);
+  if (d === undefined) {
+    d = new Date(sec * 1000).toUTCString();
+    if (dates.size >= 256) dates.clear();
+    dates.set(sec, d);
+  }
+  return d;
+}
+
 /** One header's value (the first, when repeated). */
 export function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
@@ -217,7 +232,7 @@ export function infoHeaders(info: ResourceInfo, full = false): Record<string, st
     etag,
     'oc-etag': etag,
     'oc-fileid': formatResourceId(info.id),
-    'last-modified': new Date(info.mtime).toUTCString(),
+    'last-modified': httpDate(info.mtime),
   };
   if (info.permissions) h['oc-perm'] = ocPermissions(info);
   if (full) {

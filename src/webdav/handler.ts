@@ -33,6 +33,7 @@ import { tokenUser, verifyJwt } from '../cs3/jwt.js';
 import {
   abortOnClose,
   header,
+  httpDate,
   infoHeaders,
   intHeader,
   mtimeHeader,
@@ -63,7 +64,7 @@ import {
   type Who,
   XML_TYPE,
 } from './shared.js';
-import { child, DAV, esc, OC, parseXml, readBody, ST, serialise } from './xml.js';
+import { child, DAV, esc, escText, OC, parseXml, readBody, ST, serialise } from './xml.js';
 
 /** Options of {@link WebDav}. */
 export interface WebDavOptions {
@@ -659,7 +660,7 @@ export class WebDav {
     props: readonly PropName[],
     quota?: { used: number; remaining?: number },
   ): string {
-    let out = `<d:response><d:href>${esc(href)}</d:href>`;
+    let out = `<d:response><d:href>${escText(href)}</d:href>`;
     if (mode === 'propname') {
       const names = [...ALLPROP, ...[...LIVE_OC].map((local) => ({ ns: OC, local }))];
       const dead = Object.keys(info.metadata ?? {}).flatMap((k) =>
@@ -701,11 +702,11 @@ export class WebDav {
         case 'getcontentlength':
           return folder ? undefined : `<d:getcontentlength>${info.size}</d:getcontentlength>`;
         case 'getlastmodified':
-          return `<d:getlastmodified>${new Date(info.mtime).toUTCString()}</d:getlastmodified>`;
+          return `<d:getlastmodified>${httpDate(info.mtime)}</d:getlastmodified>`;
         case 'getetag':
-          return `<d:getetag>${esc(quoteEtag(info.etag))}</d:getetag>`;
+          return `<d:getetag>${escText(quoteEtag(info.etag))}</d:getetag>`;
         case 'getcontenttype':
-          return `<d:getcontenttype>${esc(info.mimeType || (folder ? 'httpd/unix-directory' : 'application/octet-stream'))}</d:getcontenttype>`;
+          return `<d:getcontenttype>${escText(info.mimeType || (folder ? 'httpd/unix-directory' : 'application/octet-stream'))}</d:getcontenttype>`;
         case 'lockdiscovery':
           return `<d:lockdiscovery>${info.lock ? this.activeLock(info.lock, href) : ''}</d:lockdiscovery>`;
         case 'supportedlock':
@@ -727,10 +728,10 @@ export class WebDav {
       switch (p.local) {
         case 'id':
         case 'fileid':
-          return `<oc:${p.local}>${esc(formatResourceId(info.id))}</oc:${p.local}>`;
+          return `<oc:${p.local}>${escText(formatResourceId(info.id))}</oc:${p.local}>`;
         case 'file-parent':
           return info.parentId
-            ? `<oc:file-parent>${esc(formatResourceId(info.parentId))}</oc:file-parent>`
+            ? `<oc:file-parent>${escText(formatResourceId(info.parentId))}</oc:file-parent>`
             : undefined;
         case 'permissions':
           return `<oc:permissions>${ocPermissions(info)}</oc:permissions>`;
@@ -761,7 +762,7 @@ export class WebDav {
       }
     }
     if (p.ns === ST && p.local === 'mtime') return `<st:mtime>${info.mtime}</st:mtime>`;
-    if (p.ns === ST && p.local === 'path') return `<st:path>${esc(info.path)}</st:path>`;
+    if (p.ns === ST && p.local === 'path') return `<st:path>${escText(info.path)}</st:path>`;
     return undefined;
   }
 

@@ -77,8 +77,12 @@ export interface PropName {
   local: string;
 }
 
+/** Names that encode to themselves (unreserved characters only). */
+const PLAIN_NAME = /^[A-Za-z0-9._~-]*$/;
+
 /** A path segment for an href: percent-encoded, but for the characters ownCloud leaves as they are. */
 export function encodeName(s: string): string {
+  if (PLAIN_NAME.test(s)) return s; // most names: nothing to encode
   return encodeURIComponent(s).replace(/%(24|3A|40|2C|3B|3D|26)/gi, (_, h: string) =>
     String.fromCharCode(Number.parseInt(h, 16)),
   );

@@ -118,6 +118,17 @@ export function child(el: XmlElement | undefined, ns: string, local: string): Xm
   return el?.children.find((c) => c.ns === ns && c.local === local);
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: XML 1.0 cannot carry these characters
+const TEXT_UNSAFE = /[<>&\u0000-\u0008\u000b\u000c\u000e-\u001f]/;
+
+/**
+ * Escape text for XML element content only (quotes need no escaping there). Most values (names,
+ * ids, etags, numbers) have nothing to escape and are returned as they are, after one scan.
+ */
+export function escText(s: string): string {
+  return TEXT_UNSAFE.test(s) ? esc(s) : s;
+}
+
 /** Escape text for XML content or a double-quoted attribute. */
 export function esc(s: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: XML 1.0 cannot carry these characters
