@@ -68,7 +68,15 @@ export class StorageError extends Error {
   readonly reason?: ErrorReason;
 
   constructor(code: ErrorCode, message: string, options: StorageErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    // NOT_FOUND is an answer, not a fault (every upload of a new file meets a few): it carries no
+    // stack, whose capture costs more than the rest of the error.
+    const limit = Error.stackTraceLimit;
+    if (code === 'NOT_FOUND') Error.stackTraceLimit = 0;
+    try {
+      super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     this.code = code;
     if (options.reason) this.reason = options.reason;
   }
