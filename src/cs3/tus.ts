@@ -38,6 +38,8 @@ export class TusUploads {
   private readonly busy = new Set<string>();
   /** Uploads in progress (not finished, terminated or expired), by user. */
   private readonly inFlight = new Map<string, Map<string, number>>();
+  /** Creations under way, by upload id. */
+  private readonly creating = new Map<string, Promise<UploadState>>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -45,11 +47,11 @@ export class TusUploads {
     private readonly log?: (message: string, err?: unknown) => void,
   ) {}
 
-  /** Create the folder, drop expired uploads, and keep doing so hourly. */
+  /** Create the folder, count the uploads in progress, drop expired ones, and keep doing so hourly. */
   async open(): Promise<void> {
     await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await this.sweep();
-    this.timer = setInterval(() => void this.sweep(), 3_600_000);
+    await this.sweep(true);
+    this.timer = setInterval(() => void this.sweep(false), 3_600_000);
     this.timer.unref();
   }
 
@@ -67,7 +69,10 @@ export class TusUploads {
     return path.join(this.dir, `${id}.${ext}`);
   }
 
-  /** The upload, or undefined (expired uploads are removed and read as absent). */
+  /**
+   * The upload, or undefined: expired uploads are removed and read as absent, and so is one whose
+   * state cannot be read (cut short by a crash: its bytes were never acknowledged past it).
+   */
   async get(id: string): Promise<UploadState | undefined> {
     let raw: string;
     try {
@@ -77,22 +82,31 @@ export class TusUploads {
         return undefined;
       throw err;
     }
-    const st = JSON.parse(raw) as UploadState;
+    let st: UploadState;
+    try {
+      st = JSON.parse(raw) as UploadState;
+      if (typeof st !== 'object' || st === null || st.id !== id || typeof st.expires !== 'number')
+        throw new Error('not an upload state');
+    } catch (err) {
+      this.log?.(`upload ${id}: unreadable state, removed`, err);
+      await this.remove(id);
+      return undefined;
+    }
     if (st.expires <= Date.now()) {
       await this.remove(id);
       return undefined;
     }
-    if (!st.done) this.track(st);
+    if (st.done) this.untrack(id);
     return st;
   }
 
-  /** How many uploads `user` has in progress. */
-  inProgress(user: string): number {
+  /** How many uploads `user` has in progress (besides `except`). */
+  inProgress(user: string, except?: string): number {
     const ids = this.inFlight.get(user);
     if (!ids) return 0;
     const now = Date.now();
     let n = 0;
-    for (const expires of ids.values()) if (expires > now) n++;
+    for (const [id, expires] of ids) if (expires > now && id !== except) n++;
     return n;
   }
 
@@ -111,15 +125,24 @@ export class TusUploads {
 
   /**
    * Create an upload (or return the existing one of that id). With `maxPerUser`, a user who has
-   * that many uploads in progress already gets INSUFFICIENT_STORAGE and nothing is created.
+   * that many uploads in progress already gets INSUFFICIENT_STORAGE and nothing is created. Two
+   * requests creating the same upload at once get the same one.
    */
-  async create(st: UploadState, opts: { maxPerUser?: number } = {}): Promise<UploadState> {
+  create(st: UploadState, opts: { maxPerUser?: number } = {}): Promise<UploadState> {
+    const pending = this.creating.get(st.id);
+    if (pending) return pending;
+    const made = this.createOnce(st, opts).finally(() => this.creating.delete(st.id));
+    this.creating.set(st.id, made);
+    return made;
+  }
+
+  private async createOnce(st: UploadState, opts: { maxPerUser?: number }): Promise<UploadState> {
     const existing = await this.get(st.id);
     if (existing) return existing;
     if (
       st.user !== undefined &&
       opts.maxPerUser !== undefined &&
-      this.inProgress(st.user) >= opts.maxPerUser
+      this.inProgress(st.user, st.id) >= opts.maxPerUser
     ) {
       throw new StorageError(
         'INSUFFICIENT_STORAGE',
@@ -232,12 +255,22 @@ export class TusUploads {
     await fsp.rm(this.file(id, 'bin'), { force: true });
   }
 
-  private async sweep(): Promise<void> {
+  /** Drop expired uploads and stray files; with `count`, count the uploads in progress (at start). */
+  private async sweep(count: boolean): Promise<void> {
+    let names: string[];
     try {
-      for (const name of await fsp.readdir(this.dir)) {
+      names = await fsp.readdir(this.dir);
+    } catch (err) {
+      this.log?.('sweeping expired uploads failed', err);
+      return;
+    }
+    for (const name of names) {
+      try {
         const m = /^([0-9a-f]{40})\.json$/.exec(name);
-        if (m) await this.get(m[1]!);
-        else if (/^[0-9a-f]{40}\.json\..+$/.test(name))
+        if (m) {
+          const st = await this.get(m[1]!);
+          if (count && st && !st.done) this.track(st);
+        } else if (/^[0-9a-f]{40}\.json\..+$/.test(name))
           await fsp.rm(path.join(this.dir, name), { force: true });
         else if (/^[0-9a-f]{40}\.bin$/.test(name)) {
           // Bytes whose upload state is gone (or was never written: created over an hour ago).
@@ -246,9 +279,10 @@ export class TusUploads {
           const json = await fsp.stat(this.file(id, 'json')).catch(() => undefined);
           if (bin && !json && Date.now() - bin.mtimeMs > 3_600_000) await this.remove(id);
         }
+      } catch (err) {
+        // One bad file does not stop the others from being counted or swept.
+        this.log?.(`sweeping upload file ${name} failed`, err);
       }
-    } catch (err) {
-      this.log?.('sweeping expired uploads failed', err);
     }
   }
 }
