@@ -23,7 +23,7 @@ export interface IndexEntry {
  * Where ids were last seen, for every space of a process: one cache with one bound, so memory does
  * not grow with the number of spaces. Entries live in scopes (a space in one generation), so a
  * lookup hashes only the id, and a scope is dropped whole when its space forgets everything. When
- * full, the oldest entry of the oldest scope goes (a refresh on every read cost more than it saved
+ * full, the oldest entry of the least recently written scope goes (a refresh on every read cost more than it saved
  * in listings of large folders).
  */
 export class PathCache {
@@ -43,8 +43,12 @@ export class PathCache {
     }
     const had = m.get(key);
     if (had === value) return;
-    if (had === undefined) this.size++;
-    else m.delete(key);
+    if (had === undefined) {
+      this.size++;
+      // The scope written to last goes last: eviction takes from the least recently written.
+      this.scopes.delete(scope);
+      this.scopes.set(scope, m);
+    } else m.delete(key);
     m.set(key, value);
     while (this.size > this.max) this.evictOne();
   }
