@@ -119,7 +119,9 @@ export interface StreamOptions {
 export class EventBus {
   private readonly listeners = new Set<(e: StorageEvent) => void>();
   private readonly hooks: BeforeHook[] = [];
-  private readonly staleListeners = new Set<(storageId: string, spaceId?: string) => void>();
+  private readonly staleListeners = new Set<
+    (storageId: string, spaceId?: string, paths?: readonly string[]) => void
+  >();
 
   /** True when someone listens or a hook is set (the provider skips work for events otherwise). */
   get active(): boolean {
@@ -192,19 +194,21 @@ export class EventBus {
   /**
    * Be told when something in a space may have changed without an event saying what: the observer
    * looked at paths there (written by another process, perhaps another Stowage), or lost events
-   * (no `spaceId`: anything in the storage). Caches drop what they hold for it; nothing else needs
-   * this. Every event is such a change too: listen to both.
+   * (no `spaceId`: anything in the storage). With `paths` (from the space root, `a/b`), only
+   * those paths and what is below them may have changed, and the folders above them (whose sizes
+   * and etags follow); without, anything in the space. Caches drop what they hold for it; nothing
+   * else needs this. Every event is such a change too: listen to both.
    */
-  onStale(listener: (storageId: string, spaceId?: string) => void): () => void {
+  onStale(listener: (storageId: string, spaceId?: string, paths?: readonly string[]) => void): () => void {
     this.staleListeners.add(listener);
     return () => this.staleListeners.delete(listener);
   }
 
   /** @internal Say that something in a space (or anywhere in a storage) may have changed. */
-  stale(storageId: string, spaceId?: string): void {
+  stale(storageId: string, spaceId?: string, paths?: readonly string[]): void {
     for (const l of [...this.staleListeners]) {
       try {
-        l(storageId, spaceId);
+        l(storageId, spaceId, paths);
       } catch {
         // a listener's failure is its own
       }

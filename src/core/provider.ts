@@ -1552,7 +1552,7 @@ export class StorageProvider {
         d.features.watch.start({
           ...opts,
           onChange: (c) => bus.emit({ ...c, origin: 'external' }),
-          onStale: (spaceId) => bus.stale(d.storageId, spaceId),
+          onStale: (spaceId, paths) => bus.stale(d.storageId, spaceId, paths),
           vet: (change) => bus.check(change),
         }),
       );

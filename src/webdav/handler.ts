@@ -82,7 +82,7 @@ export interface WebDavOptions {
   /** Answer `Depth: infinity` PROPFINDs (default false: 403 propfind-finite-depth). */
   allowDepthInfinity?: boolean;
   /**
-   * Keep rendered `Depth: 1` listings until something in their space changes (default off). Turn
+   * Keep rendered `Depth: 1` listings until something they show changes (default off). Turn
    * it on only where every change reaches the provider's events: the observer runs (as with
    * `stowage serve`), or nothing writes around Stowage. See {@link ListingCache}.
    */
@@ -604,7 +604,9 @@ export class WebDav {
         res.end('</d:multistatus>');
         return;
       }
-      fill = this.listings.begin(key, info.id.storageId, info.id.spaceId, info.etag);
+      // Its path in the space (unless the user may not see paths): changes elsewhere leave it.
+      const where = info.permissions.getPath ? info.path : undefined;
+      fill = this.listings.begin(key, info.id.storageId, info.id.spaceId, info.etag, where);
     }
     try {
       // Entries go out in ~64 KiB writes, as they are listed: never the whole folder in memory.

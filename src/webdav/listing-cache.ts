@@ -1,19 +1,25 @@
 /**
- * Rendered PROPFIND listings, kept until anything in their space may have changed.
+ * Rendered PROPFIND listings, kept until something they show may have changed.
  *
  * A folder's `Depth: 1` answer is the same bytes for the same user, properties and href until
- * something in the space changes. What can change it is known: every change made through this
- * provider is an event, whatever the door; changes made around it are reported by the observer
- * (and the paths it merely looked at, which another process may have changed whole, as stale);
- * the passing of time matters only through expiring grants (the provider tells when the first
- * one that counted expires) and lock timeouts (listings that show a lock are not kept).
+ * something in it changes. What can change it is known: every change made through this provider
+ * is an event, whatever the door; changes made around it are reported by the observer (and the
+ * paths it merely looked at, which another process may have changed whole, as stale); the passing
+ * of time matters only through expiring grants (the provider tells when the first one that
+ * counted expires) and lock timeouts (listings that show a lock are not kept).
  *
- * So an entry is dropped on any event or staleness of its space: coarse, and plainly right
- * (a folder's tree size, etag and quota move with changes far below it). A listing that was
- * being made while its space changed is not kept at all. The folder's own etag is compared as
- * well, so changes made by another Stowage process that moved it are seen even without an
- * observer; but edits made around Stowage are only seen through the observer, so enable this
- * only where one runs (as `stowage serve` does) or where nothing writes around Stowage.
+ * A change at a path changes the listings of the folders above it (a folder's tree size and etag
+ * move with any change below it, and each entry shows those of a child), of the path itself, and
+ * of everything below it (a folder moved or removed). So a listing whose folder path is known is
+ * dropped by a change at, above or below that path; changes elsewhere in its space leave it. A
+ * change whose path is not known (a grant: permissions are inherited; the space itself; the
+ * observer's long batches) drops the whole space, and a listing whose folder path is not known
+ * (reached through a share, or by a user who may not see paths) goes with any change in its
+ * space. A listing that was being made while such a change happened is not kept at all. The
+ * folder's own etag is compared as well, so changes made by another Stowage process that moved it
+ * are seen even without an observer; but edits made around Stowage are only seen through the
+ * observer, so enable this only where one runs (as `stowage serve` does) or where nothing writes
+ * around Stowage.
  */
 import type { EventBus } from '../core/events.js';
 
@@ -40,24 +46,43 @@ interface Entry {
   /** Not used at or after this time (ms since epoch). */
   until: number;
   space: string;
+  /** The folder's path from its space root (`a/b`, `''` for the root), when known. */
+  path: string | undefined;
 }
 
 /** What a listing being made remembers, to be kept once it is complete. */
 export interface Fill {
   readonly key: string;
   readonly space: string;
+  readonly path: string | undefined;
   readonly etag: string;
   readonly gen: number;
   chunks: Buffer[] | undefined;
   bytes: number;
+  /** Something it shows changed while it was made: not kept. */
+  spoiled: boolean;
+}
+
+/** Listings of one space: by folder path, and those whose path is not known. */
+interface SpaceEntries {
+  byPath: Map<string, Set<string>>;
+  unplaced: Set<string>;
+}
+
+/** A path from the space root as `a/b` (events say `/a/b`). */
+function pathKey(p: string): string {
+  let s = p;
+  while (s.startsWith('/')) s = s.slice(1);
+  while (s.endsWith('/')) s = s.slice(0, -1);
+  return s;
 }
 
 export class ListingCache {
   private readonly entries = new Map<string, Entry>();
-  /** Keys of the entries of each space. */
-  private readonly bySpace = new Map<string, Set<string>>();
-  /** Per space (storage id + space id): the generation of its last change. */
-  private readonly changed = new Map<string, number>();
+  /** Keys of the entries of each space (storage id + space id). */
+  private readonly bySpace = new Map<string, SpaceEntries>();
+  /** Listings being made, by space. */
+  private readonly fills = new Map<string, Set<Fill>>();
   /** Generations count changes; every change takes the next one. */
   private gen = 0;
   /** Generation of the last change that concerned everything. */
@@ -76,8 +101,13 @@ export class ListingCache {
     this.maxAgeMs = opts.maxAgeMs ?? 60_000;
     this.maxEntries = opts.maxEntries ?? 10_000;
     this.off = [
-      bus.on((e) => this.change(e.storageId, e.spaceId)),
-      bus.onStale((storageId, spaceId) => this.change(storageId, spaceId)),
+      bus.on((e) => {
+        // Grants are inherited, and a space's properties show everywhere in it: the whole space.
+        const whole = e.type === 'grant.changed' || e.type.startsWith('space.') || e.path === undefined;
+        const paths = whole ? undefined : e.from?.path !== undefined ? [e.path!, e.from.path] : [e.path!];
+        this.change(e.storageId, e.spaceId, paths, e.kind === 'file');
+      }),
+      bus.onStale((storageId, spaceId, paths) => this.change(storageId, spaceId, paths, false)),
     ];
   }
 
@@ -97,7 +127,7 @@ export class ListingCache {
     this.everything = ++this.gen;
     this.entries.clear();
     this.bySpace.clear();
-    this.changed.clear();
+    for (const set of this.fills.values()) for (const f of set) f.spoiled = true;
     this.bytes = 0;
   }
 
@@ -108,7 +138,7 @@ export class ListingCache {
       this.counters.misses++;
       return undefined;
     }
-    if (e.etag !== etag || e.until <= Date.now() || !this.current(e.space, e.gen)) {
+    if (e.etag !== etag || e.until <= Date.now() || e.gen < this.everything) {
       this.drop(key, e);
       this.counters.misses++;
       return undefined;
@@ -120,9 +150,29 @@ export class ListingCache {
     return e.chunks;
   }
 
-  /** Start remembering a listing about to be made; end it with {@link done}, whatever happens. */
-  begin(key: string, storageId: string, spaceId: string, etag: string): Fill {
-    return { key, space: `${storageId}\u0000${spaceId}`, etag, gen: this.gen, chunks: [], bytes: 0 };
+  /**
+   * Start remembering a listing about to be made; end it with {@link done}, whatever happens.
+   * `path` is the folder's path from its space root (`/a/b`), when known: only changes at, above
+   * or below it drop the listing then.
+   */
+  begin(key: string, storageId: string, spaceId: string, etag: string, path?: string): Fill {
+    const fill: Fill = {
+      key,
+      space: `${storageId}\u0000${spaceId}`,
+      path: path === undefined ? undefined : pathKey(path),
+      etag,
+      gen: this.gen,
+      chunks: [],
+      bytes: 0,
+      spoiled: false,
+    };
+    let set = this.fills.get(fill.space);
+    if (!set) {
+      set = new Set();
+      this.fills.set(fill.space, set);
+    }
+    set.add(fill);
+    return fill;
   }
 
   /**
@@ -154,7 +204,9 @@ export class ListingCache {
     const chunks = fill.chunks;
     const bytes = fill.bytes;
     this.giveUp(fill);
-    if (!chunks || until === undefined || !this.current(fill.space, fill.gen)) return;
+    const set = this.fills.get(fill.space);
+    if (set?.delete(fill) && set.size === 0) this.fills.delete(fill.space);
+    if (!chunks || until === undefined || fill.spoiled || fill.gen < this.everything) return;
     const old = this.entries.get(fill.key);
     if (old) this.drop(fill.key, old);
     const e: Entry = {
@@ -164,14 +216,23 @@ export class ListingCache {
       gen: fill.gen,
       until: Math.min(until, Date.now() + this.maxAgeMs),
       space: fill.space,
+      path: fill.path,
     };
     this.entries.set(fill.key, e);
-    let keys = this.bySpace.get(e.space);
-    if (!keys) {
-      keys = new Set();
-      this.bySpace.set(e.space, keys);
+    let sp = this.bySpace.get(e.space);
+    if (!sp) {
+      sp = { byPath: new Map(), unplaced: new Set() };
+      this.bySpace.set(e.space, sp);
     }
-    keys.add(fill.key);
+    if (e.path === undefined) sp.unplaced.add(fill.key);
+    else {
+      let keys = sp.byPath.get(e.path);
+      if (!keys) {
+        keys = new Set();
+        sp.byPath.set(e.path, keys);
+      }
+      keys.add(fill.key);
+    }
     this.bytes += e.bytes;
     this.counters.stored++;
     for (const [k, v] of this.entries) {
@@ -186,21 +247,44 @@ export class ListingCache {
     fill.bytes = 0;
   }
 
-  private current(space: string, gen: number): boolean {
-    return gen >= this.everything && (this.changed.get(space) ?? 0) <= gen;
-  }
-
-  private change(storageId: string, spaceId?: string): void {
-    const g = ++this.gen;
+  /**
+   * Something changed in a space: at `paths` (and below them) when given, else anywhere in it.
+   * `leaf`: the paths are files (nothing below them to look for).
+   */
+  private change(storageId: string, spaceId?: string, paths?: readonly string[], leaf = false): void {
+    ++this.gen;
     if (spaceId === undefined) {
       // Anything in a storage: rare (lost events); drop everything rather than track storages.
       this.clear();
       return;
     }
     const space = `${storageId}\u0000${spaceId}`;
-    this.changed.set(space, g);
-    if (this.changed.size > 100_000) this.clear();
-    for (const k of this.bySpace.get(space) ?? []) {
+    const keys = paths?.map(pathKey);
+    for (const f of this.fills.get(space) ?? []) {
+      if (!keys || f.path === undefined || keys.some((k) => related(f.path!, k))) f.spoiled = true;
+    }
+    const sp = this.bySpace.get(space);
+    if (!sp) return;
+    if (!keys) {
+      for (const set of [sp.unplaced, ...sp.byPath.values()]) this.dropAll(set);
+      return;
+    }
+    this.dropAll(sp.unplaced);
+    for (const k of keys) {
+      // The path itself and every folder above it.
+      for (let p: string | undefined = k; p !== undefined; p = parentOf(p)) {
+        const set = sp.byPath.get(p);
+        if (set) this.dropAll(set);
+      }
+      // Everything below it, when it may be a folder.
+      if (!leaf) {
+        for (const [p, set] of sp.byPath) if (k === '' || p.startsWith(`${k}/`)) this.dropAll(set);
+      }
+    }
+  }
+
+  private dropAll(keys: Set<string>): void {
+    for (const k of [...keys]) {
       const e = this.entries.get(k);
       if (e) this.drop(k, e);
     }
@@ -210,8 +294,32 @@ export class ListingCache {
     if (this.entries.get(key) !== e) return;
     this.entries.delete(key);
     this.bytes -= e.bytes;
-    const keys = this.bySpace.get(e.space);
-    keys?.delete(key);
-    if (keys?.size === 0) this.bySpace.delete(e.space);
+    const sp = this.bySpace.get(e.space);
+    if (!sp) return;
+    if (e.path === undefined) sp.unplaced.delete(key);
+    else {
+      const keys = sp.byPath.get(e.path);
+      keys?.delete(key);
+      if (keys?.size === 0) sp.byPath.delete(e.path);
+    }
+    if (sp.unplaced.size === 0 && sp.byPath.size === 0) this.bySpace.delete(e.space);
   }
+}
+
+/** The parent of a path (`a/b` -> `a`, `a` -> `''`), none for the root. */
+function parentOf(p: string): string | undefined {
+  if (p === '') return undefined;
+  const i = p.lastIndexOf('/');
+  return i < 0 ? '' : p.slice(0, i);
+}
+
+/** Whether a change at `changed` may change the listing of folder `folder`: at, above or below it. */
+function related(folder: string, changed: string): boolean {
+  return (
+    folder === changed ||
+    changed === '' ||
+    folder === '' ||
+    changed.startsWith(`${folder}/`) ||
+    folder.startsWith(`${changed}/`)
+  );
 }

@@ -77,6 +77,28 @@ describe('webdav: kept listings', () => {
     expect(names(second)).toEqual(['', 'a.txt', 'b.txt', 'c.txt']);
   });
 
+  it('keeps a folder listing while other folders of its space take writes, through WebDAV and around Stowage', async () => {
+    await put('/remote.php/webdav/quiet/q.txt', 'ann', 'q');
+    await put('/remote.php/webdav/busy/b0.txt', 'ann', 'b0');
+    await settled();
+    const quiet = await propfind('/remote.php/webdav/quiet/', 'ann');
+    const ann = await env.provider.as('ann');
+    const dir = await env.driver.spacePath((await ann.personalSpace()).id);
+    for (let i = 1; i <= 3; i++) {
+      await put(`/remote.php/webdav/busy/b${i}.txt`, 'ann', `b${i}`);
+      fs.writeFileSync(path.join(dir, 'busy', `around-${i}.txt`), 'written around');
+      await settled(); // the observer has seen both (its own write and the one around it)
+      const before = stats();
+      expect(await propfind('/remote.php/webdav/quiet/', 'ann')).toBe(quiet);
+      expect(stats().hits).toBe(before.hits + 1);
+      // The busy folder shows each change, and so does the root (its size moved).
+      expect(names(await propfind('/remote.php/webdav/busy/', 'ann'))).toContain(`around-${i}.txt`);
+    }
+    // A change in the quiet folder is seen at once.
+    await put('/remote.php/webdav/quiet/q2.txt', 'ann', 'q2');
+    expect(names(await propfind('/remote.php/webdav/quiet/', 'ann'))).toEqual(['', 'q.txt', 'q2.txt']);
+  });
+
   it('shows a WebDAV upload, an API change and a deletion at once', async () => {
     await put('/remote.php/webdav/doors/one.txt', 'ann', 'one');
     await settled();
@@ -271,6 +293,61 @@ describe('ListingCache', () => {
     expect(f.chunks![0]!.buffer.byteLength).toBe(5);
     c.done(f, Number.POSITIVE_INFINITY);
     expect(c.get('pooled', 'etag-1')?.toString()).toBe('small');
+    c.close();
+  });
+
+  it('drops the listings at, above and below a change, and keeps those elsewhere in the space', () => {
+    const bus = new EventBus();
+    const c = new ListingCache(bus);
+    const keep = (key: string, path: string | undefined, space = 'p') => {
+      const f = c.begin(key, 's', space, 'etag-1', path);
+      c.add(f, Buffer.from(key));
+      c.done(f, Number.POSITIVE_INFINITY);
+    };
+    const all = () => {
+      keep('root', '/');
+      keep('a', '/a');
+      keep('ab', '/a/b');
+      keep('abc', '/a/b/c');
+      keep('ax', '/a-x'); // a sibling whose name starts like "a"
+      keep('d', '/d');
+      keep('share', undefined); // reached without a path
+      keep('other', '/a', 'q'); // the same path in another space
+    };
+    const kept = () =>
+      ['root', 'a', 'ab', 'abc', 'ax', 'd', 'share', 'other'].filter((k) => c.get(k, 'etag-1') !== undefined);
+    const at = (path: string, extra: Partial<Parameters<EventBus['emit']>[0]> = {}) =>
+      bus.emit({ ...event('p'), path, kind: 'file', ...extra });
+
+    all();
+    at('/a/b/new.txt'); // a file: the folders above it
+    expect(kept()).toEqual(['abc', 'ax', 'd', 'other']);
+
+    all();
+    at('/a/b', { type: 'trashed', kind: 'folder' }); // a folder: and what was below it
+    expect(kept()).toEqual(['ax', 'd', 'other']);
+
+    all();
+    at('/d/moved.txt', { type: 'moved', from: { path: '/a/b/c/moved.txt' } }); // both ends
+    expect(kept()).toEqual(['ax', 'other']);
+
+    all();
+    bus.emit({ ...event('p'), type: 'grant.changed', path: '/d', kind: 'folder' }); // inherited: everything
+    expect(kept()).toEqual(['other']);
+
+    all();
+    bus.stale('s', 'p', ['a-x/written-around.txt']); // the observer's paths, without a leading slash
+    expect(kept()).toEqual(['a', 'ab', 'abc', 'd', 'other']);
+    bus.stale('s', 'p'); // no paths: the whole space
+    expect(kept()).toEqual(['other']);
+
+    // A listing being made is not kept when something it shows changed meanwhile; otherwise it is.
+    const f1 = c.begin('f1', 's', 'p', 'etag-1', '/a');
+    const f2 = c.begin('f2', 's', 'p', 'etag-1', '/d');
+    const f3 = c.begin('f3', 's', 'p', 'etag-1');
+    at('/a/x.txt');
+    for (const f of [f1, f2, f3]) c.done(f, Number.POSITIVE_INFINITY);
+    expect(['f1', 'f2', 'f3'].filter((k) => c.get(k, 'etag-1'))).toEqual(['f2']);
     c.close();
   });
 

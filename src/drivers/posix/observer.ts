@@ -332,7 +332,8 @@ export class PosixObserver implements Watch {
     goneHint: ReadonlySet<string>,
     goneIds?: ReadonlyMap<string, string>,
   ): Promise<void> {
-    this.opts.onStale?.(sp.id);
+    // (a long batch, a rescan's, says the whole space: cheaper for caches than each path)
+    this.opts.onStale?.(sp.id, keys.length <= 1000 ? keys : undefined);
     // Folders above a change that are new to Stowage are announced first, so they come along.
     const all = new Set(keys);
     for (const key of keys) {
