@@ -26,7 +26,15 @@ const PROPFIND_BODY =
 
 /** A job for the load worker. */
 type Job =
-  | { kind: 'propfind'; url: string; auth: string; requests: number; concurrency: number }
+  | {
+      kind: 'propfind';
+      url: string;
+      auth: string;
+      requests: number;
+      concurrency: number;
+      /** PUT 4 KiB files here, one at a time, all the while (another folder of the same space). */
+      busy?: string;
+    }
   | {
       kind: 'puts';
       url: string;
@@ -91,7 +99,15 @@ if (!isMainThread && workerData?.davJob) {
         'PROPFIND',
       );
     await one(); // connect, warm up
+    let writing = job.busy !== undefined;
+    const busy = (async () => {
+      const body = randomBytes(4096);
+      for (let i = 0; writing; i++)
+        expect(await request('PUT', `${job.busy}w-${i}.bin`, {}, body), [200, 201, 204], 'busy PUT');
+    })();
     ms = await timed(() => pool(job.requests, job.concurrency, one));
+    writing = false;
+    await busy;
   } else if (job.kind === 'puts') {
     const body = randomBytes(job.size);
     ms = await timed(() =>
@@ -284,6 +300,52 @@ export async function benchWebdav(
     }
     const kept = server.webdav?.listingCacheStats();
     if (kept) console.log(`  (kept listings: ${kept.hits} hits, ${kept.misses} misses)`);
+
+    // ------------------------------------------ PROPFIND while another folder takes writes
+    if (o.parts.includes('busy')) {
+      // A folder of 1,000 files listed again and again while files keep arriving in another
+      // folder of the same space (one PUT at a time, from the same client): what a browsing user
+      // meets in a space that is being filled.
+      const n = 1000;
+      const folder = 'quiet';
+      await fsp.mkdir(path.join(apache.data, folder));
+      await fsp.mkdir(path.join(apache.data, 'busy'));
+      await session.mkdir({ space: space.id, path: folder });
+      await session.mkdir({ space: space.id, path: 'busy' });
+      const body = Buffer.alloc(1024, 7);
+      for (let i = 0; i < n; i++) {
+        const name = `file-${String(i).padStart(6, '0')}.dat`;
+        await fsp.writeFile(path.join(apache.data, folder, name), body);
+        await session.write({ space: space.id, path: `${folder}/${name}` }, body);
+      }
+      for (const d of [folder, 'busy']) await fsp.chown(path.join(apache.data, d), 33, 33).catch(() => {});
+      await observer.idle();
+      const requests = 100;
+      const before = server.webdav?.listingCacheStats();
+      const load = (url: string) => () =>
+        fromWorker({
+          kind: 'propfind',
+          url: `${url}/${folder}/`,
+          auth,
+          requests,
+          concurrency: 2,
+          busy: `${url}/busy/`,
+        });
+      const [a, s, ratio] = await ab(5, load(apache.url), load(ours));
+      row(
+        'PROPFIND Depth 1 of 1,000 files while another folder of the space takes PUTs, requests/s (Apache mod_dav_fs vs Stowage)',
+        (requests / (a / 1000)).toFixed(1),
+        (requests / (s / 1000)).toFixed(1),
+        1 / ratio,
+        '>= 2x',
+        1 / ratio >= 2,
+      );
+      const after = server.webdav?.listingCacheStats();
+      if (before && after)
+        console.log(
+          `  (kept listings meanwhile: ${after.hits - before.hits} hits, ${after.misses - before.misses} misses)`,
+        );
+    }
 
     // ---------------------------------------------------------------- PUT many small files
     if (o.parts.includes('puts')) await smallPuts();
