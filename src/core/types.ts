@@ -136,6 +136,8 @@ export interface ResourceInfo {
   /** Arbitrary metadata: only the keys asked for (see {@link StatOptions.metadataKeys}). */
   metadata?: Record<string, string>;
   lock?: Lock;
+  /** @internal Names this file has (hard links), when more than one: a change under one name shows under all. */
+  links?: number;
   /** Grants set directly on this node (only with the `grants` field). */
   grants?: Grant[];
 }

@@ -569,6 +569,7 @@ export class WebDav {
       ...(mode !== 'prop' ? { metadataKeys: '*' as const } : dead?.length ? { metadataKeys: dead } : {}),
     };
     const cacheable = this.listings !== undefined && depthHeader === '1';
+    const since = this.listings?.mark();
     const info = await t.session.stat(
       this.ref(t),
       cacheable && !fields.includes('permissions')
@@ -606,7 +607,7 @@ export class WebDav {
       }
       // Its path in the space (unless the user may not see paths): changes elsewhere leave it.
       const where = info.permissions.getPath ? info.path : undefined;
-      fill = this.listings.begin(key, info.id.storageId, info.id.spaceId, info.etag, where);
+      fill = this.listings.begin(key, info.id.storageId, info.id.spaceId, info.etag, where, since);
     }
     try {
       // Entries go out in ~64 KiB writes, as they are listed: never the whole folder in memory.
@@ -628,7 +629,9 @@ export class WebDav {
           for await (const c of t.session.list(ref, { ...statOpts, validity })) {
             const href = `${base}${encodeName(c.name)}${c.type === 'folder' ? '/' : ''}`;
             // A lock's timeout counts down: a listing that shows one is not kept.
-            if (c.lock && fill) this.listings!.done(fill);
+            // So does one that shows a file with other names (hard links): a change under another
+            // name, in another folder, is announced there.
+            if ((c.lock || (c.links ?? 1) > 1) && fill) this.listings!.done(fill);
             await write(this.response(t, c, href, false, mode, props, quota));
             if (depth > 1 && c.type === 'folder') {
               const cs = [...segs, c.name];

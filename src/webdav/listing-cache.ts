@@ -87,6 +87,8 @@ export class ListingCache {
   private gen = 0;
   /** Generation of the last change that concerned everything. */
   private everything = 0;
+  /** Per space: the generation of its last change (for fills whose stat came before {@link begin}). */
+  private readonly lastChange = new Map<string, number>();
   private bytes = 0;
   /** Bytes held by listings being made (bounded like the kept ones). */
   private filling = 0;
@@ -105,7 +107,9 @@ export class ListingCache {
         // Grants are inherited, and a space's properties show everywhere in it: the whole space.
         const whole = e.type === 'grant.changed' || e.type.startsWith('space.') || e.path === undefined;
         const paths = whole ? undefined : e.from?.path !== undefined ? [e.path!, e.from.path] : [e.path!];
-        this.change(e.storageId, e.spaceId, paths, e.kind === 'file');
+        // A file moved or copied over a folder replaces it: what was below goes too.
+        const leaf = e.kind === 'file' && e.type !== 'moved' && e.type !== 'created';
+        this.change(e.storageId, e.spaceId, paths, leaf);
       }),
       bus.onStale((storageId, spaceId, paths) => this.change(storageId, spaceId, paths, false)),
     ];
@@ -155,7 +159,12 @@ export class ListingCache {
    * `path` is the folder's path from its space root (`/a/b`), when known: only changes at, above
    * or below it drop the listing then.
    */
-  begin(key: string, storageId: string, spaceId: string, etag: string, path?: string): Fill {
+  /** The generation now: take it before the folder's stat, and give it to {@link begin}. */
+  mark(): number {
+    return this.gen;
+  }
+
+  begin(key: string, storageId: string, spaceId: string, etag: string, path?: string, since?: number): Fill {
     const fill: Fill = {
       key,
       space: `${storageId}\u0000${spaceId}`,
@@ -166,6 +175,9 @@ export class ListingCache {
       bytes: 0,
       spoiled: false,
     };
+    // A change between the stat and now (a move: the path is no longer the folder's) is not seen by the fill.
+    if (since !== undefined && ((this.lastChange.get(fill.space) ?? 0) > since || this.everything > since))
+      fill.spoiled = true;
     let set = this.fills.get(fill.space);
     if (!set) {
       set = new Set();
@@ -259,6 +271,9 @@ export class ListingCache {
       return;
     }
     const space = `${storageId}\u0000${spaceId}`;
+    this.lastChange.delete(space);
+    this.lastChange.set(space, this.gen);
+    if (this.lastChange.size > 100_000) this.lastChange.delete(this.lastChange.keys().next().value!);
     const keys = paths?.map(pathKey);
     for (const f of this.fills.get(space) ?? []) {
       if (!keys || f.path === undefined || keys.some((k) => related(f.path!, k))) f.spoiled = true;

@@ -1,13 +1,15 @@
 /**
  * Kept listings, checked differentially: two WebDAV servers on one provider, one keeping listings
  * and one not, get the same random sequence of changes (through WebDAV as two users, through the
- * API, and written around Stowage); after each, every PROPFIND must answer the same bytes on both.
+ * API: trash restores and purges, version restores; and around Stowage: files, folders, hard
+ * links); after each, every PROPFIND of every folder, by path and by id, must answer the same
+ * bytes on both.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
-import { fromLetters, ROLES } from '../../src/index.js';
+import { formatResourceId, fromLetters, ROLES } from '../../src/index.js';
 import { type DavEnv, startDav } from './server.js';
 
 let env: DavEnv;
@@ -66,7 +68,10 @@ describe('kept listings against listings made anew', () => {
     const rand = rng(seed);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
     const ann = await env.provider.as('ann');
-    const url = (base: string, p: string) => `${base}/dav/spaces/${space}/${p}`;
+    const url = (base: string, p: string) =>
+      p.startsWith('@')
+        ? `${base}/dav/spaces/${p.slice(1).replace(/\/$/, '')}/`
+        : `${base}/dav/spaces/${space}/${p}`;
     const cached = env.url;
     const fresh = `http://${plain.httpAddress}`;
     const req = (base: string, method: string, p: string, user: string, init: RequestInit = {}) =>
@@ -77,9 +82,16 @@ describe('kept listings against listings made anew', () => {
       });
     const log: string[] = [];
 
+    const ids = new Map<string, string>();
     const compare = async (folders: string[]) => {
+      for (const f of FOLDERS) {
+        try {
+          const i = await ann.stat({ space, path: f });
+          if (i.type === 'folder') ids.set(formatResourceId(i.id), '');
+        } catch {}
+      }
       for (const user of ['ann', 'bob']) {
-        for (const f of folders) {
+        for (const f of [...folders, ...[...ids.keys()].map((k) => `@${k}`)]) {
           const p = f ? `${f}/` : '';
           const init = { headers: { depth: '1' }, body: PROPS };
           // Twice on the keeping server: the second answer may come from the kept listing.
@@ -122,6 +134,10 @@ describe('kept listings against listings made anew', () => {
         'around',
         'around-folder',
         'lock',
+        'hardlink',
+        'restore',
+        'version',
+        'purge',
       ]);
       let touched = [folder];
       let status: number | string = 'ok';
@@ -204,6 +220,48 @@ describe('kept listings against listings made anew', () => {
           await new Promise((r) => setTimeout(r, 250));
           await env.observer!.idle();
           touched = FOLDERS;
+          break;
+        }
+        case 'hardlink': {
+          try {
+            fs.linkSync(
+              path.join(dir, target),
+              path.join(dir, `${pick(FOLDERS)}/${pick(NAMES)}`.replace(/^\//, '')),
+            );
+          } catch {}
+          await new Promise((r) => setTimeout(r, 250));
+          await env.observer!.idle();
+          break;
+        }
+        case 'restore': {
+          const items = [];
+          for await (const it of ann.listTrash(space)) items.push(it);
+          if (items.length) {
+            const it = pick(items);
+            const to =
+              rand() < 0.5
+                ? undefined
+                : { space, path: `${pick(FOLDERS)}/${pick(NAMES)}`.replace(/^\//, '') };
+            await ann.restoreTrash(space, it.key, to ? { target: to } : {}).then(
+              () => (status = 'ok'),
+              (e) => (status = String(e.code)),
+            );
+          }
+          break;
+        }
+        case 'version': {
+          try {
+            const vs = await ann.listVersions({ space, path: target });
+            if (vs.length) await ann.restoreVersion({ space, path: target }, pick(vs).key);
+          } catch (e) {
+            status = String((e as { code?: string }).code);
+          }
+          break;
+        }
+        case 'purge': {
+          const items = [];
+          for await (const it of ann.listTrash(space)) items.push(it);
+          if (items.length) await ann.purgeTrash(space, pick(items).key).catch(() => {});
           break;
         }
         case 'lock': {

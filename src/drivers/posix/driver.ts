@@ -1180,6 +1180,7 @@ class Posix implements PosixDriver {
         mimeType: mimeTypeOf(name),
       };
       if (valid && fields.includes('checksums')) info.checksums = { ...rec.ck! };
+      if (st.nlink > 1) info.links = st.nlink;
     }
     if (segs.length && rec.p && fields.includes('parentId')) {
       info.parentId = { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.p };
