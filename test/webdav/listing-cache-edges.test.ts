@@ -7,39 +7,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
-import { formatResourceId, fromLetters, ROLES, StorageProvider } from '../../src/index.js';
-import { type DavEnv, startDav } from './server.js';
+import { formatResourceId, StorageProvider } from '../../src/index.js';
+import { type DavEnv, type KeptAndPlain, startKeptAndPlain } from './server.js';
 
+let pair: KeptAndPlain;
 let env: DavEnv;
 let plain: Cs3Server;
 let space: string;
 let dir: string;
 
 beforeAll(async () => {
-  env = await startDav([
-    { id: 'u-ann', username: 'ann', createSpaces: true },
-    { id: 'u-bob', username: 'bob' },
-  ]);
-  plain = await serveCs3({
-    provider: env.provider,
-    jwtSecret: 'edges',
-    grpc: false,
-    http: '127.0.0.1:0',
-    uploadsDir: path.join(env.root, 'uploads-plain'),
-    webdav: true,
-  });
-  const ann = await env.provider.as('ann');
-  space = (await ann.createSpace({ type: 'project', name: 'Edges' })).id;
-  dir = await env.driver.spacePath(space);
-  await ann.setGrant(
-    { space, path: '' },
-    { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.editor) },
-  );
+  pair = await startKeptAndPlain('Edges');
+  ({ env, plain, space, dir } = pair);
 });
-afterAll(async () => {
-  await plain?.close();
-  await env?.close();
-});
+afterAll(() => pair?.close());
 
 const PROPS =
   '<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:x="urn:x" xmlns:st="urn:stowage"><d:prop>' +

@@ -8,40 +8,21 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
+import type { Cs3Server } from '../../src/cs3/serve.js';
 import { formatResourceId, fromLetters, ROLES } from '../../src/index.js';
-import { type DavEnv, startDav } from './server.js';
+import { type DavEnv, type KeptAndPlain, startKeptAndPlain } from './server.js';
 
+let pair: KeptAndPlain;
 let env: DavEnv;
 let plain: Cs3Server;
 let space: string;
 let dir: string;
 
 beforeAll(async () => {
-  env = await startDav([
-    { id: 'u-ann', username: 'ann', createSpaces: true },
-    { id: 'u-bob', username: 'bob' },
-  ]);
-  plain = await serveCs3({
-    provider: env.provider,
-    jwtSecret: 'differential',
-    grpc: false,
-    http: '127.0.0.1:0',
-    uploadsDir: path.join(env.root, 'uploads-plain'),
-    webdav: true,
-  });
-  const ann = await env.provider.as('ann');
-  space = (await ann.createSpace({ type: 'project', name: 'Differential' })).id;
-  dir = await env.driver.spacePath(space);
-  await ann.setGrant(
-    { space, path: '' },
-    { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.editor) },
-  );
+  pair = await startKeptAndPlain('Differential');
+  ({ env, plain, space, dir } = pair);
 });
-afterAll(async () => {
-  await plain?.close();
-  await env?.close();
-});
+afterAll(() => pair?.close());
 
 /** A small deterministic PRNG (mulberry32), so a failure can be replayed from its seed. */
 function rng(seed: number): () => number {

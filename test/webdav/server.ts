@@ -2,7 +2,14 @@
 import path from 'node:path';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
 import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
-import { type Observation, StaticIdentitySource, type StaticUser, StorageProvider } from '../../src/index.js';
+import {
+  fromLetters,
+  type Observation,
+  ROLES,
+  StaticIdentitySource,
+  type StaticUser,
+  StorageProvider,
+} from '../../src/index.js';
 import { tempRoot } from '../helpers/tmp.js';
 
 export const SECRET = 'webdav-test-secret';
@@ -59,6 +66,50 @@ export async function startDav(
       await observer?.close();
       await server.close();
       await provider.close();
+    },
+  };
+}
+
+/** Two WebDAV servers on one provider, one keeping listings and one not, and a shared project space. */
+export interface KeptAndPlain {
+  /** The server that keeps listings (observer on), with users ann (owner) and bob (editor). */
+  env: DavEnv;
+  /** A server on the same provider that makes every listing anew. */
+  plain: Cs3Server;
+  /** The project space's id, and its folder on disk. */
+  space: string;
+  dir: string;
+  close(): Promise<void>;
+}
+
+/** Start {@link KeptAndPlain}: kept listings can then be compared with listings made anew. */
+export async function startKeptAndPlain(name: string): Promise<KeptAndPlain> {
+  const env = await startDav([
+    { id: 'u-ann', username: 'ann', createSpaces: true },
+    { id: 'u-bob', username: 'bob' },
+  ]);
+  const plain = await serveCs3({
+    provider: env.provider,
+    jwtSecret: SECRET,
+    grpc: false,
+    http: '127.0.0.1:0',
+    uploadsDir: path.join(env.root, 'uploads-plain'),
+    webdav: true,
+  });
+  const ann = await env.provider.as('ann');
+  const space = (await ann.createSpace({ type: 'project', name })).id;
+  await ann.setGrant(
+    { space, path: '' },
+    { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.editor) },
+  );
+  return {
+    env,
+    plain,
+    space,
+    dir: await env.driver.spacePath(space),
+    async close() {
+      await plain.close();
+      await env.close();
     },
   };
 }
