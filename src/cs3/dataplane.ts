@@ -280,6 +280,8 @@ export class DataPlane {
       }
       const existing = await uploads.get(id);
       if (existing?.done) throw new StorageError('NOT_FOUND', 'the upload is finished or was terminated');
+      // Created before (a retried POST, or a HEAD first): a length it brings is declared now.
+      if (existing && length !== undefined) await this.declareLength(g, existing, length);
       const st = existing ?? (await this.create(g, id, length ?? g.size));
       const location = `${this.opts.dataUrl}/tus/${g.token}`;
       if (header(req, 'content-type') === 'application/offset+octet-stream') {
@@ -345,6 +347,16 @@ export class DataPlane {
     }
   }
 
+  /** The client says the length (deferred until now): it may not change, and must fit the quota. */
+  private async declareLength(g: UploadGrant, st: UploadState, length: number): Promise<void> {
+    if (st.length !== undefined) {
+      if (st.length !== length) throw new StorageError('INVALID_ARGUMENT', 'the upload length cannot change');
+      return;
+    }
+    await this.checkRoom(g, length);
+    await this.opts.uploads.setLength(st, length);
+  }
+
   private async patch(
     req: IncomingMessage,
     res: ServerResponse,
@@ -369,15 +381,7 @@ export class DataPlane {
       return;
     }
     const length = intHeader(header(req, 'upload-length'));
-    if (length !== undefined) {
-      if (st.length !== undefined && st.length !== length) {
-        throw new StorageError('INVALID_ARGUMENT', 'the upload length cannot change');
-      }
-      if (st.length === undefined) {
-        await this.checkRoom(g, length);
-        await uploads.setLength(st, length);
-      }
-    }
+    if (length !== undefined) await this.declareLength(g, st, length);
     const sum = header(req, 'upload-checksum');
     let checksum: { algo: string; digest: string } | undefined;
     if (sum) {

@@ -587,6 +587,15 @@ describe('cs3: data plane, TUS', () => {
       expect(
         (await fetch(deferred, { method: 'HEAD', headers: tus })).headers.get('upload-defer-length'),
       ).toBe('1');
+      // So is a length a retried POST brings; once declared, it cannot change.
+      const post = (length: string) =>
+        fetch(deferred, { method: 'POST', headers: { ...tus, 'upload-length': length } });
+      expect((await post('5000')).status).toBe(507);
+      expect((await post('700')).status).toBe(201);
+      expect((await fetch(deferred, { method: 'HEAD', headers: tus })).headers.get('upload-length')).toBe(
+        '700',
+      );
+      expect((await post('800')).status).toBe(400);
 
       // Two in progress is the limit here: a third is refused and leaves nothing behind.
       const second = await tusOf('second.bin', 10);
