@@ -397,6 +397,23 @@ describe('cs3: data plane, simple', () => {
 
 describe('cs3: data plane, TUS', () => {
   const tus = { 'tus-resumable': '1.0.0' };
+  /** A TUS PATCH of `body` at `offset`. */
+  const tusPatch = (
+    endpoint: string,
+    offset: number,
+    body: Buffer | string,
+    extra: Record<string, string> = {},
+  ) =>
+    fetch(endpoint, {
+      method: 'PATCH',
+      headers: {
+        ...tus,
+        'content-type': 'application/offset+octet-stream',
+        'upload-offset': String(offset),
+        ...extra,
+      },
+      body,
+    });
 
   it('announces itself', async () => {
     const r = await fetch(`${env.server.dataUrl}/tus/`, { method: 'OPTIONS' });
@@ -425,16 +442,7 @@ describe('cs3: data plane, TUS', () => {
     expect(head.headers.get('upload-offset')).toBe('0');
     expect(head.headers.get('upload-length')).toBe(String(data.length));
     const patch = (offset: number, body: Buffer, extra: Record<string, string> = {}) =>
-      fetch(endpoint, {
-        method: 'PATCH',
-        headers: {
-          ...tus,
-          'content-type': 'application/offset+octet-stream',
-          'upload-offset': String(offset),
-          ...extra,
-        },
-        body,
-      });
+      tusPatch(endpoint, offset, body, extra);
     expect((await patch(0, data.subarray(0, 100_000))).status).toBe(204);
     expect((await patch(0, data.subarray(0, 10))).status).toBe(409); // wrong offset
     // A chunk whose checksum does not match is dropped (460), the offset stays.
@@ -552,17 +560,6 @@ describe('cs3: data plane, TUS', () => {
         const init = await e.alice.providerOk('initiateFileUpload', { ref: ref(name), opaque: { map } });
         return init.protocols.find((x) => x.protocol === 'tus')!.uploadEndpoint;
       };
-      const patch = (endpoint: string, offset: number, body: string, extra: Record<string, string> = {}) =>
-        fetch(endpoint, {
-          method: 'PATCH',
-          headers: {
-            ...tus,
-            'content-type': 'application/offset+octet-stream',
-            'upload-offset': String(offset),
-            ...extra,
-          },
-          body,
-        });
 
       // A declared length beyond the space's free quota is refused before any byte is staged.
       const tooBig = await tusOf('too-big.bin', 5000);
@@ -576,14 +573,14 @@ describe('cs3: data plane, TUS', () => {
         headers: { ...tus, 'upload-defer-length': '1' },
       });
       expect(created.status).toBe(201);
-      expect((await patch(deferred, 0, 'x'.repeat(600))).status).toBe(204);
-      const over = await patch(deferred, 600, 'y'.repeat(600));
+      expect((await tusPatch(deferred, 0, 'x'.repeat(600))).status).toBe(204);
+      const over = await tusPatch(deferred, 600, 'y'.repeat(600));
       expect(over.status).toBe(507);
       expect(((await over.json()) as { code: string }).code).toBe('INSUFFICIENT_STORAGE');
       const head = await fetch(deferred, { method: 'HEAD', headers: tus });
       expect(head.headers.get('upload-offset')).toBe('600');
       // Declaring a length later is checked the same way.
-      expect((await patch(deferred, 600, '', { 'upload-length': '5000' })).status).toBe(507);
+      expect((await tusPatch(deferred, 600, '', { 'upload-length': '5000' })).status).toBe(507);
       expect(
         (await fetch(deferred, { method: 'HEAD', headers: tus })).headers.get('upload-defer-length'),
       ).toBe('1');
@@ -599,7 +596,7 @@ describe('cs3: data plane, TUS', () => {
 
       // Two in progress is the limit here: a third is refused and leaves nothing behind.
       const second = await tusOf('second.bin', 10);
-      expect((await patch(second, 0, '12345')).status).toBe(204);
+      expect((await tusPatch(second, 0, '12345')).status).toBe(204);
       expect(await staged()).toBe(2);
       const third = await tusOf('third.bin', 10);
       const refused = await fetch(third, { method: 'HEAD', headers: tus });
@@ -618,10 +615,10 @@ describe('cs3: data plane, TUS', () => {
       expect(bobSpace.status?.code).not.toBe(Code.CODE_OK); // no grant on alice's space anyway
 
       // Finishing one upload and terminating another frees their places.
-      expect((await patch(second, 5, '67890')).status).toBe(204);
+      expect((await tusPatch(second, 5, '67890')).status).toBe(204);
       expect((await fetch(deferred, { method: 'DELETE', headers: tus })).status).toBe(204);
       expect((await fetch(third, { method: 'HEAD', headers: tus })).status).toBe(200);
-      expect((await patch(third, 0, '0123456789')).status).toBe(204);
+      expect((await tusPatch(third, 0, '0123456789')).status).toBe(204);
       const got = await e.alice.providerOk('stat', { ref: ref('third.bin') });
       expect(Number(got.info!.size)).toBe(10);
     } finally {

@@ -48,39 +48,37 @@ async function same(url: string, user = 'ann'): Promise<void> {
   expect(kept).toBe(fresh);
 }
 
+/** List a folder twice on the keeping server (the second answer from the kept listing, if kept). */
 async function warm(url: string, user = 'ann'): Promise<void> {
-  const before = env.server.webdav!.listingCacheStats()!.hits;
   await pf(env.url, url, user);
   await pf(env.url, url, user);
-  void before; // (kept unless the fix refuses to keep it)
+}
+
+/** `a/x.txt` and its hard link `b/y.txt`; the listing of `b/` checked and warmed. Returns `b/`'s URL. */
+async function hardLinked(a: string, b: string): Promise<string> {
+  const ann = await env.provider.as('ann');
+  await ann.mkdir({ space, path: a });
+  await ann.mkdir({ space, path: b });
+  await ann.write({ space, path: `${a}/x.txt` }, Buffer.from('one'));
+  fs.linkSync(path.join(dir, `${a}/x.txt`), path.join(dir, `${b}/y.txt`));
+  await settled();
+  const url = `/dav/spaces/${space}/${b}/`;
+  await same(url);
+  await warm(url);
+  return url;
 }
 
 describe('kept listings at their edges', () => {
   it("a hard link changed around Stowage: the other name's folder", async () => {
-    const ann = await env.provider.as('ann');
-    await ann.mkdir({ space, path: 'h1' });
-    await ann.mkdir({ space, path: 'h2' });
-    await ann.write({ space, path: 'h1/x.txt' }, Buffer.from('one'));
-    fs.linkSync(path.join(dir, 'h1/x.txt'), path.join(dir, 'h2/y.txt'));
-    await settled();
-    const url = `/dav/spaces/${space}/h2/`;
-    await same(url);
-    await warm(url);
+    const url = await hardLinked('h1', 'h2');
     fs.appendFileSync(path.join(dir, 'h1/x.txt'), ' and more');
     await settled();
     await same(url);
   });
 
   it("a hard-linked file given a dead property through Stowage: the other name's folder", async () => {
+    const url = await hardLinked('k1', 'k2');
     const ann = await env.provider.as('ann');
-    await ann.mkdir({ space, path: 'k1' });
-    await ann.mkdir({ space, path: 'k2' });
-    await ann.write({ space, path: 'k1/x.txt' }, Buffer.from('one'));
-    fs.linkSync(path.join(dir, 'k1/x.txt'), path.join(dir, 'k2/y.txt'));
-    await settled();
-    const url = `/dav/spaces/${space}/k2/`;
-    await same(url);
-    await warm(url);
     // The record (xattrs) is the inode's: both names get it; the event says /k1/x.txt.
     await ann.setMetadata({ space, path: 'k1/x.txt' }, { '{urn:x}tag': 'linked' });
     await settled();
