@@ -161,6 +161,12 @@ const BUFFER_BYTES = 256 * 1024;
 const PARALLEL_CHECKSUM_BYTES = 1024 * 1024;
 /** Durable writes start flushing to disk every this many bytes, while the rest arrives. */
 const EARLY_SYNC_BYTES = 16 * 1024 * 1024;
+/**
+ * Bodies of a known size up to this many bytes are written to their temp file with synchronous
+ * calls on a local filesystem (fsync excepted): one write of at most this much into the page cache
+ * costs less than the three thread-pool round trips (write, stat, close) it replaces.
+ */
+const SMALL_BODY_BYTES = BUFFER_BYTES;
 const SPACE_RECHECK_MS = 2000;
 /** Spaces kept in memory (they hold no file descriptors while idle). */
 const MAX_CACHED_SPACES = 256;
@@ -1442,17 +1448,20 @@ class Posix implements PosixDriver {
 
     const release = await sp.holdLive();
     const tmpAbs = `${sp.tmp}/${sp.tmpName('up')}`;
-    let fh: fsp.FileHandle;
+    // Big (or unknown) bodies are hashed on three threads; small ones here, without the hand-off.
+    const expected = opts?.size ?? knownLength(body);
+    let fh: TempFile;
     try {
-      fh = await this.createTemp(sp, tmpAbs);
+      fh =
+        this.syncMetadata && expected !== undefined && expected <= SMALL_BODY_BYTES
+          ? await this.createTempSync(sp, tmpAbs)
+          : await this.createTemp(sp, tmpAbs);
     } catch (err) {
       release();
       throw err;
     }
     let closed = false;
     try {
-      // Big (or unknown) bodies are hashed on three threads; small ones here, without the hand-off.
-      const expected = opts?.size ?? knownLength(body);
       const acc =
         expected === undefined || expected >= PARALLEL_CHECKSUM_BYTES
           ? new ParallelChecksums()
@@ -1563,6 +1572,26 @@ class Posix implements PosixDriver {
     }
   }
 
+  /**
+   * {@link createTemp} for a small body on a local filesystem: the file is created on the thread
+   * pool (creating an inode can wait on the journal), then written with synchronous calls.
+   */
+  private async createTempSync(sp: PosixSpace, tmpAbs: string): Promise<TempFile> {
+    const open = () =>
+      new Promise<number>((resolve, reject) =>
+        fs.open(tmpAbs, 'wx', 0o666, (err, fd) => (err ? reject(err) : resolve(fd))),
+      );
+    let fd: number;
+    try {
+      fd = await open();
+    } catch (err) {
+      if (!isMissing(err)) throw toStorageError(err, 'write');
+      await fsp.mkdir(sp.tmp, { recursive: true });
+      fd = await open();
+    }
+    return syncTempFile(fd);
+  }
+
   private async createTemp(sp: PosixSpace, tmpAbs: string): Promise<fsp.FileHandle> {
     let fh: fsp.FileHandle;
     try {
@@ -1577,7 +1606,7 @@ class Posix implements PosixDriver {
 
   /** Copy a body into a file, hashing while the previous block is being written. */
   private async streamInto(
-    fh: fsp.FileHandle,
+    fh: TempFile,
     body: Body,
     acc: { update(chunk: Uint8Array): void; bytes: number; drain?(): Promise<void> },
     opts?: WriteOptions,
@@ -2819,7 +2848,37 @@ function name(alias: string): string {
 }
 
 /** Write blocks at a position with writev, finishing short writes. */
-async function writeAll(fh: fsp.FileHandle, blocks: Uint8Array[], position: number): Promise<void> {
+/** What a write needs of its open temp file: a `FileHandle`, or {@link syncTempFile}. */
+type TempFile = Pick<fsp.FileHandle, 'writev' | 'datasync' | 'sync' | 'utimes' | 'close'> & {
+  stat(): Promise<fs.Stats>;
+};
+
+/**
+ * A temp file behind a plain descriptor, written, stated and closed with synchronous calls (for
+ * small bodies on a local filesystem: each costs less than a round trip to the thread pool); the
+ * flushes to disk still go to the thread pool, where waiting is harmless.
+ */
+function syncTempFile(fd: number): TempFile {
+  let open = true;
+  return {
+    writev: async (buffers, position) => ({
+      bytesWritten: fs.writevSync(fd, buffers, position),
+      buffers,
+    }),
+    datasync: () =>
+      new Promise<void>((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve()))),
+    sync: () => new Promise<void>((resolve, reject) => fs.fsync(fd, (e) => (e ? reject(e) : resolve()))),
+    utimes: async (atime, mtime) => fs.futimesSync(fd, atime, mtime),
+    stat: async () => fs.fstatSync(fd),
+    close: async () => {
+      if (!open) return;
+      open = false;
+      fs.closeSync(fd);
+    },
+  };
+}
+
+async function writeAll(fh: TempFile, blocks: Uint8Array[], position: number): Promise<void> {
   let at = position;
   let rest = blocks;
   while (rest.length) {
