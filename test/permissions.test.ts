@@ -255,6 +255,31 @@ describe.each(drivers)('permissions on %s', (_name, make) => {
     await expect(u.copy(at(''), at('open/everything'))).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
   });
 
+  it('keeps a deny for what is below it, whatever is granted further down (stat and list agree)', async () => {
+    const sp = await system.createSpace({ type: 'project', name: `perm ${++n}` });
+    const at = (p: string) => ({ space: sp.id, path: p });
+    await system.mkdir(at('denied/granted/deeper'), { parents: true });
+    await system.write(at('denied/granted/f.txt'), 'f');
+    const to = (letters: string, deny = false) => ({
+      grantee: { type: 'user' as const, id: 'u' },
+      permissions: fromLetters(letters),
+      ...(deny && { deny }),
+    });
+    await system.setGrant(at(''), to(ROLES.editor));
+    await system.setGrant(at('denied'), to('', true));
+    await system.setGrant(at('denied/granted'), to(ROLES.editor));
+    await system.setGrant(at('denied/granted/deeper'), to(ROLES.manager));
+    const u = await system.as('u');
+    for (const p of ['denied', 'denied/granted', 'denied/granted/f.txt', 'denied/granted/deeper']) {
+      await expect(u.stat(at(p)), p).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    }
+    await expect(u.list(at('denied/granted')).next()).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(u.read(at('denied/granted/f.txt'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    const names: string[] = [];
+    for await (const e of u.list(at(''))) names.push(e.name);
+    expect(names).toEqual([]);
+  });
+
   it('never lets a user grant more than they hold', async () => {
     const sp = await system.createSpace({ type: 'project', name: `perm ${++n}` });
     const at = (p: string) => ({ space: sp.id, path: p });

@@ -397,7 +397,9 @@ export class StorageProvider {
     const hit = byChain.get(chain);
     if (hit && hit.until > now) return hit.perms;
     const until = expiryAfter(now, chain);
-    const perms = Object.freeze(effectivePermissions(p, chain, false, now));
+    const perms = chain.some((grants) => deniesTo(p, grants, now))
+      ? DENIED
+      : Object.freeze(effectivePermissions(p, chain, false, now));
     byChain.set(chain, { perms, until });
     return perms;
   }
@@ -808,9 +810,12 @@ export class StorageProvider {
     const { driver, node } = await this.resolve(ref);
     if (!this.principal) {
       await this.checkEnabled(driver, node);
-      return driver.stat(node, opts);
+      const info = await driver.stat(node, opts);
+      if (opts?.validity) opts.validity.until = Number.POSITIVE_INFINITY;
+      return info;
     }
     const a = await this.access(driver, node, opts);
+    if (opts?.validity) opts.validity.until = expiryAfter(Date.now(), [...a.inherited, a.info.grants ?? []]);
     return this.present(a.info, a.perms, opts);
   }
 
@@ -1552,7 +1557,7 @@ export class StorageProvider {
         d.features.watch.start({
           ...opts,
           onChange: (c) => bus.emit({ ...c, origin: 'external' }),
-          onStale: (spaceId, paths) => bus.stale(d.storageId, spaceId, paths),
+          onStale: (spaceId, paths, inPlace) => bus.stale(d.storageId, spaceId, paths, inPlace),
           vet: (change) => bus.check(change),
         }),
       );
@@ -1664,16 +1669,30 @@ function sealed(session: StorageProvider): StorageProvider {
 }
 
 /** Apply a node's own grants on top of what it inherits. */
-function applyOwnGrants(principal: Principal, inherited: Permissions, own: readonly Grant[]): Permissions {
-  const extra = effectivePermissions(principal, [own]);
-  const denied = own.some(
+/**
+ * The permissions of a principal denied somewhere above or here: none, and none below either,
+ * whatever is granted further down (one frozen object, told apart by identity).
+ */
+const DENIED: Permissions = Object.freeze(noPermissions());
+
+/** Whether `grants` hold a deny, unexpired, for the principal. */
+function deniesTo(principal: Principal, grants: readonly Grant[], now = Date.now()): boolean {
+  return grants.some(
     (g) =>
       g.deny &&
-      (g.expires === undefined || g.expires > Date.now()) &&
+      (g.expires === undefined || g.expires > now) &&
       ((g.grantee.type === 'user' && g.grantee.id === principal.userId) ||
         (g.grantee.type === 'group' && principal.groups.includes(g.grantee.id))),
   );
-  if (denied) return noPermissions();
+}
+
+/**
+ * Permissions on a node from those it inherits and its own grants: a deny, here or inherited,
+ * leaves none (a grant below a deny does not lift it); else the union.
+ */
+function applyOwnGrants(principal: Principal, inherited: Permissions, own: readonly Grant[]): Permissions {
+  if (inherited === DENIED || deniesTo(principal, own)) return DENIED;
+  const extra = effectivePermissions(principal, [own]);
   const out = { ...inherited };
   for (const k of Object.keys(extra) as PermissionName[]) if (extra[k]) out[k] = true;
   return out;

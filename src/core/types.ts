@@ -155,17 +155,16 @@ export interface StatOptions {
   /** Arbitrary metadata keys to return; `'*'` for all. Implies the `metadata` field. */
   metadataKeys?: readonly string[] | '*';
   signal?: AbortSignal;
-}
-
-/** Options for a listing. */
-export interface ListOptions extends StatOptions {
   /**
-   * Filled in by the provider once the listing is done: `until` is when the same listing could
-   * come out differently without anybody changing anything (the earliest expiry of a grant it
+   * Filled in by the provider once the stat or listing is done: `until` is when the same answer
+   * could come out differently without anybody changing anything (the earliest expiry of a grant it
    * depended on; `Infinity` when none). For caches of listings; drivers ignore it.
    */
   validity?: { until: number };
 }
+
+/** Options for a listing. */
+export interface ListOptions extends StatOptions {}
 
 /** Conditions of an HTTP-style conditional request. Etags are compared without quotes; `'*'` matches anything. */
 export interface Conditions {
