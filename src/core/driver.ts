@@ -139,9 +139,11 @@ export interface WatchOptions {
    * Something in a space may have changed: called for each batch of paths the observer looks at,
    * before it knows whether they hold a change it must assimilate (another process may have made
    * the change whole, ids and all), with those paths (from the space root, `a/b`) when only they
-   * and what is below them may have changed; without a space when events were lost. For caches.
+   * and what is below them may have changed; without a space when events were lost. `inPlace`:
+   * those of the paths that are folders still in their place, of which only their own attributes
+   * may have changed (a grant changed anywhere in the space makes the whole space stale). For caches.
    */
-  onStale?(spaceId?: string, paths?: readonly string[]): void;
+  onStale?(spaceId?: string, paths?: readonly string[], inPlace?: readonly string[]): void;
   /** Quiet time after the last event of a path before it is looked at (default 50 ms). */
   debounceMs?: number;
   /**

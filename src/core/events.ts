@@ -120,7 +120,7 @@ export class EventBus {
   private readonly listeners = new Set<(e: StorageEvent) => void>();
   private readonly hooks: BeforeHook[] = [];
   private readonly staleListeners = new Set<
-    (storageId: string, spaceId?: string, paths?: readonly string[]) => void
+    (storageId: string, spaceId?: string, paths?: readonly string[], inPlace?: readonly string[]) => void
   >();
 
   /** True when someone listens or a hook is set (the provider skips work for events otherwise). */
@@ -196,19 +196,29 @@ export class EventBus {
    * looked at paths there (written by another process, perhaps another Stowage), or lost events
    * (no `spaceId`: anything in the storage). With `paths` (from the space root, `a/b`), only
    * those paths and what is below them may have changed, and the folders above them (whose sizes
-   * and etags follow); without, anything in the space. Caches drop what they hold for it; nothing
-   * else needs this. Every event is such a change too: listen to both.
+   * and etags follow); without, anything in the space. `inPlace` names those of the paths that
+   * are folders still in their place (the same inode), of which only their own attributes may have
+   * changed: what is below them did not change through them (a grant changed anywhere in a space
+   * makes the whole space stale). Caches drop what they hold for it; nothing else needs this.
+   * Every event is such a change too: listen to both.
    */
-  onStale(listener: (storageId: string, spaceId?: string, paths?: readonly string[]) => void): () => void {
+  onStale(
+    listener: (
+      storageId: string,
+      spaceId?: string,
+      paths?: readonly string[],
+      inPlace?: readonly string[],
+    ) => void,
+  ): () => void {
     this.staleListeners.add(listener);
     return () => this.staleListeners.delete(listener);
   }
 
   /** @internal Say that something in a space (or anywhere in a storage) may have changed. */
-  stale(storageId: string, spaceId?: string, paths?: readonly string[]): void {
+  stale(storageId: string, spaceId?: string, paths?: readonly string[], inPlace?: readonly string[]): void {
     for (const l of [...this.staleListeners]) {
       try {
-        l(storageId, spaceId, paths);
+        l(storageId, spaceId, paths, inPlace);
       } catch {
         // a listener's failure is its own
       }

@@ -31,9 +31,11 @@ export interface TreeWatcherOptions {
   skip?: (abs: string) => boolean;
   /**
    * Something at `abs` may have changed (it may also be gone; `folderGone` when it was a watched
-   * folder that disappeared). Called often: keep it cheap.
+   * folder that disappeared; `inPlace` when it is a watched folder still there with the same
+   * inode, so only its own attributes changed: changes below it are reported on their own).
+   * Called often: keep it cheap.
    */
-  onChange: (abs: string, folderGone?: boolean) => void;
+  onChange: (abs: string, folderGone?: boolean, inPlace?: boolean) => void;
   /** Events may have been lost (queue overflow, a watch that failed or could not be set). */
   onLost: (reason: string) => void;
 }
@@ -194,8 +196,10 @@ export class TreeWatcher {
       this.opts.onChange(dir, true);
       return;
     }
+    // From here on the folder itself is still there, with the inode it was watched with.
+    const self = e !== undefined;
     if (name === null || name === undefined) {
-      this.opts.onChange(dir);
+      this.opts.onChange(dir, false, self);
       return;
     }
     const base = typeof name === 'string' ? name : name.toString();
@@ -203,10 +207,9 @@ export class TreeWatcher {
     // libuv names an event of the watched folder itself (its attributes changed) by the folder's
     // own name: tell it from a child of the same name by whether such a child exists.
     if (base === path.basename(dir) && !fs.existsSync(p)) {
-      this.opts.onChange(dir);
+      this.opts.onChange(dir, false, self);
       return;
     }
-    this.opts.onChange(p);
     let st: fs.Stats | undefined;
     try {
       st = fs.lstatSync(p);
@@ -214,6 +217,7 @@ export class TreeWatcher {
       // gone
     }
     const known = this.watched.get(p);
+    this.opts.onChange(p, false, st?.isDirectory() === true && known?.ino === st.ino);
     if (st?.isDirectory()) {
       if ((!known || known.ino !== st.ino) && !this.opts.skip?.(p)) {
         void this.walk(p, true).catch((err) => this.opts.onLost(`cannot watch ${p}: ${String(err)}`));

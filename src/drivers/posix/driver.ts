@@ -1363,6 +1363,8 @@ class Posix implements PosixDriver {
       rec.tm = nextTreeTime(rec.tm);
       sp.writeHeld(segs, rec);
       if (segs.length) await sp.propagateHeld(new Map([[keyOf(parent), delta]]));
+      // No event says so: tell the caches that observers feed (the folders above follow).
+      for (const w of this.observers) w.staleAfterWrite(sp.id, [], [keyOf(segs)]);
     });
   }
 

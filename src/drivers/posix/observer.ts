@@ -88,6 +88,8 @@ interface Candidate {
 interface Pending {
   due: number;
   gone?: boolean;
+  /** Every event of it said: a folder still in its place, whose own attributes changed. */
+  inPlace?: boolean;
 }
 
 function unchanged(a: fs.Stats, b: fs.Stats): boolean {
@@ -138,6 +140,8 @@ export class PosixObserver implements Watch {
   private readonly spacesDir: string;
   private readonly tree: TreeWatcher;
   private readonly pending = new Map<string, Pending>();
+  /** The grants version of each space when its root last changed (see {@link tick}). */
+  private readonly grantsVersions = new Map<string, number>();
   private readonly debounceMs: number;
   private readonly settleMs: number;
   private readonly rescanIntervalMs: number;
@@ -164,7 +168,7 @@ export class PosixObserver implements Watch {
     const tree = new TreeWatcher({
       root: this.spacesDir,
       skip: (abs) => this.internal(abs),
-      onChange: (abs, gone) => this.touch(abs, gone),
+      onChange: (abs, gone, inPlace) => this.touch(abs, gone, inPlace),
       onLost: (reason) => this.lost(reason),
     });
     this.tree = tree;
@@ -233,10 +237,14 @@ export class PosixObserver implements Watch {
 
   // ---------------------------------------------------------------- events in
 
-  private touch(abs: string, gone?: boolean): void {
+  private touch(abs: string, gone?: boolean, inPlace?: boolean): void {
     if (this.closed) return;
     const prev = this.pending.get(abs);
-    this.pending.set(abs, { due: Date.now() + this.debounceMs, gone: gone || prev?.gone });
+    this.pending.set(abs, {
+      due: Date.now() + this.debounceMs,
+      gone: gone || prev?.gone,
+      inPlace: inPlace === true && (prev === undefined || prev.inPlace === true),
+    });
     this.schedule(this.debounceMs);
   }
 
@@ -265,37 +273,44 @@ export class PosixObserver implements Watch {
     try {
       // Events of one burst (the two halves of a move) get due times a few ms apart: take them together.
       const now = Date.now() + Math.max(5, this.debounceMs / 2);
-      const bySpace = new Map<string, { keys: Set<string>; gone: Set<string> }>();
-      const roots = new Set<string>();
+      const bySpace = new Map<string, { keys: Set<string>; gone: Set<string>; inPlace: Set<string> }>();
+      const roots = new Map<string, boolean>();
       for (const [abs, p] of this.pending) {
         if (p.due > now) continue;
         this.pending.delete(abs);
         const where = this.locate(abs);
         if (!where) continue;
         if (where.key === '') {
-          // A space root's own xattrs changed (its grants, or the grants version another process
-          // bumped): nothing to assimilate, but caches of the space are stale.
-          roots.add(where.alias);
+          // A space root's own xattrs changed (its tree size, its grants, the grants version
+          // another process bumped): nothing to assimilate, but caches may be stale.
+          roots.set(where.alias, (roots.get(where.alias) ?? true) && p.inPlace === true);
           continue;
         }
         let e = bySpace.get(where.alias);
         if (!e) {
-          e = { keys: new Set(), gone: new Set() };
+          e = { keys: new Set(), gone: new Set(), inPlace: new Set() };
           bySpace.set(where.alias, e);
         }
         e.keys.add(where.key);
         if (p.gone) e.gone.add(where.key);
+        if (p.inPlace) e.inPlace.add(where.key);
       }
-      for (const alias of roots) {
-        if (bySpace.has(alias)) continue; // processing its changes says the space is stale anyway
+      for (const [alias, inPlace] of roots) {
         const sp = await this.host.spaceAt(alias).catch(() => undefined);
-        if (sp) this.opts.onStale?.(sp.id);
+        if (!sp) continue;
+        // Grants are inherited: one changed anywhere in the space (by any process: it bumps the
+        // root's grants version) makes the whole space stale. Else only the root's own attributes
+        // changed, which no listing shows but the root's own answer (never kept).
+        const gv = sp.grantsVersion();
+        const seen = this.grantsVersions.get(sp.id);
+        this.grantsVersions.set(sp.id, gv);
+        if (!inPlace || seen !== gv) this.opts.onStale?.(sp.id);
       }
-      for (const [alias, { keys, gone }] of bySpace) {
+      for (const [alias, { keys, gone, inPlace }] of bySpace) {
         const sp = await this.host.spaceAt(alias).catch(() => undefined);
         if (!sp) continue;
         try {
-          await this.process(sp, [...keys], gone);
+          await this.process(sp, [...keys], gone, undefined, inPlace);
         } catch (err) {
           this.log(`observer: changes in ${alias} failed; rescanning`, err);
           this.lost(`processing changes in ${alias} failed`);
@@ -331,9 +346,11 @@ export class PosixObserver implements Watch {
     keys: string[],
     goneHint: ReadonlySet<string>,
     goneIds?: ReadonlyMap<string, string>,
+    inPlace?: ReadonlySet<string>,
   ): Promise<void> {
     // (a long batch, a rescan's, says the whole space: cheaper for caches than each path)
-    this.opts.onStale?.(sp.id, keys.length <= 1000 ? keys : undefined);
+    if (keys.length <= 1000) this.opts.onStale?.(sp.id, keys, inPlace?.size ? [...inPlace] : undefined);
+    else this.opts.onStale?.(sp.id);
     // Folders above a change that are new to Stowage are announced first, so they come along.
     const all = new Set(keys);
     for (const key of keys) {
@@ -459,8 +476,8 @@ export class PosixObserver implements Watch {
       return;
     }
     const changes: ExternalChange[] = [];
+    const affected = new Set<string>();
     await sp.commit(async (journal) => {
-      const affected = new Set<string>();
       for (const k of deleted) affected.add(parentKeyOf(k));
       for (const c of accepted) affected.add(parentKeyOf(c.key));
       journal.begin({ dirs: [...affected].map(segsOf) });
@@ -473,8 +490,36 @@ export class PosixObserver implements Watch {
         if (change) changes.push(change);
       }
       await this.recount(sp, affected);
+      // A folder moved or removed around Stowage changes what is inherited below its old and new
+      // places: every process's cached grant chains go, as with Stowage's own moves.
+      if (
+        accepted.some((c) => c.st.isDirectory() && (c.rec !== undefined || goneHint.has(c.key))) ||
+        deleted.some((k) => goneHint.has(k))
+      )
+        sp.bumpGrantsVersionHeld();
     });
+    // What was written here (records, the tree sizes and times of the folders above) is stale for
+    // caches from now on; what they read since the report above may predate it.
+    this.staleAfterWrite(sp.id, [...deleted, ...accepted.map((c) => c.key)], affected);
     await this.report(sp, changes, rejected);
+  }
+
+  /**
+   * Tell caches about records written without an event of their own (the observer's recounts, a
+   * listing's repair of a drifted tree size): `keys` changed, the folders `inPlace` only in their
+   * own attributes.
+   */
+  staleAfterWrite(spaceId: string, keys: readonly string[], inPlace: Iterable<string>): void {
+    const folders = [...inPlace];
+    const all = [...keys, ...folders];
+    if (!all.length) return;
+    if (all.length > 1000) this.opts.onStale?.(spaceId);
+    else
+      this.opts.onStale?.(
+        spaceId,
+        all,
+        folders.filter((k) => !keys.includes(k)),
+      );
   }
 
   /** Look at a path again later (still being written, or changed while read). */
