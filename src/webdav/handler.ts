@@ -27,7 +27,7 @@ import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
 import type { StorageProvider } from '../core/provider.js';
 import { formatResourceId } from '../core/refs.js';
-import type { Field, Lock, Reference, ResourceInfo, Space } from '../core/types.js';
+import type { Field, Lock, Reference, ResourceInfo, Space, StatOptions } from '../core/types.js';
 import type { DataPlane } from '../cs3/dataplane.js';
 import { tokenUser, verifyJwt } from '../cs3/jwt.js';
 import {
@@ -45,7 +45,7 @@ import {
   wantsInfo,
 } from '../http/common.js';
 import { type IfList, parseIf, submittedTokens } from './ifheader.js';
-import { type Fill, ListingCache, type ListingCacheOptions } from './listing-cache.js';
+import { type Fill, type Kept, ListingCache, type ListingCacheOptions } from './listing-cache.js';
 import { MetaEndpoints } from './meta.js';
 import {
   emptyProp,
@@ -598,10 +598,12 @@ export class WebDav {
         props.map((p) => [p.ns, p.local]),
         quota ? [quota.used, quota.remaining ?? null] : null,
       ]);
-      const cached = this.listings.get(key, info.etag);
-      if (cached) {
+      const kept = this.listings.get(key, info.etag);
+      const body =
+        kept && (await this.patchListing(t, key, kept, info.etag, statOpts, mode, props, quota, self));
+      if (body) {
         await send(res, head);
-        for (const c of cached) await send(res, c);
+        await send(res, body);
         res.end('</d:multistatus>');
         return;
       }
@@ -632,7 +634,9 @@ export class WebDav {
             // So does one that shows a file with other names (hard links): a change under another
             // name, in another folder, is announced there.
             if ((c.lock || (c.links ?? 1) > 1) && fill) this.listings!.done(fill);
-            await write(this.response(t, c, href, false, mode, props, quota));
+            const r = this.response(t, c, href, false, mode, props, quota);
+            if (fill && depth === 1) this.listings!.entry(fill, c.name, Buffer.byteLength(r));
+            await write(r);
             if (depth > 1 && c.type === 'folder') {
               const cs = [...segs, c.name];
               await walk(this.ref(t, cs), cs, href, depth - 1);
@@ -653,6 +657,44 @@ export class WebDav {
       throw err;
     }
     res.end('</d:multistatus>');
+  }
+
+  /**
+   * A kept listing's children, with those changed since rendered again from a fresh stat each;
+   * undefined when one can no longer be kept (it shows a lock or other names) or its stat failed
+   * other than by being gone: the listing is made anew then.
+   */
+  private async patchListing(
+    t: Target,
+    key: string,
+    kept: Kept,
+    etag: string,
+    statOpts: StatOptions,
+    mode: 'allprop' | 'propname' | 'prop',
+    props: readonly PropName[],
+    quota: { used: number; remaining?: number } | undefined,
+    self: string,
+  ): Promise<Buffer | undefined> {
+    if (!kept.dirty) return kept.body;
+    const base = self.endsWith('/') ? self : `${self}/`;
+    const renders = new Map<string, string | null>();
+    let until = Number.POSITIVE_INFINITY;
+    for (const name of kept.dirty) {
+      const validity = { until: Number.POSITIVE_INFINITY };
+      let c: ResourceInfo;
+      try {
+        c = await t.session.stat(this.ref(t, [...t.segs, name]), { ...statOpts, validity });
+      } catch (err) {
+        if (!StorageError.is(err, 'NOT_FOUND')) return undefined;
+        renders.set(name, null);
+        continue;
+      }
+      if (c.lock || (c.links ?? 1) > 1 || c.name !== name) return undefined;
+      until = Math.min(until, validity.until);
+      const href = `${base}${encodeName(c.name)}${c.type === 'folder' ? '/' : ''}`;
+      renders.set(name, this.response(t, c, href, false, mode, props, quota));
+    }
+    return this.listings!.patch(key, kept, renders, etag, until);
   }
 
   /** One `<d:response>` of a multistatus. */

@@ -15,4 +15,4 @@
 export { createWebDavClientDriver, type WebDavClientDriverOptions } from './client-driver.js';
 export { WebDav, type WebDavOptions } from './handler.js';
 export { type IfCondition, type IfList, parseIf } from './ifheader.js';
-export { type Fill, ListingCache, type ListingCacheOptions } from './listing-cache.js';
+export { type Fill, type Kept, ListingCache, type ListingCacheOptions } from './listing-cache.js';

@@ -8,18 +8,23 @@
  * of time matters only through expiring grants (the provider tells when the first one that
  * counted expires) and lock timeouts (listings that show a lock are not kept).
  *
- * A change at a path changes the listings of the folders above it (a folder's tree size and etag
- * move with any change below it, and each entry shows those of a child), of the path itself, and
- * of everything below it (a folder moved or removed). So a listing whose folder path is known is
- * dropped by a change at, above or below that path; changes elsewhere in its space leave it. A
- * change whose path is not known (a grant: permissions are inherited; the space itself; the
- * observer's long batches) drops the whole space, and a listing whose folder path is not known
- * (reached through a share, or by a user who may not see paths) goes with any change in its
- * space. A listing that was being made while such a change happened is not kept at all. The
- * folder's own etag is compared as well, so changes made by another Stowage process that moved it
- * are seen even without an observer; but edits made around Stowage are only seen through the
- * observer, so enable this only where one runs (as `stowage serve` does) or where nothing writes
- * around Stowage.
+ * A change at a path changes the listing of the path itself, of everything below it (a folder
+ * moved or removed), and one entry in the listing of each folder above it: the child on the way
+ * to the change (a folder's tree size and etag move with any change below it). So a listing whose
+ * folder path is known is dropped by a change at or above that path; a change below it only marks
+ * the child it goes through, which is rendered again from a fresh stat when the listing is next
+ * asked for (entry by entry: a sync client's listing of the folder it just wrote to costs one stat
+ * per changed child, not a listing); changes elsewhere in its space leave it. A change whose path
+ * is not known (a grant: permissions are inherited; the space itself; the observer's long batches)
+ * drops the whole space, and a listing whose folder path is not known (reached through a share, or
+ * by a user who may not see paths) goes with any change in its space. A listing that was being
+ * made while its folder or a folder above changed is not kept at all; one that saw a change below
+ * is kept with that child marked. The folder's own etag is compared as well while no child is
+ * marked, so changes made by another Stowage process that moved it are seen even without an
+ * observer (once a child is marked, the folder's etag is expected to move: only the events say
+ * what changed). Edits made around Stowage are only seen through the observer, and so are changes
+ * by other Stowage processes unless their events reach this one; enable this only where one runs
+ * (as `stowage serve` does) or where nothing writes around Stowage.
  */
 import type { EventBus } from '../core/events.js';
 
@@ -37,7 +42,13 @@ export interface ListingCacheOptions {
 const ENTRY_OVERHEAD = 512;
 
 interface Entry {
-  chunks: Buffer[];
+  /** The children's responses, one after the other. */
+  body: Buffer;
+  /** The children's names in order, and where each one's response ends in `body` (when known). */
+  names: string[] | undefined;
+  ends: number[] | undefined;
+  /** Children to render again (changed since): name -> the generation that marked it. */
+  dirty: Map<string, number> | undefined;
   bytes: number;
   /** The folder's etag when the listing was made. */
   etag: string;
@@ -59,9 +70,34 @@ export interface Fill {
   readonly gen: number;
   chunks: Buffer[] | undefined;
   bytes: number;
-  /** Something it shows changed while it was made: not kept. */
+  /** The children listed so far (see {@link ListingCache.entry}), and where each one's response ends. */
+  names: string[];
+  ends: number[];
+  /** Children that changed while it was made: marked in the listing kept. */
+  dirty: Map<string, number> | undefined;
+  /** Its folder (or one above) changed while it was made: not kept. */
   spoiled: boolean;
 }
+
+/** A kept listing, as {@link ListingCache.get} gives it. */
+export interface Kept {
+  /** The children's responses, as rendered. */
+  readonly body: Buffer;
+  /**
+   * Children that changed since (names in the folder), to render again from a fresh stat and hand
+   * to {@link ListingCache.patch} before `body` is used; absent when there is none.
+   */
+  readonly dirty?: readonly string[];
+}
+
+interface KeptEntry extends Kept {
+  readonly entry: Entry;
+  /** The generation when it was taken: what was marked later is still to do. */
+  readonly gen: number;
+}
+
+/** Children marked in a listing at most (and an eighth of its entries when more): past that it goes. */
+const MAX_DIRTY = 64;
 
 /** Listings of one space: by folder path, and those whose path is not known. */
 interface SpaceEntries {
@@ -96,7 +132,7 @@ export class ListingCache {
   private readonly maxAgeMs: number;
   private readonly maxEntries: number;
   private readonly off: (() => void)[];
-  private counters = { hits: 0, misses: 0, stored: 0 };
+  private counters = { hits: 0, misses: 0, stored: 0, patched: 0 };
 
   constructor(bus: EventBus, opts: ListingCacheOptions = {}) {
     this.maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
@@ -111,12 +147,14 @@ export class ListingCache {
         const leaf = e.kind === 'file' && e.type !== 'moved' && e.type !== 'created';
         this.change(e.storageId, e.spaceId, paths, leaf);
       }),
-      bus.onStale((storageId, spaceId, paths) => this.change(storageId, spaceId, paths, false)),
+      bus.onStale((storageId, spaceId, paths, inPlace) =>
+        this.change(storageId, spaceId, paths, false, inPlace),
+      ),
     ];
   }
 
-  /** Hits, misses and listings kept so far; entries and bytes held now. */
-  stats(): { hits: number; misses: number; stored: number; entries: number; bytes: number } {
+  /** Hits (`patched` of them after rendering changed children again), misses and listings kept so far; entries and bytes held now. */
+  stats(): { hits: number; misses: number; stored: number; patched: number; entries: number; bytes: number } {
     return { ...this.counters, entries: this.entries.size, bytes: this.bytes };
   }
 
@@ -135,14 +173,17 @@ export class ListingCache {
     this.bytes = 0;
   }
 
-  /** The rendered listing of `key`, if it is still good for a folder whose etag is now `etag`. */
-  get(key: string, etag: string): Buffer[] | undefined {
+  /**
+   * The rendered listing of `key`, if it is still good for a folder whose etag is now `etag`, or
+   * good once the children in its `dirty` are rendered again (see {@link patch}).
+   */
+  get(key: string, etag: string): Kept | undefined {
     const e = this.entries.get(key);
     if (!e) {
       this.counters.misses++;
       return undefined;
     }
-    if (e.etag !== etag || e.until <= Date.now() || e.gen < this.everything) {
+    if ((e.etag !== etag && !e.dirty) || e.until <= Date.now() || e.gen < this.everything) {
       this.drop(key, e);
       this.counters.misses++;
       return undefined;
@@ -151,7 +192,95 @@ export class ListingCache {
     this.entries.delete(key);
     this.entries.set(key, e);
     this.counters.hits++;
-    return e.chunks;
+    const kept: KeptEntry = {
+      body: e.body,
+      entry: e,
+      gen: this.gen,
+      ...(e.dirty && { dirty: [...e.dirty.keys()] }),
+    };
+    return kept;
+  }
+
+  /**
+   * A kept listing with its changed children rendered again: `renders` maps each name of its
+   * `dirty` to the child's response now, or to null when the folder no longer shows it (new
+   * children go last). Keeps the result for a folder whose etag is `etag` (unless the listing was
+   * dropped meanwhile; what changed meanwhile stays marked), until `until` at the latest, and
+   * returns the children's responses.
+   */
+  patch(
+    key: string,
+    kept: Kept,
+    renders: ReadonlyMap<string, string | null>,
+    etag: string,
+    until: number,
+  ): Buffer {
+    const { entry: e, gen } = kept as KeptEntry;
+    const names: string[] = [];
+    const ends: number[] = [];
+    const parts: Buffer[] = [];
+    let pos = 0;
+    if (e.names && e.ends) {
+      let run = -1; // start in e.body of the unchanged responses being gathered
+      let start = 0;
+      for (let i = 0; i < e.names.length; i++) {
+        const name = e.names[i]!;
+        const end = e.ends[i]!;
+        const r = renders.get(name);
+        if (r === undefined) {
+          if (run < 0) run = start;
+          pos += end - start;
+          names.push(name);
+          ends.push(pos);
+        } else {
+          if (run >= 0) parts.push(e.body.subarray(run, start));
+          run = -1;
+          if (r !== null) {
+            const b = Buffer.from(r);
+            parts.push(b);
+            pos += b.length;
+            names.push(name);
+            ends.push(pos);
+          }
+        }
+        start = end;
+      }
+      if (run >= 0) parts.push(e.body.subarray(run, start));
+    }
+    const known = new Set(e.names);
+    for (const [name, r] of renders) {
+      if (r === null || known.has(name)) continue;
+      const b = Buffer.from(r);
+      parts.push(b);
+      pos += b.length;
+      names.push(name);
+      ends.push(pos);
+    }
+    const body = Buffer.concat(parts, pos);
+    this.counters.patched++;
+    if (this.entries.get(key) !== e || !e.names) return body;
+    let dirty: Map<string, number> | undefined;
+    for (const [name, g] of e.dirty ?? []) {
+      if (g <= gen && renders.has(name)) continue;
+      dirty ??= new Map();
+      dirty.set(name, g);
+    }
+    this.drop(key, e);
+    this.store(
+      key,
+      {
+        ...e,
+        body,
+        names,
+        ends,
+        dirty,
+        bytes: pos + 8 * names.length + ENTRY_OVERHEAD + 2 * key.length,
+        etag,
+        until: Math.min(e.until, until),
+      },
+      true,
+    );
+    return body;
   }
 
   /**
@@ -173,6 +302,9 @@ export class ListingCache {
       gen: this.gen,
       chunks: [],
       bytes: 0,
+      names: [],
+      ends: [],
+      dirty: undefined,
       spoiled: false,
     };
     // A change between the stat and now (a move: the path is no longer the folder's) is not seen by the fill.
@@ -208,45 +340,64 @@ export class ListingCache {
   }
 
   /**
+   * Say that the next child's response (`bytes` long, added with {@link add} before or after) is
+   * that of `name`: a listing that says so for every child can be patched entry by entry later;
+   * one that does not is dropped by any change in it.
+   */
+  entry(fill: Fill, name: string, bytes: number): void {
+    if (!fill.chunks) return;
+    fill.names.push(name);
+    fill.ends.push((fill.ends.at(-1) ?? 0) + bytes);
+  }
+
+  /**
    * End a listing being made. With `until` (it is complete), keep it unless its space changed
    * while it was made; `until` bounds how long it holds (a grant it depends on expires). Without,
    * drop it (the request failed).
    */
   done(fill: Fill, until?: number): void {
-    const chunks = fill.chunks;
-    const bytes = fill.bytes;
+    const { chunks, bytes, names, ends } = fill;
     this.giveUp(fill);
     const set = this.fills.get(fill.space);
     if (set?.delete(fill) && set.size === 0) this.fills.delete(fill.space);
     if (!chunks || until === undefined || fill.spoiled || fill.gen < this.everything) return;
+    // Patchable when every child said where its response ends, and they account for every byte.
+    const placed = fill.path !== undefined && (ends.at(-1) ?? 0) === bytes;
+    if (!placed && fill.dirty) return;
     const old = this.entries.get(fill.key);
     if (old) this.drop(fill.key, old);
-    const e: Entry = {
-      chunks,
-      bytes: bytes + ENTRY_OVERHEAD + 2 * fill.key.length,
+    this.store(fill.key, {
+      body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes),
+      names: placed ? names : undefined,
+      ends: placed ? ends : undefined,
+      dirty: fill.dirty,
+      bytes: bytes + (placed ? 8 * names.length : 0) + ENTRY_OVERHEAD + 2 * fill.key.length,
       etag: fill.etag,
       gen: fill.gen,
       until: Math.min(until, Date.now() + this.maxAgeMs),
       space: fill.space,
       path: fill.path,
-    };
-    this.entries.set(fill.key, e);
+    });
+  }
+
+  private store(key: string, e: Entry, patched = false): void {
+    this.entries.set(key, e);
     let sp = this.bySpace.get(e.space);
     if (!sp) {
       sp = { byPath: new Map(), unplaced: new Set() };
       this.bySpace.set(e.space, sp);
     }
-    if (e.path === undefined) sp.unplaced.add(fill.key);
+    if (e.path === undefined) sp.unplaced.add(key);
     else {
       let keys = sp.byPath.get(e.path);
       if (!keys) {
         keys = new Set();
         sp.byPath.set(e.path, keys);
       }
-      keys.add(fill.key);
+      keys.add(key);
     }
     this.bytes += e.bytes;
-    this.counters.stored++;
+    if (!patched) this.counters.stored++;
     for (const [k, v] of this.entries) {
       if (this.bytes <= this.maxBytes && this.entries.size <= this.maxEntries) break;
       this.drop(k, v);
@@ -257,13 +408,22 @@ export class ListingCache {
     this.filling -= fill.bytes;
     fill.chunks = undefined;
     fill.bytes = 0;
+    fill.names = [];
+    fill.ends = [];
   }
 
   /**
    * Something changed in a space: at `paths` (and below them) when given, else anywhere in it.
-   * `leaf`: the paths are files (nothing below them to look for).
+   * `leaf`: the paths are files (nothing below them to look for); `inPlace`: those of the paths
+   * that are folders still in place, whose own attributes alone changed (their listings stay).
    */
-  private change(storageId: string, spaceId?: string, paths?: readonly string[], leaf = false): void {
+  private change(
+    storageId: string,
+    spaceId?: string,
+    paths?: readonly string[],
+    leaf = false,
+    inPlace?: readonly string[],
+  ): void {
     ++this.gen;
     if (spaceId === undefined) {
       // Anything in a storage: rare (lost events); drop everything rather than track storages.
@@ -275,8 +435,19 @@ export class ListingCache {
     this.lastChange.set(space, this.gen);
     if (this.lastChange.size > 100_000) this.lastChange.delete(this.lastChange.keys().next().value!);
     const keys = paths?.map(pathKey);
+    const still = inPlace?.length ? new Set(inPlace.map(pathKey)) : undefined;
     for (const f of this.fills.get(space) ?? []) {
-      if (!keys || f.path === undefined || keys.some((k) => related(f.path!, k))) f.spoiled = true;
+      if (!keys || f.path === undefined) {
+        f.spoiled = true;
+        continue;
+      }
+      for (const k of keys) {
+        const child = childOn(f.path, k);
+        if (child !== undefined) {
+          f.dirty ??= new Map();
+          f.dirty.set(child, this.gen);
+        } else if (related(f.path, k) && !still?.has(k)) f.spoiled = true;
+      }
     }
     const sp = this.bySpace.get(space);
     if (!sp) return;
@@ -286,15 +457,40 @@ export class ListingCache {
     }
     this.dropAll(sp.unplaced);
     for (const k of keys) {
-      // The path itself and every folder above it.
-      for (let p: string | undefined = k; p !== undefined; p = parentOf(p)) {
+      // The path itself, unless only its own attributes changed (what is below it stays then).
+      if (still?.has(k)) {
+        for (let p = parentOf(k); p !== undefined; p = parentOf(p)) {
+          const set = sp.byPath.get(p);
+          if (set) this.markAll(set, childOn(p, k)!);
+        }
+        continue;
+      }
+      const at = sp.byPath.get(k);
+      if (at) this.dropAll(at);
+      // Every folder above it: the child on the way to it.
+      for (let p = parentOf(k); p !== undefined; p = parentOf(p)) {
         const set = sp.byPath.get(p);
-        if (set) this.dropAll(set);
+        if (set) this.markAll(set, childOn(p, k)!);
       }
       // Everything below it, when it may be a folder.
       if (!leaf) {
         for (const [p, set] of sp.byPath) if (k === '' || p.startsWith(`${k}/`)) this.dropAll(set);
       }
+    }
+  }
+
+  /** Mark `child` in the listings `keys`; those that cannot be patched, or hold too many marks, go. */
+  private markAll(keys: Set<string>, child: string): void {
+    for (const k of [...keys]) {
+      const e = this.entries.get(k);
+      if (!e) continue;
+      if (!e.names) {
+        this.drop(k, e);
+        continue;
+      }
+      e.dirty ??= new Map();
+      e.dirty.set(child, this.gen);
+      if (e.dirty.size > Math.max(MAX_DIRTY, e.names.length >> 3)) this.drop(k, e);
     }
   }
 
@@ -326,6 +522,20 @@ function parentOf(p: string): string | undefined {
   if (p === '') return undefined;
   const i = p.lastIndexOf('/');
   return i < 0 ? '' : p.slice(0, i);
+}
+
+/** The child of `folder` on the way to `changed` (a path strictly below it), else undefined. */
+function childOn(folder: string, changed: string): string | undefined {
+  let rest: string;
+  if (folder === '') {
+    if (changed === '') return undefined;
+    rest = changed;
+  } else {
+    if (!changed.startsWith(`${folder}/`)) return undefined;
+    rest = changed.slice(folder.length + 1);
+  }
+  const i = rest.indexOf('/');
+  return i < 0 ? rest : rest.slice(0, i);
 }
 
 /** Whether a change at `changed` may change the listing of folder `folder`: at, above or below it. */

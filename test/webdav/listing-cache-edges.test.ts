@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
-import { formatResourceId, StorageProvider } from '../../src/index.js';
+import { formatResourceId, fromLetters, ROLES, StorageProvider } from '../../src/index.js';
 import { type DavEnv, type KeptAndPlain, startKeptAndPlain } from './server.js';
 
 let pair: KeptAndPlain;
@@ -148,6 +148,42 @@ describe('kept listings at their edges', () => {
     await ann.setMetadata({ space, path: 'r2/f.txt' }, { '{urn:x}tag': 'new' });
     await settled();
     expect(await ask(env.url)).toBe(await ask(`http://${plain.httpAddress}`));
+  });
+});
+
+describe('kept listings and another Stowage process (no shared events)', () => {
+  it('a grant it changes on the space root: the listings in the space, kept with their children marked, go', async () => {
+    const ann = await env.provider.as('ann');
+    await ann.mkdir({ space, path: 'g1/sub' }, { parents: true });
+    await ann.write({ space, path: 'g1/sub/f.txt' }, Buffer.from('f'));
+    await ann.write({ space, path: 'g1/sub/e.txt' }, Buffer.from('e'));
+    await settled();
+    const url = `/dav/spaces/${space}/g1/sub/`;
+    await same(url, 'bob');
+    await warm(url, 'bob');
+    // A change below the kept listing (its child marked), and then bob's grant on the root made
+    // smaller by another process: the root keeps its inode, so the observer sees it "in place";
+    // the space's grants version says what happened.
+    await ann.write({ space, path: 'g1/sub/f.txt' }, Buffer.from('changed'));
+    const { createPosixDriver } = await import('../../src/drivers/posix/index.js');
+    const other = new StorageProvider({
+      drivers: await createPosixDriver({ root: path.join(env.root, 'data') }),
+    });
+    const bob = (role: 'viewer' | 'editor') => ({
+      grantee: { type: 'user' as const, id: 'u-bob' },
+      permissions: fromLetters(ROLES[role]),
+    });
+    try {
+      await other.setGrant({ space, path: '' }, bob('viewer'));
+      await settled();
+      const after = await pf(env.url, url, 'bob');
+      expect(after).toBe(await pf(`http://${plain.httpAddress}`, url, 'bob'));
+      expect(after).not.toMatch(/<oc:permissions>[^<]*W/);
+    } finally {
+      await other.setGrant({ space, path: '' }, bob('editor'));
+      await other.close();
+      await settled();
+    }
   });
 });
 

@@ -99,6 +99,42 @@ describe('webdav: kept listings', () => {
     expect(names(await propfind('/remote.php/webdav/quiet/', 'ann'))).toEqual(['', 'q.txt', 'q2.txt']);
   });
 
+  it('patches the listing of a folder a client just wrote to, and those above it, one child each', async () => {
+    await put('/remote.php/webdav/sync/top.txt', 'ann', 'top');
+    for (const n of ['a.txt', 'b.txt', 'c.txt']) await put(`/remote.php/webdav/sync/in/${n}`, 'ann', n);
+    await settled();
+    const warm = async (url: string) => {
+      await propfind(url, 'ann');
+      return propfind(url, 'ann');
+    };
+    const inner = await warm('/remote.php/webdav/sync/in/');
+    const outer = await warm('/remote.php/webdav/sync/');
+    // Written, replaced and removed: through WebDAV, then around Stowage.
+    await put('/remote.php/webdav/sync/in/d.txt', 'ann', 'new one');
+    await put('/remote.php/webdav/sync/in/a.txt', 'ann', 'a, longer now');
+    const del = await fetch(`${env.url}/remote.php/webdav/sync/in/b.txt`, {
+      method: 'DELETE',
+      headers: { authorization: env.basic('ann') },
+    });
+    expect(del.status).toBe(204);
+    const ann = await env.provider.as('ann');
+    const dir = await env.driver.spacePath((await ann.personalSpace()).id);
+    fs.writeFileSync(path.join(dir, 'sync/in/e.txt'), 'written around');
+    await settled();
+    const before = stats();
+    const now = await propfind('/remote.php/webdav/sync/in/', 'ann');
+    const above = await propfind('/remote.php/webdav/sync/', 'ann');
+    expect(stats()).toMatchObject({ hits: before.hits + 2, patched: before.patched + 2 });
+    expect(names(now)).toEqual(['', 'a.txt', 'c.txt', 'd.txt', 'e.txt']);
+    expect(now).toContain('<d:getcontentlength>13</d:getcontentlength>'); // a.txt
+    expect(now).toContain('<d:getcontentlength>14</d:getcontentlength>'); // e.txt, with an id
+    expect(now).not.toBe(inner);
+    expect(above).not.toBe(outer); // the size and etag of in/
+    // Once patched, kept as it is.
+    expect(await propfind('/remote.php/webdav/sync/in/', 'ann')).toBe(now);
+    expect(stats().patched).toBe(before.patched + 2);
+  });
+
   it('shows a WebDAV upload, an API change and a deletion at once', async () => {
     await put('/remote.php/webdav/doors/one.txt', 'ann', 'one');
     await settled();
@@ -249,7 +285,7 @@ describe('ListingCache', () => {
     const g = fill(c, 'k');
     bus.emit(event('other space'));
     c.done(g, Number.POSITIVE_INFINITY);
-    expect(c.get('k', 'etag-1')?.toString()).toBe('x');
+    expect(c.get('k', 'etag-1')?.body.toString()).toBe('x');
     expect(c.get('k', 'etag-2')).toBeUndefined(); // the folder's etag moved
     c.close();
   });
@@ -292,11 +328,11 @@ describe('ListingCache', () => {
     c.add(f, pooled);
     expect(f.chunks![0]!.buffer.byteLength).toBe(5);
     c.done(f, Number.POSITIVE_INFINITY);
-    expect(c.get('pooled', 'etag-1')?.toString()).toBe('small');
+    expect(c.get('pooled', 'etag-1')?.body.toString()).toBe('small');
     c.close();
   });
 
-  it('drops the listings at, above and below a change, and keeps those elsewhere in the space', () => {
+  it('drops the listings at, above and below a change (when it cannot patch them), and keeps those elsewhere in the space', () => {
     const bus = new EventBus();
     const c = new ListingCache(bus);
     const keep = (key: string, path: string | undefined, space = 'p') => {
@@ -341,13 +377,96 @@ describe('ListingCache', () => {
     bus.stale('s', 'p'); // no paths: the whole space
     expect(kept()).toEqual(['other']);
 
-    // A listing being made is not kept when something it shows changed meanwhile; otherwise it is.
+    // A listing being made is not kept when something it shows changed meanwhile (and it cannot
+    // say which child: it did not tell where each one's response ends); otherwise it is.
     const f1 = c.begin('f1', 's', 'p', 'etag-1', '/a');
+    c.add(f1, Buffer.from('f1'));
     const f2 = c.begin('f2', 's', 'p', 'etag-1', '/d');
     const f3 = c.begin('f3', 's', 'p', 'etag-1');
     at('/a/x.txt');
     for (const f of [f1, f2, f3]) c.done(f, Number.POSITIVE_INFINITY);
     expect(['f1', 'f2', 'f3'].filter((k) => c.get(k, 'etag-1'))).toEqual(['f2']);
+    c.close();
+  });
+
+  it('marks the child on the way to a change in the listings above it, and patches them entry by entry', () => {
+    const bus = new EventBus();
+    const c = new ListingCache(bus);
+    /** A listing of folder `path` with one response per child, each `<name>` (told where it ends). */
+    const keep = (key: string, path: string, children: string[], etag = 'etag-1') => {
+      const f = c.begin(key, 's', 'p', etag, path);
+      for (const name of children) {
+        const r = `<${name}>`;
+        c.entry(f, name, Buffer.byteLength(r));
+        c.add(f, Buffer.from(r));
+      }
+      c.done(f, Number.POSITIVE_INFINITY);
+    };
+    const at = (path: string, extra: Partial<Parameters<EventBus['emit']>[0]> = {}) =>
+      bus.emit({ ...event('p'), path, kind: 'file', ...extra });
+    keep('root', '/', ['a', 'd', 'é']);
+    keep('a', '/a', ['b', 'x.txt', 'y.txt']);
+    keep('ab', '/a/b', ['c']);
+
+    at('/a/b/new.txt'); // below root, a and a/b: in each listing, the child on the way is marked
+    expect(c.get('ab', 'etag-2')?.dirty).toEqual(['new.txt']);
+    const root = c.get('root', 'etag-2')!; // the folder's etag moved: expected, with a child marked
+    expect(root.dirty).toEqual(['a']);
+    expect(c.get('a', 'etag-2')?.dirty).toEqual(['b']);
+
+    // Rendered again: changed in place, gone, and a new child (last); the rest as it was.
+    const body = c.patch('root', root, new Map([['a', '<A>']]), 'etag-2', Number.POSITIVE_INFINITY);
+    expect(body.toString()).toBe('<A><d><é>');
+    const clean = c.get('root', 'etag-2')!;
+    expect(clean.dirty).toBeUndefined();
+    expect(clean.body.toString()).toBe('<A><d><é>');
+    expect(c.get('root', 'etag-3')).toBeUndefined(); // no child marked: the etag counts again
+
+    keep('a', '/a', ['b', 'x.txt', 'y.txt']);
+    at('/a/x.txt', { type: 'trashed' });
+    at('/a/z.txt', { type: 'created' });
+    const a = c.get('a', 'etag-2')!;
+    expect(a.dirty).toEqual(['x.txt', 'z.txt']);
+    // A change after the get stays marked in what is kept: the next get renders it again.
+    at('/a/y.txt');
+    const patched = c.patch(
+      'a',
+      a,
+      new Map([
+        ['x.txt', null],
+        ['z.txt', '<z.txt>'],
+      ]),
+      'etag-2',
+      Number.POSITIVE_INFINITY,
+    );
+    expect(patched.toString()).toBe('<b><y.txt><z.txt>');
+    const again = c.get('a', 'etag-3')!;
+    expect(again.dirty).toEqual(['y.txt']);
+    expect(c.patch('a', again, new Map([['y.txt', '<Y>']]), 'etag-3', 0).toString()).toBe('<b><Y><z.txt>');
+    expect(c.get('a', 'etag-3')).toBeUndefined(); // kept until 0: a grant a new child showed under expired
+
+    // Too many children marked (more than 64, and an eighth of the listing): the listing goes.
+    keep(
+      'big',
+      '/big',
+      Array.from({ length: 100 }, (_, i) => `f${i}`),
+    );
+    for (let i = 0; i < 64; i++) at(`/big/f${i}`);
+    expect(c.get('big', 'etag-1')?.dirty).toHaveLength(64);
+    at('/big/f64');
+    expect(c.get('big', 'etag-1')).toBeUndefined();
+
+    // The observer's paths: a folder still in place (only its own attributes changed) keeps its
+    // listing and what is below it; it is marked in the listing above it.
+    keep('root', '/', ['a', 'd']);
+    keep('a', '/a', ['b']);
+    keep('ab', '/a/b', ['c']);
+    bus.stale('s', 'p', ['a/b', 'a'], ['a/b', 'a']);
+    expect(c.get('ab', 'etag-1')?.dirty).toBeUndefined();
+    expect(c.get('a', 'etag-1')?.dirty).toEqual(['b']);
+    expect(c.get('root', 'etag-1')?.dirty).toEqual(['a']);
+    bus.stale('s', 'p', ['a/b']); // not in place (replaced, moved): its listing goes
+    expect(c.get('ab', 'etag-1')).toBeUndefined();
     c.close();
   });
 
