@@ -34,6 +34,8 @@ type Job =
       concurrency: number;
       /** PUT 4 KiB files here, one at a time, all the while (another folder of the same space). */
       busy?: string;
+      /** Before each PROPFIND, PUT a 4 KiB file into the listed folder (one of 20 names, replaced in turn). */
+      touch?: boolean;
     }
   | {
       kind: 'puts';
@@ -92,12 +94,21 @@ if (!isMainThread && workerData?.davJob) {
   };
   let ms: number;
   if (job.kind === 'propfind') {
-    const one = async () =>
+    const touchBody = randomBytes(4096);
+    let touches = 0;
+    const one = async () => {
+      if (job.touch)
+        expect(
+          await request('PUT', `${job.url}touched-${touches++ % 20}.bin`, {}, touchBody),
+          [200, 201, 204],
+          'PUT',
+        );
       expect(
         await request('PROPFIND', job.url, { depth: '1', 'content-type': 'application/xml' }, PROPFIND_BODY),
         [207],
         'PROPFIND',
       );
+    };
     await one(); // connect, warm up
     let writing = job.busy !== undefined;
     const busy = (async () => {
@@ -297,6 +308,32 @@ export async function benchWebdav(
           1 / ratio >= 2,
         );
       }
+      // What a sync client does after an upload: PUT a file into the folder, then list it. The
+      // kept listing has the child marked and renders it again; Apache lists the folder again.
+      const before = server.webdav?.listingCacheStats();
+      const touched = (url: string) => () =>
+        fromWorker({
+          kind: 'propfind',
+          url: `${url}/${folder}/`,
+          auth,
+          requests,
+          concurrency: 2,
+          touch: true,
+        });
+      const [a, s, ratio] = await ab(5, touched(apache.url), touched(ours));
+      row(
+        `PUT of a 4 KiB file into a folder of ${n.toLocaleString('en')} files, then PROPFIND Depth 1 of it, pairs/s (Apache mod_dav_fs vs Stowage)`,
+        rps(a),
+        rps(s),
+        1 / ratio,
+        'measure',
+        true,
+      );
+      const after = server.webdav?.listingCacheStats();
+      if (before && after)
+        console.log(
+          `  (meanwhile: ${after.hits - before.hits} hits, ${after.patched - before.patched} of them patched, ${after.misses - before.misses} misses)`,
+        );
     }
     const kept = server.webdav?.listingCacheStats();
     if (kept) console.log(`  (kept listings: ${kept.hits} hits, ${kept.misses} misses)`);
