@@ -364,6 +364,9 @@ export class StorageProvider {
       if (!this.isOwner(facts)) throw new Hidden();
       a = { info: await driver.stat(node, opts), inherited: [], perms: OWNER, facts };
     }
+    // (for caches: when this answer, hidden or not, could change by a grant expiring)
+    if (opts?.validity && this.principal)
+      opts.validity.until = expiryAfter(Date.now(), [...a.inherited, a.info.grants ?? []]);
     if (!a.perms.stat) throw new Hidden();
     if (facts.disabled) {
       if (this.principal && !this.principal.admin && !manages(a.perms)) throw new Hidden();
@@ -815,7 +818,6 @@ export class StorageProvider {
       return info;
     }
     const a = await this.access(driver, node, opts);
-    if (opts?.validity) opts.validity.until = expiryAfter(Date.now(), [...a.inherited, a.info.grants ?? []]);
     return this.present(a.info, a.perms, opts);
   }
 
@@ -1687,10 +1689,11 @@ function deniesTo(principal: Principal, grants: readonly Grant[], now = Date.now
 }
 
 /**
- * Permissions on a node from those it inherits and its own grants: a deny, here or inherited,
- * leaves none (a grant below a deny does not lift it); else the union.
+ * Permissions on a node from those it inherits and its own grants: an owner's stay whole; a deny,
+ * here or inherited, leaves none (a grant below a deny does not lift it); else the union.
  */
 function applyOwnGrants(principal: Principal, inherited: Permissions, own: readonly Grant[]): Permissions {
+  if (inherited === OWNER) return OWNER; // an owner's, whatever grants say (as stat has it)
   if (inherited === DENIED || deniesTo(principal, own)) return DENIED;
   const extra = effectivePermissions(principal, [own]);
   const out = { ...inherited };

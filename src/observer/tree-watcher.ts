@@ -43,8 +43,18 @@ export interface TreeWatcherOptions {
 interface Watched {
   w: fs.FSWatcher;
   ino: number;
+  /**
+   * Its birth time: a folder removed and made again (`rm -rf d; cp -a backup/d .`) often gets
+   * the same inode number back, and only this tells the two apart.
+   */
+  birth: number;
   /** Names of watched sub-folders (absent while there are none). */
   kids?: Set<string>;
+}
+
+/** Whether a watched folder is the one now at its place (inode and birth time). */
+function same(w: { ino: number; birth: number }, st: fs.Stats): boolean {
+  return w.ino === st.ino && w.birth === st.birthtimeMs;
 }
 
 /** The kernel's inotify queue length (events beyond it are dropped). */
@@ -135,7 +145,7 @@ export class TreeWatcher {
     if (!st.isDirectory()) return false;
     const old = this.watched.get(dir);
     if (old) {
-      if (old.ino === st.ino) return true;
+      if (same(old, st)) return true;
       this.drop(dir); // replaced by another folder of the same name
     }
     let w: fs.FSWatcher;
@@ -155,7 +165,7 @@ export class TreeWatcher {
       // Watch it again if it is still there (the caller's rescan covers the gap).
       void this.walk(dir, true);
     });
-    this.watched.set(dir, { w, ino: st.ino });
+    this.watched.set(dir, { w, ino: st.ino, birth: st.birthtimeMs });
     const parent = this.watched.get(path.dirname(dir));
     if (parent && dir !== this.opts.root) {
       parent.kids ??= new Set();
@@ -191,12 +201,12 @@ export class TreeWatcher {
     } catch {
       // gone
     }
-    if (!here?.isDirectory() || (e && here.ino !== e.ino)) {
+    if (!here?.isDirectory() || (e && !same(e, here))) {
       this.drop(dir);
       this.opts.onChange(dir, true);
       return;
     }
-    // From here on the folder itself is still there, with the inode it was watched with.
+    // From here on the folder itself is still there: the one that was watched.
     const self = e !== undefined;
     if (name === null || name === undefined) {
       this.opts.onChange(dir, false, self);
@@ -217,9 +227,9 @@ export class TreeWatcher {
       // gone
     }
     const known = this.watched.get(p);
-    this.opts.onChange(p, false, st?.isDirectory() === true && known?.ino === st.ino);
+    this.opts.onChange(p, false, st?.isDirectory() === true && known !== undefined && same(known, st));
     if (st?.isDirectory()) {
-      if ((!known || known.ino !== st.ino) && !this.opts.skip?.(p)) {
+      if ((!known || !same(known, st)) && !this.opts.skip?.(p)) {
         void this.walk(p, true).catch((err) => this.opts.onLost(`cannot watch ${p}: ${String(err)}`));
       }
     } else if (known) {

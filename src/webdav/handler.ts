@@ -687,6 +687,7 @@ export class WebDav {
       } catch (err) {
         if (!StorageError.is(err, 'NOT_FOUND')) return undefined;
         renders.set(name, null);
+        until = Math.min(until, validity.until); // hidden by a grant that expires: shown again then
         continue;
       }
       if (c.lock || (c.links ?? 1) > 1 || c.name !== name) return undefined;

@@ -446,6 +446,7 @@ export class ListingCache {
         if (child !== undefined) {
           f.dirty ??= new Map();
           f.dirty.set(child, this.gen);
+          if (f.dirty.size > MAX_DIRTY) f.spoiled = true; // (made anew next time is cheaper)
         } else if (related(f.path, k) && !still?.has(k)) f.spoiled = true;
       }
     }

@@ -37,7 +37,7 @@ import { ParallelChecksums } from '../../core/parallel-checksums.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Checksums, ResourceInfo } from '../../core/types.js';
 import { TreeWatcher } from '../../observer/tree-watcher.js';
-import { checksumsValid, type NodeRecord, XATTR_PREFIX } from './record.js';
+import { checksumsValid, type NodeRecord, XATTR_GRANTS, XATTR_PREFIX } from './record.js';
 import { depth, keyOf, type PosixSpace, parentKeyOf, sameFile, segsOf } from './space.js';
 
 /** On a space root: start (ms) of the last complete scan; nodes with an older ctime are unchanged. */
@@ -142,6 +142,8 @@ export class PosixObserver implements Watch {
   private readonly pending = new Map<string, Pending>();
   /** The grants version of each space when its root last changed (see {@link tick}). */
   private readonly grantsVersions = new Map<string, number>();
+  /** The grants document of folders with grants last reported in place (see {@link grantsUnchanged}). */
+  private readonly grantsSeen = new Map<string, string>();
   private readonly debounceMs: number;
   private readonly settleMs: number;
   private readonly rescanIntervalMs: number;
@@ -304,7 +306,7 @@ export class PosixObserver implements Watch {
         const gv = sp.grantsVersion();
         const seen = this.grantsVersions.get(sp.id);
         this.grantsVersions.set(sp.id, gv);
-        if (!inPlace || seen !== gv) this.opts.onStale?.(sp.id);
+        if (!inPlace || seen !== gv || !(await this.grantsUnchanged(sp, ''))) this.opts.onStale?.(sp.id);
       }
       for (const [alias, { keys, gone, inPlace }] of bySpace) {
         const sp = await this.host.spaceAt(alias).catch(() => undefined);
@@ -349,8 +351,13 @@ export class PosixObserver implements Watch {
     inPlace?: ReadonlySet<string>,
   ): Promise<void> {
     // (a long batch, a rescan's, says the whole space: cheaper for caches than each path)
-    if (keys.length <= 1000) this.opts.onStale?.(sp.id, keys, inPlace?.size ? [...inPlace] : undefined);
-    else this.opts.onStale?.(sp.id);
+    if (keys.length <= 1000) {
+      // A folder whose grants were edited by hand (no grants version bumped) is not "in place":
+      // what is below it inherits them.
+      const still: string[] = [];
+      for (const k of inPlace ?? []) if (await this.grantsUnchanged(sp, k)) still.push(k);
+      this.opts.onStale?.(sp.id, keys, still.length ? still : undefined);
+    } else this.opts.onStale?.(sp.id);
     // Folders above a change that are new to Stowage are announced first, so they come along.
     const all = new Set(keys);
     for (const key of keys) {
@@ -370,6 +377,7 @@ export class PosixObserver implements Watch {
     const present: Candidate[] = [];
     const gone: string[] = [];
     let wait = 0;
+    let linked = false;
     for (const key of keys) {
       const segs = segsOf(key);
       let st: fs.Stats;
@@ -380,6 +388,7 @@ export class PosixObserver implements Watch {
         continue;
       }
       if (!(st.isFile() || st.isDirectory())) continue; // symlinks and special files are never followed
+      if (st.isFile() && st.nlink > 1) linked = true;
       if (st.isFile()) {
         const quiet = now - Math.max(st.mtimeMs, st.ctimeMs);
         if (quiet < this.settleMs) {
@@ -391,6 +400,10 @@ export class PosixObserver implements Watch {
       if (await this.consistent(sp, segs, key, st)) continue;
       present.push({ key, segs, st });
     }
+    // A file with more names (a hard link): a change under one name shows under the others, in
+    // folders no event names; caches of the space go whole (this one's listings then show the
+    // file's other names, and are not kept).
+    if (linked) this.opts.onStale?.(sp.id);
     // A file that waits to settle may be where a path that disappeared went (a rename moves the
     // ctime): the disappearance waits with it, so the two are seen together, as a move.
     if (wait > 0 && gone.length) {
@@ -502,6 +515,37 @@ export class PosixObserver implements Watch {
     // caches from now on; what they read since the report above may predate it.
     this.staleAfterWrite(sp.id, [...deleted, ...accepted.map((c) => c.key)], affected);
     await this.report(sp, changes, rejected);
+  }
+
+  /**
+   * Whether the grants of the folder at `key` are those it had when last looked at here (a folder
+   * without grants, never seen with any, counts as unchanged). Grants edited by hand do not bump
+   * the space's grants version; this catches them for folders reported in place.
+   */
+  private async grantsUnchanged(sp: PosixSpace, key: string): Promise<boolean> {
+    const segs = segsOf(key);
+    let now = '';
+    try {
+      const rec = sp.recordHeld(segs);
+      if (rec?.g) {
+        const raw = await sp.readDocument(
+          sp.abs(segs),
+          XATTR_GRANTS,
+          sp.grantsSidecar(rec.id),
+          rec.g,
+          (r) => r.g,
+        );
+        now = raw ? raw.toString('utf8') : '';
+      }
+    } catch {
+      return false;
+    }
+    const k = `${sp.id}\u0000${key}`;
+    const before = this.grantsSeen.get(k);
+    if (before === undefined && now === '') return true;
+    if (this.grantsSeen.size >= 10_000) this.grantsSeen.clear();
+    this.grantsSeen.set(k, now);
+    return before === now;
   }
 
   /**
