@@ -2596,7 +2596,7 @@ class Posix implements PosixDriver {
   /** Grants stored on a node (inline or sidecar), expired ones left out. */
   private async readGrants(sp: PosixSpace, abs: string, rec: NodeRecord): Promise<Grant[]> {
     if (!rec.g) return [];
-    const raw = await sp.readDocument(abs, XATTR_GRANTS, sp.grantsSidecar(rec.id), rec.g, (r) => r.g);
+    const raw = await sp.readGrantsDocument(abs, rec);
     if (!raw) return [];
     // Fail closed: grants that cannot be read may have held a deny.
     const unreadable = () =>

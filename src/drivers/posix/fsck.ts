@@ -13,7 +13,7 @@ import { nextTreeTime } from '../../core/etag.js';
 import { decodeGrant } from '../../core/permissions.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Native } from './native.js';
-import { checksumsValid, encodeRecord, type NodeRecord, XATTR_GRANTS, XATTR_NODE } from './record.js';
+import { checksumsValid, encodeRecord, type NodeRecord, XATTR_NODE } from './record.js';
 import { keyOf, type PosixSpace, segsOf } from './space.js';
 
 /** Kinds of problems fsck finds. */
@@ -244,13 +244,7 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
 
 async function grantsReadable(sp: PosixSpace, segs: string[], rec: NodeRecord): Promise<boolean> {
   try {
-    const raw = await sp.readDocument(
-      sp.abs(segs),
-      XATTR_GRANTS,
-      sp.grantsSidecar(rec.id),
-      rec.g,
-      (r) => r.g,
-    );
+    const raw = await sp.readGrantsDocument(sp.abs(segs), rec);
     if (!raw) return true;
     const stored: unknown = JSON.parse(raw.toString('utf8'));
     return Array.isArray(stored) && stored.every((g) => decodeGrant(g) !== undefined);

@@ -37,7 +37,7 @@ import { ParallelChecksums } from '../../core/parallel-checksums.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Checksums, ResourceInfo } from '../../core/types.js';
 import { TreeWatcher } from '../../observer/tree-watcher.js';
-import { checksumsValid, type NodeRecord, XATTR_GRANTS, XATTR_PREFIX } from './record.js';
+import { checksumsValid, type NodeRecord, XATTR_PREFIX } from './record.js';
 import { depth, keyOf, type PosixSpace, parentKeyOf, sameFile, segsOf } from './space.js';
 
 /** On a space root: start (ms) of the last complete scan; nodes with an older ctime are unchanged. */
@@ -528,13 +528,7 @@ export class PosixObserver implements Watch {
     try {
       const rec = sp.recordHeld(segs);
       if (rec?.g) {
-        const raw = await sp.readDocument(
-          sp.abs(segs),
-          XATTR_GRANTS,
-          sp.grantsSidecar(rec.id),
-          rec.g,
-          (r) => r.g,
-        );
+        const raw = await sp.readGrantsDocument(sp.abs(segs), rec);
         now = raw ? raw.toString('utf8') : '';
       }
     } catch {

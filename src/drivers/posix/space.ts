@@ -20,6 +20,7 @@ import {
   encodeRecord,
   type NodeRecord,
   type SpaceProps,
+  XATTR_GRANTS,
   XATTR_GRANTS_VERSION,
   XATTR_META,
   XATTR_NODE,
@@ -642,6 +643,11 @@ export class PosixSpace {
   /** Run `fn` under the commit lock. */
   commit<T>(fn: (journal: Journal) => Promise<T>, opts?: RunOptions): Promise<T> {
     return this.lock.run(fn, opts);
+  }
+
+  /** Read a node's grants document as stored (inline or sidecar), if it has one. */
+  readGrantsDocument(abs: string, rec: NodeRecord): Promise<Buffer | undefined> {
+    return this.readDocument(abs, XATTR_GRANTS, this.grantsSidecar(rec.id), rec.g, (r) => r.g);
   }
 
   /** Read a node's arbitrary metadata (inline or sidecar). */
