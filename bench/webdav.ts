@@ -146,6 +146,17 @@ if (!isMainThread && workerData?.davJob) {
   parentPort!.postMessage(ms);
 }
 
+/** `requests` PROPFINDs (Depth 1, 2 in flight) of `folder` under `url`, from the load worker. */
+function listFolder(
+  url: string,
+  folder: string,
+  auth: string,
+  requests: number,
+  extra: { busy?: string; touch?: boolean } = {},
+): Promise<number> {
+  return fromWorker({ kind: 'propfind', url: `${url}/${folder}/`, auth, requests, concurrency: 2, ...extra });
+}
+
 async function freePort(): Promise<number> {
   const s = http.createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
@@ -291,8 +302,7 @@ export async function benchWebdav(
       await fsp.chown(path.join(apache.data, folder), 33, 33).catch(() => {});
       await observer.idle();
       const requests = n >= 10_000 ? 20 : 100;
-      const load = (url: string) => () =>
-        fromWorker({ kind: 'propfind', url: `${url}/${folder}/`, auth, requests, concurrency: 2 });
+      const load = (url: string) => () => listFolder(url, folder, auth, requests);
       const rps = (ms: number) => (requests / (ms / 1000)).toFixed(1);
       for (const [what, url] of [
         ['kept listing', ours],
@@ -311,15 +321,7 @@ export async function benchWebdav(
       // What a sync client does after an upload: PUT a file into the folder, then list it. The
       // kept listing has the child marked and renders it again; Apache lists the folder again.
       const before = server.webdav?.listingCacheStats();
-      const touched = (url: string) => () =>
-        fromWorker({
-          kind: 'propfind',
-          url: `${url}/${folder}/`,
-          auth,
-          requests,
-          concurrency: 2,
-          touch: true,
-        });
+      const touched = (url: string) => () => listFolder(url, folder, auth, requests, { touch: true });
       const [a, s, ratio] = await ab(5, touched(apache.url), touched(ours));
       row(
         `PUT of a 4 KiB file into a folder of ${n.toLocaleString('en')} files, then PROPFIND Depth 1 of it, pairs/s (Apache mod_dav_fs vs Stowage)`,
@@ -359,15 +361,7 @@ export async function benchWebdav(
       await observer.idle();
       const requests = 100;
       const before = server.webdav?.listingCacheStats();
-      const load = (url: string) => () =>
-        fromWorker({
-          kind: 'propfind',
-          url: `${url}/${folder}/`,
-          auth,
-          requests,
-          concurrency: 2,
-          busy: `${url}/busy/`,
-        });
+      const load = (url: string) => () => listFolder(url, folder, auth, requests, { busy: `${url}/busy/` });
       const [a, s, ratio] = await ab(5, load(apache.url), load(ours));
       row(
         'PROPFIND Depth 1 of 1,000 files while another folder of the space takes PUTs, requests/s (Apache mod_dav_fs vs Stowage)',

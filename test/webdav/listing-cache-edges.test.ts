@@ -1,14 +1,17 @@
 /**
  * Kept listings at their edges: cases where a kept listing could differ from one made anew.
  * Two servers on one provider (one keeps listings, one does not); each scenario warms the kept
- * listing, makes a change, and compares.
+ * listing, makes a change (one that marks a child of it for patching, or should drop it), and
+ * compares, children in any order (a patched listing puts new ones last).
  */
+import { execSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import * as xattr from 'fs-xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
 import { formatResourceId, fromLetters, ROLES, StorageProvider } from '../../src/index.js';
-import { type DavEnv, type KeptAndPlain, startKeptAndPlain } from './server.js';
+import { canonical, type DavEnv, type KeptAndPlain, startKeptAndPlain } from './server.js';
 
 let pair: KeptAndPlain;
 let env: DavEnv;
@@ -40,12 +43,22 @@ async function pf(base: string, url: string, user = 'ann'): Promise<string> {
   return `${r.status} ${await r.text()}`;
 }
 
-/** Kept (asked twice: the second from the kept listing, if any) against made anew. */
+const kept = () => env.url;
+const fresh = () => `http://${plain.httpAddress}`;
+/** Listings the keeping server patched so far. */
+const patched = () => env.server.webdav!.listingCacheStats()!.patched;
+const sh = (cmd: string) => execSync(cmd, { stdio: 'pipe' }).toString();
+
+/**
+ * Kept, asked twice (the first answer may patch or make the kept listing, the second comes from
+ * it), against made anew; children in any order.
+ */
 async function same(url: string, user = 'ann'): Promise<void> {
-  await pf(env.url, url, user);
-  const kept = await pf(env.url, url, user);
-  const fresh = await pf(`http://${plain.httpAddress}`, url, user);
-  expect(kept).toBe(fresh);
+  const first = await pf(kept(), url, user);
+  const second = await pf(kept(), url, user);
+  const made = canonical(await pf(fresh(), url, user));
+  expect(canonical(first)).toBe(made);
+  expect(canonical(second)).toBe(made);
 }
 
 /** List a folder twice on the keeping server (the second answer from the kept listing, if kept). */
@@ -73,6 +86,9 @@ describe('kept listings at their edges', () => {
     const url = await hardLinked('h1', 'h2');
     fs.appendFileSync(path.join(dir, 'h1/x.txt'), ' and more');
     await settled();
+    // The change came under the other name: h2's tree size is found drifted, and repaired, by its
+    // first listing (whose own entry, stated before, still shows the old size).
+    await pf(fresh(), url);
     await same(url);
   });
 
@@ -184,6 +200,157 @@ describe('kept listings and another Stowage process (no shared events)', () => {
       await other.close();
       await settled();
     }
+  });
+});
+
+describe('patched kept listings at their edges', () => {
+  it('a folder its owner denied herself: stat and list agree (an owner keeps her permissions)', async () => {
+    const ann = await env.provider.as('ann');
+    await pf(kept(), '/remote.php/webdav/'); // (makes the personal space)
+    let home = '';
+    for await (const s of ann.listSpaces()) if (s.type === 'personal') home = s.id;
+    await ann.mkdir({ space: home, path: 'od/priv' }, { parents: true });
+    await ann.setGrant(
+      { space: home, path: 'od/priv' },
+      { grantee: { type: 'user', id: 'u-ann' }, permissions: fromLetters(''), deny: true },
+    );
+    await settled();
+    const url = '/remote.php/webdav/od/';
+    await warm(url);
+    const n = patched();
+    await ann.write({ space: home, path: 'od/priv/f.txt' }, Buffer.from('f')); // marks priv
+    expect(await pf(fresh(), url)).toContain('/od/priv/');
+    expect((await ann.stat({ space: home, path: 'od/priv' })).name).toBe('priv');
+    await same(url);
+    expect(patched()).toBe(n + 1);
+  });
+
+  it('a hard link made around Stowage into a subfolder, a dead property set through the new name', async () => {
+    const ann = await env.provider.as('ann');
+    await ann.mkdir({ space, path: 'hl/sub' }, { parents: true });
+    await ann.write({ space, path: 'hl/x.txt' }, Buffer.from('one'));
+    await settled();
+    const url = `/dav/spaces/${space}/hl/`;
+    await warm(url); // x.txt has one name: kept
+    fs.linkSync(path.join(dir, 'hl/x.txt'), path.join(dir, 'hl/sub/y.txt'));
+    await settled();
+    await ann.setMetadata({ space, path: 'hl/sub/y.txt' }, { '{urn:x}tag': 'linked' }); // event: /hl/sub/y.txt
+    await settled();
+    expect(await pf(fresh(), url)).toContain('linked');
+    await same(url);
+  });
+
+  it('the same into a sibling folder', async () => {
+    const ann = await env.provider.as('ann');
+    await ann.mkdir({ space, path: 'hs/a' }, { parents: true });
+    await ann.mkdir({ space, path: 'hs/b' }, { parents: true });
+    await ann.write({ space, path: 'hs/a/x.txt' }, Buffer.from('one'));
+    await settled();
+    const url = `/dav/spaces/${space}/hs/a/`;
+    await warm(url);
+    fs.linkSync(path.join(dir, 'hs/a/x.txt'), path.join(dir, 'hs/b/y.txt'));
+    await settled();
+    await ann.setMetadata({ space, path: 'hs/b/y.txt' }, { '{urn:x}tag': 'linked' });
+    await settled();
+    await same(url);
+  });
+
+  it('a folder removed and restored from a backup around Stowage (its inode reused: not "in place")', async () => {
+    const ann = await env.provider.as('ann');
+    await ann.mkdir({ space, path: 'ir/x' }, { parents: true });
+    await ann.write({ space, path: 'ir/x/old.txt' }, Buffer.from('old'));
+    await ann.write({ space, path: 'ir/x/extra.txt' }, Buffer.from('extra'));
+    await settled();
+    const x = path.join(dir, 'ir/x');
+    const bak = path.join(env.root, 'bak');
+    sh(`mkdir -p '${bak}' && cp -a '${x}' '${bak}/'`); // with the xattrs (records)
+    await ann.delete({ space, path: 'ir/x/extra.txt' });
+    await settled();
+    const url = `/dav/spaces/${space}/ir/x/`;
+    await warm(url);
+    const ino = fs.statSync(x).ino;
+    // ext4 often hands the folder's inode out again (so the watcher sees "the same folder" unless
+    // it compares birth times too); try a few times to get that case, and check either way.
+    for (let i = 0; i < 10; i++) {
+      sh(`rm -rf '${x}' && cp -a '${bak}/x' '${path.join(dir, 'ir')}/'`);
+      if (fs.statSync(x).ino === ino) break;
+    }
+    await settled();
+    expect(await pf(fresh(), url)).toContain('extra.txt');
+    await same(url);
+  });
+
+  it('an empty folder removed and made again with its xattrs, then written into, around Stowage', async () => {
+    const ann = await env.provider.as('ann');
+    await ann.mkdir({ space, path: 'ie/e' }, { parents: true });
+    await settled();
+    const e = path.join(dir, 'ie/e');
+    const url = `/dav/spaces/${space}/ie/e/`;
+    await warm(url);
+    // rmdir + mkdir hands the same inode back on ext4 (10 of 10 tries here): the same folder to
+    // a watcher that compares inodes alone, though its old watch died with the old one.
+    const attrs = xattr.listAttributesSync(e).map((n) => [n, xattr.getAttributeSync(e, n)] as const);
+    const ino = fs.statSync(e).ino;
+    fs.rmdirSync(e);
+    fs.mkdirSync(e);
+    for (const [n, v] of attrs) xattr.setAttributeSync(e, n, v);
+    fs.writeFileSync(path.join(e, 'new.txt'), 'written into the new folder');
+    if (fs.statSync(e).ino !== ino) console.log('(the inode was not reused this time)');
+    await settled();
+    // A change through Stowage marks one child (the folder's etag is not compared then).
+    await ann.write({ space, path: 'ie/e/b.txt' }, Buffer.from('b'));
+    await same(url);
+    expect(await pf(kept(), url)).toContain('new.txt');
+    // And the new folder is watched: a file written into it later is seen too.
+    fs.writeFileSync(path.join(e, 'later.txt'), 'later');
+    await settled();
+    expect(await pf(kept(), url)).toContain('later.txt');
+  });
+
+  it("a folder's grants edited by hand (an xattr written around Stowage): its own kept listing", async () => {
+    const ann = await env.provider.as('ann');
+    await ann.mkdir({ space, path: 'ge/in' }, { parents: true });
+    await ann.write({ space, path: 'ge/in/f.txt' }, Buffer.from('f'));
+    await ann.setGrant(
+      { space, path: 'ge/in' },
+      { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.viewer) },
+    );
+    await settled();
+    const url = `/dav/spaces/${space}/ge/in/`;
+    await warm(url, 'bob');
+    // bob's grant there made a manager's: "R" in the children's oc:permissions.
+    xattr.setAttributeSync(
+      path.join(dir, 'ge/in'),
+      'user.stowage.g',
+      Buffer.from(JSON.stringify([{ k: 'u', id: 'u-bob', p: ROLES.manager, c: 'u-ann' }])),
+    );
+    await settled();
+    expect(await pf(fresh(), url, 'bob')).toMatch(/f\.txt.*<oc:permissions>R/);
+    await same(url, 'bob');
+  });
+
+  it('a file moved in, hidden by a deny that expires: the patched listing does not outlive the expiry', async () => {
+    const ann = await env.provider.as('ann');
+    await ann.mkdir({ space, path: 'ex/src' }, { parents: true });
+    await ann.mkdir({ space, path: 'ex/dst' }, { parents: true });
+    await ann.write({ space, path: 'ex/src/g.txt' }, Buffer.from('g'));
+    const deny = {
+      grantee: { type: 'user' as const, id: 'u-bob' },
+      permissions: fromLetters(ROLES.viewer),
+      deny: true,
+    };
+    await ann.setGrant({ space, path: 'ex/src/g.txt' }, { ...deny, expires: Date.now() + 2500 });
+    await settled();
+    const url = `/dav/spaces/${space}/ex/dst/`;
+    await warm(url, 'bob');
+    await ann.move({ space, path: 'ex/src/g.txt' }, { space, path: 'ex/dst/g.txt' });
+    await settled();
+    const n = patched();
+    expect(await pf(kept(), url, 'bob')).not.toContain('g.txt'); // patched out (hidden)
+    expect(patched()).toBe(n + 1);
+    await new Promise((r) => setTimeout(r, 3000)); // the deny expired
+    expect(await pf(fresh(), url, 'bob')).toContain('g.txt');
+    await same(url, 'bob');
   });
 });
 

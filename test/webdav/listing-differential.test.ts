@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cs3Server } from '../../src/cs3/serve.js';
 import { formatResourceId, fromLetters, ROLES } from '../../src/index.js';
-import { type DavEnv, type KeptAndPlain, startKeptAndPlain } from './server.js';
+import { canonical, type DavEnv, type KeptAndPlain, startKeptAndPlain } from './server.js';
 
 let pair: KeptAndPlain;
 let env: DavEnv;
@@ -41,16 +41,6 @@ const PROPS =
   '<oc:size/><oc:checksums/><x:tag/></d:prop></d:propfind>';
 
 const FOLDERS = ['', 'a', 'b', 'a/c', 'a/c/d'];
-
-/**
- * A multistatus with its children's responses in one order: WebDAV gives them in none, and a
- * patched listing puts the children it did not show before last. The folder's own stays first.
- */
-function canonical(xml: string): string {
-  const end = xml.endsWith('</d:multistatus>') ? '</d:multistatus>' : '';
-  const [head, self, ...children] = xml.slice(0, xml.length - end.length).split('<d:response>');
-  return [head, ...(self === undefined ? [] : [self]), ...children.sort()].join('<d:response>') + end;
-}
 const NAMES = ['one.txt', 'two.txt', 'three.dat', 'c', 'd'];
 
 describe('kept listings against listings made anew', () => {

@@ -134,3 +134,13 @@ export async function tool(name: string): Promise<boolean> {
     throw new Error(`${name} is required (STOWAGE_REQUIRE_TOOLS)`);
   return found;
 }
+
+/**
+ * A multistatus with its children's responses in one order: WebDAV gives them in none, and a
+ * patched kept listing puts the children it did not show before last. The folder's own stays first.
+ */
+export function canonical(xml: string): string {
+  const end = xml.endsWith('</d:multistatus>') ? '</d:multistatus>' : '';
+  const [head, self, ...children] = xml.slice(0, xml.length - end.length).split('<d:response>');
+  return [head, ...(self === undefined ? [] : [self]), ...children.sort()].join('<d:response>') + end;
+}
