@@ -21,6 +21,8 @@
  * @module
  */
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 
 /** Options of a {@link TreeWatcher}. */
@@ -44,17 +46,39 @@ interface Watched {
   w: fs.FSWatcher;
   ino: number;
   /**
-   * Its birth time: a folder removed and made again (`rm -rf d; cp -a backup/d .`) often gets
-   * the same inode number back, and only this tells the two apart.
+   * Its birth time (0 where birth times are not real): a folder removed and made again (`rmdir d;
+   * mkdir d`) often gets the same inode number back, and only this tells the two apart.
    */
   birth: number;
   /** Names of watched sub-folders (absent while there are none). */
   kids?: Set<string>;
 }
 
-/** Whether a watched folder is the one now at its place (inode and birth time). */
-function same(w: { ino: number; birth: number }, st: fs.Stats): boolean {
-  return w.ino === st.ino && w.birth === st.birthtimeMs;
+let birthProbe: Promise<boolean> | undefined;
+
+/**
+ * Whether this process gets real birth times: without `statx` (old kernels, some sandboxes) libuv
+ * reports the ctime as the birth time, which moves with every change in a folder. Probed once, on
+ * a temporary folder: its birth time must stay put while its ctime moves.
+ */
+function birthTimesReliable(): Promise<boolean> {
+  birthProbe ??= (async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'stowage-btime-'));
+    try {
+      const before = fs.lstatSync(dir);
+      await new Promise((r) => setTimeout(r, 20)); // past the kernel's coarse clock tick
+      fs.writeFileSync(path.join(dir, 'x'), '');
+      const after = fs.lstatSync(dir);
+      return (
+        before.birthtimeMs !== 0 &&
+        after.birthtimeMs === before.birthtimeMs &&
+        after.ctimeMs !== before.ctimeMs
+      );
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  })().catch(() => false);
+  return birthProbe;
 }
 
 /** The kernel's inotify queue length (events beyond it are dropped). */
@@ -87,7 +111,21 @@ export class TreeWatcher {
 
   /** Watch the whole tree (resolves once every folder present now is watched). */
   async start(): Promise<void> {
+    this.births = await birthTimesReliable();
     await this.walk(this.opts.root, false);
+  }
+
+  /** Birth times tell a folder made again from the one before (see {@link Watched.birth}). */
+  private births = false;
+
+  /** A folder's birth time, when birth times are real (else 0: inodes alone tell folders apart). */
+  private birthOf(st: fs.Stats): number {
+    return this.births ? st.birthtimeMs : 0;
+  }
+
+  /** Whether a watched folder is the one now at its place (inode, and birth time when real). */
+  private same(w: Watched, st: fs.Stats): boolean {
+    return w.ino === st.ino && w.birth === this.birthOf(st);
   }
 
   /** Number of folders that could not be watched since the last call (and reset it). */
@@ -145,7 +183,7 @@ export class TreeWatcher {
     if (!st.isDirectory()) return false;
     const old = this.watched.get(dir);
     if (old) {
-      if (same(old, st)) return true;
+      if (this.same(old, st)) return true;
       this.drop(dir); // replaced by another folder of the same name
     }
     let w: fs.FSWatcher;
@@ -165,7 +203,7 @@ export class TreeWatcher {
       // Watch it again if it is still there (the caller's rescan covers the gap).
       void this.walk(dir, true);
     });
-    this.watched.set(dir, { w, ino: st.ino, birth: st.birthtimeMs });
+    this.watched.set(dir, { w, ino: st.ino, birth: this.birthOf(st) });
     const parent = this.watched.get(path.dirname(dir));
     if (parent && dir !== this.opts.root) {
       parent.kids ??= new Set();
@@ -201,7 +239,7 @@ export class TreeWatcher {
     } catch {
       // gone
     }
-    if (!here?.isDirectory() || (e && !same(e, here))) {
+    if (!here?.isDirectory() || (e && !this.same(e, here))) {
       this.drop(dir);
       this.opts.onChange(dir, true);
       return;
@@ -227,9 +265,9 @@ export class TreeWatcher {
       // gone
     }
     const known = this.watched.get(p);
-    this.opts.onChange(p, false, st?.isDirectory() === true && known !== undefined && same(known, st));
+    this.opts.onChange(p, false, st?.isDirectory() === true && known !== undefined && this.same(known, st));
     if (st?.isDirectory()) {
-      if ((!known || !same(known, st)) && !this.opts.skip?.(p)) {
+      if ((!known || !this.same(known, st)) && !this.opts.skip?.(p)) {
         void this.walk(p, true).catch((err) => this.opts.onLost(`cannot watch ${p}: ${String(err)}`));
       }
     } else if (known) {
