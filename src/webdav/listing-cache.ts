@@ -437,6 +437,7 @@ export class ListingCache {
     const keys = paths?.map(pathKey);
     const still = inPlace?.length ? new Set(inPlace.map(pathKey)) : undefined;
     for (const f of this.fills.get(space) ?? []) {
+      if (f.spoiled) continue;
       if (!keys || f.path === undefined) {
         f.spoiled = true;
         continue;
@@ -446,7 +447,8 @@ export class ListingCache {
         if (child !== undefined) {
           f.dirty ??= new Map();
           f.dirty.set(child, this.gen);
-          if (f.dirty.size > MAX_DIRTY) f.spoiled = true; // (made anew next time is cheaper)
+          // (as for a kept listing: made anew next time is cheaper then)
+          if (f.dirty.size > Math.max(MAX_DIRTY, f.names.length >> 3)) f.spoiled = true;
         } else if (related(f.path, k) && !still?.has(k)) f.spoiled = true;
       }
     }

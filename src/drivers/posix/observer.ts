@@ -25,7 +25,7 @@
  *
  * @module
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { ChecksumAccumulator } from '../../core/checksums.js';
@@ -142,7 +142,7 @@ export class PosixObserver implements Watch {
   private readonly pending = new Map<string, Pending>();
   /** The grants version of each space when its root last changed (see {@link tick}). */
   private readonly grantsVersions = new Map<string, number>();
-  /** The grants document of folders with grants last reported in place (see {@link grantsUnchanged}). */
+  /** A hash of the grants document of folders last reported in place (see {@link grantsUnchanged}). */
   private readonly grantsSeen = new Map<string, string>();
   private readonly debounceMs: number;
   private readonly settleMs: number;
@@ -534,6 +534,7 @@ export class PosixObserver implements Watch {
     } catch {
       return false;
     }
+    if (now) now = createHash('sha1').update(now).digest('base64'); // (kept for up to 10,000 folders)
     const k = `${sp.id}\u0000${key}`;
     const before = this.grantsSeen.get(k);
     if (before === undefined && now === '') return true;
@@ -901,7 +902,12 @@ export class PosixObserver implements Watch {
         if (this.tree.takeUnwatched() > 0) this.log('observer: some folders cannot be watched; scanning');
         for (const sp of await this.host.allSpaces()) {
           if (this.closed) return;
-          await this.scanSpace(sp);
+          try {
+            await this.scanSpace(sp);
+          } catch (err) {
+            this.opts.onStale?.(sp.id); // it may have written part of its changes, unreported
+            throw err;
+          }
         }
       } finally {
         this.scanning = undefined;
