@@ -250,6 +250,21 @@ describe('observer (posix, real inotify)', () => {
     expect(events.filter((e) => e.origin === 'api').length).toBeGreaterThan(5);
   });
 
+  it('leaves the etags above a delete made through Stowage as Stowage left them', async () => {
+    const { at } = await space();
+    await s.mkdir(at('p/q/r'), { parents: true });
+    await s.write(at('p/q/f.txt'), 'one');
+    await s.write(at('p/q/r/g.txt'), 'two');
+    await watching();
+    await s.delete(at('p/q/f.txt')); // a file
+    await s.delete(at('p/q/r')); // and a folder
+    const etags = async () => Promise.all(['', 'p', 'p/q'].map(async (x) => (await s.stat(at(x))).etag));
+    const before = await etags();
+    await new Promise((r) => setTimeout(r, 400));
+    await obs!.idle(); // the observer has seen both deletions (its own writes would move the etags)
+    expect(await etags()).toEqual(before);
+  });
+
   it('rescans after the inotify queue overflowed: nothing is lost', async () => {
     const { dir, at } = await space();
     await s.mkdir(at('burst'));

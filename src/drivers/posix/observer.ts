@@ -491,16 +491,17 @@ export class PosixObserver implements Watch {
     const changes: ExternalChange[] = [];
     const affected = new Set<string>();
     await sp.commit(async (journal) => {
-      for (const k of deleted) affected.add(parentKeyOf(k));
       for (const c of accepted) affected.add(parentKeyOf(c.key));
-      journal.begin({ dirs: [...affected].map(segsOf) });
+      journal.begin({ dirs: [...new Set([...affected, ...deleted.map(parentKeyOf)])].map(segsOf) });
       for (const c of accepted) {
         const change = await this.assimilate(sp, c, affected);
         if (change) changes.push(change);
       }
       for (const key of deleted) {
         const change = await this.forget(sp, key, ids.get(key)!, goneHint.has(key));
-        if (change) changes.push(change);
+        if (!change) continue; // (Stowage's own delete, already counted: no new tree time above it)
+        changes.push(change);
+        affected.add(parentKeyOf(key));
       }
       await this.recount(sp, affected);
       // A folder moved or removed around Stowage changes what is inherited below its old and new
