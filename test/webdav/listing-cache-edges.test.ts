@@ -225,33 +225,22 @@ describe('patched kept listings at their edges', () => {
     expect(patched()).toBe(n + 1);
   });
 
-  it('a hard link made around Stowage into a subfolder, a dead property set through the new name', async () => {
+  it.each([
+    ['a subfolder', 'hl', 'hl/sub'],
+    ['a sibling folder', 'hs/a', 'hs/b'],
+  ])('a hard link made around Stowage into %s, a dead property set through the new name', async (_, a, b) => {
     const ann = await env.provider.as('ann');
-    await ann.mkdir({ space, path: 'hl/sub' }, { parents: true });
-    await ann.write({ space, path: 'hl/x.txt' }, Buffer.from('one'));
+    await ann.mkdir({ space, path: a }, { parents: true });
+    await ann.mkdir({ space, path: b }, { parents: true });
+    await ann.write({ space, path: `${a}/x.txt` }, Buffer.from('one'));
     await settled();
-    const url = `/dav/spaces/${space}/hl/`;
+    const url = `/dav/spaces/${space}/${a}/`;
     await warm(url); // x.txt has one name: kept
-    fs.linkSync(path.join(dir, 'hl/x.txt'), path.join(dir, 'hl/sub/y.txt'));
+    fs.linkSync(path.join(dir, `${a}/x.txt`), path.join(dir, `${b}/y.txt`));
     await settled();
-    await ann.setMetadata({ space, path: 'hl/sub/y.txt' }, { '{urn:x}tag': 'linked' }); // event: /hl/sub/y.txt
+    await ann.setMetadata({ space, path: `${b}/y.txt` }, { '{urn:x}tag': 'linked' }); // the event names y.txt
     await settled();
     expect(await pf(fresh(), url)).toContain('linked');
-    await same(url);
-  });
-
-  it('the same into a sibling folder', async () => {
-    const ann = await env.provider.as('ann');
-    await ann.mkdir({ space, path: 'hs/a' }, { parents: true });
-    await ann.mkdir({ space, path: 'hs/b' }, { parents: true });
-    await ann.write({ space, path: 'hs/a/x.txt' }, Buffer.from('one'));
-    await settled();
-    const url = `/dav/spaces/${space}/hs/a/`;
-    await warm(url);
-    fs.linkSync(path.join(dir, 'hs/a/x.txt'), path.join(dir, 'hs/b/y.txt'));
-    await settled();
-    await ann.setMetadata({ space, path: 'hs/b/y.txt' }, { '{urn:x}tag': 'linked' });
-    await settled();
     await same(url);
   });
 
