@@ -274,7 +274,7 @@ export class ListingCache {
         names,
         ends,
         dirty,
-        bytes: pos + 8 * names.length + ENTRY_OVERHEAD + 2 * key.length,
+        bytes: pos + indexBytes(names) + ENTRY_OVERHEAD + 2 * key.length,
         etag,
         until: Math.min(e.until, until),
       },
@@ -371,7 +371,7 @@ export class ListingCache {
       names: placed ? names : undefined,
       ends: placed ? ends : undefined,
       dirty: fill.dirty,
-      bytes: bytes + (placed ? 8 * names.length : 0) + ENTRY_OVERHEAD + 2 * fill.key.length,
+      bytes: bytes + (placed ? indexBytes(names) : 0) + ENTRY_OVERHEAD + 2 * fill.key.length,
       etag: fill.etag,
       gen: fill.gen,
       until: Math.min(until, Date.now() + this.maxAgeMs),
@@ -518,6 +518,13 @@ export class ListingCache {
     }
     if (sp.unplaced.size === 0 && sp.byPath.size === 0) this.bySpace.delete(e.space);
   }
+}
+
+/** What a listing's index of children costs: each name (two bytes a character) and its end. */
+function indexBytes(names: readonly string[]): number {
+  let n = 0;
+  for (const name of names) n += 24 + 2 * name.length;
+  return n;
 }
 
 /** The parent of a path (`a/b` -> `a`, `a` -> `''`), none for the root. */
