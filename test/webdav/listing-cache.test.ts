@@ -99,6 +99,25 @@ describe('webdav: kept listings', () => {
     expect(names(await propfind('/remote.php/webdav/quiet/', 'ann'))).toEqual(['', 'q.txt', 'q2.txt']);
   });
 
+  it('keeps a folder listing while other folders of its space are moved and removed through Stowage', async () => {
+    await put('/remote.php/webdav/still/s.txt', 'ann', 's');
+    await put('/remote.php/webdav/mover/m.txt', 'ann', 'm');
+    await settled();
+    const still = await propfind('/remote.php/webdav/still/', 'ann');
+    const dav = (method: string, url: string, headers: Record<string, string> = {}) =>
+      fetch(env.url + url, { method, headers: { authorization: env.basic('ann'), ...headers } });
+    // (each bumps the space's grants version, which the observer sees; the events say where)
+    expect(
+      (await dav('MOVE', '/remote.php/webdav/mover/', { destination: `${env.url}/remote.php/webdav/moved/` }))
+        .status,
+    ).toBe(201);
+    expect((await dav('DELETE', '/remote.php/webdav/moved/')).status).toBe(204);
+    await settled();
+    const before = stats();
+    expect(await propfind('/remote.php/webdav/still/', 'ann')).toBe(still);
+    expect(stats().hits).toBe(before.hits + 1);
+  });
+
   it('patches the listing of a folder a client just wrote to, and those above it, one child each', async () => {
     await put('/remote.php/webdav/sync/top.txt', 'ann', 'top');
     for (const n of ['a.txt', 'b.txt', 'c.txt']) await put(`/remote.php/webdav/sync/in/${n}`, 'ann', n);

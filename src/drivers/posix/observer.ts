@@ -301,12 +301,14 @@ export class PosixObserver implements Watch {
         const sp = await this.host.spaceAt(alias).catch(() => undefined);
         if (!sp) continue;
         // Grants are inherited: one changed anywhere in the space (by any process: it bumps the
-        // root's grants version) makes the whole space stale. Else only the root's own attributes
+        // root's grants version) makes the whole space stale, unless this process announced it
+        // (a grant set, a folder moved: the events say where). Else only the root's own attributes
         // changed, which no listing shows but the root's own answer (never kept).
         const gv = sp.grantsVersion();
         const seen = this.grantsVersions.get(sp.id);
         this.grantsVersions.set(sp.id, gv);
-        if (!inPlace || seen !== gv || !(await this.grantsUnchanged(sp, ''))) this.opts.onStale?.(sp.id);
+        const moved = seen === undefined || (gv !== seen && !sp.announcedSince(seen, gv));
+        if (!inPlace || moved || !(await this.grantsUnchanged(sp, ''))) this.opts.onStale?.(sp.id);
       }
       for (const [alias, { keys, gone, inPlace }] of bySpace) {
         const sp = await this.host.spaceAt(alias).catch(() => undefined);
@@ -510,7 +512,7 @@ export class PosixObserver implements Watch {
         accepted.some((c) => c.st.isDirectory() && (c.rec !== undefined || goneHint.has(c.key))) ||
         deleted.some((k) => goneHint.has(k))
       )
-        sp.bumpGrantsVersionHeld();
+        sp.bumpGrantsVersionHeld(true); // (announced: the report below names the paths)
     });
     // What was written here (records, the tree sizes and times of the folders above) is stale for
     // caches from now on; what they read since the report above may predate it.

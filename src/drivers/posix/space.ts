@@ -314,12 +314,30 @@ export class PosixSpace {
   private gv = 0;
   private gvAt = Number.NEGATIVE_INFINITY;
 
-  /** Bump the grants version (lock held). */
-  bumpGrantsVersionHeld(): void {
+  /**
+   * Bump the grants version (lock held). `announced`: the change that calls for it is announced
+   * by an event with its paths (a grant set, a folder moved or removed), so caches fed by events
+   * need not treat the bump as a change of unknown extent (see {@link announcedSince}).
+   */
+  bumpGrantsVersionHeld(announced = false): void {
     const buf = this.env.native.getxattrSync(this.root, XATTR_GRANTS_VERSION);
     this.gv = (buf ? Number(buf.toString()) || 0 : 0) + 1;
     this.env.native.setxattrSync(this.root, XATTR_GRANTS_VERSION, String(this.gv));
     this.gvAt = performance.now();
+    if (announced) {
+      this.announcedGv.add(this.gv);
+      if (this.announcedGv.size > 1000) this.announcedGv.delete(this.announcedGv.values().next().value!);
+    }
+  }
+
+  /** Grants versions this process bumped to for changes it announced. */
+  private readonly announcedGv = new Set<number>();
+
+  /** Whether every bump of the grants version after `seen`, up to `now`, was one this process announced. */
+  announcedSince(seen: number, now: number): boolean {
+    if (now < seen || now - seen > 1000) return false;
+    for (let v = seen + 1; v <= now; v++) if (!this.announcedGv.has(v)) return false;
+    return true;
   }
 
   /** An xattr of the space root (raw), or undefined. */
@@ -613,7 +631,7 @@ export class PosixSpace {
    * the shape of the tree changed. Call after {@link propagateHeld} (which also writes the root).
    */
   adjustRootHeld(change: { tts?: number; vts?: number; gv?: boolean }): void {
-    if (change.gv) this.bumpGrantsVersionHeld();
+    if (change.gv) this.bumpGrantsVersionHeld(true);
     if (!change.tts && !change.vts) return;
     const root = this.recordHeld([]);
     if (!root) return;
