@@ -1364,7 +1364,7 @@ class Posix implements PosixDriver {
       sp.writeHeld(segs, rec);
       if (segs.length) await sp.propagateHeld(new Map([[keyOf(parent), delta]]));
       // No event says so: tell the caches that observers feed (the folders above follow).
-      for (const w of this.observers) w.staleAfterWrite(sp.id, [], [keyOf(segs)]);
+      for (const w of this.observers) w.reportStale(sp.id, [], [keyOf(segs)]);
     });
   }
 
@@ -1456,8 +1456,8 @@ class Posix implements PosixDriver {
     try {
       fh =
         this.syncMetadata && expected !== undefined && expected <= SMALL_BODY_BYTES
-          ? await this.createTempSync(sp, tmpAbs)
-          : await this.createTemp(sp, tmpAbs);
+          ? await this.createTemp(sp, () => openFd(tmpAbs).then(syncTempFile))
+          : await this.createTemp(sp, () => fsp.open(tmpAbs, 'wx', 0o666));
     } catch (err) {
       release();
       throw err;
@@ -1575,35 +1575,19 @@ class Posix implements PosixDriver {
   }
 
   /**
-   * {@link createTemp} for a small body on a local filesystem: the file is created on the thread
-   * pool (creating an inode can wait on the journal), then written with synchronous calls.
+   * Create a new temp file (`wx`) with `open`, making the space's temp folder first if it is
+   * missing. For a small body on a local filesystem, `open` gives a descriptor written with
+   * synchronous calls ({@link syncTempFile}); the file itself is still created on the thread pool
+   * (creating an inode can wait on the journal).
    */
-  private async createTempSync(sp: PosixSpace, tmpAbs: string): Promise<TempFile> {
-    const open = () =>
-      new Promise<number>((resolve, reject) =>
-        fs.open(tmpAbs, 'wx', 0o666, (err, fd) => (err ? reject(err) : resolve(fd))),
-      );
-    let fd: number;
+  private async createTemp<T>(sp: PosixSpace, open: () => Promise<T>): Promise<T> {
     try {
-      fd = await open();
+      return await open();
     } catch (err) {
       if (!isMissing(err)) throw toStorageError(err, 'write');
       await fsp.mkdir(sp.tmp, { recursive: true });
-      fd = await open();
+      return open();
     }
-    return syncTempFile(fd);
-  }
-
-  private async createTemp(sp: PosixSpace, tmpAbs: string): Promise<fsp.FileHandle> {
-    let fh: fsp.FileHandle;
-    try {
-      fh = await fsp.open(tmpAbs, 'wx', 0o666);
-    } catch (err) {
-      if (!isMissing(err)) throw toStorageError(err, 'write');
-      await fsp.mkdir(sp.tmp, { recursive: true });
-      fh = await fsp.open(tmpAbs, 'wx', 0o666);
-    }
-    return fh;
   }
 
   /** Copy a body into a file, hashing while the previous block is being written. */
@@ -2878,6 +2862,13 @@ function syncTempFile(fd: number): TempFile {
       fs.closeSync(fd);
     },
   };
+}
+
+/** A new file (`wx`) opened on the thread pool, as a plain descriptor. */
+function openFd(abs: string): Promise<number> {
+  return new Promise((resolve, reject) =>
+    fs.open(abs, 'wx', 0o666, (err, fd) => (err ? reject(err) : resolve(fd))),
+  );
 }
 
 async function writeAll(fh: TempFile, blocks: Uint8Array[], position: number): Promise<void> {
