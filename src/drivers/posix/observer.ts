@@ -352,14 +352,16 @@ export class PosixObserver implements Watch {
     goneIds?: ReadonlyMap<string, string>,
     inPlace?: ReadonlySet<string>,
   ): Promise<void> {
-    // (a long batch, a rescan's, says the whole space: cheaper for caches than each path)
-    if (keys.length <= 1000) {
-      // A folder whose grants were edited by hand (no grants version bumped) is not "in place":
-      // what is below it inherits them.
-      const still: string[] = [];
-      for (const k of inPlace ?? []) if (await this.grantsUnchanged(sp, k)) still.push(k);
-      this.opts.onStale?.(sp.id, keys, still.length ? still : undefined);
-    } else this.opts.onStale?.(sp.id);
+    // A folder whose grants were edited by hand (no grants version bumped) is not "in place":
+    // what is below it inherits them.
+    const still = new Set<string>();
+    if (keys.length <= 1000)
+      for (const k of inPlace ?? []) if (await this.grantsUnchanged(sp, k)) still.add(k);
+    this.reportStale(
+      sp.id,
+      keys.filter((k) => !still.has(k)),
+      still,
+    );
     // Folders above a change that are new to Stowage are announced first, so they come along.
     const all = new Set(keys);
     for (const key of keys) {
@@ -516,7 +518,7 @@ export class PosixObserver implements Watch {
     });
     // What was written here (records, the tree sizes and times of the folders above) is stale for
     // caches from now on; what they read since the report above may predate it.
-    this.staleAfterWrite(sp.id, [...deleted, ...accepted.map((c) => c.key)], affected);
+    this.reportStale(sp.id, [...deleted, ...accepted.map((c) => c.key)], affected);
     await this.report(sp, changes, rejected);
   }
 
@@ -547,21 +549,22 @@ export class PosixObserver implements Watch {
   }
 
   /**
-   * Tell caches about records written without an event of their own (the observer's recounts, a
-   * listing's repair of a drifted tree size): `keys` changed, the folders `inPlace` only in their
-   * own attributes.
+   * Tell caches what may be stale in a space: `changed` paths, and folders `inPlace` of which only
+   * their own attributes changed (a folder in both counts as changed). Also for records written
+   * without an event of their own (the observer's recounts, a listing's repair of a drifted tree
+   * size). A long batch (a rescan's) says the whole space: cheaper for caches than each path.
    */
-  staleAfterWrite(spaceId: string, keys: readonly string[], inPlace: Iterable<string>): void {
-    const folders = [...inPlace];
-    const all = [...keys, ...folders];
-    if (!all.length) return;
-    if (all.length > 1000) this.opts.onStale?.(spaceId);
-    else
-      this.opts.onStale?.(
-        spaceId,
-        all,
-        folders.filter((k) => !keys.includes(k)),
-      );
+  reportStale(spaceId: string, changed: readonly string[], inPlace: Iterable<string>): void {
+    const all = new Set(changed);
+    const folders: string[] = [];
+    for (const k of inPlace) {
+      if (all.has(k)) continue;
+      all.add(k);
+      folders.push(k);
+    }
+    if (!all.size) return;
+    if (all.size > 1000) this.opts.onStale?.(spaceId);
+    else this.opts.onStale?.(spaceId, [...all], folders.length ? folders : undefined);
   }
 
   /** Look at a path again later (still being written, or changed while read). */
