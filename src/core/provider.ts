@@ -1670,7 +1670,6 @@ function sealed(session: StorageProvider): StorageProvider {
   });
 }
 
-/** Apply a node's own grants on top of what it inherits. */
 /**
  * The permissions of a principal denied somewhere above or here: none, and none below either,
  * whatever is granted further down (one frozen object, told apart by identity).

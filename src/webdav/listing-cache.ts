@@ -220,6 +220,7 @@ export class ListingCache {
     const ends: number[] = [];
     const parts: Buffer[] = [];
     let pos = 0;
+    const shown = new Set<string>(); // rendered children the listing already showed
     if (e.names && e.ends) {
       let run = -1; // start in e.body of the unchanged responses being gathered
       let start = 0;
@@ -227,6 +228,7 @@ export class ListingCache {
         const name = e.names[i]!;
         const end = e.ends[i]!;
         const r = renders.get(name);
+        if (r !== undefined) shown.add(name);
         if (r === undefined) {
           if (run < 0) run = start;
           pos += end - start;
@@ -247,9 +249,8 @@ export class ListingCache {
       }
       if (run >= 0) parts.push(e.body.subarray(run, start));
     }
-    const known = new Set(e.names);
     for (const [name, r] of renders) {
-      if (r === null || known.has(name)) continue;
+      if (r === null || shown.has(name)) continue;
       const b = Buffer.from(r);
       parts.push(b);
       pos += b.length;
@@ -447,8 +448,7 @@ export class ListingCache {
         if (child !== undefined) {
           f.dirty ??= new Map();
           f.dirty.set(child, this.gen);
-          // (as for a kept listing: made anew next time is cheaper then)
-          if (f.dirty.size > Math.max(MAX_DIRTY, f.names.length >> 3)) f.spoiled = true;
+          if (tooMany(f.dirty, f.names)) f.spoiled = true;
         } else if (related(f.path, k) && !still?.has(k)) f.spoiled = true;
       }
     }
@@ -461,22 +461,18 @@ export class ListingCache {
     this.dropAll(sp.unplaced);
     for (const k of keys) {
       // The path itself, unless only its own attributes changed (what is below it stays then).
-      if (still?.has(k)) {
-        for (let p = parentOf(k); p !== undefined; p = parentOf(p)) {
-          const set = sp.byPath.get(p);
-          if (set) this.markAll(set, childOn(p, k)!);
-        }
-        continue;
+      const inPlaceHere = still?.has(k) === true;
+      if (!inPlaceHere) {
+        const at = sp.byPath.get(k);
+        if (at) this.dropAll(at);
       }
-      const at = sp.byPath.get(k);
-      if (at) this.dropAll(at);
       // Every folder above it: the child on the way to it.
       for (let p = parentOf(k); p !== undefined; p = parentOf(p)) {
         const set = sp.byPath.get(p);
         if (set) this.markAll(set, childOn(p, k)!);
       }
       // Everything below it, when it may be a folder.
-      if (!leaf) {
+      if (!inPlaceHere && !leaf) {
         for (const [p, set] of sp.byPath) if (k === '' || p.startsWith(`${k}/`)) this.dropAll(set);
       }
     }
@@ -493,7 +489,7 @@ export class ListingCache {
       }
       e.dirty ??= new Map();
       e.dirty.set(child, this.gen);
-      if (e.dirty.size > Math.max(MAX_DIRTY, e.names.length >> 3)) this.drop(k, e);
+      if (tooMany(e.dirty, e.names)) this.drop(k, e);
     }
   }
 
@@ -518,6 +514,11 @@ export class ListingCache {
     }
     if (sp.unplaced.size === 0 && sp.byPath.size === 0) this.bySpace.delete(e.space);
   }
+}
+
+/** More children marked than patching is worth: making the listing anew is cheaper then. */
+function tooMany(dirty: ReadonlyMap<string, number>, names: readonly string[]): boolean {
+  return dirty.size > Math.max(MAX_DIRTY, names.length >> 3);
 }
 
 /** What a listing's index of children costs: each name (two bytes a character) and its end. */
