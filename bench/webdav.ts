@@ -46,6 +46,15 @@ type Job =
       concurrency: number;
       round: number;
     }
+  | {
+      kind: 'gets';
+      url: string;
+      auth: string;
+      /** The names under `url` to GET, each once. */
+      names: string[];
+      size: number;
+      concurrency: number;
+    }
   | { kind: 'put'; url: string; auth: string; src: string; size: number }
   | { kind: 'get'; url: string; auth: string };
 
@@ -126,6 +135,25 @@ if (!isMainThread && workerData?.davJob) {
         expect(await request('PUT', `${job.url}r${job.round}-${i}.bin`, {}, body), [200, 201, 204], 'PUT'),
       ),
     );
+  } else if (job.kind === 'gets') {
+    const got = (url: string) =>
+      new Promise<void>((resolve, reject) => {
+        http
+          .get(url, { agent, headers: { authorization: job.auth } }, (res) => {
+            let n = 0;
+            res.on('data', (c: Buffer) => {
+              n += c.length;
+            });
+            res.on('end', () =>
+              res.statusCode === 200 && n === job.size
+                ? resolve()
+                : reject(new Error(`GET ${url}: HTTP ${res.statusCode}, ${n} bytes`)),
+            );
+            res.on('error', reject);
+          })
+          .on('error', reject);
+      });
+    ms = await timed(() => pool(job.names.length, job.concurrency, (i) => got(`${job.url}${job.names[i]}`)));
   } else if (job.kind === 'put') {
     ms = await timed(async () =>
       expect(
@@ -410,6 +438,31 @@ export async function benchWebdav(
         1 / pr,
         '>= 1x',
         1 / pr >= 1,
+      );
+      // What a sync client's first download does: GET each of 1,000 files once, 4 in flight (the
+      // same names on both servers, written for this).
+      const g = round++;
+      for (const url of [apache.url, ours])
+        await fromWorker({
+          kind: 'puts',
+          url: `${url}/puts/`,
+          auth,
+          files: o.files,
+          size: 4096,
+          concurrency: 4,
+          round: g,
+        });
+      const names = Array.from({ length: o.files }, (_, i) => `r${g}-${i}.bin`);
+      const gets = (url: string) => () =>
+        fromWorker({ kind: 'gets', url: `${url}/puts/`, auth, names, size: 4096, concurrency: 4 });
+      const [ga, gs, gr] = await ab(5, gets(apache.url), gets(ours));
+      row(
+        `GET ${o.files.toLocaleString('en')} files of 4 KiB, files/s (4 in flight)`,
+        fps(ga),
+        fps(gs),
+        1 / gr,
+        'measure',
+        true,
       );
       // For context: a bare node:http server that streams each body to a temp file and renames it
       // into place (no auth, ids, checksums or accounting): what Node.js itself costs.

@@ -208,6 +208,11 @@ export interface ReadResult {
    * destroys `body` when done, which closes the handle.
    */
   file?: { handle: import('node:fs/promises').FileHandle; start: number; end: number };
+  /**
+   * When the driver already holds the whole span (small local files): its bytes, which `body`
+   * streams too. A caller that sends these need not read or destroy `body`.
+   */
+  bytes?: Uint8Array;
 }
 
 /** Options of mutations that a lock on the resource guards. */

@@ -123,6 +123,10 @@ export async function sendRead(
     if (r.status === 416) headers['content-range'] = `bytes */${r.info.size}`;
   }
   res.writeHead(r.status, headers);
+  if (r.bytes) {
+    res.end(head ? undefined : r.bytes);
+    return;
+  }
   if (!r.body || head) {
     (r.body as { destroy?: () => void } | undefined)?.destroy?.();
     res.end();

@@ -27,7 +27,7 @@ import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
 import type { StorageProvider } from '../core/provider.js';
 import { formatResourceId } from '../core/refs.js';
-import type { Field, Lock, Reference, ResourceInfo, Space, StatOptions } from '../core/types.js';
+import type { Field, Lock, ReadResult, Reference, ResourceInfo, Space, StatOptions } from '../core/types.js';
 import type { DataPlane } from '../cs3/dataplane.js';
 import { tokenUser, verifyJwt } from '../cs3/jwt.js';
 import {
@@ -907,9 +907,18 @@ export class WebDav {
   // ---------------------------------------------------------------- GET / HEAD
 
   private async get(req: IncomingMessage, res: ServerResponse, t: Target, head: boolean): Promise<void> {
-    const info = await t.session.stat(this.ref(t), { fields: ['mimeType', 'checksums'] });
-    if (info.type === 'folder') return this.index(res, t, head);
-    const r = await t.session.read({ resourceId: info.id }, readOptions(req, res));
+    // A file is read at once (one lookup, not a stat and then a read by id); a folder is refused
+    // by the read, or by its permissions, and then gets its index.
+    let r: ReadResult;
+    try {
+      r = await t.session.read(this.ref(t), readOptions(req, res));
+    } catch (err) {
+      if (!StorageError.is(err, 'FAILED_PRECONDITION') && !StorageError.is(err, 'PERMISSION_DENIED'))
+        throw err;
+      const info = await t.session.stat(this.ref(t), { fields: [] });
+      if (info.type === 'folder') return this.index(res, t, head);
+      throw err;
+    }
     await sendRead(res, r, head, {}, wantsInfo(req));
   }
 

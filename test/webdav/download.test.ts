@@ -7,18 +7,44 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fromLetters } from '../../src/core/permissions.js';
 import { type DavEnv, startDav } from './server.js';
 
 let env: DavEnv;
 let home: string;
+let spaceId: string;
+/** The folder shared with `lister`, as a share is reached: by its node id. */
+let listedUrl: string;
 const MiB = 1024 * 1024;
 const big = randomBytes(3 * MiB + 12_345);
+/** Small files are read whole at once (up to 64 KiB): either side of that bound. */
+const small = randomBytes(5000);
+const atBound = randomBytes(64 * 1024);
+const pastBound = randomBytes(64 * 1024 + 1);
 
 beforeAll(async () => {
-  env = await startDav([{ id: 'u-dl', username: 'dl' }], { watch: false });
+  env = await startDav(
+    [
+      { id: 'u-dl', username: 'dl' },
+      { id: 'u-lister', username: 'lister' },
+    ],
+    { watch: false },
+  );
   const s = await env.provider.as('dl');
   const sp = await s.personalSpace();
+  spaceId = sp.id;
   home = await env.driver.spacePath(sp.id);
+  await s.write({ space: sp.id, path: 'small.bin' }, small);
+  await s.write({ space: sp.id, path: 'at-bound.bin' }, atBound);
+  await s.write({ space: sp.id, path: 'past-bound.bin' }, pastBound);
+  const listed = await s.mkdir({ space: sp.id, path: 'listed' });
+  listedUrl = `dav/spaces/${encodeURIComponent(`${listed.id.storageId}$${sp.id}!${listed.id.opaqueId}`)}/`;
+  await s.write({ space: sp.id, path: 'listed/inside.txt' }, 'inside');
+  // May see and list the folder, not download from it.
+  await s.setGrant(
+    { space: sp.id, path: 'listed' },
+    { grantee: { type: 'user', id: 'u-lister' }, permissions: fromLetters('spl') },
+  );
   await s.write({ space: sp.id, path: 'big.bin' }, big);
   await s.write({ space: sp.id, path: 'empty.bin' }, Buffer.alloc(0));
   await s.write({ space: sp.id, path: 'shrinks.bin' }, randomBytes(32 * MiB));
@@ -87,6 +113,64 @@ describe('webdav: downloads', () => {
     for (let i = 0; i < 50 && openFds() > before + 1; i++) await new Promise((r) => setTimeout(r, 50));
     expect(openFds()).toBeLessThanOrEqual(before + 1);
     expect(sha1(new Uint8Array(await (await get('big.bin')).arrayBuffer()))).toBe(sha1(big));
+  });
+
+  it('reads small files whole: full, ranges, conditions and HEAD over HTTP, and a body for API readers', async () => {
+    const before = openFds();
+    for (const [name, bytes] of [
+      ['small.bin', small],
+      ['at-bound.bin', atBound],
+      ['past-bound.bin', pastBound],
+    ] as const) {
+      const whole = await get(name);
+      expect(whole.status).toBe(200);
+      expect(whole.headers.get('content-length')).toBe(String(bytes.length));
+      const etag = whole.headers.get('etag')!;
+      expect(Buffer.from(await whole.arrayBuffer()).equals(bytes)).toBe(true);
+      const mid = await get(name, { range: 'bytes=100-4099' });
+      expect(mid.status).toBe(206);
+      expect(mid.headers.get('content-range')).toBe(`bytes 100-4099/${bytes.length}`);
+      expect(Buffer.from(await mid.arrayBuffer()).equals(bytes.subarray(100, 4100))).toBe(true);
+      const tail = await get(name, { range: `bytes=${bytes.length - 1}-` });
+      expect(Buffer.from(await tail.arrayBuffer()).equals(bytes.subarray(-1))).toBe(true);
+      expect((await get(name, { range: `bytes=${bytes.length}-` })).status).toBe(416);
+      expect((await get(name, { 'if-none-match': etag })).status).toBe(304);
+      const stale = await get(name, { range: 'bytes=0-9', 'if-range': '"not-it"' });
+      expect(stale.status).toBe(200);
+      expect((await stale.arrayBuffer()).byteLength).toBe(bytes.length);
+      const head = await fetch(`${env.url}/remote.php/webdav/${name}`, {
+        method: 'HEAD',
+        headers: { authorization: env.basic('dl') },
+      });
+      expect(head.headers.get('content-length')).toBe(String(bytes.length));
+      expect((await head.arrayBuffer()).byteLength).toBe(0);
+    }
+    // In process, a small file's result carries its bytes, and `body` streams the same ones.
+    const s = await env.provider.as('dl');
+    const r = await s.read({ space: spaceId, path: 'small.bin' }, { range: { start: 10, end: 19 } });
+    expect(r.status).toBe(206);
+    expect(Buffer.from(r.bytes!).equals(small.subarray(10, 20))).toBe(true);
+    const streamed: Buffer[] = [];
+    for await (const c of r.body!) streamed.push(Buffer.from(c));
+    expect(Buffer.concat(streamed).equals(small.subarray(10, 20))).toBe(true);
+    // Every file was closed at once.
+    expect(openFds()).toBeLessThanOrEqual(before);
+  });
+
+  it('answers GET of a folder with its index, also to someone who may list it but not download from it', async () => {
+    for (const [user, url] of [
+      ['dl', 'remote.php/webdav/listed/'],
+      ['lister', listedUrl],
+    ] as const) {
+      const r = await fetch(`${env.url}/${url}`, { headers: { authorization: env.basic(user) } });
+      expect(r.status).toBe(200);
+      expect(r.headers.get('content-type')).toMatch(/^text\/html/);
+      expect(await r.text()).toContain('inside.txt');
+    }
+    const refused = await fetch(`${env.url}/${listedUrl}inside.txt`, {
+      headers: { authorization: env.basic('lister') },
+    });
+    expect(refused.status).toBe(403);
   });
 
   it('cuts the response short, never pads it, when the file shrinks while it is sent', async () => {
