@@ -447,7 +447,9 @@ export class DataPlane {
     if (unread) {
       // A refused body is not read to its end (a slow sender would hold the connection): answer, then close.
       res.setHeader('connection', 'close');
-      res.once('finish', () => res.req.socket.destroySoon());
+      // The socket is taken now: a request destroyed meanwhile (its body loop threw) has none.
+      const socket = res.req.socket;
+      res.once('finish', () => socket?.destroySoon());
       res.req.resume();
     }
     res.writeHead(status, {

@@ -267,7 +267,9 @@ export class WebDav {
       // A body we refuse is not read to its end: a client that sends it slowly (or without
       // credentials) would hold the connection as long as it likes. Answer, then close.
       headers.connection = 'close';
-      res.once('finish', () => req.socket.destroySoon());
+      // The socket is taken now: a request destroyed meanwhile (its body loop threw) has none.
+      const socket = req.socket;
+      res.once('finish', () => socket?.destroySoon());
     }
     req.resume();
     res.writeHead(status, headers);

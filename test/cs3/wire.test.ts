@@ -321,6 +321,30 @@ describe('cs3: data plane, simple', () => {
     }
   });
 
+  it('stays up after refusing a simple upload part way (over quota, no length given)', async () => {
+    const sp = await env.alice.spacesOk('createStorageSpace', { type: 'project', name: 'Small wire' });
+    await env.provider.updateSpace(sp.storageSpace!.root!.spaceId, { quota: 64 * 1024 });
+    const init = await env.alice.providerOk('initiateFileUpload', {
+      ref: { resourceId: sp.storageSpace!.root, path: './over.bin' },
+    });
+    const piece = new Uint8Array(64 * 1024);
+    let left = 48; // 3 MiB, sent chunked (no length)
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (left-- > 0) c.enqueue(piece);
+        else c.close();
+      },
+    });
+    const res = await fetch(init.protocols.find((x) => x.protocol === 'simple')!.uploadEndpoint, {
+      method: 'PUT',
+      body,
+      duplex: 'half',
+    } as RequestInit).catch(() => undefined); // the server may close while the body is still going
+    if (res) expect(res.status).toBe(507);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await env.alice.provider('stat', { ref: rel('.') })).status?.code).toBe(Code.CODE_OK);
+  });
+
   it('honours if_not_exist and if_match of InitiateFileUpload', async () => {
     expect((await upload(env.alice, 'cond.txt', 'one')).status).toBe(200);
     const etag = (await env.alice.providerOk('stat', { ref: rel('cond.txt') })).info!.etag;

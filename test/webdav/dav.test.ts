@@ -374,6 +374,53 @@ describe('webdav: bad input', () => {
     }
   });
 
+  it('stays up after refusing a chunked body it has not read to its end (over quota, too big)', async () => {
+    const u = new URL(env.url);
+    const small = await env.provider.createSpace({ type: 'project', name: 'Tiny quota', quota: 1024 * 1024 });
+    await env.provider.setGrant(
+      { space: small.id, path: '' },
+      { grantee: { type: 'user', id: 'u-ann' }, permissions: fromLetters(ROLES.manager) },
+    );
+    /** Send a request with a chunked body of `bytes` bytes; resolves with the status line. */
+    const chunked = (method: string, path: string, bytes: number, extra = '') =>
+      new Promise<string>((resolve, reject) => {
+        const sock = net.connect(Number(u.port), u.hostname, () => {
+          sock.write(
+            `${method} ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: ${env.basic('ann')}\r\n${extra}Transfer-Encoding: chunked\r\n\r\n`,
+          );
+          const piece = Buffer.alloc(64 * 1024, 120);
+          let sent = 0;
+          const more = () => {
+            while (sent < bytes && !sock.destroyed) {
+              sent += piece.length;
+              if (!sock.write(`${piece.length.toString(16)}\r\n${piece}\r\n`))
+                return void sock.once('drain', more);
+            }
+            if (!sock.destroyed) sock.write('0\r\n\r\n');
+          };
+          more();
+        });
+        let text = '';
+        sock.on('data', (d) => {
+          text += d.toString();
+        });
+        sock.on('error', () => {}); // the server may close while we still send
+        sock.on('close', () => resolve(text.split('\r\n')[0] ?? ''));
+        setTimeout(() => sock.destroy(new Error('still open after 10 s')), 10_000).unref();
+        sock.once('timeout', reject);
+      });
+    expect(await chunked('PUT', `/dav/spaces/${small.id}/over.bin`, 3 * 1024 * 1024)).toMatch(/ 507 /);
+    expect(await chunked('PROPFIND', '/remote.php/webdav/', 3 * 1024 * 1024, 'Depth: 0\r\n')).toMatch(
+      / 413 /,
+    );
+    // Still serving, and nothing of the refused upload is there.
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await dav('PROPFIND', '/remote.php/webdav/', 'ann', { headers: { depth: '0' } })).status).toBe(
+      207,
+    );
+    expect((await dav('GET', `/dav/spaces/${small.id}/over.bin`, 'ann')).status).toBe(404);
+  });
+
   it('serves uploaded HTML sandboxed, and clamps a range end however far past the file', async () => {
     expect(
       (await dav('PUT', '/remote.php/webdav/page.html', 'ann', { body: '<script>alert(1)</script>' })).status,
