@@ -22,6 +22,7 @@ import fsp from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { parseChecksumHeader } from '../core/checksums.js';
+import { evaluateConditions } from '../core/conditions.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
 import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
@@ -151,6 +152,9 @@ function isLive(p: PropName): boolean {
 function deadKey(p: PropName): string {
   return `{${p.ns}}${p.local}`;
 }
+
+/** Methods that change their target, whose HTTP preconditions the handler checks itself. */
+const CONDITIONAL = new Set(['DELETE', 'COPY', 'MOVE', 'PROPPATCH', 'LOCK', 'UNLOCK', 'MKCOL']);
 
 /** The WebDAV door. Mount it on an HTTP server: `if (!(await dav.handle(req, res))) ...`. */
 export class WebDav {
@@ -324,6 +328,7 @@ export class WebDav {
     const dav = segs[0] === 'remote.php' ? 2 : 1;
     if (MetaEndpoints.kind(segs, dav)) return this.meta.handle(req, res, segs, dav, who);
     const t = await this.targetOf(segs, who);
+    if (CONDITIONAL.has(method)) await this.checkConditions(req, t);
     switch (method) {
       case 'OPTIONS':
         return this.options(req, res);
@@ -1080,6 +1085,27 @@ export class WebDav {
       if (StorageError.is(err, 'NOT_FOUND')) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * If-Match, If-None-Match and If-Unmodified-Since of a method that changes the target (RFC 9110
+   * §13.2: evaluated before it is performed), against the target as it is now: 412 when one fails.
+   * (PUT hands them to the write, which checks them under its commit; GET and HEAD to the read.)
+   */
+  private async checkConditions(req: IncomingMessage, t: Target): Promise<void> {
+    const c = requestConditions(req);
+    if (c.ifMatch === undefined && c.ifNoneMatch === undefined && c.ifUnmodifiedSince === undefined) return;
+    const info = await this.peek(t, t.segs);
+    if (evaluateConditions(c, info, 'write') !== 200)
+      throw new HttpError(
+        412,
+        'precondition failed (If-Match, If-None-Match or If-Unmodified-Since)',
+        undefined,
+        {
+          code: 'FAILED_PRECONDITION',
+          reason: 'condition',
+        },
+      );
   }
 
   /** The parsed If header, or undefined. */

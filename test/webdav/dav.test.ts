@@ -238,6 +238,56 @@ describe('webdav: the ownCloud dialect', () => {
     expect(replaced.status).toBe(204);
   });
 
+  it('checks If-Match, If-None-Match and If-Unmodified-Since before DELETE, COPY, MOVE, PROPPATCH and LOCK', async () => {
+    const base = '/remote.php/webdav/cond';
+    expect((await dav('MKCOL', base, 'ann')).status).toBe(201);
+    const put = await dav('PUT', `${base}/f.txt`, 'ann', { body: 'keep me' });
+    const etag = put.headers.get('etag')!;
+    const dest = { destination: `${env.url}${base}/g.txt` };
+    const proppatch = `<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:x="urn:x"><d:set><d:prop><x:k>v</x:k></d:prop></d:set></d:propertyupdate>`;
+    const lock = `<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockinfo>`;
+    const refused: [string, Record<string, string>][] = [
+      ['if-match', { 'if-match': '"not-it"' }],
+      ['if-none-match', { 'if-none-match': etag }],
+      ['if-none-match *', { 'if-none-match': '*' }],
+      ['if-unmodified-since', { 'if-unmodified-since': 'Sat, 01 Jan 2000 00:00:00 GMT' }],
+    ];
+    for (const [what, cond] of refused) {
+      for (const [method, headers, body] of [
+        ['DELETE', {}, undefined],
+        ['COPY', dest, undefined],
+        ['MOVE', dest, undefined],
+        ['PROPPATCH', {}, proppatch],
+        ['LOCK', {}, lock],
+      ] as const) {
+        const r = await dav(method, `${base}/f.txt`, 'ann', { headers: { ...headers, ...cond }, body });
+        expect(r.status, `${method} with ${what}`).toBe(412);
+      }
+    }
+    // Nothing happened: the file is there, unchanged, unlocked, without the property, and not copied.
+    const after = await dav('GET', `${base}/f.txt`, 'ann');
+    expect(after.status).toBe(200);
+    expect(after.headers.get('etag')).toBe(etag);
+    expect(await after.text()).toBe('keep me');
+    expect((await dav('GET', `${base}/g.txt`, 'ann')).status).toBe(404);
+    const props = await dav('PROPFIND', `${base}/f.txt`, 'ann', {
+      headers: { depth: '0' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:x="urn:x"><d:prop><x:k/><d:lockdiscovery/></d:prop></d:propfind>',
+    });
+    const text = await props.text();
+    expect(text).not.toContain('<x:k>v</x:k>');
+    expect(text).not.toContain('activelock');
+    // The conditions that hold let each through.
+    expect(
+      (await dav('COPY', `${base}/f.txt`, 'ann', { headers: { ...dest, 'if-match': etag } })).status,
+    ).toBe(201);
+    expect(
+      (await dav('DELETE', `${base}/g.txt`, 'ann', { headers: { 'if-none-match': '"other"' } })).status,
+    ).toBe(204);
+    expect((await dav('MKCOL', `${base}/new`, 'ann', { headers: { 'if-match': '*' } })).status).toBe(412);
+    expect((await dav('DELETE', `${base}/f.txt`, 'ann', { headers: { 'if-match': etag } })).status).toBe(204);
+  });
+
   it('assembles a chunked upload (chunking NG) with its whole-file checksum', async () => {
     const parts = [Buffer.alloc(300_000, 1), Buffer.alloc(300_000, 2), Buffer.from('tail')];
     const whole = Buffer.concat(parts);
