@@ -379,6 +379,18 @@ describe.each(drivers)('permissions on %s', (_name, make) => {
     ).rejects.toMatchObject({
       code: 'PERMISSION_DENIED',
     });
+    // The user named as a project space's owner manages it, as its creator does.
+    const owned = await system.createSpace({
+      type: 'project',
+      name: `Owned ${++n}`,
+      owner: { id: 'mary', username: 'mary' },
+    });
+    expect((await mary.getSpace(owned.id)).id).toBe(owned.id);
+    await mary.setGrant(
+      { space: owned.id },
+      { grantee: { type: 'user', id: 'u' }, permissions: fromLetters(ROLES.viewer) },
+    );
+    expect((await u.getSpace(owned.id)).id).toBe(owned.id);
     const sp = await admin.createSpace({ type: 'project', name: `Managed ${++n}` });
     await admin.setGrant(
       { space: sp.id },

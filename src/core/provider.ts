@@ -614,8 +614,9 @@ export class StorageProvider {
 
   /**
    * Create a space on the driver for `storageId` (default: the first driver). Sessions may create
-   * their own personal space; project spaces need `admin` or `createSpaces`, and their creator
-   * becomes a manager (not an owner: a project space belongs to nobody in particular).
+   * their own personal space; project spaces need `admin` or `createSpaces`, and their creator and
+   * the user named as `owner` (if any) become managers (not owners: a project space belongs to
+   * nobody in particular, and its managers can change).
    */
   async createSpace(input: CreateSpaceInput, storageId = ''): Promise<Space> {
     const driver = this.driverFor(storageId);
@@ -659,15 +660,20 @@ export class StorageProvider {
     this.shared.spaceDriver.set(space.id, driver);
     this.noteFacts(space);
     this.emitSpace('space.created', space);
-    if (p && input.type === 'project' && driver.features.grants) {
-      await driver.features.grants.set(
-        { spaceId: space.id, segments: [] },
-        {
-          grantee: { type: 'user', id: p.userId },
-          permissions: fromLetters(ROLES.manager),
-          creator: p.userId,
-        },
-      );
+    if (input.type === 'project' && driver.features.grants) {
+      const managers = new Set<string>();
+      if (p) managers.add(p.userId);
+      if (input.owner?.id) managers.add(input.owner.id);
+      for (const id of managers) {
+        await driver.features.grants.set(
+          { spaceId: space.id, segments: [] },
+          {
+            grantee: { type: 'user', id },
+            permissions: fromLetters(ROLES.manager),
+            ...(p && { creator: p.userId }),
+          },
+        );
+      }
     }
     return space;
   }
