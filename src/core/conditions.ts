@@ -43,6 +43,21 @@ export function evaluateConditions(
   return 200;
 }
 
+/**
+ * Whether an If-Range validator still holds, so the range is served (RFC 9110 §13.1.5): an entity
+ * tag, quoted or bare, that is the current etag (compared strongly: a weak `W/` tag never holds),
+ * or an HTTP date that is exactly the last modification (to the second).
+ */
+export function ifRangeHolds(validator: string, info: ResourceInfo): boolean {
+  const v = validator.trim();
+  if (v.startsWith('W/')) return false;
+  if (IMF_DATE.test(v)) return Math.floor(info.mtime / 1000) === Math.floor(Date.parse(v) / 1000);
+  return v.replace(/^"(.*)"$/, '$1') === info.etag;
+}
+
+/** An HTTP date (IMF-fixdate), as If-Range carries one. */
+const IMF_DATE = /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+
 /** Throw FAILED_PRECONDITION (reason `condition`) when write conditions fail. */
 export function checkWriteConditions(c: Conditions | undefined, info: ResourceInfo | undefined): void {
   if (evaluateConditions(c, info, 'write') !== 200) {

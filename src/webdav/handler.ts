@@ -27,7 +27,7 @@ import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js'
 import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
 import type { StorageProvider } from '../core/provider.js';
-import { formatResourceId } from '../core/refs.js';
+import { formatResourceId, printable } from '../core/refs.js';
 import type { Field, Lock, ReadResult, Reference, ResourceInfo, Space, StatOptions } from '../core/types.js';
 import type { DataPlane } from '../cs3/dataplane.js';
 import { tokenUser, verifyJwt } from '../cs3/jwt.js';
@@ -307,7 +307,16 @@ export class WebDav {
         (tu.username ? await identity.getUser(tu.username) : undefined);
       if (typeof claims.exp === 'number') until = Math.min(until, claims.exp * 1000);
     }
-    if (!user) throw new StorageError('UNAUTHENTICATED', 'wrong user name or password');
+    if (!user && scheme !== 'basic' && scheme !== 'bearer')
+      throw new StorageError(
+        'UNAUTHENTICATED',
+        `${this.opts.jwtSecret ? 'Basic and Bearer authentication are' : 'Basic authentication is'} supported here, not ${printable(m?.[1] ?? h.trim().split(/\s/)[0] ?? '')}`,
+      );
+    if (!user)
+      throw new StorageError(
+        'UNAUTHENTICATED',
+        scheme === 'basic' ? 'wrong user name or password' : 'the token is not valid here',
+      );
     const session = await this.opts.provider.as(user, { origin: 'webdav' });
     if (this.auth.size > 1000) this.auth.clear();
     const entry = { user, session, until };
@@ -1056,8 +1065,24 @@ export class WebDav {
    * compared with a Host header (HTTP/1.0 without one) is 400.
    */
   private destinationPath(req: IncomingMessage): string {
-    const destination = header(req, 'destination')?.trim();
+    let destination = header(req, 'destination')?.trim();
     if (!destination) throw new HttpError(400, 'a Destination header is required');
+    // Node reads header bytes as Latin-1: a client that sent UTF-8 unencoded means UTF-8.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: any byte past ASCII
+    if (/[^\u0000-\u007f]/.test(destination)) {
+      destination = Buffer.from(destination, 'latin1').toString('utf8');
+      if (destination.includes('\ufffd')) throw new HttpError(400, 'the Destination is not UTF-8');
+    }
+    // `.` and `..` are refused, as in request URLs (a URL parser would quietly resolve them).
+    for (const part of destination.split(/[?#]/, 1)[0]!.split('/')) {
+      let name: string;
+      try {
+        name = decodeURIComponent(part);
+      } catch {
+        throw new HttpError(400, 'malformed percent-encoding in the Destination');
+      }
+      if (name === '.' || name === '..') throw new HttpError(400, 'the Destination has "." or ".." in it');
+    }
     const host = header(req, 'host');
     let u: URL;
     try {
@@ -1329,8 +1354,11 @@ export class WebDav {
   }
 
   private async unlock(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
-    const m = /^\s*<(.+)>\s*$/.exec(header(req, 'lock-token') ?? '');
-    if (!m) throw new HttpError(400, 'a Lock-Token header is required');
+    // A Coded-URL (`<token>`), or the bare token some clients send.
+    const m =
+      /^\s*<([^<>]+)>\s*$/.exec(header(req, 'lock-token') ?? '') ??
+      /^\s*([^<>\s]+)\s*$/.exec(header(req, 'lock-token') ?? '');
+    if (!m) throw new HttpError(400, 'a Lock-Token header (<token>) is required');
     const token = m[1]!;
     for (let n = t.segs.length; n >= 0; n--) {
       const segs = t.segs.slice(0, n);
