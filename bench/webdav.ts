@@ -464,6 +464,22 @@ export async function benchWebdav(
         'measure',
         true,
       );
+      // For context: a bare node:http server that reads each file whole and sends it (no auth,
+      // ids, permissions or conditions): what Node.js itself costs.
+      const spaceDir = await driver.spacePath(space.id);
+      const bareGet = http.createServer((req, res) => {
+        const name = path.basename(new URL(req.url ?? '/', 'http://x').pathname);
+        fs.readFile(path.join(spaceDir, 'puts', name), (err, b) =>
+          err ? res.writeHead(404).end() : res.writeHead(200, { 'content-length': b.length }).end(b),
+        );
+      });
+      await withServer(bareGet, async (bareUrl) => {
+        const bareGets = () =>
+          fromWorker({ kind: 'gets', url: `${bareUrl}/puts/`, auth, names, size: 4096, concurrency: 4 });
+        const [ba, bs, br] = await ab(5, gets(apache.url), bareGets);
+        const what = `GET ${o.files.toLocaleString('en')} files of 4 KiB, files/s (Apache vs bare node:http readFile + send)`;
+        row(what, fps(ba), fps(bs), 1 / br, 'context', true);
+      });
       // For context: a bare node:http server that streams each body to a temp file and renames it
       // into place (no auth, ids, checksums or accounting): what Node.js itself costs.
       const bareDir = await fsp.mkdtemp(path.join(root, 'bare-'));
