@@ -413,7 +413,8 @@ export async function benchWebdav(
       await fsp.chown(path.join(apache.data, 'puts'), 33, 33).catch(() => {});
       await session.mkdir({ space: space.id, path: 'puts' });
       let round = 0;
-      const puts = (url: string) => () =>
+      /** PUT the files of round `r` (named `r<r>-<i>.bin`) into `puts/`. */
+      const putRound = (url: string, r: number) =>
         fromWorker({
           kind: 'puts',
           url: `${url}/puts/`,
@@ -421,8 +422,9 @@ export async function benchWebdav(
           files: o.files,
           size: 4096,
           concurrency: 4,
-          round: round++,
+          round: r,
         });
+      const puts = (url: string) => () => putRound(url, round++);
       // Steady state, for both: a server that has been running. (Stowage's first few thousand
       // PUTs run at half speed while V8 optimises its code; Apache has nothing to warm up.)
       for (let i = 0; i < 4; i++) {
@@ -442,16 +444,7 @@ export async function benchWebdav(
       // What a sync client's first download does: GET each of 1,000 files once, 4 in flight (the
       // same names on both servers, written for this).
       const g = round++;
-      for (const url of [apache.url, ours])
-        await fromWorker({
-          kind: 'puts',
-          url: `${url}/puts/`,
-          auth,
-          files: o.files,
-          size: 4096,
-          concurrency: 4,
-          round: g,
-        });
+      for (const url of [apache.url, ours]) await putRound(url, g);
       const names = Array.from({ length: o.files }, (_, i) => `r${g}-${i}.bin`);
       const gets = (url: string) => () =>
         fromWorker({ kind: 'gets', url: `${url}/puts/`, auth, names, size: 4096, concurrency: 4 });
