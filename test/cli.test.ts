@@ -202,6 +202,19 @@ describe('stowage CLI: trash and versions on disk', () => {
   });
 });
 
+describe('stowage CLI: space owners', () => {
+  it('makes a project space’s --owner a manager, by the id the users file gives the name', async () => {
+    const users = path.join(root, 'owners.json');
+    await fs.writeFile(users, JSON.stringify({ users: [{ id: 'u-41', username: 'olga', password: 'pw' }] }));
+    const made = stowage(['--users', users, 'space', 'create', 'project', 'Owned', '--owner', 'olga']);
+    expect(made.code, made.err).toBe(0);
+    expect(stowage(['grants', 'ls', '/project/owned']).out).toContain('user:u-41  manager');
+    const unknown = stowage(['--users', users, 'space', 'create', 'project', 'Nobody', '--owner', 'nobody']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toContain('unknown owner "nobody"');
+  });
+});
+
 describe('stowage CLI: collaboration commands', () => {
   it('manages versions, locks, grants and the trash from scripts', async () => {
     expect(stowage(['space', 'create', 'project', 'collab']).code).toBe(0);

@@ -391,6 +391,18 @@ describe.each(drivers)('permissions on %s', (_name, make) => {
       { grantee: { type: 'user', id: 'u' }, permissions: fromLetters(ROLES.viewer) },
     );
     expect((await u.getSpace(owned.id)).id).toBe(owned.id);
+    // Only an admin names someone else; an unknown owner is refused.
+    const alan = await system.as('alan');
+    await expect(
+      alan.createSpace({ type: 'project', name: `For mary ${++n}`, owner: { id: 'mary', username: 'mary' } }),
+    ).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
+    await expect(
+      system.createSpace({
+        type: 'project',
+        name: `Ghost ${++n}`,
+        owner: { id: 'ghost', username: 'ghost' },
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     const sp = await admin.createSpace({ type: 'project', name: `Managed ${++n}` });
     await admin.setGrant(
       { space: sp.id },

@@ -270,7 +270,18 @@ async function run(argv: string[]): Promise<number> {
     create: creates,
     log: (message, err) => process.stderr.write(`stowage: ${message}: ${(err as Error)?.message ?? ''}\n`),
   });
-  const s = new StorageProvider({ drivers: driver });
+  // The users (--users, else those `serve` keeps in the storage), so that names given here
+  // (`--owner alice`) mean the ids the server will see.
+  const usersFile = opts.users ?? path.join(driver.root, '.stowage', 'users.json');
+  const identity =
+    opts.users ||
+    (await fsp.stat(usersFile).then(
+      () => true,
+      () => false,
+    ))
+      ? await StaticIdentitySource.fromFile(usersFile)
+      : undefined;
+  const s = new StorageProvider({ drivers: driver, identity });
   try {
     return await command(s, driver, cmd, args, opts);
   } finally {

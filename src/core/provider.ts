@@ -654,6 +654,28 @@ export class StorageProvider {
         throw new StorageError('PERMISSION_DENIED', 'not allowed to create project spaces');
       }
       if (input.quota !== undefined) throw new StorageError('PERMISSION_DENIED', 'only an admin sets quotas');
+      if (input.type === 'project' && input.owner && input.owner.id !== p.userId)
+        throw new StorageError(
+          'PERMISSION_DENIED',
+          'only an admin names someone else as a project space’s owner',
+        );
+    }
+    if (input.type === 'project' && input.owner && this.shared.identity) {
+      // The owner becomes a manager: by the id the identity source knows (given an id or a name).
+      const o = input.owner;
+      const u =
+        (await this.shared.identity.getUser(o.id)) ??
+        (o.username ? await this.shared.identity.getUser(o.username) : undefined);
+      if (!u) throw new StorageError('INVALID_ARGUMENT', `unknown owner "${printable(o.username ?? o.id)}"`);
+      input = {
+        ...input,
+        owner: {
+          id: u.id,
+          username: u.username,
+          ...(u.idp && { idp: u.idp }),
+          ...(u.displayName && { displayName: u.displayName }),
+        },
+      };
     }
     await this.check({ op: 'space', spaceId: input.id ?? '' });
     const space = await feature.create(input);
