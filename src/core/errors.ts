@@ -53,7 +53,9 @@ export type ErrorReason =
   | 'metadata-too-large'
   | 'space-disabled'
   | 'body'
-  | 'too-large';
+  | 'too-large'
+  /** A file replaced or rewritten between its lookup and the read of its bytes. */
+  | 'changed-while-read';
 
 /** Options for {@link StorageError}. */
 export interface StorageErrorOptions {

@@ -20,7 +20,12 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { bodyChunks } from '../../core/body.js';
 import { ChecksumAccumulator, verifyChecksums } from '../../core/checksums.js';
-import { checkWriteConditions, evaluateConditions, ifRangeHolds, resolveRange } from '../../core/conditions.js';
+import {
+  checkWriteConditions,
+  evaluateConditions,
+  ifRangeHolds,
+  resolveRange,
+} from '../../core/conditions.js';
 import type { Body, Driver, Features, Inspected, MutationOptions, WatchOptions } from '../../core/driver.js';
 import { StorageError, toStorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime, nowUs } from '../../core/etag.js';
@@ -175,6 +180,8 @@ const SMALL_BODY_BYTES = BUFFER_BYTES;
  * thread-pool round trips and a stream.
  */
 const SMALL_READ_BYTES = 64 * 1024;
+/** Reason of the ABORTED a read gives when its file changed between the lookup and the read. */
+const CHANGED_WHILE_READ = 'changed-while-read' as const;
 const SPACE_RECHECK_MS = 2000;
 /** Spaces kept in memory (they hold no file descriptors while idle). */
 const MAX_CACHED_SPACES = 256;
@@ -1377,6 +1384,23 @@ class Posix implements PosixDriver {
   }
 
   private async readImpl(ref: NodeRef, opts?: ReadOptions): Promise<ReadResult> {
+    // A file replaced or rewritten between the lookup and the read is looked up again, twice at
+    // most; then the reader is told to come back (UNAVAILABLE), never that a precondition failed.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.readOnce(ref, opts);
+      } catch (err) {
+        if (!StorageError.is(err, 'ABORTED') || (err as StorageError).reason !== CHANGED_WHILE_READ)
+          throw err;
+        if (attempt >= 2)
+          throw new StorageError('UNAVAILABLE', 'the file keeps changing while it is read; retry', {
+            cause: err,
+          });
+      }
+    }
+  }
+
+  private async readOnce(ref: NodeRef, opts?: ReadOptions): Promise<ReadResult> {
     const sp = this.spaceNow(ref.spaceId) ?? (await this.space(ref.spaceId));
     const { segs, node } = await this.locateNode(sp, ref);
     const { st, rec } = node ?? (await this.load(sp, segs));
@@ -1399,8 +1423,7 @@ class Posix implements PosixDriver {
     const cond = evaluateConditions(opts?.conditions, info, 'read');
     if (cond !== 200) return { status: cond, info };
     let range = resolveRange(opts?.range, info.size);
-    if (range && opts?.ifRange !== undefined && !ifRangeHolds(opts.ifRange, info))
-      range = undefined;
+    if (range && opts?.ifRange !== undefined && !ifRangeHolds(opts.ifRange, info)) range = undefined;
     if (range === null) return { status: 416, info };
     const flags = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
     const start = range?.start ?? 0;
@@ -1419,7 +1442,9 @@ class Posix implements PosixDriver {
     try {
       const fst = await fh.stat();
       if (!fst.isFile() || (st && !sameFile(fst, st))) {
-        throw new StorageError('ABORTED', 'the file changed while it was being opened; retry');
+        throw new StorageError('ABORTED', 'the file changed while it was being opened; retry', {
+          reason: CHANGED_WHILE_READ,
+        });
       }
     } catch (err) {
       await fh.close().catch(() => {});
@@ -2898,12 +2923,17 @@ function readSmall(
   try {
     const fst = fs.fstatSync(fd);
     if (!fst.isFile() || (st && !sameFile(fst, st))) {
-      throw new StorageError('ABORTED', 'the file changed while it was being opened; retry');
+      throw new StorageError('ABORTED', 'the file changed while it was being opened; retry', {
+        reason: CHANGED_WHILE_READ,
+      });
     }
     const bytes = Buffer.allocUnsafe(length);
     for (let got = 0; got < length; ) {
       const n = fs.readSync(fd, bytes, got, length - got, start + got);
-      if (n === 0) throw new StorageError('ABORTED', 'the file got shorter while it was read; retry');
+      if (n === 0)
+        throw new StorageError('ABORTED', 'the file got shorter while it was read; retry', {
+          reason: CHANGED_WHILE_READ,
+        });
       got += n;
     }
     return bytes;
