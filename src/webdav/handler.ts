@@ -293,7 +293,10 @@ export class WebDav {
     let user: User | undefined;
     let until = now + AUTH_TTL_MS;
     const m = /^(\w+)\s+(.+)$/.exec(h.trim());
-    const scheme = m?.[1]?.toLowerCase();
+    const word = h.trim().split(/\s/, 1)[0] ?? '';
+    const scheme = word.toLowerCase();
+    if ((scheme === 'basic' || scheme === 'bearer') && !m)
+      throw new StorageError('UNAUTHENTICATED', `malformed ${word} credentials`);
     if (scheme === 'basic') {
       const decoded = Buffer.from(m![2]!, 'base64').toString('utf8');
       const colon = decoded.indexOf(':');
@@ -307,10 +310,10 @@ export class WebDav {
         (tu.username ? await identity.getUser(tu.username) : undefined);
       if (typeof claims.exp === 'number') until = Math.min(until, claims.exp * 1000);
     }
-    if (!user && scheme !== 'basic' && scheme !== 'bearer')
+    if (!user && scheme !== 'basic' && !(scheme === 'bearer' && this.opts.jwtSecret))
       throw new StorageError(
         'UNAUTHENTICATED',
-        `${this.opts.jwtSecret ? 'Basic and Bearer authentication are' : 'Basic authentication is'} supported here, not ${printable(m?.[1] ?? h.trim().split(/\s/)[0] ?? '')}`,
+        `${this.opts.jwtSecret ? 'Basic and Bearer authentication are' : 'Basic authentication is'} supported here, not ${printable(word)}`,
       );
     if (!user)
       throw new StorageError(
@@ -940,11 +943,18 @@ export class WebDav {
 
   /** A folder's GET: a plain HTML index, streamed. */
   private async index(res: ServerResponse, t: Target, head: boolean): Promise<void> {
+    // The first entry is asked for before the status is sent: one who may not list gets a 403.
+    const entries = t.session.list(this.ref(t), { fields: [] })[Symbol.asyncIterator]();
+    let next = await entries.next();
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    if (head) return void res.end();
+    if (head) {
+      await entries.return?.(undefined);
+      return void res.end();
+    }
     const title = esc(`/${t.segs.join('/')}`);
     res.write(`<!doctype html><meta charset="utf-8"><title>${title}</title><h1>${title}</h1><ul>`);
-    for await (const c of t.session.list(this.ref(t), { fields: [] })) {
+    for (; !next.done; next = await entries.next()) {
+      const c = next.value;
       const href = this.href(t, [...t.segs, c.name], c.type === 'folder');
       await send(res, `<li><a href="${esc(href)}">${esc(c.name)}${c.type === 'folder' ? '/' : ''}</a></li>`);
     }
@@ -1073,31 +1083,29 @@ export class WebDav {
       destination = Buffer.from(destination, 'latin1').toString('utf8');
       if (destination.includes('\ufffd')) throw new HttpError(400, 'the Destination is not UTF-8');
     }
-    // `.` and `..` are refused, as in request URLs (a URL parser would quietly resolve them).
-    for (const part of destination.split(/[?#]/, 1)[0]!.split('/')) {
-      let name: string;
+    // The path is taken as it was sent and decoded like a request URL's (`.`, `..`, `%2f` and NUL
+    // refused there): a URL parser would resolve dot segments, read `\` as `/` and drop tabs.
+    const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(destination)?.[0];
+    let raw: string;
+    if (scheme !== undefined || destination.startsWith('//')) {
+      const rest = destination.slice(scheme?.length ?? 0);
+      let u: URL;
       try {
-        name = decodeURIComponent(part);
+        if (!rest.startsWith('//')) throw new Error('no authority');
+        u = new URL(destination, 'http://destination.invalid');
       } catch {
-        throw new HttpError(400, 'malformed percent-encoding in the Destination');
+        throw new HttpError(400, 'malformed Destination');
       }
-      if (name === '.' || name === '..') throw new HttpError(400, 'the Destination has "." or ".." in it');
-    }
-    const host = header(req, 'host');
-    let u: URL;
-    try {
-      u = new URL(destination, 'http://destination.invalid');
-    } catch {
-      throw new HttpError(400, 'malformed Destination');
-    }
-    const names = /^[a-z][a-z0-9+.-]*:/i.test(destination) || destination.startsWith('//');
-    if (names) {
+      const host = header(req, 'host');
       if (!host) throw new HttpError(400, 'a Destination URL needs a Host header to be compared with');
       if (u.host.toLowerCase() !== host.trim().toLowerCase())
         throw new HttpError(502, 'the Destination is on another server');
-    } else if (!destination.startsWith('/'))
-      throw new HttpError(400, 'the Destination must be a URL or an absolute path');
-    return u.pathname;
+      // The path starts at the first `/` after the authority (none: the server's root).
+      const at = rest.slice(2).search(/[/?#]/);
+      raw = at >= 0 && rest[2 + at] === '/' ? rest.slice(2 + at) : '/';
+    } else if (destination.startsWith('/')) raw = destination;
+    else throw new HttpError(400, 'the Destination must be a URL or an absolute path');
+    return raw.split(/[?#]/, 1)[0]!;
   }
 
   // ---------------------------------------------------------------- locks

@@ -103,6 +103,12 @@ describe('webdav: authentication and grants', () => {
     });
     expect(digest.status).toBe(401);
     expect(await digest.text()).toContain('Basic and Bearer authentication are supported here, not Digest');
+    const empty = await fetch(`${env.url}/remote.php/webdav/`, {
+      method: 'PROPFIND',
+      headers: { depth: '0', authorization: 'Basic' },
+    });
+    expect(empty.status).toBe(401);
+    expect(await empty.text()).toContain('malformed Basic credentials');
   });
 
   it('shows a space only to those holding a grant in it, and someone else’s files URL to nobody', async () => {
@@ -597,6 +603,16 @@ describe('webdav: bad input', () => {
     }
     expect((await dav('GET', '/remote.php/webdav/dots/a.txt', 'ann')).status).toBe(200);
     expect((await dav('GET', '/remote.php/webdav/up.txt', 'ann')).status).toBe(404);
+    // What a URL parser would read as `/` or drop (a backslash, a tab) is part of a name, as in
+    // request URLs: it never climbs out of the folder.
+    expect(await raw(Buffer.from('/remote.php/webdav/dots/x\\..\\..\\up.txt'))).toMatch(/^HTTP\/1\.1 20[14]/);
+    expect(await raw(Buffer.from(`${env.url}/remote.php/webdav/dots/.\t./up.txt`))).toMatch(
+      /^HTTP\/1\.1 (20[14]|400|409)/,
+    );
+    expect((await dav('GET', '/remote.php/webdav/up.txt', 'ann')).status).toBe(404);
+    expect(
+      (await dav('GET', `/remote.php/webdav/dots/${encodeURIComponent('x\\..\\..\\up.txt')}`, 'ann')).status,
+    ).toBe(200);
   });
 
   it('refuses another user’s lock token', async () => {

@@ -2,12 +2,13 @@
  * Downloads of local files, which HTTP responses copy through two reused buffers: whole files and
  * ranges across buffer boundaries, empty files, clients that go away, files that shrink meanwhile.
  */
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fromLetters } from '../../src/core/permissions.js';
+import { fromLetters, ROLES } from '../../src/core/permissions.js';
 import { type DavEnv, startDav } from './server.js';
 
 let env: DavEnv;
@@ -27,6 +28,7 @@ beforeAll(async () => {
     [
       { id: 'u-dl', username: 'dl' },
       { id: 'u-lister', username: 'lister' },
+      { id: 'u-dropper', username: 'dropper' },
     ],
     { watch: false },
   );
@@ -167,6 +169,36 @@ describe('webdav: downloads', () => {
     expect(openFds()).toBeLessThanOrEqual(before);
   });
 
+  it('reads again a small file rewritten in place while it is looked up, and never answers 412 for it', async () => {
+    const file = path.join(home, 'flip.txt');
+    fs.writeFileSync(file, 'short');
+    // Another process rewrites it in place (truncate, then write) as fast as it can.
+    const long = path.join(home, '..', 'flip-long.src');
+    fs.writeFileSync(long, Buffer.alloc(60_000, 97));
+    const writer = spawn(
+      'sh',
+      ['-c', `while :; do printf short > '${file}'; cat '${long}' > '${file}'; done`],
+      {
+        stdio: 'ignore',
+      },
+    );
+    try {
+      const statuses = new Map<number, number>();
+      for (let i = 0; i < 300; i++) {
+        const r = await get('flip.txt');
+        const body = Buffer.from(await r.arrayBuffer());
+        statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+        if (r.status === 200) expect(body.length).toBe(Number(r.headers.get('content-length')));
+      }
+      expect(statuses.get(412)).toBeUndefined();
+      expect([...statuses.keys()].every((s) => s === 200 || s === 503)).toBe(true);
+      expect(statuses.get(200)).toBeGreaterThan(150);
+    } finally {
+      writer.kill();
+      fs.rmSync(long, { force: true });
+    }
+  });
+
   it('answers GET of a folder with its index, also to someone who may list it but not download from it', async () => {
     for (const [user, url] of [
       ['dl', 'remote.php/webdav/listed/'],
@@ -177,6 +209,14 @@ describe('webdav: downloads', () => {
       expect(r.headers.get('content-type')).toMatch(/^text\/html/);
       expect(await r.text()).toContain('inside.txt');
     }
+    // Someone who may only drop files in gets a 403, not a cut connection.
+    const s = await env.provider.as('dl');
+    await s.setGrant(
+      { space: spaceId, path: 'listed' },
+      { grantee: { type: 'user', id: 'u-dropper' }, permissions: fromLetters(ROLES.uploader) },
+    );
+    const drop = await fetch(`${env.url}/${listedUrl}`, { headers: { authorization: env.basic('dropper') } });
+    expect(drop.status).toBe(403);
     const refused = await fetch(`${env.url}/${listedUrl}inside.txt`, {
       headers: { authorization: env.basic('lister') },
     });
