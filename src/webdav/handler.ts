@@ -779,7 +779,9 @@ export class WebDav {
         case 'supportedlock':
           return '<d:supportedlock><d:lockentry><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockentry><d:lockentry><d:lockscope><d:shared/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockentry></d:supportedlock>';
         case 'quota-used-bytes':
-          return folder && quota && isTarget
+          // A space's root counts what the quota counts (trash and versions too); any other
+          // folder its own tree size, however it is asked for.
+          return folder && quota && isTarget && info.id.opaqueId === info.id.spaceId
             ? `<d:quota-used-bytes>${quota.used}</d:quota-used-bytes>`
             : folder
               ? `<d:quota-used-bytes>${info.size}</d:quota-used-bytes>`

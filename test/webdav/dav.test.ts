@@ -173,6 +173,21 @@ describe('webdav: the ownCloud dialect', () => {
     });
     expect(odd.status).toBe(207);
     expect(await odd.text()).toContain('<oc:id>');
+    // quota-used-bytes: a folder's own tree size whether it is the target or a child; the space
+    // root's what the quota counts.
+    await dav('PUT', '/remote.php/webdav/outside-docs.txt', 'ann', { body: 'not in docs' });
+    const used = async (url: string, depth: string) => {
+      const xml = await (await dav('PROPFIND', url, 'ann', { headers: { depth }, body: PROPS })).text();
+      return xml
+        .split('<d:response>')
+        .slice(1)
+        .flatMap((r) => {
+          const q = /<d:quota-used-bytes>(\d+)</.exec(r);
+          return q ? [[/<d:href>([^<]*)</.exec(r)![1]!, Number(q[1])] as const] : [];
+        });
+    };
+    expect(await used('/remote.php/webdav/docs/', '0')).toEqual([['/remote.php/webdav/docs/', 5]]);
+    expect(new Map(await used('/remote.php/webdav/', '1')).get('/remote.php/webdav/docs/')).toBe(5);
   });
 
   it('verifies OC-Checksum (a mismatch leaves nothing), keeps X-OC-Mtime, and answers with ids', async () => {
