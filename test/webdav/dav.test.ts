@@ -316,6 +316,23 @@ describe('webdav: the ownCloud dialect', () => {
     expect((await dav('DELETE', `${base}/f.txt`, 'ann', { headers: { 'if-match': etag } })).status).toBe(204);
   });
 
+  it('copies a folder at Depth 0 as an empty folder with its dead properties', async () => {
+    const base = '/remote.php/webdav/d0';
+    expect((await dav('MKCOL', base, 'ann')).status).toBe(201);
+    expect((await dav('PUT', `${base}/inside.txt`, 'ann', { body: 'x' })).status).toBe(201);
+    const set = `<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:x="urn:x"><d:set><d:prop><x:colour>teal</x:colour></d:prop></d:set></d:propertyupdate>`;
+    expect((await dav('PROPPATCH', base, 'ann', { body: set })).status).toBe(207);
+    const copy = await dav('COPY', base, 'ann', { headers: { depth: '0', destination: `${base}-copy` } });
+    expect(copy.status).toBe(201);
+    const props = await dav('PROPFIND', `${base}-copy`, 'ann', {
+      headers: { depth: '1' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:x="urn:x"><d:prop><x:colour/></d:prop></d:propfind>',
+    });
+    const xml = await props.text();
+    expect(xml).toMatch(/:colour xmlns:\w+="urn:x">teal</);
+    expect(xml).not.toContain('inside.txt');
+  });
+
   it('assembles a chunked upload (chunking NG) with its whole-file checksum', async () => {
     const parts = [Buffer.alloc(300_000, 1), Buffer.alloc(300_000, 2), Buffer.from('tail')];
     const whole = Buffer.concat(parts);
