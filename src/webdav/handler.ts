@@ -1286,7 +1286,7 @@ export class WebDav {
           { ...a.lock, appName: lockApp(meta), expires: Math.max(own, ...meta.extra.map((x) => x.e)) },
           a.lock.lockId,
         );
-        return this.lockAnswer(res, t, lock, segs, a.type === 'folder', 200, token);
+        return this.lockAnswer(res, t, lock, segs, a.type === 'folder', 200, token, true);
       }
       throw new HttpError(412, 'no lock of that token applies here', 'lock-token-matches-request-uri');
     }
@@ -1359,11 +1359,13 @@ export class WebDav {
     folder: boolean,
     status: number,
     token: string,
+    /** A refresh: no Lock-Token header, since no lock was made (RFC 4918 §9.10.2). */
+    refreshed = false,
   ): void {
     const body = `<?xml version="1.0" encoding="utf-8"?>\n<d:prop xmlns:d="DAV:"><d:lockdiscovery>${this.activeLock(lock, this.href(t, segs, folder), token)}</d:lockdiscovery></d:prop>`;
     res.writeHead(status, {
       'content-type': XML_TYPE,
-      'lock-token': `<${token}>`,
+      ...(!refreshed && { 'lock-token': `<${token}>` }),
       'content-length': String(Buffer.byteLength(body)),
     });
     res.end(body);

@@ -835,6 +835,13 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
     const second = await dav('LOCK', `/dav/spaces/${projectId}/s.txt`, 'bob', { body: lockBody('shared') });
     expect(second.status).toBe(423);
     expect(await (await dav('GET', `/dav/spaces/${projectId}/s.txt`, 'ann')).text()).toBe('ann');
+    // Its holder refreshes it: the lock is shown again, without a Lock-Token header (none was made).
+    const refreshed = await dav('LOCK', `/dav/spaces/${projectId}/s.txt`, 'ann', {
+      headers: { if: `(${token})`, timeout: 'Second-600' },
+    });
+    expect(refreshed.status).toBe(200);
+    expect(refreshed.headers.get('lock-token')).toBeNull();
+    expect(await refreshed.text()).toContain(token.replace(/^<|>$/g, ''));
     // The bare token (without the Coded-URL's angle brackets), as some clients send it, is taken.
     const bare = token.replace(/^<|>$/g, '');
     expect(
