@@ -3,6 +3,7 @@
  * chunked uploads, what lands on disk, and bad input of every kind.
  */
 import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -314,6 +315,23 @@ describe('webdav: the ownCloud dialect', () => {
     ).toBe(204);
     expect((await dav('MKCOL', `${base}/new`, 'ann', { headers: { 'if-match': '*' } })).status).toBe(412);
     expect((await dav('DELETE', `${base}/f.txt`, 'ann', { headers: { 'if-match': etag } })).status).toBe(204);
+  });
+
+  it('refuses an X-OC-Mtime the filesystem cannot store, and keeps nothing', async () => {
+    const far = await dav('PUT', '/remote.php/webdav/far-future.txt', 'ann', {
+      body: 'x',
+      headers: { 'x-oc-mtime': '99999999999999' },
+    });
+    expect(far.status).toBe(400);
+    expect(await far.text()).toContain('cannot store that modification time');
+    expect((await dav('GET', '/remote.php/webdav/far-future.txt', 'ann')).status).toBe(404);
+    const home = await env.driver.spacePath((await (await env.provider.as('ann')).personalSpace()).id);
+    expect(readdirSync(path.join(home, '.stowage', 'tmp')).filter((n) => n.startsWith('up-'))).toEqual([]);
+    const fine = await dav('PUT', '/remote.php/webdav/far-future.txt', 'ann', {
+      body: 'x',
+      headers: { 'x-oc-mtime': '4102444800' }, // 2100-01-01
+    });
+    expect(fine.status).toBe(201);
   });
 
   it('copies a folder at Depth 0 as an empty folder with its dead properties', async () => {

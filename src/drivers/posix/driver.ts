@@ -1520,6 +1520,9 @@ class Posix implements PosixDriver {
       }
       if (this.durable) await fh.sync();
       const st = await fh.stat();
+      // A filesystem clamps a time it cannot hold (ext4: 1901 to 2446) without a word.
+      if (opts?.mtime !== undefined && Math.abs(st.mtimeMs - opts.mtime) >= 1000)
+        throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time');
       const rec = await sp.commit(async (journal) => {
         const parent = await this.loadParent(sp, parentSegs, true);
         const cur = await this.peek(sp, segs, true);
