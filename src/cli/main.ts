@@ -270,15 +270,16 @@ async function run(argv: string[]): Promise<number> {
     create: creates,
     log: (message, err) => process.stderr.write(`stowage: ${message}: ${(err as Error)?.message ?? ''}\n`),
   });
-  // The users (--users, else those `serve` keeps in the storage), so that names given here
-  // (`--owner alice`) mean the ids the server will see.
+  // The users (--users, else those `serve` keeps in the storage), so that a name given here
+  // (`--owner alice`) means the id the server will see. Read only when a command names someone.
   const usersFile = opts.users ?? path.join(driver.root, '.stowage', 'users.json');
   const identity =
     opts.users ||
-    (await fsp.stat(usersFile).then(
-      () => true,
-      () => false,
-    ))
+    (opts.owner !== undefined &&
+      (await fsp.stat(usersFile).then(
+        () => true,
+        () => false,
+      )))
       ? await StaticIdentitySource.fromFile(usersFile)
       : undefined;
   const s = new StorageProvider({ drivers: driver, identity });
