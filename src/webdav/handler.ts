@@ -1373,9 +1373,8 @@ export class WebDav {
 
   private async unlock(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
     // A Coded-URL (`<token>`), or the bare token some clients send.
-    const m =
-      /^\s*<([^<>]+)>\s*$/.exec(header(req, 'lock-token') ?? '') ??
-      /^\s*([^<>\s]+)\s*$/.exec(header(req, 'lock-token') ?? '');
+    const h = header(req, 'lock-token') ?? '';
+    const m = /^\s*<([^<>]+)>\s*$/.exec(h) ?? /^\s*([^<>\s]+)\s*$/.exec(h);
     if (!m) throw new HttpError(400, 'a Lock-Token header (<token>) is required');
     const token = m[1]!;
     for (let n = t.segs.length; n >= 0; n--) {
