@@ -54,7 +54,11 @@ const MAX_INTENT = 1 << 20;
 /** Serialises commits of one space within and across processes. */
 export class CommitLock {
   private tail: Promise<void> = Promise.resolve();
+  /** Commits of this process queued or running (0: the tail has settled). */
+  private queued = 0;
   private closed = false;
+  /** Where the intent is read (commits run one at a time). */
+  private readonly intentBuf = Buffer.allocUnsafe(4096);
 
   constructor(
     private readonly native: Native,
@@ -67,12 +71,21 @@ export class CommitLock {
   async run<T>(fn: (journal: Journal) => Promise<T>, opts: RunOptions = {}): Promise<T> {
     const deadline = Date.now() + this.timeoutMs;
     const prev = this.tail;
-    let release!: () => void;
+    const idle = this.queued++ === 0;
+    let released = false;
+    let settle!: () => void;
     this.tail = new Promise((r) => {
-      release = r;
+      settle = r;
     });
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.queued--;
+      settle();
+    };
     try {
-      await waitUntil(prev, deadline);
+      // (nothing before us: no timer to set and clear)
+      await (idle ? prev : waitUntil(prev, deadline));
     } catch (err) {
       // Give up our place, but only after those before us are done, so the queue stays ordered.
       void prev.then(release, release);
@@ -162,10 +175,10 @@ export class CommitLock {
   }
 
   private readIntent(fd: number): Intent | undefined {
-    const buf = Buffer.alloc(4096);
+    const buf = this.intentBuf;
     let n = fs.readSync(fd, buf, 0, buf.length, 0);
     if (n === 0 || buf[0] === 0x0a) return undefined;
-    let data = buf.subarray(0, n);
+    let data = Buffer.from(buf.subarray(0, n));
     while (!data.includes(0x0a) && n > 0 && data.length < MAX_INTENT) {
       const more = Buffer.alloc(65536);
       n = fs.readSync(fd, more, 0, more.length, data.length);
