@@ -87,7 +87,16 @@ import {
   XATTR_NODE,
   XATTR_PREFIX,
 } from './record.js';
-import { keyOf, PosixSpace, parentKeyOf, parseMetadata, type SpaceEnv, sameFile, segsOf } from './space.js';
+import {
+  type HeldRecords,
+  keyOf,
+  PosixSpace,
+  parentKeyOf,
+  parseMetadata,
+  type SpaceEnv,
+  sameFile,
+  segsOf,
+} from './space.js';
 import { DirSyncer, isMissing, mapOrdered, toUtimeSeconds } from './util.js';
 
 /** Options of the POSIX driver. */
@@ -170,7 +179,8 @@ const EARLY_SYNC_BYTES = 16 * 1024 * 1024;
 /**
  * Bodies of a known size up to this many bytes are written to their temp file with synchronous
  * calls on a local filesystem (fsync excepted): one write of at most this much into the page cache
- * costs less than the three thread-pool round trips (write, stat, close) it replaces.
+ * costs less than the three thread-pool round trips (write, stat, close) it replaces. Such bodies
+ * also skip the checks made before any byte is read (the commit makes them all again).
  */
 const SMALL_BODY_BYTES = BUFFER_BYTES;
 
@@ -966,7 +976,10 @@ class Posix implements PosixDriver {
    */
   private async load(sp: PosixSpace, segs: string[], held = false): Promise<Loaded> {
     const abs = sp.abs(segs);
-    const real = segs.length >= 2 ? this.checkReal(sp, segs.slice(0, -1)) : undefined;
+    // Asynchronous lookups check the folders while the node's lstat runs. Synchronous ones lstat
+    // the node first: a node that is not there (a new file's target, looked up several times per
+    // write) is not found whatever the folders above are, so they need no lstat of their own.
+    const real = segs.length >= 2 && !this.syncMetadata ? this.checkReal(sp, segs.slice(0, -1)) : undefined;
     real?.catch(() => {});
     let st: fs.Stats | undefined;
     try {
@@ -977,6 +990,7 @@ class Posix implements PosixDriver {
     // (missing is common, a new file's target: one error instead of an errno one and its mapping)
     if (!st) throw new StorageError('NOT_FOUND', `"${printable(segs.at(-1) ?? '/')}": not found`);
     if (real) await real;
+    else if (segs.length >= 2) await this.checkReal(sp, segs.slice(0, -1));
     if (!(st.isFile() || st.isDirectory())) {
       throw new StorageError('NOT_FOUND', `"${printable(segs.at(-1))}" not found`, {
         reason: st.isSymbolicLink() ? 'symlink' : undefined,
@@ -1473,29 +1487,33 @@ class Posix implements PosixDriver {
     if (!segs.length) throw new StorageError('INVALID_ARGUMENT', 'the space root cannot be replaced');
     const parentSegs = segs.slice(0, -1);
     const key = keyOf(segs);
-    // Fail early, before any byte is read: missing parent, folder in the way, lock, precondition, quota.
-    await this.loadParent(sp, parentSegs);
-    const before = await this.peek(sp, segs, false);
-    if (before?.st.isDirectory())
-      throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
-    if (before) checkLockFor(lockOf(before.rec.lk), opts?.lockId, true, opts?.actor);
-    if (opts?.conditions)
-      checkWriteConditions(opts.conditions, before && (await this.info(sp, segs, before.st, before.rec)));
-    const room = await this.room(sp, before && !this.keepVersions ? before.st.size : 0);
-    if (opts?.size !== undefined && room !== undefined && opts.size > room) {
-      throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
+    // Big (or unknown) bodies are hashed on three threads; small ones here, without the hand-off.
+    const expected = opts?.size ?? knownLength(body);
+    const small = this.syncMetadata && expected !== undefined && expected <= SMALL_BODY_BYTES;
+    let room: number | undefined;
+    if (!small) {
+      // Fail early, before any byte is read: missing parent, folder in the way, lock, precondition,
+      // quota. (A small body is read at once: the commit's own checks, the same ones, come first.)
+      await this.loadParent(sp, parentSegs);
+      const before = await this.peek(sp, segs, false);
+      if (before?.st.isDirectory())
+        throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
+      if (before) checkLockFor(lockOf(before.rec.lk), opts?.lockId, true, opts?.actor);
+      if (opts?.conditions)
+        checkWriteConditions(opts.conditions, before && (await this.info(sp, segs, before.st, before.rec)));
+      room = await this.room(sp, before && !this.keepVersions ? before.st.size : 0);
+      if (opts?.size !== undefined && room !== undefined && opts.size > room) {
+        throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
+      }
     }
 
     const release = await sp.holdLive();
     const tmpAbs = `${sp.tmp}/${sp.tmpName('up')}`;
-    // Big (or unknown) bodies are hashed on three threads; small ones here, without the hand-off.
-    const expected = opts?.size ?? knownLength(body);
     let fh: TempFile;
     try {
-      fh =
-        this.syncMetadata && expected !== undefined && expected <= SMALL_BODY_BYTES
-          ? await this.createTemp(sp, () => openFd(tmpAbs).then(syncTempFile))
-          : await this.createTemp(sp, () => fsp.open(tmpAbs, 'wx', 0o666));
+      fh = small
+        ? await this.createTemp(sp, () => openFd(tmpAbs).then(syncTempFile))
+        : await this.createTemp(sp, () => fsp.open(tmpAbs, 'wx', 0o666));
     } catch (err) {
       release();
       throw err;
@@ -1532,7 +1550,9 @@ class Posix implements PosixDriver {
         if (opts?.conditions)
           checkWriteConditions(opts.conditions, cur && (await this.info(sp, segs, cur.st, cur.rec)));
         const keep = cur !== undefined && this.keepVersions > 0;
-        sp.checkQuotaHeld(keep ? st.size : st.size - (cur?.st.size ?? 0));
+        // The parent's and the root's records, read once for the checks and the propagation.
+        const seen: HeldRecords = new Map([[keyOf(parentSegs), parent]]);
+        sp.checkQuotaHeld(keep ? st.size : st.size - (cur?.st.size ?? 0), seen);
         const rec: NodeRecord = {
           id: cur?.rec.id ?? randomUUID(),
           p: parent.id,
@@ -1554,7 +1574,7 @@ class Posix implements PosixDriver {
         if (this.syncMetadata) fs.renameSync(tmpAbs, sp.abs(segs));
         else await fsp.rename(tmpAbs, sp.abs(segs));
         await this.options.hooks?.afterRename?.('write');
-        await sp.propagateHeld(new Map([[keyOf(parentSegs), st.size - (cur?.st.size ?? 0)]]));
+        await sp.propagateHeld(new Map([[keyOf(parentSegs), st.size - (cur?.st.size ?? 0)]]), seen);
         if (version) sp.adjustRootHeld({ vts: cur!.st.size - (await this.pruneVersionsHeld(sp, rec.id)) });
         return rec;
       });

@@ -57,6 +57,12 @@ function freezeRecord(rec: NodeRecord | undefined): Readonly<NodeRecord> | undef
   return Object.freeze(rec);
 }
 
+/**
+ * Records a commit has read under the lock, by key, so it reads each once: only folders the commit
+ * has not replaced or moved since, and changed only through {@link PosixSpace.writeHeld}.
+ */
+export type HeldRecords = Map<string, NodeRecord>;
+
 /** Driver-wide settings a space needs. */
 export interface SpaceEnv {
   native: Native;
@@ -421,7 +427,7 @@ export class PosixSpace {
    * folder keys to the size change directly inside them. Folders without a tree size are computed
    * from scratch (which already includes the change) and pass their whole size upwards.
    */
-  async propagateHeld(changes: ReadonlyMap<string, number>): Promise<void> {
+  async propagateHeld(changes: ReadonlyMap<string, number>, seen?: HeldRecords): Promise<void> {
     const keys = new Set<string>();
     for (const key of changes.keys()) {
       const segs = segsOf(key);
@@ -432,7 +438,7 @@ export class PosixSpace {
     for (const key of [...keys].sort((a, b) => depth(b) - depth(a))) {
       const segs = segsOf(key);
       const delta = pending.get(key) ?? 0;
-      const rec = this.recordHeld(segs) ?? (await this.assimilateHeld(segs));
+      const rec = seen?.get(key) ?? this.recordHeld(segs) ?? (await this.assimilateHeld(segs));
       let up: number;
       if (rec.ts === undefined || rec.ts + delta < 0) {
         // Never accounted (its parent never counted it), or drifted: recount from disk.
@@ -641,8 +647,12 @@ export class PosixSpace {
   }
 
   /** Bytes counted against the quota (live tree, trash, versions), and the quota, from the root record. */
-  usageHeld(): { used: number; quota: number | undefined } {
-    const root = this.recordHeld([]);
+  usageHeld(seen?: HeldRecords): { used: number; quota: number | undefined } {
+    let root = seen?.get('');
+    if (!root) {
+      root = this.recordHeld([]);
+      if (root) seen?.set('', root);
+    }
     return {
       used: (root?.ts ?? 0) + (root?.tts ?? 0) + (root?.vts ?? 0),
       quota: root?.sp?.quota,
@@ -650,9 +660,9 @@ export class PosixSpace {
   }
 
   /** INSUFFICIENT_STORAGE when `delta` more bytes do not fit (lock held: exact). */
-  checkQuotaHeld(delta: number): void {
+  checkQuotaHeld(delta: number, seen?: HeldRecords): void {
     if (delta <= 0) return;
-    const { used, quota } = this.usageHeld();
+    const { used, quota } = this.usageHeld(seen);
     if (quota !== undefined && used + delta > quota) {
       throw new StorageError('INSUFFICIENT_STORAGE', `space quota of ${quota} bytes exceeded`);
     }
