@@ -91,6 +91,30 @@ describe('observer (posix, real inotify)', () => {
     expect(events.filter((x) => x.path === '/in/scan-001.tif')).toHaveLength(1);
   });
 
+  it('assimilates a file whose modification time is in the future, without spinning', async () => {
+    // rsync -t or cp -p from a machine whose clock is ahead, touch -d: the mtime says nothing of
+    // whether the file is still being written (its ctime does).
+    const { dir, at } = await space();
+    await watching();
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const file = path.join(dir, 'from-the-future.txt');
+      fs.writeFileSync(file, 'ahead');
+      const later = new Date(Date.UTC(2100, 0, 1));
+      fs.utimesSync(file, later, later);
+      const e = await until(external('created', '/from-the-future.txt'), 5000);
+      expect(e.size).toBe(5);
+      expect((await s.stat(at('from-the-future.txt'))).mtime).toBe(later.getTime());
+      await obs!.idle();
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings).not.toContain('TimeoutOverflowWarning');
+  });
+
   it('misses no file written right after its folder was created (new folders are read once watched)', async () => {
     const { dir, at } = await space();
     await watching();

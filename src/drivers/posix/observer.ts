@@ -5,8 +5,8 @@
  *
  * How it goes:
  * - Every folder of every space is watched ({@link TreeWatcher}); each event marks a path pending.
- * - A path is looked at once it has been quiet for `debounceMs`; a file only once its size, mtime
- *   and ctime have been still for `settleMs` (a file still being written waits).
+ * - A path is looked at once it has been quiet for `debounceMs`; a file only once its ctime (which
+ *   every write moves) has been still for `settleMs` (a file still being written waits).
  * - What is already consistent (Stowage's own writes, changes already seen) costs an lstat, a
  *   getxattr and at most a readlink, and is not reported. Everything else is vetted (before-hooks),
  *   hashed (outside the commit lock) and then assimilated under the space's commit lock, which
@@ -44,6 +44,8 @@ import { depth, keyOf, type PosixSpace, parentKeyOf, sameFile, segsOf } from './
 export const XATTR_SCANNED = `${XATTR_PREFIX}w`;
 /** Timestamps are compared with this much slack (clock granularity, a scan's own duration). */
 const MARGIN_MS = 2000;
+/** The longest delay a timer takes (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Keys assimilated per commit during a scan. */
 const SCAN_CHUNK = 512;
 const PARALLEL_HASH_BYTES = 1024 * 1024;
@@ -262,6 +264,8 @@ export class PosixObserver implements Watch {
 
   private schedule(ms: number): void {
     if (this.timer || this.closed) return;
+    // (a delay past what a timer holds would fire at once, again and again)
+    ms = Math.min(ms, MAX_TIMER_MS);
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.work = this.work.then(() => this.tick()).catch((err) => this.log('observer failed', err));
@@ -394,10 +398,14 @@ export class PosixObserver implements Watch {
       if (!(st.isFile() || st.isDirectory())) continue; // symlinks and special files are never followed
       if (st.isFile() && st.nlink > 1) linked = true;
       if (st.isFile()) {
-        const quiet = now - Math.max(st.mtimeMs, st.ctimeMs);
+        // The ctime says when the file last changed: every write moves it, and only the kernel sets
+        // it. (The mtime can be anything: touch -d, rsync -t from a clock that runs ahead.) A wait
+        // is at most settleMs, whatever the clock did since.
+        const quiet = now - st.ctimeMs;
         if (quiet < this.settleMs) {
-          this.repend(sp, key, this.settleMs - quiet);
-          wait = Math.max(wait, this.settleMs - quiet);
+          const ms = Math.min(this.settleMs, this.settleMs - quiet);
+          this.repend(sp, key, ms);
+          wait = Math.max(wait, ms);
           continue;
         }
       }
