@@ -14,10 +14,16 @@ function stripQuotes(etag: string): string {
   return e;
 }
 
-function matches(list: readonly string[] | '*', info: ResourceInfo | undefined): boolean {
+/**
+ * Whether a list of entity tags names the resource. If-Match compares strongly (a weak `W/` tag
+ * never matches, RFC 9110 §13.1.1); If-None-Match weakly (§13.1.2).
+ */
+function matches(list: readonly string[] | '*', info: ResourceInfo | undefined, strong: boolean): boolean {
   if (!info) return false;
   if (list === '*') return true;
-  return list.some((t) => t === '*' || stripQuotes(t) === info.etag);
+  return list.some(
+    (t) => t === '*' || ((!strong || !t.trim().startsWith('W/')) && stripQuotes(t) === info.etag),
+  );
 }
 
 /**
@@ -31,12 +37,12 @@ export function evaluateConditions(
 ): 200 | 304 | 412 {
   if (!c) return 200;
   if (c.ifMatch !== undefined) {
-    if (!matches(c.ifMatch, info)) return 412;
+    if (!matches(c.ifMatch, info, true)) return 412;
   } else if (c.ifUnmodifiedSince !== undefined && info) {
     if (Math.floor(info.mtime / 1000) > Math.floor(c.ifUnmodifiedSince / 1000)) return 412;
   }
   if (c.ifNoneMatch !== undefined) {
-    if (matches(c.ifNoneMatch, info)) return method === 'read' ? 304 : 412;
+    if (matches(c.ifNoneMatch, info, false)) return method === 'read' ? 304 : 412;
   } else if (c.ifModifiedSince !== undefined && info && method === 'read') {
     if (Math.floor(info.mtime / 1000) <= Math.floor(c.ifModifiedSince / 1000)) return 304;
   }
@@ -51,12 +57,65 @@ export function evaluateConditions(
 export function ifRangeHolds(validator: string, info: ResourceInfo): boolean {
   const v = validator.trim();
   if (v.startsWith('W/')) return false;
-  if (IMF_DATE.test(v)) return Math.floor(info.mtime / 1000) === Math.floor(Date.parse(v) / 1000);
+  const date = parseHttpDate(v);
+  if (date !== undefined) return Math.floor(info.mtime / 1000) === Math.floor(date / 1000);
   return v.replace(/^"(.*)"$/, '$1') === info.etag;
 }
 
-/** An HTTP date (IMF-fixdate), as If-Range carries one. */
-const IMF_DATE = /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+const IMF_FIXDATE = /^[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const RFC850_DATE = /^[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const ASCTIME_DATE = /^[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/;
+
+/**
+ * An HTTP date in any of the three forms RFC 9110 §5.6.7 has recipients accept (IMF-fixdate, the
+ * obsolete RFC 850 form and asctime, all in GMT), as milliseconds since 1970; undefined for
+ * anything else, which a condition then ignores. A two-digit year more than 50 years ahead is
+ * taken from the century before.
+ */
+export function parseHttpDate(value: string): number | undefined {
+  const v = value.trim();
+  const fields = httpDateFields(v);
+  if (!fields) return undefined;
+  const { day, mon, year, h, min, sec } = fields;
+  const month = MONTHS.indexOf(mon.toLowerCase());
+  if (month < 0 || day < 1 || day > 31 || h > 23 || min > 59 || sec > 60) return undefined;
+  const t = Date.UTC(year, month, day, h, min, Math.min(sec, 59));
+  // (31 February and the like roll over: not a date)
+  return new Date(t).getUTCDate() === day ? t : undefined;
+}
+
+/** The fields of one of the three forms, before they are checked. */
+function httpDateFields(
+  v: string,
+): { day: number; mon: string; year: number; h: number; min: number; sec: number } | undefined {
+  const imf = IMF_FIXDATE.exec(v);
+  if (imf) {
+    const [, d, mon, y, h, min, sec] = imf.map((x) => x ?? '') as string[];
+    return { day: Number(d), mon: mon!, year: Number(y), h: Number(h), min: Number(min), sec: Number(sec) };
+  }
+  const rfc850 = RFC850_DATE.exec(v);
+  if (rfc850) {
+    const [, d, mon, yy, h, min, sec] = rfc850.map((x) => x ?? '') as string[];
+    const now = new Date().getUTCFullYear();
+    let year = 2000 + Number(yy);
+    while (year > now + 50) year -= 100;
+    return { day: Number(d), mon: mon!, year, h: Number(h), min: Number(min), sec: Number(sec) };
+  }
+  const asctime = ASCTIME_DATE.exec(v);
+  if (asctime) {
+    const [, mon, d, h, min, sec, y] = asctime.map((x) => x ?? '') as string[];
+    return {
+      day: Number(d!.trim()),
+      mon: mon!,
+      year: Number(y),
+      h: Number(h),
+      min: Number(min),
+      sec: Number(sec),
+    };
+  }
+  return undefined;
+}
 
 /** Throw FAILED_PRECONDITION (reason `condition`) when write conditions fail. */
 export function checkWriteConditions(c: Conditions | undefined, info: ResourceInfo | undefined): void {

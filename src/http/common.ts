@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { parseRangeHeader } from '../core/conditions.js';
+import { parseHttpDate, parseRangeHeader } from '../core/conditions.js';
 import { StorageError } from '../core/errors.js';
 import { formatResourceId } from '../core/refs.js';
 import type { Conditions, ReadOptions, ReadResult, ResourceInfo } from '../core/types.js';
@@ -42,10 +42,9 @@ export function intHeader(v: string | undefined): number | undefined {
   return Number(v.trim());
 }
 
+/** An HTTP date header (RFC 9110 §5.6.7, any of its three forms), or undefined: ignored. */
 export function dateHeader(v: string | undefined): number | undefined {
-  if (!v) return undefined;
-  const t = Date.parse(v);
-  return Number.isFinite(t) ? t : undefined;
+  return v ? parseHttpDate(v) : undefined;
 }
 
 /** `X-OC-Mtime` is Unix seconds, possibly fractional. */

@@ -1509,6 +1509,9 @@ export class WebDav {
       const total = intHeader(header(req, 'oc-total-length'));
       const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
       const checksums = parseChecksumHeader(header(req, 'oc-checksum'));
+      // If-Match and the like are about the file the upload makes or replaces (checked by the
+      // write, under its commit, as for a PUT).
+      const conditions = requestConditions(req);
       async function* assembled() {
         for (const n of names) {
           const fh = await fsp.open(path.join(folder, n), 'r');
@@ -1525,6 +1528,7 @@ export class WebDav {
         ...(total !== undefined && { size: total }),
         ...(mtime !== undefined && { mtime }),
         ...(checksums && { checksums }),
+        ...(Object.keys(conditions).length && { conditions }),
         ...(lockId && { lockId }),
       });
       await fsp.rm(folder, { recursive: true, force: true });

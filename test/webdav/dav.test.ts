@@ -386,6 +386,43 @@ describe('webdav: the ownCloud dialect', () => {
     expect((await dav('PROPFIND', base, 'ann', { headers: { depth: '1' } })).status).toBe(404);
   });
 
+  it('checks If-Match and If-None-Match of the MOVE that assembles a chunked upload against the file it replaces', async () => {
+    const target = '/remote.php/dav/files/ann/chunked-cond.txt';
+    const first = await dav('PUT', target, 'ann', { body: 'first' });
+    const etag = first.headers.get('etag')!;
+    const upload = async (n: number, body: string) => {
+      const base = `/remote.php/dav/uploads/ann/cond-${n}`;
+      expect((await dav('MKCOL', base, 'ann')).status).toBe(201);
+      expect((await dav('PUT', `${base}/${'0'.padStart(16, '0')}`, 'ann', { body })).status).toBe(201);
+      return base;
+    };
+    const base = await upload(1, 'second');
+    const refused: Record<string, string>[] = [
+      { 'if-match': '"not-it"' },
+      { 'if-match': `W/${etag}` },
+      { 'if-none-match': '*' },
+    ];
+    for (const cond of refused) {
+      const r = await dav('MOVE', `${base}/.file`, 'ann', { headers: { destination: target, ...cond } });
+      expect(r.status, JSON.stringify(cond)).toBe(412);
+    }
+    // The file is as it was, and the upload is still there to finish.
+    expect(await (await dav('GET', target, 'ann')).text()).toBe('first');
+    const done = await dav('MOVE', `${base}/.file`, 'ann', {
+      headers: { destination: target, 'if-match': etag },
+    });
+    expect(done.status).toBe(204);
+    expect(await (await dav('GET', target, 'ann')).text()).toBe('second');
+    // A weak tag is not enough for a PUT either (If-Match compares strongly, RFC 9110 §13.1.1).
+    const now = (await dav('GET', target, 'ann')).headers.get('etag')!;
+    expect((await dav('PUT', target, 'ann', { body: 'x', headers: { 'if-match': `W/${now}` } })).status).toBe(
+      412,
+    );
+    expect((await dav('PUT', target, 'ann', { body: 'third', headers: { 'if-match': now } })).status).toBe(
+      204,
+    );
+  });
+
   it('writes the human-readable tree, with ids and checksums in xattrs', async () => {
     await dav('PUT', '/remote.php/webdav/docs/on-disk.txt', 'ann', { body: 'on disk' });
     const session = await env.provider.as('ann');

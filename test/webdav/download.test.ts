@@ -139,9 +139,19 @@ describe('webdav: downloads', () => {
       expect((await get(name, { 'if-none-match': etag })).status).toBe(304);
       // If-Range: the range only while the validator holds, compared strongly (RFC 9110 §13.1.5).
       const lastModified = whole.headers.get('last-modified')!;
+      // The same date in the two obsolete forms recipients must accept too (RFC 9110 §5.6.7).
+      const d = new Date(lastModified);
+      const [wd, dd, mon, yyyy, hms] = lastModified.split(/,? /) as [string, string, string, string, string];
+      const weekday = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'][
+        d.getUTCDay()
+      ]!;
+      const rfc850 = `${weekday}, ${dd}-${mon}-${yyyy.slice(2)} ${hms} GMT`;
+      const asctime = `${wd} ${mon} ${String(d.getUTCDate()).padStart(2, ' ')} ${hms} ${yyyy}`;
       for (const [validator, status] of [
         [etag, 206],
         [lastModified, 206],
+        [rfc850, 206],
+        [asctime, 206],
         ['"not-it"', 200],
         [`W/${etag}`, 200],
         ['Sat, 01 Jan 2000 00:00:00 GMT', 200],
