@@ -49,6 +49,7 @@ import {
 } from '../../core/permissions.js';
 import { checkName, printable, RESERVED_ROOT_NAME, slugify, splitPath } from '../../core/refs.js';
 import type {
+  Checksums,
   CreateSpaceInput,
   Field,
   FileVersion,
@@ -1490,10 +1491,10 @@ class Posix implements PosixDriver {
     // Big (or unknown) bodies are hashed on three threads; small ones here, without the hand-off.
     const expected = opts?.size ?? knownLength(body);
     const small = this.syncMetadata && expected !== undefined && expected <= SMALL_BODY_BYTES;
-    let room: number | undefined;
-    if (!small) {
-      // Fail early, before any byte is read: missing parent, folder in the way, lock, precondition,
-      // quota. (A small body is read at once: the commit's own checks, the same ones, come first.)
+    // Missing parent, folder in the way, lock, precondition, quota: checked before any byte is read,
+    // so a refused upload is not read in vain and its refusal comes before any fault of the body
+    // (checksum, size, mtime). Returns the room the space has left for the body.
+    const precheck = async (): Promise<number | undefined> => {
       await this.loadParent(sp, parentSegs);
       const before = await this.peek(sp, segs, false);
       if (before?.st.isDirectory())
@@ -1501,11 +1502,15 @@ class Posix implements PosixDriver {
       if (before) checkLockFor(lockOf(before.rec.lk), opts?.lockId, true, opts?.actor);
       if (opts?.conditions)
         checkWriteConditions(opts.conditions, before && (await this.info(sp, segs, before.st, before.rec)));
-      room = await this.room(sp, before && !this.keepVersions ? before.st.size : 0);
+      const room = await this.room(sp, before && !this.keepVersions ? before.st.size : 0);
       if (opts?.size !== undefined && room !== undefined && opts.size > room) {
         throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
       }
-    }
+      return room;
+    };
+    // A small body is read at once, unchecked: the commit makes the same checks under the lock, and
+    // a fault of the body is reported only after they held (below).
+    const room = small ? undefined : await precheck();
 
     const release = await sp.holdLive();
     const tmpAbs = `${sp.tmp}/${sp.tmpName('up')}`;
@@ -1524,23 +1529,31 @@ class Posix implements PosixDriver {
         expected === undefined || expected >= PARALLEL_CHECKSUM_BYTES
           ? new ParallelChecksums()
           : new ChecksumAccumulator();
+      let checksums: Required<Checksums>;
+      let st: fs.Stats;
       try {
-        await this.streamInto(fh, body, acc, opts, room);
+        try {
+          await this.streamInto(fh, body, acc, opts, room);
+        } catch (err) {
+          if (acc instanceof ParallelChecksums) acc.cancel();
+          throw err;
+        }
+        checksums = await acc.digest();
+        verifyChecksums(opts?.checksums, checksums);
+        if (opts?.mtime !== undefined) {
+          const t = toUtimeSeconds(opts.mtime);
+          await fh.utimes(t, t);
+        }
+        if (this.durable) await fh.sync();
+        st = await fh.stat();
+        // A filesystem clamps a time it cannot hold (ext4: 1901 to 2446) without a word.
+        if (opts?.mtime !== undefined && Math.abs(st.mtimeMs - opts.mtime) >= 1000)
+          throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time');
       } catch (err) {
-        if (acc instanceof ParallelChecksums) acc.cancel();
+        // A refusal of the write itself comes first, as when it was checked before the body.
+        if (small) await precheck();
         throw err;
       }
-      const checksums = await acc.digest();
-      verifyChecksums(opts?.checksums, checksums);
-      if (opts?.mtime !== undefined) {
-        const t = toUtimeSeconds(opts.mtime);
-        await fh.utimes(t, t);
-      }
-      if (this.durable) await fh.sync();
-      const st = await fh.stat();
-      // A filesystem clamps a time it cannot hold (ext4: 1901 to 2446) without a word.
-      if (opts?.mtime !== undefined && Math.abs(st.mtimeMs - opts.mtime) >= 1000)
-        throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time');
       const rec = await sp.commit(async (journal) => {
         const parent = await this.loadParent(sp, parentSegs, true);
         const cur = await this.peek(sp, segs, true);
