@@ -70,8 +70,8 @@ const ASCTIME_DATE = /^[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2
 /**
  * An HTTP date in any of the three forms RFC 9110 §5.6.7 has recipients accept (IMF-fixdate, the
  * obsolete RFC 850 form and asctime, all in GMT), as milliseconds since 1970; undefined for
- * anything else, which a condition then ignores. A two-digit year more than 50 years ahead is
- * taken from the century before.
+ * anything else, which a condition then ignores. A two-digit year that makes a date more than
+ * 50 years ahead is taken from the century before.
  */
 export function parseHttpDate(value: string): number | undefined {
   const v = value.trim();
@@ -80,15 +80,29 @@ export function parseHttpDate(value: string): number | undefined {
   const { day, mon, year, h, min, sec } = fields;
   const month = MONTHS.indexOf(mon.toLowerCase());
   if (month < 0 || day < 1 || day > 31 || h > 23 || min > 59 || sec > 60) return undefined;
-  const t = Date.UTC(year, month, day, h, min, Math.min(sec, 59));
+  const at = (y: number) => {
+    // (Date.UTC would read years 0-99 as 1900-1999)
+    const d = new Date(0);
+    d.setUTCFullYear(y, month, day);
+    d.setUTCHours(h, min, Math.min(sec, 59), 0);
+    return d;
+  };
+  let d = at(year);
+  if (fields.twoDigitYear) {
+    const limit = new Date();
+    limit.setUTCFullYear(limit.getUTCFullYear() + 50);
+    if (d.getTime() > limit.getTime()) d = at(year - 100);
+  }
   // (31 February and the like roll over: not a date)
-  return new Date(t).getUTCDate() === day ? t : undefined;
+  return d.getUTCDate() === day ? d.getTime() : undefined;
 }
 
 /** The fields of one of the three forms, before they are checked. */
 function httpDateFields(
   v: string,
-): { day: number; mon: string; year: number; h: number; min: number; sec: number } | undefined {
+):
+  | { day: number; mon: string; year: number; h: number; min: number; sec: number; twoDigitYear?: boolean }
+  | undefined {
   const imf = IMF_FIXDATE.exec(v);
   if (imf) {
     const [, d, mon, y, h, min, sec] = imf.map((x) => x ?? '') as string[];
@@ -97,10 +111,16 @@ function httpDateFields(
   const rfc850 = RFC850_DATE.exec(v);
   if (rfc850) {
     const [, d, mon, yy, h, min, sec] = rfc850.map((x) => x ?? '') as string[];
-    const now = new Date().getUTCFullYear();
-    let year = 2000 + Number(yy);
-    while (year > now + 50) year -= 100;
-    return { day: Number(d), mon: mon!, year, h: Number(h), min: Number(min), sec: Number(sec) };
+    const year = 2000 + Number(yy);
+    return {
+      day: Number(d),
+      mon: mon!,
+      year,
+      h: Number(h),
+      min: Number(min),
+      sec: Number(sec),
+      twoDigitYear: true,
+    };
   }
   const asctime = ASCTIME_DATE.exec(v);
   if (asctime) {

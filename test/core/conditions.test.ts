@@ -27,6 +27,24 @@ describe('parseHttpDate', () => {
     );
   });
 
+  it('judges the 50 years by the whole date, and reads four-digit years below 100 as they are', () => {
+    const now = new Date();
+    const yy = String((now.getUTCFullYear() + 50) % 100).padStart(2, '0');
+    const days = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+    const mon = now.toUTCString().slice(8, 11);
+    const dd = String(now.getUTCDate()).padStart(2, '0');
+    // Midnight today, 50 years on: not more than 50 years ahead; 23:59:59 of a later month is.
+    const today = parseHttpDate(`${days[0]}, ${dd}-${mon}-${yy} 00:00:00 GMT`)!;
+    expect(new Date(today).getUTCFullYear()).toBe(now.getUTCFullYear() + 50);
+    if (now.getUTCMonth() < 11) {
+      const next = new Date(Date.UTC(2000, now.getUTCMonth() + 1, 1)).toUTCString().slice(8, 11);
+      const later = parseHttpDate(`${days[0]}, 01-${next}-${yy} 00:00:00 GMT`)!;
+      expect(new Date(later).getUTCFullYear()).toBe(now.getUTCFullYear() + 50 - 100);
+    }
+    expect(new Date(parseHttpDate('Thu, 01 Jan 0099 00:00:00 GMT')!).getUTCFullYear()).toBe(99);
+    expect(new Date(parseHttpDate('Mon Jan  1 00:00:00 0050')!).getUTCFullYear()).toBe(50);
+  });
+
   it('refuses what is not an HTTP date, so that a condition carrying it is ignored', () => {
     for (const bad of [
       '',
