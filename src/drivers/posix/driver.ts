@@ -1497,11 +1497,7 @@ class Posix implements PosixDriver {
     const precheck = async (): Promise<number | undefined> => {
       await this.loadParent(sp, parentSegs);
       const before = await this.peek(sp, segs, false);
-      if (before?.st.isDirectory())
-        throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
-      if (before) checkLockFor(lockOf(before.rec.lk), opts?.lockId, true, opts?.actor);
-      if (opts?.conditions)
-        checkWriteConditions(opts.conditions, before && (await this.info(sp, segs, before.st, before.rec)));
+      await this.checkReplace(sp, segs, before, opts);
       const room = await this.room(sp, before && !this.keepVersions ? before.st.size : 0);
       if (opts?.size !== undefined && room !== undefined && opts.size > room) {
         throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
@@ -1557,11 +1553,7 @@ class Posix implements PosixDriver {
       const rec = await sp.commit(async (journal) => {
         const parent = await this.loadParent(sp, parentSegs, true);
         const cur = await this.peek(sp, segs, true);
-        if (cur?.st.isDirectory())
-          throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
-        if (cur) checkLockFor(lockOf(cur.rec.lk), opts?.lockId, true, opts?.actor);
-        if (opts?.conditions)
-          checkWriteConditions(opts.conditions, cur && (await this.info(sp, segs, cur.st, cur.rec)));
+        await this.checkReplace(sp, segs, cur, opts);
         const keep = cur !== undefined && this.keepVersions > 0;
         // The parent's and the root's records, read once for the checks and the propagation.
         const seen: HeldRecords = new Map([[keyOf(parentSegs), parent]]);
@@ -1603,6 +1595,20 @@ class Posix implements PosixDriver {
     } finally {
       release();
     }
+  }
+
+  /** Refuse to write a file where `cur` is: a folder, a lock not given, a precondition that fails. */
+  private async checkReplace(
+    sp: PosixSpace,
+    segs: string[],
+    cur: Loaded | undefined,
+    opts: WriteOptions | undefined,
+  ): Promise<void> {
+    if (cur?.st.isDirectory())
+      throw new StorageError('FAILED_PRECONDITION', 'a folder is in the way', { reason: 'is-folder' });
+    if (cur) checkLockFor(lockOf(cur.rec.lk), opts?.lockId, true, opts?.actor);
+    if (opts?.conditions)
+      checkWriteConditions(opts.conditions, cur && (await this.info(sp, segs, cur.st, cur.rec)));
   }
 
   /**
