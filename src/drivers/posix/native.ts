@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { isUtf8 } from 'node:buffer';
 import { createRequire } from 'node:module';
 import { StorageError } from '../../core/errors.js';
 
@@ -42,6 +43,34 @@ function isNoAttr(err: unknown): boolean {
   return code === 'ENODATA' || code === 'ENOATTR';
 }
 
+/**
+ * `fs-xattr` reads a value in two calls, its size and then its bytes: another process (or this
+ * one's thread pool) that makes it longer in between gets ERANGE. Such a read is made again; a
+ * writer is done in microseconds, so this many tries only fail under a flood of rewrites.
+ */
+const XATTR_READ_TRIES = 100;
+
+const isTooSmall = (err: unknown) => (err as { code?: string })?.code === 'ERANGE';
+
+/**
+ * Whether a value read synchronously can be whole. The synchronous read of `fs-xattr` keeps the
+ * size of its first call: a value made shorter in between comes back with uninitialised bytes
+ * after it. Every value Stowage stores is UTF-8 text without NUL (JSON, decimal numbers), which
+ * such a tail almost never is; the rare one that passes still fails to parse as a record, and a
+ * lookup then reads the record again under the commit lock.
+ */
+const mayBeWhole = (v: Buffer) => !v.includes(0) && isUtf8(v);
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Before a synchronous read is tried again: after the first tries, a short random pause (up to
+ * 50 µs, growing to 1 ms), so a reader does not stay in step with a writer rewriting without pause.
+ */
+function backOff(tries: number): void {
+  if (tries > 2) Atomics.wait(pause, 0, 0, Math.random() * 0.05 * Math.min(tries, 20));
+}
+
 /** Load the bindings once; a clear UNAVAILABLE error names the package to install when one is missing. */
 export function loadNative(): Promise<Native> {
   loaded ??= (async () => {
@@ -68,19 +97,25 @@ export function loadNative(): Promise<Native> {
     }
     const native: Native = {
       async getxattr(path, name) {
-        try {
-          return await xattr.getAttribute(path, name);
-        } catch (err) {
-          if (isNoAttr(err)) return undefined;
-          throw err;
+        for (let tries = 1; ; tries++) {
+          try {
+            return await xattr.getAttribute(path, name);
+          } catch (err) {
+            if (isNoAttr(err)) return undefined;
+            if (!isTooSmall(err) || tries >= XATTR_READ_TRIES) throw err;
+          }
         }
       },
       getxattrSync(path, name) {
-        try {
-          return xattr.getAttributeSync(path, name);
-        } catch (err) {
-          if (isNoAttr(err)) return undefined;
-          throw err;
+        for (let tries = 1; ; tries++) {
+          try {
+            const v = xattr.getAttributeSync(path, name);
+            if (mayBeWhole(v) || tries >= XATTR_READ_TRIES) return v;
+          } catch (err) {
+            if (isNoAttr(err)) return undefined;
+            if (!isTooSmall(err) || tries >= XATTR_READ_TRIES) throw err;
+          }
+          backOff(tries);
         }
       },
       setxattr: (path, name, value) => xattr.setAttribute(path, name, value),
@@ -99,7 +134,15 @@ export function loadNative(): Promise<Native> {
           if (!isNoAttr(err)) throw err;
         }
       },
-      listxattr: (path) => xattr.listAttributes(path),
+      async listxattr(path) {
+        for (let tries = 1; ; tries++) {
+          try {
+            return await xattr.listAttributes(path);
+          } catch (err) {
+            if (!isTooSmall(err) || tries >= XATTR_READ_TRIES) throw err;
+          }
+        }
+      },
       tryLock(fd, exclusive) {
         try {
           ext.flockSync(fd, exclusive ? 'exnb' : 'shnb');
