@@ -52,6 +52,17 @@ const XATTR_READ_TRIES = 100;
 
 const isTooSmall = (err: unknown) => (err as { code?: string })?.code === 'ERANGE';
 
+/** An asynchronous read of `fs-xattr`, made again while it fails with ERANGE. */
+async function readAgainOnRange<T>(read: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await read();
+    } catch (err) {
+      if (!isTooSmall(err) || tries >= XATTR_READ_TRIES) throw err;
+    }
+  }
+}
+
 /**
  * Whether a value read synchronously can be whole. The synchronous read of `fs-xattr` keeps the
  * size of its first call: a value made shorter in between comes back with uninitialised bytes
@@ -97,13 +108,11 @@ export function loadNative(): Promise<Native> {
     }
     const native: Native = {
       async getxattr(path, name) {
-        for (let tries = 1; ; tries++) {
-          try {
-            return await xattr.getAttribute(path, name);
-          } catch (err) {
-            if (isNoAttr(err)) return undefined;
-            if (!isTooSmall(err) || tries >= XATTR_READ_TRIES) throw err;
-          }
+        try {
+          return await readAgainOnRange(() => xattr.getAttribute(path, name));
+        } catch (err) {
+          if (isNoAttr(err)) return undefined;
+          throw err;
         }
       },
       getxattrSync(path, name) {
@@ -134,15 +143,7 @@ export function loadNative(): Promise<Native> {
           if (!isNoAttr(err)) throw err;
         }
       },
-      async listxattr(path) {
-        for (let tries = 1; ; tries++) {
-          try {
-            return await xattr.listAttributes(path);
-          } catch (err) {
-            if (!isTooSmall(err) || tries >= XATTR_READ_TRIES) throw err;
-          }
-        }
-      },
+      listxattr: (path) => readAgainOnRange(() => xattr.listAttributes(path)),
       tryLock(fd, exclusive) {
         try {
           ext.flockSync(fd, exclusive ? 'exnb' : 'shnb');
