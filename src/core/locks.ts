@@ -7,8 +7,8 @@
  *   resource the mutation is about; other resources it touches (a move's destination) only check
  *   their own lock.
  * - Deleting, moving or replacing a folder touches what is inside: a live lock on anything in it
- *   refuses the change (LOCKED) unless the request carries that lock's id (and, for a non-shared
- *   lock, comes from its holder).
+ *   refuses the change (LOCKED) unless the request carries that lock's id, as its lock id or among
+ *   its held lock ids (and, for a non-shared lock, comes from its holder).
  * - Expired locks are gone. A non-shared lock is its holder's: nobody else uses its id (to change
  *   the resource, or to re-lock, refresh or unlock it), even knowing it. A shared lock refreshed by
  *   someone else stays its holder's.
@@ -57,11 +57,17 @@ export function checkLockChange(current: Lock | undefined, lockId: string, user?
 
 /**
  * Check a lock on something inside a folder that a delete, move or overwrite takes along: LOCKED
- * unless the request carries its id (from its holder, for a non-shared lock).
+ * unless the request carries its id, as `lockId` or among `held` (from its holder, for a
+ * non-shared lock).
  */
-export function checkLockInside(lock: Lock | undefined, lockId: string | undefined, actor?: string): void {
+export function checkLockInside(
+  lock: Lock | undefined,
+  lockId: string | undefined,
+  actor?: string,
+  held?: readonly string[],
+): void {
   const live = liveLock(lock);
-  if (live && (live.lockId !== lockId || heldByOther(live, actor))) {
+  if (live && ((live.lockId !== lockId && !held?.includes(live.lockId)) || heldByOther(live, actor))) {
     throw new StorageError('LOCKED', 'something inside the folder is locked');
   }
 }

@@ -220,6 +220,12 @@ export interface LockOptions {
   /** The lock id the caller holds; required when the resource is locked. */
   lockId?: string;
   /**
+   * Ids of locks on things inside a folder that the caller holds too, for a delete, move or
+   * overwrite of the folder that takes them along (a WebDAV client submits one token per locked
+   * member in its `If` header). They count for nothing else.
+   */
+  heldLockIds?: readonly string[];
+  /**
    * Who does it (user id; undefined = the system). Drivers record it where they keep such facts
    * (trash, locks, grants) and refuse a non-shared lock's id from anyone but its holder.
    */

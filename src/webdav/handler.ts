@@ -1020,7 +1020,7 @@ export class WebDav {
     if (isRoot(t)) throw new HttpError(403, 'cannot delete a space root');
     const info = await t.session.stat(this.ref(t), { fields: ['lock'] });
     const lockId = await this.checkLocks(req, t, info, true);
-    await t.session.delete(this.ref(t), { ...(lockId && { lockId }) });
+    await t.session.delete(this.ref(t), { ...(lockId && { lockId }), ...this.heldLocks(req, info) });
     res.writeHead(204);
     res.end();
   }
@@ -1059,6 +1059,7 @@ export class WebDav {
       overwrite,
       ...(lockId && { lockId }),
       ...(move && dstLock && { targetLockId: dstLock }),
+      ...this.heldLocks(req, move ? src : existing, existing),
     };
     let info: ResourceInfo;
     if (move) info = await t.session.move(this.ref(t), this.ref(d), mo);
@@ -1066,7 +1067,11 @@ export class WebDav {
       // A Depth: 0 copy of a folder is a new empty folder with the original's properties (RFC
       // 4918 §9.8.3, as a file's copy keeps its metadata); what is in the way goes first.
       const { metadata } = await t.session.stat(this.ref(t), { fields: [], metadataKeys: '*' });
-      if (existing) await t.session.delete(this.ref(d), dstLock ? { lockId: dstLock } : {});
+      if (existing)
+        await t.session.delete(this.ref(d), {
+          ...(dstLock && { lockId: dstLock }),
+          ...this.heldLocks(req, existing),
+        });
       info = await t.session.mkdir(this.ref(d));
       if (metadata && Object.keys(metadata).length) {
         await t.session.setMetadata(this.ref(d), metadata);
@@ -1147,6 +1152,22 @@ export class WebDav {
           reason: 'condition',
         },
       );
+  }
+
+  /**
+   * The lock tokens the If header submits, as the ids of locks inside folders that a DELETE, MOVE
+   * or COPY takes along or replaces (RFC 4918 §9.6.1, §9.9.2: a client names each locked member
+   * with its token); only when one of `infos` is a folder. A non-shared lock still counts only for
+   * its holder (the drivers check).
+   */
+  private heldLocks(
+    req: IncomingMessage,
+    ...infos: (ResourceInfo | undefined)[]
+  ): { heldLockIds?: string[] } {
+    if (!infos.some((i) => i?.type === 'folder')) return {};
+    const lists = this.ifLists(req);
+    const held = lists ? [...submittedTokens(lists)] : [];
+    return held.length ? { heldLockIds: held } : {};
   }
 
   /** The parsed If header, or undefined. */

@@ -56,6 +56,11 @@ export interface ConformanceTarget {
    * client). Tests of driver-level actors are then the door's own (with two users' credentials).
    */
   fixedActor?: boolean;
+  /**
+   * The driver carries one lock id per call (a CS3 client: the protocol has no field for more),
+   * so `heldLockIds` cannot reach the storage.
+   */
+  oneLockId?: boolean;
   /** Scale knobs for slow transports (defaults in brackets). */
   scale?: { bigFileBytes?: number /* 5 MiB */; manyEntries?: number /* 1500 */; parallel?: number /* 24 */ };
 }
@@ -1391,6 +1396,37 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         await storage.move(at(sp, 'g'), at(sp, 'g2'));
         await storage.delete(at(sp, 'g2'));
       });
+
+      it.skipIf(target.oneLockId)(
+        'takes locked members along when the call also holds their ids (heldLockIds), for nothing else',
+        async () => {
+          const sp = await newSpace();
+          await storage.mkdir(at(sp, 'h/in'), { parents: true });
+          await put(sp, 'h/in/a', 'a');
+          await put(sp, 'h/b', 'b');
+          await storage.setLock(at(sp, 'h/in/a'), { lockId: 'la', type: 'exclusive' });
+          await storage.setLock(at(sp, 'h/b'), { lockId: 'lb', type: 'exclusive' });
+          // One id of two is not enough, as lock id or held.
+          await expectCode(storage.move(at(sp, 'h'), at(sp, 'h2'), { lockId: 'la' }), 'LOCKED');
+          await expectCode(storage.move(at(sp, 'h'), at(sp, 'h2'), { heldLockIds: ['lb'] }), 'LOCKED');
+          // Held ids do not stand for the lock id of the resource the call is about.
+          await expectCode(put(sp, 'h/b', 'x', { heldLockIds: ['lb'] }), 'LOCKED');
+          await expectCode(storage.delete(at(sp, 'h/b'), { heldLockIds: ['lb'] }), 'LOCKED');
+          await storage.move(at(sp, 'h'), at(sp, 'h2'), { heldLockIds: ['la', 'lb'] });
+          expect((await storage.getLock(at(sp, 'h2/in/a')))?.lockId).toBe('la');
+          // A replace and a delete take them along the same way.
+          await storage.mkdir(at(sp, 'y'));
+          await expectCode(storage.move(at(sp, 'y'), at(sp, 'h2'), { overwrite: true }), 'LOCKED');
+          await storage.move(at(sp, 'y'), at(sp, 'h2'), { overwrite: true, heldLockIds: ['la', 'lb'] });
+          expect((await storage.stat(at(sp, 'h2'))).type).toBe('folder');
+          await expectCode(storage.stat(at(sp, 'h2/b')), 'NOT_FOUND');
+          await storage.mkdir(at(sp, 'z'));
+          await put(sp, 'z/c', 'c');
+          await storage.setLock(at(sp, 'z/c'), { lockId: 'lc', type: 'exclusive' });
+          await expectCode(storage.delete(at(sp, 'z'), { heldLockIds: ['la'] }), 'LOCKED');
+          await storage.delete(at(sp, 'z'), { heldLockIds: ['lc'] });
+        },
+      );
 
       it('forgets expired locks', async () => {
         const sp = await newSpace();

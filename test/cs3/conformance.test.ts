@@ -36,5 +36,6 @@ await describeConformance({
   name: 'cs3 wire (posix behind)',
   createDriver: () => createCs3ClientDriver({ address: server.grpcAddress, token }),
   fixedActor: true,
+  oneLockId: true,
   scale: { manyEntries: 1500, parallel: 12 },
 });

@@ -791,6 +791,63 @@ describe('webdav: locked destinations', () => {
     expect(await (await dav('GET', b, 'ann')).text()).toBe(a);
     expect((await dav('GET', a, 'ann')).status).toBe(404);
   });
+
+  it('moves, replaces and deletes a folder whose members are locked when their tokens come in the If header (davfs2 does)', async () => {
+    const base = `/dav/spaces/${projectId}`;
+    const url = (p: string) => `${env.url}${base}/${p}`;
+    expect((await dav('MKCOL', `${base}/lm`, 'ann')).status).toBe(201);
+    expect((await dav('MKCOL', `${base}/lm/in`, 'ann')).status).toBe(201);
+    for (const f of ['lm/in/a.txt', 'lm/b.txt'])
+      expect((await dav('PUT', `${base}/${f}`, 'ann', { body: f })).status).toBe(201);
+    const ta = (await dav('LOCK', `${base}/lm/in/a.txt`, 'ann', { body: lockBody })).headers.get(
+      'lock-token',
+    )!;
+    const tb = (await dav('LOCK', `${base}/lm/b.txt`, 'ann', { body: lockBody })).headers.get('lock-token')!;
+    const both = (dir: string) => `<${url(`${dir}/in/a.txt`)}> (${ta}) <${url(`${dir}/b.txt`)}> (${tb})`;
+    const move = (user: string, ifHeader?: string) =>
+      dav('MOVE', `${base}/lm`, user, {
+        headers: { destination: `${base}/lm2`, ...(ifHeader && { if: ifHeader }) },
+      });
+    // Without the tokens, with one of the two, or from someone else (exclusive locks are ann's):
+    // refused, and nothing moved.
+    expect((await move('ann')).status).toBe(423);
+    expect((await move('ann', `<${url('lm/in/a.txt')}> (${ta})`)).status).toBe(423);
+    expect((await move('bob', both('lm'))).status).toBe(423);
+    expect((await dav('GET', `${base}/lm/b.txt`, 'ann')).status).toBe(200);
+    expect((await move('ann', both('lm'))).status).toBe(201);
+    expect(await (await dav('GET', `${base}/lm2/in/a.txt`, 'ann')).text()).toBe('lm/in/a.txt');
+    expect((await dav('GET', `${base}/lm/b.txt`, 'ann')).status).toBe(404);
+
+    // A COPY that replaces the folder (Overwrite: T) takes its locked members along: their tokens.
+    expect((await dav('MKCOL', `${base}/lsrc`, 'ann')).status).toBe(201);
+    expect((await dav('PUT', `${base}/lsrc/c.txt`, 'ann', { body: 'c' })).status).toBe(201);
+    const copy = (ifHeader?: string) =>
+      dav('COPY', `${base}/lsrc`, 'ann', {
+        headers: { destination: `${base}/lm2`, ...(ifHeader && { if: ifHeader }) },
+      });
+    expect((await copy()).status).toBe(423);
+    expect((await dav('GET', `${base}/lm2/b.txt`, 'ann')).status).toBe(200);
+    expect((await copy(both('lm2'))).status).toBe(204);
+    expect((await dav('GET', `${base}/lm2/c.txt`, 'ann')).status).toBe(200);
+    expect((await dav('GET', `${base}/lm2/b.txt`, 'ann')).status).toBe(404);
+
+    // DELETE of a folder with a locked member.
+    expect((await dav('PUT', `${base}/lsrc/d.txt`, 'ann', { body: 'd' })).status).toBe(201);
+    const td = (await dav('LOCK', `${base}/lsrc/d.txt`, 'ann', { body: lockBody })).headers.get(
+      'lock-token',
+    )!;
+    expect((await dav('DELETE', `${base}/lsrc`, 'ann')).status).toBe(423);
+    expect(
+      (await dav('DELETE', `${base}/lsrc`, 'bob', { headers: { if: `<${url('lsrc/d.txt')}> (${td})` } }))
+        .status,
+    ).toBe(423);
+    expect((await dav('GET', `${base}/lsrc/d.txt`, 'ann')).status).toBe(200);
+    expect(
+      (await dav('DELETE', `${base}/lsrc`, 'ann', { headers: { if: `<${url('lsrc/d.txt')}> (${td})` } }))
+        .status,
+    ).toBe(204);
+    expect((await dav('GET', `${base}/lsrc/c.txt`, 'ann')).status).toBe(404);
+  });
 });
 
 describe('webdav: TUS uploads on the spaces endpoint', () => {

@@ -2635,7 +2635,7 @@ class Posix implements PosixDriver {
         if (!crec) continue;
         const live = liveLock(lockOf(crec.lk));
         if (live) {
-          checkLockInside(live, opts?.lockId, opts?.actor);
+          checkLockInside(live, opts?.lockId, opts?.actor, opts?.heldLockIds);
           found = true;
         }
         if (crec.lb) {
