@@ -1046,6 +1046,13 @@ export class WebDav {
         reason: 'into-itself',
       });
     const existing = await this.peek(d, d.segs);
+    // The source itself or a folder above it, however each is named (by path or by id): replacing
+    // it would take the source away first.
+    if (existing && contains(existing, src))
+      throw new HttpError(403, 'the Destination is the source or a folder that contains it', undefined, {
+        code: 'INVALID_ARGUMENT',
+        reason: 'into-itself',
+      });
     if (existing && !overwrite)
       throw new HttpError(412, 'the Destination exists and Overwrite is F', undefined, {
         code: 'ALREADY_EXISTS',
@@ -1886,6 +1893,15 @@ function lockApp(meta: LockMeta): string {
 }
 
 /** Every token of a lock: its own and those of further shared locks kept with it. */
+/** Whether `outer` is `inner` or a folder above it (the same space, by id and path). */
+function contains(outer: ResourceInfo, inner: ResourceInfo): boolean {
+  if (outer.id.spaceId !== inner.id.spaceId || outer.id.storageId !== inner.id.storageId) return false;
+  if (outer.id.opaqueId === inner.id.opaqueId) return true;
+  if (outer.type !== 'folder') return false;
+  const dir = outer.path.endsWith('/') ? outer.path : `${outer.path}/`;
+  return inner.path.startsWith(dir);
+}
+
 function lockTokens(lock: Lock): string[] {
   return [lock.lockId, ...lockMeta(lock).extra.map((x) => x.t)];
 }

@@ -792,6 +792,35 @@ describe('webdav: locked destinations', () => {
     expect((await dav('GET', a, 'ann')).status).toBe(404);
   });
 
+  it('refuses a COPY or MOVE onto the source or a folder above it, by path or by id, and changes nothing', async () => {
+    const base = `/dav/spaces/${projectId}`;
+    for (const p of ['cz', 'cz/a', 'cz/a/b'])
+      expect((await dav('MKCOL', `${base}/${p}`, 'ann')).status).toBe(201);
+    expect((await dav('PUT', `${base}/cz/a/b/thesis.tex`, 'ann', { body: 'thesis' })).status).toBe(201);
+    expect((await dav('PUT', `${base}/cz/notes.txt`, 'ann', { body: 'notes' })).status).toBe(201);
+    const ann = await env.provider.as('u-ann');
+    const idOf = async (p: string) => {
+      const { id } = await ann.stat({ space: projectId, path: p });
+      return `/dav/spaces/${encodeURIComponent(`${id.storageId}$${id.spaceId}!${id.opaqueId}`)}`;
+    };
+    const attempts: [string, string, Record<string, string>][] = [
+      ['COPY', `${base}/cz/a/b`, { destination: `${base}/cz`, depth: '0' }],
+      ['COPY', `${base}/cz/a/b`, { destination: `${base}/cz/a`, depth: 'infinity' }],
+      ['MOVE', `${base}/cz/a/b`, { destination: `${base}/cz` }],
+      ['COPY', `${base}/cz/a`, { destination: await idOf('cz/a'), depth: '0' }],
+      ['COPY', await idOf('cz/a/b'), { destination: `${base}/cz/a`, depth: '0' }],
+      ['MOVE', await idOf('cz/a'), { destination: await idOf('cz') }],
+    ];
+    for (const [method, from, headers] of attempts) {
+      const r = await dav(method, from, 'ann', { headers });
+      expect(r.status, `${method} ${from} -> ${headers.destination}`).toBe(403);
+    }
+    expect(await (await dav('GET', `${base}/cz/a/b/thesis.tex`, 'ann')).text()).toBe('thesis');
+    expect(await (await dav('GET', `${base}/cz/notes.txt`, 'ann')).text()).toBe('notes');
+    // Nothing went to the trash meanwhile.
+    for await (const item of ann.listTrash(projectId)) expect(item.path).not.toMatch(/^\/cz/);
+  });
+
   it('moves, replaces and deletes a folder whose members are locked when their tokens come in the If header (davfs2 does)', async () => {
     const base = `/dav/spaces/${projectId}`;
     const url = (p: string) => `${env.url}${base}/${p}`;
