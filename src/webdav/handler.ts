@@ -50,6 +50,7 @@ import { type Fill, type Kept, ListingCache, type ListingCacheOptions } from './
 import { MetaEndpoints } from './meta.js';
 import {
   emptyProp,
+  encodeMountSegments,
   encodeName,
   encodeSegments,
   HttpError,
@@ -405,7 +406,7 @@ export class WebDav {
       user,
       space: await this.personalSpace(user, session),
       segs: rest,
-      base: encodeSegments(baseSegs),
+      base: encodeMountSegments(baseSegs),
     });
     // remote.php/webdav/...
     if (segs[0] === 'remote.php' && segs[1] === 'webdav') return personal(segs.slice(0, 2), segs.slice(2));
@@ -449,7 +450,7 @@ export class WebDav {
           space,
           segs: segs.slice(dav + 2),
           ...(node && node !== space.id && { nodeId: node }),
-          base: encodeSegments(segs.slice(0, dav + 2)),
+          base: encodeMountSegments(segs.slice(0, dav + 2)),
         };
       }
     }
@@ -1570,7 +1571,7 @@ export class WebDav {
     if (method === 'PROPFIND' && chunk === undefined) {
       req.resume();
       const names = (await fsp.readdir(folder)).filter((n) => !n.startsWith('.')).sort();
-      const base = encodeSegments(this.segments(rawPath).slice(0, 5));
+      const base = encodeMountSegments(this.segments(rawPath).slice(0, 5));
       let out = `${MULTISTATUS_HEAD}<d:response><d:href>${esc(base)}/</d:href><d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>`;
       for (const n of names) {
         const st = await fsp.stat(path.join(folder, n));

@@ -24,6 +24,7 @@ import type { FileVersion, RecycleItem, Reference, ResourceInfo, Space } from '.
 import { header, infoHeaders, quoteEtag, readOptions, sendRead, wantsInfo } from '../http/common.js';
 import {
   emptyProp,
+  encodeMountSegments,
   encodeSegments,
   HttpError,
   MULTISTATUS_HEAD,
@@ -253,7 +254,7 @@ export class MetaEndpoints {
     return {
       session: who.session,
       space,
-      base: encodeSegments(segs.slice(0, dav + 2)),
+      base: encodeMountSegments(segs.slice(0, dav + 2)),
       key: segs.slice(dav + 2),
     };
   }
@@ -366,7 +367,7 @@ export class MetaEndpoints {
       req.resume();
       throw new HttpError(400, 'malformed file id');
     }
-    const base = encodeSegments(segs.slice(0, dav + 2));
+    const base = encodeMountSegments(segs.slice(0, dav + 2));
     const key = rest[1];
     if (key !== undefined && (method === 'GET' || method === 'HEAD')) {
       const r = await who.session.readVersion(fileRef, key, readOptions(req, res));

@@ -80,12 +80,29 @@ export interface PropName {
 /** Names that encode to themselves (unreserved characters only). */
 const PLAIN_NAME = /^[A-Za-z0-9._~-]*$/;
 
-/** A path segment for an href: percent-encoded, but for the characters ownCloud leaves as they are. */
+/**
+ * A path segment for an href: every byte but the unreserved characters percent-encoded, as neon
+ * (davfs2, cadaver, litmus) encodes the paths it requests. neon finds the lock a request needs by
+ * comparing its path with the lock's root as the server wrote it, byte for byte (hex digits aside):
+ * a `&` kept as it is in an href made davfs2 send an upload without its lock token. Clients that
+ * decode hrefs (ownCloud, Nextcloud, rclone) read any form alike.
+ */
 export function encodeName(s: string): string {
   if (PLAIN_NAME.test(s)) return s; // most names: nothing to encode
-  return encodeURIComponent(s).replace(/%(24|3A|40|2C|3B|3D|26)/gi, (_, h: string) =>
-    String.fromCharCode(Number.parseInt(h, 16)),
-  );
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/**
+ * The segments of a mount's root (`remote.php/dav/spaces/<storage>$<space>!<node>`, a user name)
+ * for an href: as {@link encodeName}, but `$ : @ , ; = &` and `! ' ( ) *` stay as they are, as clients
+ * write them in the URLs they are given (ids hold `$` and `!`) and compare hrefs against.
+ */
+export function encodeMountSegments(segs: readonly string[]): string {
+  let out = '';
+  for (const s of segs) {
+    out += `/${PLAIN_NAME.test(s) ? s : encodeURIComponent(s).replace(/%(24|3A|40|2C|3B|3D|26)/gi, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)))}`;
+  }
+  return out;
 }
 
 /** Segments as an encoded path, each after a `/`. */

@@ -159,7 +159,7 @@ describe('webdav: the ownCloud dialect', () => {
     expect(r.headers.get('content-type')).toBe('application/xml; charset=utf-8');
     const xml = await r.text();
     expect(xml).toContain('<d:href>/remote.php/webdav/docs/</d:href>');
-    expect(xml).toContain('<d:href>/remote.php/webdav/docs/a%20b%20%23%25&amp;.txt</d:href>');
+    expect(xml).toContain('<d:href>/remote.php/webdav/docs/a%20b%20%23%25%26.txt</d:href>');
     expect(xml).toMatch(/<oc:permissions>R?DNVCK<\/oc:permissions>/);
     expect(xml).toMatch(/<oc:permissions>R?DNVW<\/oc:permissions>/);
     expect(xml).toContain(`<oc:checksum>SHA1:${sha1('hello')} MD5:`);

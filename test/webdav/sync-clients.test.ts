@@ -95,6 +95,12 @@ describe.each([
       await session.mkdir({ space: space.id, path: 'server folder' });
       await session.write({ space: space.id, path: 'server folder/report #1.txt' }, 'from the server\n');
       await session.write({ space: space.id, path: 'root.txt' }, 'root file\n');
+      // Characters hrefs percent-encode that some servers leave as they are, both ways (not `*`:
+      // owncloudcmd skips names with characters Windows forbids).
+      await fsp.mkdir(path.join(dir, "sign $ (1) ! ' ; = @ , + &"));
+      await fsp.writeFile(path.join(dir, "sign $ (1) ! ' ; = @ , + &", 'a&b (2).txt'), 'signs\n');
+      await session.mkdir({ space: space.id, path: 'srv $&(x)' });
+      await session.write({ space: space.id, path: 'srv $&(x)/c;d=e@f.txt' }, 'signs too\n');
 
       const first = await sync(client, user, dir, exclude);
       // The big file went up in chunks: chunking NG (nextcloudcmd), or TUS in 10 MB requests, which
@@ -102,7 +108,14 @@ describe.each([
       expect(first).toMatch(/PropagateUploadFileNG|slotChunkFinished[^\n]*big\.bin[^\n]*PATCH/);
       expect(await localTree(dir)).toEqual(await serverTree(user));
       expect(Object.keys(await localTree(dir)).sort()).toEqual(
-        ['big.bin', 'local folder/notes – ü.txt', 'root.txt', 'server folder/report #1.txt'].sort(),
+        [
+          'big.bin',
+          'local folder/notes – ü.txt',
+          'root.txt',
+          'server folder/report #1.txt',
+          "sign $ (1) ! ' ; = @ , + &/a&b (2).txt",
+          'srv $&(x)/c;d=e@f.txt',
+        ].sort(),
       );
 
       const rootId = (await session.stat({ space: space.id, path: 'root.txt' })).id;
@@ -115,7 +128,13 @@ describe.each([
       const local = await localTree(dir);
       expect(local).toEqual(await serverTree(user));
       expect(Object.keys(local).sort()).toEqual(
-        ['local folder/notes – ü.txt', 'renamed root.txt', 'server folder/report #1.txt'].sort(),
+        [
+          'local folder/notes – ü.txt',
+          'renamed root.txt',
+          'server folder/report #1.txt',
+          "sign $ (1) ! ' ; = @ , + &/a&b (2).txt",
+          'srv $&(x)/c;d=e@f.txt',
+        ].sort(),
       );
       expect(await fsp.readFile(path.join(dir, 'server folder', 'report #1.txt'), 'utf8')).toBe(
         'edited on the server\n',
