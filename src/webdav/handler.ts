@@ -1058,8 +1058,11 @@ export class WebDav {
       throw new HttpError(412, 'the Destination exists and Overwrite is F', undefined, {
         code: 'ALREADY_EXISTS',
       });
-    const srcLock = move ? await this.checkLocks(req, t, src, true) : undefined;
-    const dstLock = await this.checkLocks(req, d, existing, true);
+    // The If header is evaluated once, its untagged lists about the source (the Request-URI).
+    let srcLock: string | undefined;
+    if (move) srcLock = await this.checkLocks(req, t, src, true);
+    else await this.checkIf(req, t, src);
+    const dstLock = await this.checkLocks(req, d, existing, true, false);
     // One call with the tokens of both ends: a destination is replaced only if the whole
     // operation goes through (no DELETE first that a failing copy would leave done).
     const lockId = move ? srcLock : dstLock;
@@ -1178,6 +1181,41 @@ export class WebDav {
     return held.length ? { heldLockIds: held } : {};
   }
 
+  /**
+   * Locks that reach a resource: its own, depth-infinity locks above, and the parent's (any depth)
+   * when `membership` changes.
+   */
+  private async guardingLocks(
+    t: Target,
+    info: ResourceInfo | undefined,
+    membership: boolean,
+  ): Promise<{ lock: Lock; segs: string[]; folder: boolean }[]> {
+    const guarding: { lock: Lock; segs: string[]; folder: boolean }[] = [];
+    if (info?.lock) guarding.push({ lock: info.lock, segs: t.segs, folder: info.type === 'folder' });
+    for (let n = t.segs.length - 1; n >= 0; n--) {
+      const above = t.segs.slice(0, n);
+      const a = await this.peek(t, above);
+      if (!a?.lock) continue;
+      const depth = lockMeta(a.lock).depth;
+      if (depth === 'infinity' || (membership && n === t.segs.length - 1))
+        guarding.push({ lock: a.lock, segs: above, folder: true });
+    }
+    return guarding;
+  }
+
+  /** 412 when the If header evaluates false, its untagged lists about `t` (the request's resource). */
+  private async checkIf(
+    req: IncomingMessage,
+    t: Target,
+    info: ResourceInfo | undefined,
+    guarding?: readonly { lock: Lock }[],
+    lists = this.ifLists(req),
+  ): Promise<void> {
+    if (!lists) return;
+    if (!(await this.evaluateIf(req, t, lists, info, guarding ?? (await this.guardingLocks(t, info, false)))))
+      throw new HttpError(412, 'the If header does not match');
+  }
+
   /** The parsed If header, or undefined. */
   private ifLists(req: IncomingMessage): IfList[] | undefined {
     const h = header(req, 'if');
@@ -1195,24 +1233,16 @@ export class WebDav {
     t: Target,
     info: ResourceInfo | undefined,
     membership: boolean,
+    /**
+     * `t` is the request's own resource, which the If header's untagged lists are about (RFC 4918
+     * §10.4.4); false for a COPY or MOVE's destination, which only tagged lists name.
+     */
+    requestUri = true,
   ): Promise<string | undefined> {
     const lists = this.ifLists(req);
     const submitted = lists ? submittedTokens(lists) : new Set<string>();
-    // Locks that reach the resource: its own, depth-infinity locks above, and the parent's (any
-    // depth) when membership changes.
-    const guarding: { lock: Lock; segs: string[]; folder: boolean }[] = [];
-    if (info?.lock) guarding.push({ lock: info.lock, segs: t.segs, folder: info.type === 'folder' });
-    for (let n = t.segs.length - 1; n >= 0; n--) {
-      const above = t.segs.slice(0, n);
-      const a = await this.peek(t, above);
-      if (!a?.lock) continue;
-      const depth = lockMeta(a.lock).depth;
-      if (depth === 'infinity' || (membership && n === t.segs.length - 1))
-        guarding.push({ lock: a.lock, segs: above, folder: true });
-    }
-    if (lists && !(await this.evaluateIf(req, t, lists, info, guarding))) {
-      throw new HttpError(412, 'the If header does not match');
-    }
+    const guarding = await this.guardingLocks(t, info, membership);
+    if (requestUri) await this.checkIf(req, t, info, guarding, lists);
     for (const g of guarding) {
       // A lock token is its creator's (RFC 4918 §6.4), shared lock or not: knowing it is not enough.
       const mine =

@@ -792,6 +792,23 @@ describe('webdav: locked destinations', () => {
     expect((await dav('GET', a, 'ann')).status).toBe(404);
   });
 
+  it('reads untagged If lists of a COPY or MOVE as about the source, not the Destination (RFC 4918 §10.4.4)', async () => {
+    const base = `/dav/spaces/${projectId}`;
+    expect((await dav('PUT', `${base}/u1.txt`, 'ann', { body: 'u1' })).status).toBe(201);
+    const token = (await dav('LOCK', `${base}/u1.txt`, 'ann', { body: lockBody })).headers.get('lock-token')!;
+    const moved = await dav('MOVE', `${base}/u1.txt`, 'ann', {
+      headers: { destination: `${base}/u1-new.txt`, if: `(${token})` },
+    });
+    expect(moved.status).toBe(201);
+    const etag = (await dav('PUT', `${base}/et.txt`, 'ann', { body: 'et' })).headers.get('etag')!;
+    const copy = (ifHeader: string) =>
+      dav('COPY', `${base}/et.txt`, 'ann', { headers: { destination: `${base}/et-copy.txt`, if: ifHeader } });
+    expect((await copy('(["not-the-etag"])')).status).toBe(412);
+    expect((await copy(`([${etag}])`)).status).toBe(201);
+    // A tagged list about the Destination still counts: its etag must match.
+    expect((await copy(`<${env.url}${base}/et-copy.txt> (["stale"])`)).status).toBe(412);
+  });
+
   it('refuses a COPY or MOVE onto the source or a folder above it, by path or by id, and changes nothing', async () => {
     const base = `/dav/spaces/${projectId}`;
     for (const p of ['cz', 'cz/a', 'cz/a/b'])
