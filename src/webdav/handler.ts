@@ -1563,14 +1563,28 @@ export class WebDav {
       // Chunk names are byte offsets (ownCloud) or indexes (Nextcloud): in numeric order. A
       // missing one shows as a total that does not add up (OC-Total-Length), and fails.
       const names = chunkOrder((await fsp.readdir(folder)).filter((n) => !n.startsWith('.')));
+      const overwrite = (header(req, 'overwrite') ?? 'T').trim().toUpperCase();
+      if (overwrite !== 'T' && overwrite !== 'F') throw new HttpError(400, 'Overwrite must be T or F');
       const existing = await this.peek(d, d.segs);
+      if (existing && overwrite === 'F')
+        throw new HttpError(412, 'the Destination exists and Overwrite is F', undefined, {
+          code: 'ALREADY_EXISTS',
+        });
       const lockId = await this.checkLocks(req, d, existing, !existing);
+      // The whole length: as the MOVE says, else as the MKCOL declared it (a missing chunk then
+      // shows as a body of another length, and fails).
       const total = intHeader(header(req, 'oc-total-length'));
+      const declared = intHeader(await fsp.readFile(path.join(folder, '.total'), 'utf8').catch(() => undefined));
+      if (total !== undefined && declared !== undefined && total !== declared)
+        throw new HttpError(400, `OC-Total-Length ${total} is not the ${declared} bytes the upload declared`);
+      const size = total ?? declared;
       const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
       const checksums = parseChecksumHeader(header(req, 'oc-checksum'));
       // If-Match and the like are about the file the upload makes or replaces (checked by the
-      // write, under its commit, as for a PUT).
+      // write, under its commit, as for a PUT). Overwrite: F holds there too, against a file
+      // made meanwhile.
       const conditions = requestConditions(req);
+      if (overwrite === 'F') conditions.ifNoneMatch = '*';
       async function* assembled() {
         for (const n of names) {
           const fh = await fsp.open(path.join(folder, n), 'r');
@@ -1584,7 +1598,7 @@ export class WebDav {
       }
       const info = await d.session.write(this.ref(d), assembled(), {
         upload: { id: transfer },
-        ...(total !== undefined && { size: total }),
+        ...(size !== undefined && { size }),
         ...(mtime !== undefined && { mtime }),
         ...(checksums && { checksums }),
         ...(Object.keys(conditions).length && { conditions }),

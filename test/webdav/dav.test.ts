@@ -423,6 +423,36 @@ describe('webdav: the ownCloud dialect', () => {
     );
   });
 
+  it('keeps Overwrite: F and the length declared at MKCOL for the MOVE that assembles a chunked upload', async () => {
+    const target = '/remote.php/dav/files/ann/chunked-ow.txt';
+    expect((await dav('PUT', target, 'ann', { body: 'KEEP-ME' })).status).toBe(201);
+    const up = '/remote.php/dav/uploads/ann/ow-1';
+    expect((await dav('MKCOL', up, 'ann', { headers: { 'oc-total-length': '5' } })).status).toBe(201);
+    expect((await dav('PUT', `${up}/00000`, 'ann', { body: 'CLOBB' })).status).toBe(201);
+    const ow = await dav('MOVE', `${up}/.file`, 'ann', { headers: { destination: target, overwrite: 'F' } });
+    expect(ow.status).toBe(412);
+    expect(await (await dav('GET', target, 'ann')).text()).toBe('KEEP-ME');
+    expect(
+      (await dav('MOVE', `${up}/.file`, 'ann', { headers: { destination: target, overwrite: 'X' } })).status,
+    ).toBe(400);
+    // A chunk missing: the declared 30 bytes are not there, whatever the MOVE says (or does not).
+    const gap = '/remote.php/dav/uploads/ann/gap-1';
+    expect((await dav('MKCOL', gap, 'ann', { headers: { 'oc-total-length': '30' } })).status).toBe(201);
+    expect((await dav('PUT', `${gap}/0`, 'ann', { body: '0000000000' })).status).toBe(201);
+    expect((await dav('PUT', `${gap}/20`, 'ann', { body: '2222222222' })).status).toBe(201);
+    const short = '/remote.php/dav/files/ann/missing-chunk.bin';
+    expect((await dav('MOVE', `${gap}/.file`, 'ann', { headers: { destination: short } })).status).toBe(400);
+    expect(
+      (await dav('MOVE', `${gap}/.file`, 'ann', { headers: { destination: short, 'oc-total-length': '20' } }))
+        .status,
+    ).toBe(400);
+    expect((await dav('GET', short, 'ann')).status).toBe(404);
+    // With the chunk, it completes.
+    expect((await dav('PUT', `${gap}/10`, 'ann', { body: '1111111111' })).status).toBe(201);
+    expect((await dav('MOVE', `${gap}/.file`, 'ann', { headers: { destination: short } })).status).toBe(201);
+    expect(await (await dav('GET', short, 'ann')).text()).toBe('000000000011111111112222222222');
+  });
+
   it('writes the human-readable tree, with ids and checksums in xattrs', async () => {
     await dav('PUT', '/remote.php/webdav/docs/on-disk.txt', 'ann', { body: 'on disk' });
     const session = await env.provider.as('ann');
