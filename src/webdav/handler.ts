@@ -1836,8 +1836,10 @@ function deadValue(key: string, value: string): string {
   let ok = checkedDead.get(`${key}\n${value}`);
   if (ok === undefined) {
     try {
+      // Copied into the multistatus only as an element of the property's name, with nothing that
+      // may stand only at a document's start (an XML declaration; processing instructions, to be plain).
       const el = parseXml(value);
-      ok = el.ns === p.ns && el.local === p.local;
+      ok = el.ns === p.ns && el.local === p.local && !value.includes('<?');
     } catch {
       ok = false;
     }

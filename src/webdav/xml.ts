@@ -119,7 +119,7 @@ export function child(el: XmlElement | undefined, ns: string, local: string): Xm
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: XML 1.0 cannot carry these characters
-const TEXT_UNSAFE = /[<>&\u0000-\u0008\u000b\u000c\u000e-\u001f]/;
+const TEXT_UNSAFE = /[<>&\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/;
 
 /**
  * Escape text for XML element content only (quotes need no escaping there). Most values (names,
@@ -132,7 +132,7 @@ export function escText(s: string): string {
 /** Escape text for XML content or a double-quoted attribute. */
 export function esc(s: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: XML 1.0 cannot carry these characters
-  return s.replace(/[<>&"'\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, (c) => {
+  return s.replace(/[<>&"'\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/g, (c) => {
     switch (c) {
       case '<':
         return '&lt;';
@@ -145,7 +145,9 @@ export function esc(s: string): string {
       case "'":
         return '&apos;';
       default:
-        return ''; // not representable in XML 1.0
+        // Not representable in XML 1.0, in any form: shown as the replacement character (the
+        // href, percent-encoded, still names the resource exactly).
+        return '\ufffd';
     }
   });
 }

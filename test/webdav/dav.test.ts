@@ -511,6 +511,36 @@ describe('webdav: bad input', () => {
     }
   });
 
+  it('keeps a multistatus well-formed whatever the names and the values set through other doors', async () => {
+    const bob = await env.provider.as('bob');
+    expect((await dav('PUT', `/dav/spaces/${projectId}/decl.txt`, 'bob', { body: 'd' })).status).toBe(201);
+    await bob.setMetadata(
+      { space: projectId, path: 'decl.txt' },
+      {
+        '{urn:x}note': '<?xml version="1.0"?><x:note xmlns:x="urn:x">hi</x:note>',
+        '{urn:x}pi': '<x:pi xmlns:x="urn:x">hi</x:pi><?evil?>',
+      },
+    );
+    // Names XML 1.0 cannot carry (U+FFFE, U+FFFF, control characters), listed and trashed.
+    expect((await dav('MKCOL', `/dav/spaces/${projectId}/odd`, 'bob')).status).toBe(201);
+    for (const name of ['nc%EF%BF%BEx.txt', 'nc%EF%BF%BFy.txt', 'ctl%01z.txt'])
+      expect((await dav('PUT', `/dav/spaces/${projectId}/odd/${name}`, 'bob', { body: 'z' })).status).toBe(
+        201,
+      );
+    expect((await dav('DELETE', `/dav/spaces/${projectId}/odd/nc%EF%BF%BFy.txt`, 'bob')).status).toBe(204);
+    for (const [url, depth] of [
+      [`/dav/spaces/${projectId}/`, '1'],
+      [`/dav/spaces/${projectId}/odd/`, '1'],
+      [`/remote.php/dav/spaces/trash-bin/${projectId}/`, '1'],
+    ] as const) {
+      const r = await dav('PROPFIND', url, 'ann', { headers: { depth } });
+      expect(r.status, url).toBe(207);
+      const xml = await r.text();
+      wellFormed(xml);
+      if (url === `/dav/spaces/${projectId}/`) expect(xml).toContain('&lt;?xml version=');
+    }
+  });
+
   it('closes a connection whose refused body is still coming, and one that stays silent', async () => {
     const u = new URL(env.url);
     /** Open a socket, send `head` and one byte of body; resolves with what came back once it closed. */
