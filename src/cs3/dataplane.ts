@@ -169,6 +169,21 @@ export class DataPlane {
   }
 
   /** The session a transfer runs as: its user, and the door that started it (default: CS3). */
+  private readonly guards = new Map<Origin, (session: StorageProvider, grant: UploadGrant) => Promise<void>>();
+
+  /**
+   * A check a door makes before an upload it started is written (a resumable one may finish a day
+   * later): the WebDAV door refuses one into a folder another user has locked since. It throws
+   * to refuse (a {@link StorageError}).
+   */
+  setCommitGuard(origin: Origin, guard: (session: StorageProvider, grant: UploadGrant) => Promise<void>): void {
+    this.guards.set(origin, guard);
+  }
+
+  private async guard(session: StorageProvider, g: UploadGrant): Promise<void> {
+    await this.guards.get(g.o ?? 'cs3')?.(session, g);
+  }
+
   private session(userId: string, origin?: Origin): Promise<StorageProvider> {
     return this.opts.provider.as(userId, { origin: origin ?? 'cs3' });
   }
@@ -199,6 +214,7 @@ export class DataPlane {
     const opts = this.writeOptions(req, g, abortOnClose(req, res));
     if (opts.size === undefined && length !== undefined) opts.size = length;
     opts.upload = {};
+    await this.guard(session, g);
     const info = await session.write(g.r, req, opts);
     res.writeHead(200, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
     res.end();
@@ -421,6 +437,7 @@ export class DataPlane {
         const opts = this.writeOptions(req, g, new AbortController().signal);
         opts.size = st.length;
         opts.upload = { id: st.id };
+        await this.guard(session, g);
         const info = await session.write(g.r, uploads.read(st), opts);
         for (const [k, v] of Object.entries(infoHeaders(info, wantsInfo(req)))) res.setHeader(k, v);
       } finally {

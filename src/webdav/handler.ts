@@ -187,6 +187,31 @@ export class WebDav {
         typeof opts.listingCache === 'object' ? opts.listingCache : {},
       );
     }
+    opts.tus?.setCommitGuard('webdav', (session, g) => this.uploadGuard(session, g.r, g.u));
+  }
+
+  /**
+   * Before a TUS upload this door started is written: the locks it was checked against when it
+   * began may have changed since (it can take a day). A folder above it locked Depth: infinity, or
+   * its folder locked at all when the file is new, by someone else than the uploader refuses it
+   * (the PATCH that finishes it carries no If header; the file's own lock is the write's to check).
+   */
+  private async uploadGuard(session: Session, ref: string, userId: string): Promise<void> {
+    const slash = ref.indexOf('/');
+    const root = slash < 0 ? ref : ref.slice(0, slash);
+    const segs = slash < 0 ? [] : ref.slice(slash + 1).split('/');
+    const stat = (r: string) =>
+      session.stat(r, { fields: ['lock'] }).catch((err) => {
+        if (StorageError.is(err, 'NOT_FOUND')) return undefined;
+        throw err;
+      });
+    const exists = (await stat(ref)) !== undefined;
+    for (let n = segs.length - 1; n >= 0; n--) {
+      const lock = (await stat(n ? `${root}/${segs.slice(0, n).join('/')}` : root))?.lock;
+      if (!lock || lock.user === userId) continue;
+      if (lockMeta(lock).depth === 'infinity' || (!exists && n === segs.length - 1))
+        throw new StorageError('LOCKED', 'a folder above the upload was locked meanwhile');
+    }
   }
 
   /** Rendered listings kept (when enabled): hits, misses, entries and bytes. */

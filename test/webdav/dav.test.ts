@@ -957,6 +957,50 @@ describe('webdav: locked destinations', () => {
 });
 
 describe('webdav: TUS uploads on the spaces endpoint', () => {
+  it('refuses to finish an upload into a folder someone else locked since it began, and finishes the locker’s own', async () => {
+    const lockBody =
+      '<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockinfo>';
+    const b64 = (v: string) => Buffer.from(v).toString('base64');
+    expect((await dav('MKCOL', `/dav/spaces/${projectId}/tl`, 'ann')).status).toBe(201);
+    expect((await dav('MKCOL', `/dav/spaces/${projectId}/tl/sub`, 'ann')).status).toBe(201);
+    const start = async (user: string, name: string) => {
+      const r = await dav('POST', `/dav/spaces/${projectId}/tl/sub/`, user, {
+        headers: {
+          'tus-resumable': '1.0.0',
+          'upload-length': '4',
+          'upload-metadata': `filename ${b64(name)}`,
+        },
+      });
+      expect(r.status).toBe(201);
+      return r.headers.get('location')!;
+    };
+    const finish = (location: string) =>
+      fetch(location, {
+        method: 'PATCH',
+        headers: {
+          'tus-resumable': '1.0.0',
+          'upload-offset': '0',
+          'content-type': 'application/offset+octet-stream',
+        },
+        body: 'late',
+      });
+    const ann1 = await start('ann', 'late.txt');
+    const bob1 = await start('bob', 'bobs.txt');
+    const lock = await dav('LOCK', `/dav/spaces/${projectId}/tl`, 'bob', {
+      body: lockBody,
+      headers: { depth: 'infinity' },
+    });
+    expect(lock.status).toBe(200);
+    expect((await dav('PUT', `/dav/spaces/${projectId}/tl/sub/ctl.txt`, 'ann', { body: 'x' })).status).toBe(
+      423,
+    );
+    expect((await finish(ann1)).status).toBe(423);
+    expect((await dav('GET', `/dav/spaces/${projectId}/tl/sub/late.txt`, 'ann')).status).toBe(404);
+    // The lock's holder finishes hers (a PATCH has no If header to carry the token).
+    expect((await finish(bob1)).status).toBe(204);
+    expect(await (await dav('GET', `/dav/spaces/${projectId}/tl/sub/bobs.txt`, 'ann')).text()).toBe('late');
+  });
+
   it('creates by POST on a folder (filename in Upload-Metadata), resumes with PATCH, and lands the file', async () => {
     const data = Buffer.concat([Buffer.alloc(100_000, 5), Buffer.from('end')]);
     const b64 = (s: string) => Buffer.from(s).toString('base64');
