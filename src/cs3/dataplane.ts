@@ -169,14 +169,20 @@ export class DataPlane {
   }
 
   /** The session a transfer runs as: its user, and the door that started it (default: CS3). */
-  private readonly guards = new Map<Origin, (session: StorageProvider, grant: UploadGrant) => Promise<void>>();
+  private readonly guards = new Map<
+    Origin,
+    (session: StorageProvider, grant: UploadGrant) => Promise<void>
+  >();
 
   /**
    * A check a door makes before an upload it started is written (a resumable one may finish a day
    * later): the WebDAV door refuses one into a folder another user has locked since. It throws
    * to refuse (a {@link StorageError}).
    */
-  setCommitGuard(origin: Origin, guard: (session: StorageProvider, grant: UploadGrant) => Promise<void>): void {
+  setCommitGuard(
+    origin: Origin,
+    guard: (session: StorageProvider, grant: UploadGrant) => Promise<void>,
+  ): void {
     this.guards.set(origin, guard);
   }
 

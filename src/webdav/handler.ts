@@ -1599,7 +1599,9 @@ export class WebDav {
       // The whole length: as the MOVE says, else as the MKCOL declared it (a missing chunk then
       // shows as a body of another length, and fails).
       const total = intHeader(header(req, 'oc-total-length'));
-      const declared = intHeader(await fsp.readFile(path.join(folder, '.total'), 'utf8').catch(() => undefined));
+      const declared = intHeader(
+        await fsp.readFile(path.join(folder, '.total'), 'utf8').catch(() => undefined),
+      );
       if (total !== undefined && declared !== undefined && total !== declared)
         throw new HttpError(400, `OC-Total-Length ${total} is not the ${declared} bytes the upload declared`);
       const size = total ?? declared;
