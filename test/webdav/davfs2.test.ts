@@ -16,22 +16,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StorageProvider } from '../../src/index.js';
 import { tempRoot } from '../helpers/tmp.js';
-import { type DavEnv, startDav, tool } from './server.js';
+import { AWKWARD_NAMES, type DavEnv, localTree, serverFiles, startDav, tool } from './server.js';
 
 const hasDavfs = await tool('mount.davfs');
 const canMount = process.getuid?.() === 0 && existsSync('/dev/fuse');
 if (hasDavfs && !canMount) console.warn('davfs2 test skipped: mounting needs root and /dev/fuse');
-
-/** Names as users give them, each through the mount and back. */
-const NAMES = [
-  'plain.txt',
-  'with space.txt',
-  'ünïcødé – 日本.txt',
-  'hash#tag.txt',
-  'per%cent.txt',
-  'a&b.txt',
-  'folder one/inner #2/deep & deeper.bin',
-];
 
 /** Run a command without blocking this process (the server answering the mount lives here). */
 function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
@@ -50,25 +39,9 @@ function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<
 
 const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
-/** Every file of the user's personal space: path -> [sha1 of its bytes, the sha1 it reports]. */
-async function filesOf(s: StorageProvider): Promise<Map<string, [string, string | undefined]>> {
-  const sp = await s.personalSpace();
-  const out = new Map<string, [string, string | undefined]>();
-  const walk = async (dir: string) => {
-    for await (const info of s.list({ space: sp.id, path: dir })) {
-      const p = dir ? `${dir}/${info.name}` : info.name;
-      if (info.type === 'folder') await walk(p);
-      else {
-        const r = await s.read({ space: sp.id, path: p });
-        const chunks: Buffer[] = [];
-        for await (const c of r.body ?? []) chunks.push(c as Buffer);
-        out.set(p, [sha1(Buffer.concat(chunks)), info.checksums?.sha1]);
-      }
-    }
-  };
-  await walk('');
-  return out;
-}
+/** What a sync of `want` (path -> sha1) must leave on the server: those files, whole, checksums right. */
+const stored = (want: Map<string, string>) =>
+  Object.fromEntries([...want].map(([n, h]) => [n, { sha1: h, reported: h }]));
 
 describe.skipIf(!hasDavfs || !canMount)('davfs2', () => {
   let env: DavEnv;
@@ -127,20 +100,18 @@ describe.skipIf(!hasDavfs || !canMount)('davfs2', () => {
 
   it('works as a mounted folder: cp, mv, rm, edits, a 12 MiB file, and changes made on the server', async () => {
     const local = await tempRoot('davfs2-src');
-    for (const [i, n] of NAMES.entries()) {
+    for (const [i, n] of AWKWARD_NAMES.entries()) {
       await fsp.mkdir(path.dirname(path.join(local, n)), { recursive: true });
       await fsp.writeFile(path.join(local, n), `content ${i} of ${n}\n`.repeat(i * 300 + 1));
     }
     await fsp.writeFile(path.join(local, 'big.bin'), randomBytes(12 << 20));
     const want = new Map<string, string>();
-    for (const n of [...NAMES, 'big.bin']) want.set(n, sha1(await fsp.readFile(path.join(local, n))));
+    for (const n of [...AWKWARD_NAMES, 'big.bin']) want.set(n, sha1(await fsp.readFile(path.join(local, n))));
 
     await mount();
     await run('cp', ['-r', '.', mnt], { cwd: local });
     await umount();
-    const first = await filesOf(session);
-    expect([...first.keys()].sort()).toEqual([...want.keys()].sort());
-    for (const [n, h] of want) expect(first.get(n), n).toEqual([h, h]);
+    expect(await serverFiles(session)).toEqual(stored(want));
     // The human-readable tree on disk, ids in xattrs (checked by the other tests): the bytes are there.
     const sp = await session.personalSpace();
     const onDisk = await env.driver.spacePath(sp.id);
@@ -186,21 +157,15 @@ describe.skipIf(!hasDavfs || !canMount)('davfs2', () => {
     await fsp.appendFile(path.join(local, 'hash#tag.txt'), 'appended\n');
     await fsp.rm(path.join(local, 'a&b.txt'));
     await fsp.writeFile(path.join(local, 'from server.txt'), 'written on the server\n');
-    const after = new Map<string, string>();
-    for (const n of (await fsp.readdir(local, { recursive: true, withFileTypes: true }))
-      .filter((d) => d.isFile())
-      .map((d) => path.relative(local, path.join(d.parentPath, d.name)))) {
-      after.set(n, sha1(await fsp.readFile(path.join(local, n))));
-    }
-    const last = await filesOf(session);
-    expect([...last.keys()].sort()).toEqual([...after.keys()].sort());
-    for (const [n, h] of after) expect(last.get(n), n).toEqual([h, h]);
+    const after = new Map(Object.entries(await localTree(local)));
+    const last = await serverFiles(session);
+    expect(last).toEqual(stored(after));
     // The file kept its id through its edit and its folder's rename.
     expect((await session.stat({ space: sp.id, path: 'folder two/inner #2/deep & deeper.bin' })).id).toEqual(
       deepId,
     );
     // Nothing davfs2 locked is left locked once it is unmounted.
-    for (const n of last.keys())
+    for (const n of Object.keys(last))
       expect((await session.stat({ space: sp.id, path: n })).lock, n).toBeUndefined();
   }, 180_000);
 });

@@ -7,7 +7,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempRoot } from '../helpers/tmp.js';
-import { type DavEnv, startDav, tool } from './server.js';
+import { AWKWARD_NAMES, type DavEnv, startDav, tool } from './server.js';
 
 const hasRclone = await tool('rclone');
 let env: DavEnv;
@@ -21,15 +21,7 @@ beforeAll(async () => {
 });
 afterAll(() => env?.close());
 
-const NAMES = [
-  'plain.txt',
-  'with space.txt',
-  'ünïcødé – 日本.txt',
-  'hash#tag.txt',
-  'per%cent.txt',
-  'a&b.txt',
-  'folder one/inner #2/deep & deeper.bin',
-];
+const NAMES = AWKWARD_NAMES;
 
 const obscured = hasRclone
   ? spawnSync('rclone', ['obscure', 'pw-rc'], { encoding: 'utf8' }).stdout.trim()

@@ -1,4 +1,6 @@
 /** A Stowage server with the WebDAV door for tests: real posix storage, real HTTP on loopback. */
+import { createHash } from 'node:crypto';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
 import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
@@ -143,4 +145,56 @@ export function canonical(xml: string): string {
   const end = xml.endsWith('</d:multistatus>') ? '</d:multistatus>' : '';
   const [head, self, ...children] = xml.slice(0, xml.length - end.length).split('<d:response>');
   return [head, ...(self === undefined ? [] : [self]), ...children.sort()].join('<d:response>') + end;
+}
+
+/** Names as users give them (spaces, unicode, `#`, `%`, `&`, a nested path), for real clients. */
+export const AWKWARD_NAMES: readonly string[] = [
+  'plain.txt',
+  'with space.txt',
+  'ünïcødé – 日本.txt',
+  'hash#tag.txt',
+  'per%cent.txt',
+  'a&b.txt',
+  'folder one/inner #2/deep & deeper.bin',
+];
+
+const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('hex');
+
+/** The sha1 of every file below a local folder, by path relative to it (`skip`: names left out). */
+export async function localTree(
+  dir: string,
+  skip?: (name: string) => boolean,
+): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const e of await fsp.readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile() || skip?.(e.name)) continue;
+    const abs = path.join(e.parentPath, e.name);
+    out[path.relative(dir, abs)] = sha1(await fsp.readFile(abs));
+  }
+  return out;
+}
+
+/**
+ * Every file of a user's personal space, read through the provider: the sha1 of its bytes, and
+ * the sha1 the storage reports for it.
+ */
+export async function serverFiles(
+  session: StorageProvider,
+): Promise<Record<string, { sha1: string; reported: string | undefined }>> {
+  const space = await session.personalSpace();
+  const out: Record<string, { sha1: string; reported: string | undefined }> = {};
+  const walk = async (p: string) => {
+    for await (const e of session.list({ space: space.id, path: p })) {
+      const rel = p ? `${p}/${e.name}` : e.name;
+      if (e.type === 'folder') await walk(rel);
+      else {
+        const r = await session.read({ space: space.id, path: rel });
+        const h = createHash('sha1');
+        for await (const c of r.body ?? []) h.update(c as Buffer);
+        out[rel] = { sha1: h.digest('hex'), reported: e.checksums?.sha1 };
+      }
+    }
+  };
+  await walk('');
+  return out;
 }

@@ -4,12 +4,12 @@
  * 10 MB (uploaded in chunks). Every file is compared by content hash on both sides.
  */
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempRoot } from '../helpers/tmp.js';
-import { type DavEnv, startDav, tool } from './server.js';
+import { type DavEnv, localTree, serverFiles, startDav, tool } from './server.js';
 
 const clients = {
   owncloudcmd: await tool('owncloudcmd'),
@@ -24,8 +24,6 @@ beforeAll(async () => {
   ]);
 });
 afterAll(() => env?.close());
-
-const sha1 = (b: Buffer | string) => createHash('sha1').update(b).digest('hex');
 
 function sync(client: string, user: string, dir: string, exclude: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -45,35 +43,12 @@ function sync(client: string, user: string, dir: string, exclude: string): Promi
 }
 
 /** Hashes of the files of a local folder (the clients' own journal files left out). */
-async function localTree(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const e of await fsp.readdir(dir, { recursive: true, withFileTypes: true })) {
-    if (!e.isFile() || e.name.startsWith('.sync') || e.name.startsWith('._sync')) continue;
-    const abs = path.join(e.parentPath, e.name);
-    out[path.relative(dir, abs)] = sha1(await fsp.readFile(abs));
-  }
-  return out;
-}
+const localFiles = (dir: string) => localTree(dir, (n) => n.startsWith('.sync') || n.startsWith('._sync'));
 
 /** Hashes of the files of the user's personal space, read through the provider. */
 async function serverTree(user: string): Promise<Record<string, string>> {
-  const session = await env.provider.as(user);
-  const space = await session.personalSpace();
-  const out: Record<string, string> = {};
-  const walk = async (p: string) => {
-    for await (const e of session.list({ space: space.id, path: p })) {
-      const rel = p ? `${p}/${e.name}` : e.name;
-      if (e.type === 'folder') await walk(rel);
-      else {
-        const r = await session.read({ space: space.id, path: rel });
-        const h = createHash('sha1');
-        for await (const c of r.body!) h.update(c);
-        out[rel] = h.digest('hex');
-      }
-    }
-  };
-  await walk('');
-  return out;
+  const files = await serverFiles(await env.provider.as(user));
+  return Object.fromEntries(Object.entries(files).map(([p, f]) => [p, f.sha1]));
 }
 
 describe.each([
@@ -106,8 +81,8 @@ describe.each([
       // The big file went up in chunks: chunking NG (nextcloudcmd), or TUS in 10 MB requests, which
       // owncloudcmd prefers when the capabilities offer it (a POST, then a PATCH for the rest).
       expect(first).toMatch(/PropagateUploadFileNG|slotChunkFinished[^\n]*big\.bin[^\n]*PATCH/);
-      expect(await localTree(dir)).toEqual(await serverTree(user));
-      expect(Object.keys(await localTree(dir)).sort()).toEqual(
+      expect(await localFiles(dir)).toEqual(await serverTree(user));
+      expect(Object.keys(await localFiles(dir)).sort()).toEqual(
         [
           'big.bin',
           'local folder/notes – ü.txt',
@@ -125,7 +100,7 @@ describe.each([
       await session.write({ space: space.id, path: 'server folder/report #1.txt' }, 'edited on the server\n');
       await session.delete({ space: space.id, path: 'big.bin' });
       await sync(client, user, dir, exclude);
-      const local = await localTree(dir);
+      const local = await localFiles(dir);
       expect(local).toEqual(await serverTree(user));
       expect(Object.keys(local).sort()).toEqual(
         [
