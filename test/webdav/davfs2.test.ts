@@ -7,7 +7,7 @@
  *
  * Needs root (mount) and FUSE (/dev/fuse): the test is skipped, saying so, where either is missing.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -16,26 +16,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StorageProvider } from '../../src/index.js';
 import { tempRoot } from '../helpers/tmp.js';
-import { AWKWARD_NAMES, type DavEnv, localTree, serverFiles, startDav, tool } from './server.js';
+import { AWKWARD_NAMES, type DavEnv, localTree, run, serverFiles, startDav, tool } from './server.js';
 
 const hasDavfs = await tool('mount.davfs');
 const canMount = process.getuid?.() === 0 && existsSync('/dev/fuse');
 if (hasDavfs && !canMount) console.warn('davfs2 test skipped: mounting needs root and /dev/fuse');
-
-/** Run a command without blocking this process (the server answering the mount lives here). */
-function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { cwd: opts.cwd, env: { ...process.env, LC_ALL: 'C.UTF-8' } });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    p.once('error', reject);
-    p.once('close', (code) =>
-      code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}:\n${err}${out}`)),
-    );
-  });
-}
 
 const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
@@ -124,7 +109,10 @@ describe.skipIf(!hasDavfs || !canMount)('davfs2', () => {
     // Changed on the server while unmounted: seen in the mount, by content.
     await session.write({ space: sp.id, path: 'from server.txt' }, 'written on the server\n');
     await mount();
-    const sums = await run('sha1sum', ['from server.txt', 'big.bin', 'ünïcødé – 日本.txt'], { cwd: mnt });
+    const sums = await run('sha1sum', ['from server.txt', 'big.bin', 'ünïcødé – 日本.txt'], {
+      cwd: mnt,
+      env: { LC_ALL: 'C.UTF-8' },
+    });
     expect(sums).toContain(`${sha1(Buffer.from('written on the server\n'))}  from server.txt`);
     expect(sums).toContain(`${want.get('big.bin')}  big.bin`);
     expect(sums).toContain(`${want.get('ünïcødé – 日本.txt')}  ünïcødé – 日本.txt`);

@@ -2,12 +2,12 @@
  * rclone's webdav backend (vendors other, owncloud, nextcloud) against the WebDAV door: a tree of
  * awkward names goes up, is listed, checked by hash, comes back down, is moved and deleted.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempRoot } from '../helpers/tmp.js';
-import { AWKWARD_NAMES, type DavEnv, startDav, tool } from './server.js';
+import { AWKWARD_NAMES, type DavEnv, run, startDav, tool } from './server.js';
 
 const hasRclone = await tool('rclone');
 let env: DavEnv;
@@ -29,27 +29,14 @@ const obscured = hasRclone
 
 /** Run rclone (asynchronously: the server answers from this process). */
 function rclone(vendor: string, url: string, ...args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('rclone', [...args, '--config', config, '--low-level-retries', '1', '--retries', '1'], {
-      env: {
-        ...process.env,
-        RCLONE_CONFIG_DAV_TYPE: 'webdav',
-        RCLONE_CONFIG_DAV_URL: url,
-        RCLONE_CONFIG_DAV_VENDOR: vendor,
-        RCLONE_CONFIG_DAV_USER: 'rc',
-        RCLONE_CONFIG_DAV_PASS: obscured,
-      },
-    });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    p.once('error', reject);
-    p.once('close', (code) =>
-      code === 0
-        ? resolve(out)
-        : reject(new Error(`rclone ${args.join(' ')} (${vendor}) exited ${code}:\n${err}`)),
-    );
+  return run('rclone', [...args, '--config', config, '--low-level-retries', '1', '--retries', '1'], {
+    env: {
+      RCLONE_CONFIG_DAV_TYPE: 'webdav',
+      RCLONE_CONFIG_DAV_URL: url,
+      RCLONE_CONFIG_DAV_VENDOR: vendor,
+      RCLONE_CONFIG_DAV_USER: 'rc',
+      RCLONE_CONFIG_DAV_PASS: obscured,
+    },
   });
 }
 

@@ -1,4 +1,5 @@
 /** A Stowage server with the WebDAV door for tests: real posix storage, real HTTP on loopback. */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -197,4 +198,26 @@ export async function serverFiles(
   };
   await walk('');
   return out;
+}
+
+/**
+ * Run a command and resolve with its output, without blocking this process (the server the
+ * command talks to answers from here); a non-zero exit rejects with what it said.
+ */
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env } });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.once('error', reject);
+    p.once('close', (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}:\n${err}${out}`)),
+    );
+  });
 }
