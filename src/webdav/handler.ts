@@ -49,12 +49,14 @@ import { type IfList, parseIf, submittedTokens } from './ifheader.js';
 import { type Fill, type Kept, ListingCache, type ListingCacheOptions } from './listing-cache.js';
 import { MetaEndpoints } from './meta.js';
 import {
+  destinationTaken,
   emptyProp,
   encodeMountSegments,
   encodeName,
   encodeSegments,
   HttpError,
   MULTISTATUS_HEAD,
+  overwriteOf,
   type PropName,
   propstats,
   readPropfind,
@@ -1057,10 +1059,7 @@ export class WebDav {
     const d = await this.target(this.destinationPath(req), { user: t.user, session: t.session });
     if (isRoot(t)) throw new HttpError(403, `cannot ${move ? 'move' : 'copy'} a space root`);
     if (isRoot(d)) throw new HttpError(403, 'the Destination is a space root');
-    const overwriteHeader = (header(req, 'overwrite') ?? 'T').trim().toUpperCase();
-    if (overwriteHeader !== 'T' && overwriteHeader !== 'F')
-      throw new HttpError(400, 'Overwrite must be T or F');
-    const overwrite = overwriteHeader === 'T';
+    const overwrite = overwriteOf(req);
     const depth = (header(req, 'depth') ?? 'infinity').trim().toLowerCase();
     const src = await t.session.stat(this.ref(t), { fields: ['lock'] });
     if (move && src.type === 'folder' && depth !== 'infinity')
@@ -1079,10 +1078,7 @@ export class WebDav {
         code: 'INVALID_ARGUMENT',
         reason: 'into-itself',
       });
-    if (existing && !overwrite)
-      throw new HttpError(412, 'the Destination exists and Overwrite is F', undefined, {
-        code: 'ALREADY_EXISTS',
-      });
+    if (existing && !overwrite) throw destinationTaken();
     // The If header is evaluated once, its untagged lists about the source (the Request-URI).
     let srcLock: string | undefined;
     if (move) srcLock = await this.checkLocks(req, t, src, true);
@@ -1588,13 +1584,9 @@ export class WebDav {
       // Chunk names are byte offsets (ownCloud) or indexes (Nextcloud): in numeric order. A
       // missing one shows as a total that does not add up (OC-Total-Length), and fails.
       const names = chunkOrder((await fsp.readdir(folder)).filter((n) => !n.startsWith('.')));
-      const overwrite = (header(req, 'overwrite') ?? 'T').trim().toUpperCase();
-      if (overwrite !== 'T' && overwrite !== 'F') throw new HttpError(400, 'Overwrite must be T or F');
+      const overwrite = overwriteOf(req);
       const existing = await this.peek(d, d.segs);
-      if (existing && overwrite === 'F')
-        throw new HttpError(412, 'the Destination exists and Overwrite is F', undefined, {
-          code: 'ALREADY_EXISTS',
-        });
+      if (existing && !overwrite) throw destinationTaken();
       const lockId = await this.checkLocks(req, d, existing, !existing);
       // The whole length: as the MOVE says, else as the MKCOL declared it (a missing chunk then
       // shows as a body of another length, and fails).
@@ -1611,7 +1603,7 @@ export class WebDav {
       // write, under its commit, as for a PUT). Overwrite: F holds there too, against a file
       // made meanwhile.
       const conditions = requestConditions(req);
-      if (overwrite === 'F') conditions.ifNoneMatch = '*';
+      if (!overwrite) conditions.ifNoneMatch = '*';
       async function* assembled() {
         for (const n of names) {
           const fh = await fsp.open(path.join(folder, n), 'r');

@@ -23,11 +23,13 @@ import { formatResourceId, parseResourceId } from '../core/refs.js';
 import type { FileVersion, RecycleItem, Reference, ResourceInfo, Space } from '../core/types.js';
 import { header, infoHeaders, quoteEtag, readOptions, sendRead, wantsInfo } from '../http/common.js';
 import {
+  destinationTaken,
   emptyProp,
   encodeMountSegments,
   encodeSegments,
   HttpError,
   MULTISTATUS_HEAD,
+  overwriteOf,
   type PropfindRequest,
   type PropName,
   propstats,
@@ -333,13 +335,9 @@ export class MetaEndpoints {
         reason: 'cross-space',
       });
     if (!d.segs.length && !d.nodeId) throw new HttpError(403, 'the Destination is a space root');
-    const overwrite = (header(req, 'overwrite') ?? 'T').trim().toUpperCase();
-    if (overwrite !== 'T' && overwrite !== 'F') throw new HttpError(400, 'Overwrite must be T or F');
+    const overwrite = overwriteOf(req);
     const existing = await this.host.peek(d);
-    if (existing && overwrite === 'F')
-      throw new HttpError(412, 'the Destination exists and Overwrite is F', undefined, {
-        code: 'ALREADY_EXISTS',
-      });
+    if (existing && !overwrite) throw destinationTaken();
     const lockId = await this.host.checkLocks(req, d, existing, true);
     // What is in the way goes to the trash itself, as a DELETE would send it.
     if (existing) await d.session.delete(targetRef(d), lockId ? { lockId } : {});

@@ -9,6 +9,7 @@ import { type ErrorCode, StorageError } from '../core/errors.js';
 import type { User } from '../core/identity.js';
 import type { StorageProvider } from '../core/provider.js';
 import type { Reference, Space } from '../core/types.js';
+import { header } from '../http/common.js';
 import { child, DAV, esc, NC, OC, parseXml, readBody } from './xml.js';
 
 /** An HTTP answer other than the default mapping of an error. */
@@ -174,5 +175,19 @@ export async function send(res: ServerResponse, chunk: string | Buffer): Promise
     };
     res.on('drain', done);
     res.on('close', gone);
+  });
+}
+
+/** The Overwrite header (RFC 4918 §10.6): true unless `F`; 400 for anything but `T` or `F`. */
+export function overwriteOf(req: IncomingMessage): boolean {
+  const v = (header(req, 'overwrite') ?? 'T').trim().toUpperCase();
+  if (v !== 'T' && v !== 'F') throw new HttpError(400, 'Overwrite must be T or F');
+  return v === 'T';
+}
+
+/** 412 for a COPY or MOVE (or a restore) whose Destination exists while Overwrite is F. */
+export function destinationTaken(): HttpError {
+  return new HttpError(412, 'the Destination exists and Overwrite is F', undefined, {
+    code: 'ALREADY_EXISTS',
   });
 }
