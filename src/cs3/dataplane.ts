@@ -28,6 +28,7 @@ import {
   mtimeHeader,
   readOptions,
   sendRead,
+  uploadLength,
   wantsInfo,
 } from '../http/common.js';
 import { type JwtClaims, signJwt, verifyJwt } from './jwt.js';
@@ -289,7 +290,7 @@ export class DataPlane {
     const uploads = this.opts.uploads;
     if (method === 'POST') {
       // Creation: the upload is the token's; the Location carries the token.
-      const length = intHeader(header(req, 'upload-length'));
+      const length = uploadLength(req);
       const deferred = header(req, 'upload-defer-length') === '1';
       if (length === undefined && !deferred && g.size === undefined) {
         throw new StorageError('INVALID_ARGUMENT', 'Upload-Length or Upload-Defer-Length is required');
@@ -388,9 +389,12 @@ export class DataPlane {
   ): Promise<void> {
     const uploads = this.opts.uploads;
     if (header(req, 'content-type') !== 'application/offset+octet-stream') {
-      res.writeHead(415, { 'tus-resumable': TUS_VERSION });
-      res.end();
-      return;
+      const e = new StorageError(
+        'INVALID_ARGUMENT',
+        'a tus PATCH carries Content-Type: application/offset+octet-stream',
+        { reason: 'bad-header' },
+      );
+      return this.fail(res, e, 415);
     }
     const offset = intHeader(header(req, 'upload-offset'));
     if (offset === undefined && location === undefined) {
@@ -402,16 +406,19 @@ export class DataPlane {
       res.end(JSON.stringify({ code: 'ABORTED', message: `the upload is at offset ${st.offset}` }));
       return;
     }
-    const length = intHeader(header(req, 'upload-length'));
+    const length = uploadLength(req);
     if (length !== undefined) await this.declareLength(g, st, length);
     const sum = header(req, 'upload-checksum');
     let checksum: { algo: string; digest: string } | undefined;
     if (sum) {
       const [algo, digest] = sum.trim().split(/\s+/);
       if (!algo || !digest || !(TUS_CHECKSUMS as readonly string[]).includes(algo.toLowerCase())) {
-        res.writeHead(400, { 'tus-resumable': TUS_VERSION });
-        res.end();
-        return;
+        const e = new StorageError(
+          'INVALID_ARGUMENT',
+          `Upload-Checksum is "<algorithm> <base64 digest>", the algorithm one of ${TUS_CHECKSUMS.join(', ')}`,
+          { reason: 'bad-header' },
+        );
+        return this.fail(res, e, 400);
       }
       checksum = { algo: algo.toLowerCase(), digest };
     }
@@ -428,9 +435,7 @@ export class DataPlane {
       }
       if (StorageError.is(err) && err.reason === 'checksum-mismatch') {
         this.tusHeaders(res, st);
-        res.writeHead(460, { 'content-length': '0' }); // tus: Checksum Mismatch
-        res.end();
-        return;
+        return this.fail(res, err, 460); // tus: Checksum Mismatch
       }
       throw err;
     }
@@ -456,7 +461,8 @@ export class DataPlane {
 
   // ---------------------------------------------------------------- errors
 
-  private fail(res: ServerResponse, err: unknown): void {
+  /** Answer an error as JSON (`status` overrides the code's own, for tus's 415 and 460). */
+  private fail(res: ServerResponse, err: unknown, status?: number): void {
     const e = toStorageError(err, 'transfer');
     if (e.code === 'INTERNAL') this.opts.log?.('data plane request failed', err);
     if (res.headersSent) {
@@ -464,7 +470,7 @@ export class DataPlane {
       return;
     }
     // Reva answers a checksum mismatch with its own 419.
-    const status = e.reason === 'checksum-mismatch' ? 419 : httpStatus(e.code);
+    status ??= e.reason === 'checksum-mismatch' ? 419 : httpStatus(e.code);
     const body = JSON.stringify(e.toJSON());
     const unread = !res.req.complete;
     if (unread) {

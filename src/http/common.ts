@@ -42,6 +42,22 @@ export function intHeader(v: string | undefined): number | undefined {
   return Number(v.trim());
 }
 
+/** `Upload-Length`: absent, or a non-negative integer (anything else is refused, not ignored). */
+export function uploadLength(req: IncomingMessage): number | undefined {
+  const v = header(req, 'upload-length');
+  if (v === undefined) return undefined;
+  const n = intHeader(v);
+  if (n === undefined)
+    throw new StorageError(
+      'INVALID_ARGUMENT',
+      `Upload-Length must be a byte count (a non-negative integer), not "${v.slice(0, 40)}"`,
+      {
+        reason: 'bad-header',
+      },
+    );
+  return n;
+}
+
 /** An HTTP date header (RFC 9110 §5.6.7, any of its three forms), or undefined: ignored. */
 export function dateHeader(v: string | undefined): number | undefined {
   return v ? parseHttpDate(v) : undefined;

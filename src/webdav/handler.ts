@@ -43,6 +43,7 @@ import {
   readOptions,
   requestConditions,
   sendRead,
+  uploadLength,
   wantsInfo,
 } from '../http/common.js';
 import { type IfList, parseIf, submittedTokens } from './ifheader.js';
@@ -168,7 +169,9 @@ export class WebDav {
       target: (p, who) => this.target(p, who),
       personalSpace: (user, session) => this.personalSpace(user, session),
       destinationPath: (req) => this.destinationPath(req),
-      checkLocks: (req, t, info, membership) => this.checkLocks(req, t, info, membership),
+      checkLocks: (req, t, info, membership, requestUri) =>
+        this.checkLocks(req, t, info, membership, requestUri),
+      checkIf: (req, t, info, guarding) => this.checkIf(req, t, info, guarding),
       peek: (t) => this.peek(t, t.segs),
     },
     () => this.opts.allowDepthInfinity === true,
@@ -368,6 +371,7 @@ export class WebDav {
     const dav = segs[0] === 'remote.php' ? 2 : 1;
     if (MetaEndpoints.kind(segs, dav)) return this.meta.handle(req, res, segs, dav, who);
     const t = await this.targetOf(segs, who);
+    if (t.segs.length && rawPath.endsWith('/')) t.collection = true;
     if (CONDITIONAL.has(method)) await this.checkConditions(req, t);
     switch (method) {
       case 'OPTIONS':
@@ -564,7 +568,7 @@ export class WebDav {
     }
     const lockId = await this.checkLocks(req, target, existing, !existing);
     // Decided now, not when the last byte is in: may this user write here, and does it fit?
-    const size = intHeader(header(req, 'upload-length'));
+    const size = uploadLength(req);
     if (size === undefined) throw new HttpError(400, 'Upload-Length is required here (no deferred length)');
     const where = existing ? target.segs : target.segs.slice(0, -1);
     const perms = (await target.session.stat(this.ref(target, where), { fields: ['permissions'] }))
@@ -623,6 +627,7 @@ export class WebDav {
         ? { ...statOpts, fields: [...fields, 'permissions'] }
         : statOpts,
     );
+    folderOnly(t, info);
     const quota = wanted.some((p) => p.ns === DAV && p.local.startsWith('quota-'))
       ? await t.session.getQuota(this.ref(t)).catch(() => undefined)
       : undefined;
@@ -894,6 +899,7 @@ export class WebDav {
     if (doc.ns !== DAV || doc.local !== 'propertyupdate')
       throw new HttpError(400, 'expected a DAV:propertyupdate body');
     const info = await t.session.stat(this.ref(t), { fields: ['lock'] });
+    folderOnly(t, info);
     const lockId = await this.checkLocks(req, t, info, false);
     const changes = new Map<string, { p: PropName; value?: string }>();
     const order: PropName[] = [];
@@ -958,6 +964,11 @@ export class WebDav {
   private async get(req: IncomingMessage, res: ServerResponse, t: Target, head: boolean): Promise<void> {
     // A file is read at once (one lookup, not a stat and then a read by id); a folder is refused
     // by the read, or by its permissions, and then gets its index.
+    if (t.collection) {
+      const info = await t.session.stat(this.ref(t), { fields: [] });
+      folderOnly(t, info);
+      return this.index(res, t, head);
+    }
     let r: ReadResult;
     try {
       r = await t.session.read(this.ref(t), readOptions(req, res));
@@ -1010,6 +1021,15 @@ export class WebDav {
         reason: 'is-folder',
       });
     }
+    if (t.collection) {
+      req.resume();
+      throw new HttpError(
+        409,
+        'a URL ending in "/" names a folder: PUT a file to its URL without the "/" (MKCOL makes folders)',
+        undefined,
+        { code: 'FAILED_PRECONDITION', reason: 'not-folder' },
+      );
+    }
     let lockId: string | undefined;
     try {
       lockId = await this.checkLocks(req, t, existing, !existing);
@@ -1047,6 +1067,7 @@ export class WebDav {
   private async delete(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
     if (isRoot(t)) throw new HttpError(403, 'cannot delete a space root');
     const info = await t.session.stat(this.ref(t), { fields: ['lock'] });
+    folderOnly(t, info);
     const lockId = await this.checkLocks(req, t, info, true);
     await t.session.delete(this.ref(t), { ...(lockId && { lockId }), ...this.heldLocks(req, info) });
     res.writeHead(204);
@@ -1062,6 +1083,7 @@ export class WebDav {
     const overwrite = overwriteOf(req);
     const depth = (header(req, 'depth') ?? 'infinity').trim().toLowerCase();
     const src = await t.session.stat(this.ref(t), { fields: ['lock'] });
+    folderOnly(t, src);
     if (move && src.type === 'folder' && depth !== 'infinity')
       throw new HttpError(400, 'MOVE of a collection must be Depth: infinity');
     if (depth !== '0' && depth !== 'infinity') throw new HttpError(400, 'Depth must be 0 or infinity');
@@ -1386,6 +1408,7 @@ export class WebDav {
     const depth = (header(req, 'depth') ?? 'infinity').trim().toLowerCase();
     if (depth !== '0' && depth !== 'infinity') throw new HttpError(400, 'a lock has Depth 0 or infinity');
     let info = await this.peek(t, t.segs);
+    folderOnly(t, info);
     let status = 200;
     await this.checkLocks(req, t, undefined, !info);
     if (info?.type === 'folder' && depth === 'infinity') {
@@ -1413,6 +1436,11 @@ export class WebDav {
     if (!info) {
       // A lock on an unmapped URL creates an empty file (RFC 4918 §7.3).
       if (isRoot(t)) throw new HttpError(409, 'no such space root');
+      if (t.collection)
+        throw new HttpError(
+          409,
+          'a lock on an unmapped URL makes an empty file: name it without the trailing "/"',
+        );
       info = await t.session.write(this.ref(t), Buffer.alloc(0));
       status = 201;
     }
@@ -1457,9 +1485,16 @@ export class WebDav {
     const m = /^\s*<([^<>]+)>\s*$/.exec(h) ?? /^\s*([^<>\s]+)\s*$/.exec(h);
     if (!m) throw new HttpError(400, 'a Lock-Token header (<token>) is required');
     const token = m[1]!;
+    // Lock tokens are absolute URIs (opaquelocktoken:…, urn:uuid:…): anything else names no lock.
+    if (!/^[A-Za-z][A-Za-z0-9+.-]*:\S+$/.test(token))
+      throw new HttpError(
+        400,
+        `"${token.slice(0, 80)}" is not a lock token (an absolute URI such as opaquelocktoken:…)`,
+      );
     for (let n = t.segs.length; n >= 0; n--) {
       const segs = t.segs.slice(0, n);
       const a = await this.peek(t, segs);
+      if (n === t.segs.length) folderOnly(t, a);
       if (!a?.lock || (n !== t.segs.length && lockMeta(a.lock).depth !== 'infinity')) continue;
       if (!lockTokens(a.lock).includes(token)) continue;
       if (a.lock.user && a.lock.user !== t.user.id) throw new HttpError(403, 'the lock is another user’s');
@@ -1838,6 +1873,18 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 /** One path segment, percent-encoded for an href (see {@link encodeSegments}). */
 
 /** The request points at the root of a space (not at a node of it). */
+/**
+ * A URL ending in `/` names a folder; on a file it names nothing (a path through a file, as
+ * ENOTDIR has it, and as Apache answers), so `DELETE file/` or `GET file/` never reach the file.
+ */
+function folderOnly(t: Target, info: { type: string } | undefined): void {
+  if (t.collection && info && info.type !== 'folder')
+    throw new HttpError(404, `"${t.segs.at(-1)}" is a file: its URL has no trailing "/"`, undefined, {
+      code: 'NOT_FOUND',
+      reason: 'not-folder',
+    });
+}
+
 function isRoot(t: Target): boolean {
   return !t.segs.length && !t.nodeId;
 }

@@ -20,7 +20,7 @@ import { StorageError } from '../core/errors.js';
 import type { User } from '../core/identity.js';
 import { mimeTypeOf } from '../core/mime.js';
 import { formatResourceId, parseResourceId } from '../core/refs.js';
-import type { FileVersion, RecycleItem, Reference, ResourceInfo, Space } from '../core/types.js';
+import type { FileVersion, Lock, RecycleItem, Reference, ResourceInfo, Space } from '../core/types.js';
 import { header, infoHeaders, quoteEtag, readOptions, sendRead, wantsInfo } from '../http/common.js';
 import {
   destinationTaken,
@@ -58,7 +58,16 @@ export interface MetaHost {
     t: Target,
     info: ResourceInfo | undefined,
     membership: boolean,
+    /** False when `t` is not the request's resource (a Destination): untagged If lists are not about it. */
+    requestUri?: boolean,
   ): Promise<string | undefined>;
+  /** 412 unless the If header holds, its untagged lists about a resource `info` with the locks `guarding`. */
+  checkIf(
+    req: IncomingMessage,
+    t: Target,
+    info: ResourceInfo | undefined,
+    guarding?: readonly { lock: Lock }[],
+  ): Promise<void>;
   /** The resource at `t`, or undefined. */
   peek(t: Target): Promise<ResourceInfo | undefined>;
 }
@@ -338,7 +347,11 @@ export class MetaEndpoints {
     const overwrite = overwriteOf(req);
     const existing = await this.host.peek(d);
     if (existing && !overwrite) throw destinationTaken();
-    const lockId = await this.host.checkLocks(req, d, existing, true);
+    // The If header's untagged lists are about the request's resource, the trash item, which has
+    // no etag and no lock (RFC 4918 §10.4.4); the Destination's locks need their tokens submitted,
+    // and tagged lists may name it.
+    await this.host.checkIf(req, d, undefined, []);
+    const lockId = await this.host.checkLocks(req, d, existing, true, false);
     // What is in the way goes to the trash itself, as a DELETE would send it.
     if (existing) await d.session.delete(targetRef(d), lockId ? { lockId } : {});
     const original = `/${d.segs.join('/')}` === item.path && !d.nodeId;

@@ -46,6 +46,8 @@ export interface Target {
   nodeId?: string;
   /** Encoded href of the space root (or node) in this mount, without a trailing slash. */
   base: string;
+  /** The URL ended in `/` below the mount's root: it names a folder, never a file. */
+  collection?: boolean;
 }
 
 /** The provider's reference for a target (or for other segments below the same space or node). */

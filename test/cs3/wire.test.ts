@@ -100,6 +100,8 @@ async function download(c: Cs3Client, ref: WireRef, headers: Record<string, stri
 }
 
 const sha1 = (b: string | Buffer) => createHash('sha1').update(b).digest('hex');
+/** The data plane's JSON error body. */
+const errorOf = async (r: Response) => (await r.json()) as { code: string; reason?: string; message: string };
 
 describe('cs3: authentication', () => {
   it('refuses missing, forged, expired and unsigned tokens, and unknown users, with CODE_UNAUTHENTICATED', async () => {
@@ -471,9 +473,28 @@ describe('cs3: data plane, TUS', () => {
     expect((await patch(0, data.subarray(0, 10))).status).toBe(409); // wrong offset
     // A chunk whose checksum does not match is dropped (460), the offset stays.
     const wrong = createHash('sha1').update('other').digest('base64');
-    expect(
-      (await patch(100_000, data.subarray(100_000, 150_000), { 'upload-checksum': `sha1 ${wrong}` })).status,
-    ).toBe(460);
+    const mismatch = await patch(100_000, data.subarray(100_000, 150_000), {
+      'upload-checksum': `sha1 ${wrong}`,
+    });
+    expect(mismatch.status).toBe(460);
+    expect(mismatch.headers.get('upload-offset')).toBe('100000');
+    expect(await errorOf(mismatch)).toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'checksum-mismatch' });
+    // Refusals say why, in the same JSON as every other error of the data plane.
+    const unknownAlgo = await patch(100_000, data.subarray(100_000, 100_010), {
+      'upload-checksum': 'crc99 AAAA',
+    });
+    expect(unknownAlgo.status).toBe(400);
+    expect((await errorOf(unknownAlgo)).message).toMatch(/Upload-Checksum is "<algorithm> <base64 digest>"/);
+    const notOctets = await fetch(endpoint, {
+      method: 'PATCH',
+      headers: { ...tus, 'upload-offset': '100000', 'content-type': 'text/plain' },
+      body: 'x',
+    });
+    expect(notOctets.status).toBe(415);
+    expect((await errorOf(notOctets)).message).toMatch(/application\/offset\+octet-stream/);
+    const badLength = await patch(100_000, data.subarray(100_000, 100_010), { 'upload-length': '-1' });
+    expect(badLength.status).toBe(400);
+    expect((await errorOf(badLength)).message).toMatch(/Upload-Length must be a byte count/);
 
     // Restart: a new process on the same storage, ports and uploads folder.
     const ports = { grpc: e.server.grpcAddress, http: e.server.httpAddress };

@@ -662,6 +662,65 @@ describe('webdav: bad input', () => {
     expect(listing).not.toMatch(/passwd|nul|nnnnnnnn|a%2fb/);
   });
 
+  it('reads a URL ending in "/" as a folder: a file there is not found, and PUT or LOCK makes no file of it', async () => {
+    const file = '/remote.php/webdav/slash-kept.txt';
+    expect((await dav('PUT', file, 'ann', { body: 'kept' })).status).toBe(201);
+    const lockBody =
+      '<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockinfo>';
+    const dest = { destination: `${env.url}/remote.php/webdav/slash-moved.txt` };
+    for (const [method, init] of [
+      ['GET', {}],
+      ['HEAD', {}],
+      ['DELETE', {}],
+      ['PROPFIND', { headers: { depth: '0' } }],
+      [
+        'PROPPATCH',
+        {
+          body: '<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><x:a xmlns:x="urn:x">1</x:a></d:prop></d:set></d:propertyupdate>',
+        },
+      ],
+      ['MOVE', { headers: dest }],
+      ['COPY', { headers: dest }],
+      ['LOCK', { body: lockBody }],
+      ['UNLOCK', { headers: { 'lock-token': '<opaquelocktoken:none>' } }],
+    ] as const) {
+      const r = await dav(method, `${file}/`, 'ann', init);
+      expect(r.status, method).toBe(404);
+    }
+    // PUT to a folder's URL makes no file under the folder's name, nor does a LOCK of one unmapped.
+    const put = await dav('PUT', '/remote.php/webdav/slash-new/', 'ann', { body: 'lost?' });
+    expect(put.status).toBe(409);
+    expect(await put.text()).toMatch(/names a folder/);
+    expect((await dav('PUT', `${file}/`, 'ann', { body: 'replaced?' })).status).toBe(409);
+    expect((await dav('LOCK', '/remote.php/webdav/slash-new/', 'ann', { body: lockBody })).status).toBe(409);
+    expect((await dav('GET', file, 'ann')).status).toBe(200);
+    expect(await (await dav('GET', file, 'ann')).text()).toBe('kept');
+    for (const gone of ['slash-new', 'slash-moved.txt'])
+      expect(
+        (await dav('PROPFIND', `/remote.php/webdav/${gone}`, 'ann', { headers: { depth: '0' } })).status,
+      ).toBe(404);
+    // Folders are reached either way, and MKCOL takes the slash.
+    expect((await dav('MKCOL', '/remote.php/webdav/slash-dir/', 'ann')).status).toBe(201);
+    expect(
+      (await dav('PROPFIND', '/remote.php/webdav/slash-dir', 'ann', { headers: { depth: '0' } })).status,
+    ).toBe(207);
+    expect((await dav('GET', '/remote.php/webdav/slash-dir/', 'ann')).status).toBe(200);
+    expect((await dav('DELETE', '/remote.php/webdav/slash-dir/', 'ann')).status).toBe(204);
+  });
+
+  it('refuses an UNLOCK whose token is no URI with 400, and one naming no lock here with 409', async () => {
+    const file = '/remote.php/webdav/unlock-me.txt';
+    expect((await dav('PUT', file, 'ann', { body: 'x' })).status).toBe(201);
+    for (const token of ['<garbage>', 'garbage', '<>'])
+      expect((await dav('UNLOCK', file, 'ann', { headers: { 'lock-token': token } })).status, token).toBe(
+        400,
+      );
+    const other = await dav('UNLOCK', file, 'ann', {
+      headers: { 'lock-token': '<opaquelocktoken:nothing-here>' },
+    });
+    expect(other.status).toBe(409);
+  });
+
   it('refuses a Destination on another host or in a space without a grant', async () => {
     await dav('PUT', '/remote.php/webdav/keep.txt', 'ann', { body: 'keep' });
     const other = await dav('MOVE', '/remote.php/webdav/keep.txt', 'ann', {
@@ -1160,6 +1219,11 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
     expect(viewer.status).toBe(403);
     expect(viewer.headers.get('location')).toBeNull();
     expect((await post('ann', { 'upload-defer-length': '1' })).status).toBe(400);
+    for (const bad of ['-1', 'ten', '1e3']) {
+      const r = await post('ann', { 'upload-length': bad });
+      expect(r.status, bad).toBe(400);
+      expect(await r.text()).toMatch(/Upload-Length must be a byte count/);
+    }
     expect((await post('ann', { 'upload-length': '5000' })).status).toBe(507);
     expect((await post('ann', { 'upload-length': '10' })).status).toBe(201);
   });

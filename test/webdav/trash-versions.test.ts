@@ -149,6 +149,34 @@ describe('webdav: the trash', () => {
     expect(now.some((r) => r.props[`${OC_}trashbin-original-location`] === 't/b.txt')).toBe(true);
   });
 
+  it('reads untagged If lists of a restore as about the trash item, and takes a locked Destination’s token tagged', async () => {
+    expect((await dav('PUT', '/remote.php/webdav/rl-old.txt', 'ann', { body: 'deleted' })).status).toBe(201);
+    expect((await dav('DELETE', '/remote.php/webdav/rl-old.txt', 'ann')).status).toBe(204);
+    const file = '/remote.php/webdav/rl-locked.txt';
+    const dest = `${env.url}${file}`;
+    expect((await dav('PUT', file, 'ann', { body: 'locked' })).status).toBe(201);
+    const lockBody =
+      '<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockinfo>';
+    const token = (await dav('LOCK', file, 'ann', { body: lockBody })).headers.get('lock-token')!;
+    const href = (
+      await multistatus(
+        await dav('PROPFIND', '/remote.php/dav/trash-bin/ann/', 'ann', {
+          headers: { depth: '1' },
+          body: TRASH_PROPS,
+        }),
+      )
+    ).find((r) => r.props[`${OC_}trashbin-original-location`] === 'rl-old.txt')!.href;
+    const restore = (headers: Record<string, string>) =>
+      dav('MOVE', href, 'ann', { headers: { destination: dest, ...headers } });
+    expect((await restore({})).status).toBe(423);
+    // Untagged: about the trash item, which holds no lock.
+    expect((await restore({ if: `(${token})` })).status).toBe(412);
+    expect(await (await dav('GET', file, 'ann')).text()).toBe('locked');
+    // Tagged with the Destination: it holds, and the token is submitted.
+    expect((await restore({ if: `<${dest}> (${token})` })).status).toBe(204);
+    expect(await (await dav('GET', file, 'ann')).text()).toBe('deleted');
+  });
+
   it('shows a deleted folder’s content below its key, purges one item, and empties the trash', async () => {
     expect((await dav('MKCOL', `/dav/spaces/${projectId}/f`, 'ann')).status).toBe(201);
     expect((await dav('PUT', `/dav/spaces/${projectId}/f/in.txt`, 'ann', { body: 'x' })).status).toBe(201);
