@@ -69,7 +69,7 @@ import {
   type Who,
   XML_TYPE,
 } from './shared.js';
-import { child, DAV, esc, escText, OC, parseXml, readBody, ST, serialise } from './xml.js';
+import { child, DAV, esc, escText, OC, parseXml, readBody, ST, serialise, serialiseContent } from './xml.js';
 
 /** Options of {@link WebDav}. */
 export interface WebDavOptions {
@@ -895,7 +895,7 @@ export class WebDav {
   // ---------------------------------------------------------------- PROPPATCH
 
   private async proppatch(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
-    const doc = parseXml(await readBody(req));
+    const doc = parseXml(await readBody(req), header(req, 'content-type'));
     if (doc.ns !== DAV || doc.local !== 'propertyupdate')
       throw new HttpError(400, 'expected a DAV:propertyupdate body');
     const info = await t.session.stat(this.ref(t), { fields: ['lock'] });
@@ -1392,7 +1392,7 @@ export class WebDav {
       }
       throw new HttpError(412, 'no lock of that token applies here', 'lock-token-matches-request-uri');
     }
-    const doc = parseXml(body);
+    const doc = parseXml(body, header(req, 'content-type'));
     if (doc.ns !== DAV || doc.local !== 'lockinfo') throw new HttpError(400, 'expected a DAV:lockinfo body');
     const scope = child(doc, DAV, 'lockscope');
     const shared = !!child(scope, DAV, 'shared');
@@ -1400,11 +1400,8 @@ export class WebDav {
       throw new HttpError(400, 'lockscope must be exclusive or shared');
     if (!child(child(doc, DAV, 'locktype'), DAV, 'write')) throw new HttpError(400, 'only write locks exist');
     const ownerEl = child(doc, DAV, 'owner');
-    const owner = ownerEl
-      ? ownerEl.children.length
-        ? ownerEl.children.map(serialise).join('')
-        : esc(ownerEl.text)
-      : '';
+    // Whatever the client put in it, text and markup in order (RFC 4918 §14.17).
+    const owner = ownerEl ? serialiseContent(ownerEl.content, ownerEl.lang) : '';
     const depth = (header(req, 'depth') ?? 'infinity').trim().toLowerCase();
     if (depth !== '0' && depth !== 'infinity') throw new HttpError(400, 'a lock has Depth 0 or infinity');
     let info = await this.peek(t, t.segs);

@@ -138,7 +138,7 @@ export async function readPropfind(req: IncomingMessage): Promise<PropfindReques
   const body = await readBody(req);
   const out: PropfindRequest = { mode: 'allprop', wanted: [], include: [] };
   if (!body.length || !body.toString('utf8').trim()) return out;
-  const doc = parseXml(body);
+  const doc = parseXml(body, req.headers['content-type']);
   if (doc.ns !== DAV || doc.local !== 'propfind') throw new HttpError(400, 'expected a DAV:propfind body');
   const prop = child(doc, DAV, 'prop');
   if (prop) {

@@ -9,6 +9,7 @@
  * @module
  */
 import type { IncomingMessage } from 'node:http';
+import { TextDecoder } from 'node:util';
 import { SaxesParser } from 'saxes';
 import { StorageError } from '../core/errors.js';
 
@@ -18,6 +19,10 @@ export interface XmlElement {
   local: string;
   children: XmlElement[];
   text: string;
+  /** Text and child elements in document order (mixed content, as a dead property keeps it). */
+  content: (string | XmlElement)[];
+  /** The `xml:lang` in scope (its own or inherited), which a dead property keeps (RFC 4918 §4.3). */
+  lang?: string;
   /** Attributes by `{ns}local` (ns empty for unprefixed). */
   attrs: Record<string, string>;
   /** Namespace declarations in scope (prefix → URI), for re-serialising dead properties. */
@@ -55,8 +60,55 @@ export async function readBody(req: IncomingMessage, limit = MAX_XML_BYTES): Pro
   return Buffer.concat(parts);
 }
 
-/** Parse an XML document into its root element (INVALID_ARGUMENT when it is not well-formed XML). */
-export function parseXml(body: Buffer | string): XmlElement {
+/** The namespace of `xml:lang` and `xml:space`, bound to the prefix `xml` and never declared. */
+export const XML_NS = 'http://www.w3.org/XML/1998/namespace';
+
+/**
+ * A body's text, decoded as its sender says (RFC 7303 §3): a byte order mark first, then the
+ * charset of the Content-Type, then the XML declaration's encoding, else UTF-8. Bytes that are
+ * not valid in that encoding, and encodings not known here, are refused (INVALID_ARGUMENT): a
+ * property value is never stored with characters guessed.
+ */
+export function decodeXml(body: Buffer, contentType?: string): string {
+  let label: string | undefined;
+  let start = 0;
+  if (body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) [label, start] = ['utf-8', 3];
+  else if (body[0] === 0xff && body[1] === 0xfe) [label, start] = ['utf-16le', 2];
+  else if (body[0] === 0xfe && body[1] === 0xff) [label, start] = ['utf-16be', 2];
+  else {
+    label = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? '')?.[1];
+    if (!label) {
+      // The declaration is ASCII in every encoding it may name (UTF-16 comes with its mark).
+      const head = body.subarray(0, 256).toString('latin1');
+      label = /^<\?xml\s[^>]*?encoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]*)["']/.exec(head)?.[1];
+    }
+  }
+  let decoder: TextDecoder;
+  try {
+    decoder = new TextDecoder(label ?? 'utf-8', { fatal: true, ignoreBOM: true });
+  } catch {
+    throw new StorageError(
+      'INVALID_ARGUMENT',
+      `the body is in ${label}, an encoding this server does not read`,
+      {
+        reason: 'body',
+      },
+    );
+  }
+  try {
+    return decoder.decode(start ? body.subarray(start) : body);
+  } catch {
+    throw new StorageError('INVALID_ARGUMENT', `the body is not valid ${decoder.encoding}`, {
+      reason: 'body',
+    });
+  }
+}
+
+/**
+ * Parse an XML document into its root element (INVALID_ARGUMENT when it is not well-formed XML).
+ * A body given as bytes is decoded by {@link decodeXml} (`contentType` names its charset, if any).
+ */
+export function parseXml(body: Buffer | string, contentType?: string): XmlElement {
   const parser = new SaxesParser({ xmlns: true, position: false });
   const stack: XmlElement[] = [];
   let root: XmlElement | undefined;
@@ -79,32 +131,41 @@ export function parseXml(body: Buffer | string): XmlElement {
     }
     const parent = stack.at(-1);
     const scope = { ...(parent?.scope ?? {}), ...(tag.ns ?? {}) };
+    const lang = attrs[`{${XML_NS}}lang`] ?? parent?.lang;
     const el: XmlElement = {
       ns: tag.uri ?? '',
       local: tag.local ?? tag.name,
       children: [],
       text: '',
+      content: [],
       attrs,
       scope,
+      ...(lang !== undefined && { lang }),
     };
-    if (parent) parent.children.push(el);
-    else if (root) return fail('more than one root element');
+    if (parent) {
+      parent.children.push(el);
+      parent.content.push(el);
+    } else if (root) return fail('more than one root element');
     else root = el;
     stack.push(el);
   });
-  parser.on('text', (t) => {
+  const onText = (t: string) => {
     const top = stack.at(-1);
-    if (top && top.text.length < 64 * 1024) top.text += t;
-  });
-  parser.on('cdata', (t) => {
-    const top = stack.at(-1);
-    if (top && top.text.length < 64 * 1024) top.text += t;
-  });
+    if (!top) return;
+    if (top.text.length < 64 * 1024) top.text += t;
+    // In order, for mixed content (bounded by the body's own limit).
+    const last = top.content.length - 1;
+    if (typeof top.content[last] === 'string') top.content[last] += t;
+    else top.content.push(t);
+  };
+  parser.on('text', onText);
+  parser.on('cdata', onText);
   parser.on('closetag', () => {
     stack.pop();
   });
+  const text = typeof body === 'string' ? body : decodeXml(body, contentType);
   try {
-    parser.write(typeof body === 'string' ? body : body.toString('utf8')).close();
+    parser.write(text).close();
   } catch (err) {
     fail(`malformed XML: ${(err as Error).message}`);
   }
@@ -153,13 +214,28 @@ export function esc(s: string): string {
 }
 
 /**
- * Serialise an element again (a dead property's value, a lock owner), declaring the namespaces it
- * uses so it stands alone.
+ * Serialise an element again (a dead property's value), declaring the namespaces it uses so it
+ * stands alone: its text and children in order (mixed content), and the `xml:lang` in scope
+ * where it was sent (RFC 4918 §4.3), even when declared on an element above it.
  */
 export function serialise(el: XmlElement): string {
+  return serialiseContent([el], el.lang);
+}
+
+/**
+ * Serialise text and elements (a lock owner's content), declaring the namespaces they use on each
+ * top element, so each stands alone. `lang`: the `xml:lang` in scope, set on top elements that
+ * carry none of their own.
+ */
+export function serialiseContent(content: readonly (string | XmlElement)[], lang?: string): string {
+  return content.map((c) => (typeof c === 'string' ? esc(c) : standalone(c, lang))).join('');
+}
+
+function standalone(el: XmlElement, lang: string | undefined): string {
   const prefixes = new Map<string, string>();
   const prefixOf = (ns: string): string => {
     if (!ns) return '';
+    if (ns === XML_NS) return 'xml:';
     let p = prefixes.get(ns);
     if (!p) {
       p = `x${prefixes.size}`;
@@ -175,11 +251,12 @@ export function serialise(el: XmlElement): string {
         return ` ${prefixOf(m[1]!)}${m[2]}="${esc(v)}"`;
       })
       .join('');
-    const body = e.children.length ? e.children.map(inner).join('') : esc(e.text);
+    const body = e.content.map((c) => (typeof c === 'string' ? esc(c) : inner(c))).join('');
     return `<${name}${attrs}>${body}</${name}>`;
   };
   const out = inner(el);
-  const decls = [...prefixes].map(([ns, p]) => ` xmlns:${p}="${esc(ns)}"`).join('');
+  let decls = [...prefixes].map(([ns, p]) => ` xmlns:${p}="${esc(ns)}"`).join('');
+  if (lang !== undefined && el.attrs[`{${XML_NS}}lang`] === undefined) decls += ` xml:lang="${esc(lang)}"`;
   // Declarations go on the outermost element.
   return out.replace(/^<([^\s>]+)/, `<$1${decls}`);
 }
