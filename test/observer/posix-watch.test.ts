@@ -146,6 +146,50 @@ describe('observer (posix, real inotify)', () => {
     expect((await s.stat(at('d'))).size).toBe(16);
   });
 
+  it('announces a same-size rewrite whose mtime was put back (touch -r), and not a chmod', async () => {
+    // Its own driver, with a short slack between a change through Stowage and one around it.
+    const d = await createPosixDriver({ root: await tempRoot('observe-ctime'), ctimeSlackMs: 100 });
+    const p = new StorageProvider({ drivers: d });
+    const seen: StorageEvent[] = [];
+    p.events.on((e) => seen.push(e));
+    const o = p.watch({ rescanIntervalMs: 0 });
+    try {
+      await o.ready;
+      const sp = await p.createSpace({ type: 'project', name: 'ctime' });
+      const at = (x: string) => ({ space: sp.id, path: x });
+      const dir = await d.spacePath(sp.id);
+      const f = await p.write(at('same.txt'), 'hello');
+      const g = await p.write(at('mode.txt'), 'mode');
+      execFileSync('cp', ['-p', path.join(dir, 'same.txt'), path.join(dir, '..', 'ref')]);
+      await o.idle();
+      await new Promise((r) => setTimeout(r, 250));
+      fs.writeFileSync(path.join(dir, 'same.txt'), 'HELLO');
+      execFileSync('touch', ['-r', path.join(dir, '..', 'ref'), path.join(dir, 'same.txt')]);
+      fs.chmodSync(path.join(dir, 'mode.txt'), 0o600);
+      const e = await until(() =>
+        seen.find((x) => x.origin === 'external' && x.type === 'updated' && x.path === '/same.txt'),
+      );
+      expect(e.resourceId).toEqual(f.id);
+      const info = await p.stat(at('same.txt'));
+      expect(info.checksums?.sha1).toBe(sha1('HELLO'));
+      expect(info.mtime).toBe(f.mtime);
+      expect(info.etag).not.toBe(f.etag);
+      // The chmod: looked at, hashed, found unchanged: checksums back, same etag, no event.
+      let mode = await p.stat(at('mode.txt'));
+      for (let i = 0; i < 500 && !mode.checksums; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        mode = await p.stat(at('mode.txt'));
+      }
+      await o.idle();
+      expect(mode.checksums?.sha1).toBe(sha1('mode'));
+      expect(mode.etag).toBe(g.etag);
+      expect(seen.filter((x) => x.origin === 'external' && x.path === '/mode.txt')).toEqual([]);
+    } finally {
+      await o.close();
+      await p.close();
+    }
+  });
+
   it('recognises mv as a move: same id, the share on it kept, sizes moved', async () => {
     const { dir, at } = await space();
     await s.mkdir(at('a'));

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import * as xattr from 'fs-xattr';
@@ -27,6 +28,9 @@ async function space(): Promise<{
   const sp = await s.createSpace({ type: 'project', name: `around ${++n}` });
   return { sp, dir: await driver.spacePath(sp.id), at: (p: string) => ({ space: sp.id, path: p }) };
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sha1 = (b: string) => createHash('sha1').update(b).digest('hex');
 
 const text = async (ref: Parameters<StorageProvider['read']>[0]) =>
   (await collect((await s.read(ref)).body!)).toString();
@@ -153,6 +157,89 @@ describe('posix: changes made on disk around Stowage', () => {
     expect(after.id).toEqual(f.id);
     expect(after.checksums).toBeUndefined();
     expect(after.etag).not.toBe(f.etag);
+  });
+
+  it('never reports checksums for a same-size rewrite whose mtime was put back, and fsck --checksums finds and mends it', async () => {
+    // A short slack, so the test need not wait two seconds between a change and the edit.
+    const d = await createPosixDriver({ root: await tempRoot('around-ctime'), ctimeSlackMs: 100 });
+    const p = new StorageProvider({ drivers: d });
+    try {
+      const sp = await p.createSpace({ type: 'project', name: 'ctime' });
+      const at = (x: string) => ({ space: sp.id, path: x });
+      const abs = path.join(await d.spacePath(sp.id), 'c.txt');
+      const f = await p.write(at('c.txt'), 'hello');
+      const ref = path.join(await tempRoot('around-ctime-ref'), 'ref');
+      execFileSync('cp', ['-p', abs, ref]); // keeps the mtime to the nanosecond
+      await sleep(250);
+      await fs.writeFile(abs, 'HELLO'); // then the mtime put back, as `rsync -t` or `cp -p` leave it
+      execFileSync('touch', ['-r', ref, abs]);
+      const after = await p.stat(at('c.txt'));
+      expect(after.size).toBe(5);
+      expect(after.mtime).toBe(f.mtime);
+      expect(after.checksums).toBeUndefined();
+      const [check] = await d.fsck({ space: sp.id, checksums: true });
+      expect(check!.problems['stale-checksums']).toBe(1);
+      expect(check!.examples[0]).toMatchObject({ kind: 'stale-checksums', path: '/c.txt' });
+      await d.fsck({ space: sp.id, checksums: true, repair: true });
+      const mended = await p.stat(at('c.txt'));
+      expect(mended.checksums?.sha1).toBe(sha1('HELLO'));
+      expect(mended.etag).not.toBe(f.etag);
+      const [clean] = await d.fsck({ space: sp.id, checksums: true });
+      expect(clean!.problems['stale-checksums']).toBeUndefined();
+
+      // Only touched (a chmod moves the ctime alone): hidden until read again, then the same etag.
+      const g = await p.write(at('g.txt'), 'gee');
+      await sleep(250);
+      await fs.chmod(path.join(await d.spacePath(sp.id), 'g.txt'), 0o600);
+      expect((await p.stat(at('g.txt'))).checksums).toBeUndefined();
+      const [touched] = await d.fsck({ space: sp.id, checksums: true, repair: true });
+      expect(touched!.problems['stale-checksums']).toBeUndefined();
+      const back = await p.stat(at('g.txt'));
+      expect(back.checksums?.sha1).toBe(sha1('gee'));
+      expect(back.etag).toBe(g.etag);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('keeps showing checksums after its own changes of a file, however long after its write (rename, move, metadata, lock, trash)', async () => {
+    const d = await createPosixDriver({ root: await tempRoot('around-ctime-own'), ctimeSlackMs: 100 });
+    const p = new StorageProvider({ drivers: d });
+    try {
+      const sp = await p.createSpace({ type: 'project', name: 'ctime own' });
+      const at = (x: string) => ({ space: sp.id, path: x });
+      await p.mkdir(at('sub'));
+      const f = await p.write(at('a.txt'), 'content');
+      const sum = sha1('content');
+      const shown = async (x: string) => {
+        const info = await p.stat(at(x));
+        expect(info.checksums?.sha1, x).toBe(sum);
+        expect(info.etag, x).toBe(f.etag); // id, mtime, size and sha1 all kept
+      };
+      const steps: [() => Promise<unknown>, string | undefined][] = [
+        [() => p.move(at('a.txt'), at('b.txt')), 'b.txt'],
+        [() => p.move(at('b.txt'), at('sub/b.txt')), 'sub/b.txt'],
+        [() => p.setMetadata(at('sub/b.txt'), { k: 'v' }), 'sub/b.txt'],
+        [
+          () => p.setLock(at('sub/b.txt'), { lockId: 'l1', type: 'exclusive', expires: Date.now() + 60_000 }),
+          'sub/b.txt',
+        ],
+        [() => p.unlock(at('sub/b.txt'), 'l1'), 'sub/b.txt'],
+        [() => p.delete(at('sub/b.txt')), undefined],
+      ];
+      for (const [step, where] of steps) {
+        await sleep(250);
+        await step();
+        if (where) await shown(where);
+      }
+      await sleep(250);
+      let key = '';
+      for await (const item of p.listTrash(sp.id)) key = item.key;
+      await p.restoreTrash(sp.id, key);
+      await shown('sub/b.txt');
+    } finally {
+      await p.close();
+    }
   });
 
   it('rebuilds the id index when it is lost', async () => {

@@ -75,6 +75,7 @@ import { CommitLock } from './lock.js';
 import type { Native } from './native.js';
 import { type ObserverHost, PosixObserver } from './observer.js';
 import {
+  CTIME_SLACK_MS,
   checksumsValid,
   decodeRecord,
   encodeRecord,
@@ -128,6 +129,13 @@ export interface PosixDriverOptions {
    * filesystem is checked: set `false` when a network filesystem is mounted below the root.
    */
   syncMetadata?: boolean;
+  /**
+   * How long after Stowage last confirmed a file's checksums its ctime may move (by Stowage's own
+   * rename of it) before they are taken as touched around Stowage and hidden until hashed again, ms
+   * (default 2000; local filesystems only). A same-size rewrite with its mtime put back within this
+   * time of a change through Stowage goes unseen.
+   */
+  ctimeSlackMs?: number;
   /** Largest arbitrary metadata (or grant list) kept inline in an xattr; larger goes to a sidecar (default 1536 bytes). */
   inlineMetadataBytes?: number;
   /** Move deleted resources to the space's trash (default true); false deletes for good. */
@@ -317,6 +325,7 @@ class Posix implements PosixDriver {
       owner: randomUUID().replace(/-/g, '').slice(0, 16),
       lockTimeoutMs: options.lockTimeoutMs ?? 60_000,
       syncMetadata: () => this.syncMetadata,
+      ctimeSlackMs: options.ctimeSlackMs ?? CTIME_SLACK_MS,
       discard: (sp: PosixSpace, tmpName: string) => this.discard(sp, tmpName),
     };
     this.features = Object.freeze({
@@ -1000,6 +1009,9 @@ class Posix implements PosixDriver {
     let rec = held ? sp.recordHeld(segs) : this.syncMetadata ? sp.recordFor(segs, st) : await sp.record(segs);
     if (!rec) rec = held ? await sp.assimilateHeld(segs) : await sp.commit(() => sp.assimilateHeld(segs));
     else if (!this.placedAsRemembered(sp, segs, rec)) rec = await this.checkPlacement(sp, segs, rec, held);
+    // A commit that writes this record (after a rename, metadata, a lock) carries the checksums'
+    // confirmation forward when they are still current, so its own ctime move is no suspicion.
+    if (held && st.isFile()) rec = sp.confirmChecksums(rec, st);
     return { st, rec };
   }
 
@@ -1215,7 +1227,10 @@ class Posix implements PosixDriver {
         etag: etagOf(rec, st.mtimeMs, st.size, valid ? rec.ck!.sha1 : undefined),
         mimeType: mimeTypeOf(name),
       };
-      if (valid && fields.includes('checksums')) info.checksums = { ...rec.ck! };
+      // Touched around Stowage since they were confirmed (the ctime says so though size and mtime
+      // match): not shown until hashed again; the etag stays until then (it may be unchanged).
+      if (valid && fields.includes('checksums') && !sp.checksumsSuspect(rec, st))
+        info.checksums = { ...rec.ck! };
       if (st.nlink > 1) info.links = st.nlink;
     }
     if (segs.length && rec.p && fields.includes('parentId')) {
@@ -1564,6 +1579,7 @@ class Posix implements PosixDriver {
           ck: checksums,
           ckm: st.mtimeMs,
           cks: st.size,
+          ...sp.checksumsConfirmed(),
         };
         if (cur) await this.carryOver(sp.abs(segs), cur.rec, tmpAbs, rec);
         this.native.setxattrSync(tmpAbs, XATTR_NODE, encodeRecord(rec));
@@ -1913,7 +1929,9 @@ class Posix implements PosixDriver {
       else await fsp.rename(sp.abs(from), sp.abs(to));
       await this.options.hooks?.afterRename?.('move');
       const rec = { ...cur.rec, p: parent.id };
-      if (cur.rec.p !== parent.id) sp.writeHeld(to, rec);
+      // (a renamed file's record is written too when its checksums carry a confirmation: the
+      // rename moved its ctime)
+      if (cur.rec.p !== parent.id || cur.rec.ckt !== undefined) sp.writeHeld(to, rec);
       await sp.index.write(rec.id, parent.id, toKey);
       const changes = new Map<string, number>();
       const add = (k: string, d: number) => changes.set(k, (changes.get(k) ?? 0) + d);
@@ -2127,6 +2145,7 @@ class Posix implements PosixDriver {
       const st = await fsp.lstat(target);
       rec.ckm = st.mtimeMs;
       rec.cks = st.size;
+      Object.assign(rec, dsp.checksumsConfirmed());
     }
     if (source.rec.md) {
       const md = await ssp.readMetadata(from, source.rec);
@@ -2351,7 +2370,7 @@ class Posix implements PosixDriver {
       const rec: NodeRecord = {
         id: cur.rec.id,
         p: parent.id,
-        ...(old.ck && { ck: old.ck, ckm: old.ckm, cks: old.cks }),
+        ...(old.ck && { ck: old.ck, ckm: old.ckm, cks: old.cks, ...sp.checksumsConfirmed() }),
       };
       await this.carryOver(sp.abs(segs), cur.rec, from.abs, rec);
       this.native.setxattrSync(from.abs, XATTR_NODE, encodeRecord(rec));
@@ -2496,7 +2515,8 @@ class Posix implements PosixDriver {
       await fsp.rename(t.abs, sp.abs(to));
       if (t.rel.length) this.shrinkTrashedHeld(sp, t, size);
       await this.options.hooks?.afterRename?.('restore');
-      const restored = { ...rec, p: parent.id };
+      // (a file's checksums confirmed as of the lstat before its rename, when still current then)
+      const restored = { ...(st.isFile() ? sp.confirmChecksums(rec, st) : rec), p: parent.id };
       delete restored.tr;
       sp.writeHeld(to, restored);
       await sp.index.write(rec.id, parent.id, keyOf(to));

@@ -164,7 +164,9 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
         report.bytes += st.size;
         const valid = checksumsValid(rec, st);
         if (!valid && rec.ck !== undefined) problem('stale-checksums', segs);
-        if (!valid && opts.checksums && repair) {
+        // Touched since they were confirmed (see checksumsSuspect): only reading tells.
+        const suspect = valid && sp.checksumsSuspect(rec, st);
+        if ((!valid && opts.checksums && repair) || (suspect && opts.checksums)) {
           const acc = new ChecksumAccumulator();
           const fh = await fsp.open(sp.abs(segs), 'r');
           try {
@@ -172,8 +174,20 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
               acc.update(chunk);
             const after = await fh.stat();
             if (after.mtimeMs === st.mtimeMs && after.size === st.size) {
-              const updated: NodeRecord = { ...rec, ck: acc.digest(), ckm: st.mtimeMs, cks: st.size };
-              native.setxattrSync(sp.abs(segs), XATTR_NODE, encodeRecord(updated));
+              const ck = acc.digest();
+              const changed = !suspect || ck.sha1 !== rec.ck?.sha1 || ck.md5 !== rec.ck?.md5;
+              if (suspect && changed)
+                problem('stale-checksums', segs, 'rewritten with its size and mtime kept');
+              if (repair) {
+                const updated: NodeRecord = {
+                  ...rec,
+                  ck,
+                  ckm: st.mtimeMs,
+                  cks: st.size,
+                  ...sp.checksumsConfirmed(),
+                };
+                native.setxattrSync(sp.abs(segs), XATTR_NODE, encodeRecord(updated));
+              }
             }
           } finally {
             await fh.close();

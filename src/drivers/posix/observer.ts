@@ -98,6 +98,10 @@ function unchanged(a: fs.Stats, b: fs.Stats): boolean {
   return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
 }
 
+function sameSums(a: NodeRecord['ck'] & object, b: NodeRecord['ck'] & object): boolean {
+  return a.sha1 === b.sha1 && a.md5 === b.md5 && a.adler32 === b.adler32;
+}
+
 function baseName(key: string): string {
   return key.slice(key.lastIndexOf('/') + 1);
 }
@@ -447,7 +451,7 @@ export class PosixObserver implements Watch {
     const refused: string[] = [];
     for (const c of remaining) {
       const file = c.st.isFile();
-      const fresh = !c.rec || c.rec.ex === 1 || (file && !checksumsValid(c.rec, c.st));
+      const fresh = !c.rec || c.rec.ex === 1 || (file && !sp.checksumsCurrent(c.rec, c.st));
       if (!fresh) continue;
       // Inside a folder that is itself refused, nothing is asked about: it goes with its folder.
       if (refused.some((r) => c.key.startsWith(`${r}/`))) {
@@ -592,7 +596,7 @@ export class PosixObserver implements Watch {
   private async consistent(sp: PosixSpace, segs: string[], key: string, st: fs.Stats): Promise<boolean> {
     const rec = sp.recordFor(segs, st);
     if (!rec || rec.ex === 1) return false;
-    if (st.isFile() && !checksumsValid(rec, st)) return false;
+    if (st.isFile() && !sp.checksumsCurrent(rec, st)) return false;
     const parentSegs = segs.slice(0, -1);
     const parentKey = keyOf(parentSegs);
     if (segs.length === 1) {
@@ -700,17 +704,21 @@ export class PosixObserver implements Watch {
         dirty = true;
       }
     }
-    if (st.isFile() && !checksumsValid(rec, st)) {
+    if (st.isFile() && !sp.checksumsCurrent(rec, st)) {
       if (!c.sums) {
         this.repend(sp, c.key, this.settleMs);
         return undefined;
       }
+      // Touched but not changed (size, mtime and checksums as recorded: a chmod, a link, a rewrite
+      // of the same bytes): confirmed again, with no event.
+      const same = checksumsValid(rec, st) && sameSums(rec.ck!, c.sums);
       rec.ck = c.sums;
       rec.ckm = st.mtimeMs;
       rec.cks = st.size;
+      Object.assign(rec, sp.checksumsConfirmed());
       dirty = true;
-      type ??= 'updated';
-    }
+      if (!same) type ??= 'updated';
+    } else if (st.isFile() && dirty) rec = sp.confirmChecksums(rec, st);
     if (c.annotation?.metadata && Object.keys(c.annotation.metadata).length) {
       await this.host.mergeMetadataHeld(sp, c.segs, rec, c.annotation.metadata);
       dirty = true;

@@ -7,6 +7,11 @@
  * - `p`    parent id (absent on a space root)
  * - `ck`   checksums `{sha1, md5, adler32}` (hex), valid only while the file's mtime and size are
  *          still `ckm` (ms) and `cks` (bytes): a file changed behind our back never shows stale sums
+ * - `ckt`  when the checksums were last known to be the content's (wall clock, ms; local
+ *          filesystems only): a file whose ctime is later than that, by more than the driver's slack,
+ *          was touched since by something that did not rewrite the record (a same-size rewrite with
+ *          its mtime put back, `touch -r`, `rsync -t`), and its checksums are not shown until hashed
+ *          again. Stowage's own changes carry it forward under the commit lock
  * - `ts`   tree size in bytes (folders); absent = not accounted yet, computed on first need
  * - `tm`   tree time in microseconds (folders), strictly increasing with every change below
  * - `md`   1 = arbitrary metadata inline in `user.stowage.m`, 2 = in the sidecar
@@ -69,6 +74,7 @@ export interface NodeRecord {
   ck?: Required<Checksums>;
   ckm?: number;
   cks?: number;
+  ckt?: number;
   ts?: number;
   tm?: number;
   md?: 1 | 2;
@@ -128,6 +134,44 @@ export function storedLock(l: Lock): StoredLock {
 /** Are a file's recorded checksums still those of its content (mtime and size unchanged since)? */
 export function checksumsValid(rec: NodeRecord | undefined, st: { mtimeMs: number; size: number }): boolean {
   return rec?.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
+}
+
+/** How long after `ckt` the ctime may move by Stowage's own commit (its rename) by default, ms. */
+export const CTIME_SLACK_MS = 2000;
+
+/**
+ * Was the file touched (its ctime moved) well after its checksums were last confirmed, by
+ * something that did not rewrite its record? Its size and mtime may still match (a same-size
+ * rewrite with the mtime put back), so the checksums cannot be trusted until hashed again.
+ */
+export function checksumsSuspect(
+  rec: NodeRecord | undefined,
+  st: { ctimeMs: number },
+  slackMs = CTIME_SLACK_MS,
+): boolean {
+  return rec?.ckt !== undefined && st.ctimeMs > rec.ckt + slackMs;
+}
+
+/** Checksums that may be shown: valid by size and mtime, and not suspect by ctime. */
+export function checksumsCurrent(
+  rec: NodeRecord | undefined,
+  st: { mtimeMs: number; size: number; ctimeMs: number },
+  slackMs = CTIME_SLACK_MS,
+): boolean {
+  return checksumsValid(rec, st) && !checksumsSuspect(rec, st, slackMs);
+}
+
+/**
+ * The record with its checksums confirmed now (a copy), when they are still current: what a
+ * commit about to touch the file (rename it, set metadata, a lock) writes, so its own change is not
+ * taken for one made around Stowage. A suspect record is returned as it is, and stays suspect.
+ */
+export function confirmChecksums(
+  rec: NodeRecord,
+  st: { mtimeMs: number; size: number; ctimeMs: number },
+  slackMs = CTIME_SLACK_MS,
+): NodeRecord {
+  return rec.ckt !== undefined && checksumsCurrent(rec, st, slackMs) ? { ...rec, ckt: Date.now() } : rec;
 }
 
 /** Serialise a record. */

@@ -16,6 +16,9 @@ import { IdIndex, type PathCache } from './ids.js';
 import { CommitLock, type Intent, type Journal, type RunOptions } from './lock.js';
 import type { Native } from './native.js';
 import {
+  checksumsCurrent,
+  checksumsSuspect,
+  confirmChecksums,
   decodeRecord,
   encodeRecord,
   type NodeRecord,
@@ -73,6 +76,8 @@ export interface SpaceEnv {
   lockTimeoutMs: number;
   /** Whether metadata calls may be synchronous (the driver's `syncMetadata`, set once it is open). */
   syncMetadata(): boolean;
+  /** How long after a record's `ckt` its file's ctime may move before its checksums are suspect, ms. */
+  ctimeSlackMs: number;
   /** Remove a tree moved into the space's tmp folder (index entries and sidecars included). */
   discard(space: PosixSpace, tmpName: string): Promise<void>;
 }
@@ -344,6 +349,30 @@ export class PosixSpace {
     if (now < seen || now - seen > 1000) return false;
     for (let v = seen + 1; v <= now; v++) if (!this.announcedGv.has(v)) return false;
     return true;
+  }
+
+  /**
+   * `{ ckt: now }` for a record whose checksums were just computed, where the ctime can tell that a
+   * file was touched since (a local filesystem, whose clock is this machine's); else nothing, and
+   * the checksums are judged by size and mtime alone.
+   */
+  checksumsConfirmed(): { ckt?: number } {
+    return this.env.syncMetadata() ? { ckt: Date.now() } : {};
+  }
+
+  /** Checksums that may be shown (see {@link checksumsCurrent}). */
+  checksumsCurrent(rec: NodeRecord | undefined, st: fs.Stats): boolean {
+    return checksumsCurrent(rec, st, this.env.ctimeSlackMs);
+  }
+
+  /** Checksums that match by size and mtime but were touched since (see {@link checksumsSuspect}). */
+  checksumsSuspect(rec: NodeRecord | undefined, st: fs.Stats): boolean {
+    return checksumsSuspect(rec, st, this.env.ctimeSlackMs);
+  }
+
+  /** The record confirmed now, for a commit about to touch its file (see {@link confirmChecksums}). */
+  confirmChecksums(rec: NodeRecord, st: fs.Stats): NodeRecord {
+    return confirmChecksums(rec, st, this.env.ctimeSlackMs);
   }
 
   /** An xattr of the space root (raw), or undefined. */
