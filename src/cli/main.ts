@@ -84,7 +84,9 @@ Commands:
   lock <path> [--lock-id ID] [--type exclusive|write|shared] [--expires WHEN]
   unlock <path> <lock-id>
   fsck [--space S] [--repair] [--checksums]
-                                    check ids, tree sizes and the id index against the disk
+                                    check ids, tree sizes and the id index against the disk;
+                                    --checksums also reads files touched since their checksums
+                                    (reporting stale ones) and, with --repair, computes missing ones
   serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD[:admin][:create-spaces][:groups=G1+G2]]]...
         [--users FILE] [--grpc HOST:PORT] [--jwt-secret SECRET] [--transfer-secret SECRET]
         [--data-url URL] [--no-watch]

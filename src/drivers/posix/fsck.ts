@@ -55,7 +55,10 @@ export interface FsckSpaceReport {
 export interface FsckOptions {
   /** Fix what is found (default: only report). */
   repair?: boolean;
-  /** Read files without valid checksums and compute them (implies reading their content). */
+  /**
+   * Read files whose checksums may be stale (touched since they were confirmed: reported as
+   * `stale-checksums` when their bytes changed) and, with `repair`, compute those missing or stale.
+   */
   checksums?: boolean;
 }
 
