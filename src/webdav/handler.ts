@@ -1867,9 +1867,11 @@ function json(res: ServerResponse, status: number, body: unknown): void {
  * are (`$` of space ids, `:`, `@`, `,`, `;`, `=`, `&`), so hrefs match the request URIs clients
  * sent. `+` stays encoded: some decoders read it as a space.
  */
-/** One path segment, percent-encoded for an href (see {@link encodeSegments}). */
-
 /** The request points at the root of a space (not at a node of it). */
+function isRoot(t: Target): boolean {
+  return !t.segs.length && !t.nodeId;
+}
+
 /**
  * A URL ending in `/` names a folder; on a file it names nothing (a path through a file, as
  * ENOTDIR has it, and as Apache answers), so `DELETE file/` or `GET file/` never reach the file.
@@ -1880,10 +1882,6 @@ function folderOnly(t: Target, info: { type: string } | undefined): void {
       code: 'NOT_FOUND',
       reason: 'not-folder',
     });
-}
-
-function isRoot(t: Target): boolean {
-  return !t.segs.length && !t.nodeId;
 }
 
 const checkedDead = new Map<string, boolean>();

@@ -13,7 +13,7 @@ import { nextTreeTime } from '../../core/etag.js';
 import { decodeGrant } from '../../core/permissions.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Native } from './native.js';
-import { checksumsValid, encodeRecord, type NodeRecord, XATTR_NODE } from './record.js';
+import { checksumsValid, encodeRecord, type NodeRecord, sameChecksums, XATTR_NODE } from './record.js';
 import { keyOf, type PosixSpace, segsOf } from './space.js';
 
 /** Kinds of problems fsck finds. */
@@ -178,7 +178,7 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
             const after = await fh.stat();
             if (after.mtimeMs === st.mtimeMs && after.size === st.size) {
               const ck = acc.digest();
-              const changed = !suspect || ck.sha1 !== rec.ck?.sha1 || ck.md5 !== rec.ck?.md5;
+              const changed = !suspect || !sameChecksums(ck, rec.ck!);
               if (suspect && changed)
                 problem('stale-checksums', segs, 'rewritten with its size and mtime kept');
               if (repair) {

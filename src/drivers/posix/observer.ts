@@ -37,7 +37,7 @@ import { ParallelChecksums } from '../../core/parallel-checksums.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Checksums, ResourceInfo } from '../../core/types.js';
 import { TreeWatcher } from '../../observer/tree-watcher.js';
-import { checksumsValid, type NodeRecord, XATTR_PREFIX } from './record.js';
+import { checksumsValid, type NodeRecord, sameChecksums, XATTR_PREFIX } from './record.js';
 import { depth, keyOf, type PosixSpace, parentKeyOf, sameFile, segsOf } from './space.js';
 
 /** On a space root: start (ms) of the last complete scan; nodes with an older ctime are unchanged. */
@@ -96,10 +96,6 @@ interface Pending {
 
 function unchanged(a: fs.Stats, b: fs.Stats): boolean {
   return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
-}
-
-function sameSums(a: NodeRecord['ck'] & object, b: NodeRecord['ck'] & object): boolean {
-  return a.sha1 === b.sha1 && a.md5 === b.md5 && a.adler32 === b.adler32;
 }
 
 function baseName(key: string): string {
@@ -711,7 +707,7 @@ export class PosixObserver implements Watch {
       }
       // Touched but not changed (size, mtime and checksums as recorded: a chmod, a link, a rewrite
       // of the same bytes): confirmed again, with no event.
-      const same = checksumsValid(rec, st) && sameSums(rec.ck!, c.sums);
+      const same = checksumsValid(rec, st) && sameChecksums(rec.ck!, c.sums);
       rec.ck = c.sums;
       rec.ckm = st.mtimeMs;
       rec.cks = st.size;

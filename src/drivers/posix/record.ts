@@ -136,6 +136,11 @@ export function checksumsValid(rec: NodeRecord | undefined, st: { mtimeMs: numbe
   return rec?.ck !== undefined && rec.ckm === st.mtimeMs && rec.cks === st.size;
 }
 
+/** Do two sets of checksums agree (all three algorithms)? */
+export function sameChecksums(a: Required<Checksums>, b: Required<Checksums>): boolean {
+  return a.sha1 === b.sha1 && a.md5 === b.md5 && a.adler32 === b.adler32;
+}
+
 /** How long after `ckt` the ctime may move by Stowage's own commit (its rename) by default, ms. */
 export const CTIME_SLACK_MS = 2000;
 
@@ -147,7 +152,7 @@ export const CTIME_SLACK_MS = 2000;
 export function checksumsSuspect(
   rec: NodeRecord | undefined,
   st: { ctimeMs: number },
-  slackMs = CTIME_SLACK_MS,
+  slackMs: number,
 ): boolean {
   return rec?.ckt !== undefined && st.ctimeMs > rec.ckt + slackMs;
 }
@@ -156,7 +161,7 @@ export function checksumsSuspect(
 export function checksumsCurrent(
   rec: NodeRecord | undefined,
   st: { mtimeMs: number; size: number; ctimeMs: number },
-  slackMs = CTIME_SLACK_MS,
+  slackMs: number,
 ): boolean {
   return checksumsValid(rec, st) && !checksumsSuspect(rec, st, slackMs);
 }
@@ -169,7 +174,7 @@ export function checksumsCurrent(
 export function confirmChecksums(
   rec: NodeRecord,
   st: { mtimeMs: number; size: number; ctimeMs: number },
-  slackMs = CTIME_SLACK_MS,
+  slackMs: number,
 ): NodeRecord {
   return rec.ckt !== undefined && checksumsCurrent(rec, st, slackMs) ? { ...rec, ckt: Date.now() } : rec;
 }
