@@ -35,6 +35,17 @@ const sha1 = (b: string) => createHash('sha1').update(b).digest('hex');
 const text = async (ref: Parameters<StorageProvider['read']>[0]) =>
   (await collect((await s.read(ref)).body!)).toString();
 
+/** Run `fn` on a fresh driver whose checksums turn suspect 100 ms (not 2 s) after a change. */
+async function withShortSlack(name: string, fn: (d: PosixDriver, p: StorageProvider) => Promise<void>) {
+  const d = await createPosixDriver({ root: await tempRoot(name), ctimeSlackMs: 100 });
+  const p = new StorageProvider({ drivers: d });
+  try {
+    await fn(d, p);
+  } finally {
+    await p.close();
+  }
+}
+
 describe('posix: changes made on disk around Stowage', () => {
   it('keeps the id of a file renamed with mv in its folder (found by id and by path)', async () => {
     const { dir, at } = await space();
@@ -160,10 +171,7 @@ describe('posix: changes made on disk around Stowage', () => {
   });
 
   it('never reports checksums for a same-size rewrite whose mtime was put back, and fsck --checksums finds and mends it', async () => {
-    // A short slack, so the test need not wait two seconds between a change and the edit.
-    const d = await createPosixDriver({ root: await tempRoot('around-ctime'), ctimeSlackMs: 100 });
-    const p = new StorageProvider({ drivers: d });
-    try {
+    await withShortSlack('around-ctime', async (d, p) => {
       const sp = await p.createSpace({ type: 'project', name: 'ctime' });
       const at = (x: string) => ({ space: sp.id, path: x });
       const abs = path.join(await d.spacePath(sp.id), 'c.txt');
@@ -197,15 +205,11 @@ describe('posix: changes made on disk around Stowage', () => {
       const back = await p.stat(at('g.txt'));
       expect(back.checksums?.sha1).toBe(sha1('gee'));
       expect(back.etag).toBe(g.etag);
-    } finally {
-      await p.close();
-    }
+    });
   });
 
   it('keeps showing checksums after its own changes of a file, however long after its write (rename, move, metadata, lock, trash)', async () => {
-    const d = await createPosixDriver({ root: await tempRoot('around-ctime-own'), ctimeSlackMs: 100 });
-    const p = new StorageProvider({ drivers: d });
-    try {
+    await withShortSlack('around-ctime-own', async (_d, p) => {
       const sp = await p.createSpace({ type: 'project', name: 'ctime own' });
       const at = (x: string) => ({ space: sp.id, path: x });
       await p.mkdir(at('sub'));
@@ -237,9 +241,7 @@ describe('posix: changes made on disk around Stowage', () => {
       for await (const item of p.listTrash(sp.id)) key = item.key;
       await p.restoreTrash(sp.id, key);
       await shown('sub/b.txt');
-    } finally {
-      await p.close();
-    }
+    });
   });
 
   it('rebuilds the id index when it is lost', async () => {
