@@ -31,15 +31,25 @@ export interface WebdavServerFileSystemOptions {
   root?: string;
 }
 
+/** Metadata keys under which the dead properties set through webdav-server are kept (then its property name). */
+export const WEBDAV_SERVER_PROPERTY_PREFIX = 'webdav-server:';
+
 type WebdavServer = typeof import('webdav-server');
 type V2 = WebdavServer['v2'];
 type Path = import('webdav-server').v2.Path;
+type IPropertyManager = import('webdav-server').v2.IPropertyManager;
+type PropertyBag = import('webdav-server').v2.PropertyBag;
+type PropertyAttributes = import('webdav-server').v2.PropertyAttributes;
+type ResourcePropertyValue = import('webdav-server').v2.ResourcePropertyValue;
 type ReturnCallback<T> = (error?: Error, data?: T) => void;
 type SimpleCallback = (error?: Error) => void;
 
 /**
- * A webdav-server v2 `FileSystem` over a Stowage space. WebDAV locks and dead properties stay
- * webdav-server's own (in memory, as with its other file systems).
+ * A webdav-server v2 `FileSystem` over a Stowage space. Dead properties (PROPPATCH) are kept in
+ * the resource's metadata, under keys starting with {@link WEBDAV_SERVER_PROPERTY_PREFIX}: they
+ * follow the resource through moves, copies, the trash and restarts, and a new resource at the
+ * same path starts without them. WebDAV locks stay webdav-server's own (in memory, as with its
+ * other file systems) and are dropped with the resource they lock when it is moved or deleted.
  */
 export async function createWebdavServerFileSystem(
   opts: WebdavServerFileSystemOptions,
@@ -118,9 +128,76 @@ export async function createWebdavServerFileSystem(
     if (req) memo.delete(req);
   };
 
+  /** A resource's dead properties, read from and written to its metadata at each call. */
+  class StowagePropertyManager implements IPropertyManager {
+    constructor(
+      private readonly path: Path,
+      private readonly ctx: unknown,
+    ) {}
+
+    setProperty(
+      name: string,
+      value: ResourcePropertyValue,
+      attributes: PropertyAttributes,
+      callback: SimpleCallback,
+    ): void {
+      forget(this.ctx);
+      const stored = JSON.stringify({ value, attributes });
+      storage.setMetadata(ref(this.path), { [WEBDAV_SERVER_PROPERTY_PREFIX + name]: stored }).then(
+        () => callback(),
+        (err) => callback(fail(err)),
+      );
+    }
+
+    getProperty(
+      name: string,
+      callback: (error?: Error, value?: ResourcePropertyValue, attributes?: PropertyAttributes) => void,
+    ): void {
+      const key = WEBDAV_SERVER_PROPERTY_PREFIX + name;
+      storage.stat(ref(this.path), { fields: [], metadataKeys: [key] }).then(
+        (info) => {
+          const p = decodeProperty(info.metadata?.[key]);
+          if (p) callback(undefined, p.value, p.attributes);
+          else callback(v2.Errors.PropertyNotFound);
+        },
+        (err) => callback(fail(err)),
+      );
+    }
+
+    removeProperty(name: string, callback: SimpleCallback): void {
+      forget(this.ctx);
+      storage.unsetMetadata(ref(this.path), [WEBDAV_SERVER_PROPERTY_PREFIX + name]).then(
+        () => callback(),
+        (err) => callback(fail(err)),
+      );
+    }
+
+    getProperties(callback: ReturnCallback<PropertyBag>): void {
+      // Read afresh at each call, so the bag is always the caller's own copy.
+      storage.stat(ref(this.path), { fields: [], metadataKeys: '*' }).then(
+        (info) => {
+          const bag: PropertyBag = {};
+          for (const [k, v] of Object.entries(info.metadata ?? {})) {
+            if (!k.startsWith(WEBDAV_SERVER_PROPERTY_PREFIX)) continue;
+            const p = decodeProperty(v);
+            if (p) bag[k.slice(WEBDAV_SERVER_PROPERTY_PREFIX.length)] = p;
+          }
+          callback(undefined, bag);
+        },
+        (err) => callback(fail(err)),
+      );
+    }
+  }
+
   class StowageFileSystem extends v2.FileSystem {
     private readonly locks = new Map<string, import('webdav-server').v2.LocalLockManager>();
-    private readonly props = new Map<string, import('webdav-server').v2.LocalPropertyManager>();
+
+    /** Drop the locks of `path` and of everything below it (the resources are gone from there). */
+    private dropLocks(path: Path): void {
+      const key = path.toString();
+      const below = key.endsWith('/') ? key : `${key}/`;
+      for (const k of this.locks.keys()) if (k === key || k.startsWith(below)) this.locks.delete(k);
+    }
 
     constructor() {
       super(new v2.VirtualSerializer());
@@ -152,8 +229,7 @@ export async function createWebdavServerFileSystem(
       forget(ctx);
       storage.delete(ref(path)).then(
         () => {
-          this.locks.delete(path.toString());
-          this.props.delete(path.toString());
+          this.dropLocks(path);
           callback();
         },
         (err) => callback(fail(err)),
@@ -211,7 +287,10 @@ export async function createWebdavServerFileSystem(
     ): void {
       forget(ctx);
       call(
-        storage.move(ref(from), ref(to), { overwrite: ctx.overwrite }).then(() => true),
+        storage.move(ref(from), ref(to), { overwrite: ctx.overwrite }).then(() => {
+          this.dropLocks(from); // a lock is on its URL's resource: none follows a move (RFC 4918 §7.7)
+          return true;
+        }),
         callback,
       );
     }
@@ -299,18 +378,31 @@ export async function createWebdavServerFileSystem(
 
     protected override _propertyManager(
       path: Path,
-      _ctx: unknown,
-      callback: ReturnCallback<import('webdav-server').v2.IPropertyManager>,
+      ctx: unknown,
+      callback: ReturnCallback<IPropertyManager>,
     ): void {
-      const key = path.toString();
-      let m = this.props.get(key);
-      if (!m) {
-        m = new v2.LocalPropertyManager();
-        this.props.set(key, m);
-      }
-      callback(undefined, m);
+      callback(undefined, new StowagePropertyManager(path, ctx));
     }
   }
 
   return new StowageFileSystem();
+}
+
+/** A dead property as kept in metadata, or undefined when the value is not one (set by another door). */
+function decodeProperty(
+  stored: string | undefined,
+): { value: ResourcePropertyValue; attributes?: PropertyAttributes } | undefined {
+  if (stored === undefined) return undefined;
+  try {
+    const p = JSON.parse(stored) as { value?: unknown; attributes?: unknown };
+    const value = p?.value;
+    if (typeof value !== 'string' && (typeof value !== 'object' || value === null)) return undefined;
+    const attributes =
+      typeof p.attributes === 'object' && p.attributes !== null
+        ? (p.attributes as PropertyAttributes)
+        : undefined;
+    return { value: value as ResourcePropertyValue, ...(attributes && { attributes }) };
+  } catch {
+    return undefined;
+  }
 }

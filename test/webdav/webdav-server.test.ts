@@ -9,7 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v2 as webdav } from 'webdav-server';
 import { createPosixDriver } from '../../src/drivers/posix/index.js';
 import { StorageProvider } from '../../src/index.js';
-import { createWebdavServerFileSystem } from '../../src/webdav-server/index.js';
+import {
+  createWebdavServerFileSystem,
+  WEBDAV_SERVER_PROPERTY_PREFIX,
+} from '../../src/webdav-server/index.js';
 import { tempRoot } from '../helpers/tmp.js';
 
 let storage: StorageProvider;
@@ -77,5 +80,67 @@ describe('stowage/webdav-server', () => {
     expect(trashed).toContain('/docs/copy.bin');
     expect((await fetch(`${url}/nope/x.txt`, { method: 'PUT', body: 'x' })).status).toBe(409);
     expect((await fetch(`${url}/missing.txt`)).status).toBe(404);
+  });
+
+  it('keeps dead properties in the resource: they follow a move and a copy, outlive the server, and a new file at the old path has none', async () => {
+    const prop = (value: string) =>
+      `<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><color xmlns="http://example.com/ns/">${value}</color></D:prop></D:set></D:propertyupdate>`;
+    const ask =
+      '<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><color xmlns="http://example.com/ns/"/></D:prop></D:propfind>';
+    const color = async (at: string, base = url) => {
+      const r = await fetch(`${base}/${at}`, { method: 'PROPFIND', body: ask, headers: { depth: '0' } });
+      expect(r.status).toBe(207);
+      return /<([\w:]*)color[^>]*>([^<]*)<\/\1color>/.exec(await r.text())?.[2];
+    };
+    expect((await fetch(`${url}/p.txt`, { method: 'PUT', body: 'p' })).status).toBe(201);
+    expect((await fetch(`${url}/p.txt`, { method: 'PROPPATCH', body: prop('red') })).status).toBe(207);
+    expect(await color('p.txt')).toBe('red');
+    const move = await fetch(`${url}/p.txt`, { method: 'MOVE', headers: { destination: `${url}/q.txt` } });
+    expect(move.status).toBeLessThan(300);
+    expect(await color('q.txt')).toBe('red');
+    const copy = await fetch(`${url}/q.txt`, { method: 'COPY', headers: { destination: `${url}/r.txt` } });
+    expect(copy.status).toBeLessThan(300);
+    expect(await color('r.txt')).toBe('red');
+    // Before, properties stayed with the path: the moved file lost them, a new one inherited them.
+    expect((await fetch(`${url}/p.txt`, { method: 'PUT', body: 'new' })).status).toBe(201);
+    expect(await color('p.txt')).toBeUndefined();
+    // They are in Stowage, not in the server's memory: another server over the same space sees them.
+    const again = new webdav.WebDAVServer({ port: 0, hostname: '127.0.0.1' });
+    const fs = await createWebdavServerFileSystem({ storage, space: spaceId });
+    await new Promise<void>((resolve) => again.setFileSystem('/', fs, () => resolve()));
+    const http = await new Promise<import('node:http').Server>((resolve) => again.start((s) => resolve(s!)));
+    try {
+      expect(await color('q.txt', `http://127.0.0.1:${(http.address() as AddressInfo).port}`)).toBe('red');
+    } finally {
+      await new Promise<void>((resolve) => again.stop(() => resolve()));
+    }
+    const removed = prop('').replace('<D:set>', '<D:remove>').replace('</D:set>', '</D:remove>');
+    expect((await fetch(`${url}/q.txt`, { method: 'PROPPATCH', body: removed })).status).toBe(207);
+    expect(await color('q.txt')).toBeUndefined();
+    const { metadata } = await storage.stat({ space: spaceId, path: 'r.txt' }, { metadataKeys: '*' });
+    expect(Object.keys(metadata ?? {})).toEqual([
+      `${WEBDAV_SERVER_PROPERTY_PREFIX}http://example.com/ns/color`,
+    ]);
+  });
+
+  it('drops the lock of a resource deleted or moved away, so a new resource at its path is not locked', async () => {
+    const lockinfo =
+      '<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>';
+    const lock = (at: string) =>
+      fetch(`${url}/${at}`, { method: 'LOCK', body: lockinfo, headers: { timeout: 'Second-600' } });
+    for (const gone of ['DELETE', 'MOVE'] as const) {
+      expect((await fetch(`${url}/l.txt`, { method: 'PUT', body: 'l' })).status).toBeLessThan(300);
+      const first = await lock('l.txt');
+      expect(first.status).toBe(200);
+      const token = first.headers.get('lock-token')!;
+      const headers: Record<string, string> = { if: `(${token})` };
+      if (gone === 'MOVE') headers.destination = `${url}/l-moved.txt`;
+      expect((await fetch(`${url}/l.txt`, { method: gone, headers })).status).toBeLessThan(300);
+      expect((await fetch(`${url}/l.txt`, { method: 'PUT', body: 'again' })).status).toBe(201);
+      expect((await lock('l.txt')).status, gone).toBe(200); // 423 while the old lock lingered
+      expect(
+        (await fetch(`${url}/l.txt`, { method: 'DELETE', headers: { if: `(${token})` } })).status,
+      ).toBeLessThan(500);
+    }
   });
 });
