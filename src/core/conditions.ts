@@ -52,14 +52,32 @@ export function evaluateConditions(
 /**
  * Whether an If-Range validator still holds, so the range is served (RFC 9110 §13.1.5): an entity
  * tag, quoted or bare, that is the current etag (compared strongly: a weak `W/` tag never holds),
- * or an HTTP date that is exactly the last modification (to the second).
+ * or an HTTP date that is exactly the last modification (to the second) when that is a strong
+ * validator: modified at least a second before `now` (§8.8.2.2). A file rewritten within the second
+ * its date names keeps that date, and a range of it would be spliced onto the old content.
  */
-export function ifRangeHolds(validator: string, info: ResourceInfo): boolean {
+export function ifRangeHolds(validator: string, info: ResourceInfo, now = Date.now()): boolean {
   const v = validator.trim();
   if (v.startsWith('W/')) return false;
   const date = parseHttpDate(v);
-  if (date !== undefined) return Math.floor(info.mtime / 1000) === Math.floor(date / 1000);
+  if (date !== undefined)
+    return Math.floor(info.mtime / 1000) === Math.floor(date / 1000) && now - info.mtime >= 1000;
   return v.replace(/^"(.*)"$/, '$1') === info.etag;
+}
+
+/**
+ * The span of a file a read serves: `undefined` for the whole body, `null` for 416. The range is
+ * ignored when an If-Range validator no longer holds (RFC 9110 §13.1.5: the whole new content,
+ * even when the range would not fit it) and for an empty file, where no range but a suffix could
+ * be satisfied and none could be stated in a Content-Range (§14.2 lets a server ignore a Range).
+ */
+export function rangeToServe(
+  opts: { range?: ByteRange; ifRange?: string } | undefined,
+  info: ResourceInfo,
+): { start: number; end: number } | null | undefined {
+  if (!opts?.range || info.size === 0) return undefined;
+  if (opts.ifRange !== undefined && !ifRangeHolds(opts.ifRange, info)) return undefined;
+  return resolveRange(opts.range, info.size);
 }
 
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
@@ -178,5 +196,7 @@ export function parseRangeHeader(header: string | undefined): ByteRange | undefi
   const [, a, b] = m;
   if (a === '' && b === '') return null;
   if (a === '') return { suffix: Number(b) };
-  return b === '' ? { start: Number(a) } : { start: Number(a), end: Number(b) };
+  if (b === '') return { start: Number(a) };
+  // A last position before the first makes the range invalid, not unsatisfiable (RFC 9110 §14.1.1).
+  return Number(b) < Number(a) ? undefined : { start: Number(a), end: Number(b) };
 }

@@ -39,8 +39,8 @@ import {
   exactly,
   httpFailure,
   httpRequest,
+  ifRangeValue,
   infoFrom,
-  quoted,
   readResultOf,
 } from '../http/client.js';
 import { Cs3Client, type Cs3ClientOptions } from './client.js';
@@ -348,7 +348,7 @@ class Cs3ClientDriver implements Driver {
     if (r)
       headers.range = r.suffix !== undefined ? `bytes=-${r.suffix}` : `bytes=${r.start ?? 0}-${r.end ?? ''}`;
     Object.assign(headers, conditionHeaders(opts?.conditions));
-    if (opts?.ifRange) headers['if-range'] = quoted(opts.ifRange);
+    if (opts?.ifRange) headers['if-range'] = ifRangeValue(opts.ifRange);
     const res = await this.request('GET', endpoint.downloadEndpoint, headers, undefined, opts?.signal);
     const status = res.statusCode ?? 0;
     if (![200, 206, 304, 412, 416].includes(status)) throw await httpFailure(res);

@@ -9,6 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import { bodyChunks } from '../core/body.js';
+import { parseHttpDate } from '../core/conditions.js';
 import type { Body } from '../core/driver.js';
 import { StorageError, toStorageError } from '../core/errors.js';
 import type { Conditions, ReadResult, ResourceInfo } from '../core/types.js';
@@ -93,6 +94,11 @@ export async function* exactly(body: AsyncIterable<Uint8Array>, size: number): A
 /** An etag as a header wants it: quoted (unless it already is, or is weak). */
 export function quoted(e: string): string {
   return e.startsWith('"') || e.startsWith('W/') ? e : `"${e}"`;
+}
+
+/** An If-Range validator as a header: a date as it is, an entity tag quoted. */
+export function ifRangeValue(v: string): string {
+  return parseHttpDate(v) !== undefined ? v.trim() : quoted(v);
 }
 
 export function conditionHeaders(c: Conditions | undefined): Record<string, string> {

@@ -74,11 +74,25 @@ export function mtimeHeader(v: string | undefined): number | undefined {
   return Number(v.trim()) * 1000;
 }
 
+/** An entity tag as RFC 9110 §8.8.3 writes it: quoted, perhaps weak. */
+const ENTITY_TAG = /^(W\/)?"[\x21\x23-\x7e\x80-\xff]*"$/;
+
+/**
+ * The entity tags of an If-Match or If-None-Match list. A malformed one (unquoted, say) names no
+ * resource, so it is left out: an If-Match of nothing but such tags fails, as Apache's does.
+ */
 export function splitEtags(v: string): string[] {
   return v
     .split(',')
     .map((t) => t.trim())
-    .filter(Boolean);
+    .filter((t) => ENTITY_TAG.test(t));
+}
+
+/** An If-Range header: an HTTP date or an entity tag; anything else never holds (sent as a weak tag). */
+export function ifRangeHeader(v: string | undefined): string | undefined {
+  if (!v?.trim()) return undefined;
+  const t = v.trim();
+  return ENTITY_TAG.test(t) || dateHeader(t) !== undefined ? t : 'W/""';
 }
 
 /** If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since of a request. */
@@ -99,11 +113,12 @@ export function requestConditions(req: IncomingMessage): Conditions {
 export function readOptions(req: IncomingMessage, res: ServerResponse): ReadOptions {
   const range = parseRangeHeader(header(req, 'range'));
   const conditions = requestConditions(req);
+  const ifRange = ifRangeHeader(header(req, 'if-range'));
   return {
     // Unparseable ranges are ignored (RFC 9110); a valid but unsatisfiable one is 416.
     ...(range && { range }),
     ...(Object.keys(conditions).length && { conditions }),
-    ...(header(req, 'if-range') && { ifRange: header(req, 'if-range')! }),
+    ...(ifRange && { ifRange }),
     signal: abortOnClose(req, res),
   };
 }

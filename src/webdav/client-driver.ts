@@ -34,9 +34,9 @@ import {
   conditionHeaders,
   exactly,
   httpRequest,
+  ifRangeValue,
   infoFrom,
   keepAliveAgents,
-  quoted,
   readResultOf,
 } from '../http/client.js';
 import { DAV, OC, ST } from './xml.js';
@@ -270,7 +270,7 @@ class WebDavClientDriver implements Driver {
     if (r)
       headers.range = r.suffix !== undefined ? `bytes=-${r.suffix}` : `bytes=${r.start ?? 0}-${r.end ?? ''}`;
     Object.assign(headers, conditionHeaders(opts?.conditions));
-    if (opts?.ifRange) headers['if-range'] = quoted(opts.ifRange);
+    if (opts?.ifRange) headers['if-range'] = ifRangeValue(opts.ifRange);
     const res = await this.request('GET', this.url(ref), headers, undefined, opts?.signal);
     const status = res.statusCode ?? 0;
     if (![200, 206, 304, 412, 416].includes(status)) throw await davFailure(res);

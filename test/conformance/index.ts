@@ -482,6 +482,17 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         });
         expect(fresh.status).toBe(206);
         await collect(fresh.body!);
+        // A failed If-Range serves the whole content, even when the range would not fit it.
+        const past = await storage.read(at(sp, 'c.txt'), { range: { start: 100 }, ifRange: '"old"' });
+        expect(past.status).toBe(200);
+        expect((await collect(past.body!)).toString()).toBe('content');
+        // A date names the content (the mtime above is years old: a strong validator).
+        const dated = await storage.read(at(sp, 'c.txt'), {
+          range: { start: 0, end: 1 },
+          ifRange: new Date(Date.UTC(2020, 0, 1)).toUTCString(),
+        });
+        expect(dated.status).toBe(206);
+        expect((await collect(dated.body!)).toString()).toBe('co');
       });
 
       it('honours write conditions and changes nothing when they fail', async () => {

@@ -2,8 +2,15 @@
  * HTTP dates and entity-tag comparison of the preconditions every door shares.
  */
 import { describe, expect, it } from 'vitest';
-import { evaluateConditions, ifRangeHolds, parseHttpDate } from '../../src/core/conditions.js';
+import {
+  evaluateConditions,
+  ifRangeHolds,
+  parseHttpDate,
+  parseRangeHeader,
+  rangeToServe,
+} from '../../src/core/conditions.js';
 import type { ResourceInfo } from '../../src/core/types.js';
+import { ifRangeHeader, splitEtags } from '../../src/http/common.js';
 
 const SUNDAY = Date.UTC(1994, 10, 6, 8, 49, 37);
 
@@ -77,5 +84,30 @@ describe('entity tags', () => {
     expect(ifRangeHolds('Sunday, 06-Nov-94 08:49:38 GMT', info)).toBe(false);
     expect(ifRangeHolds('"abc"', info)).toBe(true);
     expect(ifRangeHolds('W/"abc"', info)).toBe(false);
+  });
+
+  it('holds an If-Range date only when the modification it names is a second old (a strong validator)', () => {
+    const date = 'Sun, 06 Nov 1994 08:49:37 GMT';
+    expect(ifRangeHolds(date, info, SUNDAY + 1400)).toBe(true);
+    expect(ifRangeHolds(date, info, SUNDAY + 1399)).toBe(false);
+    expect(ifRangeHolds('"abc"', info, SUNDAY + 400)).toBe(true); // an etag is always strong
+  });
+
+  it('serves the whole body when If-Range fails, even for a range the new content cannot satisfy', () => {
+    const file = { ...info, size: 4 };
+    expect(rangeToServe({ range: { start: 10 } }, file)).toBeNull();
+    expect(rangeToServe({ range: { start: 10 }, ifRange: '"old"' }, file)).toBeUndefined();
+    expect(rangeToServe({ range: { start: 1 }, ifRange: '"abc"' }, file)).toEqual({ start: 1, end: 3 });
+    expect(rangeToServe({ range: { start: 0 } }, { ...info, size: 0 })).toBeUndefined();
+  });
+
+  it('ignores a Range whose last position comes before its first, and drops unquoted entity tags', () => {
+    expect(parseRangeHeader('bytes=5-2')).toBeUndefined();
+    expect(parseRangeHeader('bytes=2-2')).toEqual({ start: 2, end: 2 });
+    expect(splitEtags('abc, "abc", W/"abc", "a"b"')).toEqual(['"abc"', 'W/"abc"']);
+    expect(evaluateConditions({ ifMatch: splitEtags('abc') }, info, 'write')).toBe(412);
+    expect(ifRangeHeader('abc')).toBe('W/""');
+    expect(ifRangeHeader(' "abc" ')).toBe('"abc"');
+    expect(ifRangeHeader('Sun, 06 Nov 1994 08:49:37 GMT')).toBe('Sun, 06 Nov 1994 08:49:37 GMT');
   });
 });

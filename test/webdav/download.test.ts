@@ -36,9 +36,11 @@ beforeAll(async () => {
   const sp = await s.personalSpace();
   spaceId = sp.id;
   home = await env.driver.spacePath(sp.id);
-  await s.write({ space: sp.id, path: 'small.bin' }, small);
-  await s.write({ space: sp.id, path: 'at-bound.bin' }, atBound);
-  await s.write({ space: sp.id, path: 'past-bound.bin' }, pastBound);
+  // Last modified a while ago: a date is an If-Range validator only once it is a second old.
+  const mtime = Date.now() - 60_000;
+  await s.write({ space: sp.id, path: 'small.bin' }, small, { mtime });
+  await s.write({ space: sp.id, path: 'at-bound.bin' }, atBound, { mtime });
+  await s.write({ space: sp.id, path: 'past-bound.bin' }, pastBound, { mtime });
   const listed = await s.mkdir({ space: sp.id, path: 'listed' });
   listedUrl = `dav/spaces/${encodeURIComponent(`${listed.id.storageId}$${sp.id}!${listed.id.opaqueId}`)}/`;
   await s.write({ space: sp.id, path: 'listed/inside.txt' }, 'inside');
@@ -102,6 +104,54 @@ describe('webdav: downloads', () => {
     const empty = await get('empty.bin');
     expect(empty.status).toBe(200);
     expect((await empty.arrayBuffer()).byteLength).toBe(0);
+    // No range of an empty file can be stated in a Content-Range: the (empty) whole, not 416, which
+    // would fail players and download managers that always ask for `bytes=0-`.
+    for (const range of ['bytes=0-', 'bytes=0-99', 'bytes=-5']) {
+      const r = await get('empty.bin', { range });
+      expect(r.status, range).toBe(200);
+      expect(r.headers.get('content-length')).toBe('0');
+    }
+    // A last position before the first makes the Range invalid, and an invalid Range is ignored.
+    const reversed = await get('big.bin', { range: 'bytes=5-2' });
+    expect(reversed.status).toBe(200);
+    expect(reversed.headers.get('content-length')).toBe(String(big.length));
+    await reversed.body?.cancel();
+  });
+
+  it('serves a resumed download the whole new content once its If-Range no longer holds, never a splice', async () => {
+    const s = await env.provider.as('dl');
+    const at = { space: spaceId, path: 'resume.txt' };
+    await s.write(at, 'AAAA');
+    const first = await get('resume.txt', { range: 'bytes=0-1' });
+    expect(first.status).toBe(206);
+    expect(await first.text()).toBe('AA');
+    const lastModified = first.headers.get('last-modified')!;
+    const etag = first.headers.get('etag')!;
+    // Rewritten within the same second: the date still reads the same, but names nothing strongly
+    // (RFC 9110 §8.8.2.2), so the rest of the old content must not be served as a range.
+    await s.write(at, 'BBBB');
+    const second = await get('resume.txt', { range: 'bytes=2-3', 'if-range': lastModified });
+    expect(second.status).toBe(200);
+    expect(await second.text()).toBe('BBBB');
+    // Replaced by something shorter than the range asked for: the new whole, not 416.
+    await s.write(at, 'C');
+    for (const validator of [etag, lastModified]) {
+      const r = await get('resume.txt', { range: 'bytes=2-', 'if-range': validator });
+      expect(r.status, validator).toBe(200);
+      expect(await r.text()).toBe('C');
+    }
+    // An entity tag must be quoted: a bare one names no resource.
+    const current = (await s.stat(at)).etag;
+    const bare = await get('resume.txt', { range: 'bytes=0-0', 'if-range': current });
+    expect(bare.status).toBe(200);
+    await bare.arrayBuffer();
+    const put = await fetch(`${env.url}/remote.php/webdav/resume.txt`, {
+      method: 'PUT',
+      headers: { authorization: env.basic('dl'), 'if-match': current },
+      body: 'D',
+    });
+    expect(put.status).toBe(412);
+    expect(await (await get('resume.txt')).text()).toBe('C');
   });
 
   it('closes the file after each download, whole or given up half way, and goes on serving', async () => {

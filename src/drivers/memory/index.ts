@@ -8,12 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { bodyChunks } from '../../core/body.js';
 import { ChecksumAccumulator, verifyChecksums } from '../../core/checksums.js';
-import {
-  checkWriteConditions,
-  evaluateConditions,
-  ifRangeHolds,
-  resolveRange,
-} from '../../core/conditions.js';
+import { checkWriteConditions, evaluateConditions, rangeToServe } from '../../core/conditions.js';
 import type { Body, Driver, Features, Inspected, MutationOptions } from '../../core/driver.js';
 import { StorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime } from '../../core/etag.js';
@@ -488,8 +483,7 @@ class MemoryDriver implements Driver {
   private serve(info: ResourceInfo, content: Buffer, opts?: ReadOptions): ReadResult {
     const cond = evaluateConditions(opts?.conditions, info, 'read');
     if (cond !== 200) return { status: cond, info };
-    let range = resolveRange(opts?.range, content.length);
-    if (range && opts?.ifRange !== undefined && !ifRangeHolds(opts.ifRange, info)) range = undefined;
+    const range = rangeToServe(opts, info);
     if (range === null) return { status: 416, info };
     if (range) {
       return {

@@ -20,12 +20,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { bodyChunks } from '../../core/body.js';
 import { ChecksumAccumulator, verifyChecksums } from '../../core/checksums.js';
-import {
-  checkWriteConditions,
-  evaluateConditions,
-  ifRangeHolds,
-  resolveRange,
-} from '../../core/conditions.js';
+import { checkWriteConditions, evaluateConditions, rangeToServe } from '../../core/conditions.js';
 import type { Body, Driver, Features, Inspected, MutationOptions, WatchOptions } from '../../core/driver.js';
 import { StorageError, toStorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime, nowUs } from '../../core/etag.js';
@@ -1452,8 +1447,7 @@ class Posix implements PosixDriver {
   ): Promise<ReadResult> {
     const cond = evaluateConditions(opts?.conditions, info, 'read');
     if (cond !== 200) return { status: cond, info };
-    let range = resolveRange(opts?.range, info.size);
-    if (range && opts?.ifRange !== undefined && !ifRangeHolds(opts.ifRange, info)) range = undefined;
+    const range = rangeToServe(opts, info);
     if (range === null) return { status: 416, info };
     const flags = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
     const start = range?.start ?? 0;
