@@ -877,7 +877,7 @@ export class WebDav {
           : `Second-${Math.max(0, Math.round((expires - Date.now()) / 1000))}`;
       return (
         `<d:activelock><d:locktype><d:write/></d:locktype><d:lockscope><d:${lock.type === 'shared' ? 'shared' : 'exclusive'}/></d:lockscope>` +
-        `<d:depth>${meta.depth}</d:depth>${owner ? `<d:owner>${owner}</d:owner>` : ''}` +
+        `<d:depth>${meta.depth}</d:depth>${owner ? `<d:owner>${ownerXml(owner)}</d:owner>` : ''}` +
         `<d:timeout>${timeout}</d:timeout><d:locktoken><d:href>${esc(token)}</d:href></d:locktoken>` +
         `<d:lockroot><d:href>${esc(href)}</d:href></d:lockroot></d:activelock>`
       );
@@ -1885,6 +1885,28 @@ function folderOnly(t: Target, info: { type: string } | undefined): void {
 }
 
 const checkedDead = new Map<string, boolean>();
+const checkedOwners = new Map<string, boolean>();
+
+/**
+ * A lock owner's content as kept by LOCK (text and standalone elements), to go inside `<d:owner>`.
+ * Any door can set a lock's appName, where the owner is kept: content that is not well-formed on
+ * its own inside that element is sent as escaped text, so no owner can forge markup (another
+ * response, say) in other users' answers.
+ */
+function ownerXml(owner: string): string {
+  let ok = checkedOwners.get(owner);
+  if (ok === undefined) {
+    try {
+      const el = parseXml(`<d:owner xmlns:d="DAV:">${owner}</d:owner>`);
+      ok = el.ns === DAV && el.local === 'owner' && !owner.includes('<?');
+    } catch {
+      ok = false;
+    }
+    if (checkedOwners.size > 10_000) checkedOwners.clear();
+    checkedOwners.set(owner, ok);
+  }
+  return ok ? owner : esc(owner);
+}
 
 /**
  * A dead property's XML as stored by PROPPATCH: one element named as its key. Anything else (a
@@ -2000,7 +2022,6 @@ function lockApp(meta: LockMeta): string {
   throw new HttpError(423, 'no room for another shared lock on this resource', 'no-conflicting-lock');
 }
 
-/** Every token of a lock: its own and those of further shared locks kept with it. */
 /** Whether `outer` is `inner` or a folder above it (the same space, by id and path). */
 function contains(outer: ResourceInfo, inner: ResourceInfo): boolean {
   if (outer.id.spaceId !== inner.id.spaceId || outer.id.storageId !== inner.id.storageId) return false;

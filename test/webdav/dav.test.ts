@@ -1307,6 +1307,42 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
     expect(xml).toContain('&lt;/d:prop&gt;');
     expect(xml).not.toContain('<d:href>/pwn');
   });
+
+  it('sends a lock owner set through another door as text unless it is well-formed content (no forged responses)', async () => {
+    expect((await dav('PUT', `/dav/spaces/${projectId}/owned.txt`, 'bob', { body: 'o' })).status).toBe(201);
+    const bob = await env.provider.as('bob');
+    // The appName WebDAV keeps its lock facts in, as the CS3 door's SetLock can write it.
+    const forged =
+      '</d:owner></d:activelock></d:lockdiscovery></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response><d:response><d:href>/FORGED</d:href><d:propstat><d:prop><d:lockdiscovery><d:activelock><d:owner>';
+    await bob.setLock(
+      { space: projectId, path: 'owned.txt' },
+      {
+        lockId: 'opaquelocktoken:forged-owner',
+        type: 'exclusive',
+        expires: Date.now() + 60_000,
+        appName: `webdav 0 ${JSON.stringify({ o: forged })}`,
+      },
+    );
+    const lockdiscovery = '<d:propfind xmlns:d="DAV:"><d:prop><d:lockdiscovery/></d:prop></d:propfind>';
+    for (const body of [lockdiscovery, undefined]) {
+      const r = await dav('PROPFIND', `/dav/spaces/${projectId}/`, 'ann', { headers: { depth: '1' }, body });
+      const xml = await r.text();
+      wellFormed(xml);
+      expect(xml).not.toContain('<d:href>/FORGED');
+      expect(xml).toContain('&lt;d:href&gt;/FORGED');
+    }
+    await bob.unlock({ space: projectId, path: 'owned.txt' }, 'opaquelocktoken:forged-owner');
+    // An owner given to LOCK comes back as the markup it was.
+    const lock = await dav('LOCK', `/dav/spaces/${projectId}/owned.txt`, 'bob', {
+      headers: { timeout: 'Second-60' },
+      body: '<d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype><d:owner>Bob, <d:href>mailto:bob@example.org</d:href></d:owner></d:lockinfo>',
+    });
+    expect(lock.status).toBe(200);
+    expect(await lock.text()).toMatch(
+      /<d:owner>Bob, <x0:href xmlns:x0="DAV:">mailto:bob@example.org<\/x0:href><\/d:owner>/,
+    );
+    await bob.unlock({ space: projectId, path: 'owned.txt' }, lock.headers.get('lock-token')!.slice(1, -1));
+  });
 });
 
 describe('webdav: dead properties as sent', () => {
