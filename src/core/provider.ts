@@ -1428,11 +1428,15 @@ export class StorageProvider {
     return { item, perms };
   }
 
-  /** Restore a trash item where it was, or at `target`; it keeps its id. */
+  /**
+   * Restore a trash item where it was, or at `target`; it keeps its id. With `overwrite`, what is
+   * in the way goes to the trash first (its lock's id in `lockId`), and only once the restore is
+   * known to be allowed: a refused restore changes nothing.
+   */
   async restoreTrash(
     space: string,
     key: string,
-    opts?: { target?: Ref } & MutationOptions,
+    opts?: { target?: Ref; overwrite?: boolean } & MutationOptions,
   ): Promise<ResourceInfo> {
     const { driver, root } = await this.spaceRoot(space);
     const t = this.trashOf(driver);
@@ -1448,18 +1452,27 @@ export class StorageProvider {
       requireName(r.node);
       target = r.node;
     }
+    let item: RecycleItem | undefined;
     if (this.principal) {
-      const { item, perms } = await this.visibleItem(driver, root, key, 'restoreRecycleItem');
+      const visible = await this.visibleItem(driver, root, key, 'restoreRecycleItem');
+      item = visible.item;
       // Restoring elsewhere moves it: what one may not move out of its folder stays there.
-      if (target && !perms.move) throw new StorageError('PERMISSION_DENIED', 'not allowed: move');
+      if (target && !visible.perms.move) throw new StorageError('PERMISSION_DENIED', 'not allowed: move');
       // Putting it back is creating it there: the destination folder must allow that.
       const dest = target ?? { spaceId: root.spaceId, segments: splitPath(item.path) };
       await this.requireParent(driver, dest, [
         item.type === 'folder' ? 'createContainer' : 'initiateFileUpload',
       ]);
     }
-    const { target: _ignored, ...rest } = opts ?? {};
+    const { target: _ignored, overwrite, ...rest } = opts ?? {};
     await this.check({ op: 'restore', spaceId: root.spaceId, ...(target && nodePath(target)) });
+    if (overwrite) {
+      item ??= await t.get(root.spaceId, String(key).replace(/\/+$/, ''));
+      // (a delete of its own: its grants, lock and before-hooks are checked as for any delete)
+      await this.delete(opts?.target ?? { space: root.spaceId, path: item.path }, rest).catch((err) => {
+        if (!StorageError.is(err, 'NOT_FOUND')) throw err;
+      });
+    }
     const info = await t.restore(root.spaceId, key, { ...this.mutation(rest), ...(target && { target }) });
     this.emitInfo('restored', info, { key });
     if (!this.principal) return info;

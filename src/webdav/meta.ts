@@ -352,11 +352,14 @@ export class MetaEndpoints {
     // and tagged lists may name it.
     await this.host.checkIf(req, d, undefined, []);
     const lockId = await this.host.checkLocks(req, d, existing, true, false);
-    // What is in the way goes to the trash itself, as a DELETE would send it.
-    if (existing) await d.session.delete(targetRef(d), lockId ? { lockId } : {});
     const original = `/${d.segs.join('/')}` === item.path && !d.nodeId;
-    // Put back where it was: no target, so restoring needs no right to move it elsewhere.
-    const info = await t.session.restoreTrash(t.space.id, key, original ? {} : { target: targetRef(d) });
+    // Put back where it was: no target, so restoring needs no right to move it elsewhere. What is
+    // in the way goes to the trash itself, as a DELETE would send it, once the restore may go on.
+    const info = await t.session.restoreTrash(t.space.id, key, {
+      ...(!original && { target: targetRef(d) }),
+      ...(existing && { overwrite: true }),
+      ...(lockId && { lockId }),
+    });
     res.writeHead(existing ? 204 : 201, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
     res.end();
   }

@@ -177,6 +177,44 @@ describe('webdav: the trash', () => {
     expect(await (await dav('GET', file, 'ann')).text()).toBe('deleted');
   });
 
+  it('changes nothing when a restore over something is refused (the Destination is not deleted first)', async () => {
+    const ann = await env.provider.as('ann');
+    await ann.mkdir({ space: projectId, path: 'nr' });
+    // May delete and see the trash, not restore from it.
+    await ann.setGrant(
+      { space: projectId, path: '' },
+      { grantee: { type: 'user', id: 'u-eve' }, permissions: fromLetters('splrwcdmvtq') },
+    );
+    await ann.write({ space: projectId, path: 'nr/gone.txt' }, 'gone');
+    await ann.delete({ space: projectId, path: 'nr/gone.txt' });
+    await ann.write({ space: projectId, path: 'nr/victim.txt' }, 'keep me');
+    let key = '';
+    for await (const item of ann.listTrash(projectId)) if (item.path === '/nr/gone.txt') key = item.key;
+    const dest = `/dav/spaces/${projectId}/nr/victim.txt`;
+    for (const overwrite of ['T', 'F']) {
+      const r = await dav('MOVE', `/dav/spaces/trash-bin/${projectId}/${key}`, 'eve', {
+        headers: { destination: dest, overwrite },
+      });
+      expect(r.status, overwrite).toBe(overwrite === 'T' ? 403 : 412);
+    }
+    expect(await (await dav('GET', dest, 'ann')).text()).toBe('keep me');
+    const trashed: string[] = [];
+    for await (const item of ann.listTrash(projectId)) trashed.push(item.path);
+    expect(trashed).not.toContain('/nr/victim.txt');
+    // Who may restore replaces it, and what was there goes to the trash.
+    expect(
+      (
+        await dav('MOVE', `/dav/spaces/trash-bin/${projectId}/${key}`, 'bob', {
+          headers: { destination: dest },
+        })
+      ).status,
+    ).toBe(204);
+    expect(await (await dav('GET', dest, 'ann')).text()).toBe('gone');
+    for await (const item of ann.listTrash(projectId)) trashed.push(item.path);
+    expect(trashed).toContain('/nr/victim.txt');
+    await ann.removeGrant({ space: projectId, path: '' }, { type: 'user', id: 'u-eve' });
+  });
+
   it('shows a deleted folder’s content below its key, purges one item, and empties the trash', async () => {
     expect((await dav('MKCOL', `/dav/spaces/${projectId}/f`, 'ann')).status).toBe(201);
     expect((await dav('PUT', `/dav/spaces/${projectId}/f/in.txt`, 'ann', { body: 'x' })).status).toBe(201);
