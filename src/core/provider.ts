@@ -30,6 +30,7 @@ import {
 } from './permissions.js';
 import { checkName, checkNotReserved, parseResourceId, printable, splitPath } from './refs.js';
 import type {
+  CopyOptions,
   CreateSpaceInput,
   Field,
   FileVersion,
@@ -1038,7 +1039,12 @@ export class StorageProvider {
     return moved;
   }
 
-  async copy(src: Ref, dst: Ref, opts?: MoveOptions): Promise<ResourceInfo> {
+  /**
+   * Copy a file or a folder with everything in it (`shallow`: a folder alone, with its metadata).
+   * With `overwrite`, what is at `dst` is replaced: for a shallow copy, sent to the trash once the
+   * copy's grants and hooks passed.
+   */
+  async copy(src: Ref, dst: Ref, opts?: CopyOptions): Promise<ResourceInfo> {
     const a = await this.resolve(src);
     const b = await this.resolve(dst);
     requireName(b.node);
@@ -1051,9 +1057,12 @@ export class StorageProvider {
     if (!feature) throw new StorageError('UNIMPLEMENTED', `storage "${a.driver.storageId}" cannot copy`);
     await this.checkEnabled(a.driver, a.node);
     await this.checkEnabled(b.driver, b.node);
+    const { shallow, ...moveOpts } = opts ?? {};
+    let folder: boolean | undefined;
     if (this.principal) {
       const source = await this.require(a.driver, a.node, ['initiateFileDownload'], { fields: [] });
-      if (source.info.type === 'folder') {
+      folder = source.info.type === 'folder';
+      if (folder && !shallow) {
         if (!source.perms.listContainer)
           throw new StorageError('PERMISSION_DENIED', 'not allowed: listContainer');
         await this.requireReadableTree(a.driver, a.node, source.perms);
@@ -1070,12 +1079,43 @@ export class StorageProvider {
       }
     }
     await this.check({ op: 'copy', spaceId: b.node.spaceId, ...nodePath(a.node), ...toPath(b.node) });
-    const copied = await feature.copy(a.node, b.node, this.mutation(opts));
+    folder ??= (await a.driver.stat(a.node, { fields: [] })).type === 'folder';
+    const copied =
+      shallow && folder
+        ? await this.copyFolderAlone(a.driver, a.node, b.node, moveOpts)
+        : await feature.copy(a.node, b.node, this.mutation(moveOpts));
     if (this.shared.events.active) {
       const source = await a.driver.stat(a.node, { fields: [] }).catch(() => undefined);
       this.emitInfo('created', copied, source ? { copiedFrom: source.id } : {});
     }
     return copied;
+  }
+
+  /** A new folder at `dst` with the metadata of the folder `src` (checks made), replacing what is there. */
+  private async copyFolderAlone(
+    driver: Driver,
+    src: NodeRef,
+    dst: NodeRef,
+    opts: MoveOptions,
+  ): Promise<ResourceInfo> {
+    const metadata = driver.features.metadata
+      ? (await driver.stat(src, { fields: [], metadataKeys: '*' })).metadata
+      : undefined;
+    const { overwrite, targetLockId, ...lock } = opts;
+    const inTheWay = await driver.stat(dst, { fields: [] }).catch((err) => {
+      if (StorageError.is(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    });
+    const mo = this.mutation({ ...lock, lockId: targetLockId ?? lock.lockId });
+    if (inTheWay) {
+      if (!overwrite) throw new StorageError('ALREADY_EXISTS', `"${inTheWay.name}" already exists`);
+      this.emitInfo(driver.features.trash ? 'trashed' : 'deleted', await driver.delete(dst, mo));
+    }
+    const made = await driver.mkdir(dst, mo);
+    if (!metadata || !Object.keys(metadata).length) return made;
+    const node: NodeRef = { spaceId: dst.spaceId, nodeId: made.id.opaqueId, segments: [] };
+    await driver.features.metadata!.set(node, metadata, this.mutation({}));
+    return driver.stat(node, { fields: [] });
   }
 
   /** A folder copy must not carry out what the copier cannot read (a denied subfolder, say). */

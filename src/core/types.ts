@@ -261,6 +261,15 @@ export interface MoveOptions extends LockOptions {
   signal?: AbortSignal;
 }
 
+/** Options of a copy. */
+export interface CopyOptions extends MoveOptions {
+  /**
+   * Copy a folder without its content: a new empty folder with the original's metadata (a WebDAV
+   * COPY with `Depth: 0`, RFC 4918 §9.8.3). Files are copied whole either way.
+   */
+  shallow?: boolean;
+}
+
 /** Space types Stowage knows. */
 export type SpaceType = 'personal' | 'project';
 

@@ -1115,23 +1115,11 @@ export class WebDav {
       ...(move && dstLock && { targetLockId: dstLock }),
       ...this.heldLocks(req, move ? src : existing, existing),
     };
-    let info: ResourceInfo;
-    if (move) info = await t.session.move(this.ref(t), this.ref(d), mo);
-    else if (src.type === 'folder' && depth === '0') {
-      // A Depth: 0 copy of a folder is a new empty folder with the original's properties (RFC
-      // 4918 §9.8.3, as a file's copy keeps its metadata); what is in the way goes first.
-      const { metadata } = await t.session.stat(this.ref(t), { fields: [], metadataKeys: '*' });
-      if (existing)
-        await t.session.delete(this.ref(d), {
-          ...(dstLock && { lockId: dstLock }),
-          ...this.heldLocks(req, existing),
-        });
-      info = await t.session.mkdir(this.ref(d));
-      if (metadata && Object.keys(metadata).length) {
-        await t.session.setMetadata(this.ref(d), metadata);
-        info = await t.session.stat(this.ref(d));
-      }
-    } else info = await t.session.copy(this.ref(t), this.ref(d), mo);
+    // A Depth: 0 copy of a folder is a new empty folder with the original's properties (RFC 4918
+    // §9.8.3, as a file's copy keeps its metadata).
+    const info = move
+      ? await t.session.move(this.ref(t), this.ref(d), mo)
+      : await t.session.copy(this.ref(t), this.ref(d), { ...mo, ...(depth === '0' && { shallow: true }) });
     res.writeHead(existing ? 204 : 201, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
     res.end();
   }

@@ -351,6 +351,38 @@ describe('webdav: the ownCloud dialect', () => {
     expect(xml).not.toContain('inside.txt');
   });
 
+  it('changes nothing when a Depth: 0 copy of a folder over something is refused (the Destination is not deleted first)', async () => {
+    const ann = await env.provider.as('ann');
+    const shared = await ann.mkdir({ space: projectId, path: 'd0g' });
+    await ann.mkdir({ space: projectId, path: 'd0g/src' });
+    await ann.write({ space: projectId, path: 'd0g/victim.txt' }, 'keep me');
+    // May delete, not create folders.
+    await ann.setGrant(
+      { space: projectId, path: 'd0g' },
+      { grantee: { type: 'user', id: 'u-eve' }, permissions: fromLetters('splrwdmvtq') },
+    );
+    const base = `/dav/spaces/${encodeURIComponent(`${shared.id.storageId}$${projectId}!${shared.id.opaqueId}`)}`;
+    try {
+      const copy = await dav('COPY', `${base}/src/`, 'eve', {
+        headers: { depth: '0', destination: `${base}/victim.txt`, overwrite: 'T' },
+      });
+      expect(copy.status).toBe(403);
+      expect(await ann.read({ space: projectId, path: 'd0g/victim.txt' }).then((r) => r.info.size)).toBe(7);
+      for await (const item of ann.listTrash(projectId)) expect(item.path).not.toBe('/d0g/victim.txt');
+      // Who may create folders replaces it, and what was there goes to the trash.
+      const ok = await dav('COPY', `/dav/spaces/${projectId}/d0g/src/`, 'bob', {
+        headers: { depth: '0', destination: `/dav/spaces/${projectId}/d0g/victim.txt`, overwrite: 'T' },
+      });
+      expect(ok.status).toBe(204);
+      expect((await ann.stat({ space: projectId, path: 'd0g/victim.txt' })).type).toBe('folder');
+      const trashed: string[] = [];
+      for await (const item of ann.listTrash(projectId)) trashed.push(item.path);
+      expect(trashed).toContain('/d0g/victim.txt');
+    } finally {
+      await ann.removeGrant({ space: projectId, path: 'd0g' }, { type: 'user', id: 'u-eve' });
+    }
+  });
+
   it('assembles a chunked upload (chunking NG) with its whole-file checksum', async () => {
     const parts = [Buffer.alloc(300_000, 1), Buffer.alloc(300_000, 2), Buffer.from('tail')];
     const whole = Buffer.concat(parts);
