@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { StorageError } from '../core/errors.js';
 import type { StorageProvider } from '../core/provider.js';
+import { continueOnRead } from '../http/common.js';
 import { WebDav, type WebDavOptions } from '../webdav/handler.js';
 import { DataPlane } from './dataplane.js';
 import { Cs3Service } from './server.js';
@@ -97,6 +98,10 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
   const httpServer = http.createServer(async (req, res) => {
     if (dav && !req.url?.startsWith('/data/') && (await dav.handle(req, res))) return;
     plane!.handle(req, res);
+  });
+  httpServer.on('checkContinue', (req, res) => {
+    continueOnRead(req, res);
+    httpServer.emit('request', req, res);
   });
   // Big uploads take long: no overall request timeout, but slow headers are cut off, a silent
   // connection is closed, and their number is bounded (each holds a descriptor or two).

@@ -109,6 +109,28 @@ export function requestConditions(req: IncomingMessage): Conditions {
   return conditions;
 }
 
+/**
+ * Answer `Expect: 100-continue` only once something reads the request's body (for a server's
+ * `checkContinue` event, which Node otherwise answers with 100 at once): a request refused before
+ * its body is read (401, 403, 409, 412, 423...) gets its final status straight away, and the client
+ * does not send the body in vain (RFC 9110 §10.1.1). The 100 goes a turn after the first read, and
+ * not at all if the final answer began meanwhile (a refusal drains the body just before answering,
+ * and closes the connection, since the client may or may not send the body then).
+ */
+export function continueOnRead(req: IncomingMessage, res: ServerResponse): void {
+  const read = req._read;
+  let asked = false;
+  req._read = function (this: IncomingMessage, n: number) {
+    if (!asked) {
+      asked = true;
+      setImmediate(() => {
+        if (!res.headersSent && !res.writableEnded && !res.destroyed) res.writeContinue();
+      });
+    }
+    return read.call(this, n);
+  };
+}
+
 /** Read options of a GET/HEAD: range, conditions, If-Range, and abort when the client goes. */
 export function readOptions(req: IncomingMessage, res: ServerResponse): ReadOptions {
   const range = parseRangeHeader(header(req, 'range'));

@@ -285,7 +285,7 @@ export class WebDav {
     }
     const headers: Record<string, string> = { 'content-type': XML_TYPE };
     if (status === 401) headers['www-authenticate'] = `Basic realm="${this.realm}", charset="UTF-8"`;
-    if (status === 405) headers.allow = ALLOW;
+    if (status === 405) headers.allow = (err instanceof HttpError && err.allow) || this.allowed();
     const body =
       `<?xml version="1.0" encoding="utf-8"?>\n<d:error xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns">` +
       (davError
@@ -510,11 +510,21 @@ export class WebDav {
 
   // ---------------------------------------------------------------- OPTIONS
 
+  /**
+   * The methods a resource allows: of a file, a folder, or (no type: not looked up) any resource.
+   * POST creates TUS uploads, in a folder or at a new file's name.
+   */
+  private allowed(type?: 'file' | 'folder'): string {
+    if (type === 'file') return ALLOW_FILE;
+    const post = this.opts.tus ? ', POST' : '';
+    return `${type === 'folder' ? ALLOW_FOLDER : ALLOW}${post}`;
+  }
+
   private async options(_req: IncomingMessage, res: ServerResponse): Promise<void> {
     res.writeHead(200, {
       dav: '1, 2, 3',
       'ms-author-via': 'DAV',
-      allow: this.opts.tus ? `${ALLOW}, POST` : ALLOW,
+      allow: this.allowed(),
       'accept-ranges': 'bytes',
       ...(this.opts.tus && TUS_HEADERS),
       'content-length': '0',
@@ -608,10 +618,6 @@ export class WebDav {
     const depthHeader = (header(req, 'depth') ?? 'infinity').trim().toLowerCase();
     if (!['0', '1', 'infinity'].includes(depthHeader))
       throw new HttpError(400, 'Depth must be 0, 1 or infinity');
-    if (depthHeader === 'infinity' && !this.opts.allowDepthInfinity) {
-      req.resume();
-      throw new HttpError(403, 'Depth: infinity is not allowed here', 'propfind-finite-depth');
-    }
     const { mode, wanted, include } = await readPropfind(req);
     const fields = fieldsFor(mode, wanted);
     const dead = mode === 'prop' ? wanted.filter((p) => !isLive(p)).map(deadKey) : undefined;
@@ -628,6 +634,9 @@ export class WebDav {
         : statOpts,
     );
     folderOnly(t, info);
+    // (RFC 4918 §16: refused for collections; a file's infinity is the file alone, as is no Depth)
+    if (depthHeader === 'infinity' && info.type === 'folder' && !this.opts.allowDepthInfinity)
+      throw new HttpError(403, 'Depth: infinity is not allowed here', 'propfind-finite-depth');
     const quota = wanted.some((p) => p.ns === DAV && p.local.startsWith('quota-'))
       ? await t.session.getQuota(this.ref(t)).catch(() => undefined)
       : undefined;
@@ -933,8 +942,10 @@ export class WebDav {
     }
     let out = `${MULTISTATUS_HEAD}<d:response><d:href>${esc(this.href(t, t.segs, info.type === 'folder'))}</d:href>`;
     for (const p of order) {
-      const s = isLive(p) ? '403 Forbidden' : status;
-      out += `<d:propstat><d:prop>${emptyProp(p)}</d:prop><d:status>HTTP/1.1 ${s}</d:status></d:propstat>`;
+      // A live property is protected: 403 with the precondition that says so (RFC 4918 §9.2.1).
+      out += isLive(p)
+        ? `<d:propstat><d:prop>${emptyProp(p)}</d:prop><d:status>HTTP/1.1 403 Forbidden</d:status><d:error><d:cannot-modify-protected-property/></d:error></d:propstat>`
+        : `<d:propstat><d:prop>${emptyProp(p)}</d:prop><d:status>HTTP/1.1 ${status}</d:status></d:propstat>`;
     }
     out += '</d:response></d:multistatus>';
     res.writeHead(207, { 'content-type': XML_TYPE, 'content-length': String(Buffer.byteLength(out)) });
@@ -949,10 +960,15 @@ export class WebDav {
       req.resume();
       throw new HttpError(415, 'MKCOL with a body is not supported');
     }
-    if (isRoot(t)) throw new HttpError(405, 'the space root exists', undefined, { code: 'ALREADY_EXISTS' });
+    if (isRoot(t))
+      throw new HttpError(405, 'the space root exists', undefined, { code: 'ALREADY_EXISTS' }).allowing(
+        this.allowed('folder'),
+      );
     const existing = await this.peek(t, t.segs);
     if (existing)
-      throw new HttpError(405, 'something is already there', undefined, { code: 'ALREADY_EXISTS' });
+      throw new HttpError(405, 'something is already there', undefined, { code: 'ALREADY_EXISTS' }).allowing(
+        this.allowed(existing.type),
+      );
     await this.checkLocks(req, t, undefined, true);
     const info = await t.session.mkdir(this.ref(t));
     res.writeHead(201, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
@@ -1011,7 +1027,7 @@ export class WebDav {
     }
     if (isRoot(t)) {
       req.resume();
-      throw new HttpError(405, 'cannot PUT a space root');
+      throw new HttpError(405, 'cannot PUT a space root').allowing(this.allowed('folder'));
     }
     const existing = await this.peek(t, t.segs);
     if (existing?.type === 'folder') {
@@ -1019,7 +1035,7 @@ export class WebDav {
       throw new HttpError(405, 'a folder is there', undefined, {
         code: 'FAILED_PRECONDITION',
         reason: 'is-folder',
-      });
+      }).allowing(this.allowed('folder'));
     }
     if (t.collection) {
       req.resume();
@@ -1038,6 +1054,10 @@ export class WebDav {
       throw err;
     }
     const conditions = requestConditions(req);
+    // Refused before the body is read (and before a 100 Continue), as far as the lookup tells;
+    // the write checks again under the commit lock.
+    if (evaluateConditions(conditions, existing, 'write') !== 200)
+      throw new StorageError('FAILED_PRECONDITION', 'precondition failed', { reason: 'condition' });
     const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
     const checksums = parseChecksumHeader(header(req, 'oc-checksum'));
     const size = intHeader(header(req, 'content-length'));
@@ -1057,7 +1077,7 @@ export class WebDav {
     res.writeHead(existing ? 204 : 201, {
       ...infoHeaders(info, wantsInfo(req)),
       ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
-      'content-length': '0',
+      ...(!existing && { 'content-length': '0' }), // (none on a 204: RFC 9110 §8.6)
     });
     res.end();
   }
@@ -1120,7 +1140,11 @@ export class WebDav {
     const info = move
       ? await t.session.move(this.ref(t), this.ref(d), mo)
       : await t.session.copy(this.ref(t), this.ref(d), { ...mo, ...(depth === '0' && { shallow: true }) });
-    res.writeHead(existing ? 204 : 201, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
+    // (a 204 has no body, so no Content-Length either: RFC 9110 §8.6)
+    res.writeHead(existing ? 204 : 201, {
+      ...infoHeaders(info, wantsInfo(req)),
+      ...(!existing && { 'content-length': '0' }),
+    });
     res.end();
   }
 
@@ -1178,7 +1202,8 @@ export class WebDav {
   /**
    * If-Match, If-None-Match and If-Unmodified-Since of a method that changes the target (RFC 9110
    * §13.2: evaluated before it is performed), against the target as it is now: 412 when one fails.
-   * (PUT hands them to the write, which checks them under its commit; GET and HEAD to the read.)
+   * (PUT checks them against its own lookup before reading the body, and the write again under its
+   * commit; GET and HEAD hand them to the read.)
    */
   private async checkConditions(req: IncomingMessage, t: Target): Promise<void> {
     const c = requestConditions(req);
@@ -1647,7 +1672,7 @@ export class WebDav {
       res.writeHead(existing ? 204 : 201, {
         ...infoHeaders(info, wantsInfo(req)),
         ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
-        'content-length': '0',
+        ...(!existing && { 'content-length': '0' }), // (none on a 204: RFC 9110 §8.6)
       });
       return void res.end();
     }
@@ -1678,7 +1703,8 @@ export class WebDav {
    */
   private async events(req: IncomingMessage, res: ServerResponse, who: Who) {
     req.resume();
-    if ((req.method ?? 'GET').toUpperCase() !== 'GET') throw new HttpError(405, 'GET /events');
+    if ((req.method ?? 'GET').toUpperCase() !== 'GET')
+      throw new HttpError(405, 'GET /events').allowing('GET');
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -1823,6 +1849,8 @@ function chunkOrder(names: string[]): string[] {
 }
 
 const ALLOW = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK';
+const ALLOW_FILE = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, COPY, MOVE, LOCK, UNLOCK';
+const ALLOW_FOLDER = 'OPTIONS, GET, HEAD, DELETE, PROPFIND, PROPPATCH, COPY, MOVE, LOCK, UNLOCK';
 
 /** What OPTIONS says of TUS when uploads by POST are offered. */
 const TUS_HEADERS = {

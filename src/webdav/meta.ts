@@ -360,7 +360,11 @@ export class MetaEndpoints {
       ...(existing && { overwrite: true }),
       ...(lockId && { lockId }),
     });
-    res.writeHead(existing ? 204 : 201, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
+    // (a 204 has no body, so no Content-Length either: RFC 9110 §8.6)
+    res.writeHead(existing ? 204 : 201, {
+      ...infoHeaders(info, wantsInfo(req)),
+      ...(!existing && { 'content-length': '0' }),
+    });
     res.end();
   }
 

@@ -26,6 +26,15 @@ export class HttpError extends Error {
   ) {
     super(message);
   }
+
+  /** For a 405: the methods the resource does allow (RFC 9110 §15.5.6), when they are known. */
+  allow?: string;
+
+  /** This error, with the methods a 405 names. */
+  allowing(methods: string): this {
+    this.allow = methods;
+    return this;
+  }
 }
 
 export type Session = StorageProvider;
@@ -63,7 +72,10 @@ export function targetRef(t: Target, segs: readonly string[] = t.segs): Referenc
 /** The propstats of a response: the properties found (200) and those asked for but missing (404). */
 export function propstats(ok: string, missing: string): string {
   return (
-    (ok ? `<d:propstat><d:prop>${ok}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>` : '') +
+    // (an empty 200 propstat when nothing was asked for: a response needs one, RFC 4918 §14.24)
+    (ok || !missing
+      ? `<d:propstat><d:prop>${ok}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>`
+      : '') +
     (missing
       ? `<d:propstat><d:prop>${missing}</d:prop><d:status>HTTP/1.1 404 Not Found</d:status></d:propstat>`
       : '')

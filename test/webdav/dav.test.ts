@@ -880,6 +880,86 @@ describe('webdav: bad input', () => {
   });
 });
 
+describe('webdav: HTTP details', () => {
+  /** Send a request's head on a fresh connection; what the server says before any body is sent. */
+  const expectContinue = (head: string, body?: string) =>
+    new Promise<string>((resolve, reject) => {
+      const u = new URL(env.url);
+      const sock = net.connect(Number(u.port), u.hostname, () => sock.write(head));
+      let got = '';
+      sock.on('data', (d) => {
+        got += d.toString('latin1');
+        if (body !== undefined && got.startsWith('HTTP/1.1 100') && got.includes('\r\n\r\n')) {
+          sock.write(body);
+          body = undefined;
+          got = '';
+        } else if (got.includes('\r\n\r\n') && !got.startsWith('HTTP/1.1 100')) {
+          sock.destroy();
+          resolve(got);
+        }
+      });
+      sock.on('error', reject);
+      setTimeout(() => {
+        sock.destroy();
+        resolve(got);
+      }, 3000);
+    });
+
+  it('answers Expect: 100-continue only when the body is wanted: a refusal comes at once, without it', async () => {
+    expect((await dav('PUT', '/remote.php/webdav/expect.txt', 'ann', { body: 'there' })).status).toBe(201);
+    const put = (headers: string) =>
+      `PUT /remote.php/webdav/expect.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n${headers}\r\n`;
+    const refused = await expectContinue(put(`Authorization: ${env.basic('ann')}\r\nIf-None-Match: *\r\n`));
+    expect(refused).toMatch(/^HTTP\/1\.1 412 /);
+    const unauthenticated = await expectContinue(put(''));
+    expect(unauthenticated).toMatch(/^HTTP\/1\.1 401 /);
+    const accepted = await expectContinue(put(`Authorization: ${env.basic('ann')}\r\n`), 'fresh');
+    expect(accepted).toMatch(/^HTTP\/1\.1 204 /);
+    // A 204 carries no body, and says so by having no Content-Length (RFC 9110 §8.6).
+    expect(accepted.toLowerCase()).not.toContain('content-length');
+    expect(await (await dav('GET', '/remote.php/webdav/expect.txt', 'ann')).text()).toBe('fresh');
+  });
+
+  it('takes a PROPFIND of a file without Depth, refuses infinity on folders only, and answers an empty prop well-formed', async () => {
+    expect((await dav('PUT', '/remote.php/webdav/depthless.txt', 'ann', { body: 'd' })).status).toBe(201);
+    for (const depth of [undefined, 'infinity']) {
+      const r = await dav('PROPFIND', '/remote.php/webdav/depthless.txt', 'ann', {
+        headers: depth ? { depth } : {},
+      });
+      expect(r.status, depth).toBe(207);
+      expect((await r.text()).match(/<d:response>/g)).toHaveLength(1);
+    }
+    const folder = await dav('PROPFIND', '/remote.php/webdav/', 'ann');
+    expect(folder.status).toBe(403);
+    expect(await folder.text()).toContain('<d:propfind-finite-depth/>');
+    expect((await dav('PROPFIND', '/remote.php/webdav/no-such.txt', 'ann')).status).toBe(404);
+    const empty = await dav('PROPFIND', '/remote.php/webdav/depthless.txt', 'ann', {
+      headers: { depth: '0' },
+      body: '<d:propfind xmlns:d="DAV:"><d:prop/></d:propfind>',
+    });
+    const xml = await empty.text();
+    wellFormed(xml);
+    expect(xml).toContain('<d:propstat><d:prop></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>');
+  });
+
+  it('names the precondition of a protected property, and the methods a resource allows in a 405', async () => {
+    const r = await dav('PROPPATCH', '/remote.php/webdav/depthless.txt', 'ann', {
+      body: '<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:getetag>"x"</d:getetag></d:prop></d:set></d:propertyupdate>',
+    });
+    expect(r.status).toBe(207);
+    expect(await r.text()).toContain(
+      '<d:status>HTTP/1.1 403 Forbidden</d:status><d:error><d:cannot-modify-protected-property/></d:error>',
+    );
+    const onFile = await dav('MKCOL', '/remote.php/webdav/depthless.txt', 'ann');
+    expect(onFile.status).toBe(405);
+    expect(onFile.headers.get('allow')).toContain('PUT');
+    expect(onFile.headers.get('allow')).not.toContain('MKCOL');
+    const onFolder = await dav('MKCOL', '/remote.php/webdav/', 'ann');
+    expect(onFolder.status).toBe(405);
+    expect(onFolder.headers.get('allow')).not.toMatch(/MKCOL|PUT/);
+  });
+});
+
 describe('webdav: locked destinations', () => {
   const lockBody =
     '<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockinfo>';

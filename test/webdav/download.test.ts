@@ -58,7 +58,15 @@ afterAll(() => env?.close());
 const get = (p: string, headers: Record<string, string> = {}) =>
   fetch(`${env.url}/remote.php/webdav/${p}`, { headers: { authorization: env.basic('dl'), ...headers } });
 const sha1 = (b: Uint8Array) => createHash('sha1').update(b).digest('hex');
-const openFds = () => fs.readdirSync('/proc/self/fd').length;
+/** Open descriptors other than sockets (the client's keep-alive connections come and go). */
+const openFds = () =>
+  fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return !fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');
+    } catch {
+      return false; // (the descriptor readdir itself used)
+    }
+  }).length;
 
 /** A request whose body is read until `stopAfter` bytes, then left hanging or dropped. */
 function partial(p: string, stopAfter: number): Promise<{ res: http.IncomingMessage; got: number }> {
@@ -112,10 +120,9 @@ describe('webdav: downloads', () => {
       expect(r.headers.get('content-length')).toBe('0');
     }
     // A last position before the first makes the Range invalid, and an invalid Range is ignored.
-    const reversed = await get('big.bin', { range: 'bytes=5-2' });
+    const reversed = await get('small.bin', { range: 'bytes=5-2' });
     expect(reversed.status).toBe(200);
-    expect(reversed.headers.get('content-length')).toBe(String(big.length));
-    await reversed.body?.cancel();
+    expect((await reversed.arrayBuffer()).byteLength).toBe(small.length);
   });
 
   it('serves a resumed download the whole new content once its If-Range no longer holds, never a splice', async () => {
