@@ -89,6 +89,23 @@ describe('posix: changes made on disk around Stowage', () => {
     expect((await s.stat({ resourceId: z.id })).path).toBe('/y-on-top/z/leaf');
   });
 
+  it('gives a cp -a copy of a folder moved on disk before its own ids, and leaves the moved original its ids', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('v1/deep'), { parents: true });
+    const doc = await s.write(at('v1/deep/doc.txt'), 'doc');
+    await s.write(at('v1/deep/doc.txt'), 'doc v2'); // a version goes with the id
+    execFileSync('mv', [path.join(dir, 'v1'), path.join(dir, 'v1-moved')]);
+    // Seen moved (the folder's index entry follows; its files' entries still name v1/...).
+    for await (const _ of s.list(at(''))) void _;
+    execFileSync('cp', ['-a', path.join(dir, 'v1-moved'), path.join(dir, 'v1-copy')]);
+    const copy = await s.stat(at('v1-copy/deep/doc.txt'));
+    expect(copy.id).not.toEqual(doc.id);
+    const original = await s.stat(at('v1-moved/deep/doc.txt'));
+    expect(original.id).toEqual(doc.id);
+    expect((await s.stat({ resourceId: doc.id })).path).toBe('/v1-moved/deep/doc.txt');
+    expect(await s.listVersions({ resourceId: doc.id })).toHaveLength(1);
+  });
+
   it('gives a copy made with cp -a (xattrs copied) its own id and leaves the original alone', async () => {
     const { dir, at } = await space();
     const f = await s.write(at('orig.txt'), 'o');

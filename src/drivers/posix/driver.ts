@@ -65,7 +65,7 @@ import type {
 } from '../../core/types.js';
 import { DEFAULT_FIELDS } from '../../core/types.js';
 import { type FsckOptions, type FsckSpaceReport, fsckSpace } from './fsck.js';
-import { PathCache } from './ids.js';
+import { type IndexEntry, PathCache } from './ids.js';
 import { CommitLock } from './lock.js';
 import type { Native } from './native.js';
 import { type ObserverHost, PosixObserver } from './observer.js';
@@ -1115,7 +1115,13 @@ class Posix implements PosixDriver {
     sp.index.remember(parent.id, keyOf(parentSegs));
     const entry = await sp.index.read(cur.id);
     if (entry && entry.rel !== key) {
-      const there = await this.probe(sp, entry.rel, cur.id);
+      let there = await this.probe(sp, entry.rel, cur.id);
+      if (!there) {
+        // A folder above the original moved around Stowage since its entry was written: look
+        // where that folder is now (a copy made after such a move must not take the id).
+        const now = await this.placeNow(sp, entry, 0);
+        if (now !== undefined && now !== key) there = await this.probe(sp, now, cur.id);
+      }
       // Hard links of one file share one inode, so one record and one id: nothing to settle.
       if (there && sameFile(there.st, here)) return cur;
       if (there) return this.newIdentityHeld(sp, segs, cur, parent.id);
@@ -1136,6 +1142,23 @@ class Posix implements PosixDriver {
     if (entry?.rel !== key || entry.parent !== parent.id) await sp.index.write(cur.id, parent.id, key);
     sp.index.remember(cur.id, key);
     return cur;
+  }
+
+  /**
+   * Where the node of an index entry is now, when the entry's path is stale because a folder above
+   * it moved around Stowage: its parent's place now (found the same way, up to the root), then its
+   * own name. Undefined when that does not lead to it either.
+   */
+  private async placeNow(sp: PosixSpace, entry: IndexEntry, depth: number): Promise<string | undefined> {
+    if (entry.parent === sp.id || depth > 64) return undefined;
+    const parent = await sp.index.read(entry.parent);
+    if (!parent) return undefined;
+    const parentNow = (await this.isAt(sp, parent.rel, entry.parent))
+      ? parent.rel
+      : await this.placeNow(sp, parent, depth + 1);
+    if (parentNow === undefined) return undefined;
+    const name = entry.rel.slice(entry.rel.lastIndexOf('/') + 1);
+    return parentNow ? `${parentNow}/${name}` : name;
   }
 
   /** Give a node that duplicates another's id (a copy made around Stowage) an id of its own. */
