@@ -1079,7 +1079,7 @@ export class StorageProvider {
       }
     }
     await this.check({ op: 'copy', spaceId: b.node.spaceId, ...nodePath(a.node), ...toPath(b.node) });
-    folder ??= (await a.driver.stat(a.node, { fields: [] })).type === 'folder';
+    if (shallow) folder ??= (await a.driver.stat(a.node, { fields: [] })).type === 'folder';
     const copied =
       shallow && folder
         ? await this.copyFolderAlone(a.driver, a.node, b.node, moveOpts)

@@ -22,7 +22,7 @@ import fsp from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { parseChecksumHeader } from '../core/checksums.js';
-import { evaluateConditions } from '../core/conditions.js';
+import { checkWriteConditions, evaluateConditions } from '../core/conditions.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
 import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
@@ -1056,8 +1056,7 @@ export class WebDav {
     const conditions = requestConditions(req);
     // Refused before the body is read (and before a 100 Continue), as far as the lookup tells;
     // the write checks again under the commit lock.
-    if (evaluateConditions(conditions, existing, 'write') !== 200)
-      throw new StorageError('FAILED_PRECONDITION', 'precondition failed', { reason: 'condition' });
+    checkWriteConditions(conditions, existing);
     const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
     const checksums = parseChecksumHeader(header(req, 'oc-checksum'));
     const size = intHeader(header(req, 'content-length'));
