@@ -63,6 +63,7 @@ import {
   readPropfind,
   type Session,
   send,
+  sendMadeOrReplaced,
   spaceIdOf,
   type Target,
   targetRef,
@@ -1073,12 +1074,10 @@ export class WebDav {
         req.resume();
         throw err;
       });
-    res.writeHead(existing ? 204 : 201, {
+    sendMadeOrReplaced(res, existing !== undefined, {
       ...infoHeaders(info, wantsInfo(req)),
       ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
-      ...(!existing && { 'content-length': '0' }), // (none on a 204: RFC 9110 §8.6)
     });
-    res.end();
   }
 
   // ---------------------------------------------------------------- DELETE
@@ -1139,12 +1138,7 @@ export class WebDav {
     const info = move
       ? await t.session.move(this.ref(t), this.ref(d), mo)
       : await t.session.copy(this.ref(t), this.ref(d), { ...mo, ...(depth === '0' && { shallow: true }) });
-    // (a 204 has no body, so no Content-Length either: RFC 9110 §8.6)
-    res.writeHead(existing ? 204 : 201, {
-      ...infoHeaders(info, wantsInfo(req)),
-      ...(!existing && { 'content-length': '0' }),
-    });
-    res.end();
+    sendMadeOrReplaced(res, existing !== undefined, infoHeaders(info, wantsInfo(req)));
   }
 
   /**
@@ -1668,12 +1662,10 @@ export class WebDav {
         ...(lockId && { lockId }),
       });
       await fsp.rm(folder, { recursive: true, force: true });
-      res.writeHead(existing ? 204 : 201, {
+      return sendMadeOrReplaced(res, existing !== undefined, {
         ...infoHeaders(info, wantsInfo(req)),
         ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
-        ...(!existing && { 'content-length': '0' }), // (none on a 204: RFC 9110 §8.6)
       });
-      return void res.end();
     }
     if (method === 'PROPFIND' && chunk === undefined) {
       req.resume();

@@ -36,6 +36,7 @@ import {
   readPropfind,
   type Session,
   send,
+  sendMadeOrReplaced,
   spaceIdOf,
   type Target,
   targetRef,
@@ -360,12 +361,7 @@ export class MetaEndpoints {
       ...(existing && { overwrite: true }),
       ...(lockId && { lockId }),
     });
-    // (a 204 has no body, so no Content-Length either: RFC 9110 §8.6)
-    res.writeHead(existing ? 204 : 201, {
-      ...infoHeaders(info, wantsInfo(req)),
-      ...(!existing && { 'content-length': '0' }),
-    });
-    res.end();
+    sendMadeOrReplaced(res, existing !== undefined, infoHeaders(info, wantsInfo(req)));
   }
 
   // ---------------------------------------------------------------- versions

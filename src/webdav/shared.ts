@@ -82,6 +82,19 @@ export function propstats(ok: string, missing: string): string {
   );
 }
 
+/**
+ * Answer a request that made (201) or replaced (204) a resource, with no body. A 204 carries no
+ * Content-Length either (RFC 9110 §8.6); a 201 says 0, so Node does not switch to chunked.
+ */
+export function sendMadeOrReplaced(
+  res: ServerResponse,
+  replaced: boolean,
+  headers: Record<string, string>,
+): void {
+  res.writeHead(replaced ? 204 : 201, replaced ? headers : { ...headers, 'content-length': '0' });
+  res.end();
+}
+
 export const MULTISTATUS_HEAD =
   '<?xml version="1.0" encoding="utf-8"?>\n<d:multistatus xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:nc="http://nextcloud.org/ns" xmlns:st="urn:stowage">';
 export const XML_TYPE = 'application/xml; charset=utf-8';
