@@ -61,6 +61,11 @@ export type ErrorReason =
 export interface StorageErrorOptions {
   reason?: ErrorReason;
   cause?: unknown;
+  /**
+   * The space-relative path (`/a/b`) of the resource the error is about, when that is not the one
+   * the request named: the locked member that kept a folder from being deleted, moved or replaced.
+   */
+  at?: string;
 }
 
 /** The only error type Stowage throws for storage failures. */
@@ -68,6 +73,8 @@ export class StorageError extends Error {
   override readonly name = 'StorageError';
   readonly code: ErrorCode;
   readonly reason?: ErrorReason;
+  /** See {@link StorageErrorOptions.at}. */
+  readonly at?: string;
 
   constructor(code: ErrorCode, message: string, options: StorageErrorOptions = {}) {
     // NOT_FOUND is an answer, not a fault (every upload of a new file meets a few): it carries no
@@ -81,6 +88,7 @@ export class StorageError extends Error {
     }
     this.code = code;
     if (options.reason) this.reason = options.reason;
+    if (options.at !== undefined) this.at = options.at;
   }
 
   /** True if `err` is a StorageError, optionally with the given code. */

@@ -58,17 +58,18 @@ export function checkLockChange(current: Lock | undefined, lockId: string, user?
 /**
  * Check a lock on something inside a folder that a delete, move or overwrite takes along: LOCKED
  * unless the request carries its id, as `lockId` or among `held` (from its holder, for a
- * non-shared lock).
+ * non-shared lock). `at` is the locked member's space-relative path, which the error names.
  */
 export function checkLockInside(
   lock: Lock | undefined,
   lockId: string | undefined,
   actor?: string,
   held?: readonly string[],
+  at?: string,
 ): void {
   const live = liveLock(lock);
   if (live && ((live.lockId !== lockId && !held?.includes(live.lockId)) || heldByOther(live, actor))) {
-    throw new StorageError('LOCKED', 'something inside the folder is locked');
+    throw new StorageError('LOCKED', 'something inside the folder is locked', at === undefined ? {} : { at });
   }
 }
 

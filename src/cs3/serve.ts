@@ -99,6 +99,25 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
     if (dav && !req.url?.startsWith('/data/') && (await dav.handle(req, res))) return;
     plane!.handle(req, res);
   });
+  // Requests Node's parser refuses before any handler sees them. Its default answer is 400 for all
+  // but oversized headers and timeouts; a method it does not know is 501 (RFC 9110 §9.1).
+  httpServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status =
+      err.code === 'HPE_INVALID_METHOD'
+        ? 501
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? 431
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? 408
+            : 400;
+    socket.end(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+    );
+  });
   httpServer.on('checkContinue', (req, res) => {
     continueOnRead(req, res);
     httpServer.emit('request', req, res);

@@ -234,6 +234,12 @@ export class WebDav {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const url = req.url ?? '/';
     const rawPath = url.split('?')[0]!;
+    // `OPTIONS *` asks about the server, not a resource (RFC 9110 §9.3.7): what it speaks, no more.
+    if (rawPath === '*' && req.method === 'OPTIONS') {
+      req.resume();
+      await this.options(req, res);
+      return true;
+    }
     if (!this.claims(rawPath)) return false;
     try {
       await this.dispatch(req, res, rawPath);
@@ -1087,7 +1093,9 @@ export class WebDav {
     const info = await t.session.stat(this.ref(t), { fields: ['lock'] });
     folderOnly(t, info);
     const lockId = await this.checkLocks(req, t, info, true);
-    await t.session.delete(this.ref(t), { ...(lockId && { lockId }), ...this.heldLocks(req, info) });
+    await t.session
+      .delete(this.ref(t), { ...(lockId && { lockId }), ...this.heldLocks(req, info) })
+      .catch((err) => this.nameLockedMember(err, [t, info]));
     res.writeHead(204);
     res.end();
   }
@@ -1135,9 +1143,10 @@ export class WebDav {
     };
     // A Depth: 0 copy of a folder is a new empty folder with the original's properties (RFC 4918
     // §9.8.3, as a file's copy keeps its metadata).
-    const info = move
-      ? await t.session.move(this.ref(t), this.ref(d), mo)
-      : await t.session.copy(this.ref(t), this.ref(d), { ...mo, ...(depth === '0' && { shallow: true }) });
+    const info = await (move
+      ? t.session.move(this.ref(t), this.ref(d), mo)
+      : t.session.copy(this.ref(t), this.ref(d), { ...mo, ...(depth === '0' && { shallow: true }) })
+    ).catch((err) => this.nameLockedMember(err, [t, src], [d, existing]));
     sendMadeOrReplaced(res, existing !== undefined, infoHeaders(info, wantsInfo(req)));
   }
 
@@ -1303,6 +1312,28 @@ export class WebDav {
       }
     }
     return info?.lock?.lockId;
+  }
+
+  /**
+   * Rethrow `err`; a LOCKED one that names a locked member inside one of the folders `ends` (a
+   * delete, move or copy takes it along or replaces it) as a 423 whose `lock-token-submitted`
+   * lists that member (RFC 4918 §16), when the user may see it (else the folder is named).
+   */
+  private async nameLockedMember(
+    err: unknown,
+    ...ends: [Target, ResourceInfo | undefined][]
+  ): Promise<never> {
+    if (!StorageError.is(err, 'LOCKED') || err.at === undefined) throw err;
+    for (const [t, info] of ends) {
+      if (info?.type !== 'folder') continue;
+      const prefix = info.path === '/' ? '/' : `${info.path}/`;
+      if (!err.at.startsWith(prefix)) continue;
+      const member = [...t.segs, ...err.at.slice(prefix.length).split('/')];
+      const seen = await this.peek(t, member).catch(() => undefined);
+      const href = seen ? this.href(t, member, seen.type === 'folder') : this.href(t, t.segs, true);
+      throw new HttpError(423, err.message, 'lock-token-submitted', { code: 'LOCKED' }, [href]);
+    }
+    throw err;
   }
 
   /**

@@ -920,6 +920,25 @@ describe('webdav: HTTP details', () => {
     expect(await (await dav('GET', '/remote.php/webdav/expect.txt', 'ann')).text()).toBe('fresh');
   });
 
+  it('answers OPTIONS * about the server, and a method nobody knows with 501', async () => {
+    const star = await expectContinue('OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(star).toMatch(/^HTTP\/1\.1 200 /);
+    expect(star.toLowerCase()).toContain('\r\ndav: 1, 2, 3\r\n');
+    const unknown = await expectContinue(
+      `FROBNICATE /remote.php/webdav/ HTTP/1.1\r\nHost: x\r\nAuthorization: ${env.basic('ann')}\r\n\r\n`,
+    );
+    expect(unknown).toMatch(/^HTTP\/1\.1 501 /);
+    // A known method this server does not take: 405, with what the resource allows.
+    const known = await dav('PATCH', '/remote.php/webdav/', 'ann');
+    expect(known.status).toBe(405);
+    expect(known.headers.get('allow')).toContain('PROPFIND');
+    // Bad bytes are still 400, and the server is still up.
+    expect(await expectContinue('GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+    expect((await dav('PROPFIND', '/remote.php/webdav/', 'ann', { headers: { depth: '0' } })).status).toBe(
+      207,
+    );
+  });
+
   it('takes a PROPFIND of a file without Depth, refuses infinity on folders only, and answers an empty prop well-formed', async () => {
     expect((await dav('PUT', '/remote.php/webdav/depthless.txt', 'ann', { body: 'd' })).status).toBe(201);
     for (const depth of [undefined, 'infinity']) {
@@ -1087,8 +1106,15 @@ describe('webdav: locked destinations', () => {
       });
     // Without the tokens, with one of the two, or from someone else (exclusive locks are ann's):
     // refused, and nothing moved.
-    expect((await move('ann')).status).toBe(423);
-    expect((await move('ann', `<${url('lm/in/a.txt')}> (${ta})`)).status).toBe(423);
+    // The 423 names the member whose token is missing (RFC 4918 §16, lock-token-submitted).
+    const named = async (r: Response) => {
+      expect(r.status).toBe(423);
+      return /<d:lock-token-submitted><d:href>([^<]*)<\/d:href><\/d:lock-token-submitted>/.exec(
+        await r.text(),
+      )?.[1];
+    };
+    expect([`${base}/lm/in/a.txt`, `${base}/lm/b.txt`]).toContain(await named(await move('ann')));
+    expect(await named(await move('ann', `<${url('lm/in/a.txt')}> (${ta})`))).toBe(`${base}/lm/b.txt`);
     expect((await move('bob', both('lm'))).status).toBe(423);
     expect((await dav('GET', `${base}/lm/b.txt`, 'ann')).status).toBe(200);
     expect((await move('ann', both('lm'))).status).toBe(201);
@@ -1102,7 +1128,7 @@ describe('webdav: locked destinations', () => {
       dav('COPY', `${base}/lsrc`, 'ann', {
         headers: { destination: `${base}/lm2`, ...(ifHeader && { if: ifHeader }) },
       });
-    expect((await copy()).status).toBe(423);
+    expect(await named(await copy(`<${url('lm2/in/a.txt')}> (${ta})`))).toBe(`${base}/lm2/b.txt`);
     expect((await dav('GET', `${base}/lm2/b.txt`, 'ann')).status).toBe(200);
     expect((await copy(both('lm2'))).status).toBe(204);
     expect((await dav('GET', `${base}/lm2/c.txt`, 'ann')).status).toBe(200);
@@ -1113,7 +1139,11 @@ describe('webdav: locked destinations', () => {
     const td = (await dav('LOCK', `${base}/lsrc/d.txt`, 'ann', { body: lockBody })).headers.get(
       'lock-token',
     )!;
-    expect((await dav('DELETE', `${base}/lsrc`, 'ann')).status).toBe(423);
+    expect(await named(await dav('DELETE', `${base}/lsrc`, 'ann'))).toBe(`${base}/lsrc/d.txt`);
+    // Addressed by id, the member is named below the id the same way.
+    const { id: lsrcId } = await (await env.provider.as('u-ann')).stat({ space: projectId, path: 'lsrc' });
+    const byId = `/dav/spaces/${lsrcId.storageId}$${lsrcId.spaceId}!${lsrcId.opaqueId}`;
+    expect(await named(await dav('DELETE', byId, 'ann'))).toBe(`${byId}/d.txt`);
     expect(
       (await dav('DELETE', `${base}/lsrc`, 'bob', { headers: { if: `<${url('lsrc/d.txt')}> (${td})` } }))
         .status,

@@ -435,7 +435,7 @@ class MemoryDriver implements Driver {
   private checkLocksInside(node: MNode, opts?: LockOptions): void {
     if (node.kind !== 'folder') return;
     for (const child of node.children.values()) {
-      checkLockInside(child.lock, opts?.lockId, opts?.actor, opts?.heldLockIds);
+      checkLockInside(child.lock, opts?.lockId, opts?.actor, opts?.heldLockIds, this.pathOf(child));
       this.checkLocksInside(child, opts);
     }
   }

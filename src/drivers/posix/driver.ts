@@ -2672,7 +2672,7 @@ class Posix implements PosixDriver {
         if (!crec) continue;
         const live = liveLock(lockOf(crec.lk));
         if (live) {
-          checkLockInside(live, opts?.lockId, opts?.actor, opts?.heldLockIds);
+          checkLockInside(live, opts?.lockId, opts?.actor, opts?.heldLockIds, `/${child.join('/')}`);
           found = true;
         }
         if (crec.lb) {
