@@ -301,6 +301,80 @@ describe('observer (posix, real inotify)', () => {
     expect(new Set(ids).size).toBe(ids.length);
   });
 
+  it('keeps the id and versions of a file replaced by one renamed over it (rsync without --inplace, vim), announced as updated', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('d'));
+    const f = await s.write(at('d/doc.txt'), 'v1');
+    await s.write(at('d/doc.txt'), 'v2'); // (v1 becomes a version)
+    expect(await s.listVersions({ resourceId: f.id })).toHaveLength(1);
+    const outside = path.join(dir, '..', `rsync-src-${n}`);
+    fs.mkdirSync(outside);
+    fs.writeFileSync(path.join(outside, 'doc.txt'), 'v3 from rsync');
+    await watching();
+    // rsync writes .doc.txt.XXXXXX next to the file, then renames it over the file.
+    execFileSync('rsync', [path.join(outside, 'doc.txt'), path.join(dir, 'd/doc.txt')]);
+    const e = await until(external('updated', '/d/doc.txt'));
+    expect(e.resourceId).toEqual(f.id);
+    let info = await s.stat({ resourceId: f.id });
+    expect(info.path).toBe('/d/doc.txt');
+    expect(info.checksums?.sha1).toBe(sha1('v3 from rsync'));
+    expect(await s.listVersions({ resourceId: f.id })).toHaveLength(1);
+    // vim saving with backupcopy=no: the file is renamed to doc.txt~, a new one written, the backup removed.
+    execFileSync('vim', [
+      ...['-u', 'NONE', '-i', 'NONE', '-n', '-Es'],
+      ...['-c', 'set backupcopy=no writebackup nobackup', '-c', '%s/v3/v4/', '-c', 'wq'],
+      path.join(dir, 'd/doc.txt'),
+    ]);
+    await until(() =>
+      events.find(
+        (x) => x.type === 'updated' && x.path === '/d/doc.txt' && x !== e && x.origin === 'external',
+      ),
+    );
+    await obs!.idle();
+    info = await s.stat({ resourceId: f.id });
+    expect(info.checksums?.sha1).toBe(sha1('v4 from rsync\n'));
+    const external_ = events.filter((x) => x.origin === 'external');
+    expect(external_.map((x) => `${x.type} ${x.path} ${x.resourceId?.opaqueId}`)).toEqual([
+      `updated /d/doc.txt ${f.id.opaqueId}`,
+      `updated /d/doc.txt ${f.id.opaqueId}`,
+    ]);
+    expect((await s.stat(at('d'))).size).toBe(info.size);
+    expect(await treeSizeErrors(dir)).toEqual([]);
+    const ids = (await walkSpace(dir)).map((node) => node.rec?.id);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('announces a replaced file as updated also when a request saw it first', async () => {
+    const { dir, at } = await space();
+    const f = await s.write(at('seen.txt'), 'before');
+    await watching();
+    fs.writeFileSync(path.join(dir, '.seen.txt.tmp'), 'after');
+    fs.renameSync(path.join(dir, '.seen.txt.tmp'), path.join(dir, 'seen.txt'));
+    expect((await s.stat(at('seen.txt'))).id).toEqual(f.id); // before the observer looked
+    const e = await until(external('updated', '/seen.txt'));
+    expect(e.resourceId).toEqual(f.id);
+    await obs!.idle();
+    expect(events.filter((x) => x.origin === 'external').map((x) => `${x.type} ${x.path}`)).toEqual([
+      'updated /seen.txt',
+    ]);
+    expect((await s.stat(at('seen.txt'))).checksums?.sha1).toBe(sha1('after'));
+  });
+
+  it('gives a file made where another was moved away a new id, and the moved one keeps its own (log rotation)', async () => {
+    const { dir, at } = await space();
+    const f = await s.write(at('app.log'), 'old lines');
+    await watching();
+    execFileSync('sh', ['-c', 'mv app.log app.log.1 && printf fresh > app.log'], { cwd: dir });
+    const moved = await until(external('moved', '/app.log.1'));
+    expect(moved.resourceId).toEqual(f.id);
+    const made = await until(external('created', '/app.log'));
+    expect(made.resourceId?.opaqueId).not.toBe(f.id.opaqueId);
+    await obs!.idle();
+    expect((await s.stat({ resourceId: f.id })).path).toBe('/app.log.1');
+    expect((await s.stat(at('app.log'))).id).toEqual(made.resourceId);
+    expect(events.filter((x) => x.origin === 'external' && x.type === 'updated')).toEqual([]);
+  });
+
   it('announces nothing as external for changes made through Stowage itself', async () => {
     const { at } = await space();
     await watching();

@@ -447,7 +447,7 @@ export class PosixObserver implements Watch {
     const refused: string[] = [];
     for (const c of remaining) {
       const file = c.st.isFile();
-      const fresh = !c.rec || c.rec.ex === 1 || (file && !sp.checksumsCurrent(c.rec, c.st));
+      const fresh = !c.rec || c.rec.ex !== undefined || (file && !sp.checksumsCurrent(c.rec, c.st));
       if (!fresh) continue;
       // Inside a folder that is itself refused, nothing is asked about: it goes with its folder.
       if (refused.some((r) => c.key.startsWith(`${r}/`))) {
@@ -505,7 +505,11 @@ export class PosixObserver implements Watch {
     await sp.commit(async (journal) => {
       for (const c of accepted) affected.add(parentKeyOf(c.key));
       journal.begin({ dirs: [...new Set([...affected, ...deleted.map(parentKeyOf)])].map(segsOf) });
-      for (const c of accepted) {
+      // Files without a record go last: one may have replaced a known file, whose id it takes
+      // over, unless that file was moved away instead (log rotation: mv a.log a.log.1; touch
+      // a.log), which its own sighting in this batch says first.
+      const fresh = (c: Candidate) => !c.rec && c.st.isFile();
+      for (const c of [...accepted.filter((c) => !fresh(c)), ...accepted.filter(fresh)]) {
         const change = await this.assimilate(sp, c, affected);
         if (change) changes.push(change);
       }
@@ -591,7 +595,7 @@ export class PosixObserver implements Watch {
    */
   private async consistent(sp: PosixSpace, segs: string[], key: string, st: fs.Stats): Promise<boolean> {
     const rec = sp.recordFor(segs, st);
-    if (!rec || rec.ex === 1) return false;
+    if (!rec || rec.ex !== undefined) return false;
     if (st.isFile() && !sp.checksumsCurrent(rec, st)) return false;
     const parentSegs = segs.slice(0, -1);
     const parentKey = keyOf(parentSegs);
@@ -664,7 +668,14 @@ export class PosixObserver implements Watch {
     let fromParent: string | undefined;
     let copiedFrom: string | undefined;
     let dirty = false;
-    if (!rec) {
+    const replaced = !rec && st.isFile() ? await sp.replacedHeld(c.segs, parent.id) : undefined;
+    if (replaced) {
+      // It replaced a known file there (an atomic replace): same id, new content.
+      rec = replaced;
+      delete rec.ex;
+      type = 'updated';
+      dirty = true;
+    } else if (!rec) {
       rec = { id: randomUUID(), p: parent.id };
       if (st.isDirectory()) rec.tm = nowUs();
       type = 'created';
@@ -694,8 +705,8 @@ export class PosixObserver implements Watch {
       }
       if (!entry || entry.rel !== c.key || entry.parent !== parent.id)
         await sp.index.write(rec.id, parent.id, c.key);
-      if (rec.ex === 1) {
-        if (type !== 'moved') type = 'created';
+      if (rec.ex !== undefined) {
+        if (type !== 'moved') type = rec.ex === 2 ? 'updated' : 'created';
         delete rec.ex;
         dirty = true;
       }

@@ -22,7 +22,9 @@
  *          lock when it is set or moves in; cleared when a check finds none): a folder delete or
  *          move looks for locks inside only where this says so
  * - `ex`   1 on a node found around Stowage (written by a scanner, rsync, an admin) and given an id
- *          on sight, but not yet announced: the observer announces it as created and clears it
+ *          on sight, but not yet announced: the observer announces it as created and clears it;
+ *          2 on a file that replaced a known one around Stowage (written elsewhere and renamed
+ *          over it, as editors and rsync do) and took its id on sight: announced as updated
  * - `tr`   on a node in the trash: `{p, at, by?}` (original path, deletion time ms, user)
  * - `sp`   space properties (space roots only), and on the root also:
  *          `tts` bytes in the trash, `vts` bytes in versions (the grants version, bumped when grants
@@ -81,7 +83,7 @@ export interface NodeRecord {
   g?: 1 | 2;
   lk?: StoredLock;
   lb?: 1;
-  ex?: 1;
+  ex?: 1 | 2;
   tr?: { p: string; at: number; by?: string };
   sp?: SpaceProps;
   tts?: number;

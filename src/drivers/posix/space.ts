@@ -444,10 +444,33 @@ export class PosixSpace {
     }
     const parentSegs = segs.slice(0, -1);
     const parent = this.recordHeld(parentSegs) ?? (await this.assimilateHeld(parentSegs));
-    const rec: NodeRecord = { id: randomUUID(), p: parent.id, ex: 1 };
+    const adopted = st.isFile() ? await this.replacedHeld(segs, parent.id) : undefined;
+    const rec: NodeRecord = adopted ?? { id: randomUUID(), p: parent.id, ex: 1 };
     if (st.isDirectory()) rec.tm = nowUs();
-    await this.index.write(rec.id, parent.id, keyOf(segs));
+    if (adopted) this.index.remember(rec.id, keyOf(segs));
+    else await this.index.write(rec.id, parent.id, keyOf(segs));
     this.writeHeld(segs, rec);
+    return rec;
+  }
+
+  /**
+   * The identity a file without a record at `segs` takes over when it replaced a known file there
+   * around Stowage (written elsewhere and renamed over it, as editors and rsync do: the old inode
+   * took its record along). It is the id this process last saw at that path, if the index still
+   * places it there under `parentId` and it is not in the trash; what is kept under the id (its
+   * versions, sidecar metadata and grants, shares naming it) carries over, and what lived only in
+   * the old inode's xattrs (inline metadata and grants, a lock) is gone with it. Lock held.
+   */
+  async replacedHeld(segs: readonly string[], parentId: string): Promise<NodeRecord | undefined> {
+    const key = keyOf(segs);
+    const id = this.index.cachedAt(key);
+    if (id === undefined) return undefined;
+    const entry = await this.index.read(id);
+    if (!entry || entry.rel !== key || entry.parent !== parentId) return undefined;
+    if (fs.existsSync(`${this.trashDir}/${id}`)) return undefined;
+    const rec: NodeRecord = { id, p: parentId, ex: 2 };
+    if (fs.existsSync(this.sidecar(id))) rec.md = 2;
+    if (fs.existsSync(this.grantsSidecar(id))) rec.g = 2;
     return rec;
   }
 
