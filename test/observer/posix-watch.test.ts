@@ -344,6 +344,73 @@ describe('observer (posix, real inotify)', () => {
     expect(new Set(ids).size).toBe(ids.length);
   });
 
+  it('keeps the id of a file whose replacement was seen while it was written (a slow rsync), retiring the temp file’s', async () => {
+    const { dir, at } = await space();
+    const f = await s.write(at('big.dat'), 'v1');
+    await s.write(at('big.dat'), 'v2');
+    const o = await watching();
+    const tmp = path.join(dir, '.big.dat.Qx81Zp');
+    fs.writeFileSync(tmp, 'v3, first half');
+    const temp = await until(external('created', '/.big.dat.Qx81Zp')); // (the transfer stalled)
+    fs.appendFileSync(tmp, ', second half');
+    fs.renameSync(tmp, path.join(dir, 'big.dat'));
+    await until(external('updated', '/big.dat'));
+    await o.idle();
+    expect(
+      events
+        .filter((x) => x.origin === 'external')
+        .map((x) => `${x.type} ${x.path} ${x.resourceId?.opaqueId}`),
+    ).toEqual([
+      `created /.big.dat.Qx81Zp ${temp.resourceId?.opaqueId}`,
+      `deleted /.big.dat.Qx81Zp ${temp.resourceId?.opaqueId}`,
+      `updated /big.dat ${f.id.opaqueId}`,
+    ]);
+    expect((await s.stat({ resourceId: f.id })).checksums?.sha1).toBe(sha1('v3, first half, second half'));
+    expect(await s.listVersions({ resourceId: f.id })).toHaveLength(1);
+    await expect(s.stat({ resourceId: temp.resourceId! })).rejects.toThrow(StorageError);
+    expect(await treeSizeErrors(dir)).toEqual([]);
+  });
+
+  it('takes no id over from a hard link, a folder, or a file still being written elsewhere', async () => {
+    const { dir, at } = await space();
+    const a = await s.write(at('a.txt'), 'linked');
+    const d = await s.mkdir(at('d'));
+    const log = await s.write(at('app.log'), 'old lines\n');
+    const o = await watching();
+    fs.linkSync(path.join(dir, 'a.txt'), path.join(dir, 'b.txt'));
+    await new Promise((r) => setTimeout(r, 300));
+    await o.idle();
+    expect((await s.stat(at('b.txt'))).id).toEqual(a.id); // (a second name of the same file)
+    // Replacing one name of a hard-linked file leaves the other name the file, with the id.
+    fs.writeFileSync(path.join(dir, '.b.tmp'), 'replaced');
+    fs.renameSync(path.join(dir, '.b.tmp'), path.join(dir, 'b.txt'));
+    // A folder replaced by a file.
+    fs.rmdirSync(path.join(dir, 'd'));
+    fs.writeFileSync(path.join(dir, 'd'), 'now a file');
+    // A log moved aside that its writer keeps appending to, and a new log at its name.
+    fs.renameSync(path.join(dir, 'app.log'), path.join(dir, 'app.log.1'));
+    fs.writeFileSync(path.join(dir, 'app.log'), '');
+    const writer = setInterval(() => fs.appendFileSync(path.join(dir, 'app.log.1'), 'more\n'), 30);
+    try {
+      const b = await until(external('created', '/b.txt'));
+      const made = await until(() =>
+        events.find((x) => x.origin === 'external' && x.path === '/app.log' && x.type !== 'moved'),
+      );
+      expect(b.resourceId?.opaqueId).not.toBe(a.id.opaqueId);
+      expect(made.type).toBe('created');
+      expect(made.resourceId?.opaqueId).not.toBe(log.id.opaqueId);
+    } finally {
+      clearInterval(writer);
+    }
+    await until(external('moved', '/app.log.1'));
+    await o.idle();
+    expect((await s.stat({ resourceId: a.id })).path).toBe('/a.txt');
+    expect((await s.stat({ resourceId: log.id })).path).toBe('/app.log.1');
+    expect((await s.stat(at('d'))).id).not.toEqual(d.id);
+    const ids = (await walkSpace(dir)).map((node) => node.rec?.id);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
   it('announces a replaced file as updated also when a request saw it first', async () => {
     const { dir, at } = await space();
     const f = await s.write(at('seen.txt'), 'before');

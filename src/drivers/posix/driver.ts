@@ -322,6 +322,7 @@ class Posix implements PosixDriver {
       syncMetadata: () => this.syncMetadata,
       ctimeSlackMs: options.ctimeSlackMs ?? CTIME_SLACK_MS,
       discard: (sp: PosixSpace, tmpName: string) => this.discard(sp, tmpName),
+      watched: () => this.observers.size > 0,
     };
     this.features = Object.freeze({
       copy: Object.freeze({
@@ -1004,6 +1005,7 @@ class Posix implements PosixDriver {
     let rec = held ? sp.recordHeld(segs) : this.syncMetadata ? sp.recordFor(segs, st) : await sp.record(segs);
     if (!rec) rec = held ? await sp.assimilateHeld(segs) : await sp.commit(() => sp.assimilateHeld(segs));
     else if (!this.placedAsRemembered(sp, segs, rec)) rec = await this.checkPlacement(sp, segs, rec, held);
+    if (segs.length) sp.index.noteShape(keyOf(segs), rec.id, st);
     // A commit that writes this record (after a rename, metadata, a lock) carries the checksums'
     // confirmation forward when they are still current, so its own ctime move is no suspicion.
     if (held && st.isFile()) rec = sp.confirmChecksums(rec, st);
@@ -1313,6 +1315,7 @@ class Posix implements PosixDriver {
         // Copies within this folder are told apart by the index entry (see checkPlacement).
         if (!rec) rec = await sp.commit(() => sp.assimilateHeld(child));
         else rec = await this.checkPlacement(sp, child, rec, false, dirId);
+        sp.index.noteShape(`${key ? `${key}/` : ''}${name}`, rec.id, st);
         return this.infoIsNow(st, rec, opts)
           ? this.infoNow(sp, child, st, rec, opts)
           : await this.info(sp, child, st, rec, opts);
@@ -1402,7 +1405,9 @@ class Posix implements PosixDriver {
     } catch {
       return undefined;
     }
-    if (!rec || rec.p !== dirId || sp.index.cached(rec.id) !== keyOf(child)) return undefined;
+    const key = keyOf(child);
+    if (!rec || rec.p !== dirId || sp.index.cached(rec.id) !== key) return undefined;
+    sp.index.noteShape(key, rec.id, st);
     return this.infoIsNow(st, rec, opts) ? this.infoNow(sp, child, st, rec, opts) : undefined;
   }
 
@@ -1620,6 +1625,7 @@ class Posix implements PosixDriver {
       closed = true;
       await this.syncDir(sp.abs(parentSegs));
       sp.index.remember(rec.id, key);
+      sp.index.noteShape(key, rec.id, st);
       return this.info(sp, segs, st, rec);
     } catch (err) {
       if (!closed) await fh.close().catch(() => {});

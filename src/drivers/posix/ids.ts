@@ -85,6 +85,13 @@ export class PathCache {
  */
 export const seenAt = new PathCache();
 
+/**
+ * Paths last seen holding a plain file (one name, not a folder), with its id: what a file renamed
+ * over one of them may take over (see PosixSpace.replacedHeld). A hard link or a folder seen there
+ * last leaves no entry.
+ */
+export const plainFileAt = new PathCache();
+
 let generations = 0;
 
 /** The per-space id index. */
@@ -125,6 +132,21 @@ export class IdIndex {
     return id !== undefined && this.cached(id) === rel ? id : undefined;
   }
 
+  /**
+   * Note what was seen at `rel` (memory only): a plain file (`st` a file with one link) is
+   * remembered with its id, anything else clears what was remembered there.
+   */
+  noteShape(rel: string, id: string, st: { isFile(): boolean; nlink: number }): void {
+    if (st.isFile() && st.nlink === 1) plainFileAt.set(this.scope, rel, id);
+    else plainFileAt.delete(this.scope, rel);
+  }
+
+  /** The id of the plain file last seen at `rel`, if it is still the id last seen there. */
+  plainFileAt(rel: string): string | undefined {
+    const id = plainFileAt.get(this.scope, rel);
+    return id !== undefined && this.cachedAt(rel) === id ? id : undefined;
+  }
+
   /** Forget `id` in memory. */
   forget(id: string): void {
     this.cache.delete(this.scope, id);
@@ -134,6 +156,7 @@ export class IdIndex {
   forgetAll(): void {
     this.cache.drop(this.scope);
     seenAt.drop(this.scope);
+    plainFileAt.drop(this.scope);
     this.generation = ++generations;
     this.scope = `${this.spaceId}:${this.generation}`;
   }

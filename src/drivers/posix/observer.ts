@@ -159,6 +159,12 @@ export class PosixObserver implements Watch {
   private readonly counts = { changes: 0, scans: 0, lost: 0 };
   /** Per folder (space id + key): when it may be recounted next, and whether one is owed. */
   private readonly recounts = new Map<string, { next: number; owed: boolean }>();
+  /**
+   * Files with a record held back while still being written, by id: alive where they are, so a
+   * file renamed over their old name does not take their id (a log moved aside that its writer
+   * keeps appending to).
+   */
+  private readonly settling = new Map<string, { space: string; key: string }>();
   private idleWaiters: (() => void)[] = [];
 
   constructor(
@@ -406,6 +412,16 @@ export class PosixObserver implements Watch {
           const ms = Math.min(this.settleMs, this.settleMs - quiet);
           this.repend(sp, key, ms);
           wait = Math.max(wait, ms);
+          let rec: NodeRecord | undefined;
+          try {
+            rec = sp.recordFor(segs, st);
+          } catch {
+            // gone meanwhile: its own event says so
+          }
+          if (rec) {
+            if (this.settling.size >= 10_000) this.settling.clear();
+            this.settling.set(rec.id, { space: sp.id, key });
+          }
           continue;
         }
       }
@@ -510,10 +526,12 @@ export class PosixObserver implements Watch {
       // a.log), which its own sighting in this batch says first.
       const fresh = (c: Candidate) => !c.rec && c.st.isFile();
       for (const c of [...accepted.filter((c) => !fresh(c)), ...accepted.filter(fresh)]) {
-        const change = await this.assimilate(sp, c, affected);
+        const change = await this.assimilate(sp, c, affected, changes);
         if (change) changes.push(change);
       }
       for (const key of deleted) {
+        // (a temp file renamed over a known one was retired above, and said so)
+        if (changes.some((x) => x.type === 'deleted' && x.resourceId?.opaqueId === ids.get(key))) continue;
         const change = await this.forget(sp, key, ids.get(key)!, goneHint.has(key));
         if (!change) continue; // (Stowage's own delete, already counted: no new tree time above it)
         changes.push(change);
@@ -606,7 +624,10 @@ export class PosixObserver implements Watch {
       const parent = sp.recordHeld(parentSegs);
       if (!parent || parent.id !== rec.p) return false;
     }
-    if (sp.index.cached(rec.id) === key) return true;
+    if (sp.index.cached(rec.id) === key) {
+      sp.index.noteShape(key, rec.id, st);
+      return true;
+    }
     const entry = await sp.index.read(rec.id);
     if (!entry || entry.parent !== rec.p || baseName(entry.rel) !== baseName(key)) return false;
     if (entry.rel !== key) {
@@ -616,7 +637,40 @@ export class PosixObserver implements Watch {
       if (there && !sameFile(there.st, st)) return false;
     }
     sp.index.remember(rec.id, key);
+    sp.index.noteShape(key, rec.id, st);
     return true;
+  }
+
+  /**
+   * Whether `id` may still be alive somewhere else than at `key`, so that a file renamed over
+   * `key` must not take it: a file with it held back while still being written, or a path of the
+   * same folder with changes still coming in (a log moved aside whose writer keeps appending is
+   * never quiet long enough to be looked at). 'later' when too many such paths wait to look at
+   * each now: the file at `key` waits for them.
+   */
+  private livesElsewhere(sp: PosixSpace, id: string, key: string): boolean | 'later' {
+    const carries = (k: string) => {
+      try {
+        const segs = segsOf(k);
+        return sp.recordFor(segs, fs.lstatSync(sp.abs(segs)))?.id === id;
+      } catch {
+        return false; // gone since
+      }
+    };
+    const at = this.settling.get(id);
+    if (at && at.space === sp.id && at.key !== key) {
+      if (carries(at.key)) return true;
+      this.settling.delete(id);
+    }
+    const self = sp.abs(segsOf(key));
+    const dir = self.slice(0, self.lastIndexOf('/') + 1);
+    let looked = 0;
+    for (const abs of this.pending.keys()) {
+      if (abs === self || !abs.startsWith(dir) || abs.indexOf('/', dir.length) >= 0) continue;
+      if (++looked > 256) return 'later';
+      if (carries(abs.slice(sp.abs([]).length + 1))) return true;
+    }
+    return false;
   }
 
   /** Checksums of a file, or undefined when it changed while it was read. */
@@ -649,6 +703,8 @@ export class PosixObserver implements Watch {
     sp: PosixSpace,
     c: Candidate,
     affected: Set<string>,
+    /** Where a change this one implies goes first (a temp file's id retired). */
+    before: ExternalChange[],
   ): Promise<ExternalChange | undefined> {
     let st: fs.Stats;
     try {
@@ -668,7 +724,13 @@ export class PosixObserver implements Watch {
     let fromParent: string | undefined;
     let copiedFrom: string | undefined;
     let dirty = false;
-    const replaced = !rec && st.isFile() ? await sp.replacedHeld(c.segs, parent.id) : undefined;
+    let replaced = !rec && st.isFile() ? await sp.replacedHeld(c.segs, parent.id) : undefined;
+    const alive = replaced && this.livesElsewhere(sp, replaced.id, c.key);
+    if (alive === 'later') {
+      this.repend(sp, c.key, this.settleMs);
+      return undefined;
+    }
+    if (alive) replaced = undefined;
     if (replaced) {
       // It replaced a known file there (an atomic replace): same id, new content.
       rec = replaced;
@@ -692,9 +754,35 @@ export class PosixObserver implements Watch {
           rec = await this.host.newIdentityHeld(sp, c.segs, rec, parent.id);
           type = 'created';
         } else if (rec.p !== parent.id || baseName(entry.rel) !== baseName(c.key)) {
-          type = 'moved';
-          from = entry.rel;
-          fromParent = rec.p;
+          // A file seen while it was written next to a known one (a slow rsync's temp file), then
+          // renamed over it: the known file's id stays, with what hangs on it; the temp's goes.
+          const took =
+            st.isFile() && rec.md !== 2 && rec.g !== 2 ? await sp.replacedHeld(c.segs, parent.id) : undefined;
+          if (took && took.id !== rec.id && this.livesElsewhere(sp, took.id, c.key) === false) {
+            if (rec.ex === undefined)
+              before.push({
+                type: 'deleted',
+                storageId: this.host.storageId,
+                spaceId: sp.id,
+                resourceId: { storageId: this.host.storageId, spaceId: sp.id, opaqueId: rec.id },
+                ...(rec.p && {
+                  parentId: { storageId: this.host.storageId, spaceId: sp.id, opaqueId: rec.p },
+                }),
+                path: `/${entry.rel}`,
+                kind: 'file',
+              });
+            await sp.index.remove(rec.id);
+            rec = { ...rec, id: took.id, p: parent.id };
+            if (took.md && !rec.md) rec.md = took.md;
+            if (took.g && !rec.g) rec.g = took.g;
+            delete rec.ex;
+            type = 'updated';
+            dirty = true;
+          } else {
+            type = 'moved';
+            from = entry.rel;
+            fromParent = rec.p;
+          }
           affected.add(parentKeyOf(entry.rel));
         }
       }
@@ -732,6 +820,9 @@ export class PosixObserver implements Watch {
     }
     if (dirty) sp.writeHeld(c.segs, rec);
     sp.index.remember(rec.id, c.key);
+    sp.index.noteShape(c.key, rec.id, st);
+    const held = this.settling.get(rec.id);
+    if (held?.space === sp.id && held.key === c.key) this.settling.delete(rec.id);
     if (!type) return undefined;
     affected.add(parentKeyOf(c.key));
     const after = fs.lstatSync(sp.abs(c.segs));

@@ -80,6 +80,8 @@ export interface SpaceEnv {
   ctimeSlackMs: number;
   /** Remove a tree moved into the space's tmp folder (index entries and sidecars included). */
   discard(space: PosixSpace, tmpName: string): Promise<void>;
+  /** Whether an observer watches the driver's tree (so a file removed around Stowage is seen gone). */
+  watched(): boolean;
 }
 
 /** Key of a path inside a space: segments joined with `/` (`''` for the root). */
@@ -456,14 +458,19 @@ export class PosixSpace {
   /**
    * The identity a file without a record at `segs` takes over when it replaced a known file there
    * around Stowage (written elsewhere and renamed over it, as editors and rsync do: the old inode
-   * took its record along). It is the id this process last saw at that path, if the index still
-   * places it there under `parentId` and it is not in the trash; what is kept under the id (its
-   * versions, sidecar metadata and grants, shares naming it) carries over, and what lived only in
-   * the old inode's xattrs (inline metadata and grants, a lock) is gone with it. Lock held.
+   * took its record along). It is the id this process last saw at that path, if that was a plain
+   * file (not a folder, not one of several hard links), the index still places it there under
+   * `parentId`, and it is not in the trash. Only while an observer watches: a file removed around
+   * Stowage is then seen gone, and its id retired, before another made later at its name could
+   * take it (without one, `rm` and a new file an hour later look like a replace). What is kept
+   * under the id (its versions, sidecar metadata and grants, shares naming it) carries over, and
+   * what lived only in the old inode's xattrs (inline metadata and grants, a lock) is gone with
+   * it. Lock held.
    */
   async replacedHeld(segs: readonly string[], parentId: string): Promise<NodeRecord | undefined> {
+    if (!this.env.watched()) return undefined;
     const key = keyOf(segs);
-    const id = this.index.cachedAt(key);
+    const id = this.index.plainFileAt(key);
     if (id === undefined) return undefined;
     const entry = await this.index.read(id);
     if (!entry || entry.rel !== key || entry.parent !== parentId) return undefined;
