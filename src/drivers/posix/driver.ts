@@ -1315,7 +1315,7 @@ class Posix implements PosixDriver {
         // Copies within this folder are told apart by the index entry (see checkPlacement).
         if (!rec) rec = await sp.commit(() => sp.assimilateHeld(child));
         else rec = await this.checkPlacement(sp, child, rec, false, dirId);
-        sp.index.noteShape(`${key ? `${key}/` : ''}${name}`, rec.id, st);
+        sp.index.noteShape(keyOf(child), rec.id, st);
         return this.infoIsNow(st, rec, opts)
           ? this.infoNow(sp, child, st, rec, opts)
           : await this.info(sp, child, st, rec, opts);

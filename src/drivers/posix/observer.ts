@@ -759,18 +759,7 @@ export class PosixObserver implements Watch {
           const took =
             st.isFile() && rec.md !== 2 && rec.g !== 2 ? await sp.replacedHeld(c.segs, parent.id) : undefined;
           if (took && took.id !== rec.id && this.livesElsewhere(sp, took.id, c.key) === false) {
-            if (rec.ex === undefined)
-              before.push({
-                type: 'deleted',
-                storageId: this.host.storageId,
-                spaceId: sp.id,
-                resourceId: { storageId: this.host.storageId, spaceId: sp.id, opaqueId: rec.id },
-                ...(rec.p && {
-                  parentId: { storageId: this.host.storageId, spaceId: sp.id, opaqueId: rec.p },
-                }),
-                path: `/${entry.rel}`,
-                kind: 'file',
-              });
+            if (rec.ex === undefined) before.push(this.deletion(sp, rec.id, rec.p, entry.rel, 'file'));
             await sp.index.remove(rec.id);
             rec = { ...rec, id: took.id, p: parent.id };
             if (took.md && !rec.md) rec.md = took.md;
@@ -922,15 +911,26 @@ export class PosixObserver implements Watch {
     // Put in the trash by Stowage (which announced it), now or before.
     if (fs.existsSync(`${sp.trashDir}/${id}`)) return undefined;
     await sp.index.remove(id);
-    const parentId = entry?.parent;
+    return this.deletion(sp, id, entry?.parent, key, wasFolder ? 'folder' : undefined);
+  }
+
+  /** The change that announces `id`, last at `key`, as deleted. */
+  private deletion(
+    sp: PosixSpace,
+    id: string,
+    parentId: string | undefined,
+    key: string,
+    kind?: 'file' | 'folder',
+  ): ExternalChange {
+    const ref = (opaqueId: string) => ({ storageId: this.host.storageId, spaceId: sp.id, opaqueId });
     return {
       type: 'deleted',
       storageId: this.host.storageId,
       spaceId: sp.id,
-      resourceId: { storageId: this.host.storageId, spaceId: sp.id, opaqueId: id },
-      ...(parentId && { parentId: { storageId: this.host.storageId, spaceId: sp.id, opaqueId: parentId } }),
+      resourceId: ref(id),
+      ...(parentId && { parentId: ref(parentId) }),
       path: `/${key}`,
-      ...(wasFolder && { kind: 'folder' as const }),
+      ...(kind && { kind }),
     };
   }
 
