@@ -648,27 +648,20 @@ export class PosixObserver implements Watch {
    * never quiet long enough to be looked at). 'later' when too many such paths wait to look at
    * each now: the file at `key` waits for them.
    */
-  private livesElsewhere(sp: PosixSpace, id: string, key: string): boolean | 'later' {
-    const carries = (k: string) => {
-      try {
-        const segs = segsOf(k);
-        return sp.recordFor(segs, fs.lstatSync(sp.abs(segs)))?.id === id;
-      } catch {
-        return false; // gone since
-      }
-    };
+  private async livesElsewhere(sp: PosixSpace, id: string, key: string): Promise<boolean | 'later'> {
     const at = this.settling.get(id);
     if (at && at.space === sp.id && at.key !== key) {
-      if (carries(at.key)) return true;
+      if (await this.host.probe(sp, at.key, id)) return true;
       this.settling.delete(id);
     }
+    const root = `${sp.abs([])}/`;
     const self = sp.abs(segsOf(key));
     const dir = self.slice(0, self.lastIndexOf('/') + 1);
     let looked = 0;
     for (const abs of this.pending.keys()) {
       if (abs === self || !abs.startsWith(dir) || abs.indexOf('/', dir.length) >= 0) continue;
       if (++looked > 256) return 'later';
-      if (carries(abs.slice(sp.abs([]).length + 1))) return true;
+      if (await this.host.probe(sp, abs.slice(root.length), id)) return true;
     }
     return false;
   }
@@ -725,7 +718,7 @@ export class PosixObserver implements Watch {
     let copiedFrom: string | undefined;
     let dirty = false;
     let replaced = !rec && st.isFile() ? await sp.replacedHeld(c.segs, parent.id) : undefined;
-    const alive = replaced && this.livesElsewhere(sp, replaced.id, c.key);
+    const alive = replaced && (await this.livesElsewhere(sp, replaced.id, c.key));
     if (alive === 'later') {
       this.repend(sp, c.key, this.settleMs);
       return undefined;
@@ -758,7 +751,7 @@ export class PosixObserver implements Watch {
           // renamed over it: the known file's id stays, with what hangs on it; the temp's goes.
           const took =
             st.isFile() && rec.md !== 2 && rec.g !== 2 ? await sp.replacedHeld(c.segs, parent.id) : undefined;
-          if (took && took.id !== rec.id && this.livesElsewhere(sp, took.id, c.key) === false) {
+          if (took && took.id !== rec.id && (await this.livesElsewhere(sp, took.id, c.key)) === false) {
             if (rec.ex === undefined) before.push(this.deletion(sp, rec.id, rec.p, entry.rel, 'file'));
             await sp.index.remove(rec.id);
             rec = { ...rec, id: took.id, p: parent.id };
@@ -909,7 +902,7 @@ export class PosixObserver implements Watch {
     const entry = await sp.index.read(id);
     if (entry && entry.rel !== key) return undefined; // moved, and already seen where it went
     // Put in the trash by Stowage (which announced it), now or before.
-    if (fs.existsSync(`${sp.trashDir}/${id}`)) return undefined;
+    if (sp.inTrash(id)) return undefined;
     await sp.index.remove(id);
     return this.deletion(sp, id, entry?.parent, key, wasFolder ? 'folder' : undefined);
   }

@@ -455,6 +455,11 @@ export class PosixSpace {
     return rec;
   }
 
+  /** Whether the node `id` is at the top of the trash (deleted through Stowage, not purged). */
+  inTrash(id: string): boolean {
+    return fs.existsSync(`${this.trashDir}/${id}`);
+  }
+
   /**
    * The identity a file without a record at `segs` takes over when it replaced a known file there
    * around Stowage (written elsewhere and renamed over it, as editors and rsync do: the old inode
@@ -474,7 +479,7 @@ export class PosixSpace {
     if (id === undefined) return undefined;
     const entry = await this.index.read(id);
     if (!entry || entry.rel !== key || entry.parent !== parentId) return undefined;
-    if (fs.existsSync(`${this.trashDir}/${id}`)) return undefined;
+    if (this.inTrash(id)) return undefined;
     const rec: NodeRecord = { id, p: parentId, ex: 2 };
     if (fs.existsSync(this.sidecar(id))) rec.md = 2;
     if (fs.existsSync(this.grantsSidecar(id))) rec.g = 2;
