@@ -180,19 +180,36 @@ export async function sendRead(
     return;
   }
   if (!r.body || head) {
-    (r.body as { destroy?: () => void } | undefined)?.destroy?.();
+    if (r.body) await release(r.body);
     res.end();
     return;
   }
   if (r.file) {
+    const body = r.body;
     try {
-      await sendFile(res, r.file);
+      await sendFile(res, r.file, () => release(body));
     } finally {
-      (r.body as { destroy?: () => void }).destroy?.(); // closes the handle
+      (body as { destroy?: () => void }).destroy?.(); // (closed already, unless it failed)
     }
     return;
   }
   await pipeline(r.body, res);
+}
+
+/**
+ * Destroy a body not read to its end and wait until it closed (for a local file: its handle). A
+ * response ends only after that, so a client that has its answer finds the file let go of.
+ */
+function release(body: NonNullable<ReadResult['body']>): Promise<void> {
+  const s = body as NodeJS.ReadableStream & { destroy?: () => void; closed?: boolean };
+  if (!s.destroy || s.closed) {
+    s.destroy?.();
+    return Promise.resolve();
+  }
+  return new Promise<void>((resolve) => {
+    s.once('close', () => resolve());
+    s.destroy!();
+  });
 }
 
 /** Bytes per read of {@link sendFile}; two such buffers per response. */
@@ -204,7 +221,12 @@ const FILE_CHUNK = 1024 * 1024;
  * faults and garbage collection cost ~25% more CPU for big files.) A buffer is read into again only
  * once the socket has taken it.
  */
-async function sendFile(res: ServerResponse, file: NonNullable<ReadResult['file']>): Promise<void> {
+async function sendFile(
+  res: ServerResponse,
+  file: NonNullable<ReadResult['file']>,
+  /** Closes the file once read, before the response ends. */
+  done: () => Promise<void>,
+): Promise<void> {
   const total = Math.max(0, file.end - file.start + 1);
   const size = Math.min(FILE_CHUNK, Math.max(1, total));
   const bufs = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)];
@@ -232,6 +254,7 @@ async function sendFile(res: ServerResponse, file: NonNullable<ReadResult['file'
       taken[i]!.catch(() => {});
     }
     await Promise.race([Promise.all(taken), closed]);
+    await done();
     res.end();
   } catch (err) {
     // A client that went away also closes the file under a read in flight (EBADF): say what it is.
