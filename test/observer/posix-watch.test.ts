@@ -411,6 +411,69 @@ describe('observer (posix, real inotify)', () => {
     expect(new Set(ids).size).toBe(ids.length);
   });
 
+  it('retires the id of a node replaced by one of another kind, or by a folder made anew (deleted, then created)', async () => {
+    const { dir, at } = await space();
+    const d = await s.mkdir(at('d'));
+    const inner = await s.write(at('d/inner.txt'), 'inside');
+    const f = await s.write(at('f.txt'), 'a file');
+    const e = await s.mkdir(at('e'));
+    const kept = await s.mkdir(at('kept'));
+    await watching();
+    fs.rmSync(path.join(dir, 'd'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'd'), 'now a file');
+    fs.rmSync(path.join(dir, 'f.txt'));
+    fs.mkdirSync(path.join(dir, 'f.txt'));
+    fs.rmdirSync(path.join(dir, 'e'));
+    fs.mkdirSync(path.join(dir, 'e'));
+    // A folder moved away and another made at its name: the moved one keeps its id.
+    fs.renameSync(path.join(dir, 'kept'), path.join(dir, 'kept.old'));
+    fs.mkdirSync(path.join(dir, 'kept'));
+    await until(external('created', '/d'));
+    await until(external('created', '/f.txt'));
+    await until(external('created', '/e'));
+    await until(external('created', '/kept'));
+    await obs!.idle();
+    const ext = events.filter((x) => x.origin === 'external');
+    const said = (type: string, p: string) => ext.filter((x) => x.type === type && x.path === p);
+    for (const [p, old, kind] of [
+      ['/d', d, 'folder'],
+      ['/f.txt', f, 'file'],
+      ['/e', e, 'folder'],
+    ] as const) {
+      const [gone] = said('deleted', p);
+      const [made] = said('created', p);
+      expect(gone?.resourceId, p).toEqual(old.id);
+      expect(gone?.kind, p).toBe(kind);
+      expect(made?.resourceId?.opaqueId, p).not.toBe(old.id.opaqueId);
+      expect(ext.indexOf(gone!), p).toBeLessThan(ext.indexOf(made!));
+      await expect(s.stat({ resourceId: old.id }), p).rejects.toThrow(/not found/i);
+    }
+    expect(said('deleted', '/d/inner.txt').map((x) => x.resourceId)).toEqual([inner.id]);
+    expect(said('deleted', '/kept')).toEqual([]);
+    expect((await s.stat({ resourceId: kept.id })).path).toBe('/kept.old');
+    expect(said('created', '/kept')[0]?.resourceId?.opaqueId).not.toBe(kept.id.opaqueId);
+    expect(await treeSizeErrors(dir)).toEqual([]);
+  });
+
+  it('retires the id of a folder replaced by a file also when a request met the file first', async () => {
+    const { dir, at } = await space();
+    const d = await s.mkdir(at('d'));
+    await watching();
+    fs.rmdirSync(path.join(dir, 'd'));
+    fs.writeFileSync(path.join(dir, 'd'), 'now a file');
+    const now = await s.stat(at('d')); // before the observer looked
+    expect(now.id.opaqueId).not.toBe(d.id.opaqueId);
+    const gone = await until(external('deleted', '/d'));
+    expect(gone.resourceId).toEqual(d.id);
+    const made = await until(external('created', '/d'));
+    expect(made.resourceId).toEqual(now.id);
+    await obs!.idle();
+    expect(events.filter((x) => x.origin === 'external').map((x) => `${x.type} ${x.path}`)).toEqual([
+      'deleted /d',
+      'created /d',
+    ]);
+  });
+
   it('announces a replaced file as updated also when a request saw it first', async () => {
     const { dir, at } = await space();
     const f = await s.write(at('seen.txt'), 'before');

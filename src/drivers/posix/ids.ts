@@ -86,11 +86,12 @@ export class PathCache {
 export const seenAt = new PathCache();
 
 /**
- * Paths last seen holding a plain file (one name, not a folder), with its id: what a file renamed
- * over one of them may take over (see PosixSpace.replacedHeld). A hard link or a folder seen there
- * last leaves no entry.
+ * Paths last seen holding a plain file (one name) or a folder, with its id after `f` or `d`: what
+ * a file renamed over a plain file may take over (see PosixSpace.replacedHeld), and what a node
+ * of a new identity made there displaced (PosixSpace.displacedHeld). A hard link seen there last
+ * leaves no entry (its id lives on under its other names).
  */
-export const plainFileAt = new PathCache();
+export const shapeAt = new PathCache();
 
 let generations = 0;
 
@@ -133,18 +134,30 @@ export class IdIndex {
   }
 
   /**
-   * Note what was seen at `rel` (memory only): a plain file (`st` a file with one link) is
-   * remembered with its id, anything else clears what was remembered there.
+   * Note what was seen at `rel` (memory only): a plain file (`st` a file with one link) or a
+   * folder is remembered with its id, anything else clears what was remembered there.
    */
-  noteShape(rel: string, id: string, st: { isFile(): boolean; nlink: number }): void {
-    if (st.isFile() && st.nlink === 1) plainFileAt.set(this.scope, rel, id);
-    else plainFileAt.delete(this.scope, rel);
+  noteShape(rel: string, id: string, st: { isFile(): boolean; isDirectory(): boolean; nlink: number }): void {
+    if (st.isFile() && st.nlink === 1) shapeAt.set(this.scope, rel, `f${id}`);
+    else if (st.isDirectory()) shapeAt.set(this.scope, rel, `d${id}`);
+    else shapeAt.delete(this.scope, rel);
+  }
+
+  /**
+   * The plain file or folder last seen at `rel`, if its id is still the one last seen there (a
+   * later sighting elsewhere, or of another id there, voids it).
+   */
+  lastShapeAt(rel: string): { id: string; folder: boolean } | undefined {
+    const v = shapeAt.get(this.scope, rel);
+    if (v === undefined) return undefined;
+    const id = v.slice(1);
+    return this.cachedAt(rel) === id ? { id, folder: v[0] === 'd' } : undefined;
   }
 
   /** The id of the plain file last seen at `rel`, if it is still the id last seen there. */
   plainFileAt(rel: string): string | undefined {
-    const id = plainFileAt.get(this.scope, rel);
-    return id !== undefined && this.cachedAt(rel) === id ? id : undefined;
+    const last = this.lastShapeAt(rel);
+    return last && !last.folder ? last.id : undefined;
   }
 
   /** Forget `id` in memory. */
@@ -156,7 +169,7 @@ export class IdIndex {
   forgetAll(): void {
     this.cache.drop(this.scope);
     seenAt.drop(this.scope);
-    plainFileAt.drop(this.scope);
+    shapeAt.drop(this.scope);
     this.generation = ++generations;
     this.scope = `${this.spaceId}:${this.generation}`;
   }

@@ -38,7 +38,7 @@ import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Checksums, ResourceInfo } from '../../core/types.js';
 import { TreeWatcher } from '../../observer/tree-watcher.js';
 import { checksumsValid, type NodeRecord, sameChecksums, XATTR_PREFIX } from './record.js';
-import { depth, keyOf, type PosixSpace, parentKeyOf, sameFile, segsOf } from './space.js';
+import { type Displaced, depth, keyOf, type PosixSpace, parentKeyOf, sameFile, segsOf } from './space.js';
 
 /** On a space root: start (ms) of the last complete scan; nodes with an older ctime are unchanged. */
 export const XATTR_SCANNED = `${XATTR_PREFIX}w`;
@@ -525,9 +525,14 @@ export class PosixObserver implements Watch {
       // over, unless that file was moved away instead (log rotation: mv a.log a.log.1; touch
       // a.log), which its own sighting in this batch says first.
       const fresh = (c: Candidate) => !c.rec && c.st.isFile();
-      for (const c of [...accepted.filter((c) => !fresh(c)), ...accepted.filter(fresh)]) {
-        const change = await this.assimilate(sp, c, affected, changes);
-        if (change) changes.push(change);
+      this.batch = accepted.map((c) => c.key);
+      try {
+        for (const c of [...accepted.filter((c) => !fresh(c)), ...accepted.filter(fresh)]) {
+          const change = await this.assimilate(sp, c, affected, changes);
+          if (change) changes.push(change);
+        }
+      } finally {
+        this.batch = [];
       }
       for (const key of deleted) {
         // (a temp file renamed over a known one was retired above, and said so)
@@ -663,8 +668,18 @@ export class PosixObserver implements Watch {
       if (++looked > 256) return 'later';
       if (await this.host.probe(sp, abs.slice(root.length), id)) return true;
     }
+    // (and those of the batch being assimilated: a folder moved aside, looked at after a new one)
+    const folder = dir.slice(root.length);
+    for (const other of this.batch) {
+      if (other === key || !other.startsWith(folder) || other.indexOf('/', folder.length) >= 0) continue;
+      if (++looked > 256) return 'later';
+      if (await this.host.probe(sp, other, id)) return true;
+    }
     return false;
   }
+
+  /** Paths of the batch being assimilated now. */
+  private batch: readonly string[] = [];
 
   /** Checksums of a file, or undefined when it changed while it was read. */
   private async hash(abs: string, st: fs.Stats): Promise<Required<Checksums> | undefined> {
@@ -724,6 +739,28 @@ export class PosixObserver implements Watch {
       return undefined;
     }
     if (alive) replaced = undefined;
+    // What a node of a new identity displaced here (a folder replaced by a file, or by a folder
+    // made anew; a file by a folder) is gone: announced deleted first, unless it lives on elsewhere.
+    let displaced: Displaced | undefined;
+    if (!replaced && (!rec || rec.ex === 1)) {
+      displaced = rec ? sp.displaced.get(c.key) : await sp.displacedHeld(c.segs);
+      if (rec) sp.displaced.delete(c.key);
+      if (displaced && (displaced.id === rec?.id || (await sp.index.read(displaced.id))?.rel !== c.key))
+        displaced = undefined;
+      const lives = displaced && (await this.livesElsewhere(sp, displaced.id, c.key));
+      if (lives === 'later') {
+        if (rec) sp.displaced.set(c.key, displaced!);
+        this.repend(sp, c.key, this.settleMs);
+        return undefined;
+      }
+      if (lives) displaced = undefined;
+    }
+    if (displaced) {
+      before.push(
+        this.deletion(sp, displaced.id, displaced.parent, c.key, displaced.folder ? 'folder' : 'file'),
+      );
+      await sp.index.remove(displaced.id);
+    }
     if (replaced) {
       // It replaced a known file there (an atomic replace): same id, new content.
       rec = replaced;

@@ -66,6 +66,14 @@ function freezeRecord(rec: NodeRecord | undefined): Readonly<NodeRecord> | undef
  */
 export type HeldRecords = Map<string, NodeRecord>;
 
+/** A node displaced at its path by another of a new identity (see PosixSpace.displacedHeld). */
+export interface Displaced {
+  id: string;
+  /** Its parent's id, as the index had it. */
+  parent: string;
+  folder: boolean;
+}
+
 /** Driver-wide settings a space needs. */
 export interface SpaceEnv {
   native: Native;
@@ -449,10 +457,43 @@ export class PosixSpace {
     const adopted = st.isFile() ? await this.replacedHeld(segs, parent.id) : undefined;
     const rec: NodeRecord = adopted ?? { id: randomUUID(), p: parent.id, ex: 1 };
     if (st.isDirectory()) rec.tm = nowUs();
-    if (adopted) this.index.remember(rec.id, keyOf(segs));
-    else await this.index.write(rec.id, parent.id, keyOf(segs));
+    const key = keyOf(segs);
+    if (adopted) this.index.remember(rec.id, key);
+    else {
+      // What it displaced is for the observer to retire (it announces this node too).
+      const prior = await this.displacedHeld(segs);
+      if (prior) {
+        if (this.displaced.size >= 10_000) this.displaced.clear();
+        this.displaced.set(key, prior);
+      }
+      await this.index.write(rec.id, parent.id, key);
+    }
     this.writeHeld(segs, rec);
     return rec;
+  }
+
+  /**
+   * Nodes displaced at a path by one a request met first and gave a new identity (see
+   * {@link displacedHeld}), by path: the observer retires them when it looks at the new node.
+   */
+  readonly displaced = new Map<string, Displaced>();
+
+  /**
+   * The node a new one without a record at `segs` displaced around Stowage, when it does not take
+   * its identity over: a folder replaced by a file or by another folder, a file by a folder (or by
+   * a file that could not take over). It is the plain file or folder this process last saw at that
+   * path, if the index still places it there and it is not in the trash. Only while an observer
+   * watches, which announces it deleted: without one, an old sighting says nothing about what
+   * happened since. Lock held.
+   */
+  async displacedHeld(segs: readonly string[]): Promise<Displaced | undefined> {
+    if (!this.env.watched()) return undefined;
+    const key = keyOf(segs);
+    const last = this.index.lastShapeAt(key);
+    if (!last) return undefined;
+    const entry = await this.index.read(last.id);
+    if (!entry || entry.rel !== key || this.inTrash(last.id)) return undefined;
+    return { id: last.id, parent: entry.parent, folder: last.folder };
   }
 
   /** Whether the node `id` is at the top of the trash (deleted through Stowage, not purged). */
