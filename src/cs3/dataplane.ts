@@ -14,10 +14,12 @@
  *
  * @module
  */
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseChecksumHeader } from '../core/checksums.js';
 import { codeToHttp, type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
 import type { Origin } from '../core/events.js';
+import { liveLock } from '../core/locks.js';
 import type { StorageProvider } from '../core/provider.js';
 import type { Checksums, Conditions, WriteOptions } from '../core/types.js';
 import {
@@ -99,10 +101,17 @@ export class DataPlane {
     this.maxUploads = opts.maxUploadsPerUser ?? 100;
   }
 
+  /**
+   * A transfer token. Each one is new (`jti`): a TUS upload is keyed by its token, and two uploads
+   * initiated alike within a second (same user, target and options) were one upload, the second
+   * refused as finished. One token still finds one upload (a retried POST, a HEAD first, two
+   * creations at once).
+   */
   private sign(kind: 'up' | 'down', grant: UploadGrant | DownloadGrant, ttl: number): string {
     const now = Math.floor(Date.now() / 1000);
+    const jti = randomBytes(16).toString('base64url');
     return signJwt(
-      { iat: now, exp: now + ttl, aud: ['reva'], stowage: { k: kind, ...grant } },
+      { iat: now, exp: now + ttl, jti, aud: ['reva'], stowage: { k: kind, ...grant } },
       this.opts.secret,
     );
   }
@@ -187,8 +196,27 @@ export class DataPlane {
     this.guards.set(origin, guard);
   }
 
-  private async guard(session: StorageProvider, g: UploadGrant): Promise<void> {
+  private async guard(session: StorageProvider, g: UploadGrant, lockId: string | undefined): Promise<void> {
     await this.guards.get(g.o ?? 'cs3')?.(session, g);
+    if (lockId && g.o === 'webdav') await this.holderOnly(g, lockId);
+  }
+
+  /**
+   * For an upload the WebDAV door started, a lock id counts for its lock's holder only (RFC 4918
+   * §6.4: a token is its creator's, shared lock or not), as the door's own PUT has it: `X-Lock-Id`
+   * can carry any token the client read in DAV:lockdiscovery. (CS3 keeps its rule, the
+   * provider's: a shared lock's id is the capability, which the editors of one office document
+   * share.) A lock without a holder (the system's) is left to the provider, as is an id that is
+   * not the lock's.
+   */
+  private async holderOnly(g: UploadGrant, lockId: string): Promise<void> {
+    const lock = await this.opts.provider.getLock(g.r).catch((err) => {
+      if (StorageError.is(err, 'NOT_FOUND') || StorageError.is(err, 'UNIMPLEMENTED')) return undefined;
+      throw err;
+    });
+    const live = liveLock(lock);
+    if (live?.lockId === lockId && live.user && live.user !== g.u)
+      throw new StorageError('LOCKED', 'the resource is locked by another user');
   }
 
   private session(userId: string, origin?: Origin): Promise<StorageProvider> {
@@ -221,7 +249,7 @@ export class DataPlane {
     const opts = this.writeOptions(req, g, abortOnClose(req, res));
     if (opts.size === undefined && length !== undefined) opts.size = length;
     opts.upload = {};
-    await this.guard(session, g);
+    await this.guard(session, g, opts.lockId);
     const info = await session.write(g.r, req, opts);
     res.writeHead(200, { ...infoHeaders(info, wantsInfo(req)), 'content-length': '0' });
     res.end();
@@ -448,7 +476,7 @@ export class DataPlane {
         const opts = this.writeOptions(req, g, new AbortController().signal);
         opts.size = st.length;
         opts.upload = { id: st.id };
-        await this.guard(session, g);
+        await this.guard(session, g, opts.lockId);
         const info = await session.write(g.r, uploads.read(st), opts);
         for (const [k, v] of Object.entries(infoHeaders(info, wantsInfo(req)))) res.setHeader(k, v);
       } finally {

@@ -1,12 +1,19 @@
 /**
  * The state folder of resumable uploads: what it counts against a user's bound, and how it
- * recovers from a state file cut short.
+ * recovers from a state file cut short. And the data plane's uploads as a CS3 client starts them:
+ * one upload per InitiateFileUpload, and a lock id that counts for its holder only.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Cs3Client } from '../../src/cs3/client.js';
+import { LockType } from '../../src/cs3/gen/cs3/storage/provider/v1beta1/resources.js';
+import { mintRevaToken } from '../../src/cs3/jwt.js';
+import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
 import { TusUploads, type UploadState } from '../../src/cs3/tus.js';
+import { createPosixDriver } from '../../src/drivers/posix/index.js';
+import { fromLetters, ROLES, StaticIdentitySource, StorageProvider } from '../../src/index.js';
 import { tempRoot } from '../helpers/tmp.js';
 
 const upload = (key: string, extra: Partial<UploadState> = {}): UploadState => ({
@@ -84,5 +91,126 @@ describe('TusUploads: uploads in progress per user', () => {
     expect(fs.existsSync(path.join(dir, `${ids[7]}.bin`))).toBe(false);
     expect(logged.join('\n')).toMatch(/unreadable state/);
     again.close();
+  });
+});
+
+describe('DataPlane: uploads a CS3 client initiates', () => {
+  const secret = 'tus-test-secret';
+  const users = [
+    { id: 'u-alice', username: 'alice', createSpaces: true },
+    { id: 'u-bob', username: 'bob' },
+  ];
+  let provider: StorageProvider;
+  let server: Cs3Server;
+  let alice: Cs3Client;
+  let bob: Cs3Client;
+  let root: { storageId: string; spaceId: string; opaqueId: string };
+  const TUS = { 'tus-resumable': '1.0.0' };
+
+  beforeAll(async () => {
+    const dir = await tempRoot('tus-plane');
+    provider = new StorageProvider({
+      drivers: await createPosixDriver({ root: path.join(dir, 'data') }),
+      identity: await StaticIdentitySource.create({ users }),
+    });
+    server = await serveCs3({
+      provider,
+      jwtSecret: secret,
+      grpc: '127.0.0.1:0',
+      http: '127.0.0.1:0',
+      uploadsDir: path.join(dir, 'uploads'),
+    });
+    const token = (id: string) => mintRevaToken(users.find((u) => u.id === id)!, secret);
+    alice = new Cs3Client(server.grpcAddress, { token: token('u-alice') });
+    bob = new Cs3Client(server.grpcAddress, { token: token('u-bob') });
+    const made = await alice.spacesOk('createStorageSpace', { type: 'project', name: 'Plane' });
+    root = made.storageSpace!.root as typeof root;
+    await (await provider.as('alice')).setGrant(
+      { space: root.spaceId, path: '' },
+      { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.editor) },
+    );
+  });
+  afterAll(async () => {
+    alice?.close();
+    bob?.close();
+    await server?.close();
+    await provider?.close();
+  });
+
+  const ref = (name: string) => ({ resourceId: root, path: `./${name}` });
+  const initiate = async (c: Cs3Client, name: string, length: number, lockId?: string) => {
+    const map = { 'Upload-Length': { decoder: 'plain', value: Buffer.from(String(length)) } };
+    const res = await c.providerOk('initiateFileUpload', {
+      ref: ref(name),
+      opaque: { map },
+      ...(lockId && { lockId }),
+    });
+    const at = (p: string) => res.protocols.find((x) => x.protocol === p)!.uploadEndpoint;
+    return { simple: at('simple'), tus: at('tus') };
+  };
+  const content = async (name: string) => {
+    const res = await alice.providerOk('initiateFileDownload', { ref: ref(name) });
+    return (await fetch(res.protocols.find((x) => x.protocol === 'simple')!.downloadEndpoint)).text();
+  };
+  const tusPost = (url: string, body: string, headers: Record<string, string> = {}) =>
+    fetch(url, {
+      method: 'POST',
+      headers: {
+        ...TUS,
+        'upload-length': String(body.length),
+        'content-type': 'application/offset+octet-stream',
+        ...headers,
+      },
+      body,
+    });
+
+  it('hands out a new upload for every InitiateFileUpload, the same one twice within a second too', async () => {
+    const eps = await Promise.all([1, 2, 3].map(() => initiate(alice, 'same.txt', 5)));
+    expect(new Set(eps.map((e) => e.tus)).size).toBe(3);
+    expect(new Set(eps.map((e) => e.simple)).size).toBe(3);
+    for (const [i, e] of eps.entries()) expect((await tusPost(e.tus, `abcd${i}`)).status).toBe(201);
+    expect(await content('same.txt')).toBe('abcd2');
+    // The same endpoint is still the same upload: a second POST finds it finished.
+    expect((await tusPost(eps[0]!.tus, 'abcd9')).status).toBe(404);
+  });
+
+  it('keeps CS3’s lock rule: a shared lock’s id is shared by who writes with it, an exclusive one is its holder’s', async () => {
+    expect(
+      (await fetch((await initiate(alice, 'locked.odt', 2)).simple, { method: 'PUT', body: 'v1' })).status,
+    ).toBe(200);
+    // Office editors of one document share the lock their app server took (WOPI).
+    const lock = { lockId: 'office-shared-1', type: LockType.LOCK_TYPE_SHARED, appName: 'Office' };
+    await alice.providerOk('setLock', { ref: ref('locked.odt'), lock });
+    expect((await bob.providerOk('getLock', { ref: ref('locked.odt') })).lock?.lockId).toBe(lock.lockId);
+    const x = { 'x-lock-id': lock.lockId };
+    expect(
+      (await fetch((await initiate(bob, 'locked.odt', 2)).simple, { method: 'PUT', body: 'v2' })).status,
+    ).toBe(423);
+    const withId = await initiate(bob, 'locked.odt', 2, lock.lockId);
+    expect((await fetch(withId.simple, { method: 'PUT', body: 'v2' })).status).toBe(200);
+    expect((await tusPost((await initiate(bob, 'locked.odt', 2)).tus, 'v3', x)).status).toBe(201);
+    expect(await content('locked.odt')).toBe('v3');
+    await alice.providerOk('unlock', { ref: ref('locked.odt'), lock });
+    // An exclusive lock is its holder's: knowing its id is not enough.
+    const mine = { lockId: 'alice-only', type: LockType.LOCK_TYPE_EXCL };
+    await alice.providerOk('setLock', { ref: ref('locked.odt'), lock: mine });
+    const refused = await fetch((await initiate(bob, 'locked.odt', 2, mine.lockId)).simple, {
+      method: 'PUT',
+      body: 'v4',
+    });
+    expect(refused.status).toBe(423);
+    expect(
+      (await tusPost((await initiate(bob, 'locked.odt', 2)).tus, 'v4', { 'x-lock-id': mine.lockId })).status,
+    ).toBe(423);
+    expect(await content('locked.odt')).toBe('v3');
+    expect(
+      (
+        await fetch((await initiate(alice, 'locked.odt', 2, mine.lockId)).simple, {
+          method: 'PUT',
+          body: 'v5',
+        })
+      ).status,
+    ).toBe(200);
+    expect(await content('locked.odt')).toBe('v5');
   });
 });
