@@ -27,8 +27,17 @@ import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js'
 import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
 import type { StorageProvider } from '../core/provider.js';
-import { formatResourceId, printable } from '../core/refs.js';
-import type { Field, Lock, ReadResult, Reference, ResourceInfo, Space, StatOptions } from '../core/types.js';
+import { formatResourceId, printable, splitPath } from '../core/refs.js';
+import type {
+  Field,
+  Lock,
+  ReadResult,
+  Reference,
+  ResourceId,
+  ResourceInfo,
+  Space,
+  StatOptions,
+} from '../core/types.js';
 import type { DataPlane } from '../cs3/dataplane.js';
 import { tokenUser, verifyJwt } from '../cs3/jwt.js';
 import {
@@ -212,10 +221,11 @@ export class WebDav {
         throw err;
       });
     const exists = (await stat(ref)) !== undefined;
-    for (let n = segs.length - 1; n >= 0; n--) {
-      const lock = (await stat(n ? `${root}/${segs.slice(0, n).join('/')}` : root))?.lock;
-      if (!lock || lock.user === userId) continue;
-      if (lockMeta(lock).depth === 'infinity' || (!exists && n === segs.length - 1))
+    // Its folders all the way up, also above a node it was started below (a share reached by id).
+    const base = await this.opts.provider.stat(root, { fields: [] }).catch(notFound);
+    if (!base) return; // (gone: the write says so)
+    for (const lock of await this.locksAbove(base.id.spaceId, [...splitPath(base.path), ...segs], !exists)) {
+      if (lock.user !== userId)
         throw new StorageError('LOCKED', 'a folder above the upload was locked meanwhile');
     }
   }
@@ -636,11 +646,15 @@ export class WebDav {
     const since = this.listings?.mark();
     const info = await t.session.stat(
       this.ref(t),
-      cacheable && !fields.includes('permissions')
+      depthHeader !== '0' && !fields.includes('permissions')
         ? { ...statOpts, fields: [...fields, 'permissions'] }
         : statOpts,
     );
     folderOnly(t, info);
+    // A folder the user may see but not list (an uploader's drop box) answers for itself alone, as
+    // if empty: the members are not the user's business, and a client can still upload into it.
+    const members =
+      info.type === 'folder' && depthHeader !== '0' && info.permissions?.listContainer !== false;
     // (RFC 4918 §16: refused for collections; a file's infinity is the file alone, as is no Depth)
     if (depthHeader === 'infinity' && info.type === 'folder' && !this.opts.allowDepthInfinity)
       throw new HttpError(403, 'Depth: infinity is not allowed here', 'propfind-finite-depth');
@@ -653,7 +667,7 @@ export class WebDav {
     const head = MULTISTATUS_HEAD + this.response(t, info, self, true, mode, props, quota);
     // A folder's children as rendered before, if nothing in its space changed since.
     let fill: Fill | undefined;
-    if (cacheable && info.type === 'folder' && info.permissions?.listContainer) {
+    if (cacheable && members && info.permissions) {
       const key = JSON.stringify([
         info.id.storageId,
         info.id.spaceId,
@@ -694,7 +708,7 @@ export class WebDav {
         if (buf.length >= 65_536) await flush();
       };
       const validity = { until: Number.POSITIVE_INFINITY };
-      if (info.type === 'folder' && depthHeader !== '0') {
+      if (members) {
         const walk = async (ref: Reference, segs: string[], base: string, depth: number): Promise<void> => {
           for await (const c of t.session.list(ref, { ...statOpts, validity })) {
             const href = `${base}${encodeName(c.name)}${c.type === 'folder' ? '/' : ''}`;
@@ -1258,7 +1272,39 @@ export class WebDav {
       if (depth === 'infinity' || (membership && n === t.segs.length - 1))
         guarding.push({ lock: a.lock, segs: above, folder: true });
     }
+    // (named by the node's own href: the folder above may be one the user cannot see)
+    for (const lock of await this.locksAboveNode(t, membership && !t.segs.length))
+      guarding.push({ lock, segs: [], folder: true });
     return guarding;
+  }
+
+  /**
+   * The locks on the folders above a target's node (`/dav/spaces/<storage>$<space>!<node>/...`),
+   * which its segments do not reach: depth-infinity ones, and with `parent` the node's folder's
+   * of any depth. Looked up as the system: they guard the node whether the user sees them or not.
+   */
+  private async locksAboveNode(t: Target, parent: boolean): Promise<Lock[]> {
+    if (!t.nodeId) return [];
+    const node = await this.opts.provider
+      .stat(
+        { resourceId: { storageId: t.space.storageId, spaceId: t.space.id, opaqueId: t.nodeId } },
+        { fields: [] },
+      )
+      .catch(notFound);
+    return node ? this.locksAbove(node.id.spaceId, splitPath(node.path), parent) : [];
+  }
+
+  /** The locks guarding the node at `segs` of a space from above (see {@link locksAboveNode}). */
+  private async locksAbove(spaceId: string, segs: readonly string[], parent: boolean): Promise<Lock[]> {
+    const out: Lock[] = [];
+    for (let n = segs.length - 1; n >= 0; n--) {
+      const a = await this.opts.provider
+        .stat({ space: spaceId, path: segs.slice(0, n).join('/') }, { fields: ['lock'] })
+        .catch(notFound);
+      if (a?.lock && (lockMeta(a.lock).depth === 'infinity' || (parent && n === segs.length - 1)))
+        out.push(a.lock);
+    }
+    return out;
   }
 
   /** 412 when the If header evaluates false, its untagged lists about `t` (the request's resource). */
@@ -1342,18 +1388,23 @@ export class WebDav {
    * Walks the tree; a tree of more than {@link MAX_LOCK_WALK} entries is refused.
    */
   private async lockedMember(t: Target, shared: boolean): Promise<string | undefined> {
+    // Walked as the system: a lock on a member hidden from the user conflicts all the same (it is
+    // then the folder that is named, which tells no more than the refusal itself).
     const stack: string[][] = [t.segs];
     let seen = 0;
     while (stack.length) {
       const segs = stack.pop()!;
-      for await (const c of t.session.list(this.ref(t, segs), { fields: ['lock'] })) {
+      for await (const c of this.opts.provider.list(this.ref(t, segs), { fields: ['lock'] })) {
         if (++seen > MAX_LOCK_WALK)
           throw new HttpError(403, `cannot lock more than ${MAX_LOCK_WALK} resources with Depth: infinity`);
         const folder = c.type === 'folder';
         const l = c.lock;
         if (l && (l.expires === undefined || l.expires > Date.now())) {
-          if (!shared || l.type !== 'shared' || (l.user && l.user !== t.user.id))
-            return this.href(t, [...segs, c.name], folder);
+          if (!shared || l.type !== 'shared' || (l.user && l.user !== t.user.id)) {
+            const member = [...segs, c.name];
+            const seenByUser = await this.peek(t, member).catch(() => undefined);
+            return seenByUser ? this.href(t, member, folder) : this.href(t, t.segs, true);
+          }
         }
         if (folder) stack.push([...segs, c.name]);
       }
@@ -1390,6 +1441,8 @@ export class WebDav {
             if (a?.lock && lockMeta(a.lock).depth === 'infinity')
               for (const tok of lockTokens(a.lock)) tokens.add(tok);
           }
+          for (const lock of await this.locksAboveNode(other, false))
+            for (const tok of lockTokens(lock)) tokens.add(tok);
         }
       }
       const holds = l.conditions.every((c) => {
@@ -1739,8 +1792,9 @@ export class WebDav {
     ping.unref();
     try {
       for await (const e of this.opts.provider.events.stream({ signal: ac.signal, buffer: 1000 })) {
-        if (!(await this.mayKnow(who, e))) continue;
-        await send(res, `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+        const seen = await this.asSeenBy(who, e);
+        if (!seen) continue;
+        await send(res, `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(seen)}\n\n`);
       }
     } catch {
       // the client went away, or fell too far behind: it reconnects
@@ -1750,18 +1804,60 @@ export class WebDav {
     }
   }
 
-  /** May this user learn of this change? */
-  private async mayKnow(who: Who, e: StorageEvent): Promise<boolean> {
+  /**
+   * A change as this user may learn of it, or undefined. The resource must be one the user may
+   * see, or, when it is gone (or hidden from the user), one in a folder the user may list. What
+   * the event names beyond that is trimmed as a stat would trim it: without `getPath`, a name
+   * without the path above it and no parent; where a moved resource came from and what a copy
+   * was made from only when the user may see them.
+   */
+  private async asSeenBy(who: Who, e: StorageEvent): Promise<StorageEvent | undefined> {
     const s = who.session;
-    const visible = (p: Promise<unknown>) =>
-      p.then(
+    if (e.type === 'space.deleted') return who.user.admin || e.user === who.user.id ? e : undefined;
+    if (e.type.startsWith('space.') || !e.resourceId)
+      return (await s.getSpace(e.spaceId).then(
         () => true,
         () => false,
-      );
-    if (e.type === 'space.deleted') return !!who.user.admin || e.user === who.user.id;
-    if (e.type.startsWith('space.') || !e.resourceId) return visible(s.getSpace(e.spaceId));
-    if (await visible(s.stat({ resourceId: e.resourceId }, { fields: [] }))) return true;
-    return e.parentId ? visible(s.stat({ resourceId: e.parentId }, { fields: [] })) : false;
+      ))
+        ? e
+        : undefined;
+    const perms = (id: ResourceId | undefined) =>
+      id
+        ? s.stat({ resourceId: id }, { fields: ['permissions'] }).then(
+            (i) => i.permissions,
+            () => undefined,
+          )
+        : Promise.resolve(undefined);
+    // Seen in its folder when the user may list that; on its own (a share's root, whose folder the
+    // user cannot see), or as the user's own doing, when the user may see it. A drop box's members
+    // are not the uploader's to learn of, though each may be looked at by an id already known.
+    const own = await perms(e.resourceId);
+    const folder = await perms(e.parentId);
+    const here = folder?.listContainer
+      ? (own ?? folder)
+      : own && (!folder || e.user === who.user.id)
+        ? own
+        : undefined;
+    // A resource moved out of a folder the user may list, to where the user cannot see it, is
+    // announced as having left it (where to is not said).
+    const was = e.from ? await perms(e.from.parentId) : undefined;
+    const there = was?.listContainer ? was : undefined;
+    if (!here && !there) return undefined;
+    const out: StorageEvent = { ...e };
+    const nameOnly = (p: string) => `/${p.slice(p.lastIndexOf('/') + 1)}`;
+    if (!here) {
+      delete out.path;
+      delete out.parentId;
+    } else if (!here.getPath) {
+      if (out.path !== undefined) out.path = nameOnly(out.path);
+      delete out.parentId;
+    }
+    if (e.from) {
+      if (!there) delete out.from;
+      else if (!there.getPath) out.from = e.from.path !== undefined ? { path: nameOnly(e.from.path) } : {};
+    }
+    if (e.copiedFrom && !(await perms(e.copiedFrom))) delete out.copiedFrom;
+    return out;
   }
 
   // ---------------------------------------------------------------- ownCloud endpoints
@@ -2133,4 +2229,10 @@ function exceptionName(status: number): string {
     507: 'Sabre\\DAV\\Exception\\InsufficientStorage',
   };
   return names[status] ?? 'Sabre\\DAV\\Exception';
+}
+
+/** For a `.catch()`: undefined for NOT_FOUND, anything else rethrown. */
+function notFound(err: unknown): undefined {
+  if (StorageError.is(err, 'NOT_FOUND')) return undefined;
+  throw err;
 }

@@ -1487,6 +1487,197 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
   });
 });
 
+describe('webdav: locks above a node, hidden members, drop boxes and events (review findings)', () => {
+  const exclusive =
+    '<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockinfo>';
+  /** A project of Ann's where Bob edits `rw`, and may not see `rw/hidden`. */
+  async function lab(name: string) {
+    const ann = await env.provider.as('ann');
+    const sp = await ann.createSpace({ type: 'project', name });
+    const rw = await ann.mkdir({ space: sp.id, path: 'rw' });
+    const sub = await ann.mkdir({ space: sp.id, path: 'rw/sub' });
+    const doc = await ann.write({ space: sp.id, path: 'rw/sub/doc.txt' }, 'version one');
+    await ann.write({ space: sp.id, path: 'rw/sub/doc.txt' }, 'version two');
+    await ann.mkdir({ space: sp.id, path: 'rw/hidden' });
+    const secret = await ann.write({ space: sp.id, path: 'rw/hidden/secret.txt' }, 'secret');
+    await ann.setGrant(
+      { space: sp.id, path: 'rw' },
+      { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.editor) },
+    );
+    await ann.setGrant(
+      { space: sp.id, path: 'rw/hidden' },
+      { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(''), deny: true },
+    );
+    const byId = (id: { storageId: string; opaqueId: string }) =>
+      `/dav/spaces/${encodeURIComponent(`${id.storageId}$${sp.id}!${id.opaqueId}`)}`;
+    return { ann, sp, rw, sub, doc, secret, byId };
+  }
+
+  it('guards what a depth-infinity lock covers also when it is reached by node id or restored from a version', async () => {
+    const { ann, sp, rw, sub, doc, byId } = await lab('Locked by id');
+    const [version] = await ann.listVersions({ resourceId: doc.id });
+    const lock = await dav('LOCK', `/dav/spaces/${sp.id}/rw`, 'ann', {
+      headers: { depth: 'infinity' },
+      body: exclusive,
+    });
+    expect(lock.status).toBe(200);
+    const token = lock.headers.get('lock-token')!;
+    // Below the share's own node it was always refused; by the node id of what is inside it too now.
+    expect((await dav('PUT', `${byId(rw.id)}/sub/new.txt`, 'bob', { body: 'x' })).status).toBe(423);
+    expect((await dav('PUT', `${byId(sub.id)}/new.txt`, 'bob', { body: 'x' })).status).toBe(423);
+    expect((await dav('PUT', byId(doc.id), 'bob', { body: 'x' })).status).toBe(423);
+    expect((await dav('DELETE', byId(doc.id), 'bob')).status).toBe(423);
+    expect((await dav('MKCOL', `${byId(sub.id)}/made`, 'bob')).status).toBe(423);
+    expect(
+      (
+        await dav('PROPPATCH', byId(doc.id), 'bob', {
+          body: '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:x="urn:x"><d:set><d:prop><x:a>1</x:a></d:prop></d:set></d:propertyupdate>',
+        })
+      ).status,
+    ).toBe(423);
+    expect(
+      (
+        await dav('MOVE', byId(doc.id), 'bob', {
+          headers: { destination: `${byId(rw.id)}/moved.txt` },
+        })
+      ).status,
+    ).toBe(423);
+    await dav('PUT', '/remote.php/webdav/mine.txt', 'bob', { body: 'mine' });
+    expect(
+      (
+        await dav('COPY', '/remote.php/webdav/mine.txt', 'bob', {
+          headers: { destination: `${byId(sub.id)}/copied.txt` },
+        })
+      ).status,
+    ).toBe(423);
+    const tus = await dav('POST', byId(sub.id), 'bob', {
+      headers: {
+        'tus-resumable': '1.0.0',
+        'upload-length': '1',
+        'upload-metadata': `filename ${Buffer.from('tus.txt').toString('base64')}`,
+      },
+    });
+    expect(tus.status).toBe(423);
+    const meta = `/remote.php/dav/meta/${encodeURIComponent(`${doc.id.storageId}$${sp.id}!${doc.id.opaqueId}`)}`;
+    expect((await dav('COPY', `${meta}/v/${encodeURIComponent(version!.key)}`, 'bob')).status).toBe(423);
+    expect(await (await dav('GET', byId(doc.id), 'ann')).text()).toBe('version two');
+    expect((await dav('PROPFIND', `${byId(sub.id)}/`, 'ann', { headers: { depth: '1' } })).status).toBe(207);
+    const names = [];
+    for await (const c of ann.list({ resourceId: sub.id })) names.push(c.name);
+    expect(names).toEqual(['doc.txt']);
+    // The holder writes by id with the token.
+    const mine = await dav('PUT', `${byId(sub.id)}/new.txt`, 'ann', {
+      body: 'x',
+      headers: { if: `(${token})` },
+    });
+    expect(mine.status).toBe(201);
+  });
+
+  it('refuses a depth-infinity lock over a member locked by someone else, hidden or not', async () => {
+    const { ann, rw, secret, byId } = await lab('Hidden lock');
+    await ann.setLock({ resourceId: secret.id }, { type: 'exclusive', lockId: 'ann-secret' });
+    const r = await dav('LOCK', `${byId(rw.id)}/`, 'bob', {
+      headers: { depth: 'infinity' },
+      body: exclusive,
+    });
+    expect(r.status).toBe(423);
+    const body = await r.text();
+    expect(body).toContain('no-conflicting-lock');
+    expect(body).not.toContain('hidden'); // (the folder is named, not the member Bob cannot see)
+    expect((await ann.stat({ resourceId: secret.id }, { fields: ['lock'] })).lock?.lockId).toBe('ann-secret');
+  });
+
+  it('answers a PROPFIND of a folder the user may see but not list with the folder alone', async () => {
+    const { ann, sp } = await lab('Drop box');
+    await ann.mkdir({ space: sp.id, path: 'drop' });
+    await ann.write({ space: sp.id, path: 'drop/someone-else.txt' }, 'theirs');
+    await ann.setGrant(
+      { space: sp.id, path: 'drop' },
+      { grantee: { type: 'user', id: 'u-eve' }, permissions: fromLetters(ROLES.uploader) },
+    );
+    const drop = await ann.stat({ space: sp.id, path: 'drop' });
+    const url = `/dav/spaces/${encodeURIComponent(`${drop.id.storageId}$${sp.id}!${drop.id.opaqueId}`)}/`;
+    const r = await dav('PROPFIND', url, 'eve', { headers: { depth: '1' } });
+    expect(r.status).toBe(207);
+    const xml = await r.text();
+    wellFormed(xml);
+    expect(xml).toContain('</d:multistatus>');
+    expect(xml).not.toContain('someone-else');
+    expect(xml.match(/<d:response>/g)).toHaveLength(1);
+    expect((await dav('PUT', `${url}eve.txt`, 'eve', { body: 'dropped' })).status).toBe(201);
+  });
+
+  it('tells a user of changes only as far as the user may see: paths, where a move came from, a drop box', async () => {
+    const { ann, sp } = await lab('Events seen');
+    await ann.mkdir({ space: sp.id, path: 'ro' });
+    await ann.setGrant(
+      { space: sp.id, path: 'ro' },
+      { grantee: { type: 'user', id: 'u-eve' }, permissions: fromLetters(ROLES.viewer) },
+    );
+    await ann.mkdir({ space: sp.id, path: 'drop' });
+    await ann.setGrant(
+      { space: sp.id, path: 'drop' },
+      { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.uploader) },
+    );
+    const listen = (user: string) => {
+      const ac = new AbortController();
+      const got: {
+        type: string;
+        path?: string;
+        from?: { path?: string; parentId?: unknown };
+        parentId?: unknown;
+      }[] = [];
+      const done = (async () => {
+        const res = await fetch(`${env.url}/events`, {
+          headers: { authorization: env.basic(user) },
+          signal: ac.signal,
+        });
+        const decoder = new TextDecoder();
+        let buf = '';
+        try {
+          for await (const chunk of res.body!) {
+            buf += decoder.decode(chunk as Uint8Array, { stream: true });
+            for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+              const data = buf
+                .slice(0, i)
+                .split('\n')
+                .find((l) => l.startsWith('data: '));
+              buf = buf.slice(i + 2);
+              if (data) got.push(JSON.parse(data.slice(6)));
+            }
+          }
+        } catch {
+          // aborted
+        }
+      })();
+      const stop = () => {
+        ac.abort();
+        return done;
+      };
+      return { got, stop };
+    };
+    const eve = listen('eve');
+    const bob = listen('bob');
+    await new Promise((r) => setTimeout(r, 150)); // subscribed
+    await ann.write({ space: sp.id, path: 'rw/hidden/plan.txt' }, 'plan');
+    await ann.move({ space: sp.id, path: 'rw/hidden/plan.txt' }, { space: sp.id, path: 'ro/plan.txt' });
+    await ann.write({ space: sp.id, path: 'drop/anns-report.txt' }, 'report');
+    await ann.write({ space: sp.id, path: 'ro/last.txt' }, 'last');
+    for (let i = 0; i < 100 && !eve.got.some((e) => e.path === '/ro/last.txt'); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 100));
+    await eve.stop();
+    await bob.stop();
+    // Eve sees the file arrive in the folder shared with her, not where it came from.
+    expect(eve.got.map((e) => `${e.type} ${e.path}`)).toEqual(['moved /ro/plan.txt', 'created /ro/last.txt']);
+    expect(eve.got[0]!.from).toBeUndefined();
+    // Bob may drop files into `drop`, not list it: others' files there are not his to learn of.
+    expect(JSON.stringify(bob.got)).not.toContain('anns-report');
+    // He may see `rw` but not `rw/hidden`: the move out of it is not his to learn of either.
+    expect(JSON.stringify(bob.got)).not.toContain('plan');
+  });
+});
+
 describe('webdav: dead properties as sent', () => {
   const propfindOf = async (url: string, prop: string) => {
     const r = await dav('PROPFIND', url, 'ann', {
