@@ -1661,8 +1661,9 @@ export class WebDav {
       const declared = Number(
         await fsp.readFile(path.join(folder, '.total'), 'utf8').catch(() => Number.NaN),
       );
-      // Staged bytes live outside every space: they are bounded by the user's personal quota
-      // too, as ownCloud counts its uploads folder, whatever total the client declared.
+      // Staged bytes live outside every space: those of all the user's transfers together are
+      // bounded by the personal quota too, as ownCloud counts its uploads folder, whatever totals
+      // the client declared.
       const free =
         (
           await this.personalSpace(who.user, who.session).then(
@@ -1670,18 +1671,25 @@ export class WebDav {
             () => undefined,
           )
         )?.remaining ?? Number.POSITIVE_INFINITY;
-      const room = Number.isFinite(declared) ? Math.min(declared, free) : free;
+      const room = Number.isFinite(declared) ? declared : Number.POSITIVE_INFINITY;
       let used = 0;
-      for (const n of await fsp.readdir(folder)) {
-        if (n.startsWith('.') || n === chunk) continue;
-        used += (await fsp.stat(path.join(folder, n))).size;
+      let usedAll = 0;
+      for (const t of await fsp.readdir(userDir)) {
+        if (t.startsWith('.')) continue;
+        for (const n of await fsp.readdir(path.join(userDir, t)).catch(() => [])) {
+          if (n.startsWith('.') || (t === transfer && n === chunk)) continue;
+          const size = (await fsp.stat(path.join(userDir, t, n)).catch(() => undefined))?.size ?? 0;
+          usedAll += size;
+          if (t === transfer) used += size;
+        }
       }
       const tmp = path.join(folder, `.${chunk}.${randomUUID()}`);
       const fh = await fsp.open(tmp, 'w');
       try {
         for await (const c of req) {
           used += (c as Buffer).length;
-          if (used > room)
+          usedAll += (c as Buffer).length;
+          if (used > room || usedAll > free)
             throw new HttpError(413, 'the chunks exceed the upload’s total length or the quota', undefined, {
               code: 'INSUFFICIENT_STORAGE',
             });
@@ -1772,9 +1780,9 @@ export class WebDav {
 
   /**
    * `GET /events`: Server-Sent Events of the changes this user may see, as they happen (a web UI
-   * never needs a reload). Each event is checked against the user's grants: the resource itself,
-   * or, when it is gone (trashed, deleted), the folder it was in; space events need the space.
-   * No history is kept: a client that reconnects gets what happens from then on.
+   * never needs a reload). Each event is checked against the user's grants and trimmed to what the
+   * user may see (see {@link asSeenBy}); space events need the space. No history is kept: a
+   * client that reconnects gets what happens from then on.
    */
   private async events(req: IncomingMessage, res: ServerResponse, who: Who) {
     req.resume();
@@ -1996,11 +2004,6 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(s);
 }
 
-/**
- * Percent-encode path segments for an href, leaving the sub-delimiters paths may carry as they
- * are (`$` of space ids, `:`, `@`, `,`, `;`, `=`, `&`), so hrefs match the request URIs clients
- * sent. `+` stays encoded: some decoders read it as a space.
- */
 /** The request points at the root of a space (not at a node of it). */
 function isRoot(t: Target): boolean {
   return !t.segs.length && !t.nodeId;
@@ -2018,8 +2021,28 @@ function folderOnly(t: Target, info: { type: string } | undefined): void {
     });
 }
 
-const checkedDead = new Map<string, boolean>();
-const checkedOwners = new Map<string, boolean>();
+/**
+ * Verdicts on strings checked before (is this well-formed markup of its own?), dropped all at
+ * once past 10,000 of them or 8 Mi characters (dead properties may be 64 KiB each).
+ */
+class Verdicts {
+  private readonly seen = new Map<string, boolean>();
+  private chars = 0;
+  get(key: string): boolean | undefined {
+    return this.seen.get(key);
+  }
+  set(key: string, ok: boolean): void {
+    if (this.seen.size >= 10_000 || this.chars + key.length > 8 * 1024 * 1024) {
+      this.seen.clear();
+      this.chars = 0;
+    }
+    this.seen.set(key, ok);
+    this.chars += key.length;
+  }
+}
+
+const checkedDead = new Verdicts();
+const checkedOwners = new Verdicts();
 
 /**
  * A lock owner's content as kept by LOCK (text and standalone elements), to go inside `<d:owner>`.
@@ -2036,7 +2059,6 @@ function ownerXml(owner: string): string {
     } catch {
       ok = false;
     }
-    if (checkedOwners.size > 10_000) checkedOwners.clear();
     checkedOwners.set(owner, ok);
   }
   return ok ? owner : esc(owner);
@@ -2060,7 +2082,6 @@ function deadValue(key: string, value: string): string {
     } catch {
       ok = false;
     }
-    if (checkedDead.size > 10_000) checkedDead.clear();
     checkedDead.set(`${key}\n${value}`, ok);
   }
   if (ok) return value;

@@ -1380,6 +1380,14 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
     expect((await dav('PUT', `${base}/0`, 'eve', { body: 'x'.repeat(2000) })).status).toBe(413);
     expect((await dav('PUT', `${base}/.total`, 'eve', { body: '99999999999' })).status).toBe(400);
     expect((await dav('PUT', `${base}/0`, 'eve', { body: 'x'.repeat(500) })).status).toBe(201);
+    // All transfers together: a second one cannot stage another quota's worth.
+    const other = '/remote.php/dav/uploads/eve/another';
+    expect((await dav('MKCOL', other, 'eve')).status).toBe(201);
+    expect((await dav('PUT', `${other}/0`, 'eve', { body: 'y'.repeat(400) })).status).toBe(201);
+    expect((await dav('PUT', `${other}/400`, 'eve', { body: 'y'.repeat(200) })).status).toBe(413);
+    // (a chunk sent again replaces itself: it is not counted twice)
+    expect((await dav('PUT', `${other}/0`, 'eve', { body: 'y'.repeat(450) })).status).toBe(201);
+    expect((await dav('DELETE', other, 'eve')).status).toBe(204);
     expect((await dav('DELETE', base, 'eve')).status).toBe(204);
   });
 
