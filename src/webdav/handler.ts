@@ -215,12 +215,7 @@ export class WebDav {
     const slash = ref.indexOf('/');
     const root = slash < 0 ? ref : ref.slice(0, slash);
     const segs = slash < 0 ? [] : ref.slice(slash + 1).split('/');
-    const stat = (r: string) =>
-      session.stat(r, { fields: ['lock'] }).catch((err) => {
-        if (StorageError.is(err, 'NOT_FOUND')) return undefined;
-        throw err;
-      });
-    const exists = (await stat(ref)) !== undefined;
+    const exists = (await session.stat(ref, { fields: [] }).catch(notFound)) !== undefined;
     // Its folders all the way up, also above a node it was started below (a share reached by id).
     const base = await this.opts.provider.stat(root, { fields: [] }).catch(notFound);
     if (!base) return; // (gone: the write says so)
@@ -1206,13 +1201,8 @@ export class WebDav {
   // ---------------------------------------------------------------- locks
 
   /** The resource at `segs`, or undefined when nothing is there. */
-  private async peek(t: Target, segs: readonly string[]): Promise<ResourceInfo | undefined> {
-    try {
-      return await t.session.stat(this.ref(t, [...segs]), { fields: ['lock'] });
-    } catch (err) {
-      if (StorageError.is(err, 'NOT_FOUND')) return undefined;
-      throw err;
-    }
+  private peek(t: Target, segs: readonly string[]): Promise<ResourceInfo | undefined> {
+    return t.session.stat(this.ref(t, [...segs]), { fields: ['lock'] }).catch(notFound);
   }
 
   /**
@@ -1813,11 +1803,13 @@ export class WebDav {
   }
 
   /**
-   * A change as this user may learn of it, or undefined. The resource must be one the user may
-   * see, or, when it is gone (or hidden from the user), one in a folder the user may list. What
-   * the event names beyond that is trimmed as a stat would trim it: without `getPath`, a name
-   * without the path above it and no parent; where a moved resource came from and what a copy
-   * was made from only when the user may see them.
+   * A change as this user may learn of it, or undefined: of a resource in a folder the user may
+   * list (also one gone from it, or moved out of it to where the user cannot see), or of one the
+   * user may see whose folder the user cannot (a share's root), or of the user's own doing. Not of
+   * the members of a drop box, which the uploader may not list, though each may be looked at by an
+   * id already known. What the event names beyond that is trimmed as a stat would trim it: without
+   * `getPath`, a name without the path above it and no parent; where a move came from and what a
+   * copy was made from only when the user may see them.
    */
   private async asSeenBy(who: Who, e: StorageEvent): Promise<StorageEvent | undefined> {
     const s = who.session;
@@ -1836,9 +1828,6 @@ export class WebDav {
             () => undefined,
           )
         : Promise.resolve(undefined);
-    // Seen in its folder when the user may list that; on its own (a share's root, whose folder the
-    // user cannot see), or as the user's own doing, when the user may see it. A drop box's members
-    // are not the uploader's to learn of, though each may be looked at by an id already known.
     const own = await perms(e.resourceId);
     const folder = await perms(e.parentId);
     const here = folder?.listContainer
@@ -1846,8 +1835,6 @@ export class WebDav {
       : own && (!folder || e.user === who.user.id)
         ? own
         : undefined;
-    // A resource moved out of a folder the user may list, to where the user cannot see it, is
-    // announced as having left it (where to is not said).
     const was = e.from ? await perms(e.from.parentId) : undefined;
     const there = was?.listContainer ? was : undefined;
     if (!here && !there) return undefined;
