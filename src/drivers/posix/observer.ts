@@ -660,17 +660,17 @@ export class PosixObserver implements Watch {
       this.settling.delete(id);
     }
     const root = `${sp.abs([])}/`;
-    const self = sp.abs(segsOf(key));
-    const dir = self.slice(0, self.lastIndexOf('/') + 1);
-    let looked = 0;
-    for (const abs of this.pending.keys()) {
-      if (abs === self || !abs.startsWith(dir) || abs.indexOf('/', dir.length) >= 0) continue;
-      if (++looked > 256) return 'later';
-      if (await this.host.probe(sp, abs.slice(root.length), id)) return true;
+    const folder = key.slice(0, key.lastIndexOf('/') + 1);
+    // Pending paths, and those of the batch being assimilated (a folder moved aside, looked at
+    // after the new one at its name), as paths in the space.
+    const pending = this.pending;
+    const batch = this.batch;
+    function* others(): Generator<string> {
+      for (const abs of pending.keys()) if (abs.startsWith(root)) yield abs.slice(root.length);
+      yield* batch;
     }
-    // (and those of the batch being assimilated: a folder moved aside, looked at after a new one)
-    const folder = dir.slice(root.length);
-    for (const other of this.batch) {
+    let looked = 0;
+    for (const other of others()) {
       if (other === key || !other.startsWith(folder) || other.indexOf('/', folder.length) >= 0) continue;
       if (++looked > 256) return 'later';
       if (await this.host.probe(sp, other, id)) return true;
@@ -743,10 +743,14 @@ export class PosixObserver implements Watch {
     // made anew; a file by a folder) is gone: announced deleted first, unless it lives on elsewhere.
     let displaced: Displaced | undefined;
     if (!replaced && (!rec || rec.ex === 1)) {
-      displaced = rec ? sp.displaced.get(c.key) : await sp.displacedHeld(c.segs);
-      if (rec) sp.displaced.delete(c.key);
-      if (displaced && (displaced.id === rec?.id || (await sp.index.read(displaced.id))?.rel !== c.key))
-        displaced = undefined;
+      if (!rec) displaced = await sp.displacedHeld(c.segs);
+      else {
+        // (noted when a request met the node first: the index may have moved on since)
+        displaced = sp.displaced.get(c.key);
+        sp.displaced.delete(c.key);
+        if (displaced && (displaced.id === rec.id || (await sp.index.read(displaced.id))?.rel !== c.key))
+          displaced = undefined;
+      }
       const lives = displaced && (await this.livesElsewhere(sp, displaced.id, c.key));
       if (lives === 'later') {
         if (rec) sp.displaced.set(c.key, displaced!);
