@@ -384,7 +384,7 @@ export class WebDav {
     if (MetaEndpoints.kind(segs, dav)) return this.meta.handle(req, res, segs, dav, who);
     const t = await this.targetOf(segs, who);
     if (t.segs.length && rawPath.endsWith('/')) t.collection = true;
-    if (CONDITIONAL.has(method)) await this.checkConditions(req, t);
+    if (CONDITIONAL.has(method)) await this.checkConditions(req, t, method);
     switch (method) {
       case 'OPTIONS':
         return this.options(req, res);
@@ -656,10 +656,14 @@ export class WebDav {
     const quota = wanted.some((p) => p.ns === DAV && p.local.startsWith('quota-'))
       ? await t.session.getQuota(this.ref(t)).catch(() => undefined)
       : undefined;
-    res.writeHead(207, { 'content-type': XML_TYPE, vary: 'Brief,Prefer' });
-    const props = mode === 'allprop' ? [...ALLPROP, ...include] : wanted;
+    const props = mode === 'allprop' ? withoutRepeats([...ALLPROP, ...include]) : wanted;
     const self = this.href(t, t.segs, info.type === 'folder');
-    const head = MULTISTATUS_HEAD + this.response(t, info, self, true, mode, props, quota);
+    // Depth-infinity locks of the folders above apply to the resource too (RFC 4918 §6.1), and
+    // its lockdiscovery shows them, with their own lockroot.
+    const showLocks = props.some((p) => p.ns === DAV && p.local === 'lockdiscovery');
+    const above = showLocks ? await this.locksShownAbove(t) : [];
+    res.writeHead(207, { 'content-type': XML_TYPE, vary: 'Brief,Prefer' });
+    const head = MULTISTATUS_HEAD + this.response(t, info, self, true, mode, props, quota, above);
     // A folder's children as rendered before, if nothing in its space changed since.
     let fill: Fill | undefined;
     if (cacheable && members && info.permissions) {
@@ -704,19 +708,27 @@ export class WebDav {
       };
       const validity = { until: Number.POSITIVE_INFINITY };
       if (members) {
-        const walk = async (ref: Reference, segs: string[], base: string, depth: number): Promise<void> => {
+        const walk = async (
+          ref: Reference,
+          segs: string[],
+          base: string,
+          depth: number,
+          inherited: readonly LockShown[],
+        ): Promise<void> => {
+          // A lock's timeout counts down: a listing that shows one is not kept.
+          if (inherited.length && fill) this.listings!.done(fill);
           for await (const c of t.session.list(ref, { ...statOpts, validity })) {
             const href = `${base}${encodeName(c.name)}${c.type === 'folder' ? '/' : ''}`;
-            // A lock's timeout counts down: a listing that shows one is not kept.
             // So does one that shows a file with other names (hard links): a change under another
             // name, in another folder, is announced there.
             if ((c.lock || (c.links ?? 1) > 1) && fill) this.listings!.done(fill);
-            const r = this.response(t, c, href, false, mode, props, quota);
+            const r = this.response(t, c, href, false, mode, props, quota, inherited);
             if (fill && depth === 1) this.listings!.entry(fill, c.name, Buffer.byteLength(r));
             await write(r);
             if (depth > 1 && c.type === 'folder') {
               const cs = [...segs, c.name];
-              await walk(this.ref(t, cs), cs, href, depth - 1);
+              const below = showLocks ? [...inherited, ...treeLock(c, href)] : inherited;
+              await walk(this.ref(t, cs), cs, href, depth - 1, below);
             }
           }
         };
@@ -725,6 +737,7 @@ export class WebDav {
           t.segs,
           self.endsWith('/') ? self : `${self}/`,
           depthHeader === '1' ? 1 : Number.POSITIVE_INFINITY,
+          showLocks ? [...above, ...treeLock(info, self)] : [],
         );
       }
       if (buf) await flush();
@@ -784,10 +797,15 @@ export class WebDav {
     mode: 'allprop' | 'propname' | 'prop',
     props: readonly PropName[],
     quota?: { used: number; remaining?: number },
+    /** Depth-infinity locks of the folders above that apply to `info` too. */
+    above: readonly LockShown[] = [],
   ): string {
     let out = `<d:response><d:href>${escText(href)}</d:href>`;
     if (mode === 'propname') {
-      const names = [...ALLPROP, ...[...LIVE_OC].map((local) => ({ ns: OC, local }))];
+      // The names of the properties this resource has, as allprop would show them, and more.
+      const names = [...ALLPROP, ...[...LIVE_OC].map((local) => ({ ns: OC, local }))].filter(
+        (p) => this.liveValue(t, info, href, isTarget, p, quota) !== undefined,
+      );
       const dead = Object.keys(info.metadata ?? {}).flatMap((k) =>
         k.startsWith('{') ? (parseClark(k) ?? []) : [],
       );
@@ -797,7 +815,7 @@ export class WebDav {
     let ok = '';
     let missing = '';
     for (const p of props) {
-      const v = this.liveValue(t, info, href, isTarget, p, quota);
+      const v = this.liveValue(t, info, href, isTarget, p, quota, above);
       if (v !== undefined) ok += v;
       else if (!isLive(p) && info.metadata?.[deadKey(p)] !== undefined)
         ok += deadValue(deadKey(p), info.metadata[deadKey(p)]!);
@@ -818,6 +836,7 @@ export class WebDav {
     isTarget: boolean,
     p: PropName,
     quota?: { used: number; remaining?: number },
+    above: readonly LockShown[] = [],
   ): string | undefined {
     const folder = info.type === 'folder';
     if (p.ns === DAV) {
@@ -833,7 +852,7 @@ export class WebDav {
         case 'getcontenttype':
           return `<d:getcontenttype>${escText(info.mimeType || (folder ? 'httpd/unix-directory' : 'application/octet-stream'))}</d:getcontenttype>`;
         case 'lockdiscovery':
-          return `<d:lockdiscovery>${info.lock ? this.activeLock(info.lock, href) : ''}</d:lockdiscovery>`;
+          return `<d:lockdiscovery>${above.map((a) => this.activeLock(a.lock, a.href)).join('')}${info.lock ? this.activeLock(info.lock, href) : ''}</d:lockdiscovery>`;
         case 'supportedlock':
           return '<d:supportedlock><d:lockentry><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockentry><d:lockentry><d:lockscope><d:shared/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockentry></d:supportedlock>';
         case 'quota-used-bytes':
@@ -999,7 +1018,7 @@ export class WebDav {
     if (t.collection) {
       const info = await t.session.stat(this.ref(t), { fields: [] });
       folderOnly(t, info);
-      return this.index(res, t, head);
+      return this.index(req, res, t, info, head);
     }
     let r: ReadResult;
     try {
@@ -1008,18 +1027,36 @@ export class WebDav {
       if (!StorageError.is(err, 'FAILED_PRECONDITION') && !StorageError.is(err, 'PERMISSION_DENIED'))
         throw err;
       const info = await t.session.stat(this.ref(t), { fields: [] });
-      if (info.type === 'folder') return this.index(res, t, head);
+      if (info.type === 'folder') return this.index(req, res, t, info, head);
       throw err;
     }
     await sendRead(res, r, head, {}, wantsInfo(req));
   }
 
-  /** A folder's GET: a plain HTML index, streamed. */
-  private async index(res: ServerResponse, t: Target, head: boolean): Promise<void> {
+  /**
+   * A folder's GET: a plain HTML index, streamed. Its validators are the folder's: its etag changes
+   * with anything below it, its names too.
+   */
+  private async index(
+    req: IncomingMessage,
+    res: ServerResponse,
+    t: Target,
+    info: ResourceInfo,
+    head: boolean,
+  ): Promise<void> {
     // The first entry is asked for before the status is sent: one who may not list gets a 403.
     const entries = t.session.list(this.ref(t), { fields: [] })[Symbol.asyncIterator]();
     let next = await entries.next();
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    const validators = { etag: quoteEtag(info.etag), 'last-modified': httpDate(info.mtime) };
+    const status = evaluateConditions(requestConditions(req), info, 'read');
+    if (status !== 200) {
+      await entries.return?.(undefined);
+      if (status === 412)
+        throw new HttpError(412, 'precondition failed (If-Match, If-None-Match or If-Unmodified-Since)');
+      res.writeHead(304, validators);
+      return void res.end();
+    }
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', ...validators });
     if (head) {
       await entries.return?.(undefined);
       return void res.end();
@@ -1156,7 +1193,34 @@ export class WebDav {
       ? t.session.move(this.ref(t), this.ref(d), mo)
       : t.session.copy(this.ref(t), this.ref(d), { ...mo, ...(depth === '0' && { shallow: true }) })
     ).catch((err) => this.nameLockedMember(err, [t, src], [d, existing]));
+    if (move) await this.dropMovedLocks(info, src.lock, mo.heldLockIds);
     sendMadeOrReplaced(res, existing !== undefined, infoHeaders(info, wantsInfo(req)));
+  }
+
+  /**
+   * A MOVE does not take WebDAV locks along (RFC 4918 §7.6): the moved resource's own, and those
+   * of members whose tokens the client submitted to move them, are released where they landed
+   * (the client proved it holds them). Locks taken through CS3 by an app (an office editor's) stay
+   * with the file, as Reva keeps them: the app still edits it under its new name.
+   */
+  private async dropMovedLocks(moved: ResourceInfo, own: Lock | undefined, held?: readonly string[]) {
+    const release = async (id: ResourceInfo['id'], lock: Lock | undefined) => {
+      if (!lock || !lockMeta(lock).webdav) return;
+      // The move is done: a lock changed or gone meanwhile is left as it is, not an error of it.
+      await this.opts.provider.unlock({ resourceId: id }, lock.lockId).catch(() => undefined);
+    };
+    await release(moved.id, own);
+    if (moved.type !== 'folder' || !held?.length) return;
+    const tokens = new Set(held);
+    const stack: Reference[] = [{ resourceId: moved.id }];
+    let seen = 0;
+    while (stack.length && seen <= MAX_LOCK_WALK) {
+      for await (const c of this.opts.provider.list(stack.pop()!, { fields: ['lock'] })) {
+        if (++seen > MAX_LOCK_WALK) break;
+        if (c.lock && lockTokens(c.lock).some((tok) => tokens.has(tok))) await release(c.id, c.lock);
+        if (c.type === 'folder') stack.push({ resourceId: c.id });
+      }
+    }
   }
 
   /**
@@ -1211,10 +1275,17 @@ export class WebDav {
    * (PUT checks them against its own lookup before reading the body, and the write again under its
    * commit; GET and HEAD hand them to the read.)
    */
-  private async checkConditions(req: IncomingMessage, t: Target): Promise<void> {
+  private async checkConditions(req: IncomingMessage, t: Target, method: string): Promise<void> {
     const c = requestConditions(req);
     if (c.ifMatch === undefined && c.ifNoneMatch === undefined && c.ifUnmodifiedSince === undefined) return;
     const info = await this.peek(t, t.segs);
+    // Conditions are ignored where the request would fail without them (RFC 9110 §13.2.1): a
+    // missing resource is 404 to all but LOCK and MKCOL, which make one, and those are 409 under a
+    // missing folder; MKCOL where something is is 405.
+    const makes = method === 'LOCK' || method === 'MKCOL';
+    if (!info && !makes) return;
+    if (!info && t.segs.length && !(await this.peek(t, t.segs.slice(0, -1)))) return;
+    if (info && method === 'MKCOL') return;
     if (evaluateConditions(c, info, 'write') !== 200)
       throw new HttpError(
         412,
@@ -1297,6 +1368,22 @@ export class WebDav {
     return out;
   }
 
+  /**
+   * The depth-infinity locks of the folders above `t` (those its segments name, then those above
+   * its node, named by the node's own href), as its lockdiscovery shows them.
+   */
+  private async locksShownAbove(t: Target): Promise<LockShown[]> {
+    const out: LockShown[] = [];
+    for (const lock of await this.locksAboveNode(t, false)) out.push({ lock, href: this.href(t, [], true) });
+    for (let n = 0; n < t.segs.length; n++) {
+      const segs = t.segs.slice(0, n);
+      const a = await this.peek(t, segs);
+      if (a?.lock && lockMeta(a.lock).depth === 'infinity')
+        out.push({ lock: a.lock, href: this.href(t, segs, true) });
+    }
+    return out;
+  }
+
   /** 412 when the If header evaluates false, its untagged lists about `t` (the request's resource). */
   private async checkIf(
     req: IncomingMessage,
@@ -1334,9 +1421,19 @@ export class WebDav {
     requestUri = true,
   ): Promise<string | undefined> {
     const lists = this.ifLists(req);
-    const submitted = lists ? submittedTokens(lists) : new Set<string>();
     const guarding = await this.guardingLocks(t, info, membership);
     if (requestUri) await this.checkIf(req, t, info, guarding, lists);
+    this.requireTokens(t, guarding, lists);
+    return info?.lock?.lockId;
+  }
+
+  /** 423 naming the first of the `guarding` locks whose token the user did not submit. */
+  private requireTokens(
+    t: Target,
+    guarding: readonly { lock: Lock; segs: string[]; folder: boolean }[],
+    lists: IfList[] | undefined,
+  ): void {
+    const submitted = lists ? submittedTokens(lists) : new Set<string>();
     for (const g of guarding) {
       // A lock token is its creator's (RFC 4918 §6.4), shared lock or not: knowing it is not enough.
       const mine =
@@ -1347,7 +1444,6 @@ export class WebDav {
         ]);
       }
     }
-    return info?.lock?.lockId;
   }
 
   /**
@@ -1452,6 +1548,8 @@ export class WebDav {
       // A refresh: the If header names the lock.
       const lists = this.ifLists(req);
       if (!lists) throw new HttpError(400, 'a lock refresh needs an If header with the lock token');
+      // The header must hold as a whole (RFC 4918 §10.4.1), its untagged lists about the resource.
+      await this.checkIf(req, t, await this.peek(t, t.segs), undefined, lists);
       const tokens = submittedTokens(lists);
       for (let n = t.segs.length; n >= 0; n--) {
         const segs = t.segs.slice(0, n);
@@ -1487,7 +1585,23 @@ export class WebDav {
     let info = await this.peek(t, t.segs);
     folderOnly(t, info);
     let status = 200;
-    await this.checkLocks(req, t, undefined, !info);
+    // Locks from above (and the parent's, when the lock makes a file) need their tokens; the
+    // resource's own lock does not (shared locks add up), but the If header's lists about the
+    // resource see its etag and its lock.
+    const lists = this.ifLists(req);
+    const above = await this.guardingLocks(t, undefined, !info);
+    const own = info?.lock ? [{ lock: info.lock, segs: t.segs, folder: info.type === 'folder' }] : [];
+    await this.checkIf(req, t, info, [...own, ...above], lists);
+    this.requireTokens(t, above, lists);
+    // A lock on a member of a tree locked with Depth: infinity is a second lock on that member
+    // (RFC 4918 §6.1): only a shared one of the same user's on top of a shared one.
+    for (const g of above) {
+      if (lockMeta(g.lock).depth !== 'infinity') continue;
+      if (!shared || g.lock.type !== 'shared' || (g.lock.user && g.lock.user !== t.user.id))
+        throw new HttpError(423, 'a folder above is locked', 'no-conflicting-lock', undefined, [
+          this.href(t, g.segs, g.folder),
+        ]);
+    }
     if (info?.type === 'folder' && depth === 'infinity') {
       // A lock on a whole tree conflicts with a lock already held on any of its members.
       const member = await this.lockedMember(t, shared);
@@ -2121,6 +2235,8 @@ interface ExtraLock {
 
 /** What WebDAV keeps in a lock's appName: depth, owner, and further shared locks. */
 interface LockMeta {
+  /** Taken through WebDAV (not by an app through CS3). */
+  webdav: boolean;
   depth: '0' | 'infinity';
   owner: string;
   extra: ExtraLock[];
@@ -2135,18 +2251,19 @@ const MAX_LOCK_APP = 256;
  */
 function lockMeta(lock: Lock): LockMeta {
   const m = /^webdav ([0i]) (.*)$/s.exec(lock.appName ?? '');
-  if (!m) return { depth: '0', owner: '', extra: [] };
+  if (!m) return { webdav: false, depth: '0', owner: '', extra: [] };
   const depth = m[1] === 'i' ? 'infinity' : '0';
   try {
     const j = JSON.parse(m[2]!) as { o?: string; x?: ExtraLock[] };
     const now = Date.now();
     return {
+      webdav: true,
       depth,
       owner: typeof j.o === 'string' ? j.o : '',
       extra: Array.isArray(j.x) ? j.x.filter((x) => typeof x?.t === 'string' && x.e > now) : [],
     };
   } catch {
-    return { depth, owner: '', extra: [] };
+    return { webdav: true, depth, owner: '', extra: [] };
   }
 }
 
@@ -2154,7 +2271,7 @@ function lockMeta(lock: Lock): LockMeta {
  * A lock's appName for its WebDAV facts. An owner too long to fit is left out (the lock still
  * holds); further shared locks that do not fit are refused (423), never cut short.
  */
-function lockApp(meta: LockMeta): string {
+function lockApp(meta: Omit<LockMeta, 'webdav'>): string {
   const head = `${WEBDAV_LOCK_APP} ${meta.depth === 'infinity' ? 'i' : '0'} `;
   const x = meta.extra.map((e) => ({ t: e.t, e: e.e }));
   const full = head + JSON.stringify({ o: meta.owner, ...(x.length && { x }) });
@@ -2171,6 +2288,30 @@ function contains(outer: ResourceInfo, inner: ResourceInfo): boolean {
   if (outer.type !== 'folder') return false;
   const dir = outer.path.endsWith('/') ? outer.path : `${outer.path}/`;
   return inner.path.startsWith(dir);
+}
+
+/** A lock as a lockdiscovery shows it: with the href of the resource it was taken on. */
+interface LockShown {
+  lock: Lock;
+  href: string;
+}
+
+/** A folder's own depth-infinity lock, which its members show too. */
+function treeLock(info: ResourceInfo, href: string): LockShown[] {
+  return info.type === 'folder' && info.lock && lockMeta(info.lock).depth === 'infinity'
+    ? [{ lock: info.lock, href }]
+    : [];
+}
+
+/** The properties named, each once (in the order first named). */
+function withoutRepeats(props: readonly PropName[]): PropName[] {
+  const seen = new Set<string>();
+  return props.filter((p) => {
+    const k = `${p.ns} ${p.local}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
 }
 
 function lockTokens(lock: Lock): string[] {

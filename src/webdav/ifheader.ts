@@ -75,9 +75,13 @@ export function parseIf(value: string): IfList[] {
   return lists;
 }
 
-/** Every state token the header names (RFC 4918: "submitted" lock tokens), negated or not. */
+/**
+ * Every state token the header names, negated or not, in lists that hold or not: RFC 4918 §10.4.1
+ * counts a token as submitted wherever it appears (whether the header as a whole holds is checked
+ * apart, as a 412).
+ */
 export function submittedTokens(lists: readonly IfList[]): Set<string> {
   const out = new Set<string>();
-  for (const l of lists) for (const c of l.conditions) if (c.token && !c.not) out.add(c.token);
+  for (const l of lists) for (const c of l.conditions) if (c.token) out.add(c.token);
   return out;
 }

@@ -1120,17 +1120,28 @@ describe('webdav: locked destinations', () => {
     expect((await move('ann', both('lm'))).status).toBe(201);
     expect(await (await dav('GET', `${base}/lm2/in/a.txt`, 'ann')).text()).toBe('lm/in/a.txt');
     expect((await dav('GET', `${base}/lm/b.txt`, 'ann')).status).toBe(404);
+    // The moved members' locks stayed behind (RFC 4918 §7.6): their tokens name no lock any more.
+    expect((await dav('PUT', `${base}/lm2/b.txt`, 'bob', { body: 'lm/b.txt' })).status).toBe(204);
+    expect(
+      (await dav('UNLOCK', `${base}/lm2/in/a.txt`, 'ann', { headers: { 'lock-token': ta } })).status,
+    ).toBe(409);
 
     // A COPY that replaces the folder (Overwrite: T) takes its locked members along: their tokens.
+    const ta2 = (await dav('LOCK', `${base}/lm2/in/a.txt`, 'ann', { body: lockBody })).headers.get(
+      'lock-token',
+    )!;
+    const tb2 = (await dav('LOCK', `${base}/lm2/b.txt`, 'ann', { body: lockBody })).headers.get(
+      'lock-token',
+    )!;
     expect((await dav('MKCOL', `${base}/lsrc`, 'ann')).status).toBe(201);
     expect((await dav('PUT', `${base}/lsrc/c.txt`, 'ann', { body: 'c' })).status).toBe(201);
     const copy = (ifHeader?: string) =>
       dav('COPY', `${base}/lsrc`, 'ann', {
         headers: { destination: `${base}/lm2`, ...(ifHeader && { if: ifHeader }) },
       });
-    expect(await named(await copy(`<${url('lm2/in/a.txt')}> (${ta})`))).toBe(`${base}/lm2/b.txt`);
+    expect(await named(await copy(`<${url('lm2/in/a.txt')}> (${ta2})`))).toBe(`${base}/lm2/b.txt`);
     expect((await dav('GET', `${base}/lm2/b.txt`, 'ann')).status).toBe(200);
-    expect((await copy(both('lm2'))).status).toBe(204);
+    expect((await copy(`<${url('lm2/in/a.txt')}> (${ta2}) <${url('lm2/b.txt')}> (${tb2})`)).status).toBe(204);
     expect((await dav('GET', `${base}/lm2/c.txt`, 'ann')).status).toBe(200);
     expect((await dav('GET', `${base}/lm2/b.txt`, 'ann')).status).toBe(404);
 

@@ -1,0 +1,287 @@
+/**
+ * RFC 4918 and RFC 9110 details that litmus does not check, found by a differential review
+ * against Apache mod_dav_fs: locks inherited from folders above (lockdiscovery, conflicts), locks
+ * left behind by a MOVE, the If header on LOCK, preconditions against 404 and 409, a folder's
+ * GET validators, propname and allprop's include.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fromLetters, ROLES } from '../../src/index.js';
+import { type DavEnv, type DavInit, davFetch, startDav } from './server.js';
+
+let env: DavEnv;
+let base: string;
+
+beforeAll(async () => {
+  env = await startDav([
+    { id: 'u-ann', username: 'ann', createSpaces: true },
+    { id: 'u-bob', username: 'bob' },
+  ]);
+  const ann = await env.provider.as('ann');
+  const project = await ann.createSpace({ type: 'project', name: 'RFC lab' });
+  await ann.setGrant(
+    { space: project.id, path: '' },
+    { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.editor) },
+  );
+  base = `/dav/spaces/${project.id}`;
+});
+afterAll(() => env?.close());
+
+const dav = (method: string, p: string, user: string | null, init?: DavInit) =>
+  davFetch(env, method, `${base}/${p}`, user, init);
+
+const lockBody = (scope: 'exclusive' | 'shared') =>
+  `<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:${scope}/></d:lockscope><d:locktype><d:write/></d:locktype><d:owner>t</d:owner></d:lockinfo>`;
+
+async function lock(
+  p: string,
+  scope: 'exclusive' | 'shared' = 'exclusive',
+  headers: Record<string, string> = {},
+) {
+  const r = await dav('LOCK', p, 'ann', { body: lockBody(scope), headers });
+  expect(r.status, await r.clone().text()).toBeLessThan(300);
+  return r.headers.get('lock-token')!.replace(/^<|>$/g, '');
+}
+
+const LOCKS =
+  '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:lockdiscovery/><d:getetag/></d:prop></d:propfind>';
+
+/** The lock tokens and lock roots each href of a PROPFIND shows. */
+async function locksShown(
+  p: string,
+  depth: '0' | '1',
+): Promise<Map<string, { tokens: string[]; roots: string[] }>> {
+  const r = await dav('PROPFIND', p, 'ann', { body: LOCKS, headers: { depth } });
+  expect(r.status).toBe(207);
+  const out = new Map<string, { tokens: string[]; roots: string[] }>();
+  for (const m of (await r.text()).matchAll(/<d:response><d:href>([^<]*)<\/d:href>(.*?)<\/d:response>/g)) {
+    const body = m[2]!;
+    out.set(m[1]!, {
+      tokens: [...body.matchAll(/<d:locktoken><d:href>([^<]*)</g)].map((x) => x[1]!),
+      roots: [...body.matchAll(/<d:lockroot><d:href>([^<]*)</g)].map((x) => x[1]!),
+    });
+  }
+  return out;
+}
+
+const etagOf = async (p: string) => (await dav('HEAD', p, 'ann')).headers.get('etag')!;
+
+describe('webdav: locks from the folders above (RFC 4918 §6.1)', () => {
+  it('shows a depth-infinity lock in the lockdiscovery of every member, with its lock root, and no more once it is gone', async () => {
+    expect((await dav('MKCOL', 'inh', 'ann')).status).toBe(201);
+    expect((await dav('MKCOL', 'inh/sub', 'ann')).status).toBe(201);
+    expect((await dav('PUT', 'inh/sub/f.txt', 'ann', { body: 'f' })).status).toBe(201);
+    // Listed before the lock (and kept): the lock must still show after it is taken.
+    expect((await locksShown('inh/sub/', '1')).get(`${base}/inh/sub/f.txt`)?.tokens).toEqual([]);
+    const tok = await lock('inh/');
+    const member = (await locksShown('inh/sub/f.txt', '0')).get(`${base}/inh/sub/f.txt`)!;
+    expect(member).toEqual({ tokens: [tok], roots: [`${base}/inh/`] });
+    for (let round = 0; round < 2; round++) {
+      const listed = await locksShown('inh/sub/', '1');
+      expect(listed.get(`${base}/inh/sub/`)?.tokens).toEqual([tok]);
+      expect(listed.get(`${base}/inh/sub/f.txt`)).toEqual({ tokens: [tok], roots: [`${base}/inh/`] });
+    }
+    // The locked folder's own listing: its members show its lock too.
+    expect((await locksShown('inh/', '1')).get(`${base}/inh/sub/`)?.tokens).toEqual([tok]);
+    // As does a member's own lock next to it, when it has one (a shared one on a shared tree).
+    expect((await dav('UNLOCK', 'inh/', 'ann', { headers: { 'lock-token': `<${tok}>` } })).status).toBe(204);
+    expect((await locksShown('inh/sub/', '1')).get(`${base}/inh/sub/f.txt`)?.tokens).toEqual([]);
+    expect((await locksShown('inh/sub/f.txt', '0')).get(`${base}/inh/sub/f.txt`)?.tokens).toEqual([]);
+  });
+
+  it('refuses a second lock on a member of a locked tree, unless both are shared (RFC 4918 §6.1: no conflicting locks)', async () => {
+    expect((await dav('MKCOL', 'conf', 'ann')).status).toBe(201);
+    expect((await dav('PUT', 'conf/m.txt', 'ann', { body: 'm' })).status).toBe(201);
+    const ex = await lock('conf/');
+    const conflict = await dav('LOCK', 'conf/m.txt', 'ann', {
+      body: lockBody('exclusive'),
+      headers: { if: `(<${ex}>)` },
+    });
+    expect(conflict.status).toBe(423);
+    const text = await conflict.text();
+    expect(text).toContain('<d:no-conflicting-lock>');
+    expect(text).toContain(`${base}/conf/`);
+    // Without the folder's token it is the missing token that is named.
+    const noToken = await dav('LOCK', 'conf/m.txt', 'ann', { body: lockBody('shared') });
+    expect(noToken.status).toBe(423);
+    expect(await noToken.text()).toContain('lock-token-submitted');
+    expect((await dav('UNLOCK', 'conf/', 'ann', { headers: { 'lock-token': `<${ex}>` } })).status).toBe(204);
+
+    const sh = await lock('conf/', 'shared');
+    expect(
+      (await dav('LOCK', 'conf/m.txt', 'ann', { body: lockBody('exclusive'), headers: { if: `(<${sh}>)` } }))
+        .status,
+    ).toBe(423);
+    const second = await lock('conf/m.txt', 'shared', { if: `(<${sh}>)` });
+    expect(second).not.toBe(sh);
+    // The member shows both: the tree's and its own.
+    expect((await locksShown('conf/m.txt', '0')).get(`${base}/conf/m.txt`)?.tokens).toEqual([sh, second]);
+  });
+});
+
+describe('webdav: MOVE leaves WebDAV locks behind (RFC 4918 §7.6)', () => {
+  it('releases the moved file’s lock and a moved folder’s, but keeps an app’s lock taken through CS3', async () => {
+    expect((await dav('PUT', 'mv.txt', 'ann', { body: 'a' })).status).toBe(201);
+    const tok = await lock('mv.txt');
+    expect(
+      (await dav('MOVE', 'mv.txt', 'ann', { headers: { destination: `${base}/mv2.txt`, if: `(<${tok}>)` } }))
+        .status,
+    ).toBe(201);
+    expect((await locksShown('mv2.txt', '0')).get(`${base}/mv2.txt`)?.tokens).toEqual([]);
+    expect((await dav('PUT', 'mv2.txt', 'bob', { body: 'b' })).status).toBe(204);
+    expect((await dav('UNLOCK', 'mv2.txt', 'ann', { headers: { 'lock-token': `<${tok}>` } })).status).toBe(
+      409,
+    );
+
+    expect((await dav('MKCOL', 'mvd', 'ann')).status).toBe(201);
+    expect((await dav('PUT', 'mvd/in.txt', 'ann', { body: 'i' })).status).toBe(201);
+    const dirTok = await lock('mvd/');
+    expect(
+      (await dav('MOVE', 'mvd/', 'ann', { headers: { destination: `${base}/mvd2/`, if: `(<${dirTok}>)` } }))
+        .status,
+    ).toBe(201);
+    expect((await locksShown('mvd2/', '1')).get(`${base}/mvd2/in.txt`)?.tokens).toEqual([]);
+    expect((await dav('PUT', 'mvd2/in.txt', 'bob', { body: 'b' })).status).toBe(204);
+
+    // An office app's lock (CS3, as a WOPI server takes it) goes with the file it is editing.
+    expect((await dav('PUT', 'doc.odt', 'ann', { body: 'd' })).status).toBe(201);
+    const ann = await env.provider.as('ann');
+    const spaceId = base.split('/').pop()!;
+    await ann.setLock(
+      { space: spaceId, path: 'doc.odt' },
+      { lockId: 'wopi-lock-1', type: 'exclusive', appName: 'office', expires: Date.now() + 60_000 },
+    );
+    expect(
+      (await dav('MOVE', 'doc.odt', 'ann', { headers: { destination: `${base}/doc2.odt` } })).status,
+    ).toBe(423);
+    expect(
+      (
+        await dav('MOVE', 'doc.odt', 'ann', {
+          headers: { destination: `${base}/doc2.odt`, if: '(<wopi-lock-1>)' },
+        })
+      ).status,
+    ).toBe(201);
+    expect((await ann.getLock({ space: spaceId, path: 'doc2.odt' }))?.lockId).toBe('wopi-lock-1');
+  });
+});
+
+describe('webdav: the If header on LOCK, and negated tokens (RFC 4918 §10.4)', () => {
+  it('evaluates an If header on a new lock and on a refresh against the resource’s etag', async () => {
+    expect((await dav('PUT', 'ifl.txt', 'ann', { body: 'x' })).status).toBe(201);
+    const etag = await etagOf('ifl.txt');
+    expect(
+      (await dav('LOCK', 'ifl.txt', 'ann', { body: lockBody('exclusive'), headers: { if: '(["nope"])' } }))
+        .status,
+    ).toBe(412);
+    const tok = await lock('ifl.txt', 'exclusive', { if: `([${etag}])` });
+    const refresh = (h: string) =>
+      dav('LOCK', 'ifl.txt', 'ann', { headers: { if: h, timeout: 'Second-100' } });
+    expect((await refresh(`(<${tok}> ["nope"])`)).status).toBe(412);
+    expect((await refresh(`(Not <${tok}>)`)).status).toBe(412);
+    expect((await refresh(`(<${tok}> [${etag}])`)).status).toBe(200);
+    expect((await refresh(`(<${tok}>)`)).status).toBe(200);
+  });
+
+  it('counts a token as submitted under Not too, for its holder only', async () => {
+    expect((await dav('PUT', 'neg.txt', 'ann', { body: 'x' })).status).toBe(201);
+    const tok = await lock('neg.txt');
+    const etag = await etagOf('neg.txt');
+    const header = `(Not <${tok}>) ([${etag}])`;
+    expect((await dav('PUT', 'neg.txt', 'bob', { body: 'b', headers: { if: header } })).status).toBe(423);
+    expect((await dav('PUT', 'neg.txt', 'ann', { body: 'y', headers: { if: header } })).status).toBe(204);
+    // The header must still hold: the negated list alone is false while the lock is there.
+    expect(
+      (await dav('PUT', 'neg.txt', 'ann', { body: 'z', headers: { if: `(Not <${tok}>)` } })).status,
+    ).toBe(412);
+    expect(await (await dav('GET', 'neg.txt', 'ann')).text()).toBe('y');
+  });
+});
+
+describe('webdav: preconditions and validators (RFC 9110 §13)', () => {
+  it('answers 404 and 409 before any precondition: they would fail without it (§13.2.1)', async () => {
+    const im = { 'if-match': '"x"' };
+    expect((await dav('DELETE', 'missing.txt', 'ann', { headers: im })).status).toBe(404);
+    expect(
+      (
+        await dav('PROPPATCH', 'missing.txt', 'ann', {
+          headers: im,
+          body: '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><x:a xmlns:x="urn:x">1</x:a></d:prop></d:set></d:propertyupdate>',
+        })
+      ).status,
+    ).toBe(404);
+    expect(
+      (await dav('MOVE', 'missing.txt', 'ann', { headers: { ...im, destination: `${base}/else.txt` } }))
+        .status,
+    ).toBe(404);
+    expect((await dav('MKCOL', 'nowhere/new', 'ann', { headers: im })).status).toBe(409);
+    expect(
+      (await dav('LOCK', 'nowhere/new.txt', 'ann', { headers: im, body: lockBody('exclusive') })).status,
+    ).toBe(409);
+    expect((await dav('MKCOL', 'pre', 'ann')).status).toBe(201);
+    expect((await dav('MKCOL', 'pre', 'ann', { headers: { 'if-none-match': '*' } })).status).toBe(405);
+    // Where the request could succeed, the precondition still decides.
+    expect((await dav('MKCOL', 'pre/new', 'ann', { headers: im })).status).toBe(412);
+    expect((await dav('PUT', 'pre/f.txt', 'ann', { body: 'f' })).status).toBe(201);
+    expect((await dav('DELETE', 'pre/f.txt', 'ann', { headers: im })).status).toBe(412);
+    expect((await dav('GET', 'pre/f.txt', 'ann')).status).toBe(200);
+  });
+
+  it('gives a folder’s GET the folder’s validators and evaluates conditions on it', async () => {
+    expect((await dav('MKCOL', 'idx', 'ann')).status).toBe(201);
+    const first = await dav('GET', 'idx/', 'ann');
+    expect(first.status).toBe(200);
+    const etag = first.headers.get('etag')!;
+    expect(etag).toMatch(/^"/);
+    expect(first.headers.get('last-modified')).toBeTruthy();
+    const not = await dav('GET', 'idx/', 'ann', { headers: { 'if-none-match': etag } });
+    expect(not.status).toBe(304);
+    expect(not.headers.get('etag')).toBe(etag);
+    expect((await dav('HEAD', 'idx/', 'ann', { headers: { 'if-none-match': '*' } })).status).toBe(304);
+    expect((await dav('GET', 'idx/', 'ann', { headers: { 'if-match': '"nope"' } })).status).toBe(412);
+    expect(
+      (
+        await dav('GET', 'idx/', 'ann', {
+          headers: { 'if-unmodified-since': 'Sat, 01 Jan 2000 00:00:00 GMT' },
+        })
+      ).status,
+    ).toBe(412);
+    // A new member changes the folder's etag: the index is sent again.
+    expect((await dav('PUT', 'idx/n.txt', 'ann', { body: 'n' })).status).toBe(201);
+    const again = await dav('GET', 'idx/', 'ann', { headers: { 'if-none-match': etag } });
+    expect(again.status).toBe(200);
+    expect(await again.text()).toContain('n.txt');
+  });
+});
+
+describe('webdav: propname and allprop (RFC 4918 §9.1)', () => {
+  const names = async (p: string) => {
+    const r = await dav('PROPFIND', p, 'ann', {
+      headers: { depth: '0' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:propname/></d:propfind>',
+    });
+    expect(r.status).toBe(207);
+    return [...(await r.text()).matchAll(/<(\w+):([\w-]+)\/>/g)].map((m) => `${m[1]}:${m[2]}`);
+  };
+
+  it('names only the properties the resource has', async () => {
+    expect((await dav('MKCOL', 'pn', 'ann')).status).toBe(201);
+    expect((await dav('PUT', 'pn/f.txt', 'ann', { body: 'f' })).status).toBe(201);
+    const folder = await names('pn/');
+    expect(folder).toContain('d:getetag');
+    for (const absent of ['d:getcontentlength', 'oc:checksums', 'oc:downloadURL', 'oc:dDC'])
+      expect(folder).not.toContain(absent);
+    const file = await names('pn/f.txt');
+    expect(file).toContain('d:getcontentlength');
+    expect(file).toContain('oc:checksums');
+    expect(file).not.toContain('oc:dDC');
+  });
+
+  it('answers each property once when allprop’s include names one it shows anyway', async () => {
+    const r = await dav('PROPFIND', 'pn/f.txt', 'ann', {
+      headers: { depth: '0' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:allprop/><d:include><d:lockdiscovery/><d:getetag/><d:getetag/></d:include></d:propfind>',
+    });
+    const text = await r.text();
+    expect(text.match(/<d:getetag>/g)).toHaveLength(1);
+    expect(text.match(/<d:lockdiscovery/g)).toHaveLength(1);
+  });
+});
