@@ -589,6 +589,11 @@ export class WebDav {
         });
     }
     const lockId = await this.checkLocks(req, target, existing, !existing);
+    // If-Match and the like are about the file the upload makes or replaces (the ownCloud client
+    // sends the etag it last saw): refused now as far as the lookup tells, and checked again by the
+    // write under its commit, as for a PUT, so an edit made meanwhile is never replaced unseen.
+    const conditions = requestConditions(req);
+    checkWriteConditions(conditions, existing);
     // Decided now, not when the last byte is in: may this user write here, and does it fit?
     const size = uploadLength(req);
     if (size === undefined) throw new HttpError(400, 'Upload-Length is required here (no deferred length)');
@@ -616,6 +621,7 @@ export class WebDav {
       ...(size !== undefined && { size }),
       ...(mtime !== undefined && { mtime }),
       ...(checksums && { checksums }),
+      ...(Object.keys(conditions).length && { c: conditions }),
       ...(lockId && { lockId }),
       o: 'webdav',
     });

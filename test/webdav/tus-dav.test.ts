@@ -126,3 +126,40 @@ describe('webdav: a lock token on the data plane', () => {
     expect(await (await dav('GET', `${base}/shared.txt`, 'bob')).text()).toBe('alice2');
   });
 });
+
+describe('webdav: TUS uploads keep If-Match (the ownCloud client sends the etag it last saw)', () => {
+  it('refuses a stale etag at creation, and an edit made while the bytes were on their way at the end', async () => {
+    const folder = '/remote.php/webdav/';
+    expect((await dav('PUT', `${folder}doc.txt`, 'alice', { body: 'version 1' })).status).toBe(201);
+    const v1 = (await dav('HEAD', `${folder}doc.txt`, 'alice')).headers.get('etag')!;
+    expect((await dav('PUT', `${folder}doc.txt`, 'alice', { body: 'version 2' })).status).toBe(204);
+    const v2 = (await dav('HEAD', `${folder}doc.txt`, 'alice')).headers.get('etag')!;
+    const postIf = (etag: string, body?: string) =>
+      dav('POST', folder, 'alice', {
+        headers: {
+          ...TUS,
+          'if-match': etag,
+          'upload-length': '11',
+          'upload-metadata': `filename ${b64('/doc.txt')}`,
+          ...(body !== undefined && { 'content-type': 'application/offset+octet-stream' }),
+        },
+        ...(body !== undefined && { body }),
+      });
+    // Based on version 1: refused at once, with or without the bytes in the POST.
+    expect((await postIf(v1, 'client edit')).status).toBe(412);
+    expect((await postIf(v1)).status).toBe(412);
+    expect(await (await dav('GET', `${folder}doc.txt`, 'alice')).text()).toBe('version 2');
+    // Based on version 2, but someone else saves version 3 before the bytes are in: refused then.
+    const created = await postIf(v2);
+    expect(created.status).toBe(201);
+    expect((await dav('PUT', `${folder}doc.txt`, 'alice', { body: 'version 3' })).status).toBe(204);
+    expect((await patch(created.headers.get('location')!, 'client edit', { 'if-match': v2 })).status).toBe(
+      412,
+    );
+    expect(await (await dav('GET', `${folder}doc.txt`, 'alice')).text()).toBe('version 3');
+    // Based on what is there: written.
+    const v3 = (await dav('HEAD', `${folder}doc.txt`, 'alice')).headers.get('etag')!;
+    expect((await postIf(v3, 'client edit')).status).toBe(201);
+    expect(await (await dav('GET', `${folder}doc.txt`, 'alice')).text()).toBe('client edit');
+  });
+});
