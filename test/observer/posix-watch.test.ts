@@ -490,6 +490,41 @@ describe('observer (posix, real inotify)', () => {
     expect((await s.stat(at('seen.txt'))).checksums?.sha1).toBe(sha1('after'));
   });
 
+  it('keeps up with a burst of saves that replace hundreds of files of one folder (temp file renamed over each)', async () => {
+    // Each replaced file asks whether its old id lives on at another path of its folder that is
+    // pending or in the batch: with 300 of them, that once made every file wait for the next
+    // batch, which was the same, for ever (the observer spun, the files kept no record).
+    const { dir, at } = await space();
+    const count = 300;
+    fs.mkdirSync(path.join(dir, 'big'));
+    await watching();
+    for (let i = 0; i < count; i++) fs.writeFileSync(path.join(dir, `big/f${i}.txt`), `first ${i}`);
+    await until(
+      () => events.filter((e) => e.type === 'created' && e.path?.startsWith('/big/f')).length === count,
+      30_000,
+    );
+    await obs!.idle();
+    const ids = new Map<string, string>();
+    for (let i = 0; i < count; i++) ids.set(`f${i}.txt`, (await s.stat(at(`big/f${i}.txt`))).id.opaqueId);
+    events = [];
+    for (let round = 0; round < 2; round++)
+      for (let i = 0; i < count; i++) {
+        const tmp = path.join(dir, `big/.f${i}.txt.tmp`);
+        fs.writeFileSync(tmp, `saved ${round} ${i}`);
+        fs.renameSync(tmp, path.join(dir, `big/f${i}.txt`));
+      }
+    const updated = () => new Set(events.filter((e) => e.type === 'updated').map((e) => e.path));
+    await until(() => updated().size === count, 30_000);
+    await obs!.idle();
+    for (let i = 0; i < count; i++) {
+      const info = await s.stat(at(`big/f${i}.txt`));
+      expect(info.id.opaqueId).toBe(ids.get(`f${i}.txt`));
+      expect(info.checksums?.sha1).toBe(sha1(`saved 1 ${i}`));
+    }
+    expect(events.filter((e) => e.type === 'created' && !e.path?.includes('.tmp'))).toEqual([]);
+    expect(await treeSizeErrors(dir)).toEqual([]);
+  }, 90_000);
+
   it('gives a file made where another was moved away a new id, and the moved one keeps its own (log rotation)', async () => {
     const { dir, at } = await space();
     const f = await s.write(at('app.log'), 'old lines');

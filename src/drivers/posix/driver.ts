@@ -805,7 +805,8 @@ class Posix implements PosixDriver {
    * The node at `key` if it carries `id`: a file or folder reached without symlinks. Undefined for
    * anything else, never an error.
    */
-  private async probe(sp: PosixSpace, key: string, id: string): Promise<Loaded | undefined> {
+  /** The node at `key` if it has a record, and carries `id` when one is given. */
+  private async probe(sp: PosixSpace, key: string, id?: string): Promise<Loaded | undefined> {
     const segs = segsOf(key);
     if (segs[0] === RESERVED_ROOT_NAME) return undefined;
     try {
@@ -816,7 +817,7 @@ class Posix implements PosixDriver {
       if (real) await real;
       if (!(st.isFile() || st.isDirectory())) return undefined;
       const rec = await sp.record(segs);
-      return rec?.id === id ? { st, rec } : undefined;
+      return rec && (id === undefined || rec.id === id) ? { st, rec } : undefined;
     } catch {
       return undefined;
     }

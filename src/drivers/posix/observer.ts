@@ -59,8 +59,8 @@ export interface ObserverHost {
   spaceAt(alias: string): Promise<PosixSpace | undefined>;
   /** Every space. */
   allSpaces(): Promise<PosixSpace[]>;
-  /** The node at `key` if it carries `id`. */
-  probe(sp: PosixSpace, key: string, id: string): Promise<{ st: fs.Stats; rec: NodeRecord } | undefined>;
+  /** The node at `key` if it has a record, and carries `id` when one is given. */
+  probe(sp: PosixSpace, key: string, id?: string): Promise<{ st: fs.Stats; rec: NodeRecord } | undefined>;
   /** Give a copy made around Stowage its own id (lock held). */
   newIdentityHeld(sp: PosixSpace, segs: string[], rec: NodeRecord, parentId: string): Promise<NodeRecord>;
   /** Info from a record and an lstat. */
@@ -526,6 +526,7 @@ export class PosixObserver implements Watch {
       // a.log), which its own sighting in this batch says first.
       const fresh = (c: Candidate) => !c.rec && c.st.isFile();
       this.batch = accepted.map((c) => c.key);
+      this.siblings.clear();
       try {
         for (const c of [...accepted.filter((c) => !fresh(c)), ...accepted.filter(fresh)]) {
           const change = await this.assimilate(sp, c, affected, changes);
@@ -533,6 +534,7 @@ export class PosixObserver implements Watch {
         }
       } finally {
         this.batch = [];
+        this.siblings.clear();
       }
       for (const key of deleted) {
         // (a temp file renamed over a known one was retired above, and said so)
@@ -650,33 +652,51 @@ export class PosixObserver implements Watch {
    * Whether `id` may still be alive somewhere else than at `key`, so that a file renamed over
    * `key` must not take it: a file with it held back while still being written, or a path of the
    * same folder with changes still coming in (a log moved aside whose writer keeps appending is
-   * never quiet long enough to be looked at). 'later' when too many such paths wait to look at
-   * each now: the file at `key` waits for them.
+   * never quiet long enough to be looked at), or in the batch being assimilated.
    */
-  private async livesElsewhere(sp: PosixSpace, id: string, key: string): Promise<boolean | 'later'> {
+  private async livesElsewhere(sp: PosixSpace, id: string, key: string): Promise<boolean> {
     const at = this.settling.get(id);
     if (at && at.space === sp.id && at.key !== key) {
       if (await this.host.probe(sp, at.key, id)) return true;
       this.settling.delete(id);
     }
-    const root = `${sp.abs([])}/`;
     const folder = key.slice(0, key.lastIndexOf('/') + 1);
-    // Pending paths, and those of the batch being assimilated (a folder moved aside, looked at
-    // after the new one at its name), as paths in the space.
-    const pending = this.pending;
-    const batch = this.batch;
-    function* others(): Generator<string> {
-      for (const abs of pending.keys()) if (abs.startsWith(root)) yield abs.slice(root.length);
-      yield* batch;
-    }
-    let looked = 0;
-    for (const other of others()) {
-      if (other === key || !other.startsWith(folder) || other.indexOf('/', folder.length) >= 0) continue;
-      if (++looked > 256) return 'later';
-      if (await this.host.probe(sp, other, id)) return true;
-    }
+    for (const other of (await this.siblingIds(sp, folder)).get(id) ?? [])
+      if (other !== key && (await this.host.probe(sp, other, id))) return true;
     return false;
   }
+
+  /**
+   * The ids of a folder's paths that are pending, or in the batch being assimilated (a folder
+   * moved aside, looked at after the new one at its name), read once per batch and folder: a
+   * burst of saves that replace hundreds of files of one folder asks about each of them, and
+   * reading all the others for each would cost the square of their number. (A path found by its
+   * id is looked at again before it counts; ids only change here under the commit lock held.)
+   */
+  private async siblingIds(sp: PosixSpace, folder: string): Promise<Map<string, string[]>> {
+    const memo = `${sp.id}/${folder}`;
+    const known = this.siblings.get(memo);
+    if (known) return known;
+    const ids = new Map<string, string[]>();
+    const root = `${sp.abs([])}/`;
+    const seen = new Set<string>();
+    const note = async (other: string) => {
+      if (!other.startsWith(folder) || other.indexOf('/', folder.length) >= 0 || seen.has(other)) return;
+      seen.add(other);
+      const node = await this.host.probe(sp, other);
+      if (!node) return;
+      const paths = ids.get(node.rec.id);
+      if (paths) paths.push(other);
+      else ids.set(node.rec.id, [other]);
+    };
+    for (const abs of [...this.pending.keys()]) if (abs.startsWith(root)) await note(abs.slice(root.length));
+    for (const other of this.batch) await note(other);
+    this.siblings.set(memo, ids);
+    return ids;
+  }
+
+  /** {@link siblingIds} of the batch being assimilated now. */
+  private readonly siblings = new Map<string, Map<string, string[]>>();
 
   /** Paths of the batch being assimilated now. */
   private batch: readonly string[] = [];
@@ -733,12 +753,7 @@ export class PosixObserver implements Watch {
     let copiedFrom: string | undefined;
     let dirty = false;
     let replaced = !rec && st.isFile() ? await sp.replacedHeld(c.segs, parent.id) : undefined;
-    const alive = replaced && (await this.livesElsewhere(sp, replaced.id, c.key));
-    if (alive === 'later') {
-      this.repend(sp, c.key, this.settleMs);
-      return undefined;
-    }
-    if (alive) replaced = undefined;
+    if (replaced && (await this.livesElsewhere(sp, replaced.id, c.key))) replaced = undefined;
     // What a node of a new identity displaced here (a folder replaced by a file, or by a folder
     // made anew; a file by a folder) is gone: announced deleted first, unless it lives on elsewhere.
     let displaced: Displaced | undefined;
@@ -751,13 +766,7 @@ export class PosixObserver implements Watch {
         if (displaced && (displaced.id === rec.id || (await sp.index.read(displaced.id))?.rel !== c.key))
           displaced = undefined;
       }
-      const lives = displaced && (await this.livesElsewhere(sp, displaced.id, c.key));
-      if (lives === 'later') {
-        if (rec) sp.displaced.set(c.key, displaced!);
-        this.repend(sp, c.key, this.settleMs);
-        return undefined;
-      }
-      if (lives) displaced = undefined;
+      if (displaced && (await this.livesElsewhere(sp, displaced.id, c.key))) displaced = undefined;
     }
     if (displaced) {
       before.push(
@@ -792,7 +801,7 @@ export class PosixObserver implements Watch {
           // renamed over it: the known file's id stays, with what hangs on it; the temp's goes.
           const took =
             st.isFile() && rec.md !== 2 && rec.g !== 2 ? await sp.replacedHeld(c.segs, parent.id) : undefined;
-          if (took && took.id !== rec.id && (await this.livesElsewhere(sp, took.id, c.key)) === false) {
+          if (took && took.id !== rec.id && !(await this.livesElsewhere(sp, took.id, c.key))) {
             if (rec.ex === undefined) before.push(this.deletion(sp, rec.id, rec.p, entry.rel, 'file'));
             await sp.index.remove(rec.id);
             rec = { ...rec, id: took.id, p: parent.id };
