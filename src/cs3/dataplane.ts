@@ -79,8 +79,9 @@ export interface DataPlaneOptions {
   /** Life of a resumable upload (and of its token), seconds (default 86400). */
   uploadTtlSeconds?: number;
   /**
-   * Resumable uploads a user may have in progress at once (default 100); one more is refused
-   * with 507. Each is bounded by its space's free quota too, so staged bytes stay bounded.
+   * Resumable uploads a user may have in progress at once (default 100). One more drops the
+   * user's least recently active upload idle for a minute, or when all are active is refused with
+   * 507. Each is bounded by its space's free quota too, so staged bytes stay bounded.
    */
   maxUploadsPerUser?: number;
   log?: (message: string, err?: unknown) => void;

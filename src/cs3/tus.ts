@@ -30,14 +30,20 @@ export interface UploadState {
   done?: boolean;
 }
 
+/**
+ * How long an upload must have had no bytes before a user at the limit of uploads in progress
+ * makes room by dropping it (the least recently active first), ms.
+ */
+export const IDLE_BEFORE_DROPPED_MS = 60_000;
+
 /** The checksum algorithms the TUS checksum extension accepts here (`Upload-Checksum: <algo> <base64>`). */
 export const TUS_CHECKSUMS = ['sha1', 'md5'] as const;
 
 /** The state folder of resumable uploads. */
 export class TusUploads {
   private readonly busy = new Set<string>();
-  /** Uploads in progress (not finished, terminated or expired), by user. */
-  private readonly inFlight = new Map<string, Map<string, number>>();
+  /** Uploads in progress (not finished, terminated or expired), by user: expiry and last bytes, ms. */
+  private readonly inFlight = new Map<string, Map<string, { expires: number; active: number }>>();
   /** Creations under way, by upload id. */
   private readonly creating = new Map<string, Promise<UploadState>>();
   private timer: NodeJS.Timeout | undefined;
@@ -106,15 +112,38 @@ export class TusUploads {
     if (!ids) return 0;
     const now = Date.now();
     let n = 0;
-    for (const [id, expires] of ids) if (expires > now && id !== except) n++;
+    for (const [id, { expires }] of ids) if (expires > now && id !== except) n++;
     return n;
   }
 
-  private track(st: UploadState): void {
+  private track(st: UploadState, active = Date.now()): void {
     if (st.user === undefined) return;
-    const ids = this.inFlight.get(st.user) ?? new Map<string, number>();
-    ids.set(st.id, st.expires);
+    const ids = this.inFlight.get(st.user) ?? new Map<string, { expires: number; active: number }>();
+    ids.set(st.id, { expires: st.expires, active });
     this.inFlight.set(st.user, ids);
+  }
+
+  /**
+   * Make room for one more upload of `user` by dropping the least recently active of theirs that
+   * has had no bytes for {@link IDLE_BEFORE_DROPPED_MS} and none coming in now: a client that
+   * never resumes (the ownCloud client starts every interrupted upload anew) would otherwise
+   * leave a user unable to upload until their abandoned ones expire. True when one went.
+   */
+  private async dropIdle(user: string, except: string): Promise<boolean> {
+    const ids = this.inFlight.get(user);
+    if (!ids) return false;
+    const before = Date.now() - IDLE_BEFORE_DROPPED_MS;
+    let oldest: [string, number] | undefined;
+    for (const [id, { active }] of ids) {
+      if (id === except || this.busy.has(id) || active > before) continue;
+      if (!oldest || active < oldest[1]) oldest = [id, active];
+    }
+    if (!oldest) return false;
+    this.log?.(
+      `upload ${oldest[0]}: dropped to make room for a new upload of the same user (idle since ${new Date(oldest[1]).toISOString()})`,
+    );
+    await this.remove(oldest[0]);
+    return true;
   }
 
   private untrack(id: string): void {
@@ -125,8 +154,9 @@ export class TusUploads {
 
   /**
    * Create an upload (or return the existing one of that id). With `maxPerUser`, a user who has
-   * that many uploads in progress already gets INSUFFICIENT_STORAGE and nothing is created. Two
-   * requests creating the same upload at once get the same one.
+   * that many uploads in progress already loses their least recently active one idle for a while
+   * (see {@link IDLE_BEFORE_DROPPED_MS}), or when all are active gets INSUFFICIENT_STORAGE and
+   * nothing is created. Two requests creating the same upload at once get the same one.
    */
   create(st: UploadState, opts: { maxPerUser?: number } = {}): Promise<UploadState> {
     const pending = this.creating.get(st.id);
@@ -142,7 +172,8 @@ export class TusUploads {
     if (
       st.user !== undefined &&
       opts.maxPerUser !== undefined &&
-      this.inProgress(st.user, st.id) >= opts.maxPerUser
+      this.inProgress(st.user, st.id) >= opts.maxPerUser &&
+      !(await this.dropIdle(st.user, st.id))
     ) {
       throw new StorageError(
         'INSUFFICIENT_STORAGE',
@@ -228,6 +259,7 @@ export class TusUploads {
         await fh.sync();
         st.offset += written;
         await this.save(st);
+        if (!st.done) this.track(st);
       }
       return st.offset;
     } finally {
@@ -269,7 +301,10 @@ export class TusUploads {
         const m = /^([0-9a-f]{40})\.json$/.exec(name);
         if (m) {
           const st = await this.get(m[1]!);
-          if (count && st && !st.done) this.track(st);
+          if (count && st && !st.done) {
+            const bin = await fsp.stat(this.file(st.id, 'bin')).catch(() => undefined);
+            this.track(st, bin?.mtimeMs ?? 0);
+          }
         } else if (/^[0-9a-f]{40}\.json\..+$/.test(name))
           await fsp.rm(path.join(this.dir, name), { force: true });
         else if (/^[0-9a-f]{40}\.bin$/.test(name)) {

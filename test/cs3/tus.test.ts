@@ -11,7 +11,7 @@ import { Cs3Client } from '../../src/cs3/client.js';
 import { LockType } from '../../src/cs3/gen/cs3/storage/provider/v1beta1/resources.js';
 import { mintRevaToken } from '../../src/cs3/jwt.js';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
-import { TusUploads, type UploadState } from '../../src/cs3/tus.js';
+import { IDLE_BEFORE_DROPPED_MS, TusUploads, type UploadState } from '../../src/cs3/tus.js';
 import { createPosixDriver } from '../../src/drivers/posix/index.js';
 import { fromLetters, ROLES, StaticIdentitySource, StorageProvider } from '../../src/index.js';
 import { tempRoot } from '../helpers/tmp.js';
@@ -57,6 +57,54 @@ describe('TusUploads: uploads in progress per user', () => {
       code: 'INSUFFICIENT_STORAGE',
     });
     uploads.close();
+  });
+
+  it('makes room for a new upload by dropping the least recently active idle one, never one with bytes coming in', async () => {
+    // The ownCloud client never resumes a TUS upload: each interrupted sync leaves one behind.
+    const uploads = new TusUploads(path.join(await tempRoot('tus-idle'), 'uploads'));
+    await uploads.open();
+    const hour = (key: string) => upload(key, { expires: Date.now() + 3_600_000 });
+    const bytes = async function* (gate?: Promise<void>) {
+      yield Buffer.from('abc');
+      await gate;
+    };
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const a = await uploads.create(hour('a'), { maxPerUser: 2 });
+      const b = await uploads.create(hour('b'), { maxPerUser: 2 });
+      vi.setSystemTime(Date.now() + 30_000);
+      await uploads.append(b, bytes()); // b had bytes later than a was made
+      // Both active within the last minute: no room.
+      await expect(uploads.create(hour('c'), { maxPerUser: 2 })).rejects.toMatchObject({
+        code: 'INSUFFICIENT_STORAGE',
+      });
+      vi.setSystemTime(Date.now() + IDLE_BEFORE_DROPPED_MS + 1);
+      await uploads.create(hour('c'), { maxPerUser: 2 });
+      expect(await uploads.get(a.id)).toBeUndefined();
+      expect((await uploads.get(b.id))?.offset).toBe(3);
+      // b is idle, but bytes are coming in right now: it stays, and there is no room.
+      let release!: () => void;
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const appending = uploads.append(b, bytes(gate));
+      await new Promise((r) => setTimeout(r, 20));
+      await expect(uploads.create(hour('d'), { maxPerUser: 2 })).rejects.toMatchObject({
+        code: 'INSUFFICIENT_STORAGE',
+      });
+      release();
+      expect(await appending).toBe(6);
+      expect(uploads.inProgress('u')).toBe(2);
+      // Another user's uploads are never dropped for this one.
+      await uploads.create(upload('e', { user: 'v', expires: Date.now() + 3_600_000 }), { maxPerUser: 2 });
+      vi.setSystemTime(Date.now() + IDLE_BEFORE_DROPPED_MS + 1);
+      await uploads.create(upload('f', { user: 'v', expires: Date.now() + 3_600_000 }), { maxPerUser: 2 });
+      expect(uploads.inProgress('u')).toBe(2);
+      expect(uploads.inProgress('v')).toBe(2);
+    } finally {
+      vi.useRealTimers();
+      uploads.close();
+    }
   });
 
   it('gives two requests creating the same upload at once the same one', async () => {
