@@ -83,10 +83,11 @@ Commands:
   grants rm <path> user:ID|group:ID
   lock <path> [--lock-id ID] [--type exclusive|write|shared] [--expires WHEN]
   unlock <path> <lock-id>
-  fsck [--space S] [--repair] [--checksums]
+  fsck [--space S] [--repair] [--checksums] [--verify]
                                     check ids, tree sizes and the id index against the disk;
                                     --checksums also reads files touched since their checksums
-                                    (reporting stale ones) and, with --repair, computes missing ones
+                                    (reporting stale ones) and, with --repair, computes missing ones;
+                                    --verify reads every file and compares it with its checksums
   serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD[:admin][:create-spaces][:groups=G1+G2]]]...
         [--users FILE] [--grpc HOST:PORT] [--jwt-secret SECRET] [--transfer-secret SECRET]
         [--data-url URL] [--no-watch]
@@ -126,6 +127,7 @@ interface Opts {
   overwrite: boolean;
   repair: boolean;
   checksums: boolean;
+  verify: boolean;
   mtime?: string;
   range?: string;
   'if-match'?: string;
@@ -167,6 +169,7 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
       overwrite: { type: 'boolean', default: false },
       repair: { type: 'boolean', default: false },
       checksums: { type: 'boolean', default: false },
+      verify: { type: 'boolean', default: false },
       mtime: { type: 'string' },
       range: { type: 'string' },
       'if-match': { type: 'string' },
@@ -594,6 +597,7 @@ async function command(
       const reports = await driver.fsck({
         repair: opts.repair,
         checksums: opts.checksums,
+        verify: opts.verify,
         ...(opts.space && { space: opts.space.replace(/^\//, '') }),
       });
       let problems = 0;

@@ -243,6 +243,34 @@ describe('posix: changes made on disk around Stowage', () => {
     });
   });
 
+  it('fsck --verify reads every file: it finds a same-size rewrite with mtime put back made at once after a write (within the ctime slack), and mends it', async () => {
+    const { dir, at } = await space();
+    const d = driver;
+    const spaceId = at('').space;
+    const f = await s.write(at('v.txt'), 'hello');
+    const same = await s.write(at('same.txt'), 'stays');
+    const abs = path.join(dir, 'v.txt');
+    const ref = path.join(await tempRoot('around-verify-ref'), 'ref');
+    execFileSync('cp', ['-p', abs, ref]);
+    await fs.writeFile(abs, 'HELLO');
+    execFileSync('touch', ['-r', ref, abs]);
+    // Within the slack: nothing tells the rewrite from Stowage's own commit.
+    expect((await s.stat(at('v.txt'))).checksums?.sha1).toBe(sha1('hello'));
+    const [quick] = await d.fsck({ space: spaceId, checksums: true });
+    expect(quick!.problems['stale-checksums']).toBeUndefined();
+    const [found] = await d.fsck({ space: spaceId, verify: true });
+    expect(found!.problems['stale-checksums']).toBe(1);
+    expect(found!.examples).toEqual([expect.objectContaining({ kind: 'stale-checksums', path: '/v.txt' })]);
+    await d.fsck({ space: spaceId, verify: true, repair: true });
+    const mended = await s.stat(at('v.txt'));
+    expect(mended.id).toEqual(f.id);
+    expect(mended.checksums?.sha1).toBe(sha1('HELLO'));
+    expect(mended.etag).not.toBe(f.etag);
+    expect((await s.stat(at('same.txt'))).etag).toBe(same.etag);
+    const [clean] = await d.fsck({ space: spaceId, verify: true });
+    expect(clean!.problems['stale-checksums']).toBeUndefined();
+  });
+
   it('keeps showing checksums after its own changes of a file, however long after its write (rename, move, metadata, lock, trash)', async () => {
     await withShortSlack('around-ctime-own', async (_d, p) => {
       const sp = await p.createSpace({ type: 'project', name: 'ctime own' });

@@ -60,6 +60,13 @@ export interface FsckOptions {
    * `stale-checksums` when their bytes changed) and, with `repair`, compute those missing or stale.
    */
   checksums?: boolean;
+  /**
+   * Read every file with checksums and compare (implies `checksums`): a file whose bytes no longer
+   * match is reported as `stale-checksums` however it was changed (a rewrite that kept its size,
+   * mtime and, within a second or two of Stowage's own change, its ctime too; bit rot), and with
+   * `repair` gets the checksums of what is on disk.
+   */
+  verify?: boolean;
 }
 
 /** Check one space; runs under its commit lock so the tree holds still. */
@@ -168,8 +175,10 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
         const valid = checksumsValid(rec, st);
         if (!valid && rec.ck !== undefined) problem('stale-checksums', segs);
         // Touched since they were confirmed (see checksumsSuspect): only reading tells.
-        const suspect = valid && sp.checksumsSuspect(rec, st);
-        if ((!valid && opts.checksums && repair) || (suspect && opts.checksums)) {
+        const touched = valid && sp.checksumsSuspect(rec, st);
+        const suspect = touched || (valid && !!opts.verify);
+        const reading = opts.checksums || opts.verify;
+        if ((!valid && reading && repair) || (suspect && reading)) {
           const acc = new ChecksumAccumulator();
           const fh = await fsp.open(sp.abs(segs), 'r');
           try {
@@ -180,8 +189,13 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
               const ck = acc.digest();
               const changed = !suspect || !sameChecksums(ck, rec.ck!);
               if (suspect && changed)
-                problem('stale-checksums', segs, 'rewritten with its size and mtime kept');
-              if (repair) {
+                problem(
+                  'stale-checksums',
+                  segs,
+                  'its bytes do not match its checksums (size and mtime kept)',
+                );
+              // (a file that only was read to verify it, and matched, needs nothing written)
+              if (repair && (!suspect || changed || touched)) {
                 const updated: NodeRecord = {
                   ...rec,
                   ck,
