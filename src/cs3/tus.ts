@@ -154,8 +154,8 @@ export class TusUploads {
 
   /**
    * Create an upload (or return the existing one of that id). With `maxPerUser`, a user who has
-   * that many uploads in progress already loses their least recently active one idle for a while
-   * (see {@link IDLE_BEFORE_DROPPED_MS}), or when all are active gets INSUFFICIENT_STORAGE and
+   * that many uploads in progress already loses their least recently active one that has had no
+   * bytes for a minute, or when all are active gets INSUFFICIENT_STORAGE and
    * nothing is created. Two requests creating the same upload at once get the same one.
    */
   create(st: UploadState, opts: { maxPerUser?: number } = {}): Promise<UploadState> {
