@@ -1199,33 +1199,45 @@ export class WebDav {
       ? t.session.move(this.ref(t), this.ref(d), mo)
       : t.session.copy(this.ref(t), this.ref(d), { ...mo, ...(depth === '0' && { shallow: true }) })
     ).catch((err) => this.nameLockedMember(err, [t, src], [d, existing]));
-    if (move) await this.dropMovedLocks(info, src.lock, mo.heldLockIds);
+    if (move) await this.dropMovedLocks(t, info, src.lock, mo.heldLockIds);
     sendMadeOrReplaced(res, existing !== undefined, infoHeaders(info, wantsInfo(req)));
   }
 
   /**
-   * A MOVE does not take WebDAV locks along (RFC 4918 §7.6): the moved resource's own, and those
-   * of members whose tokens the client submitted to move them, are released where they landed
-   * (the client proved it holds them). Locks taken through CS3 by an app (an office editor's) stay
-   * with the file, as Reva keeps them: the app still edits it under its new name.
+   * A MOVE does not take WebDAV locks along (RFC 4918 §7.7): the mover's own locks are dropped
+   * where the resource landed, on it and on members whose tokens came with the MOVE, as the
+   * mover (a lock is its creator's: another user's stays, whoever knows its token). Locks taken
+   * through CS3 by an app (an office editor's) stay with the file, as Reva keeps them: the app
+   * still edits it under its new name. The move is done by then: a lock changed or gone
+   * meanwhile, or a walk that fails, leaves things as they are rather than failing the MOVE.
    */
-  private async dropMovedLocks(moved: ResourceInfo, own: Lock | undefined, held?: readonly string[]) {
-    const release = async (id: ResourceInfo['id'], lock: Lock | undefined) => {
-      if (!lock || !lockMeta(lock).webdav) return;
-      // The move is done: a lock changed or gone meanwhile is left as it is, not an error of it.
-      await this.opts.provider.unlock({ resourceId: id }, lock.lockId).catch(() => undefined);
-    };
-    await release(moved.id, own);
-    if (moved.type !== 'folder' || !held?.length) return;
+  private async dropMovedLocks(
+    t: Target,
+    moved: ResourceInfo,
+    own: Lock | undefined,
+    held: readonly string[] | undefined,
+  ): Promise<void> {
+    const mine = (lock: Lock | undefined): lock is Lock =>
+      !!lock && lockMeta(lock).webdav && (!lock.user || lock.user === t.user.id);
+    const release = (id: ResourceInfo['id'], lock: Lock) =>
+      t.session.unlock({ resourceId: id }, lock.lockId).catch(() => undefined);
+    if (mine(own)) await release(moved.id, own);
+    // Members' tokens only: not the moved resource's own, nor those of locks above it.
     const tokens = new Set(held);
+    for (const tok of own ? lockTokens(own) : []) tokens.delete(tok);
+    if (moved.type !== 'folder' || !tokens.size) return;
     const stack: Reference[] = [{ resourceId: moved.id }];
     let seen = 0;
-    while (stack.length && seen <= MAX_LOCK_WALK) {
-      for await (const c of this.opts.provider.list(stack.pop()!, { fields: ['lock'] })) {
-        if (++seen > MAX_LOCK_WALK) break;
-        if (c.lock && lockTokens(c.lock).some((tok) => tokens.has(tok))) await release(c.id, c.lock);
-        if (c.type === 'folder') stack.push({ resourceId: c.id });
+    try {
+      while (stack.length && seen <= MAX_LOCK_WALK) {
+        for await (const c of t.session.list(stack.pop()!, { fields: ['lock'] })) {
+          if (++seen > MAX_LOCK_WALK) break;
+          if (mine(c.lock) && lockTokens(c.lock).some((tok) => tokens.has(tok))) await release(c.id, c.lock);
+          if (c.type === 'folder') stack.push({ resourceId: c.id });
+        }
       }
+    } catch {
+      // (see above)
     }
   }
 
@@ -1375,12 +1387,12 @@ export class WebDav {
   }
 
   /**
-   * The depth-infinity locks of the folders above `t` (those its segments name, then those above
-   * its node, named by the node's own href), as its lockdiscovery shows them.
+   * The depth-infinity locks of the folders above `t` that its segments name, as its
+   * lockdiscovery shows them. (Not those above the node of a share, looked up as the system: the
+   * recipient sees neither those folders nor who locked them. They still guard it.)
    */
   private async locksShownAbove(t: Target): Promise<LockShown[]> {
     const out: LockShown[] = [];
-    for (const lock of await this.locksAboveNode(t, false)) out.push({ lock, href: this.href(t, [], true) });
     for (let n = 0; n < t.segs.length; n++) {
       const segs = t.segs.slice(0, n);
       const a = await this.peek(t, segs);

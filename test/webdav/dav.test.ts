@@ -1120,7 +1120,7 @@ describe('webdav: locked destinations', () => {
     expect((await move('ann', both('lm'))).status).toBe(201);
     expect(await (await dav('GET', `${base}/lm2/in/a.txt`, 'ann')).text()).toBe('lm/in/a.txt');
     expect((await dav('GET', `${base}/lm/b.txt`, 'ann')).status).toBe(404);
-    // The moved members' locks stayed behind (RFC 4918 §7.6): their tokens name no lock any more.
+    // The moved members' locks were dropped (RFC 4918 §7.7): their tokens name no lock any more.
     expect((await dav('PUT', `${base}/lm2/b.txt`, 'bob', { body: 'lm/b.txt' })).status).toBe(204);
     expect(
       (await dav('UNLOCK', `${base}/lm2/in/a.txt`, 'ann', { headers: { 'lock-token': ta } })).status,

@@ -118,7 +118,7 @@ describe('webdav: locks from the folders above (RFC 4918 §6.1)', () => {
   });
 });
 
-describe('webdav: MOVE leaves WebDAV locks behind (RFC 4918 §7.6)', () => {
+describe('webdav: MOVE drops the mover’s WebDAV locks (RFC 4918 §7.7)', () => {
   it('releases the moved file’s lock and a moved folder’s, but keeps an app’s lock taken through CS3', async () => {
     expect((await dav('PUT', 'mv.txt', 'ann', { body: 'a' })).status).toBe(201);
     const tok = await lock('mv.txt');
@@ -141,6 +141,25 @@ describe('webdav: MOVE leaves WebDAV locks behind (RFC 4918 §7.6)', () => {
     ).toBe(201);
     expect((await locksShown('mvd2/', '1')).get(`${base}/mvd2/in.txt`)?.tokens).toEqual([]);
     expect((await dav('PUT', 'mvd2/in.txt', 'bob', { body: 'b' })).status).toBe(204);
+
+    // Another user's lock is theirs: a MOVE that names its token (it is public in lockdiscovery)
+    // takes the member along, lock and all, and the lock stays bob's.
+    expect((await dav('MKCOL', 'other', 'ann')).status).toBe(201);
+    expect((await dav('PUT', 'other/m.txt', 'ann', { body: 'm' })).status).toBe(201);
+    const bobs = await dav('LOCK', 'other/m.txt', 'bob', { body: lockBody('shared') });
+    expect(bobs.status).toBe(200);
+    const bobTok = bobs.headers.get('lock-token')!.replace(/^<|>$/g, '');
+    expect(
+      (
+        await dav('MOVE', 'other/', 'ann', {
+          headers: { destination: `${base}/other2/`, if: `(Not <${bobTok}>)` },
+        })
+      ).status,
+    ).toBe(201);
+    expect((await locksShown('other2/m.txt', '0')).get(`${base}/other2/m.txt`)?.tokens).toEqual([bobTok]);
+    expect(
+      (await dav('UNLOCK', 'other2/m.txt', 'bob', { headers: { 'lock-token': `<${bobTok}>` } })).status,
+    ).toBe(204);
 
     // An office app's lock (CS3, as a WOPI server takes it) goes with the file it is editing.
     expect((await dav('PUT', 'doc.odt', 'ann', { body: 'd' })).status).toBe(201);
