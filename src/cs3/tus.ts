@@ -124,26 +124,22 @@ export class TusUploads {
   }
 
   /**
-   * Make room for one more upload of `user` by dropping the least recently active of theirs that
-   * has had no bytes for {@link IDLE_BEFORE_DROPPED_MS} and none coming in now: a client that
-   * never resumes (the ownCloud client starts every interrupted upload anew) would otherwise
-   * leave a user unable to upload until their abandoned ones expire. True when one went.
+   * The least recently active upload of `user` (not `except`) that is still in progress, has had no
+   * bytes for {@link IDLE_BEFORE_DROPPED_MS} and has none coming in now: what goes to make room
+   * for a new one. A client that never resumes (the ownCloud client starts every interrupted
+   * upload anew) would otherwise leave a user unable to upload until their abandoned ones expire.
    */
-  private async dropIdle(user: string, except: string): Promise<boolean> {
+  private idlest(user: string, except: string): string | undefined {
     const ids = this.inFlight.get(user);
-    if (!ids) return false;
-    const before = Date.now() - IDLE_BEFORE_DROPPED_MS;
+    if (!ids) return undefined;
+    const now = Date.now();
     let oldest: [string, number] | undefined;
-    for (const [id, { active }] of ids) {
-      if (id === except || this.busy.has(id) || active > before) continue;
+    for (const [id, { expires, active }] of ids) {
+      if (id === except || expires <= now || this.busy.has(id) || active > now - IDLE_BEFORE_DROPPED_MS)
+        continue;
       if (!oldest || active < oldest[1]) oldest = [id, active];
     }
-    if (!oldest) return false;
-    this.log?.(
-      `upload ${oldest[0]}: dropped to make room for a new upload of the same user (idle since ${new Date(oldest[1]).toISOString()})`,
-    );
-    await this.remove(oldest[0]);
-    return true;
+    return oldest?.[0];
   }
 
   private untrack(id: string): void {
@@ -169,18 +165,27 @@ export class TusUploads {
   private async createOnce(st: UploadState, opts: { maxPerUser?: number }): Promise<UploadState> {
     const existing = await this.get(st.id);
     if (existing) return existing;
+    // Counted, made room for and taken in one go (no await between): two creations at once
+    // cannot both take the last place.
+    let dropped: string | undefined;
     if (
       st.user !== undefined &&
       opts.maxPerUser !== undefined &&
-      this.inProgress(st.user, st.id) >= opts.maxPerUser &&
-      !(await this.dropIdle(st.user, st.id))
+      this.inProgress(st.user, st.id) >= opts.maxPerUser
     ) {
-      throw new StorageError(
-        'INSUFFICIENT_STORAGE',
-        `at most ${opts.maxPerUser} uploads in progress per user`,
-      );
+      dropped = this.idlest(st.user, st.id);
+      if (!dropped)
+        throw new StorageError(
+          'INSUFFICIENT_STORAGE',
+          `at most ${opts.maxPerUser} uploads in progress per user`,
+        );
+      this.untrack(dropped);
     }
     this.track(st);
+    if (dropped) {
+      this.log?.(`upload ${dropped}: dropped, idle, to make room for a new upload of the same user`);
+      await this.remove(dropped);
+    }
     try {
       await fsp.writeFile(this.file(st.id, 'bin'), '', { flag: 'a', mode: 0o600 });
       await this.save(st);
@@ -220,7 +225,16 @@ export class TusUploads {
       });
     }
     this.busy.add(st.id);
-    const fh = await fsp.open(this.file(st.id, 'bin'), 'r+');
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(this.file(st.id, 'bin'), 'r+');
+    } catch (err) {
+      this.busy.delete(st.id);
+      // (dropped or expired since it was looked up)
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new StorageError('NOT_FOUND', 'no such upload');
+      throw err;
+    }
     let written = 0;
     let failure: unknown;
     const hash = opts.checksum ? createHash(opts.checksum.algo) : undefined;

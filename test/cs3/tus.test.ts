@@ -70,19 +70,28 @@ describe('TusUploads: uploads in progress per user', () => {
     };
     vi.useFakeTimers({ toFake: ['Date'] });
     try {
-      const a = await uploads.create(hour('a'), { maxPerUser: 2 });
+      // (b first: with no bytes since, it would be the older of the two)
       const b = await uploads.create(hour('b'), { maxPerUser: 2 });
+      const a = await uploads.create(hour('a'), { maxPerUser: 2 });
       vi.setSystemTime(Date.now() + 30_000);
       await uploads.append(b, bytes()); // b had bytes later than a was made
       // Both active within the last minute: no room.
       await expect(uploads.create(hour('c'), { maxPerUser: 2 })).rejects.toMatchObject({
         code: 'INSUFFICIENT_STORAGE',
       });
-      vi.setSystemTime(Date.now() + IDLE_BEFORE_DROPPED_MS + 1);
-      await uploads.create(hour('c'), { maxPerUser: 2 });
+      // a idle for over a minute, b for 35 s: a goes.
+      vi.setSystemTime(Date.now() + IDLE_BEFORE_DROPPED_MS - 25_000);
+      // Two creations at once: one takes a's place, the other finds no room.
+      const both = await Promise.allSettled([
+        uploads.create(hour('c'), { maxPerUser: 2 }),
+        uploads.create(hour('c2'), { maxPerUser: 2 }),
+      ]);
+      expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+      expect(uploads.inProgress('u')).toBe(2);
       expect(await uploads.get(a.id)).toBeUndefined();
       expect((await uploads.get(b.id))?.offset).toBe(3);
       // b is idle, but bytes are coming in right now: it stays, and there is no room.
+      vi.setSystemTime(Date.now() + 30_000);
       let release!: () => void;
       const gate = new Promise<void>((r) => {
         release = r;
