@@ -88,6 +88,8 @@ Commands:
                                     --checksums also reads files touched since their checksums
                                     (reporting stale ones) and, with --repair, computes missing ones;
                                     --verify reads every file and compares it with its checksums
+                                    (writes to the space wait meanwhile; a mismatch is reported,
+                                    never repaired: touch the file to accept its bytes)
   serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD[:admin][:create-spaces][:groups=G1+G2]]]...
         [--users FILE] [--grpc HOST:PORT] [--jwt-secret SECRET] [--transfer-secret SECRET]
         [--data-url URL] [--no-watch]

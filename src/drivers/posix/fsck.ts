@@ -63,8 +63,10 @@ export interface FsckOptions {
   /**
    * Read every file with checksums and compare (implies `checksums`): a file whose bytes no longer
    * match is reported as `stale-checksums` however it was changed (a rewrite that kept its size,
-   * mtime and, within a second or two of Stowage's own change, its ctime too; bit rot), and with
-   * `repair` gets the checksums of what is on disk.
+   * mtime and, within a second or two of Stowage's own change, its ctime too; bit rot). `repair`
+   * never records new checksums for such a file: only a person can tell a rewrite from damage
+   * (`touch` the file to have the bytes taken as they are; restore a version otherwise). Reads
+   * every byte under the space's commit lock: writes to the space wait meanwhile.
    */
   verify?: boolean;
 }
@@ -194,8 +196,9 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
                   segs,
                   'its bytes do not match its checksums (size and mtime kept)',
                 );
-              // (a file that only was read to verify it, and matched, needs nothing written)
-              if (repair && (!suspect || changed || touched)) {
+              // A file read only to verify it needs nothing written when it matched, and when it
+              // did not, a person decides (see verify).
+              if (repair && (!suspect || touched)) {
                 const updated: NodeRecord = {
                   ...rec,
                   ck,
