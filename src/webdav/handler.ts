@@ -1041,7 +1041,7 @@ export class WebDav {
 
   /**
    * A folder's GET: a plain HTML index, streamed. Its validators are the folder's: its etag changes
-   * with anything below it, its names too.
+   * with anything below it, its names too; weak, since the page differs by user and by URL.
    */
   private async index(
     req: IncomingMessage,
@@ -1053,7 +1053,7 @@ export class WebDav {
     // The first entry is asked for before the status is sent: one who may not list gets a 403.
     const entries = t.session.list(this.ref(t), { fields: [] })[Symbol.asyncIterator]();
     let next = await entries.next();
-    const validators = { etag: quoteEtag(info.etag), 'last-modified': httpDate(info.mtime) };
+    const validators = { etag: `W/${quoteEtag(info.etag)}`, 'last-modified': httpDate(info.mtime) };
     const status = evaluateConditions(requestConditions(req), info, 'read');
     if (status !== 200) {
       await entries.return?.(undefined);

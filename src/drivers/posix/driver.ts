@@ -802,10 +802,9 @@ class Posix implements PosixDriver {
   }
 
   /**
-   * The node at `key` if it carries `id`: a file or folder reached without symlinks. Undefined for
-   * anything else, never an error.
+   * The node at `key` if it has a record, and carries `id` when one is given: a file or folder
+   * reached without symlinks. Undefined for anything else, never an error.
    */
-  /** The node at `key` if it has a record, and carries `id` when one is given. */
   private async probe(sp: PosixSpace, key: string, id?: string): Promise<Loaded | undefined> {
     const segs = segsOf(key);
     if (segs[0] === RESERVED_ROOT_NAME) return undefined;

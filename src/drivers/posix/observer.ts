@@ -671,7 +671,8 @@ export class PosixObserver implements Watch {
    * moved aside, looked at after the new one at its name), read once per batch and folder: a
    * burst of saves that replace hundreds of files of one folder asks about each of them, and
    * reading all the others for each would cost the square of their number. (A path found by its
-   * id is looked at again before it counts; ids only change here under the commit lock held.)
+   * id is looked at again before it counts, since the batch itself gives paths new ids as it goes; a
+   * path that becomes pending while the batch runs is not among them, and waits for the next.)
    */
   private async siblingIds(sp: PosixSpace, folder: string): Promise<Map<string, string[]>> {
     const memo = `${sp.id}/${folder}`;
