@@ -1343,18 +1343,26 @@ export class WebDav {
   ): Promise<{ lock: Lock; segs: string[]; folder: boolean }[]> {
     const guarding: { lock: Lock; segs: string[]; folder: boolean }[] = [];
     if (info?.lock) guarding.push({ lock: info.lock, segs: t.segs, folder: info.type === 'folder' });
-    for (let n = t.segs.length - 1; n >= 0; n--) {
-      const above = t.segs.slice(0, n);
-      const a = await this.peek(t, above);
-      if (!a?.lock) continue;
-      const depth = lockMeta(a.lock).depth;
-      if (depth === 'infinity' || (membership && n === t.segs.length - 1))
-        guarding.push({ lock: a.lock, segs: above, folder: true });
-    }
+    for (const a of await this.locksOnPath(t, membership)) guarding.push({ ...a, folder: true });
     // (named by the node's own href: the folder above may be one the user cannot see)
     for (const lock of await this.locksAboveNode(t, membership && !t.segs.length))
       guarding.push({ lock, segs: [], folder: true });
     return guarding;
+  }
+
+  /**
+   * The locks of the folders above `t` that its segments name, nearest first, looked up as the
+   * user: depth-infinity ones, and with `parent` the parent's of any depth.
+   */
+  private async locksOnPath(t: Target, parent: boolean): Promise<{ lock: Lock; segs: string[] }[]> {
+    const out: { lock: Lock; segs: string[] }[] = [];
+    for (let n = t.segs.length - 1; n >= 0; n--) {
+      const segs = t.segs.slice(0, n);
+      const a = await this.peek(t, segs);
+      if (a?.lock && (lockMeta(a.lock).depth === 'infinity' || (parent && n === t.segs.length - 1)))
+        out.push({ lock: a.lock, segs });
+    }
+    return out;
   }
 
   /**
@@ -1392,14 +1400,10 @@ export class WebDav {
    * recipient sees neither those folders nor who locked them. They still guard it.)
    */
   private async locksShownAbove(t: Target): Promise<LockShown[]> {
-    const out: LockShown[] = [];
-    for (let n = 0; n < t.segs.length; n++) {
-      const segs = t.segs.slice(0, n);
-      const a = await this.peek(t, segs);
-      if (a?.lock && lockMeta(a.lock).depth === 'infinity')
-        out.push({ lock: a.lock, href: this.href(t, segs, true) });
-    }
-    return out;
+    return (await this.locksOnPath(t, false)).map(({ lock, segs }) => ({
+      lock,
+      href: this.href(t, segs, true),
+    }));
   }
 
   /** 412 when the If header evaluates false, its untagged lists about `t` (the request's resource). */
@@ -1539,15 +1543,9 @@ export class WebDav {
         const oi = other && (await this.peek(other, other.segs));
         etag = oi ? quoteEtag(oi.etag) : undefined;
         tokens = new Set(oi?.lock ? lockTokens(oi.lock) : []);
-        if (other) {
-          for (let n = other.segs.length - 1; n >= 0; n--) {
-            const a = await this.peek(other, other.segs.slice(0, n));
-            if (a?.lock && lockMeta(a.lock).depth === 'infinity')
-              for (const tok of lockTokens(a.lock)) tokens.add(tok);
-          }
-          for (const lock of await this.locksAboveNode(other, false))
-            for (const tok of lockTokens(lock)) tokens.add(tok);
-        }
+        if (other)
+          for (const g of await this.guardingLocks(other, undefined, false))
+            for (const tok of lockTokens(g.lock)) tokens.add(tok);
       }
       const holds = l.conditions.every((c) => {
         const v = c.token !== undefined ? tokens.has(c.token) : etag !== undefined && sameEtag(c.etag!, etag);
