@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPosixDriver } from '../../src/drivers/posix/index.js';
 import { EventBus, fromLetters, ROLES, StorageProvider } from '../../src/index.js';
 import { ListingCache } from '../../src/webdav/listing-cache.js';
-import { type DavEnv, startDav } from './server.js';
+import { type DavEnv, sharedProject, startDav } from './server.js';
 
 let env: DavEnv;
 let projectId: string;
@@ -18,12 +18,7 @@ beforeAll(async () => {
     { id: 'u-ann', username: 'ann', createSpaces: true },
     { id: 'u-bob', username: 'bob' },
   ]);
-  const ann = await env.provider.as('ann');
-  projectId = (await ann.createSpace({ type: 'project', name: 'Cached lab' })).id;
-  await ann.setGrant(
-    { space: projectId, path: '' },
-    { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.viewer) },
-  );
+  projectId = await sharedProject(env, 'ann', 'Cached lab', 'u-bob', 'viewer');
 });
 afterAll(() => env?.close());
 

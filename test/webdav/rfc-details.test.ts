@@ -5,8 +5,7 @@
  * GET validators, propname and allprop's include.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fromLetters, ROLES } from '../../src/index.js';
-import { type DavEnv, type DavInit, davFetch, startDav } from './server.js';
+import { type DavEnv, type DavInit, davFetch, sharedProject, startDav } from './server.js';
 
 let env: DavEnv;
 let base: string;
@@ -16,13 +15,7 @@ beforeAll(async () => {
     { id: 'u-ann', username: 'ann', createSpaces: true },
     { id: 'u-bob', username: 'bob' },
   ]);
-  const ann = await env.provider.as('ann');
-  const project = await ann.createSpace({ type: 'project', name: 'RFC lab' });
-  await ann.setGrant(
-    { space: project.id, path: '' },
-    { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.editor) },
-  );
-  base = `/dav/spaces/${project.id}`;
+  base = `/dav/spaces/${await sharedProject(env, 'ann', 'RFC lab', 'u-bob', 'editor')}`;
 });
 afterAll(() => env?.close());
 

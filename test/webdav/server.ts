@@ -73,6 +73,23 @@ export async function startDav(
   };
 }
 
+/** A project space `owner` makes, on which the user `grantee` (an id) has `role`; its id. */
+export async function sharedProject(
+  env: DavEnv,
+  owner: string,
+  name: string,
+  grantee: string,
+  role: keyof typeof ROLES,
+): Promise<string> {
+  const session = await env.provider.as(owner);
+  const space = (await session.createSpace({ type: 'project', name })).id;
+  await session.setGrant(
+    { space, path: '' },
+    { grantee: { type: 'user', id: grantee }, permissions: fromLetters(ROLES[role]) },
+  );
+  return space;
+}
+
 /** Two WebDAV servers on one provider, one keeping listings and one not, and a shared project space. */
 export interface KeptAndPlain {
   /** The server that keeps listings (observer on), with users ann (owner) and bob (editor). */
@@ -99,12 +116,7 @@ export async function startKeptAndPlain(name: string): Promise<KeptAndPlain> {
     uploadsDir: path.join(env.root, 'uploads-plain'),
     webdav: true,
   });
-  const ann = await env.provider.as('ann');
-  const space = (await ann.createSpace({ type: 'project', name })).id;
-  await ann.setGrant(
-    { space, path: '' },
-    { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.editor) },
-  );
+  const space = await sharedProject(env, 'ann', name, 'u-bob', 'editor');
   return {
     env,
     plain,

@@ -3,8 +3,7 @@
  * of its own, and a lock token sent on the data plane counts for the lock's creator only.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fromLetters, ROLES } from '../../src/index.js';
-import { type DavEnv, type DavInit, davFetch, startDav } from './server.js';
+import { type DavEnv, type DavInit, davFetch, sharedProject, startDav } from './server.js';
 
 let env: DavEnv;
 let projectId: string;
@@ -17,12 +16,7 @@ beforeAll(async () => {
     ],
     { watch: false },
   );
-  const alice = await env.provider.as('alice');
-  projectId = (await alice.createSpace({ type: 'project', name: 'TUS via WebDAV' })).id;
-  await alice.setGrant(
-    { space: projectId, path: '' },
-    { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.editor) },
-  );
+  projectId = await sharedProject(env, 'alice', 'TUS via WebDAV', 'u-bob', 'editor');
 });
 afterAll(() => env?.close());
 
