@@ -472,17 +472,16 @@ export class DataPlane {
     if (location) res.setHeader('location', location);
     if (st.length !== undefined && st.offset === st.length) {
       // Complete: write it through the user's session, then drop the staged bytes either way.
-      try {
+      const done = st;
+      await uploads.commit(done, async (bytes) => {
         const session = await this.session(g.u, g.o);
         const opts = this.writeOptions(req, g, new AbortController().signal);
-        opts.size = st.length;
-        opts.upload = { id: st.id };
+        opts.size = done.length;
+        opts.upload = { id: done.id };
         await this.guard(session, g, opts.lockId);
-        const info = await session.write(g.r, uploads.read(st), opts);
+        const info = await session.write(g.r, bytes, opts);
         for (const [k, v] of Object.entries(infoHeaders(info, wantsInfo(req)))) res.setHeader(k, v);
-      } finally {
-        await uploads.end(st);
-      }
+      });
     }
     res.writeHead(location ? 201 : 204);
     res.end();

@@ -282,9 +282,30 @@ export class TusUploads {
     }
   }
 
-  /** The bytes of a complete upload. */
-  read(st: UploadState): fs.ReadStream {
-    return fs.createReadStream(this.file(st.id, 'bin'), { highWaterMark: 256 * 1024 });
+  /**
+   * Hand the bytes of a complete upload to `commit`, then end the upload whatever it did. The
+   * upload counts as busy meanwhile: a commit that takes longer than
+   * {@link IDLE_BEFORE_DROPPED_MS} (a large file being checksummed) is not taken for idle, and a
+   * PATCH arriving meanwhile is refused rather than appended.
+   */
+  async commit<T>(st: UploadState, commit: (bytes: fs.ReadStream) => Promise<T>): Promise<T> {
+    if (this.busy.has(st.id)) {
+      throw new StorageError('ABORTED', 'another request is appending to this upload', {
+        reason: 'condition',
+      });
+    }
+    this.busy.add(st.id);
+    const bytes = fs.createReadStream(this.file(st.id, 'bin'), { highWaterMark: 256 * 1024 });
+    try {
+      return await commit(bytes);
+    } finally {
+      bytes.destroy(); // (closes the file if the commit failed before reading it)
+      try {
+        await this.end(st);
+      } finally {
+        this.busy.delete(st.id);
+      }
+    }
   }
 
   /** End an upload (finished or terminated): its bytes go, a marker stays until it expires. */

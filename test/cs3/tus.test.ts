@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Cs3Client } from '../../src/cs3/client.js';
 import { LockType } from '../../src/cs3/gen/cs3/storage/provider/v1beta1/resources.js';
@@ -110,6 +111,44 @@ describe('TusUploads: uploads in progress per user', () => {
       await uploads.create(upload('f', { user: 'v', expires: Date.now() + 3_600_000 }), { maxPerUser: 2 });
       expect(uploads.inProgress('u')).toBe(2);
       expect(uploads.inProgress('v')).toBe(2);
+    } finally {
+      vi.useRealTimers();
+      uploads.close();
+    }
+  });
+
+  it('never drops an upload being committed, however long its commit takes, and refuses a PATCH meanwhile', async () => {
+    const uploads = new TusUploads(path.join(await tempRoot('tus-commit'), 'uploads'));
+    await uploads.open();
+    const hour = (key: string) => upload(key, { expires: Date.now() + 3_600_000, length: 3 });
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const a = await uploads.create(hour('a'), { maxPerUser: 1 });
+      await uploads.append(a, Readable.from([Buffer.from('abc')]));
+      let release!: () => void;
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      let read = '';
+      const committing = uploads.commit(a, async (bytes) => {
+        for await (const chunk of bytes) read += String(chunk);
+        await gate; // (the driver checksumming a large file)
+        return 'committed';
+      });
+      await new Promise((r) => setTimeout(r, 20));
+      vi.setSystemTime(Date.now() + 2 * IDLE_BEFORE_DROPPED_MS);
+      await expect(uploads.create(hour('b'), { maxPerUser: 1 })).rejects.toMatchObject({
+        code: 'INSUFFICIENT_STORAGE',
+      });
+      await expect(uploads.append(a, Readable.from([Buffer.from('d')]))).rejects.toMatchObject({
+        code: 'ABORTED',
+      });
+      release();
+      expect(await committing).toBe('committed');
+      expect(read).toBe('abc');
+      expect((await uploads.get(a.id))?.done).toBe(true);
+      // Ended: the place is free again.
+      await expect(uploads.create(hour('b'), { maxPerUser: 1 })).resolves.toMatchObject({ offset: 0 });
     } finally {
       vi.useRealTimers();
       uploads.close();
