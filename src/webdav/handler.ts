@@ -77,6 +77,7 @@ import {
   type Target,
   targetRef,
   type Who,
+  withoutRepeats,
   XML_TYPE,
 } from './shared.js';
 import { child, DAV, esc, escText, OC, parseXml, readBody, ST, serialise, serialiseContent } from './xml.js';
@@ -2317,17 +2318,6 @@ function treeLock(info: ResourceInfo, href: string): LockShown[] {
   return info.type === 'folder' && info.lock && lockMeta(info.lock).depth === 'infinity'
     ? [{ lock: info.lock, href }]
     : [];
-}
-
-/** The properties named, each once (in the order first named). */
-function withoutRepeats(props: readonly PropName[]): PropName[] {
-  const seen = new Set<string>();
-  return props.filter((p) => {
-    const k = `${p.ns} ${p.local}`;
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
 }
 
 function lockTokens(lock: Lock): string[] {

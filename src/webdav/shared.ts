@@ -168,12 +168,26 @@ export async function readPropfind(req: IncomingMessage): Promise<PropfindReques
   const prop = child(doc, DAV, 'prop');
   if (prop) {
     out.mode = 'prop';
-    out.wanted = prop.children.map((c) => ({ ns: c.ns, local: c.local }));
+    // (a property named twice is answered once)
+    out.wanted = withoutRepeats(prop.children.map((c) => ({ ns: c.ns, local: c.local })));
   } else if (child(doc, DAV, 'propname')) out.mode = 'propname';
   else if (child(doc, DAV, 'allprop')) {
-    out.include = (child(doc, DAV, 'include')?.children ?? []).map((c) => ({ ns: c.ns, local: c.local }));
+    out.include = withoutRepeats(
+      (child(doc, DAV, 'include')?.children ?? []).map((c) => ({ ns: c.ns, local: c.local })),
+    );
   } else throw new HttpError(400, 'propfind needs prop, propname or allprop');
   return out;
+}
+
+/** The properties named, each once (in the order first named). */
+export function withoutRepeats(props: readonly PropName[]): PropName[] {
+  const seen = new Set<string>();
+  return props.filter((p) => {
+    const k = `${p.ns} ${p.local}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
 }
 
 /** A space id from a URL segment: `<space>`, `<storage>$<space>` or `<storage>$<space>!<node>`. */

@@ -296,4 +296,15 @@ describe('webdav: propname and allprop (RFC 4918 §9.1)', () => {
     expect(text.match(/<d:getetag>/g)).toHaveLength(1);
     expect(text.match(/<d:lockdiscovery/g)).toHaveLength(1);
   });
+
+  it('answers a property named twice in a prop list once, found or not', async () => {
+    const r = await dav('PROPFIND', 'pn/f.txt', 'ann', {
+      headers: { depth: '0' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:x="urn:x"><d:prop><d:getetag/><x:nope/><d:getetag/><x:nope/></d:prop></d:propfind>',
+    });
+    expect(r.status).toBe(207);
+    const text = await r.text();
+    expect(text.match(/<d:getetag>/g)).toHaveLength(1);
+    expect(text.match(/nope/g)).toHaveLength(1);
+  });
 });
