@@ -1200,7 +1200,7 @@ export class WebDav {
       ? t.session.move(this.ref(t), this.ref(d), mo)
       : t.session.copy(this.ref(t), this.ref(d), { ...mo, ...(depth === '0' && { shallow: true }) })
     ).catch((err) => this.nameLockedMember(err, [t, src], [d, existing]));
-    if (move) await this.dropMovedLocks(t, info, src.lock, mo.heldLockIds);
+    if (move) await this.dropMovedLocks(t, d, info, src.lock, mo.heldLockIds);
     sendMadeOrReplaced(res, existing !== undefined, infoHeaders(info, wantsInfo(req)));
   }
 
@@ -1214,6 +1214,7 @@ export class WebDav {
    */
   private async dropMovedLocks(
     t: Target,
+    d: Target,
     moved: ResourceInfo,
     own: Lock | undefined,
     held: readonly string[] | undefined,
@@ -1223,13 +1224,19 @@ export class WebDav {
     const release = (id: ResourceInfo['id'], lock: Lock) =>
       t.session.unlock({ resourceId: id }, lock.lockId).catch(() => undefined);
     if (mine(own)) await release(moved.id, own);
-    // Members' tokens only: not the moved resource's own, nor those of locks above it.
+    // Members' tokens only: not the moved resource's own, nor those of locks above where it was
+    // or where it went (a folder moved out of a locked tree with the tree's token is not walked).
     const tokens = new Set(held);
     for (const tok of own ? lockTokens(own) : []) tokens.delete(tok);
     if (moved.type !== 'folder' || !tokens.size) return;
     const stack: Reference[] = [{ resourceId: moved.id }];
     let seen = 0;
     try {
+      for (const end of [t, d]) {
+        for (const { lock } of await this.guardingLocks(end, undefined, true))
+          for (const tok of lockTokens(lock)) tokens.delete(tok);
+      }
+      if (!tokens.size) return;
       while (stack.length && seen <= MAX_LOCK_WALK) {
         for await (const c of t.session.list(stack.pop()!, { fields: ['lock'] })) {
           if (++seen > MAX_LOCK_WALK) break;

@@ -4,7 +4,7 @@
  * left behind by a MOVE, the If header on LOCK, preconditions against 404 and 409, a folder's
  * GET validators, propname and allprop's include.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type DavEnv, type DavInit, davFetch, sharedProject, startDav } from './server.js';
 
 let env: DavEnv;
@@ -173,6 +173,30 @@ describe('webdav: MOVE drops the mover’s WebDAV locks (RFC 4918 §7.7)', () =>
       ).status,
     ).toBe(201);
     expect((await ann.getLock({ space: spaceId, path: 'doc2.odt' }))?.lockId).toBe('wopi-lock-1');
+  });
+});
+
+describe('webdav: MOVE out of a locked tree', () => {
+  it('does not walk the moved folder for member locks when the only token sent is the tree’s', async () => {
+    expect((await dav('MKCOL', 'tree', 'ann')).status).toBe(201);
+    expect((await dav('MKCOL', 'tree/sub', 'ann')).status).toBe(201);
+    for (const n of ['a', 'b', 'c'])
+      expect((await dav('PUT', `tree/sub/${n}.txt`, 'ann', { body: n })).status).toBe(201);
+    const treeTok = await lock('tree/', 'exclusive', { depth: 'infinity' });
+    const list = vi.spyOn(env.driver, 'list');
+    try {
+      const r = await dav('MOVE', 'tree/sub/', 'ann', {
+        headers: { destination: `${base}/sub-out/`, if: `<${base}/tree/> (<${treeTok}>)` },
+      });
+      expect(r.status, await r.text()).toBe(201);
+      // (no listing of the moved folder, which a walk for member locks makes)
+      expect(list).not.toHaveBeenCalled();
+    } finally {
+      list.mockRestore();
+    }
+    // The tree's lock stays where it was; the moved folder is free.
+    expect((await locksShown('tree/', '0')).get(`${base}/tree/`)?.tokens).toEqual([treeTok]);
+    expect((await dav('PUT', 'sub-out/a.txt', 'bob', { body: 'b' })).status).toBe(204);
   });
 });
 
