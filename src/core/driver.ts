@@ -121,6 +121,11 @@ export interface VersionsFeature {
  */
 export interface QuotaFeature {
   readonly enforced: true;
+  /**
+   * Bytes the storage beneath a space can still take (a filesystem's free space for unprivileged
+   * writers), whatever the space's quota says; undefined when the driver cannot tell.
+   */
+  free?(spaceId: string): Promise<number | undefined>;
 }
 
 /** A change made around Stowage, found and assimilated by a driver's observer. */

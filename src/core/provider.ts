@@ -94,6 +94,12 @@ export interface QuotaInfo {
   used: number;
   /** Bytes left; undefined = no quota. */
   remaining?: number;
+  /**
+   * Bytes that can still be written: what is left of the quota, bounded by the free space of the
+   * storage beneath, or that free space when there is no quota (as Reva reports it); undefined
+   * when neither is known.
+   */
+  available?: number;
 }
 
 /** Options for {@link StorageProvider.offboardUser}. */
@@ -1619,9 +1625,16 @@ export class StorageProvider {
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['getQuota'], { fields: [] });
     const space = await driver.getSpace(node.spaceId);
-    return space.quota === undefined
-      ? { used: space.used }
-      : { total: space.quota, used: space.used, remaining: Math.max(0, space.quota - space.used) };
+    const free = await driver.features.quota?.free?.(node.spaceId).catch(() => undefined);
+    if (space.quota === undefined)
+      return { used: space.used, ...(free !== undefined && { available: free }) };
+    const remaining = Math.max(0, space.quota - space.used);
+    return {
+      total: space.quota,
+      used: space.used,
+      remaining,
+      available: free === undefined ? remaining : Math.min(remaining, free),
+    };
   }
 
   /**

@@ -390,12 +390,15 @@ export class DataPlane {
   /** Bytes the target space has room for (its free quota; infinite without one). */
   private async room(g: UploadGrant): Promise<number> {
     const quota = await this.opts.provider.getQuota(g.r);
-    return quota.remaining ?? Number.POSITIVE_INFINITY;
+    return quota.available ?? Number.POSITIVE_INFINITY;
   }
 
   private async checkRoom(g: UploadGrant, length: number): Promise<void> {
     if (length > (await this.room(g))) {
-      throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
+      throw new StorageError(
+        'INSUFFICIENT_STORAGE',
+        'no room for this upload (the space quota, or the storage beneath)',
+      );
     }
   }
 

@@ -250,7 +250,8 @@ export class Cs3Service {
         return {
           totalBytes: q.total ?? 0,
           usedBytes: q.used,
-          opaque: opaque({ ...(q.remaining !== undefined && { remaining: String(q.remaining) }) }),
+          // (as Reva: what is left of the quota, or the storage's free space without one)
+          opaque: opaque({ ...(q.available !== undefined && { remaining: String(q.available) }) }),
         };
       }),
       initiateFileUpload: this.unary((req: api.InitiateFileUploadRequest, s) => this.initiateUpload(req, s)),

@@ -26,7 +26,7 @@ import { checkWriteConditions, evaluateConditions } from '../core/conditions.js'
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
 import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
-import type { StorageProvider } from '../core/provider.js';
+import type { QuotaInfo, StorageProvider } from '../core/provider.js';
 import { formatResourceId, printable, splitPath } from '../core/refs.js';
 import type {
   Field,
@@ -604,10 +604,15 @@ export class WebDav {
     if (perms && !perms.initiateFileUpload)
       throw new HttpError(403, 'not allowed to upload here', undefined, { code: 'PERMISSION_DENIED' });
     const quota = await target.session.getQuota(this.ref(target, [])).catch(() => undefined);
-    if (quota?.remaining !== undefined && size > quota.remaining)
-      throw new HttpError(507, 'the space quota does not allow this upload', undefined, {
-        code: 'INSUFFICIENT_STORAGE',
-      });
+    if (quota?.available !== undefined && size > quota.available)
+      throw new HttpError(
+        507,
+        'no room for this upload (the space quota, or the storage beneath)',
+        undefined,
+        {
+          code: 'INSUFFICIENT_STORAGE',
+        },
+      );
     const mtime = meta.mtime !== undefined ? mtimeHeader(meta.mtime) : undefined;
     // ownCloud clients put the whole file's checksum in the metadata ("SHA1 <hex>").
     const checksums = parseChecksumHeader(meta.checksum);
@@ -769,7 +774,7 @@ export class WebDav {
     statOpts: StatOptions,
     mode: 'allprop' | 'propname' | 'prop',
     props: readonly PropName[],
-    quota: { used: number; remaining?: number } | undefined,
+    quota: QuotaInfo | undefined,
     self: string,
   ): Promise<Buffer | undefined> {
     if (!kept.dirty) return kept.body;
@@ -803,7 +808,7 @@ export class WebDav {
     isTarget: boolean,
     mode: 'allprop' | 'propname' | 'prop',
     props: readonly PropName[],
-    quota?: { used: number; remaining?: number },
+    quota?: QuotaInfo,
     /** Depth-infinity locks of the folders above that apply to `info` too. */
     above: readonly LockShown[] = [],
   ): string {
@@ -842,7 +847,7 @@ export class WebDav {
     href: string,
     isTarget: boolean,
     p: PropName,
-    quota?: { used: number; remaining?: number },
+    quota?: QuotaInfo,
     above: readonly LockShown[] = [],
   ): string | undefined {
     const folder = info.type === 'folder';
@@ -871,8 +876,10 @@ export class WebDav {
               ? `<d:quota-used-bytes>${info.size}</d:quota-used-bytes>`
               : undefined;
         case 'quota-available-bytes':
-          return folder && quota?.remaining !== undefined
-            ? `<d:quota-available-bytes>${quota.remaining}</d:quota-available-bytes>`
+          // (RFC 4331 §3: required on collections; what can still be written, the quota's rest
+          // or the storage's free space, as Reva and Apache report it)
+          return folder && quota?.available !== undefined
+            ? `<d:quota-available-bytes>${quota.available}</d:quota-available-bytes>`
             : undefined;
       }
       return undefined;

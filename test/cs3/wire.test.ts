@@ -730,6 +730,15 @@ describe('cs3: listings', () => {
       .info!;
     expect(absolute.path).toBe('/project/wire-tests/masked.txt');
   });
+
+  it('answers GetQuota as Reva: no total without a quota, and the room left in the opaque remaining', async () => {
+    const q = await env.alice.providerOk('getQuota', { ref: rel('') });
+    expect(q.totalBytes).toBe(0);
+    // Without a quota, the storage's free space.
+    const remaining = Number(Buffer.from(q.opaque!.map!.remaining!.value).toString());
+    const disk = await fsp.statfs(env.root);
+    expect(Math.abs(remaining - disk.bavail * disk.bsize)).toBeLessThan(256 * 1024 * 1024);
+  });
 });
 
 describe('cs3: spaces', () => {

@@ -189,6 +189,14 @@ describe('webdav: the ownCloud dialect', () => {
     };
     expect(await used('/remote.php/webdav/docs/', '0')).toEqual([['/remote.php/webdav/docs/', 5]]);
     expect(new Map(await used('/remote.php/webdav/', '1')).get('/remote.php/webdav/docs/')).toBe(5);
+    // quota-available-bytes (RFC 4331 §3, required on collections): with no quota, the room the
+    // storage beneath still has (Finder shows it as the capacity, rclone about as free).
+    const quota = await (
+      await dav('PROPFIND', '/remote.php/webdav/', 'ann', { headers: { depth: '0' }, body: PROPS })
+    ).text();
+    const available = Number(/<d:quota-available-bytes>(\d+)</.exec(quota)?.[1]);
+    const disk = await fsp.statfs(env.root);
+    expect(Math.abs(available - disk.bavail * disk.bsize)).toBeLessThan(256 * 1024 * 1024);
   });
 
   it('verifies OC-Checksum (a mismatch leaves nothing), keeps X-OC-Mtime, and answers with ids', async () => {

@@ -372,7 +372,10 @@ class Posix implements PosixDriver {
             this.restoreVersion(r, key, o).catch(rethrow('restore version')),
         }),
       }),
-      quota: Object.freeze({ enforced: true as const }),
+      quota: Object.freeze({
+        enforced: true as const,
+        free: (spaceId: string) => this.free(spaceId).catch(rethrow('quota')),
+      }),
       watch: Object.freeze({
         start: (o: WatchOptions) => {
           this.check();
@@ -507,6 +510,13 @@ class Posix implements PosixDriver {
   private spaceNow(idOrAlias: string): PosixSpace | undefined {
     const hit = this.spaces.get(idOrAlias);
     return hit && !this.closed && Date.now() - hit.checked < SPACE_RECHECK_MS ? hit.sp : undefined;
+  }
+
+  /** The bytes an unprivileged writer can still put on the filesystem holding a space. */
+  private async free(spaceId: string): Promise<number> {
+    const sp = await this.space(spaceId);
+    const fs = await fsp.statfs(sp.root);
+    return fs.bavail * fs.bsize;
   }
 
   /** The space for an id or alias, verified against its root record at most every 2 s. */
