@@ -10,7 +10,9 @@
  * - `/remote.php/dav/uploads/<user>/<transfer id>/...`: chunked uploads (chunking NG);
  * - `/dav/spaces/trash-bin/<space id>/...`, `/remote.php/dav/trash-bin/<user>/...` and
  *   `/remote.php/dav/meta/<file id>/v/...`: the trash and versions ({@link MetaEndpoints});
- * - `/status.php`, `/ocs/v{1,2}.php/cloud/{capabilities,user}`: what clients ask before syncing.
+ * - `/status.php`, `/ocs/v{1,2}.php/cloud/{capabilities,user}`: what clients ask before syncing;
+ * - `/`: OPTIONS says the server speaks WebDAV (Windows asks there first, whatever folder it is
+ *   given); GET, HEAD and PROPFIND are sent on to the personal space (302), as Nextcloud does.
  *
  * Every request runs as the authenticated user's session (HTTP Basic against the identity
  * source, or a Bearer Reva token), so grants are checked before anything reaches a driver.
@@ -246,6 +248,10 @@ export class WebDav {
       await this.options(req, res);
       return true;
     }
+    if (rawPath === '/') {
+      this.serverRoot(req, res);
+      return true;
+    }
     if (!this.claims(rawPath)) return false;
     try {
       await this.dispatch(req, res, rawPath);
@@ -253,6 +259,32 @@ export class WebDav {
       this.fail(req, res, err);
     }
     return true;
+  }
+
+  /**
+   * The server's root, which is no resource: Windows' WebClient sends OPTIONS there before it
+   * maps any folder of the server (no WebDAV answer, no drive); a browser or a client pointed at
+   * the bare server is sent on to the personal space. Nothing here needs credentials.
+   */
+  private serverRoot(req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    const method = (req.method ?? 'GET').toUpperCase();
+    if (method === 'OPTIONS') {
+      void this.options(req, res);
+      return;
+    }
+    if (method === 'GET' || method === 'HEAD' || method === 'PROPFIND') {
+      res.writeHead(302, { location: '/remote.php/webdav/', 'content-length': '0' });
+      res.end();
+      return;
+    }
+    this.fail(
+      req,
+      res,
+      new HttpError(405, 'the server root is not a resource: see /remote.php/webdav/').allowing(
+        'OPTIONS, GET, HEAD, PROPFIND',
+      ),
+    );
   }
 
   private claims(p: string): boolean {

@@ -947,6 +947,26 @@ describe('webdav: HTTP details', () => {
     );
   });
 
+  it('says at the server root that it speaks WebDAV, and sends clients on to the personal space', async () => {
+    // Windows' WebClient asks OPTIONS / before it maps any folder, without credentials.
+    const options = await dav('OPTIONS', '/', null, {
+      headers: { 'user-agent': 'Microsoft-WebDAV-MiniRedir/10.0.19045' },
+    });
+    expect(options.status).toBe(200);
+    expect(options.headers.get('dav')).toBe('1, 2, 3');
+    expect(options.headers.get('ms-author-via')).toBe('DAV');
+    for (const method of ['GET', 'HEAD', 'PROPFIND']) {
+      const r = await dav(method, '/', null, { redirect: 'manual' });
+      expect(r.status, method).toBe(302);
+      expect(r.headers.get('location')).toBe('/remote.php/webdav/');
+    }
+    const put = await dav('PUT', '/', 'ann', { body: 'x' });
+    expect(put.status).toBe(405);
+    expect(put.headers.get('allow')).toContain('PROPFIND');
+    // Followed, with credentials: the personal space.
+    expect((await dav('PROPFIND', '/', 'ann', { headers: { depth: '0' } })).status).toBe(207);
+  });
+
   it('takes a PROPFIND of a file without Depth, refuses infinity on folders only, and answers an empty prop well-formed', async () => {
     expect((await dav('PUT', '/remote.php/webdav/depthless.txt', 'ann', { body: 'd' })).status).toBe(201);
     for (const depth of [undefined, 'infinity']) {
