@@ -387,7 +387,10 @@ export class DataPlane {
     );
   }
 
-  /** Bytes the target space has room for (its free quota; infinite without one). */
+  /**
+   * Bytes the target space has room for: the rest of its quota, bounded by the free space of the
+   * storage beneath (infinite when neither is known).
+   */
   private async room(g: UploadGrant): Promise<number> {
     const quota = await this.opts.provider.getQuota(g.r);
     return quota.available ?? Number.POSITIVE_INFINITY;
@@ -395,10 +398,7 @@ export class DataPlane {
 
   private async checkRoom(g: UploadGrant, length: number): Promise<void> {
     if (length > (await this.room(g))) {
-      throw new StorageError(
-        'INSUFFICIENT_STORAGE',
-        'no room for this upload (the space quota, or the storage beneath)',
-      );
+      throw new StorageError('INSUFFICIENT_STORAGE', 'no room for this upload (its quota, or the disk)');
     }
   }
 

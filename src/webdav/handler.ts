@@ -112,6 +112,7 @@ export interface WebDavOptions {
 }
 
 const AUTH_TTL_MS = 60_000;
+const NO_ROOM = 'no room for this upload (the space quota, or the storage beneath)';
 const MAX_LOCK_SECONDS = 7 * 24 * 3600;
 const DEFAULT_LOCK_SECONDS = 3600;
 const WEBDAV_LOCK_APP = 'webdav';
@@ -637,14 +638,7 @@ export class WebDav {
       throw new HttpError(403, 'not allowed to upload here', undefined, { code: 'PERMISSION_DENIED' });
     const quota = await target.session.getQuota(this.ref(target, [])).catch(() => undefined);
     if (quota?.available !== undefined && size > quota.available)
-      throw new HttpError(
-        507,
-        'no room for this upload (the space quota, or the storage beneath)',
-        undefined,
-        {
-          code: 'INSUFFICIENT_STORAGE',
-        },
-      );
+      throw new HttpError(507, NO_ROOM, undefined, { code: 'INSUFFICIENT_STORAGE' });
     const mtime = meta.mtime !== undefined ? mtimeHeader(meta.mtime) : undefined;
     // ownCloud clients put the whole file's checksum in the metadata ("SHA1 <hex>").
     const checksums = parseChecksumHeader(meta.checksum);
