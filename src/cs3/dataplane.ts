@@ -29,6 +29,7 @@ import {
   intHeader,
   mtimeHeader,
   readOptions,
+  refuseBody,
   sendRead,
   uploadLength,
   wantsInfo,
@@ -503,15 +504,7 @@ export class DataPlane {
     // Reva answers a checksum mismatch with its own 419.
     status ??= e.reason === 'checksum-mismatch' ? 419 : httpStatus(e.code);
     const body = JSON.stringify(e.toJSON());
-    const unread = !res.req.complete;
-    if (unread) {
-      // A refused body is not read to its end (a slow sender would hold the connection): answer, then close.
-      res.setHeader('connection', 'close');
-      // The socket is taken now: a request destroyed meanwhile (its body loop threw) has none.
-      const socket = res.req.socket;
-      res.once('finish', () => socket?.destroySoon());
-      res.req.resume();
-    }
+    refuseBody(res.req, res);
     res.writeHead(status, {
       'content-type': 'application/json',
       'content-length': String(Buffer.byteLength(body)),

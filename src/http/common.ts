@@ -120,15 +120,50 @@ export function requestConditions(req: IncomingMessage): Conditions {
 export function continueOnRead(req: IncomingMessage, res: ServerResponse): void {
   const read = req._read;
   let asked = false;
+  waiting.add(req);
   req._read = function (this: IncomingMessage, n: number) {
     if (!asked) {
       asked = true;
       setImmediate(() => {
-        if (!res.headersSent && !res.writableEnded && !res.destroyed) res.writeContinue();
+        if (!res.headersSent && !res.writableEnded && !res.destroyed) {
+          res.writeContinue();
+          waiting.delete(req);
+        }
       });
     }
     return read.call(this, n);
   };
+}
+
+/** Requests with `Expect: 100-continue` that have not been told to send their body. */
+const waiting = new WeakSet<IncomingMessage>();
+
+/** How long the rest of a refused body is still read after the answer, ms. */
+export const LINGER_MS = 3_000;
+
+/**
+ * Before answering a request whose body is refused unread: the connection closes after the
+ * answer, in stages (RFC 9112 §9.6). The answer is sent and the sending side shut, then the rest
+ * of the body is still read and dropped for up to {@link LINGER_MS} before the connection is cut.
+ * A client that reads the answer only once it has sent its body (libsoup, so GNOME Files) then
+ * gets the status (507, 423...) instead of a connection reset mid-body; a slow or endless sender
+ * still cannot hold the connection. A client still waiting for `100 Continue` sends no body: its
+ * connection is cut with the answer.
+ */
+export function refuseBody(req: IncomingMessage, res: ServerResponse): void {
+  if (req.complete) return;
+  res.setHeader('connection', 'close');
+  // The socket is taken now: a request destroyed meanwhile (its body loop threw) has none.
+  const socket = req.socket;
+  if (socket && !waiting.has(req)) {
+    // Node calls it once a `Connection: close` answer is written (and would cut at once).
+    socket.destroySoon = function (this: typeof socket) {
+      this.end();
+      const cut = setTimeout(() => this.destroy(), LINGER_MS);
+      this.once('close', () => clearTimeout(cut));
+    };
+  } else res.once('finish', () => socket?.destroySoon());
+  req.resume();
 }
 
 /** Read options of a GET/HEAD: range, conditions, If-Range, and abort when the client goes. */

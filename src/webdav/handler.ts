@@ -52,6 +52,7 @@ import {
   ocPermissions,
   quoteEtag,
   readOptions,
+  refuseBody,
   requestConditions,
   sendRead,
   uploadLength,
@@ -344,14 +345,7 @@ export class WebDav {
       (reason ? `<st:reason xmlns:st="urn:stowage">${reason}</st:reason>` : '') +
       '</d:error>';
     headers['content-length'] = String(Buffer.byteLength(body));
-    if (!req.complete) {
-      // A body we refuse is not read to its end: a client that sends it slowly (or without
-      // credentials) would hold the connection as long as it likes. Answer, then close.
-      headers.connection = 'close';
-      // The socket is taken now: a request destroyed meanwhile (its body loop threw) has none.
-      const socket = req.socket;
-      res.once('finish', () => socket?.destroySoon());
-    }
+    refuseBody(req, res);
     req.resume();
     res.writeHead(status, headers);
     res.end(req.method === 'HEAD' ? undefined : body);

@@ -12,6 +12,7 @@ import * as xattr from 'fs-xattr';
 import { SaxesParser } from 'saxes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintRevaToken } from '../../src/cs3/jwt.js';
+import { LINGER_MS } from '../../src/http/common.js';
 import { fromLetters, ROLES } from '../../src/index.js';
 import { type DavEnv, type DavInit, davFetch, SECRET, startDav } from './server.js';
 
@@ -596,13 +597,23 @@ describe('webdav: bad input', () => {
         sock.on('close', () => resolve({ text, ms: Date.now() - t0 }));
         setTimeout(() => sock.destroy(new Error('still open after 10 s')), 10_000).unref();
       });
-    // No credentials, 100,000 bytes announced, one sent: 401 at once, then the connection ends.
+    // No credentials, 100,000 bytes announced, one sent: 401 at once; the rest of the body may
+    // still come for a moment (a lingering close), then the connection ends.
     const anon = await dribble(
       u.port,
       'PUT /remote.php/webdav/slow.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n',
     );
     expect(anon.text).toMatch(/^HTTP\/1\.1 401/);
     expect(anon.text.toLowerCase()).toContain('connection: close');
+    expect(anon.ms).toBeLessThan(LINGER_MS + 2_000);
+    // A client waiting for 100 Continue sends no body: its connection closes with the answer.
+    const waiting = await dribble(
+      u.port,
+      'PUT /remote.php/webdav/slow.bin HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 100000\r\n\r\n',
+    );
+    expect(waiting.text).toMatch(/^HTTP\/1\.1 401/);
+    expect(waiting.text.toLowerCase()).toContain('connection: close');
+    expect(waiting.ms).toBeLessThan(LINGER_MS);
     // A silent connection (an authenticated body that stalls) is closed after the idle timeout.
     const quick = await startDav([{ id: 'u-q', username: 'q' }], { watch: false, idleTimeoutMs: 500 });
     try {
@@ -669,6 +680,42 @@ describe('webdav: bad input', () => {
       207,
     );
     expect((await dav('GET', `/dav/spaces/${small.id}/over.bin`, 'ann')).status).toBe(404);
+  });
+
+  it('lets a client that reads only once its body is sent see why the body was refused (GNOME Files)', async () => {
+    // libsoup writes the whole body before it reads: a close mid-body reset the connection, and
+    // the user saw "HTTP Error: (null)" instead of 507 or 423.
+    const u = new URL(env.url);
+    const tiny = await env.provider.createSpace({ type: 'project', name: 'Linger quota', quota: 1000 });
+    await env.provider.setGrant(
+      { space: tiny.id, path: '' },
+      { grantee: { type: 'user', id: 'u-ann' }, permissions: fromLetters(ROLES.manager) },
+    );
+    const size = 8 * 1024 * 1024;
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(Number(u.port), u.hostname, async () => {
+        sock.write(
+          `PUT /dav/spaces/${tiny.id}/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: ${env.basic('ann')}\r\nContent-Length: ${size}\r\n\r\n`,
+        );
+        const piece = Buffer.alloc(64 * 1024, 1);
+        for (let sent = 0; sent < size; sent += piece.length)
+          if (!sock.write(piece)) await new Promise((r) => sock.once('drain', r));
+        sock.resume(); // only now read
+      });
+      sock.pause();
+      let text = '';
+      sock.on('data', (d) => {
+        text += d.toString();
+        if (text.includes('</d:error>')) {
+          sock.destroy();
+          resolve(text);
+        }
+      });
+      sock.on('error', (err) => reject(new Error(`${err.message} after: ${text.slice(0, 80)}`)));
+      setTimeout(() => sock.destroy(new Error('no answer after 10 s')), 10_000).unref();
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 507 /);
+    expect((await dav('GET', `/dav/spaces/${tiny.id}/big.bin`, 'ann')).status).toBe(404);
   });
 
   it('serves uploaded HTML sandboxed, and clamps a range end however far past the file', async () => {
