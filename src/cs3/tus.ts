@@ -284,8 +284,8 @@ export class TusUploads {
 
   /**
    * Hand the bytes of a complete upload to `commit`, then end the upload whatever it did. The
-   * upload counts as busy meanwhile: a commit that takes longer than
-   * {@link IDLE_BEFORE_DROPPED_MS} (a large file being checksummed) is not taken for idle, and a
+   * upload counts as busy meanwhile: a commit that takes longer than the idle minute (a large
+   * file being checksummed) is not taken for idle, and a
    * PATCH arriving meanwhile is refused rather than appended.
    */
   async commit<T>(st: UploadState, commit: (bytes: fs.ReadStream) => Promise<T>): Promise<T> {
