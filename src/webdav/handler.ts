@@ -346,7 +346,6 @@ export class WebDav {
       '</d:error>';
     headers['content-length'] = String(Buffer.byteLength(body));
     refuseBody(req, res);
-    req.resume();
     res.writeHead(status, headers);
     res.end(req.method === 'HEAD' ? undefined : body);
   }
