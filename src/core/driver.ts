@@ -49,6 +49,20 @@ export interface MetadataFeature {
   unset(ref: NodeRef, keys: readonly string[], opts?: MutationOptions): Promise<void>;
 }
 
+/**
+ * Capability `mtime`: set a file's modification time without rewriting it (what rclone's
+ * `touch`/sync, Windows' WebClient and CS3 `mtime` metadata ask for). The file's etag changes with
+ * it, its folders' etags too; its content and checksums stay.
+ */
+export interface MtimeFeature {
+  /**
+   * Set a file's mtime (ms since epoch) and answer its info as it is now. A folder is refused
+   * (FAILED_PRECONDITION, reason `is-folder`): a folder's mtime is the time of the last change
+   * below it, which its etag follows.
+   */
+  set(ref: NodeRef, mtime: number, opts?: MutationOptions): Promise<ResourceInfo>;
+}
+
 /** Capability `spaces`: create, change and delete spaces (listing and reading are core). */
 export interface SpacesFeature {
   create(input: CreateSpaceInput): Promise<Space>;
@@ -206,6 +220,7 @@ export interface WatchFeature {
 export interface Features {
   readonly copy?: CopyFeature;
   readonly metadata?: MetadataFeature;
+  readonly mtime?: MtimeFeature;
   readonly spaces?: SpacesFeature;
   readonly grants?: GrantsFeature;
   readonly locks?: LocksFeature;
@@ -222,6 +237,7 @@ export type FeatureName = keyof Features;
 export const FEATURE_NAMES: readonly FeatureName[] = [
   'copy',
   'metadata',
+  'mtime',
   'spaces',
   'grants',
   'locks',

@@ -933,6 +933,68 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
     });
 
     // ------------------------------------------------------------------ metadata
+    describe.skipIf(!features.mtime)('capability: mtime', () => {
+      it("sets a file's mtime in place: new etags up to the root, same content and checksums", async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'd'));
+        const f = await put(sp, 'd/f.txt', 'hello');
+        const d = await storage.stat(at(sp, 'd'));
+        const root = await storage.stat(at(sp));
+        const when = Date.UTC(2001, 8, 9, 1, 46, 40); // whole seconds: what every door carries
+        const set = await storage.setMtime(at(sp, 'd/f.txt'), when);
+        expect(set.mtime).toBe(when);
+        expect(set.id).toEqual(f.id);
+        expect(set.etag).not.toBe(f.etag);
+        const now = await storage.stat(at(sp, 'd/f.txt'), { fields: ['checksums'] });
+        expect(now).toMatchObject({ mtime: when, size: 5, etag: set.etag });
+        expect(now.checksums?.sha1).toBe(HELLO.sha1);
+        expect(await get(at(sp, 'd/f.txt'))).toBe('hello');
+        expect((await storage.stat(at(sp, 'd'))).etag).not.toBe(d.etag);
+        expect((await storage.stat(at(sp))).etag).not.toBe(root.etag);
+        expect((await storage.stat(at(sp))).size).toBe(root.size);
+        const listed: ResourceInfo[] = [];
+        for await (const i of storage.list(at(sp, 'd'))) listed.push(i);
+        expect(listed.map((i) => [i.name, i.mtime, i.etag])).toEqual([['f.txt', when, set.etag]]);
+        // Later than now works as well, and by id.
+        const later = Date.UTC(2031, 0, 1);
+        expect((await storage.setMtime({ resourceId: f.id }, later)).mtime).toBe(later);
+        if (features.versions) expect(await storage.listVersions(at(sp, 'd/f.txt'))).toHaveLength(0);
+      });
+
+      it('refuses folders, missing files and bad times, and changes nothing', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'd'));
+        const f = await put(sp, 'd/f.txt', 'x');
+        const d = await storage.stat(at(sp, 'd'));
+        await expectCode(
+          storage.setMtime(at(sp, 'd'), Date.UTC(2001, 0, 1)),
+          'FAILED_PRECONDITION',
+          'is-folder',
+        );
+        await expectCode(storage.setMtime(at(sp), Date.UTC(2001, 0, 1)), 'FAILED_PRECONDITION', 'is-folder');
+        await expectCode(storage.setMtime(at(sp, 'd/missing'), Date.UTC(2001, 0, 1)), 'NOT_FOUND');
+        await expectCode(storage.setMtime(at(sp, 'd/f.txt'), Number.NaN), 'INVALID_ARGUMENT');
+        await expectCode(storage.setMtime(at(sp, 'd/f.txt'), Number.POSITIVE_INFINITY), 'INVALID_ARGUMENT');
+        expect(await storage.stat(at(sp, 'd/f.txt'))).toMatchObject({ mtime: f.mtime, etag: f.etag });
+        expect((await storage.stat(at(sp, 'd'))).etag).toBe(d.etag);
+      });
+
+      it('keeps the mtime across moves and copies, and a rewrite replaces it', async () => {
+        const sp = await newSpace();
+        await put(sp, 'f', 'x');
+        const when = Date.UTC(1999, 11, 31, 23, 59, 59);
+        await storage.setMtime(at(sp, 'f'), when);
+        await storage.move(at(sp, 'f'), at(sp, 'g'));
+        expect((await storage.stat(at(sp, 'g'))).mtime).toBe(when);
+        if (features.copy) {
+          await storage.copy(at(sp, 'g'), at(sp, 'h'));
+          expect((await storage.stat(at(sp, 'h'))).mtime).toBe(when);
+        }
+        const rewritten = await put(sp, 'g', 'y');
+        expect(rewritten.mtime).toBeGreaterThan(when);
+      });
+    });
+
     describe.skipIf(!features.metadata)('capability: metadata', () => {
       it('sets, reads only when asked, and unsets keys', async () => {
         const sp = await newSpace();
@@ -1281,6 +1343,11 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         await expectCode(storage.delete(at(sp, 'l.txt')), 'LOCKED');
         await expectCode(storage.move(at(sp, 'l.txt'), at(sp, 'm.txt')), 'LOCKED');
         if (features.metadata) await expectCode(storage.setMetadata(at(sp, 'l.txt'), { a: 'b' }), 'LOCKED');
+        if (features.mtime) {
+          await expectCode(storage.setMtime(at(sp, 'l.txt'), 1_500_000_000_000), 'LOCKED');
+          await storage.setMtime(at(sp, 'l.txt'), 1_500_000_000_000, { lockId: 'lock-1' });
+          expect((await storage.stat(at(sp, 'l.txt'))).mtime).toBe(1_500_000_000_000);
+        }
         expect(await get(at(sp, 'l.txt'))).toBe('v1');
         await put(sp, 'l.txt', 'v2', { lockId: 'lock-1' });
         expect(await get(at(sp, 'l.txt'))).toBe('v2');
@@ -1656,6 +1723,11 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         await storage.mkdir(at(sp, 'd'));
         const f = await put(sp, 'd/f.txt', 'persist me', { mtime: Date.UTC(2015, 5, 5) });
         if (features.metadata) await storage.setMetadata(at(sp, 'd/f.txt'), { k: 'v' });
+        if (features.mtime) {
+          await put(sp, 'd/t.txt', 'touched');
+          await storage.setMtime(at(sp, 'd/t.txt'), Date.UTC(2003, 2, 3));
+        }
+        const touched = features.mtime ? await storage.stat(at(sp, 'd/t.txt')) : undefined;
         const root = await storage.stat(at(sp));
         driver = await target.reopen!(driver);
         storage = new StorageProvider({ drivers: driver });
@@ -1667,7 +1739,13 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect(await get(at(sp, 'd/f.txt'))).toBe('persist me');
         const root2 = await storage.stat(at(sp));
         expect(root2.etag).toBe(root.etag);
-        expect(root2.size).toBe(10);
+        expect(root2.size).toBe(touched ? 17 : 10);
+        if (touched) {
+          const t = await storage.stat(at(sp, 'd/t.txt'));
+          expect(t).toMatchObject({ mtime: Date.UTC(2003, 2, 3), etag: touched.etag });
+          expect(t.checksums).toEqual(touched.checksums);
+          expect(t.checksums?.sha1).toBeDefined();
+        }
         if (features.metadata) {
           expect((await storage.stat(at(sp, 'd/f.txt'), { metadataKeys: '*' })).metadata).toEqual({ k: 'v' });
         }
@@ -1692,6 +1770,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         if (features.copy) await expectCode(ro.copy(at(sp, 'r.txt'), at(sp, 'x')), 'PERMISSION_DENIED');
         if (features.metadata)
           await expectCode(ro.setMetadata(at(sp, 'r.txt'), { a: 'b' }), 'PERMISSION_DENIED');
+        if (features.mtime) await expectCode(ro.setMtime(at(sp, 'r.txt'), 0), 'PERMISSION_DENIED');
         if (features.spaces)
           await expectCode(ro.createSpace({ type: 'project', name: 'no' }), 'PERMISSION_DENIED');
         expect(await names(at(sp))).toEqual(['r.txt']);

@@ -128,6 +128,9 @@ class MemoryDriver implements Driver {
           this.setMetadata(r, v, o),
         unset: (r: NodeRef, k: readonly string[], o?: MutationOptions) => this.unsetMetadata(r, k, o),
       }),
+      mtime: Object.freeze({
+        set: (r: NodeRef, mtime: number, o?: MutationOptions) => this.setMtime(r, mtime, o),
+      }),
       spaces: Object.freeze({
         create: (i: CreateSpaceInput) => this.createSpace(i),
         update: (id: string, i: UpdateSpaceInput) => this.updateSpace(id, i),
@@ -729,6 +732,18 @@ class MemoryDriver implements Driver {
     const { node } = this.lookup(ref);
     checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
     for (const k of keys) node.metadata.delete(k);
+  }
+
+  private async setMtime(ref: NodeRef, mtime: number, opts?: MutationOptions): Promise<ResourceInfo> {
+    const { s, node } = this.lookup(ref);
+    if (node.kind !== 'file')
+      throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
+        reason: 'is-folder',
+      });
+    checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
+    node.mtime = mtime;
+    this.propagate(node.parent, 0);
+    return this.info(s, node);
   }
 
   // ------------------------------------------------------------------ grants

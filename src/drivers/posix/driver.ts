@@ -334,6 +334,10 @@ class Posix implements PosixDriver {
         unset: (r: NodeRef, k: readonly string[], o?: MutationOptions) =>
           this.unsetMetadata(r, k, o).catch(rethrow('metadata')),
       }),
+      mtime: Object.freeze({
+        set: (r: NodeRef, mtime: number, o?: MutationOptions) =>
+          this.setMtime(r, mtime, o).catch(rethrow('mtime')),
+      }),
       spaces: Object.freeze({
         create: (i: CreateSpaceInput) => this.createSpace(i).catch(rethrow('create space')),
         update: (id: string, i: UpdateSpaceInput) => this.updateSpace(id, i).catch(rethrow('update space')),
@@ -2228,6 +2232,78 @@ class Posix implements PosixDriver {
       sp.writeHeld(segs, rec);
       await dropOld();
     });
+  }
+
+  /**
+   * Set a file's mtime in place (futimes on the file opened without following a symlink). Its
+   * checksums stay confirmed when they were current: the record moves their mtime along, so
+   * neither this process nor an observer takes the change for one made around Stowage. The folders
+   * above get a new tree time (the file's etag changed). A time the filesystem cannot hold is
+   * refused before the file is touched.
+   */
+  private async setMtime(ref: NodeRef, mtime: number, opts?: MutationOptions): Promise<ResourceInfo> {
+    const sp = await this.space(ref.spaceId);
+    const segs = await this.locate(sp, ref);
+    await this.load(sp, segs); // fail early, outside the lock
+    if (!(await this.holdsTime(sp, mtime)))
+      throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time');
+    const done = await sp.commit(async (journal) => {
+      const { st, rec } = await this.load(sp, segs, true);
+      if (!st.isFile())
+        throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
+          reason: 'is-folder',
+        });
+      checkLockFor(lockOf(rec.lk), opts?.lockId, true, opts?.actor);
+      const current = sp.checksumsCurrent(rec, st);
+      const fh = await fsp.open(
+        sp.abs(segs),
+        fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+      );
+      let after: fs.Stats;
+      try {
+        const now = await fh.stat();
+        if (!sameFile(now, st)) throw new StorageError('ABORTED', 'the file was replaced meanwhile; retry');
+        journal.begin({ dirs: [segs.slice(0, -1)] });
+        const t = toUtimeSeconds(mtime);
+        await fh.utimes(t, t);
+        after = await fh.stat();
+        if (this.durable) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      if (current) {
+        rec.ckm = after.mtimeMs;
+        Object.assign(rec, sp.checksumsConfirmed());
+      }
+      sp.writeHeld(segs, rec);
+      await sp.propagateHeld(new Map([[keyOf(segs.slice(0, -1)), 0]]));
+      return { st: await fsp.lstat(sp.abs(segs)), rec };
+    });
+    return this.info(sp, segs, done.st, done.rec);
+  }
+
+  /**
+   * Can the space's filesystem hold this mtime? It clamps one it cannot (ext4: 1901 to 2446)
+   * without a word, and a clamped time cannot be put back exactly (utimes takes no nanoseconds),
+   * so a time outside 1970-2038, which every filesystem holds, is tried on a scratch file first.
+   */
+  private async holdsTime(sp: PosixSpace, mtime: number): Promise<boolean> {
+    if (mtime >= 0 && mtime < 2 ** 31 * 1000) return true;
+    const release = await sp.holdLive();
+    const tmpAbs = `${sp.tmp}/${sp.tmpName('up')}`;
+    try {
+      const fh = await this.createTemp(sp, () => fsp.open(tmpAbs, 'wx', 0o600));
+      try {
+        const t = toUtimeSeconds(mtime);
+        await fh.utimes(t, t);
+        return Math.abs((await fh.stat()).mtimeMs - mtime) < 1000;
+      } finally {
+        await fh.close();
+        await fsp.unlink(tmpAbs).catch(() => {});
+      }
+    } finally {
+      release();
+    }
   }
 
   /**

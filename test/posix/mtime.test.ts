@@ -1,0 +1,96 @@
+/**
+ * Setting a file's mtime on the POSIX driver, beyond the conformance suite: the real inode gets
+ * the time, the record moves its checksums along (so neither the observer nor fsck takes Stowage's
+ * own change for one made around it), and a time the filesystem cannot hold is refused before the
+ * file is touched.
+ */
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
+import { type Space, type StorageEvent, StorageProvider } from '../../src/index.js';
+import { tempRoot } from '../helpers/tmp.js';
+
+let driver: PosixDriver;
+let s: StorageProvider;
+let root: string;
+
+beforeAll(async () => {
+  root = await tempRoot('mtime');
+  driver = await createPosixDriver({ root });
+  s = new StorageProvider({ drivers: driver });
+});
+afterAll(() => s?.close());
+
+async function space(name: string): Promise<{ sp: Space; dir: string }> {
+  const sp = await s.createSpace({ type: 'project', name });
+  return { sp, dir: await driver.spacePath(sp.id) };
+}
+
+/** Whether a file on this filesystem keeps `ms` as its mtime (ext4 clamps to 1901-2446), set by Node. */
+async function fsHolds(dir: string, ms: number): Promise<boolean> {
+  const f = path.join(dir, `.probe-${Math.random()}`);
+  await fsp.writeFile(f, '');
+  try {
+    await fsp.utimes(f, ms / 1000, ms / 1000);
+    return Math.abs((await fsp.stat(f)).mtimeMs - ms) < 1000;
+  } finally {
+    await fsp.unlink(f);
+  }
+}
+
+describe('posix: setting a file’s mtime', () => {
+  it('sets the inode’s time; the observer sees no change around Stowage and fsck finds nothing', async () => {
+    const { sp, dir } = await space('touched');
+    const at = (p: string) => ({ space: sp.id, path: p });
+    await s.mkdir(at('d'));
+    await s.write(at('d/f.bin'), Buffer.alloc(100_000, 3));
+    const events: StorageEvent[] = [];
+    s.events.on((e) => events.push(e));
+    const obs = s.watch({ rescanIntervalMs: 0 });
+    await obs.ready;
+    try {
+      const when = Date.UTC(1985, 5, 1, 12, 0, 0, 250); // with milliseconds
+      const info = await s.setMtime(at('d/f.bin'), when);
+      expect(info.mtime).toBe(when);
+      expect((await fsp.stat(path.join(dir, 'd/f.bin'))).mtimeMs).toBe(when);
+      await obs.idle();
+      await new Promise((r) => setTimeout(r, 300));
+      await obs.idle();
+      expect(events.map((e) => [e.type, e.origin, e.path])).toEqual([
+        ['metadata.changed', 'api', '/d/f.bin'],
+      ]);
+      expect(events[0]!.etag).toBe(info.etag);
+      const now = await s.stat(at('d/f.bin'), { fields: ['checksums'] });
+      expect(now.etag).toBe(info.etag);
+      expect(now.checksums?.sha1).toMatch(/^[0-9a-f]{40}$/);
+    } finally {
+      await obs.close();
+    }
+    const [report] = await driver.fsck({ space: sp.id });
+    expect(report!.problems).toEqual({});
+  });
+
+  it('refuses a time the filesystem cannot hold, before touching the file (or sets it where it can)', async () => {
+    const { sp, dir } = await space('far');
+    const at = { space: sp.id, path: 'far.txt' };
+    await s.write(at, 'far');
+    const before = await s.stat(at, { fields: ['checksums'] });
+    const inode = await fsp.stat(path.join(dir, 'far.txt'));
+    // (Node's utimes cannot set a time before 1970 at all: it lands on now.)
+    for (const when of [Date.UTC(2500, 0, 1), Date.UTC(1800, 0, 1), -1500]) {
+      if (await fsHolds(dir, when)) {
+        expect((await s.setMtime(at, when)).mtime).toBe(when);
+        await s.setMtime(at, before.mtime);
+        continue;
+      }
+      await expect(s.setMtime(at, when)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      expect(await s.stat(at, { fields: ['checksums'] })).toEqual(before);
+      expect((await fsp.stat(path.join(dir, 'far.txt'))).ctimeMs).toBe(inode.ctimeMs);
+    }
+    // No scratch file is left behind.
+    expect(await fsp.readdir(path.join(dir, '.stowage', 'tmp')).catch(() => [])).toEqual(
+      expect.not.arrayContaining([expect.stringMatching(/^up-/)]),
+    );
+  });
+});
