@@ -124,6 +124,17 @@ class Cs3ClientDriver implements Driver {
           });
         },
       }),
+      mtime: Object.freeze({
+        // Reva's drivers take the key `mtime` (Unix seconds) as the file's modification time.
+        set: async (r: NodeRef, mtime: number, o?: MutationOptions) => {
+          await this.c.providerOk('setArbitraryMetadata', {
+            ref: this.ref(r),
+            arbitraryMetadata: { metadata: { mtime: String(mtime / 1000) } },
+            lockId: o?.lockId ?? '',
+          });
+          return this.stat(r);
+        },
+      }),
       spaces: Object.freeze({
         create: (i: CreateSpaceInput) => this.createSpace(i),
         update: (id: string, i: UpdateSpaceInput) => this.updateSpace(id, i),

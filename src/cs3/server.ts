@@ -313,11 +313,13 @@ export class Cs3Service {
         return { grants: grants.map(toGrant) };
       }),
       setArbitraryMetadata: this.unary(async (req: api.SetArbitraryMetadataRequest, s) => {
-        await s.setMetadata(
-          target(req.ref).ref,
-          req.arbitraryMetadata?.metadata ?? {},
-          lockOpt(req.lockId, req.opaque),
-        );
+        // The key `mtime` (Unix seconds) sets the file's modification time, as Reva's drivers do.
+        const { mtime, ...rest } = req.arbitraryMetadata?.metadata ?? {};
+        const ms = mtime === undefined ? undefined : mtimeHeader(mtime, 'mtime');
+        const ref = target(req.ref).ref;
+        const lock = lockOpt(req.lockId, req.opaque);
+        if (Object.keys(rest).length || ms === undefined) await s.setMetadata(ref, rest, lock);
+        if (ms !== undefined) await s.setMtime(ref, ms, lock);
         return {};
       }),
       unsetArbitraryMetadata: this.unary(async (req: api.UnsetArbitraryMetadataRequest, s) => {

@@ -63,11 +63,14 @@ export function dateHeader(v: string | undefined): number | undefined {
   return v ? parseHttpDate(v) : undefined;
 }
 
-/** `X-OC-Mtime` is Unix seconds, possibly fractional. */
-export function mtimeHeader(v: string | undefined): number | undefined {
+/**
+ * `X-OC-Mtime` is Unix seconds, possibly fractional, as are CS3's `mtime` metadata and the
+ * ownCloud dialect's `DAV:lastmodified` (`what` names the source in the error).
+ */
+export function mtimeHeader(v: string | undefined, what = 'X-OC-Mtime'): number | undefined {
   if (v === undefined || !v.trim()) return undefined;
   if (!/^\d{1,15}(\.\d+)?$/.test(v.trim())) {
-    throw new StorageError('INVALID_ARGUMENT', 'malformed mtime: expected seconds since 1970 (X-OC-Mtime)', {
+    throw new StorageError('INVALID_ARGUMENT', `malformed mtime: expected seconds since 1970 (${what})`, {
       reason: 'bad-header',
     });
   }

@@ -731,6 +731,29 @@ describe('cs3: listings', () => {
     expect(absolute.path).toBe('/project/wire-tests/masked.txt');
   });
 
+  it('takes the arbitrary metadata key mtime as the file’s modification time, as Reva’s drivers do', async () => {
+    expect((await upload(env.alice, 'timed.txt', 't')).status).toBe(200);
+    await env.alice.providerOk('setArbitraryMetadata', {
+      ref: rel('timed.txt'),
+      arbitraryMetadata: { metadata: { mtime: '1000000000.5', color: 'red' } },
+    });
+    const info = (await env.alice.providerOk('stat', { ref: rel('timed.txt'), arbitraryMetadataKeys: ['*'] }))
+      .info!;
+    expect(Number(info.mtime?.seconds)).toBe(1_000_000_000);
+    expect(info.mtime?.nanos).toBe(500_000_000);
+    expect(info.arbitraryMetadata?.metadata).toEqual({ color: 'red' });
+    const bad = await env.alice.provider('setArbitraryMetadata', {
+      ref: rel('timed.txt'),
+      arbitraryMetadata: { metadata: { mtime: 'yesterday' } },
+    });
+    expect(bad.status?.code).toBe(Code.CODE_INVALID_ARGUMENT);
+    const folder = await env.alice.provider('setArbitraryMetadata', {
+      ref: rel(''),
+      arbitraryMetadata: { metadata: { mtime: '1000000000' } },
+    });
+    expect(folder.status?.code).toBe(Code.CODE_FAILED_PRECONDITION);
+  });
+
   it('answers GetQuota as Reva: no total without a quota, and the room left in the opaque remaining', async () => {
     const q = await env.alice.providerOk('getQuota', { ref: rel('') });
     expect(q.totalBytes).toBe(0);
