@@ -89,6 +89,9 @@ class WebDavClientDriver implements Driver {
       copy: Object.freeze({
         copy: (src: NodeRef, dst: NodeRef, o?: MoveOptions) => this.transfer('COPY', src, dst, o),
       }),
+      mtime: Object.freeze({
+        set: (r: NodeRef, mtime: number, o?: MutationOptions) => this.setMtime(r, mtime, o),
+      }),
     });
   }
 
@@ -333,6 +336,34 @@ class WebDavClientDriver implements Driver {
     if (res.statusCode !== 201 && res.statusCode !== 204) throw await davFailure(res);
     res.resume();
     return infoFrom(res) ?? this.stat(dst);
+  }
+
+  /** A PROPPATCH of `DAV:lastmodified` (Unix seconds), as rclone's owncloud vendor sends it. */
+  private async setMtime(ref: NodeRef, mtime: number, opts?: MutationOptions): Promise<ResourceInfo> {
+    const body =
+      '<?xml version="1.0" encoding="utf-8"?><d:propertyupdate xmlns:d="DAV:"><d:set><d:prop>' +
+      `<d:lastmodified>${mtime / 1000}</d:lastmodified></d:prop></d:set></d:propertyupdate>`;
+    const res = await this.request(
+      'PROPPATCH',
+      this.url(ref),
+      { 'content-type': 'application/xml; charset=utf-8' },
+      body,
+      opts?.signal,
+    );
+    if (res.statusCode !== 207) throw await davFailure(res);
+    let text = '';
+    for await (const c of res) text += c;
+    const status = /<d:status>HTTP\/1\.1 (\d{3})/.exec(text)?.[1];
+    if (status !== '200') {
+      // 409: a folder, or a time the server cannot take.
+      const info = await this.stat(ref);
+      if (info.type === 'folder')
+        throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
+          reason: 'is-folder',
+        });
+      throw new StorageError('INVALID_ARGUMENT', `the server refused that modification time (${status})`);
+    }
+    return this.stat(ref);
   }
 
   async close(): Promise<void> {

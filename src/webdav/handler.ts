@@ -24,13 +24,14 @@ import fsp from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { parseChecksumHeader } from '../core/checksums.js';
-import { checkWriteConditions, evaluateConditions } from '../core/conditions.js';
+import { checkWriteConditions, evaluateConditions, parseHttpDate } from '../core/conditions.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
 import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
 import type { QuotaInfo, StorageProvider } from '../core/provider.js';
 import { formatResourceId, printable, splitPath } from '../core/refs.js';
 import type {
+  Checksums,
   Field,
   Lock,
   ReadResult,
@@ -83,7 +84,19 @@ import {
   withoutRepeats,
   XML_TYPE,
 } from './shared.js';
-import { child, DAV, esc, escText, OC, parseXml, readBody, ST, serialise, serialiseContent } from './xml.js';
+import {
+  child,
+  DAV,
+  esc,
+  escText,
+  OC,
+  parseXml,
+  readBody,
+  ST,
+  serialise,
+  serialiseContent,
+  type XmlElement,
+} from './xml.js';
 
 /** Options of {@link WebDav}. */
 export interface WebDavOptions {
@@ -975,10 +988,10 @@ export class WebDav {
     const doc = parseXml(await readBody(req), header(req, 'content-type'));
     if (doc.ns !== DAV || doc.local !== 'propertyupdate')
       throw new HttpError(400, 'expected a DAV:propertyupdate body');
-    const info = await t.session.stat(this.ref(t), { fields: ['lock'] });
+    const info = await t.session.stat(this.ref(t), { fields: ['lock', 'checksums'] });
     folderOnly(t, info);
     const lockId = await this.checkLocks(req, t, info, false);
-    const changes = new Map<string, { p: PropName; value?: string }>();
+    const changes = new Map<string, { p: PropName; el?: XmlElement }>();
     const order: PropName[] = [];
     for (const op of doc.children) {
       if (op.ns !== DAV || (op.local !== 'set' && op.local !== 'remove')) continue;
@@ -986,16 +999,46 @@ export class WebDav {
         const p = { ns: el.ns, local: el.local };
         const key = deadKey(p);
         if (!changes.has(key)) order.push(p);
-        changes.set(key, op.local === 'set' ? { p, value: serialise(el) } : { p });
+        changes.set(key, op.local === 'set' ? { p, el } : { p });
       }
     }
-    const protectedProps = order.filter(isLive);
-    let status = protectedProps.length ? '424 Failed Dependency' : '200 OK';
-    if (!protectedProps.length && changes.size) {
+    // A file's modification time, set as ownCloud and Nextcloud take it (`DAV:lastmodified`, Unix
+    // seconds: rclone's owncloud/nextcloud vendors) and as Windows' WebClient sends it
+    // (`Win32LastModifiedTime`, an HTTP date). On a folder, whose time follows what is below it,
+    // the first is refused and the second stays a dead property, as before.
+    let mtime: number | undefined;
+    const timed = new Set<string>();
+    // Live properties a client may send as they are: `oc:checksums` with the file's own sums
+    // (rclone sends them with the mtime, since servers that store what they are told lost them).
+    const agreed = new Set<string>();
+    const refused = new Map<string, string>();
+    for (const [k, c] of changes) {
+      if (c.el && info.type === 'file' && c.p.ns === OC && c.p.local === 'checksums') {
+        agreed.add(k);
+        if (!checksumsAgree(c.el, info.checksums)) refused.set(k, '409 Conflict');
+        continue;
+      }
+      const how = mtimeProperty(c.p);
+      if (!how || !c.el) continue;
+      if (info.type === 'folder') {
+        if (how === 'seconds') refused.set(k, '409 Conflict');
+        continue;
+      }
+      const at = parseMtimeProperty(how, c.el.text);
+      if (at === undefined) refused.set(k, '409 Conflict');
+      else {
+        mtime = at;
+        timed.add(k);
+      }
+    }
+    const protectedProps = order.filter((p) => isLive(p) && !agreed.has(deadKey(p)));
+    let status = protectedProps.length || refused.size ? '424 Failed Dependency' : '200 OK';
+    if (!protectedProps.length && !refused.size && changes.size) {
       const set: Record<string, string> = {};
       const unset: string[] = [];
       for (const [k, c] of changes) {
-        if (c.value !== undefined) set[k] = c.value;
+        if (timed.has(k) || agreed.has(k)) continue;
+        if (c.el) set[k] = serialise(c.el);
         else unset.push(k);
       }
       const mo = { ...(lockId && { lockId }) };
@@ -1007,13 +1050,22 @@ export class WebDav {
         if (e.code !== 'INVALID_ARGUMENT' && e.reason !== 'metadata-too-large') throw e;
         status = e.reason === 'metadata-too-large' ? '507 Insufficient Storage' : '409 Conflict';
       }
+      if (mtime !== undefined && status === '200 OK') {
+        try {
+          await t.session.setMtime(this.ref(t), mtime, mo);
+        } catch (err) {
+          // A time the filesystem cannot hold; what else was asked is done and said so.
+          if (!StorageError.is(err, 'INVALID_ARGUMENT')) throw err;
+          for (const k of timed) refused.set(k, '409 Conflict');
+        }
+      }
     }
     let out = `${MULTISTATUS_HEAD}<d:response><d:href>${esc(this.href(t, t.segs, info.type === 'folder'))}</d:href>`;
     for (const p of order) {
       // A live property is protected: 403 with the precondition that says so (RFC 4918 §9.2.1).
-      out += isLive(p)
+      out += protectedProps.includes(p)
         ? `<d:propstat><d:prop>${emptyProp(p)}</d:prop><d:status>HTTP/1.1 403 Forbidden</d:status><d:error><d:cannot-modify-protected-property/></d:error></d:propstat>`
-        : `<d:propstat><d:prop>${emptyProp(p)}</d:prop><d:status>HTTP/1.1 ${status}</d:status></d:propstat>`;
+        : `<d:propstat><d:prop>${emptyProp(p)}</d:prop><d:status>HTTP/1.1 ${refused.get(deadKey(p)) ?? status}</d:status></d:propstat>`;
     }
     out += '</d:response></d:multistatus>';
     res.writeHead(207, { 'content-type': XML_TYPE, 'content-length': String(Buffer.byteLength(out)) });
@@ -2423,4 +2475,41 @@ function exceptionName(status: number): string {
 function notFound(err: unknown): undefined {
   if (StorageError.is(err, 'NOT_FOUND')) return undefined;
   throw err;
+}
+
+const MS_NS = 'urn:schemas-microsoft-com:';
+
+/** Which property sets a file's mtime, and how its value is written; undefined for the others. */
+function mtimeProperty(p: PropName): 'seconds' | 'http-date' | undefined {
+  if (p.ns === DAV && p.local === 'lastmodified') return 'seconds';
+  if (p.ns === MS_NS && p.local === 'Win32LastModifiedTime') return 'http-date';
+  return undefined;
+}
+
+/** A modification time (ms) from such a property's text, or undefined when it is not one. */
+function parseMtimeProperty(how: 'seconds' | 'http-date', text: string): number | undefined {
+  if (how === 'http-date') return parseHttpDate(text);
+  try {
+    return mtimeHeader(text, 'lastmodified');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Does an `oc:checksums` value name only the file's own checksums? Each `ALGO:hex` token (in one
+ * or several `oc:checksum` elements) must match; at least one must be given.
+ */
+function checksumsAgree(el: XmlElement, sums: Checksums | undefined): boolean {
+  const tokens = (el.children.length ? el.children.map((c) => c.text) : [el.text])
+    .join(' ')
+    .split(/\s+/)
+    .filter(Boolean);
+  if (!tokens.length || !sums) return false;
+  return tokens.every((t) => {
+    const i = t.indexOf(':');
+    const algo = t.slice(0, i).toLowerCase() as keyof Checksums;
+    const have = i > 0 && (algo === 'sha1' || algo === 'md5' || algo === 'adler32') ? sums[algo] : undefined;
+    return have !== undefined && have.toLowerCase() === t.slice(i + 1).toLowerCase();
+  });
 }
