@@ -21,6 +21,10 @@ console.log(`bytes 2-7: ${(await collect(range.body)).toString()}`);
 const unchanged = await storage.read({ resourceId: file.id }, { conditions: { ifNoneMatch: [file.etag] } });
 console.log(`conditional read: ${unchanged.status}`);
 
+// A file's time can be set without rewriting it (touch -d): the etag changes, the bytes do not.
+const touched = await storage.setMtime({ resourceId: file.id }, Date.parse('2026-11-01T08:00:00Z'));
+console.log(`touched: ${new Date(touched.mtime).toISOString()}, etag changed: ${touched.etag !== file.etag}`);
+
 // Errors carry a closed set of codes.
 try {
   await storage.write({ space: space.id, path: 'missing/folder/x.txt' }, 'x');
