@@ -55,7 +55,9 @@ export type ErrorReason =
   | 'body'
   | 'too-large'
   /** A file replaced or rewritten between its lookup and the read of its bytes. */
-  | 'changed-while-read';
+  | 'changed-while-read'
+  /** The storage lets only a file's owner set its time, and Stowage's process is not it. */
+  | 'not-owner';
 
 /** Options for {@link StorageError}. */
 export interface StorageErrorOptions {

@@ -318,8 +318,9 @@ export class Cs3Service {
         const ms = mtime === undefined ? undefined : mtimeHeader(mtime, 'mtime');
         const ref = target(req.ref).ref;
         const lock = lockOpt(req.lockId, req.opaque);
-        if (Object.keys(rest).length || ms === undefined) await s.setMetadata(ref, rest, lock);
+        // The time first: it is what may be refused (a folder, a time the storage cannot hold).
         if (ms !== undefined) await s.setMtime(ref, ms, lock);
+        if (Object.keys(rest).length || ms === undefined) await s.setMetadata(ref, rest, lock);
         return {};
       }),
       unsetArbitraryMetadata: this.unary(async (req: api.UnsetArbitraryMetadataRequest, s) => {

@@ -1037,26 +1037,41 @@ export class WebDav {
       const set: Record<string, string> = {};
       const unset: string[] = [];
       for (const [k, c] of changes) {
-        if (timed.has(k) || agreed.has(k)) continue;
-        if (c.el) set[k] = serialise(c.el);
-        else unset.push(k);
+        if (agreed.has(k)) continue;
+        // Applied to the file: a dead copy kept before (by an older Stowage) would show a stale time.
+        if (timed.has(k) || !c.el) unset.push(k);
+        else set[k] = serialise(c.el);
       }
       const mo = { ...(lockId && { lockId }) };
-      try {
-        if (Object.keys(set).length) await t.session.setMetadata(this.ref(t), set, mo);
-        if (unset.length) await t.session.unsetMetadata(this.ref(t), unset, mo);
-      } catch (err) {
-        const e = toStorageError(err, 'properties');
-        if (e.code !== 'INVALID_ARGUMENT' && e.reason !== 'metadata-too-large') throw e;
-        status = e.reason === 'metadata-too-large' ? '507 Insufficient Storage' : '409 Conflict';
-      }
-      if (mtime !== undefined && status === '200 OK') {
+      // The time first: it is what may be refused (a time the filesystem cannot hold, a file not
+      // Stowage's to touch); then nothing else is changed (RFC 4918 §9.2: all or nothing).
+      let undo: number | undefined;
+      if (mtime !== undefined) {
         try {
           await t.session.setMtime(this.ref(t), mtime, mo);
+          undo = info.mtime;
         } catch (err) {
-          // A time the filesystem cannot hold; what else was asked is done and said so.
-          if (!StorageError.is(err, 'INVALID_ARGUMENT')) throw err;
-          for (const k of timed) refused.set(k, '409 Conflict');
+          const e = toStorageError(err, 'modification time');
+          const why =
+            e.code === 'INVALID_ARGUMENT'
+              ? '409 Conflict'
+              : e.reason === 'not-owner'
+                ? '403 Forbidden'
+                : undefined;
+          if (!why) throw e;
+          for (const k of timed) refused.set(k, why);
+          status = '424 Failed Dependency';
+        }
+      }
+      if (status === '200 OK') {
+        try {
+          if (Object.keys(set).length) await t.session.setMetadata(this.ref(t), set, mo);
+          if (unset.length) await t.session.unsetMetadata(this.ref(t), unset, mo);
+        } catch (err) {
+          if (undo !== undefined) await t.session.setMtime(this.ref(t), undo, mo).catch(() => {});
+          const e = toStorageError(err, 'properties');
+          if (e.code !== 'INVALID_ARGUMENT' && e.reason !== 'metadata-too-large') throw e;
+          status = e.reason === 'metadata-too-large' ? '507 Insufficient Storage' : '409 Conflict';
         }
       }
     }

@@ -749,9 +749,13 @@ describe('cs3: listings', () => {
     expect(bad.status?.code).toBe(Code.CODE_INVALID_ARGUMENT);
     const folder = await env.alice.provider('setArbitraryMetadata', {
       ref: rel(''),
-      arbitraryMetadata: { metadata: { mtime: '1000000000' } },
+      arbitraryMetadata: { metadata: { mtime: '1000000000', color: 'blue' } },
     });
     expect(folder.status?.code).toBe(Code.CODE_FAILED_PRECONDITION);
+    // Refused as a whole: the other key is not stored either.
+    const root = (await env.alice.providerOk('stat', { ref: rel(''), arbitraryMetadataKeys: ['color'] }))
+      .info!;
+    expect(root.arbitraryMetadata?.metadata?.color).toBeUndefined();
   });
 
   it('answers GetQuota as Reva: no total without a quota, and the room left in the opaque remaining', async () => {

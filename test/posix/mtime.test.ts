@@ -4,6 +4,8 @@
  * own change for one made around it), and a time the filesystem cannot hold is refused before the
  * file is touched.
  */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,6 +71,36 @@ describe('posix: setting a file’s mtime', () => {
     }
     const [report] = await driver.fsck({ space: sp.id });
     expect(report!.problems).toEqual({});
+  });
+
+  it('does not carry checksums over to the new time when the file was rewritten around Stowage meanwhile', async () => {
+    const { sp, dir } = await space('race');
+    const at = { space: sp.id, path: 'f.txt' };
+    await s.write(at, 'AAAA');
+    const abs = path.join(dir, 'f.txt');
+    // Another process rewrites the file in place (same size) after the driver's lstat, just
+    // before it opens the file to set the time (Stowage's lock does not hold others back).
+    const open = fsp.open;
+    (fsp as { open: typeof fsp.open }).open = (async (
+      p: fs.PathLike,
+      flags?: string | number,
+      mode?: fs.Mode,
+    ) => {
+      if (p === abs && typeof flags === 'number' && flags & fs.constants.O_NOFOLLOW)
+        fs.writeFileSync(abs, 'BBBB', { flag: 'r+' });
+      return open(p, flags, mode);
+    }) as typeof fsp.open;
+    try {
+      await s.setMtime(at, Date.UTC(2001, 0, 1));
+    } finally {
+      (fsp as { open: typeof fsp.open }).open = open;
+    }
+    const real = createHash('sha1').update('BBBB').digest('hex');
+    const shown = (await s.stat(at, { fields: ['checksums'] })).checksums?.sha1;
+    expect([undefined, real]).toContain(shown);
+    const [report] = await driver.fsck({ space: sp.id, checksums: true, repair: true });
+    expect(report!.repaired || Object.keys(report!.problems).length === 0).toBe(true);
+    expect((await s.stat(at, { fields: ['checksums'] })).checksums?.sha1).toBe(real);
   });
 
   it('refuses a time the filesystem cannot hold, before touching the file (or sets it where it can)', async () => {
