@@ -2512,19 +2512,17 @@ function parseMtimeProperty(how: 'seconds' | 'http-date', text: string): number 
 }
 
 /**
- * Does an `oc:checksums` value name only the file's own checksums? Each `ALGO:hex` token (in one
- * or several `oc:checksum` elements) must match; at least one must be given.
+ * Does an `oc:checksums` value name only the file's own checksums? Each `ALGO:hex` (in one or
+ * several `oc:checksum` elements, read as the `OC-Checksum` header is) must match; at least one.
  */
 function checksumsAgree(el: XmlElement, sums: Checksums | undefined): boolean {
-  const tokens = (el.children.length ? el.children.map((c) => c.text) : [el.text])
-    .join(' ')
-    .split(/\s+/)
-    .filter(Boolean);
-  if (!tokens.length || !sums) return false;
-  return tokens.every((t) => {
-    const i = t.indexOf(':');
-    const algo = t.slice(0, i).toLowerCase() as keyof Checksums;
-    const have = i > 0 && (algo === 'sha1' || algo === 'md5' || algo === 'adler32') ? sums[algo] : undefined;
-    return have !== undefined && have.toLowerCase() === t.slice(i + 1).toLowerCase();
-  });
+  let given: Checksums | undefined;
+  try {
+    given = parseChecksumHeader((el.children.length ? el.children.map((c) => c.text) : [el.text]).join(' '));
+  } catch {
+    return false;
+  }
+  if (!given || !sums) return false;
+  const have = sums as Record<string, string | undefined>;
+  return Object.entries(given).every(([algo, hex]) => have[algo]?.toLowerCase() === hex);
 }
