@@ -24,6 +24,8 @@ console.log(`conditional read: ${unchanged.status}`);
 // A file's time can be set without rewriting it (touch -d): the etag changes, the bytes do not.
 const touched = await storage.setMtime({ resourceId: file.id }, Date.parse('2026-11-01T08:00:00Z'));
 console.log(`touched: ${new Date(touched.mtime).toISOString()}, etag changed: ${touched.etag !== file.etag}`);
+// When it came to be stays put through renames, rewrites and new times.
+console.log(`created unchanged: ${touched.created === file.created}`);
 
 // Errors carry a closed set of codes.
 try {

@@ -127,6 +127,13 @@ export interface ResourceInfo {
   size: number;
   /** Milliseconds since epoch; for folders the tree modification time (changes when anything below changes). */
   mtime: number;
+  /**
+   * Milliseconds since epoch when the resource came to be: made through Stowage, or first seen when
+   * made around it (its birth time on the filesystem). Kept when its content is replaced, when it
+   * moves, and when it is restored from the trash or a version; a copy is a new resource. Absent
+   * when the driver does not know (see each driver's Limits).
+   */
+  created?: number;
   /** Opaque entity tag without quotes. Changes when content (files) or anything below (folders) changes. */
   etag: string;
   mimeType: string;

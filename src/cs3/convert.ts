@@ -241,6 +241,7 @@ export function toCs3Info(info: ResourceInfo, style: PathStyle): P.ResourceInfo 
   if (info.lock) extra.lock = JSON.stringify(info.lock); // OpenCloud's key
   if (info.grants) extra['stowage.grants'] = info.grants;
   extra['stowage.mtime'] = String(info.mtime);
+  if (info.created !== undefined) extra['stowage.created'] = String(info.created);
   return {
     opaque: opaque(extra),
     type: info.type === 'folder' ? P.ResourceType.RESOURCE_TYPE_CONTAINER : P.ResourceType.RESOURCE_TYPE_FILE,
@@ -289,6 +290,8 @@ export function fromCs3Info(i: P.ResourceInfo | undefined): ResourceInfo {
     etag: unquoteEtag(i.etag),
     mimeType: i.mimeType,
   };
+  const created = Number(opaqueString(i.opaque, 'stowage.created') ?? Number.NaN);
+  if (Number.isFinite(created)) out.created = created;
   if (i.parentId) out.parentId = fromResourceId(i.parentId)!;
   if (Object.keys(checksums).length) out.checksums = checksums;
   if (i.permissionSet) out.permissions = fromPermissions(i.permissionSet);

@@ -31,6 +31,15 @@ export function httpDate(ms: number): string {
   return d;
 }
 
+/**
+ * An RFC 3339 date-time in UTC to the second (`2026-11-22T10:00:00Z`), as WebDAV's
+ * `DAV:creationdate` carries it and as the clients that read it parse it (macOS's webdavfs takes
+ * no fractions of a second).
+ */
+export function isoSeconds(ms: number): string {
+  return `${new Date(Math.floor(ms / 1000) * 1000).toISOString().slice(0, 19)}Z`;
+}
+
 /** One header's value (the first, when repeated). */
 export function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];

@@ -337,7 +337,11 @@ export async function createWebdavServerFileSystem(
     }
 
     protected override _creationDate(path: Path, ctx: unknown, callback: ReturnCallback<number>): void {
-      this._lastModifiedDate(path, ctx, callback);
+      // When the driver knows it; otherwise the modification time stands in, as before.
+      call(
+        stat(path, ctx).then((i) => i.created ?? i.mtime),
+        callback,
+      );
     }
 
     protected override _type(

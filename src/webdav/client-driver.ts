@@ -54,7 +54,7 @@ export interface WebDavClientDriverOptions {
   storageId?: string;
 }
 
-const PROPS = `<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:st="urn:stowage"><d:prop><d:resourcetype/><d:getcontentlength/><d:getetag/><d:getcontenttype/><oc:id/><oc:file-parent/><oc:size/><oc:checksums/><st:mtime/><st:path/></d:prop></d:propfind>`;
+const PROPS = `<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:st="urn:stowage"><d:prop><d:resourcetype/><d:getcontentlength/><d:getetag/><d:getcontenttype/><oc:id/><oc:file-parent/><oc:size/><oc:checksums/><st:mtime/><st:created/><st:path/></d:prop></d:propfind>`;
 
 /** Connect to a WebDAV server. */
 export async function createWebDavClientDriver(opts: WebDavClientDriverOptions): Promise<Driver> {
@@ -252,6 +252,7 @@ class WebDavClientDriver implements Driver {
     const path = p.get(`{${ST}}path`) ?? '/';
     const parent = p.get(`{${OC}}file-parent`);
     const checksums = parseChecksums(p.get(`{${OC}}checksum`));
+    const created = p.get(`{${ST}}created`);
     const info: ResourceInfo = {
       id: parseResourceId(id),
       ...(parent && { parentId: parseResourceId(parent) }),
@@ -260,6 +261,7 @@ class WebDavClientDriver implements Driver {
       type: e.folder ? 'folder' : 'file',
       size: Number(p.get(`{${OC}}size`) ?? p.get(`{${DAV}}getcontentlength`) ?? 0),
       mtime: Number(p.get(`{${ST}}mtime`) ?? 0),
+      ...(created !== undefined && { created: Number(created) }),
       etag: (p.get(`{${DAV}}getetag`) ?? '').replace(/^W\//, '').replace(/^"(.*)"$/, '$1'),
       mimeType: p.get(`{${DAV}}getcontenttype`) ?? '',
       ...(checksums && { checksums }),

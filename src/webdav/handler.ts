@@ -49,6 +49,7 @@ import {
   httpDate,
   infoHeaders,
   intHeader,
+  isoSeconds,
   mtimeHeader,
   ocPermissions,
   quoteEtag,
@@ -134,6 +135,7 @@ const WEBDAV_LOCK_APP = 'webdav';
 const MAX_LOCK_WALK = 100_000;
 
 const LIVE_DAV = new Set([
+  'creationdate',
   'resourcetype',
   'getcontentlength',
   'getlastmodified',
@@ -160,6 +162,7 @@ const LIVE_OC = new Set([
 ]);
 /** What allprop answers besides dead properties (RFC 4918 §9.1: the live props it defines). */
 const ALLPROP: PropName[] = [
+  'creationdate',
   'resourcetype',
   'getcontentlength',
   'getlastmodified',
@@ -170,7 +173,7 @@ const ALLPROP: PropName[] = [
 ].map((local) => ({ ns: DAV, local }));
 
 /** Stowage's own live properties (exact values the DAV ones round or leave out). */
-const LIVE_ST = new Set(['mtime', 'path']);
+const LIVE_ST = new Set(['mtime', 'created', 'path']);
 
 function isLive(p: PropName): boolean {
   return (
@@ -891,6 +894,10 @@ export class WebDav {
           return folder ? undefined : `<d:getcontentlength>${info.size}</d:getcontentlength>`;
         case 'getlastmodified':
           return `<d:getlastmodified>${httpDate(info.mtime)}</d:getlastmodified>`;
+        case 'creationdate':
+          return info.created === undefined
+            ? undefined
+            : `<d:creationdate>${isoSeconds(info.created)}</d:creationdate>`;
         case 'getetag':
           return `<d:getetag>${escText(quoteEtag(info.etag))}</d:getetag>`;
         case 'getcontenttype':
@@ -954,6 +961,8 @@ export class WebDav {
       }
     }
     if (p.ns === ST && p.local === 'mtime') return `<st:mtime>${info.mtime}</st:mtime>`;
+    if (p.ns === ST && p.local === 'created')
+      return info.created === undefined ? undefined : `<st:created>${info.created}</st:created>`;
     if (p.ns === ST && p.local === 'path') return `<st:path>${escText(info.path)}</st:path>`;
     return undefined;
   }

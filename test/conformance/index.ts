@@ -61,6 +61,11 @@ export interface ConformanceTarget {
    * so `heldLockIds` cannot reach the storage.
    */
   oneLockId?: boolean;
+  /**
+   * The driver cannot say when a resource came to be (`ResourceInfo.created`); skips the block
+   * that checks it. Every driver of this package knows.
+   */
+  noCreationTimes?: boolean;
   /** Scale knobs for slow transports (defaults in brackets). */
   scale?: { bigFileBytes?: number /* 5 MiB */; manyEntries?: number /* 1500 */; parallel?: number /* 24 */ };
 }
@@ -995,6 +1000,85 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
       });
     });
 
+    // ------------------------------------------------------------------ creation times
+    describe.skipIf(target.noCreationTimes)('creation times', () => {
+      const pause = () => new Promise((r) => setTimeout(r, 25));
+
+      it('tells when files, folders and space roots came to be, in stats and listings', async () => {
+        const t0 = Date.now();
+        const sp = await newSpace();
+        const d = await storage.mkdir(at(sp, 'd'));
+        const f = await put(sp, 'd/f.txt', 'x');
+        const t1 = Date.now();
+        for (const info of [await storage.stat(at(sp)), d, f]) {
+          expect(info.created, info.path).toBeGreaterThanOrEqual(t0);
+          expect(info.created, info.path).toBeLessThanOrEqual(t1);
+        }
+        expect((await storage.stat(at(sp, 'd'))).created).toBe(d.created);
+        const listed: ResourceInfo[] = [];
+        for await (const i of storage.list(at(sp, 'd'))) listed.push(i);
+        expect(listed.map((i) => i.created)).toEqual([f.created]);
+        const top: ResourceInfo[] = [];
+        for await (const i of storage.list(at(sp))) top.push(i);
+        expect(top.map((i) => i.created)).toEqual([d.created]);
+      });
+
+      it('keeps it across rewrites, moves and a new mtime; a copy is new', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'd'));
+        const f = await put(sp, 'd/f.txt', 'one');
+        await pause();
+        const rewritten = await put(sp, 'd/f.txt', 'two, longer');
+        expect(rewritten.id).toEqual(f.id);
+        expect(rewritten.created).toBe(f.created);
+        expect(rewritten.mtime).toBeGreaterThan(f.created!);
+        if (features.mtime) {
+          const set = await storage.setMtime(at(sp, 'd/f.txt'), Date.UTC(1990, 0, 1));
+          expect(set.created).toBe(f.created);
+        }
+        const d = await storage.stat(at(sp, 'd'));
+        await storage.move(at(sp, 'd'), at(sp, 'e'));
+        expect((await storage.stat(at(sp, 'e'))).created).toBe(d.created);
+        expect((await storage.stat(at(sp, 'e/f.txt'))).created).toBe(f.created);
+        await storage.move(at(sp, 'e/f.txt'), at(sp, 'g.txt'));
+        expect((await storage.stat({ resourceId: f.id })).created).toBe(f.created);
+        if (features.copy) {
+          await pause();
+          const t0 = Date.now();
+          const copy = await storage.copy(at(sp, 'g.txt'), at(sp, 'h.txt'));
+          expect(copy.created).toBeGreaterThanOrEqual(t0);
+          expect((await storage.stat(at(sp, 'h.txt'))).created).toBe(copy.created);
+          expect((await storage.stat(at(sp, 'g.txt'))).created).toBe(f.created);
+        }
+      });
+
+      it.skipIf(!features.trash && !features.versions)(
+        'keeps it across restores from the trash and of versions',
+        async () => {
+          const sp = await newSpace();
+          await storage.mkdir(at(sp, 'd'));
+          const f = await put(sp, 'd/f.txt', 'one');
+          await pause();
+          await put(sp, 'd/f.txt', 'two');
+          if (features.versions) {
+            const [old] = await storage.listVersions(at(sp, 'd/f.txt'));
+            expect(old).toBeDefined();
+            await pause();
+            expect((await storage.restoreVersion(at(sp, 'd/f.txt'), old!.key)).created).toBe(f.created);
+            expect((await storage.stat(at(sp, 'd/f.txt'))).created).toBe(f.created);
+          }
+          if (features.trash) {
+            const d = await storage.stat(at(sp, 'd'));
+            await storage.delete(at(sp, 'd'));
+            await pause();
+            await storage.restoreTrash(sp.id, d.id.opaqueId);
+            expect((await storage.stat(at(sp, 'd'))).created).toBe(d.created);
+            expect((await storage.stat(at(sp, 'd/f.txt'))).created).toBe(f.created);
+          }
+        },
+      );
+    });
+
     describe.skipIf(!features.metadata)('capability: metadata', () => {
       it('sets, reads only when asked, and unsets keys', async () => {
         const sp = await newSpace();
@@ -1729,6 +1813,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         }
         const touched = features.mtime ? await storage.stat(at(sp, 'd/t.txt')) : undefined;
         const root = await storage.stat(at(sp));
+        const folder = await storage.stat(at(sp, 'd'));
         driver = await target.reopen!(driver);
         storage = new StorageProvider({ drivers: driver });
         const again = await storage.stat({ resourceId: f.id });
@@ -1736,6 +1821,9 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect(again.etag).toBe(f.etag);
         expect(again.mtime).toBe(f.mtime);
         expect(again.checksums).toEqual(f.checksums);
+        expect(again.created).toBe(f.created);
+        expect((await storage.stat(at(sp, 'd'))).created).toBe(folder.created);
+        expect((await storage.stat(at(sp))).created).toBe(root.created);
         expect(await get(at(sp, 'd/f.txt'))).toBe('persist me');
         const root2 = await storage.stat(at(sp));
         expect(root2.etag).toBe(root.etag);

@@ -101,12 +101,18 @@ describe('observer (posix, real inotify)', () => {
     process.on('warning', onWarning);
     try {
       const file = path.join(dir, 'from-the-future.txt');
+      const t0 = Date.now() - 20; // the kernel's file times run up to a tick behind
       fs.writeFileSync(file, 'ahead');
       const later = new Date(Date.UTC(2100, 0, 1));
       fs.utimesSync(file, later, later);
+      const t1 = Date.now();
       const e = await until(external('created', '/from-the-future.txt'), 5000);
       expect(e.size).toBe(5);
-      expect((await s.stat(at('from-the-future.txt'))).mtime).toBe(later.getTime());
+      const info = await s.stat(at('from-the-future.txt'));
+      expect(info.mtime).toBe(later.getTime());
+      // Dated by when it came to be on disk, not by its mtime.
+      expect(info.created).toBeGreaterThanOrEqual(t0);
+      expect(info.created).toBeLessThanOrEqual(t1);
       await obs!.idle();
       await new Promise((r) => setTimeout(r, 50));
     } finally {

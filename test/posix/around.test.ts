@@ -175,6 +175,28 @@ describe('posix: changes made on disk around Stowage', () => {
     expect(await treeSizeErrors(dir)).toEqual([]);
   });
 
+  it('dates what it finds made around Stowage by when it came to be on disk, not by its mtime', async () => {
+    const { dir, at } = await space();
+    // The kernel's file times run on a coarse clock, up to a tick behind Date.now().
+    const t0 = Date.now() - 20;
+    await fs.mkdir(path.join(dir, 'copied'));
+    await fs.writeFile(path.join(dir, 'copied/old.dat'), 'from 2001');
+    const then = new Date(Date.UTC(2001, 0, 1));
+    await fs.utimes(path.join(dir, 'copied/old.dat'), then, then); // rsync -t, cp -p
+    const t1 = Date.now();
+    const f = await s.stat(at('copied/old.dat'));
+    const d = await s.stat(at('copied'));
+    expect(f.mtime).toBe(then.getTime());
+    for (const info of [f, d]) {
+      expect(info.created, info.path).toBeGreaterThanOrEqual(t0);
+      expect(info.created, info.path).toBeLessThanOrEqual(t1);
+    }
+    // Recorded once: the same later, and after Stowage rewrites the file.
+    await sleep(30);
+    expect((await s.stat(at('copied/old.dat'))).created).toBe(f.created);
+    expect((await s.write(at('copied/old.dat'), 'rewritten')).created).toBe(f.created);
+  });
+
   it('repairs tree sizes after rm and in-place edits on disk when the folder is listed', async () => {
     const { dir, at } = await space();
     await s.mkdir(at('p/q'), { parents: true });

@@ -61,7 +61,7 @@ step copy-small timeout 60 gio copy "${local}/Grüße & co.txt" "${R}/docs/Gr%C3
 step copy-big timeout 120 gio copy "${local}/big.bin" "${R}/docs/big.bin"
 step list timeout 30 gio list "${R}/docs/"
 step cat timeout 60 sh -c 'gio cat "${R}/docs/big.bin" > "${local}/big.back"'
-step size timeout 30 gio info -a standard::size "${R}/docs/big.bin"
+step size timeout 30 gio info -a standard::size,time::created,time::modified "${R}/docs/big.bin"
 step rename timeout 30 gio rename "${R}/docs/big.bin" "big2.bin"
 step remove timeout 30 gio remove "${R}/docs/Gr%C3%BC%C3%9Fe%20%26%20co.txt"
 step over-quota timeout 60 gio copy "${local}/too-big.bin" "${R}/docs/too-big.bin"
@@ -99,6 +99,9 @@ exit 0
       ok(name);
     expect(steps.get('list')!.out.split('\n').sort()).toEqual(['Grüße & co.txt', 'big.bin']);
     expect(steps.get('size')!.out).toContain('standard::size: 3000000');
+    // GNOME Files' "Created" comes from DAV:creationdate (seconds).
+    const born = await session.stat({ space, path: 'docs/big2.bin' });
+    expect(steps.get('size')!.out).toContain(`time::created: ${Math.floor(born.created! / 1000)}`);
     expect(sha1(await fsp.readFile(path.join(local, 'big.back')))).toBe(sha1(big));
     // Over the quota: refused, and gvfs says why.
     expect(steps.get('over-quota')!.rc).not.toBe(0);

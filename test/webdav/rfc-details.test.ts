@@ -332,3 +332,57 @@ describe('webdav: propname and allprop (RFC 4918 §9.1)', () => {
     expect(text.match(/nope/g)).toHaveLength(1);
   });
 });
+
+describe('webdav: DAV:creationdate (RFC 4918 §15.1)', () => {
+  const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
+  const created = async (p: string, body: string) => {
+    const r = await dav('PROPFIND', p, 'ann', { headers: { depth: '0' }, body });
+    expect(r.status).toBe(207);
+    return (await r.text()).match(/<d:creationdate>([^<]*)<\/d:creationdate>/)?.[1];
+  };
+  const asked =
+    '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:creationdate/></d:prop></d:propfind>';
+  const all = '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>';
+
+  it('tells when a file or folder came to be, in UTC to the second (what gvfs and macOS parse), in allprop too', async () => {
+    const t0 = Math.floor(Date.now() / 1000) * 1000;
+    expect((await dav('MKCOL', 'born', 'ann')).status).toBe(201);
+    expect((await dav('PUT', 'born/f.txt', 'ann', { body: 'one' })).status).toBe(201);
+    const t1 = Date.now();
+    for (const p of ['born/', 'born/f.txt']) {
+      const v = await created(p, asked);
+      expect(v, p).toMatch(ISO);
+      expect(Date.parse(v!)).toBeGreaterThanOrEqual(t0);
+      expect(Date.parse(v!)).toBeLessThanOrEqual(t1);
+      expect(await created(p, all), p).toBe(v);
+    }
+    // The same instant as the API's, and not the modification time: a rewrite and a new mtime keep it.
+    const s = await env.provider.as('ann');
+    const ref = { space: base.slice('/dav/spaces/'.length), path: 'born/f.txt' };
+    const info = await s.stat(ref);
+    expect(Date.parse((await created('born/f.txt', asked))!)).toBe(Math.floor(info.created! / 1000) * 1000);
+    await s.setMtime(ref, Date.UTC(2001, 0, 1));
+    expect((await dav('PUT', 'born/f.txt', 'ann', { body: 'two' })).status).toBe(204);
+    expect((await s.stat(ref)).created).toBe(info.created);
+  });
+
+  it('is protected: a PROPPATCH of it is refused with 403 and changes nothing', async () => {
+    expect((await dav('PUT', 'born-p.txt', 'ann', { body: 'x' })).status).toBe(201);
+    const before = await created('born-p.txt', asked);
+    const r = await dav('PROPPATCH', 'born-p.txt', 'ann', {
+      body: '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:x="urn:x"><d:set><d:prop><d:creationdate>1999-01-01T00:00:00Z</d:creationdate><x:note>n</x:note></d:prop></d:set></d:propertyupdate>',
+    });
+    expect(r.status).toBe(207);
+    const text = await r.text();
+    expect(text).toMatch(
+      /<d:creationdate\/><\/d:prop><d:status>HTTP\/1.1 403 Forbidden<\/d:status><d:error><d:cannot-modify-protected-property\/>/,
+    );
+    expect(text).toContain('424 Failed Dependency');
+    expect(await created('born-p.txt', asked)).toBe(before);
+    const note = await dav('PROPFIND', 'born-p.txt', 'ann', {
+      headers: { depth: '0' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:x="urn:x"><d:prop><x:note/></d:prop></d:propfind>',
+    });
+    expect(await note.text()).toContain('404 Not Found');
+  });
+});

@@ -63,6 +63,13 @@ describe('stowage/webdav-server', () => {
     ).toBeLessThan(300); // webdav-server answers 204 where RFC 4918 says 201: its own choice
     const moved = await storage.stat({ space: spaceId, path: 'docs/moved.bin' });
     expect(moved.id).toEqual(info.id); // a move keeps the id
+    // Its creation date is the resource's, not its modification time.
+    await storage.setMtime({ space: spaceId, path: 'docs/moved.bin' }, Date.UTC(2001, 0, 1));
+    const props = await (
+      await fetch(`${url}/docs/moved.bin`, { method: 'PROPFIND', headers: { depth: '0' } })
+    ).text();
+    const shown = Date.parse(props.match(/<D:creationdate>([^<]*)</i)?.[1] ?? '');
+    expect(Math.floor(shown / 1000)).toBe(Math.floor(moved.created! / 1000));
     expect(
       (
         await fetch(`${url}/docs/moved.bin`, {

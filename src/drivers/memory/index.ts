@@ -62,6 +62,8 @@ interface MVersion {
 interface MBase {
   id: string;
   name: string;
+  /** When it came to be (ms). */
+  created: number;
   metadata: Map<string, string>;
   grants: Map<string, Grant>;
   lock?: Lock;
@@ -208,6 +210,7 @@ class MemoryDriver implements Driver {
       kind: 'folder',
       id,
       name: input.name,
+      created: Date.now(),
       children: new Map(),
       treeSize: 0,
       treeTime: nextTreeTime(undefined),
@@ -357,6 +360,7 @@ class MemoryDriver implements Driver {
       id: { storageId: st, spaceId, opaqueId: node.id },
       path: this.pathOf(node),
       name: node.parent ? node.name : s.space.name,
+      created: node.created,
     };
     let info: ResourceInfo;
     if (node.kind === 'file') {
@@ -564,6 +568,7 @@ class MemoryDriver implements Driver {
         kind: 'file',
         id: randomUUID(),
         name: target.name,
+        created: Date.now(),
         parent: target.parent,
         content,
         mtime,
@@ -596,6 +601,7 @@ class MemoryDriver implements Driver {
       kind: 'folder',
       id: randomUUID(),
       name,
+      created: Date.now(),
       parent,
       children: new Map(),
       treeSize: 0,
@@ -691,6 +697,7 @@ class MemoryDriver implements Driver {
       const common = {
         id: randomUUID(),
         name,
+        created: Date.now(),
         metadata: new Map(n.metadata),
         grants: new Map<string, Grant>(),
       };

@@ -717,7 +717,7 @@ class Posix implements PosixDriver {
       try {
         for (const d of ['.stowage', '.stowage/tmp', '.stowage/ids', '.stowage/meta'])
           await fsp.mkdir(`${staging}/${d}`);
-        const rec: NodeRecord = { id, ts: 0, tm: nowUs(), sp: props };
+        const rec: NodeRecord = { id, bt: Date.now(), ts: 0, tm: nowUs(), sp: props };
         await this.native.setxattr(staging, XATTR_NODE, encodeRecord(rec));
         if (this.durable) {
           await this.syncer.sync(`${staging}/.stowage`);
@@ -1184,7 +1184,7 @@ class Posix implements PosixDriver {
     rec: NodeRecord,
     parentId: string,
   ): Promise<NodeRecord> {
-    const copy: NodeRecord = { ...rec, id: randomUUID(), p: parentId, ex: 1 };
+    const copy: NodeRecord = { ...rec, id: randomUUID(), p: parentId, bt: Date.now(), ex: 1 };
     if (rec.md === 2) await this.copySidecar(sp, rec.id, sp, copy.id);
     await sp.index.write(copy.id, parentId, keyOf(segs));
     sp.writeHeld(segs, copy);
@@ -1267,6 +1267,7 @@ class Posix implements PosixDriver {
         info.checksums = { ...rec.ck! };
       if (st.nlink > 1) info.links = st.nlink;
     }
+    if (rec.bt !== undefined) info.created = rec.bt;
     if (segs.length && rec.p && fields.includes('parentId')) {
       info.parentId = { storageId: this.storageId, spaceId: sp.id, opaqueId: rec.p };
     }
@@ -1612,6 +1613,7 @@ class Posix implements PosixDriver {
         const rec: NodeRecord = {
           id: cur?.rec.id ?? randomUUID(),
           p: parent.id,
+          ...(!cur && { bt: Date.now() }),
           ck: checksums,
           ckm: st.mtimeMs,
           cks: st.size,
@@ -1681,6 +1683,7 @@ class Posix implements PosixDriver {
    * metadata, grants and the lock (xattrs copied when inline; sidecars are keyed by id).
    */
   private async carryOver(fromAbs: string, from: NodeRecord, toAbs: string, to: NodeRecord): Promise<void> {
+    if (from.bt !== undefined) to.bt = from.bt;
     if (from.md) to.md = from.md;
     if (from.g) to.g = from.g;
     if (from.lk) to.lk = from.lk;
@@ -1838,7 +1841,7 @@ class Posix implements PosixDriver {
       if (await fsp.lstat(sp.abs(segs)).catch(() => undefined)) {
         throw new StorageError('ALREADY_EXISTS', `"${printable(segs.at(-1))}" already exists`);
       }
-      const rec: NodeRecord = { id: randomUUID(), p: parent.id, ts: 0, tm: nowUs() };
+      const rec: NodeRecord = { id: randomUUID(), p: parent.id, bt: Date.now(), ts: 0, tm: nowUs() };
       await sp.index.write(rec.id, parent.id, keyOf(segs));
       journal.begin({ dirs: [parentSegs] });
       try {
@@ -2110,7 +2113,7 @@ class Posix implements PosixDriver {
   ): Promise<number> {
     signal?.throwIfAborted();
     const id = randomUUID();
-    const rec: NodeRecord = { id, p: parentId };
+    const rec: NodeRecord = { id, p: parentId, bt: Date.now() };
     if (source.st.isDirectory()) {
       await fsp.mkdir(target);
       let total = 0;

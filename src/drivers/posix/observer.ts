@@ -37,7 +37,7 @@ import { ParallelChecksums } from '../../core/parallel-checksums.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Checksums, ResourceInfo } from '../../core/types.js';
 import { TreeWatcher } from '../../observer/tree-watcher.js';
-import { checksumsValid, type NodeRecord, sameChecksums, XATTR_PREFIX } from './record.js';
+import { bornAt, checksumsValid, type NodeRecord, sameChecksums, XATTR_PREFIX } from './record.js';
 import { type Displaced, depth, keyOf, type PosixSpace, parentKeyOf, sameFile, segsOf } from './space.js';
 
 /** On a space root: start (ms) of the last complete scan; nodes with an older ctime are unchanged. */
@@ -782,7 +782,7 @@ export class PosixObserver implements Watch {
       type = 'updated';
       dirty = true;
     } else if (!rec) {
-      rec = { id: randomUUID(), p: parent.id };
+      rec = { id: randomUUID(), p: parent.id, bt: bornAt(st) };
       if (st.isDirectory()) rec.tm = nowUs();
       type = 'created';
       dirty = true;

@@ -12,6 +12,8 @@
  *          was touched since by something that did not rewrite the record (a same-size rewrite with
  *          its mtime put back, `touch -r`, `rsync -t`), and its checksums are not shown until hashed
  *          again. Stowage's own changes carry it forward under the commit lock
+ * - `bt`   when the node came to be (ms): made through Stowage, or its birth time on the filesystem
+ *          when first seen made around Stowage; carried across rewrites, moves and restores
  * - `ts`   tree size in bytes (folders); absent = not accounted yet, computed on first need
  * - `tm`   tree time in microseconds (folders), strictly increasing with every change below
  * - `md`   1 = arbitrary metadata inline in `user.stowage.m`, 2 = in the sidecar
@@ -77,6 +79,7 @@ export interface NodeRecord {
   ckm?: number;
   cks?: number;
   ckt?: number;
+  bt?: number;
   ts?: number;
   tm?: number;
   md?: 1 | 2;
@@ -107,6 +110,7 @@ export function decodeRecord(buf: Buffer | undefined): NodeRecord | undefined {
   if (rec.p !== undefined && (typeof rec.p !== 'string' || !UUIDISH.test(rec.p))) delete rec.p;
   if (rec.ts !== undefined && !(Number.isSafeInteger(rec.ts) && rec.ts >= 0)) delete rec.ts;
   if (rec.tm !== undefined && !Number.isSafeInteger(rec.tm)) delete rec.tm;
+  if (rec.bt !== undefined && !Number.isSafeInteger(rec.bt)) delete rec.bt;
   return rec;
 }
 
@@ -179,6 +183,14 @@ export function confirmChecksums(
   slackMs: number,
 ): NodeRecord {
   return rec.ckt !== undefined && checksumsCurrent(rec, st, slackMs) ? { ...rec, ckt: Date.now() } : rec;
+}
+
+/**
+ * When a node found made around Stowage came to be: its birth time where the filesystem keeps one
+ * (statx), else its ctime (libuv reports that as the birth time without statx), in whole ms (cut, as `Date.now()` is).
+ */
+export function bornAt(st: { birthtimeMs: number; ctimeMs: number }): number {
+  return Math.floor(st.birthtimeMs > 0 ? st.birthtimeMs : st.ctimeMs);
 }
 
 /** Serialise a record. */

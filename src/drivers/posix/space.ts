@@ -16,6 +16,7 @@ import { IdIndex, type PathCache } from './ids.js';
 import { CommitLock, type Intent, type Journal, type RunOptions } from './lock.js';
 import type { Native } from './native.js';
 import {
+  bornAt,
   checksumsCurrent,
   checksumsSuspect,
   confirmChecksums,
@@ -455,7 +456,7 @@ export class PosixSpace {
     const parentSegs = segs.slice(0, -1);
     const parent = this.recordHeld(parentSegs) ?? (await this.assimilateHeld(parentSegs));
     const adopted = st.isFile() ? await this.replacedHeld(segs, parent.id) : undefined;
-    const rec: NodeRecord = adopted ?? { id: randomUUID(), p: parent.id, ex: 1 };
+    const rec: NodeRecord = adopted ?? { id: randomUUID(), p: parent.id, bt: bornAt(st), ex: 1 };
     if (st.isDirectory()) rec.tm = nowUs();
     const key = keyOf(segs);
     if (adopted) this.index.remember(rec.id, key);
