@@ -153,7 +153,12 @@ describe('stowage CLI', () => {
     const dir = path.join(root, 'spaces/project/fsck');
     await fs.rm(path.join(dir, '.stowage/ids'), { recursive: true });
     await fs.writeFile(path.join(dir, 'x/external.txt'), 'written around stowage');
+    const statOf = (p: string) => JSON.parse(stowage(['--json', 'stat', `/project/fsck/${p}`]).out);
+    const one = statOf('x/1');
+    await new Promise((r) => setTimeout(r, 30));
+    const copiedFrom = Date.now() - 20; // (the kernel's file times run up to a tick behind)
     execFileSync('cp', ['-a', path.join(dir, 'x'), path.join(dir, 'x-copy')]);
+    const copiedTo = Date.now();
     await fs.rm(path.join(dir, 'y/3'));
     const check = stowage(['--json', 'fsck', '--space', 'project/fsck']);
     expect(check.code).toBe(6);
@@ -167,6 +172,13 @@ describe('stowage CLI', () => {
     const again = stowage(['--json', 'fsck', '--space', 'project/fsck']);
     expect(again.code, again.out).toBe(0);
     expect(JSON.parse(again.out).problems).toEqual({});
+    // Of the two files that had one id, the one given a new id is a copy made by cp, and dated so.
+    const [a, b] = [statOf('x/1'), statOf('x-copy/1')];
+    expect(a.id).not.toEqual(b.id);
+    const [kept, copy] = a.id.opaqueId === one.id.opaqueId ? [a, b] : [b, a];
+    expect(kept.created).toBe(one.created);
+    expect(copy.created).toBeGreaterThanOrEqual(copiedFrom);
+    expect(copy.created).toBeLessThanOrEqual(copiedTo);
     const ext = JSON.parse(stowage(['--json', 'stat', '/project/fsck/x/external.txt']).out);
     expect(ext.checksums.sha1).toBe(createHash('sha1').update('written around stowage').digest('hex'));
     const used = JSON.parse(

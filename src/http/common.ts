@@ -37,8 +37,16 @@ export function httpDate(ms: number): string {
  * no fractions of a second).
  */
 export function isoSeconds(ms: number): string {
-  return `${new Date(Math.floor(ms / 1000) * 1000).toISOString().slice(0, 19)}Z`;
+  const sec = Math.floor(ms / 1000);
+  let d = isoDates.get(sec);
+  if (d === undefined) {
+    d = `${new Date(sec * 1000).toISOString().slice(0, 19)}Z`;
+    if (isoDates.size >= 4096) isoDates.clear();
+    isoDates.set(sec, d);
+  }
+  return d;
 }
+const isoDates = new Map<number, string>();
 
 /** One header's value (the first, when repeated). */
 export function header(req: IncomingMessage, name: string): string | undefined {

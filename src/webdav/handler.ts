@@ -853,9 +853,11 @@ export class WebDav {
       const names = [...ALLPROP, ...[...LIVE_OC].map((local) => ({ ns: OC, local }))].filter(
         (p) => this.liveValue(t, info, href, isTarget, p, quota) !== undefined,
       );
-      const dead = Object.keys(info.metadata ?? {}).flatMap((k) =>
-        k.startsWith('{') ? (parseClark(k) ?? []) : [],
-      );
+      // (a dead copy of a name that is live now, kept by an older Stowage, is not shown)
+      const dead = Object.keys(info.metadata ?? {}).flatMap((k) => {
+        const p = k.startsWith('{') ? parseClark(k) : undefined;
+        return p && !isLive(p) ? [p] : [];
+      });
       out += `<d:propstat><d:prop>${[...names, ...dead].map((p) => emptyProp(p)).join('')}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>`;
       return `${out}</d:response>`;
     }
@@ -869,8 +871,10 @@ export class WebDav {
       else if (mode === 'prop') missing += emptyProp(p);
     }
     if (mode === 'allprop') {
-      for (const [k, v] of Object.entries(info.metadata ?? {}))
-        if (k.startsWith('{') && parseClark(k)) ok += deadValue(k, v);
+      for (const [k, v] of Object.entries(info.metadata ?? {})) {
+        const p = k.startsWith('{') ? parseClark(k) : undefined;
+        if (p && !isLive(p)) ok += deadValue(k, v);
+      }
     }
     return `${out}${propstats(ok, missing)}</d:response>`;
   }

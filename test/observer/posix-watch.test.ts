@@ -291,8 +291,11 @@ describe('observer (posix, real inotify)', () => {
     const f = await s.write(at('src/deep/a.txt'), 'original');
     const folder = await s.stat(at('src'));
     await watching();
+    await new Promise((r) => setTimeout(r, 30));
+    const t0 = Date.now() - 20; // (the kernel's file times run up to a tick behind)
     execFileSync('cp', ['-a', path.join(dir, 'src'), path.join(dir, 'copy')]);
     execFileSync('cp', ['-a', path.join(dir, 'src/deep/a.txt'), path.join(dir, 'a-copy.txt')]);
+    const t1 = Date.now();
     const top = await until(external('created', '/copy'));
     expect(top.resourceId?.opaqueId).not.toBe(folder.id.opaqueId);
     expect(top.copiedFrom).toEqual(folder.id);
@@ -303,6 +306,13 @@ describe('observer (posix, real inotify)', () => {
     await obs!.idle();
     expect((await s.stat({ resourceId: f.id })).path).toBe('/src/deep/a.txt');
     expect((await s.stat(at('copy/deep/a.txt'))).id).toEqual(file.resourceId);
+    // Copies are new resources, made when cp made them (not when the observer got to them).
+    for (const p of ['copy', 'copy/deep/a.txt', 'a-copy.txt']) {
+      const c = (await s.stat(at(p))).created!;
+      expect(c, p).toBeGreaterThanOrEqual(t0);
+      expect(c, p).toBeLessThanOrEqual(t1);
+    }
+    expect((await s.stat({ resourceId: f.id })).created).toBe(f.created);
     const ids = (await walkSpace(dir)).map((node) => node.rec?.id);
     expect(new Set(ids).size).toBe(ids.length);
   });
@@ -311,6 +321,7 @@ describe('observer (posix, real inotify)', () => {
     const { dir, at } = await space();
     await s.mkdir(at('d'));
     const f = await s.write(at('d/doc.txt'), 'v1');
+    await new Promise((r) => setTimeout(r, 30));
     await s.write(at('d/doc.txt'), 'v2'); // (v1 becomes a version)
     expect(await s.listVersions({ resourceId: f.id })).toHaveLength(1);
     const outside = path.join(dir, '..', `rsync-src-${n}`);
@@ -324,6 +335,7 @@ describe('observer (posix, real inotify)', () => {
     let info = await s.stat({ resourceId: f.id });
     expect(info.path).toBe('/d/doc.txt');
     expect(info.checksums?.sha1).toBe(sha1('v3 from rsync'));
+    expect(info.created).toBe(f.created); // it is the same resource, however it was saved
     expect(await s.listVersions({ resourceId: f.id })).toHaveLength(1);
     // vim saving with backupcopy=no: the file is renamed to doc.txt~, a new one written, the backup removed.
     execFileSync('vim', [
@@ -339,6 +351,7 @@ describe('observer (posix, real inotify)', () => {
     await obs!.idle();
     info = await s.stat({ resourceId: f.id });
     expect(info.checksums?.sha1).toBe(sha1('v4 from rsync\n'));
+    expect(info.created).toBe(f.created);
     const external_ = events.filter((x) => x.origin === 'external');
     expect(external_.map((x) => `${x.type} ${x.path} ${x.resourceId?.opaqueId}`)).toEqual([
       `updated /d/doc.txt ${f.id.opaqueId}`,
@@ -355,6 +368,7 @@ describe('observer (posix, real inotify)', () => {
     const f = await s.write(at('big.dat'), 'v1');
     await s.write(at('big.dat'), 'v2');
     const o = await watching();
+    await new Promise((r) => setTimeout(r, 30));
     const tmp = path.join(dir, '.big.dat.Qx81Zp');
     fs.writeFileSync(tmp, 'v3, first half');
     const temp = await until(external('created', '/.big.dat.Qx81Zp')); // (the transfer stalled)
@@ -371,7 +385,9 @@ describe('observer (posix, real inotify)', () => {
       `deleted /.big.dat.Qx81Zp ${temp.resourceId?.opaqueId}`,
       `updated /big.dat ${f.id.opaqueId}`,
     ]);
-    expect((await s.stat({ resourceId: f.id })).checksums?.sha1).toBe(sha1('v3, first half, second half'));
+    const now = await s.stat({ resourceId: f.id });
+    expect(now.checksums?.sha1).toBe(sha1('v3, first half, second half'));
+    expect(now.created).toBe(f.created); // not the temp file's
     expect(await s.listVersions({ resourceId: f.id })).toHaveLength(1);
     await expect(s.stat({ resourceId: temp.resourceId! })).rejects.toThrow(StorageError);
     expect(await treeSizeErrors(dir)).toEqual([]);

@@ -112,8 +112,12 @@ describe('posix: changes made on disk around Stowage', () => {
     await s.mkdir(at('folder'));
     const inner = await s.write(at('folder/inner.txt'), 'i');
     const folder = await s.stat(at('folder'));
+    await sleep(30);
+    const t0 = Date.now() - 20; // (the kernel's file times run up to a tick behind)
     execFileSync('cp', ['-a', path.join(dir, 'orig.txt'), path.join(dir, 'copy.txt')]);
     execFileSync('cp', ['-a', path.join(dir, 'folder'), path.join(dir, 'folder-copy')]);
+    const t1 = Date.now();
+    await sleep(60);
     expect(
       JSON.parse((await xattr.getAttribute(path.join(dir, 'copy.txt'), 'user.stowage.n')).toString()).id,
     ).toBe(f.id.opaqueId);
@@ -128,6 +132,15 @@ describe('posix: changes made on disk around Stowage', () => {
     expect(innerCopy.parentId?.opaqueId).toBe(ids.get('folder-copy'));
     expect((await s.stat({ resourceId: inner.id })).path).toBe('/folder/inner.txt');
     expect((await s.stat({ resourceId: f.id })).path).toBe('/orig.txt');
+    // The copies are new resources, made when cp made them (not the originals' time, nor when
+    // Stowage first met them); the originals keep theirs.
+    for (const p of ['copy.txt', 'folder-copy', 'folder-copy/inner.txt']) {
+      const c = (await s.stat(at(p))).created!;
+      expect(c, p).toBeGreaterThanOrEqual(t0);
+      expect(c, p).toBeLessThanOrEqual(t1);
+    }
+    expect((await s.stat(at('orig.txt'))).created).toBe(f.created);
+    expect((await s.stat(at('folder'))).created).toBe(folder.created);
     const nodes = await walkSpace(dir);
     expect(new Set(nodes.map((x) => x.rec?.id)).size).toBe(nodes.length);
   });

@@ -366,6 +366,27 @@ describe('webdav: DAV:creationdate (RFC 4918 §15.1)', () => {
     expect((await s.stat(ref)).created).toBe(info.created);
   });
 
+  it('shows the live value once where an older Stowage kept a dead copy of the name', async () => {
+    expect((await dav('PUT', 'born-old.txt', 'ann', { body: 'x' })).status).toBe(201);
+    const s = await env.provider.as('ann');
+    const ref = { space: base.slice('/dav/spaces/'.length), path: 'born-old.txt' };
+    await s.setMetadata(ref, { '{DAV:}creationdate': '1999-01-01T00:00:00Z' });
+    const live = await created('born-old.txt', asked);
+    expect(live).not.toBe('1999-01-01T00:00:00Z');
+    const text = await (
+      await dav('PROPFIND', 'born-old.txt', 'ann', { headers: { depth: '0' }, body: all })
+    ).text();
+    expect(text.match(/<d:creationdate>/g)).toHaveLength(1);
+    expect(text).not.toContain('1999');
+    const names = await (
+      await dav('PROPFIND', 'born-old.txt', 'ann', {
+        headers: { depth: '0' },
+        body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:propname/></d:propfind>',
+      })
+    ).text();
+    expect(names.match(/creationdate/g)).toHaveLength(1);
+  });
+
   it('is protected: a PROPPATCH of it is refused with 403 and changes nothing', async () => {
     expect((await dav('PUT', 'born-p.txt', 'ann', { body: 'x' })).status).toBe(201);
     const before = await created('born-p.txt', asked);

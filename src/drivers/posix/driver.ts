@@ -70,6 +70,7 @@ import { CommitLock } from './lock.js';
 import type { Native } from './native.js';
 import { type ObserverHost, PosixObserver } from './observer.js';
 import {
+  bornAt,
   CTIME_SLACK_MS,
   checksumsValid,
   decodeRecord,
@@ -418,7 +419,7 @@ class Posix implements PosixDriver {
         return out;
       },
       probe: (sp, key, id) => this.probe(sp, key, id),
-      newIdentityHeld: (sp, segs, rec, parentId) => this.newIdentityHeld(sp, segs, rec, parentId),
+      newIdentityHeld: (sp, segs, rec, parentId, st) => this.newIdentityHeld(sp, segs, rec, parentId, st),
       infoNow: (sp, segs, st, rec) => this.infoNow(sp, segs, st, rec),
       mergeMetadataHeld: async (sp, segs, rec, values) => {
         const md = await sp.readMetadata(segs, rec);
@@ -1019,7 +1020,7 @@ class Posix implements PosixDriver {
     let rec = held ? sp.recordHeld(segs) : this.syncMetadata ? sp.recordFor(segs, st) : await sp.record(segs);
     if (!rec) rec = held ? await sp.assimilateHeld(segs) : await sp.commit(() => sp.assimilateHeld(segs));
     else if (!this.placedAsRemembered(sp, segs, rec)) rec = await this.checkPlacement(sp, segs, rec, held);
-    if (segs.length) sp.index.noteShape(keyOf(segs), rec.id, st);
+    if (segs.length) sp.index.noteShape(keyOf(segs), rec, st);
     // A commit that writes this record (after a rename, metadata, a lock) carries the checksums'
     // confirmation forward when they are still current, so its own ctime move is no suspicion.
     if (held && st.isFile()) rec = sp.confirmChecksums(rec, st);
@@ -1140,7 +1141,7 @@ class Posix implements PosixDriver {
       }
       // Hard links of one file share one inode, so one record and one id: nothing to settle.
       if (there && sameFile(there.st, here)) return cur;
-      if (there) return this.newIdentityHeld(sp, segs, cur, parent.id);
+      if (there) return this.newIdentityHeld(sp, segs, cur, parent.id, here);
     }
     if (entry?.rel === key) {
       const other = sp.index.cached(cur.id);
@@ -1148,7 +1149,7 @@ class Posix implements PosixDriver {
       if (there && !sameFile(there.st, here)) {
         const otherSegs = segsOf(other!);
         const otherParent = sp.recordHeld(otherSegs.slice(0, -1));
-        if (otherParent) await this.newIdentityHeld(sp, otherSegs, there.rec, otherParent.id);
+        if (otherParent) await this.newIdentityHeld(sp, otherSegs, there.rec, otherParent.id, there.st);
       }
     }
     if (cur.p !== parent.id) {
@@ -1177,14 +1178,18 @@ class Posix implements PosixDriver {
     return parentNow ? `${parentNow}/${name}` : name;
   }
 
-  /** Give a node that duplicates another's id (a copy made around Stowage) an id of its own. */
+  /**
+   * Give a node that duplicates another's id (a copy made around Stowage) an id of its own, and
+   * the time it came to be on disk (`st` is its stat).
+   */
   private async newIdentityHeld(
     sp: PosixSpace,
     segs: string[],
     rec: NodeRecord,
     parentId: string,
+    st: fs.Stats,
   ): Promise<NodeRecord> {
-    const copy: NodeRecord = { ...rec, id: randomUUID(), p: parentId, bt: Date.now(), ex: 1 };
+    const copy: NodeRecord = { ...rec, id: randomUUID(), p: parentId, bt: bornAt(st), ex: 1 };
     if (rec.md === 2) await this.copySidecar(sp, rec.id, sp, copy.id);
     await sp.index.write(copy.id, parentId, keyOf(segs));
     sp.writeHeld(segs, copy);
@@ -1330,7 +1335,7 @@ class Posix implements PosixDriver {
         // Copies within this folder are told apart by the index entry (see checkPlacement).
         if (!rec) rec = await sp.commit(() => sp.assimilateHeld(child));
         else rec = await this.checkPlacement(sp, child, rec, false, dirId);
-        sp.index.noteShape(keyOf(child), rec.id, st);
+        sp.index.noteShape(keyOf(child), rec, st);
         return this.infoIsNow(st, rec, opts)
           ? this.infoNow(sp, child, st, rec, opts)
           : await this.info(sp, child, st, rec, opts);
@@ -1422,7 +1427,7 @@ class Posix implements PosixDriver {
     }
     const key = keyOf(child);
     if (!rec || rec.p !== dirId || sp.index.cached(rec.id) !== key) return undefined;
-    sp.index.noteShape(key, rec.id, st);
+    sp.index.noteShape(key, rec, st);
     return this.infoIsNow(st, rec, opts) ? this.infoNow(sp, child, st, rec, opts) : undefined;
   }
 
@@ -1641,7 +1646,7 @@ class Posix implements PosixDriver {
       closed = true;
       await this.syncDir(sp.abs(parentSegs));
       sp.index.remember(rec.id, key);
-      sp.index.noteShape(key, rec.id, st);
+      sp.index.noteShape(key, rec, st);
       return this.info(sp, segs, st, rec);
     } catch (err) {
       if (!closed) await fh.close().catch(() => {});
@@ -2495,6 +2500,8 @@ class Posix implements PosixDriver {
       const rec: NodeRecord = {
         id: cur.rec.id,
         p: parent.id,
+        // (the current file's, by carryOver below; the version's when the current one has none)
+        ...(old.bt !== undefined && { bt: old.bt }),
         ...(old.ck && { ck: old.ck, ckm: old.ckm, cks: old.cks, ...sp.checksumsConfirmed() }),
       };
       await this.carryOver(sp.abs(segs), cur.rec, from.abs, rec);

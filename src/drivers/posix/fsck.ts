@@ -13,7 +13,14 @@ import { nextTreeTime } from '../../core/etag.js';
 import { decodeGrant } from '../../core/permissions.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Native } from './native.js';
-import { checksumsValid, encodeRecord, type NodeRecord, sameChecksums, XATTR_NODE } from './record.js';
+import {
+  bornAt,
+  checksumsValid,
+  encodeRecord,
+  type NodeRecord,
+  sameChecksums,
+  XATTR_NODE,
+} from './record.js';
 import { keyOf, type PosixSpace, segsOf } from './space.js';
 
 /** Kinds of problems fsck finds. */
@@ -105,11 +112,12 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
       const reidentify = async (segs: string[]): Promise<NodeRecord | undefined> => {
         const rec = sp.recordHeld(segs);
         if (!rec) return undefined;
-        const fresh: NodeRecord = { ...rec, id: randomUUID() };
+        const st = await fsp.lstat(sp.abs(segs));
+        // A copy (cp -a): a resource of its own, made when it was made on disk.
+        const fresh: NodeRecord = { ...rec, id: randomUUID(), bt: bornAt(st) };
         sp.writeHeld(segs, fresh);
         await sp.index.write(fresh.id, fresh.p ?? sp.id, keyOf(segs));
         seen.set(fresh.id, keyOf(segs));
-        const st = await fsp.lstat(sp.abs(segs));
         if (st.isDirectory()) {
           for (const name of await fsp.readdir(sp.abs(segs))) {
             const child = [...segs, name];

@@ -86,7 +86,8 @@ export class PathCache {
 export const seenAt = new PathCache();
 
 /**
- * Paths last seen holding a plain file (one name) or a folder, with its id after `f` or `d`: what
+ * Paths last seen holding a plain file (one name) or a folder, with its id after `f` or `d` (and a
+ * file's creation time after a space): what
  * a file renamed over a plain file may take over (see PosixSpace.replacedHeld), and what a node
  * of a new identity made there displaced (PosixSpace.displacedHeld). A hard link seen there last
  * leaves no entry (its id lives on under its other names).
@@ -135,11 +136,17 @@ export class IdIndex {
 
   /**
    * Note what was seen at `rel` (memory only): a plain file (`st` a file with one link) or a
-   * folder is remembered with its id, anything else clears what was remembered there.
+   * folder is remembered with its id, and a file with its creation time too (what a file renamed
+   * over it takes over with the id); anything else clears what was remembered there.
    */
-  noteShape(rel: string, id: string, st: { isFile(): boolean; isDirectory(): boolean; nlink: number }): void {
-    if (st.isFile() && st.nlink === 1) shapeAt.set(this.scope, rel, `f${id}`);
-    else if (st.isDirectory()) shapeAt.set(this.scope, rel, `d${id}`);
+  noteShape(
+    rel: string,
+    rec: { readonly id: string; readonly bt?: number },
+    st: { isFile(): boolean; isDirectory(): boolean; nlink: number },
+  ): void {
+    if (st.isFile() && st.nlink === 1)
+      shapeAt.set(this.scope, rel, rec.bt === undefined ? `f${rec.id}` : `f${rec.id} ${rec.bt}`);
+    else if (st.isDirectory()) shapeAt.set(this.scope, rel, `d${rec.id}`);
     else shapeAt.delete(this.scope, rel);
   }
 
@@ -147,17 +154,19 @@ export class IdIndex {
    * The plain file or folder last seen at `rel`, if its id is still the one last seen there (a
    * later sighting elsewhere, or of another id there, voids it).
    */
-  lastShapeAt(rel: string): { id: string; folder: boolean } | undefined {
+  lastShapeAt(rel: string): { id: string; folder: boolean; bt?: number } | undefined {
     const v = shapeAt.get(this.scope, rel);
     if (v === undefined) return undefined;
-    const id = v.slice(1);
-    return this.cachedAt(rel) === id ? { id, folder: v[0] === 'd' } : undefined;
+    const space = v.indexOf(' '); // ids have no spaces
+    const id = space < 0 ? v.slice(1) : v.slice(1, space);
+    if (this.cachedAt(rel) !== id) return undefined;
+    return space < 0 ? { id, folder: v[0] === 'd' } : { id, folder: false, bt: Number(v.slice(space + 1)) };
   }
 
-  /** The id of the plain file last seen at `rel`, if it is still the id last seen there. */
-  plainFileAt(rel: string): string | undefined {
+  /** The plain file last seen at `rel` (its id, and creation time when known), if its id is still the one last seen there. */
+  plainFileAt(rel: string): { id: string; bt?: number } | undefined {
     const last = this.lastShapeAt(rel);
-    return last && !last.folder ? last.id : undefined;
+    return last && !last.folder ? last : undefined;
   }
 
   /** Forget `id` in memory. */

@@ -62,7 +62,13 @@ export interface ObserverHost {
   /** The node at `key` if it has a record, and carries `id` when one is given. */
   probe(sp: PosixSpace, key: string, id?: string): Promise<{ st: fs.Stats; rec: NodeRecord } | undefined>;
   /** Give a copy made around Stowage its own id (lock held). */
-  newIdentityHeld(sp: PosixSpace, segs: string[], rec: NodeRecord, parentId: string): Promise<NodeRecord>;
+  newIdentityHeld(
+    sp: PosixSpace,
+    segs: string[],
+    rec: NodeRecord,
+    parentId: string,
+    st: fs.Stats,
+  ): Promise<NodeRecord>;
   /** Info from a record and an lstat. */
   infoNow(sp: PosixSpace, segs: string[], st: fs.Stats, rec: NodeRecord): ResourceInfo;
   /** Merge metadata into a node's (lock held; `rec` is updated, the caller writes it). */
@@ -632,7 +638,7 @@ export class PosixObserver implements Watch {
       if (!parent || parent.id !== rec.p) return false;
     }
     if (sp.index.cached(rec.id) === key) {
-      sp.index.noteShape(key, rec.id, st);
+      sp.index.noteShape(key, rec, st);
       return true;
     }
     const entry = await sp.index.read(rec.id);
@@ -644,7 +650,7 @@ export class PosixObserver implements Watch {
       if (there && !sameFile(there.st, st)) return false;
     }
     sp.index.remember(rec.id, key);
-    sp.index.noteShape(key, rec.id, st);
+    sp.index.noteShape(key, rec, st);
     return true;
   }
 
@@ -795,7 +801,7 @@ export class PosixObserver implements Watch {
           // a hard link of the same file: one inode, one id
         } else if (there) {
           copiedFrom = rec.id;
-          rec = await this.host.newIdentityHeld(sp, c.segs, rec, parent.id);
+          rec = await this.host.newIdentityHeld(sp, c.segs, rec, parent.id, st);
           type = 'created';
         } else if (rec.p !== parent.id || baseName(entry.rel) !== baseName(c.key)) {
           // A file seen while it was written next to a known one (a slow rsync's temp file), then
@@ -806,6 +812,9 @@ export class PosixObserver implements Watch {
             if (rec.ex === undefined) before.push(this.deletion(sp, rec.id, rec.p, entry.rel, 'file'));
             await sp.index.remove(rec.id);
             rec = { ...rec, id: took.id, p: parent.id };
+            // It came to be when the file it replaced did, not when the temp file was made.
+            if (took.bt !== undefined) rec.bt = took.bt;
+            else delete rec.bt;
             if (took.md && !rec.md) rec.md = took.md;
             if (took.g && !rec.g) rec.g = took.g;
             delete rec.ex;
@@ -853,7 +862,7 @@ export class PosixObserver implements Watch {
     }
     if (dirty) sp.writeHeld(c.segs, rec);
     sp.index.remember(rec.id, c.key);
-    sp.index.noteShape(c.key, rec.id, st);
+    sp.index.noteShape(c.key, rec, st);
     const held = this.settling.get(rec.id);
     if (held?.space === sp.id && held.key === c.key) this.settling.delete(rec.id);
     if (!type) return undefined;

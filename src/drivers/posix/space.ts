@@ -517,12 +517,13 @@ export class PosixSpace {
   async replacedHeld(segs: readonly string[], parentId: string): Promise<NodeRecord | undefined> {
     if (!this.env.watched()) return undefined;
     const key = keyOf(segs);
-    const id = this.index.plainFileAt(key);
-    if (id === undefined) return undefined;
+    const last = this.index.plainFileAt(key);
+    if (last === undefined) return undefined;
+    const { id, bt } = last;
     const entry = await this.index.read(id);
     if (!entry || entry.rel !== key || entry.parent !== parentId) return undefined;
     if (this.inTrash(id)) return undefined;
-    const rec: NodeRecord = { id, p: parentId, ex: 2 };
+    const rec: NodeRecord = { id, p: parentId, ...(bt !== undefined && { bt }), ex: 2 };
     if (fs.existsSync(this.sidecar(id))) rec.md = 2;
     if (fs.existsSync(this.grantsSidecar(id))) rec.g = 2;
     return rec;
