@@ -345,7 +345,9 @@ async function benchIds(maxFiles: number): Promise<void> {
 console.log(
   `Stowage benchmarks: node ${process.version}, ${os.cpus().length} cpus, ${os.cpus()[0]?.model ?? ''}, dir ${base}`,
 );
-console.log('| what | baseline (named in the row; raw node:fs + xattr unless said) | stowage | ratio | goal | |');
+console.log(
+  '| what | baseline (named in the row; raw node:fs + xattr unless said) | stowage | ratio | goal | |',
+);
 console.log('|---|---:|---:|---:|---|---|');
 if (want('stat')) await benchStat();
 if (want('list')) await benchList(flag('--entries', 10_000));
