@@ -26,16 +26,16 @@ export interface IndexEntry {
  * full, the oldest entry of the least recently written scope goes (a refresh on every read cost more than it saved
  * in listings of large folders).
  */
-export class PathCache {
-  private readonly scopes = new Map<string, Map<string, string>>();
+export class PathCache<V = string> {
+  private readonly scopes = new Map<string, Map<string, V>>();
   private size = 0;
   constructor(private readonly max = 200_000) {}
 
-  get(scope: string, key: string): string | undefined {
+  get(scope: string, key: string): V | undefined {
     return this.scopes.get(scope)?.get(key);
   }
 
-  set(scope: string, key: string, value: string): void {
+  set(scope: string, key: string, value: V): void {
     let m = this.scopes.get(scope);
     if (!m) {
       m = new Map();
@@ -85,14 +85,21 @@ export class PathCache {
  */
 export const seenAt = new PathCache();
 
+/** What was last seen at a path (see {@link shapeAt}). */
+interface Shape {
+  readonly id: string;
+  readonly folder: boolean;
+  /** A file's creation time, when its record has one. */
+  readonly bt: number | undefined;
+}
+
 /**
- * Paths last seen holding a plain file (one name) or a folder, with its id after `f` or `d` (and a
- * file's creation time after a space): what
- * a file renamed over a plain file may take over (see PosixSpace.replacedHeld), and what a node
- * of a new identity made there displaced (PosixSpace.displacedHeld). A hard link seen there last
- * leaves no entry (its id lives on under its other names).
+ * Paths last seen holding a plain file (one name) or a folder, with its id (and a file's creation
+ * time): what a file renamed over a plain file may take over (see PosixSpace.replacedHeld), and
+ * what a node of a new identity made there displaced (PosixSpace.displacedHeld). A hard link seen
+ * there last leaves no entry (its id lives on under its other names).
  */
-export const shapeAt = new PathCache();
+export const shapeAt = new PathCache<Shape>();
 
 let generations = 0;
 
@@ -144,27 +151,29 @@ export class IdIndex {
     rec: { readonly id: string; readonly bt?: number },
     st: { isFile(): boolean; isDirectory(): boolean; nlink: number },
   ): void {
-    if (st.isFile() && st.nlink === 1)
-      shapeAt.set(this.scope, rel, rec.bt === undefined ? `f${rec.id}` : `f${rec.id} ${rec.bt}`);
-    else if (st.isDirectory()) shapeAt.set(this.scope, rel, `d${rec.id}`);
-    else shapeAt.delete(this.scope, rel);
+    const folder = st.isDirectory();
+    if (!folder && !(st.isFile() && st.nlink === 1)) {
+      shapeAt.delete(this.scope, rel);
+      return;
+    }
+    const bt = folder ? undefined : rec.bt;
+    // Listings note every entry each time: what is already noted costs a lookup, not an object.
+    const had = shapeAt.get(this.scope, rel);
+    if (had && had.id === rec.id && had.folder === folder && had.bt === bt) return;
+    shapeAt.set(this.scope, rel, { id: rec.id, folder, bt });
   }
 
   /**
    * The plain file or folder last seen at `rel`, if its id is still the one last seen there (a
    * later sighting elsewhere, or of another id there, voids it).
    */
-  lastShapeAt(rel: string): { id: string; folder: boolean; bt?: number } | undefined {
+  lastShapeAt(rel: string): Shape | undefined {
     const v = shapeAt.get(this.scope, rel);
-    if (v === undefined) return undefined;
-    const space = v.indexOf(' '); // ids have no spaces
-    const id = space < 0 ? v.slice(1) : v.slice(1, space);
-    if (this.cachedAt(rel) !== id) return undefined;
-    return space < 0 ? { id, folder: v[0] === 'd' } : { id, folder: false, bt: Number(v.slice(space + 1)) };
+    return v !== undefined && this.cachedAt(rel) === v.id ? v : undefined;
   }
 
   /** The plain file last seen at `rel` (its id, and creation time when known), if its id is still the one last seen there. */
-  plainFileAt(rel: string): { id: string; bt?: number } | undefined {
+  plainFileAt(rel: string): Shape | undefined {
     const last = this.lastShapeAt(rel);
     return last && !last.folder ? last : undefined;
   }
