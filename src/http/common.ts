@@ -16,37 +16,33 @@ export function quoteEtag(etag: string): string {
   return `"${etag}"`;
 }
 
-/** The last few HTTP dates made, by whole second (the files of a listing share seconds often). */
-const dates = new Map<number, string>();
+/**
+ * A formatter of whole seconds that keeps the last few strings it made (the files of a listing
+ * share seconds often); `max` bounds what it keeps.
+ */
+function bySecond(format: (d: Date) => string, max: number): (ms: number) => string {
+  const made = new Map<number, string>();
+  return (ms) => {
+    const sec = Math.floor(ms / 1000);
+    let d = made.get(sec);
+    if (d === undefined) {
+      d = format(new Date(sec * 1000));
+      if (made.size >= max) made.clear();
+      made.set(sec, d);
+    }
+    return d;
+  };
+}
 
 /** A time (ms since epoch) as an HTTP date (`Tue, 15 Nov 1994 08:12:31 GMT`). */
-export function httpDate(ms: number): string {
-  const sec = Math.floor(ms / 1000);
-  let d = dates.get(sec);
-  if (d === undefined) {
-    d = new Date(sec * 1000).toUTCString();
-    if (dates.size >= 256) dates.clear();
-    dates.set(sec, d);
-  }
-  return d;
-}
+export const httpDate: (ms: number) => string = bySecond((d) => d.toUTCString(), 256);
 
 /**
  * An RFC 3339 date-time in UTC to the second (`2026-11-22T10:00:00Z`), as WebDAV's
  * `DAV:creationdate` carries it and as the clients that read it parse it (macOS's webdavfs takes
  * no fractions of a second).
  */
-export function isoSeconds(ms: number): string {
-  const sec = Math.floor(ms / 1000);
-  let d = isoDates.get(sec);
-  if (d === undefined) {
-    d = `${new Date(sec * 1000).toISOString().slice(0, 19)}Z`;
-    if (isoDates.size >= 4096) isoDates.clear();
-    isoDates.set(sec, d);
-  }
-  return d;
-}
-const isoDates = new Map<number, string>();
+export const isoSeconds: (ms: number) => string = bySecond((d) => `${d.toISOString().slice(0, 19)}Z`, 4096);
 
 /** One header's value (the first, when repeated). */
 export function header(req: IncomingMessage, name: string): string | undefined {
