@@ -59,6 +59,7 @@ const TABLE: Record<string, string> = {
   move: '          h    D      D        o      o       o        o         h    h          h',
   copy: '          h    D      D        o      o       o        o         h    h          h',
   metadata: '      h    D      o        o      o       o        o         h    h          h',
+  favorite: '      h    o      o        o      o       o        o         h    h          h',
   listGrants: '    h    D      D        D      o       D        D         h    h          h',
   addGrant: '      h    D      D        D      o       D        D         h    h          h',
   listVersions: '  h    o      D        o      o       o        o         h    h          h',
@@ -170,6 +171,7 @@ describe.each(drivers)('permissions on %s', (_name, make) => {
       u.move({ space: sp.id, path: 'shared/mv.txt' }, { space: sp.id, path: 'shared/mv2.txt' }),
     copy: (u, sp) => u.copy({ space: sp.id, path: 'shared/f.txt' }, { space: sp.id, path: 'shared/cp.txt' }),
     metadata: (u, sp) => u.setMetadata({ space: sp.id, path: 'shared/f.txt' }, { k: 'v' }),
+    favorite: (u, sp) => u.setFavorite({ space: sp.id, path: 'shared/f.txt' }, true),
     listGrants: (u, sp) => u.listGrants({ space: sp.id, path: 'shared' }),
     addGrant: (u, sp) =>
       u.setGrant(

@@ -20,6 +20,7 @@ import type {
   ReadOptions,
   ReadResult,
   RecycleItem,
+  ResourceId,
   ResourceInfo,
   Space,
   SpaceFilter,
@@ -47,6 +48,24 @@ export interface MetadataFeature {
   set(ref: NodeRef, values: Readonly<Record<string, string>>, opts?: MutationOptions): Promise<void>;
   /** Remove keys; missing keys are ignored. */
   unset(ref: NodeRef, keys: readonly string[], opts?: MutationOptions): Promise<void>;
+}
+
+/**
+ * Capability `favorites`: per-user marks on resources (ownCloud's favorites, `oc:favorite`). A mark
+ * is one user's business: it says nothing about the resource to anybody else, and changes neither
+ * its etag nor its metadata. It follows the resource by id through moves, renames, rewrites and a
+ * stay in the trash. No authorisation at this level: the provider checks that the user may see the
+ * resource.
+ */
+export interface FavoritesFeature {
+  /** Mark (`on`) or unmark a resource for a user; marking twice or unmarking an unmarked one is fine. */
+  set(user: string, id: ResourceId, on: boolean): Promise<void>;
+  /**
+   * What a user marked in this storage: opaque id -> space id. Ids of resources deleted since may
+   * remain (the provider skips them). The same object comes back while the user's marks are
+   * unchanged (callers may keep it to tell), and it must not be changed.
+   */
+  list(user: string): Promise<ReadonlyMap<string, string>>;
 }
 
 /**
@@ -220,6 +239,7 @@ export interface WatchFeature {
 export interface Features {
   readonly copy?: CopyFeature;
   readonly metadata?: MetadataFeature;
+  readonly favorites?: FavoritesFeature;
   readonly mtime?: MtimeFeature;
   readonly spaces?: SpacesFeature;
   readonly grants?: GrantsFeature;
@@ -237,6 +257,7 @@ export type FeatureName = keyof Features;
 export const FEATURE_NAMES: readonly FeatureName[] = [
   'copy',
   'metadata',
+  'favorites',
   'mtime',
   'spaces',
   'grants',

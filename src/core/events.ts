@@ -30,6 +30,7 @@ export type EventType =
   | 'restored'
   | 'deleted'
   | 'metadata.changed'
+  | 'favorite.changed'
   | 'grant.changed'
   | 'lock.changed'
   | 'space.created'

@@ -853,7 +853,19 @@ export class StorageProvider {
       return info;
     }
     const a = await this.access(driver, node, opts);
-    return this.present(a.info, a.perms, opts);
+    const info = this.present(a.info, a.perms, opts);
+    const marks = await this.favoriteMarks(driver, opts);
+    if (marks) info.favorite = marks.get(info.id.opaqueId) === info.id.spaceId;
+    return info;
+  }
+
+  /** The session's favorites in a driver's storage, when the `favorite` field is asked for. */
+  private async favoriteMarks(
+    driver: Driver,
+    opts?: StatOptions,
+  ): Promise<ReadonlyMap<string, string> | undefined> {
+    if (!this.principal || !opts?.fields?.includes('favorite')) return undefined;
+    return driver.features.favorites?.list(this.principal.userId);
   }
 
   private async checkEnabled(driver: Driver, node: NodeRef): Promise<void> {
@@ -878,6 +890,7 @@ export class StorageProvider {
     const presentOpts = asked.includes('grants') ? opts : { ...opts, fields: asked };
     const now = Date.now();
     let until = expiryAfter(now, [...folder.inherited, folder.info.grants ?? []]);
+    const marks = await this.favoriteMarks(driver, opts);
     for await (const child of driver.list(node, { ...opts, fields })) {
       // Inherited = the folder's; only a child's own grants can add to it (or deny it).
       let perms = folder.perms;
@@ -886,7 +899,9 @@ export class StorageProvider {
         until = Math.min(until, expiryAfter(now, [child.grants]));
       }
       if (!perms.stat) continue;
-      yield this.present(child, perms, presentOpts);
+      const info = this.present(child, perms, presentOpts);
+      if (marks) info.favorite = marks.get(info.id.opaqueId) === info.id.spaceId;
+      yield info;
     }
     if (opts?.validity) opts.validity.until = until;
   }
@@ -1183,6 +1198,52 @@ export class StorageProvider {
     await this.check({ op: 'metadata', spaceId: node.spaceId, ...nodePath(node) });
     await feature.unset(node, keys, this.mutation(opts));
     await this.emitNode('metadata.changed', driver, node);
+  }
+
+  /**
+   * Mark a resource as one of the session's user's favorites, or unmark it (ownCloud's
+   * `oc:favorite`). Marks are per user: nobody else sees them, and they change neither the
+   * resource's etag nor its metadata. Seeing the resource is enough (a viewer may mark it). Needs a
+   * session ({@link as}), and a storage with the `favorites` capability (else UNIMPLEMENTED).
+   * Announced as `favorite.changed` (with the user) when something changed.
+   */
+  async setFavorite(ref: Ref, on: boolean): Promise<void> {
+    if (!this.principal)
+      throw new StorageError(
+        'FAILED_PRECONDITION',
+        'favorites belong to a user: use a session (storage.as(user))',
+      );
+    const { driver, node } = await this.resolve(ref);
+    const feature = driver.features.favorites;
+    if (!feature) throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" keeps no favorites`);
+    const { info } = await this.access(driver, node, { fields: ['parentId'] });
+    const marks = await feature.list(this.principal.userId);
+    if ((marks.get(info.id.opaqueId) === info.id.spaceId) === on) return;
+    await feature.set(this.principal.userId, info.id, on);
+    this.emitInfo('favorite.changed', info, { user: this.principal.userId });
+  }
+
+  /**
+   * The session's favorites that its user can still see, in every storage, streamed (in no
+   * particular order). Marks of resources deleted since are left out (a resource restored from the
+   * trash is a favorite again); so are those the user lost access to. Each info has `favorite: true`.
+   */
+  async *listFavorites(opts?: StatOptions): AsyncGenerator<ResourceInfo> {
+    if (!this.principal) return;
+    const fields = [...new Set([...(opts?.fields ?? DEFAULT_FIELDS), 'favorite' as const])];
+    for (const driver of this.drivers) {
+      const marks = await driver.features.favorites?.list(this.principal.userId);
+      for (const [opaqueId, spaceId] of marks ?? []) {
+        opts?.signal?.throwIfAborted();
+        const id = { storageId: driver.storageId, spaceId, opaqueId };
+        try {
+          yield await this.stat({ resourceId: id }, { ...opts, fields });
+        } catch (err) {
+          // gone, hidden from the user now, or in a space disabled since
+          if (!StorageError.is(err, 'NOT_FOUND') && !StorageError.is(err, 'FAILED_PRECONDITION')) throw err;
+        }
+      }
+    }
   }
 
   /**

@@ -147,10 +147,24 @@ export interface ResourceInfo {
   links?: number;
   /** Grants set directly on this node (only with the `grants` field). */
   grants?: Grant[];
+  /**
+   * Whether the session's user marked this resource as a favorite (ownCloud's `oc:favorite`).
+   * Only with the `favorite` field, for a session (see `StorageProvider.as`), on a storage with the
+   * `favorites` capability.
+   */
+  favorite?: boolean;
 }
 
 /** Optional parts of {@link ResourceInfo} a caller can ask for; the rest is always there. */
-export type Field = 'parentId' | 'checksums' | 'mimeType' | 'permissions' | 'lock' | 'metadata' | 'grants';
+export type Field =
+  | 'parentId'
+  | 'checksums'
+  | 'mimeType'
+  | 'permissions'
+  | 'lock'
+  | 'metadata'
+  | 'grants'
+  | 'favorite';
 
 /** The fields returned when a caller does not say. Metadata is only read when keys are asked for. */
 export const DEFAULT_FIELDS: readonly Field[] = ['parentId', 'checksums', 'mimeType', 'permissions', 'lock'];

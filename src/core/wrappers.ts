@@ -20,6 +20,7 @@ const refuse = async () => denied();
 const READ_METHODS: { readonly [K in FeatureName]-?: readonly string[] } = {
   copy: [],
   metadata: [],
+  favorites: ['list'],
   mtime: [],
   spaces: [],
   grants: ['list', 'inspect'],

@@ -68,7 +68,8 @@ export interface Cs3ClientDriverOptions extends Cs3ClientOptions {
   storageId?: string;
 }
 
-const FIELD_PATHS: Readonly<Record<Field, string>> = {
+/** CS3 field mask paths per field; favorites are not the storage's business in CS3 (none). */
+const FIELD_PATHS: Readonly<Record<Field, string | undefined>> = {
   parentId: 'parent_id',
   checksums: 'checksum',
   mimeType: 'mime_type',
@@ -76,6 +77,7 @@ const FIELD_PATHS: Readonly<Record<Field, string>> = {
   lock: 'lock',
   metadata: 'arbitrary_metadata',
   grants: 'grants',
+  favorite: undefined,
 };
 
 /** Connect to a CS3 provider. */
@@ -221,7 +223,7 @@ class Cs3ClientDriver implements Driver {
   private mask(opts?: StatOptions): { fieldMask: string[]; arbitraryMetadataKeys: string[] } {
     const fields = opts?.fields ?? DEFAULT_FIELDS;
     const keys = opts?.metadataKeys;
-    const paths = fields.map((f) => FIELD_PATHS[f]);
+    const paths = fields.flatMap((f) => FIELD_PATHS[f] ?? []);
     if (keys && !paths.includes('arbitrary_metadata')) paths.push('arbitrary_metadata');
     return {
       // An empty mask means "everything": ask for the identity fields at least.

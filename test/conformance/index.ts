@@ -1079,6 +1079,65 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
       );
     });
 
+    describe.skipIf(!features.favorites)('capability: favorites', () => {
+      it("keeps each user's marks apart, by id, and hands back the same marks while unchanged", async () => {
+        const fav = driver.features.favorites!;
+        const sp = await newSpace();
+        const f = await put(sp, 'f.txt', 'x');
+        const d = await storage.mkdir(at(sp, 'd'));
+        const ann = `ann-${randomUUID()}`;
+        const bob = `bob-${randomUUID()}`;
+        const none = await fav.list(ann);
+        expect(none.size).toBe(0);
+        await fav.set(ann, f.id, true);
+        await fav.set(ann, f.id, true); // (twice is once)
+        await fav.set(ann, d.id, true);
+        const marks = await fav.list(ann);
+        expect([...marks].sort()).toEqual(
+          [
+            [f.id.opaqueId, sp.id],
+            [d.id.opaqueId, sp.id],
+          ].sort(),
+        );
+        expect((await fav.list(bob)).size).toBe(0);
+        expect(await fav.list(ann)).toBe(marks);
+        await fav.set(ann, d.id, false);
+        await fav.set(ann, d.id, false); // (unmarking what is not marked is fine)
+        await fav.set(bob, d.id, true);
+        const after = await fav.list(ann);
+        expect(after).not.toBe(marks);
+        expect([...after]).toEqual([[f.id.opaqueId, sp.id]]);
+        expect([...(await fav.list(bob))]).toEqual([[d.id.opaqueId, sp.id]]);
+      });
+
+      it('follows a resource through moves and rewrites, and changes neither its etag nor its metadata', async () => {
+        const fav = driver.features.favorites!;
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'a'));
+        const f = await put(sp, 'a/f.txt', 'one');
+        const user = `u-${randomUUID()}`;
+        await fav.set(user, f.id, true);
+        expect((await storage.stat(at(sp, 'a/f.txt'))).etag).toBe(f.etag);
+        if (features.metadata)
+          expect((await storage.stat(at(sp, 'a/f.txt'), { metadataKeys: '*' })).metadata ?? {}).toEqual({});
+        await storage.move(at(sp, 'a'), at(sp, 'b'));
+        await put(sp, 'b/f.txt', 'two');
+        const now = await storage.stat(at(sp, 'b/f.txt'));
+        expect(now.id).toEqual(f.id);
+        expect((await fav.list(user)).get(now.id.opaqueId)).toBe(sp.id);
+      });
+
+      it('takes any user id, each its own', async () => {
+        const fav = driver.features.favorites!;
+        const sp = await newSpace();
+        const f = await put(sp, 'f.txt', 'x');
+        const ids = ['auth0|5f/..', 'a/b', 'a_b', '.', '..', 'é ü', 'x'.repeat(300), `~${'0'.repeat(64)}`];
+        for (const [i, u] of ids.entries()) if (i % 2 === 0) await fav.set(u, f.id, true);
+        for (const [i, u] of ids.entries())
+          expect((await fav.list(u)).has(f.id.opaqueId), JSON.stringify(u.slice(0, 20))).toBe(i % 2 === 0);
+      });
+    });
+
     describe.skipIf(!features.metadata)('capability: metadata', () => {
       it('sets, reads only when asked, and unsets keys', async () => {
         const sp = await newSpace();
@@ -1807,6 +1866,8 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         await storage.mkdir(at(sp, 'd'));
         const f = await put(sp, 'd/f.txt', 'persist me', { mtime: Date.UTC(2015, 5, 5) });
         if (features.metadata) await storage.setMetadata(at(sp, 'd/f.txt'), { k: 'v' });
+        const fan = `fan-${randomUUID()}`;
+        if (features.favorites) await driver.features.favorites!.set(fan, f.id, true);
         if (features.mtime) {
           await put(sp, 'd/t.txt', 'touched');
           await storage.setMtime(at(sp, 'd/t.txt'), Date.UTC(2003, 2, 3));
@@ -1837,6 +1898,8 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         if (features.metadata) {
           expect((await storage.stat(at(sp, 'd/f.txt'), { metadataKeys: '*' })).metadata).toEqual({ k: 'v' });
         }
+        if (features.favorites)
+          expect([...(await driver.features.favorites!.list(fan))]).toEqual([[f.id.opaqueId, sp.id]]);
         expect((await storage.getSpace(sp.alias)).name).toBe(sp.name);
       });
     });

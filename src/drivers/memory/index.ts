@@ -35,6 +35,7 @@ import type {
   ReadOptions,
   ReadResult,
   RecycleItem,
+  ResourceId,
   ResourceInfo,
   Space,
   SpaceFilter,
@@ -106,6 +107,8 @@ interface MSpace {
   versionsSize: number;
 }
 
+const NO_FAVORITES: ReadonlyMap<string, string> = new Map();
+
 /** Create an in-memory driver. Nothing is persisted. */
 export function createMemoryDriver(options: MemoryDriverOptions = {}): Driver {
   return new MemoryDriver(options.storageId ?? randomUUID(), options.keepVersions ?? 10);
@@ -118,6 +121,8 @@ class MemoryDriver implements Driver {
   private readonly aliases = new Map<string, string>();
   private closed = false;
   private versionSeq = 0;
+  /** Per user: opaque id -> space id, replaced (never changed) on every change. */
+  private readonly favorites = new Map<string, ReadonlyMap<string, string>>();
 
   constructor(
     readonly storageId: string,
@@ -129,6 +134,13 @@ class MemoryDriver implements Driver {
         set: (r: NodeRef, v: Readonly<Record<string, string>>, o?: MutationOptions) =>
           this.setMetadata(r, v, o),
         unset: (r: NodeRef, k: readonly string[], o?: MutationOptions) => this.unsetMetadata(r, k, o),
+      }),
+      favorites: Object.freeze({
+        set: async (user: string, id: ResourceId, on: boolean) => this.setFavorite(user, id, on),
+        list: async (user: string) => {
+          this.open();
+          return this.favorites.get(user) ?? NO_FAVORITES;
+        },
       }),
       mtime: Object.freeze({
         set: (r: NodeRef, mtime: number, o?: MutationOptions) => this.setMtime(r, mtime, o),
@@ -164,6 +176,18 @@ class MemoryDriver implements Driver {
       }),
       quota: Object.freeze({ enforced: true as const }),
     });
+  }
+
+  // --------------------------------------------------------------- favorites
+
+  private setFavorite(user: string, id: ResourceId, on: boolean): void {
+    this.open();
+    const now = this.favorites.get(user) ?? NO_FAVORITES;
+    if (on ? now.get(id.opaqueId) === id.spaceId : !now.has(id.opaqueId)) return;
+    const next = new Map(now);
+    if (on) next.set(id.opaqueId, id.spaceId);
+    else next.delete(id.opaqueId);
+    this.favorites.set(user, next);
   }
 
   // ------------------------------------------------------------------ spaces

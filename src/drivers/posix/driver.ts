@@ -56,6 +56,7 @@ import type {
   ReadOptions,
   ReadResult,
   RecycleItem,
+  ResourceId,
   ResourceInfo,
   Space,
   SpaceFilter,
@@ -64,6 +65,7 @@ import type {
   WriteOptions,
 } from '../../core/types.js';
 import { DEFAULT_FIELDS } from '../../core/types.js';
+import { PosixFavorites } from './favorites.js';
 import { type FsckOptions, type FsckSpaceReport, fsckSpace } from './fsck.js';
 import { type IndexEntry, PathCache } from './ids.js';
 import { CommitLock } from './lock.js';
@@ -295,6 +297,7 @@ class Posix implements PosixDriver {
   private readonly syncer = new DirSyncer();
   private readonly background = new Set<Promise<void>>();
   private readonly spaceEnv: SpaceEnv;
+  private readonly favorites: PosixFavorites;
   private closed = false;
 
   constructor(
@@ -315,6 +318,7 @@ class Posix implements PosixDriver {
       async () => {},
       options.lockTimeoutMs ?? 60_000,
     );
+    this.favorites = new PosixFavorites(root, this.durable, (d) => this.syncDir(d));
     this.spaceEnv = {
       native,
       cache: new PathCache(),
@@ -334,6 +338,11 @@ class Posix implements PosixDriver {
           this.setMetadata(r, v, o).catch(rethrow('metadata')),
         unset: (r: NodeRef, k: readonly string[], o?: MutationOptions) =>
           this.unsetMetadata(r, k, o).catch(rethrow('metadata')),
+      }),
+      favorites: Object.freeze({
+        set: (user: string, id: ResourceId, on: boolean) =>
+          this.favorites.set(user, id, on).catch(rethrow('favorite')),
+        list: (user: string) => this.favorites.list(user).catch(rethrow('favorites')),
       }),
       mtime: Object.freeze({
         set: (r: NodeRef, mtime: number, o?: MutationOptions) =>
