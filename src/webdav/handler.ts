@@ -159,6 +159,7 @@ const LIVE_OC = new Set([
   'dDC',
   'owner-id',
   'owner-display-name',
+  'favorite',
 ]);
 /** What allprop answers besides dead properties (RFC 4918 §9.1: the live props it defines). */
 const ALLPROP: PropName[] = [
@@ -187,6 +188,9 @@ function isLive(p: PropName): boolean {
 function deadKey(p: PropName): string {
   return `{${p.ns}}${p.local}`;
 }
+
+/** `oc:favorite`'s key among a PROPPATCH's changes. */
+const FAVORITE = deadKey({ ns: OC, local: 'favorite' });
 
 /** Methods that change their target, whose HTTP preconditions the handler checks itself. */
 const CONDITIONAL = new Set(['DELETE', 'COPY', 'MOVE', 'PROPPATCH', 'LOCK', 'UNLOCK', 'MKCOL']);
@@ -451,6 +455,8 @@ export class WebDav {
         return this.lock(req, res, t);
       case 'UNLOCK':
         return this.unlock(req, res, t);
+      case 'REPORT':
+        return this.report(req, res, t);
       case 'POST':
         if (this.opts.tus && header(req, 'tus-resumable')) return this.tusCreate(req, res, t, this.opts.tus);
         throw new HttpError(405, 'POST is only for TUS uploads here');
@@ -713,7 +719,8 @@ export class WebDav {
     const head = MULTISTATUS_HEAD + this.response(t, info, self, true, mode, props, quota, above);
     // A folder's children as rendered before, if nothing in its space changed since.
     let fill: Fill | undefined;
-    if (cacheable && members && info.permissions) {
+    // (not a listing that shows the user's favorites: they change without a change in the space)
+    if (cacheable && members && info.permissions && !fields.includes('favorite')) {
       const key = JSON.stringify([
         info.id.storageId,
         info.id.spaceId,
@@ -958,6 +965,11 @@ export class WebDav {
           return t.space.owner
             ? `<oc:owner-id>${esc(t.space.owner.username ?? t.space.owner.id)}</oc:owner-id>`
             : undefined;
+        case 'favorite':
+          // (the user's own mark; absent where the storage keeps none)
+          return info.favorite === undefined
+            ? undefined
+            : `<oc:favorite>${info.favorite ? 1 : 0}</oc:favorite>`;
         case 'owner-display-name':
           return t.space.owner
             ? `<oc:owner-display-name>${esc(t.space.owner.displayName ?? t.space.owner.username ?? t.space.owner.id)}</oc:owner-display-name>`
@@ -1001,9 +1013,6 @@ export class WebDav {
     const doc = parseXml(await readBody(req), header(req, 'content-type'));
     if (doc.ns !== DAV || doc.local !== 'propertyupdate')
       throw new HttpError(400, 'expected a DAV:propertyupdate body');
-    const info = await t.session.stat(this.ref(t), { fields: ['lock', 'checksums'] });
-    folderOnly(t, info);
-    const lockId = await this.checkLocks(req, t, info, false);
     const changes = new Map<string, { p: PropName; el?: XmlElement }>();
     const order: PropName[] = [];
     for (const op of doc.children) {
@@ -1015,6 +1024,14 @@ export class WebDav {
         changes.set(key, op.local === 'set' ? { p, el } : { p });
       }
     }
+    const info = await t.session.stat(this.ref(t), {
+      fields: changes.has(FAVORITE) ? ['lock', 'checksums', 'favorite'] : ['lock', 'checksums'],
+    });
+    folderOnly(t, info);
+    // A favorite is the user's own mark, not a change of the resource: seeing it is enough, and
+    // another user's lock on it does not stand in the way (as in ownCloud).
+    const onlyFavorite = changes.size === 1 && changes.has(FAVORITE);
+    const lockId = onlyFavorite ? undefined : await this.checkLocks(req, t, info, false);
     // A file's modification time, set as ownCloud and Nextcloud take it (`DAV:lastmodified`, Unix
     // seconds: rclone's owncloud/nextcloud vendors) and as Windows' WebClient sends it
     // (`Win32LastModifiedTime`, an HTTP date). On a folder, whose time follows what is below it,
@@ -1025,7 +1042,18 @@ export class WebDav {
     // (rclone sends them with the mtime, since servers that store what they are told lost them).
     const agreed = new Set<string>();
     const refused = new Map<string, string>();
+    let favorite: boolean | undefined;
     for (const [k, c] of changes) {
+      if (k === FAVORITE) {
+        agreed.add(k);
+        const v = c.el?.text.trim().toLowerCase() ?? '0';
+        if (info.favorite === undefined)
+          refused.set(k, '403 Forbidden'); // (a storage that keeps none)
+        else if (v === '1' || v === 'true') favorite = true;
+        else if (v === '0' || v === 'false' || v === '') favorite = false;
+        else refused.set(k, '409 Conflict');
+        continue;
+      }
       if (c.el && info.type === 'file' && c.p.ns === OC && c.p.local === 'checksums') {
         agreed.add(k);
         if (!checksumsAgree(c.el, info.checksums)) refused.set(k, '409 Conflict');
@@ -1087,6 +1115,9 @@ export class WebDav {
           status = e.reason === 'metadata-too-large' ? '507 Insufficient Storage' : '409 Conflict';
         }
       }
+      // Last: it cannot be refused any more (the user sees the resource, the storage keeps marks).
+      if (status === '200 OK' && favorite !== undefined && favorite !== info.favorite)
+        await t.session.setFavorite(this.ref(t), favorite);
     }
     let out = `${MULTISTATUS_HEAD}<d:response><d:href>${esc(this.href(t, t.segs, info.type === 'folder'))}</d:href>`;
     for (const p of order) {
@@ -1098,6 +1129,67 @@ export class WebDav {
     out += '</d:response></d:multistatus>';
     res.writeHead(207, { 'content-type': XML_TYPE, 'content-length': String(Buffer.byteLength(out)) });
     res.end(out);
+  }
+
+  // ---------------------------------------------------------------- REPORT
+
+  /**
+   * REPORT (RFC 3253 §3.6), for ownCloud's and Nextcloud's `oc:filter-files` with the `favorite`
+   * rule: the user's favorites below the target folder, at any depth, with the properties asked
+   * for, as a PROPFIND would answer them (what the web UIs' "Favorites" view asks). Any other
+   * report is refused with 403 `DAV:supported-report`; a filter rule other than `favorite`, which
+   * this server cannot apply, with 400 rather than answered as if it had been.
+   */
+  private async report(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
+    const body = await readBody(req);
+    if (!body.toString('utf8').trim()) throw new HttpError(400, 'REPORT needs a body naming the report');
+    const doc = parseXml(body, header(req, 'content-type'));
+    if (doc.ns !== OC || doc.local !== 'filter-files')
+      throw new HttpError(
+        403,
+        `the report {${doc.ns}}${doc.local} is not supported here (only oc:filter-files)`,
+        'supported-report',
+      );
+    let favorites = false;
+    for (const rule of child(doc, OC, 'filter-rules')?.children ?? []) {
+      if (rule.ns === OC && rule.local === 'favorite') {
+        const v = rule.text.trim().toLowerCase();
+        if (v === '1' || v === 'true') favorites = true;
+        else if (v !== '0' && v !== 'false')
+          throw new HttpError(400, 'oc:favorite in filter-rules takes 1 or 0');
+        continue;
+      }
+      throw new HttpError(
+        400,
+        `the filter rule {${rule.ns}}${rule.local} is not supported here (only oc:favorite)`,
+      );
+    }
+    const prop = child(doc, DAV, 'prop');
+    const mode = prop ? 'prop' : 'allprop';
+    const props = prop ? withoutRepeats(prop.children.map((c) => ({ ns: c.ns, local: c.local }))) : ALLPROP;
+    const fields = fieldsFor(mode, props);
+    const dead = props.filter((p) => !isLive(p)).map(deadKey);
+    const statOpts: StatOptions = {
+      fields,
+      ...(mode === 'allprop' ? { metadataKeys: '*' as const } : dead.length ? { metadataKeys: dead } : {}),
+    };
+    // The target: what it is, and where in its space (results are below it, their hrefs its own).
+    const info = await t.session.stat(this.ref(t), { fields: ['permissions'] });
+    folderOnly(t, info);
+    const below = info.type === 'folder' && info.permissions?.getPath !== false;
+    const prefix = info.path === '/' ? '/' : `${info.path}/`;
+    res.writeHead(207, { 'content-type': XML_TYPE });
+    await send(res, MULTISTATUS_HEAD);
+    if (favorites && below) {
+      for await (const f of t.session.listFavorites({ ...statOpts, signal: abortOnClose(req, res) })) {
+        if (f.id.spaceId !== t.space.id || f.id.storageId !== t.space.storageId) continue;
+        if (!f.path.startsWith(prefix) || f.path === info.path) continue;
+        const rel = f.path.slice(prefix.length).split('/');
+        const href = this.href(t, [...t.segs, ...rel], f.type === 'folder');
+        await send(res, this.response(t, f, href, false, mode, props));
+      }
+    }
+    res.end('</d:multistatus>');
   }
 
   // ---------------------------------------------------------------- MKCOL
@@ -2205,9 +2297,9 @@ function chunkOrder(names: string[]): string[] {
   return names.sort();
 }
 
-const ALLOW = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK';
-const ALLOW_FILE = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, COPY, MOVE, LOCK, UNLOCK';
-const ALLOW_FOLDER = 'OPTIONS, GET, HEAD, DELETE, PROPFIND, PROPPATCH, COPY, MOVE, LOCK, UNLOCK';
+const ALLOW = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK, REPORT';
+const ALLOW_FILE = 'OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, COPY, MOVE, LOCK, UNLOCK, REPORT';
+const ALLOW_FOLDER = 'OPTIONS, GET, HEAD, DELETE, PROPFIND, PROPPATCH, COPY, MOVE, LOCK, UNLOCK, REPORT';
 
 /** What OPTIONS says of TUS when uploads by POST are offered. */
 const TUS_HEADERS = {
@@ -2346,6 +2438,7 @@ function fieldsFor(mode: string, wanted: readonly PropName[]): Field[] {
     if (p.ns === OC && p.local === 'checksums') f.add('checksums');
     if (p.ns === OC && p.local === 'permissions') f.add('permissions');
     if (p.ns === OC && p.local === 'file-parent') f.add('parentId');
+    if (p.ns === OC && p.local === 'favorite') f.add('favorite');
   }
   return [...f];
 }

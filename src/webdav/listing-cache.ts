@@ -140,6 +140,8 @@ export class ListingCache {
     this.maxEntries = opts.maxEntries ?? 10_000;
     this.off = [
       bus.on((e) => {
+        // A user's favorites are in no listing kept (the door does not keep those that show them).
+        if (e.type === 'favorite.changed') return;
         // Grants are inherited, and a space's properties show everywhere in it: the whole space.
         const whole = e.type === 'grant.changed' || e.type.startsWith('space.') || e.path === undefined;
         const paths = whole ? undefined : e.from?.path !== undefined ? [e.path!, e.from.path] : [e.path!];
