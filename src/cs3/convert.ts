@@ -25,6 +25,12 @@ import type { Status } from './gen/cs3/rpc/v1beta1/status.js';
 import * as P from './gen/cs3/storage/provider/v1beta1/resources.js';
 import type { Opaque, Timestamp } from './gen/cs3/types/v1beta1/types.js';
 
+/**
+ * The arbitrary-metadata key under which CS3 clients (Reva's ocdav, as its local storage takes it)
+ * ask for, set and unset the user's own favorite mark: "1" or "0". Not stored as metadata.
+ */
+export const OC_FAVORITE = 'http://owncloud.org/ns/favorite';
+
 // ------------------------------------------------------------------ status
 
 const OK: Status = Object.freeze({ code: Code.CODE_OK, message: '', trace: '', targetUri: '' }) as Status;
@@ -256,7 +262,15 @@ export function toCs3Info(info: ResourceInfo, style: PathStyle): P.ResourceInfo 
     ...(info.permissions && { permissionSet: toPermissions(info.permissions) }),
     size: info.size,
     target: '',
-    ...(info.metadata && { arbitraryMetadata: { metadata: { ...info.metadata } } }),
+    ...((info.metadata || info.favorite !== undefined) && {
+      arbitraryMetadata: {
+        metadata: {
+          ...info.metadata,
+          // (the user's own mark, where it was asked for by its key: see OC_FAVORITE)
+          ...(info.favorite !== undefined && { [OC_FAVORITE]: info.favorite ? '1' : '0' }),
+        },
+      },
+    }),
     ...(info.lock && { lock: toLock(info.lock) }),
     advisoryLocks: [],
     ...(info.parentId && { parentId: toResourceId(info.parentId) }),

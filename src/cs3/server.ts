@@ -29,6 +29,7 @@ import {
   fromGrantee,
   fromTimestamp,
   lockFromRequest,
+  OC_FAVORITE,
   ok,
   opaque,
   opaqueJson,
@@ -314,21 +315,26 @@ export class Cs3Service {
       }),
       setArbitraryMetadata: this.unary(async (req: api.SetArbitraryMetadataRequest, s) => {
         // The key `mtime` (Unix seconds) sets the file's modification time, as Reva's drivers do.
-        const { mtime, ...rest } = req.arbitraryMetadata?.metadata ?? {};
+        // And OC_FAVORITE ("1"/"0") marks it as one of the user's favorites, or not.
+        const { mtime, [OC_FAVORITE]: fav, ...rest } = req.arbitraryMetadata?.metadata ?? {};
         const ms = mtime === undefined ? undefined : mtimeHeader(mtime, 'mtime');
+        const favorite = fav === undefined ? undefined : favoriteValue(fav);
         const ref = target(req.ref).ref;
         const lock = lockOpt(req.lockId, req.opaque);
         // The time first: it is what may be refused (a folder, a time the storage cannot hold).
         if (ms !== undefined) await s.setMtime(ref, ms, lock);
-        if (Object.keys(rest).length || ms === undefined) await s.setMetadata(ref, rest, lock);
+        if (Object.keys(rest).length || (ms === undefined && favorite === undefined))
+          await s.setMetadata(ref, rest, lock);
+        // Last: the user's own mark, which needs no more than seeing the resource.
+        if (favorite !== undefined) await s.setFavorite(ref, favorite);
         return {};
       }),
       unsetArbitraryMetadata: this.unary(async (req: api.UnsetArbitraryMetadataRequest, s) => {
-        await s.unsetMetadata(
-          target(req.ref).ref,
-          req.arbitraryMetadataKeys,
-          lockOpt(req.lockId, req.opaque),
-        );
+        const ref = target(req.ref).ref;
+        const keys = req.arbitraryMetadataKeys.filter((k) => k !== OC_FAVORITE);
+        if (keys.length || !req.arbitraryMetadataKeys.length)
+          await s.unsetMetadata(ref, keys, lockOpt(req.lockId, req.opaque));
+        if (keys.length < req.arbitraryMetadataKeys.length) await s.setFavorite(ref, false);
         return {};
       }),
       setLock: this.unary(async (req: api.SetLockRequest, s) => {
@@ -725,16 +731,27 @@ function spaceIdOf(s: string): string {
   }
 }
 
-function statOptions(mask: readonly string[] | undefined, keys: readonly string[]): StatOptions {
+function statOptions(mask: readonly string[] | undefined, asked: readonly string[]): StatOptions {
   const paths = mask ?? [];
   let fields: Field[];
   if (paths.length === 0 || paths.includes('*')) fields = [...ALL_FIELDS];
   else fields = paths.map((p) => FIELD_MASK[p]).filter((f): f is Field => f !== undefined);
   if (paths.includes('*') && !fields.includes('metadata')) fields.push('metadata');
+  // The user's favorite mark, when asked for by its key (not with '*': it is not metadata).
+  const keys = asked.includes(OC_FAVORITE) ? asked.filter((k) => k !== OC_FAVORITE) : asked;
+  if (keys !== asked) fields.push('favorite');
   const opts: StatOptions = { fields };
   if (keys.length) opts.metadataKeys = keys.includes('*') ? '*' : keys;
   else if (paths.includes('*') || paths.includes('arbitrary_metadata')) opts.metadataKeys = '*';
   return opts;
+}
+
+/** A favorite mark as CS3 metadata sets it: "1"/"true" or "0"/"false". */
+function favoriteValue(v: string): boolean {
+  const t = v.trim().toLowerCase();
+  if (t === '1' || t === 'true') return true;
+  if (t === '0' || t === 'false' || t === '') return false;
+  throw new StorageError('INVALID_ARGUMENT', `${OC_FAVORITE} takes 1 or 0`);
 }
 
 function lockOpt(lockId: string, o: P.ResourceInfo['opaque']): { lockId?: string } {

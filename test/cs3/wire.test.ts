@@ -758,6 +758,52 @@ describe('cs3: listings', () => {
     expect(root.arbitraryMetadata?.metadata?.color).toBeUndefined();
   });
 
+  it('takes the key http://owncloud.org/ns/favorite as the user’s own favorite mark, as Reva’s local storage does', async () => {
+    const FAV = 'http://owncloud.org/ns/favorite';
+    expect((await upload(env.alice, 'fav.txt', 'f')).status).toBe(200);
+    const before = (await env.alice.providerOk('stat', { ref: rel('fav.txt') })).info!;
+    const favOf = async (keys: string[]) =>
+      (await env.alice.providerOk('stat', { ref: rel('fav.txt'), arbitraryMetadataKeys: keys })).info!
+        .arbitraryMetadata?.metadata;
+    expect(await favOf([FAV])).toEqual({ [FAV]: '0' });
+    await env.alice.providerOk('setArbitraryMetadata', {
+      ref: rel('fav.txt'),
+      arbitraryMetadata: { metadata: { [FAV]: '1', color: 'green' } },
+    });
+    expect(await favOf([FAV, 'color'])).toEqual({ [FAV]: '1', color: 'green' });
+    // Not stored as metadata: '*' does not show it, and the etag did not move.
+    expect(await favOf(['*'])).toEqual({ color: 'green' });
+    const after = (await env.alice.providerOk('stat', { ref: rel('fav.txt') })).info!;
+    expect(after.etag).toBe(before.etag);
+    const listed = await env.alice.providerOk('listContainer', {
+      ref: rel(''),
+      arbitraryMetadataKeys: [FAV],
+    });
+    const row = listed.infos.find((i) => i.path === './fav.txt');
+    expect(row?.arbitraryMetadata?.metadata).toEqual({ [FAV]: '1' });
+    // A value that is not one changes nothing; unsetting the key unmarks.
+    const bad = await env.alice.provider('setArbitraryMetadata', {
+      ref: rel('fav.txt'),
+      arbitraryMetadata: { metadata: { [FAV]: 'maybe', color: 'red' } },
+    });
+    expect(bad.status?.code).toBe(Code.CODE_INVALID_ARGUMENT);
+    expect(await favOf([FAV, 'color'])).toEqual({ [FAV]: '1', color: 'green' });
+    await env.alice.providerOk('unsetArbitraryMetadata', {
+      ref: rel('fav.txt'),
+      arbitraryMetadataKeys: [FAV],
+    });
+    expect(await favOf([FAV, 'color'])).toEqual({ [FAV]: '0', color: 'green' });
+    // Each user’s own: bob (granted access by an earlier test) marks it, alice's mark stays as it was.
+    await env.bob.providerOk('setArbitraryMetadata', {
+      ref: rel('fav.txt'),
+      arbitraryMetadata: { metadata: { [FAV]: '1' } },
+    });
+    expect(await favOf([FAV])).toEqual({ [FAV]: '0' });
+    const bobs = (await env.bob.providerOk('stat', { ref: rel('fav.txt'), arbitraryMetadataKeys: [FAV] }))
+      .info!;
+    expect(bobs.arbitraryMetadata?.metadata).toEqual({ [FAV]: '1' });
+  });
+
   it('answers GetQuota as Reva: no total without a quota, and the room left in the opaque remaining', async () => {
     const q = await env.alice.providerOk('getQuota', { ref: rel('') });
     expect(q.totalBytes).toBe(0);
