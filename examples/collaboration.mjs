@@ -68,6 +68,13 @@ console.log(`in the trash: ${item.path} (${item.size} bytes, deleted by ${item.d
 const back = await mary.restoreTrash(project.id, item.key);
 console.log(`restored with the same id: ${back.id.opaqueId === img.id.opaqueId}`);
 
+// Favorites: each user's own marks; nobody else sees them, and the file does not change.
+await mary.setFavorite(at('raw/img-001.tif'), true);
+const marked = [];
+for await (const f of mary.listFavorites()) marked.push(f.path);
+const seenByAlan = await alan.stat(at('raw/img-001.tif'), { fields: ['favorite'] });
+console.log(`mary's favorites: ${marked.join(', ')}; a favorite of alan's? ${seenByAlan.favorite}`);
+
 // Alan leaves. The project, its files and its other manager are untouched.
 identity.remove('alan');
 await (await storage.as('root')).offboardUser('u-alan');
