@@ -2231,6 +2231,8 @@ export class WebDav {
                 bigfilechunking: !!this.opts.uploadsDir,
                 undelete: true,
                 versioning: true,
+                // (web UIs show their "Favorites" view only when told)
+                favorites: this.opts.provider.drivers.some((d) => d.features.favorites !== undefined),
                 ...(this.opts.tus && {
                   tus_support: {
                     version: '1.0.0',

@@ -234,6 +234,14 @@ describe('REPORT oc:filter-files', () => {
     expect(xxe.text).not.toContain('root:');
     expect((await reported(`${base}/`, 'eve')).status).toBe(404);
     expect((await davFetch(env, 'REPORT', `${base}/`, null, { body: report('') })).status).toBe(401);
+    // The capabilities say favorites are kept (web UIs show their view only then).
+    const caps = await davFetch(env, 'GET', '/ocs/v2.php/cloud/capabilities?format=json', 'bob', {
+      headers: { 'ocs-apirequest': 'true' },
+    });
+    expect(
+      ((await caps.json()) as { ocs: { data: { capabilities: { files: { favorites: boolean } } } } }).ocs.data
+        .capabilities.files.favorites,
+    ).toBe(true);
     // And OPTIONS says REPORT is a method here.
     expect((await dav('OPTIONS', '', 'bob')).headers.get('allow')).toContain('REPORT');
   });
