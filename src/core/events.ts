@@ -67,6 +67,11 @@ export interface StorageEvent {
   key?: string;
   /** Why a change made around Stowage was refused (a before-hook's message); it went to the trash. */
   reason?: string;
+  /**
+   * `favorite.changed`: whether `user` marked the resource (true) or unmarked it. A user's marks
+   * are nobody else's business: doors pass these events on to that user alone.
+   */
+  favorite?: boolean;
 }
 
 /** A mutation about to happen, as before-hooks see it. */

@@ -61,6 +61,12 @@ class Hidden extends StorageError {
   }
 }
 
+/** Options for {@link StorageProvider.listFavorites}. */
+export interface ListFavoritesOptions extends StatOptions {
+  /** Only the favorites in this space (id or alias); marks elsewhere are not even looked at. */
+  space?: string;
+}
+
 /** Options for {@link StorageProvider}. */
 export interface ProviderOptions {
   /** One driver, or several (each serving its own storage id). */
@@ -1220,7 +1226,7 @@ export class StorageProvider {
     const marks = await feature.list(this.principal.userId);
     if ((marks.get(info.id.opaqueId) === info.id.spaceId) === on) return;
     await feature.set(this.principal.userId, info.id, on);
-    this.emitInfo('favorite.changed', info, { user: this.principal.userId });
+    this.emitInfo('favorite.changed', info, { user: this.principal.userId, favorite: on });
   }
 
   /**
@@ -1228,19 +1234,23 @@ export class StorageProvider {
    * particular order). Marks of resources deleted since are left out (a resource restored from the
    * trash is a favorite again); so are those the user lost access to. Each info has `favorite: true`.
    */
-  async *listFavorites(opts?: StatOptions): AsyncGenerator<ResourceInfo> {
+  async *listFavorites(opts?: ListFavoritesOptions): AsyncGenerator<ResourceInfo> {
     if (!this.principal) return;
     const fields = [...new Set([...(opts?.fields ?? DEFAULT_FIELDS), 'favorite' as const])];
+    const only = opts?.space === undefined ? undefined : await this.spaceByIdOrAlias(opts.space);
     for (const driver of this.drivers) {
+      if (only && only.driver !== driver) continue;
       const marks = await driver.features.favorites?.list(this.principal.userId);
       for (const [opaqueId, spaceId] of marks ?? []) {
+        if (only && spaceId !== only.spaceId) continue;
         opts?.signal?.throwIfAborted();
         const id = { storageId: driver.storageId, spaceId, opaqueId };
         try {
           yield await this.stat({ resourceId: id }, { ...opts, fields });
         } catch (err) {
-          // gone, hidden from the user now, or in a space disabled since
-          if (!StorageError.is(err, 'NOT_FOUND') && !StorageError.is(err, 'FAILED_PRECONDITION')) throw err;
+          // gone, hidden from the user now, in a space disabled since (or not an id at all)
+          if (!['NOT_FOUND', 'FAILED_PRECONDITION', 'INVALID_ARGUMENT'].includes((err as StorageError).code))
+            throw err;
         }
       }
     }

@@ -145,6 +145,7 @@ const LIVE_DAV = new Set([
   'supportedlock',
   'quota-used-bytes',
   'quota-available-bytes',
+  'supported-report-set',
 ]);
 const LIVE_OC = new Set([
   'id',
@@ -684,7 +685,7 @@ export class WebDav {
     if (!['0', '1', 'infinity'].includes(depthHeader))
       throw new HttpError(400, 'Depth must be 0, 1 or infinity');
     const { mode, wanted, include } = await readPropfind(req);
-    const fields = fieldsFor(mode, wanted);
+    const fields = fieldsFor(mode, wanted, include);
     const dead = mode === 'prop' ? wanted.filter((p) => !isLive(p)).map(deadKey) : undefined;
     const statOpts = {
       fields,
@@ -719,8 +720,10 @@ export class WebDav {
     const head = MULTISTATUS_HEAD + this.response(t, info, self, true, mode, props, quota, above);
     // A folder's children as rendered before, if nothing in its space changed since.
     let fill: Fill | undefined;
-    // (not a listing that shows the user's favorites: they change without a change in the space)
-    if (cacheable && members && info.permissions && !fields.includes('favorite')) {
+    if (cacheable && members && info.permissions) {
+      // The user's favorite marks change without a change in the space: a listing that shows them
+      // is kept for the marks it was made with (the driver hands back the same object until then).
+      const marks = fields.includes('favorite') ? await this.marksStamp(t.user.id, info.id.storageId) : null;
       const key = JSON.stringify([
         info.id.storageId,
         info.id.spaceId,
@@ -732,6 +735,7 @@ export class WebDav {
         mode,
         props.map((p) => [p.ns, p.local]),
         quota ? [quota.used, quota.remaining ?? null] : null,
+        marks,
       ]);
       const kept = this.listings.get(key, info.etag);
       const body =
@@ -801,6 +805,22 @@ export class WebDav {
       throw err;
     }
     res.end('</d:multistatus>');
+  }
+
+  private readonly markStamps = new WeakMap<object, number>();
+  private lastMarkStamp = 0;
+
+  /** A number for a user's favorite marks in a storage as they are now (null: it keeps none). */
+  private async marksStamp(user: string, storageId: string): Promise<number | null> {
+    const feature = this.opts.provider.drivers.find((d) => d.storageId === storageId)?.features.favorites;
+    if (!feature) return null;
+    const marks = await feature.list(user);
+    let stamp = this.markStamps.get(marks);
+    if (stamp === undefined) {
+      stamp = ++this.lastMarkStamp;
+      this.markStamps.set(marks, stamp);
+    }
+    return stamp;
   }
 
   /**
@@ -925,6 +945,9 @@ export class WebDav {
             : folder
               ? `<d:quota-used-bytes>${info.size}</d:quota-used-bytes>`
               : undefined;
+        case 'supported-report-set':
+          // (RFC 3253 §3.1.5: the reports REPORT answers here)
+          return '<d:supported-report-set><d:supported-report><d:report><oc:filter-files/></d:report></d:supported-report></d:supported-report-set>';
         case 'quota-available-bytes':
           // (RFC 4331 §3: required on collections; what can still be written, the quota's rest
           // or the storage's free space, as Reva and Apache report it)
@@ -1084,40 +1107,50 @@ export class WebDav {
         else set[k] = serialise(c.el);
       }
       const mo = { ...(lockId && { lockId }) };
-      // The time first: it is what may be refused (a time the filesystem cannot hold, a file not
-      // Stowage's to touch); then nothing else is changed (RFC 4918 §9.2: all or nothing).
-      let undo: number | undefined;
-      if (mtime !== undefined) {
-        try {
-          await t.session.setMtime(this.ref(t), mtime, mo);
-          undo = info.mtime;
-        } catch (err) {
-          const e = toStorageError(err, 'modification time');
-          const why =
-            e.code === 'INVALID_ARGUMENT'
-              ? '409 Conflict'
-              : e.reason === 'not-owner'
-                ? '403 Forbidden'
-                : undefined;
-          if (!why) throw e;
-          for (const k of timed) refused.set(k, why);
-          status = '424 Failed Dependency';
+      // The favorite first: the user's own mark, the easiest change to take back when what
+      // follows is refused or fails (RFC 4918 §9.2: all or nothing).
+      const mark = favorite !== undefined && favorite !== info.favorite ? favorite : undefined;
+      if (mark !== undefined) await t.session.setFavorite(this.ref(t), mark);
+      const unmark = async () => {
+        if (mark !== undefined) await t.session.setFavorite(this.ref(t), !mark).catch(() => {});
+      };
+      try {
+        // Then the time: it is what may be refused (a time the filesystem cannot hold, a file not
+        // Stowage's to touch); then nothing else is changed.
+        let undo: number | undefined;
+        if (mtime !== undefined) {
+          try {
+            await t.session.setMtime(this.ref(t), mtime, mo);
+            undo = info.mtime;
+          } catch (err) {
+            const e = toStorageError(err, 'modification time');
+            const why =
+              e.code === 'INVALID_ARGUMENT'
+                ? '409 Conflict'
+                : e.reason === 'not-owner'
+                  ? '403 Forbidden'
+                  : undefined;
+            if (!why) throw e;
+            for (const k of timed) refused.set(k, why);
+            status = '424 Failed Dependency';
+          }
         }
-      }
-      if (status === '200 OK') {
-        try {
-          if (Object.keys(set).length) await t.session.setMetadata(this.ref(t), set, mo);
-          if (unset.length) await t.session.unsetMetadata(this.ref(t), unset, mo);
-        } catch (err) {
-          if (undo !== undefined) await t.session.setMtime(this.ref(t), undo, mo).catch(() => {});
-          const e = toStorageError(err, 'properties');
-          if (e.code !== 'INVALID_ARGUMENT' && e.reason !== 'metadata-too-large') throw e;
-          status = e.reason === 'metadata-too-large' ? '507 Insufficient Storage' : '409 Conflict';
+        if (status === '200 OK') {
+          try {
+            if (Object.keys(set).length) await t.session.setMetadata(this.ref(t), set, mo);
+            if (unset.length) await t.session.unsetMetadata(this.ref(t), unset, mo);
+          } catch (err) {
+            if (undo !== undefined) await t.session.setMtime(this.ref(t), undo, mo).catch(() => {});
+            const e = toStorageError(err, 'properties');
+            if (e.code !== 'INVALID_ARGUMENT' && e.reason !== 'metadata-too-large') throw e;
+            status = e.reason === 'metadata-too-large' ? '507 Insufficient Storage' : '409 Conflict';
+          }
         }
+      } catch (err) {
+        await unmark();
+        throw err;
       }
-      // Last: it cannot be refused any more (the user sees the resource, the storage keeps marks).
-      if (status === '200 OK' && favorite !== undefined && favorite !== info.favorite)
-        await t.session.setFavorite(this.ref(t), favorite);
+      if (status !== '200 OK') await unmark();
     }
     let out = `${MULTISTATUS_HEAD}<d:response><d:href>${esc(this.href(t, t.segs, info.type === 'folder'))}</d:href>`;
     for (const p of order) {
@@ -1151,7 +1184,10 @@ export class WebDav {
         'supported-report',
       );
     let favorites = false;
-    for (const rule of child(doc, OC, 'filter-rules')?.children ?? []) {
+    const rules = child(doc, OC, 'filter-rules')?.children ?? [];
+    // (without a rule it would be every file below: never answered, as in Nextcloud)
+    if (!rules.length) throw new HttpError(400, 'oc:filter-files needs oc:filter-rules (oc:favorite)');
+    for (const rule of rules) {
       if (rule.ns === OC && rule.local === 'favorite') {
         const v = rule.text.trim().toLowerCase();
         if (v === '1' || v === 'true') favorites = true;
@@ -1181,8 +1217,8 @@ export class WebDav {
     res.writeHead(207, { 'content-type': XML_TYPE });
     await send(res, MULTISTATUS_HEAD);
     if (favorites && below) {
-      for await (const f of t.session.listFavorites({ ...statOpts, signal: abortOnClose(req, res) })) {
-        if (f.id.spaceId !== t.space.id || f.id.storageId !== t.space.storageId) continue;
+      const signal = abortOnClose(req, res);
+      for await (const f of t.session.listFavorites({ ...statOpts, space: t.space.id, signal })) {
         if (!f.path.startsWith(prefix) || f.path === info.path) continue;
         const rel = f.path.slice(prefix.length).split('/');
         const href = this.href(t, [...t.segs, ...rel], f.type === 'folder');
@@ -2150,6 +2186,8 @@ export class WebDav {
   private async asSeenBy(who: Who, e: StorageEvent): Promise<StorageEvent | undefined> {
     const s = who.session;
     if (e.type === 'space.deleted') return who.user.admin || e.user === who.user.id ? e : undefined;
+    // A favorite mark is its user's business alone.
+    if (e.type === 'favorite.changed' && e.user !== who.user.id) return undefined;
     if (e.type.startsWith('space.') || !e.resourceId)
       return (await s.getSpace(e.spaceId).then(
         () => true,
@@ -2431,8 +2469,13 @@ function parseClark(k: string): PropName | undefined {
 }
 
 /** Fields a PROPFIND needs from the provider. */
-function fieldsFor(mode: string, wanted: readonly PropName[]): Field[] {
-  if (mode !== 'prop') return ['mimeType', 'lock', 'checksums', 'permissions', 'parentId'];
+function fieldsFor(mode: string, wanted: readonly PropName[], include: readonly PropName[] = []): Field[] {
+  if (mode !== 'prop') {
+    const all: Field[] = ['mimeType', 'lock', 'checksums', 'permissions', 'parentId'];
+    // (the user's favorite mark: named by propname, and by allprop when included)
+    const fav = mode === 'propname' || include.some((p) => p.ns === OC && p.local === 'favorite');
+    return fav ? [...all, 'favorite'] : all;
+  }
   const f = new Set<Field>();
   for (const p of wanted) {
     if (p.ns === DAV && p.local === 'getcontenttype') f.add('mimeType');

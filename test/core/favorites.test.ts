@@ -190,14 +190,49 @@ describe.each(drivers)('favorites on %s', (name, make) => {
         await there.setFavorite(at('docs/a.txt'), true);
         const links = await fs.readdir(`${root}/.stowage/favorites/ann`);
         expect(links).toContain(`${sp.id}!${a.id.opaqueId}`);
-        // A stray file there is ignored, not an error.
-        await fs.writeFile(`${root}/.stowage/favorites/ann/notes.txt`, 'mine');
+        // Once the folder's last change is old enough to trust its mtime, a change by the other
+        // process still shows at once (the mtime moved).
         expect((await here.stat(at('docs/a.txt'), ask)).favorite).toBe(true);
+        await new Promise((r) => setTimeout(r, 2200));
+        expect((await here.stat(at('docs/a.txt'), ask)).favorite).toBe(true); // (kept, trusted now)
+        await there.setFavorite(at('docs/a.txt'), false);
+        expect((await here.stat(at('docs/a.txt'), ask)).favorite).toBe(false);
+        await there.setFavorite(at('docs/a.txt'), true);
+        // Stray entries there are ignored, not an error, whatever their names.
+        const dir = `${root}/.stowage/favorites/ann`;
+        for (const stray of ['notes.txt', 'x!', '!x', '%00!x', `${sp.id}!%zz`, `${sp.id}!A%2e`])
+          await fs.writeFile(`${dir}/${stray}`, 'mine');
+        expect((await here.stat(at('docs/a.txt'), ask)).favorite).toBe(true);
+        const mine = await collectAll(here.listFavorites({ space: sp.id }));
+        expect(mine.map((f) => f.path)).toEqual(['/docs/a.txt']);
+        const marks = await system.drivers[0]!.features.favorites!.list('ann');
+        expect([...marks].filter(([, s]) => s === sp.id)).toEqual([[a.id.opaqueId, sp.id]]);
+        // A well-formed mark of an id that is no id at all is passed over too.
+        await fs.writeFile(`${dir}/${sp.id}!a%2Fb`, 'mine');
+        const again = await collectAll(here.listFavorites({ space: sp.id }));
+        expect(again.map((f) => f.path)).toEqual(['/docs/a.txt']);
       } finally {
         await other.close();
       }
     },
   );
+
+  it('looks only at the space asked for, and forgets the marks of a deleted space', async () => {
+    const sp = await arrange();
+    const other = await arrange();
+    const bob = await system.as('bob');
+    await bob.setFavorite({ space: sp.id, path: 'docs/a.txt' }, true);
+    await bob.setFavorite({ space: other.id, path: 'docs/b.txt' }, true);
+    const inSp = await collectAll(bob.listFavorites({ space: sp.id }));
+    expect(inSp.map((f) => [f.id.spaceId, f.path])).toEqual([[sp.id, '/docs/a.txt']]);
+    const driver = system.drivers[0]!;
+    expect([...(await driver.features.favorites!.list('bob')).values()]).toContain(other.id);
+    await system.updateSpace(other.id, { disabled: true });
+    await system.deleteSpace(other.id);
+    if ('idle' in driver) await (driver as unknown as { idle(): Promise<void> }).idle();
+    expect([...(await driver.features.favorites!.list('bob')).values()]).not.toContain(other.id);
+    expect((await collectAll(bob.listFavorites())).some((f) => f.id.spaceId === sp.id)).toBe(true);
+  });
 
   it('is refused by a storage without the capability', async () => {
     const d = createMemoryDriver();

@@ -118,6 +118,75 @@ describe('oc:favorite', () => {
     expect((await dav('PROPPATCH', 'docs/a.txt', 'eve', { body: patch('1') })).status).toBe(404);
   });
 
+  it('takes the mark back when the rest of the PROPPATCH is refused', async () => {
+    // A time Node cannot set (1960): the storage refuses it once the mark is made, 409 for it,
+    // 424 for the favorite, which is taken back.
+    const body =
+      '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:set><d:prop><oc:favorite>1</oc:favorite><d:lastmodified>-315619200</d:lastmodified></d:prop></d:set></d:propertyupdate>';
+    const text = await proppatch('docs/a.txt', 'ann', body);
+    expect(text).toContain('409 Conflict');
+    expect(text).toContain('424 Failed Dependency');
+    expect(await favorites('docs/a.txt', 'ann', '0')).toEqual({ 'docs/a.txt': '0' });
+    // A dead property beyond what the storage keeps for a resource: 507, and again no mark.
+    const big = `<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:x="urn:x"><d:set><d:prop><oc:favorite>1</oc:favorite><x:big>${'b'.repeat(600_000)}</x:big></d:prop></d:set></d:propertyupdate>`;
+    const full = await proppatch('docs/b.txt', 'ann', big);
+    expect(full).toContain('507 Insufficient Storage');
+    expect(full).not.toContain('200 OK');
+    expect(await favorites('docs/b.txt', 'ann', '0')).toEqual({ 'docs/b.txt': '0' });
+  });
+
+  it('is announced to its user alone', async () => {
+    const listen = (user: string) => {
+      const ac = new AbortController();
+      const got: { type: string; path?: string; user?: string; favorite?: boolean }[] = [];
+      const done = (async () => {
+        const res = await fetch(`${env.url}/events`, {
+          headers: { authorization: env.basic(user) },
+          signal: ac.signal,
+        });
+        let buf = '';
+        try {
+          for await (const chunk of res.body!) {
+            buf += Buffer.from(chunk as Uint8Array).toString('utf8');
+            for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+              const data = buf
+                .slice(0, i)
+                .split('\n')
+                .find((l) => l.startsWith('data: '));
+              buf = buf.slice(i + 2);
+              if (data) got.push(JSON.parse(data.slice(6)));
+            }
+          }
+        } catch {
+          // aborted
+        }
+      })();
+      const stop = () => {
+        ac.abort();
+        return done;
+      };
+      return { got, stop };
+    };
+    const ann = listen('ann');
+    const bob = listen('bob');
+    await new Promise((r) => setTimeout(r, 150)); // subscribed
+    await proppatch('docs/b.txt', 'bob', patch('1'));
+    await proppatch('docs/b.txt', 'bob', patch('0'));
+    expect((await dav('PUT', 'docs/last.txt', 'ann', { body: 'last' })).status).toBe(201);
+    for (let i = 0; i < 100 && !ann.got.some((e) => e.path === '/docs/last.txt'); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 100));
+    await ann.stop();
+    await bob.stop();
+    expect(ann.got.map((e) => e.type)).toEqual(['created']);
+    expect(
+      bob.got.filter((e) => e.type === 'favorite.changed').map((e) => [e.path, e.user, e.favorite]),
+    ).toEqual([
+      ['/docs/b.txt', 'u-bob', true],
+      ['/docs/b.txt', 'u-bob', false],
+    ]);
+  });
+
   it("is not held up by another user's lock, which still holds for everything else", async () => {
     const lock = await dav('LOCK', 'docs/b.txt', 'ann', {
       body: '<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockinfo>',
@@ -137,20 +206,36 @@ describe('oc:favorite', () => {
     }
   });
 
-  it('shows in listings made after a change, while listings without it stay kept', async () => {
+  it('shows in kept listings as the user marks now, and a mark keeps other listings', async () => {
     const stats = () => env.server.webdav!.listingCacheStats()!;
     expect(await favorites('docs/', 'ann')).toMatchObject({ 'docs/b.txt': '0' });
+    let hits = stats().hits;
+    expect(await favorites('docs/', 'ann')).toMatchObject({ 'docs/b.txt': '0' });
+    expect(stats().hits).toBe(hits + 1); // (a web UI's listing is kept too)
     await proppatch('docs/b.txt', 'ann', patch('1'));
     expect(await favorites('docs/', 'ann')).toMatchObject({ 'docs/b.txt': '1' });
-    await env.provider.as('u-ann').then((s) => s.setFavorite({ space, path: 'docs/b.txt' }, false));
-    expect(await favorites('docs/', 'ann')).toMatchObject({ 'docs/b.txt': '0' });
+    hits = stats().hits;
+    expect(await favorites('docs/', 'ann')).toMatchObject({ 'docs/b.txt': '1' });
+    expect(stats().hits).toBe(hits + 1);
+    // Marked in another process (its own driver on the same root): no event here, seen all the same.
+    const { createPosixDriver } = await import('../../src/drivers/posix/index.js');
+    const other = await createPosixDriver({ root: env.driver.root });
+    try {
+      const b = await env.provider.as('u-ann').then((s) => s.stat({ space, path: 'docs/b.txt' }));
+      await other.features.favorites!.set('u-ann', b.id, false);
+      expect(await favorites('docs/', 'ann')).toMatchObject({ 'docs/b.txt': '0' });
+    } finally {
+      await other.close();
+    }
+    // bob's listing (other marks) is his own.
+    expect(await favorites('docs/', 'bob')).toMatchObject({ 'docs/b.txt': '0' });
     // A sync client's listing (no oc:favorite) is kept as before, and a mark drops none of it.
     const plain =
       '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:getetag/></d:prop></d:propfind>';
     const list = () =>
       dav('PROPFIND', 'docs/', 'ann', { body: plain, headers: { depth: '1' } }).then((r) => r.text());
     const first = await list();
-    const hits = stats().hits;
+    hits = stats().hits;
     await proppatch('docs/a.txt', 'ann', patch('1'));
     expect(await list()).toBe(first);
     expect(stats().hits).toBe(hits + 1);
@@ -190,8 +275,8 @@ describe('REPORT oc:filter-files', () => {
     expect((await reported(`${base}/other/`, 'bob')).hrefs).toEqual([`${base}/other/c.txt`]);
     expect((await dav('DELETE', 'other/c.txt', 'ann')).status).toBe(204);
     expect((await reported(`${base}/other/`, 'bob')).hrefs).toEqual([]);
-    // Without a filter rule that selects: nothing (never the whole tree).
-    expect((await reported(`${base}/`, 'bob', report('<d:getetag/>', ''))).hrefs).toEqual([]);
+    // Without a filter rule: refused (never the whole tree); one that selects nothing: nothing.
+    expect((await reported(`${base}/`, 'bob', report('<d:getetag/>', ''))).status).toBe(400);
     expect(
       (await reported(`${base}/`, 'bob', report('<d:getetag/>', '<oc:favorite>0</oc:favorite>'))).hrefs,
     ).toEqual([]);
@@ -242,6 +327,22 @@ describe('REPORT oc:filter-files', () => {
       ((await caps.json()) as { ocs: { data: { capabilities: { files: { favorites: boolean } } } } }).ocs.data
         .capabilities.files.favorites,
     ).toBe(true);
+    // allprop with it included, and propname, show it too; supported-report-set names the report.
+    const allprop = await dav('PROPFIND', 'docs/a.txt', 'bob', {
+      headers: { depth: '0' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:allprop/><d:include><oc:favorite/></d:include></d:propfind>',
+    });
+    expect(await allprop.text()).toMatch(/<oc:favorite>[01]<\/oc:favorite>/);
+    const names = await dav('PROPFIND', 'docs/a.txt', 'bob', {
+      headers: { depth: '0' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:propname/></d:propfind>',
+    });
+    expect(await names.text()).toContain('<oc:favorite/>');
+    const reports = await dav('PROPFIND', 'docs/', 'bob', {
+      headers: { depth: '0' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:supported-report-set/></d:prop></d:propfind>',
+    });
+    expect(await reports.text()).toContain('<d:report><oc:filter-files/></d:report>');
     // And OPTIONS says REPORT is a method here.
     expect((await dav('OPTIONS', '', 'bob')).headers.get('allow')).toContain('REPORT');
   });

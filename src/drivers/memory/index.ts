@@ -287,6 +287,11 @@ class MemoryDriver implements Driver {
     const s = this.space(id);
     this.spaces.delete(s.space.id);
     this.aliases.delete(s.space.alias);
+    // (its resources' favorite marks go too: they point nowhere now)
+    for (const [user, marks] of this.favorites) {
+      if (![...marks.values()].includes(s.space.id)) continue;
+      this.favorites.set(user, new Map([...marks].filter(([, space]) => space !== s.space.id)));
+    }
   }
 
   private space(idOrAlias: string): MSpace {

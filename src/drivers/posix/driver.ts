@@ -781,6 +781,8 @@ class Posix implements PosixDriver {
     await sp.lock.close();
     this.forgetSpace(sp.id);
     this.runInBackground(this.removeTree(gone));
+    // (its resources' favorite marks go too, in the background: they point nowhere now)
+    this.runInBackground(this.favorites.forgetSpace(sp.id));
   }
 
   // ================================================================== resolution

@@ -47,6 +47,22 @@ function entryName(id: ResourceId): string {
   return name;
 }
 
+/** The ids an entry's name stands for; undefined for anything not written by {@link entryName}. */
+function parseEntry(name: string): { spaceId: string; opaqueId: string } | undefined {
+  const bang = name.indexOf('!');
+  if (bang <= 0) return undefined;
+  try {
+    const id = {
+      spaceId: decodeURIComponent(name.slice(0, bang)),
+      opaqueId: decodeURIComponent(name.slice(bang + 1)),
+    };
+    // (a stray file, or one spelled differently from how marks are named, is not one)
+    return entryName({ storageId: '', ...id }) === name ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The favorites folders of one storage root. */
 export class PosixFavorites {
   private readonly kept = new Map<
@@ -96,6 +112,20 @@ export class PosixFavorites {
     if (this.durable) await this.syncDir(dir);
   }
 
+  /** Drop every user's marks of a space's resources (the space is gone). */
+  async forgetSpace(spaceId: string): Promise<void> {
+    const top = `${this.root}/.stowage/favorites`;
+    const prefix = `${enc(spaceId)}!`;
+    const users = await fsp.readdir(top).catch((err) => (isMissing(err) ? [] : Promise.reject(err)));
+    for (const u of users) {
+      const names = await fsp.readdir(`${top}/${u}`).catch(() => [] as string[]);
+      const gone = names.filter((n) => n.startsWith(prefix));
+      for (const n of gone) await fsp.unlink(`${top}/${u}/${n}`).catch(() => {});
+      if (gone.length && this.durable) await this.syncDir(`${top}/${u}`);
+    }
+    this.kept.clear();
+  }
+
   async list(user: string): Promise<ReadonlyMap<string, string>> {
     const dir = this.dir(user);
     let st: BigIntStats;
@@ -113,13 +143,8 @@ export class PosixFavorites {
     const readAt = Date.now();
     const marks = new Map<string, string>();
     for (const name of await fsp.readdir(dir).catch((err) => (isMissing(err) ? [] : Promise.reject(err)))) {
-      const bang = name.indexOf('!');
-      if (bang <= 0) continue;
-      try {
-        marks.set(decodeURIComponent(name.slice(bang + 1)), decodeURIComponent(name.slice(0, bang)));
-      } catch {
-        // not one of ours (a stray file): ignored
-      }
+      const id = parseEntry(name);
+      if (id) marks.set(id.opaqueId, id.spaceId);
     }
     // Same marks as the kept ones: hand back the same object (callers tell changes by identity).
     const same = k && k.marks.size === marks.size && [...marks].every(([o, s]) => k.marks.get(o) === s);
