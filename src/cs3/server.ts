@@ -22,7 +22,7 @@ import type {
   SpaceType,
   StatOptions,
 } from '../core/types.js';
-import { mtimeHeader } from '../http/common.js';
+import { favoriteFlag, mtimeHeader } from '../http/common.js';
 import {
   errorStatus,
   fromGrant,
@@ -746,12 +746,11 @@ function statOptions(mask: readonly string[] | undefined, asked: readonly string
   return opts;
 }
 
-/** A favorite mark as CS3 metadata sets it: "1"/"true" or "0"/"false". */
+/** A favorite mark as CS3 metadata sets it ({@link favoriteFlag}). */
 function favoriteValue(v: string): boolean {
-  const t = v.trim().toLowerCase();
-  if (t === '1' || t === 'true') return true;
-  if (t === '0' || t === 'false' || t === '') return false;
-  throw new StorageError('INVALID_ARGUMENT', `${OC_FAVORITE} takes 1 or 0`);
+  const on = favoriteFlag(v);
+  if (on === undefined) throw new StorageError('INVALID_ARGUMENT', `${OC_FAVORITE} takes 1 or 0`);
+  return on;
 }
 
 function lockOpt(lockId: string, o: P.ResourceInfo['opaque']): { lockId?: string } {

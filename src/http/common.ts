@@ -77,6 +77,17 @@ export function dateHeader(v: string | undefined): number | undefined {
 }
 
 /**
+ * A favorite mark as ownCloud's clients and Reva send it (`oc:favorite`, CS3 metadata): `1`/`true`
+ * or `0`/`false` (also empty); undefined for anything else.
+ */
+export function favoriteFlag(v: string): boolean | undefined {
+  const t = v.trim().toLowerCase();
+  if (t === '1' || t === 'true') return true;
+  if (t === '0' || t === 'false' || t === '') return false;
+  return undefined;
+}
+
+/**
  * `X-OC-Mtime` is Unix seconds, possibly fractional, as are CS3's `mtime` metadata and the
  * ownCloud dialect's `DAV:lastmodified` (`what` names the source in the error).
  */

@@ -45,6 +45,7 @@ import type { DataPlane } from '../cs3/dataplane.js';
 import { tokenUser, verifyJwt } from '../cs3/jwt.js';
 import {
   abortOnClose,
+  favoriteFlag,
   header,
   httpDate,
   infoHeaders,
@@ -1069,12 +1070,11 @@ export class WebDav {
     for (const [k, c] of changes) {
       if (k === FAVORITE) {
         agreed.add(k);
-        const v = c.el?.text.trim().toLowerCase() ?? '0';
+        const v = c.el ? favoriteFlag(c.el.text) : false;
         if (info.favorite === undefined)
           refused.set(k, '403 Forbidden'); // (a storage that keeps none)
-        else if (v === '1' || v === 'true') favorite = true;
-        else if (v === '0' || v === 'false' || v === '') favorite = false;
-        else refused.set(k, '409 Conflict');
+        else if (v === undefined) refused.set(k, '409 Conflict');
+        else favorite = v;
         continue;
       }
       if (c.el && info.type === 'file' && c.p.ns === OC && c.p.local === 'checksums') {
@@ -1189,10 +1189,9 @@ export class WebDav {
     if (!rules.length) throw new HttpError(400, 'oc:filter-files needs oc:filter-rules (oc:favorite)');
     for (const rule of rules) {
       if (rule.ns === OC && rule.local === 'favorite') {
-        const v = rule.text.trim().toLowerCase();
-        if (v === '1' || v === 'true') favorites = true;
-        else if (v !== '0' && v !== 'false')
-          throw new HttpError(400, 'oc:favorite in filter-rules takes 1 or 0');
+        const v = rule.text.trim() ? favoriteFlag(rule.text) : undefined;
+        if (v === undefined) throw new HttpError(400, 'oc:favorite in filter-rules takes 1 or 0');
+        favorites ||= v;
         continue;
       }
       throw new HttpError(

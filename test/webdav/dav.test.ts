@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintRevaToken } from '../../src/cs3/jwt.js';
 import { LINGER_MS } from '../../src/http/common.js';
 import { fromLetters, ROLES } from '../../src/index.js';
-import { type DavEnv, type DavInit, davFetch, SECRET, startDav } from './server.js';
+import { type DavEnv, type DavInit, davFetch, listenEvents, SECRET, startDav } from './server.js';
 
 let env: DavEnv;
 let projectId: string;
@@ -1713,43 +1713,7 @@ describe('webdav: locks above a node, hidden members, drop boxes and events (rev
       { space: sp.id, path: 'drop' },
       { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(ROLES.uploader) },
     );
-    const listen = (user: string) => {
-      const ac = new AbortController();
-      const got: {
-        type: string;
-        path?: string;
-        from?: { path?: string; parentId?: unknown };
-        parentId?: unknown;
-      }[] = [];
-      const done = (async () => {
-        const res = await fetch(`${env.url}/events`, {
-          headers: { authorization: env.basic(user) },
-          signal: ac.signal,
-        });
-        const decoder = new TextDecoder();
-        let buf = '';
-        try {
-          for await (const chunk of res.body!) {
-            buf += decoder.decode(chunk as Uint8Array, { stream: true });
-            for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
-              const data = buf
-                .slice(0, i)
-                .split('\n')
-                .find((l) => l.startsWith('data: '));
-              buf = buf.slice(i + 2);
-              if (data) got.push(JSON.parse(data.slice(6)));
-            }
-          }
-        } catch {
-          // aborted
-        }
-      })();
-      const stop = () => {
-        ac.abort();
-        return done;
-      };
-      return { got, stop };
-    };
+    const listen = (user: string) => listenEvents(env, user);
     const eve = listen('eve');
     const bob = listen('bob');
     await new Promise((r) => setTimeout(r, 150)); // subscribed
@@ -1859,41 +1823,18 @@ describe('webdav: dead properties as sent', () => {
 
 describe('live updates: GET /events', () => {
   it('streams the changes a user may see, as Server-Sent Events, and no others', async () => {
-    const ac = new AbortController();
-    const res = await fetch(`${env.url}/events`, {
-      headers: { authorization: env.basic('bob') },
-      signal: ac.signal,
-    });
+    const bob = listenEvents(env, 'bob');
+    const res = await bob.response;
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
-    const got: { type: string; path?: string; origin: string; user?: string }[] = [];
-    const reading = (async () => {
-      const decoder = new TextDecoder();
-      let buf = '';
-      try {
-        for await (const chunk of res.body!) {
-          buf += decoder.decode(chunk as Uint8Array, { stream: true });
-          let i = buf.indexOf('\n\n');
-          while (i >= 0) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            const data = block.split('\n').find((l) => l.startsWith('data: '));
-            if (data) got.push(JSON.parse(data.slice(6)));
-            i = buf.indexOf('\n\n');
-          }
-        }
-      } catch {
-        // aborted
-      }
-    })();
+    const got = bob.got;
     await new Promise((r) => setTimeout(r, 100)); // subscribed
     // Bob (an editor) sees what Ann does in the shared space; not what Eve does in her own.
     await dav('PUT', `/dav/spaces/${projectId}/live.txt`, 'ann', { body: 'live' });
     await dav('PUT', '/remote.php/webdav/private.txt', 'eve', { body: 'secret' });
     await dav('DELETE', `/dav/spaces/${projectId}/live.txt`, 'ann');
     for (let i = 0; i < 50 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
-    ac.abort();
-    await reading;
+    await bob.stop();
     expect(got.map((e) => `${e.type} ${e.path}`)).toEqual(['created /live.txt', 'trashed /live.txt']);
     expect(got[0]).toMatchObject({ origin: 'webdav', user: 'u-ann' });
     expect((await fetch(`${env.url}/events`)).status).toBe(401);

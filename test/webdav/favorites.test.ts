@@ -5,7 +5,7 @@
  * UIs send for their "Favorites" view.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DavEnv, type DavInit, davFetch, sharedProject, startDav } from './server.js';
+import { type DavEnv, type DavInit, davFetch, listenEvents, sharedProject, startDav } from './server.js';
 
 let env: DavEnv;
 let space: string;
@@ -136,37 +136,7 @@ describe('oc:favorite', () => {
   });
 
   it('is announced to its user alone', async () => {
-    const listen = (user: string) => {
-      const ac = new AbortController();
-      const got: { type: string; path?: string; user?: string; favorite?: boolean }[] = [];
-      const done = (async () => {
-        const res = await fetch(`${env.url}/events`, {
-          headers: { authorization: env.basic(user) },
-          signal: ac.signal,
-        });
-        let buf = '';
-        try {
-          for await (const chunk of res.body!) {
-            buf += Buffer.from(chunk as Uint8Array).toString('utf8');
-            for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
-              const data = buf
-                .slice(0, i)
-                .split('\n')
-                .find((l) => l.startsWith('data: '));
-              buf = buf.slice(i + 2);
-              if (data) got.push(JSON.parse(data.slice(6)));
-            }
-          }
-        } catch {
-          // aborted
-        }
-      })();
-      const stop = () => {
-        ac.abort();
-        return done;
-      };
-      return { got, stop };
-    };
+    const listen = (user: string) => listenEvents(env, user);
     const ann = listen('ann');
     const bob = listen('bob');
     await new Promise((r) => setTimeout(r, 150)); // subscribed

@@ -11,6 +11,7 @@ import {
   ROLES,
   StaticIdentitySource,
   type StaticUser,
+  type StorageEvent,
   StorageProvider,
 } from '../../src/index.js';
 import { tempRoot } from '../helpers/tmp.js';
@@ -127,6 +128,43 @@ export async function startKeptAndPlain(name: string): Promise<KeptAndPlain> {
       await env.close();
     },
   };
+}
+
+/** A user's `GET /events` stream: the events as they arrive, its response, and a way to stop. */
+export function listenEvents(
+  env: DavEnv,
+  user: string,
+): { response: Promise<Response>; got: StorageEvent[]; stop(): Promise<void> } {
+  const ac = new AbortController();
+  const got: StorageEvent[] = [];
+  const response = fetch(`${env.url}/events`, {
+    headers: { authorization: env.basic(user) },
+    signal: ac.signal,
+  });
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    let buf = '';
+    try {
+      for await (const chunk of (await response).body!) {
+        buf += decoder.decode(chunk as Uint8Array, { stream: true });
+        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+          const data = buf
+            .slice(0, i)
+            .split('\n')
+            .find((l) => l.startsWith('data: '));
+          buf = buf.slice(i + 2);
+          if (data) got.push(JSON.parse(data.slice(6)));
+        }
+      }
+    } catch {
+      // aborted
+    }
+  })();
+  const stop = () => {
+    ac.abort();
+    return reading;
+  };
+  return { response, got, stop };
 }
 
 /** What a test request may carry besides its method, URL and user. */
