@@ -1127,6 +1127,36 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         expect((await fav.list(user)).get(now.id.opaqueId)).toBe(sp.id);
       });
 
+      it.skipIf(!features.trash)('keeps marks through the trash and drops them when purged', async () => {
+        const fav = driver.features.favorites!;
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'd'));
+        const inner = await put(sp, 'd/in.txt', 'x');
+        const d = await storage.stat(at(sp, 'd'));
+        const g = await put(sp, 'g.txt', 'y');
+        const stays = await put(sp, 'stays.txt', 'z');
+        const ann = `ann-${randomUUID()}`;
+        const bob = `bob-${randomUUID()}`;
+        for (const id of [inner.id, d.id, g.id, stays.id]) await fav.set(ann, id, true);
+        await fav.set(bob, inner.id, true);
+        await storage.delete(at(sp, 'd'));
+        await storage.delete(at(sp, 'g.txt'));
+        await storage.restoreTrash(sp.id, d.id.opaqueId);
+        expect((await fav.list(ann)).size).toBe(4);
+        expect((await fav.list(bob)).has(inner.id.opaqueId)).toBe(true);
+        await storage.delete(at(sp, 'd'));
+        await storage.purgeTrash(sp.id, g.id.opaqueId);
+        // (what was purged may go in the background)
+        const ids = async (user: string) => [...(await fav.list(user)).keys()].sort();
+        await expect
+          .poll(() => ids(ann), { timeout: 5000 })
+          .toEqual([inner.id.opaqueId, d.id.opaqueId, stays.id.opaqueId].sort());
+        await storage.purgeTrash(sp.id);
+        await expect.poll(() => ids(ann), { timeout: 5000 }).toEqual([stays.id.opaqueId]);
+        await expect.poll(() => ids(bob), { timeout: 5000 }).toEqual([]);
+        expect((await fav.list(ann)).get(stays.id.opaqueId)).toBe(sp.id);
+      });
+
       it('takes any user id, each its own', async () => {
         const fav = driver.features.favorites!;
         const sp = await newSpace();

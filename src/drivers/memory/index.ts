@@ -916,8 +916,11 @@ class MemoryDriver implements Driver {
   private async purgeTrash(spaceId: string, key?: string): Promise<void> {
     const s = this.space(spaceId);
     if (key === undefined) {
-      // Gone for good, with the versions of their files.
-      for (const t of s.trash.values()) s.versionsSize -= this.versionBytes(t.node);
+      // Gone for good, with the versions of their files and the users' marks of them.
+      for (const t of s.trash.values()) {
+        s.versionsSize -= this.versionBytes(t.node);
+        this.unmarkAll(s, t.node);
+      }
       s.trash.clear();
       s.trashSize = 0;
       return;
@@ -934,6 +937,21 @@ class MemoryDriver implements Driver {
     }
     s.trashSize -= size;
     s.versionsSize -= this.versionBytes(node);
+    this.unmarkAll(s, node);
+  }
+
+  /** Drop every user's favorite marks of a subtree gone for good. */
+  private unmarkAll(s: MSpace, node: MNode): void {
+    const ids = new Set<string>();
+    const walk = (n: MNode): void => {
+      ids.add(n.id);
+      if (n.kind === 'folder') for (const c of n.children.values()) walk(c);
+    };
+    walk(node);
+    for (const [user, marks] of this.favorites) {
+      const kept = [...marks].filter(([id, space]) => space !== s.space.id || !ids.has(id));
+      if (kept.length !== marks.size) this.favorites.set(user, new Map(kept));
+    }
   }
 
   // ------------------------------------------------------------------ versions

@@ -508,7 +508,7 @@ class Posix implements PosixDriver {
       else for await (const { sp } of this.scanSpaces()) targets.push(await this.space(sp.id));
       const reports: FsckSpaceReport[] = [];
       for (const sp of targets) {
-        reports.push(await fsckSpace(this.native, sp, opts));
+        reports.push(await fsckSpace(this.native, sp, opts, this.favorites));
         await this.idle();
       }
       return reports;
@@ -2971,6 +2971,7 @@ class Posix implements PosixDriver {
       await fsp.unlink(abs).catch(() => {});
       return;
     }
+    const gone = new Set<string>();
     const walk = async (p: string): Promise<void> => {
       const st = await fsp.lstat(p).catch(() => undefined);
       if (!st) return;
@@ -2982,6 +2983,7 @@ class Posix implements PosixDriver {
         if (rec) {
           const entry = await sp.index.read(rec.id);
           if (!entry || !(await this.isAt(sp, entry.rel, rec.id))) {
+            gone.add(rec.id);
             await sp.index.remove(rec.id);
             if (rec.md === 2) await fsp.unlink(sp.sidecar(rec.id)).catch(() => {});
             if (rec.g === 2) await fsp.unlink(sp.grantsSidecar(rec.id)).catch(() => {});
@@ -2993,6 +2995,8 @@ class Posix implements PosixDriver {
       else await fsp.unlink(p).catch(() => {});
     };
     await walk(abs);
+    // (the users' favorite marks of what is gone point nowhere now)
+    await this.favorites.forget(sp.id, gone);
   }
 
   /**

@@ -126,6 +126,61 @@ export class PosixFavorites {
     this.kept.clear();
   }
 
+  /**
+   * Drop every user's marks of resources gone for good (purged from the trash, deleted where
+   * there is none, found missing by `fsck`).
+   */
+  async forget(spaceId: string, ids: ReadonlySet<string>): Promise<void> {
+    if (!ids.size) return;
+    const top = `${this.root}/.stowage/favorites`;
+    const users = await fsp.readdir(top).catch((err) => (isMissing(err) ? [] : Promise.reject(err)));
+    const names: string[] = [];
+    for (const id of ids) {
+      try {
+        names.push(entryName({ storageId: '', spaceId, opaqueId: id }));
+      } catch {
+        // (an id no mark can have)
+      }
+    }
+    for (const u of users) {
+      const dir = `${top}/${u}`;
+      let gone = 0;
+      // Few ids: one unlink each; many (a purged tree): one readdir, then only the marked ones.
+      const candidates =
+        names.length <= 32
+          ? names
+          : await fsp
+              .readdir(dir)
+              .then((all) => {
+                const wanted = new Set(names);
+                return all.filter((n) => wanted.has(n));
+              })
+              .catch(() => [] as string[]);
+      for (const n of candidates) {
+        try {
+          await fsp.unlink(`${dir}/${n}`);
+          gone++;
+        } catch (err) {
+          if (!isMissing(err) && (err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
+        }
+      }
+      if (gone && this.durable) await this.syncDir(dir);
+    }
+    this.kept.clear();
+  }
+
+  /** Every user's marks of one space, as stored (for `fsck`). */
+  async *marksOf(spaceId: string): AsyncGenerator<{ opaqueId: string; file: string }> {
+    const top = `${this.root}/.stowage/favorites`;
+    const users = await fsp.readdir(top).catch((err) => (isMissing(err) ? [] : Promise.reject(err)));
+    for (const u of users) {
+      for (const name of await fsp.readdir(`${top}/${u}`).catch(() => [] as string[])) {
+        const id = parseEntry(name);
+        if (id?.spaceId === spaceId) yield { opaqueId: id.opaqueId, file: `${top}/${u}/${name}` };
+      }
+    }
+  }
+
   async list(user: string): Promise<ReadonlyMap<string, string>> {
     const dir = this.dir(user);
     let st: BigIntStats;

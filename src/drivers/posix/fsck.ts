@@ -12,6 +12,7 @@ import { ChecksumAccumulator } from '../../core/checksums.js';
 import { nextTreeTime } from '../../core/etag.js';
 import { decodeGrant } from '../../core/permissions.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
+import type { PosixFavorites } from './favorites.js';
 import type { Native } from './native.js';
 import {
   bornAt,
@@ -31,6 +32,7 @@ export type FsckProblemKind =
   | 'tree-size'
   | 'index-entry'
   | 'index-orphan'
+  | 'favorite-orphan'
   | 'stale-checksums'
   | 'skipped-special'
   | 'pending-intent'
@@ -79,7 +81,12 @@ export interface FsckOptions {
 }
 
 /** Check one space; runs under its commit lock so the tree holds still. */
-export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOptions): Promise<FsckSpaceReport> {
+export async function fsckSpace(
+  native: Native,
+  sp: PosixSpace,
+  opts: FsckOptions,
+  favorites?: PosixFavorites,
+): Promise<FsckSpaceReport> {
   const repair = !!opts.repair;
   const report: FsckSpaceReport = {
     space: sp.id,
@@ -268,6 +275,19 @@ export async function fsckSpace(native: Native, sp: PosixSpace, opts: FsckOption
         }
       }
       sp.index.forgetAll();
+      // Users' favorite marks of resources neither in the space nor in its trash (deleted around
+      // Stowage, or by a process that died before it dropped them).
+      if (favorites) {
+        const orphans = new Set<string>();
+        for await (const m of favorites.marksOf(sp.id)) {
+          if (m.opaqueId === sp.id || seen.has(m.opaqueId) || trashed.has(m.opaqueId)) continue;
+          const st = await fsp.lstat(m.file).catch(() => undefined);
+          if (!st || st.mtimeMs >= started) continue;
+          problem('favorite-orphan', [], m.opaqueId);
+          orphans.add(m.opaqueId);
+        }
+        if (repair) await favorites.forget(sp.id, orphans);
+      }
       if (repair) journal.clearLeftover();
     },
     { recover: false },
