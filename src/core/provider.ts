@@ -1236,7 +1236,8 @@ export class StorageProvider {
    */
   async *listFavorites(opts?: ListFavoritesOptions): AsyncGenerator<ResourceInfo> {
     if (!this.principal) return;
-    const fields = [...new Set([...(opts?.fields ?? DEFAULT_FIELDS), 'favorite' as const])];
+    // (each is one by construction: not looked up again per item, which would read the marks anew)
+    const fields = (opts?.fields ?? DEFAULT_FIELDS).filter((f) => f !== 'favorite');
     const only = opts?.space === undefined ? undefined : await this.spaceByIdOrAlias(opts.space);
     for (const driver of this.drivers) {
       if (only && only.driver !== driver) continue;
@@ -1246,7 +1247,9 @@ export class StorageProvider {
         opts?.signal?.throwIfAborted();
         const id = { storageId: driver.storageId, spaceId, opaqueId };
         try {
-          yield await this.stat({ resourceId: id }, { ...opts, fields });
+          const info = await this.stat({ resourceId: id }, { ...opts, fields });
+          info.favorite = true;
+          yield info;
         } catch (err) {
           // gone, hidden from the user now, in a space disabled since (or not an id at all)
           if (!['NOT_FOUND', 'FAILED_PRECONDITION', 'INVALID_ARGUMENT'].includes((err as StorageError).code))
