@@ -164,6 +164,9 @@ const LIVE_OC = new Set([
   'favorite',
 ]);
 /** What allprop answers besides dead properties (RFC 4918 §9.1: the live props it defines). */
+/** The base of a personal endpoint's mount (`remote.php/webdav`, `[remote.php/]dav/files/<user>`). */
+const PERSONAL_MOUNT = /^\/(?:remote\.php\/webdav|(?:remote\.php\/)?dav\/files\/[^/]+)$/;
+
 const ALLPROP: PropName[] = [
   'creationdate',
   'resourcetype',
@@ -431,6 +434,9 @@ export class WebDav {
     const segs = this.segments(rawPath);
     const dav = segs[0] === 'remote.php' ? 2 : 1;
     if (MetaEndpoints.kind(segs, dav)) return this.meta.handle(req, res, segs, dav, who);
+    // `.../dav/spaces/` itself: only the web UIs' search for favorites (REPORT) is answered.
+    if (method === 'REPORT' && segs.length === dav + 1 && segs[dav] === 'spaces' && segs[dav - 1] === 'dav')
+      return this.report(req, res, undefined, who, segs.slice(0, dav));
     const t = await this.targetOf(segs, who);
     if (t.segs.length && rawPath.endsWith('/')) t.collection = true;
     if (CONDITIONAL.has(method)) await this.checkConditions(req, t, method);
@@ -458,7 +464,7 @@ export class WebDav {
       case 'UNLOCK':
         return this.unlock(req, res, t);
       case 'REPORT':
-        return this.report(req, res, t);
+        return this.report(req, res, t, who, segs[0] === 'dav' ? ['dav'] : ['remote.php', 'dav']);
       case 'POST':
         if (this.opts.tus && header(req, 'tus-resumable')) return this.tusCreate(req, res, t, this.opts.tus);
         throw new HttpError(405, 'POST is only for TUS uploads here');
@@ -948,7 +954,7 @@ export class WebDav {
               : undefined;
         case 'supported-report-set':
           // (RFC 3253 §3.1.5: the reports REPORT answers here)
-          return '<d:supported-report-set><d:supported-report><d:report><oc:filter-files/></d:report></d:supported-report></d:supported-report-set>';
+          return '<d:supported-report-set><d:supported-report><d:report><oc:filter-files/></d:report></d:supported-report><d:supported-report><d:report><oc:search-files/></d:report></d:supported-report></d:supported-report-set>';
         case 'quota-available-bytes':
           // (RFC 4331 §3: required on collections; what can still be written, the quota's rest
           // or the storage's free space, as Reva and Apache report it)
@@ -1107,50 +1113,74 @@ export class WebDav {
         else set[k] = serialise(c.el);
       }
       const mo = { ...(lockId && { lockId }) };
-      // The favorite first: the user's own mark, the easiest change to take back when what
-      // follows is refused or fails (RFC 4918 §9.2: all or nothing).
-      const mark = favorite !== undefined && favorite !== info.favorite ? favorite : undefined;
-      if (mark !== undefined) await t.session.setFavorite(this.ref(t), mark);
-      const unmark = async () => {
-        if (mark !== undefined) await t.session.setFavorite(this.ref(t), !mark).catch(() => {});
-      };
-      try {
-        // Then the time: it is what may be refused (a time the filesystem cannot hold, a file not
-        // Stowage's to touch); then nothing else is changed.
-        let undo: number | undefined;
-        if (mtime !== undefined) {
-          try {
-            await t.session.setMtime(this.ref(t), mtime, mo);
-            undo = info.mtime;
-          } catch (err) {
-            const e = toStorageError(err, 'modification time');
-            const why =
-              e.code === 'INVALID_ARGUMENT'
-                ? '409 Conflict'
-                : e.reason === 'not-owner'
-                  ? '403 Forbidden'
-                  : undefined;
-            if (!why) throw e;
-            for (const k of timed) refused.set(k, why);
-            status = '424 Failed Dependency';
-          }
+      // The favorite last, once the rest is done: a mark is never taken back (another request may
+      // have relied on it meanwhile), and what may be refused comes before it. When the mark
+      // itself fails (rarely: an id too long to mark, a storage that keeps none writable), what
+      // was changed before it is put back (RFC 4918 §9.2: all or nothing).
+      // (set even when the stat said so already: it may have changed since; the same is a no-op)
+      const mark = favorite;
+      const deadKeys = [...Object.keys(set), ...unset];
+      const before =
+        mark !== undefined && deadKeys.length
+          ? ((await t.session.stat(this.ref(t), { fields: [], metadataKeys: deadKeys })).metadata ?? {})
+          : undefined;
+      // The time first: it is what may be refused (a time the filesystem cannot hold, a file not
+      // Stowage's to touch); then nothing else is changed.
+      let undo: number | undefined;
+      if (mtime !== undefined) {
+        try {
+          await t.session.setMtime(this.ref(t), mtime, mo);
+          undo = info.mtime;
+        } catch (err) {
+          const e = toStorageError(err, 'modification time');
+          const why =
+            e.code === 'INVALID_ARGUMENT'
+              ? '409 Conflict'
+              : e.reason === 'not-owner'
+                ? '403 Forbidden'
+                : undefined;
+          if (!why) throw e;
+          for (const k of timed) refused.set(k, why);
+          status = '424 Failed Dependency';
         }
-        if (status === '200 OK') {
-          try {
-            if (Object.keys(set).length) await t.session.setMetadata(this.ref(t), set, mo);
-            if (unset.length) await t.session.unsetMetadata(this.ref(t), unset, mo);
-          } catch (err) {
-            if (undo !== undefined) await t.session.setMtime(this.ref(t), undo, mo).catch(() => {});
-            const e = toStorageError(err, 'properties');
-            if (e.code !== 'INVALID_ARGUMENT' && e.reason !== 'metadata-too-large') throw e;
-            status = e.reason === 'metadata-too-large' ? '507 Insufficient Storage' : '409 Conflict';
-          }
-        }
-      } catch (err) {
-        await unmark();
-        throw err;
       }
-      if (status !== '200 OK') await unmark();
+      let deadDone = false;
+      if (status === '200 OK') {
+        try {
+          if (Object.keys(set).length) await t.session.setMetadata(this.ref(t), set, mo);
+          if (unset.length) await t.session.unsetMetadata(this.ref(t), unset, mo);
+          deadDone = true;
+        } catch (err) {
+          if (undo !== undefined) await t.session.setMtime(this.ref(t), undo, mo).catch(() => {});
+          const e = toStorageError(err, 'properties');
+          if (e.code !== 'INVALID_ARGUMENT' && e.reason !== 'metadata-too-large') throw e;
+          status = e.reason === 'metadata-too-large' ? '507 Insufficient Storage' : '409 Conflict';
+        }
+      }
+      if (status === '200 OK' && mark !== undefined) {
+        try {
+          await t.session.setFavorite(this.ref(t), mark);
+        } catch (err) {
+          if (before && deadDone) {
+            const back: Record<string, string> = {};
+            for (const k of deadKeys) if (before[k] !== undefined) back[k] = before[k];
+            const gone = deadKeys.filter((k) => before[k] === undefined);
+            if (Object.keys(back).length) await t.session.setMetadata(this.ref(t), back, mo).catch(() => {});
+            if (gone.length) await t.session.unsetMetadata(this.ref(t), gone, mo).catch(() => {});
+          }
+          if (undo !== undefined) await t.session.setMtime(this.ref(t), undo, mo).catch(() => {});
+          const e = toStorageError(err, 'favorite');
+          const why =
+            e.code === 'INVALID_ARGUMENT'
+              ? '409 Conflict'
+              : e.code === 'PERMISSION_DENIED' || e.code === 'UNIMPLEMENTED'
+                ? '403 Forbidden'
+                : undefined;
+          if (!why) throw e;
+          refused.set(FAVORITE, why);
+          status = '424 Failed Dependency';
+        }
+      }
     }
     let out = `${MULTISTATUS_HEAD}<d:response><d:href>${esc(this.href(t, t.segs, info.type === 'folder'))}</d:href>`;
     for (const p of order) {
@@ -1167,36 +1197,66 @@ export class WebDav {
   // ---------------------------------------------------------------- REPORT
 
   /**
-   * REPORT (RFC 3253 §3.6), for ownCloud's and Nextcloud's `oc:filter-files` with the `favorite`
-   * rule: the user's favorites below the target folder, at any depth, with the properties asked
-   * for, as a PROPFIND would answer them (what the web UIs' "Favorites" view asks). Any other
-   * report is refused with 403 `DAV:supported-report`; a filter rule other than `favorite`, which
-   * this server cannot apply, with 400 rather than answered as if it had been.
+   * REPORT (RFC 3253 §3.6) for the web UIs' "Favorites" views: ownCloud's and Nextcloud's
+   * `oc:filter-files` with the `favorite` rule, and OpenCloud's `oc:search-files` with the pattern
+   * `is:favorite` (sent to `.../dav/spaces/`). The entries are the user's favorites with the
+   * properties asked for, each as a PROPFIND of it would answer. Sent to a folder, the favorites
+   * below it at any depth; to the root of a personal endpoint (`files/<user>/`, `webdav/`) or to
+   * `.../dav/spaces/`, all of the user's favorites, those in other spaces with hrefs under
+   * `.../dav/spaces/<space>/` (as ownCloud's server lists the whole of a user's tree). Any other
+   * report is refused with 403 `DAV:supported-report`; a filter rule or search other than these,
+   * which this server cannot apply, with 400 or 501 rather than answered as if it had been.
+   *
+   * `t` is undefined for `.../dav/spaces/` itself (`davSegs`: the segments up to `dav`).
    */
-  private async report(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
+  private async report(
+    req: IncomingMessage,
+    res: ServerResponse,
+    t: Target | undefined,
+    who: Who,
+    davSegs: readonly string[],
+  ): Promise<void> {
     const body = await readBody(req);
     if (!body.toString('utf8').trim()) throw new HttpError(400, 'REPORT needs a body naming the report');
     const doc = parseXml(body, header(req, 'content-type'));
-    if (doc.ns !== OC || doc.local !== 'filter-files')
+    let favorites = false;
+    let limit = Number.POSITIVE_INFINITY;
+    if (doc.ns === OC && doc.local === 'filter-files') {
+      const rules = child(doc, OC, 'filter-rules')?.children ?? [];
+      // (without a rule it would be every file below: never answered, as in Nextcloud)
+      if (!rules.length) throw new HttpError(400, 'oc:filter-files needs oc:filter-rules (oc:favorite)');
+      for (const rule of rules) {
+        if (rule.ns === OC && rule.local === 'favorite') {
+          const v = rule.text.trim() ? favoriteFlag(rule.text) : undefined;
+          if (v === undefined) throw new HttpError(400, 'oc:favorite in filter-rules takes 1 or 0');
+          favorites ||= v;
+          continue;
+        }
+        throw new HttpError(
+          400,
+          `the filter rule {${rule.ns}}${rule.local} is not supported here (only oc:favorite)`,
+        );
+      }
+    } else if (doc.ns === OC && doc.local === 'search-files') {
+      const search = child(doc, OC, 'search');
+      const pattern = child(search ?? doc, OC, 'pattern')?.text.trim() ?? '';
+      // OpenCloud's query language; of it, this server has no index to search names or contents
+      // with, only the user's marks.
+      if (!/^is:favou?rite$/i.test(pattern))
+        throw new HttpError(
+          501,
+          pattern
+            ? `searching for ${JSON.stringify(pattern.slice(0, 100))} is not available here (only is:favorite)`
+            : 'oc:search-files needs oc:search/oc:pattern (is:favorite)',
+        );
+      favorites = true;
+      const l = child(search ?? doc, OC, 'limit')?.text.trim();
+      if (l && /^\d+$/.test(l) && Number(l) > 0) limit = Number(l);
+    } else {
       throw new HttpError(
         403,
-        `the report {${doc.ns}}${doc.local} is not supported here (only oc:filter-files)`,
+        `the report {${doc.ns}}${doc.local} is not supported here (only oc:filter-files and oc:search-files)`,
         'supported-report',
-      );
-    let favorites = false;
-    const rules = child(doc, OC, 'filter-rules')?.children ?? [];
-    // (without a rule it would be every file below: never answered, as in Nextcloud)
-    if (!rules.length) throw new HttpError(400, 'oc:filter-files needs oc:filter-rules (oc:favorite)');
-    for (const rule of rules) {
-      if (rule.ns === OC && rule.local === 'favorite') {
-        const v = rule.text.trim() ? favoriteFlag(rule.text) : undefined;
-        if (v === undefined) throw new HttpError(400, 'oc:favorite in filter-rules takes 1 or 0');
-        favorites ||= v;
-        continue;
-      }
-      throw new HttpError(
-        400,
-        `the filter rule {${rule.ns}}${rule.local} is not supported here (only oc:favorite)`,
       );
     }
     const prop = child(doc, DAV, 'prop');
@@ -1208,20 +1268,67 @@ export class WebDav {
       fields,
       ...(mode === 'allprop' ? { metadataKeys: '*' as const } : dead.length ? { metadataKeys: dead } : {}),
     };
-    // The target: what it is, and where in its space (results are below it, their hrefs its own).
-    const info = await t.session.stat(this.ref(t), { fields: ['permissions'] });
-    folderOnly(t, info);
-    const below = info.type === 'folder' && info.permissions?.getPath !== false;
-    const prefix = info.path === '/' ? '/' : `${info.path}/`;
+    const showLocks = props.some((p) => p.ns === DAV && p.local === 'lockdiscovery');
+    const wantsQuota = props.some((p) => p.ns === DAV && p.local.startsWith('quota-'));
+    /** One favorite as a PROPFIND of it would answer (`at`: where it is, in the mount it is shown in). */
+    const render = async (at: Target, f: ResourceInfo): Promise<string> => {
+      const href = this.href(at, at.segs, f.type === 'folder');
+      const above = showLocks ? await this.locksShownAbove(at) : [];
+      const quota = wantsQuota ? await at.session.getQuota(this.ref(at)).catch(() => undefined) : undefined;
+      return this.response(at, f, href, false, mode, props, quota, above);
+    };
+
+    // Below the target folder, or everywhere (the spaces collection, a personal endpoint's root).
+    let info: ResourceInfo | undefined;
+    if (t) {
+      info = await t.session.stat(this.ref(t), { fields: ['permissions'] });
+      folderOnly(t, info);
+    }
+    const everywhere = !t || (t.segs.length === 0 && !t.nodeId && PERSONAL_MOUNT.test(t.base));
+    const below = info?.type === 'folder' && info.permissions?.getPath !== false;
     res.writeHead(207, { 'content-type': XML_TYPE });
     await send(res, MULTISTATUS_HEAD);
-    if (favorites && below) {
+    if (favorites && (everywhere || below)) {
       const signal = abortOnClose(req, res);
-      for await (const f of t.session.listFavorites({ ...statOpts, space: t.space.id, signal })) {
-        if (!f.path.startsWith(prefix) || f.path === info.path) continue;
-        const rel = f.path.slice(prefix.length).split('/');
-        const href = this.href(t, [...t.segs, ...rel], f.type === 'folder');
-        await send(res, this.response(t, f, href, false, mode, props));
+      const prefix = !info || info.path === '/' ? '/' : `${info.path}/`;
+      // Other spaces: as `.../dav/spaces/<storage>$<space>/<path>`, or the resource's own node
+      // when the user may not see the space's root (a share of something inside it).
+      const mounts = new Map<string, Promise<Target | undefined>>();
+      const mountOf = (id: ResourceId) => {
+        const key = `${id.storageId}$${id.spaceId}`;
+        let m = mounts.get(key);
+        if (!m) {
+          m = this.targetOf([...davSegs, 'spaces', key], who).then(
+            (x) => (x.nodeId ? undefined : x),
+            (err) => (StorageError.is(err, 'NOT_FOUND') ? undefined : Promise.reject(err)),
+          );
+          mounts.set(key, m);
+        }
+        return m;
+      };
+      let sent = 0;
+      const opts = { ...statOpts, signal, ...(!everywhere && t && { space: t.space.id }) };
+      for await (const f of who.session.listFavorites(opts)) {
+        if (sent >= limit) break;
+        let at: Target | undefined;
+        const inTarget = t && f.id.spaceId === t.space.id && f.id.storageId === t.space.storageId;
+        if (inTarget && below && f.path.startsWith(prefix) && f.path !== info!.path)
+          at = { ...t!, segs: [...t!.segs, ...f.path.slice(prefix.length).split('/')] };
+        else if (!everywhere) continue;
+        else {
+          const m = await mountOf(f.id);
+          at = m
+            ? { ...m, segs: splitPath(f.path) }
+            : await this.targetOf(
+                [...davSegs, 'spaces', `${f.id.storageId}$${f.id.spaceId}!${f.id.opaqueId}`],
+                who,
+              )
+                .then((x) => ({ ...x, segs: [] }))
+                .catch(notFound);
+          if (!at) continue;
+        }
+        await send(res, await render(at, f));
+        sent++;
       }
     }
     res.end('</d:multistatus>');

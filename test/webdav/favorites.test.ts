@@ -1,10 +1,13 @@
 /**
  * ownCloud's favorites over WebDAV: `oc:favorite` in PROPFIND (the user's own mark, 0 or 1),
  * set and removed by PROPPATCH (a viewer may, a lock does not stand in the way, the resource does
- * not change), and listed by the `oc:filter-files` REPORT the ownCloud, OpenCloud and Nextcloud web
- * UIs send for their "Favorites" view.
+ * not change), and listed by the REPORTs the web UIs send for their "Favorites" view: ownCloud's and
+ * Nextcloud's `oc:filter-files`, OpenCloud's `oc:search-files` with `is:favorite` on `.../dav/spaces/`.
  */
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fromLetters, ROLES } from '../../src/index.js';
 import { type DavEnv, type DavInit, davFetch, listenEvents, sharedProject, startDav } from './server.js';
 
 let env: DavEnv;
@@ -118,9 +121,9 @@ describe('oc:favorite', () => {
     expect((await dav('PROPPATCH', 'docs/a.txt', 'eve', { body: patch('1') })).status).toBe(404);
   });
 
-  it('takes the mark back when the rest of the PROPPATCH is refused', async () => {
-    // A time Node cannot set (1960): the storage refuses it once the mark is made, 409 for it,
-    // 424 for the favorite, which is taken back.
+  it('makes no mark when the rest of the PROPPATCH is refused', async () => {
+    // A time Node cannot set (1960): the storage refuses it, 409 for it, 424 for the favorite,
+    // which is not made.
     const body =
       '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:set><d:prop><oc:favorite>1</oc:favorite><d:lastmodified>-315619200</d:lastmodified></d:prop></d:set></d:propertyupdate>';
     const text = await proppatch('docs/a.txt', 'ann', body);
@@ -133,6 +136,61 @@ describe('oc:favorite', () => {
     expect(full).toContain('507 Insufficient Storage');
     expect(full).not.toContain('200 OK');
     expect(await favorites('docs/b.txt', 'ann', '0')).toEqual({ 'docs/b.txt': '0' });
+  });
+
+  it('announces nothing for a refused PROPPATCH, and never takes back a mark another request made', async () => {
+    const ev = listenEvents(env, 'bob');
+    await new Promise((r) => setTimeout(r, 150)); // subscribed
+    const mixed =
+      '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:x="urn:x"><d:set><d:prop><oc:favorite>1</oc:favorite><x:c>red</x:c></d:prop></d:set></d:propertyupdate>';
+    for (let i = 0; i < 10; i++) {
+      // a viewer's mark with a dead property (refused) and a plain mark, at once
+      const [refused, plain] = await Promise.all([
+        dav('PROPPATCH', 'docs/b.txt', 'bob', { body: mixed }),
+        dav('PROPPATCH', 'docs/b.txt', 'bob', { body: patch('1') }),
+      ]);
+      expect(refused.status).toBe(403);
+      expect(await plain.text()).toContain('200 OK');
+      expect(await favorites('docs/b.txt', 'bob', '0')).toEqual({ 'docs/b.txt': '1' });
+      await proppatch('docs/b.txt', 'bob', patch('0'));
+    }
+    expect((await dav('PROPPATCH', 'docs/b.txt', 'bob', { body: mixed })).status).toBe(403);
+    await new Promise((r) => setTimeout(r, 150));
+    await ev.stop();
+    const told = ev.got.filter((e) => e.type === 'favorite.changed').map((e) => e.favorite);
+    expect(told).toEqual(Array.from({ length: 10 }, () => [true, false]).flat());
+  });
+
+  it('puts back what the PROPPATCH changed when the mark itself fails', async () => {
+    const lab = await sharedProject(env, 'ann', 'Fav undo', 'u-eve', 'editor');
+    const at = `/dav/spaces/${lab}/u.txt`;
+    expect((await davFetch(env, 'PUT', at, 'ann', { body: 'u' })).status).toBe(201);
+    const set = (props: string) =>
+      `<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:x="urn:x"><d:set><d:prop>${props}</d:prop></d:set></d:propertyupdate>`;
+    const first = await davFetch(env, 'PROPPATCH', at, 'eve', { body: set('<x:color>blue</x:color>') });
+    expect(await first.text()).toContain('200 OK');
+    // eve's marks cannot be written: something else sits where her folder of marks goes
+    const dir = path.join(env.root, 'data', '.stowage', 'favorites', 'u-eve');
+    await fs.rename(dir, `${dir}.aside`).catch(() => {});
+    await fs.mkdir(path.dirname(dir), { recursive: true });
+    await fs.writeFile(dir, 'in the way');
+    try {
+      const r = await davFetch(env, 'PROPPATCH', at, 'eve', {
+        body: set('<oc:favorite>1</oc:favorite><x:color>red</x:color><x:size>9</x:size>'),
+      });
+      expect(r.status).toBe(500);
+      expect(await r.text()).toContain('cannot be kept');
+      const now = await davFetch(env, 'PROPFIND', at, 'eve', {
+        headers: { depth: '0' },
+        body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:x="urn:x"><d:prop><x:color/><x:size/></d:prop></d:propfind>',
+      });
+      const text = await now.text();
+      expect(text).toMatch(/:color[^>]*>blue<\//);
+      expect(text).toMatch(/:size[^>]*\/>\s*<\/d:prop>\s*<d:status>HTTP\/1.1 404/);
+    } finally {
+      await fs.rm(dir);
+      await fs.rename(`${dir}.aside`, dir).catch(() => {});
+    }
   });
 
   it('is announced to its user alone', async () => {
@@ -261,8 +319,136 @@ describe('REPORT oc:filter-files', () => {
       '/remote.php/dav/files/ann/mine.txt',
     ]);
     expect((await reported('/remote.php/webdav/', 'ann')).hrefs).toEqual(['/remote.php/webdav/mine.txt']);
-    // (the project's favorites are not below the personal space)
-    expect((await reported('/remote.php/dav/files/bob/', 'bob')).hrefs).toEqual([]);
+    // At a personal endpoint's root (what ownCloud's web UI asks): every favorite of the user,
+    // those in other spaces under .../dav/spaces/ (ownCloud's server lists the whole tree).
+    await proppatch('docs/b.txt', 'ann', patch('1'));
+    const project = `${env.driver.storageId}$${space}`;
+    expect((await reported('/remote.php/dav/files/ann/', 'ann')).hrefs).toEqual(
+      ['/remote.php/dav/files/ann/mine.txt', `/remote.php/dav/spaces/${project}/docs/b.txt`].sort(),
+    );
+    expect((await reported('/remote.php/webdav/', 'ann')).hrefs).toEqual(
+      ['/remote.php/webdav/mine.txt', `/remote.php/dav/spaces/${project}/docs/b.txt`].sort(),
+    );
+    expect((await reported('/dav/files/ann/', 'ann')).hrefs).toEqual(
+      ['/dav/files/ann/mine.txt', `/dav/spaces/${project}/docs/b.txt`].sort(),
+    );
+    // Below a folder of it, only what is below.
+    expect((await davFetch(env, 'MKCOL', '/remote.php/webdav/sub', 'ann')).status).toBe(201);
+    expect((await reported('/remote.php/webdav/sub/', 'ann')).hrefs).toEqual([]);
+    await proppatch('docs/b.txt', 'ann', patch('0'));
+  });
+
+  it("answers OpenCloud's search for favorites on .../dav/spaces/, with hrefs it can place", async () => {
+    for (const p of ['docs/', 'docs/deep/']) await proppatch(p, 'bob', patch('0')); // (marked above)
+    const other = await sharedProject(env, 'ann', 'Fav other', 'u-bob', 'editor');
+    expect((await davFetch(env, 'PUT', `/dav/spaces/${other}/x.txt`, 'ann', { body: 'x' })).status).toBe(201);
+    await davFetch(env, 'PROPPATCH', `/dav/spaces/${other}/x.txt`, 'bob', { body: patch('1') });
+    await proppatch('docs/a.txt', 'bob', patch('1'));
+    expect((await davFetch(env, 'PUT', '/remote.php/webdav/own.txt', 'bob', { body: 'o' })).status).toBe(201);
+    await davFetch(env, 'PROPPATCH', '/remote.php/webdav/own.txt', 'bob', { body: patch('1') });
+    const personal = (await (await env.provider.as('u-bob')).personalSpace()).id;
+    const s = env.driver.storageId;
+    // As OpenCloud's web UI sends it (its props, its search element, a limit).
+    const search = (pattern: string, limit = '') =>
+      `<?xml version="1.0"?><oc:search-files xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop><d:getetag/><oc:fileid/><oc:favorite/><d:lockdiscovery/></d:prop><oc:search><oc:pattern>${pattern}</oc:pattern>${limit}</oc:search></oc:search-files>`;
+    const all = await reported('/remote.php/dav/spaces/', 'bob', search('is:favorite'));
+    expect(all.status).toBe(207);
+    expect(all.hrefs).toEqual(
+      [
+        `/remote.php/dav/spaces/${s}$${space}/docs/a.txt`,
+        `/remote.php/dav/spaces/${s}$${other}/x.txt`,
+        `/remote.php/dav/spaces/${s}$${personal}/own.txt`,
+      ].sort(),
+    );
+    expect(all.text.match(/<oc:favorite>1<\/oc:favorite>/g)).toHaveLength(3);
+    expect(all.text).toContain(`<oc:fileid>${s}$${other}!`);
+    // The same as filter-files, and on /dav/spaces/ with its own hrefs; a limit is kept.
+    expect((await reported('/dav/spaces/', 'bob')).hrefs).toEqual(
+      all.hrefs.map((h) => h.replace('/remote.php/dav/', '/dav/')),
+    );
+    const two = await reported(
+      '/remote.php/dav/spaces/',
+      'bob',
+      search('is:favorite', '<oc:limit>2</oc:limit>'),
+    );
+    expect(two.hrefs).toHaveLength(2);
+    // A search it cannot do (no index of names or contents): 501, said so.
+    const named = await reported('/remote.php/dav/spaces/', 'bob', search('report.pdf'));
+    expect(named.status).toBe(501);
+    expect(named.text).toContain('is:favorite');
+    expect((await reported('/remote.php/dav/spaces/', 'bob', search(''))).status).toBe(501);
+    // Only REPORT is answered there; strangers get nothing of it.
+    expect((await davFetch(env, 'PROPFIND', '/remote.php/dav/spaces/', 'bob')).status).toBe(404);
+    expect((await reported('/remote.php/dav/spaces/', 'eve', search('is:favorite'))).hrefs).toEqual([]);
+    expect(
+      (await davFetch(env, 'REPORT', '/dav/spaces/', null, { body: search('is:favorite') })).status,
+    ).toBe(401);
+    for (const u of [`/dav/spaces/${other}/x.txt`, '/remote.php/webdav/own.txt', `${base}/docs/a.txt`])
+      await davFetch(env, 'PROPPATCH', u, 'bob', { body: patch('0') });
+  });
+
+  it('answers for each favorite what a PROPFIND of it answers: locks from above, quota', async () => {
+    expect((await dav('MKCOL', 'locked', 'ann')).status).toBe(201);
+    expect((await dav('PUT', 'locked/in.txt', 'ann', { body: 'in' })).status).toBe(201);
+    const lock = await dav('LOCK', 'locked', 'ann', {
+      headers: { depth: 'infinity', timeout: 'Second-3600' },
+      body: '<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype><d:owner>ann</d:owner></d:lockinfo>',
+    });
+    expect(lock.status).toBe(200);
+    await proppatch('locked/in.txt', 'bob', patch('1'));
+    await proppatch('locked/', 'bob', patch('1'));
+    const props =
+      '<d:getetag/><oc:favorite/><oc:fileid/><oc:permissions/><d:lockdiscovery/><d:quota-available-bytes/><d:quota-used-bytes/><d:resourcetype/><d:getlastmodified/>';
+    const answers = (text: string) =>
+      new Map(
+        [...text.matchAll(/<d:response><d:href>([^<]*)<\/d:href>.*?<\/d:response>/g)].map((m) => [
+          m[1]!,
+          m[0],
+        ]),
+      );
+    const got = answers((await reported(`${base}/locked/`, 'bob', report(props))).text);
+    const everywhere = answers((await reported('/dav/spaces/', 'bob', report(props))).text);
+    const s = env.driver.storageId;
+    for (const p of ['locked/', 'locked/in.txt']) {
+      const one = await dav('PROPFIND', p, 'bob', {
+        headers: { depth: '0' },
+        body: `<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>${props}</d:prop></d:propfind>`,
+      });
+      const own = [...answers(await one.text()).values()][0]!;
+      if (p === 'locked/in.txt') {
+        expect(got.get(`${base}/${p}`)).toBe(own);
+        expect(own).toContain('<d:activelock>');
+      }
+      // the same, but for the hrefs of the other mount
+      const there = everywhere.get(`/dav/spaces/${s}$${space}/${p}`)!;
+      expect(there.replaceAll(`/dav/spaces/${s}$${space}/`, `${base}/`)).toBe(own);
+    }
+    expect(got.get(`${base}/locked/in.txt`)).toMatch(/<d:lockroot><d:href>[^<]*\/locked\/<\/d:href>/);
+    expect(everywhere.get(`/dav/spaces/${s}$${space}/locked/`)).toMatch(
+      /<d:quota-available-bytes>\d+<\/d:quota-available-bytes>/,
+    );
+    const token = lock.headers.get('lock-token')!;
+    expect((await dav('UNLOCK', 'locked', 'ann', { headers: { 'lock-token': token } })).status).toBe(204);
+    await proppatch('locked/in.txt', 'bob', patch('0'));
+    await proppatch('locked/', 'bob', patch('0'));
+  });
+
+  it('shows a favorite reached through a share of a folder by its own node', async () => {
+    const session = await env.provider.as('u-ann');
+    const lab = (await session.createSpace({ type: 'project', name: 'Fav shared folder' })).id;
+    await session.mkdir({ space: lab, path: 'in' });
+    const inner = await session.write({ space: lab, path: 'in/f.txt' }, 'f');
+    await session.setGrant(
+      { space: lab, path: 'in' },
+      { grantee: { type: 'user', id: 'u-eve' }, permissions: fromLetters(ROLES.viewer) },
+    );
+    const node = `/dav/spaces/${env.driver.storageId}$${lab}!${inner.id.opaqueId}`;
+    expect((await davFetch(env, 'PROPPATCH', node, 'eve', { body: patch('1') })).status).toBe(207);
+    const found = await reported('/dav/spaces/', 'eve');
+    expect(found.hrefs).toEqual([node]);
+    expect(found.text).toContain('<oc:favorite>1</oc:favorite>');
+    // (and the node's href answers)
+    expect((await davFetch(env, 'GET', node, 'eve')).status).toBe(200);
   });
 
   it('refuses other reports, rules it cannot apply, bad bodies and strangers, clearly', async () => {
@@ -312,7 +498,9 @@ describe('REPORT oc:filter-files', () => {
       headers: { depth: '0' },
       body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:supported-report-set/></d:prop></d:propfind>',
     });
-    expect(await reports.text()).toContain('<d:report><oc:filter-files/></d:report>');
+    const set = await reports.text();
+    expect(set).toContain('<d:report><oc:filter-files/></d:report>');
+    expect(set).toContain('<d:report><oc:search-files/></d:report>');
     // And OPTIONS says REPORT is a method here.
     expect((await dav('OPTIONS', '', 'bob')).headers.get('allow')).toContain('REPORT');
   });

@@ -82,6 +82,19 @@ export class PosixFavorites {
   }
 
   async set(user: string, id: ResourceId, on: boolean): Promise<void> {
+    try {
+      await this.setImpl(user, id, on);
+    } catch (err) {
+      // (not the resource's fault, nor the caller's: something else where the marks are kept)
+      if ((err as NodeJS.ErrnoException).code === 'ENOTDIR')
+        throw new StorageError('INTERNAL', `the favorites of ${user} cannot be kept: not a folder on disk`, {
+          cause: err,
+        });
+      throw err;
+    }
+  }
+
+  private async setImpl(user: string, id: ResourceId, on: boolean): Promise<void> {
     const dir = this.dir(user);
     const file = `${dir}/${entryName(id)}`;
     this.kept.delete(user);
