@@ -363,8 +363,15 @@ export class Cs3Service {
       }),
       createSymlink: unimplemented('CreateSymlink'),
       createReference: unimplemented('CreateReference'),
-      addLabel: unimplemented('AddLabel'),
-      removeLabel: unimplemented('RemoveLabel'),
+      // Labels as CERN's Reva marks favorites with them: `favorite`, the user's own mark.
+      addLabel: this.unary(async (req: api.AddLabelRequest, s) => {
+        await s.setFavorite(target(req.ref).ref, favoriteLabel(req, s));
+        return {};
+      }),
+      removeLabel: this.unary(async (req: api.RemoveLabelRequest, s) => {
+        await s.setFavorite(target(req.ref).ref, !favoriteLabel(req, s));
+        return {};
+      }),
     };
   }
 
@@ -744,6 +751,23 @@ function statOptions(mask: readonly string[] | undefined, asked: readonly string
   if (keys.length) opts.metadataKeys = keys.includes('*') ? '*' : keys;
   else if (paths.includes('*') || paths.includes('arbitrary_metadata')) opts.metadataKeys = '*';
   return opts;
+}
+
+/**
+ * The one label kept here, `favorite` (true: it is), for the session's own user: a request
+ * naming another user is refused, as is any other label.
+ */
+function favoriteLabel(req: api.AddLabelRequest | api.RemoveLabelRequest, s: Session): true {
+  if (req.label !== 'favorite')
+    throw new StorageError(
+      'UNIMPLEMENTED',
+      `only the label "favorite" is kept here, not ${JSON.stringify(req.label.slice(0, 100))}`,
+    );
+  const user = s.principal?.userId;
+  if (!user) throw new StorageError('UNAUTHENTICATED', 'labels are per user: no user in the token');
+  if (req.userId?.opaqueId && req.userId.opaqueId !== user)
+    throw new StorageError('PERMISSION_DENIED', "a user's labels are set by that user alone");
+  return true;
 }
 
 /** A favorite mark as CS3 metadata sets it ({@link favoriteFlag}). */

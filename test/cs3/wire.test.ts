@@ -804,6 +804,41 @@ describe('cs3: listings', () => {
     expect(bobs.arbitraryMetadata?.metadata).toEqual({ [FAV]: '1' });
   });
 
+  it('keeps the label "favorite" (AddLabel/RemoveLabel) as the user’s own mark, as CERN’s Reva sets it', async () => {
+    const FAV = 'http://owncloud.org/ns/favorite';
+    expect((await upload(env.alice, 'label.txt', 'l')).status).toBe(200);
+    const favOf = async (c: Cs3Client) =>
+      (await c.providerOk('stat', { ref: rel('label.txt'), arbitraryMetadataKeys: [FAV] })).info!
+        .arbitraryMetadata?.metadata?.[FAV];
+    const alice = { opaqueId: 'u-alice', idp: 'x', type: 1 };
+    await env.alice.providerOk('addLabel', { ref: rel('label.txt'), userId: alice, label: 'favorite' });
+    expect(await favOf(env.alice)).toBe('1');
+    expect(await favOf(env.bob)).toBe('0');
+    // (no user id: the token's user)
+    await env.bob.providerOk('addLabel', { ref: rel('label.txt'), label: 'favorite' });
+    expect(await favOf(env.bob)).toBe('1');
+    // Another user's labels, or another label: refused, nothing changed.
+    const other = await env.bob.provider('removeLabel', {
+      ref: rel('label.txt'),
+      userId: alice,
+      label: 'favorite',
+    });
+    expect(other.status?.code).toBe(Code.CODE_PERMISSION_DENIED);
+    const tag = await env.alice.provider('addLabel', {
+      ref: rel('label.txt'),
+      userId: alice,
+      label: 'urgent',
+    });
+    expect(tag.status?.code).toBe(Code.CODE_UNIMPLEMENTED);
+    expect(tag.status?.message).toContain('favorite');
+    expect(await favOf(env.alice)).toBe('1');
+    await env.alice.providerOk('removeLabel', { ref: rel('label.txt'), userId: alice, label: 'favorite' });
+    expect(await favOf(env.alice)).toBe('0');
+    expect(await favOf(env.bob)).toBe('1');
+    const missing = await env.alice.provider('addLabel', { ref: rel('nope.txt'), label: 'favorite' });
+    expect(missing.status?.code).toBe(Code.CODE_NOT_FOUND);
+  });
+
   it('answers GetQuota as Reva: no total without a quota, and the room left in the opaque remaining', async () => {
     const q = await env.alice.providerOk('getQuota', { ref: rel('') });
     expect(q.totalBytes).toBe(0);
