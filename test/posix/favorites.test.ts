@@ -47,7 +47,7 @@ describe('posix: favorite marks of what is gone', () => {
   });
 
   it('fsck finds marks of resources deleted around Stowage and drops them with --repair, not those in the trash', async () => {
-    const { driver, s, sp, fav, at, marked } = await setup('fav-fsck');
+    const { root, driver, s, sp, fav, at, marked } = await setup('fav-fsck');
     const gone = await s.write(at('gone.txt'), 'g');
     const trashed = await s.write(at('trashed.txt'), 't');
     const live = await s.write(at('live.txt'), 'l');
@@ -55,6 +55,8 @@ describe('posix: favorite marks of what is gone', () => {
     const inside = await s.write(at('dir/inside.txt'), 'i');
     for (const f of [gone, trashed, live, inside]) await fav.set('ann', f.id, true);
     await fav.set('ann', { storageId: '', spaceId: sp.id, opaqueId: sp.id }, true); // the root
+    // (private to Stowage's account: who marked what)
+    expect((await fs.stat(path.join(root, '.stowage', 'favorites'))).mode & 0o777).toBe(0o700);
     await s.delete(at('trashed.txt'));
     await s.delete(at('dir'));
     await fs.rm(path.join(await driver.spacePath(sp.id), 'gone.txt'));

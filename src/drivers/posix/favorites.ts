@@ -105,7 +105,8 @@ export class PosixFavorites {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EEXIST') return;
         if (code !== 'ENOENT') throw err;
-        await fsp.mkdir(dir, { recursive: true });
+        // (who marked what is for Stowage to tell, not for other accounts on the machine)
+        await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
         if (this.durable) {
           await this.syncDir(`${this.root}/.stowage`);
           await this.syncDir(`${this.root}/.stowage/favorites`);
