@@ -365,11 +365,13 @@ export class Cs3Service {
       createReference: unimplemented('CreateReference'),
       // Labels as CERN's Reva marks favorites with them: `favorite`, the user's own mark.
       addLabel: this.unary(async (req: api.AddLabelRequest, s) => {
-        await s.setFavorite(target(req.ref).ref, favoriteLabel(req, s));
+        checkFavoriteLabel(req, s);
+        await s.setFavorite(target(req.ref).ref, true);
         return {};
       }),
       removeLabel: this.unary(async (req: api.RemoveLabelRequest, s) => {
-        await s.setFavorite(target(req.ref).ref, !favoriteLabel(req, s));
+        checkFavoriteLabel(req, s);
+        await s.setFavorite(target(req.ref).ref, false);
         return {};
       }),
     };
@@ -754,10 +756,10 @@ function statOptions(mask: readonly string[] | undefined, asked: readonly string
 }
 
 /**
- * The one label kept here, `favorite` (true: it is), for the session's own user: a request
- * naming another user is refused, as is any other label.
+ * The one label kept here is `favorite`, for the session's own user: a request naming another
+ * user is refused, as is any other label.
  */
-function favoriteLabel(req: api.AddLabelRequest | api.RemoveLabelRequest, s: Session): true {
+function checkFavoriteLabel(req: api.AddLabelRequest | api.RemoveLabelRequest, s: Session): void {
   if (req.label !== 'favorite')
     throw new StorageError(
       'UNIMPLEMENTED',
@@ -767,7 +769,6 @@ function favoriteLabel(req: api.AddLabelRequest | api.RemoveLabelRequest, s: Ses
   if (!user) throw new StorageError('UNAUTHENTICATED', 'labels are per user: no user in the token');
   if (req.userId?.opaqueId && req.userId.opaqueId !== user)
     throw new StorageError('PERMISSION_DENIED', "a user's labels are set by that user alone");
-  return true;
 }
 
 /** A favorite mark as CS3 metadata sets it ({@link favoriteFlag}). */

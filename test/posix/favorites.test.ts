@@ -27,7 +27,6 @@ describe('posix: favorite marks of what is gone', () => {
     const { driver, s, fav, at, marked } = await setup('fav-notrash', { trash: false });
     await s.mkdir(at('d'));
     const files = [];
-    // more than the one-unlink-per-mark path takes: the users' folders are read instead
     for (let i = 0; i < 40; i++) files.push(await s.write(at(`d/f${i}.txt`), 'x'));
     const d = await s.stat(at('d'));
     const keep = await s.write(at('keep.txt'), 'k');

@@ -127,17 +127,9 @@ export class PosixFavorites {
   }
 
   /** Drop every user's marks of a space's resources (the space is gone). */
-  async forgetSpace(spaceId: string): Promise<void> {
-    const top = `${this.root}/.stowage/favorites`;
+  forgetSpace(spaceId: string): Promise<void> {
     const prefix = `${enc(spaceId)}!`;
-    const users = await fsp.readdir(top).catch((err) => (isMissing(err) ? [] : Promise.reject(err)));
-    for (const u of users) {
-      const names = await fsp.readdir(`${top}/${u}`).catch(() => [] as string[]);
-      const gone = names.filter((n) => n.startsWith(prefix));
-      for (const n of gone) await fsp.unlink(`${top}/${u}/${n}`).catch(() => {});
-      if (gone.length && this.durable) await this.syncDir(`${top}/${u}`);
-    }
-    this.kept.clear();
+    return this.drop((names) => names.filter((n) => n.startsWith(prefix)));
   }
 
   /**
@@ -145,40 +137,25 @@ export class PosixFavorites {
    * there is none, found missing by `fsck`).
    */
   async forget(spaceId: string, ids: ReadonlySet<string>): Promise<void> {
-    if (!ids.size) return;
-    const top = `${this.root}/.stowage/favorites`;
-    const users = await fsp.readdir(top).catch((err) => (isMissing(err) ? [] : Promise.reject(err)));
-    const names: string[] = [];
+    const wanted = new Set<string>();
     for (const id of ids) {
       try {
-        names.push(entryName({ storageId: '', spaceId, opaqueId: id }));
+        wanted.add(entryName({ storageId: '', spaceId, opaqueId: id }));
       } catch {
         // (an id no mark can have)
       }
     }
+    if (wanted.size) await this.drop((names) => names.filter((n) => wanted.has(n)));
+  }
+
+  /** Unlink, in every user's folder, the marks `pick` chooses from its names. */
+  private async drop(pick: (names: string[]) => string[]): Promise<void> {
+    const top = `${this.root}/.stowage/favorites`;
+    const users = await fsp.readdir(top).catch((err) => (isMissing(err) ? [] : Promise.reject(err)));
     for (const u of users) {
-      const dir = `${top}/${u}`;
-      let gone = 0;
-      // Few ids: one unlink each; many (a purged tree): one readdir, then only the marked ones.
-      const candidates =
-        names.length <= 32
-          ? names
-          : await fsp
-              .readdir(dir)
-              .then((all) => {
-                const wanted = new Set(names);
-                return all.filter((n) => wanted.has(n));
-              })
-              .catch(() => [] as string[]);
-      for (const n of candidates) {
-        try {
-          await fsp.unlink(`${dir}/${n}`);
-          gone++;
-        } catch (err) {
-          if (!isMissing(err) && (err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
-        }
-      }
-      if (gone && this.durable) await this.syncDir(dir);
+      const gone = pick(await fsp.readdir(`${top}/${u}`).catch(() => [] as string[]));
+      for (const n of gone) await fsp.unlink(`${top}/${u}/${n}`).catch(() => {});
+      if (gone.length && this.durable) await this.syncDir(`${top}/${u}`);
     }
     this.kept.clear();
   }
