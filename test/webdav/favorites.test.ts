@@ -48,10 +48,14 @@ async function favorites(p: string, user: string, depth = '1'): Promise<Record<s
   return out;
 }
 
+/** A PROPPATCH body setting `props` (prefixes d:, oc: and x: = urn:x declared). */
+const setProps = (props: string): string =>
+  `<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:x="urn:x"><d:set><d:prop>${props}</d:prop></d:set></d:propertyupdate>`;
+
 const patch = (value: string | null) =>
   value === null
     ? '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:remove><d:prop><oc:favorite/></d:prop></d:remove></d:propertyupdate>'
-    : `<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:set><d:prop><oc:favorite>${value}</oc:favorite></d:prop></d:set></d:propertyupdate>`;
+    : setProps(`<oc:favorite>${value}</oc:favorite>`);
 
 async function proppatch(p: string, user: string, body: string): Promise<string> {
   const r = await dav('PROPPATCH', p, user, { body });
@@ -105,14 +109,12 @@ describe('oc:favorite', () => {
     expect(bad).toContain('409 Conflict');
     expect(await favorites('docs/a.txt', 'bob', '0')).toEqual({ 'docs/a.txt': '0' });
     // A viewer's favorite with a dead property it may not set: neither is applied.
-    const both =
-      '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:x="urn:x"><d:set><d:prop><oc:favorite>1</oc:favorite><x:color>red</x:color></d:prop></d:set></d:propertyupdate>';
+    const both = setProps('<oc:favorite>1</oc:favorite><x:color>red</x:color>');
     const r = await dav('PROPPATCH', 'docs/a.txt', 'bob', { body: both });
     expect(r.status).toBe(403);
     expect(await favorites('docs/a.txt', 'bob', '0')).toEqual({ 'docs/a.txt': '0' });
     // With a protected one: 403 for it, 424 for the favorite, nothing applied.
-    const prot =
-      '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:set><d:prop><oc:favorite>1</oc:favorite><d:getetag>"x"</d:getetag></d:prop></d:set></d:propertyupdate>';
+    const prot = setProps('<oc:favorite>1</oc:favorite><d:getetag>"x"</d:getetag>');
     const text = await proppatch('docs/a.txt', 'ann', prot);
     expect(text).toContain('403 Forbidden');
     expect(text).toContain('424 Failed Dependency');
@@ -124,14 +126,13 @@ describe('oc:favorite', () => {
   it('makes no mark when the rest of the PROPPATCH is refused', async () => {
     // A time Node cannot set (1960): the storage refuses it, 409 for it, 424 for the favorite,
     // which is not made.
-    const body =
-      '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:set><d:prop><oc:favorite>1</oc:favorite><d:lastmodified>-315619200</d:lastmodified></d:prop></d:set></d:propertyupdate>';
+    const body = setProps('<oc:favorite>1</oc:favorite><d:lastmodified>-315619200</d:lastmodified>');
     const text = await proppatch('docs/a.txt', 'ann', body);
     expect(text).toContain('409 Conflict');
     expect(text).toContain('424 Failed Dependency');
     expect(await favorites('docs/a.txt', 'ann', '0')).toEqual({ 'docs/a.txt': '0' });
     // A dead property beyond what the storage keeps for a resource: 507, and again no mark.
-    const big = `<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:x="urn:x"><d:set><d:prop><oc:favorite>1</oc:favorite><x:big>${'b'.repeat(600_000)}</x:big></d:prop></d:set></d:propertyupdate>`;
+    const big = setProps(`<oc:favorite>1</oc:favorite><x:big>${'b'.repeat(600_000)}</x:big>`);
     const full = await proppatch('docs/b.txt', 'ann', big);
     expect(full).toContain('507 Insufficient Storage');
     expect(full).not.toContain('200 OK');
@@ -141,8 +142,7 @@ describe('oc:favorite', () => {
   it('announces nothing for a refused PROPPATCH, and never takes back a mark another request made', async () => {
     const ev = listenEvents(env, 'bob');
     await new Promise((r) => setTimeout(r, 150)); // subscribed
-    const mixed =
-      '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:x="urn:x"><d:set><d:prop><oc:favorite>1</oc:favorite><x:c>red</x:c></d:prop></d:set></d:propertyupdate>';
+    const mixed = setProps('<oc:favorite>1</oc:favorite><x:c>red</x:c>');
     for (let i = 0; i < 10; i++) {
       // a viewer's mark with a dead property (refused) and a plain mark, at once
       const [refused, plain] = await Promise.all([
@@ -165,9 +165,7 @@ describe('oc:favorite', () => {
     const lab = await sharedProject(env, 'ann', 'Fav undo', 'u-eve', 'editor');
     const at = `/dav/spaces/${lab}/u.txt`;
     expect((await davFetch(env, 'PUT', at, 'ann', { body: 'u' })).status).toBe(201);
-    const set = (props: string) =>
-      `<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:x="urn:x"><d:set><d:prop>${props}</d:prop></d:set></d:propertyupdate>`;
-    const first = await davFetch(env, 'PROPPATCH', at, 'eve', { body: set('<x:color>blue</x:color>') });
+    const first = await davFetch(env, 'PROPPATCH', at, 'eve', { body: setProps('<x:color>blue</x:color>') });
     expect(await first.text()).toContain('200 OK');
     // eve's marks cannot be written: something else sits where her folder of marks goes
     const dir = path.join(env.root, 'data', '.stowage', 'favorites', 'u-eve');
@@ -176,7 +174,7 @@ describe('oc:favorite', () => {
     await fs.writeFile(dir, 'in the way');
     try {
       const r = await davFetch(env, 'PROPPATCH', at, 'eve', {
-        body: set('<oc:favorite>1</oc:favorite><x:color>red</x:color><x:size>9</x:size>'),
+        body: setProps('<oc:favorite>1</oc:favorite><x:color>red</x:color><x:size>9</x:size>'),
       });
       expect(r.status).toBe(500);
       expect(await r.text()).toContain('cannot be kept');
@@ -225,8 +223,7 @@ describe('oc:favorite', () => {
       await proppatch('docs/b.txt', 'bob', patch('1'));
       expect(await favorites('docs/b.txt', 'bob', '0')).toEqual({ 'docs/b.txt': '1' });
       // ann's own dead property without her token: still 423.
-      const dead =
-        '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:x="urn:x"><d:set><d:prop><x:k>v</x:k></d:prop></d:set></d:propertyupdate>';
+      const dead = setProps('<x:k>v</x:k>');
       expect((await dav('PROPPATCH', 'docs/b.txt', 'ann', { body: dead })).status).toBe(423);
     } finally {
       await dav('UNLOCK', 'docs/b.txt', 'ann', { headers: { 'lock-token': token } });
