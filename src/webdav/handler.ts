@@ -62,6 +62,7 @@ import {
   wantsInfo,
 } from '../http/common.js';
 import { type IfList, parseIf, submittedTokens } from './ifheader.js';
+import { MEDIA_TYPE_KEYWORDS, MTIME_KEYWORDS, parseQuery, type SearchQuery } from './kql.js';
 import { type Fill, type Kept, ListingCache, type ListingCacheOptions } from './listing-cache.js';
 import { MetaEndpoints } from './meta.js';
 import {
@@ -434,7 +435,7 @@ export class WebDav {
     const segs = this.segments(rawPath);
     const dav = segs[0] === 'remote.php' ? 2 : 1;
     if (MetaEndpoints.kind(segs, dav)) return this.meta.handle(req, res, segs, dav, who);
-    // `.../dav/spaces/` itself: only the web UIs' search for favorites (REPORT) is answered.
+    // `.../dav/spaces/` itself: only the web UIs' search (REPORT) is answered.
     if (method === 'REPORT' && segs.length === dav + 1 && segs[dav] === 'spaces' && segs[dav - 1] === 'dav')
       return this.report(req, res, undefined, who, segs.slice(0, dav));
     const t = await this.targetOf(segs, who);
@@ -1197,15 +1198,18 @@ export class WebDav {
   // ---------------------------------------------------------------- REPORT
 
   /**
-   * REPORT (RFC 3253 §3.6) for the web UIs' "Favorites" views: ownCloud's and Nextcloud's
-   * `oc:filter-files` with the `favorite` rule, and OpenCloud's `oc:search-files` with the pattern
-   * `is:favorite` (sent to `.../dav/spaces/`). The entries are the user's favorites with the
-   * properties asked for, each as a PROPFIND of it would answer. Sent to a folder, the favorites
-   * below it at any depth; to the root of a personal endpoint (`files/<user>/`, `webdav/`) or to
-   * `.../dav/spaces/`, all of the user's favorites, those in other spaces with hrefs under
-   * `.../dav/spaces/<space>/` (as ownCloud's server lists the whole of a user's tree). Any other
-   * report is refused with 403 `DAV:supported-report`; a filter rule or search other than these,
-   * which this server cannot apply, with 400 or 501 rather than answered as if it had been.
+   * REPORT (RFC 3253 §3.6) for the web UIs' "Favorites" views and OpenCloud's search: ownCloud's
+   * and Nextcloud's `oc:filter-files` with the `favorite` rule, and `oc:search-files` with a query
+   * (kql.ts: names, media types, times, sizes, `scope:`, `is:favorite`; ownCloud's plain pattern is
+   * a name). The entries are what matches, with the properties asked for, each as a PROPFIND of it
+   * would answer, streamed as they are found, up to `oc:limit`. Sent to a folder, what is below it
+   * at any depth; to the root of a personal endpoint (`files/<user>/`, `webdav/`) or to
+   * `.../dav/spaces/`, everything the user may see, what is in other spaces with hrefs under
+   * `.../dav/spaces/<space>/` (as ownCloud's server lists the whole of a user's tree). Favorites
+   * come from the user's marks; anything else from a walk of the tree (no index is kept), where
+   * folders the user may not list are passed over. Any other report is refused with 403
+   * `DAV:supported-report`; a rule or query this server cannot apply with 400 or 501 rather than
+   * answered as if it had been.
    *
    * `t` is undefined for `.../dav/spaces/` itself (`davSegs`: the segments up to `dav`).
    */
@@ -1220,6 +1224,7 @@ export class WebDav {
     if (!body.toString('utf8').trim()) throw new HttpError(400, 'REPORT needs a body naming the report');
     const doc = parseXml(body, header(req, 'content-type'));
     let favorites = false;
+    let query: SearchQuery | undefined;
     let limit = Number.POSITIVE_INFINITY;
     if (doc.ns === OC && doc.local === 'filter-files') {
       const rules = child(doc, OC, 'filter-rules')?.children ?? [];
@@ -1240,16 +1245,9 @@ export class WebDav {
     } else if (doc.ns === OC && doc.local === 'search-files') {
       const search = child(doc, OC, 'search');
       const pattern = child(search ?? doc, OC, 'pattern')?.text.trim() ?? '';
-      // OpenCloud's query language; of it, this server has no index to search names or contents
-      // with, only the user's marks.
-      if (!/^is:favou?rite$/i.test(pattern))
-        throw new HttpError(
-          501,
-          pattern
-            ? `searching for ${JSON.stringify(pattern.slice(0, 100))} is not available here (only is:favorite)`
-            : 'oc:search-files needs oc:search/oc:pattern (is:favorite)',
-        );
-      favorites = true;
+      if (!pattern) throw new HttpError(400, 'oc:search-files needs oc:search/oc:pattern');
+      query = parseQuery(pattern);
+      favorites = query.favoritesOnly;
       const l = child(search ?? doc, OC, 'limit')?.text.trim();
       if (l && /^\d+$/.test(l) && Number(l) > 0) limit = Number(l);
     } else {
@@ -1262,7 +1260,11 @@ export class WebDav {
     const prop = child(doc, DAV, 'prop');
     const mode = prop ? 'prop' : 'allprop';
     const props = prop ? withoutRepeats(prop.children.map((c) => ({ ns: c.ns, local: c.local }))) : ALLPROP;
-    const fields = fieldsFor(mode, props);
+    const shown = fieldsFor(mode, props);
+    // (what the query looks at is read too; a favorite's mark only where it is not one by construction)
+    const fields = [...new Set([...shown, ...(query?.fields ?? [])])].filter(
+      (f) => !favorites || f !== 'favorite',
+    );
     const dead = props.filter((p) => !isLive(p)).map(deadKey);
     const statOpts: StatOptions = {
       fields,
@@ -1270,7 +1272,7 @@ export class WebDav {
     };
     const showLocks = props.some((p) => p.ns === DAV && p.local === 'lockdiscovery');
     const wantsQuota = props.some((p) => p.ns === DAV && p.local.startsWith('quota-'));
-    /** One favorite as a PROPFIND of it would answer (`at`: where it is, in the mount it is shown in). */
+    /** One result as a PROPFIND of it would answer (`at`: where it is, in the mount it is shown in). */
     const render = async (at: Target, f: ResourceInfo): Promise<string> => {
       const href = this.href(at, at.segs, f.type === 'folder');
       const above = showLocks ? await this.locksShownAbove(at) : [];
@@ -1278,57 +1280,110 @@ export class WebDav {
       return this.response(at, f, href, false, mode, props, quota, above);
     };
 
-    // Below the target folder, or everywhere (the spaces collection, a personal endpoint's root).
+    // Below the target folder, or everywhere (the spaces collection, a personal endpoint's root);
+    // `scope:` narrows either to the folder it names.
     let info: ResourceInfo | undefined;
     if (t) {
       info = await t.session.stat(this.ref(t), { fields: ['permissions'] });
       folderOnly(t, info);
     }
     const everywhere = !t || (t.segs.length === 0 && !t.nodeId && PERSONAL_MOUNT.test(t.base));
+    let scope: { info: ResourceInfo } | undefined;
+    if (query?.scope !== undefined) {
+      const at = await this.targetOf([...davSegs, 'spaces', query.scope], who).catch((err) =>
+        StorageError.is(err, 'INVALID_ARGUMENT')
+          ? Promise.reject(new HttpError(400, `scope: ${err.message}`))
+          : Promise.reject(err),
+      );
+      const si = await at.session.stat(this.ref(at), { fields: ['permissions'] });
+      folderOnly(at, si);
+      scope = { info: si };
+    }
     const below = info?.type === 'folder' && info.permissions?.getPath !== false;
     res.writeHead(207, { 'content-type': XML_TYPE });
     await send(res, MULTISTATUS_HEAD);
+    const signal = abortOnClose(req, res);
+    let sent = 0;
+    const emit = async (at: Target, f: ResourceInfo) => {
+      await send(res, await render(at, f));
+      sent++;
+    };
+    /** Whether `f` is below `dir` (by path, in the same space). */
+    const isBelow = (f: ResourceInfo, dir: ResourceInfo) =>
+      sameSpace(f.id, dir.id) && (dir.path === '/' ? f.path !== '/' : f.path.startsWith(`${dir.path}/`));
+    const inTarget = (f: ResourceInfo) => !!t && !!info && below && isBelow(f, info);
+    // Other spaces: as `.../dav/spaces/<storage>$<space>/<path>`, or the resource's own node
+    // when the user may not see the space's root (a share of something inside it).
+    const mounts = new Map<string, Promise<Target | undefined>>();
+    const mountOf = (id: ResourceId) => {
+      const key = `${id.storageId}$${id.spaceId}`;
+      let m = mounts.get(key);
+      if (!m) {
+        m = this.targetOf([...davSegs, 'spaces', key], who).then(
+          (x) => (x.nodeId ? undefined : x),
+          (err) => (StorageError.is(err, 'NOT_FOUND') ? undefined : Promise.reject(err)),
+        );
+        mounts.set(key, m);
+      }
+      return m;
+    };
+    /** Where a result is shown: below the target when it is there, else in its own space. */
+    const place = async (f: ResourceInfo): Promise<Target | undefined> => {
+      if (inTarget(f)) {
+        const prefix = info!.path === '/' ? '/' : `${info!.path}/`;
+        return { ...t!, segs: [...t!.segs, ...f.path.slice(prefix.length).split('/')] };
+      }
+      if (!everywhere) return undefined;
+      const m = await mountOf(f.id);
+      if (m) return { ...m, segs: splitPath(f.path) };
+      return this.targetOf([...davSegs, 'spaces', `${f.id.storageId}$${f.id.spaceId}!${f.id.opaqueId}`], who)
+        .then((x) => ({ ...x, segs: [] }))
+        .catch(notFound);
+    };
+
     if (favorites && (everywhere || below)) {
-      const signal = abortOnClose(req, res);
-      const prefix = !info || info.path === '/' ? '/' : `${info.path}/`;
-      // Other spaces: as `.../dav/spaces/<storage>$<space>/<path>`, or the resource's own node
-      // when the user may not see the space's root (a share of something inside it).
-      const mounts = new Map<string, Promise<Target | undefined>>();
-      const mountOf = (id: ResourceId) => {
-        const key = `${id.storageId}$${id.spaceId}`;
-        let m = mounts.get(key);
-        if (!m) {
-          m = this.targetOf([...davSegs, 'spaces', key], who).then(
-            (x) => (x.nodeId ? undefined : x),
-            (err) => (StorageError.is(err, 'NOT_FOUND') ? undefined : Promise.reject(err)),
-          );
-          mounts.set(key, m);
-        }
-        return m;
-      };
-      let sent = 0;
       const opts = { ...statOpts, signal, ...(!everywhere && t && { space: t.space.id }) };
       for await (const f of who.session.listFavorites(opts)) {
         if (sent >= limit) break;
-        let at: Target | undefined;
-        const inTarget = t && f.id.spaceId === t.space.id && f.id.storageId === t.space.storageId;
-        if (inTarget && below && f.path.startsWith(prefix) && f.path !== info!.path)
-          at = { ...t!, segs: [...t!.segs, ...f.path.slice(prefix.length).split('/')] };
-        else if (!everywhere) continue;
-        else {
-          const m = await mountOf(f.id);
-          at = m
-            ? { ...m, segs: splitPath(f.path) }
-            : await this.targetOf(
-                [...davSegs, 'spaces', `${f.id.storageId}$${f.id.spaceId}!${f.id.opaqueId}`],
-                who,
-              )
-                .then((x) => ({ ...x, segs: [] }))
-                .catch(notFound);
-          if (!at) continue;
+        if (query && !query.test(f)) continue;
+        if (scope && !isBelow(f, scope.info)) continue;
+        const at = await place(f);
+        if (at) await emit(at, f);
+      }
+    } else if (query && !favorites && (everywhere || below)) {
+      // No index: the tree is walked (depth first, streamed, as far as the limit), each folder
+      // listed as a PROPFIND lists it; folders the user may not list are passed over.
+      const walk = async (root: Target, segs: string[]): Promise<boolean> => {
+        try {
+          for await (const c of root.session.list(this.ref(root, segs), { ...statOpts, signal })) {
+            const cs = [...segs, c.name];
+            if (query.test(c)) {
+              await emit({ ...root, segs: cs }, c);
+              if (sent >= limit) return false;
+            }
+            if (c.type === 'folder' && !(await walk(root, cs))) return false;
+          }
+        } catch (err) {
+          if (!['NOT_FOUND', 'PERMISSION_DENIED', 'FAILED_PRECONDITION'].includes((err as StorageError).code))
+            throw err;
         }
-        await send(res, await render(at, f));
-        sent++;
+        return true;
+      };
+      if (scope) {
+        // Within the target (unless that is everywhere): the scope is its folder or below it, or
+        // nothing is searched.
+        const at =
+          info && below && sameSpace(scope.info.id, info.id) && scope.info.path === info.path
+            ? t
+            : await place(scope.info);
+        if (at) await walk(at, [...at.segs]);
+      } else if (!everywhere) await walk(t!, [...t!.segs]);
+      else if (!t || (await walk(t, []))) {
+        for await (const sp of who.session.listSpaces({ unrestricted: false })) {
+          if (t && sp.id === t.space.id && sp.storageId === t.space.storageId) continue;
+          const m = await mountOf(sp.root);
+          if (m && !(await walk(m, []))) break;
+        }
       }
     }
     res.end('</d:multistatus>');
@@ -2370,7 +2425,24 @@ export class WebDav {
             },
             capabilities: {
               core: { pollinterval: 60, webdav_root: 'remote.php/webdav', status: { installed: true } },
-              dav: { ...(this.opts.uploadsDir && { chunking: '1.0' }), trashbin: '1.0' },
+              dav: {
+                ...(this.opts.uploadsDir && { chunking: '1.0' }),
+                trashbin: '1.0',
+                // (OpenCloud's web UI shows its search bar when told)
+                reports: ['search-files'],
+              },
+              // What REPORT oc:search-files answers (see kql.ts); contents and tags are not indexed.
+              search: {
+                property: {
+                  name: { enabled: true },
+                  mtime: { enabled: true, keywords: [...MTIME_KEYWORDS] },
+                  mediatype: { enabled: true, keywords: [...MEDIA_TYPE_KEYWORDS] },
+                  size: { enabled: true },
+                  scope: { enabled: true },
+                  content: { enabled: false },
+                  tags: { enabled: false },
+                },
+              },
               files: {
                 bigfilechunking: !!this.opts.uploadsDir,
                 undelete: true,
@@ -2744,6 +2816,10 @@ function exceptionName(status: number): string {
 }
 
 /** For a `.catch()`: undefined for NOT_FOUND, anything else rethrown. */
+function sameSpace(a: ResourceId, b: ResourceId): boolean {
+  return a.spaceId === b.spaceId && a.storageId === b.storageId;
+}
+
 function notFound(err: unknown): undefined {
   if (StorageError.is(err, 'NOT_FOUND')) return undefined;
   throw err;

@@ -369,11 +369,11 @@ describe('REPORT oc:filter-files', () => {
       search('is:favorite', '<oc:limit>2</oc:limit>'),
     );
     expect(two.hrefs).toHaveLength(2);
-    // A search it cannot do (no index of names or contents): 501, said so.
-    const named = await reported('/remote.php/dav/spaces/', 'bob', search('report.pdf'));
-    expect(named.status).toBe(501);
-    expect(named.text).toContain('is:favorite');
-    expect((await reported('/remote.php/dav/spaces/', 'bob', search(''))).status).toBe(501);
+    // A search it cannot do (no index of contents): 501, said so; no pattern at all: 400.
+    const content = await reported('/remote.php/dav/spaces/', 'bob', search('content:report'));
+    expect(content.status).toBe(501);
+    expect(content.text).toContain('content');
+    expect((await reported('/remote.php/dav/spaces/', 'bob', search(''))).status).toBe(400);
     // Only REPORT is answered there; strangers get nothing of it.
     expect((await davFetch(env, 'PROPFIND', '/remote.php/dav/spaces/', 'bob')).status).toBe(404);
     expect((await reported('/remote.php/dav/spaces/', 'eve', search('is:favorite'))).hrefs).toEqual([]);

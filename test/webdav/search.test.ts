@@ -1,0 +1,224 @@
+/**
+ * OpenCloud's search over WebDAV: REPORT `oc:search-files` with a query (`name:"*x*"`, media
+ * types, times, sizes, a scope, favorites), as its web UI's search bar and filter chips send it to
+ * `.../dav/spaces/`, and ownCloud's plain pattern sent to a folder. No index: the tree the user
+ * may see is walked, and nothing they may not see is found.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DavEnv, davFetch, sharedProject, startDav } from './server.js';
+
+let env: DavEnv;
+let space: string;
+let personal: string;
+let s: string;
+
+/** Made by ann in a project bob may view; `private/` is denied to bob. */
+const PROJECT = [
+  'Reports/',
+  'Reports/annual report 2025.pdf',
+  'Reports/Q1.xlsx',
+  'Reports/deep/',
+  'Reports/deep/Summary.docx',
+  'report-archive/',
+  'photos/',
+  'photos/Café.jpg',
+  'photos/Cafe\u0301 2.png',
+  'notes.md',
+  'a%#&report.txt',
+  'private/',
+  'private/report-secret.txt',
+];
+
+beforeAll(async () => {
+  env = await startDav([
+    { id: 'u-ann', username: 'ann', createSpaces: true },
+    { id: 'u-bob', username: 'bob' },
+    { id: 'u-eve', username: 'eve' },
+  ]);
+  space = await sharedProject(env, 'ann', 'Search lab', 'u-bob', 'viewer');
+  s = env.driver.storageId;
+  for (const p of PROJECT) {
+    const url = `/dav/spaces/${space}/${p.split('/').map(encodeURIComponent).join('/')}`;
+    const r = p.endsWith('/')
+      ? await davFetch(env, 'MKCOL', url.slice(0, -1), 'ann')
+      : await davFetch(env, 'PUT', url, 'ann', { body: `content of ${p}` });
+    expect(r.status, p).toBe(201);
+  }
+  const ann = await env.provider.as('u-ann');
+  await ann.denyGrant({ space, path: 'private' }, { type: 'user', id: 'u-bob' });
+  for (const [user, name] of [
+    ['bob', 'my-report.txt'],
+    ['eve', 'report-eve.txt'],
+  ] as const)
+    expect((await davFetch(env, 'PUT', `/remote.php/webdav/${name}`, user, { body: 'x' })).status).toBe(201);
+  personal = (await (await env.provider.as('u-bob')).personalSpace()).id;
+});
+afterAll(() => env?.close());
+
+/** As OpenCloud's web UI sends it (its properties, its search element, a limit). */
+const body = (pattern: string, limit = '') =>
+  `<?xml version="1.0"?><oc:search-files xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop><d:getetag/><oc:fileid/><oc:favorite/><d:getcontenttype/><oc:permissions/></d:prop><oc:search><oc:pattern>${pattern.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</oc:pattern>${limit}</oc:search></oc:search-files>`;
+
+/** The hrefs a REPORT answers (decoded, relative to the project or bob's personal space). */
+async function search(pattern: string, user = 'bob', url = '/dav/spaces/', limit = '') {
+  const r = await davFetch(env, 'REPORT', url, user, { body: body(pattern, limit) });
+  const text = await r.text();
+  const hrefs = [...text.matchAll(/<d:href>([^<]*)<\/d:href>/g)]
+    .map((m) =>
+      decodeURIComponent(m[1]!)
+        .replace(`/dav/spaces/${s}$${space}/`, 'P:')
+        .replace(`/dav/spaces/${s}$${personal}/`, 'B:')
+        .replace(/^\/remote\.php(?=[PB]:)/, ''),
+    )
+    .sort();
+  return { status: r.status, text, hrefs };
+}
+
+const fileid = async (p: string) => {
+  const r = await davFetch(env, 'PROPFIND', `/dav/spaces/${space}/${p}`, 'ann', {
+    headers: { depth: '0' },
+    body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop><oc:fileid/></d:prop></d:propfind>',
+  });
+  return /<oc:fileid>([^<]+)<\/oc:fileid>/.exec(await r.text())![1]!;
+};
+
+describe('REPORT oc:search-files', () => {
+  it('finds names in every space the user may see, and nothing they may not', async () => {
+    const r = await search('name:"*report*"');
+    expect(r.status).toBe(207);
+    expect(r.hrefs).toEqual(
+      [
+        'B:my-report.txt',
+        'P:Reports/',
+        'P:Reports/annual report 2025.pdf',
+        'P:a%#&report.txt',
+        'P:report-archive/',
+      ].sort(),
+    );
+    // Each as a PROPFIND of it answers.
+    expect(r.text).toContain('<d:getcontenttype>application/pdf</d:getcontenttype>');
+    expect(r.text).toContain(`<oc:fileid>${s}$${space}!`);
+    expect(r.text).not.toContain('secret');
+    // ann sees her private folder; eve only her own space.
+    expect((await search('name:"*secret*"', 'ann')).hrefs).toEqual(['P:private/report-secret.txt']);
+    expect((await search('name:"*secret*"')).hrefs).toEqual([]);
+    expect((await search('name:"*report*"', 'eve')).hrefs.map((h) => h.replace(/^.*\//, ''))).toEqual([
+      'report-eve.txt',
+    ]);
+  });
+
+  it('matches names without regard to case or Unicode form, and stops at the limit', async () => {
+    expect((await search('name:"*CAFÉ*"')).hrefs).toEqual(['P:photos/Cafe\u0301 2.png', 'P:photos/Café.jpg']);
+    const two = await search('name:"*report*"', 'bob', '/dav/spaces/', '<oc:limit>2</oc:limit>');
+    expect(two.hrefs).toHaveLength(2);
+  });
+
+  it('filters by media type, time and size, as the filter chips send them', async () => {
+    // (plain text is a document, as OpenCloud counts it)
+    expect((await search('mediatype:("document" OR "spreadsheet")')).hrefs).toEqual(
+      [
+        'B:my-report.txt',
+        'P:Reports/Q1.xlsx',
+        'P:Reports/deep/Summary.docx',
+        'P:a%#&report.txt',
+        'P:notes.md',
+      ].sort(),
+    );
+    expect((await search('name:"*r*" AND mediatype:folder')).hrefs).toEqual([
+      'P:Reports/',
+      'P:report-archive/',
+    ]);
+    // An old file (its time set as rclone sets it), found by time and left out of today's.
+    const pp = await davFetch(env, 'PROPPATCH', `/dav/spaces/${space}/notes.md`, 'ann', {
+      body: '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:lastmodified>1262304000</d:lastmodified></d:prop></d:set></d:propertyupdate>',
+    });
+    expect(pp.status).toBe(207);
+    expect((await search('mtime<2011-01-01')).hrefs).toEqual(['P:notes.md']);
+    expect((await search('mediatype:document AND mtime:today AND NOT name:"*.txt"')).hrefs).toEqual([
+      'P:Reports/deep/Summary.docx',
+    ]);
+    const small = `content of Reports/Q1.xlsx`.length;
+    expect((await search(`size<=${small} AND mediatype:spreadsheet`)).hrefs).toEqual(['P:Reports/Q1.xlsx']);
+    expect((await search(`size<${small} AND mediatype:spreadsheet`)).hrefs).toEqual([]);
+  });
+
+  it('searches below a scope (a folder id), or below the folder it is sent to', async () => {
+    const reports = await fileid('Reports');
+    expect((await search(`name:"*" AND scope:${reports}`)).hrefs).toEqual(
+      [
+        'P:Reports/Q1.xlsx',
+        'P:Reports/annual report 2025.pdf',
+        'P:Reports/deep/',
+        'P:Reports/deep/Summary.docx',
+      ].sort(),
+    );
+    // A scope bob may not see: nothing of it is said.
+    const hidden = await search(`name:"*" AND scope:${await fileid('private')}`);
+    expect(hidden.status).toBe(404);
+    expect(hidden.text).not.toContain('secret');
+    // ownCloud's plain pattern, sent to a folder: its hrefs are that folder's.
+    const r = await search('summary', 'bob', `/remote.php/dav/spaces/${space}/Reports/`);
+    expect(r.hrefs).toEqual([`/remote.php/dav/spaces/${space}/Reports/deep/Summary.docx`]);
+    // At a personal endpoint's root: everywhere, the personal space under that endpoint.
+    const own = await search('name:"*report*"', 'bob', '/remote.php/dav/files/bob/');
+    expect(own.hrefs).toContain('/remote.php/dav/files/bob/my-report.txt');
+    expect(own.hrefs).toContain('P:a%#&report.txt');
+    expect(own.hrefs.filter((h) => h.startsWith('B:'))).toEqual([]);
+  });
+
+  it('narrows the favorites view by the filter chips', async () => {
+    for (const p of ['Reports/Q1.xlsx', 'notes.md', 'photos/Caf%C3%A9.jpg'])
+      expect(
+        (
+          await davFetch(env, 'PROPPATCH', `/dav/spaces/${space}/${p}`, 'bob', {
+            body: '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:set><d:prop><oc:favorite>1</oc:favorite></d:prop></d:set></d:propertyupdate>',
+          })
+        ).status,
+      ).toBe(207);
+    expect((await search('is:favorite')).hrefs).toEqual([
+      'P:Reports/Q1.xlsx',
+      'P:notes.md',
+      'P:photos/Café.jpg',
+    ]);
+    expect(
+      (await search('mtime:today AND mediatype:("spreadsheet" OR "image") AND is:favorite')).hrefs,
+    ).toEqual(['P:Reports/Q1.xlsx', 'P:photos/Café.jpg']);
+    expect((await search('NOT is:favorite AND mediatype:spreadsheet')).hrefs).toEqual([]);
+    expect((await search('is:favorite AND name:"*.md"', 'ann')).hrefs).toEqual([]);
+  });
+
+  it('refuses what it cannot search, and what does not parse, saying why', async () => {
+    const content = await search('(name:"*x*" OR content:"x")');
+    expect(content.status).toBe(501);
+    expect(content.text).toMatch(/content/);
+    expect((await search('tag:("a")')).status).toBe(501);
+    for (const q of [
+      'name:"*x*" AND',
+      '(name:x',
+      'mediatype:gizmo',
+      'mtime:"next week"',
+      `scope:a OR name:x`,
+    ]) {
+      const r = await search(q);
+      expect(r.status, q).toBe(400);
+      expect(r.text, q).toMatch(/<s:message>[^<]+<\/s:message>/);
+    }
+    const nested = await search(`${'('.repeat(5000)}x${')'.repeat(5000)}`);
+    expect(nested.status).toBe(400);
+    // And the server is still there.
+    expect((await search('name:"*report*"')).status).toBe(207);
+  });
+
+  it('is announced in the capabilities the web UI reads', async () => {
+    const r = await davFetch(env, 'GET', '/ocs/v2.php/cloud/capabilities?format=json', 'bob');
+    type Caps = {
+      dav: { reports: string[] };
+      search: { property: Record<string, { enabled: boolean; keywords?: string[] }> };
+    };
+    const caps = ((await r.json()) as { ocs: { data: { capabilities: Caps } } }).ocs.data.capabilities;
+    expect(caps.dav.reports).toEqual(['search-files']);
+    expect(caps.search.property.mediatype?.keywords).toContain('document');
+    expect(caps.search.property.mtime?.keywords).toContain('last 7 days');
+    expect(caps.search.property.content?.enabled).toBe(false);
+  });
+});
