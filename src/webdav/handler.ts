@@ -1556,6 +1556,9 @@ export class WebDav {
     if (isRoot(d)) throw new HttpError(403, 'the Destination is a space root');
     const overwrite = overwriteOf(req);
     const depth = (header(req, 'depth') ?? 'infinity').trim().toLowerCase();
+    // rclone's owncloud and nextcloud vendors send the source's time along (X-OC-Mtime), and set
+    // it by a PROPPATCH afterwards unless told it was taken.
+    const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
     const src = await t.session.stat(this.ref(t), { fields: ['lock'] });
     folderOnly(t, src);
     if (move && src.type === 'folder' && depth !== 'infinity')
@@ -1591,12 +1594,27 @@ export class WebDav {
     };
     // A Depth: 0 copy of a folder is a new empty folder with the original's properties (RFC 4918
     // §9.8.3, as a file's copy keeps its metadata).
-    const info = await (move
+    let info = await (move
       ? t.session.move(this.ref(t), this.ref(d), mo)
       : t.session.copy(this.ref(t), this.ref(d), { ...mo, ...(depth === '0' && { shallow: true }) })
     ).catch((err) => this.nameLockedMember(err, [t, src], [d, existing]));
     if (move) await this.dropMovedLocks(t, d, info, src.lock, mo.heldLockIds);
-    sendMadeOrReplaced(res, existing !== undefined, infoHeaders(info, wantsInfo(req)));
+    // A file's time, once it is where it goes (a folder's follows what is below it). The copy or
+    // move is done by then: a time that cannot be set is not said to be taken, and fails nothing.
+    let timed = false;
+    if (mtime !== undefined && info.type === 'file') {
+      if (Math.floor(info.mtime / 1000) === Math.floor(mtime / 1000)) timed = true;
+      else {
+        const set = await d.session
+          .setMtime(this.ref(d), mtime, { ...(lockId && { lockId }) })
+          .catch(() => undefined);
+        if (set) [info, timed] = [set, true];
+      }
+    }
+    sendMadeOrReplaced(res, existing !== undefined, {
+      ...infoHeaders(info, wantsInfo(req)),
+      ...(timed && { 'x-oc-mtime': 'accepted' }),
+    });
   }
 
   /**

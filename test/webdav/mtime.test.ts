@@ -272,4 +272,48 @@ describe('webdav: setting a file’s modification time', () => {
     expect(statuses(await ok.text())).toEqual({ lastmodified: '200' });
     expect((await one('g.txt')).mtime).toBe(1_000_000_000_000);
   });
+
+  it('takes X-OC-Mtime on a COPY or MOVE as rclone sends it, and says so', async () => {
+    await dav('MKCOL', 'cm', 'ann');
+    await put('cm/src.txt', 'copied');
+    const src = await one('cm/src.txt');
+    const to = (p: string) => `${env.url}${base}/${p}`;
+    // rclone: the source's time in whole seconds, Overwrite: T; then a PROPPATCH unless "accepted".
+    const copy = await dav('COPY', 'cm/src.txt', 'bob', {
+      headers: { destination: to('cm/copy.txt'), overwrite: 'T', 'x-oc-mtime': '1000000000' },
+    });
+    expect(copy.status).toBe(201);
+    expect(copy.headers.get('x-oc-mtime')).toBe('accepted');
+    const copied = await one('cm/copy.txt');
+    expect(copied.mtime).toBe(1_000_000_000_000);
+    expect(copy.headers.get('etag')).toBe(copied.etag);
+    expect(await one('cm/src.txt')).toEqual(src);
+    const move = await dav('MOVE', 'cm/copy.txt', 'bob', {
+      headers: { destination: to('cm/moved.txt'), 'x-oc-mtime': '1100000000.25' },
+    });
+    expect(move.status).toBe(201);
+    expect(move.headers.get('x-oc-mtime')).toBe('accepted');
+    expect((await one('cm/moved.txt')).mtime).toBe(1_100_000_000_250);
+    // The time it already has, to the second: accepted, nothing rewritten.
+    const same = Math.floor(src.mtime! / 1000);
+    const again = await dav('COPY', 'cm/src.txt', 'bob', {
+      headers: { destination: to('cm/same.txt'), 'x-oc-mtime': String(same) },
+    });
+    expect(again.headers.get('x-oc-mtime')).toBe('accepted');
+    // (kept as the copy keeps it, below the millisecond too; not cut to the second)
+    expect((await one('cm/same.txt')).mtime).toBeCloseTo(src.mtime!, 1);
+    expect((await one('cm/same.txt')).mtime! % 1000).not.toBe(0);
+    // A folder's time follows what is in it: not taken, not said to be.
+    const folder = await dav('COPY', 'cm/', 'bob', {
+      headers: { destination: to('cm2/'), 'x-oc-mtime': '1000000000' },
+    });
+    expect(folder.status).toBe(201);
+    expect(folder.headers.get('x-oc-mtime')).toBeNull();
+    // One that is no time: 400 before anything is copied.
+    const bad = await dav('COPY', 'cm/src.txt', 'bob', {
+      headers: { destination: to('cm/bad.txt'), 'x-oc-mtime': 'yesterday' },
+    });
+    expect(bad.status).toBe(400);
+    expect((await dav('HEAD', 'cm/bad.txt', 'ann')).status).toBe(404);
+  });
 });
