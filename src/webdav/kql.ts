@@ -126,7 +126,7 @@ function nameTest(pattern: string): Test {
   const p = fold(pattern);
   if (!/[*?]/.test(p)) return (i) => fold(i.name) === p;
   const source = [...p]
-    .map((ch) => (ch === '*' ? '.*' : ch === '?' ? '.' : ch.replace(/[.+^${}()|[\]\\/-]/g, '\\$&')))
+    .map((ch) => (ch === '*' ? '.*' : ch === '?' ? '.' : ch.replace(/[.+^${}()|[\]\\/]/g, '\\$&')))
     .join('');
   const re = new RegExp(`^${source}$`, 'su');
   return (i) => re.test(fold(i.name));

@@ -41,7 +41,13 @@ describe('search queries', () => {
     expect(matches('name:"report"', info('report.pdf'))).toBe(false);
     expect(matches('name:"report.pdf"', info('REPORT.PDF'))).toBe(true);
     expect(matches('name:"r?port.*"', info('rEport.txt'))).toBe(true);
-    // Regular-expression characters are plain characters in a name.
+    // Regular-expression characters are plain characters in a name (all that ASCII has).
+    const punct = "-_.~!#$%&'()+,;=@[]^`{|}/:<>";
+    for (const ch of punct) expect(matches(`name:"*a${ch}b*"`, info(`x a${ch}b y`)), ch).toBe(true);
+    // (in quotes a backslash escapes the next character: \\ for one, \" for a quote)
+    expect(matches('name:"*a\\\\b*"', info('x a\\b y'))).toBe(true);
+    expect(matches('name:"*\\"quoted\\"*"', info('the "quoted" one'))).toBe(true);
+    expect(matches('name:"*my-report*"', info('my-report.txt'))).toBe(true);
     expect(matches('name:"*(1).[a]*"', info('x (1).[a] y'))).toBe(true);
     expect(matches('name:"*(1).[a]*"', info('x 1 a y'))).toBe(false);
     // Caf\u00e9 as typed, and as macOS writes it (e + combining acute).
