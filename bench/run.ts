@@ -8,7 +8,7 @@
  *   npm run bench -- cs3                   # the CS3 door: Stat rate, ListContainer, data plane
  *   npm run bench -- cs3 --cs3-parts data --cs3-mib 64   # a part of it, smaller
  *   npm run bench -- webdav                # WebDAV against Apache httpd + mod_dav_fs (apt-get install apache2)
- *     [--dav-parts propfind,busy,web,puts,big]
+ *     [--dav-parts propfind,busy,web,search,puts,big]
  *   npm run bench -- observer              # files written around Stowage: latency, assimilation, scans, memory
  *   npm run bench -- observer --obs-parts latency --obs-files 10000   # a part of it, smaller
  *
@@ -361,7 +361,8 @@ if (want('cs3')) {
 }
 if (want('webdav')) {
   const i = args.indexOf('--dav-parts');
-  const parts = i >= 0 ? (args[i + 1] ?? '').split(',') : ['propfind', 'busy', 'web', 'puts', 'big'];
+  const parts =
+    i >= 0 ? (args[i + 1] ?? '').split(',') : ['propfind', 'busy', 'web', 'search', 'puts', 'big'];
   await benchWebdav(base, {
     parts,
     entries: [1_000, 10_000],
