@@ -396,11 +396,12 @@ describe('REPORT oc:filter-files', () => {
     await proppatch('locked/', 'bob', patch('1'));
     const props =
       '<d:getetag/><oc:favorite/><oc:fileid/><oc:permissions/><d:lockdiscovery/><d:quota-available-bytes/><d:quota-used-bytes/><d:resourcetype/><d:getlastmodified/>';
+    // (the bytes available follow the disk's free space, which other tests running alongside move)
     const answers = (text: string) =>
       new Map(
         [...text.matchAll(/<d:response><d:href>([^<]*)<\/d:href>.*?<\/d:response>/g)].map((m) => [
           m[1]!,
-          m[0],
+          m[0].replace(/(<d:quota-available-bytes>)\d+</, '$1N<'),
         ]),
       );
     const got = answers((await reported(`${base}/locked/`, 'bob', report(props))).text);
@@ -422,7 +423,7 @@ describe('REPORT oc:filter-files', () => {
     }
     expect(got.get(`${base}/locked/in.txt`)).toMatch(/<d:lockroot><d:href>[^<]*\/locked\/<\/d:href>/);
     expect(everywhere.get(`/dav/spaces/${s}$${space}/locked/`)).toMatch(
-      /<d:quota-available-bytes>\d+<\/d:quota-available-bytes>/,
+      /<d:quota-available-bytes>N<\/d:quota-available-bytes>/,
     );
     const token = lock.headers.get('lock-token')!;
     expect((await dav('UNLOCK', 'locked', 'ann', { headers: { 'lock-token': token } })).status).toBe(204);
