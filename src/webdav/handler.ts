@@ -117,6 +117,12 @@ export interface WebDavOptions {
   /** Answer `Depth: infinity` PROPFINDs (default false: 403 propfind-finite-depth). */
   allowDepthInfinity?: boolean;
   /**
+   * Most resources one search (REPORT `oc:search-files` other than `is:favorite`) looks at as it
+   * walks the tree (default 100,000: ~1 s of the server's time here); a search cut short ends
+   * with a 507 entry, as RFC 5323 §2.4 marks truncated results. 0: no walks (such searches 501).
+   */
+  searchMaxVisits?: number;
+  /**
    * Keep rendered `Depth: 1` listings until something they show changes (default off). Turn
    * it on only where every change reaches the provider's events: the observer runs (as with
    * `stowage serve`), or nothing writes around Stowage. See {@link ListingCache}.
@@ -135,6 +141,8 @@ const DEFAULT_LOCK_SECONDS = 3600;
 const WEBDAV_LOCK_APP = 'webdav';
 /** Most resources a Depth: infinity LOCK looks at for conflicting locks below it. */
 const MAX_LOCK_WALK = 100_000;
+/** Default of {@link WebDavOptions.searchMaxVisits}. */
+const MAX_SEARCH_VISITS = 100_000;
 
 const LIVE_DAV = new Set([
   'creationdate',
@@ -1300,12 +1308,22 @@ export class WebDav {
       scope = { info: si };
     }
     const below = info?.type === 'folder' && info.permissions?.getPath !== false;
+    const maxVisits = this.opts.searchMaxVisits ?? MAX_SEARCH_VISITS;
+    if (query && !favorites && maxVisits <= 0)
+      throw new HttpError(501, 'searching other than is:favorite is turned off here (searchMaxVisits 0)');
     res.writeHead(207, { 'content-type': XML_TYPE });
     await send(res, MULTISTATUS_HEAD);
     const signal = abortOnClose(req, res);
     let sent = 0;
+    /** Failures of rendering or sending a result: never taken for a folder that cannot be listed. */
+    const failed = new WeakSet<object>();
     const emit = async (at: Target, f: ResourceInfo) => {
-      await send(res, await render(at, f));
+      try {
+        await send(res, await render(at, f));
+      } catch (err) {
+        if (err && typeof err === 'object') failed.add(err);
+        throw err;
+      }
       sent++;
     };
     /** Whether `f` is below `dir` (by path, in the same space). */
@@ -1353,9 +1371,15 @@ export class WebDav {
     } else if (query && !favorites && (everywhere || below)) {
       // No index: the tree is walked (depth first, streamed, as far as the limit), each folder
       // listed as a PROPFIND lists it; folders the user may not list are passed over.
+      let visits = 0;
+      let cut = false;
       const walk = async (root: Target, segs: string[]): Promise<boolean> => {
         try {
           for await (const c of root.session.list(this.ref(root, segs), { ...statOpts, signal })) {
+            if (++visits > maxVisits) {
+              cut = true;
+              return false;
+            }
             const cs = [...segs, c.name];
             if (query.test(c)) {
               await emit({ ...root, segs: cs }, c);
@@ -1364,7 +1388,10 @@ export class WebDav {
             if (c.type === 'folder' && !(await walk(root, cs))) return false;
           }
         } catch (err) {
-          if (!['NOT_FOUND', 'PERMISSION_DENIED', 'FAILED_PRECONDITION'].includes((err as StorageError).code))
+          if (
+            failed.has(err as object) ||
+            !['NOT_FOUND', 'PERMISSION_DENIED', 'FAILED_PRECONDITION'].includes((err as StorageError).code)
+          )
             throw err;
         }
         return true;
@@ -1384,6 +1411,14 @@ export class WebDav {
           const m = await mountOf(sp.root);
           if (m && !(await walk(m, []))) break;
         }
+      }
+      if (cut) {
+        // (RFC 5323 §2.4: results cut short by the server end with the query's scope at 507)
+        const href = t ? this.href(t, t.segs, true) : `${encodeMountSegments(davSegs)}/spaces/`;
+        await send(
+          res,
+          `<d:response><d:href>${esc(href)}</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status><d:error><d:number-of-matches-within-limits/></d:error><d:responsedescription>the search stopped after looking at ${maxVisits} resources; narrow it with scope: or a folder</d:responsedescription></d:response>`,
+        );
       }
     }
     res.end('</d:multistatus>');
@@ -2833,11 +2868,12 @@ function exceptionName(status: number): string {
   return names[status] ?? 'Sabre\\DAV\\Exception';
 }
 
-/** For a `.catch()`: undefined for NOT_FOUND, anything else rethrown. */
+/** Whether two resources are in the same space. */
 function sameSpace(a: ResourceId, b: ResourceId): boolean {
   return a.spaceId === b.spaceId && a.storageId === b.storageId;
 }
 
+/** For a `.catch()`: undefined for NOT_FOUND, anything else rethrown. */
 function notFound(err: unknown): undefined {
   if (StorageError.is(err, 'NOT_FOUND')) return undefined;
   throw err;

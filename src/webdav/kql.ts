@@ -9,12 +9,16 @@
  * - `is:favorite`: the user's favorites.
  * - `mediatype:document` and the other keywords of {@link MEDIA_TYPE_KEYWORDS}, or a mime type
  *   (`mediatype:"image/png"`, `mediatype:"image/*"`).
- * - `mtime:today` and the other keywords of {@link MTIME_KEYWORDS} (in the server's time zone), a
- *   day (`mtime:2026-11-22`), or a bound (`mtime>=2026-01-01`, `mtime<"2026-11-22T12:00:00Z"`).
+ * - `mtime:today` and the other keywords of {@link MTIME_KEYWORDS} (in the server's time zone;
+ *   "last 7 days" counts today, "this week" runs Monday to Sunday), a day (`mtime:2026-11-22`),
+ *   or a bound (`mtime>=2026-01-01`, `mtime<"2026-11-22T12:00:00Z"`).
  * - `size>=1000000`, `size<4096` (bytes; folders have the size of what is in them).
  * - `scope:<id>`: only below a folder (its resource id), as a condition of the whole query.
  * - `AND` (also implied between terms), `OR`, `NOT`, parentheses, and a property over a group of
- *   values: `mediatype:("image" OR "video")`.
+ *   values: `mediatype:("image" OR "video")`. Terms of one property side by side with nothing
+ *   between them are alternatives (`name:a name:b`, `mediatype:("image" "video")`), as in KQL.
+ *   A quoted string runs to the next quote (no escapes); `mtime:last 7 days` unquoted is one
+ *   keyword, as the web UI writes it.
  *
  * Properties this server keeps no index of (`content:`, `tag:` and the rest) are refused with
  * UNIMPLEMENTED rather than answered as if they had matched nothing; a query that does not parse,
@@ -94,16 +98,11 @@ function lex(q: string): Token[] {
       out.push({ kind: c });
       i++;
     } else if (c === '"') {
-      let text = '';
-      i++;
-      for (;;) {
-        if (i >= q.length) throw invalid('the search has a quote that is not closed');
-        const d = q[i++]!;
-        if (d === '"') break;
-        if (d === '\\' && i < q.length) text += q[i++];
-        else text += d;
-      }
-      out.push({ kind: 'string', text });
+      // (no escapes: as in OpenCloud's grammar, a quoted string runs to the next quote)
+      const end = q.indexOf('"', i + 1);
+      if (end < 0) throw invalid('the search has a quote that is not closed');
+      out.push({ kind: 'string', text: q.slice(i + 1, end) });
+      i = end + 1;
     } else {
       let j = i;
       while (j < q.length && !/[\s()"]/.test(q[j]!)) j++;
@@ -116,20 +115,43 @@ function lex(q: string): Token[] {
   return out;
 }
 
-/** NFC and lower case: how names are compared. */
+/** NFC and lower case (final sigma as sigma): how names are compared. */
 function fold(s: string): string {
-  return s.normalize('NFC').toLowerCase();
+  return s.normalize('NFC').toLowerCase().replace(/ς/g, 'σ');
+}
+
+/**
+ * Whether `name` matches `pattern` whole (`*` any run, `?` one character; both arrays of code
+ * points). Greedy with one step back to the last `*`: at most name x pattern steps, whatever the
+ * pattern (a regular expression of `.*`s can take exponential time on a name that nearly matches).
+ */
+function wildcard(pattern: readonly string[], name: readonly string[]): boolean {
+  let p = 0;
+  let n = 0;
+  let star = -1;
+  let mark = 0;
+  while (n < name.length) {
+    if (p < pattern.length && (pattern[p] === '?' || (pattern[p] !== '*' && pattern[p] === name[n]))) {
+      p++;
+      n++;
+    } else if (p < pattern.length && pattern[p] === '*') {
+      star = p++;
+      mark = n;
+    } else if (star >= 0) {
+      p = star + 1;
+      n = ++mark;
+    } else return false;
+  }
+  while (p < pattern.length && pattern[p] === '*') p++;
+  return p === pattern.length;
 }
 
 /** A name pattern (`*` any run, `?` one character) as a whole-name test. */
 function nameTest(pattern: string): Test {
-  const p = fold(pattern);
+  const p = fold(pattern).replace(/\*+/g, '*');
   if (!/[*?]/.test(p)) return (i) => fold(i.name) === p;
-  const source = [...p]
-    .map((ch) => (ch === '*' ? '.*' : ch === '?' ? '.' : ch.replace(/[.+^${}()|[\]\\/]/g, '\\$&')))
-    .join('');
-  const re = new RegExp(`^${source}$`, 'su');
-  return (i) => re.test(fold(i.name));
+  const cps = [...p];
+  return (i) => wildcard(cps, [...fold(i.name)]);
 }
 
 const DOCUMENT = new Set([
@@ -199,41 +221,61 @@ function mediaTypeTest(value: string): Test {
   );
 }
 
-/** [from, to) in ms for an `mtime:` keyword or day, in the server's time zone; `to` open when undefined. */
-function mtimeRange(value: string, now: number): [number, number | undefined] {
+/** Midnight starting a day in the server's time zone (days and months past the end roll over). */
+function localDay(y: number, m: number, d: number): number {
+  const t = new Date(2000, 0, 1);
+  t.setFullYear(y, m, d); // (a Date built from a year under 100 would put it in the 1900s)
+  return t.getTime();
+}
+
+/** A day as written, `YYYY-MM-DD`, or undefined; one that does not exist (2026-02-30) is refused. */
+function writtenDay(v: string): number | undefined {
+  const dm = /^(\d{4})-(\d{2})-(\d{2})$/.exec(v);
+  if (!dm) return undefined;
+  const [y, m, d] = [Number(dm[1]), Number(dm[2]) - 1, Number(dm[3])];
+  const t = new Date(localDay(y, m, d));
+  if (t.getFullYear() !== y || t.getMonth() !== m || t.getDate() !== d)
+    throw invalid(`${v} is not a day of the calendar`);
+  return t.getTime();
+}
+
+/** [from, to) in ms for an `mtime:` keyword or day, in the server's time zone. */
+function mtimeRange(value: string, now: number): [number, number] {
   const d = new Date(now);
-  const day = (y: number, m: number, dd: number) => new Date(y, m, dd).getTime();
   const y = d.getFullYear();
   const m = d.getMonth();
-  const today = day(y, m, d.getDate());
+  const dd = d.getDate();
+  const today = localDay(y, m, dd);
+  const tomorrow = localDay(y, m, dd + 1);
   // (weeks start on Monday, as ISO 8601 counts them)
-  const weekStart = day(y, m, d.getDate() - ((d.getDay() + 6) % 7));
+  const monday = dd - ((d.getDay() + 6) % 7);
+  // Periods named "this" run to their end, "last N days" to the end of today (today counted).
   switch (value.trim().toLowerCase().replace(/\s+/g, ' ')) {
     case 'today':
-      return [today, day(y, m, d.getDate() + 1)];
+      return [today, tomorrow];
     case 'yesterday':
-      return [day(y, m, d.getDate() - 1), today];
+      return [localDay(y, m, dd - 1), today];
     case 'this week':
-      return [weekStart, undefined];
+      return [localDay(y, m, monday), localDay(y, m, monday + 7)];
     case 'last week':
-      return [new Date(weekStart).setDate(new Date(weekStart).getDate() - 7), weekStart];
+      return [localDay(y, m, monday - 7), localDay(y, m, monday)];
     case 'last 7 days':
-      return [day(y, m, d.getDate() - 7), undefined];
+      return [localDay(y, m, dd - 6), tomorrow];
     case 'this month':
-      return [day(y, m, 1), undefined];
+      return [localDay(y, m, 1), localDay(y, m + 1, 1)];
     case 'last month':
-      return [day(y, m - 1, 1), day(y, m, 1)];
+      return [localDay(y, m - 1, 1), localDay(y, m, 1)];
     case 'last 30 days':
-      return [day(y, m, d.getDate() - 30), undefined];
+      return [localDay(y, m, dd - 29), tomorrow];
     case 'this year':
-      return [day(y, 0, 1), undefined];
+      return [localDay(y, 0, 1), localDay(y + 1, 0, 1)];
     case 'last year':
-      return [day(y - 1, 0, 1), day(y, 0, 1)];
+      return [localDay(y - 1, 0, 1), localDay(y, 0, 1)];
   }
-  const dm = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value.trim());
-  if (dm) {
-    const from = day(Number(dm[1]), Number(dm[2]) - 1, Number(dm[3]));
-    return [from, day(Number(dm[1]), Number(dm[2]) - 1, Number(dm[3]) + 1)];
+  const day = writtenDay(value.trim());
+  if (day !== undefined) {
+    const t = new Date(day);
+    return [day, localDay(t.getFullYear(), t.getMonth(), t.getDate() + 1)];
   }
   throw invalid(
     `mtime ${JSON.stringify(value.slice(0, 100))} is neither a day (YYYY-MM-DD) nor one of ${MTIME_KEYWORDS.join(', ')}`,
@@ -243,8 +285,8 @@ function mtimeRange(value: string, now: number): [number, number | undefined] {
 /** A point in time for `mtime>...`: a day (local midnight) or an ISO 8601 time. */
 function instant(value: string): number {
   const v = value.trim();
-  const dm = /^(\d{4})-(\d{2})-(\d{2})$/.exec(v);
-  if (dm) return new Date(Number(dm[1]), Number(dm[2]) - 1, Number(dm[3])).getTime();
+  const day = writtenDay(v);
+  if (day !== undefined) return day;
   const t = /^\d{4}-\d{2}-\d{2}T/.test(v) ? Date.parse(v) : Number.NaN;
   if (Number.isNaN(t))
     throw invalid(`mtime ${JSON.stringify(v.slice(0, 100))} is not a date (YYYY-MM-DD or ISO 8601)`);
@@ -268,6 +310,33 @@ function compare(rel: Relation, a: number, b: number): boolean {
 
 /** Properties that are known to OpenCloud's search but not answered here. */
 const NOT_HERE = new Set(['content', 'tag', 'tags', 'hidden', 'id', 'type', 'title', 'keywords']);
+/** Properties answered here. */
+const KNOWN = ['name', 'is', 'mediatype', 'mtime', 'size', 'scope'];
+
+interface Node {
+  test: Test;
+  /** The property of a term (`name`, `mtime`, ...). */
+  field?: string;
+  /** Set on a `scope:` term. */
+  scope?: string;
+  /** Set on an `is:favorite` term. */
+  favorite?: boolean;
+  /** A parenthesised conjunction's terms (spliced into the conjunction around it). */
+  parts?: Node[];
+}
+
+/** Whether a node is or holds a `scope:` term. */
+function scoped(n: Node): boolean {
+  return n.scope !== undefined || !!n.parts?.some(scoped);
+}
+
+/** A node's test, refusing a `scope:` where it is not a condition of the whole query. */
+function plain(n: Node): Test {
+  if (scoped(n)) throw invalid('scope: can only limit the whole search (joined with AND)');
+  return n.test;
+}
+
+const isOp = (t: Token | undefined, op: 'AND' | 'OR' | 'NOT') => t?.kind === 'op' && t.text === op;
 
 class Parser {
   private pos = 0;
@@ -302,7 +371,7 @@ class Parser {
   /** Conjunctions joined by OR: the terms of the one conjunction, or one node for them all. */
   private disjunction(): Node[] {
     const parts = [this.conjunction()];
-    while (this.peek()?.kind === 'op' && (this.peek() as { text: string }).text === 'OR') {
+    while (isOp(this.peek(), 'OR')) {
       this.pos++;
       parts.push(this.conjunction());
     }
@@ -314,40 +383,66 @@ class Parser {
     return [{ test: (i) => tests.some((t) => t(i)) }];
   }
 
-  /** Terms joined by AND (or nothing), up to an OR, a ")" or the end. */
+  /**
+   * Terms joined by AND (or nothing), up to an OR, a ")" or the end. Terms of one property side
+   * by side with nothing between them are alternatives (`name:a name:b`), as KQL joins them.
+   */
   private conjunction(): Node[] {
     const nodes: Node[] = [];
+    let said = false; // an AND was written before the next term
     for (;;) {
       const t = this.peek();
-      if (!t || t.kind === ')' || (t.kind === 'op' && t.text === 'OR')) break;
-      if (t.kind === 'op' && t.text === 'AND') {
+      if (!t || t.kind === ')' || isOp(t, 'OR')) break;
+      if (isOp(t, 'AND')) {
         if (!nodes.length) throw invalid('the search has an AND with nothing before it');
         this.pos++;
         const next = this.peek();
-        if (!next || next.kind === ')' || (next.kind === 'op' && next.text !== 'NOT'))
+        if (!next || next.kind === ')' || isOp(next, 'AND') || isOp(next, 'OR'))
           throw invalid('the search has an AND with nothing after it');
+        said = true;
         continue;
       }
-      nodes.push(this.unary());
+      const n = this.unary();
+      const last = nodes[nodes.length - 1];
+      if (n.parts) nodes.push(...n.parts);
+      else if (!said && last?.field && last.field === n.field && n.field !== 'scope') {
+        const [a, b] = [last.test, n.test];
+        nodes[nodes.length - 1] = { test: (i) => a(i) || b(i), field: n.field };
+      } else nodes.push(n);
+      said = false;
     }
-    if (!nodes.length) throw invalid(this.peek() ? 'the search has an empty part' : 'the search is empty');
+    if (!nodes.length) {
+      const before = this.tokens[this.pos - 1];
+      const t = this.peek();
+      throw invalid(
+        isOp(before, 'OR')
+          ? 'the search has an OR with nothing after it'
+          : isOp(t, 'OR')
+            ? 'the search has an OR with nothing before it'
+            : t?.kind === ')'
+              ? 'the search has empty parentheses'
+              : 'the search is empty',
+      );
+    }
     return nodes;
   }
 
   private unary(): Node {
     const t = this.peek()!;
-    if (t.kind === 'op' && t.text === 'NOT') {
+    if (isOp(t, 'NOT')) {
       this.pos++;
-      if (!this.peek()) throw invalid('the search ends with NOT');
+      const next = this.peek();
+      if (!next || next.kind === ')' || isOp(next, 'AND') || isOp(next, 'OR'))
+        throw invalid('the search has a NOT with nothing after it');
       const inner = plain(this.nest(() => this.unary()));
       return { test: (i) => !inner(i) };
     }
     if (t.kind === '(') {
       this.pos++;
-      const inner = this.nest(() => this.disjunction()).map(plain);
+      const parts = this.nest(() => this.disjunction());
       if (this.peek()?.kind !== ')') throw invalid('the search has a "(" that is not closed');
       this.pos++;
-      return { test: (i) => inner.every((t) => t(i)) };
+      return { test: (i) => parts.every((p) => p.test(i)), parts };
     }
     this.pos++;
     if (t.kind === 'string') return { test: this.free(t.text) };
@@ -356,7 +451,7 @@ class Parser {
     if (!m) return { test: this.free(t.text) };
     const field = m[1]!.toLowerCase();
     const rel = m[2] as Relation;
-    return this.term(field, rel, m[3]!);
+    return { ...this.term(field, rel, m[3]!), field };
   }
 
   /** Text without a property: names containing it. */
@@ -372,20 +467,23 @@ class Parser {
         'UNIMPLEMENTED',
         `searching by ${field} is not available here (no index of it is kept)`,
       );
-    const known = ['name', 'is', 'mediatype', 'mtime', 'size', 'scope'];
-    if (!known.includes(field))
+    if (!KNOWN.includes(field))
       throw new StorageError(
         'UNIMPLEMENTED',
-        `searching by ${JSON.stringify(field.slice(0, 50))} is not available here (only ${known.join(', ')})`,
+        `searching by ${JSON.stringify(field.slice(0, 50))} is not available here (only ${KNOWN.join(', ')})`,
       );
     if (rel !== ':' && rel !== '=' && field !== 'mtime' && field !== 'size')
       throw invalid(`${field} takes ":" (${rel} compares times and sizes)`);
     const one = (value: string) => this.valueTest(field, rel, value);
-    if (inline) return this.leaf(field, inline, one);
+    if (inline) return this.leaf(field, this.keyword(field, rel, inline), one);
     const next = this.peek();
-    if (next?.kind === 'string' || next?.kind === 'word') {
+    if (next?.kind === 'string') {
       this.pos++;
       return this.leaf(field, next.text, one);
+    }
+    if (next?.kind === 'word') {
+      this.pos++;
+      return this.leaf(field, this.keyword(field, rel, next.text), one);
     }
     if (next?.kind === '(' && (field === 'mediatype' || field === 'name' || field === 'mtime')) {
       this.pos++;
@@ -395,6 +493,27 @@ class Parser {
       return { test };
     }
     throw invalid(`${field}${rel} has no value`);
+  }
+
+  /**
+   * An unquoted value, with the words after it when they make an `mtime:` keyword of several
+   * (`mtime:last 7 days`, as OpenCloud's web UI writes it).
+   */
+  private keyword(field: string, rel: Relation, first: string): string {
+    if (field !== 'mtime' || (rel !== ':' && rel !== '=')) return first;
+    let value = first.toLowerCase();
+    let taken = 0;
+    for (let k = this.pos; ; k++) {
+      const t = this.tokens[k];
+      if (t?.kind !== 'word') break;
+      const longer = `${value} ${t.text.toLowerCase()}`;
+      if (!MTIME_KEYWORDS.some((w) => w === longer || w.startsWith(`${longer} `))) break;
+      value = longer;
+      taken = k - this.pos + 1;
+    }
+    if (!taken || !(MTIME_KEYWORDS as readonly string[]).includes(value)) return first;
+    this.pos += taken;
+    return value;
   }
 
   private leaf(field: string, value: string, one: (v: string) => Test): Node {
@@ -414,19 +533,27 @@ class Parser {
     return { test: one(value) };
   }
 
-  /** `field:(a OR b AND c)`: values of one property. */
+  /** `field:("a" OR "b")`: values of one property (side by side with nothing between: OR). */
   private group(one: (v: string) => Test): Test {
-    const ors: Test[][] = [[]];
+    const ors: Test[][] = [];
+    let op: 'AND' | 'OR' | undefined = 'OR';
     for (;;) {
       const t = this.peek();
       if (!t || t.kind === ')') break;
       this.pos++;
-      if (t.kind === 'op' && t.text === 'OR') ors.push([]);
-      else if (t.kind === 'op' && t.text === 'AND') continue;
-      else if (t.kind === 'string' || t.kind === 'word') ors[ors.length - 1]!.push(one(t.text));
-      else throw invalid('a group of values holds only values, AND and OR');
+      if (isOp(t, 'OR') || isOp(t, 'AND')) {
+        if (op) throw invalid('a group of values has an empty part');
+        op = (t as { text: 'AND' | 'OR' }).text;
+        continue;
+      }
+      if (t.kind !== 'string' && t.kind !== 'word')
+        throw invalid('a group of values holds only values, AND and OR');
+      const test = one(t.text);
+      if (op === 'AND') ors[ors.length - 1]!.push(test);
+      else ors.push([test]);
+      op = undefined;
     }
-    if (ors.some((a) => !a.length)) throw invalid('a group of values has an empty part');
+    if (op || !ors.length) throw invalid('a group of values has an empty part');
     return (i) => ors.some((and) => and.every((t) => t(i)));
   }
 
@@ -441,7 +568,7 @@ class Parser {
       case 'mtime': {
         if (rel === ':' || rel === '=') {
           const [from, to] = mtimeRange(value, this.now);
-          return (i) => i.mtime >= from && (to === undefined || i.mtime < to);
+          return (i) => i.mtime >= from && i.mtime < to;
         }
         const at = instant(value);
         return (i) => compare(rel, i.mtime, at);
@@ -455,20 +582,6 @@ class Parser {
     }
     throw invalid(`${field} cannot be searched here`);
   }
-}
-
-interface Node {
-  test: Test;
-  /** Set on a `scope:` term. */
-  scope?: string;
-  /** Set on an `is:favorite` term. */
-  favorite?: boolean;
-}
-
-/** A node's test, refusing a `scope:` where it is not a condition of the whole query. */
-function plain(n: Node): Test {
-  if (n.scope !== undefined) throw invalid('scope: can only limit the whole search (joined with AND)');
-  return n.test;
 }
 
 /**

@@ -44,9 +44,10 @@ describe('search queries', () => {
     // Regular-expression characters are plain characters in a name (all that ASCII has).
     const punct = "-_.~!#$%&'()+,;=@[]^`{|}/:<>";
     for (const ch of punct) expect(matches(`name:"*a${ch}b*"`, info(`x a${ch}b y`)), ch).toBe(true);
-    // (in quotes a backslash escapes the next character: \\ for one, \" for a quote)
-    expect(matches('name:"*a\\\\b*"', info('x a\\b y'))).toBe(true);
-    expect(matches('name:"*\\"quoted\\"*"', info('the "quoted" one'))).toBe(true);
+    // (a quoted string runs to the next quote, with no escapes: a backslash is a backslash)
+    expect(matches('name:"*a\\b*"', info('x a\\b y'))).toBe(true);
+    // Greek's final sigma is a sigma.
+    expect(matches('name:"*ΟΔΟΣ*"', info('οδοσος.txt'))).toBe(true);
     expect(matches('name:"*my-report*"', info('my-report.txt'))).toBe(true);
     expect(matches('name:"*(1).[a]*"', info('x (1).[a] y'))).toBe(true);
     expect(matches('name:"*(1).[a]*"', info('x 1 a y'))).toBe(false);
@@ -97,14 +98,20 @@ describe('search queries', () => {
     // Weeks start on Monday: the 22nd is a Sunday, its week began on the 16th.
     expect(when('mtime:"this week"', at(2026, 11, 16, 0))).toBe(true);
     expect(when('mtime:"this week"', at(2026, 11, 15, 23))).toBe(false);
+    expect(when('mtime:"this week"', at(2026, 11, 23, 0))).toBe(false); // (next Monday)
     expect(when('mtime:"last week"', at(2026, 11, 9, 0))).toBe(true);
     expect(when('mtime:"last week"', at(2026, 11, 16, 0))).toBe(false);
-    expect(when('mtime:"last 7 days"', at(2026, 11, 15, 1))).toBe(true);
-    expect(when('mtime:"last 7 days"', at(2026, 11, 14, 23))).toBe(false);
+    // Seven days with today, as OpenCloud counts them; nothing from the future.
+    expect(when('mtime:"last 7 days"', at(2026, 11, 16, 0))).toBe(true);
+    expect(when('mtime:"last 7 days"', at(2026, 11, 15, 23))).toBe(false);
+    expect(when('mtime:"last 7 days"', at(2026, 11, 23, 0))).toBe(false);
     expect(when('mtime:"this month"', at(2026, 11, 1, 0))).toBe(true);
     expect(when('mtime:"last month"', at(2026, 10, 31))).toBe(true);
     expect(when('mtime:"last month"', at(2026, 11, 1))).toBe(false);
-    expect(when('mtime:"last 30 days"', at(2026, 10, 23))).toBe(true);
+    expect(when('mtime:"last 30 days"', at(2026, 10, 24, 0))).toBe(true);
+    expect(when('mtime:"last 30 days"', at(2026, 10, 23, 23))).toBe(false);
+    expect(when('mtime:"this month"', at(2026, 12, 1, 0))).toBe(false);
+    expect(when('mtime:"this year"', at(2027, 1, 1, 0))).toBe(false);
     expect(when('mtime:"this year"', at(2026, 1, 1, 0))).toBe(true);
     expect(when('mtime:"last year"', at(2025, 12, 31, 23))).toBe(true);
     expect(when('mtime:"last year"', at(2026, 1, 1, 0))).toBe(false);
@@ -115,8 +122,58 @@ describe('search queries', () => {
     expect(when('mtime<"2020-01-01T00:00:00Z"', Date.UTC(2019, 11, 31, 23, 59))).toBe(true);
     // A keyword the web UI offers in a group, as its chips send them.
     expect(when('mtime:("today" OR "yesterday")', at(2026, 11, 21))).toBe(true);
+    // Unquoted, as the web UI's chips write them (mtime:${keyword}).
+    for (const k of [
+      'this week',
+      'last week',
+      'last 7 days',
+      'this month',
+      'last month',
+      'last 30 days',
+      'this year',
+      'last year',
+    ]) {
+      const t = at(2026, 11, 16, 0);
+      expect(matches(`mtime:${k} AND name:"*f*"`, info('f', { mtime: t })), k).toBe(
+        matches(`mtime:"${k}" AND name:"*f*"`, info('f', { mtime: t })),
+      );
+      expect(code(`mtime:${k} AND mediatype:("pdf") AND is:favorite`), k).toBe('parsed');
+    }
+    expect(code('mtime:last 7 weeks')).toBe('INVALID_ARGUMENT');
     expect(code('mtime:"next week"')).toBe('INVALID_ARGUMENT');
+    // Days that are not in the calendar; years before 100 are years before 100.
+    for (const q of ['mtime:2026-02-30', 'mtime>=2026-13-45', 'mtime<2026-00-10'])
+      expect(code(q), q).toBe('INVALID_ARGUMENT');
+    expect(when('mtime<0100-01-01', new Date(-60e12).getTime())).toBe(true);
+    expect(when('mtime<0100-01-01', at(1950, 1, 1))).toBe(false);
     expect(code('mtime>soon')).toBe('INVALID_ARGUMENT');
+  });
+
+  it('match any name in time that grows with name x pattern, however many wildcards', () => {
+    const name = info(`${'a'.repeat(250)}.txt`);
+    for (const q of [
+      `name:"${'*a'.repeat(60)}*b"`,
+      `name:"${'*'.repeat(2000)}x"`,
+      `${'*'.repeat(2000)}x`,
+      `name:"${'a?*'.repeat(80)}"`,
+    ]) {
+      const test = parseQuery(q, NOW);
+      const t = performance.now();
+      for (let i = 0; i < 10; i++) test.test(name);
+      expect(performance.now() - t, q.slice(0, 20)).toBeLessThan(200);
+    }
+    expect(matches(`name:"${'*a'.repeat(60)}*"`, name)).toBe(true);
+    expect(matches('name:"*a*b*c*"', info('xaybzc'))).toBe(true);
+    expect(matches('name:"*a*b*c"', info('xaybzcd'))).toBe(false);
+    expect(matches('name:"a*"', info('ba'))).toBe(false);
+    expect(matches('name:"?"', info('é'))).toBe(true);
+  });
+
+  it('join terms of one property side by side as alternatives, as KQL does', () => {
+    expect(matches('name:"*.pdf" name:"*.odt"', info('a.odt'))).toBe(true);
+    expect(matches('name:"*.pdf" AND name:"*.odt"', info('a.odt'))).toBe(false);
+    expect(matches('mediatype:("image" "pdf")', info('a.pdf', { mimeType: 'application/pdf' }))).toBe(true);
+    expect(matches('name:"*a*" size<10', info('a'))).toBe(false);
   });
 
   it('compare sizes in bytes', () => {
@@ -142,6 +199,10 @@ describe('search queries', () => {
     expect(code('name:"*a*" OR scope:s$sp!node')).toBe('INVALID_ARGUMENT');
     expect(code('NOT scope:x')).toBe('INVALID_ARGUMENT');
     expect(code('scope:a scope:b')).toBe('INVALID_ARGUMENT');
+    // Parentheses around a conjunction change nothing of it.
+    expect(parseQuery('(is:favorite AND name:"*x*")', NOW).favoritesOnly).toBe(true);
+    expect(parseQuery('(name:"*a*" AND scope:s$sp!node)', NOW).scope).toBe('s$sp!node');
+    expect(code('NOT (scope:x AND name:y)')).toBe('INVALID_ARGUMENT');
   });
 
   it('refuse what they cannot answer, and what does not parse, with a reason', () => {
@@ -171,5 +232,16 @@ describe('search queries', () => {
       `${'('.repeat(100)}x${')'.repeat(100)}`,
     ])
       expect(code(q), q.slice(0, 40)).toBe('INVALID_ARGUMENT');
+    const said = (q: string) => {
+      try {
+        parseQuery(q, NOW);
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    expect(said('a OR')).toMatch(/OR with nothing after/);
+    expect(said('OR a')).toMatch(/OR with nothing before/);
+    expect(said('(a NOT)')).toMatch(/NOT with nothing after/);
+    expect(said('a ()')).toMatch(/empty parentheses/);
   });
 });

@@ -181,7 +181,7 @@ describe('REPORT oc:search-files', () => {
       'P:photos/Café.jpg',
     ]);
     expect(
-      (await search('mtime:today AND mediatype:("spreadsheet" OR "image") AND is:favorite')).hrefs,
+      (await search('mtime:last 7 days AND mediatype:("spreadsheet" OR "image") AND is:favorite')).hrefs,
     ).toEqual(['P:Reports/Q1.xlsx', 'P:photos/Café.jpg']);
     expect((await search('NOT is:favorite AND mediatype:spreadsheet')).hrefs).toEqual([]);
     expect((await search('is:favorite AND name:"*.md"', 'ann')).hrefs).toEqual([]);
@@ -207,6 +207,46 @@ describe('REPORT oc:search-files', () => {
     expect(nested.status).toBe(400);
     // And the server is still there.
     expect((await search('name:"*report*"')).status).toBe(207);
+  });
+
+  it('stops a walk after searchMaxVisits resources and says so (RFC 5323 §2.4); 0 turns walks off', async () => {
+    const small = await startDav([{ id: 'u-zed', username: 'zed' }], { watch: false, searchMaxVisits: 25 });
+    try {
+      for (let d = 0; d < 3; d++) {
+        expect((await davFetch(small, 'MKCOL', `/remote.php/webdav/d${d}`, 'zed')).status).toBe(201);
+        for (let f = 0; f < 10; f++)
+          await davFetch(small, 'PUT', `/remote.php/webdav/d${d}/f${f}.txt`, 'zed', { body: 'x' });
+      }
+      const r = await davFetch(small, 'REPORT', '/dav/spaces/', 'zed', { body: body('name:"f*"') });
+      expect(r.status).toBe(207);
+      const text = await r.text();
+      const found = [...text.matchAll(/<d:href>([^<]*\.txt)<\/d:href>/g)];
+      expect(found.length).toBeGreaterThan(10);
+      expect(found.length).toBeLessThan(30);
+      expect(text).toMatch(
+        /<d:response><d:href>\/dav\/spaces\/<\/d:href><d:status>HTTP\/1\.1 507 Insufficient Storage<\/d:status><d:error><d:number-of-matches-within-limits\/><\/d:error>/,
+      );
+      // A search that stays within it says nothing of the kind.
+      const scoped = await davFetch(small, 'REPORT', '/remote.php/webdav/d1/', 'zed', {
+        body: body('name:"f*"'),
+      });
+      const all = await scoped.text();
+      expect([...all.matchAll(/\.txt<\/d:href>/g)]).toHaveLength(10);
+      expect(all).not.toContain('Insufficient Storage');
+    } finally {
+      await small.close();
+    }
+    const off = await startDav([{ id: 'u-zed', username: 'zed' }], { watch: false, searchMaxVisits: 0 });
+    try {
+      const r = await davFetch(off, 'REPORT', '/dav/spaces/', 'zed', { body: body('name:"*x*"') });
+      expect(r.status).toBe(501);
+      expect(await r.text()).toContain('searchMaxVisits');
+      expect(
+        (await davFetch(off, 'REPORT', '/dav/spaces/', 'zed', { body: body('is:favorite') })).status,
+      ).toBe(207);
+    } finally {
+      await off.close();
+    }
   });
 
   it('is announced in the capabilities the web UI reads', async () => {

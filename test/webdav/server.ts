@@ -38,7 +38,7 @@ export interface DavEnv {
  */
 export async function startDav(
   users: StaticUser[],
-  opts: { watch?: boolean; idleTimeoutMs?: number } = {},
+  opts: { watch?: boolean; idleTimeoutMs?: number; searchMaxVisits?: number } = {},
 ): Promise<DavEnv> {
   const watch = opts.watch !== false;
   const root = await tempRoot('dav');
@@ -53,7 +53,11 @@ export async function startDav(
     grpc: false,
     http: '127.0.0.1:0',
     uploadsDir: path.join(root, 'uploads'),
-    webdav: { uploadsDir: path.join(root, 'chunks'), listingCache: watch },
+    webdav: {
+      uploadsDir: path.join(root, 'chunks'),
+      listingCache: watch,
+      ...(opts.searchMaxVisits !== undefined && { searchMaxVisits: opts.searchMaxVisits }),
+    },
     ...(opts.idleTimeoutMs !== undefined && { idleTimeoutMs: opts.idleTimeoutMs }),
   });
   const observer = watch ? provider.watch({ rescanIntervalMs: 0 }) : undefined;
