@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ResourceInfo } from '../../src/core/types.js';
-import { parseQuery } from '../../src/webdav/kql.js';
+import { MTIME_KEYWORDS, parseQuery } from '../../src/webdav/kql.js';
 
 /** Sunday 2026-11-22 15:30 in the server's time zone. */
 const NOW = new Date(2026, 10, 22, 15, 30).getTime();
@@ -123,16 +123,7 @@ describe('search queries', () => {
     // A keyword the web UI offers in a group, as its chips send them.
     expect(when('mtime:("today" OR "yesterday")', at(2026, 11, 21))).toBe(true);
     // Unquoted, as the web UI's chips write them (mtime:${keyword}).
-    for (const k of [
-      'this week',
-      'last week',
-      'last 7 days',
-      'this month',
-      'last month',
-      'last 30 days',
-      'this year',
-      'last year',
-    ]) {
+    for (const k of MTIME_KEYWORDS.filter((w) => w.includes(' '))) {
       const t = at(2026, 11, 16, 0);
       expect(matches(`mtime:${k} AND name:"*f*"`, info('f', { mtime: t })), k).toBe(
         matches(`mtime:"${k}" AND name:"*f*"`, info('f', { mtime: t })),
