@@ -1269,10 +1269,8 @@ export class WebDav {
     const mode = prop ? 'prop' : 'allprop';
     const props = prop ? withoutRepeats(prop.children.map((c) => ({ ns: c.ns, local: c.local }))) : ALLPROP;
     const shown = fieldsFor(mode, props);
-    // (what the query looks at is read too; a favorite's mark only where it is not one by construction)
-    const fields = [...new Set([...shown, ...(query?.fields ?? [])])].filter(
-      (f) => !favorites || f !== 'favorite',
-    );
+    // (what the query looks at is read too; listFavorites leaves out the mark, a favorite by construction)
+    const fields = [...new Set([...shown, ...(query?.fields ?? [])])];
     const dead = props.filter((p) => !isLive(p)).map(deadKey);
     const statOpts: StatOptions = {
       fields,
@@ -1296,16 +1294,15 @@ export class WebDav {
       folderOnly(t, info);
     }
     const everywhere = !t || (t.segs.length === 0 && !t.nodeId && PERSONAL_MOUNT.test(t.base));
-    let scope: { info: ResourceInfo } | undefined;
+    let scope: ResourceInfo | undefined;
     if (query?.scope !== undefined) {
       const at = await this.targetOf([...davSegs, 'spaces', query.scope], who).catch((err) =>
         StorageError.is(err, 'INVALID_ARGUMENT')
           ? Promise.reject(new HttpError(400, `scope: ${err.message}`))
           : Promise.reject(err),
       );
-      const si = await at.session.stat(this.ref(at), { fields: ['permissions'] });
-      folderOnly(at, si);
-      scope = { info: si };
+      scope = await at.session.stat(this.ref(at), { fields: ['permissions'] });
+      folderOnly(at, scope);
     }
     const below = info?.type === 'folder' && info.permissions?.getPath !== false;
     const maxVisits = this.opts.searchMaxVisits ?? MAX_SEARCH_VISITS;
@@ -1364,7 +1361,7 @@ export class WebDav {
       for await (const f of who.session.listFavorites(opts)) {
         if (sent >= limit) break;
         if (query && !query.test(f)) continue;
-        if (scope && !isBelow(f, scope.info)) continue;
+        if (scope && !isBelow(f, scope)) continue;
         const at = await place(f);
         if (at) await emit(at, f);
       }
@@ -1400,9 +1397,7 @@ export class WebDav {
         // Within the target (unless that is everywhere): the scope is its folder or below it, or
         // nothing is searched.
         const at =
-          info && below && sameSpace(scope.info.id, info.id) && scope.info.path === info.path
-            ? t
-            : await place(scope.info);
+          info && below && sameSpace(scope.id, info.id) && scope.path === info.path ? t : await place(scope);
         if (at) await walk(at, [...at.segs]);
       } else if (!everywhere) await walk(t!, [...t!.segs]);
       else if (!t || (await walk(t, []))) {
