@@ -25,6 +25,9 @@ describe('stowage CLI', () => {
     const a = stowage(['quickstart']);
     expect(a.code, a.err).toBe(0);
     expect(a.out).toContain('project/quickstart');
+    // (the CLI acts as the system: it says who sees the space over WebDAV)
+    expect(a.out).toContain('quickstart --owner admin');
+    expect(a.out).toMatch(/^path: +\/project\/quickstart\/docs\/hello\.txt$/m);
     expect(stowage(['quickstart']).code).toBe(0);
   });
 
@@ -89,6 +92,11 @@ describe('stowage CLI', () => {
       [['--bogus-option'], 2, /Unknown option/],
       [['frobnicate'], 2, /unknown command/],
       [['mv', '/project/data-set/a', '/project/data-set/a/inside'], 2, /into-itself/],
+      [['trash'], 2, /trash takes ls, restore or purge/],
+      [['versions', 'lsx', '/project/data-set/a'], 2, /versions takes ls, get or restore/],
+      [['grants'], 2, /grants takes ls, set, deny or rm/],
+      [['grants', 'set', '/project/data-set/a', 'user:x', 'boss'], 2, /"boss" is neither a role \(viewer, /],
+      [['put', '-', '/project/data-set/t.txt', '--mtime', 'yesterday'], 2, /ISO 8601/],
     ];
     for (const [args, code, msg] of cases) {
       const r = stowage(args, 'body');
@@ -224,6 +232,23 @@ describe('stowage CLI: space owners', () => {
     const unknown = stowage(['--users', users, 'space', 'create', 'project', 'Nobody', '--owner', 'nobody']);
     expect(unknown.code).toBe(2);
     expect(unknown.err).toContain('unknown owner "nobody"');
+  });
+
+  it('makes the quickstart’s --owner a manager, also of the space a first run made', async () => {
+    const users = path.join(root, 'owners.json');
+    expect(stowage(['quickstart']).code).toBe(0);
+    const again = stowage(['--users', users, 'quickstart', '--owner', 'olga']);
+    expect(again.code, again.err).toBe(0);
+    expect(again.out).not.toContain('--owner admin');
+    expect(stowage(['grants', 'ls', '/project/quickstart']).out).toContain('user:u-41  manager');
+  });
+
+  it('marks a disabled space in its listing', () => {
+    expect(stowage(['space', 'create', 'project', 'Paused']).code).toBe(0);
+    expect(stowage(['space', 'ls']).out).not.toMatch(/project\/paused .*\(disabled\)/);
+    expect(stowage(['space', 'disable', '/project/paused']).out).toMatch(/Paused {2}\(disabled\)$/m);
+    expect(stowage(['space', 'ls']).out).toMatch(/project\/paused .*Paused {2}\(disabled\)$/m);
+    expect(stowage(['space', 'enable', '/project/paused']).out).not.toContain('(disabled)');
   });
 });
 

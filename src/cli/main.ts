@@ -52,8 +52,9 @@ Paths are /<space alias>/<path> (e.g. /project/demo/docs/a.txt, /personal/alice/
 or a resource id, optionally followed by a relative path (storage$space!node/sub/x).
 
 Commands:
-  quickstart                        create the space project/quickstart, put a file, list it
-  space ls                          list spaces
+  quickstart [--owner USER]         create the space project/quickstart, put a file, list it;
+                                    USER becomes its manager (who sees it over WebDAV)
+  space ls                          list spaces (a disabled one is marked so)
   space create <personal|project> <name> [--alias TYPE/NAME] [--owner USER] [--quota BYTES]
                                     [--description TEXT]; the alias defaults to the name made
                                     path-safe, and an existing one is an error (exit 4)
@@ -63,7 +64,8 @@ Commands:
   stat <path>                       show a file or folder
   put <local-file|-> <path>         upload (from stdin with -) [--mtime WHEN] [--if-match ETAG]
                                     [--if-none-match] [--checksum ALGO:HEX]
-  get <path> [local-file|-]         download (to stdout by default) [--range START-END]
+  get <path> [local-file|-]         download (to stdout by default) [--range START-END|START-|-LENGTH]
+                                    (bytes, END included; -LENGTH: the last LENGTH bytes)
   mkdir [-p] <path>                 create a folder (-p: with parents, existing is fine)
   mv <from> <to> [--overwrite]      move or rename (ids are kept)
   cp <from> <to> [--overwrite]      copy (copies get new ids)
@@ -107,19 +109,21 @@ Commands:
   passwd USERNAME                   give a user kept in DIR/.stowage/users.json (serve without
                                     --user/--users) a new generated password, printed once; a
                                     running serve takes it when restarted
-  token --user ID --jwt-secret SECRET [--ttl SECONDS] [--groups G1,G2]
+  token --user ID [--jwt-secret SECRET] [--ttl SECONDS] [--groups G1,G2]
                                     print a Reva-style access token (x-access-token) for a user
+                                    (the secret from $STOWAGE_JWT_SECRET when not given)
 
 Options:
   --root DIR      storage root (default: $STOWAGE_ROOT or ./data)
   --lock-id ID    the lock id to present for put, mv, rm, meta-set/unset on a locked resource
   --json          machine-readable output; errors as {"error":{...}} on stderr
+  WHEN            (--mtime, --expires) an ISO 8601 date and time, or Unix seconds
   -h, --help      this text
 
 Exit status: 0 ok, 1 unexpected failure, 2 invalid usage or argument, 3 not found,
 4 already exists, 5 permission denied, 6 precondition failed (missing parent, folder in
-the way, etag mismatch), 7 locked, 8 insufficient storage, 9 cancelled, 10 unsupported,
-11 unavailable, 12 too early.
+the way, etag mismatch), 7 locked, 8 insufficient storage, 9 cancelled or aborted (a wrong
+lock id), 10 unsupported, 11 unavailable, 12 too early.
 `;
 
 interface Opts {
@@ -244,7 +248,11 @@ function infoJson(i: ResourceInfo): Record<string, unknown> {
 function parseWhen(s: string): number {
   if (/^\d+(\.\d+)?$/.test(s)) return Number(s) * 1000; // unix seconds, as sync clients send them
   const t = Date.parse(s);
-  if (Number.isNaN(t)) throw new StorageError('INVALID_ARGUMENT', `cannot read time "${s}"`);
+  if (Number.isNaN(t))
+    throw new StorageError(
+      'INVALID_ARGUMENT',
+      `cannot read time "${s}" (an ISO 8601 date and time, or Unix seconds)`,
+    );
   return t;
 }
 
@@ -291,7 +299,7 @@ async function run(argv: string[]): Promise<number> {
       : undefined;
   const s = new StorageProvider({ drivers: driver, identity });
   try {
-    return await command(s, driver, cmd, args, opts);
+    return await command(s, driver, cmd, args, opts, identity || undefined);
   } finally {
     await s.close();
   }
@@ -303,10 +311,21 @@ async function command(
   cmd: string,
   args: string[],
   opts: Opts,
+  identity?: StaticIdentitySource,
 ): Promise<number> {
-  const showInfo = (i: ResourceInfo) => {
+  // The path as commands take it: /<space alias>/<path in the space>.
+  const aliases = new Map<string, string>();
+  const showInfo = async (i: ResourceInfo) => {
     if (opts.json) return out(JSON.stringify(infoJson(i)));
-    out(`path:     ${i.path}`);
+    let alias = aliases.get(i.id.spaceId);
+    if (alias === undefined) {
+      alias = await s.getSpace(i.id.spaceId).then(
+        (sp) => `/${sp.alias}`,
+        () => '',
+      );
+      aliases.set(i.id.spaceId, alias);
+    }
+    out(`path:     ${alias}${i.path === '/' && alias ? '' : i.path}`);
     out(`name:     ${i.name}`);
     out(`type:     ${i.type}`);
     out(`size:     ${i.size < 1024 ? `${i.size} B` : `${i.size} (${human(i.size)})`}`);
@@ -322,7 +341,7 @@ async function command(
       return out(JSON.stringify({ ...sp, root: formatResourceId(sp.root), mtime: iso(sp.mtime) }));
     const quota = sp.quota === undefined ? 'no quota' : `of ${human(sp.quota)}`;
     out(
-      `${sp.alias.padEnd(32)} ${sp.type.padEnd(8)} ${human(sp.used).padStart(10)} ${quota.padEnd(14)} ${sp.id}  ${sp.name}`,
+      `${sp.alias.padEnd(32)} ${sp.type.padEnd(8)} ${human(sp.used).padStart(10)} ${quota.padEnd(14)} ${sp.id}  ${sp.name}${sp.disabled ? '  (disabled)' : ''}`,
     );
   };
 
@@ -332,9 +351,23 @@ async function command(
       let sp: Space;
       try {
         sp = await s.getSpace('project/quickstart');
+        // (run again with --owner: that user becomes a manager of the space made before)
+        if (opts.owner)
+          await s.setGrant(
+            { space: sp.id, path: '' },
+            {
+              grantee: { type: 'user', id: (await identity?.getUser(opts.owner))?.id ?? opts.owner },
+              permissions: fromLetters(ROLES.manager),
+            },
+          );
       } catch (err) {
         if (!StorageError.is(err, 'NOT_FOUND')) throw err;
-        sp = await s.createSpace({ type: 'project', name: 'Quickstart', alias: 'project/quickstart' });
+        sp = await s.createSpace({
+          type: 'project',
+          name: 'Quickstart',
+          alias: 'project/quickstart',
+          ...(opts.owner && { owner: { id: opts.owner, username: opts.owner } }),
+        });
       }
       await s.mkdir({ space: sp.id, path: 'docs' }, { parents: true });
       const info = await s.write(
@@ -348,14 +381,16 @@ async function command(
       out(`Storage root: ${driver.root}`);
       out(`Space:        ${sp.alias} (${sp.id})`);
       out(`On disk:      ${await driver.spacePath(sp.id)}/docs/hello.txt\n`);
-      showInfo(info);
+      await showInfo(info);
       out('\nContents of /project/quickstart/docs:');
       for await (const e of s.list({ space: sp.id, path: 'docs' })) {
         out(`  ${e.type === 'folder' ? 'd' : '-'} ${String(e.size).padStart(8)}  ${iso(e.mtime)}  ${e.name}`);
       }
-      out(
-        `\nTry: ${invokedAs()} --root ${path.relative(process.cwd(), driver.root) || '.'} ls /project/quickstart/docs`,
-      );
+      const root = path.relative(process.cwd(), driver.root) || '.';
+      out(`\nTry: ${invokedAs()} --root ${root} ls /project/quickstart/docs`);
+      // Over WebDAV a user sees the spaces they hold a grant on; the CLI acts as the system.
+      if (!opts.owner)
+        out(`Over WebDAV, only its managers see it: ${invokedAs()} --root ${root} quickstart --owner admin`);
       return 0;
     }
     case 'space': {
@@ -409,7 +444,7 @@ async function command(
     }
     case 'stat':
       need(args, 1, 'path');
-      showInfo(await s.stat(args[0]!));
+      await showInfo(await s.stat(args[0]!));
       return 0;
     case 'put': {
       need(args, 2, 'source and destination');
@@ -434,7 +469,7 @@ async function command(
           ...(opts['if-none-match'] && { ifNoneMatch: '*' as const }),
         };
       }
-      showInfo(await s.write(dst, body, wo));
+      await showInfo(await s.write(dst, body, wo));
       return 0;
     }
     case 'get': {
@@ -451,15 +486,15 @@ async function command(
     }
     case 'mkdir':
       need(args, 1, 'path');
-      showInfo(await s.mkdir(args[0]!, { parents: opts.parents }));
+      await showInfo(await s.mkdir(args[0]!, { parents: opts.parents }));
       return 0;
     case 'mv':
       need(args, 2, 'source and destination');
-      showInfo(await s.move(args[0]!, args[1]!, { overwrite: opts.overwrite, ...lockOpt }));
+      await showInfo(await s.move(args[0]!, args[1]!, { overwrite: opts.overwrite, ...lockOpt }));
       return 0;
     case 'cp':
       need(args, 2, 'source and destination');
-      showInfo(await s.copy(args[0]!, args[1]!, { overwrite: opts.overwrite }));
+      await showInfo(await s.copy(args[0]!, args[1]!, { overwrite: opts.overwrite }));
       return 0;
     case 'rm': {
       need(args, 1, 'path');
@@ -492,6 +527,8 @@ async function command(
       return 0;
     case 'trash': {
       const sub = args.shift();
+      if (!['ls', 'restore', 'purge'].includes(sub ?? ''))
+        throw new UsageError('trash takes ls, restore or purge');
       need(args, 1, 'space');
       const space = args[0]!.replace(/^\//, '');
       if (sub === 'ls') {
@@ -506,7 +543,7 @@ async function command(
       }
       if (sub === 'restore') {
         need(args, 2, 'space and key');
-        showInfo(await s.restoreTrash(space, args[1]!, opts.to ? { target: opts.to } : {}));
+        await showInfo(await s.restoreTrash(space, args[1]!, opts.to ? { target: opts.to } : {}));
         return 0;
       }
       if (sub === 'purge') {
@@ -517,6 +554,8 @@ async function command(
     }
     case 'versions': {
       const sub = args.shift();
+      if (!['ls', 'get', 'restore'].includes(sub ?? ''))
+        throw new UsageError('versions takes ls, get or restore');
       need(args, 1, 'path');
       if (sub === 'ls') {
         for (const v of await s.listVersions(args[0]!)) {
@@ -536,13 +575,15 @@ async function command(
       }
       if (sub === 'restore') {
         need(args, 2, 'path and key');
-        showInfo(await s.restoreVersion(args[0]!, args[1]!, lockOpt));
+        await showInfo(await s.restoreVersion(args[0]!, args[1]!, lockOpt));
         return 0;
       }
       throw new UsageError('versions takes ls, get or restore');
     }
     case 'grants': {
       const sub = args.shift();
+      if (!['ls', 'set', 'deny', 'rm'].includes(sub ?? ''))
+        throw new UsageError('grants takes ls, set, deny or rm');
       need(args, 1, 'path');
       if (sub === 'ls') {
         for (const g of await s.listGrants(args[0]!)) {
@@ -560,7 +601,15 @@ async function command(
       if (sub === 'set') {
         need(args, 3, 'path, grantee and role');
         const role = args[2]!;
-        const permissions = role in ROLES ? roleToPermissions(role as Role) : fromLetters(role);
+        let permissions: ReturnType<typeof fromLetters>;
+        try {
+          permissions = role in ROLES ? roleToPermissions(role as Role) : fromLetters(role);
+        } catch (err) {
+          if (!StorageError.is(err, 'INVALID_ARGUMENT')) throw err;
+          throw new UsageError(
+            `"${role}" is neither a role (${Object.keys(ROLES).join(', ')}) nor permission letters: ${err.message}`,
+          );
+        }
         await s.setGrant(args[0]!, {
           grantee,
           permissions,
