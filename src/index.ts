@@ -13,6 +13,7 @@
  * @module stowage
  */
 export * from './core/body.js';
+export * from './core/changes.js';
 export * from './core/checksums.js';
 export * from './core/conditions.js';
 export * from './core/driver.js';

@@ -63,7 +63,11 @@ class Hidden extends StorageError {
 
 /** Options for {@link StorageProvider.listFavorites}. */
 export interface ListFavoritesOptions extends StatOptions {
-  /** Only the favorites in this space (id or alias); marks elsewhere are not even looked at. */
+  /**
+   * Only the favorites in this space (id or alias); marks elsewhere are not even looked at. A space
+   * that is missing, or that the user cannot see and holds none of their visible favorites, is
+   * NOT_FOUND alike.
+   */
   space?: string;
 }
 
@@ -1238,7 +1242,9 @@ export class StorageProvider {
     if (!this.principal) return;
     // (each is one by construction: not looked up again per item, which would read the marks anew)
     const fields = (opts?.fields ?? DEFAULT_FIELDS).filter((f) => f !== 'favorite');
-    const only = opts?.space === undefined ? undefined : await this.spaceByIdOrAlias(opts.space);
+    const space = opts?.space;
+    const only = space === undefined ? undefined : await this.spaceByIdOrAlias(space);
+    let found = 0;
     for (const driver of this.drivers) {
       if (only && only.driver !== driver) continue;
       const marks = await driver.features.favorites?.list(this.principal.userId);
@@ -1249,6 +1255,7 @@ export class StorageProvider {
         try {
           const info = await this.stat({ resourceId: id }, { ...opts, fields });
           info.favorite = true;
+          found++;
           yield info;
         } catch (err) {
           // gone, hidden from the user now, in a space disabled since (or not an id at all)
@@ -1257,6 +1264,10 @@ export class StorageProvider {
         }
       }
     }
+    // Nothing in a space the user cannot see: as if it were missing. (Favorites in it, reached
+    // through shares below its root, do tell that it exists, which the user knows then anyway.)
+    // (a session's NOT_FOUND says no more than "not found", whichever it is)
+    if (space !== undefined && !found) await this.getSpace(space);
   }
 
   /**
@@ -1898,13 +1909,15 @@ export const MAX_METADATA_KEYS = 1000;
 /** Most arbitrary metadata one resource keeps, keys and values in UTF-8 bytes. */
 export const MAX_METADATA_BYTES = 1024 * 1024;
 
-function checkMetadataKey(k: string): void {
+/** Refuse a metadata key that no storage keeps (empty, over 255 bytes, NUL). */
+export function checkMetadataKey(k: string): void {
   if (typeof k !== 'string' || k.length === 0 || Buffer.byteLength(k) > 255 || k.includes('\0')) {
     throw new StorageError('INVALID_ARGUMENT', `invalid metadata key "${printable(k)}"`);
   }
 }
 
-function checkMetadata(values: Readonly<Record<string, string>>): void {
+/** Refuse metadata that no storage keeps (see {@link checkMetadataKey}; values over 64 KiB). */
+export function checkMetadata(values: Readonly<Record<string, string>>): void {
   if (values === null || typeof values !== 'object') {
     throw new StorageError('INVALID_ARGUMENT', 'metadata must be an object of strings');
   }

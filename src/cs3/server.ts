@@ -9,6 +9,7 @@
  */
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import type * as grpc from '@grpc/grpc-js';
+import { applyPropertyChange } from '../core/changes.js';
 import { StorageError } from '../core/errors.js';
 import type { Grant } from '../core/permissions.js';
 import type { ListSpacesFilter, StorageProvider } from '../core/provider.js';
@@ -315,26 +316,37 @@ export class Cs3Service {
       }),
       setArbitraryMetadata: this.unary(async (req: api.SetArbitraryMetadataRequest, s) => {
         // The key `mtime` (Unix seconds) sets the file's modification time, as Reva's drivers do.
-        // And OC_FAVORITE ("1"/"0") marks it as one of the user's favorites, or not.
+        // And OC_FAVORITE ("1"/"0") marks it as one of the user's favorites, or not. All or nothing.
         const { mtime, [OC_FAVORITE]: fav, ...rest } = req.arbitraryMetadata?.metadata ?? {};
         const ms = mtime === undefined ? undefined : mtimeHeader(mtime, 'mtime');
         const favorite = fav === undefined ? undefined : favoriteValue(fav);
         const ref = target(req.ref).ref;
         const lock = lockOpt(req.lockId, req.opaque);
-        // The time first: it is what may be refused (a folder, a time the storage cannot hold).
-        if (ms !== undefined) await s.setMtime(ref, ms, lock);
-        if (Object.keys(rest).length || (ms === undefined && favorite === undefined))
-          await s.setMetadata(ref, rest, lock);
-        // Last: the user's own mark, which needs no more than seeing the resource.
-        if (favorite !== undefined) await s.setFavorite(ref, favorite);
+        // (nothing at all: still an answer about the resource and the right to change it)
+        if (!Object.keys(rest).length && ms === undefined && favorite === undefined)
+          await s.setMetadata(ref, {}, lock);
+        const failed = await applyPropertyChange(
+          s,
+          ref,
+          { set: rest, ...(ms !== undefined && { mtime: ms }), ...(favorite !== undefined && { favorite }) },
+          lock,
+        );
+        if (failed) throw failed.error;
         return {};
       }),
       unsetArbitraryMetadata: this.unary(async (req: api.UnsetArbitraryMetadataRequest, s) => {
         const ref = target(req.ref).ref;
         const keys = req.arbitraryMetadataKeys.filter((k) => k !== OC_FAVORITE);
-        if (keys.length || !req.arbitraryMetadataKeys.length)
-          await s.unsetMetadata(ref, keys, lockOpt(req.lockId, req.opaque));
-        if (keys.length < req.arbitraryMetadataKeys.length) await s.setFavorite(ref, false);
+        const lock = lockOpt(req.lockId, req.opaque);
+        if (!req.arbitraryMetadataKeys.length) await s.unsetMetadata(ref, [], lock);
+        const unmark = keys.length < req.arbitraryMetadataKeys.length;
+        const failed = await applyPropertyChange(
+          s,
+          ref,
+          { unset: keys, ...(unmark && { favorite: false }) },
+          lock,
+        );
+        if (failed) throw failed.error;
         return {};
       }),
       setLock: this.unary(async (req: api.SetLockRequest, s) => {

@@ -23,6 +23,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
+import { applyPropertyChange } from '../core/changes.js';
 import { parseChecksumHeader } from '../core/checksums.js';
 import { checkWriteConditions, evaluateConditions, parseHttpDate } from '../core/conditions.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
@@ -1069,7 +1070,9 @@ export class WebDav {
     folderOnly(t, info);
     // A favorite is the user's own mark, not a change of the resource: seeing it is enough, and
     // another user's lock on it does not stand in the way (as in ownCloud).
+    // (its If header still counts: RFC 4918 §10.4)
     const onlyFavorite = changes.size === 1 && changes.has(FAVORITE);
+    if (onlyFavorite) await this.checkIf(req, t, info);
     const lockId = onlyFavorite ? undefined : await this.checkLocks(req, t, info, false);
     // A file's modification time, set as ownCloud and Nextcloud take it (`DAV:lastmodified`, Unix
     // seconds: rclone's owncloud/nextcloud vendors) and as Windows' WebClient sends it
@@ -1121,72 +1124,39 @@ export class WebDav {
         if (timed.has(k) || !c.el) unset.push(k);
         else set[k] = serialise(c.el);
       }
-      const mo = { ...(lockId && { lockId }) };
-      // The favorite last, once the rest is done: a mark is never taken back (another request may
-      // have relied on it meanwhile), and what may be refused comes before it. When the mark
-      // itself fails (rarely: an id too long to mark, a storage that keeps none writable), what
-      // was changed before it is put back (RFC 4918 §9.2: all or nothing).
-      // (set even when the stat said so already: it may have changed since; the same is a no-op)
-      const mark = favorite;
-      const deadKeys = [...Object.keys(set), ...unset];
-      const before =
-        mark !== undefined && deadKeys.length
-          ? ((await t.session.stat(this.ref(t), { fields: [], metadataKeys: deadKeys })).metadata ?? {})
-          : undefined;
-      // The time first: it is what may be refused (a time the filesystem cannot hold, a file not
-      // Stowage's to touch); then nothing else is changed.
-      let undo: number | undefined;
-      if (mtime !== undefined) {
-        try {
-          await t.session.setMtime(this.ref(t), mtime, mo);
-          undo = info.mtime;
-        } catch (err) {
-          const e = toStorageError(err, 'modification time');
-          const why =
-            e.code === 'INVALID_ARGUMENT'
-              ? '409 Conflict'
-              : e.reason === 'not-owner'
-                ? '403 Forbidden'
-                : undefined;
-          if (!why) throw e;
-          for (const k of timed) refused.set(k, why);
-          status = '424 Failed Dependency';
-        }
-      }
-      let deadDone = false;
-      if (status === '200 OK') {
-        try {
-          if (Object.keys(set).length) await t.session.setMetadata(this.ref(t), set, mo);
-          if (unset.length) await t.session.unsetMetadata(this.ref(t), unset, mo);
-          deadDone = true;
-        } catch (err) {
-          if (undo !== undefined) await t.session.setMtime(this.ref(t), undo, mo).catch(() => {});
-          const e = toStorageError(err, 'properties');
+      // All or nothing (RFC 4918 §9.2): the dead properties, then the time, then the mark, each
+      // put back when a later one fails (see applyPropertyChange).
+      const failed = await applyPropertyChange(
+        t.session,
+        this.ref(t),
+        {
+          set,
+          unset,
+          ...(mtime !== undefined && { mtime }),
+          ...(favorite !== undefined && { favorite }),
+        },
+        { ...(lockId && { lockId }) },
+      );
+      if (failed) {
+        const e = toStorageError(
+          failed.error,
+          { metadata: 'properties', mtime: 'modification time', favorite: 'favorite' }[failed.part],
+        );
+        if (failed.part === 'metadata') {
           if (e.code !== 'INVALID_ARGUMENT' && e.reason !== 'metadata-too-large') throw e;
           status = e.reason === 'metadata-too-large' ? '507 Insufficient Storage' : '409 Conflict';
-        }
-      }
-      if (status === '200 OK' && mark !== undefined) {
-        try {
-          await t.session.setFavorite(this.ref(t), mark);
-        } catch (err) {
-          if (before && deadDone) {
-            const back: Record<string, string> = {};
-            for (const k of deadKeys) if (before[k] !== undefined) back[k] = before[k];
-            const gone = deadKeys.filter((k) => before[k] === undefined);
-            if (Object.keys(back).length) await t.session.setMetadata(this.ref(t), back, mo).catch(() => {});
-            if (gone.length) await t.session.unsetMetadata(this.ref(t), gone, mo).catch(() => {});
-          }
-          if (undo !== undefined) await t.session.setMtime(this.ref(t), undo, mo).catch(() => {});
-          const e = toStorageError(err, 'favorite');
+        } else {
+          // (a time the filesystem cannot hold, a file not Stowage's to touch; a mark refused)
           const why =
             e.code === 'INVALID_ARGUMENT'
               ? '409 Conflict'
-              : e.code === 'PERMISSION_DENIED' || e.code === 'UNIMPLEMENTED'
+              : (failed.part === 'mtime' && e.reason === 'not-owner') ||
+                  (failed.part === 'favorite' &&
+                    (e.code === 'PERMISSION_DENIED' || e.code === 'UNIMPLEMENTED'))
                 ? '403 Forbidden'
                 : undefined;
           if (!why) throw e;
-          refused.set(FAVORITE, why);
+          for (const k of failed.part === 'mtime' ? timed : [FAVORITE]) refused.set(k, why);
           status = '424 Failed Dependency';
         }
       }
@@ -1635,8 +1605,12 @@ export class WebDav {
     if (mtime !== undefined && info.type === 'file') {
       if (Math.floor(info.mtime / 1000) === Math.floor(mtime / 1000)) timed = true;
       else {
+        // With the token of the lock the file has where it landed, if the request holds it: a
+        // MOVE drops the mover's WebDAV lock, and a copy replaces the destination's node.
+        const now = await d.session.stat(this.ref(d), { fields: ['lock'] }).catch(() => undefined);
+        const held = now?.lock && [lockId, ...(mo.heldLockIds ?? [])].includes(now.lock.lockId);
         const set = await d.session
-          .setMtime(this.ref(d), mtime, { ...(lockId && { lockId }) })
+          .setMtime(this.ref(d), mtime, { ...(held && { lockId: now.lock!.lockId }) })
           .catch(() => undefined);
         if (set) [info, timed] = [set, true];
       }
