@@ -119,3 +119,81 @@ export function newLock(lock: Lock, actor?: string): Lock {
     ...(lock.expires !== undefined && { expires: lock.expires }),
   };
 }
+
+/**
+ * A further shared lock of the same user on a resource that already holds one (kept with the
+ * first: a resource has one lock holder, as in CS3; another user's shared lock is refused).
+ */
+export interface ExtraLock {
+  /** Token. */
+  t: string;
+  /** Owner XML. */
+  o?: string;
+  /** Expiry, ms since epoch. */
+  e: number;
+}
+
+/** What the WebDAV door keeps in a lock's appName: depth, owner, and further shared locks. */
+export interface LockMeta {
+  /** Taken through WebDAV (not by an app through CS3). */
+  webdav: boolean;
+  /**
+   * A folder's lock of depth `infinity` guards everything below it through every door (see
+   * {@link StorageProvider}); any WebDAV lock on a folder guards its members being created,
+   * deleted or moved.
+   */
+  depth: '0' | 'infinity';
+  owner: string;
+  extra: ExtraLock[];
+}
+
+/**
+ * Depth, owner and further shared locks of a lock taken through WebDAV, kept in its appName as
+ * `webdav <0|i> <JSON>` (others: depth 0, no owner). The depth comes first, in a fixed place, so
+ * nothing can push it out.
+ */
+export function lockMeta(lock: Lock): LockMeta {
+  const m = /^webdav ([0i]) (.*)$/s.exec(lock.appName ?? '');
+  if (!m) return { webdav: false, depth: '0', owner: '', extra: [] };
+  const depth = m[1] === 'i' ? 'infinity' : '0';
+  try {
+    const j = JSON.parse(m[2]!) as { o?: string; x?: ExtraLock[] };
+    const now = Date.now();
+    return {
+      webdav: true,
+      depth,
+      owner: typeof j.o === 'string' ? j.o : '',
+      extra: Array.isArray(j.x) ? j.x.filter((x) => typeof x?.t === 'string' && x.e > now) : [],
+    };
+  } catch {
+    return { webdav: true, depth, owner: '', extra: [] };
+  }
+}
+
+/** Every token that proves a lock: its id, and those of the further shared locks it keeps. */
+export function lockTokens(lock: Lock): string[] {
+  return [lock.lockId, ...lockMeta(lock).extra.map((x) => x.t)];
+}
+
+/**
+ * Check a change below or among the members of a folder that holds a lock taken through WebDAV
+ * (`lock`; `member`: the change creates, deletes or moves one of the folder's own members). A
+ * depth-infinity lock guards everything below; any other guards its members only. The request
+ * proves it holds the lock by one of its tokens, as `lockId` or among `held` (and, for a
+ * non-shared lock, by coming from its holder): LOCKED otherwise. Returns the token it used.
+ */
+export function checkLockAbove(
+  lock: Lock | undefined,
+  member: boolean,
+  lockId: string | undefined,
+  actor?: string,
+  held?: readonly string[],
+): string | undefined {
+  const live = liveLock(lock);
+  if (!live) return undefined;
+  const meta = lockMeta(live);
+  if (!meta.webdav || (meta.depth !== 'infinity' && !member)) return undefined;
+  const token = lockTokens(live).find((t) => t === lockId || held?.includes(t));
+  if (!token || heldByOther(live, actor)) throw new StorageError('LOCKED', 'a folder above is locked');
+  return token;
+}

@@ -14,6 +14,7 @@ import type { Body, Driver, Inspected, MutationOptions, Watch, WatchOptions, Wat
 import { StorageError } from './errors.js';
 import { type Annotation, EventBus, type Origin, type PendingChange, type StorageEvent } from './events.js';
 import { type IdentitySource, principalOf, type User } from './identity.js';
+import { checkLockAbove } from './locks.js';
 import {
   allPermissions,
   checkGrant,
@@ -504,6 +505,52 @@ export class StorageProvider {
     return o;
   }
 
+  /**
+   * Locks taken through WebDAV on the folders above a node guard it through every door: one of
+   * depth infinity guards everything below its folder, and any guards its folder's own members
+   * being created, deleted or moved (`member`: the change is one of those; a function when that
+   * depends on whether the node exists). The request proves it holds such a lock by one of its
+   * tokens, as its lock id (`key`: `lockId`, or a move's `targetLockId`) or among `heldLockIds`
+   * (LOCKED otherwise; see {@link checkLockAbove}). A lock id that named a lock above is not the
+   * node's own: the options returned for the driver have it among the held ones instead. The
+   * WebDAV door checks these itself, with its If header (its sessions' origin is `webdav`).
+   */
+  private async locksAbove<T extends MoveOptions>(
+    driver: Driver,
+    node: NodeRef,
+    opts: T | undefined,
+    member: boolean | (() => Promise<boolean>),
+    key: 'lockId' | 'targetLockId' = 'lockId',
+  ): Promise<T | undefined> {
+    if (this.origin === 'webdav' || !driver.features.locks) return opts;
+    let segs = node.segments;
+    if (node.nodeId !== undefined && node.nodeId !== node.spaceId) {
+      const base = await driver
+        .stat({ spaceId: node.spaceId, nodeId: node.nodeId, segments: [] }, { fields: [] })
+        .catch(() => undefined);
+      if (!base) return opts; // (the driver answers for a node that is not there)
+      segs = [...splitPath(base.path), ...node.segments];
+    }
+    let used: string | undefined;
+    for (let n = segs.length - 1; n >= 0; n--) {
+      const folder = await driver
+        .stat({ spaceId: node.spaceId, segments: segs.slice(0, n) }, { fields: ['lock'] })
+        .catch(() => undefined);
+      if (!folder?.lock) continue;
+      const isMember = n === segs.length - 1 && (typeof member === 'function' ? await member() : member);
+      const token = checkLockAbove(
+        folder.lock,
+        isMember,
+        opts?.[key],
+        this.principal?.userId,
+        opts?.heldLockIds,
+      );
+      if (token !== undefined && token === opts?.[key]) used = token;
+    }
+    if (used === undefined || !opts) return opts;
+    return { ...opts, [key]: undefined, heldLockIds: [...(opts.heldLockIds ?? []), used] };
+  }
+
   // ---------------------------------------------------------------- events
 
   /** Run the before-hooks for a change (they may refuse it by throwing). */
@@ -967,7 +1014,17 @@ export class StorageProvider {
         () => false,
       );
     }
-    const info = await driver.write(node, body, this.mutation(opts));
+    const wo = await this.locksAbove(
+      driver,
+      node,
+      opts,
+      async () =>
+        !(existed ??= await driver.stat(node, { fields: [] }).then(
+          () => true,
+          () => false,
+        )),
+    );
+    const info = await driver.write(node, body, this.mutation(wo));
     await this.annotate(driver, info, note);
     this.emitInfo(existed ? 'updated' : 'created', info);
     if (opts?.upload) this.emitInfo('upload.finished', info, opts.upload.id ? { key: opts.upload.id } : {});
@@ -978,7 +1035,7 @@ export class StorageProvider {
     const { driver, node } = await this.resolve(ref);
     requireName(node);
     await this.checkEnabled(driver, node);
-    const mo = this.mutation(opts);
+    const mo = this.mutation(await this.locksAbove(driver, node, opts, true));
     if (!opts?.parents) {
       await this.requireParent(driver, node, ['createContainer']);
       const note = await this.check({ op: 'mkdir', spaceId: node.spaceId, ...nodePath(node) });
@@ -1030,7 +1087,7 @@ export class StorageProvider {
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['delete'], { fields: [] });
     await this.check({ op: 'delete', spaceId: node.spaceId, ...nodePath(node) });
-    const gone = await driver.delete(node, this.mutation(opts));
+    const gone = await driver.delete(node, this.mutation(await this.locksAbove(driver, node, opts, true)));
     this.emitInfo(driver.features.trash ? 'trashed' : 'deleted', gone);
     return gone;
   }
@@ -1063,7 +1120,12 @@ export class StorageProvider {
       ? await a.driver.stat(a.node, { fields: ['parentId'] })
       : undefined;
     await this.check({ op: 'move', spaceId: a.node.spaceId, ...nodePath(a.node), ...toPath(b.node) });
-    const moved = await a.driver.move(a.node, b.node, this.mutation(opts));
+    const mo = await this.locksAbove(a.driver, a.node, opts, true);
+    const moved = await a.driver.move(
+      a.node,
+      b.node,
+      this.mutation(await this.locksAbove(b.driver, b.node, mo, true, 'targetLockId')),
+    );
     this.emitInfo('moved', moved, {
       from: { ...(before?.parentId && { parentId: before.parentId }), ...(before && { path: before.path }) },
     });
@@ -1111,10 +1173,11 @@ export class StorageProvider {
     }
     await this.check({ op: 'copy', spaceId: b.node.spaceId, ...nodePath(a.node), ...toPath(b.node) });
     if (shallow) folder ??= (await a.driver.stat(a.node, { fields: [] })).type === 'folder';
+    const co = (await this.locksAbove(b.driver, b.node, moveOpts, true)) ?? {};
     const copied =
       shallow && folder
-        ? await this.copyFolderAlone(a.driver, a.node, b.node, moveOpts)
-        : await feature.copy(a.node, b.node, this.mutation(moveOpts));
+        ? await this.copyFolderAlone(a.driver, a.node, b.node, co)
+        : await feature.copy(a.node, b.node, this.mutation(co));
     if (this.shared.events.active) {
       const source = await a.driver.stat(a.node, { fields: [] }).catch(() => undefined);
       this.emitInfo('created', copied, source ? { copiedFrom: source.id } : {});
@@ -1192,7 +1255,7 @@ export class StorageProvider {
       );
     }
     await this.check({ op: 'metadata', spaceId: node.spaceId, ...nodePath(node) });
-    await feature.set(node, values, this.mutation(opts));
+    await feature.set(node, values, this.mutation(await this.locksAbove(driver, node, opts, false)));
     await this.emitNode('metadata.changed', driver, node);
   }
 
@@ -1206,7 +1269,7 @@ export class StorageProvider {
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
     await this.check({ op: 'metadata', spaceId: node.spaceId, ...nodePath(node) });
-    await feature.unset(node, keys, this.mutation(opts));
+    await feature.unset(node, keys, this.mutation(await this.locksAbove(driver, node, opts, false)));
     await this.emitNode('metadata.changed', driver, node);
   }
 
@@ -1288,7 +1351,11 @@ export class StorageProvider {
       ? await this.require(driver, node, ['initiateFileUpload'], { fields: [] })
       : undefined;
     await this.check({ op: 'metadata', spaceId: node.spaceId, ...nodePath(node) });
-    const info = await feature.set(node, mtime, this.mutation(opts));
+    const info = await feature.set(
+      node,
+      mtime,
+      this.mutation(await this.locksAbove(driver, node, opts, false)),
+    );
     this.emitInfo('metadata.changed', info);
     return a ? this.present(info, a.perms) : info;
   }
@@ -1337,7 +1404,7 @@ export class StorageProvider {
       await this.keepAManager(driver, node, own, clean.grantee, clean);
     }
     await this.check({ op: 'grant', spaceId: node.spaceId, ...nodePath(node) });
-    await g.set(node, clean, this.mutation(opts));
+    await g.set(node, clean, this.mutation(await this.locksAbove(driver, node, opts, false)));
     await this.emitNode('grant.changed', driver, node);
   }
 
@@ -1402,7 +1469,7 @@ export class StorageProvider {
       await this.keepAManager(driver, node, await g.list(node), grantee);
     }
     await this.check({ op: 'grant', spaceId: node.spaceId, ...nodePath(node) });
-    if (!(await g.remove(node, grantee, this.mutation(opts)))) {
+    if (!(await g.remove(node, grantee, this.mutation(await this.locksAbove(driver, node, opts, false))))) {
       throw new StorageError('NOT_FOUND', 'no grant for that grantee here');
     }
     await this.emitNode('grant.changed', driver, node);
@@ -1627,7 +1694,11 @@ export class StorageProvider {
         if (!StorageError.is(err, 'NOT_FOUND')) throw err;
       });
     }
-    const info = await t.restore(root.spaceId, key, { ...this.mutation(rest), ...(target && { target }) });
+    // Putting it back creates a member of its folder there.
+    item ??= target ? undefined : await t.get(root.spaceId, String(key).replace(/\/+$/, ''));
+    const dest = target ?? { spaceId: root.spaceId, segments: splitPath(item!.path) };
+    const ro = (await this.locksAbove(driver, dest, rest, true)) ?? {};
+    const info = await t.restore(root.spaceId, key, { ...this.mutation(ro), ...(target && { target }) });
     this.emitInfo('restored', info, { key });
     if (!this.principal) return info;
     return this.present(
@@ -1720,7 +1791,11 @@ export class StorageProvider {
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['restoreFileVersion'], { fields: [] });
     await this.check({ op: 'restore', spaceId: node.spaceId, ...nodePath(node) });
-    const restored = await v.restore(node, key, this.mutation(opts));
+    const restored = await v.restore(
+      node,
+      key,
+      this.mutation(await this.locksAbove(driver, node, opts, false)),
+    );
     this.emitInfo('updated', restored, { key });
     return restored;
   }

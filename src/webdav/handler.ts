@@ -29,6 +29,7 @@ import { checkWriteConditions, evaluateConditions, parseHttpDate } from '../core
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
 import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
+import { type ExtraLock, type LockMeta, lockMeta, lockTokens } from '../core/locks.js';
 import type { QuotaInfo, StorageProvider } from '../core/provider.js';
 import { formatResourceId, printable, splitPath } from '../core/refs.js';
 import type {
@@ -2688,59 +2689,15 @@ function fieldsFor(mode: string, wanted: readonly PropName[], include: readonly 
   return [...f];
 }
 
-/**
- * A further shared lock of the same user on a resource that already holds one (kept with the
- * first: a resource has one lock holder, as in CS3; another user's shared lock is refused).
- */
-interface ExtraLock {
-  /** Token. */
-  t: string;
-  /** Owner XML. */
-  o?: string;
-  /** Expiry, ms since epoch. */
-  e: number;
-}
-
-/** What WebDAV keeps in a lock's appName: depth, owner, and further shared locks. */
-interface LockMeta {
-  /** Taken through WebDAV (not by an app through CS3). */
-  webdav: boolean;
-  depth: '0' | 'infinity';
-  owner: string;
-  extra: ExtraLock[];
-}
-
 /** The most a lock's appName holds (the core keeps 256 characters). */
 const MAX_LOCK_APP = 256;
-
-/**
- * Depth, owner and further shared locks of a lock taken through WebDAV (others: depth 0, no
- * owner). The depth comes first, in a fixed place, so nothing can push it out.
- */
-function lockMeta(lock: Lock): LockMeta {
-  const m = /^webdav ([0i]) (.*)$/s.exec(lock.appName ?? '');
-  if (!m) return { webdav: false, depth: '0', owner: '', extra: [] };
-  const depth = m[1] === 'i' ? 'infinity' : '0';
-  try {
-    const j = JSON.parse(m[2]!) as { o?: string; x?: ExtraLock[] };
-    const now = Date.now();
-    return {
-      webdav: true,
-      depth,
-      owner: typeof j.o === 'string' ? j.o : '',
-      extra: Array.isArray(j.x) ? j.x.filter((x) => typeof x?.t === 'string' && x.e > now) : [],
-    };
-  } catch {
-    return { webdav: true, depth, owner: '', extra: [] };
-  }
-}
 
 /**
  * A lock's appName for its WebDAV facts. An owner too long to fit is left out (the lock still
  * holds); further shared locks that do not fit are refused (423), never cut short.
  */
 function lockApp(meta: Omit<LockMeta, 'webdav'>): string {
-  const head = `${WEBDAV_LOCK_APP} ${meta.depth === 'infinity' ? 'i' : '0'} `;
+  const head = `${WEBDAV_LOCK_APP} ${meta.depth === 'infinity' ? 'i' : '0'} `; // (see webdavLockFacts)
   const x = meta.extra.map((e) => ({ t: e.t, e: e.e }));
   const full = head + JSON.stringify({ o: meta.owner, ...(x.length && { x }) });
   if (full.length <= MAX_LOCK_APP) return full;
@@ -2769,10 +2726,6 @@ function treeLock(info: ResourceInfo, href: string): LockShown[] {
   return info.type === 'folder' && info.lock && lockMeta(info.lock).depth === 'infinity'
     ? [{ lock: info.lock, href }]
     : [];
-}
-
-function lockTokens(lock: Lock): string[] {
-  return [lock.lockId, ...lockMeta(lock).extra.map((x) => x.t)];
 }
 
 /** Seconds of a `Timeout: Second-N, Infinite` header (capped). */

@@ -282,3 +282,92 @@ describe('favorites of one space', () => {
     expect(await favorites('u-bob')).toEqual([]);
   });
 });
+
+describe('a WebDAV lock on a folder guards it through every door', () => {
+  const lockFolder = async (p: string, depth: '0' | 'infinity') => {
+    const l = await dav('LOCK', `/dav/spaces/${spaceId}/${p}/`, 'ann', {
+      headers: { depth, timeout: 'Second-600' },
+      body: LOCK,
+    });
+    expect(l.status).toBe(200);
+    return l.headers.get('lock-token')!.replace(/^<|>$/g, '');
+  };
+
+  it('depth infinity: nothing below changes through CS3 or the TypeScript API without its token', async () => {
+    const ann = await provider.as('u-ann');
+    await ann.mkdir(at('tree/sub'), { parents: true });
+    await ann.write(at('tree/sub/in.txt'), 'data');
+    await ann.write(at('tree/top.txt'), 'data');
+    const token = await lockFolder('tree', 'infinity');
+    const bob = cs3('bob');
+    const before = await now('tree/sub/in.txt');
+    const refused = {
+      metadata: await bob.provider('setArbitraryMetadata', {
+        ref: rel('tree/sub/in.txt'),
+        arbitraryMetadata: { metadata: { mtime: '1000000000', color: 'red' } },
+      }),
+      touch: await bob.provider('touchFile', { ref: rel('tree/sub/new.txt') }),
+      mkdir: await bob.provider('createContainer', { ref: rel('tree/sub/new') }),
+      delete: await bob.provider('delete', { ref: rel('tree/top.txt') }),
+      moveOut: await bob.provider('move', { source: rel('tree/top.txt'), destination: rel('out.txt') }),
+      moveIn: await bob.provider('move', { source: rel('a.txt'), destination: rel('tree/a.txt') }),
+    };
+    for (const [what, r] of Object.entries(refused))
+      expect([what, r.status!.code]).toEqual([what, Code.CODE_LOCKED]);
+    const after = await now('tree/sub/in.txt');
+    expect([after.mtime, after.metadata]).toEqual([before.mtime, before.metadata]);
+    expect(await provider.stat(at('a.txt'))).toBeDefined();
+    // The system too, unless it holds the token
+    await expect(provider.write(at('tree/sub/in.txt'), 'x')).rejects.toMatchObject({ code: 'LOCKED' });
+    await expect(provider.setMtime(at('tree/top.txt'), 1e12)).rejects.toMatchObject({ code: 'LOCKED' });
+    await expect(
+      provider.setMtime(at('tree/top.txt'), 1e12, { heldLockIds: [token] }),
+    ).resolves.toBeDefined();
+    // Its holder, with the token as the lock id (CS3 has one): the lock above is not the file's own
+    const annCs3 = cs3('ann');
+    const held = await annCs3.provider('setArbitraryMetadata', {
+      ref: rel('tree/sub/in.txt'),
+      lockId: token,
+      arbitraryMetadata: { metadata: { color: 'green' } },
+    });
+    expect(held.status!.code).toBe(Code.CODE_OK);
+    expect((await now('tree/sub/in.txt')).metadata).toEqual({ color: 'green' });
+    // Not with another user's token
+    const stolen = await bob.provider('setArbitraryMetadata', {
+      ref: rel('tree/sub/in.txt'),
+      lockId: token,
+      arbitraryMetadata: { metadata: { color: 'red' } },
+    });
+    expect(stolen.status!.code).toBe(Code.CODE_LOCKED);
+    // Outside the tree, nothing is in the way
+    expect((await bob.provider('touchFile', { ref: rel('free.txt') })).status!.code).toBe(Code.CODE_OK);
+    const unlock = await dav('UNLOCK', `/dav/spaces/${spaceId}/tree/`, 'ann', {
+      headers: { 'lock-token': `<${token}>` },
+    });
+    expect(unlock.status).toBe(204);
+    expect((await bob.provider('touchFile', { ref: rel('tree/sub/new.txt') })).status!.code).toBe(
+      Code.CODE_OK,
+    );
+  });
+
+  it('depth 0: the folder’s members are not created, deleted or moved, but may change', async () => {
+    const ann = await provider.as('u-ann');
+    await ann.mkdir(at('flat'));
+    await ann.write(at('flat/in.txt'), 'data');
+    const token = await lockFolder('flat', '0');
+    const bob = cs3('bob');
+    expect((await bob.provider('touchFile', { ref: rel('flat/new.txt') })).status!.code).toBe(
+      Code.CODE_LOCKED,
+    );
+    expect((await bob.provider('delete', { ref: rel('flat/in.txt') })).status!.code).toBe(Code.CODE_LOCKED);
+    const changed = await bob.provider('setArbitraryMetadata', {
+      ref: rel('flat/in.txt'),
+      arbitraryMetadata: { metadata: { color: 'blue' } },
+    });
+    expect(changed.status!.code).toBe(Code.CODE_OK);
+    await expect((await provider.as('u-bob')).write(at('flat/in.txt'), 'rewritten')).resolves.toMatchObject({
+      size: 9,
+    });
+    await expect(ann.write(at('flat/new.txt'), 'x', { lockId: token })).resolves.toMatchObject({ size: 1 });
+  });
+});
