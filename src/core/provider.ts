@@ -522,7 +522,8 @@ export class StorageProvider {
     member: boolean | (() => Promise<boolean>),
     key: 'lockId' | 'targetLockId' = 'lockId',
   ): Promise<T | undefined> {
-    if (this.origin === 'webdav' || !driver.features.locks) return opts;
+    const locks = driver.features.locks;
+    if (this.origin === 'webdav' || !locks) return opts;
     let segs = node.segments;
     if (node.nodeId !== undefined && node.nodeId !== node.spaceId) {
       const base = await driver
@@ -533,18 +534,12 @@ export class StorageProvider {
     }
     let used: string | undefined;
     for (let n = segs.length - 1; n >= 0; n--) {
-      const folder = await driver
-        .stat({ spaceId: node.spaceId, segments: segs.slice(0, n) }, { fields: ['lock'] })
+      const lock = await locks
+        .get({ spaceId: node.spaceId, segments: segs.slice(0, n) })
         .catch(() => undefined);
-      if (!folder?.lock) continue;
+      if (!lock) continue;
       const isMember = n === segs.length - 1 && (typeof member === 'function' ? await member() : member);
-      const token = checkLockAbove(
-        folder.lock,
-        isMember,
-        opts?.[key],
-        this.principal?.userId,
-        opts?.heldLockIds,
-      );
+      const token = checkLockAbove(lock, isMember, opts?.[key], this.principal?.userId, opts?.heldLockIds);
       if (token !== undefined && token === opts?.[key]) used = token;
     }
     if (used === undefined || !opts) return opts;
