@@ -1030,11 +1030,12 @@ export class StorageProvider {
     const { driver, node } = await this.resolve(ref);
     requireName(node);
     await this.checkEnabled(driver, node);
-    const mo = this.mutation(await this.locksAbove(driver, node, opts, true));
+    // (locks above once the user is known to be allowed there: they are nobody else's business)
+    const mo = async (at: NodeRef) => this.mutation(await this.locksAbove(driver, at, opts, true));
     if (!opts?.parents) {
       await this.requireParent(driver, node, ['createContainer']);
       const note = await this.check({ op: 'mkdir', spaceId: node.spaceId, ...nodePath(node) });
-      const made = await driver.mkdir(node, mo);
+      const made = await driver.mkdir(node, await mo(node));
       await this.annotate(driver, made, note);
       this.emitInfo('created', made);
       return made;
@@ -1054,7 +1055,7 @@ export class StorageProvider {
       await this.requireParent(driver, step, ['createContainer']);
       try {
         const note = await this.check({ op: 'mkdir', spaceId: step.spaceId, ...nodePath(step) });
-        last = await driver.mkdir(step, mo);
+        last = await driver.mkdir(step, await mo(step));
         await this.annotate(driver, last, note);
         this.emitInfo('created', last);
       } catch (err) {

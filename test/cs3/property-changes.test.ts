@@ -369,5 +369,10 @@ describe('a WebDAV lock on a folder guards it through every door', () => {
       size: 9,
     });
     await expect(ann.write(at('flat/new.txt'), 'x', { lockId: token })).resolves.toMatchObject({ size: 1 });
+    await expect(provider.mkdir(at('flat/p/q'), { parents: true })).rejects.toMatchObject({ code: 'LOCKED' });
+    // (someone who may not see the folder learns nothing of its lock)
+    const carol = await provider.as('u-carol');
+    const codeOf = (p: string) => carol.mkdir(at(p)).catch((err) => [err.code, err.message]);
+    expect(await codeOf('flat/x')).toEqual(await codeOf('nowhere/x'));
   });
 });
