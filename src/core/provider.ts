@@ -1009,16 +1009,15 @@ export class StorageProvider {
         () => false,
       );
     }
-    const wo = await this.locksAbove(
-      driver,
-      node,
-      opts,
-      async () =>
-        !(existed ??= await driver.stat(node, { fields: [] }).then(
-          () => true,
-          () => false,
-        )),
-    );
+    // (creating the file is a change of its folder's members)
+    const created = async () => {
+      existed ??= await driver.stat(node, { fields: [] }).then(
+        () => true,
+        () => false,
+      );
+      return !existed;
+    };
+    const wo = await this.locksAbove(driver, node, opts, created);
     const info = await driver.write(node, body, this.mutation(wo));
     await this.annotate(driver, info, note);
     this.emitInfo(existed ? 'updated' : 'created', info);

@@ -29,7 +29,7 @@ import { checkWriteConditions, evaluateConditions, parseHttpDate } from '../core
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
 import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
-import { type ExtraLock, type LockMeta, lockMeta, lockTokens } from '../core/locks.js';
+import { type LockMeta, lockMeta, lockTokens } from '../core/locks.js';
 import type { QuotaInfo, StorageProvider } from '../core/provider.js';
 import { formatResourceId, printable, splitPath } from '../core/refs.js';
 import type {
