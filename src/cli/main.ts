@@ -299,7 +299,7 @@ async function run(argv: string[]): Promise<number> {
       : undefined;
   const s = new StorageProvider({ drivers: driver, identity });
   try {
-    return await command(s, driver, cmd, args, opts, identity || undefined);
+    return await command(s, driver, cmd, args, opts, identity);
   } finally {
     await s.close();
   }

@@ -2697,7 +2697,7 @@ const MAX_LOCK_APP = 256;
  * holds); further shared locks that do not fit are refused (423), never cut short.
  */
 function lockApp(meta: Omit<LockMeta, 'webdav'>): string {
-  const head = `${WEBDAV_LOCK_APP} ${meta.depth === 'infinity' ? 'i' : '0'} `; // (see webdavLockFacts)
+  const head = `${WEBDAV_LOCK_APP} ${meta.depth === 'infinity' ? 'i' : '0'} `; // (read back by lockMeta)
   const x = meta.extra.map((e) => ({ t: e.t, e: e.e }));
   const full = head + JSON.stringify({ o: meta.owner, ...(x.length && { x }) });
   if (full.length <= MAX_LOCK_APP) return full;
