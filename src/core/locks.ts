@@ -176,6 +176,17 @@ export function lockTokens(lock: Lock): string[] {
 }
 
 /**
+ * Whether a lock on a folder guards a change below it (`member`: the change creates, deletes or
+ * moves one of the folder's own members). Only locks taken through WebDAV do: one of depth
+ * infinity guards everything below, any other its members (RFC 4918 §7.4). A lock an app took
+ * through CS3 or the TypeScript API guards its own node only, as CS3 providers have it.
+ */
+export function guardsBelow(lock: Lock, member: boolean): boolean {
+  const meta = lockMeta(lock);
+  return meta.webdav && (member || meta.depth === 'infinity');
+}
+
+/**
  * Check a change below or among the members of a folder that holds a lock taken through WebDAV
  * (`lock`; `member`: the change creates, deletes or moves one of the folder's own members). A
  * depth-infinity lock guards everything below; any other guards its members only. The request
@@ -190,9 +201,7 @@ export function checkLockAbove(
   held?: readonly string[],
 ): string | undefined {
   const live = liveLock(lock);
-  if (!live) return undefined;
-  const meta = lockMeta(live);
-  if (!meta.webdav || (meta.depth !== 'infinity' && !member)) return undefined;
+  if (!live || !guardsBelow(live, member)) return undefined;
   const token = lockTokens(live).find((t) => t === lockId || held?.includes(t));
   if (!token || heldByOther(live, actor)) throw new StorageError('LOCKED', 'a folder above is locked');
   return token;

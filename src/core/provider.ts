@@ -14,7 +14,7 @@ import type { Body, Driver, Inspected, MutationOptions, Watch, WatchOptions, Wat
 import { StorageError } from './errors.js';
 import { type Annotation, EventBus, type Origin, type PendingChange, type StorageEvent } from './events.js';
 import { type IdentitySource, principalOf, type User } from './identity.js';
-import { checkLockAbove } from './locks.js';
+import { checkLockAbove, guardsBelow, liveLock } from './locks.js';
 import {
   allPermissions,
   checkGrant,
@@ -524,14 +524,8 @@ export class StorageProvider {
   ): Promise<T | undefined> {
     const locks = driver.features.locks;
     if (this.origin === 'webdav' || !locks) return opts;
-    let segs = node.segments;
-    if (node.nodeId !== undefined && node.nodeId !== node.spaceId) {
-      const base = await driver
-        .stat({ spaceId: node.spaceId, nodeId: node.nodeId, segments: [] }, { fields: [] })
-        .catch(() => undefined);
-      if (!base) return opts; // (the driver answers for a node that is not there)
-      segs = [...splitPath(base.path), ...node.segments];
-    }
+    const segs = await this.segmentsFromRoot(driver, node);
+    if (!segs) return opts; // (the driver answers for a node that is not there)
     let used: string | undefined;
     for (let n = segs.length - 1; n >= 0; n--) {
       const lock = await locks
@@ -544,6 +538,36 @@ export class StorageProvider {
     }
     if (used === undefined || !opts) return opts;
     return { ...opts, [key]: undefined, heldLockIds: [...(opts.heldLockIds ?? []), used] };
+  }
+
+  /** The segments from its space's root to a node (undefined: no such node). */
+  private async segmentsFromRoot(driver: Driver, node: NodeRef): Promise<readonly string[] | undefined> {
+    if (node.nodeId === undefined || node.nodeId === node.spaceId) return node.segments;
+    const base = await driver
+      .stat({ spaceId: node.spaceId, nodeId: node.nodeId, segments: [] }, { fields: [] })
+      .catch(() => undefined);
+    return base && [...splitPath(base.path), ...node.segments];
+  }
+
+  /**
+   * A new lock below a folder locked through WebDAV with depth infinity is a second lock on that
+   * node (RFC 4918 §6.1): refused (LOCKED), but for a shared one on top of a shared one of the
+   * same user's. The WebDAV door checks its LOCKs itself.
+   */
+  private async lockBelowLocks(driver: Driver, node: NodeRef, lock: Lock): Promise<void> {
+    const locks = driver.features.locks;
+    if (this.origin === 'webdav' || !locks) return;
+    const segs = await this.segmentsFromRoot(driver, node);
+    if (!segs) return; // (the driver answers for a node that is not there)
+    const user = this.principal?.userId ?? lock.user;
+    for (let n = segs.length - 1; n >= 0; n--) {
+      const above = liveLock(
+        await locks.get({ spaceId: node.spaceId, segments: segs.slice(0, n) }).catch(() => undefined),
+      );
+      if (!above || !guardsBelow(above, false)) continue;
+      if (lock.type !== 'shared' || above.type !== 'shared' || (above.user && above.user !== user))
+        throw new StorageError('LOCKED', 'a folder above is locked');
+    }
   }
 
   // ---------------------------------------------------------------- events
@@ -1491,6 +1515,7 @@ export class StorageProvider {
     const l = this.locksOf(driver);
     await this.checkEnabled(driver, node);
     if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
+    await this.lockBelowLocks(driver, node, lock);
     await this.check({ op: 'lock', spaceId: node.spaceId, ...nodePath(node) });
     const set = await l.set(
       node,

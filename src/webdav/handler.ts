@@ -29,7 +29,7 @@ import { checkWriteConditions, evaluateConditions, parseHttpDate } from '../core
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
 import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
-import { type LockMeta, lockMeta, lockTokens } from '../core/locks.js';
+import { guardsBelow, type LockMeta, lockMeta, lockTokens } from '../core/locks.js';
 import type { QuotaInfo, StorageProvider } from '../core/provider.js';
 import { formatResourceId, printable, splitPath } from '../core/refs.js';
 import type {
@@ -1785,8 +1785,7 @@ export class WebDav {
     for (let n = t.segs.length - 1; n >= 0; n--) {
       const segs = t.segs.slice(0, n);
       const a = await this.peek(t, segs);
-      if (a?.lock && (lockMeta(a.lock).depth === 'infinity' || (parent && n === t.segs.length - 1)))
-        out.push({ lock: a.lock, segs });
+      if (a?.lock && guardsBelow(a.lock, parent && n === t.segs.length - 1)) out.push({ lock: a.lock, segs });
     }
     return out;
   }
@@ -1814,8 +1813,7 @@ export class WebDav {
       const a = await this.opts.provider
         .stat({ space: spaceId, path: segs.slice(0, n).join('/') }, { fields: ['lock'] })
         .catch(notFound);
-      if (a?.lock && (lockMeta(a.lock).depth === 'infinity' || (parent && n === segs.length - 1)))
-        out.push(a.lock);
+      if (a?.lock && guardsBelow(a.lock, parent && n === segs.length - 1)) out.push(a.lock);
     }
     return out;
   }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cs3Client } from '../../src/cs3/client.js';
 import { Code } from '../../src/cs3/gen/cs3/rpc/v1beta1/code.js';
+import { LockType } from '../../src/cs3/gen/cs3/storage/provider/v1beta1/resources.js';
 import { mintRevaToken } from '../../src/cs3/jwt.js';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
 import { createPosixDriver } from '../../src/drivers/posix/index.js';
@@ -374,5 +375,62 @@ describe('a WebDAV lock on a folder guards it through every door', () => {
     const carol = await provider.as('u-carol');
     const codeOf = (p: string) => carol.mkdir(at(p)).catch((err) => [err.code, err.message]);
     expect(await codeOf('flat/x')).toEqual(await codeOf('nowhere/x'));
+  });
+
+  it('depth infinity: a CS3 SetLock below it is a second lock, refused but shared on shared of the same user', async () => {
+    const ann = await provider.as('u-ann');
+    await ann.mkdir(at('locked/sub'), { parents: true });
+    await ann.write(at('locked/sub/in.txt'), 'data');
+    const token = await lockFolder('locked', 'infinity');
+    const setLock = (user: string, type: LockType, p = 'locked/sub/in.txt') =>
+      cs3(user).provider('setLock', {
+        ref: rel(p),
+        lock: { type, lockId: `app-${user}-${type}`, appName: 'app' },
+      });
+    expect((await setLock('bob', LockType.LOCK_TYPE_EXCL)).status!.code).toBe(Code.CODE_LOCKED);
+    expect((await setLock('bob', LockType.LOCK_TYPE_SHARED)).status!.code).toBe(Code.CODE_LOCKED);
+    // (the holder too: an exclusive lock is the only one on what it covers)
+    expect((await setLock('ann', LockType.LOCK_TYPE_EXCL)).status!.code).toBe(Code.CODE_LOCKED);
+    expect((await now('locked/sub/in.txt')).lock).toBeUndefined();
+    await dav('UNLOCK', `/dav/spaces/${spaceId}/locked/`, 'ann', { headers: { 'lock-token': `<${token}>` } });
+    // Shared locks add up for their holder
+    const shared = await dav('LOCK', `/dav/spaces/${spaceId}/locked/`, 'ann', {
+      headers: { depth: 'infinity', timeout: 'Second-600' },
+      body: LOCK.replace('<d:exclusive/>', '<d:shared/>'),
+    });
+    expect(shared.status).toBe(200);
+    expect((await setLock('bob', LockType.LOCK_TYPE_SHARED)).status!.code).toBe(Code.CODE_LOCKED);
+    expect((await setLock('ann', LockType.LOCK_TYPE_SHARED)).status!.code).toBe(Code.CODE_OK);
+    // Outside the tree, nothing is in the way
+    await ann.write(at('unlocked.txt'), 'data');
+    expect((await setLock('bob', LockType.LOCK_TYPE_EXCL, 'unlocked.txt')).status!.code).toBe(Code.CODE_OK);
+  });
+
+  it('an app’s lock on a folder guards the folder, not its members, through both doors', async () => {
+    const ann = await provider.as('u-ann');
+    await ann.mkdir(at('app-locked'));
+    await ann.write(at('app-locked/in.txt'), 'data');
+    const set = await cs3('ann').provider('setLock', {
+      ref: rel('app-locked'),
+      lock: { type: LockType.LOCK_TYPE_EXCL, lockId: 'app-lock-1', appName: 'some app' },
+    });
+    expect(set.status!.code).toBe(Code.CODE_OK);
+    const bob = await provider.as('u-bob');
+    // Its members, as a CS3 provider has them: created, changed and deleted through both doors
+    await expect(bob.write(at('app-locked/api.txt'), 'x')).resolves.toMatchObject({ size: 1 });
+    expect((await dav('PUT', `/dav/spaces/${spaceId}/app-locked/dav.txt`, 'bob', { body: 'y' })).status).toBe(
+      201,
+    );
+    expect((await dav('DELETE', `/dav/spaces/${spaceId}/app-locked/in.txt`, 'bob')).status).toBe(204);
+    // The folder itself, through both doors: not without the lock
+    await expect(bob.setMetadata(at('app-locked'), { color: 'red' })).rejects.toMatchObject({
+      code: 'LOCKED',
+    });
+    const pp = await dav('PROPPATCH', `/dav/spaces/${spaceId}/app-locked/`, 'bob', {
+      body: PP('<x:color>red</x:color>'),
+    });
+    expect(pp.status).toBe(423);
+    expect((await dav('DELETE', `/dav/spaces/${spaceId}/app-locked/`, 'bob')).status).toBe(423);
+    expect((await now('app-locked')).metadata ?? {}).not.toHaveProperty('color');
   });
 });
