@@ -44,24 +44,44 @@ export function evaluateConditions(
   if (c.ifNoneMatch !== undefined) {
     if (matches(c.ifNoneMatch, info, false)) return method === 'read' ? 304 : 412;
   } else if (c.ifModifiedSince !== undefined && info && method === 'read') {
-    if (Math.floor(info.mtime / 1000) <= Math.floor(c.ifModifiedSince / 1000)) return 304;
+    // Not modified: neither its time (what Last-Modified says) nor anything else changed since.
+    if (Math.floor(lastChange(info) / 1000) <= Math.floor(c.ifModifiedSince / 1000)) return 304;
   }
   return 200;
+}
+
+/**
+ * The latest of a resource's modification time and when it last changed on the storage: a file
+ * given an older time (as sync clients and rclone keep their files' times) is still newer than a
+ * copy fetched before, whatever its Last-Modified says. A change within a second of the time is
+ * taken as that time's: HTTP dates have whole seconds, so a file rewritten within the second of
+ * its date is never told apart by a date (If-Range asks dates to be a second old for that), and a
+ * file written as it is would otherwise lose its 304s whenever its write crossed a second.
+ */
+function lastChange(info: ResourceInfo): number {
+  return info.changed !== undefined && info.changed - info.mtime >= 1000 ? info.changed : info.mtime;
 }
 
 /**
  * Whether an If-Range validator still holds, so the range is served (RFC 9110 §13.1.5): an entity
  * tag, quoted or bare, that is the current etag (compared strongly: a weak `W/` tag never holds),
  * or an HTTP date that is exactly the last modification (to the second) when that is a strong
- * validator: modified at least a second before `now` (§8.8.2.2). A file rewritten within the second
- * its date names keeps that date, and a range of it would be spliced onto the old content.
+ * validator: modified at least a second before `now` (§8.8.2.2), and not changed on the storage
+ * after that second either. A file rewritten within the second its date names keeps that date, and
+ * a file given an older time may get the same date again: a range of either would be spliced onto
+ * the old content.
  */
 export function ifRangeHolds(validator: string, info: ResourceInfo, now = Date.now()): boolean {
   const v = validator.trim();
   if (v.startsWith('W/')) return false;
   const date = parseHttpDate(v);
-  if (date !== undefined)
-    return Math.floor(info.mtime / 1000) === Math.floor(date / 1000) && now - info.mtime >= 1000;
+  if (date !== undefined) {
+    const second = Math.floor(date / 1000);
+    const last = lastChange(info);
+    return (
+      Math.floor(info.mtime / 1000) === second && Math.floor(last / 1000) <= second && now - last >= 1000
+    );
+  }
   return v.replace(/^"(.*)"$/, '$1') === info.etag;
 }
 

@@ -134,6 +134,13 @@ export interface ResourceInfo {
    * when the driver does not know (see each driver's Limits).
    */
   created?: number;
+  /**
+   * Files: milliseconds since epoch by the storage's clock when the content or the time last
+   * changed, at least (a driver may give a later time, never an earlier one). `mtime` may be set to
+   * any time (a sync client keeps its file's), so a date condition (If-Modified-Since, an If-Range
+   * date) holds only if nothing changed after it by this time either. Absent when unknown.
+   */
+  changed?: number;
   /** Opaque entity tag without quotes. Changes when content (files) or anything below (folders) changes. */
   etag: string;
   mimeType: string;

@@ -93,6 +93,20 @@ describe('entity tags', () => {
     expect(ifRangeHolds('"abc"', info, SUNDAY + 400)).toBe(true); // an etag is always strong
   });
 
+  it('judges dates by the last change on the storage too, when that is a second or more after the time', () => {
+    const date = 'Sun, 06 Nov 1994 08:49:37 GMT';
+    const ims = { ifModifiedSince: SUNDAY };
+    // Written within its time's second: the time stands for it
+    const written = { ...info, changed: SUNDAY + 1300 };
+    expect(evaluateConditions(ims, written, 'read')).toBe(304);
+    expect(ifRangeHolds(date, written, SUNDAY + 2400)).toBe(true);
+    // Given its time (older) a second or more after: changed since any date before that change
+    const retimed = { ...info, changed: SUNDAY + 1400 };
+    expect(evaluateConditions(ims, retimed, 'read')).toBe(200);
+    expect(evaluateConditions({ ifModifiedSince: SUNDAY + 1000 }, retimed, 'read')).toBe(304);
+    expect(ifRangeHolds(date, retimed, SUNDAY + 9000)).toBe(false);
+  });
+
   it('serves the whole body when If-Range fails, even for a range the new content cannot satisfy', () => {
     const file = { ...info, size: 4 };
     expect(rangeToServe({ range: { start: 10 } }, file)).toBeNull();

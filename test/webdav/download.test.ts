@@ -14,6 +14,7 @@ import { type DavEnv, startDav } from './server.js';
 let env: DavEnv;
 let home: string;
 let spaceId: string;
+let writtenAt: number;
 /** The folder shared with `lister`, as a share is reached: by its node id. */
 let listedUrl: string;
 const MiB = 1024 * 1024;
@@ -36,11 +37,11 @@ beforeAll(async () => {
   const sp = await s.personalSpace();
   spaceId = sp.id;
   home = await env.driver.spacePath(sp.id);
-  // Last modified a while ago: a date is an If-Range validator only once it is a second old.
-  const mtime = Date.now() - 60_000;
-  await s.write({ space: sp.id, path: 'small.bin' }, small, { mtime });
-  await s.write({ space: sp.id, path: 'at-bound.bin' }, atBound, { mtime });
-  await s.write({ space: sp.id, path: 'past-bound.bin' }, pastBound, { mtime });
+  // (a date is an If-Range validator only once it is a second old: see `settled`)
+  await s.write({ space: sp.id, path: 'small.bin' }, small);
+  await s.write({ space: sp.id, path: 'at-bound.bin' }, atBound);
+  await s.write({ space: sp.id, path: 'past-bound.bin' }, pastBound);
+  writtenAt = Date.now();
   const listed = await s.mkdir({ space: sp.id, path: 'listed' });
   listedUrl = `dav/spaces/${encodeURIComponent(`${listed.id.storageId}$${sp.id}!${listed.id.opaqueId}`)}/`;
   await s.write({ space: sp.id, path: 'listed/inside.txt' }, 'inside');
@@ -161,6 +162,32 @@ describe('webdav: downloads', () => {
     expect(await (await get('resume.txt')).text()).toBe('C');
   });
 
+  it('never answers 304 to a client whose copy was replaced by a file with an older time (Finder revalidates by date)', async () => {
+    const put = (body: string, mtime?: number) =>
+      fetch(`${env.url}/remote.php/webdav/dated.txt`, {
+        method: 'PUT',
+        headers: { authorization: env.basic('dl'), ...(mtime && { 'x-oc-mtime': String(mtime) }) },
+        body,
+      });
+    expect((await put('version A', 1_700_000_100)).status).toBe(201);
+    const a = await get('dated.txt');
+    const lastModified = a.headers.get('last-modified')!;
+    expect(await a.text()).toBe('version A');
+    // Another client uploads B with the older time of its own file
+    expect((await put('version B', 1_700_000_000)).status).toBe(204);
+    const b = await get('dated.txt', { 'if-modified-since': lastModified });
+    expect(b.status).toBe(200);
+    expect(await b.text()).toBe('version B');
+    // Nor with the same time as A's
+    expect((await put('version C', 1_700_000_100)).status).toBe(204);
+    const c = await get('dated.txt', { 'if-modified-since': lastModified });
+    expect(c.status).toBe(200);
+    expect(await c.text()).toBe('version C');
+    // A date later than any change: not modified
+    const later = new Date(Date.now() + 2000).toUTCString();
+    expect((await get('dated.txt', { 'if-modified-since': later })).status).toBe(304);
+  });
+
   it('closes the file after each download, whole or given up half way, and goes on serving', async () => {
     const before = openFds();
     for (let i = 0; i < 5; i++) await (await get('big.bin')).arrayBuffer();
@@ -175,6 +202,8 @@ describe('webdav: downloads', () => {
   });
 
   it('reads small files whole: full, ranges, conditions and HEAD over HTTP, and a body for API readers', async () => {
+    // Their dates name them strongly once they are a second old (RFC 9110 §8.8.2.2).
+    await new Promise((r) => setTimeout(r, Math.max(0, writtenAt + 1100 - Date.now())));
     const before = openFds();
     for (const [name, bytes] of [
       ['small.bin', small],

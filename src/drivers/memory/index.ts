@@ -75,6 +75,8 @@ interface MFile extends MBase {
   parent: MFolder;
   content: Buffer;
   mtime: number;
+  /** When its content or time last changed here (ms): its mtime may be set to any time. */
+  changed: number;
   checksums: Required<Checksums>;
   versions: MVersion[];
 }
@@ -398,6 +400,7 @@ class MemoryDriver implements Driver {
         type: 'file',
         size: node.content.length,
         mtime: node.mtime,
+        changed: node.changed,
         etag: fileEtag(node.id, node.mtime, node.content.length, node.checksums.sha1),
         mimeType: mimeTypeOf(node.name),
       };
@@ -590,6 +593,7 @@ class MemoryDriver implements Driver {
       this.keepVersion(target.s, existing);
       existing.content = content;
       existing.mtime = mtime;
+      existing.changed = Date.now();
       existing.checksums = checksums;
       node = existing;
     } else {
@@ -601,6 +605,7 @@ class MemoryDriver implements Driver {
         parent: target.parent,
         content,
         mtime,
+        changed: Date.now(),
         checksums,
         metadata: new Map(),
         grants: new Map(),
@@ -731,7 +736,14 @@ class MemoryDriver implements Driver {
         grants: new Map<string, Grant>(),
       };
       if (n.kind === 'file') {
-        const c: MFile = { ...n, ...common, parent, checksums: { ...n.checksums }, versions: [] };
+        const c: MFile = {
+          ...n,
+          ...common,
+          changed: common.created,
+          parent,
+          checksums: { ...n.checksums },
+          versions: [],
+        };
         delete c.lock;
         t.s.nodes.set(c.id, c);
         return c;
@@ -778,6 +790,7 @@ class MemoryDriver implements Driver {
       });
     checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
     node.mtime = mtime;
+    node.changed = Date.now();
     this.propagate(node.parent, 0);
     return this.info(s, node);
   }
@@ -1003,6 +1016,7 @@ class MemoryDriver implements Driver {
     this.keepVersion(s, node);
     node.content = v!.content;
     node.mtime = v!.mtime;
+    node.changed = Date.now();
     node.checksums = v!.checksums;
     this.propagate(node.parent, delta);
     return this.info(s, node);

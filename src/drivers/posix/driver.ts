@@ -1274,6 +1274,8 @@ class Posix implements PosixDriver {
         type: 'file',
         size: st.size,
         mtime: st.mtimeMs,
+        // (the inode's change time: later than any change of its content or its time)
+        changed: Math.max(st.ctimeMs, st.mtimeMs),
         etag: etagOf(rec, st.mtimeMs, st.size, valid ? rec.ck!.sha1 : undefined),
         mimeType: mimeTypeOf(name),
       };
