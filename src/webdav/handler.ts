@@ -1696,7 +1696,7 @@ export class WebDav {
       }
       const host = header(req, 'host');
       if (!host) throw new HttpError(400, 'a Destination URL needs a Host header to be compared with');
-      if (u.host.toLowerCase() !== host.trim().toLowerCase())
+      if (!namesOf(req).some((name) => sameServer(u, name)))
         throw new HttpError(502, 'the Destination is on another server');
       // The path starts at the first `/` after the authority (none: the server's root).
       const at = rest.slice(2).search(/[/?#]/);
@@ -2789,6 +2789,35 @@ function exceptionName(status: number): string {
 }
 
 /** Whether two resources are in the same space. */
+/**
+ * The names a request gave this server: its Host, and those a reverse proxy passed on
+ * (`X-Forwarded-Host`, `Forwarded: host=`), which a client's Destination URL names when the proxy
+ * gave Stowage its own address as the Host.
+ */
+function namesOf(req: IncomingMessage): string[] {
+  const names = [header(req, 'host') ?? ''];
+  for (const v of header(req, 'x-forwarded-host')?.split(',') ?? []) names.push(v);
+  for (const m of (header(req, 'forwarded') ?? '').matchAll(/(?:^|[;,])\s*host\s*=\s*("[^"]*"|[^;,\s]*)/gi))
+    names.push(m[1]!.replace(/^"|"$/g, ''));
+  return names.map((n) => n.trim()).filter(Boolean);
+}
+
+/**
+ * Whether a Destination URL is on the server a request named `name` (`host[:port]`): the same
+ * host name, and the same port unless the name gives none (a proxy that passes on the host name
+ * alone, as nginx's `$host` does, tells nothing of the port clients use).
+ */
+function sameServer(u: URL, name: string): boolean {
+  let n: URL;
+  try {
+    n = new URL(`${u.protocol}//${name}`);
+  } catch {
+    return false;
+  }
+  if (n.hostname.toLowerCase() !== u.hostname.toLowerCase()) return false;
+  return !/:\d+$/.test(name) || n.port === u.port;
+}
+
 function sameSpace(a: ResourceId, b: ResourceId): boolean {
   return a.spaceId === b.spaceId && a.storageId === b.storageId;
 }

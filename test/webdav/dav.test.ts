@@ -808,6 +808,49 @@ describe('webdav: bad input', () => {
     expect(other.status).toBe(409);
   });
 
+  it('takes a Destination naming the server as a reverse proxy passed it on (Host, X-Forwarded-Host, Forwarded)', async () => {
+    await dav('PUT', '/remote.php/webdav/proxied.txt', 'ann', { body: 'via a proxy' });
+    const u = new URL(env.url);
+    const move = (from: string, to: string, headers: Record<string, string>) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(
+          {
+            host: u.hostname,
+            port: u.port,
+            method: 'MOVE',
+            path: `/remote.php/webdav/${from}`,
+            headers: { authorization: env.basic('ann'), destination: `${to}`, ...headers },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          },
+        );
+        req.once('error', reject);
+        req.end();
+      });
+    const at = (n: number) => `https://cloud.example.com:8443/remote.php/webdav/proxied-${n}.txt`;
+    // nginx's `$host`: the name without the port clients use
+    expect(await move('proxied.txt', at(1), { host: 'cloud.example.com' })).toBe(201);
+    // The proxy gave its own address as the Host and said the client's in a header
+    expect(await move('proxied-1.txt', at(2), { 'x-forwarded-host': 'cloud.example.com:8443' })).toBe(201);
+    expect(
+      await move('proxied-2.txt', at(3), {
+        forwarded: 'for=10.0.0.1;proto=https;host="cloud.example.com:8443"',
+      }),
+    ).toBe(201);
+    // The default port of the scheme is the same server whether said or not
+    expect(
+      await move('proxied-3.txt', 'https://cloud.example.com/remote.php/webdav/proxied-4.txt', {
+        'x-forwarded-host': 'cloud.example.com:443',
+      }),
+    ).toBe(201);
+    // Still another server: another name, or another port of a name given with its port
+    expect(await move('proxied-4.txt', at(5), { 'x-forwarded-host': 'other.example.com' })).toBe(502);
+    expect(await move('proxied-4.txt', at(5), { host: 'cloud.example.com:9443' })).toBe(502);
+    expect(await (await dav('GET', '/remote.php/webdav/proxied-4.txt', 'ann')).text()).toBe('via a proxy');
+  });
+
   it('refuses a Destination on another host or in a space without a grant', async () => {
     await dav('PUT', '/remote.php/webdav/keep.txt', 'ann', { body: 'keep' });
     const other = await dav('MOVE', '/remote.php/webdav/keep.txt', 'ann', {
