@@ -94,7 +94,7 @@ Commands:
                                     never repaired: touch the file to accept its bytes)
   serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD[:admin][:create-spaces][:groups=G1+G2]]]...
         [--users FILE] [--grpc HOST:PORT] [--jwt-secret SECRET] [--transfer-secret SECRET]
-        [--data-url URL] [--no-watch]
+        [--data-url URL] [--tls-cert FILE --tls-key FILE] [--no-watch]
                                     serve the storage until SIGINT/SIGTERM: WebDAV (RFC 4918 and the
                                     ownCloud dialect of sync clients) and the CS3 data plane on the
                                     HTTP address (default 127.0.0.1:9143); the CS3 gRPC door
@@ -105,7 +105,9 @@ Commands:
                                     $STOWAGE_JWT_SECRET and $STOWAGE_TRANSFER_SECRET (a gateway's
                                     transfer_shared_secret; default: the JWT secret). Files written
                                     into DIR/spaces/ by other programs are assimilated and announced
-                                    (GET /events) unless --no-watch is given
+                                    (GET /events) unless --no-watch is given. With --tls-cert and
+                                    --tls-key (PEM), HTTPS and gRPC over TLS (Windows' WebClient
+                                    sends passwords over HTTPS only)
   passwd USERNAME                   give a user kept in DIR/.stowage/users.json (serve without
                                     --user/--users) a new generated password, printed once; a
                                     running serve takes it when restarted
@@ -154,6 +156,8 @@ interface Opts {
   grpc?: string;
   http?: string;
   'data-url'?: string;
+  'tls-cert'?: string;
+  'tls-key'?: string;
   'transfer-secret'?: string;
   user?: string[];
   users?: string;
@@ -195,6 +199,8 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
       grpc: { type: 'string' },
       http: { type: 'string' },
       'data-url': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
       'transfer-secret': { type: 'string' },
       user: { type: 'string', multiple: true },
       users: { type: 'string' },
@@ -729,6 +735,17 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
   // Without a secret, Bearer tokens cannot be minted by anyone: WebDAV takes Basic auth only.
   const secret = given ?? randomBytes(32).toString('base64url');
   const transferSecret = opts['transfer-secret'] ?? process.env.STOWAGE_TRANSFER_SECRET;
+  if (!opts['tls-cert'] !== !opts['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
+  const tls = opts['tls-cert']
+    ? {
+        cert: await fsp.readFile(opts['tls-cert']).catch((err) => {
+          throw new UsageError(`--tls-cert: ${(err as Error).message}`);
+        }),
+        key: await fsp.readFile(opts['tls-key']!).catch((err) => {
+          throw new UsageError(`--tls-key: ${(err as Error).message}`);
+        }),
+      }
+    : undefined;
   const driver = await createPosixDriver({
     root: args[0] ?? opts.root,
     create: true,
@@ -753,6 +770,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     grpc: grpcAddress ?? false,
     http: opts.http ?? '127.0.0.1:9143',
     ...(opts['data-url'] && { dataUrl: opts['data-url'] }),
+    ...(tls && { tls }),
     ...(transferSecret && { transferSecret }),
     uploadsDir: path.join(driver.root, '.stowage', 'uploads'),
     webdav: {
@@ -771,7 +789,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
   // Files written around Stowage (scanners, rsync, a shell) become first-class and are announced.
   const observer = opts['no-watch'] ? undefined : provider.watch();
   observer?.ready.catch(() => {}); // failures are logged by the driver
-  const webdav = `http://${server.httpAddress}/remote.php/webdav/`;
+  const webdav = `${tls ? 'https' : 'http'}://${server.httpAddress}/remote.php/webdav/`;
   const facts = {
     root: driver.root,
     storageId: driver.storageId,

@@ -5,6 +5,7 @@
  * @module
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { StorageError } from '../core/errors.js';
@@ -32,7 +33,13 @@ export interface ServeCs3Options {
   webdav?: boolean | Omit<WebDavOptions, 'provider' | 'jwtSecret' | 'tus'>;
   /** Data plane listen address, `host:port`. Default `127.0.0.1:9143`. */
   http?: string;
-  /** Public base URL of the data plane (default `http://<http address>/data`). */
+  /**
+   * Serve HTTPS on the HTTP address and TLS on the gRPC one, with this certificate (chain) and
+   * its private key, PEM. Windows' WebClient sends Basic credentials over HTTPS only, and any
+   * password crossing a network should be encrypted.
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Public base URL of the data plane (default `http(s)://<http address>/data`). */
   dataUrl?: string;
   /** Folder of resumable uploads in progress; it must survive restarts to resume them. */
   uploadsDir: string;
@@ -95,10 +102,21 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
   // The data plane first: its address goes into the endpoints the gRPC answers hand out.
   let plane: DataPlane | undefined;
   let dav: WebDav | undefined;
-  const httpServer = http.createServer(async (req, res) => {
+  const onRequest = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (dav && !req.url?.startsWith('/data/') && (await dav.handle(req, res))) return;
     plane!.handle(req, res);
-  });
+  };
+  let httpServer: http.Server;
+  try {
+    httpServer = opts.tls
+      ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest)
+      : http.createServer(onRequest);
+  } catch (err) {
+    uploads.close();
+    throw new StorageError('INVALID_ARGUMENT', `the TLS certificate or key: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
   // Requests Node's parser refuses before any handler sees them. Its default answer is 400 for all
   // but oversized headers and timeouts; a method it does not know is 501 (RFC 9110 §9.1).
   httpServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
@@ -140,7 +158,10 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
   });
   const ha = httpServer.address() as AddressInfo;
   const httpAddress = `${ha.family === 'IPv6' ? `[${ha.address}]` : ha.address}:${ha.port}`;
-  const dataUrl = (opts.dataUrl ?? `http://${httpAddress}/data`).replace(/\/+$/, '');
+  const dataUrl = (opts.dataUrl ?? `${opts.tls ? 'https' : 'http'}://${httpAddress}/data`).replace(
+    /\/+$/,
+    '',
+  );
   plane = new DataPlane({
     provider: opts.provider,
     secret: opts.transferSecret ?? opts.jwtSecret,
@@ -179,8 +200,16 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
   if (g) {
     const host = g.host.includes(':') ? `[${g.host}]` : g.host;
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${host}:${g.port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
+      server.bindAsync(
+        `${host}:${g.port}`,
+        opts.tls
+          ? grpc.ServerCredentials.createSsl(
+              null,
+              [{ cert_chain: Buffer.from(opts.tls.cert), private_key: Buffer.from(opts.tls.key) }],
+              false,
+            )
+          : grpc.ServerCredentials.createInsecure(),
+        (err, p) => (err ? reject(err) : resolve(p)),
       ),
     ).catch((err) => {
       httpServer.close();
