@@ -138,7 +138,7 @@ export interface TrashFeature {
   purge(spaceId: string, key?: string): Promise<void>;
 }
 
-/** Capability `versions`: every overwrite keeps the previous content. */
+/** Capability `versions`: every overwrite keeps the previous content (but an empty one: no version). */
 export interface VersionsFeature {
   /** Versions of a file, newest first. */
   list(ref: NodeRef): Promise<FileVersion[]>;

@@ -1470,6 +1470,18 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         await expectCode(storage.readVersion(at(sp, 'doc.txt'), 'no-such-version'), 'NOT_FOUND');
       });
 
+      it('keeps no version of an empty file (Finder and Windows make one before they write it)', async () => {
+        const sp = await newSpace();
+        const made = await put(sp, 'new.docx', '');
+        const written = await put(sp, 'new.docx', 'the content');
+        expect(written.id).toEqual(made.id);
+        expect(await storage.listVersions(at(sp, 'new.docx'))).toEqual([]);
+        await put(sp, 'new.docx', '');
+        expect((await storage.listVersions(at(sp, 'new.docx'))).map((v) => v.size)).toEqual([11]);
+        await put(sp, 'new.docx', 'again');
+        expect((await storage.listVersions(at(sp, 'new.docx'))).map((v) => v.size)).toEqual([11]);
+      });
+
       it('restores a version: same id, the current content becomes a version', async () => {
         const sp = await newSpace();
         const first = await put(sp, 'r.txt', 'one');

@@ -590,7 +590,8 @@ class MemoryDriver implements Driver {
     let delta: number;
     if (existing) {
       delta = content.length - existing.content.length;
-      this.keepVersion(target.s, existing);
+      // (an empty file, as Finder and Windows make one before they write it, is no version)
+      if (existing.content.length) this.keepVersion(target.s, existing);
       existing.content = content;
       existing.mtime = mtime;
       existing.changed = Date.now();

@@ -1624,7 +1624,8 @@ class Posix implements PosixDriver {
         const parent = await this.loadParent(sp, parentSegs, true);
         const cur = await this.peek(sp, segs, true);
         await this.checkReplace(sp, segs, cur, opts);
-        const keep = cur !== undefined && this.keepVersions > 0;
+        // (an empty file, as Finder and Windows make one before they write it, is no version)
+        const keep = cur !== undefined && cur.st.size > 0 && this.keepVersions > 0;
         // The parent's and the root's records, read once for the checks and the propagation.
         const seen: HeldRecords = new Map([[keyOf(parentSegs), parent]]);
         sp.checkQuotaHeld(keep ? st.size : st.size - (cur?.st.size ?? 0), seen);
