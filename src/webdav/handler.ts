@@ -31,7 +31,7 @@ import type { StorageEvent } from '../core/events.js';
 import type { User } from '../core/identity.js';
 import { guardsBelow, type LockMeta, lockMeta, lockTokens } from '../core/locks.js';
 import type { QuotaInfo, StorageProvider } from '../core/provider.js';
-import { formatResourceId, printable, splitPath } from '../core/refs.js';
+import { formatResourceId, printable, sameId, splitPath } from '../core/refs.js';
 import type {
   Checksums,
   Field,
@@ -2377,14 +2377,16 @@ export class WebDav {
       ))
         ? e
         : undefined;
-    const perms = (id: ResourceId | undefined) =>
+    const perms = (id: ResourceId | undefined, parentId?: ResourceId) =>
       id
-        ? s.stat({ resourceId: id }, { fields: ['permissions'] }).then(
-            (i) => i.permissions,
+        ? s.stat({ resourceId: id }, { fields: ['permissions', 'parentId'] }).then(
+            // (checked where the event says it is: one moved since tells nothing of where it was,
+            // which its folder's permissions, or the move's own event, answer for)
+            (i) => (!parentId || sameId(i.parentId, parentId) ? i.permissions : undefined),
             () => undefined,
           )
         : Promise.resolve(undefined);
-    const own = await perms(e.resourceId);
+    const own = await perms(e.resourceId, e.parentId);
     const folder = await perms(e.parentId);
     const here = folder?.listContainer
       ? (own ?? folder)

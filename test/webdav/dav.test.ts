@@ -13,7 +13,7 @@ import { SaxesParser } from 'saxes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintRevaToken } from '../../src/cs3/jwt.js';
 import { LINGER_MS } from '../../src/http/common.js';
-import { fromLetters, ROLES } from '../../src/index.js';
+import { fromLetters, ROLES, type StorageEvent } from '../../src/index.js';
 import { type DavEnv, type DavInit, davFetch, listenEvents, SECRET, startDav } from './server.js';
 
 let env: DavEnv;
@@ -1776,6 +1776,40 @@ describe('webdav: locks above a node, hidden members, drop boxes and events (rev
     expect(JSON.stringify(bob.got)).not.toContain('anns-report');
     // He may see `rw` but not `rw/hidden`: the move out of it is not his to learn of either.
     expect(JSON.stringify(bob.got)).not.toContain('plan');
+  });
+
+  it('judges an event where it happened, not where its resource went since (a stream that fell behind)', async () => {
+    const { ann, sp } = await lab('Events late');
+    await ann.mkdir({ space: sp.id, path: 'ro' });
+    await ann.setGrant(
+      { space: sp.id, path: 'ro' },
+      { grantee: { type: 'user', id: 'u-eve' }, permissions: fromLetters(ROLES.viewer) },
+    );
+    const made = await ann.write({ space: sp.id, path: 'rw/hidden/late.txt' }, 'late');
+    await ann.move({ space: sp.id, path: 'rw/hidden/late.txt' }, { space: sp.id, path: 'ro/late.txt' });
+    // The creation's event, as Eve's stream meets it only now: the file is in `ro`, which she
+    // may see, but it was made in `rw/hidden`, which she may not.
+    const created: StorageEvent = {
+      id: 'late-1',
+      type: 'created',
+      at: Date.now(),
+      origin: 'api',
+      user: 'u-ann',
+      spaceId: sp.id,
+      resourceId: made.id,
+      parentId: made.parentId!,
+      path: '/rw/hidden/late.txt',
+    } as StorageEvent;
+    const user = await env.provider.identity!.getUser('u-eve');
+    const who = { user, session: await env.provider.as('u-eve', { origin: 'webdav' }) };
+    // biome-ignore lint/suspicious/noExplicitAny: the filter the event stream applies, called at a chosen moment
+    const seen = await (env.server.webdav as any).asSeenBy(who, created);
+    expect(seen).toBeUndefined();
+    // Where it is now, the same file's change is hers to see
+    const here = await ann.stat({ space: sp.id, path: 'ro/late.txt' });
+    const now = { ...created, parentId: here.parentId!, path: '/ro/late.txt' };
+    // biome-ignore lint/suspicious/noExplicitAny: as above
+    expect(await (env.server.webdav as any).asSeenBy(who, now)).toMatchObject({ path: '/ro/late.txt' });
   });
 });
 
