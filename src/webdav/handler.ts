@@ -1466,10 +1466,18 @@ export class WebDav {
     }
     const title = esc(`/${t.segs.join('/')}`);
     res.write(`<!doctype html><meta charset="utf-8"><title>${title}</title><h1>${title}</h1><ul>`);
-    for (; !next.done; next = await entries.next()) {
-      const c = next.value;
-      const href = this.href(t, [...t.segs, c.name], c.type === 'folder');
-      await send(res, `<li><a href="${esc(href)}">${esc(c.name)}${c.type === 'folder' ? '/' : ''}</a></li>`);
+    try {
+      for (; !next.done; next = await entries.next()) {
+        const c = next.value;
+        const href = this.href(t, [...t.segs, c.name], c.type === 'folder');
+        await send(
+          res,
+          `<li><a href="${esc(href)}">${esc(c.name)}${c.type === 'folder' ? '/' : ''}</a></li>`,
+        );
+      }
+    } finally {
+      // (a client gone half way: the listing lets go of its folder now, not at a garbage collection)
+      if (!next.done) await entries.return?.(undefined);
     }
     res.end('</ul>');
   }

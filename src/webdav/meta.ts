@@ -326,12 +326,18 @@ export class MetaEndpoints {
           ? response(this.itemHref(t, item), ask, TRASH_ALLPROP, (p) => trashValue(item, p))
           : collection(`${t.base}/`, ask)),
     );
-    for (let next = first; next && !next.done; next = await items!.next()) {
-      const it = next.value;
-      await send(
-        res,
-        response(this.itemHref(t, it), ask, TRASH_ALLPROP, (p) => trashValue(it, p)),
-      );
+    let next = first;
+    try {
+      for (; next && !next.done; next = await items!.next()) {
+        const it = next.value;
+        await send(
+          res,
+          response(this.itemHref(t, it), ask, TRASH_ALLPROP, (p) => trashValue(it, p)),
+        );
+      }
+    } finally {
+      // (a client gone half way: the listing ends now)
+      if (next && !next.done) await items!.return?.(undefined);
     }
     res.end('</d:multistatus>');
   }

@@ -201,6 +201,24 @@ describe('webdav: downloads', () => {
     expect(sha1(new Uint8Array(await (await get('big.bin')).arrayBuffer()))).toBe(sha1(big));
   });
 
+  it('lets go of a folder whose HTML index a client gave up half way, at once (not at a garbage collection)', async () => {
+    const s = await env.provider.as('dl');
+    await s.mkdir({ space: spaceId, path: 'many' });
+    for (let i = 0; i < 8000; i += 500)
+      await Promise.all(
+        Array.from({ length: 500 }, (_, j) =>
+          s.write({ space: spaceId, path: `many/a-rather-long-name-so-the-index-is-big-${i + j}.txt` }, 'x'),
+        ),
+      );
+    const before = openFds();
+    for (let i = 0; i < 10; i++) {
+      const { res } = await partial('many/', 1024);
+      res.destroy();
+    }
+    for (let i = 0; i < 50 && openFds() > before + 1; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(openFds()).toBeLessThanOrEqual(before + 1);
+  });
+
   it('reads small files whole: full, ranges, conditions and HEAD over HTTP, and a body for API readers', async () => {
     // Their dates name them strongly once they are a second old (RFC 9110 §8.8.2.2).
     await new Promise((r) => setTimeout(r, Math.max(0, writtenAt + 1100 - Date.now())));
