@@ -5,14 +5,13 @@
  * the request 424, nothing changed); the file stays readable and a PUT replaces it with one the
  * server owns, whose time it may set. Needs root to start the server as `nobody` (CI runs as root).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempRoot } from '../helpers/tmp.js';
+import { serveCli } from './server.js';
 
-const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../dist/src/cli/main.js');
 const NOBODY = 65534;
 const isRoot = process.getuid?.() === 0;
 const children: ChildProcess[] = [];
@@ -31,23 +30,13 @@ async function letThrough(dir: string): Promise<void> {
 }
 
 async function serveAsNobody(dir: string): Promise<{ webdav: string; stderr: () => string }> {
-  const child = spawn(
-    process.execPath,
-    [cli, 'serve', dir, '--http', '127.0.0.1:0', '--user', 'alice:secret', '--json'],
-    { uid: NOBODY, gid: NOBODY, env: { ...process.env, HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  children.push(child);
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  const facts = await new Promise<{ webdav: string }>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d) => {
-      buf += d;
-      if (buf.includes('\n')) resolve(JSON.parse(buf.slice(0, buf.indexOf('\n'))));
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+  const { child, facts, stderr } = await serveCli([dir, '--http', '127.0.0.1:0', '--user', 'alice:secret'], {
+    uid: NOBODY,
+    gid: NOBODY,
+    env: { ...process.env, HOME: dir },
   });
-  return { webdav: facts.webdav, stderr: () => err };
+  children.push(child);
+  return { webdav: facts.webdav, stderr };
 }
 
 async function find(dir: string, name: string): Promise<string | undefined> {

@@ -1,8 +1,9 @@
 /** A Stowage server with the WebDAV door for tests: real posix storage, real HTTP on loopback. */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
 import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
 import {
@@ -181,6 +182,32 @@ export function davFetch(env: DavEnv, method: string, url: string, user: string 
     ...init,
     headers: { ...(user ? { authorization: env.basic(user) } : {}), ...(init.headers ?? {}) },
   });
+}
+
+/**
+ * Run the built `stowage serve ... --json` (`args` after `serve`) and wait for the facts it prints
+ * first (its addresses, a generated user). The caller kills the child.
+ */
+export async function serveCli<F = { webdav: string; grpc?: string; dataUrl: string }>(
+  args: string[],
+  opts: SpawnOptions = {},
+): Promise<{ child: ChildProcess; facts: F; stderr: () => string }> {
+  const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../dist/src/cli/main.js');
+  const child = spawn(process.execPath, [cli, 'serve', ...args, '--json'], {
+    ...opts,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const facts = await new Promise<F>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\n')) resolve(JSON.parse(buf.slice(0, buf.indexOf('\n'))));
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+  });
+  return { child, facts, stderr: () => err };
 }
 
 /** Is a command on the PATH? CI (STOWAGE_REQUIRE_TOOLS=1) treats a missing one as a failure. */

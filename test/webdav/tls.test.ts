@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cs3Client } from '../../src/cs3/client.js';
 import { mintRevaToken } from '../../src/cs3/jwt.js';
 import { tempRoot } from '../helpers/tmp.js';
-import { tool } from './server.js';
+import { serveCli, tool } from './server.js';
 
 const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../dist/src/cli/main.js');
 const SECRET = 'tls-test-secret';
@@ -55,24 +55,10 @@ describe.skipIf(!have)('serve over TLS', () => {
       ...['-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert],
     ]);
     ca = await fs.readFile(cert);
-    child = spawn(
-      process.execPath,
-      [
-        ...[cli, 'serve', path.join(dir, 'data'), '--http', '127.0.0.1:0', '--grpc', '127.0.0.1:0'],
-        ...['--jwt-secret', SECRET, '--user', 'alice:secret', '--tls-cert', cert, '--tls-key', key, '--json'],
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let err = '';
-    child.stderr!.on('data', (d) => (err += d));
-    facts = await new Promise((resolve, reject) => {
-      let buf = '';
-      child!.stdout!.on('data', (d) => {
-        buf += d;
-        if (buf.includes('\n')) resolve(JSON.parse(buf.slice(0, buf.indexOf('\n'))));
-      });
-      child!.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
-    });
+    ({ child, facts } = await serveCli([
+      ...[path.join(dir, 'data'), '--http', '127.0.0.1:0', '--grpc', '127.0.0.1:0'],
+      ...['--jwt-secret', SECRET, '--user', 'alice:secret', '--tls-cert', cert, '--tls-key', key],
+    ]));
   });
 
   it('serves WebDAV and the data plane over HTTPS, and says so', async () => {
