@@ -856,7 +856,7 @@ export class WebDav {
     props: readonly PropName[],
     quota: QuotaInfo | undefined,
     self: string,
-  ): Promise<Buffer | undefined> {
+  ): Promise<readonly Buffer[] | undefined> {
     if (!kept.dirty) return kept.body;
     const base = self.endsWith('/') ? self : `${self}/`;
     const renders = new Map<string, string | null>();

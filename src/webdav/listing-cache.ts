@@ -42,13 +42,17 @@ export interface ListingCacheOptions {
 const ENTRY_OVERHEAD = 512;
 
 interface Entry {
-  /** The children's responses, one after the other. */
-  body: Buffer;
+  /**
+   * The children's responses, one after the other, in parts: a patched listing shares the
+   * unchanged runs of the one it was patched from (a reader still sending that one holds no copy).
+   */
+  body: Buffer[];
   /** The children's names in order, and where each one's response ends in `body` (when known). */
   names: string[] | undefined;
   ends: number[] | undefined;
   /** Children to render again (changed since): name -> the generation that marked it. */
   dirty: Map<string, number> | undefined;
+  /** What it holds: the memory its parts keep alive, its index and its overhead. */
   bytes: number;
   /** The folder's etag when the listing was made. */
   etag: string;
@@ -81,8 +85,8 @@ export interface Fill {
 
 /** A kept listing, as {@link ListingCache.get} gives it. */
 export interface Kept {
-  /** The children's responses, as rendered. */
-  readonly body: Buffer;
+  /** The children's responses, as rendered (in parts: write them one after the other). */
+  readonly body: readonly Buffer[];
   /**
    * Children that changed since (names in the folder), to render again from a fresh stat and hand
    * to {@link ListingCache.patch} before `body` is used; absent when there is none.
@@ -98,6 +102,13 @@ interface KeptEntry extends Kept {
 
 /** Children marked in a listing at most (and an eighth of its entries when more): past that it goes. */
 const MAX_DIRTY = 64;
+
+/**
+ * Parts of a patched listing at most: past that (or once the buffers they keep alive hold twice
+ * its bytes and more), it is copied into new {@link PART}-sized parts.
+ */
+const MAX_PARTS = 1024;
+const PART = 65_536;
 
 /** Listings of one space: by folder path, and those whose path is not known. */
 interface SpaceEntries {
@@ -208,7 +219,8 @@ export class ListingCache {
    * `dirty` to the child's response now, or to null when the folder no longer shows it (new
    * children go last). Keeps the result for a folder whose etag is `etag` (unless the listing was
    * dropped meanwhile; what changed meanwhile stays marked), until `until` at the latest, and
-   * returns the children's responses.
+   * returns the children's responses. The unchanged runs are shared with the listing patched, not
+   * copied: readers of either hold one copy of them between them.
    */
   patch(
     key: string,
@@ -216,14 +228,16 @@ export class ListingCache {
     renders: ReadonlyMap<string, string | null>,
     etag: string,
     until: number,
-  ): Buffer {
+  ): Buffer[] {
     const { entry: e, gen } = kept as KeptEntry;
     const names: string[] = [];
     const ends: number[] = [];
-    const parts: Buffer[] = [];
+    let parts: Buffer[] = [];
     let pos = 0;
+    const fresh = new Rendered(renders);
     const shown = new Set<string>(); // rendered children the listing already showed
     if (e.names && e.ends) {
+      const old = new Cursor(e.body);
       let run = -1; // start in e.body of the unchanged responses being gathered
       let start = 0;
       for (let i = 0; i < e.names.length; i++) {
@@ -237,10 +251,10 @@ export class ListingCache {
           names.push(name);
           ends.push(pos);
         } else {
-          if (run >= 0) parts.push(e.body.subarray(run, start));
+          if (run >= 0) old.take(run, start, parts);
           run = -1;
           if (r !== null) {
-            const b = Buffer.from(r);
+            const b = fresh.of(name);
             parts.push(b);
             pos += b.length;
             names.push(name);
@@ -249,17 +263,22 @@ export class ListingCache {
         }
         start = end;
       }
-      if (run >= 0) parts.push(e.body.subarray(run, start));
+      if (run >= 0) old.take(run, start, parts);
     }
     for (const [name, r] of renders) {
       if (r === null || shown.has(name)) continue;
-      const b = Buffer.from(r);
+      const b = fresh.of(name);
       parts.push(b);
       pos += b.length;
       names.push(name);
       ends.push(pos);
     }
-    const body = Buffer.concat(parts, pos);
+    let held = heldBy(parts);
+    if (parts.length > MAX_PARTS || held > 2 * pos + PART) {
+      parts = copied(parts, pos);
+      held = pos;
+    }
+    const body = parts;
     this.counters.patched++;
     if (this.entries.get(key) !== e || !e.names) return body;
     let dirty: Map<string, number> | undefined;
@@ -277,7 +296,7 @@ export class ListingCache {
         names,
         ends,
         dirty,
-        bytes: pos + indexBytes(names) + ENTRY_OVERHEAD + 2 * key.length,
+        bytes: held + indexBytes(names) + ENTRY_OVERHEAD + 2 * key.length,
         etag,
         until: Math.min(e.until, until),
       },
@@ -370,7 +389,7 @@ export class ListingCache {
     const old = this.entries.get(fill.key);
     if (old) this.drop(fill.key, old);
     this.store(fill.key, {
-      body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes),
+      body: chunks,
       names: placed ? names : undefined,
       ends: placed ? ends : undefined,
       dirty: fill.dirty,
@@ -521,6 +540,88 @@ export class ListingCache {
 /** More children marked than patching is worth: making the listing anew is cheaper then. */
 function tooMany(dirty: ReadonlyMap<string, number>, names: readonly string[]): boolean {
   return dirty.size > Math.max(MAX_DIRTY, names.length >> 3);
+}
+
+/** The bytes of the buffers under `parts` (each counted once, however many parts it is under). */
+function heldBy(parts: readonly Buffer[]): number {
+  const seen = new Set<ArrayBufferLike>();
+  let n = 0;
+  for (const p of parts) {
+    if (seen.has(p.buffer)) continue;
+    seen.add(p.buffer);
+    n += p.buffer.byteLength;
+  }
+  return n;
+}
+
+/** `parts` (`size` bytes in all) copied into new parts of {@link PART} bytes (the last one shorter). */
+function copied(parts: readonly Buffer[], size: number): Buffer[] {
+  const out: Buffer[] = [];
+  let cur: Buffer | undefined;
+  let at = 0;
+  let left = size;
+  for (const p of parts) {
+    let from = 0;
+    while (from < p.length) {
+      if (!cur || at === cur.length) {
+        cur = Buffer.allocUnsafeSlow(Math.min(PART, left));
+        out.push(cur);
+        at = 0;
+      }
+      const n = p.copy(cur, at, from);
+      at += n;
+      from += n;
+      left -= n;
+    }
+  }
+  return out;
+}
+
+/** Reads byte ranges of a listing held in parts, front to back. */
+class Cursor {
+  private i = 0; // the part holding offset `start`
+  private start = 0; // offset of part i
+  constructor(private readonly parts: readonly Buffer[]) {}
+
+  /** Push the parts (or pieces of parts) covering `[from, to)` onto `out`; `from` never goes back. */
+  take(from: number, to: number, out: Buffer[]): void {
+    let a = from;
+    while (a < to) {
+      let p = this.parts[this.i]!;
+      while (a >= this.start + p.length) {
+        this.start += p.length;
+        p = this.parts[++this.i]!;
+      }
+      const end = Math.min(to, this.start + p.length);
+      out.push(
+        a === this.start && end === this.start + p.length ? p : p.subarray(a - this.start, end - this.start),
+      );
+      a = end;
+    }
+  }
+}
+
+/** The responses rendered again, in one buffer of their own (not a slice of Node's shared pool). */
+class Rendered {
+  private readonly buf: Buffer;
+  private readonly at = new Map<string, [number, number]>();
+  constructor(renders: ReadonlyMap<string, string | null>) {
+    let n = 0;
+    for (const r of renders.values()) if (r !== null) n += Buffer.byteLength(r);
+    this.buf = Buffer.allocUnsafeSlow(n);
+    let pos = 0;
+    for (const [name, r] of renders) {
+      if (r === null) continue;
+      const len = this.buf.write(r, pos);
+      this.at.set(name, [pos, pos + len]);
+      pos += len;
+    }
+  }
+
+  of(name: string): Buffer {
+    const [a, b] = this.at.get(name)!;
+    return this.buf.subarray(a, b);
+  }
 }
 
 /** What a listing's index of children costs: each name (two bytes a character) and its end. */

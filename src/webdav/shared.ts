@@ -198,11 +198,20 @@ export function spaceIdOf(s: string): string {
 
 /**
  * Write to a response, waiting while its buffer is full; a client that went away ends the wait
- * (and the request) instead of leaving it hanging.
+ * (and the request) instead of leaving it hanging. Parts (buffers held anyway) go out together.
  */
-export async function send(res: ServerResponse, chunk: string | Buffer): Promise<void> {
+export async function send(res: ServerResponse, chunk: string | Buffer | readonly Buffer[]): Promise<void> {
   if (res.destroyed || res.writableEnded) throw new StorageError('CANCELLED', 'the client went away');
-  if (res.write(chunk)) return;
+  if (typeof chunk === 'string' || Buffer.isBuffer(chunk)) {
+    if (res.write(chunk)) return;
+  } else {
+    // Parts already held in memory (a kept listing): written as one HTTP chunk, then one wait.
+    res.cork();
+    let room = true;
+    for (const part of chunk) room = res.write(part);
+    res.uncork();
+    if (room) return;
+  }
   await new Promise<void>((resolve, reject) => {
     const done = () => {
       res.off('drain', done);

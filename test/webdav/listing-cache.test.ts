@@ -46,6 +46,8 @@ async function put(url: string, user: string, body: string): Promise<void> {
 }
 
 const stats = () => env.server.webdav!.listingCacheStats()!;
+/** A kept listing's parts as text. */
+const text = (parts: readonly Buffer[] | undefined) => (parts ? Buffer.concat(parts).toString() : undefined);
 /** Names listed in a multistatus: the folder itself (''), then its children in order of name. */
 const names = (xml: string) => {
   const [self, ...rest] = [...xml.matchAll(/<d:href>([^<]*)<\/d:href>/g)].map((m) =>
@@ -299,7 +301,7 @@ describe('ListingCache', () => {
     const g = fill(c, 'k');
     bus.emit(event('other space'));
     c.done(g, Number.POSITIVE_INFINITY);
-    expect(c.get('k', 'etag-1')?.body.toString()).toBe('x');
+    expect(text(c.get('k', 'etag-1')?.body)).toBe('x');
     expect(c.get('k', 'etag-2')).toBeUndefined(); // the folder's etag moved
     c.close();
   });
@@ -342,7 +344,7 @@ describe('ListingCache', () => {
     c.add(f, pooled);
     expect(f.chunks![0]!.buffer.byteLength).toBe(5);
     c.done(f, Number.POSITIVE_INFINITY);
-    expect(c.get('pooled', 'etag-1')?.body.toString()).toBe('small');
+    expect(text(c.get('pooled', 'etag-1')?.body)).toBe('small');
     c.close();
   });
 
@@ -430,10 +432,10 @@ describe('ListingCache', () => {
 
     // Rendered again: changed in place, gone, and a new child (last); the rest as it was.
     const body = c.patch('root', root, new Map([['a', '<A>']]), 'etag-2', Number.POSITIVE_INFINITY);
-    expect(body.toString()).toBe('<A><d><é>');
+    expect(text(body)).toBe('<A><d><é>');
     const clean = c.get('root', 'etag-2')!;
     expect(clean.dirty).toBeUndefined();
-    expect(clean.body.toString()).toBe('<A><d><é>');
+    expect(text(clean.body)).toBe('<A><d><é>');
     expect(c.get('root', 'etag-3')).toBeUndefined(); // no child marked: the etag counts again
 
     keep('a', '/a', ['b', 'x.txt', 'y.txt']);
@@ -453,10 +455,10 @@ describe('ListingCache', () => {
       'etag-2',
       Number.POSITIVE_INFINITY,
     );
-    expect(patched.toString()).toBe('<b><y.txt><z.txt>');
+    expect(text(patched)).toBe('<b><y.txt><z.txt>');
     const again = c.get('a', 'etag-3')!;
     expect(again.dirty).toEqual(['y.txt']);
-    expect(c.patch('a', again, new Map([['y.txt', '<Y>']]), 'etag-3', 0).toString()).toBe('<b><Y><z.txt>');
+    expect(text(c.patch('a', again, new Map([['y.txt', '<Y>']]), 'etag-3', 0))).toBe('<b><Y><z.txt>');
     expect(c.get('a', 'etag-3')).toBeUndefined(); // kept until 0: a grant a new child showed under expired
 
     // Too many children marked (more than 64, and an eighth of the listing): the listing goes.
@@ -481,6 +483,49 @@ describe('ListingCache', () => {
     expect(c.get('root', 'etag-1')?.dirty).toEqual(['a']);
     bus.stale('s', 'p', ['a/b']); // not in place (replaced, moved): its listing goes
     expect(c.get('ab', 'etag-1')).toBeUndefined();
+    c.close();
+  });
+
+  it('shares the unchanged runs of a patched listing with the one it was patched from, and copies it when the parts get too many', () => {
+    const bus = new EventBus();
+    const c = new ListingCache(bus);
+    const f = c.begin('big', 's', 'p', 'etag-1', '/big');
+    const names = Array.from({ length: 4000 }, (_, i) => `f${String(i).padStart(4, '0')}`);
+    // Responses of 100 bytes, added in parts of 64 KiB as the door does.
+    const all = Buffer.concat(names.map((n) => Buffer.from(`<${n}>`.padEnd(100, '.'))));
+    for (const n of names) c.entry(f, n, 100);
+    for (let i = 0; i < all.length; i += 65_536) c.add(f, all.subarray(i, i + 65_536));
+    c.done(f, Number.POSITIVE_INFINITY);
+    const first = c.get('big', 'etag-1')!.body;
+    const held = c.stats().bytes;
+    // Readers of the listing before and after a change hold the same memory for what did not change.
+    bus.emit({ ...event('p'), path: '/big/f2000', kind: 'file' });
+    const kept = c.get('big', 'etag-2')!;
+    const patched = c.patch('big', kept, new Map([['f2000', '<F2000>']]), 'etag-2', Number.POSITIVE_INFINITY);
+    const expected = all.toString().replace(/<f2000>\.{93}/, '<F2000>');
+    expect(text(patched)).toBe(expected);
+    const under = new Set(first.map((p) => p.buffer));
+    expect(patched.filter((p) => !under.has(p.buffer)).map((p) => p.toString())).toEqual(['<F2000>']);
+    expect(c.stats().bytes - held).toBeLessThan(100); // the new response (in a buffer of its own) and its name
+    // Many patches later the parts are copied into fresh ones (at most 1,024 parts kept).
+    let body = patched;
+    for (let i = 0; i < 600; i++) {
+      const name = names[(i * 7) % 4000]!;
+      bus.emit({ ...event('p'), path: `/big/${name}`, kind: 'file' });
+      body = c.patch(
+        'big',
+        c.get('big', 'etag-2')!,
+        new Map([[name, `<${name}!>`]]),
+        'etag-2',
+        Number.POSITIVE_INFINITY,
+      );
+      expect(body.length).toBeLessThanOrEqual(1024);
+    }
+    const now = text(body)!;
+    expect(now).toContain('<f0007!>');
+    expect(now).not.toContain('<f0007>');
+    expect(now.length).toBe(4000 * 100 - 600 * 92 - 93); // each one rendered again is shorter
+    expect(body.some((p) => under.has(p.buffer))).toBe(false);
     c.close();
   });
 
