@@ -54,6 +54,8 @@ export type ErrorReason =
   | 'space-disabled'
   | 'body'
   | 'too-large'
+  /** A request body that did not arrive in time. */
+  | 'body-timeout'
   /** A file replaced or rewritten between its lookup and the read of its bytes. */
   | 'changed-while-read'
   /** The storage lets only a file's owner set its time, and Stowage's process is not it. */

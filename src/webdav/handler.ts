@@ -90,6 +90,7 @@ import {
   XML_TYPE,
 } from './shared.js';
 import {
+  BodyBudget,
   child,
   DAV,
   esc,
@@ -132,6 +133,12 @@ export interface WebDavOptions {
   listingCache?: boolean | ListingCacheOptions;
   /** Realm of the Basic challenge (default "Stowage"). */
   realm?: string;
+  /**
+   * XML request bodies (PROPFIND, PROPPATCH, LOCK, REPORT; 1 MiB each at most) are read into
+   * memory: `maxBytes` of them at once, all connections together (default 64 MiB; past that, 503
+   * with Retry-After), each sent whole within `deadlineMs` (default 30 s; past that, 408).
+   */
+  xmlBodies?: { maxBytes?: number; deadlineMs?: number };
   /** Failures worth a look (never passwords or tokens). */
   log?: (message: string, err?: unknown) => void;
 }
@@ -224,6 +231,7 @@ export class WebDav {
         this.checkLocks(req, t, info, membership, requestUri),
       checkIf: (req, t, info, guarding) => this.checkIf(req, t, info, guarding),
       peek: (t) => this.peek(t, t.segs),
+      bodies: () => this.bodies,
     },
     () => this.opts.allowDepthInfinity === true,
   );
@@ -232,11 +240,15 @@ export class WebDav {
   private readonly realm: string;
   private readonly listings: ListingCache | undefined;
 
+  /** What XML request bodies may take, all connections together. */
+  private readonly bodies: BodyBudget;
+
   constructor(private readonly opts: WebDavOptions) {
     if (!opts.provider.identity) {
       throw new StorageError('INVALID_ARGUMENT', 'WebDAV needs a provider with an identity source');
     }
     this.realm = opts.realm ?? 'Stowage';
+    this.bodies = new BodyBudget(opts.xmlBodies?.maxBytes, opts.xmlBodies?.deadlineMs);
     if (opts.listingCache) {
       this.listings = new ListingCache(
         opts.provider.events,
@@ -369,6 +381,7 @@ export class WebDav {
     const headers: Record<string, string> = { 'content-type': XML_TYPE };
     if (status === 401) headers['www-authenticate'] = `Basic realm="${this.realm}", charset="UTF-8"`;
     if (status === 405) headers.allow = (err instanceof HttpError && err.allow) || this.allowed();
+    if (status === 503) headers['retry-after'] = '2';
     const body =
       `<?xml version="1.0" encoding="utf-8"?>\n<d:error xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns">` +
       (davError
@@ -702,7 +715,7 @@ export class WebDav {
     const depthHeader = (header(req, 'depth') ?? 'infinity').trim().toLowerCase();
     if (!['0', '1', 'infinity'].includes(depthHeader))
       throw new HttpError(400, 'Depth must be 0, 1 or infinity');
-    const { mode, wanted, include } = await readPropfind(req);
+    const { mode, wanted, include } = await readPropfind(req, this.bodies);
     const fields = fieldsFor(mode, wanted, include);
     const dead = mode === 'prop' ? wanted.filter((p) => !isLive(p)).map(deadKey) : undefined;
     const statOpts = {
@@ -1051,7 +1064,7 @@ export class WebDav {
   // ---------------------------------------------------------------- PROPPATCH
 
   private async proppatch(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
-    const doc = parseXml(await readBody(req), header(req, 'content-type'));
+    const doc = parseXml(await readBody(req, this.bodies), header(req, 'content-type'));
     if (doc.ns !== DAV || doc.local !== 'propertyupdate')
       throw new HttpError(400, 'expected a DAV:propertyupdate body');
     const changes = new Map<string, { p: PropName; el?: XmlElement }>();
@@ -1199,7 +1212,7 @@ export class WebDav {
     who: Who,
     davSegs: readonly string[],
   ): Promise<void> {
-    const body = await readBody(req);
+    const body = await readBody(req, this.bodies);
     if (!body.toString('utf8').trim()) throw new HttpError(400, 'REPORT needs a body naming the report');
     const doc = parseXml(body, header(req, 'content-type'));
     let favorites = false;
@@ -1989,7 +2002,7 @@ export class WebDav {
   }
 
   private async lock(req: IncomingMessage, res: ServerResponse, t: Target): Promise<void> {
-    const body = await readBody(req);
+    const body = await readBody(req, this.bodies);
     const seconds = lockSeconds(header(req, 'timeout'));
     const expires = Date.now() + seconds * 1000;
     if (!body.length || !body.toString('utf8').trim()) {
@@ -2771,7 +2784,7 @@ function statusOf(e: StorageError, method: string): number {
             : 412,
     LOCKED: 423,
     TOO_EARLY: 425,
-    CANCELLED: 400,
+    CANCELLED: e.reason === 'body-timeout' ? 408 : 400,
     INTERNAL: 500,
     // Another space is another namespace: RFC 4918 §9.8.5 and §9.9.4 answer 502 for it.
     UNIMPLEMENTED: e.reason === 'cross-space' ? 502 : 501,

@@ -43,7 +43,7 @@ import {
   type Who,
   XML_TYPE,
 } from './shared.js';
-import { DAV, esc, NC, OC } from './xml.js';
+import { type BodyBudget, DAV, esc, NC, OC } from './xml.js';
 
 /** What the trash and versions endpoints need from the rest of the door. */
 export interface MetaHost {
@@ -71,6 +71,8 @@ export interface MetaHost {
   ): Promise<void>;
   /** The resource at `t`, or undefined. */
   peek(t: Target): Promise<ResourceInfo | undefined>;
+  /** What XML request bodies may take. */
+  bodies(): BodyBudget;
 }
 
 /** What allprop answers for a trash item. */
@@ -311,7 +313,7 @@ export class MetaEndpoints {
     key: string,
   ): Promise<void> {
     const depth = this.depth(req);
-    const ask = await readPropfind(req);
+    const ask = await readPropfind(req, this.host.bodies());
     // Look before answering 207, so a missing item or space is a plain 404.
     const item = key ? await t.session.statTrash(t.space.id, key) : undefined;
     const items =
@@ -413,7 +415,7 @@ export class MetaEndpoints {
       throw new HttpError(405, `${method} is not supported here (PROPFIND; GET or COPY of a version)`);
     }
     const depth = this.depth(req);
-    const ask = await readPropfind(req);
+    const ask = await readPropfind(req, this.host.bodies());
     const file = await who.session.stat(fileRef, { fields: ['mimeType'] });
     if (file.type !== 'file') throw new StorageError('NOT_FOUND', 'only files have versions');
     const versions = rest.length === 0 && depth === '0' ? [] : await who.session.listVersions(fileRef);

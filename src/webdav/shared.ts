@@ -10,7 +10,7 @@ import type { User } from '../core/identity.js';
 import type { StorageProvider } from '../core/provider.js';
 import type { Reference, Space } from '../core/types.js';
 import { header } from '../http/common.js';
-import { child, DAV, esc, NC, OC, parseXml, readBody } from './xml.js';
+import { type BodyBudget, child, DAV, esc, NC, OC, parseXml, readBody } from './xml.js';
 
 /** An HTTP answer other than the default mapping of an error. */
 export class HttpError extends Error {
@@ -159,8 +159,8 @@ export interface PropfindRequest {
 }
 
 /** Read and parse a PROPFIND body (400 for anything but a DAV:propfind). */
-export async function readPropfind(req: IncomingMessage): Promise<PropfindRequest> {
-  const body = await readBody(req);
+export async function readPropfind(req: IncomingMessage, budget: BodyBudget): Promise<PropfindRequest> {
+  const body = await readBody(req, budget);
   const out: PropfindRequest = { mode: 'allprop', wanted: [], include: [] };
   if (!body.length || !body.toString('utf8').trim()) return out;
   const doc = parseXml(body, req.headers['content-type']);

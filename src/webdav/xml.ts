@@ -40,24 +40,101 @@ export const MAX_XML_BYTES = 1024 * 1024;
 const MAX_DEPTH = 32;
 const MAX_ELEMENTS = 20_000;
 
-/** Read a request body whole, at most `limit` bytes (larger: 413). */
-export async function readBody(req: IncomingMessage, limit = MAX_XML_BYTES): Promise<Buffer> {
+/**
+ * What the request bodies read into memory may take, all connections together: `maxBytes` held
+ * at once (past that, a body is answered 503 and the client asked to retry), and `deadlineMs` to
+ * send a body whole (past that, 408 and the connection is closed). Without them a thousand
+ * connections each trickling a body just under the 1 MiB limit would hold a GiB for as long as
+ * they kept trickling.
+ */
+export class BodyBudget {
+  private held = 0;
+  constructor(
+    readonly maxBytes = 64 * 1024 * 1024,
+    readonly deadlineMs = 30_000,
+  ) {}
+
+  /** Bytes held by bodies being read now. */
+  get bytes(): number {
+    return this.held;
+  }
+
+  /** Take `n` bytes, if there is room. */
+  take(n: number): boolean {
+    if (this.held + n > this.maxBytes) return false;
+    this.held += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.held -= n;
+  }
+}
+
+/** A budget for callers that bring none (each call is bounded by its limit alone). */
+const UNBOUNDED = new BodyBudget(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
+
+/**
+ * Read a request body whole, at most `limit` bytes (larger: 413), within `budget` (its bytes:
+ * 503; its deadline: 408).
+ */
+export function readBody(req: IncomingMessage, budget = UNBOUNDED, limit = MAX_XML_BYTES): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     req.resume();
-    throw new StorageError('INVALID_ARGUMENT', `request body over ${limit} bytes`, { reason: 'too-large' });
+    return Promise.reject(
+      new StorageError('INVALID_ARGUMENT', `request body over ${limit} bytes`, { reason: 'too-large' }),
+    );
   }
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of req) {
-    n += (chunk as Buffer).length;
-    if (n > limit) {
-      req.resume();
-      throw new StorageError('INVALID_ARGUMENT', `request body over ${limit} bytes`, { reason: 'too-large' });
-    }
-    parts.push(chunk as Buffer);
-  }
-  return Buffer.concat(parts);
+  if (req.destroyed) return Promise.reject(new StorageError('CANCELLED', 'the client went away'));
+  return new Promise<Buffer>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    const finish = (err: Error | undefined) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+      clearTimeout(timer);
+      budget.give(n);
+      if (err) reject(err);
+      else resolve(Buffer.concat(parts, n));
+    };
+    const onData = (chunk: Buffer) => {
+      if (n + chunk.length > limit)
+        return finish(
+          new StorageError('INVALID_ARGUMENT', `request body over ${limit} bytes`, { reason: 'too-large' }),
+        );
+      if (!budget.take(chunk.length))
+        return finish(
+          new StorageError('UNAVAILABLE', 'too many request bodies being read at once: try again shortly'),
+        );
+      n += chunk.length;
+      parts.push(chunk);
+    };
+    const onEnd = () => finish(undefined);
+    const onError = (err: Error) =>
+      finish(new StorageError('CANCELLED', 'the request body was cut', { cause: err }));
+    const onClose = () => {
+      if (!req.complete) finish(new StorageError('CANCELLED', 'the client went away'));
+    };
+    const timer =
+      budget.deadlineMs === Number.POSITIVE_INFINITY
+        ? undefined
+        : setTimeout(
+            () =>
+              finish(
+                new StorageError('CANCELLED', `the request body took over ${budget.deadlineMs / 1000} s`, {
+                  reason: 'body-timeout',
+                }),
+              ),
+            budget.deadlineMs,
+          );
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
 }
 
 /** The namespace of `xml:lang` and `xml:space`, bound to the prefix `xml` and never declared. */

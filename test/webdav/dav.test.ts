@@ -635,6 +635,79 @@ describe('webdav: bad input', () => {
     }
   });
 
+  it('bounds the XML bodies held at once and the time one may take (trickling connections hold no memory for long)', async () => {
+    const MiB = 1024 * 1024;
+    const small = await startDav([{ id: 'u-q', username: 'q' }], {
+      watch: false,
+      xmlBodies: { maxBytes: 3 * MiB, deadlineMs: 1_500 },
+    });
+    const port = Number(new URL(small.url).port);
+    const head = (n: number) =>
+      `PROPPATCH /remote.php/webdav/ HTTP/1.1\r\nHost: x\r\nAuthorization: ${small.basic('q')}\r\nContent-Type: application/xml\r\nContent-Length: ${n}\r\n\r\n`;
+    /** A PROPPATCH announcing 1 MiB - 1 whose body stops `missing` bytes short, then trickles a byte every 200 ms. */
+    const trickle = (missing: number) => {
+      const sock = net.connect(port, '127.0.0.1');
+      const t0 = Date.now();
+      let text = '';
+      sock.on('data', (d) => {
+        text += d.toString();
+      });
+      sock.on('error', () => {});
+      sock.write(head(MiB - 1));
+      sock.write(Buffer.alloc(MiB - 1 - missing, 0x20));
+      const drip = setInterval(() => sock.write(' '), 200);
+      const closed = new Promise<{ text: string; ms: number }>((resolve) =>
+        sock.on('close', () => {
+          clearInterval(drip);
+          resolve({ text, ms: Date.now() - t0 });
+        }),
+      );
+      setTimeout(() => sock.destroy(), 10_000).unref();
+      return closed;
+    };
+    /** The property the PROPPATCHes set, as PROPFIND shows it. */
+    const shown = async () =>
+      (
+        await fetch(`${small.url}/remote.php/webdav/`, {
+          method: 'PROPFIND',
+          headers: { authorization: small.basic('q'), depth: '0' },
+          body: '<d:propfind xmlns:d="DAV:"><d:prop><x:k xmlns:x="urn:x"/></d:prop></d:propfind>',
+        })
+      ).text();
+    try {
+      // Three bodies nearly whole, trickling: the budget (3 MiB) is nearly spent.
+      const held = [trickle(1000), trickle(1000), trickle(1000)];
+      await new Promise((r) => setTimeout(r, 500));
+      // A fourth body gets no room: 503 at once, with when to try again; nothing changed.
+      const busy = await fetch(`${small.url}/remote.php/webdav/`, {
+        method: 'PROPPATCH',
+        headers: { authorization: small.basic('q'), 'content-type': 'application/xml' },
+        body: `<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><x:k xmlns:x="urn:x">${'v'.repeat(MiB / 2)}</x:k></d:prop></d:set></d:propertyupdate>`,
+      });
+      expect(busy.status).toBe(503);
+      expect(busy.headers.get('retry-after')).toBe('2');
+      expect(await busy.text()).toContain('too many request bodies');
+      // (a small body still fits)
+      expect(await shown()).toContain('404 Not Found');
+      // Past the deadline each trickling one is answered 408 and its connection closed.
+      for (const r of await Promise.all(held)) {
+        expect(r.text).toMatch(/^HTTP\/1\.1 408/);
+        expect(r.text.toLowerCase()).toContain('connection: close');
+        expect(r.ms).toBeLessThan(1_500 + LINGER_MS + 2_000);
+      }
+      // Their bytes are given back: a body as big as the refused one goes through now.
+      const ok = await fetch(`${small.url}/remote.php/webdav/`, {
+        method: 'PROPPATCH',
+        headers: { authorization: small.basic('q'), 'content-type': 'application/xml' },
+        body: `<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><x:k xmlns:x="urn:x">small</x:k></d:prop></d:set><d:remove><d:prop><x:pad xmlns:x="urn:x">${' '.repeat(MiB / 2)}</x:pad></d:prop></d:remove></d:propertyupdate>`,
+      });
+      expect(ok.status).toBe(207);
+      expect(await shown()).toMatch(/>small<\/x\d*:k>/);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('stays up after refusing a chunked body it has not read to its end (over quota, too big)', async () => {
     const u = new URL(env.url);
     const small = await env.provider.createSpace({ type: 'project', name: 'Tiny quota', quota: 1024 * 1024 });

@@ -39,7 +39,12 @@ export interface DavEnv {
  */
 export async function startDav(
   users: StaticUser[],
-  opts: { watch?: boolean; idleTimeoutMs?: number; searchMaxVisits?: number } = {},
+  opts: {
+    watch?: boolean;
+    idleTimeoutMs?: number;
+    searchMaxVisits?: number;
+    xmlBodies?: { maxBytes?: number; deadlineMs?: number };
+  } = {},
 ): Promise<DavEnv> {
   const watch = opts.watch !== false;
   const root = await tempRoot('dav');
@@ -58,6 +63,7 @@ export async function startDav(
       uploadsDir: path.join(root, 'chunks'),
       listingCache: watch,
       ...(opts.searchMaxVisits !== undefined && { searchMaxVisits: opts.searchMaxVisits }),
+      ...(opts.xmlBodies && { xmlBodies: opts.xmlBodies }),
     },
     ...(opts.idleTimeoutMs !== undefined && { idleTimeoutMs: opts.idleTimeoutMs }),
   });
