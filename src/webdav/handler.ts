@@ -89,6 +89,7 @@ import {
   withoutRepeats,
   XML_TYPE,
 } from './shared.js';
+import { StagedChunks } from './staged.js';
 import {
   BodyBudget,
   child,
@@ -242,6 +243,8 @@ export class WebDav {
 
   /** What XML request bodies may take, all connections together. */
   private readonly bodies: BodyBudget;
+  /** The bytes each user holds in chunked uploads. */
+  private readonly staged = new StagedChunks();
 
   constructor(private readonly opts: WebDavOptions) {
     if (!opts.provider.identity) {
@@ -2200,7 +2203,8 @@ export class WebDav {
     if (method === 'MKCOL' && chunk === undefined) {
       req.resume();
       // Transfers nobody finished go after a day; a user has at most MAX_TRANSFERS at once.
-      const open = await sweepTransfers(userDir);
+      const tally = await this.staged.of(userDir);
+      const open = await sweepTransfers(userDir, (t) => tally.forget(t));
       if (open >= MAX_TRANSFERS && !(await exists(folder)))
         throw new HttpError(507, 'too many chunked uploads in progress', undefined, {
           code: 'INSUFFICIENT_STORAGE',
@@ -2213,6 +2217,7 @@ export class WebDav {
     }
     if (method === 'DELETE' && chunk === undefined) {
       await fsp.rm(folder, { recursive: true, force: true });
+      (await this.staged.of(userDir)).forget(transfer);
       res.writeHead(204);
       return void res.end();
     }
@@ -2237,38 +2242,35 @@ export class WebDav {
           )
         )?.remaining ?? Number.POSITIVE_INFINITY;
       const room = Number.isFinite(declared) ? declared : Number.POSITIVE_INFINITY;
-      let used = 0;
-      let usedAll = 0;
-      for (const t of await fsp.readdir(userDir)) {
-        if (t.startsWith('.')) continue;
-        for (const n of await fsp.readdir(path.join(userDir, t)).catch(() => [])) {
-          if (n.startsWith('.') || (t === transfer && n === chunk)) continue;
-          const size = (await fsp.stat(path.join(userDir, t, n)).catch(() => undefined))?.size ?? 0;
-          usedAll += size;
-          if (t === transfer) used += size;
-        }
-      }
+      // What the user's transfers hold (a running count, not a stat of every chunk), less the
+      // chunk this one replaces.
+      const tally = await this.staged.of(userDir);
+      const replaced = (await fsp.stat(path.join(folder, chunk)).catch(() => undefined))?.size ?? 0;
+      let written = 0;
       const tmp = path.join(folder, `.${chunk}.${randomUUID()}`);
       const fh = await fsp.open(tmp, 'w');
       try {
         for await (const c of req) {
-          used += (c as Buffer).length;
-          usedAll += (c as Buffer).length;
-          if (used > room || usedAll > free)
+          const n = (c as Buffer).length;
+          written += n;
+          tally.grow(transfer, n);
+          if (tally.used(transfer) - replaced > room || tally.usedAll() - replaced > free)
             throw new HttpError(413, 'the chunks exceed the upload’s total length or the quota', undefined, {
               code: 'INSUFFICIENT_STORAGE',
             });
           await fh.write(c as Buffer);
         }
         await fh.sync();
+        await fh.close();
+        await fsp.rename(tmp, path.join(folder, chunk));
       } catch (err) {
+        tally.grow(transfer, -written);
         req.resume();
         await fh.close().catch(() => {});
         await fsp.unlink(tmp).catch(() => {});
         throw err;
       }
-      await fh.close();
-      await fsp.rename(tmp, path.join(folder, chunk));
+      tally.commit(transfer, written, replaced);
       await syncFolder(folder);
       res.writeHead(201, { 'content-length': '0' });
       return void res.end();
@@ -2319,6 +2321,7 @@ export class WebDav {
         ...(lockId && { lockId }),
       });
       await fsp.rm(folder, { recursive: true, force: true });
+      (await this.staged.of(userDir)).forget(transfer);
       return sendMadeOrReplaced(res, existing !== undefined, {
         ...infoHeaders(info, wantsInfo(req)),
         ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
@@ -2328,14 +2331,20 @@ export class WebDav {
       req.resume();
       const names = (await fsp.readdir(folder)).filter((n) => !n.startsWith('.')).sort();
       const base = encodeMountSegments(this.segments(rawPath).slice(0, 5));
+      // Entries go out in ~64 KiB writes as they are looked at (a big file has thousands of chunks).
+      res.writeHead(207, { 'content-type': XML_TYPE });
       let out = `${MULTISTATUS_HEAD}<d:response><d:href>${esc(base)}/</d:href><d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>`;
       for (const n of names) {
-        const st = await fsp.stat(path.join(folder, n));
+        // (gone meanwhile, the transfer finished or cancelled: not shown)
+        const st = await fsp.stat(path.join(folder, n)).catch(() => undefined);
+        if (!st) continue;
         out += `<d:response><d:href>${esc(`${base}/${encodeURIComponent(n)}`)}</d:href><d:propstat><d:prop><d:resourcetype/><d:getcontentlength>${st.size}</d:getcontentlength></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>`;
+        if (out.length >= 65_536) {
+          await send(res, out);
+          out = '';
+        }
       }
-      out += '</d:multistatus>';
-      res.writeHead(207, { 'content-type': XML_TYPE, 'content-length': String(Buffer.byteLength(out)) });
-      return void res.end(out);
+      return void res.end(`${out}</d:multistatus>`);
     }
     req.resume();
     throw new HttpError(405, `${method} is not supported on an upload`);
@@ -2530,14 +2539,16 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /** Remove a user's stale transfers; returns how many are left. */
-async function sweepTransfers(userDir: string): Promise<number> {
+async function sweepTransfers(userDir: string, removed: (transfer: string) => void): Promise<number> {
   let left = 0;
   for (const name of await fsp.readdir(userDir).catch(() => [] as string[])) {
     const p = path.join(userDir, name);
     const st = await fsp.stat(p).catch(() => undefined);
     if (!st) continue;
-    if (Date.now() - st.mtimeMs > TRANSFER_TTL_MS) await fsp.rm(p, { recursive: true, force: true });
-    else left++;
+    if (Date.now() - st.mtimeMs > TRANSFER_TTL_MS) {
+      await fsp.rm(p, { recursive: true, force: true });
+      removed(name);
+    } else left++;
   }
   return left;
 }

@@ -427,6 +427,33 @@ describe('webdav: the ownCloud dialect', () => {
     expect((await dav('PROPFIND', base, 'ann', { headers: { depth: '1' } })).status).toBe(404);
   });
 
+  it('lists the chunks of an upload in progress, however many (a client resuming asks which it has)', async () => {
+    const base = '/remote.php/dav/uploads/ann/listed';
+    expect((await dav('MKCOL', base, 'ann')).status).toBe(201);
+    const folder = (await fsp.readdir(path.join(env.root, 'chunks'), { recursive: true }))
+      .map(String)
+      .find((n) => n.endsWith('/listed'))!;
+    // 3,000 chunks (written beside the door, to be quick), then one through it.
+    for (let i = 0; i < 3000; i++)
+      await fsp.writeFile(
+        path.join(env.root, 'chunks', folder, String(i * 10).padStart(8, '0')),
+        '0123456789',
+      );
+    expect(
+      (await dav('PUT', `${base}/${String(30000).padStart(8, '0')}`, 'ann', { body: 'tail' })).status,
+    ).toBe(201);
+    const r = await dav('PROPFIND', base, 'ann', { headers: { depth: '1' } });
+    expect(r.status).toBe(207);
+    expect(r.headers.get('content-length')).toBeNull(); // streamed
+    const xml = await r.text();
+    wellFormed(xml);
+    const sizes = [...xml.matchAll(/<d:getcontentlength>(\d+)</g)].map((m) => Number(m[1]));
+    expect(sizes).toHaveLength(3001);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(30004);
+    expect(xml).toContain(`<d:href>${base}/00030000</d:href>`);
+    expect((await dav('DELETE', base, 'ann')).status).toBe(204);
+  });
+
   it('checks If-Match and If-None-Match of the MOVE that assembles a chunked upload against the file it replaces', async () => {
     const target = '/remote.php/dav/files/ann/chunked-cond.txt';
     const first = await dav('PUT', target, 'ann', { body: 'first' });
@@ -1591,6 +1618,15 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
     expect((await dav('PUT', `${other}/0`, 'eve', { body: 'y'.repeat(450) })).status).toBe(201);
     expect((await dav('DELETE', other, 'eve')).status).toBe(204);
     expect((await dav('DELETE', base, 'eve')).status).toBe(204);
+    // What they held is free again; chunks being written count for each other from their first byte.
+    const third = '/remote.php/dav/uploads/eve/third';
+    expect((await dav('MKCOL', third, 'eve')).status).toBe(201);
+    const both = await Promise.all(
+      ['0', '600'].map((n) => dav('PUT', `${third}/${n}`, 'eve', { body: 'z'.repeat(600) })),
+    );
+    expect(both.map((r) => r.status).sort()).toEqual([201, 413]);
+    expect((await dav('PUT', `${third}/600`, 'eve', { body: 'z'.repeat(300) })).status).toBe(201);
+    expect((await dav('DELETE', third, 'eve')).status).toBe(204);
   });
 
   it('bounds chunked uploads, cleans a cut-off chunk, and assembles numbered chunks in numeric order', async () => {
