@@ -512,21 +512,6 @@ describe('posix: concurrent changes while listing', () => {
     expect(seen).toBeGreaterThan(50);
     expect(seen).toBeLessThanOrEqual(400);
   });
-
-  it('reads each entry as the listing reaches it, not ahead (a walk down a tree holds no batch per level)', async () => {
-    const { dir, at } = await space();
-    await s.mkdir(at('ahead'));
-    for (let i = 0; i < 5; i++) await s.write(at(`ahead/f${i}`), 'x');
-    const sizes: number[] = [];
-    for await (const c of s.list(at('ahead'))) {
-      sizes.push(c.size);
-      // Rewrite, around Stowage, every entry the listing has not reached yet.
-      if (sizes.length === 1)
-        for (const name of await fs.readdir(path.join(dir, 'ahead')))
-          if (name !== c.name) await fs.writeFile(path.join(dir, 'ahead', name), 'longer');
-    }
-    expect(sizes).toEqual([1, 6, 6, 6, 6]);
-  });
 });
 
 describe('posix: a crash whose repair fails', () => {

@@ -1359,26 +1359,32 @@ class Posix implements PosixDriver {
       }
     };
     if (this.syncMetadata) {
-      // Local filesystem: read the folder and each entry's metadata with synchronous syscalls (a
-      // few µs each, from the kernel's caches), and go asynchronous only for entries that need
-      // more (new to Stowage, moved around it, asked for metadata). Each entry is read as it is
-      // taken: a caller that walks down a tree holds no read-ahead at each level.
+      // Local filesystem: read the folder and each entry's metadata with synchronous syscalls, a
+      // batch at a time (a few µs each, from the kernel's caches), and go asynchronous only for
+      // entries that need more (new to Stowage, moved around it, asked for metadata).
       const handle = fs.opendirSync(sp.abs(segs), { bufferSize: 1024 });
       try {
-        let n = 0;
         for (;;) {
           opts?.signal?.throwIfAborted();
-          const d = handle.readSync();
-          if (d === null) break;
-          if (d.isSymbolicLink()) continue;
-          if (segs.length === 0 && d.name === RESERVED_ROOT_NAME) continue;
-          const info = this.entryNow(sp, segs, d.name, dirId, opts) ?? (await entry(d.name));
-          if (info) {
+          const batch: (ResourceInfo | string)[] = [];
+          let d: fs.Dirent | null = null;
+          while (batch.length < 256) {
+            d = handle.readSync();
+            if (d === null) break;
+            if (d.isSymbolicLink()) continue;
+            if (segs.length === 0 && d.name === RESERVED_ROOT_NAME) continue;
+            batch.push(this.entryNow(sp, segs, d.name, dirId, opts) ?? d.name);
+          }
+          for (const x of batch) {
+            opts?.signal?.throwIfAborted();
+            const info = typeof x === 'string' ? await entry(x) : x;
+            if (!info) continue;
             sum += info.size;
             yield info;
           }
-          // Let timers and I/O run now and then (yielding alone only runs microtasks).
-          if (++n % 256 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+          if (d === null) break;
+          // Let timers and I/O run between batches (yielding alone only runs microtasks).
+          await new Promise<void>((resolve) => setImmediate(resolve));
         }
         complete = true;
       } finally {
