@@ -809,6 +809,9 @@ export class WebDav {
         ): Promise<void> => {
           // A lock's timeout counts down: a listing that shows one is not kept.
           if (inherited.length && fill) this.listings!.done(fill);
+          // (Depth: infinity: subfolders are gone into once this listing is done, so going down
+          // holds their names at each level, not an open listing and what it read ahead)
+          const folders: { name: string; href: string; below: readonly LockShown[] }[] = [];
           for await (const c of t.session.list(ref, { ...statOpts, validity })) {
             const href = `${base}${encodeName(c.name)}${c.type === 'folder' ? '/' : ''}`;
             // So does one that shows a file with other names (hard links): a change under another
@@ -817,11 +820,16 @@ export class WebDav {
             const r = this.response(t, c, href, false, mode, props, quota, inherited);
             if (fill && depth === 1) this.listings!.entry(fill, c.name, Buffer.byteLength(r));
             await write(r);
-            if (depth > 1 && c.type === 'folder') {
-              const cs = [...segs, c.name];
-              const below = showLocks ? [...inherited, ...treeLock(c, href)] : inherited;
-              await walk(this.ref(t, cs), cs, href, depth - 1, below);
-            }
+            if (depth > 1 && c.type === 'folder')
+              folders.push({
+                name: c.name,
+                href,
+                below: showLocks ? [...inherited, ...treeLock(c, href)] : inherited,
+              });
+          }
+          for (const f of folders) {
+            const cs = [...segs, f.name];
+            await walk(this.ref(t, cs), cs, f.href, depth - 1, f.below);
           }
         };
         await walk(
@@ -1354,22 +1362,24 @@ export class WebDav {
       }
     } else if (query && !favorites && (everywhere || below)) {
       // No index: the tree is walked (depth first, streamed, as far as the limit), each folder
-      // listed as a PROPFIND lists it; folders the user may not list are passed over.
+      // listed as a PROPFIND lists it; folders the user may not list are passed over. A folder's
+      // subfolders are gone into once its listing is done: going down holds their names at each
+      // level, not an open listing and what it read ahead.
       let visits = 0;
       let cut = false;
       const walk = async (root: Target, segs: string[]): Promise<boolean> => {
+        const folders: string[] = [];
         try {
           for await (const c of root.session.list(this.ref(root, segs), { ...statOpts, signal })) {
             if (++visits > maxVisits) {
               cut = true;
               return false;
             }
-            const cs = [...segs, c.name];
             if (query.test(c)) {
-              await emit({ ...root, segs: cs }, c);
+              await emit({ ...root, segs: [...segs, c.name] }, c);
               if (sent >= limit) return false;
             }
-            if (c.type === 'folder' && !(await walk(root, cs))) return false;
+            if (c.type === 'folder') folders.push(c.name);
           }
         } catch (err) {
           if (
@@ -1378,6 +1388,7 @@ export class WebDav {
           )
             throw err;
         }
+        for (const name of folders) if (!(await walk(root, [...segs, name]))) return false;
         return true;
       };
       if (scope) {

@@ -262,3 +262,91 @@ describe('REPORT oc:search-files', () => {
     expect(caps.search.property.content?.enabled).toBe(false);
   });
 });
+
+/** Count the driver's folder listings open at once while `fn` runs. */
+async function mostListingsOpen(driver: DavEnv['driver'], fn: () => Promise<void>): Promise<number> {
+  const list = driver.list;
+  let open = 0;
+  let most = 0;
+  driver.list = async function* (this: typeof driver, ...args: Parameters<typeof list>) {
+    most = Math.max(most, ++open);
+    try {
+      yield* list.apply(this, args);
+    } finally {
+      open--;
+    }
+  };
+  try {
+    await fn();
+  } finally {
+    driver.list = list;
+  }
+  return most;
+}
+
+describe('webdav: walks of deep trees', () => {
+  it('keeps one folder listing open at a time, however deep the search goes', async () => {
+    let p = `/dav/spaces/${space}/deep-walk`;
+    for (let d = 0; d < 12; d++) {
+      expect((await davFetch(env, 'MKCOL', p, 'ann')).status).toBe(201);
+      for (const f of ['a.txt', 'b.txt']) await davFetch(env, 'PUT', `${p}/${d}-${f}`, 'ann', { body: 'x' });
+      p += '/sub';
+    }
+    let found: string[] = [];
+    const most = await mostListingsOpen(env.driver, async () => {
+      found = (await search('*-b.txt', 'ann', `/dav/spaces/${space}/deep-walk/`)).hrefs;
+    });
+    expect(found).toHaveLength(12);
+    expect(found.at(-1)).toMatch(/(sub\/){11}11-b\.txt$/);
+    expect(most).toBe(1);
+  });
+});
+
+describe('webdav: PROPFIND Depth: infinity, where it is allowed', () => {
+  it('lists the whole tree once, with the locks from above on every member, one folder listing open at a time', async () => {
+    const open = await startDav([{ id: 'u-q', username: 'q', createSpaces: true }], {
+      watch: false,
+      allowDepthInfinity: true,
+    });
+    try {
+      const want: string[] = [];
+      let p = '/remote.php/webdav/tree';
+      for (let d = 0; d < 5; d++) {
+        expect((await davFetch(open, 'MKCOL', p, 'q')).status).toBe(201);
+        want.push(`${p}/`);
+        for (const f of ['a.txt', 'b.txt']) {
+          expect((await davFetch(open, 'PUT', `${p}/${f}`, 'q', { body: 'x' })).status).toBe(201);
+          want.push(`${p}/${f}`);
+        }
+        p += '/sub';
+      }
+      const lock = await davFetch(open, 'LOCK', '/remote.php/webdav/tree/sub', 'q', {
+        headers: { depth: 'infinity' },
+        body: '<?xml version="1.0"?><d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope><d:locktype><d:write/></d:locktype></d:lockinfo>',
+      });
+      expect(lock.status).toBe(200);
+      let xml = '';
+      const most = await mostListingsOpen(open.driver, async () => {
+        const r = await davFetch(open, 'PROPFIND', '/remote.php/webdav/tree/', 'q', {
+          headers: { depth: 'infinity' },
+          body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:getetag/><d:lockdiscovery/></d:prop></d:propfind>',
+        });
+        expect(r.status).toBe(207);
+        xml = await r.text();
+      });
+      const responses = [...xml.matchAll(/<d:response>(.*?)<\/d:response>/gs)].map((m) => m[1]!);
+      const hrefOf = (r: string) => /<d:href>([^<]*)<\/d:href>/.exec(r)![1]!;
+      expect(responses.map(hrefOf).sort()).toEqual(want.sort());
+      // What the lock covers shows it (its root named), and nothing above it does.
+      for (const r of responses) {
+        const covered = hrefOf(r).startsWith('/remote.php/webdav/tree/sub/');
+        expect(r.includes('<d:lockroot><d:href>/remote.php/webdav/tree/sub/</d:href>'), hrefOf(r)).toBe(
+          covered,
+        );
+      }
+      expect(most).toBe(1);
+    } finally {
+      await open.close();
+    }
+  });
+});

@@ -44,6 +44,7 @@ export async function startDav(
     idleTimeoutMs?: number;
     searchMaxVisits?: number;
     xmlBodies?: { maxBytes?: number; deadlineMs?: number };
+    allowDepthInfinity?: boolean;
   } = {},
 ): Promise<DavEnv> {
   const watch = opts.watch !== false;
@@ -64,6 +65,7 @@ export async function startDav(
       listingCache: watch,
       ...(opts.searchMaxVisits !== undefined && { searchMaxVisits: opts.searchMaxVisits }),
       ...(opts.xmlBodies && { xmlBodies: opts.xmlBodies }),
+      ...(opts.allowDepthInfinity && { allowDepthInfinity: true }),
     },
     ...(opts.idleTimeoutMs !== undefined && { idleTimeoutMs: opts.idleTimeoutMs }),
   });
