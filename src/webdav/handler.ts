@@ -2256,15 +2256,16 @@ export class WebDav {
       // What the user's transfers hold (a running count, not a stat of every chunk), less the
       // chunk this one replaces.
       const tally = await this.staged.of(userDir);
-      const replaced = (await fsp.stat(path.join(folder, chunk)).catch(() => undefined))?.size ?? 0;
-      let written = 0;
+      const dest = path.join(folder, chunk);
+      const sizeOf = async () => (await fsp.stat(dest).catch(() => undefined))?.size ?? 0;
+      const replaced = await sizeOf();
       const tmp = path.join(folder, `.${chunk}.${randomUUID()}`);
       const fh = await fsp.open(tmp, 'w');
+      const w = tally.start(transfer, chunk);
+      let over: number;
       try {
         for await (const c of req) {
-          const n = (c as Buffer).length;
-          written += n;
-          tally.grow(transfer, n);
+          w.grow((c as Buffer).length);
           if (tally.used(transfer) - replaced > room || tally.usedAll() - replaced > free)
             throw new HttpError(413, 'the chunks exceed the upload’s total length or the quota', undefined, {
               code: 'INSUFFICIENT_STORAGE',
@@ -2273,15 +2274,17 @@ export class WebDav {
         }
         await fh.sync();
         await fh.close();
-        await fsp.rename(tmp, path.join(folder, chunk));
+        // (what it replaces now: another try of the same chunk may have landed meanwhile)
+        over = await sizeOf();
+        await fsp.rename(tmp, dest);
       } catch (err) {
-        tally.grow(transfer, -written);
+        w.abandon();
         req.resume();
         await fh.close().catch(() => {});
         await fsp.unlink(tmp).catch(() => {});
         throw err;
       }
-      tally.commit(transfer, written, replaced);
+      w.commit(over);
       await syncFolder(folder);
       res.writeHead(201, { 'content-length': '0' });
       return void res.end();

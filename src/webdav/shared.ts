@@ -205,7 +205,7 @@ export async function send(res: ServerResponse, chunk: string | Buffer | readonl
   if (typeof chunk === 'string' || Buffer.isBuffer(chunk)) {
     if (res.write(chunk)) return;
   } else {
-    // Parts already held in memory (a kept listing): written as one HTTP chunk, then one wait.
+    // Parts already held in memory (a kept listing): written corked (one writev), then one wait.
     res.cork();
     let room = true;
     for (const part of chunk) room = res.write(part);

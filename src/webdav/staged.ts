@@ -5,8 +5,9 @@
  *
  * The folder stays the truth: a user's count is made from it when first needed and made again
  * from it once a minute (another process may stage or remove chunks in the same folder); what
- * this process writes, finishes or removes meanwhile is added or taken off as it happens. Chunks
- * being written count from their first byte, so parallel PUTs see each other.
+ * this process writes, finishes or removes meanwhile is added or taken off as it happens (a
+ * change that lands while a count is being made may be missed or counted twice until the next).
+ * Chunks being written count from their first byte, so parallel PUTs see each other.
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -24,11 +25,23 @@ function add(c: Counts, transfer: string, n: number): void {
   else c.byTransfer.set(transfer, now);
 }
 
+/** A chunk being written: its bytes count until it is in place or given up, or another write of the same chunk starts. */
+export interface ChunkWrite {
+  /** `n` more bytes written. */
+  grow(n: number): void;
+  /** In place (renamed over one of `replaced` bytes, 0 when there was none). */
+  commit(replaced: number): void;
+  /** Given up: its bytes no longer count. */
+  abandon(): void;
+}
+
 /** One user's staged bytes: those on disk (as last counted, plus changes since) and those being written. */
 export class StagedTally {
   /** @internal */
   disk: Counts;
   private readonly writing: Counts = { total: 0, byTransfer: new Map() };
+  /** The latest write of each chunk (`transfer/chunk`), and its bytes so far. */
+  private readonly writes = new Map<string, { bytes: number }>();
 
   /** @internal */
   constructor(disk: Counts) {
@@ -45,15 +58,44 @@ export class StagedTally {
     return this.disk.total + this.writing.total;
   }
 
-  /** `n` more bytes of a chunk of `transfer` being written (negative: given up). */
-  grow(transfer: string, n: number): void {
-    add(this.writing, transfer, n);
+  /** Whether no chunk is being written. */
+  get idle(): boolean {
+    return this.writes.size === 0;
   }
 
-  /** A chunk of `written` bytes is in place, replacing one of `replaced` bytes. */
-  commit(transfer: string, written: number, replaced: number): void {
-    add(this.writing, transfer, -written);
-    add(this.disk, transfer, written - replaced);
+  /**
+   * A chunk of `transfer` starts being written. A client that sends a chunk again while its first
+   * try is still coming (a stalled connection not yet timed out) is not counted twice: only the
+   * latest write of a chunk counts.
+   */
+  start(transfer: string, chunk: string): ChunkWrite {
+    const key = `${transfer}/${chunk}`;
+    const before = this.writes.get(key);
+    if (before) {
+      add(this.writing, transfer, -before.bytes);
+      before.bytes = 0;
+    }
+    const me = { bytes: 0 };
+    this.writes.set(key, me);
+    const end = () => {
+      if (this.writes.get(key) !== me) return;
+      add(this.writing, transfer, -me.bytes);
+      this.writes.delete(key);
+    };
+    let written = 0;
+    return {
+      grow: (n) => {
+        written += n;
+        if (this.writes.get(key) !== me) return;
+        me.bytes += n;
+        add(this.writing, transfer, n);
+      },
+      commit: (replaced) => {
+        end();
+        add(this.disk, transfer, written - replaced);
+      },
+      abandon: end,
+    };
   }
 
   /** A transfer's folder is gone (finished, cancelled or swept). */
@@ -74,8 +116,13 @@ export class StagedChunks {
   async of(userDir: string): Promise<StagedTally> {
     let u = this.users.get(userDir);
     if (!u) {
-      // (users who stopped uploading are forgotten now and then: their count is made anew)
-      if (this.users.size >= 10_000) this.users.clear();
+      // Users who stopped uploading are forgotten, the longest known first: their count is made
+      // anew when they come back (one with a chunk being written is kept).
+      if (this.users.size >= 10_000)
+        for (const [k, v] of this.users) {
+          if (this.users.size < 9_000) break;
+          if (v.tally.idle) this.users.delete(k);
+        }
       const tally = new StagedTally(await countStaged(userDir));
       u = this.users.get(userDir) ?? { tally, at: Date.now() };
       this.users.set(userDir, u);
@@ -99,16 +146,26 @@ export class StagedChunks {
   }
 }
 
-/** The bytes of the chunks in each transfer folder of `userDir` (names starting with `.` are not chunks). */
+/**
+ * The bytes of the chunks in each transfer folder of `userDir` (names starting with `.` are not
+ * chunks). What is gone meanwhile counts nothing; a folder that cannot be read fails the count
+ * (it would read as nothing staged, and let a user past the quota).
+ */
 async function countStaged(userDir: string): Promise<Counts> {
   const counts: Counts = { total: 0, byTransfer: new Map() };
-  for (const t of await fsp.readdir(userDir).catch(() => [] as string[])) {
+  for (const t of await fsp.readdir(userDir).catch(gone)) {
     if (t.startsWith('.')) continue;
-    for (const n of await fsp.readdir(path.join(userDir, t)).catch(() => [] as string[])) {
+    for (const n of await fsp.readdir(path.join(userDir, t)).catch(gone)) {
       if (n.startsWith('.')) continue;
       const size = (await fsp.stat(path.join(userDir, t, n)).catch(() => undefined))?.size ?? 0;
       add(counts, t, size);
     }
   }
   return counts;
+}
+
+/** No entries for a folder that is not there (ENOENT, ENOTDIR); anything else is thrown. */
+function gone(err: NodeJS.ErrnoException): string[] {
+  if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return [];
+  throw err;
 }

@@ -71,6 +71,9 @@ export class BodyBudget {
   }
 }
 
+/** What a part of a body held in memory costs besides its bytes (its Buffer object, its backing store). */
+const PART_COST = 256;
+
 /** A budget for callers that bring none (each call is bounded by its limit alone). */
 const UNBOUNDED = new BodyBudget(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
 
@@ -87,16 +90,18 @@ export function readBody(req: IncomingMessage, budget = UNBOUNDED, limit = MAX_X
     );
   }
   if (req.destroyed) return Promise.reject(new StorageError('CANCELLED', 'the client went away'));
+  if (req.readableEnded) return Promise.resolve(Buffer.alloc(0)); // (read before: nothing is left)
   return new Promise<Buffer>((resolve, reject) => {
     const parts: Buffer[] = [];
     let n = 0;
+    let held = 0; // taken from the budget: the bytes and what each part costs besides
     const finish = (err: Error | undefined) => {
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
       req.off('close', onClose);
       clearTimeout(timer);
-      budget.give(n);
+      budget.give(held);
       if (err) reject(err);
       else resolve(Buffer.concat(parts, n));
     };
@@ -105,19 +110,20 @@ export function readBody(req: IncomingMessage, budget = UNBOUNDED, limit = MAX_X
         return finish(
           new StorageError('INVALID_ARGUMENT', `request body over ${limit} bytes`, { reason: 'too-large' }),
         );
-      if (!budget.take(chunk.length))
+      // (a body trickled a few bytes per packet is many small parts: each costs more than its bytes)
+      if (!budget.take(chunk.length + PART_COST))
         return finish(
           new StorageError('UNAVAILABLE', 'too many request bodies being read at once: try again shortly'),
         );
+      held += chunk.length + PART_COST;
       n += chunk.length;
       parts.push(chunk);
     };
     const onEnd = () => finish(undefined);
     const onError = (err: Error) =>
       finish(new StorageError('CANCELLED', 'the request body was cut', { cause: err }));
-    const onClose = () => {
-      if (!req.complete) finish(new StorageError('CANCELLED', 'the client went away'));
-    };
+    // (after 'end' nothing listens any more: a close before it is a body cut short)
+    const onClose = () => finish(new StorageError('CANCELLED', 'the client went away'));
     const timer =
       budget.deadlineMs === Number.POSITIVE_INFINITY
         ? undefined

@@ -702,8 +702,8 @@ describe('webdav: bad input', () => {
         })
       ).text();
     try {
-      // Three bodies nearly whole, trickling: the budget (3 MiB) is nearly spent.
-      const held = [trickle(1000), trickle(1000), trickle(1000)];
+      // Three bodies 0.9 MiB along, trickling: the budget (3 MiB) is nearly spent.
+      const held = [trickle(100 * 1024), trickle(100 * 1024), trickle(100 * 1024)];
       await new Promise((r) => setTimeout(r, 500));
       // A fourth body gets no room: 503 at once, with when to try again; nothing changed.
       const busy = await fetch(`${small.url}/remote.php/webdav/`, {
@@ -1627,6 +1627,19 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
     expect(both.map((r) => r.status).sort()).toEqual([201, 413]);
     expect((await dav('PUT', `${third}/600`, 'eve', { body: 'z'.repeat(300) })).status).toBe(201);
     expect((await dav('DELETE', third, 'eve')).status).toBe(204);
+    // A chunk sent again while its first try stalls (the connection not yet timed out) counts once.
+    const retry = '/remote.php/dav/uploads/eve/retry';
+    expect((await dav('MKCOL', retry, 'eve')).status).toBe(201);
+    const u = new URL(env.url);
+    const stalled = net.connect(Number(u.port), u.hostname);
+    stalled.on('error', () => {});
+    stalled.write(
+      `PUT ${retry}/0 HTTP/1.1\r\nHost: x\r\nAuthorization: ${env.basic('eve')}\r\nContent-Length: 600\r\n\r\n${'s'.repeat(500)}`,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await dav('PUT', `${retry}/0`, 'eve', { body: 'r'.repeat(600) })).status).toBe(201);
+    stalled.destroy();
+    expect((await dav('DELETE', retry, 'eve')).status).toBe(204);
   });
 
   it('bounds chunked uploads, cleans a cut-off chunk, and assembles numbered chunks in numeric order', async () => {

@@ -19,23 +19,38 @@ describe('staged chunks', () => {
     const kept = new StagedChunks(60_000);
     const t = await kept.of(user);
     expect([t.used('t1'), t.used('t2'), t.usedAll()]).toEqual([100, 30, 130]);
-    t.grow('t1', 40); // a chunk being written counts from its first bytes
+    const w = t.start('t1', '0');
+    w.grow(40); // a chunk being written counts from its first bytes
     expect([t.used('t1'), t.usedAll()]).toEqual([140, 170]);
-    t.commit('t1', 40, 100); // in place of chunk 0
-    expect([t.used('t1'), t.usedAll()]).toEqual([40, 70]);
+    // Sent again while the first try still comes (a stalled connection): only the latest counts.
+    const again = t.start('t1', '0');
+    again.grow(30);
+    w.grow(10);
+    expect([t.used('t1'), t.usedAll()]).toEqual([130, 160]);
+    again.commit(100); // in place of chunk 0
+    expect([t.used('t1'), t.usedAll()]).toEqual([30, 60]);
+    w.commit(30); // the first try lands last, over the second
+    expect([t.used('t1'), t.usedAll(), t.idle]).toEqual([50, 80, true]);
+    const given = t.start('t1', '1');
+    given.grow(99);
+    given.abandon();
+    expect([t.used('t1'), t.idle]).toEqual([50, true]);
     t.forget('t2');
-    expect([t.used('t2'), t.usedAll()]).toEqual([0, 40]);
+    expect([t.used('t2'), t.usedAll()]).toEqual([0, 50]);
     expect(await kept.of(user)).toBe(t); // the same count until it is a minute old
 
     // Counted again from the folder once it is old: what another process did shows then.
     const fresh = new StagedChunks(0);
     const f = await fresh.of(user);
-    f.grow('t1', 7); // bytes being written survive a recount
+    f.start('t1', '9').grow(7); // bytes being written survive a recount
     await fsp.rm(path.join(user, 't1'), { recursive: true });
     await fsp.writeFile(path.join(user, 't2', '1'), 'z'.repeat(5));
     expect(await fresh.of(user)).toBe(f);
     expect([f.used('t1'), f.used('t2'), f.usedAll()]).toEqual([7, 35, 42]);
     expect((await fresh.of(path.join(dir, 'nobody'))).usedAll()).toBe(0);
+    // A folder that cannot be read is no count of nothing (it would let a user past the quota).
+    await fsp.symlink('loop', path.join(dir, 'loop'));
+    await expect(fresh.of(path.join(dir, 'loop'))).rejects.toThrow(/ELOOP/);
     await fsp.rm(dir, { recursive: true, force: true });
   });
 });
