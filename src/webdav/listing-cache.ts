@@ -275,7 +275,7 @@ export class ListingCache {
     }
     let held = heldBy(parts);
     if (parts.length > MAX_PARTS || held > 2 * pos + PART) {
-      parts = copied(parts, pos);
+      parts = copied(parts);
       held = pos;
     }
     const body = parts;
@@ -554,12 +554,13 @@ function heldBy(parts: readonly Buffer[]): number {
   return n;
 }
 
-/** `parts` (`size` bytes in all) copied into new parts of {@link PART} bytes (the last one shorter). */
-function copied(parts: readonly Buffer[], size: number): Buffer[] {
+/** `parts` copied into new parts of {@link PART} bytes (the last one shorter). */
+function copied(parts: readonly Buffer[]): Buffer[] {
   const out: Buffer[] = [];
   let cur: Buffer | undefined;
   let at = 0;
-  let left = size;
+  let left = 0;
+  for (const p of parts) left += p.length;
   for (const p of parts) {
     let from = 0;
     while (from < p.length) {
