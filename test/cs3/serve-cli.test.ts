@@ -2,7 +2,7 @@
  * `stowage serve` and `stowage token` as an operator uses them: a real process, tokens from the CLI,
  * a gateway with its own transfer secret, and a clean stop on SIGTERM.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { Cs3Client } from '../../src/cs3/client.js';
 import { Code } from '../../src/cs3/gen/cs3/rpc/v1beta1/code.js';
 import { signJwt } from '../../src/cs3/jwt.js';
 import { tempRoot } from '../helpers/tmp.js';
+import { serveCli } from '../webdav/server.js';
 
 const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../dist/src/cli/main.js');
 const children: ChildProcess[] = [];
@@ -19,28 +20,15 @@ afterAll(() => {
 
 /** Start `stowage serve --json` and wait for its facts line. */
 async function serve(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [cli, 'serve', ...args, '--json'], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
-  const facts = await new Promise<{
+  const started = await serveCli<{
     root: string;
     storageId: string;
     grpc: string;
     dataUrl: string;
     webdav: string;
-  }>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d) => {
-      buf += d;
-      if (buf.includes('\n')) resolve(JSON.parse(buf.slice(0, buf.indexOf('\n'))));
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
-  });
-  return { child, facts, stderr: () => err };
+  }>(args, { env: { ...process.env, ...env } });
+  children.push(started.child);
+  return started;
 }
 
 describe('stowage serve', () => {
