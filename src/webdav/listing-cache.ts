@@ -278,9 +278,8 @@ export class ListingCache {
       parts = copied(parts);
       held = pos;
     }
-    const body = parts;
     this.counters.patched++;
-    if (this.entries.get(key) !== e || !e.names) return body;
+    if (this.entries.get(key) !== e || !e.names) return parts;
     let dirty: Map<string, number> | undefined;
     for (const [name, g] of e.dirty ?? []) {
       if (g <= gen && renders.has(name)) continue;
@@ -292,7 +291,7 @@ export class ListingCache {
       key,
       {
         ...e,
-        body,
+        body: parts,
         names,
         ends,
         dirty,
@@ -302,7 +301,7 @@ export class ListingCache {
       },
       true,
     );
-    return body;
+    return parts;
   }
 
   /**

@@ -74,14 +74,11 @@ export class BodyBudget {
 /** What a part of a body held in memory costs besides its bytes (its Buffer object, its backing store). */
 const PART_COST = 256;
 
-/** A budget for callers that bring none (each call is bounded by its limit alone). */
-const UNBOUNDED = new BodyBudget(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
-
 /**
  * Read a request body whole, at most `limit` bytes (larger: 413), within `budget` (its bytes:
  * 503; its deadline: 408).
  */
-export function readBody(req: IncomingMessage, budget = UNBOUNDED, limit = MAX_XML_BYTES): Promise<Buffer> {
+export function readBody(req: IncomingMessage, budget: BodyBudget, limit = MAX_XML_BYTES): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     req.resume();
