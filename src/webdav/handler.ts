@@ -153,6 +153,10 @@ const WEBDAV_LOCK_APP = 'webdav';
 const MAX_LOCK_WALK = 100_000;
 /** Default of {@link WebDavOptions.searchMaxVisits}. */
 const MAX_SEARCH_VISITS = 100_000;
+/** Largest search limit whose results are held until the search is done, and the rest counted. */
+const MAX_COUNTED_RESULTS = 1000;
+/** Most bytes of rendered results one search holds before it streams them (and gives no total). */
+const MAX_HELD_BYTES = 1 << 20;
 
 const LIVE_DAV = new Set([
   'creationdate',
@@ -1303,21 +1307,48 @@ export class WebDav {
     const maxVisits = this.opts.searchMaxVisits ?? MAX_SEARCH_VISITS;
     if (query && !favorites && maxVisits <= 0)
       throw new HttpError(501, 'searching other than is:favorite is turned off here (searchMaxVisits 0)');
-    res.writeHead(207, { 'content-type': XML_TYPE });
-    await send(res, MULTISTATUS_HEAD);
+    // With a limit of at most MAX_COUNTED_RESULTS, the results are held until the search is done,
+    // and the matches past the limit are counted (without rendering them): the answer then says
+    // how many there are in all (`Content-Range: rows 0-<n-1>/<total>`, as OpenCloud's web UI
+    // reads it; "Found 1,234, showing the 200 best matching"). Without a limit, or with a larger
+    // one, results are streamed as they are found, and no total is given.
+    // Held results past MAX_HELD_BYTES are sent at once, and the rest streamed, without a total.
+    let held: string[] | undefined = limit <= MAX_COUNTED_RESULTS ? [] : undefined;
+    let heldBytes = 0;
+    /** Send the head, with `range` when given, and what was held; stream from then on. */
+    const start = async (range?: string) => {
+      res.writeHead(207, { 'content-type': XML_TYPE, ...(range && { 'content-range': range }) });
+      await send(res, MULTISTATUS_HEAD);
+      const was = held ?? [];
+      held = undefined;
+      for (const r of was) await send(res, r);
+    };
+    if (!held) await start();
     const signal = abortOnClose(req, res);
+    /** Results sent (or held), and matches found in all (more than `sent` once the limit is met). */
     let sent = 0;
+    let matches = 0;
     /** Failures of rendering or sending a result: never taken for a folder that cannot be listed. */
     const failed = new WeakSet<object>();
     const emit = async (at: Target, f: ResourceInfo) => {
+      matches++;
+      if (sent >= limit) return;
       try {
-        await send(res, await render(at, f));
+        const r = await render(at, f);
+        if (!held) await send(res, r);
+        else {
+          held.push(r);
+          heldBytes += r.length;
+          if (heldBytes > MAX_HELD_BYTES) await start();
+        }
       } catch (err) {
         if (err && typeof err === 'object') failed.add(err);
         throw err;
       }
       sent++;
     };
+    /** Whether the search may stop: the limit is met, and nothing is being counted. */
+    const done = () => sent >= limit && !held;
     /** Whether `f` is below `dir` (by path, in the same space). */
     const isBelow = (f: ResourceInfo, dir: ResourceInfo) =>
       sameSpace(f.id, dir.id) && (dir.path === '/' ? f.path !== '/' : f.path.startsWith(`${dir.path}/`));
@@ -1351,10 +1382,14 @@ export class WebDav {
         .catch(notFound);
     };
 
+    /** The 507 entry of a walk cut short. */
+    let truncated: string | undefined;
+    /** Whether the walk stopped before it had counted every match. */
+    let uncounted = false;
     if (favorites && (everywhere || below)) {
       const opts = { ...statOpts, signal, ...(!everywhere && t && { space: t.space.id }) };
       for await (const f of who.session.listFavorites(opts)) {
-        if (sent >= limit) break;
+        if (done()) break;
         if (query && !query.test(f)) continue;
         if (scope && !isBelow(f, scope)) continue;
         const at = await place(f);
@@ -1377,7 +1412,7 @@ export class WebDav {
             }
             if (query.test(c)) {
               await emit({ ...root, segs: [...segs, c.name] }, c);
-              if (sent >= limit) return false;
+              if (done()) return false;
             }
             if (c.type === 'folder') folders.push(c.name);
           }
@@ -1405,15 +1440,19 @@ export class WebDav {
           if (m && !(await walk(m, []))) break;
         }
       }
-      if (cut) {
+      // (a walk that met the limit before it was cut gave every result asked for: only the count
+      // of the rest was cut short)
+      uncounted = cut;
+      if (cut && sent < limit) {
         // (RFC 5323 §2.4: results cut short by the server end with the query's scope at 507)
         const href = t ? this.href(t, t.segs, true) : `${encodeMountSegments(davSegs)}/spaces/`;
-        await send(
-          res,
-          `<d:response><d:href>${esc(href)}</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status><d:error><d:number-of-matches-within-limits/></d:error><d:responsedescription>the search stopped after looking at ${maxVisits} resources; narrow it with scope: or a folder</d:responsedescription></d:response>`,
-        );
+        truncated = `<d:response><d:href>${esc(href)}</d:href><d:status>HTTP/1.1 507 Insufficient Storage</d:status><d:error><d:number-of-matches-within-limits/></d:error><d:responsedescription>the search stopped after looking at ${maxVisits} resources; narrow it with scope: or a folder</d:responsedescription></d:response>`;
       }
     }
+    // (no total when the walk was cut short: it is not known)
+    if (held)
+      await start(uncounted ? undefined : sent ? `rows 0-${sent - 1}/${matches}` : `rows */${matches}`);
+    if (truncated) await send(res, truncated);
     res.end('</d:multistatus>');
   }
 

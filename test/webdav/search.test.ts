@@ -71,7 +71,7 @@ async function search(pattern: string, user = 'bob', url = '/dav/spaces/', limit
         .replace(/^\/remote\.php(?=[PB]:)/, ''),
     )
     .sort();
-  return { status: r.status, text, hrefs };
+  return { status: r.status, text, hrefs, range: r.headers.get('content-range') };
 }
 
 const fileid = async (p: string) => {
@@ -111,6 +111,49 @@ describe('REPORT oc:search-files', () => {
     expect((await search('name:"*CAFÉ*"')).hrefs).toEqual(['P:photos/Cafe\u0301 2.png', 'P:photos/Café.jpg']);
     const two = await search('name:"*report*"', 'bob', '/dav/spaces/', '<oc:limit>2</oc:limit>');
     expect(two.hrefs).toHaveLength(2);
+  });
+
+  it('says how many it found in all when given a limit (Content-Range: rows, as the web UI reads it)', async () => {
+    const limit = (n: number) => `<oc:limit>${n}</oc:limit>`;
+    // Five matches for bob: the search list asks for 200, the search bar's preview for 8, and
+    // fewer than there are.
+    for (const [n, range, count] of [
+      [200, 'rows 0-4/5', 5],
+      [8, 'rows 0-4/5', 5],
+      [2, 'rows 0-1/5', 2],
+      [5, 'rows 0-4/5', 5],
+    ] as const) {
+      const r = await search('name:"*report*"', 'bob', '/dav/spaces/', limit(n));
+      expect([r.status, r.range, r.hrefs.length], `limit ${n}`).toEqual([207, range, count]);
+    }
+    // Nothing found: none of none.
+    const none = await search('name:"*nothing-like-this*"', 'bob', '/dav/spaces/', limit(200));
+    expect([none.status, none.range, none.hrefs]).toEqual([207, 'rows */0', []]);
+    // Below a folder, with the query's own filters (the favorites are counted below, once marked).
+    const docs = await search(
+      'mediatype:("document" OR "spreadsheet")',
+      'bob',
+      `/dav/spaces/${space}/Reports/`,
+      limit(1),
+    );
+    expect([docs.range, docs.hrefs.length]).toEqual(['rows 0-0/2', 1]);
+    // Results that would hold more than 1 MiB are streamed instead, without a total: here each
+    // answers 2,000 properties it does not have (~480 KB a result).
+    const ns = `urn:x-${'n'.repeat(200)}`;
+    const props = Array.from({ length: 2000 }, (_, i) => `<x:p${i} xmlns:x="${ns}"/>`).join('');
+    const big = await davFetch(env, 'REPORT', '/dav/spaces/', 'bob', {
+      body: `<?xml version="1.0"?><oc:search-files xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop>${props}</d:prop><oc:search><oc:pattern>name:"*report*"</oc:pattern>${limit(200)}</oc:search></oc:search-files>`,
+    });
+    const bigText = await big.text();
+    expect(bigText.length).toBeGreaterThan(2 << 20);
+    expect([big.status, big.headers.get('content-range'), bigText.match(/<d:href>/g)?.length]).toEqual([
+      207,
+      null,
+      5,
+    ]);
+    // Without a limit every match is there to count, and results stream as they are found.
+    const all = await search('name:"*report*"');
+    expect([all.hrefs.length, all.range]).toEqual([5, null]);
   });
 
   it('filters by media type, time and size, as the filter chips send them', async () => {
@@ -184,6 +227,9 @@ describe('REPORT oc:search-files', () => {
       (await search('mtime:last 7 days AND mediatype:("spreadsheet" OR "image") AND is:favorite')).hrefs,
     ).toEqual(['P:Reports/Q1.xlsx', 'P:photos/Café.jpg']);
     expect((await search('NOT is:favorite AND mediatype:spreadsheet')).hrefs).toEqual([]);
+    // Counted as the other searches are.
+    const two = await search('is:favorite', 'bob', '/dav/spaces/', '<oc:limit>2</oc:limit>');
+    expect([two.range, two.hrefs.length]).toEqual(['rows 0-1/3', 2]);
     expect((await search('is:favorite AND name:"*.md"', 'ann')).hrefs).toEqual([]);
   });
 
@@ -226,6 +272,21 @@ describe('REPORT oc:search-files', () => {
       expect(text).toMatch(
         /<d:response><d:href>\/dav\/spaces\/<\/d:href><d:status>HTTP\/1\.1 507 Insufficient Storage<\/d:status><d:error><d:number-of-matches-within-limits\/><\/d:error>/,
       );
+      // Asked for fewer than it found before it stopped: every result asked for is there (no
+      // 507), but the total is not known, so none is given.
+      const five = await davFetch(small, 'REPORT', '/dav/spaces/', 'zed', {
+        body: body('name:"f*"', '<oc:limit>5</oc:limit>'),
+      });
+      const fiveText = await five.text();
+      expect([...fiveText.matchAll(/\.txt<\/d:href>/g)]).toHaveLength(5);
+      expect(fiveText).not.toContain('Insufficient Storage');
+      expect(five.headers.get('content-range')).toBeNull();
+      // Asked for more than it found before it stopped: the 507, and no total either.
+      const many = await davFetch(small, 'REPORT', '/dav/spaces/', 'zed', {
+        body: body('name:"f*"', '<oc:limit>200</oc:limit>'),
+      });
+      expect(await many.text()).toContain('Insufficient Storage');
+      expect(many.headers.get('content-range')).toBeNull();
       // A search that stays within it says nothing of the kind.
       const scoped = await davFetch(small, 'REPORT', '/remote.php/webdav/d1/', 'zed', {
         body: body('name:"f*"'),
@@ -233,6 +294,10 @@ describe('REPORT oc:search-files', () => {
       const all = await scoped.text();
       expect([...all.matchAll(/\.txt<\/d:href>/g)]).toHaveLength(10);
       expect(all).not.toContain('Insufficient Storage');
+      const counted = await davFetch(small, 'REPORT', '/remote.php/webdav/d1/', 'zed', {
+        body: body('name:"f*"', '<oc:limit>3</oc:limit>'),
+      });
+      expect([counted.status, counted.headers.get('content-range')]).toEqual([207, 'rows 0-2/10']);
     } finally {
       await small.close();
     }
