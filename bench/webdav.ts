@@ -465,12 +465,15 @@ export async function benchWebdav(
         }
         return found;
       };
-      const report = (pattern: string) =>
-        `<?xml version="1.0"?><oc:search-files xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop><d:getetag/><oc:fileid/><d:getcontentlength/><d:getlastmodified/></d:prop><oc:search><oc:pattern>${pattern}</oc:pattern></oc:search></oc:search-files>`;
+      const report = (pattern: string, limit?: number) =>
+        `<?xml version="1.0"?><oc:search-files xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns"><d:prop><d:getetag/><oc:fileid/><d:getcontentlength/><d:getlastmodified/></d:prop><oc:search><oc:pattern>${pattern}</oc:pattern>${limit ? `<oc:limit>${limit}</oc:limit>` : ''}</oc:search></oc:search-files>`;
       const spacesUrl = `http://${server.httpAddress}/dav/spaces/`;
-      for (const [what, pattern, re, expected] of [
-        ['matching nothing', 'name:"*nothing-like-this*"', /nothing-like-this/i, 0],
-        ['matching 10 files', 'name:"*000042*"', /000042/i, 10],
+      for (const [what, pattern, re, expected, limit] of [
+        ['matching nothing', 'name:"*nothing-like-this*"', /nothing-like-this/i, 0, undefined],
+        ['matching 10 files', 'name:"*000042*"', /000042/i, 10, undefined],
+        // The search bar's preview: 8 results, and how many there are in all (the walk goes on
+        // past the eighth to count them).
+        ['matching 1,110 files, oc:limit 8 and the total', 'name:"*0004*"', /0004/i, 1110, 8],
       ] as const) {
         const searches = 5;
         const bare = () =>
@@ -486,12 +489,15 @@ export async function benchWebdav(
               const r = await fetch(spacesUrl, {
                 method: 'REPORT',
                 headers: { authorization: auth },
-                body: report(pattern),
+                body: report(pattern, limit),
               });
               const text = await r.text();
               const n = (text.match(/<d:response>/g) ?? []).length;
-              if (r.status !== 207 || n !== expected)
+              const total = limit ? r.headers.get('content-range')?.split('/')[1] : undefined;
+              if (r.status !== 207 || n !== Math.min(expected, limit ?? expected))
                 throw new Error(`search: ${r.status}, ${n} found: ${text.slice(0, 1500)}`);
+              if (limit && total !== String(expected))
+                throw new Error(`search: total ${total}, not ${expected}`);
             }
           });
         const [a, b, ratio] = await ab(3, bare, ours);
