@@ -111,6 +111,8 @@ export interface QuotaInfo {
    * when neither is known.
    */
   available?: number;
+  /** `used`, broken down (as {@link Space.usage}), when the driver counts it so. */
+  usage?: { files: number; trash: number; versions: number };
 }
 
 /** Options for {@link StorageProvider.offboardUser}. */
@@ -1829,12 +1831,14 @@ export class StorageProvider {
     if (this.principal) await this.require(driver, node, ['getQuota'], { fields: [] });
     const space = await driver.getSpace(node.spaceId);
     const free = await driver.features.quota?.free?.(node.spaceId).catch(() => undefined);
+    const usage = space.usage && { usage: { ...space.usage } };
     if (space.quota === undefined)
-      return { used: space.used, ...(free !== undefined && { available: free }) };
+      return { used: space.used, ...(free !== undefined && { available: free }), ...usage };
     const remaining = Math.max(0, space.quota - space.used);
     return {
       total: space.quota,
       used: space.used,
+      ...usage,
       remaining,
       available: free === undefined ? remaining : Math.min(remaining, free),
     };

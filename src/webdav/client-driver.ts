@@ -4,8 +4,10 @@
  * answers are parsed as they stream in.
  *
  * It is how the shared conformance suite runs through the WebDAV door, and a client for apps
- * that talk to a remote Stowage over HTTP. Capabilities: `copy`. Spaces are found by id
- * ({@link Driver.getSpace}); creating them, grants, locks, trash and versions are not WebDAV's.
+ * that talk to a remote Stowage over HTTP. Capabilities: `copy`, `mtime`, `trash` (the
+ * `.../dav/spaces/trash-bin/<space>/` endpoint) and `versions` (`.../dav/meta/<file id>/v/`).
+ * Spaces are found by id ({@link Driver.getSpace}), with their usage from the root's quota
+ * properties; creating them, grants and locks are not WebDAV's.
  *
  * @module
  */
@@ -14,14 +16,16 @@ import { SaxesParser } from 'saxes';
 import { bodyChunks } from '../core/body.js';
 import type { Body, Driver, Features, MutationOptions } from '../core/driver.js';
 import { StorageError } from '../core/errors.js';
-import { parseResourceId } from '../core/refs.js';
+import { formatResourceId, parseResourceId } from '../core/refs.js';
 import type {
   Checksums,
+  FileVersion,
   ListOptions,
   MoveOptions,
   NodeRef,
   ReadOptions,
   ReadResult,
+  RecycleItem,
   ResourceInfo,
   Space,
   SpaceFilter,
@@ -54,7 +58,22 @@ export interface WebDavClientDriverOptions {
   storageId?: string;
 }
 
-const PROPS = `<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:st="urn:stowage"><d:prop><d:resourcetype/><d:getcontentlength/><d:getetag/><d:getcontenttype/><oc:id/><oc:file-parent/><oc:size/><oc:checksums/><st:mtime/><st:created/><st:path/></d:prop></d:propfind>`;
+/** A PROPFIND body asking for `props` (with the d:, oc: and st: prefixes declared). */
+const propfindBody = (props: string) =>
+  `<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:st="urn:stowage"><d:prop>${props}</d:prop></d:propfind>`;
+const PROPS = propfindBody(
+  '<d:resourcetype/><d:getcontentlength/><d:getetag/><d:getcontenttype/><oc:id/><oc:file-parent/><oc:size/><oc:checksums/><st:mtime/><st:created/><st:path/>',
+);
+/** What a space's root says of the space: PROPS, and the quota's usage. */
+const SPACE_PROPS = propfindBody(
+  '<d:resourcetype/><d:getetag/><oc:id/><oc:size/><st:mtime/><st:path/><d:quota-used-bytes/><st:usage-files/><st:usage-trash/><st:usage-versions/>',
+);
+/** What a trash item says of itself. */
+const TRASH_PROPS = propfindBody(
+  '<d:resourcetype/><oc:fileid/><oc:file-parent/><oc:size/><st:path/><st:deleted/>',
+);
+/** What a version says of itself. */
+const VERSION_PROPS = propfindBody('<d:getcontentlength/><d:getetag/><oc:checksums/><st:mtime/>');
 
 /** Connect to a WebDAV server. */
 export async function createWebDavClientDriver(opts: WebDavClientDriverOptions): Promise<Driver> {
@@ -91,6 +110,18 @@ class WebDavClientDriver implements Driver {
       }),
       mtime: Object.freeze({
         set: (r: NodeRef, mtime: number, o?: MutationOptions) => this.setMtime(r, mtime, o),
+      }),
+      trash: Object.freeze({
+        list: (spaceId: string, o?: { key?: string }) => this.listTrash(spaceId, o?.key),
+        get: (spaceId: string, key: string) => this.trashItem(spaceId, key),
+        restore: (spaceId: string, key: string, o?: { target?: NodeRef } & MutationOptions) =>
+          this.restoreTrash(spaceId, key, o),
+        purge: (spaceId: string, key?: string) => this.purgeTrash(spaceId, key),
+      }),
+      versions: Object.freeze({
+        list: (r: NodeRef) => this.listVersions(r),
+        read: (r: NodeRef, key: string, o?: ReadOptions) => this.readVersion(r, key, o),
+        restore: (r: NodeRef, key: string, o?: MutationOptions) => this.restoreVersion(r, key, o),
       }),
     });
   }
@@ -140,8 +171,17 @@ class WebDavClientDriver implements Driver {
 
   async getSpace(idOrAlias: string): Promise<Space> {
     const id = idOrAlias.includes('$') ? idOrAlias.slice(idOrAlias.indexOf('$') + 1) : idOrAlias;
-    const info = await this.stat({ spaceId: id, segments: [] });
+    let root: DavEntry | undefined;
+    for await (const e of this.propfindAt(this.url({ spaceId: id, segments: [] }), '0', SPACE_PROPS))
+      root ??= e;
+    if (!root) throw new StorageError('NOT_FOUND', 'not found');
+    const info = this.info(id, root);
     if (!this.storage) this.storage = info.id.storageId;
+    const n = (local: string, ns = ST) => {
+      const v = root.props.get(`{${ns}}${local}`);
+      return v === undefined ? undefined : Number(v);
+    };
+    const [files, trash, versions] = [n('usage-files'), n('usage-trash'), n('usage-versions')];
     const space: Space = {
       id,
       storageId: info.id.storageId,
@@ -149,7 +189,11 @@ class WebDavClientDriver implements Driver {
       name: info.name || id,
       alias: `project/${id}`,
       root: info.id,
-      used: info.size,
+      // (what the quota counts: the files, the trash and the versions)
+      used: n('quota-used-bytes', DAV) ?? info.size,
+      ...(files !== undefined &&
+        trash !== undefined &&
+        versions !== undefined && { usage: { files, trash, versions } }),
       mtime: info.mtime,
       etag: info.etag,
     };
@@ -177,13 +221,23 @@ class WebDavClientDriver implements Driver {
     }
   }
 
+  /** PROPFIND of a resource. */
+  private propfind(ref: NodeRef, depth: '0' | '1', signal?: AbortSignal): AsyncGenerator<DavEntry> {
+    return this.propfindAt(this.url(ref), depth, PROPS, signal);
+  }
+
   /** PROPFIND, its multistatus parsed as it arrives, one entry at a time. */
-  private async *propfind(ref: NodeRef, depth: '0' | '1', signal?: AbortSignal): AsyncGenerator<DavEntry> {
+  private async *propfindAt(
+    url: string,
+    depth: '0' | '1',
+    body: string,
+    signal?: AbortSignal,
+  ): AsyncGenerator<DavEntry> {
     const res = await this.request(
       'PROPFIND',
-      this.url(ref),
+      url,
       { depth, 'content-type': 'application/xml; charset=utf-8' },
-      PROPS,
+      body,
       signal,
     );
     if (res.statusCode !== 207) throw await davFailure(res);
@@ -270,13 +324,18 @@ class WebDavClientDriver implements Driver {
   }
 
   async read(ref: NodeRef, opts?: ReadOptions): Promise<ReadResult> {
+    return this.readAt(this.url(ref), ref, opts);
+  }
+
+  /** GET of `url` (the file at `ref`, or a version of it), with the range and conditions asked. */
+  private async readAt(url: string, ref: NodeRef, opts?: ReadOptions): Promise<ReadResult> {
     const headers: Record<string, string> = {};
     const r = opts?.range;
     if (r)
       headers.range = r.suffix !== undefined ? `bytes=-${r.suffix}` : `bytes=${r.start ?? 0}-${r.end ?? ''}`;
     Object.assign(headers, conditionHeaders(opts?.conditions));
     if (opts?.ifRange) headers['if-range'] = ifRangeValue(opts.ifRange);
-    const res = await this.request('GET', this.url(ref), headers, undefined, opts?.signal);
+    const res = await this.request('GET', url, headers, undefined, opts?.signal);
     const status = res.statusCode ?? 0;
     if (![200, 206, 304, 412, 416].includes(status)) throw await davFailure(res);
     const info = infoFrom(res) ?? (await this.stat(ref));
@@ -366,6 +425,127 @@ class WebDavClientDriver implements Driver {
       throw new StorageError('INVALID_ARGUMENT', `the server refused that modification time (${status})`);
     }
     return this.stat(ref);
+  }
+
+  // ---------------------------------------------------------------- trash
+
+  /** The URL of a space's trash, or of an item in it (`key`: its id, then a path inside it). */
+  private trashUrl(spaceId: string, key = ''): string {
+    const segs = key.split('/').filter(Boolean);
+    return `${this.base}/dav/spaces/trash-bin/${encodeURIComponent(`${this.storage}$${spaceId}`)}/${segs.map(encodeURIComponent).join('/')}`;
+  }
+
+  private recycleItem(e: DavEntry): RecycleItem {
+    const p = e.props;
+    const segs = new URL(e.href, this.base).pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    const at = segs.lastIndexOf('trash-bin');
+    const id = p.get(`{${OC}}fileid`);
+    const path = p.get(`{${ST}}path`);
+    const deleted = p.get(`{${ST}}deleted`);
+    if (at < 0 || !id || path === undefined || deleted === undefined)
+      throw new StorageError('INTERNAL', `not a trash item of Stowage: ${e.href}`);
+    const parent = p.get(`{${OC}}file-parent`);
+    return {
+      key: segs.slice(at + 2).join('/'),
+      id: parseResourceId(id),
+      type: e.folder ? 'folder' : 'file',
+      path,
+      size: Number(p.get(`{${OC}}size`) ?? 0),
+      deleted: Number(deleted),
+      ...(parent && { parentId: parseResourceId(parent) }),
+    };
+  }
+
+  private async *listTrash(spaceId: string, key?: string): AsyncIterable<RecycleItem> {
+    let first = true;
+    for await (const e of this.propfindAt(`${this.trashUrl(spaceId, key)}/`, '1', TRASH_PROPS)) {
+      // (the trash itself, or the deleted folder listed)
+      if (first) {
+        first = false;
+        continue;
+      }
+      yield this.recycleItem(e);
+    }
+  }
+
+  private async trashItem(spaceId: string, key: string): Promise<RecycleItem> {
+    if (!key.split('/').some(Boolean)) throw new StorageError('NOT_FOUND', 'name a trash item');
+    for await (const e of this.propfindAt(this.trashUrl(spaceId, key), '0', TRASH_PROPS))
+      return this.recycleItem(e);
+    throw new StorageError('NOT_FOUND', 'not in the trash');
+  }
+
+  /** A MOVE of the item to its target, or back where it was. */
+  private async restoreTrash(
+    spaceId: string,
+    key: string,
+    o?: { target?: NodeRef } & MutationOptions,
+  ): Promise<ResourceInfo> {
+    const target = o?.target ?? {
+      spaceId,
+      segments: (await this.trashItem(spaceId, key)).path.split('/').filter(Boolean),
+    };
+    const res = await this.request(
+      'MOVE',
+      this.trashUrl(spaceId, key),
+      { destination: new URL(this.url(target)).pathname, overwrite: 'F' },
+      undefined,
+      o?.signal,
+    );
+    if (res.statusCode !== 201 && res.statusCode !== 204) throw await davFailure(res);
+    res.resume();
+    return infoFrom(res) ?? this.stat(target);
+  }
+
+  private async purgeTrash(spaceId: string, key?: string): Promise<void> {
+    const res = await this.request('DELETE', `${this.trashUrl(spaceId, key)}${key ? '' : '/'}`);
+    if (res.statusCode !== 204 && res.statusCode !== 200) throw await davFailure(res);
+    res.resume();
+  }
+
+  // ---------------------------------------------------------------- versions
+
+  /** The URL of a file's versions (by its id, looked up when `ref` is a path), or of one of them. */
+  private async versionsUrl(ref: NodeRef, key?: string): Promise<string> {
+    const info = await this.stat(ref);
+    if (info.type === 'folder')
+      throw new StorageError('FAILED_PRECONDITION', 'a folder has no versions', { reason: 'is-folder' });
+    const at = `${this.base}/dav/meta/${encodeURIComponent(formatResourceId(info.id))}/v`;
+    return key === undefined ? `${at}/` : `${at}/${encodeURIComponent(key)}`;
+  }
+
+  private async listVersions(ref: NodeRef): Promise<FileVersion[]> {
+    const out: FileVersion[] = [];
+    let first = true;
+    for await (const e of this.propfindAt(await this.versionsUrl(ref), '1', VERSION_PROPS)) {
+      // (the versions collection itself)
+      if (first) {
+        first = false;
+        continue;
+      }
+      const p = e.props;
+      const checksums = parseChecksums(p.get(`{${OC}}checksum`));
+      out.push({
+        key: decodeURIComponent(new URL(e.href, this.base).pathname.split('/').filter(Boolean).at(-1) ?? ''),
+        size: Number(p.get(`{${DAV}}getcontentlength`) ?? 0),
+        mtime: Number(p.get(`{${ST}}mtime`) ?? 0),
+        etag: (p.get(`{${DAV}}getetag`) ?? '').replace(/^W\//, '').replace(/^"(.*)"$/, '$1'),
+        ...(checksums && { checksums }),
+      });
+    }
+    return out;
+  }
+
+  private async readVersion(ref: NodeRef, key: string, opts?: ReadOptions): Promise<ReadResult> {
+    return this.readAt(await this.versionsUrl(ref, key), ref, opts);
+  }
+
+  /** A COPY of the version (ownCloud's way to make it current; the server needs no Destination). */
+  private async restoreVersion(ref: NodeRef, key: string, o?: MutationOptions): Promise<ResourceInfo> {
+    const res = await this.request('COPY', await this.versionsUrl(ref, key), {}, undefined, o?.signal);
+    if (res.statusCode !== 204 && res.statusCode !== 201) throw await davFailure(res);
+    res.resume();
+    return infoFrom(res) ?? this.stat(ref);
   }
 
   async close(): Promise<void> {

@@ -202,7 +202,12 @@ const ALLPROP: PropName[] = [
 ].map((local) => ({ ns: DAV, local }));
 
 /** Stowage's own live properties (exact values the DAV ones round or leave out). */
-const LIVE_ST = new Set(['mtime', 'created', 'path']);
+const LIVE_ST = new Set(['mtime', 'created', 'path', 'usage-files', 'usage-trash', 'usage-versions']);
+/** Stowage's properties that come with the quota: a space root's usage, broken down. */
+const ST_USAGE = new Set(['usage-files', 'usage-trash', 'usage-versions']);
+/** Whether a property needs the quota of the resource it is asked of. */
+const needsQuota = (p: PropName) =>
+  (p.ns === DAV && p.local.startsWith('quota-')) || (p.ns === ST && ST_USAGE.has(p.local));
 
 function isLive(p: PropName): boolean {
   return (
@@ -745,7 +750,7 @@ export class WebDav {
     // (RFC 4918 §16: refused for collections; a file's infinity is the file alone, as is no Depth)
     if (depthHeader === 'infinity' && info.type === 'folder' && !this.opts.allowDepthInfinity)
       throw new HttpError(403, 'Depth: infinity is not allowed here', 'propfind-finite-depth');
-    const quota = wanted.some((p) => p.ns === DAV && p.local.startsWith('quota-'))
+    const quota = wanted.some(needsQuota)
       ? await t.session.getQuota(this.ref(t)).catch(() => undefined)
       : undefined;
     const props = mode === 'allprop' ? withoutRepeats([...ALLPROP, ...include]) : wanted;
@@ -1049,6 +1054,13 @@ export class WebDav {
     if (p.ns === ST && p.local === 'created')
       return info.created === undefined ? undefined : `<st:created>${info.created}</st:created>`;
     if (p.ns === ST && p.local === 'path') return `<st:path>${escText(info.path)}</st:path>`;
+    if (p.ns === ST && ST_USAGE.has(p.local)) {
+      // (a space root's, asked of itself: what its quota counts, broken down)
+      const n = quota?.usage?.[p.local.slice('usage-'.length) as 'files' | 'trash' | 'versions'];
+      return n !== undefined && isTarget && info.id.opaqueId === info.id.spaceId
+        ? `<st:${p.local}>${n}</st:${p.local}>`
+        : undefined;
+    }
     return undefined;
   }
 
@@ -1276,7 +1288,7 @@ export class WebDav {
       ...(mode === 'allprop' ? { metadataKeys: '*' as const } : dead.length ? { metadataKeys: dead } : {}),
     };
     const showLocks = props.some((p) => p.ns === DAV && p.local === 'lockdiscovery');
-    const wantsQuota = props.some((p) => p.ns === DAV && p.local.startsWith('quota-'));
+    const wantsQuota = props.some(needsQuota);
     /** One result as a PROPFIND of it would answer (`at`: where it is, in the mount it is shown in). */
     const render = async (at: Target, f: ResourceInfo): Promise<string> => {
       const href = this.href(at, at.segs, f.type === 'folder');

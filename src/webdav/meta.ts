@@ -43,7 +43,7 @@ import {
   type Who,
   XML_TYPE,
 } from './shared.js';
-import { type BodyBudget, DAV, esc, NC, OC } from './xml.js';
+import { type BodyBudget, DAV, esc, NC, OC, ST } from './xml.js';
 
 /** What the trash and versions endpoints need from the rest of the door. */
 export interface MetaHost {
@@ -160,7 +160,15 @@ function trashValue(item: RecycleItem, p: PropName): string | undefined {
       case 'id':
       case 'fileid':
         return `<oc:${p.local}>${esc(formatResourceId(item.id))}</oc:${p.local}>`;
+      case 'file-parent':
+        return item.parentId
+          ? `<oc:file-parent>${esc(formatResourceId(item.parentId))}</oc:file-parent>`
+          : undefined;
     }
+  } else if (p.ns === ST) {
+    // (Stowage's own, exact: the path as it was, and the deletion time in ms)
+    if (p.local === 'path') return `<st:path>${esc(item.path)}</st:path>`;
+    if (p.local === 'deleted') return `<st:deleted>${item.deleted}</st:deleted>`;
   } else if (p.ns === NC) {
     switch (p.local) {
       case 'trashbin-filename':
@@ -203,7 +211,7 @@ function versionValue(v: FileVersion, file: ResourceInfo, p: PropName): string |
         return `<oc:checksums><oc:checksum>${parts.filter(Boolean).join(' ')}</oc:checksum></oc:checksums>`;
       }
     }
-  }
+  } else if (p.ns === ST && p.local === 'mtime') return `<st:mtime>${v.mtime}</st:mtime>`;
   return undefined;
 }
 

@@ -43,6 +43,7 @@ describe('posix: room left in a space', () => {
     expect(await s.getQuota({ space: small.id, path: '' })).toEqual({
       total: 10_000,
       used: 4000,
+      usage: { files: 4000, trash: 0, versions: 0 },
       remaining: 6000,
       available: 6000,
     });
