@@ -157,6 +157,11 @@ const MAX_SEARCH_VISITS = 100_000;
 const MAX_COUNTED_RESULTS = 1000;
 /** Most bytes of rendered results one search holds before it streams them (and gives no total). */
 const MAX_HELD_BYTES = 1 << 20;
+/**
+ * Longest a search holds its results before it sends them and streams the rest, without a total:
+ * well within the server's idle timeout and a proxy's wait for a first byte (nginx: 60 s).
+ */
+const MAX_HOLD_MS = 5000;
 
 const LIVE_DAV = new Set([
   'creationdate',
@@ -1240,6 +1245,8 @@ export class WebDav {
     davSegs: readonly string[],
   ): Promise<void> {
     const body = await readBody(req, this.bodies);
+    // (from here on: a client gone while the search looks up its target is noticed too)
+    const signal = abortOnClose(req, res);
     if (!body.toString('utf8').trim()) throw new HttpError(400, 'REPORT needs a body naming the report');
     const doc = parseXml(body, header(req, 'content-type'));
     let favorites = false;
@@ -1336,7 +1343,13 @@ export class WebDav {
       for (const r of was) await send(res, r);
     };
     if (!held) await start();
-    const signal = abortOnClose(req, res);
+    /** Held results go out when this passes, and the rest streams (see MAX_HOLD_MS). */
+    const holdUntil = Date.now() + MAX_HOLD_MS;
+    /** Stop holding once the time for it is up: the results go out, without a total. */
+    const inTime = async () => {
+      if (held && Date.now() > holdUntil) await start();
+    };
+    signal.throwIfAborted();
     /** Results sent (or held), and matches found in all (more than `sent` once the limit is met). */
     let sent = 0;
     let matches = 0;
@@ -1350,7 +1363,7 @@ export class WebDav {
         if (!held) await send(res, r);
         else {
           held.push(r);
-          heldBytes += r.length;
+          heldBytes += Buffer.byteLength(r);
           if (heldBytes > MAX_HELD_BYTES) await start();
         }
       } catch (err) {
@@ -1401,6 +1414,7 @@ export class WebDav {
     if (favorites && (everywhere || below)) {
       const opts = { ...statOpts, signal, ...(!everywhere && t && { space: t.space.id }) };
       for await (const f of who.session.listFavorites(opts)) {
+        await inTime();
         if (done()) break;
         if (query && !query.test(f)) continue;
         if (scope && !isBelow(f, scope)) continue;
@@ -1422,6 +1436,8 @@ export class WebDav {
               cut = true;
               return false;
             }
+            await inTime();
+            if (done()) return false;
             if (query.test(c)) {
               await emit({ ...root, segs: [...segs, c.name] }, c);
               if (done()) return false;
