@@ -316,7 +316,7 @@ class WebDavClientDriver implements Driver {
       size: Number(p.get(`{${OC}}size`) ?? p.get(`{${DAV}}getcontentlength`) ?? 0),
       mtime: Number(p.get(`{${ST}}mtime`) ?? 0),
       ...(created !== undefined && { created: Number(created) }),
-      etag: (p.get(`{${DAV}}getetag`) ?? '').replace(/^W\//, '').replace(/^"(.*)"$/, '$1'),
+      etag: etagOf(p.get(`{${DAV}}getetag`)),
       mimeType: p.get(`{${DAV}}getcontenttype`) ?? '',
       ...(checksums && { checksums }),
     };
@@ -457,15 +457,9 @@ class WebDavClientDriver implements Driver {
   }
 
   private async *listTrash(spaceId: string, key?: string): AsyncIterable<RecycleItem> {
-    let first = true;
-    for await (const e of this.propfindAt(`${this.trashUrl(spaceId, key)}/`, '1', TRASH_PROPS)) {
-      // (the trash itself, or the deleted folder listed)
-      if (first) {
-        first = false;
-        continue;
-      }
+    // (after the trash itself, or the deleted folder listed)
+    for await (const e of members(this.propfindAt(`${this.trashUrl(spaceId, key)}/`, '1', TRASH_PROPS)))
       yield this.recycleItem(e);
-    }
   }
 
   private async trashItem(spaceId: string, key: string): Promise<RecycleItem> {
@@ -516,20 +510,15 @@ class WebDavClientDriver implements Driver {
 
   private async listVersions(ref: NodeRef): Promise<FileVersion[]> {
     const out: FileVersion[] = [];
-    let first = true;
-    for await (const e of this.propfindAt(await this.versionsUrl(ref), '1', VERSION_PROPS)) {
-      // (the versions collection itself)
-      if (first) {
-        first = false;
-        continue;
-      }
+    // (after the versions collection itself)
+    for await (const e of members(this.propfindAt(await this.versionsUrl(ref), '1', VERSION_PROPS))) {
       const p = e.props;
       const checksums = parseChecksums(p.get(`{${OC}}checksum`));
       out.push({
         key: decodeURIComponent(new URL(e.href, this.base).pathname.split('/').filter(Boolean).at(-1) ?? ''),
         size: Number(p.get(`{${DAV}}getcontentlength`) ?? 0),
         mtime: Number(p.get(`{${ST}}mtime`) ?? 0),
-        etag: (p.get(`{${DAV}}getetag`) ?? '').replace(/^W\//, '').replace(/^"(.*)"$/, '$1'),
+        etag: etagOf(p.get(`{${DAV}}getetag`)),
         ...(checksums && { checksums }),
       });
     }
@@ -552,6 +541,20 @@ class WebDavClientDriver implements Driver {
     this.agents.http.destroy();
     this.agents.https.destroy();
   }
+}
+
+/** The entries of a Depth: 1 multistatus after the first (the collection asked about). */
+async function* members(entries: AsyncIterable<DavEntry>): AsyncGenerator<DavEntry> {
+  let first = true;
+  for await (const e of entries) {
+    if (!first) yield e;
+    first = false;
+  }
+}
+
+/** An etag as the model holds it: without the quotes (or weak mark) of `getetag`. */
+function etagOf(v: string | undefined): string {
+  return (v ?? '').replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
 }
 
 function parseChecksums(v: string | undefined): Checksums | undefined {
