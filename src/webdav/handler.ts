@@ -206,10 +206,10 @@ const ALLPROP: PropName[] = [
   'supportedlock',
 ].map((local) => ({ ns: DAV, local }));
 
-/** Stowage's own live properties (exact values the DAV ones round or leave out). */
-const LIVE_ST = new Set(['mtime', 'created', 'path', 'usage-files', 'usage-trash', 'usage-versions']);
 /** Stowage's properties that come with the quota: a space root's usage, broken down. */
 const ST_USAGE = new Set(['usage-files', 'usage-trash', 'usage-versions']);
+/** Stowage's own live properties (exact values the DAV ones round or leave out). */
+const LIVE_ST = new Set(['mtime', 'created', 'path', ...ST_USAGE]);
 /** Whether a property needs the quota of the resource it is asked of. */
 const needsQuota = (p: PropName) =>
   (p.ns === DAV && p.local.startsWith('quota-')) || (p.ns === ST && ST_USAGE.has(p.local));
