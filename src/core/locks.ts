@@ -57,8 +57,9 @@ export function checkLockChange(current: Lock | undefined, lockId: string, user?
 
 /**
  * Check a lock on something inside a folder that a delete, move or overwrite takes along: LOCKED
- * unless the request carries its id, as `lockId` or among `held` (from its holder, for a
- * non-shared lock). `at` is the locked member's space-relative path, which the error names.
+ * unless the request carries its id, as `lockId` (from its holder, for a non-shared lock) or
+ * among `held` (from its holder, shared or not: see {@link LockOptions.heldLockIds}). `at` is the
+ * locked member's space-relative path, which the error names.
  */
 export function checkLockInside(
   lock: Lock | undefined,
@@ -68,14 +69,22 @@ export function checkLockInside(
   at?: string,
 ): void {
   const live = liveLock(lock);
-  if (live && ((live.lockId !== lockId && !held?.includes(live.lockId)) || heldByOther(live, actor))) {
+  if (!live) return;
+  const byId = live.lockId === lockId && !heldByOther(live, actor);
+  const byHeld = !!held?.includes(live.lockId) && !otherUsers(live, actor);
+  if (!byId && !byHeld) {
     throw new StorageError('LOCKED', 'something inside the folder is locked', at === undefined ? {} : { at });
   }
 }
 
 /** A non-shared lock held by someone other than `user` (undefined: the system, which may). */
 function heldByOther(lock: Lock, user: string | undefined): boolean {
-  return lock.type !== 'shared' && !!lock.user && !!user && lock.user !== user;
+  return lock.type !== 'shared' && otherUsers(lock, user);
+}
+
+/** A lock held by someone other than `user`, shared or not (undefined: the system, which may). */
+function otherUsers(lock: Lock, user: string | undefined): boolean {
+  return !!lock.user && !!user && lock.user !== user;
 }
 
 /**
@@ -203,6 +212,8 @@ export function checkLockAbove(
   const live = liveLock(lock);
   if (!live || !guardsBelow(live, member)) return undefined;
   const token = lockTokens(live).find((t) => t === lockId || held?.includes(t));
-  if (!token || heldByOther(live, actor)) throw new StorageError('LOCKED', 'a folder above is locked');
+  // (a token among `held` counts from its holder only, shared lock or not, as inside)
+  const other = token === lockId ? heldByOther(live, actor) : otherUsers(live, actor);
+  if (!token || other) throw new StorageError('LOCKED', 'a folder above is locked');
   return token;
 }

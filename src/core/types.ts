@@ -250,7 +250,10 @@ export interface LockOptions {
   /**
    * Ids of locks on things inside a folder that the caller holds too, for a delete, move or
    * overwrite of the folder that takes them along (a WebDAV client submits one token per locked
-   * member in its `If` header). They count for nothing else.
+   * member in its `If` header). They count for nothing else, and only from the lock's holder,
+   * shared lock or not: a WebDAV lock token is its creator's (RFC 4918 §6.4), and another user's
+   * token read from a lock discovery proves nothing. (A shared lock's id as `lockId` is anyone's
+   * with write access, as CS3 has it.)
    */
   heldLockIds?: readonly string[];
   /**

@@ -111,6 +111,39 @@ describe('webdav: locks from the folders above (RFC 4918 §6.1)', () => {
   });
 });
 
+describe('webdav: a lock token is its creator’s (RFC 4918 §6.4), on members too', () => {
+  it('does not let another user delete or move a folder with a member’s shared lock by its token', async () => {
+    expect((await dav('MKCOL', 'shm', 'ann')).status).toBe(201);
+    expect((await dav('PUT', 'shm/doc.txt', 'ann', { body: 'ann’s' })).status).toBe(201);
+    const tok = await lock('shm/doc.txt', 'shared');
+    // bob reads the token from the lock discovery, as any editor may
+    expect((await locksShown('shm/doc.txt', '0')).get(`${base}/shm/doc.txt`)?.tokens).toEqual([tok]);
+    // (tagged with the member, as RFC 4918 §10.4.2 has a client name a locked member's token)
+    const withToken = { headers: { if: `<${base}/shm/doc.txt> (<${tok}>)` } };
+    expect([412, 423]).toContain(
+      (await dav('PUT', 'shm/doc.txt', 'bob', { body: 'b', ...withToken })).status,
+    );
+    const del = await dav('DELETE', 'shm/', 'bob', withToken);
+    expect(del.status).toBe(423);
+    expect(await del.text()).toContain(`${base}/shm/doc.txt`);
+    const mv = await dav('MOVE', 'shm/', 'bob', {
+      headers: { ...withToken.headers, destination: `${base}/shm-moved/` },
+    });
+    expect(mv.status).toBe(423);
+    const over = await dav('COPY', 'ifl-src.txt', 'bob', {
+      headers: { ...withToken.headers, destination: `${base}/shm` },
+    });
+    expect([404, 423]).toContain(over.status);
+    expect(await (await dav('GET', 'shm/doc.txt', 'ann')).text()).toBe('ann’s');
+    // Its holder may, with the token.
+    expect(
+      (await dav('MOVE', 'shm/', 'ann', { headers: { ...withToken.headers, destination: `${base}/shm2/` } }))
+        .status,
+    ).toBe(201);
+    expect(await (await dav('GET', 'shm2/doc.txt', 'ann')).text()).toBe('ann’s');
+  });
+});
+
 describe('webdav: MOVE drops the mover’s WebDAV locks (RFC 4918 §7.7)', () => {
   it('releases the moved file’s lock and a moved folder’s, but keeps an app’s lock taken through CS3', async () => {
     expect((await dav('PUT', 'mv.txt', 'ann', { body: 'a' })).status).toBe(201);
@@ -135,24 +168,30 @@ describe('webdav: MOVE drops the mover’s WebDAV locks (RFC 4918 §7.7)', () =>
     expect((await locksShown('mvd2/', '1')).get(`${base}/mvd2/in.txt`)?.tokens).toEqual([]);
     expect((await dav('PUT', 'mvd2/in.txt', 'bob', { body: 'b' })).status).toBe(204);
 
-    // Another user's lock is theirs: a MOVE that names its token (it is public in lockdiscovery)
-    // takes the member along, lock and all, and the lock stays bob's.
+    // Another user's lock is theirs (RFC 4918 §6.4: the server checks the principal is the lock's
+    // creator): a MOVE that names its token (it is public in lockdiscovery) does not take the
+    // member along. Its holder's own MOVE does.
     expect((await dav('MKCOL', 'other', 'ann')).status).toBe(201);
     expect((await dav('PUT', 'other/m.txt', 'ann', { body: 'm' })).status).toBe(201);
     const bobs = await dav('LOCK', 'other/m.txt', 'bob', { body: lockBody('shared') });
     expect(bobs.status).toBe(200);
     const bobTok = bobs.headers.get('lock-token')!.replace(/^<|>$/g, '');
+    for (const ifHeader of [`(Not <${bobTok}>)`, `<${base}/other/m.txt> (<${bobTok}>)`]) {
+      const refused = await dav('MOVE', 'other/', 'ann', {
+        headers: { destination: `${base}/other2/`, if: ifHeader },
+      });
+      expect(refused.status).toBe(423);
+      expect(await refused.text()).toContain(`${base}/other/m.txt`);
+    }
     expect(
       (
-        await dav('MOVE', 'other/', 'ann', {
-          headers: { destination: `${base}/other2/`, if: `(Not <${bobTok}>)` },
+        await dav('MOVE', 'other/', 'bob', {
+          headers: { destination: `${base}/other2/`, if: `<${base}/other/m.txt> (<${bobTok}>)` },
         })
       ).status,
     ).toBe(201);
-    expect((await locksShown('other2/m.txt', '0')).get(`${base}/other2/m.txt`)?.tokens).toEqual([bobTok]);
-    expect(
-      (await dav('UNLOCK', 'other2/m.txt', 'bob', { headers: { 'lock-token': `<${bobTok}>` } })).status,
-    ).toBe(204);
+    // (and, as the mover's own, the member's lock is dropped where it landed)
+    expect((await locksShown('other2/m.txt', '0')).get(`${base}/other2/m.txt`)?.tokens).toEqual([]);
 
     // An office app's lock (CS3, as a WOPI server takes it) goes with the file it is editing.
     expect((await dav('PUT', 'doc.odt', 'ann', { body: 'd' })).status).toBe(201);
