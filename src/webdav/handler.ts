@@ -2499,11 +2499,21 @@ export class WebDav {
         : Promise.resolve(undefined);
     const own = await perms(e.resourceId, e.parentId);
     const folder = await perms(e.parentId);
-    const here = folder?.listContainer
-      ? (own ?? folder)
-      : own && (!folder || e.user === who.user.id)
-        ? own
-        : undefined;
+    // A resource the user cannot see where the event says it is (a deny on it, or on a folder
+    // between) is not shown by its folder's rights: those stand in only for one gone or moved since.
+    const hidden =
+      !own &&
+      (await this.opts.provider.stat({ resourceId: e.resourceId }, { fields: ['parentId'] }).then(
+        (i) => !e.parentId || sameId(i.parentId, e.parentId),
+        () => false,
+      ));
+    const here = hidden
+      ? undefined
+      : folder?.listContainer
+        ? (own ?? folder)
+        : own && (!folder || e.user === who.user.id)
+          ? own
+          : undefined;
     const was = e.from ? await perms(e.from.parentId) : undefined;
     const there = was?.listContainer ? was : undefined;
     if (!here && !there) return undefined;

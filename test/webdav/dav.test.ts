@@ -1900,6 +1900,28 @@ describe('webdav: locks above a node, hidden members, drop boxes and events (rev
     expect(JSON.stringify(bob.got)).not.toContain('plan');
   });
 
+  it('shows no change to a file denied to the user in a folder they may list', async () => {
+    const { ann, sp } = await lab('Events denied');
+    await ann.write({ space: sp.id, path: 'rw/denied.txt' }, 'one');
+    await ann.setGrant(
+      { space: sp.id, path: 'rw/denied.txt' },
+      { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(''), deny: true },
+    );
+    const bob = listenEvents(env, 'bob');
+    await new Promise((r) => setTimeout(r, 150)); // subscribed
+    const ref = { space: sp.id, path: 'rw/denied.txt' };
+    await ann.write(ref, 'two');
+    await ann.setMetadata(ref, { 'x-note': 'n' });
+    await ann.setLock(ref, { lockId: 'l-denied', type: 'exclusive', expires: Date.now() + 60_000 });
+    await ann.write({ space: sp.id, path: 'rw/seen.txt' }, 'seen');
+    for (let i = 0; i < 100 && !bob.got.some((e) => e.path === '/rw/seen.txt'); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 100));
+    await bob.stop();
+    expect(bob.got.map((e) => `${e.type} ${e.path}`)).toEqual(['created /rw/seen.txt']);
+    expect(JSON.stringify(bob.got)).not.toContain('denied');
+  });
+
   it('judges an event where it happened, not where its resource went since (a stream that fell behind)', async () => {
     const { ann, sp } = await lab('Events late');
     await ann.mkdir({ space: sp.id, path: 'ro' });
