@@ -762,6 +762,15 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     await driver.close();
     throw err;
   }
+  let transfer = transferSecret;
+  try {
+    // (with a JWT secret given, that one signs transfers too, as it always did)
+    if (!transfer && !given)
+      transfer = await keptTransferSecret(path.join(driver.root, '.stowage', 'transfer-secret'));
+  } catch (err) {
+    await driver.close();
+    throw err;
+  }
   const provider = new StorageProvider({ drivers: driver, identity });
   const { serveCs3 } = await import('../cs3/serve.js');
   const server = await serveCs3({
@@ -771,7 +780,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     http: opts.http ?? '127.0.0.1:9143',
     ...(opts['data-url'] && { dataUrl: opts['data-url'] }),
     ...(tls && { tls }),
-    ...(transferSecret && { transferSecret }),
+    ...(transfer && { transferSecret: transfer }),
     uploadsDir: path.join(driver.root, '.stowage', 'uploads'),
     webdav: {
       uploadsDir: path.join(driver.root, '.stowage', 'chunks'),
@@ -930,25 +939,56 @@ async function defaultUsers(
   }
   const password = randomBytes(12).toString('base64url');
   const admin = { id: 'admin', username: 'admin', admin: true, passwordHash: await hashPassword(password) };
+  // (a second serve starting at the same moment takes the first's users, and the password it printed)
+  const made = await writeOnce(file, `${JSON.stringify({ users: [admin] }, null, 2)}\n`);
+  return {
+    identity: await StaticIdentitySource.fromFile(file),
+    ...(made && { generated: { username: 'admin', password } }),
+  };
+}
+
+/**
+ * The secret that signs the data plane's transfer tokens when none is given: made once and kept
+ * in the storage (`.stowage/transfer-secret`, mode 0600, as the users are), so that an upload's
+ * URL stays good across restarts and a TUS upload cut by one is resumed (a new secret on each
+ * start would answer its HEAD with 401). Bearer tokens stay refused without a JWT secret.
+ */
+async function keptTransferSecret(file: string): Promise<string> {
+  const read = () =>
+    fsp.readFile(file, 'utf8').then(
+      (t) => t.trim(),
+      (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)),
+    );
+  const kept = await read();
+  if (kept) return kept;
+  await writeOnce(file, `${randomBytes(32).toString('base64url')}\n`);
+  const made = await read();
+  if (!made) throw new Error(`${file} is empty`);
+  return made;
+}
+
+/**
+ * Write `file` (mode 0600, synced) unless it exists: false when another process made it first.
+ * Linked into place, not renamed, so that the loser of a race never replaces the winner's.
+ */
+async function writeOnce(file: string, text: string): Promise<boolean> {
   const tmp = `${file}.${randomUUID()}`;
   const fh = await fsp.open(tmp, 'wx', 0o600);
   try {
-    await fh.writeFile(`${JSON.stringify({ users: [admin] }, null, 2)}\n`);
+    await fh.writeFile(text);
     await fh.sync();
   } finally {
     await fh.close();
   }
-  // link, not rename: a second serve starting at the same moment must not replace the first's
-  // users (and the password it printed); the loser takes the winner's file.
   try {
     await fsp.link(tmp, file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return { identity: await StaticIdentitySource.fromFile(file) };
+    return false;
   } finally {
     await fsp.unlink(tmp).catch(() => {});
   }
   const dir = await fsp.open(path.dirname(file), 'r');
   await dir.sync().finally(() => dir.close());
-  return { identity: await StaticIdentitySource.fromFile(file), generated: { username: 'admin', password } };
+  return true;
 }

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseChecksumHeader } from '../core/checksums.js';
 import { codeToHttp, type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
@@ -281,11 +281,11 @@ export class DataPlane {
 
   // ---------------------------------------------------------------- tus
 
-  private tusHeaders(res: ServerResponse, st?: UploadState): void {
+  private tusHeaders(res: ServerResponse, st?: UploadState, offset = st && toldOffset(st)): void {
     res.setHeader('tus-resumable', TUS_VERSION);
     res.setHeader('cache-control', 'no-store');
     if (st) {
-      res.setHeader('upload-offset', String(st.offset));
+      res.setHeader('upload-offset', String(offset));
       if (st.length !== undefined) res.setHeader('upload-length', String(st.length));
       else res.setHeader('upload-defer-length', '1');
       res.setHeader('upload-expires', new Date(st.expires).toUTCString());
@@ -433,10 +433,12 @@ export class DataPlane {
     if (offset === undefined && location === undefined) {
       throw new StorageError('INVALID_ARGUMENT', 'Upload-Offset is required');
     }
-    if ((offset ?? 0) !== st.offset) {
+    // A complete upload not written yet (see toldOffset) takes its last byte again, or nothing.
+    const resent = st.offset === st.length && offset === toldOffset(st) && offset !== st.offset;
+    if ((offset ?? 0) !== st.offset && !resent) {
       this.tusHeaders(res, st);
       res.writeHead(409, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ code: 'ABORTED', message: `the upload is at offset ${st.offset}` }));
+      res.end(JSON.stringify({ code: 'ABORTED', message: `the upload is at offset ${toldOffset(st)}` }));
       return;
     }
     const length = uploadLength(req);
@@ -458,10 +460,12 @@ export class DataPlane {
     // A length not given yet bounds nothing: the space's free quota does.
     const max = st.length !== undefined ? st.length - st.offset : (await this.room(g)) - st.offset;
     try {
-      await uploads.append(st, req, {
-        ...(Number.isFinite(max) && { max: Math.max(0, max) }),
-        ...(checksum && { checksum }),
-      });
+      if (resent) await lastByteAgain(req, checksum);
+      else
+        await uploads.append(st, req, {
+          ...(Number.isFinite(max) && { max: Math.max(0, max) }),
+          ...(checksum && { checksum }),
+        });
     } catch (err) {
       if (st.length === undefined && StorageError.is(err) && err.reason === 'size-mismatch') {
         throw new StorageError('INSUFFICIENT_STORAGE', 'the space quota does not allow this upload');
@@ -472,7 +476,6 @@ export class DataPlane {
       }
       throw err;
     }
-    this.tusHeaders(res, st);
     if (location) res.setHeader('location', location);
     if (st.length !== undefined && st.offset === st.length) {
       // Complete: write it through the user's session, then drop the staged bytes either way.
@@ -486,7 +489,8 @@ export class DataPlane {
         const info = await session.write(g.r, bytes, opts);
         for (const [k, v] of Object.entries(infoHeaders(info, wantsInfo(req)))) res.setHeader(k, v);
       });
-    }
+      this.tusHeaders(res, st, st.offset);
+    } else this.tusHeaders(res, st);
     res.writeHead(location ? 201 : 204);
     res.end();
   }
@@ -532,4 +536,38 @@ function ownGrant(c: JwtClaims, token: string): Granted | undefined {
 
 function httpStatus(code: ErrorCode): number {
   return codeToHttp[code];
+}
+
+/**
+ * The offset a client is told: a complete upload whose file is not written yet (its commit is
+ * running, or was cut short by a restart) is told all its bytes but the last. A client that
+ * resumes it (tus-js-client after a dropped answer) sends that byte again, and that PATCH writes
+ * the file; told the whole length, it would take the upload for done though nothing was written.
+ */
+function toldOffset(st: UploadState): number {
+  return st.length !== undefined && st.length > 0 && st.offset === st.length ? st.length - 1 : st.offset;
+}
+
+/**
+ * The body of a PATCH that sends a complete upload's last byte again (see {@link toldOffset}):
+ * the bytes are staged already; it may hold that byte or nothing, and its checksum must hold.
+ */
+async function lastByteAgain(
+  body: AsyncIterable<Uint8Array>,
+  checksum: { algo: string; digest: string } | undefined,
+): Promise<void> {
+  const hash = checksum && createHash(checksum.algo);
+  let got = 0;
+  for await (const chunk of body) {
+    got += chunk.length;
+    if (got > 1)
+      throw new StorageError('INVALID_ARGUMENT', 'the body is longer than the upload', {
+        reason: 'size-mismatch',
+      });
+    hash?.update(chunk);
+  }
+  if (hash && hash.digest('base64') !== checksum!.digest)
+    throw new StorageError('INVALID_ARGUMENT', 'the chunk does not match its checksum', {
+      reason: 'checksum-mismatch',
+    });
 }

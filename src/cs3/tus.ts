@@ -199,7 +199,14 @@ export class TusUploads {
   private async save(st: UploadState): Promise<void> {
     const file = this.file(st.id, 'json');
     const tmp = `${file}.${randomUUID()}`;
-    await fsp.writeFile(tmp, JSON.stringify(st), { mode: 0o600 });
+    // (synced before it replaces the last state: a power cut leaves one whole state or the other)
+    const fh = await fsp.open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(st));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await fsp.rename(tmp, file);
   }
 
