@@ -259,6 +259,10 @@ export class WebDav {
   private readonly bodies: BodyBudget;
   /** The bytes each user holds in chunked uploads. */
   private readonly staged = new StagedChunks();
+  /** Chunked transfers (their folders) whose `.file` MOVE is assembling them now. */
+  private readonly assembling = new Set<string>();
+  /** Removes chunked transfers nobody finished (see {@link sweepUploads}). */
+  private readonly sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: WebDavOptions) {
     if (!opts.provider.identity) {
@@ -273,6 +277,13 @@ export class WebDav {
       );
     }
     opts.tus?.setCommitGuard('webdav', (session, g) => this.uploadGuard(session, g.r, g.u));
+    if (opts.uploadsDir) {
+      // Transfers nobody finished go after a day, whether or not their user comes back.
+      const sweep = () =>
+        void this.sweepUploads().catch((err) => opts.log?.('sweeping chunked uploads', err));
+      this.sweeper = setInterval(sweep, SWEEP_EVERY_MS).unref();
+      setImmediate(sweep);
+    }
   }
 
   /**
@@ -303,6 +314,25 @@ export class WebDav {
   /** Stop listening to the provider's events (the provider stays open). */
   close(): void {
     this.listings?.close();
+    clearInterval(this.sweeper);
+  }
+
+  /** Remove every user's chunked transfers untouched for a day (and what finished ones left). */
+  private async sweepUploads(): Promise<void> {
+    const dir = this.opts.uploadsDir!;
+    for (const user of await fsp.readdir(dir).catch(() => [] as string[])) {
+      const userDir = path.join(dir, user);
+      await sweepTransfers(userDir, (t) => this.staged.forget(userDir, t));
+    }
+  }
+
+  /** Bytes the user's staged chunks may take in all: what their personal space's quota has left. */
+  private async stagingRoom(who: Who): Promise<number> {
+    const quota = await this.personalSpace(who.user, who.session).then(
+      (sp) => who.session.getQuota({ space: sp.id, path: '' }),
+      () => undefined,
+    );
+    return quota?.remaining ?? Number.POSITIVE_INFINITY;
   }
 
   /** Answer a request if it is ours (true), or leave it alone (false). */
@@ -2287,11 +2317,24 @@ export class WebDav {
         throw new HttpError(507, 'too many chunked uploads in progress', undefined, {
           code: 'INSUFFICIENT_STORAGE',
         });
-      await fsp.mkdir(folder, { recursive: true });
       const total = intHeader(header(req, 'oc-total-length'));
+      // A declared total the user's personal quota has no room for is refused before any chunk.
+      if (total !== undefined && total > (await this.stagingRoom(who)) - tally.usedAll())
+        throw new HttpError(507, 'the upload does not fit the quota', undefined, {
+          code: 'INSUFFICIENT_STORAGE',
+        });
+      await fsp.mkdir(folder, { recursive: true });
       if (total !== undefined) await fsp.writeFile(path.join(folder, '.total'), String(total));
       res.writeHead(201, { 'content-length': '0' });
       return void res.end();
+    }
+    if (this.assembling.has(folder)) {
+      // (rclone waits and asks again; a MOVE it repeats then finds the transfer gone, and takes
+      // that 404 for the success it is, as Nextcloud has it)
+      req.resume();
+      throw new HttpError(423, 'the chunks of this upload are being assembled', undefined, {
+        code: 'LOCKED',
+      });
     }
     if (method === 'DELETE' && chunk === undefined) {
       await fsp.rm(folder, { recursive: true, force: true });
@@ -2312,13 +2355,7 @@ export class WebDav {
       // Staged bytes live outside every space: those of all the user's transfers together are
       // bounded by the personal quota too, as ownCloud counts its uploads folder, whatever totals
       // the client declared.
-      const free =
-        (
-          await this.personalSpace(who.user, who.session).then(
-            (sp) => who.session.getQuota({ space: sp.id, path: '' }),
-            () => undefined,
-          )
-        )?.remaining ?? Number.POSITIVE_INFINITY;
+      const free = await this.stagingRoom(who);
       const room = Number.isFinite(declared) ? declared : Number.POSITIVE_INFINITY;
       // What the user's transfers hold (a running count, not a stat of every chunk), less the
       // chunk this one replaces.
@@ -2333,8 +2370,13 @@ export class WebDav {
       try {
         for await (const c of req) {
           w.grow((c as Buffer).length);
-          if (tally.used(transfer) - replaced > room || tally.usedAll() - replaced > free)
-            throw new HttpError(413, 'the chunks exceed the upload’s total length or the quota', undefined, {
+          if (tally.used(transfer) - replaced > room)
+            throw new HttpError(413, 'the chunks exceed the upload’s declared total length', undefined, {
+              code: 'INVALID_ARGUMENT',
+            });
+          // (507, as ownCloud and Nextcloud answer it: their clients tell the user the quota is full)
+          if (tally.usedAll() - replaced > free)
+            throw new HttpError(507, 'the chunks exceed the quota', undefined, {
               code: 'INSUFFICIENT_STORAGE',
             });
           await fh.write(c as Buffer);
@@ -2357,56 +2399,12 @@ export class WebDav {
       return void res.end();
     }
     if (method === 'MOVE' && chunk === '.file') {
-      const d = await this.target(this.destinationPath(req), who);
-      if (isRoot(d)) throw new HttpError(403, 'the Destination is a space root');
-      // Chunk names are byte offsets (ownCloud) or indexes (Nextcloud): in numeric order. A
-      // missing one shows as a total that does not add up (OC-Total-Length), and fails.
-      const names = chunkOrder((await fsp.readdir(folder)).filter((n) => !n.startsWith('.')));
-      const overwrite = overwriteOf(req);
-      const existing = await this.peek(d, d.segs);
-      if (existing && !overwrite) throw destinationTaken();
-      const lockId = await this.checkLocks(req, d, existing, !existing);
-      // The whole length: as the MOVE says, else as the MKCOL declared it (a missing chunk then
-      // shows as a body of another length, and fails).
-      const total = intHeader(header(req, 'oc-total-length'));
-      const declared = intHeader(
-        await fsp.readFile(path.join(folder, '.total'), 'utf8').catch(() => undefined),
-      );
-      if (total !== undefined && declared !== undefined && total !== declared)
-        throw new HttpError(400, `OC-Total-Length ${total} is not the ${declared} bytes the upload declared`);
-      const size = total ?? declared;
-      const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
-      const checksums = parseChecksumHeader(header(req, 'oc-checksum'));
-      // If-Match and the like are about the file the upload makes or replaces (checked by the
-      // write, under its commit, as for a PUT). Overwrite: F holds there too, against a file
-      // made meanwhile.
-      const conditions = requestConditions(req);
-      if (!overwrite) conditions.ifNoneMatch = '*';
-      async function* assembled() {
-        for (const n of names) {
-          const fh = await fsp.open(path.join(folder, n), 'r');
-          try {
-            for await (const c of fh.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false }))
-              yield c as Buffer;
-          } finally {
-            await fh.close();
-          }
-        }
+      this.assembling.add(folder);
+      try {
+        return await this.assemble(req, res, who, folder, userDir, transfer);
+      } finally {
+        this.assembling.delete(folder);
       }
-      const info = await d.session.write(this.ref(d), assembled(), {
-        upload: { id: transfer },
-        ...(size !== undefined && { size }),
-        ...(mtime !== undefined && { mtime }),
-        ...(checksums && { checksums }),
-        ...(Object.keys(conditions).length && { conditions }),
-        ...(lockId && { lockId }),
-      });
-      await fsp.rm(folder, { recursive: true, force: true });
-      (await this.staged.of(userDir)).forget(transfer);
-      return sendMadeOrReplaced(res, existing !== undefined, {
-        ...infoHeaders(info, wantsInfo(req)),
-        ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
-      });
     }
     if (method === 'PROPFIND' && chunk === undefined) {
       req.resume();
@@ -2429,6 +2427,78 @@ export class WebDav {
     }
     req.resume();
     throw new HttpError(405, `${method} is not supported on an upload`);
+  }
+
+  /**
+   * The MOVE of a chunked upload's `.file`: its chunks, in order, written to the Destination as
+   * one file. Refused (400) when the chunks' names tell of one missing or overlapping; the
+   * transfer's folder goes at once when the file is written (a rename, then its removal).
+   */
+  private async assemble(
+    req: IncomingMessage,
+    res: ServerResponse,
+    who: Who,
+    folder: string,
+    userDir: string,
+    transfer: string,
+  ): Promise<void> {
+    const d = await this.target(this.destinationPath(req), who);
+    if (isRoot(d)) throw new HttpError(403, 'the Destination is a space root');
+    // Chunk names are byte offsets (ownCloud), indexes (Nextcloud) or offset ranges (rclone): in
+    // numeric order. A missing or overlapping one is told by the names, or by a total that does
+    // not add up (OC-Total-Length), and fails.
+    const names = chunkOrder((await fsp.readdir(folder)).filter((n) => !n.startsWith('.')));
+    const gap = await chunkGap(folder, names);
+    if (gap) throw new HttpError(400, gap, undefined, { code: 'INVALID_ARGUMENT', reason: 'size-mismatch' });
+    const overwrite = overwriteOf(req);
+    const existing = await this.peek(d, d.segs);
+    if (existing && !overwrite) throw destinationTaken();
+    const lockId = await this.checkLocks(req, d, existing, !existing);
+    // The whole length: as the MOVE says, else as the MKCOL declared it (a missing chunk then
+    // shows as a body of another length, and fails).
+    const total = intHeader(header(req, 'oc-total-length'));
+    const declared = intHeader(
+      await fsp.readFile(path.join(folder, '.total'), 'utf8').catch(() => undefined),
+    );
+    if (total !== undefined && declared !== undefined && total !== declared)
+      throw new HttpError(400, `OC-Total-Length ${total} is not the ${declared} bytes the upload declared`);
+    const size = total ?? declared;
+    const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
+    const checksums = parseChecksumHeader(header(req, 'oc-checksum'));
+    // If-Match and the like are about the file the upload makes or replaces (checked by the
+    // write, under its commit, as for a PUT). Overwrite: F holds there too, against a file
+    // made meanwhile.
+    const conditions = requestConditions(req);
+    if (!overwrite) conditions.ifNoneMatch = '*';
+    async function* assembled() {
+      for (const n of names) {
+        const fh = await fsp.open(path.join(folder, n), 'r');
+        try {
+          for await (const c of fh.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false }))
+            yield c as Buffer;
+        } finally {
+          await fh.close();
+        }
+      }
+    }
+    const info = await d.session.write(this.ref(d), assembled(), {
+      upload: { id: transfer },
+      ...(size !== undefined && { size }),
+      ...(mtime !== undefined && { mtime }),
+      ...(checksums && { checksums }),
+      ...(Object.keys(conditions).length && { conditions }),
+      ...(lockId && { lockId }),
+    });
+    // The transfer goes in one step (a rename): a process killed now leaves the whole transfer or
+    // none of it, never a part of its chunks that a MOVE asked again would assemble.
+    const gone = path.join(userDir, `.gone-${transfer}-${randomUUID()}`);
+    await fsp.rename(folder, gone);
+    (await this.staged.of(userDir)).forget(transfer);
+    await fsp.rm(gone, { recursive: true, force: true });
+    return sendMadeOrReplaced(res, existing !== undefined, {
+      ...infoHeaders(info, wantsInfo(req)),
+      ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
+    });
   }
 
   // ---------------------------------------------------------------- live updates (SSE)
@@ -2621,6 +2691,8 @@ export class WebDav {
 const MAX_TRANSFERS = 100;
 /** A chunked upload nobody touched for this long is removed. */
 const TRANSFER_TTL_MS = 24 * 3600 * 1000;
+/** How often every user's chunked transfers are looked at for ones nobody finished. */
+const SWEEP_EVERY_MS = 3600 * 1000;
 
 async function exists(p: string): Promise<boolean> {
   return fsp.stat(p).then(
@@ -2634,6 +2706,11 @@ async function sweepTransfers(userDir: string, removed: (transfer: string) => vo
   let left = 0;
   for (const name of await fsp.readdir(userDir).catch(() => [] as string[])) {
     const p = path.join(userDir, name);
+    // (a finished transfer's folder, renamed away, that a process killed did not get to remove)
+    if (name.startsWith('.gone-')) {
+      await fsp.rm(p, { recursive: true, force: true });
+      continue;
+    }
     const st = await fsp.stat(p).catch(() => undefined);
     if (!st) continue;
     if (Date.now() - st.mtimeMs > TRANSFER_TTL_MS) {
@@ -2654,10 +2731,40 @@ async function syncFolder(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Why the chunks `names` (in {@link chunkOrder}) do not make one whole file, if their names tell:
+ * byte offsets (ownCloud: each where the one before ends, from 0), indexes (Nextcloud: each one
+ * more than the one before, from 0 or 1) or offset ranges (rclone: `<first>-<last byte>`, each
+ * as long as it says and where the one before ends, from 0). Other names tell nothing.
+ */
+async function chunkGap(folder: string, names: readonly string[]): Promise<string | undefined> {
+  if (!names.length) return 'no chunks were uploaded';
+  const numeric = names.every((n) => /^\d{1,20}$/.test(n));
+  const ranges = !numeric && names.every((n) => /^\d{1,20}-\d{1,20}$/.test(n));
+  if (!numeric && !ranges) return undefined;
+  const sizes: number[] = [];
+  for (const n of names) sizes.push((await fsp.stat(path.join(folder, n))).size);
+  if (numeric) {
+    const at = names.map((n) => Number(n));
+    const indexes = (at[0] === 0 || at[0] === 1) && at.every((x, i) => i === 0 || x === at[i - 1]! + 1);
+    let offsets = true;
+    for (let i = 0, next = 0; i < at.length && offsets; next += sizes[i]!, i++) offsets = at[i] === next;
+    return indexes || offsets ? undefined : 'a chunk is missing or overlaps another (by their names)';
+  }
+  for (let i = 0, next = 0; i < names.length; i++) {
+    const [first, last] = names[i]!.split('-').map(Number) as [number, number];
+    if (first !== next || last - first + 1 !== sizes[i])
+      return `chunk ${names[i]} does not follow the one before it, or is not as long as its name says`;
+    next = last + 1;
+  }
+  return undefined;
+}
+
 /** Chunk names in the order their bytes go: numerically when they are numbers, else by name. */
 function chunkOrder(names: string[]): string[] {
-  if (names.every((n) => /^\d{1,20}$/.test(n)))
-    return names.sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0));
+  const first = (n: string) => BigInt(n.split('-')[0]!);
+  if (names.every((n) => /^\d{1,20}(-\d{1,20})?$/.test(n)))
+    return names.sort((a, b) => (first(a) < first(b) ? -1 : first(a) > first(b) ? 1 : 0));
   return names.sort();
 }
 

@@ -112,6 +112,11 @@ export class StagedChunks {
 
   constructor(private readonly refreshMs = 60_000) {}
 
+  /** A transfer of the user whose transfers are in `userDir` is gone (when that user is counted). */
+  forget(userDir: string, transfer: string): void {
+    this.users.get(userDir)?.tally.forget(transfer);
+  }
+
   /** The tally of the user whose transfers are the folders in `userDir`. */
   async of(userDir: string): Promise<StagedTally> {
     let u = this.users.get(userDir);

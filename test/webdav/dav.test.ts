@@ -1603,17 +1603,21 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
     const eveSpace = await (await env.provider.as('eve')).personalSpace();
     await env.provider.updateSpace(eveSpace.id, { quota: 1000 });
     const base = '/remote.php/dav/uploads/eve/lying';
+    // A declared total the quota has no room for is refused before any chunk (507, as ownCloud
+    // and Nextcloud answer what is over quota: their clients tell the user so); an undeclared one
+    // is bounded as its chunks arrive.
     expect((await dav('MKCOL', base, 'eve', { headers: { 'oc-total-length': '999999999999' } })).status).toBe(
-      201,
+      507,
     );
-    expect((await dav('PUT', `${base}/0`, 'eve', { body: 'x'.repeat(2000) })).status).toBe(413);
+    expect((await dav('MKCOL', base, 'eve')).status).toBe(201);
+    expect((await dav('PUT', `${base}/0`, 'eve', { body: 'x'.repeat(2000) })).status).toBe(507);
     expect((await dav('PUT', `${base}/.total`, 'eve', { body: '99999999999' })).status).toBe(400);
     expect((await dav('PUT', `${base}/0`, 'eve', { body: 'x'.repeat(500) })).status).toBe(201);
     // All transfers together: a second one cannot stage another quota's worth.
     const other = '/remote.php/dav/uploads/eve/another';
     expect((await dav('MKCOL', other, 'eve')).status).toBe(201);
     expect((await dav('PUT', `${other}/0`, 'eve', { body: 'y'.repeat(400) })).status).toBe(201);
-    expect((await dav('PUT', `${other}/400`, 'eve', { body: 'y'.repeat(200) })).status).toBe(413);
+    expect((await dav('PUT', `${other}/400`, 'eve', { body: 'y'.repeat(200) })).status).toBe(507);
     // (a chunk sent again replaces itself: it is not counted twice)
     expect((await dav('PUT', `${other}/0`, 'eve', { body: 'y'.repeat(450) })).status).toBe(201);
     expect((await dav('DELETE', other, 'eve')).status).toBe(204);
@@ -1624,7 +1628,7 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
     const both = await Promise.all(
       ['0', '600'].map((n) => dav('PUT', `${third}/${n}`, 'eve', { body: 'z'.repeat(600) })),
     );
-    expect(both.map((r) => r.status).sort()).toEqual([201, 413]);
+    expect(both.map((r) => r.status).sort()).toEqual([201, 507]);
     expect((await dav('PUT', `${third}/600`, 'eve', { body: 'z'.repeat(300) })).status).toBe(201);
     expect((await dav('DELETE', third, 'eve')).status).toBe(204);
     // A chunk sent again while its first try stalls (the connection not yet timed out) counts once.
@@ -1655,17 +1659,162 @@ describe('webdav: locks, uploads and shares between users (review findings)', ()
     expect(leftovers).toEqual([]);
     const nc = '/remote.php/dav/uploads/ann/indexes';
     await dav('MKCOL', nc, 'ann');
-    for (const [name, body] of [
-      ['1', 'a'],
-      ['2', 'b'],
-      ['10', 'c'],
-    ] as const)
-      expect((await dav('PUT', `${nc}/${name}`, 'ann', { body })).status).toBe(201);
+    // (10 after 9, not after 1)
+    for (let i = 1; i <= 10; i++)
+      expect((await dav('PUT', `${nc}/${i}`, 'ann', { body: 'abcdefghij'[i - 1]! })).status).toBe(201);
     const done = await dav('MOVE', `${nc}/.file`, 'ann', {
       headers: { destination: '/remote.php/dav/files/ann/ordered.txt' },
     });
     expect(done.status).toBe(201);
-    expect(await (await dav('GET', '/remote.php/dav/files/ann/ordered.txt', 'ann')).text()).toBe('abc');
+    expect(await (await dav('GET', '/remote.php/dav/files/ann/ordered.txt', 'ann')).text()).toBe(
+      'abcdefghij',
+    );
+  });
+
+  it('answers 423 to a MOVE, chunk or DELETE of a transfer being assembled, and 404 once it is done (as rclone expects)', async () => {
+    const t = '/remote.php/dav/uploads/ann/held';
+    expect((await dav('MKCOL', t, 'ann')).status).toBe(201);
+    expect((await dav('PUT', `${t}/0000000000000000`, 'ann', { body: 'ab' })).status).toBe(201);
+    expect((await dav('PUT', `${t}/0000000000000002`, 'ann', { body: 'cd' })).status).toBe(201);
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const off = env.provider.events.before(async (c) => {
+      if (c.op === 'write' && c.path === '/held.txt') {
+        entered();
+        await gate;
+      }
+    });
+    try {
+      const move = () =>
+        dav('MOVE', `${t}/.file`, 'ann', { headers: { destination: '/remote.php/dav/files/ann/held.txt' } });
+      const first = move();
+      await inside;
+      expect((await move()).status).toBe(423);
+      expect((await dav('PUT', `${t}/0000000000000004`, 'ann', { body: 'ef' })).status).toBe(423);
+      expect((await dav('DELETE', t, 'ann')).status).toBe(423);
+      release();
+      expect((await first).status).toBe(201);
+      expect((await move()).status).toBe(404);
+    } finally {
+      release();
+      off();
+    }
+    expect(await (await dav('GET', '/remote.php/dav/files/ann/held.txt', 'ann')).text()).toBe('abcd');
+  });
+
+  it('removes transfers nobody finished after a day, and what a finished one left, without their user coming back', async () => {
+    const chunks = path.join(env.root, 'chunks');
+    expect((await dav('MKCOL', '/remote.php/dav/uploads/ann/stale', 'ann')).status).toBe(201);
+    expect((await dav('PUT', '/remote.php/dav/uploads/ann/stale/0', 'ann', { body: 'old' })).status).toBe(
+      201,
+    );
+    expect((await dav('MKCOL', '/remote.php/dav/uploads/ann/fresh', 'ann')).status).toBe(201);
+    const dirOf = async (name: string) => {
+      for (const u of await fsp.readdir(chunks))
+        if ((await fsp.readdir(path.join(chunks, u))).includes(name)) return path.join(chunks, u);
+      throw new Error(`no ${name}`);
+    };
+    const annDir = await dirOf('stale');
+    const twoDaysAgo = new Date(Date.now() - 2 * 24 * 3600 * 1000);
+    await fsp.utimes(path.join(annDir, 'stale'), twoDaysAgo, twoDaysAgo);
+    // (the folder a finished transfer is renamed to, as a process killed before removing it leaves it)
+    await fsp.mkdir(path.join(annDir, '.gone-done-1'));
+    await fsp.writeFile(path.join(annDir, '.gone-done-1', '0'), 'chunk');
+    // biome-ignore lint/suspicious/noExplicitAny: the hourly sweep, run now
+    await (env.server.webdav as any).sweepUploads();
+    const left = await fsp.readdir(annDir);
+    expect(left).toContain('fresh');
+    expect(left).not.toContain('stale');
+    expect(left.filter((n) => n.startsWith('.'))).toEqual([]);
+    expect((await dav('PROPFIND', '/remote.php/dav/uploads/ann/stale', 'ann')).status).toBe(404);
+    expect((await dav('DELETE', '/remote.php/dav/uploads/ann/fresh', 'ann')).status).toBe(204);
+  });
+
+  it('refuses to assemble chunks whose names tell of one missing or overlapping, without a declared total too', async () => {
+    const assemble = async (transfer: string, chunks: [string, string][]) => {
+      const t = `/remote.php/dav/uploads/ann/${transfer}`;
+      expect((await dav('MKCOL', t, 'ann')).status).toBe(201);
+      for (const [name, body] of chunks)
+        expect((await dav('PUT', `${t}/${name}`, 'ann', { body })).status).toBe(201);
+      const r = await dav('MOVE', `${t}/.file`, 'ann', {
+        headers: { destination: `/remote.php/dav/files/ann/${transfer}.txt` },
+      });
+      return { status: r.status, text: await r.text() };
+    };
+    // Nextcloud's indexes with one missing; ownCloud's offsets with a gap and with an overlap;
+    // rclone's ranges with a chunk shorter than its name says.
+    const bad: [string, [string, string][]][] = [
+      [
+        'idx-gap',
+        [
+          ['00001', 'aa'],
+          ['00002', 'bb'],
+          ['00004', 'dd'],
+        ],
+      ],
+      [
+        'off-gap',
+        [
+          ['0000000000000000', 'aaa'],
+          ['0000000000000005', 'fff'],
+        ],
+      ],
+      [
+        'off-overlap',
+        [
+          ['0000000000000000', 'aaa'],
+          ['0000000000000002', 'ccc'],
+        ],
+      ],
+      [
+        'range-short',
+        [
+          ['000000000000000-000000000000002', 'aaa'],
+          ['000000000000003-000000000000005', 'dd'],
+        ],
+      ],
+    ];
+    for (const [transfer, chunks] of bad) {
+      const r = await assemble(transfer, chunks);
+      expect(r.status, transfer).toBe(400);
+      expect(r.text).toMatch(/missing|overlaps|does not follow/);
+      expect((await dav('GET', `/remote.php/dav/files/ann/${transfer}.txt`, 'ann')).status).toBe(404);
+    }
+    // Whole ones of each kind.
+    const good: [string, [string, string][], string][] = [
+      [
+        'off-whole',
+        [
+          ['0000000000000000', 'aaa'],
+          ['0000000000000003', 'bb'],
+        ],
+        'aaabb',
+      ],
+      [
+        'range-whole',
+        [
+          ['000000000000000-000000000000002', 'aaa'],
+          ['000000000000003-000000000000004', 'bb'],
+        ],
+        'aaabb',
+      ],
+      [
+        'idx-zero',
+        [
+          ['0', 'x'],
+          ['1', 'y'],
+        ],
+        'xy',
+      ],
+    ];
+    for (const [transfer, chunks, content] of good) {
+      expect((await assemble(transfer, chunks)).status, transfer).toBe(201);
+      expect(await (await dav('GET', `/remote.php/dav/files/ann/${transfer}.txt`, 'ann')).text()).toBe(
+        content,
+      );
+    }
   });
 
   it('lets the holder of a folder share reach it by node id, and nothing else', async () => {
