@@ -109,20 +109,52 @@ export class DataPlane {
    * refused as finished. One token still finds one upload (a retried POST, a HEAD first, two
    * creations at once).
    */
-  private sign(kind: 'up' | 'down', grant: UploadGrant | DownloadGrant, ttl: number): string {
+  private sign(
+    kind: 'up' | 'down',
+    grant: UploadGrant | DownloadGrant,
+    ttl: number,
+    protocol?: UploadProtocol,
+  ): string {
     const now = Math.floor(Date.now() / 1000);
     const jti = randomBytes(16).toString('base64url');
     return signJwt(
-      { iat: now, exp: now + ttl, jti, aud: ['reva'], stowage: { k: kind, ...grant } },
+      {
+        iat: now,
+        exp: now + ttl,
+        jti,
+        aud: ['reva'],
+        stowage: { k: kind, ...grant, ...(protocol && { p: protocol }) },
+      },
       this.opts.secret,
     );
+  }
+
+  /**
+   * Simple upload tokens used (by `jti`, until they expire, ms) or in use: each is good for one
+   * upload, as a Reva data server's upload session is, so a URL seen in a log or a browser's
+   * history cannot overwrite the file again. One whose upload failed may be used again.
+   */
+  private readonly spent = new Map<string, number>();
+  private pruned = 0;
+
+  /** Take a simple upload token for its one upload (NOT_FOUND when it was used already). */
+  private spend(g: Granted): () => void {
+    const now = Date.now();
+    if (this.spent.size > 1000 && now - this.pruned > 1000) {
+      this.pruned = now;
+      for (const [k, exp] of this.spent) if (exp < now) this.spent.delete(k);
+    }
+    if (!g.jti) return () => {};
+    if (this.spent.has(g.jti)) throw new StorageError('NOT_FOUND', 'this upload URL was used already');
+    this.spent.set(g.jti, g.exp ?? now + this.transferTtl * 1000);
+    return () => this.spent.delete(g.jti!);
   }
 
   /** Endpoints for an upload: `simple` (one PUT) and `tus` (resumable), and when they expire (ms). */
   uploadEndpoints(grant: UploadGrant): { simple: string; tus: string; expires: number } {
     return {
-      simple: `${this.opts.dataUrl}/simple/${this.sign('up', grant, this.transferTtl)}`,
-      tus: `${this.opts.dataUrl}/tus/${this.sign('up', grant, this.uploadTtl)}`,
+      simple: `${this.opts.dataUrl}/simple/${this.sign('up', grant, this.transferTtl, 'simple')}`,
+      tus: `${this.opts.dataUrl}/tus/${this.sign('up', grant, this.uploadTtl, 'tus')}`,
       expires: Date.now() + this.uploadTtl * 1000,
     };
   }
@@ -173,7 +205,15 @@ export class DataPlane {
     if (protocol !== 'simple' && protocol !== 'spaces')
       throw new StorageError('NOT_FOUND', 'unknown protocol');
     const grant = this.grantOf(req, segment);
-    if (method === 'PUT' && grant.kind === 'up') return this.put(req, res, grant);
+    if (method === 'PUT' && grant.kind === 'up') {
+      // (a TUS upload's token is good for that upload alone, on its TUS endpoint, for its day)
+      if (grant.p === 'tus') throw new StorageError('PERMISSION_DENIED', 'this token is for a TUS upload');
+      const giveBack = this.spend(grant);
+      return this.put(req, res, grant).catch((err) => {
+        giveBack();
+        throw err;
+      });
+    }
     if ((method === 'GET' || method === 'HEAD') && grant.kind === 'down') {
       return this.get(req, res, grant, method === 'HEAD');
     }
@@ -316,6 +356,7 @@ export class DataPlane {
     }
     const g = this.grantOf(req, segment);
     if (g.kind !== 'up') throw new StorageError('PERMISSION_DENIED', 'not an upload token');
+    if (g.p === 'simple') throw new StorageError('PERMISSION_DENIED', 'this token is for a simple upload');
     const id = TusUploads.idFor(g.token);
     const uploads = this.opts.uploads;
     if (method === 'POST') {
@@ -520,18 +561,28 @@ export class DataPlane {
 }
 
 /** A verified grant, with the token it came in (tus uploads are keyed by it). */
-type Granted =
-  | ({ kind: 'up' } & UploadGrant & { token: string })
-  | ({ kind: 'down' } & DownloadGrant & { token: string });
+/** The protocol an upload token was signed for (none: signed before tokens said). */
+type UploadProtocol = 'simple' | 'tus';
+
+/** What a token grants, with the token, its id and expiry (ms), and its upload protocol. */
+type Granted = (
+  | ({ kind: 'up' } & UploadGrant & { p?: UploadProtocol })
+  | ({ kind: 'down' } & DownloadGrant & { p?: undefined })
+) & { token: string; jti?: string; exp?: number };
 
 function ownGrant(c: JwtClaims, token: string): Granted | undefined {
   const s = c.stowage as ({ k?: unknown } & Partial<UploadGrant> & Partial<DownloadGrant>) | undefined;
   if (!s || (s.k !== 'up' && s.k !== 'down') || typeof s.u !== 'string' || typeof s.r !== 'string')
     return undefined;
   const { k, ...rest } = s;
+  const id = {
+    token,
+    ...(typeof c.jti === 'string' && { jti: c.jti }),
+    ...(typeof c.exp === 'number' && { exp: c.exp * 1000 }),
+  };
   return k === 'up'
-    ? { kind: 'up', ...(rest as UploadGrant), token }
-    : { kind: 'down', ...(rest as DownloadGrant), token };
+    ? { kind: 'up', ...(rest as UploadGrant & { p?: UploadProtocol }), ...id }
+    : { kind: 'down', ...(rest as DownloadGrant), ...id };
 }
 
 function httpStatus(code: ErrorCode): number {

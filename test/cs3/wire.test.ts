@@ -419,6 +419,47 @@ describe('cs3: data plane, simple', () => {
       await (await fetch(base + token, { method: 'PUT', body: 'replayed within its life' })).status,
     ).toBe(200);
   });
+
+  it('takes a simple upload URL for one upload, and a TUS upload’s URL on its TUS endpoint only', async () => {
+    const res = await env.alice.providerOk('initiateFileUpload', { ref: rel('once.txt') });
+    const simple = res.protocols.find((x) => x.protocol === 'simple')!.uploadEndpoint;
+    const tusUrl = res.protocols.find((x) => x.protocol === 'tus')!.uploadEndpoint;
+    // One that failed (its checksum did not hold) leaves the URL good for another try.
+    const bad = await fetch(simple, {
+      method: 'PUT',
+      body: 'one',
+      headers: { 'oc-checksum': `SHA1:${sha1('x')}` },
+    });
+    expect(bad.status).toBeGreaterThanOrEqual(400);
+    expect((await fetch(simple, { method: 'PUT', body: 'one' })).status).toBe(200);
+    // Used: a replay (the URL seen in a log) changes nothing.
+    const again = await fetch(simple, { method: 'PUT', body: 'evil' });
+    expect(again.status).toBe(404);
+    expect(await again.text()).toContain('used already');
+    const tusToken = tusUrl.split('/').pop()!;
+    for (const put of [
+      `${env.server.dataUrl}/simple/${tusToken}`,
+      `${env.server.dataUrl}/spaces/${tusToken}`,
+    ])
+      expect((await fetch(put, { method: 'PUT', body: 'evil' })).status, put).toBe(403);
+    expect(
+      (
+        await fetch(`${env.server.dataUrl}/simple/`, {
+          method: 'PUT',
+          body: 'evil',
+          headers: { 'x-reva-transfer': tusToken },
+        })
+      ).status,
+    ).toBe(403);
+    // (and a simple upload's token does not start a TUS upload)
+    const simpleToken = simple.split('/').pop()!;
+    const asTus = await fetch(`${env.server.dataUrl}/tus`, {
+      method: 'POST',
+      headers: { 'tus-resumable': '1.0.0', 'x-reva-transfer': simpleToken, 'upload-length': '4' },
+    });
+    expect(asTus.status).toBe(403);
+    expect(await (await download(env.alice, rel('once.txt'))).text()).toBe('one');
+  });
 });
 
 describe('cs3: data plane, TUS', () => {
@@ -521,7 +562,7 @@ describe('cs3: data plane, TUS', () => {
   it('creates with POST (with and without a first chunk), terminates with DELETE', async () => {
     const init = await env.alice.providerOk('initiateFileUpload', { ref: rel('created.bin') });
     const token = init.protocols
-      .find((x) => x.protocol === 'simple')!
+      .find((x) => x.protocol === 'tus')!
       .uploadEndpoint.split('/')
       .pop()!;
     const created = await fetch(`${env.server.dataUrl}/tus`, {
@@ -548,7 +589,7 @@ describe('cs3: data plane, TUS', () => {
 
     const init2 = await env.alice.providerOk('initiateFileUpload', { ref: rel('dropped.bin') });
     const t2 = init2.protocols
-      .find((x) => x.protocol === 'simple')!
+      .find((x) => x.protocol === 'tus')!
       .uploadEndpoint.split('/')
       .pop()!;
     const c2 = await fetch(`${env.server.dataUrl}/tus/${t2}`, {
