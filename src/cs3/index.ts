@@ -47,6 +47,7 @@ export {
   mintRevaToken,
   signJwt,
   type TokenUser,
+  requireFullScope,
   tokenUser,
   type VerifyOptions,
   verifyJwt,

@@ -116,6 +116,38 @@ export function tokenUser(claims: JwtClaims): TokenUser {
   return out;
 }
 
+/**
+ * Refuse a Reva token whose `scope` claim narrows it (UNAUTHENTICATED): a gateway signs such
+ * tokens for a public link (`publicshare:<id>`, with the link's owner as the user), a share
+ * (`share:<id>`), one resource (`resourceinfo:<id>`, an app's or a preview's) or a lightweight
+ * account (`lightweight`). Stowage does not enforce those scopes, and the user the token names
+ * would otherwise get all their rights. A token without a scope, or whose scopes are all the
+ * user's own (`user`, role owner: what a gateway mints at login, and {@link mintRevaToken}), is
+ * the user's full token.
+ */
+export function requireFullScope(claims: JwtClaims): void {
+  const scope = claims.scope;
+  if (scope === undefined || scope === null) return;
+  if (typeof scope !== 'object' || Array.isArray(scope))
+    throw new StorageError('UNAUTHENTICATED', 'invalid token: its scope is not a map');
+  for (const [key, value] of Object.entries(scope as Record<string, unknown>)) {
+    const role = (value as { role?: unknown } | null)?.role;
+    if (key === 'user' && (role === 1 || role === 'ROLE_OWNER')) continue;
+    throw new StorageError(
+      'UNAUTHENTICATED',
+      `the token is scoped (${printableKey(key)}): only a user's full token is served here, not a public link's, a share's or one resource's`,
+    );
+  }
+}
+
+/** A scope key as an error names it: its kind, without the id after the colon, bounded. */
+function printableKey(key: string): string {
+  return key
+    .split(':', 1)[0]!
+    .replace(/[^\w.-]/g, '?')
+    .slice(0, 40);
+}
+
 /** Options for {@link mintRevaToken}. */
 export interface MintOptions {
   /** Lifetime in seconds (Reva's default: 86400). */

@@ -48,7 +48,7 @@ import type { DataPlane, UploadGrant } from './dataplane.js';
 import * as api from './gen/cs3/storage/provider/v1beta1/provider_api.js';
 import * as P from './gen/cs3/storage/provider/v1beta1/resources.js';
 import * as spacesApi from './gen/cs3/storage/provider/v1beta1/spaces_api.js';
-import { type JwtClaims, tokenUser, verifyJwt } from './jwt.js';
+import { type JwtClaims, requireFullScope, tokenUser, verifyJwt } from './jwt.js';
 
 /** Options for {@link Cs3Service}. */
 export interface Cs3ServiceOptions {
@@ -107,6 +107,7 @@ export class Cs3Service {
     const hit = this.sessions.get(token);
     if (hit && hit.until > Date.now()) return hit.session;
     const claims: JwtClaims = verifyJwt(token, this.opts.jwtSecret);
+    requireFullScope(claims);
     const who = tokenUser(claims);
     const identity = this.opts.provider.identity!;
     const user =

@@ -44,7 +44,7 @@ import type {
   StatOptions,
 } from '../core/types.js';
 import type { DataPlane } from '../cs3/dataplane.js';
-import { tokenUser, verifyJwt } from '../cs3/jwt.js';
+import { requireFullScope, tokenUser, verifyJwt } from '../cs3/jwt.js';
 import {
   abortOnClose,
   favoriteFlag,
@@ -470,6 +470,7 @@ export class WebDav {
       user = await identity.authenticate(decoded.slice(0, colon), decoded.slice(colon + 1));
     } else if (scheme === 'bearer' && this.opts.jwtSecret) {
       const claims = verifyJwt(m![2]!, this.opts.jwtSecret);
+      requireFullScope(claims);
       const tu = tokenUser(claims);
       user =
         (await identity.getUser(tu.opaqueId)) ??

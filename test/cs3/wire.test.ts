@@ -120,6 +120,30 @@ describe('cs3: authentication', () => {
       unsigned: none,
       garbage: 'a.b.c',
       unknownUser: mintRevaToken({ id: 'u-nobody', username: 'nobody' }, secret),
+      // Scoped as a Reva gateway scopes a public link's token (the owner as its user), one
+      // resource's, a share's: not served, rather than served with all the owner's rights.
+      ...Object.fromEntries(
+        ['publicshare:link-1', 'resourceinfo:storage$space!node', 'share:s-1', 'lightweight'].map((key) => [
+          key,
+          signJwt(
+            {
+              ...claims,
+              exp: now + 60,
+              scope: { [key]: { resource: { decoder: 'json', value: 'e30=' }, role: 3 } },
+            },
+            secret,
+          ),
+        ]),
+      ),
+      withOwnerScopeToo: signJwt(
+        {
+          ...claims,
+          exp: now + 60,
+          scope: { user: { role: 1 }, 'publicshare:link-1': { role: 3 } },
+        },
+        secret,
+      ),
+      scopeNotAMap: signJwt({ ...claims, exp: now + 60, scope: 'user' }, secret),
     };
     for (const [what, token] of Object.entries(tokens)) {
       const c = new Cs3Client(env.server.grpcAddress, { token });
@@ -136,6 +160,26 @@ describe('cs3: authentication', () => {
           })(),
           what,
         ).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
+      } finally {
+        c.close();
+      }
+    }
+  });
+
+  it('serves a token without a scope, or with the user’s own (owner) scope alone', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const claims = {
+      user: { id: { opaque_id: 'u-alice', idp: 'x', type: 1 }, username: 'alice' },
+      aud: ['reva'],
+    };
+    for (const token of [
+      signJwt({ ...claims, exp: now + 60 }, secret),
+      signJwt({ ...claims, exp: now + 60, scope: { user: { role: 'ROLE_OWNER' } } }, secret),
+      mintRevaToken({ id: 'u-alice', username: 'alice' }, secret),
+    ]) {
+      const c = new Cs3Client(env.server.grpcAddress, { token });
+      try {
+        expect((await c.provider('stat', { ref: rel('') })).status?.code).toBe(Code.CODE_OK);
       } finally {
         c.close();
       }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import * as xattr from 'fs-xattr';
 import { SaxesParser } from 'saxes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mintRevaToken } from '../../src/cs3/jwt.js';
+import { mintRevaToken, signJwt } from '../../src/cs3/jwt.js';
 import { LINGER_MS } from '../../src/http/common.js';
 import { fromLetters, ROLES, type StorageEvent } from '../../src/index.js';
 import { type DavEnv, type DavInit, davFetch, listenEvents, SECRET, startDav } from './server.js';
@@ -98,6 +98,22 @@ describe('webdav: authentication and grants', () => {
       },
     });
     expect(forged.status).toBe(401);
+    // A token a gateway scoped to a public link of Ann's (Ann as its user) is not Ann's login.
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
+    const scoped = signJwt({ ...claims, scope: { 'publicshare:link-1': { role: 3 } } }, SECRET);
+    for (const [method, url] of [
+      ['PROPFIND', '/remote.php/webdav/'],
+      ['PUT', '/remote.php/webdav/by-link.txt'],
+    ] as const) {
+      const r = await fetch(`${env.url}${url}`, {
+        method,
+        headers: { depth: '0', authorization: `Bearer ${scoped}` },
+        ...(method === 'PUT' && { body: 'x' }),
+      });
+      expect(r.status, method).toBe(401);
+      expect(await r.text()).toContain('scoped (publicshare)');
+    }
+    expect((await dav('GET', '/remote.php/webdav/by-link.txt', 'ann')).status).toBe(404);
     // Another scheme is named in the answer, not taken for a wrong password.
     const digest = await fetch(`${env.url}/remote.php/webdav/`, {
       method: 'PROPFIND',
