@@ -479,7 +479,9 @@ export class StorageProvider {
     driver: Driver,
     node: NodeRef,
   ): Promise<
-    { state: 'missing' } | { state: 'hidden' } | ({ state: 'visible' } & Inspected & { perms: Permissions })
+    | { state: 'missing' }
+    | { state: 'hidden' }
+    | ({ state: 'visible' } & Inspected & { perms: Permissions; facts: SpaceFacts })
   > {
     try {
       return { state: 'visible', ...(await this.access(driver, node, { fields: ['lock'] })) };
@@ -499,6 +501,59 @@ export class StorageProvider {
     if (p.state !== 'hidden') return;
     await this.requireParent(driver, node, []);
     throw new StorageError('PERMISSION_DENIED', 'not allowed');
+  }
+
+  /** What a move or copy with `overwrite` would replace: the principal may delete it (when it is there). */
+  private async requireReplaceable(driver: Driver, node: NodeRef): Promise<void> {
+    const target = await this.probe(driver, node);
+    await this.refuseHidden(driver, node, target);
+    if (target.state !== 'visible') return;
+    if (!target.perms.delete) throw new StorageError('PERMISSION_DENIED', 'not allowed: delete');
+    await this.requireRemovable(driver, node, target);
+  }
+
+  /**
+   * A principal takes a node away (delete, move, replace) only from a folder they can see: the
+   * folder a share of theirs starts at stays where its owner put it, for the others who share
+   * it too (a recipient who wants it gone asks to leave the share). And a folder only with
+   * nothing below it hidden from them: what they may not see is not theirs to send to the trash.
+   * The space's owner may, whatever grants say; the system too.
+   */
+  private async requireRemovable(
+    driver: Driver,
+    node: NodeRef,
+    a: Inspected & { perms: Permissions; facts: SpaceFacts },
+  ): Promise<void> {
+    if (!this.principal || this.isOwner(a.facts)) return;
+    const parent = await this.parentRef(driver, node);
+    const seen = await this.access(driver, parent, { fields: [] }).then(
+      () => true,
+      (err) => (err instanceof Hidden || StorageError.is(err, 'NOT_FOUND') ? false : Promise.reject(err)),
+    );
+    if (!seen)
+      throw new StorageError(
+        'PERMISSION_DENIED',
+        'not allowed: a shared folder is its owner’s to remove or move',
+      );
+    if (a.info.type === 'folder') await this.requireVisibleTree(driver, node, a.perms);
+  }
+
+  /** Nothing in a folder the principal is about to remove is hidden from them (a deny below). */
+  private async requireVisibleTree(driver: Driver, node: NodeRef, perms: Permissions): Promise<void> {
+    for await (const child of driver.list(node, { fields: ['grants'] })) {
+      const p = child.grants?.length ? applyOwnGrants(this.principal!, perms, child.grants) : perms;
+      if (!p.stat)
+        throw new StorageError(
+          'PERMISSION_DENIED',
+          'not allowed: something in that folder is hidden from you',
+        );
+      if (child.type === 'folder')
+        await this.requireVisibleTree(
+          driver,
+          { spaceId: node.spaceId, nodeId: child.id.opaqueId, segments: [] },
+          p,
+        );
+    }
   }
 
   private mutation<T extends MutationOptions>(opts: T | undefined): T {
@@ -1106,7 +1161,8 @@ export class StorageProvider {
     const { driver, node } = await this.resolve(ref);
     requireName(node, 'a space root cannot be deleted this way; disable and delete the space');
     await this.checkEnabled(driver, node);
-    if (this.principal) await this.require(driver, node, ['delete'], { fields: [] });
+    if (this.principal)
+      await this.requireRemovable(driver, node, await this.require(driver, node, ['delete']));
     await this.check({ op: 'delete', spaceId: node.spaceId, ...nodePath(node) });
     const gone = await driver.delete(node, this.mutation(await this.locksAbove(driver, node, opts, true)));
     this.emitInfo(driver.features.trash ? 'trashed' : 'deleted', gone);
@@ -1126,16 +1182,11 @@ export class StorageProvider {
     await this.checkEnabled(a.driver, a.node);
     if (this.principal) {
       const source = await this.require(a.driver, a.node, ['move'], { fields: [] });
+      await this.requireRemovable(a.driver, a.node, source);
       await this.requireParent(b.driver, b.node, [
         source.info.type === 'folder' ? 'createContainer' : 'initiateFileUpload',
       ]);
-      if (opts?.overwrite) {
-        const target = await this.probe(b.driver, b.node);
-        await this.refuseHidden(b.driver, b.node, target);
-        if (target.state === 'visible' && !target.perms.delete) {
-          throw new StorageError('PERMISSION_DENIED', 'not allowed: delete');
-        }
-      }
+      if (opts?.overwrite) await this.requireReplaceable(b.driver, b.node);
     }
     const before = this.shared.events.active
       ? await a.driver.stat(a.node, { fields: ['parentId'] })
@@ -1184,13 +1235,7 @@ export class StorageProvider {
       await this.requireParent(b.driver, b.node, [
         source.info.type === 'folder' ? 'createContainer' : 'initiateFileUpload',
       ]);
-      if (opts?.overwrite) {
-        const target = await this.probe(b.driver, b.node);
-        await this.refuseHidden(b.driver, b.node, target);
-        if (target.state === 'visible' && !target.perms.delete) {
-          throw new StorageError('PERMISSION_DENIED', 'not allowed: delete');
-        }
-      }
+      if (opts?.overwrite) await this.requireReplaceable(b.driver, b.node);
     }
     await this.check({ op: 'copy', spaceId: b.node.spaceId, ...nodePath(a.node), ...toPath(b.node) });
     if (shallow) folder ??= (await a.driver.stat(a.node, { fields: [] })).type === 'folder';

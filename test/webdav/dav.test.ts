@@ -2065,6 +2065,47 @@ describe('webdav: locks above a node, hidden members, drop boxes and events (rev
     expect(JSON.stringify(bob.got)).not.toContain('plan');
   });
 
+  it('does not let a collaborator remove the shared folder itself, or a folder holding what is hidden from them', async () => {
+    const { ann, sp, rw, byId } = await lab('Removals');
+    await ann.mkdir({ space: sp.id, path: 'rw/box' });
+    await ann.write({ space: sp.id, path: 'rw/box/seen.txt' }, 'seen');
+    await ann.write({ space: sp.id, path: 'rw/box/inner.txt' }, 'inner');
+    await ann.setGrant(
+      { space: sp.id, path: 'rw/box/inner.txt' },
+      { grantee: { type: 'user', id: 'u-bob' }, permissions: fromLetters(''), deny: true },
+    );
+    await ann.write({ space: sp.id, path: 'rw/other.txt' }, 'other');
+    const root = byId(rw.id);
+    // The folder the share starts at: its owner's (and the others') to remove, not Bob's.
+    const del = await dav('DELETE', `${root}/`, 'bob');
+    expect(del.status).toBe(403);
+    expect(await del.text()).toContain('shared folder');
+    expect((await dav('MOVE', `${root}/`, 'bob', { headers: { destination: `${root}/x/` } })).status).toBe(
+      403,
+    );
+    // A folder with something denied to him in it: not deleted, moved or replaced.
+    const inBox = await dav('DELETE', `${root}/box/`, 'bob');
+    expect(inBox.status).toBe(403);
+    expect(await inBox.text()).toContain('hidden from you');
+    expect(
+      (await dav('MOVE', `${root}/box/`, 'bob', { headers: { destination: `${root}/box2/` } })).status,
+    ).toBe(403);
+    for (const method of ['COPY', 'MOVE'])
+      expect(
+        (
+          await dav(method, `${root}/other.txt`, 'bob', {
+            headers: { destination: `${root}/box`, overwrite: 'T' },
+          })
+        ).status,
+        method,
+      ).toBe(403);
+    expect(await (await dav('GET', `/dav/spaces/${sp.id}/rw/box/inner.txt`, 'ann')).text()).toBe('inner');
+    expect((await ann.stat({ space: sp.id, path: 'rw' })).type).toBe('folder');
+    // What he may see all of stays his to remove; the owner may remove anything.
+    expect((await dav('DELETE', `${root}/sub/`, 'bob')).status).toBe(204);
+    expect((await dav('DELETE', `/dav/spaces/${sp.id}/rw/box/`, 'ann')).status).toBe(204);
+  });
+
   it('shows no change to a file denied to the user in a folder they may list', async () => {
     const { ann, sp } = await lab('Events denied');
     await ann.write({ space: sp.id, path: 'rw/denied.txt' }, 'one');
