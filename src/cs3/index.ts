@@ -8,7 +8,7 @@
  * const server = await serveCs3({ provider, jwtSecret, grpc: '0.0.0.0:9142', http: '0.0.0.0:9143', uploadsDir });
  * ```
  *
- * @module
+ * @module stowage/cs3
  */
 export type { Driver } from '../core/driver.js';
 export type {
@@ -45,9 +45,9 @@ export {
   type JwtClaims,
   type MintOptions,
   mintRevaToken,
+  requireFullScope,
   signJwt,
   type TokenUser,
-  requireFullScope,
   tokenUser,
   type VerifyOptions,
   verifyJwt,
