@@ -516,8 +516,9 @@ export class StorageProvider {
    * A principal takes a node away (delete, move, replace) only from a folder they can see: the
    * folder a share of theirs starts at stays where its owner put it, for the others who share
    * it too (a recipient who wants it gone asks to leave the share). And a folder only with
-   * nothing below it hidden from them: what they may not see is not theirs to send to the trash.
-   * The space's owner may, whatever grants say; the system too.
+   * nothing below it hidden from them: what they may not see is not theirs to send to the trash
+   * (not walked for those who manage the node). The space's owner may, whatever grants say; the
+   * system too.
    */
   private async requireRemovable(
     driver: Driver,
@@ -535,7 +536,8 @@ export class StorageProvider {
         'PERMISSION_DENIED',
         'not allowed: a shared folder is its owner’s to remove or move',
       );
-    if (a.info.type === 'folder') await this.requireVisibleTree(driver, node, a.perms);
+    // (those who manage it see what a deny hides in the trash anyway: their removals are not walked)
+    if (a.info.type === 'folder' && !manages(a.perms)) await this.requireVisibleTree(driver, node, a.perms);
   }
 
   /** Nothing in a folder the principal is about to remove is hidden from them (a deny below). */
@@ -977,6 +979,11 @@ export class StorageProvider {
 
   // ================================================================ resources
 
+  /**
+   * A resource's info, by path or by id (`NOT_FOUND` when it is not there or the principal may
+   * not see it: the same answer). `opts.fields` picks the costlier fields (checksums, grants,
+   * lock, path, ...); `metadataKeys` the arbitrary metadata to read.
+   */
   async stat(ref: Ref, opts?: StatOptions): Promise<ResourceInfo> {
     const { driver, node } = await this.resolve(ref);
     if (!this.principal) {
@@ -1039,6 +1046,11 @@ export class StorageProvider {
     if (opts?.validity) opts.validity.until = until;
   }
 
+  /**
+   * A file's bytes, streamed: `opts.range` (pushed down to the driver), `opts.conditions`
+   * (If-Match and the like, `FAILED_PRECONDITION` / not modified), `opts.signal` to stop early.
+   * The result carries the info it was read at; destroy its `body` if not read to the end.
+   */
   async read(ref: Ref, opts?: ReadOptions): Promise<ReadResult> {
     const { driver, node } = await this.resolve(ref);
     if (!this.principal) {
@@ -1051,6 +1063,12 @@ export class StorageProvider {
     return r;
   }
 
+  /**
+   * Write a file from a stream, bytes or a string: in full or not at all (a temporary file,
+   * synced and renamed into place). `opts.size` and `opts.checksums` are verified (nothing is
+   * left on a mismatch), `opts.conditions` checked under the commit lock, `opts.mtime` kept; an
+   * overwrite keeps the previous content as a version. The folder must exist.
+   */
   async write(ref: Ref, body: Body, opts?: WriteOptions): Promise<ResourceInfo> {
     const { driver, node } = await this.resolve(ref);
     requireName(node);
@@ -1106,6 +1124,7 @@ export class StorageProvider {
     return this.principal ? this.present(info, perms) : info;
   }
 
+  /** Make a folder (`ALREADY_EXISTS` when something is there; `opts.parents`: `mkdir -p`). */
   async mkdir(ref: Ref, opts?: MkdirOptions): Promise<ResourceInfo> {
     const { driver, node } = await this.resolve(ref);
     requireName(node);
@@ -1169,6 +1188,10 @@ export class StorageProvider {
     return gone;
   }
 
+  /**
+   * Move or rename within a space, keeping the id (and so grants, versions, favorites).
+   * `opts.overwrite` replaces what is at `dst` (to the trash); across spaces: copy and delete.
+   */
   async move(src: Ref, dst: Ref, opts?: MoveOptions): Promise<ResourceInfo> {
     const a = await this.resolve(src);
     const b = await this.resolve(dst);
@@ -1549,6 +1572,7 @@ export class StorageProvider {
     return l;
   }
 
+  /** The live lock on a resource, if any (expired locks are gone). */
   async getLock(ref: Ref): Promise<Lock | undefined> {
     const { driver, node } = await this.resolve(ref);
     const l = this.locksOf(driver);
@@ -1557,6 +1581,10 @@ export class StorageProvider {
     return l.get(node);
   }
 
+  /**
+   * Lock a resource (CS3 semantics: `exclusive`, `write` or `shared`, with a lock id the caller
+   * chooses and an optional expiry). `LOCKED` when another live lock is there.
+   */
   async setLock(ref: Ref, lock: Lock): Promise<Lock> {
     const { driver, node } = await this.resolve(ref);
     const l = this.locksOf(driver);
@@ -1573,6 +1601,7 @@ export class StorageProvider {
     return set;
   }
 
+  /** Extend or change a lock; its holder proves it with the lock id (or `existingLockId`). */
   async refreshLock(ref: Ref, lock: Lock, existingLockId?: string): Promise<Lock> {
     const { driver, node } = await this.resolve(ref);
     const l = this.locksOf(driver);
@@ -1588,6 +1617,7 @@ export class StorageProvider {
     return refreshed;
   }
 
+  /** Remove a lock by its id (a non-shared lock: its holder only). */
   async unlock(ref: Ref, lockId: string): Promise<void> {
     const { driver, node } = await this.resolve(ref);
     const l = this.locksOf(driver);
