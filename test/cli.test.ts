@@ -241,6 +241,11 @@ describe('stowage CLI: space owners', () => {
     expect(again.code, again.err).toBe(0);
     expect(again.out).not.toContain('--owner admin');
     expect(stowage(['grants', 'ls', '/project/quickstart']).out).toContain('user:u-41  manager');
+    // A name the users do not know is refused (a typo), and grants nothing.
+    const typo = stowage(['--users', users, 'quickstart', '--owner', 'olgaa']);
+    expect(typo.code).toBe(2);
+    expect(typo.err).toContain('unknown owner "olgaa"');
+    expect(stowage(['grants', 'ls', '/project/quickstart']).out).not.toContain('olgaa');
   });
 
   it('marks a disabled space in its listing', () => {

@@ -24,7 +24,7 @@ import {
   toLetters,
 } from '../core/permissions.js';
 import { StorageProvider } from '../core/provider.js';
-import { formatResourceId, slugify } from '../core/refs.js';
+import { formatResourceId, printable, slugify } from '../core/refs.js';
 import type { Checksums, LockType, ResourceInfo, Space, SpaceType, WriteOptions } from '../core/types.js';
 import { createPosixDriver, type PosixDriver } from '../drivers/posix/index.js';
 
@@ -357,15 +357,20 @@ async function command(
       let sp: Space;
       try {
         sp = await s.getSpace('project/quickstart');
-        // (run again with --owner: that user becomes a manager of the space made before)
-        if (opts.owner)
+        // (run again with --owner: that user becomes a manager of the space made before; a name
+        // the users do not know is refused, as `space create --owner` refuses it)
+        if (opts.owner) {
+          const known = identity && (await identity.getUser(opts.owner));
+          if (identity && !known)
+            throw new StorageError('INVALID_ARGUMENT', `unknown owner "${printable(opts.owner)}"`);
           await s.setGrant(
             { space: sp.id, path: '' },
             {
-              grantee: { type: 'user', id: (await identity?.getUser(opts.owner))?.id ?? opts.owner },
+              grantee: { type: 'user', id: known?.id ?? opts.owner },
               permissions: fromLetters(ROLES.manager),
             },
           );
+        }
       } catch (err) {
         if (!StorageError.is(err, 'NOT_FOUND')) throw err;
         sp = await s.createSpace({

@@ -17,7 +17,7 @@
  * Limit: events wait for NATS in the publishing process's memory; if that process dies during
  * an outage, what it had not published yet is lost (a durable outbox is future work).
  *
- * @module
+ * @module stowage/nats
  */
 import { StorageError } from '../core/errors.js';
 import type { EventBus, StorageEvent } from '../core/events.js';

@@ -14,7 +14,7 @@
  * server.setFileSystem('/', await createWebdavServerFileSystem({ storage, space: space.id }), () => server.start());
  * ```
  *
- * @module
+ * @module stowage/webdav-server
  */
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import { StorageError, toStorageError } from '../core/errors.js';

@@ -539,7 +539,12 @@ export class WebDav {
         return this.report(req, res, t, who, segs[0] === 'dav' ? ['dav'] : ['remote.php', 'dav']);
       case 'POST':
         if (this.opts.tus && header(req, 'tus-resumable')) return this.tusCreate(req, res, t, this.opts.tus);
-        throw new HttpError(405, 'POST is only for TUS uploads here');
+        throw new HttpError(
+          405,
+          this.opts.tus
+            ? 'POST is only for TUS uploads here (with a Tus-Resumable header)'
+            : 'TUS uploads are not offered here (this server has no data plane to finish them on)',
+        );
       default:
         throw new HttpError(405, `${method} is not supported here`);
     }

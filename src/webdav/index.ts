@@ -10,7 +10,7 @@
  * }).listen(8080);
  * ```
  *
- * @module
+ * @module stowage/webdav
  */
 export { createWebDavClientDriver, type WebDavClientDriverOptions } from './client-driver.js';
 export { WebDav, type WebDavOptions } from './handler.js';

@@ -2,7 +2,7 @@
  * The memory driver: the reference implementation of Stowage's semantics, kept in plain maps.
  * Every other driver must answer the conformance suite the way this one does.
  *
- * @module
+ * @module stowage/drivers/memory
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
