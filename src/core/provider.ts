@@ -537,25 +537,14 @@ export class StorageProvider {
         'not allowed: a shared folder is its owner’s to remove or move',
       );
     // (those who manage it see what a deny hides in the trash anyway: their removals are not walked)
-    if (a.info.type === 'folder' && !manages(a.perms)) await this.requireVisibleTree(driver, node, a.perms);
-  }
-
-  /** Nothing in a folder the principal is about to remove is hidden from them (a deny below). */
-  private async requireVisibleTree(driver: Driver, node: NodeRef, perms: Permissions): Promise<void> {
-    for await (const child of driver.list(node, { fields: ['grants'] })) {
-      const p = child.grants?.length ? applyOwnGrants(this.principal!, perms, child.grants) : perms;
-      if (!p.stat)
-        throw new StorageError(
-          'PERMISSION_DENIED',
-          'not allowed: something in that folder is hidden from you',
-        );
-      if (child.type === 'folder')
-        await this.requireVisibleTree(
-          driver,
-          { spaceId: node.spaceId, nodeId: child.id.opaqueId, segments: [] },
-          p,
-        );
-    }
+    if (a.info.type === 'folder' && !manages(a.perms))
+      await this.requireTree(
+        driver,
+        node,
+        a.perms,
+        (p) => p.stat,
+        'not allowed: something in that folder is hidden from you',
+      );
   }
 
   private mutation<T extends MutationOptions>(opts: T | undefined): T {
@@ -1181,7 +1170,7 @@ export class StorageProvider {
     requireName(node, 'a space root cannot be deleted this way; disable and delete the space');
     await this.checkEnabled(driver, node);
     if (this.principal)
-      await this.requireRemovable(driver, node, await this.require(driver, node, ['delete']));
+      await this.requireRemovable(driver, node, await this.require(driver, node, ['delete'], { fields: [] }));
     await this.check({ op: 'delete', spaceId: node.spaceId, ...nodePath(node) });
     const gone = await driver.delete(node, this.mutation(await this.locksAbove(driver, node, opts, true)));
     this.emitInfo(driver.features.trash ? 'trashed' : 'deleted', gone);
@@ -1253,7 +1242,13 @@ export class StorageProvider {
       if (folder && !shallow) {
         if (!source.perms.listContainer)
           throw new StorageError('PERMISSION_DENIED', 'not allowed: listContainer');
-        await this.requireReadableTree(a.driver, a.node, source.perms);
+        await this.requireTree(
+          a.driver,
+          a.node,
+          source.perms,
+          (p, child) => p.initiateFileDownload && (child.type !== 'folder' || p.listContainer),
+          'not allowed to read everything in that folder',
+        );
       }
       await this.requireParent(b.driver, b.node, [
         source.info.type === 'folder' ? 'createContainer' : 'initiateFileUpload',
@@ -1301,18 +1296,28 @@ export class StorageProvider {
     return driver.stat(node, { fields: [] });
   }
 
-  /** A folder copy must not carry out what the copier cannot read (a denied subfolder, say). */
-  private async requireReadableTree(driver: Driver, node: NodeRef, perms: Permissions): Promise<void> {
+  /**
+   * Walk a folder (`perms`: the principal's on it) and refuse with `message` at the first thing
+   * in it whose permissions `ok` does not accept: a folder copy must not carry out what the
+   * copier cannot read, nor a removal take away what the remover cannot see.
+   */
+  private async requireTree(
+    driver: Driver,
+    node: NodeRef,
+    perms: Permissions,
+    ok: (p: Permissions, child: ResourceInfo) => boolean,
+    message: string,
+  ): Promise<void> {
     for await (const child of driver.list(node, { fields: ['grants'] })) {
       const p = child.grants?.length ? applyOwnGrants(this.principal!, perms, child.grants) : perms;
-      if (!p.initiateFileDownload || (child.type === 'folder' && !p.listContainer)) {
-        throw new StorageError('PERMISSION_DENIED', 'not allowed to read everything in that folder');
-      }
+      if (!ok(p, child)) throw new StorageError('PERMISSION_DENIED', message);
       if (child.type === 'folder')
-        await this.requireReadableTree(
+        await this.requireTree(
           driver,
           { spaceId: node.spaceId, nodeId: child.id.opaqueId, segments: [] },
           p,
+          ok,
+          message,
         );
     }
   }
