@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseChecksumHeader } from '../core/checksums.js';
 import { codeToHttp, type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
@@ -501,7 +501,7 @@ export class DataPlane {
     // A length not given yet bounds nothing: the space's free quota does.
     const max = st.length !== undefined ? st.length - st.offset : (await this.room(g)) - st.offset;
     try {
-      if (resent) await lastByteAgain(req, checksum);
+      if (resent) await TusUploads.verifyResent(req, checksum);
       else
         await uploads.append(st, req, {
           ...(Number.isFinite(max) && { max: Math.max(0, max) }),
@@ -597,28 +597,4 @@ function httpStatus(code: ErrorCode): number {
  */
 function toldOffset(st: UploadState): number {
   return st.length !== undefined && st.length > 0 && st.offset === st.length ? st.length - 1 : st.offset;
-}
-
-/**
- * The body of a PATCH that sends a complete upload's last byte again (see {@link toldOffset}):
- * the bytes are staged already; it may hold that byte or nothing, and its checksum must hold.
- */
-async function lastByteAgain(
-  body: AsyncIterable<Uint8Array>,
-  checksum: { algo: string; digest: string } | undefined,
-): Promise<void> {
-  const hash = checksum && createHash(checksum.algo);
-  let got = 0;
-  for await (const chunk of body) {
-    got += chunk.length;
-    if (got > 1)
-      throw new StorageError('INVALID_ARGUMENT', 'the body is longer than the upload', {
-        reason: 'size-mismatch',
-      });
-    hash?.update(chunk);
-  }
-  if (hash && hash.digest('base64') !== checksum!.digest)
-    throw new StorageError('INVALID_ARGUMENT', 'the chunk does not match its checksum', {
-      reason: 'checksum-mismatch',
-    });
 }

@@ -250,9 +250,7 @@ export class TusUploads {
       try {
         for await (const chunk of body) {
           if (opts.max !== undefined && written + chunk.length > opts.max) {
-            throw new StorageError('INVALID_ARGUMENT', 'the body is longer than the upload', {
-              reason: 'size-mismatch',
-            });
+            throw tooLong();
           }
           hash?.update(chunk);
           await fh.write(chunk, 0, chunk.length, st.offset + written);
@@ -265,9 +263,7 @@ export class TusUploads {
       if (badSum || StorageError.is(failure, 'INVALID_ARGUMENT')) {
         await fh.truncate(st.offset);
         if (badSum) {
-          throw new StorageError('INVALID_ARGUMENT', 'the chunk does not match its checksum', {
-            reason: 'checksum-mismatch',
-          });
+          throw badChecksum();
         }
         throw failure;
       }
@@ -287,6 +283,25 @@ export class TusUploads {
       await fh.close();
       this.busy.delete(st.id);
     }
+  }
+
+  /**
+   * Check the body of a PATCH that sends a complete upload's last byte again (its file not yet
+   * written: the data plane tells such an upload all its bytes but the last): the bytes are staged
+   * already, so it may hold that byte or nothing, and its checksum must hold. Nothing is written.
+   */
+  static async verifyResent(
+    body: AsyncIterable<Uint8Array>,
+    checksum?: { algo: string; digest: string },
+  ): Promise<void> {
+    const hash = checksum && createHash(checksum.algo);
+    let got = 0;
+    for await (const chunk of body) {
+      got += chunk.length;
+      if (got > 1) throw tooLong();
+      hash?.update(chunk);
+    }
+    if (hash && hash.digest('base64') !== checksum!.digest) throw badChecksum();
   }
 
   /**
@@ -362,4 +377,18 @@ export class TusUploads {
       }
     }
   }
+}
+
+/** A PATCH body longer than what is left of its upload. */
+function tooLong(): StorageError {
+  return new StorageError('INVALID_ARGUMENT', 'the body is longer than the upload', {
+    reason: 'size-mismatch',
+  });
+}
+
+/** A PATCH body whose `Upload-Checksum` does not hold. */
+function badChecksum(): StorageError {
+  return new StorageError('INVALID_ARGUMENT', 'the chunk does not match its checksum', {
+    reason: 'checksum-mismatch',
+  });
 }
