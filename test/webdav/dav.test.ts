@@ -2051,9 +2051,7 @@ describe('webdav: locks above a node, hidden members, drop boxes and events (rev
     await ann.move({ space: sp.id, path: 'rw/hidden/plan.txt' }, { space: sp.id, path: 'ro/plan.txt' });
     await ann.write({ space: sp.id, path: 'drop/anns-report.txt' }, 'report');
     await ann.write({ space: sp.id, path: 'ro/last.txt' }, 'last');
-    for (let i = 0; i < 100 && !eve.got.some((e) => e.path === '/ro/last.txt'); i++)
-      await new Promise((r) => setTimeout(r, 20));
-    await new Promise((r) => setTimeout(r, 100));
+    await eve.until('/ro/last.txt');
     await eve.stop();
     await bob.stop();
     // Eve sees the file arrive in the folder shared with her, not where it came from.
@@ -2120,9 +2118,7 @@ describe('webdav: locks above a node, hidden members, drop boxes and events (rev
     await ann.setMetadata(ref, { 'x-note': 'n' });
     await ann.setLock(ref, { lockId: 'l-denied', type: 'exclusive', expires: Date.now() + 60_000 });
     await ann.write({ space: sp.id, path: 'rw/seen.txt' }, 'seen');
-    for (let i = 0; i < 100 && !bob.got.some((e) => e.path === '/rw/seen.txt'); i++)
-      await new Promise((r) => setTimeout(r, 20));
-    await new Promise((r) => setTimeout(r, 100));
+    await bob.until('/rw/seen.txt');
     await bob.stop();
     expect(bob.got.map((e) => `${e.type} ${e.path}`)).toEqual(['created /rw/seen.txt']);
     expect(JSON.stringify(bob.got)).not.toContain('denied');

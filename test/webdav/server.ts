@@ -147,7 +147,13 @@ export async function startKeptAndPlain(name: string): Promise<KeptAndPlain> {
 export function listenEvents(
   env: DavEnv,
   user: string,
-): { response: Promise<Response>; got: StorageEvent[]; stop(): Promise<void> } {
+): {
+  response: Promise<Response>;
+  got: StorageEvent[];
+  /** Wait (up to 2 s) until an event at `path` arrived, then 100 ms more for any that follow it. */
+  until(path: string): Promise<void>;
+  stop(): Promise<void>;
+} {
   const ac = new AbortController();
   const got: StorageEvent[] = [];
   const response = fetch(`${env.url}/events`, {
@@ -177,7 +183,12 @@ export function listenEvents(
     ac.abort();
     return reading;
   };
-  return { response, got, stop };
+  const until = async (path: string) => {
+    for (let i = 0; i < 100 && !got.some((e) => e.path === path); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 100));
+  };
+  return { response, got, until, stop };
 }
 
 /** What a test request may carry besides its method, URL and user. */
