@@ -222,10 +222,22 @@ function isLive(p: PropName): boolean {
   );
 }
 
-/** Metadata key of a dead property (Clark notation). */
+/**
+ * Metadata key of a dead property, as Reva's ocdav keeps it (so a property set through a Reva
+ * gateway in front of the CS3 door is the same property here): `<namespace>/<name>`, and
+ * OpenCloud's `oc:tags` under `tags`, where OpenCloud keeps a resource's tags.
+ */
 function deadKey(p: PropName): string {
+  return p.ns === OC && p.local === 'tags' ? 'tags' : `${p.ns}/${p.local}`;
+}
+
+/** The key Stowage kept a dead property under before (Clark notation, `{ns}name`): still read. */
+function legacyKey(p: PropName): string {
   return `{${p.ns}}${p.local}`;
 }
+
+/** The metadata keys a dead property may be found under, the current one first. */
+const keysOf = (p: PropName): string[] => [deadKey(p), legacyKey(p)];
 
 /** `oc:favorite`'s key among a PROPPATCH's changes. */
 const FAVORITE = deadKey({ ns: OC, local: 'favorite' });
@@ -770,7 +782,7 @@ export class WebDav {
       throw new HttpError(400, 'Depth must be 0, 1 or infinity');
     const { mode, wanted, include } = await readPropfind(req, this.bodies);
     const fields = fieldsFor(mode, wanted, include);
-    const dead = mode === 'prop' ? wanted.filter((p) => !isLive(p)).map(deadKey) : undefined;
+    const dead = mode === 'prop' ? wanted.filter((p) => !isLive(p)).flatMap(keysOf) : undefined;
     const statOpts = {
       fields,
       ...(mode !== 'prop' ? { metadataKeys: '*' as const } : dead?.length ? { metadataKeys: dead } : {}),
@@ -974,7 +986,7 @@ export class WebDav {
       );
       // (a dead copy of a name that is live now, kept by an older Stowage, is not shown)
       const dead = Object.keys(info.metadata ?? {}).flatMap((k) => {
-        const p = k.startsWith('{') ? parseClark(k) : undefined;
+        const p = propOfKey(k, info.metadata!);
         return p && !isLive(p) ? [p] : [];
       });
       out += `<d:propstat><d:prop>${[...names, ...dead].map((p) => emptyProp(p)).join('')}</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>`;
@@ -985,14 +997,14 @@ export class WebDav {
     for (const p of props) {
       const v = this.liveValue(t, info, href, isTarget, p, quota, above);
       if (v !== undefined) ok += v;
-      else if (!isLive(p) && info.metadata?.[deadKey(p)] !== undefined)
-        ok += deadValue(deadKey(p), info.metadata[deadKey(p)]!);
+      else if (!isLive(p) && info.metadata && deadOf(info.metadata, p) !== undefined)
+        ok += deadValue(p, deadOf(info.metadata, p)!);
       else if (mode === 'prop') missing += emptyProp(p);
     }
     if (mode === 'allprop') {
       for (const [k, v] of Object.entries(info.metadata ?? {})) {
-        const p = k.startsWith('{') ? parseClark(k) : undefined;
-        if (p && !isLive(p)) ok += deadValue(k, v);
+        const p = propOfKey(k, info.metadata!);
+        if (p && !isLive(p)) ok += deadValue(p, v);
       }
     }
     return `${out}${propstats(ok, missing)}</d:response>`;
@@ -1146,8 +1158,11 @@ export class WebDav {
         changes.set(key, op.local === 'set' ? { p, el } : { p });
       }
     }
+    // (with what an older Stowage kept of these properties, to be replaced by what is set now)
+    const legacy = order.filter((p) => !isLive(p)).map(legacyKey);
     const info = await t.session.stat(this.ref(t), {
       fields: changes.has(FAVORITE) ? ['lock', 'checksums', 'favorite'] : ['lock', 'checksums'],
+      ...(legacy.length && { metadataKeys: legacy }),
     });
     folderOnly(t, info);
     // A favorite is the user's own mark, not a change of the resource: seeing it is enough, and
@@ -1204,7 +1219,8 @@ export class WebDav {
         if (agreed.has(k)) continue;
         // Applied to the file: a dead copy kept before (by an older Stowage) would show a stale time.
         if (timed.has(k) || !c.el) unset.push(k);
-        else set[k] = serialise(c.el);
+        else set[k] = storedValue(c.p, c.el);
+        if (info.metadata?.[legacyKey(c.p)] !== undefined) unset.push(legacyKey(c.p));
       }
       // All or nothing (RFC 4918 §9.2): the dead properties, then the time, then the mark, each
       // put back when a later one fails (see applyPropertyChange).
@@ -1325,7 +1341,7 @@ export class WebDav {
     const shown = fieldsFor(mode, props);
     // (what the query looks at is read too; listFavorites leaves out the mark, a favorite by construction)
     const fields = [...new Set([...shown, ...(query?.fields ?? [])])];
-    const dead = props.filter((p) => !isLive(p)).map(deadKey);
+    const dead = props.filter((p) => !isLive(p)).flatMap(keysOf);
     const statOpts: StatOptions = {
       fields,
       ...(mode === 'allprop' ? { metadataKeys: '*' as const } : dead.length ? { metadataKeys: dead } : {}),
@@ -2865,26 +2881,27 @@ function ownerXml(owner: string): string {
 }
 
 /**
- * A dead property's XML as stored by PROPPATCH: one element named as its key. Anything else (a
- * value set through another door, under a key in Clark form) is sent as escaped text, so no
- * value can inject markup into other users' answers.
+ * What PROPPATCH keeps of a dead property: the text of one that holds only text (what other
+ * doors read, and what Reva's ocdav keeps), or else the whole element (children, attributes,
+ * `xml:lang`), which {@link deadValue} sends back as it is. Text that would be taken for such an
+ * element is kept as the element that holds it.
  */
-function deadValue(key: string, value: string): string {
-  const p = parseClark(key);
-  if (!p) return '';
-  let ok = checkedDead.get(`${key}\n${value}`);
-  if (ok === undefined) {
-    try {
-      // Copied into the multistatus only as an element of the property's name, with nothing that
-      // may stand only at a document's start (an XML declaration; processing instructions, to be plain).
-      const el = parseXml(value);
-      ok = el.ns === p.ns && el.local === p.local && !value.includes('<?');
-    } catch {
-      ok = false;
-    }
-    checkedDead.set(`${key}\n${value}`, ok);
+function storedValue(p: PropName, el: XmlElement): string {
+  const plain = el.lang === undefined && !Object.keys(el.attrs).length && el.children.length === 0;
+  if (plain) {
+    const text = el.content.join('');
+    if (!isElementOf(p, text)) return text;
   }
-  if (ok) return value;
+  return serialise(el);
+}
+
+/**
+ * A dead property's XML: a value that is one element of the property's name (a structured value
+ * kept by PROPPATCH) as it is; anything else (text, from any door) as escaped text, so no value
+ * can inject markup into other users' answers.
+ */
+function deadValue(p: PropName, value: string): string {
+  if (isElementOf(p, value)) return value;
   return emptyProp(p).replace(
     /\/>$/,
     `>${esc(value)}</${
@@ -2896,13 +2913,51 @@ function deadValue(key: string, value: string): string {
 }
 
 /**
- * A property name from a metadata key in Clark form (`{ns}local`); undefined unless `local` is an
- * XML name. Keys come from every door (an API call, CS3, the CLI), not only from PROPPATCH: one
- * that is no XML name is never written into a multistatus, where it could forge markup.
+ * Whether `value` is one element named as `p`, with nothing that may stand only at a document's
+ * start (an XML declaration; processing instructions, to be plain): what may be copied into a
+ * multistatus as it is.
  */
-function parseClark(k: string): PropName | undefined {
-  const m = /^\{([^}]*)\}([\p{L}_][\p{L}\p{M}\p{N}._\-\u00B7\u203F\u2040]*)$/u.exec(k);
-  return m ? { ns: m[1]!, local: m[2]! } : undefined;
+function isElementOf(p: PropName, value: string): boolean {
+  if (!value.startsWith('<')) return false;
+  const seen = `${legacyKey(p)}\n${value}`;
+  let ok = checkedDead.get(seen);
+  if (ok === undefined) {
+    try {
+      const el = parseXml(value);
+      ok = el.ns === p.ns && el.local === p.local && !value.includes('<?');
+    } catch {
+      ok = false;
+    }
+    checkedDead.set(seen, ok);
+  }
+  return ok;
+}
+
+/** An XML name without a colon (a property's local name). */
+const LOCAL_NAME = /^[\p{L}_][\p{L}\p{M}\p{N}._\-\u00B7\u203F\u2040]*$/u;
+
+/**
+ * The dead property a metadata key names: `<namespace>/<name>` (see {@link deadKey}), or the
+ * Clark form `{ns}name` an older Stowage kept, unless `metadata` has the property under its
+ * current key too; undefined for any other key. Keys come from every door (an API call, CS3,
+ * the CLI), not only from PROPPATCH: one whose name is no XML name is never written into a
+ * multistatus, where it could forge markup.
+ */
+function propOfKey(k: string, metadata: Readonly<Record<string, string>>): PropName | undefined {
+  if (k === 'tags') return { ns: OC, local: 'tags' };
+  if (k.startsWith('{')) {
+    const end = k.indexOf('}');
+    const p = end > 0 ? { ns: k.slice(1, end), local: k.slice(end + 1) } : undefined;
+    if (p && LOCAL_NAME.test(p.local)) return metadata[deadKey(p)] === undefined ? p : undefined;
+  }
+  const slash = k.lastIndexOf('/');
+  const p = { ns: k.slice(0, slash), local: k.slice(slash + 1) };
+  return slash >= 0 && LOCAL_NAME.test(p.local) && !(p.ns === OC && p.local === 'tags') ? p : undefined;
+}
+
+/** A dead property's value in `metadata`: under its key, or where an older Stowage kept it. */
+function deadOf(metadata: Readonly<Record<string, string>>, p: PropName): string | undefined {
+  return metadata[deadKey(p)] ?? metadata[legacyKey(p)];
 }
 
 /** Fields a PROPFIND needs from the provider. */

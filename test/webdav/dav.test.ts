@@ -2173,6 +2173,102 @@ describe('webdav: dead properties as sent', () => {
   const proppatch = (url: string, body: Buffer | string, contentType = 'application/xml') =>
     dav('PROPPATCH', url, 'ann', { body, headers: { 'content-type': contentType } });
 
+  it('keeps a property as Reva does (`<namespace>/<name>`, its text), so every door reads the same value', async () => {
+    const url = '/remote.php/webdav/reva-keys.txt';
+    await dav('PUT', url, 'ann', { body: 'x' });
+    const ann = await env.provider.as('ann');
+    const ref = { space: (await ann.personalSpace()).id, path: 'reva-keys.txt' };
+    const r = await proppatch(
+      url,
+      `<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:z="urn:z" xmlns:oc="http://owncloud.org/ns"><d:set><d:prop>
+<z:colour>blue &amp; &lt;green&gt;</z:colour><z:empty/><z:rich>a <z:b>bold</z:b> move</z:rich><oc:tags>lab,raw</oc:tags>
+<z:looks>&lt;z:looks xmlns:z="urn:z"&gt;hi&lt;/z:looks&gt;</z:looks></d:prop></d:set></d:propertyupdate>`,
+    );
+    expect(r.status).toBe(207);
+    expect(await r.text()).not.toMatch(/HTTP\/1.1 (?!200)/);
+    // What another door sees: text as text, under Reva's keys; markup kept as the element.
+    const md = (await ann.stat(ref, { metadataKeys: '*' })).metadata!;
+    expect(md['urn:z/colour']).toBe('blue & <green>');
+    expect(md['urn:z/empty']).toBe('');
+    expect(md.tags).toBe('lab,raw');
+    expect(md['urn:z/rich']).toBe('<x0:rich xmlns:x0="urn:z">a <x0:b>bold</x0:b> move</x0:rich>');
+    expect(md['urn:z/looks']).toMatch(/^<x0:looks xmlns:x0="urn:z">&lt;z:looks/);
+    expect(Object.keys(md).some((k) => k.startsWith('{'))).toBe(false);
+    const props = '<z:colour/><z:empty/><z:rich/><z:looks/><oc:tags/>';
+    const xml = await propfindOf(
+      url,
+      props.replaceAll('/>', ' xmlns:z="urn:z" xmlns:oc="http://owncloud.org/ns"/>'),
+    );
+    expect(xml).toContain('<x:colour xmlns:x="urn:z">blue &amp; &lt;green&gt;</x:colour>');
+    expect(xml).toMatch(/<x:empty xmlns:x="urn:z"(\/>|><\/x:empty>)/);
+    expect(xml).toContain('<x0:rich xmlns:x0="urn:z">a <x0:b>bold</x0:b> move</x0:rich>');
+    expect(xml).toContain('>&lt;z:looks xmlns:z=&quot;urn:z&quot;&gt;hi&lt;/z:looks&gt;</x0:looks>');
+    expect(xml).toContain('<oc:tags>lab,raw</oc:tags>');
+    // Set through another door, as Reva's ocdav would: seen here, escaped.
+    await ann.setMetadata(ref, {
+      'urn:z/colour': 'red <&>',
+      tags: 'one',
+      'no-slash': 'hidden',
+      'urn:z/bad name': 'x',
+    });
+    const all = await dav('PROPFIND', url, 'ann', { headers: { depth: '0' } });
+    const allXml = await all.text();
+    wellFormed(allXml);
+    expect(allXml).toContain('<x:colour xmlns:x="urn:z">red &lt;&amp;&gt;</x:colour>');
+    expect(allXml).toContain('<oc:tags>one</oc:tags>');
+    expect(allXml).not.toContain('hidden');
+    expect(allXml).not.toContain('bad name');
+    // Removed: gone for every door.
+    const rm = await proppatch(
+      url,
+      '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:z="urn:z" xmlns:oc="http://owncloud.org/ns"><d:remove><d:prop><z:colour/><oc:tags/></d:prop></d:remove></d:propertyupdate>',
+    );
+    expect(rm.status).toBe(207);
+    const after = (await ann.stat(ref, { metadataKeys: '*' })).metadata!;
+    expect(after['urn:z/colour']).toBeUndefined();
+    expect(after.tags).toBeUndefined();
+  });
+
+  it('still reads properties an older Stowage kept under `{ns}name`, and replaces them when they are set', async () => {
+    const url = '/remote.php/webdav/old-keys.txt';
+    await dav('PUT', url, 'ann', { body: 'x' });
+    const ann = await env.provider.as('ann');
+    const ref = { space: (await ann.personalSpace()).id, path: 'old-keys.txt' };
+    await ann.setMetadata(ref, {
+      '{urn:z}old': '<x0:old xmlns:x0="urn:z">kept <x0:i>then</x0:i></x0:old>',
+      '{urn:z}both': '<x0:both xmlns:x0="urn:z">stale</x0:both>',
+      'urn:z/both': 'current',
+      '{urn:z}gone': '<x0:gone xmlns:x0="urn:z">bye</x0:gone>',
+    });
+    const xml = await propfindOf(url, '<z:old xmlns:z="urn:z"/><z:both xmlns:z="urn:z"/>');
+    expect(xml).toContain('<x0:old xmlns:x0="urn:z">kept <x0:i>then</x0:i></x0:old>');
+    expect(xml).toContain('>current</x:both>');
+    expect(xml).not.toContain('stale');
+    const all = await (await dav('PROPFIND', url, 'ann', { headers: { depth: '0' } })).text();
+    expect(all.match(/:both /g)).toHaveLength(1);
+    expect(all).not.toContain('stale');
+    const names = await (
+      await dav('PROPFIND', url, 'ann', {
+        headers: { depth: '0' },
+        body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:propname/></d:propfind>',
+      })
+    ).text();
+    expect(names.match(/:both /g)).toHaveLength(1);
+    expect(names).toMatch(/:old xmlns/);
+    const r = await proppatch(
+      url,
+      '<?xml version="1.0"?><d:propertyupdate xmlns:d="DAV:" xmlns:z="urn:z"><d:set><d:prop><z:old>new</z:old></d:prop></d:set><d:remove><d:prop><z:gone/></d:prop></d:remove></d:propertyupdate>',
+    );
+    expect(r.status).toBe(207);
+    const md = (await ann.stat(ref, { metadataKeys: '*' })).metadata!;
+    expect(md['urn:z/old']).toBe('new');
+    expect(md['{urn:z}old']).toBeUndefined();
+    expect(md['{urn:z}gone']).toBeUndefined();
+    expect(await propfindOf(url, '<z:old xmlns:z="urn:z"/><z:gone xmlns:z="urn:z"/>')).toMatch(
+      /<x:old xmlns:x="urn:z">new<\/x:old>[\s\S]*404/,
+    );
+  });
+
   it('keeps mixed content in order and the xml:lang in scope, declared on the property or above it', async () => {
     const url = '/remote.php/webdav/mixed.txt';
     await dav('PUT', url, 'ann', { body: 'x' });
@@ -2229,7 +2325,7 @@ describe('webdav: dead properties as sent', () => {
     for (const [body, type, want] of cases) {
       const r = await proppatch(url, body, type);
       expect(r.status, want).toBe(207);
-      expect(await propfindOf(url, '<z:v xmlns:z="urn:z"/>')).toContain(`>${want}</x0:v>`);
+      expect(await propfindOf(url, '<z:v xmlns:z="urn:z"/>')).toContain(`>${want}</x:v>`);
     }
     // Not UTF-8 though nothing says otherwise, or an encoding not known: refused, nothing changes.
     for (const [body, type] of [
@@ -2240,7 +2336,7 @@ describe('webdav: dead properties as sent', () => {
       expect(r.status).toBe(400);
       expect(await r.text()).toMatch(/not valid utf-8|in x-no-such, an encoding this server does not read/);
     }
-    expect(await propfindOf(url, '<z:v xmlns:z="urn:z"/>')).toContain('>Grüße bom</x0:v>');
+    expect(await propfindOf(url, '<z:v xmlns:z="urn:z"/>')).toContain('>Grüße bom</x:v>');
   });
 });
 
