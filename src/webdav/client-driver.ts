@@ -4,7 +4,8 @@
  * answers are parsed as they stream in.
  *
  * It is how the shared conformance suite runs through the WebDAV door, and a client for apps
- * that talk to a remote Stowage over HTTP. Capabilities: `copy`, `mtime`, `trash` (the
+ * that talk to a remote Stowage over HTTP. Capabilities: `copy`, `metadata` (dead properties:
+ * keys name them as `<namespace>/<name>`, see {@link propertyKey}), `mtime`, `trash` (the
  * `.../dav/spaces/trash-bin/<space>/` endpoint) and `versions` (`.../dav/meta/<file id>/v/`).
  * Spaces are found by id ({@link Driver.getSpace}), with their usage from the root's quota
  * properties; creating them, grants and locks are not WebDAV's.
@@ -12,7 +13,7 @@
  * @module
  */
 import type http from 'node:http';
-import { SaxesParser } from 'saxes';
+import { SaxesParser, type SaxesTagNS } from 'saxes';
 import { bodyChunks } from '../core/body.js';
 import type { Body, Driver, Features, MutationOptions } from '../core/driver.js';
 import { StorageError } from '../core/errors.js';
@@ -43,7 +44,8 @@ import {
   keepAliveAgents,
   readResultOf,
 } from '../http/client.js';
-import { DAV, OC, ST } from './xml.js';
+import { type PropertyName, propertyKey, propertyOfKey } from './properties.js';
+import { DAV, esc, OC, parseXml, ST, serialise, XML_NS, type XmlElement } from './xml.js';
 
 /** Options of {@link createWebDavClientDriver}. */
 export interface WebDavClientDriverOptions {
@@ -58,12 +60,38 @@ export interface WebDavClientDriverOptions {
   storageId?: string;
 }
 
+const PROPFIND_HEAD =
+  '<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:st="urn:stowage">';
 /** A PROPFIND body asking for `props` (with the d:, oc: and st: prefixes declared). */
-const propfindBody = (props: string) =>
-  `<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" xmlns:oc="http://owncloud.org/ns" xmlns:st="urn:stowage"><d:prop>${props}</d:prop></d:propfind>`;
-const PROPS = propfindBody(
-  '<d:resourcetype/><d:getcontentlength/><d:getetag/><d:getcontenttype/><oc:id/><oc:file-parent/><oc:size/><oc:checksums/><st:mtime/><st:created/><st:path/>',
-);
+const propfindBody = (props: string) => `${PROPFIND_HEAD}<d:prop>${props}</d:prop></d:propfind>`;
+/** What a resource says of itself. */
+const INFO_PROPS =
+  '<d:resourcetype/><d:getcontentlength/><d:getetag/><d:getcontenttype/><oc:id/><oc:file-parent/><oc:size/><oc:checksums/><st:mtime/><st:created/><st:path/>';
+const PROPS = propfindBody(INFO_PROPS);
+/** What a resource says of itself, and every dead property it has (see {@link deadProperty}). */
+const ALL_PROPS = `${PROPFIND_HEAD}<d:allprop/><d:include>${INFO_PROPS}</d:include></d:propfind>`;
+/**
+ * Live properties a Stowage door shows (in allprop, or as asked above); any other property of a
+ * resource is a dead one, metadata.
+ */
+const LIVE = new Set([
+  ...[
+    'creationdate',
+    'displayname',
+    'getcontentlanguage',
+    'getcontentlength',
+    'getcontenttype',
+    'getetag',
+    'getlastmodified',
+    'lockdiscovery',
+    'resourcetype',
+    'supportedlock',
+    'quota-used-bytes',
+    'quota-available-bytes',
+  ].map((l) => `{${DAV}}${l}`),
+  ...['id', 'fileid', 'file-parent', 'size', 'checksums', 'permissions'].map((l) => `{${OC}}${l}`),
+  ...['mtime', 'created', 'path'].map((l) => `{${ST}}${l}`),
+]);
 /** What a space's root says of the space: PROPS, and the quota's usage. */
 const SPACE_PROPS = propfindBody(
   '<d:resourcetype/><d:getetag/><oc:id/><oc:size/><st:mtime/><st:path/><d:quota-used-bytes/><st:usage-files/><st:usage-trash/><st:usage-versions/>',
@@ -87,6 +115,8 @@ interface DavEntry {
   href: string;
   props: Map<string, string>;
   folder: boolean;
+  /** Dead properties' values by metadata key, when they were asked for. */
+  dead?: Map<string, string>;
 }
 
 class WebDavClientDriver implements Driver {
@@ -105,6 +135,11 @@ class WebDavClientDriver implements Driver {
       : `Basic ${Buffer.from(`${opts.username ?? ''}:${opts.password ?? ''}`).toString('base64')}`;
     this.storage = opts.storageId ?? '';
     this.features = Object.freeze({
+      metadata: Object.freeze({
+        set: (r: NodeRef, values: Readonly<Record<string, string>>, o?: MutationOptions) =>
+          this.patch(r, values, [], o),
+        unset: (r: NodeRef, keys: readonly string[], o?: MutationOptions) => this.patch(r, {}, keys, o),
+      }),
       copy: Object.freeze({
         copy: (src: NodeRef, dst: NodeRef, o?: MoveOptions) => this.transfer('COPY', src, dst, o),
       }),
@@ -204,13 +239,13 @@ class WebDavClientDriver implements Driver {
   // ---------------------------------------------------------------- reading
 
   async stat(ref: NodeRef, opts?: StatOptions): Promise<ResourceInfo> {
-    for await (const e of this.propfind(ref, '0', opts?.signal)) return this.info(ref.spaceId, e);
+    for await (const e of this.propfind(ref, '0', opts)) return this.info(ref.spaceId, e);
     throw new StorageError('NOT_FOUND', 'not found');
   }
 
   async *list(ref: NodeRef, opts?: ListOptions): AsyncIterable<ResourceInfo> {
     let first = true;
-    for await (const e of this.propfind(ref, '1', opts?.signal)) {
+    for await (const e of this.propfind(ref, '1', opts)) {
       if (first) {
         first = false;
         if (!e.folder)
@@ -221,9 +256,22 @@ class WebDavClientDriver implements Driver {
     }
   }
 
-  /** PROPFIND of a resource. */
-  private propfind(ref: NodeRef, depth: '0' | '1', signal?: AbortSignal): AsyncGenerator<DavEntry> {
-    return this.propfindAt(this.url(ref), depth, PROPS, signal);
+  /** PROPFIND of a resource, with the dead properties of the metadata keys asked for. */
+  private propfind(ref: NodeRef, depth: '0' | '1', opts?: StatOptions): AsyncGenerator<DavEntry> {
+    const keys = opts?.metadataKeys;
+    const body =
+      keys === '*'
+        ? ALL_PROPS
+        : keys?.length
+          ? propfindBody(
+              INFO_PROPS +
+                keys
+                  .map(propertyOfKey)
+                  .map((p) => (p ? propertyXml(p, '') : ''))
+                  .join(''),
+            )
+          : PROPS;
+    return this.propfindAt(this.url(ref), depth, body, opts?.signal, keys !== undefined);
   }
 
   /** PROPFIND, its multistatus parsed as it arrives, one entry at a time. */
@@ -232,6 +280,8 @@ class WebDavClientDriver implements Driver {
     depth: '0' | '1',
     body: string,
     signal?: AbortSignal,
+    /** Keep the dead properties' values (as {@link deadProperty} reads them). */
+    withDead = false,
   ): AsyncGenerator<DavEntry> {
     const res = await this.request(
       'PROPFIND',
@@ -246,28 +296,46 @@ class WebDavClientDriver implements Driver {
     const parser = new SaxesParser({ xmlns: true, position: false });
     let entry: DavEntry | undefined;
     let inOk = false;
-    let propstat: { status: string; props: Map<string, string>; folder: boolean } | undefined;
+    let propstat:
+      | { status: string; props: Map<string, string>; folder: boolean; dead: Map<string, string> }
+      | undefined;
     let text = '';
     const path: string[] = [];
+    /** The dead property being read, its elements from the outermost in. */
+    const dead: XmlElement[] = [];
     parser.on('error', (err) => {
       failure ??= new StorageError('INTERNAL', `unreadable PROPFIND answer: ${err.message}`);
     });
     parser.on('opentag', (t) => {
       const key = `{${t.uri}}${t.local}`;
+      if (withDead && propstat && (dead.length || (path.at(-1) === `{${DAV}}prop` && !LIVE.has(key)))) {
+        const el = elementOf(t, dead.at(-1));
+        dead.at(-1)?.children.push(el);
+        dead.at(-1)?.content.push(el);
+        dead.push(el);
+      }
       path.push(key);
       text = '';
       if (key === `{${DAV}}response`) entry = { href: '', props: new Map(), folder: false };
-      else if (key === `{${DAV}}propstat`) propstat = { status: '', props: new Map(), folder: false };
+      else if (key === `{${DAV}}propstat`)
+        propstat = { status: '', props: new Map(), folder: false, dead: new Map() };
       else if (key === `{${DAV}}collection` && propstat) propstat.folder = true;
       inOk = false;
     });
     parser.on('text', (t) => {
       text += t;
+      const top = dead.at(-1);
+      if (!top) return;
+      if (typeof top.content.at(-1) === 'string') top.content[top.content.length - 1] += t;
+      else top.content.push(t);
     });
     parser.on('closetag', (t) => {
       const key = `{${t.uri}}${t.local}`;
       path.pop();
       const parent = path.at(-1);
+      const el = dead.pop();
+      if (el && !dead.length && propstat) propstat.dead.set(propertyKey(el), deadProperty(el));
+      if (el) return;
       if (key === `{${DAV}}href` && parent === `{${DAV}}response` && entry) entry.href = text.trim();
       else if (key === `{${DAV}}status` && propstat) propstat.status = text;
       else if (parent === `{${DAV}}prop` && propstat) propstat.props.set(key, text);
@@ -277,6 +345,10 @@ class WebDavClientDriver implements Driver {
         if (inOk) {
           for (const [k, v] of propstat.props) entry.props.set(k, v);
           if (propstat.folder) entry.folder = true;
+        }
+        if (withDead) {
+          entry.dead ??= new Map();
+          if (inOk) for (const [k, v] of propstat.dead) entry.dead.set(k, v);
         }
         propstat = undefined;
       } else if (key === `{${DAV}}response` && entry) {
@@ -319,6 +391,7 @@ class WebDavClientDriver implements Driver {
       etag: etagOf(p.get(`{${DAV}}getetag`)),
       mimeType: p.get(`{${DAV}}getcontenttype`) ?? '',
       ...(checksums && { checksums }),
+      ...(e.dead && { metadata: Object.fromEntries(e.dead) }),
     };
     return info;
   }
@@ -425,6 +498,60 @@ class WebDavClientDriver implements Driver {
       throw new StorageError('INVALID_ARGUMENT', `the server refused that modification time (${status})`);
     }
     return this.stat(ref);
+  }
+
+  /**
+   * Set and remove dead properties: a PROPPATCH, all or nothing. Keys must name properties
+   * (`<namespace>/<name>`, or `tags`); a value is sent as text, or as it is when it is an element
+   * of its property's name (a structured value read back as such).
+   */
+  private async patch(
+    ref: NodeRef,
+    set: Readonly<Record<string, string>>,
+    unset: readonly string[],
+    opts?: MutationOptions,
+  ): Promise<void> {
+    opts?.signal?.throwIfAborted();
+    const nameOf = (k: string) => {
+      const p = propertyOfKey(k);
+      if (!p)
+        throw new StorageError(
+          'INVALID_ARGUMENT',
+          `metadata key ${JSON.stringify(k.slice(0, 80))} names no WebDAV property (<namespace>/<name>)`,
+        );
+      return p;
+    };
+    let sets = '';
+    for (const [k, v] of Object.entries(set)) {
+      if (XML_UNSAFE.test(v))
+        throw new StorageError('INVALID_ARGUMENT', `the value of ${JSON.stringify(k)} cannot travel in XML`);
+      const p = nameOf(k);
+      sets += isElementOf(p, v) ? v : propertyXml(p, v);
+    }
+    const removes = unset.map((k) => propertyXml(nameOf(k), '')).join('');
+    if (!sets && !removes) return;
+    const body =
+      '<?xml version="1.0" encoding="utf-8"?><d:propertyupdate xmlns:d="DAV:">' +
+      (sets ? `<d:set><d:prop>${sets}</d:prop></d:set>` : '') +
+      (removes ? `<d:remove><d:prop>${removes}</d:prop></d:remove>` : '') +
+      '</d:propertyupdate>';
+    const headers: Record<string, string> = { 'content-type': 'application/xml; charset=utf-8' };
+    if (opts?.lockId) headers.if = `(<${opts.lockId}>)`;
+    const res = await this.request('PROPPATCH', this.url(ref), headers, body, opts?.signal);
+    if (res.statusCode !== 207) throw await davFailure(res);
+    let text = '';
+    for await (const c of res) text += c;
+    const failed = [...text.matchAll(/<d:status>HTTP\/1\.1 (\d{3})/g)]
+      .map((m) => Number(m[1]))
+      .filter((s) => s !== 200 && s !== 424);
+    if (!failed.length) return;
+    const status = failed[0]!;
+    if (status === 507)
+      throw new StorageError('INVALID_ARGUMENT', 'too much metadata for one resource', {
+        reason: 'metadata-too-large',
+      });
+    const code = ({ 403: 'PERMISSION_DENIED', 409: 'INVALID_ARGUMENT', 423: 'LOCKED' } as const)[status];
+    throw new StorageError(code ?? 'INTERNAL', `the server refused the properties (${status})`);
   }
 
   // ---------------------------------------------------------------- trash
@@ -541,6 +668,55 @@ class WebDavClientDriver implements Driver {
     this.agents.http.destroy();
     this.agents.https.destroy();
   }
+}
+
+/** A property's element holding `text` (escaped), to ask for (empty) or set. */
+function propertyXml(p: PropertyName, text: string): string {
+  const open = p.ns ? `x:${p.local} xmlns:x="${esc(p.ns)}"` : `${p.local} xmlns=""`;
+  const close = p.ns ? `x:${p.local}` : p.local;
+  return text ? `<${open}>${esc(text)}</${close}>` : `<${open}/>`;
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: XML 1.0 cannot carry these characters
+const XML_UNSAFE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/;
+
+/** Whether `value` is one element named as `p` (a structured value, sent as it is). */
+function isElementOf(p: PropertyName, value: string): boolean {
+  if (!value.startsWith('<') || value.includes('<?')) return false;
+  try {
+    const el = parseXml(value);
+    return el.ns === p.ns && el.local === p.local;
+  } catch {
+    return false;
+  }
+}
+
+/** An element of a dead property's value, as the door's XML parser would have made it. */
+function elementOf(t: SaxesTagNS, parent: XmlElement | undefined): XmlElement {
+  const attrs: Record<string, string> = {};
+  for (const a of Object.values(t.attributes)) {
+    if (a.prefix === 'xmlns' || a.name === 'xmlns') continue;
+    attrs[`{${a.uri}}${a.local}`] = a.value;
+  }
+  const lang = attrs[`{${XML_NS}}lang`] ?? parent?.lang;
+  return {
+    ns: t.uri,
+    local: t.local,
+    children: [],
+    text: '',
+    content: [],
+    attrs,
+    scope: {},
+    ...(lang !== undefined && { lang }),
+  };
+}
+
+/**
+ * A dead property's value as the door keeps it: the text of one holding only text, the whole
+ * element (children, attributes, `xml:lang`) of any other.
+ */
+function deadProperty(el: XmlElement): string {
+  return el.children.length || Object.keys(el.attrs).length ? serialise(el) : el.content.join('');
 }
 
 /** The entries of a Depth: 1 multistatus after the first (the collection asked about). */

@@ -67,6 +67,7 @@ import { type IfList, parseIf, submittedTokens } from './ifheader.js';
 import { MEDIA_TYPE_KEYWORDS, MTIME_KEYWORDS, parseQuery, type SearchQuery } from './kql.js';
 import { type Fill, type Kept, ListingCache, type ListingCacheOptions } from './listing-cache.js';
 import { MetaEndpoints } from './meta.js';
+import { LOCAL_NAME, propertyKey, propertyOfKey } from './properties.js';
 import {
   destinationTaken,
   emptyProp,
@@ -222,14 +223,8 @@ function isLive(p: PropName): boolean {
   );
 }
 
-/**
- * Metadata key of a dead property, as Reva's ocdav keeps it (so a property set through a Reva
- * gateway in front of the CS3 door is the same property here): `<namespace>/<name>`, and
- * OpenCloud's `oc:tags` under `tags`, where OpenCloud keeps a resource's tags.
- */
-function deadKey(p: PropName): string {
-  return p.ns === OC && p.local === 'tags' ? 'tags' : `${p.ns}/${p.local}`;
-}
+/** Metadata key of a dead property (see {@link propertyKey}). */
+const deadKey = propertyKey;
 
 /** The key Stowage kept a dead property under before (Clark notation, `{ns}name`): still read. */
 function legacyKey(p: PropName): string {
@@ -2933,26 +2928,17 @@ function isElementOf(p: PropName, value: string): boolean {
   return ok;
 }
 
-/** An XML name without a colon (a property's local name). */
-const LOCAL_NAME = /^[\p{L}_][\p{L}\p{M}\p{N}._\-\u00B7\u203F\u2040]*$/u;
-
 /**
- * The dead property a metadata key names: `<namespace>/<name>` (see {@link deadKey}), or the
- * Clark form `{ns}name` an older Stowage kept, unless `metadata` has the property under its
- * current key too; undefined for any other key. Keys come from every door (an API call, CS3,
- * the CLI), not only from PROPPATCH: one whose name is no XML name is never written into a
- * multistatus, where it could forge markup.
+ * The dead property a metadata key names (see {@link propertyOfKey}), or the Clark form
+ * `{ns}name` an older Stowage kept, unless `metadata` has the property under its current key too.
  */
 function propOfKey(k: string, metadata: Readonly<Record<string, string>>): PropName | undefined {
-  if (k === 'tags') return { ns: OC, local: 'tags' };
   if (k.startsWith('{')) {
     const end = k.indexOf('}');
     const p = end > 0 ? { ns: k.slice(1, end), local: k.slice(end + 1) } : undefined;
     if (p && LOCAL_NAME.test(p.local)) return metadata[deadKey(p)] === undefined ? p : undefined;
   }
-  const slash = k.lastIndexOf('/');
-  const p = { ns: k.slice(0, slash), local: k.slice(slash + 1) };
-  return slash >= 0 && LOCAL_NAME.test(p.local) && !(p.ns === OC && p.local === 'tags') ? p : undefined;
+  return propertyOfKey(k);
 }
 
 /** A dead property's value in `metadata`: under its key, or where an older Stowage kept it. */

@@ -66,6 +66,11 @@ export interface ConformanceTarget {
    * that checks it. Every driver of this package knows.
    */
   noCreationTimes?: boolean;
+  /**
+   * Metadata keys must name WebDAV properties (`<namespace>/<name>`, a WebDAV client): the suite's
+   * keys without a `/` are put in a namespace of their own.
+   */
+  propertyKeys?: boolean;
   /** Scale knobs for slow transports (defaults in brackets). */
   scale?: { bigFileBytes?: number /* 5 MiB */; manyEntries?: number /* 1500 */; parallel?: number /* 24 */ };
 }
@@ -168,6 +173,11 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
       return storage.createSpace({ type: 'project', name: `Test ${++n} ${randomUUID().slice(0, 8)}` });
     }
     const at = (space: Space, p = ''): Ref => ({ space: space.id, path: p });
+    /** A metadata key of the suite as the driver takes it (see {@link ConformanceTarget.propertyKeys}). */
+    const K = (k: string) => (target.propertyKeys && k && !k.includes('/') ? `urn:conformance/${k}` : k);
+    /** Metadata with its keys as the driver takes them. */
+    const M = (values: Record<string, string>) =>
+      Object.fromEntries(Object.entries(values).map(([k, v]) => [K(k), v]));
     async function put(space: Space, p: string, content: string | Buffer, opts?: WriteOptions) {
       return storage.write(at(space, p), content, opts);
     }
@@ -1211,34 +1221,46 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
       it('sets, reads only when asked, and unsets keys', async () => {
         const sp = await newSpace();
         await put(sp, 'm.txt', 'x');
-        await storage.setMetadata(at(sp, 'm.txt'), { 'http://example.org/ns:color': 'blue', tag: 'a' });
+        await storage.setMetadata(at(sp, 'm.txt'), M({ 'http://example.org/ns/color': 'blue', tag: 'a' }));
         expect((await storage.stat(at(sp, 'm.txt'))).metadata).toBeUndefined();
-        expect((await storage.stat(at(sp, 'm.txt'), { metadataKeys: ['tag', 'absent'] })).metadata).toEqual({
-          tag: 'a',
-        });
-        expect((await storage.stat(at(sp, 'm.txt'), { metadataKeys: '*' })).metadata).toEqual({
-          'http://example.org/ns:color': 'blue',
-          tag: 'a',
-        });
-        await storage.setMetadata(at(sp, 'm.txt'), { tag: 'b' });
-        await storage.unsetMetadata(at(sp, 'm.txt'), ['http://example.org/ns:color', 'never-set']);
-        expect((await storage.stat(at(sp, 'm.txt'), { metadataKeys: '*' })).metadata).toEqual({ tag: 'b' });
+        expect(
+          (await storage.stat(at(sp, 'm.txt'), { metadataKeys: [K('tag'), K('absent')] })).metadata,
+        ).toEqual(
+          M({
+            tag: 'a',
+          }),
+        );
+        expect((await storage.stat(at(sp, 'm.txt'), { metadataKeys: '*' })).metadata).toEqual(
+          M({
+            'http://example.org/ns/color': 'blue',
+            tag: 'a',
+          }),
+        );
+        await storage.setMetadata(at(sp, 'm.txt'), M({ tag: 'b' }));
+        await storage.unsetMetadata(at(sp, 'm.txt'), ['http://example.org/ns/color', K('never-set')]);
+        expect((await storage.stat(at(sp, 'm.txt'), { metadataKeys: '*' })).metadata).toEqual(
+          M({ tag: 'b' }),
+        );
         const listed: ResourceInfo[] = [];
-        for await (const i of storage.list(at(sp), { metadataKeys: ['tag'] })) listed.push(i);
-        expect(listed[0]!.metadata).toEqual({ tag: 'b' });
+        for await (const i of storage.list(at(sp), { metadataKeys: [K('tag')] })) listed.push(i);
+        expect(listed[0]!.metadata).toEqual(M({ tag: 'b' }));
       });
 
       it('keeps metadata on folders, across moves and overwrites, without changing the etag', async () => {
         const sp = await newSpace();
         await storage.mkdir(at(sp, 'd'));
-        await storage.setMetadata(at(sp, 'd'), { k: 'folder' });
+        await storage.setMetadata(at(sp, 'd'), M({ k: 'folder' }));
         const f = await put(sp, 'd/f', 'x');
-        await storage.setMetadata(at(sp, 'd/f'), { k: 'file' });
+        await storage.setMetadata(at(sp, 'd/f'), M({ k: 'file' }));
         expect((await storage.stat(at(sp, 'd/f'))).etag).toBe(f.etag);
         await storage.move(at(sp, 'd'), at(sp, 'e'));
         await put(sp, 'e/f', 'y');
-        expect((await storage.stat(at(sp, 'e'), { metadataKeys: ['k'] })).metadata).toEqual({ k: 'folder' });
-        expect((await storage.stat(at(sp, 'e/f'), { metadataKeys: ['k'] })).metadata).toEqual({ k: 'file' });
+        expect((await storage.stat(at(sp, 'e'), { metadataKeys: [K('k')] })).metadata).toEqual(
+          M({ k: 'folder' }),
+        );
+        expect((await storage.stat(at(sp, 'e/f'), { metadataKeys: [K('k')] })).metadata).toEqual(
+          M({ k: 'file' }),
+        );
       });
 
       it('holds large metadata (beyond what fits in xattrs)', async () => {
@@ -1247,46 +1269,53 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         const values: Record<string, string> = {};
         for (let i = 0; i < 40; i++) values[`key-${i}`] = `${i}:`.padEnd(1000, 'v');
         values.huge = 'h'.repeat(60_000);
-        await storage.setMetadata(at(sp, 'big-md'), values);
-        expect((await storage.stat(at(sp, 'big-md'), { metadataKeys: '*' })).metadata).toEqual(values);
+        await storage.setMetadata(at(sp, 'big-md'), M(values));
+        expect((await storage.stat(at(sp, 'big-md'), { metadataKeys: '*' })).metadata).toEqual(M(values));
         await storage.unsetMetadata(
           at(sp, 'big-md'),
-          Object.keys(values).filter((k) => k !== 'key-7'),
+          Object.keys(values)
+            .filter((k) => k !== 'key-7')
+            .map(K),
         );
-        expect((await storage.stat(at(sp, 'big-md'), { metadataKeys: '*' })).metadata).toEqual({
-          'key-7': values['key-7'],
-        });
+        expect((await storage.stat(at(sp, 'big-md'), { metadataKeys: '*' })).metadata).toEqual(
+          M({
+            'key-7': values['key-7']!,
+          }),
+        );
       });
 
       it('refuses invalid metadata and changes nothing', async () => {
         const sp = await newSpace();
         await put(sp, 'f', 'x');
-        await storage.setMetadata(at(sp, 'f'), { a: '1' });
-        await expectCode(storage.setMetadata(at(sp, 'f'), { a: '2', '': 'empty key' }), 'INVALID_ARGUMENT');
-        await expectCode(storage.setMetadata(at(sp, 'f'), { a: '2', b: 'nul\0' }), 'INVALID_ARGUMENT');
+        await storage.setMetadata(at(sp, 'f'), M({ a: '1' }));
         await expectCode(
-          storage.setMetadata(at(sp, 'f'), { a: 'x'.repeat(70_000) }),
+          storage.setMetadata(at(sp, 'f'), M({ a: '2', '': 'empty key' })),
+          'INVALID_ARGUMENT',
+        );
+        await expectCode(storage.setMetadata(at(sp, 'f'), M({ a: '2', b: 'nul\0' })), 'INVALID_ARGUMENT');
+        await expectCode(
+          storage.setMetadata(at(sp, 'f'), M({ a: 'x'.repeat(70_000) })),
           'INVALID_ARGUMENT',
           'metadata-too-large',
         );
-        expect((await storage.stat(at(sp, 'f'), { metadataKeys: '*' })).metadata).toEqual({ a: '1' });
-        await expectCode(storage.setMetadata(at(sp, 'missing'), { a: '1' }), 'NOT_FOUND');
+        expect((await storage.stat(at(sp, 'f'), { metadataKeys: '*' })).metadata).toEqual(M({ a: '1' }));
+        await expectCode(storage.setMetadata(at(sp, 'missing'), M({ a: '1' })), 'NOT_FOUND');
         // Bounded per resource, in keys and in bytes, whatever each call adds.
         const many = Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`k${i}`, 'v']));
-        await storage.setMetadata(at(sp, 'f'), many);
+        await storage.setMetadata(at(sp, 'f'), M(many));
         await expectCode(
           storage.setMetadata(
             at(sp, 'f'),
-            Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`j${i}`, 'v'])),
+            M(Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`j${i}`, 'v']))),
           ),
           'INVALID_ARGUMENT',
           'metadata-too-large',
         );
         const big = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`b${i}`, 'x'.repeat(60_000)]));
         await put(sp, 'g', 'x');
-        await storage.setMetadata(at(sp, 'g'), big);
+        await storage.setMetadata(at(sp, 'g'), M(big));
         await expectCode(
-          storage.setMetadata(at(sp, 'g'), { more: 'x'.repeat(60_000) }),
+          storage.setMetadata(at(sp, 'g'), M({ more: 'x'.repeat(60_000) })),
           'INVALID_ARGUMENT',
           'metadata-too-large',
         );
@@ -1296,9 +1325,9 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         if (!features.copy) return;
         const sp = await newSpace();
         await put(sp, 'f', 'x');
-        await storage.setMetadata(at(sp, 'f'), { a: '1' });
+        await storage.setMetadata(at(sp, 'f'), M({ a: '1' }));
         await storage.copy(at(sp, 'f'), at(sp, 'g'));
-        expect((await storage.stat(at(sp, 'g'), { metadataKeys: '*' })).metadata).toEqual({ a: '1' });
+        expect((await storage.stat(at(sp, 'g'), { metadataKeys: '*' })).metadata).toEqual(M({ a: '1' }));
       });
     });
 
@@ -2001,7 +2030,7 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         await expectCode(ro.move(at(sp, 'r.txt'), at(sp, 'x')), 'PERMISSION_DENIED');
         if (features.copy) await expectCode(ro.copy(at(sp, 'r.txt'), at(sp, 'x')), 'PERMISSION_DENIED');
         if (features.metadata)
-          await expectCode(ro.setMetadata(at(sp, 'r.txt'), { a: 'b' }), 'PERMISSION_DENIED');
+          await expectCode(ro.setMetadata(at(sp, 'r.txt'), M({ a: 'b' })), 'PERMISSION_DENIED');
         if (features.mtime) await expectCode(ro.setMtime(at(sp, 'r.txt'), 0), 'PERMISSION_DENIED');
         if (features.spaces)
           await expectCode(ro.createSpace({ type: 'project', name: 'no' }), 'PERMISSION_DENIED');

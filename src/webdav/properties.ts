@@ -1,0 +1,38 @@
+/**
+ * Dead WebDAV properties as metadata keys, one convention for the door and the WebDAV client
+ * driver, and the one Reva's ocdav uses (so a property set through a Reva gateway in front of the
+ * CS3 door is the same property through the WebDAV door): `{ns}name` is kept under
+ * `<ns>/<name>`, and OpenCloud's `oc:tags` under `tags`, where OpenCloud keeps a resource's tags.
+ *
+ * @module
+ */
+import { OC } from './xml.js';
+
+/** A property's name: namespace URI and local name. */
+export interface PropertyName {
+  ns: string;
+  local: string;
+}
+
+/** An XML name without a colon (a property's local name). */
+export const LOCAL_NAME = /^[\p{L}_][\p{L}\p{M}\p{N}._\-\u00B7\u203F\u2040]*$/u;
+
+/** The metadata key of a dead property. */
+export function propertyKey(p: PropertyName): string {
+  return p.ns === OC && p.local === 'tags' ? 'tags' : `${p.ns}/${p.local}`;
+}
+
+/**
+ * The property a metadata key names (see {@link propertyKey}); undefined for a key that names
+ * none: no `/`, or a local name that is no XML name. Keys come from every door (an API call, CS3,
+ * the CLI), not only from PROPPATCH: one that is no XML name is never written into a multistatus,
+ * where it could forge markup.
+ */
+export function propertyOfKey(k: string): PropertyName | undefined {
+  if (k === 'tags') return { ns: OC, local: 'tags' };
+  const slash = k.lastIndexOf('/');
+  if (slash < 0) return undefined;
+  const p = { ns: k.slice(0, slash), local: k.slice(slash + 1) };
+  // (`oc:tags` has its own key: this one would be a second copy of it)
+  return LOCAL_NAME.test(p.local) && !(p.ns === OC && p.local === 'tags') ? p : undefined;
+}
