@@ -1336,7 +1336,9 @@ export class WebDav {
     const shown = fieldsFor(mode, props);
     // (what the query looks at is read too; listFavorites leaves out the mark, a favorite by construction)
     const fields = [...new Set([...shown, ...(query?.fields ?? [])])];
-    const dead = props.filter((p) => !isLive(p)).flatMap(keysOf);
+    const dead = [
+      ...new Set([...props.filter((p) => !isLive(p)).flatMap(keysOf), ...(query?.metadataKeys ?? [])]),
+    ];
     const statOpts: StatOptions = {
       fields,
       ...(mode === 'allprop' ? { metadataKeys: '*' as const } : dead.length ? { metadataKeys: dead } : {}),
@@ -2662,7 +2664,9 @@ export class WebDav {
                 // (OpenCloud's web UI shows its search bar when told)
                 reports: ['search-files'],
               },
-              // What REPORT oc:search-files answers (see kql.ts); contents and tags are not indexed.
+              // What REPORT oc:search-files answers (see kql.ts); contents are not indexed. `tag:` is
+              // answered but not announced: the web UI's tag filter lists tags through the Graph
+              // API, which is not served here.
               search: {
                 property: {
                   name: { enabled: true },

@@ -68,6 +68,8 @@ export interface SearchQuery {
   favoritesOnly: boolean;
   /** Fields the test reads beyond those every info has (name, type, size, mtime). */
   fields: Field[];
+  /** Metadata keys the test reads (`tags`, for `tag:`). */
+  metadataKeys: string[];
 }
 
 type Test = (info: ResourceInfo) => boolean;
@@ -309,9 +311,9 @@ function compare(rel: Relation, a: number, b: number): boolean {
 }
 
 /** Properties that are known to OpenCloud's search but not answered here. */
-const NOT_HERE = new Set(['content', 'tag', 'tags', 'hidden', 'id', 'type', 'title', 'keywords']);
+const NOT_HERE = new Set(['content', 'hidden', 'id', 'type', 'title', 'keywords']);
 /** Properties answered here. */
-const KNOWN = ['name', 'is', 'mediatype', 'mtime', 'size', 'scope'];
+const KNOWN = ['name', 'is', 'mediatype', 'mtime', 'size', 'tag', 'tags', 'scope'];
 
 interface Node {
   test: Test;
@@ -342,6 +344,7 @@ class Parser {
   private pos = 0;
   private depth = 0;
   readonly fields = new Set<Field>();
+  readonly metadataKeys = new Set<string>();
 
   constructor(
     private readonly tokens: Token[],
@@ -485,7 +488,7 @@ class Parser {
       this.pos++;
       return this.leaf(field, this.keyword(field, rel, next.text), one);
     }
-    if (next?.kind === '(' && (field === 'mediatype' || field === 'name' || field === 'mtime')) {
+    if (next?.kind === '(' && ['mediatype', 'name', 'mtime', 'tag', 'tags'].includes(field)) {
       this.pos++;
       const test = this.nest(() => this.group(one));
       if (this.peek()?.kind !== ')') throw invalid('the search has a "(" that is not closed');
@@ -573,6 +576,15 @@ class Parser {
         const at = instant(value);
         return (i) => compare(rel, i.mtime, at);
       }
+      case 'tag':
+      case 'tags': {
+        // OpenCloud's tags: the comma-separated `tags` metadata (`oc:tags`), each matched whole,
+        // ignoring case.
+        const want = value.trim().toLowerCase();
+        if (!want) throw invalid('tag: needs a tag');
+        this.metadataKeys.add('tags');
+        return (i) => i.metadata?.tags?.split(',').some((t) => t.trim().toLowerCase() === want) ?? false;
+      }
       case 'size': {
         if (!/^\d{1,16}$/.test(value.trim()))
           throw invalid(`size takes a number of bytes, not ${JSON.stringify(value.slice(0, 50))}`);
@@ -601,5 +613,6 @@ export function parseQuery(query: string, now = Date.now()): SearchQuery {
     ...(scopes[0] && { scope: scopes[0].scope }),
     favoritesOnly: nodes.some((n) => n.favorite),
     fields: [...parser.fields],
+    metadataKeys: [...parser.metadataKeys],
   };
 }

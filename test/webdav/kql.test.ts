@@ -196,14 +196,21 @@ describe('search queries', () => {
     expect(code('NOT (scope:x AND name:y)')).toBe('INVALID_ARGUMENT');
   });
 
+  it("match OpenCloud's tags whole, without regard to case, and say they read them", () => {
+    const tagged = info('a.txt', { metadata: { tags: 'Lab, raw data,x' } });
+    expect(matches('tag:lab', tagged)).toBe(true);
+    expect(matches('tag:"raw data"', tagged)).toBe(true);
+    expect(matches('tags:("nope" OR "X")', tagged)).toBe(true);
+    expect(matches('tag:la', tagged)).toBe(false);
+    expect(matches('tag:lab', info('b.txt'))).toBe(false);
+    expect(matches('NOT tag:lab', info('b.txt'))).toBe(true);
+    expect(parseQuery('tag:lab AND name:"*a*"', NOW).metadataKeys).toEqual(['tags']);
+    expect(parseQuery('name:"*a*"', NOW).metadataKeys).toEqual([]);
+    expect(code('tag:""')).toBe('INVALID_ARGUMENT');
+  });
+
   it('refuse what they cannot answer, and what does not parse, with a reason', () => {
-    for (const q of [
-      'content:"annual"',
-      '(name:"*x*" OR content:"x")',
-      'tag:("a" OR "b")',
-      'is:shared',
-      'owner:ann',
-    ])
+    for (const q of ['content:"annual"', '(name:"*x*" OR content:"x")', 'is:shared', 'owner:ann'])
       expect(code(q), q).toBe('UNIMPLEMENTED');
     for (const q of [
       '',
