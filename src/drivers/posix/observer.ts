@@ -14,7 +14,8 @@
  *   new id, a move keeps its id, and with it its shares).
  * - Folders whose content changed are recounted and their sizes and tree times propagated. A
  *   recount costs a pass over the folder, so a folder is recounted at most once per ten times what
- *   its last recount took (a folder of 100,000 files filling up is not recounted per file).
+ *   its last recount took (a folder of 100,000 files filling up is not recounted per file); one
+ *   put off is recounted when its time comes, and `idle()` waits for it.
  * - Paths that disappeared are matched to the ids they had (the process's cache of recent
  *   sightings, else a pass over the id index) and reported as deleted, unless Stowage itself put
  *   them in the trash or they moved elsewhere.
@@ -165,6 +166,8 @@ export class PosixObserver implements Watch {
   private readonly counts = { changes: 0, scans: 0, lost: 0 };
   /** Per folder (space id + key): when it may be recounted next, and whether one is owed. */
   private readonly recounts = new Map<string, { next: number; owed: boolean }>();
+  /** Recounts put off (a folder recounted a moment ago) and not done yet: {@link idle} waits for them. */
+  private owedRecounts = 0;
   /**
    * Files with a record held back while still being written, by id: alive where they are, so a
    * file renamed over their old name does not take their id (a log moved aside that its writer
@@ -225,7 +228,14 @@ export class PosixObserver implements Watch {
     await this.ready;
     for (;;) {
       if (this.closed) return;
-      if (!this.pending.size && !this.working && !this.scanning && this.scanWanted === undefined) return;
+      if (
+        !this.pending.size &&
+        !this.working &&
+        !this.owedRecounts &&
+        !this.scanning &&
+        this.scanWanted === undefined
+      )
+        return;
       await new Promise<void>((r) => this.idleWaiters.push(r));
     }
   }
@@ -1007,7 +1017,16 @@ export class PosixObserver implements Watch {
       if (r && r.next > now) {
         if (!r.owed) {
           r.owed = true;
-          setTimeout(() => this.touch(sp.abs(segs)), Math.ceil(r.next - now) + 1).unref();
+          this.owedRecounts++;
+          setTimeout(() => {
+            this.work = this.work
+              .then(() => this.recountOwed(sp, key))
+              .catch((err) => this.log(`observer: recounting /${key} failed`, err))
+              .finally(() => {
+                this.owedRecounts--;
+                this.wakeIdle();
+              });
+          }, Math.ceil(r.next - now) + 1).unref();
         }
       } else exact.add(key);
       for (let s = segs; ; s = s.slice(0, -1)) {
@@ -1036,6 +1055,25 @@ export class PosixObserver implements Watch {
         pendingDelta.set(pk, (pendingDelta.get(pk) ?? 0) + (rec.ts - (before ?? 0)));
       }
     }
+  }
+
+  /**
+   * The recount a folder was owed (its content changed a moment after its last recount, so only
+   * the sizes of its subfolders were passed up then): counted now, and the difference passed up.
+   * Another change may have paid it already; a folder gone since owes nothing.
+   */
+  private async recountOwed(sp: PosixSpace, key: string): Promise<void> {
+    if (this.closed) return;
+    const r = this.recounts.get(`${sp.id}\0${key}`);
+    if (!r?.owed) return;
+    r.owed = false;
+    r.next = 0;
+    const affected = new Set([key]);
+    await sp.commit(async (journal) => {
+      journal.begin({ dirs: [segsOf(key)] });
+      await this.recount(sp, affected);
+    });
+    this.reportStale(sp.id, [], affected);
   }
 
   /** Refuse what the hooks refused (to the trash), then hand every change out. */
