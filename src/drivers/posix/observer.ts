@@ -1018,15 +1018,18 @@ export class PosixObserver implements Watch {
         if (!r.owed) {
           r.owed = true;
           this.owedRecounts++;
-          setTimeout(() => {
-            this.work = this.work
-              .then(() => this.recountOwed(sp, key))
-              .catch((err) => this.log(`observer: recounting /${key} failed`, err))
-              .finally(() => {
-                this.owedRecounts--;
-                this.wakeIdle();
-              });
-          }, Math.ceil(r.next - now) + 1).unref();
+          setTimeout(
+            () => {
+              this.work = this.work
+                .then(() => this.recountOwed(sp, key))
+                .catch((err) => this.log(`observer: recounting /${key} failed`, err))
+                .finally(() => {
+                  this.owedRecounts--;
+                  this.wakeIdle();
+                });
+            },
+            Math.ceil(r.next - now) + 1,
+          ).unref();
         }
       } else exact.add(key);
       for (let s = segs; ; s = s.slice(0, -1)) {
