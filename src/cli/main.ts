@@ -8,6 +8,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import type http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
@@ -27,6 +29,7 @@ import { StorageProvider } from '../core/provider.js';
 import { formatResourceId, printable, slugify } from '../core/refs.js';
 import type { Checksums, LockType, ResourceInfo, Space, SpaceType, WriteOptions } from '../core/types.js';
 import { createPosixDriver, type PosixDriver } from '../drivers/posix/index.js';
+import { addressKey, clientAddressOf } from '../http/sign-ins.js';
 
 /** Exit status per error code; 0 is success, 1 an unexpected failure, 2 a usage error. */
 export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = Object.freeze({
@@ -94,7 +97,7 @@ Commands:
                                     never repaired: touch the file to accept its bytes)
   serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD[:admin][:create-spaces][:groups=G1+G2]]]...
         [--users FILE] [--grpc HOST:PORT] [--jwt-secret SECRET] [--transfer-secret SECRET]
-        [--data-url URL] [--tls-cert FILE --tls-key FILE] [--no-watch]
+        [--data-url URL] [--tls-cert FILE --tls-key FILE] [--trusted-proxy ADDRESS]... [--no-watch]
                                     serve the storage until SIGINT/SIGTERM: WebDAV (RFC 4918 and the
                                     ownCloud dialect of sync clients) and the CS3 data plane on the
                                     HTTP address (default 127.0.0.1:9143); the CS3 gRPC door
@@ -107,7 +110,10 @@ Commands:
                                     into DIR/spaces/ by other programs are assimilated and announced
                                     (GET /events) unless --no-watch is given. With --tls-cert and
                                     --tls-key (PEM), HTTPS and gRPC over TLS (Windows' WebClient
-                                    sends passwords over HTTPS only)
+                                    sends passwords over HTTPS only). An address that keeps failing
+                                    to sign in must wait (429); behind a reverse proxy, name it with
+                                    --trusted-proxy (repeatable) so clients are told apart by the
+                                    X-Forwarded-For it adds
   passwd USERNAME                   give a user kept in DIR/.stowage/users.json (serve without
                                     --user/--users) a new generated password, printed once; a
                                     running serve takes it when restarted
@@ -159,6 +165,7 @@ interface Opts {
   'tls-cert'?: string;
   'tls-key'?: string;
   'transfer-secret'?: string;
+  'trusted-proxy'?: string[];
   user?: string[];
   users?: string;
   ttl?: string;
@@ -166,6 +173,34 @@ interface Opts {
 }
 
 class UsageError extends Error {}
+
+/**
+ * The client address of a request, as sign-ins are counted, behind the reverse proxies named:
+ * from one of them, the last `X-Forwarded-For` entry that is not one of them (what the nearest
+ * proxy saw); from anyone else, the peer's own address (a header anybody can send is not believed).
+ */
+function forwardedClient(proxies: readonly string[]): (req: http.IncomingMessage) => string {
+  const trusted = new Set(
+    proxies.map((p) => {
+      const a = p.trim().replace(/^\[(.*)\]$/, '$1');
+      if (net.isIP(a) === 0)
+        throw new UsageError(`--trusted-proxy: ${JSON.stringify(p)} is not an IP address`);
+      return addressKey(a);
+    }),
+  );
+  return (req) => {
+    const peer = clientAddressOf(req);
+    if (!trusted.has(peer)) return peer;
+    const hops = (req.headers['x-forwarded-for'] ?? '')
+      .toString()
+      .split(',')
+      .map((h) => h.trim().replace(/^\[(.*)\](:\d+)?$/, '$1'))
+      .filter((h) => net.isIP(h) !== 0)
+      .map(addressKey);
+    for (let i = hops.length - 1; i >= 0; i--) if (!trusted.has(hops[i]!)) return hops[i]!;
+    return peer;
+  };
+}
 
 function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
   const { values, positionals } = parseArgs({
@@ -202,6 +237,7 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'transfer-secret': { type: 'string' },
+      'trusted-proxy': { type: 'string', multiple: true },
       user: { type: 'string', multiple: true },
       users: { type: 'string' },
       ttl: { type: 'string' },
@@ -741,6 +777,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
   const secret = given ?? randomBytes(32).toString('base64url');
   const transferSecret = opts['transfer-secret'] ?? process.env.STOWAGE_TRANSFER_SECRET;
   if (!opts['tls-cert'] !== !opts['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
+  const clientAddress = opts['trusted-proxy']?.length ? forwardedClient(opts['trusted-proxy']) : undefined;
   const tls = opts['tls-cert']
     ? {
         cert: await fsp.readFile(opts['tls-cert']).catch((err) => {
@@ -793,6 +830,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
       // can only on a local filesystem (inotify does not see what other machines write on a
       // network one).
       listingCache: !opts['no-watch'] && driver.syncMetadata,
+      ...(clientAddress && { clientAddress }),
     },
     log: (message, err) =>
       process.stderr.write(`stowage serve: ${message}: ${(err as Error)?.message ?? err}\n`),

@@ -63,6 +63,12 @@ import {
   uploadLength,
   wantsInfo,
 } from '../http/common.js';
+import {
+  clientAddressOf,
+  SignInRefused,
+  SignInThrottle,
+  type SignInThrottleOptions,
+} from '../http/sign-ins.js';
 import { type IfList, parseIf, submittedTokens } from './ifheader.js';
 import { MEDIA_TYPE_KEYWORDS, MTIME_KEYWORDS, parseQuery, type SearchQuery } from './kql.js';
 import { type Fill, type Kept, ListingCache, type ListingCacheOptions } from './listing-cache.js';
@@ -112,6 +118,18 @@ export interface WebDavOptions {
   provider: StorageProvider;
   /** Secret of Reva access tokens accepted as `Authorization: Bearer` (optional). */
   jwtSecret?: string;
+  /**
+   * How password sign-ins (Basic) are held in check: an address that keeps failing must wait (429
+   * with `Retry-After`), and few passwords are checked at once (see {@link SignInThrottle}).
+   * Credentials already checked (kept for a minute) pass without it. Default: its defaults.
+   */
+  signIns?: SignInThrottleOptions;
+  /**
+   * The address a request comes from, as failed sign-ins are counted (default: the peer's, an IPv6
+   * one by its /64). Behind a reverse proxy, every client has the proxy's: read the client's from
+   * what the proxy adds (`X-Forwarded-For`'s last entry, say), and trust it from the proxy only.
+   */
+  clientAddress?: (req: IncomingMessage) => string;
   /** Folder for chunked uploads in progress (default: none, chunking is not offered). */
   uploadsDir?: string;
   /**
@@ -243,6 +261,7 @@ const CONDITIONAL = new Set(['DELETE', 'COPY', 'MOVE', 'PROPPATCH', 'LOCK', 'UNL
 /** The WebDAV door. Mount it on an HTTP server: `if (!(await dav.handle(req, res))) ...`. */
 export class WebDav {
   private readonly auth = new Map<string, { user: User; session: Session; until: number }>();
+  private readonly signIns: SignInThrottle;
   /** The trash and versions endpoints. */
   private readonly meta = new MetaEndpoints(
     {
@@ -272,6 +291,7 @@ export class WebDav {
   private readonly sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: WebDavOptions) {
+    this.signIns = new SignInThrottle(opts.signIns);
     if (!opts.provider.identity) {
       throw new StorageError('INVALID_ARGUMENT', 'WebDAV needs a provider with an identity source');
     }
@@ -435,7 +455,8 @@ export class WebDav {
     const headers: Record<string, string> = { 'content-type': XML_TYPE };
     if (status === 401) headers['www-authenticate'] = `Basic realm="${this.realm}", charset="UTF-8"`;
     if (status === 405) headers.allow = (err instanceof HttpError && err.allow) || this.allowed();
-    if (status === 503) headers['retry-after'] = '2';
+    if (status === 503 || status === 429)
+      headers['retry-after'] = String((err instanceof HttpError && err.retryAfter) || 2);
     const body =
       `<?xml version="1.0" encoding="utf-8"?>\n<d:error xmlns:d="DAV:" xmlns:s="http://sabredav.org/ns">` +
       (davError
@@ -474,7 +495,18 @@ export class WebDav {
       const decoded = Buffer.from(m![2]!, 'base64').toString('utf8');
       const colon = decoded.indexOf(':');
       if (colon < 0) throw new StorageError('UNAUTHENTICATED', 'malformed Basic credentials');
-      user = await identity.authenticate(decoded.slice(0, colon), decoded.slice(colon + 1));
+      const address = (this.opts.clientAddress ?? clientAddressOf)(req);
+      try {
+        user = await this.signIns.check(address, () =>
+          identity.authenticate(decoded.slice(0, colon), decoded.slice(colon + 1)),
+        );
+      } catch (err) {
+        if (!(err instanceof SignInRefused)) throw err;
+        throw new HttpError(err.status, err.message, undefined, {
+          code: 'UNAVAILABLE',
+          reason: err.status === 429 ? 'too-many-sign-ins' : 'busy',
+        }).retrying(err.retryAfter);
+      }
     } else if (scheme === 'bearer' && this.opts.jwtSecret) {
       const claims = verifyJwt(m![2]!, this.opts.jwtSecret);
       requireFullScope(claims);

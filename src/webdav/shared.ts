@@ -30,6 +30,15 @@ export class HttpError extends Error {
   /** For a 405: the methods the resource does allow (RFC 9110 §15.5.6), when they are known. */
   allow?: string;
 
+  /** For a 429 or 503: seconds to wait (`Retry-After`). */
+  retryAfter?: number;
+
+  /** This error, with the seconds a 429 or 503 asks to wait. */
+  retrying(seconds: number): this {
+    this.retryAfter = seconds;
+    return this;
+  }
+
   /** This error, with the methods a 405 names. */
   allowing(methods: string): this {
     this.allow = methods;

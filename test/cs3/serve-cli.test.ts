@@ -137,6 +137,47 @@ describe('stowage serve: users', () => {
     await new Promise((resolve) => child.once('exit', resolve));
   });
 
+  it('makes an address that keeps failing to sign in wait, told apart behind a trusted proxy', async () => {
+    const bad = spawnSync(
+      process.execPath,
+      [cli, 'serve', '--http', '127.0.0.1:0', '--trusted-proxy', 'proxy.lan'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('--trusted-proxy: "proxy.lan" is not an IP address');
+    const dir = await tempRoot('serve-sign-ins');
+    const { child, facts } = await serve([
+      dir,
+      '--http',
+      '127.0.0.1:0',
+      '--user',
+      'erin:right',
+      '--trusted-proxy',
+      '127.0.0.1',
+    ]);
+    const as = (pw: string, forwardedFor: string) =>
+      fetch(facts.webdav, {
+        method: 'PROPFIND',
+        headers: {
+          depth: '0',
+          authorization: `Basic ${Buffer.from(`erin:${pw}`).toString('base64')}`,
+          'x-forwarded-for': forwardedFor,
+        },
+      });
+    // (a client may send its own X-Forwarded-For: the proxy's entry, the last, is what counts)
+    for (let i = 0; i < 5; i++) expect((await as(`guess-${i}`, '10.9.9.9, 198.51.100.7')).status).toBe(401);
+    const held = await as('right', '198.51.100.7');
+    expect(held.status).toBe(429);
+    expect(Number(held.headers.get('retry-after'))).toBeGreaterThan(0);
+    // Another client behind the same proxy is not held up.
+    expect((await as('wrong', '198.51.100.8')).status).toBe(401);
+    expect((await as('right', '203.0.113.1, 198.51.100.8')).status).toBe(207);
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.once('exit', resolve));
+  });
+
   it('creates one admin when two first runs race, and both serve its password', async () => {
     const dir = await tempRoot('serve-race');
     const [a, b] = await Promise.all([

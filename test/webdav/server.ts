@@ -1,4 +1,5 @@
 /** A Stowage server with the WebDAV door for tests: real posix storage, real HTTP on loopback. */
+
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
@@ -6,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
 import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
+import type { SignInThrottleOptions } from '../../src/http/sign-ins.js';
 import {
   fromLetters,
   type Observation,
@@ -45,6 +47,7 @@ export async function startDav(
     searchMaxVisits?: number;
     xmlBodies?: { maxBytes?: number; deadlineMs?: number };
     allowDepthInfinity?: boolean;
+    signIns?: SignInThrottleOptions;
   } = {},
 ): Promise<DavEnv> {
   const watch = opts.watch !== false;
@@ -66,6 +69,7 @@ export async function startDav(
       ...(opts.searchMaxVisits !== undefined && { searchMaxVisits: opts.searchMaxVisits }),
       ...(opts.xmlBodies && { xmlBodies: opts.xmlBodies }),
       ...(opts.allowDepthInfinity && { allowDepthInfinity: true }),
+      ...(opts.signIns && { signIns: opts.signIns }),
     },
     ...(opts.idleTimeoutMs !== undefined && { idleTimeoutMs: opts.idleTimeoutMs }),
   });
