@@ -44,8 +44,8 @@ import {
   keepAliveAgents,
   readResultOf,
 } from '../http/client.js';
-import { type PropertyName, propertyKey, propertyOfKey } from './properties.js';
-import { DAV, esc, OC, parseXml, ST, serialise, XML_NS, type XmlElement } from './xml.js';
+import { isElementOf, keptValue, type PropertyName, propertyKey, propertyOfKey } from './properties.js';
+import { DAV, esc, OC, ST, XML_NS, type XmlElement } from './xml.js';
 
 /** Options of {@link createWebDavClientDriver}. */
 export interface WebDavClientDriverOptions {
@@ -68,7 +68,7 @@ const propfindBody = (props: string) => `${PROPFIND_HEAD}<d:prop>${props}</d:pro
 const INFO_PROPS =
   '<d:resourcetype/><d:getcontentlength/><d:getetag/><d:getcontenttype/><oc:id/><oc:file-parent/><oc:size/><oc:checksums/><st:mtime/><st:created/><st:path/>';
 const PROPS = propfindBody(INFO_PROPS);
-/** What a resource says of itself, and every dead property it has (see {@link deadProperty}). */
+/** What a resource says of itself, and every dead property it has. */
 const ALL_PROPS = `${PROPFIND_HEAD}<d:allprop/><d:include>${INFO_PROPS}</d:include></d:propfind>`;
 /**
  * Live properties a Stowage door shows (in allprop, or as asked above); any other property of a
@@ -280,7 +280,7 @@ class WebDavClientDriver implements Driver {
     depth: '0' | '1',
     body: string,
     signal?: AbortSignal,
-    /** Keep the dead properties' values (as {@link deadProperty} reads them). */
+    /** Keep the dead properties' values (as {@link keptValue} reads them). */
     withDead = false,
   ): AsyncGenerator<DavEntry> {
     const res = await this.request(
@@ -334,7 +334,7 @@ class WebDavClientDriver implements Driver {
       path.pop();
       const parent = path.at(-1);
       const el = dead.pop();
-      if (el && !dead.length && propstat) propstat.dead.set(propertyKey(el), deadProperty(el));
+      if (el && !dead.length && propstat) propstat.dead.set(propertyKey(el), keptValue(el));
       if (el) return;
       if (key === `{${DAV}}href` && parent === `{${DAV}}response` && entry) entry.href = text.trim();
       else if (key === `{${DAV}}status` && propstat) propstat.status = text;
@@ -680,17 +680,6 @@ function propertyXml(p: PropertyName, text: string): string {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: XML 1.0 cannot carry these characters
 const XML_UNSAFE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]/;
 
-/** Whether `value` is one element named as `p` (a structured value, sent as it is). */
-function isElementOf(p: PropertyName, value: string): boolean {
-  if (!value.startsWith('<') || value.includes('<?')) return false;
-  try {
-    const el = parseXml(value);
-    return el.ns === p.ns && el.local === p.local;
-  } catch {
-    return false;
-  }
-}
-
 /** An element of a dead property's value, as the door's XML parser would have made it. */
 function elementOf(t: SaxesTagNS, parent: XmlElement | undefined): XmlElement {
   const attrs: Record<string, string> = {};
@@ -709,14 +698,6 @@ function elementOf(t: SaxesTagNS, parent: XmlElement | undefined): XmlElement {
     scope: {},
     ...(lang !== undefined && { lang }),
   };
-}
-
-/**
- * A dead property's value as the door keeps it: the text of one holding only text, the whole
- * element (children, attributes, `xml:lang`) of any other.
- */
-function deadProperty(el: XmlElement): string {
-  return el.children.length || Object.keys(el.attrs).length ? serialise(el) : el.content.join('');
 }
 
 /** The entries of a Depth: 1 multistatus after the first (the collection asked about). */

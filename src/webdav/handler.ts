@@ -73,7 +73,14 @@ import { type IfList, parseIf, submittedTokens } from './ifheader.js';
 import { MEDIA_TYPE_KEYWORDS, MTIME_KEYWORDS, parseQuery, type SearchQuery } from './kql.js';
 import { type Fill, type Kept, ListingCache, type ListingCacheOptions } from './listing-cache.js';
 import { MetaEndpoints } from './meta.js';
-import { LOCAL_NAME, propertyKey, propertyOfKey } from './properties.js';
+import {
+  holdsTextOnly,
+  isElementOf,
+  keptValue,
+  LOCAL_NAME,
+  propertyKey,
+  propertyOfKey,
+} from './properties.js';
 import {
   destinationTaken,
   emptyProp,
@@ -2918,12 +2925,8 @@ function ownerXml(owner: string): string {
  * element is kept as the element that holds it.
  */
 function storedValue(p: PropName, el: XmlElement): string {
-  const plain = el.lang === undefined && !Object.keys(el.attrs).length && el.children.length === 0;
-  if (plain) {
-    const text = el.content.join('');
-    if (!isElementOf(p, text)) return text;
-  }
-  return serialise(el);
+  const kept = keptValue(el);
+  return holdsTextOnly(el) && isDeadElement(p, kept) ? serialise(el) : kept;
 }
 
 /**
@@ -2932,7 +2935,7 @@ function storedValue(p: PropName, el: XmlElement): string {
  * can inject markup into other users' answers.
  */
 function deadValue(p: PropName, value: string): string {
-  if (isElementOf(p, value)) return value;
+  if (isDeadElement(p, value)) return value;
   return emptyProp(p).replace(
     /\/>$/,
     `>${esc(value)}</${
@@ -2943,22 +2946,13 @@ function deadValue(p: PropName, value: string): string {
   );
 }
 
-/**
- * Whether `value` is one element named as `p`, with nothing that may stand only at a document's
- * start (an XML declaration; processing instructions, to be plain): what may be copied into a
- * multistatus as it is.
- */
-function isElementOf(p: PropName, value: string): boolean {
+/** {@link isElementOf}, its verdicts kept (the same values are shown again and again). */
+function isDeadElement(p: PropName, value: string): boolean {
   if (!value.startsWith('<')) return false;
   const seen = `${legacyKey(p)}\n${value}`;
   let ok = checkedDead.get(seen);
   if (ok === undefined) {
-    try {
-      const el = parseXml(value);
-      ok = el.ns === p.ns && el.local === p.local && !value.includes('<?');
-    } catch {
-      ok = false;
-    }
+    ok = isElementOf(p, value);
     checkedDead.set(seen, ok);
   }
   return ok;

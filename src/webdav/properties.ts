@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { OC } from './xml.js';
+import { OC, parseXml, serialise, type XmlElement } from './xml.js';
 
 /** A property's name: namespace URI and local name. */
 export interface PropertyName {
@@ -35,4 +35,32 @@ export function propertyOfKey(k: string): PropertyName | undefined {
   const p = { ns: k.slice(0, slash), local: k.slice(slash + 1) };
   // (`oc:tags` has its own key: this one would be a second copy of it)
   return LOCAL_NAME.test(p.local) && !(p.ns === OC && p.local === 'tags') ? p : undefined;
+}
+
+/**
+ * Whether `value` is one element named as `p`, with nothing that may stand only at a document's
+ * start (an XML declaration; processing instructions, to be plain): a structured value, which may
+ * be copied into a multistatus (or a PROPPATCH) as it is.
+ */
+export function isElementOf(p: PropertyName, value: string): boolean {
+  if (!value.startsWith('<') || value.includes('<?')) return false;
+  try {
+    const el = parseXml(value);
+    return el.ns === p.ns && el.local === p.local;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A dead property's value as it is kept: the text of one that holds only text (no children,
+ * attributes or `xml:lang`), else the whole element, standing alone.
+ */
+export function keptValue(el: XmlElement): string {
+  return holdsTextOnly(el) ? el.content.join('') : serialise(el);
+}
+
+/** Whether a property's element holds only text: no children, attributes or `xml:lang`. */
+export function holdsTextOnly(el: XmlElement): boolean {
+  return el.lang === undefined && !Object.keys(el.attrs).length && el.children.length === 0;
 }
