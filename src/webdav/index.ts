@@ -12,6 +12,13 @@
  *
  * @module stowage/webdav
  */
+export {
+  addressKey,
+  clientAddressOf,
+  SignInRefused,
+  SignInThrottle,
+  type SignInThrottleOptions,
+} from '../http/sign-ins.js';
 export { createWebDavClientDriver, type WebDavClientDriverOptions } from './client-driver.js';
 export { WebDav, type WebDavOptions } from './handler.js';
 export { type IfCondition, type IfList, parseIf } from './ifheader.js';
