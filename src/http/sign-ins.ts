@@ -92,13 +92,8 @@ export class SignInThrottle {
    * else `check` runs when a slot is free; a result of `false`/`undefined` counts as a failure.
    */
   async check<T>(address: string, check: () => Promise<T>): Promise<T> {
-    const now = Date.now();
-    const f = this.failures.get(address);
-    if (f && now - f.last > this.forget) this.failures.delete(address);
-    else if (f && f.until > now) {
-      const s = Math.ceil((f.until - now) / 1000);
-      throw new SignInRefused(429, s, `too many failed sign-ins from this address: try again in ${s} s`);
-    }
+    const s = this.waitOf(address);
+    if (s) throw new SignInRefused(429, s, `too many failed sign-ins from this address: try again in ${s} s`);
     if (this.running >= this.concurrent) {
       if (this.waiting.length >= this.queueMax)
         throw new SignInRefused(503, 1, 'too many sign-ins to check at once: try again in a moment');
@@ -118,8 +113,11 @@ export class SignInThrottle {
 
   /** Seconds `address` must still wait (0: none). */
   waitOf(address: string): number {
+    const now = Date.now();
     const f = this.failures.get(address);
-    return f && f.until > Date.now() ? Math.ceil((f.until - Date.now()) / 1000) : 0;
+    if (f && now - f.last > this.forget) this.failures.delete(address);
+    else if (f && f.until > now) return Math.ceil((f.until - now) / 1000);
+    return 0;
   }
 
   private failed(address: string): void {
