@@ -21,9 +21,10 @@ import { codeToHttp, type ErrorCode, StorageError, toStorageError } from '../cor
 import type { Origin } from '../core/events.js';
 import { liveLock } from '../core/locks.js';
 import type { StorageProvider } from '../core/provider.js';
-import type { Checksums, Conditions, WriteOptions } from '../core/types.js';
+import type { Checksums, Conditions, ResourceInfo, WriteOptions } from '../core/types.js';
 import {
   abortOnClose,
+  etagNow,
   header,
   infoHeaders,
   intHeader,
@@ -527,7 +528,16 @@ export class DataPlane {
         opts.size = done.length;
         opts.upload = { id: done.id };
         await this.guard(session, g, opts.lockId);
-        const info = await session.write(g.r, bytes, opts);
+        // Written before the process stopped last time (its etag is not what it was just before
+        // the write): not again, over what may have been written since.
+        const now = await etagNow(session, g.r);
+        let info: ResourceInfo;
+        if (done.before !== undefined && now !== undefined && now !== done.before)
+          info = await session.stat(g.r);
+        else {
+          if (now !== undefined) await uploads.writing(done, now);
+          info = await session.write(g.r, bytes, opts);
+        }
         for (const [k, v] of Object.entries(infoHeaders(info, wantsInfo(req)))) res.setHeader(k, v);
       });
       this.tusHeaders(res, st, st.offset);

@@ -28,6 +28,13 @@ export interface UploadState {
   user?: string;
   /** Finished or terminated: only a marker is left, so the same token cannot start it again. */
   done?: boolean;
+  /**
+   * Saved just before the file is written: the etag its target had then (null: there was none).
+   * A state with all its bytes, this and no `done` was left by a stop of the process during the
+   * write or right after it; a target whose etag is no longer this one holds that write already,
+   * and it is not made again (over what may have been written since).
+   */
+  before?: string | null;
 }
 
 /**
@@ -208,6 +215,12 @@ export class TusUploads {
       await fh.close();
     }
     await fsp.rename(tmp, file);
+  }
+
+  /** Keep the etag the target has just before the upload's file is written (see {@link UploadState.before}). */
+  async writing(st: UploadState, before: string | null): Promise<void> {
+    st.before = before;
+    await this.save(st);
   }
 
   /** Set the length of an upload created without one. */

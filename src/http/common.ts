@@ -8,8 +8,22 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { parseHttpDate, parseRangeHeader } from '../core/conditions.js';
 import { StorageError } from '../core/errors.js';
+import type { StorageProvider } from '../core/provider.js';
 import { formatResourceId } from '../core/refs.js';
-import type { Conditions, ReadOptions, ReadResult, ResourceInfo } from '../core/types.js';
+import type { Conditions, ReadOptions, ReadResult, Ref, ResourceInfo } from '../core/types.js';
+
+/**
+ * The etag a resource has now (null: there is none), or undefined when it cannot be told. An
+ * upload keeps it just before its write, so that a write cut short by a stop of the process can be
+ * told from one that landed after all: a resource whose etag changed since holds that write.
+ */
+export async function etagNow(session: StorageProvider, ref: Ref): Promise<string | null | undefined> {
+  try {
+    return (await session.stat(ref)).etag;
+  } catch (err) {
+    return StorageError.is(err, 'NOT_FOUND') ? null : undefined;
+  }
+}
 
 /** An etag in quotes, as HTTP (and Reva) sends it. */
 export function quoteEtag(etag: string): string {

@@ -2502,6 +2502,21 @@ export class WebDav {
   ): Promise<void> {
     const d = await this.target(this.destinationPath(req), who);
     if (isRoot(d)) throw new HttpError(403, 'the Destination is a space root');
+    const existing = await this.peek(d, d.segs);
+    const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
+    // The same MOVE again, after the process stopped during its write or right after it: a
+    // Destination whose etag is no longer the one it had just before the write holds that write
+    // already. It is not made again (over what may have been written since); the transfer goes.
+    const target = JSON.stringify(this.ref(d));
+    const now = existing?.etag ?? null;
+    const before = await readWriting(folder);
+    if (before?.target === target && before.etag !== now && existing) {
+      await this.dropTransfer(userDir, folder, transfer);
+      return sendMadeOrReplaced(res, before.etag !== null, {
+        ...infoHeaders(existing, wantsInfo(req)),
+        ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
+      });
+    }
     // Chunk names are byte offsets (ownCloud), indexes (Nextcloud) or offset ranges (rclone): in
     // numeric order. A missing or overlapping one is told by the names, or by a total that does
     // not add up (OC-Total-Length), and fails.
@@ -2509,7 +2524,6 @@ export class WebDav {
     const gap = await chunkGap(folder, names);
     if (gap) throw new HttpError(400, gap, undefined, { code: 'INVALID_ARGUMENT', reason: 'size-mismatch' });
     const overwrite = overwriteOf(req);
-    const existing = await this.peek(d, d.segs);
     if (existing && !overwrite) throw destinationTaken();
     const lockId = await this.checkLocks(req, d, existing, !existing);
     // The whole length: as the MOVE says, else as the MKCOL declared it (a missing chunk then
@@ -2521,7 +2535,6 @@ export class WebDav {
     if (total !== undefined && declared !== undefined && total !== declared)
       throw new HttpError(400, `OC-Total-Length ${total} is not the ${declared} bytes the upload declared`);
     const size = total ?? declared;
-    const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
     const checksums = parseChecksumHeader(header(req, 'oc-checksum'));
     // If-Match and the like are about the file the upload makes or replaces (checked by the
     // write, under its commit, as for a PUT). Overwrite: F holds there too, against a file
@@ -2539,6 +2552,7 @@ export class WebDav {
         }
       }
     }
+    await keepWriting(folder, { target, etag: now });
     const info = await d.session.write(this.ref(d), assembled(), {
       upload: { id: transfer },
       ...(size !== undefined && { size }),
@@ -2547,16 +2561,22 @@ export class WebDav {
       ...(Object.keys(conditions).length && { conditions }),
       ...(lockId && { lockId }),
     });
-    // The transfer goes in one step (a rename): a process killed now leaves the whole transfer or
-    // none of it, never a part of its chunks that a MOVE asked again would assemble.
-    const gone = path.join(userDir, `.gone-${transfer}-${randomUUID()}`);
-    await fsp.rename(folder, gone);
-    (await this.staged.of(userDir)).forget(transfer);
-    await fsp.rm(gone, { recursive: true, force: true });
+    await this.dropTransfer(userDir, folder, transfer);
     return sendMadeOrReplaced(res, existing !== undefined, {
       ...infoHeaders(info, wantsInfo(req)),
       ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
     });
+  }
+
+  /**
+   * A chunked transfer's folder goes in one step (a rename): a process killed now leaves the whole
+   * transfer or none of it, never a part of its chunks that a MOVE asked again would assemble.
+   */
+  private async dropTransfer(userDir: string, folder: string, transfer: string): Promise<void> {
+    const gone = path.join(userDir, `.gone-${transfer}-${randomUUID()}`);
+    await fsp.rename(folder, gone);
+    (await this.staged.of(userDir)).forget(transfer);
+    await fsp.rm(gone, { recursive: true, force: true });
   }
 
   // ---------------------------------------------------------------- live updates (SSE)
@@ -2782,6 +2802,46 @@ async function sweepTransfers(userDir: string, removed: (transfer: string) => vo
 }
 
 /** Make a folder's entries durable. */
+/**
+ * A chunked transfer's note, kept just before its file is written: the Destination (its reference)
+ * and the etag it had then (null: there was none), to tell a MOVE asked again from one made anew.
+ */
+interface Writing {
+  target: string;
+  etag: string | null;
+}
+
+const WRITING = '.writing';
+
+async function readWriting(folder: string): Promise<Writing | undefined> {
+  let raw: string;
+  try {
+    raw = await fsp.readFile(path.join(folder, WRITING), 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const w = JSON.parse(raw) as Writing;
+    return typeof w.target === 'string' && (typeof w.etag === 'string' || w.etag === null) ? w : undefined;
+  } catch {
+    return undefined; // (cut short: its write had not started)
+  }
+}
+
+/** Keep a transfer's note (written whole and synced before the write it is about starts). */
+async function keepWriting(folder: string, w: Writing): Promise<void> {
+  const file = path.join(folder, WRITING);
+  const tmp = `${file}.${randomUUID()}`;
+  const fh = await fsp.open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(JSON.stringify(w));
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fsp.rename(tmp, file);
+}
+
 async function syncFolder(dir: string): Promise<void> {
   const fh = await fsp.open(dir, 'r');
   try {

@@ -270,6 +270,62 @@ describe('DataPlane: uploads a CS3 client initiates', () => {
     expect((await tusPost(eps[0]!.tus, 'abcd9')).status).toBe(404);
   });
 
+  it('does not write a complete upload again when the process stopped right after its write, nor skip one cut short during it', async () => {
+    const stopped = () => new Error('(the process stops here)');
+    const head = async (url: string) => {
+      const r = await fetch(url, { method: 'HEAD', headers: TUS });
+      return r.status === 200 ? Number(r.headers.get('upload-offset')) : r.status;
+    };
+    const resend = (url: string, offset: number, byte: string) =>
+      fetch(url, {
+        method: 'PATCH',
+        headers: {
+          ...TUS,
+          'upload-offset': String(offset),
+          'content-type': 'application/offset+octet-stream',
+        },
+        body: byte,
+      });
+    // Stopped after the write, before the upload was ended: its state is all the bytes, not done.
+    const landed = await initiate(alice, 'landed.txt', 5);
+    const end = vi.spyOn(TusUploads.prototype, 'end').mockRejectedValueOnce(stopped());
+    try {
+      expect((await tusPost(landed.tus, 'abcde')).status).toBe(500);
+    } finally {
+      end.mockRestore();
+    }
+    expect(await content('landed.txt')).toBe('abcde');
+    expect(await head(landed.tus)).toBe(4); // (all but the last byte: the client sends it again)
+    // Bob writes the file before alice's client comes back: his stays.
+    expect(
+      (await fetch((await initiate(bob, 'landed.txt', 5)).simple, { method: 'PUT', body: 'bob-1' })).status,
+    ).toBe(200);
+    const again = await resend(landed.tus, 4, 'e');
+    expect(again.status).toBe(204);
+    expect(again.headers.get('upload-offset')).toBe('5');
+    expect(await content('landed.txt')).toBe('bob-1');
+    expect(await head(landed.tus)).toBe(404);
+
+    // Stopped during the write, before it landed: the last byte sent again writes it.
+    expect(
+      (await fetch((await initiate(alice, 'cut.txt', 3)).simple, { method: 'PUT', body: 'old' })).status,
+    ).toBe(200);
+    const cut = await initiate(alice, 'cut.txt', 3);
+    const driver = provider.driverFor(root.storageId);
+    const write = vi.spyOn(driver, 'write').mockRejectedValueOnce(stopped());
+    const end2 = vi.spyOn(TusUploads.prototype, 'end').mockRejectedValueOnce(stopped());
+    try {
+      expect((await tusPost(cut.tus, 'new')).status).toBe(500);
+    } finally {
+      write.mockRestore();
+      end2.mockRestore();
+    }
+    expect(await content('cut.txt')).toBe('old');
+    expect(await head(cut.tus)).toBe(2);
+    expect((await resend(cut.tus, 2, 'w')).status).toBe(204);
+    expect(await content('cut.txt')).toBe('new');
+  });
+
   it('keeps CS3’s lock rule: a shared lock’s id is shared by who writes with it, an exclusive one is its holder’s', async () => {
     expect(
       (await fetch((await initiate(alice, 'locked.odt', 2)).simple, { method: 'PUT', body: 'v1' })).status,

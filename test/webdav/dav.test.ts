@@ -10,10 +10,10 @@ import net from 'node:net';
 import path from 'node:path';
 import * as xattr from 'fs-xattr';
 import { SaxesParser } from 'saxes';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { mintRevaToken, signJwt } from '../../src/cs3/jwt.js';
 import { LINGER_MS } from '../../src/http/common.js';
-import { fromLetters, ROLES, type StorageEvent } from '../../src/index.js';
+import { type Driver, fromLetters, ROLES, type StorageEvent } from '../../src/index.js';
 import { type DavEnv, type DavInit, davFetch, listenEvents, SECRET, startDav } from './server.js';
 
 let env: DavEnv;
@@ -535,6 +535,77 @@ describe('webdav: the ownCloud dialect', () => {
     expect((await dav('PUT', `${gap}/10`, 'ann', { body: '1111111111' })).status).toBe(201);
     expect((await dav('MOVE', `${gap}/.file`, 'ann', { headers: { destination: short } })).status).toBe(201);
     expect(await (await dav('GET', short, 'ann')).text()).toBe('000000000011111111112222222222');
+  });
+
+  it('does not write a chunked upload again when its MOVE is asked again after a stop during or right after its write', async () => {
+    const driver = env.provider.driverFor('');
+    const write = driver.write;
+    const stopped = () => new Error('(the process stops here)');
+    const transfer = async (name: string, body: string) => {
+      const up = `/remote.php/dav/uploads/ann/${name}`;
+      expect((await dav('MKCOL', up, 'ann')).status).toBe(201);
+      expect((await dav('PUT', `${up}/${'0'.padStart(16, '0')}`, 'ann', { body })).status).toBe(201);
+      return `${up}/.file`;
+    };
+    const move = (file: string, target: string) =>
+      dav('MOVE', file, 'ann', { headers: { destination: target } });
+    const text = async (target: string) => (await dav('GET', target, 'ann')).text();
+
+    // Stopped right after the file was written: nothing after the write ran (the transfer is there).
+    const target = '/remote.php/dav/files/ann/landed.txt';
+    const file = await transfer('landed-1', 'from the upload');
+    const spy = vi.spyOn(driver, 'write').mockImplementationOnce(async function (
+      this: Driver,
+      ...a: Parameters<Driver['write']>
+    ) {
+      await write.apply(this, a);
+      throw stopped();
+    });
+    try {
+      expect((await move(file, target)).status).toBe(500);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(await text(target)).toBe('from the upload');
+    // Someone writes the file before the client asks the MOVE again: theirs stays.
+    expect((await dav('PUT', target, 'ann', { body: 'edited since' })).status).toBe(204);
+    const again = await move(file, target);
+    expect(again.status).toBe(201); // (made, by the first MOVE)
+    expect(again.headers.get('oc-fileid')).toBeTruthy();
+    expect(await text(target)).toBe('edited since');
+    expect((await dav('PROPFIND', file.replace(/\/\.file$/, ''), 'ann')).status).toBe(404);
+    expect((await move(file, target)).status).toBe(404);
+
+    // Stopped during the write, before it landed: the MOVE asked again writes it.
+    const other = '/remote.php/dav/files/ann/not-landed.txt';
+    expect((await dav('PUT', other, 'ann', { body: 'old' })).status).toBe(201);
+    const file2 = await transfer('landed-2', 'new');
+    const spy2 = vi.spyOn(driver, 'write').mockRejectedValueOnce(stopped());
+    try {
+      expect((await move(file2, other)).status).toBe(500);
+    } finally {
+      spy2.mockRestore();
+    }
+    expect(await text(other)).toBe('old');
+    expect((await move(file2, other)).status).toBe(204);
+    expect(await text(other)).toBe('new');
+
+    // Landed, then asked again to another Destination: written there as asked.
+    const file3 = await transfer('landed-3', 'twice');
+    const spy3 = vi.spyOn(driver, 'write').mockImplementationOnce(async function (
+      this: Driver,
+      ...a: Parameters<Driver['write']>
+    ) {
+      await write.apply(this, a);
+      throw stopped();
+    });
+    try {
+      expect((await move(file3, '/remote.php/dav/files/ann/first-place.txt')).status).toBe(500);
+    } finally {
+      spy3.mockRestore();
+    }
+    expect((await move(file3, '/remote.php/dav/files/ann/second-place.txt')).status).toBe(201);
+    expect(await text('/remote.php/dav/files/ann/second-place.txt')).toBe('twice');
   });
 
   it('writes the human-readable tree, with ids and checksums in xattrs', async () => {
