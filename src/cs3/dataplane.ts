@@ -21,13 +21,14 @@ import { codeToHttp, type ErrorCode, StorageError, toStorageError } from '../cor
 import type { Origin } from '../core/events.js';
 import { liveLock } from '../core/locks.js';
 import type { StorageProvider } from '../core/provider.js';
-import type { Checksums, Conditions, ResourceInfo, WriteOptions } from '../core/types.js';
+import type { Checksums, Conditions, WriteOptions } from '../core/types.js';
 import {
   abortOnClose,
   etagNow,
   header,
   infoHeaders,
   intHeader,
+  landedBefore,
   mtimeHeader,
   readOptions,
   refuseBody,
@@ -528,13 +529,12 @@ export class DataPlane {
         opts.size = done.length;
         opts.upload = { id: done.id };
         await this.guard(session, g, opts.lockId);
-        // Written before the process stopped last time (its etag is not what it was just before
-        // the write): not again, over what may have been written since.
-        const now = await etagNow(session, g.r);
-        let info: ResourceInfo;
-        if (done.before !== undefined && now !== undefined && now !== done.before)
-          info = await session.stat(g.r);
-        else {
+        // Sent again after the process stopped during its write or right after it: done if that
+        // write landed, 412 if the file changed to something else since.
+        let info = done.before !== undefined && (await landedBefore(session, g.r, done.before, () => bytes));
+        if (!info) {
+          // (kept, synced, before the write starts)
+          const now = await etagNow(session, g.r);
           if (now !== undefined) await uploads.writing(done, now);
           info = await session.write(g.r, bytes, opts);
         }

@@ -31,8 +31,8 @@ export interface UploadState {
   /**
    * Saved just before the file is written: the etag its target had then (null: there was none).
    * A state with all its bytes, this and no `done` was left by a stop of the process during the
-   * write or right after it; a target whose etag is no longer this one holds that write already,
-   * and it is not made again (over what may have been written since).
+   * write or right after it; when the client sends the last byte again, this tells whether that
+   * write landed (see `landedBefore` in the HTTP doors' common code).
    */
   before?: string | null;
 }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { parseHttpDate, parseRangeHeader } from '../core/conditions.js';
@@ -14,8 +15,7 @@ import type { Conditions, ReadOptions, ReadResult, Ref, ResourceInfo } from '../
 
 /**
  * The etag a resource has now (null: there is none), or undefined when it cannot be told. An
- * upload keeps it just before its write, so that a write cut short by a stop of the process can be
- * told from one that landed after all: a resource whose etag changed since holds that write.
+ * upload keeps it just before its write: see {@link landedBefore}.
  */
 export async function etagNow(session: StorageProvider, ref: Ref): Promise<string | null | undefined> {
   try {
@@ -23,6 +23,51 @@ export async function etagNow(session: StorageProvider, ref: Ref): Promise<strin
   } catch (err) {
     return StorageError.is(err, 'NOT_FOUND') ? null : undefined;
   }
+}
+
+/**
+ * Whether an upload asked again after the server stopped during its write or right after it (a
+ * TUS upload's last byte sent again, a chunked upload's MOVE asked again) was written then.
+ * `kept` is the etag its target had just before that write (null: none); `bytes` reads the
+ * upload's bytes (only read when they must be compared).
+ *
+ * - The target's etag is still `kept`, or the target is gone: undefined, write it.
+ * - The target holds these bytes (the same size and SHA-1): it landed, the upload is done (the
+ *   target's info).
+ * - The target holds something else (written since, or in place of a write that did not land):
+ *   FAILED_PRECONDITION (412), a conflict the client settles as it would a failed If-Match,
+ *   rather than an answer of done for what may not have landed, or a write over what someone
+ *   wrote since.
+ */
+export async function landedBefore(
+  session: StorageProvider,
+  ref: Ref,
+  kept: string | null,
+  bytes: () => AsyncIterable<Uint8Array>,
+): Promise<ResourceInfo | undefined> {
+  let now: ResourceInfo;
+  try {
+    now = await session.stat(ref);
+  } catch (err) {
+    if (StorageError.is(err, 'NOT_FOUND')) return undefined;
+    throw err;
+  }
+  if (now.etag === kept) return undefined;
+  const sha1 = now.type === 'file' ? now.checksums?.sha1?.toLowerCase() : undefined;
+  if (sha1) {
+    const hash = createHash('sha1');
+    let size = 0;
+    for await (const chunk of bytes()) {
+      hash.update(chunk);
+      size += chunk.length;
+    }
+    if (size === now.size && hash.digest('hex') === sha1) return now;
+  }
+  throw new StorageError(
+    'FAILED_PRECONDITION',
+    'the file changed since this upload was written, or was changed while it was: upload it again',
+    { reason: 'condition' },
+  );
 }
 
 /** An etag in quotes, as HTTP (and Reva) sends it. */

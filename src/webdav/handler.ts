@@ -53,6 +53,7 @@ import {
   infoHeaders,
   intHeader,
   isoSeconds,
+  landedBefore,
   mtimeHeader,
   ocPermissions,
   quoteEtag,
@@ -2502,28 +2503,29 @@ export class WebDav {
   ): Promise<void> {
     const d = await this.target(this.destinationPath(req), who);
     if (isRoot(d)) throw new HttpError(403, 'the Destination is a space root');
-    const existing = await this.peek(d, d.segs);
     const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
-    // The same MOVE again, after the process stopped during its write or right after it: a
-    // Destination whose etag is no longer the one it had just before the write holds that write
-    // already. It is not made again (over what may have been written since); the transfer goes.
-    const target = JSON.stringify(this.ref(d));
-    const now = existing?.etag ?? null;
-    const before = await readWriting(folder);
-    if (before?.target === target && before.etag !== now && existing) {
-      await this.dropTransfer(userDir, folder, transfer);
-      return sendMadeOrReplaced(res, before.etag !== null, {
-        ...infoHeaders(existing, wantsInfo(req)),
-        ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
-      });
-    }
     // Chunk names are byte offsets (ownCloud), indexes (Nextcloud) or offset ranges (rclone): in
     // numeric order. A missing or overlapping one is told by the names, or by a total that does
     // not add up (OC-Total-Length), and fails.
     const names = chunkOrder((await fsp.readdir(folder)).filter((n) => !n.startsWith('.')));
+    // The same MOVE again, after the process stopped during its write or right after it: done if
+    // that write landed (the transfer goes), 412 if the file changed to something else since.
+    const target = JSON.stringify(this.ref(d));
+    const before = await readWriting(folder);
+    if (before?.target === target) {
+      const landed = await landedBefore(d.session, this.ref(d), before.etag, () => chunksOf(folder, names));
+      if (landed) {
+        await this.dropTransfer(userDir, folder, transfer);
+        return sendMadeOrReplaced(res, before.etag !== null, {
+          ...infoHeaders(landed, wantsInfo(req)),
+          ...(mtime !== undefined && { 'x-oc-mtime': 'accepted' }),
+        });
+      }
+    }
     const gap = await chunkGap(folder, names);
     if (gap) throw new HttpError(400, gap, undefined, { code: 'INVALID_ARGUMENT', reason: 'size-mismatch' });
     const overwrite = overwriteOf(req);
+    const existing = await this.peek(d, d.segs);
     if (existing && !overwrite) throw destinationTaken();
     const lockId = await this.checkLocks(req, d, existing, !existing);
     // The whole length: as the MOVE says, else as the MKCOL declared it (a missing chunk then
@@ -2541,26 +2543,22 @@ export class WebDav {
     // made meanwhile.
     const conditions = requestConditions(req);
     if (!overwrite) conditions.ifNoneMatch = '*';
-    async function* assembled() {
-      for (const n of names) {
-        const fh = await fsp.open(path.join(folder, n), 'r');
-        try {
-          for await (const c of fh.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false }))
-            yield c as Buffer;
-        } finally {
-          await fh.close();
-        }
-      }
+    // (kept, synced, before the write starts; gone when it fails while the process runs on)
+    await keepWriting(folder, { target, etag: existing?.etag ?? null });
+    let info: ResourceInfo;
+    try {
+      info = await d.session.write(this.ref(d), chunksOf(folder, names), {
+        upload: { id: transfer },
+        ...(size !== undefined && { size }),
+        ...(mtime !== undefined && { mtime }),
+        ...(checksums && { checksums }),
+        ...(Object.keys(conditions).length && { conditions }),
+        ...(lockId && { lockId }),
+      });
+    } catch (err) {
+      await fsp.rm(path.join(folder, WRITING), { force: true });
+      throw err;
     }
-    await keepWriting(folder, { target, etag: now });
-    const info = await d.session.write(this.ref(d), assembled(), {
-      upload: { id: transfer },
-      ...(size !== undefined && { size }),
-      ...(mtime !== undefined && { mtime }),
-      ...(checksums && { checksums }),
-      ...(Object.keys(conditions).length && { conditions }),
-      ...(lockId && { lockId }),
-    });
     await this.dropTransfer(userDir, folder, transfer);
     return sendMadeOrReplaced(res, existing !== undefined, {
       ...infoHeaders(info, wantsInfo(req)),
@@ -2801,7 +2799,19 @@ async function sweepTransfers(userDir: string, removed: (transfer: string) => vo
   return left;
 }
 
-/** Make a folder's entries durable. */
+/** The chunks `names` of a transfer's folder, one after the other. */
+async function* chunksOf(folder: string, names: readonly string[]): AsyncGenerator<Buffer> {
+  for (const n of names) {
+    const fh = await fsp.open(path.join(folder, n), 'r');
+    try {
+      for await (const c of fh.createReadStream({ highWaterMark: 1024 * 1024, autoClose: false }))
+        yield c as Buffer;
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
 /**
  * A chunked transfer's note, kept just before its file is written: the Destination (its reference)
  * and the etag it had then (null: there was none), to tell a MOVE asked again from one made anew.
@@ -2842,6 +2852,7 @@ async function keepWriting(folder: string, w: Writing): Promise<void> {
   await fsp.rename(tmp, file);
 }
 
+/** Make a folder's entries durable. */
 async function syncFolder(dir: string): Promise<void> {
   const fh = await fsp.open(dir, 'r');
   try {

@@ -270,8 +270,7 @@ describe('DataPlane: uploads a CS3 client initiates', () => {
     expect((await tusPost(eps[0]!.tus, 'abcd9')).status).toBe(404);
   });
 
-  it('does not write a complete upload again when the process stopped right after its write, nor skip one cut short during it', async () => {
-    const stopped = () => new Error('(the process stops here)');
+  it('answers the last byte sent again after a stop during or right after the write as what happened: done, written, or a conflict', async () => {
     const head = async (url: string) => {
       const r = await fetch(url, { method: 'HEAD', headers: TUS });
       return r.status === 200 ? Number(r.headers.get('upload-offset')) : r.status;
@@ -286,44 +285,59 @@ describe('DataPlane: uploads a CS3 client initiates', () => {
         },
         body: byte,
       });
-    // Stopped after the write, before the upload was ended: its state is all the bytes, not done.
-    const landed = await initiate(alice, 'landed.txt', 5);
-    const end = vi.spyOn(TusUploads.prototype, 'end').mockRejectedValueOnce(stopped());
-    try {
-      expect((await tusPost(landed.tus, 'abcde')).status).toBe(500);
-    } finally {
-      end.mockRestore();
-    }
-    expect(await content('landed.txt')).toBe('abcde');
-    expect(await head(landed.tus)).toBe(4); // (all but the last byte: the client sends it again)
-    // Bob writes the file before alice's client comes back: his stays.
-    expect(
-      (await fetch((await initiate(bob, 'landed.txt', 5)).simple, { method: 'PUT', body: 'bob-1' })).status,
-    ).toBe(200);
-    const again = await resend(landed.tus, 4, 'e');
-    expect(again.status).toBe(204);
-    expect(again.headers.get('upload-offset')).toBe('5');
-    expect(await content('landed.txt')).toBe('bob-1');
-    expect(await head(landed.tus)).toBe(404);
+    const put = async (c: Cs3Client, name: string, body: string) =>
+      expect(
+        (await fetch((await initiate(c, name, body.length)).simple, { method: 'PUT', body })).status,
+      ).toBe(200);
+    // The process stops during the write (before it lands) or right after it: what the upload's
+    // end would have saved is not saved (its state: all the bytes, not done).
+    const stopped = async (name: string, body: string, landed: boolean) => {
+      const ep = await initiate(alice, name, body.length);
+      const end = vi.spyOn(TusUploads.prototype, 'end').mockRejectedValueOnce(new Error('(stops here)'));
+      const driver = provider.driverFor(root.storageId);
+      const write = landed
+        ? undefined
+        : vi.spyOn(driver, 'write').mockRejectedValueOnce(new Error('(stops)'));
+      try {
+        expect((await tusPost(ep.tus, body)).status).toBe(500);
+      } finally {
+        end.mockRestore();
+        write?.mockRestore();
+      }
+      expect(await head(ep.tus)).toBe(body.length - 1); // (the client sends the last byte again)
+      return ep.tus;
+    };
 
-    // Stopped during the write, before it landed: the last byte sent again writes it.
-    expect(
-      (await fetch((await initiate(alice, 'cut.txt', 3)).simple, { method: 'PUT', body: 'old' })).status,
-    ).toBe(200);
-    const cut = await initiate(alice, 'cut.txt', 3);
-    const driver = provider.driverFor(root.storageId);
-    const write = vi.spyOn(driver, 'write').mockRejectedValueOnce(stopped());
-    const end2 = vi.spyOn(TusUploads.prototype, 'end').mockRejectedValueOnce(stopped());
-    try {
-      expect((await tusPost(cut.tus, 'new')).status).toBe(500);
-    } finally {
-      write.mockRestore();
-      end2.mockRestore();
-    }
-    expect(await content('cut.txt')).toBe('old');
-    expect(await head(cut.tus)).toBe(2);
-    expect((await resend(cut.tus, 2, 'w')).status).toBe(204);
-    expect(await content('cut.txt')).toBe('new');
+    // Landed, nobody wrote since: done, the file as it was written.
+    const a = await stopped('resume-a.txt', 'abcde', true);
+    const etag = (await alice.providerOk('stat', { ref: ref('resume-a.txt') })).info!.etag;
+    const done = await resend(a, 4, 'e');
+    expect(done.status).toBe(204);
+    expect(done.headers.get('upload-offset')).toBe('5');
+    expect((await alice.providerOk('stat', { ref: ref('resume-a.txt') })).info!.etag).toBe(etag);
+    expect(await head(a)).toBe(404);
+
+    // Landed, then Bob wrote the file: his stays, and alice's client is told of a conflict.
+    const b = await stopped('resume-b.txt', 'abcde', true);
+    await put(bob, 'resume-b.txt', 'bob-1');
+    expect((await resend(b, 4, 'e')).status).toBe(412);
+    expect(await content('resume-b.txt')).toBe('bob-1');
+    expect(await head(b)).toBe(404);
+
+    // Cut short during the write, then Bob wrote the file: a conflict too, never "done".
+    await put(alice, 'resume-c.txt', 'old');
+    const c = await stopped('resume-c.txt', 'new', false);
+    expect(await content('resume-c.txt')).toBe('old');
+    await put(bob, 'resume-c.txt', 'bob');
+    expect((await resend(c, 2, 'w')).status).toBe(412);
+    expect(await content('resume-c.txt')).toBe('bob');
+
+    // Cut short during the write, nobody wrote since: the last byte sent again writes it.
+    await put(alice, 'resume-d.txt', 'old');
+    const d = await stopped('resume-d.txt', 'new', false);
+    expect(await content('resume-d.txt')).toBe('old');
+    expect((await resend(d, 2, 'w')).status).toBe(204);
+    expect(await content('resume-d.txt')).toBe('new');
   });
 
   it('keeps CS3’s lock rule: a shared lock’s id is shared by who writes with it, an exclusive one is its holder’s', async () => {

@@ -537,75 +537,104 @@ describe('webdav: the ownCloud dialect', () => {
     expect(await (await dav('GET', short, 'ann')).text()).toBe('000000000011111111112222222222');
   });
 
-  it('does not write a chunked upload again when its MOVE is asked again after a stop during or right after its write', async () => {
+  it('answers a chunked upload’s MOVE asked again after a stop during or right after its write as what happened: done, written, or a conflict', async () => {
     const driver = env.provider.driverFor('');
     const write = driver.write;
-    const stopped = () => new Error('(the process stops here)');
+    const chunks = path.join(env.root, 'chunks');
+    const noteOf = async (name: string) => {
+      for (const u of await fsp.readdir(chunks)) {
+        const p = path.join(chunks, u, name, '.writing');
+        if (await fsp.stat(p).catch(() => undefined)) return p;
+      }
+      throw new Error(`no note kept before the write of ${name}`);
+    };
     const transfer = async (name: string, body: string) => {
       const up = `/remote.php/dav/uploads/ann/${name}`;
       expect((await dav('MKCOL', up, 'ann')).status).toBe(201);
       expect((await dav('PUT', `${up}/${'0'.padStart(16, '0')}`, 'ann', { body })).status).toBe(201);
       return `${up}/.file`;
     };
-    const move = (file: string, target: string) =>
-      dav('MOVE', file, 'ann', { headers: { destination: target } });
+    const move = (file: string, target: string, headers: Record<string, string> = {}) =>
+      dav('MOVE', file, 'ann', { headers: { destination: target, ...headers } });
+    // The process stops during the write (before it lands) or right after it: the disk is left as
+    // it was then (the note kept before the write is there: it was synced before the write began),
+    // and nothing after the write runs. (A throw stands for the stop; what the handler would do on
+    // that throw is undone by putting the note back.)
+    const stoppedMove = async (file: string, target: string, landed: boolean) => {
+      const name = file.split('/').at(-2)!;
+      let note: string | undefined;
+      const spy = vi.spyOn(driver, 'write').mockImplementationOnce(async function (
+        this: Driver,
+        ...a: Parameters<Driver['write']>
+      ) {
+        note = await fsp.readFile(await noteOf(name), 'utf8');
+        if (landed) await write.apply(this, a);
+        throw new Error('(the process stops here)');
+      });
+      try {
+        expect((await move(file, target)).status).toBe(500);
+      } finally {
+        spy.mockRestore();
+      }
+      const folder = (await fsp.readdir(chunks)).map((u) => path.join(chunks, u, name));
+      for (const f of folder)
+        if (await fsp.stat(f).catch(() => undefined)) await fsp.writeFile(path.join(f, '.writing'), note!);
+    };
     const text = async (target: string) => (await dav('GET', target, 'ann')).text();
+    const exists = async (file: string) =>
+      (await dav('PROPFIND', file.replace(/\/\.file$/, ''), 'ann', { headers: { depth: '0' } })).status ===
+      207;
+    const f = (name: string) => `/remote.php/dav/files/ann/${name}`;
 
-    // Stopped right after the file was written: nothing after the write ran (the transfer is there).
-    const target = '/remote.php/dav/files/ann/landed.txt';
-    const file = await transfer('landed-1', 'from the upload');
-    const spy = vi.spyOn(driver, 'write').mockImplementationOnce(async function (
-      this: Driver,
-      ...a: Parameters<Driver['write']>
-    ) {
-      await write.apply(this, a);
-      throw stopped();
-    });
-    try {
-      expect((await move(file, target)).status).toBe(500);
-    } finally {
-      spy.mockRestore();
-    }
-    expect(await text(target)).toBe('from the upload');
-    // Someone writes the file before the client asks the MOVE again: theirs stays.
-    expect((await dav('PUT', target, 'ann', { body: 'edited since' })).status).toBe(204);
-    const again = await move(file, target);
-    expect(again.status).toBe(201); // (made, by the first MOVE)
-    expect(again.headers.get('oc-fileid')).toBeTruthy();
-    expect(await text(target)).toBe('edited since');
-    expect((await dav('PROPFIND', file.replace(/\/\.file$/, ''), 'ann')).status).toBe(404);
-    expect((await move(file, target)).status).toBe(404);
+    // Landed, nobody wrote since: done (made by the first MOVE), with Overwrite: F too.
+    const a = await transfer('resume-a', 'from the upload');
+    await stoppedMove(a, f('resume-a.txt'), true);
+    expect(await text(f('resume-a.txt'))).toBe('from the upload');
+    const etag = (await dav('GET', f('resume-a.txt'), 'ann')).headers.get('etag');
+    const again = await move(a, f('resume-a.txt'), { overwrite: 'F' });
+    expect(again.status).toBe(201);
+    expect(again.headers.get('etag')).toBe(etag);
+    expect(await exists(a)).toBe(false);
 
-    // Stopped during the write, before it landed: the MOVE asked again writes it.
-    const other = '/remote.php/dav/files/ann/not-landed.txt';
-    expect((await dav('PUT', other, 'ann', { body: 'old' })).status).toBe(201);
-    const file2 = await transfer('landed-2', 'new');
-    const spy2 = vi.spyOn(driver, 'write').mockRejectedValueOnce(stopped());
-    try {
-      expect((await move(file2, other)).status).toBe(500);
-    } finally {
-      spy2.mockRestore();
-    }
-    expect(await text(other)).toBe('old');
-    expect((await move(file2, other)).status).toBe(204);
-    expect(await text(other)).toBe('new');
+    // Landed, then someone wrote the file: theirs stays, and the client is told of a conflict
+    // (412, as for a failed If-Match), each time it asks.
+    const b = await transfer('resume-b', 'mine');
+    await stoppedMove(b, f('resume-b.txt'), true);
+    expect((await dav('PUT', f('resume-b.txt'), 'ann', { body: 'edited since' })).status).toBe(204);
+    expect((await move(b, f('resume-b.txt'))).status).toBe(412);
+    expect((await move(b, f('resume-b.txt'))).status).toBe(412);
+    expect(await text(f('resume-b.txt'))).toBe('edited since');
+
+    // Cut short during the write, then someone wrote the file: a conflict too, never "done".
+    expect((await dav('PUT', f('resume-c.txt'), 'ann', { body: 'old' })).status).toBe(201);
+    const c = await transfer('resume-c', 'new');
+    await stoppedMove(c, f('resume-c.txt'), false);
+    expect(await text(f('resume-c.txt'))).toBe('old');
+    expect((await dav('PUT', f('resume-c.txt'), 'ann', { body: 'theirs' })).status).toBe(204);
+    expect((await move(c, f('resume-c.txt'))).status).toBe(412);
+    expect(await text(f('resume-c.txt'))).toBe('theirs');
+
+    // Cut short during the write, nobody wrote since: the MOVE asked again writes it.
+    expect((await dav('PUT', f('resume-d.txt'), 'ann', { body: 'old' })).status).toBe(201);
+    const d = await transfer('resume-d', 'new');
+    await stoppedMove(d, f('resume-d.txt'), false);
+    expect((await move(d, f('resume-d.txt'))).status).toBe(204);
+    expect(await text(f('resume-d.txt'))).toBe('new');
+
+    // A MOVE that failed while the process ran on (its If-Match) leaves nothing to take for a
+    // stop: after an edit, asked again without the condition, it writes as asked.
+    expect((await dav('PUT', f('resume-e.txt'), 'ann', { body: 'old' })).status).toBe(201);
+    const e = await transfer('resume-e', 'new');
+    expect((await move(e, f('resume-e.txt'), { 'if-match': '"not-it"' })).status).toBe(412);
+    expect((await dav('PUT', f('resume-e.txt'), 'ann', { body: 'edited' })).status).toBe(204);
+    expect((await move(e, f('resume-e.txt'))).status).toBe(204);
+    expect(await text(f('resume-e.txt'))).toBe('new');
 
     // Landed, then asked again to another Destination: written there as asked.
-    const file3 = await transfer('landed-3', 'twice');
-    const spy3 = vi.spyOn(driver, 'write').mockImplementationOnce(async function (
-      this: Driver,
-      ...a: Parameters<Driver['write']>
-    ) {
-      await write.apply(this, a);
-      throw stopped();
-    });
-    try {
-      expect((await move(file3, '/remote.php/dav/files/ann/first-place.txt')).status).toBe(500);
-    } finally {
-      spy3.mockRestore();
-    }
-    expect((await move(file3, '/remote.php/dav/files/ann/second-place.txt')).status).toBe(201);
-    expect(await text('/remote.php/dav/files/ann/second-place.txt')).toBe('twice');
+    const g = await transfer('resume-g', 'twice');
+    await stoppedMove(g, f('first-place.txt'), true);
+    expect((await move(g, f('second-place.txt'))).status).toBe(201);
+    expect(await text(f('second-place.txt'))).toBe('twice');
   });
 
   it('writes the human-readable tree, with ids and checksums in xattrs', async () => {
