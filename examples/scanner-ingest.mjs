@@ -93,6 +93,8 @@ console.log(`/incoming holds ${incoming.size} bytes (tree size kept by the obser
 
 await observer.close();
 await storage.close();
+// (a storage made for this run goes with it; one given on the command line stays)
+if (!process.argv[2]) await fsp.rm(root, { recursive: true, force: true });
 if (accepted.length !== 5 || refused.length !== 1 || incoming.size !== expected) {
   console.error(
     `expected 5 accepted and 1 refused holding ${expected} bytes, got ${accepted.length} and ${refused.length} holding ${incoming.size}`,

@@ -436,6 +436,7 @@ async function command(
       const root = path.relative(process.cwd(), driver.root) || '.';
       out(`\nTry: ${invokedAs()} --root ${root} ls /project/quickstart/docs`);
       // Over WebDAV a user sees the spaces they hold a grant on; the CLI acts as the system.
+      out(`Over WebDAV (stowage serve; npm start): /dav/spaces/${sp.id}/docs/ under the server's address`);
       if (!opts.owner)
         out(`Over WebDAV, only its managers see it: ${invokedAs()} --root ${root} quickstart --owner admin`);
       return 0;
@@ -872,6 +873,14 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
       out(
         `  users       from ${path.join(facts.root, '.stowage', 'users.json')} (a new password: ${invokedAs()} --root ${facts.root} passwd admin)`,
       );
+    } else if (opts.user?.length) {
+      const users = opts.user.map(userSpec);
+      out(`  users       ${users.map((u) => u.username).join(', ')} (--user)`);
+      const bare = users.filter((u) => !u.password).map((u) => u.username);
+      if (bare.length)
+        out(
+          `              ${bare.join(', ')}: no password, so ${given ? `Bearer tokens only (${invokedAs()} token --user ID)` : 'no sign-in (nor tokens: no JWT secret is given)'}`,
+        );
     }
   }
   await new Promise<void>((resolve) => {
