@@ -1732,6 +1732,10 @@ export class WebDav {
     if (isRoot(t)) throw new HttpError(403, 'cannot delete a space root');
     const info = await t.session.stat(this.ref(t), { fields: ['lock'] });
     folderOnly(t, info);
+    // RFC 4918 §9.6.1: a collection goes whole (Depth: infinity, or none), never in part.
+    const depth = header(req, 'depth')?.trim().toLowerCase();
+    if (info.type === 'folder' && depth !== undefined && depth !== 'infinity')
+      throw new HttpError(400, 'DELETE of a collection must be Depth: infinity');
     const lockId = await this.checkLocks(req, t, info, true);
     await t.session
       .delete(this.ref(t), { ...(lockId && { lockId }), ...this.heldLocks(req, info) })

@@ -327,6 +327,23 @@ describe('webdav: preconditions and validators (RFC 9110 §13)', () => {
   });
 });
 
+describe('webdav: DELETE of a collection (RFC 4918 §9.6.1)', () => {
+  it('takes a collection whole: a Depth other than infinity is refused and changes nothing', async () => {
+    expect((await dav('MKCOL', 'del-depth', 'ann')).status).toBe(201);
+    expect((await dav('PUT', 'del-depth/f.txt', 'ann', { body: 'f' })).status).toBe(201);
+    for (const depth of ['0', '1', 'abc']) {
+      const r = await dav('DELETE', 'del-depth', 'ann', { headers: { depth } });
+      expect(r.status, depth).toBe(400);
+      expect(await r.text()).toContain('Depth: infinity');
+    }
+    expect((await dav('GET', 'del-depth/f.txt', 'ann')).status).toBe(200);
+    // A file's DELETE takes no notice of it (the rule is about collections).
+    expect((await dav('DELETE', 'del-depth/f.txt', 'ann', { headers: { depth: '0' } })).status).toBe(204);
+    expect((await dav('DELETE', 'del-depth', 'ann', { headers: { depth: 'Infinity' } })).status).toBe(204);
+    expect((await dav('PROPFIND', 'del-depth', 'ann', { headers: { depth: '0' } })).status).toBe(404);
+  });
+});
+
 describe('webdav: propname and allprop (RFC 4918 §9.1)', () => {
   const names = async (p: string) => {
     const r = await dav('PROPFIND', p, 'ann', {
