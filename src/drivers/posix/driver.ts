@@ -97,7 +97,7 @@ import {
   sameFile,
   segsOf,
 } from './space.js';
-import { DirSyncer, isMissing, mapOrdered, toUtimeSeconds } from './util.js';
+import { DirSyncer, isMissing, mapOrdered, removeTree, tooDeep, toUtimeSeconds } from './util.js';
 
 /** Options of the POSIX driver. */
 export interface PosixDriverOptions {
@@ -2979,7 +2979,18 @@ class Posix implements PosixDriver {
       const st = await fsp.lstat(p).catch(() => undefined);
       if (!st) return;
       if (st.isDirectory()) {
-        for (const child of await fsp.readdir(p).catch(() => [] as string[])) await walk(`${p}/${child}`);
+        for (const child of await fsp.readdir(p).catch(() => [] as string[])) {
+          let at = `${p}/${child}`;
+          if (tooDeep(at)) {
+            // Too deep a path to go on by (a deep tree moved into a deep folder): what is below
+            // goes up to the tmp folder first, as a removal of its own (a crash leaves it to the
+            // next start's clean-up).
+            const up = `${sp.tmp}/rm-${randomUUID()}`;
+            await fsp.rename(at, up);
+            at = up;
+          }
+          await walk(at);
+        }
       }
       if (st.isFile() || st.isDirectory()) {
         const rec = decodeRecord(await this.native.getxattr(p, XATTR_NODE).catch(() => undefined));
@@ -3021,9 +3032,9 @@ class Posix implements PosixDriver {
     });
   }
 
-  /** Remove a whole tree without looking at ids (space deletion, staging leftovers). */
+  /** Remove a whole tree of the root's tmp folder without looking at ids (space deletion, staging leftovers). */
   private async removeTree(abs: string): Promise<void> {
-    await fsp.rm(abs, { recursive: true, force: true });
+    await removeTree(abs, () => `${this.root}/.stowage/tmp/rm-${randomUUID()}`);
   }
 
   close(): Promise<void> {

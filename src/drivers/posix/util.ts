@@ -91,3 +91,50 @@ export function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
+
+/**
+ * A path this long (bytes) is not gone deeper into by path: a name below it (at most 255 bytes)
+ * still makes one the kernel takes (PATH_MAX, 4096 bytes), but a few more levels would not. A
+ * tree deeper than that is made by moving a deep tree into another deep folder (rename takes
+ * only the two folders' own paths).
+ */
+export const DEEP_PATH_BYTES = 3072;
+
+/** Is `abs` too long a path to go deeper into (see {@link DEEP_PATH_BYTES})? */
+export function tooDeep(abs: string): boolean {
+  return abs.length > DEEP_PATH_BYTES / 3 && Buffer.byteLength(abs) > DEEP_PATH_BYTES;
+}
+
+/**
+ * Remove a tree whatever its depth. `fs.rm` goes by path, and a path past PATH_MAX cannot be
+ * named: a folder found too deep is first moved up to `aside()` (a fresh path next to the tree,
+ * named so a crash leaves it to be removed at the next start), a tree of short paths of its own.
+ */
+export async function removeTree(abs: string, aside: () => string): Promise<void> {
+  const trees = [abs];
+  while (trees.length) {
+    const tree = trees.pop()!;
+    try {
+      await fsp.rm(tree, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENAMETOOLONG') throw err;
+      // (what went before the failure is gone; the rest is cut into trees of short paths)
+      let moved = 0;
+      const cut = async (dir: string): Promise<void> => {
+        for (const entry of await fsp.readdir(dir, { withFileTypes: true })) {
+          if (!entry.isDirectory()) continue;
+          const p = `${dir}/${entry.name}`;
+          if (tooDeep(p)) {
+            const up = aside();
+            await fsp.rename(p, up);
+            trees.push(up);
+            moved++;
+          } else await cut(p);
+        }
+      };
+      await cut(tree);
+      if (!moved) throw err;
+      trees.push(tree);
+    }
+  }
+}
