@@ -68,4 +68,31 @@ describe('posix: trees deeper than a path can name', () => {
     expect(found(root, 'payload.bin')).toEqual([]);
     expect(await fsp.readdir(`${root}/.stowage/tmp`)).toEqual([]);
   });
+
+  it('still refuses a path through a symlink put in the place of a folder it has just walked through', async () => {
+    const root = await tempRoot('deep-real');
+    roots.push(root);
+    const driver = await createPosixDriver({ root });
+    drivers.push(driver);
+    const s = new StorageProvider({ drivers: driver });
+    const sp = await s.createSpace({ type: 'project', name: 'real' });
+    const at = (p: string) => ({ space: sp.id, path: p });
+    await s.mkdir(at('a/b/c'), { parents: true });
+    await s.write(at('a/b/c/f.txt'), 'inside');
+    // Every folder on the way is now known real (and its locks and grants read).
+    expect((await s.stat(at('a/b/c/f.txt'))).size).toBe(6);
+    await s.getLock(at('a/b/c/f.txt')).catch(() => undefined);
+    // Swapped for a symlink to a look-alike tree outside the space (its records copied too), at once.
+    const b = `${await driver.spacePath(sp.id)}/a/b`;
+    const outside = `${root}/outside`;
+    expect(spawnSync('cp', ['-a', b, outside]).status).toBe(0);
+    await fsp.appendFile(`${outside}/c/f.txt`, '+outside');
+    await fsp.rename(b, `${root}/b-moved`);
+    await fsp.symlink(outside, b);
+    await expect(s.stat(at('a/b/c/f.txt'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(s.read(at('a/b/c/f.txt'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // (a parent reached through a symlink is no parent: nothing is written there)
+    await expect(s.write(at('a/b/c/g.txt'), 'x')).rejects.toMatchObject({ reason: 'parent-missing' });
+    expect((await fsp.readdir(`${outside}/c`)).filter((n) => !n.startsWith('.'))).toEqual(['f.txt']);
+  });
 });

@@ -123,6 +123,11 @@ export class PosixSpace {
   readonly versionsDir: string;
   /** Grants of the folders along a path, per parent path, valid while the root's `gv` is unchanged. */
   readonly chains = new Map<string, { gv: number; chain: Grant[][]; at: number }>();
+  /**
+   * Folders found reached without a symlink (every folder from the space root down a real
+   * folder), by key: their inode and when (ms, performance.now()). See the driver's `checkReal`.
+   */
+  readonly realDirs = new Map<string, { ino: number; at: number }>();
   readonly index: IdIndex;
   readonly lock: CommitLock;
   /** Time of the last full id scan, and the one running. */
