@@ -15,6 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { parseRangeHeader } from '../core/conditions.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
+import { replaceFile } from '../core/files.js';
 import { hashPassword, StaticIdentitySource, type StaticUser } from '../core/identity.js';
 import {
   fromLetters,
@@ -951,18 +952,7 @@ async function passwd(opts: Opts, args: string[]): Promise<number> {
   const password = randomBytes(12).toString('base64url');
   delete user.password;
   user.passwordHash = await hashPassword(password);
-  // Written whole or not at all: temp file, fsync, rename, fsync of the folder.
-  const tmp = `${file}.${randomUUID()}`;
-  const fh = await fsp.open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(`${JSON.stringify(doc, null, 2)}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fsp.rename(tmp, file);
-  const dir = await fsp.open(path.dirname(file), 'r');
-  await dir.sync().finally(() => dir.close());
+  await replaceFile(file, `${JSON.stringify(doc, null, 2)}\n`, { syncFolder: true });
   if (opts.json) out(JSON.stringify({ user: user.username ?? user.id, password }));
   else {
     out(`user ${user.username ?? user.id}, password ${password}`);

@@ -7,11 +7,12 @@
  *
  * @module
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { StorageError } from '../core/errors.js';
+import { replaceFile } from '../core/files.js';
 
 /** What an upload is for, as stored. */
 export interface UploadState {
@@ -204,17 +205,8 @@ export class TusUploads {
   }
 
   private async save(st: UploadState): Promise<void> {
-    const file = this.file(st.id, 'json');
-    const tmp = `${file}.${randomUUID()}`;
     // (synced before it replaces the last state: a power cut leaves one whole state or the other)
-    const fh = await fsp.open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(st));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, file);
+    await replaceFile(this.file(st.id, 'json'), JSON.stringify(st));
   }
 
   /** Keep the etag the target has just before the upload's file is written (see {@link UploadState.before}). */

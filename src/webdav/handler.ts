@@ -28,6 +28,7 @@ import { parseChecksumHeader } from '../core/checksums.js';
 import { checkWriteConditions, evaluateConditions, parseHttpDate } from '../core/conditions.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
 import type { StorageEvent } from '../core/events.js';
+import { replaceFile } from '../core/files.js';
 import type { User } from '../core/identity.js';
 import { guardsBelow, type LockMeta, lockMeta, lockTokens } from '../core/locks.js';
 import type { QuotaInfo, StorageProvider } from '../core/provider.js';
@@ -2844,16 +2845,7 @@ async function readWriting(folder: string): Promise<Writing | undefined> {
 
 /** Keep a transfer's note (written whole and synced before the write it is about starts). */
 async function keepWriting(folder: string, w: Writing): Promise<void> {
-  const file = path.join(folder, WRITING);
-  const tmp = `${file}.${randomUUID()}`;
-  const fh = await fsp.open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(JSON.stringify(w));
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fsp.rename(tmp, file);
+  await replaceFile(path.join(folder, WRITING), JSON.stringify(w));
 }
 
 /** Make a folder's entries durable. */
