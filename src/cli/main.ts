@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { parseRangeHeader } from '../core/conditions.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
-import { replaceFile } from '../core/files.js';
+import { replaceFile, syncedTemp, syncFolderOf } from '../core/files.js';
 import { hashPassword, StaticIdentitySource, type StaticUser } from '../core/identity.js';
 import {
   fromLetters,
@@ -1014,14 +1014,7 @@ async function keptTransferSecret(file: string): Promise<string> {
  * Linked into place, not renamed, so that the loser of a race never replaces the winner's.
  */
 async function writeOnce(file: string, text: string): Promise<boolean> {
-  const tmp = `${file}.${randomUUID()}`;
-  const fh = await fsp.open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  const tmp = await syncedTemp(file, text);
   try {
     await fsp.link(tmp, file);
   } catch (err) {
@@ -1030,7 +1023,6 @@ async function writeOnce(file: string, text: string): Promise<boolean> {
   } finally {
     await fsp.unlink(tmp).catch(() => {});
   }
-  const dir = await fsp.open(path.dirname(file), 'r');
-  await dir.sync().finally(() => dir.close());
+  await syncFolderOf(file);
   return true;
 }
