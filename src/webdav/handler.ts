@@ -219,10 +219,10 @@ const LIVE_OC = new Set([
   'owner-display-name',
   'favorite',
 ]);
-/** What allprop answers besides dead properties (RFC 4918 §9.1: the live props it defines). */
 /** The base of a personal endpoint's mount (`remote.php/webdav`, `[remote.php/]dav/files/<user>`). */
 const PERSONAL_MOUNT = /^\/(?:remote\.php\/webdav|(?:remote\.php\/)?dav\/files\/[^/]+)$/;
 
+/** What allprop answers besides dead properties (RFC 4918 §9.1: the live props it defines). */
 const ALLPROP: PropName[] = [
   'creationdate',
   'resourcetype',
@@ -233,6 +233,19 @@ const ALLPROP: PropName[] = [
   'lockdiscovery',
   'supportedlock',
 ].map((local) => ({ ns: DAV, local }));
+
+/**
+ * The live properties propname may name (those a resource has): allprop's, the quota's (RFC 4331
+ * §2 keeps them out of allprop but wants them named here), the reports REPORT answers, `oc:`'s.
+ */
+const PROPNAME: PropName[] = [
+  ...ALLPROP,
+  ...['quota-used-bytes', 'quota-available-bytes', 'supported-report-set'].map((local) => ({
+    ns: DAV,
+    local,
+  })),
+  ...[...LIVE_OC].map((local) => ({ ns: OC, local })),
+];
 
 /** Stowage's properties that come with the quota: a space root's usage, broken down. */
 const ST_USAGE = new Set(['usage-files', 'usage-trash', 'usage-versions']);
@@ -839,9 +852,10 @@ export class WebDav {
     // (RFC 4918 §16: refused for collections; a file's infinity is the file alone, as is no Depth)
     if (depthHeader === 'infinity' && info.type === 'folder' && !this.opts.allowDepthInfinity)
       throw new HttpError(403, 'Depth: infinity is not allowed here', 'propfind-finite-depth');
-    const quota = wanted.some(needsQuota)
-      ? await t.session.getQuota(this.ref(t)).catch(() => undefined)
-      : undefined;
+    const quota =
+      wanted.some(needsQuota) || (mode === 'propname' && info.type === 'folder')
+        ? await t.session.getQuota(this.ref(t)).catch(() => undefined)
+        : undefined;
     const props = mode === 'allprop' ? withoutRepeats([...ALLPROP, ...include]) : wanted;
     const self = this.href(t, t.segs, info.type === 'folder');
     // Depth-infinity locks of the folders above apply to the resource too (RFC 4918 §6.1), and
@@ -1017,9 +1031,7 @@ export class WebDav {
     let out = `<d:response><d:href>${escText(href)}</d:href>`;
     if (mode === 'propname') {
       // The names of the properties this resource has, as allprop would show them, and more.
-      const names = [...ALLPROP, ...[...LIVE_OC].map((local) => ({ ns: OC, local }))].filter(
-        (p) => this.liveValue(t, info, href, isTarget, p, quota) !== undefined,
-      );
+      const names = PROPNAME.filter((p) => this.liveValue(t, info, href, isTarget, p, quota) !== undefined);
       // (a dead copy of a name that is live now, kept by an older Stowage, is not shown)
       const dead = Object.keys(info.metadata ?? {}).flatMap((k) => {
         const p = propOfKey(k, info.metadata!);

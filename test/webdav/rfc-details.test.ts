@@ -358,13 +358,36 @@ describe('webdav: propname and allprop (RFC 4918 §9.1)', () => {
     expect((await dav('MKCOL', 'pn', 'ann')).status).toBe(201);
     expect((await dav('PUT', 'pn/f.txt', 'ann', { body: 'f' })).status).toBe(201);
     const folder = await names('pn/');
-    expect(folder).toContain('d:getetag');
+    // (RFC 4331 §2: a folder's quota properties are named, RFC 3253 §3.1.5: so are its reports)
+    for (const present of [
+      'd:getetag',
+      'd:quota-used-bytes',
+      'd:quota-available-bytes',
+      'd:supported-report-set',
+    ])
+      expect(folder).toContain(present);
     for (const absent of ['d:getcontentlength', 'oc:checksums', 'oc:downloadURL', 'oc:dDC'])
       expect(folder).not.toContain(absent);
     const file = await names('pn/f.txt');
     expect(file).toContain('d:getcontentlength');
     expect(file).toContain('oc:checksums');
-    expect(file).not.toContain('oc:dDC');
+    for (const absent of ['oc:dDC', 'd:quota-used-bytes', 'd:quota-available-bytes'])
+      expect(file).not.toContain(absent);
+  });
+
+  it('keeps the quota out of allprop (RFC 4331 §2), and answers it when asked by name', async () => {
+    const all = await dav('PROPFIND', 'pn/', 'ann', {
+      headers: { depth: '0' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:allprop/></d:propfind>',
+    });
+    expect(await all.text()).not.toContain('quota-');
+    const asked = await dav('PROPFIND', 'pn/', 'ann', {
+      headers: { depth: '0' },
+      body: '<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:quota-used-bytes/><d:quota-available-bytes/></d:prop></d:propfind>',
+    });
+    expect(await asked.text()).toMatch(
+      /<d:quota-used-bytes>1<\/d:quota-used-bytes><d:quota-available-bytes>\d+</,
+    );
   });
 
   it('answers each property once when allprop’s include names one it shows anyway', async () => {
