@@ -99,6 +99,7 @@ Commands:
   serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD[:admin][:create-spaces][:groups=G1+G2]]]...
         [--users FILE] [--grpc HOST:PORT] [--jwt-secret SECRET] [--transfer-secret SECRET]
         [--data-url URL] [--tls-cert FILE --tls-key FILE] [--trusted-proxy ADDRESS]... [--no-watch]
+        [--depth-infinity]
                                     serve the storage until SIGINT/SIGTERM: WebDAV (RFC 4918 and the
                                     ownCloud dialect of sync clients) and the CS3 data plane on the
                                     HTTP address (default 127.0.0.1:9143); the CS3 gRPC door
@@ -114,7 +115,9 @@ Commands:
                                     sends passwords over HTTPS only). An address that keeps failing
                                     to sign in must wait (429); behind a reverse proxy, name it with
                                     --trusted-proxy (repeatable) so clients are told apart by the
-                                    X-Forwarded-For it adds
+                                    X-Forwarded-For it adds. --depth-infinity answers PROPFIND
+                                    with Depth: infinity (a whole tree, streamed; refused with 403
+                                    by default, as Apache's DavDepthInfinity Off)
   passwd USERNAME                   give a user kept in DIR/.stowage/users.json (serve without
                                     --user/--users) a new generated password, printed once; a
                                     running serve takes it when restarted
@@ -153,6 +156,7 @@ interface Opts {
   quota?: string;
   description?: string;
   'no-watch'?: boolean;
+  'depth-infinity'?: boolean;
   space?: string;
   'lock-id'?: string;
   key?: string;
@@ -244,6 +248,7 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
       ttl: { type: 'string' },
       groups: { type: 'string' },
       'no-watch': { type: 'boolean', default: false },
+      'depth-infinity': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -833,6 +838,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
       // network one).
       listingCache: !opts['no-watch'] && driver.syncMetadata,
       ...(clientAddress && { clientAddress }),
+      ...(opts['depth-infinity'] && { allowDepthInfinity: true }),
     },
     log: (message, err) =>
       process.stderr.write(`stowage serve: ${message}: ${(err as Error)?.message ?? err}\n`),

@@ -137,6 +137,41 @@ describe('stowage serve: users', () => {
     await new Promise((resolve) => child.once('exit', resolve));
   });
 
+  it('answers PROPFIND Depth: infinity with --depth-infinity only (403 propfind-finite-depth otherwise)', async () => {
+    const infinite = (url: string) =>
+      fetch(url, {
+        method: 'PROPFIND',
+        headers: { depth: 'infinity', authorization: `Basic ${Buffer.from('ed:pw').toString('base64')}` },
+      });
+    for (const flag of [[], ['--depth-infinity']]) {
+      const { child, facts } = await serve([
+        await tempRoot('serve-depth'),
+        '--http',
+        '127.0.0.1:0',
+        '--user',
+        'ed:pw',
+        ...flag,
+      ]);
+      const put = (p: string) =>
+        fetch(`${facts.webdav}${p}`, {
+          method: p.endsWith('/') ? 'MKCOL' : 'PUT',
+          headers: { authorization: `Basic ${Buffer.from('ed:pw').toString('base64')}` },
+          ...(!p.endsWith('/') && { body: 'x' }),
+        });
+      for (const p of ['a/', 'a/b/', 'a/b/c.txt']) expect((await put(p)).status).toBe(201);
+      const r = await infinite(facts.webdav);
+      if (flag.length) {
+        expect(r.status).toBe(207);
+        expect(await r.text()).toContain('/a/b/c.txt</d:href>');
+      } else {
+        expect(r.status).toBe(403);
+        expect(await r.text()).toContain('propfind-finite-depth');
+      }
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
+  });
+
   it('makes an address that keeps failing to sign in wait, told apart behind a trusted proxy', async () => {
     const bad = spawnSync(
       process.execPath,
