@@ -99,7 +99,7 @@ Commands:
   serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD[:admin][:create-spaces][:groups=G1+G2]]]...
         [--users FILE] [--grpc HOST:PORT] [--jwt-secret SECRET] [--transfer-secret SECRET]
         [--data-url URL] [--tls-cert FILE --tls-key FILE] [--trusted-proxy ADDRESS]... [--no-watch]
-        [--depth-infinity]
+        [--depth-infinity] [--cors-origin ORIGIN]...
                                     serve the storage until SIGINT/SIGTERM: WebDAV (RFC 4918 and the
                                     ownCloud dialect of sync clients) and the CS3 data plane on the
                                     HTTP address (default 127.0.0.1:9143); the CS3 gRPC door
@@ -117,7 +117,9 @@ Commands:
                                     --trusted-proxy (repeatable) so clients are told apart by the
                                     X-Forwarded-For it adds. --depth-infinity answers PROPFIND
                                     with Depth: infinity (a whole tree, streamed; refused with 403
-                                    by default, as Apache's DavDepthInfinity Off)
+                                    by default, as Apache's DavDepthInfinity Off). --cors-origin
+                                    (repeatable; * for any) lets web pages of that origin call
+                                    WebDAV, TUS and the data plane from a browser
   passwd USERNAME                   give a user kept in DIR/.stowage/users.json (serve without
                                     --user/--users) a new generated password, printed once; a
                                     running serve takes it when restarted
@@ -171,6 +173,7 @@ interface Opts {
   'tls-key'?: string;
   'transfer-secret'?: string;
   'trusted-proxy'?: string[];
+  'cors-origin'?: string[];
   user?: string[];
   users?: string;
   ttl?: string;
@@ -243,6 +246,7 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
       'tls-key': { type: 'string' },
       'transfer-secret': { type: 'string' },
       'trusted-proxy': { type: 'string', multiple: true },
+      'cors-origin': { type: 'string', multiple: true },
       user: { type: 'string', multiple: true },
       users: { type: 'string' },
       ttl: { type: 'string' },
@@ -831,6 +835,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     ...(tls && { tls }),
     ...(transfer && { transferSecret: transfer }),
     uploadsDir: path.join(driver.root, '.stowage', 'uploads'),
+    ...(opts['cors-origin']?.length && { cors: { origins: opts['cors-origin'] } }),
     webdav: {
       uploadsDir: path.join(driver.root, '.stowage', 'chunks'),
       // Listings can be kept while the observer reports what is written around Stowage, which it

@@ -11,6 +11,7 @@
  * @module stowage/cs3
  */
 export type { Driver } from '../core/driver.js';
+export { type CorsOptions, corsHandler } from '../http/cors.js';
 export type {
   ProviderRequest,
   ProviderResponse,

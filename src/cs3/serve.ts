@@ -11,6 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { StorageError } from '../core/errors.js';
 import type { StorageProvider } from '../core/provider.js';
 import { continueOnRead } from '../http/common.js';
+import { type CorsOptions, corsHandler } from '../http/cors.js';
 import { WebDav, type WebDavOptions } from '../webdav/handler.js';
 import { DataPlane } from './dataplane.js';
 import { Cs3Service } from './server.js';
@@ -60,6 +61,11 @@ export interface ServeCs3Options {
   idleTimeoutMs?: number;
   /** Open HTTP connections at most; more are refused at once (default 4,096). */
   maxConnections?: number;
+  /**
+   * Let pages of these origins call the HTTP doors (WebDAV, TUS, the data plane) from a browser:
+   * see {@link corsHandler}. Default: no cross-origin access.
+   */
+  cors?: CorsOptions;
   /** Failures worth a look (never tokens or secrets). */
   log?: (message: string, err?: unknown) => void;
 }
@@ -96,6 +102,7 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
   }
   const h = splitAddress(opts.http ?? '127.0.0.1:9143', 'the http address');
   const g = opts.grpc === false ? undefined : splitAddress(opts.grpc ?? '127.0.0.1:9142', 'the grpc address');
+  const cors = opts.cors && corsHandler(opts.cors);
   const uploads = new TusUploads(opts.uploadsDir, opts.log);
   await uploads.open();
 
@@ -103,6 +110,7 @@ export async function serveCs3(opts: ServeCs3Options): Promise<Cs3Server> {
   let plane: DataPlane | undefined;
   let dav: WebDav | undefined;
   const onRequest = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (cors?.(req, res)) return;
     if (dav && !req.url?.startsWith('/data/') && (await dav.handle(req, res))) return;
     plane!.handle(req, res);
   };

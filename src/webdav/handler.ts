@@ -862,7 +862,9 @@ export class WebDav {
     // its lockdiscovery shows them, with their own lockroot.
     const showLocks = props.some((p) => p.ns === DAV && p.local === 'lockdiscovery');
     const above = showLocks ? await this.locksShownAbove(t) : [];
-    res.writeHead(207, { 'content-type': XML_TYPE, vary: 'Brief,Prefer' });
+    // (after what was set already: `Origin` for a cross-origin caller)
+    const vary = res.getHeader('vary');
+    res.writeHead(207, { 'content-type': XML_TYPE, vary: vary ? `${vary}, Brief, Prefer` : 'Brief,Prefer' });
     const head = MULTISTATUS_HEAD + this.response(t, info, self, true, mode, props, quota, above);
     // A folder's children as rendered before, if nothing in its space changed since.
     let fill: Fill | undefined;

@@ -12,6 +12,7 @@
  *
  * @module stowage/webdav
  */
+export { type CorsOptions, corsHandler } from '../http/cors.js';
 export {
   addressKey,
   clientAddressOf,

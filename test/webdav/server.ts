@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Cs3Server, serveCs3 } from '../../src/cs3/serve.js';
 import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
+import type { CorsOptions } from '../../src/http/cors.js';
 import type { SignInThrottleOptions } from '../../src/http/sign-ins.js';
 import {
   fromLetters,
@@ -48,6 +49,7 @@ export async function startDav(
     xmlBodies?: { maxBytes?: number; deadlineMs?: number };
     allowDepthInfinity?: boolean;
     signIns?: SignInThrottleOptions;
+    cors?: CorsOptions;
   } = {},
 ): Promise<DavEnv> {
   const watch = opts.watch !== false;
@@ -72,6 +74,7 @@ export async function startDav(
       ...(opts.signIns && { signIns: opts.signIns }),
     },
     ...(opts.idleTimeoutMs !== undefined && { idleTimeoutMs: opts.idleTimeoutMs }),
+    ...(opts.cors && { cors: opts.cors }),
   });
   const observer = watch ? provider.watch({ rescanIntervalMs: 0 }) : undefined;
   await observer?.ready;
