@@ -163,8 +163,15 @@ export async function fsckSpace(
             }
           }
           seen.set(rec.id, key);
+          // An entry below a folder that moved keeps its old path by design: it still leads here
+          // through its parent's entry (checked on the way down) and its own name.
           const entry = await sp.index.read(rec.id);
-          if (entry?.rel !== key || entry.parent !== rec.p) {
+          const name = segs[segs.length - 1]!;
+          const leads =
+            entry !== undefined &&
+            entry.parent === rec.p &&
+            (entry.rel === key || entry.rel === name || entry.rel.endsWith(`/${name}`));
+          if (!leads) {
             problem('index-entry', segs);
             if (repair && rec.p) await sp.index.write(rec.id, rec.p, key);
           }
