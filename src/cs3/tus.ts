@@ -363,7 +363,9 @@ export class TusUploads {
         const m = /^([0-9a-f]{40})\.json$/.exec(name);
         if (m) {
           const st = await this.get(m[1]!);
-          if (count && st && !st.done) {
+          // Ended, but stopped before its bytes went (end() marks it first): they go now.
+          if (st?.done) await fsp.rm(this.file(st.id, 'bin'), { force: true });
+          else if (count && st) {
             const bin = await fsp.stat(this.file(st.id, 'bin')).catch(() => undefined);
             this.track(st, bin?.mtimeMs ?? 0);
           }

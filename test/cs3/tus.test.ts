@@ -188,6 +188,27 @@ describe('TusUploads: uploads in progress per user', () => {
     expect(logged.join('\n')).toMatch(/unreadable state/);
     again.close();
   });
+
+  it('drops at start the bytes of an upload that ended just before a stop (its marker stays)', async () => {
+    const dir = path.join(await tempRoot('tus-ended'), 'uploads');
+    const first = new TusUploads(dir);
+    await first.open();
+    const st = await first.create(upload('ended', { length: 3 }));
+    await first.append(st, Readable.from([Buffer.from('abc')]));
+    first.close();
+    // A stop between end()'s two steps: the marker says done, the bytes are still there.
+    fs.writeFileSync(
+      path.join(dir, `${st.id}.json`),
+      JSON.stringify({ id: st.id, offset: 3, expires: st.expires, done: true }),
+    );
+    expect(fs.existsSync(path.join(dir, `${st.id}.bin`))).toBe(true);
+    const again = new TusUploads(dir);
+    await again.open();
+    expect(fs.existsSync(path.join(dir, `${st.id}.bin`))).toBe(false);
+    expect((await again.get(st.id))?.done).toBe(true);
+    expect(again.inProgress('u')).toBe(0);
+    again.close();
+  });
 });
 
 describe('DataPlane: uploads a CS3 client initiates', () => {
