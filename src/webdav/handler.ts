@@ -3140,7 +3140,9 @@ function statusOf(e: StorageError, method: string): number {
     PERMISSION_DENIED: 403,
     NOT_FOUND: 404,
     ALREADY_EXISTS: method === 'MKCOL' ? 405 : method === 'COPY' || method === 'MOVE' ? 412 : 409,
-    ABORTED: 412,
+    // (a source that changed while it was read or copied conflicts with the request; a wrong lock
+    // token or condition fails it)
+    ABORTED: e.reason === 'changed-while-read' ? 409 : 412,
     FAILED_PRECONDITION:
       e.reason === 'parent-missing' || e.reason === 'not-folder' || e.reason === 'is-folder'
         ? 409

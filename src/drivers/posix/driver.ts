@@ -148,6 +148,8 @@ export interface PosixDriverOptions {
 
 /** @internal Called at points where a crash is interesting. */
 export interface PosixHooks {
+  /** After the work done outside the commit lock (a copy's walk), before the commit. */
+  beforeCommit?(op: string): void | Promise<void>;
   /** After the commit lock is held and the intent recorded, before the first rename. */
   beforeRename?(op: string): void | Promise<void>;
   /** After the rename, before propagation. */
@@ -2081,6 +2083,7 @@ class Posix implements PosixDriver {
     const staging = `${dsp.tmp}/${stagingName}`;
     try {
       await this.copyNode(ssp, from, source, dsp, staging, to, parentRec.id, opts?.signal);
+      await this.options.hooks?.beforeCommit?.('copy');
       const done = await dsp.commit(async (journal) => {
         const parent = await this.loadParent(dsp, to.slice(0, -1), true);
         const old = await this.peek(dsp, to, true);
@@ -2090,6 +2093,17 @@ class Posix implements PosixDriver {
           throw new StorageError('INVALID_ARGUMENT', 'the destination contains the source', {
             reason: 'into-itself',
           });
+        }
+        // Moved or deleted while it was copied: the walk then found only part of it (or nothing of
+        // what was below it), a tree that never was. Nothing is copied; the caller may try again.
+        if (!(await this.stillAt(ssp, from, source))) {
+          throw new StorageError(
+            'ABORTED',
+            'the source was moved or deleted while it was copied; copy it again',
+            {
+              reason: CHANGED_WHILE_READ,
+            },
+          );
         }
         const over = targetLockOptions(opts);
         if (old) checkLockFor(lockOf(old.rec.lk), over?.lockId, false, opts?.actor);
@@ -2130,6 +2144,18 @@ class Posix implements PosixDriver {
       throw toStorageError(err, 'copy');
     } finally {
       release();
+    }
+  }
+
+  /** Is the node `was` (its id, its kind) still at `segs`? Read without the space's lock. */
+  private async stillAt(sp: PosixSpace, segs: string[], was: Loaded): Promise<boolean> {
+    try {
+      const st = await fsp.lstat(sp.abs(segs));
+      if (st.isDirectory() !== was.st.isDirectory() || !(st.isFile() || st.isDirectory())) return false;
+      return (await sp.record(segs))?.id === was.rec.id;
+    } catch (err) {
+      if (isMissing(err)) return false;
+      throw err;
     }
   }
 
