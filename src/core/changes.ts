@@ -28,12 +28,22 @@ export interface PropertyChangeFailure {
   error: unknown;
 }
 
+/** Whether an error of a combined change is about the time (the rest is about the metadata). */
+function aboutTime(err: unknown): boolean {
+  return (
+    StorageError.is(err) &&
+    (err.reason === 'is-folder' || err.reason === 'not-owner' || err.reason === 'time-out-of-range')
+  );
+}
+
 /**
- * Apply `change` to `ref`: the metadata first, then the time, then the mark, which needs no more
- * than seeing the resource and is never taken back once made (another request may have relied on
- * it). When a part fails, what the parts before it changed is put back (metadata exactly; a time
- * to the precision the storage keeps) and the failure is returned; undefined when all went
- * through. Keys and values that would be refused are refused before anything changes.
+ * Apply `change` to `ref`: the metadata and the time as one change (see
+ * {@link StorageProvider.changeMetadata}: all or none, across a crash too where the storage can),
+ * then the mark, which needs no more than seeing the resource and is never taken back once made
+ * (another request may have relied on it). When the mark fails, what the change before it did is
+ * put back (metadata exactly; a time to the precision the storage keeps) and the failure is
+ * returned; undefined when all went through. Keys and values that would be refused are refused
+ * before anything changes.
  */
 export async function applyPropertyChange(
   s: StorageProvider,
@@ -55,46 +65,45 @@ export async function applyPropertyChange(
       part: 'mtime',
       error: new StorageError('INVALID_ARGUMENT', 'mtime must be a finite number of milliseconds'),
     };
-  const parts = [keys.length > 0, change.mtime !== undefined, change.favorite !== undefined];
-  // What was there, to put back (only when a later part could fail after an earlier one changed something).
+  // What was there, to put back when the mark fails after the rest changed something.
   const before =
-    parts.filter(Boolean).length > 1
+    change.favorite !== undefined && (keys.length > 0 || change.mtime !== undefined)
       ? await s.stat(ref, { fields: [], ...(keys.length && { metadataKeys: keys }) })
       : undefined;
-  const restoreMetadata = async () => {
-    if (!before || !keys.length) return;
-    const was = before.metadata ?? {};
-    const back: Record<string, string> = {};
-    for (const k of keys) if (was[k] !== undefined) back[k] = was[k];
-    const gone = keys.filter((k) => was[k] === undefined);
-    if (Object.keys(back).length) await s.setMetadata(ref, back, opts).catch(() => {});
-    if (gone.length) await s.unsetMetadata(ref, gone, opts).catch(() => {});
-  };
-  if (keys.length) {
+  if (keys.length || change.mtime !== undefined) {
     try {
-      if (Object.keys(set).length) await s.setMetadata(ref, set, opts);
-      if (unset.length) await s.unsetMetadata(ref, unset, opts);
+      await s.changeMetadata(
+        ref,
+        { ...(keys.length && { set, unset }), ...(change.mtime !== undefined && { mtime: change.mtime }) },
+        opts,
+      );
     } catch (error) {
-      await restoreMetadata();
-      return { part: 'metadata', error };
-    }
-  }
-  let timed = false;
-  if (change.mtime !== undefined) {
-    try {
-      await s.setMtime(ref, change.mtime, opts);
-      timed = true;
-    } catch (error) {
-      await restoreMetadata();
-      return { part: 'mtime', error };
+      return {
+        part: change.mtime !== undefined && (!keys.length || aboutTime(error)) ? 'mtime' : 'metadata',
+        error,
+      };
     }
   }
   if (change.favorite !== undefined) {
     try {
       await s.setFavorite(ref, change.favorite);
     } catch (error) {
-      if (timed && before) await s.setMtime(ref, before.mtime, opts).catch(() => {});
-      await restoreMetadata();
+      if (before) {
+        const was = before.metadata ?? {};
+        const back: Record<string, string> = {};
+        for (const k of keys) if (was[k] !== undefined) back[k] = was[k];
+        const gone = keys.filter((k) => was[k] === undefined);
+        await s
+          .changeMetadata(
+            ref,
+            {
+              ...(keys.length && { set: back, unset: gone }),
+              ...(change.mtime !== undefined && { mtime: before.mtime }),
+            },
+            opts,
+          )
+          .catch(() => {});
+      }
       return { part: 'favorite', error };
     }
   }

@@ -48,6 +48,21 @@ export interface MetadataFeature {
   set(ref: NodeRef, values: Readonly<Record<string, string>>, opts?: MutationOptions): Promise<void>;
   /** Remove keys; missing keys are ignored. */
   unset(ref: NodeRef, keys: readonly string[], opts?: MutationOptions): Promise<void>;
+  /**
+   * Set and remove keys and, with the `mtime` capability, set a file's modification time, as one
+   * change: all of it or none, also when the process dies half way (a PROPPATCH is all or
+   * nothing). Refusals are those of `set`, `unset` and `mtime.set`, before anything changes.
+   * Optional: without it, the provider makes the parts one after the other.
+   */
+  change?(ref: NodeRef, change: MetadataChange, opts?: MutationOptions): Promise<void>;
+}
+
+/** What {@link MetadataFeature.change} changes; absent parts stay. */
+export interface MetadataChange {
+  set?: Readonly<Record<string, string>>;
+  unset?: readonly string[];
+  /** ms since epoch; a folder is refused (FAILED_PRECONDITION, reason `is-folder`). */
+  mtime?: number;
 }
 
 /**

@@ -59,7 +59,9 @@ export type ErrorReason =
   /** A file replaced or rewritten between its lookup and the read of its bytes. */
   | 'changed-while-read'
   /** The storage lets only a file's owner set its time, and Stowage's process is not it. */
-  | 'not-owner';
+  | 'not-owner'
+  /** A modification time the storage cannot hold. */
+  | 'time-out-of-range';
 
 /** Options for {@link StorageError}. */
 export interface StorageErrorOptions {

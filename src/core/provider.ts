@@ -10,7 +10,16 @@
  *
  * @module
  */
-import type { Body, Driver, Inspected, MutationOptions, Watch, WatchOptions, WatchStats } from './driver.js';
+import type {
+  Body,
+  Driver,
+  Inspected,
+  MetadataChange,
+  MutationOptions,
+  Watch,
+  WatchOptions,
+  WatchStats,
+} from './driver.js';
 import { StorageError } from './errors.js';
 import { type Annotation, EventBus, type Origin, type PendingChange, type StorageEvent } from './events.js';
 import { type IdentitySource, principalOf, type User } from './identity.js';
@@ -1338,19 +1347,79 @@ export class StorageProvider {
     // What a resource carries stays bounded (it is read with every listing that asks for it).
     // Checked against what is there now: two concurrent calls may each pass, by one call's worth.
     const now = (await driver.stat(node, { fields: [], metadataKeys: '*' })).metadata ?? {};
-    const after = { ...now, ...values };
-    let bytes = 0;
-    for (const [k, v] of Object.entries(after)) bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
-    if (Object.keys(after).length > MAX_METADATA_KEYS || bytes > MAX_METADATA_BYTES) {
-      throw new StorageError(
-        'INVALID_ARGUMENT',
-        `a resource keeps at most ${MAX_METADATA_KEYS} metadata keys and ${MAX_METADATA_BYTES >> 10} KiB of them`,
-        { reason: 'metadata-too-large' },
-      );
-    }
+    checkMetadataBound({ ...now, ...values });
     await this.check({ op: 'metadata', spaceId: node.spaceId, ...nodePath(node) });
     await feature.set(node, values, this.mutation(await this.locksAbove(driver, node, opts, false)));
     await this.emitNode('metadata.changed', driver, node);
+  }
+
+  /**
+   * Set and remove metadata keys and set a file's modification time as one change, as a PROPPATCH
+   * carries them. On a storage that can (`MetadataFeature.change`: the POSIX driver), all of it or
+   * none, also when the process dies half way; elsewhere the parts are made one after the other,
+   * and what the first ones changed is put back when a later one fails. Needs what
+   * {@link setMetadata} and {@link setMtime} need; announced once, as `metadata.changed`.
+   */
+  async changeMetadata(ref: Ref, change: MetadataChange, opts?: MutationOptions): Promise<void> {
+    const set = change.set ?? {};
+    const unset = change.unset ?? [];
+    const keys = [...Object.keys(set), ...unset];
+    const { driver, node } = await this.resolve(ref);
+    const feature = driver.features.metadata;
+    if (!feature?.change || (change.mtime !== undefined && !driver.features.mtime)) {
+      await this.changeMetadataInParts(ref, set, unset, keys, change.mtime, opts);
+      return;
+    }
+    checkMetadata(set);
+    for (const k of unset) checkMetadataKey(k);
+    if (change.mtime !== undefined && !Number.isFinite(change.mtime))
+      throw new StorageError('INVALID_ARGUMENT', 'mtime must be a finite number of milliseconds');
+    await this.checkEnabled(driver, node);
+    if (this.principal) await this.require(driver, node, ['initiateFileUpload'], { fields: [] });
+    if (Object.keys(set).length) {
+      const now = (await driver.stat(node, { fields: [], metadataKeys: '*' })).metadata ?? {};
+      const after: Record<string, string> = { ...now, ...set };
+      for (const k of unset) delete after[k];
+      checkMetadataBound(after);
+    }
+    await this.check({ op: 'metadata', spaceId: node.spaceId, ...nodePath(node) });
+    await feature.change(
+      node,
+      { ...(keys.length && { set, unset }), ...(change.mtime !== undefined && { mtime: change.mtime }) },
+      this.mutation(await this.locksAbove(driver, node, opts, false)),
+    );
+    await this.emitNode('metadata.changed', driver, node);
+  }
+
+  /** {@link changeMetadata} where the storage cannot make it one change. */
+  private async changeMetadataInParts(
+    ref: Ref,
+    set: Readonly<Record<string, string>>,
+    unset: readonly string[],
+    keys: readonly string[],
+    mtime: number | undefined,
+    opts?: MutationOptions,
+  ): Promise<void> {
+    const before =
+      keys.length && mtime !== undefined
+        ? await this.stat(ref, { fields: [], metadataKeys: [...keys] })
+        : undefined;
+    if (Object.keys(set).length) await this.setMetadata(ref, set, opts);
+    if (unset.length) await this.unsetMetadata(ref, unset, opts);
+    if (mtime === undefined) return;
+    try {
+      await this.setMtime(ref, mtime, opts);
+    } catch (err) {
+      if (before) {
+        const was = before.metadata ?? {};
+        const back: Record<string, string> = {};
+        for (const k of keys) if (was[k] !== undefined) back[k] = was[k];
+        const gone = keys.filter((k) => was[k] === undefined);
+        if (Object.keys(back).length) await this.setMetadata(ref, back, opts).catch(() => {});
+        if (gone.length) await this.unsetMetadata(ref, gone, opts).catch(() => {});
+      }
+      throw err;
+    }
   }
 
   /** Remove arbitrary metadata keys. */
@@ -2092,6 +2161,19 @@ export const MAX_METADATA_BYTES = 1024 * 1024;
 export function checkMetadataKey(k: string): void {
   if (typeof k !== 'string' || k.length === 0 || Buffer.byteLength(k) > 255 || k.includes('\0')) {
     throw new StorageError('INVALID_ARGUMENT', `invalid metadata key "${printable(k)}"`);
+  }
+}
+
+/** What a resource carries stays bounded (it is read with every listing that asks for it). */
+function checkMetadataBound(after: Readonly<Record<string, string>>): void {
+  let bytes = 0;
+  for (const [k, v] of Object.entries(after)) bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
+  if (Object.keys(after).length > MAX_METADATA_KEYS || bytes > MAX_METADATA_BYTES) {
+    throw new StorageError(
+      'INVALID_ARGUMENT',
+      `a resource keeps at most ${MAX_METADATA_KEYS} metadata keys and ${MAX_METADATA_BYTES >> 10} KiB of them`,
+      { reason: 'metadata-too-large' },
+    );
   }
 }
 

@@ -49,6 +49,7 @@ async function fixture() {
     grantee: { type: 'user', id: 'first' },
     permissions: fromLetters(ROLES.editor),
   });
+  await s.setMetadata(at('a/b/old.bin'), { gone: 'soon' });
   const rootEtag = (await s.stat(at(''))).etag;
   await s.close();
   return { root, spaceRoot: path.join(root, 'spaces/project/crash'), rootEtag };
@@ -135,6 +136,27 @@ const cases: [string, string, (v: Awaited<ReturnType<typeof reopen>>) => Promise
     // The current content was moved aside, the version never moved in: undone, current is back.
     async (v) =>
       expect((await v.s.stat(v.at('a/b/old.bin'))).checksums?.sha1).toBe(sha1(Buffer.alloc(1000, 2))),
+  ],
+  // Metadata and a time changed as one (a PROPPATCH): none of it before the record is written...
+  [
+    'properties',
+    'before:properties',
+    async (v) => {
+      const info = await v.s.stat(v.at('a/b/old.bin'), { metadataKeys: '*' });
+      expect(info.metadata).toEqual({ gone: 'soon' });
+      expect(info.mtime).not.toBe(1_500_000_000_000);
+    },
+  ],
+  // ...all of it after: the record holds the time, and recovery sets it on the file.
+  [
+    'properties',
+    'after:properties',
+    async (v) => {
+      const info = await v.s.stat(v.at('a/b/old.bin'), { metadataKeys: '*' });
+      expect(info.metadata).toEqual({ added: 'yes' });
+      expect(info.mtime).toBe(1_500_000_000_000);
+      expect(info.checksums?.sha1).toBe(sha1(Buffer.alloc(1000, 2)));
+    },
   ],
   [
     'grant',

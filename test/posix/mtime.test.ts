@@ -125,4 +125,30 @@ describe('posix: setting a file’s mtime', () => {
       expect.not.arrayContaining([expect.stringMatching(/^up-/)]),
     );
   });
+
+  it('changes metadata and the time as one (changeMetadata): all of it, or none when a part is refused', async () => {
+    const { sp, dir } = await space('as-one');
+    const at = { space: sp.id, path: 'one.txt' };
+    await s.write(at, 'one');
+    await s.setMetadata(at, { old: 'x' });
+    const before = await s.stat(at, { fields: ['checksums'] });
+    await s.changeMetadata(at, { set: { k: 'v' }, unset: ['old'], mtime: 1_400_000_000_000 });
+    const after = await s.stat(at, { fields: ['checksums'], metadataKeys: '*' });
+    expect(after.metadata).toEqual({ k: 'v' });
+    expect(after.mtime).toBe(1_400_000_000_000);
+    expect((await fsp.stat(path.join(dir, 'one.txt'))).mtimeMs).toBe(1_400_000_000_000);
+    // The checksums go along with the time (the file's bytes did not change).
+    expect(after.checksums).toEqual(before.checksums);
+    // A folder has no settable time: refused with the metadata left as it was.
+    await s.mkdir({ space: sp.id, path: 'fold' });
+    await expect(
+      s.changeMetadata({ space: sp.id, path: 'fold' }, { set: { k: 'v' }, mtime: 1_400_000_000_000 }),
+    ).rejects.toMatchObject({ code: 'FAILED_PRECONDITION', reason: 'is-folder' });
+    expect((await s.stat({ space: sp.id, path: 'fold' }, { metadataKeys: '*' })).metadata ?? {}).toEqual({});
+    // Metadata over the bound: refused with the time left as it was.
+    await expect(
+      s.changeMetadata(at, { set: { big: 'x'.repeat(65_537) }, mtime: 1_300_000_000_000 }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect((await s.stat(at)).mtime).toBe(1_400_000_000_000);
+  });
 });

@@ -21,7 +21,15 @@ import { Readable } from 'node:stream';
 import { bodyChunks } from '../../core/body.js';
 import { ChecksumAccumulator, verifyChecksums } from '../../core/checksums.js';
 import { checkWriteConditions, evaluateConditions, rangeToServe } from '../../core/conditions.js';
-import type { Body, Driver, Features, Inspected, MutationOptions, WatchOptions } from '../../core/driver.js';
+import type {
+  Body,
+  Driver,
+  Features,
+  Inspected,
+  MetadataChange,
+  MutationOptions,
+  WatchOptions,
+} from '../../core/driver.js';
 import { StorageError, toStorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime, nowUs } from '../../core/etag.js';
 import {
@@ -340,6 +348,8 @@ class Posix implements PosixDriver {
           this.setMetadata(r, v, o).catch(rethrow('metadata')),
         unset: (r: NodeRef, k: readonly string[], o?: MutationOptions) =>
           this.unsetMetadata(r, k, o).catch(rethrow('metadata')),
+        change: (r: NodeRef, c: MetadataChange, o?: MutationOptions) =>
+          this.changeProperties(r, c, o).catch(rethrow('metadata')),
       }),
       favorites: Object.freeze({
         set: (user: string, id: ResourceId, on: boolean) =>
@@ -1634,7 +1644,9 @@ class Posix implements PosixDriver {
         st = await fh.stat();
         // A filesystem clamps a time it cannot hold (ext4: 1901 to 2446) without a word.
         if (opts?.mtime !== undefined && Math.abs(st.mtimeMs - opts.mtime) >= 1000)
-          throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time');
+          throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time', {
+            reason: 'time-out-of-range',
+          });
       } catch (err) {
         // A refusal of the write itself comes first, as when it was checked before the body.
         if (small) await precheck();
@@ -2279,6 +2291,65 @@ class Posix implements PosixDriver {
     );
   }
 
+  /**
+   * Metadata and a file's time changed as one. The record (metadata, and the new time as `pm`) is
+   * written first, in one xattr write: before it nothing changed, after it the commit's intent
+   * names the file, and a recovery sets the time from the record. Only then is the time set.
+   */
+  private async changeProperties(
+    ref: NodeRef,
+    change: MetadataChange,
+    opts?: MutationOptions,
+  ): Promise<void> {
+    const edit = (md: Record<string, string>) => {
+      Object.assign(md, change.set ?? {});
+      for (const k of change.unset ?? []) delete md[k];
+    };
+    const { mtime } = change;
+    if (mtime === undefined) return this.changeMetadata(ref, edit, opts);
+    const sp = await this.space(ref.spaceId);
+    const segs = await this.locate(sp, ref);
+    await this.load(sp, segs); // fail early, outside the lock
+    if (!(await this.holdsTime(sp, mtime)))
+      throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time', {
+        reason: 'time-out-of-range',
+      });
+    await sp.commit(async (journal) => {
+      const { st, rec } = await this.load(sp, segs, true);
+      if (!st.isFile())
+        throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
+          reason: 'is-folder',
+        });
+      checkLockFor(lockOf(rec.lk), opts?.lockId, true, opts?.actor);
+      this.mayTime(st);
+      const current = sp.checksumsCurrent(rec, st);
+      const md = await sp.readMetadata(segs, rec);
+      edit(md);
+      journal.begin({ dirs: [segs.slice(0, -1)], times: [segs] });
+      await this.options.hooks?.beforeRename?.('properties');
+      rec.pm = mtime;
+      const dropOld = await this.storeMetadata(sp, sp.abs(segs), rec, md);
+      sp.writeHeld(segs, rec);
+      await dropOld();
+      await this.options.hooks?.afterRename?.('properties');
+      await sp.finishTimeHeld(segs, current, this.durable);
+      await sp.propagateHeld(new Map([[keyOf(segs.slice(0, -1)), 0]]));
+    });
+  }
+
+  /**
+   * Refuse (PERMISSION_DENIED, reason `not-owner`) before anything changes when the file's time
+   * cannot be set.
+   */
+  private mayTime(st: fs.Stats): void {
+    // (utimes with a time needs the file's owner or CAP_FOWNER, which root has)
+    const euid = process.geteuid?.();
+    if (euid === undefined || euid === 0 || euid === st.uid) return;
+    throw new StorageError('PERMISSION_DENIED', "only the file's owner may set its time here", {
+      reason: 'not-owner',
+    });
+  }
+
   private async changeMetadata(
     ref: NodeRef,
     change: (md: Record<string, string>) => void,
@@ -2312,7 +2383,9 @@ class Posix implements PosixDriver {
     const segs = await this.locate(sp, ref);
     await this.load(sp, segs); // fail early, outside the lock
     if (!(await this.holdsTime(sp, mtime)))
-      throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time');
+      throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time', {
+        reason: 'time-out-of-range',
+      });
     const done = await sp.commit(async (journal) => {
       const { st, rec } = await this.load(sp, segs, true);
       if (!st.isFile())

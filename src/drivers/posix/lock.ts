@@ -32,6 +32,8 @@ export interface Intent {
   totals?: boolean;
   /** Nodes that may have moved: if the node at `at` carries `id`, its parent id and index entry are rewritten. */
   nodes?: { id: string; at: string[] }[];
+  /** Files whose record may hold a modification time not set on them yet (`pm`): it is set. */
+  times?: string[][];
 }
 
 /** Handle passed to a commit: record the intent before the first mutation. */

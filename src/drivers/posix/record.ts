@@ -91,6 +91,11 @@ export interface NodeRecord {
   sp?: SpaceProps;
   tts?: number;
   vts?: number;
+  /**
+   * A modification time (ms) written with the rest of a change of properties and not yet set on
+   * the file: a commit that died before setting it left it here, and its recovery sets it.
+   */
+  pm?: number;
 }
 
 const UUIDISH = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;

@@ -29,7 +29,7 @@ import {
   XATTR_META,
   XATTR_NODE,
 } from './record.js';
-import { isMissing } from './util.js';
+import { isMissing, toUtimeSeconds } from './util.js';
 
 /** Records younger than this (by ctime) are not cached (see PosixSpace.recordFor). */
 const SETTLED_MS = 1000;
@@ -635,11 +635,73 @@ export class PosixSpace {
   }
 
   /**
+   * Set the modification time a change of properties wrote into a file's record (`pm`) on the
+   * file, and drop it from the record (lock held). `current`: whether the file's checksums were
+   * current before the change (then they are carried to the new time); when not given (recovery),
+   * judged now. A file replaced or gone meanwhile keeps its own time.
+   */
+  async finishTimeHeld(segs: readonly string[], current: boolean | undefined, sync: boolean): Promise<void> {
+    let rec: NodeRecord | undefined;
+    let st: fs.Stats;
+    try {
+      st = await fsp.lstat(this.abs(segs));
+      rec = this.recordHeld(segs);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw err;
+    }
+    if (rec?.pm === undefined) return;
+    const mtime = rec.pm;
+    delete rec.pm;
+    if (!st.isFile()) {
+      this.writeHeld(segs, rec);
+      return;
+    }
+    const carry = current ?? this.checksumsCurrent(rec, st);
+    const fh = await fsp.open(
+      this.abs(segs),
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    );
+    let after: fs.Stats;
+    let unchanged: boolean;
+    try {
+      const now = await fh.stat();
+      if (!sameFile(now, st)) {
+        this.writeHeld(segs, rec);
+        return;
+      }
+      unchanged = now.mtimeMs === st.mtimeMs && now.size === st.size;
+      const t = toUtimeSeconds(mtime);
+      try {
+        await fh.utimes(t, t);
+      } catch (err) {
+        // (not the file's owner any more, a read-only mount: the time cannot be set, and a
+        // recovery that fails for it would hold every later commit back)
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EPERM' && code !== 'EACCES' && code !== 'EROFS') throw err;
+        this.writeHeld(segs, rec);
+        if (current !== undefined) throw err;
+        return;
+      }
+      after = await fh.stat();
+      if (sync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (carry && unchanged) {
+      rec.ckm = after.mtimeMs;
+      Object.assign(rec, this.checksumsConfirmed());
+    }
+    this.writeHeld(segs, rec);
+  }
+
+  /**
    * Undo half-done replaces, fix moved nodes, recompute the tree sizes a dead commit may have left
    * wrong, and invalidate every process's cached grant chains.
    */
   private async recover(intent: Intent): Promise<void> {
     await this.undoHeld(intent);
+    for (const segs of intent.times ?? []) await this.finishTimeHeld(segs, undefined, true);
     if (intent.totals) await this.recountTotalsHeld();
     for (const n of intent.nodes ?? []) {
       let rec: NodeRecord | undefined;
