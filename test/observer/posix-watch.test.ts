@@ -609,9 +609,13 @@ describe('observer (posix, real inotify)', () => {
       { stdio: 'ignore' },
     );
     const done = new Promise((r) => child.on('exit', r));
-    const end = Date.now() + 4000;
-    while (Date.now() < end && child.exitCode === null) {
-      // busy: the event loop does not run, the kernel queue fills up
+    // Busy until the child is done (its 12,000 files make ~36,000 events, over the kernel's 16,384),
+    // however slow a loaded machine makes it: the event loop does not run, the queue fills up.
+    // (exitCode is only set by the event loop: the child's end is seen by its last file.)
+    const last = path.join(dir, 'burst', 'f11999');
+    const end = Date.now() + 30_000;
+    while (Date.now() < end && !fs.existsSync(last)) {
+      // busy
     }
     await done;
     await until(() => o.stats().lost > lostBefore || undefined);
