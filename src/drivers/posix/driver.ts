@@ -349,7 +349,7 @@ class Posix implements PosixDriver {
         unset: (r: NodeRef, k: readonly string[], o?: MutationOptions) =>
           this.unsetMetadata(r, k, o).catch(rethrow('metadata')),
         change: (r: NodeRef, c: MetadataChange, o?: MutationOptions) =>
-          this.changeProperties(r, c, o).catch(rethrow('metadata')),
+          this.changeProperties(r, c, o).then(() => {}, rethrow('metadata')),
       }),
       favorites: Object.freeze({
         set: (user: string, id: ResourceId, on: boolean) =>
@@ -2300,13 +2300,17 @@ class Posix implements PosixDriver {
     ref: NodeRef,
     change: MetadataChange,
     opts?: MutationOptions,
-  ): Promise<void> {
+  ): Promise<ResourceInfo | undefined> {
+    const keys = change.set !== undefined || change.unset !== undefined;
     const edit = (md: Record<string, string>) => {
       Object.assign(md, change.set ?? {});
       for (const k of change.unset ?? []) delete md[k];
     };
     const { mtime } = change;
-    if (mtime === undefined) return this.changeMetadata(ref, edit, opts);
+    if (mtime === undefined) {
+      await this.changeMetadata(ref, edit, opts);
+      return undefined;
+    }
     const sp = await this.space(ref.spaceId);
     const segs = await this.locate(sp, ref);
     await this.load(sp, segs); // fail early, outside the lock
@@ -2314,7 +2318,7 @@ class Posix implements PosixDriver {
       throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time', {
         reason: 'time-out-of-range',
       });
-    await sp.commit(async (journal) => {
+    const done = await sp.commit(async (journal) => {
       const { st, rec } = await this.load(sp, segs, true);
       if (!st.isFile())
         throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
@@ -2323,18 +2327,37 @@ class Posix implements PosixDriver {
       checkLockFor(lockOf(rec.lk), opts?.lockId, true, opts?.actor);
       this.mayTime(st);
       const current = sp.checksumsCurrent(rec, st);
-      const md = await sp.readMetadata(segs, rec);
-      edit(md);
-      journal.begin({ dirs: [segs.slice(0, -1)], times: [segs] });
-      await this.options.hooks?.beforeRename?.('properties');
-      rec.pm = mtime;
-      const dropOld = await this.storeMetadata(sp, sp.abs(segs), rec, md);
-      sp.writeHeld(segs, rec);
-      await dropOld();
-      await this.options.hooks?.afterRename?.('properties');
-      await sp.finishTimeHeld(segs, current, this.durable);
+      // The file whose time is set, opened without following a symlink, before anything changes.
+      const fh = await fsp.open(
+        sp.abs(segs),
+        fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+      );
+      try {
+        const now = await fh.stat();
+        if (!sameFile(now, st)) throw new StorageError('ABORTED', 'the file was replaced meanwhile; retry');
+        // Rewritten around Stowage since the lstat (its lock does not hold others back): the
+        // checksums are not carried over to the new time, so the change is still seen.
+        const unchanged = now.mtimeMs === st.mtimeMs && now.size === st.size && now.ctimeMs === st.ctimeMs;
+        journal.begin({ dirs: [segs.slice(0, -1)], times: [segs] });
+        await this.options.hooks?.beforeRename?.('properties');
+        rec.pm = mtime;
+        let dropOld: (() => Promise<void>) | undefined;
+        if (keys) {
+          const md = await sp.readMetadata(segs, rec);
+          edit(md);
+          dropOld = await this.storeMetadata(sp, sp.abs(segs), rec, md);
+        }
+        sp.writeHeld(segs, rec);
+        await dropOld?.();
+        await this.options.hooks?.afterRename?.('properties');
+        await sp.finishTimeHeld(segs, this.durable, { fh, st: now, current: current && unchanged });
+      } finally {
+        await fh.close();
+      }
       await sp.propagateHeld(new Map([[keyOf(segs.slice(0, -1)), 0]]));
+      return { st: await fsp.lstat(sp.abs(segs)), rec: sp.recordHeld(segs)! };
     });
+    return this.info(sp, segs, done.st, done.rec);
   }
 
   /**
@@ -2379,59 +2402,7 @@ class Posix implements PosixDriver {
    * refused before the file is touched.
    */
   private async setMtime(ref: NodeRef, mtime: number, opts?: MutationOptions): Promise<ResourceInfo> {
-    const sp = await this.space(ref.spaceId);
-    const segs = await this.locate(sp, ref);
-    await this.load(sp, segs); // fail early, outside the lock
-    if (!(await this.holdsTime(sp, mtime)))
-      throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time', {
-        reason: 'time-out-of-range',
-      });
-    const done = await sp.commit(async (journal) => {
-      const { st, rec } = await this.load(sp, segs, true);
-      if (!st.isFile())
-        throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
-          reason: 'is-folder',
-        });
-      checkLockFor(lockOf(rec.lk), opts?.lockId, true, opts?.actor);
-      const current = sp.checksumsCurrent(rec, st);
-      const fh = await fsp.open(
-        sp.abs(segs),
-        fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
-      );
-      let after: fs.Stats;
-      let unchanged: boolean;
-      try {
-        const now = await fh.stat();
-        if (!sameFile(now, st)) throw new StorageError('ABORTED', 'the file was replaced meanwhile; retry');
-        // Rewritten around Stowage since the lstat (its lock does not hold others back): the
-        // checksums are not carried over to the new time, so the change is still seen.
-        unchanged = now.mtimeMs === st.mtimeMs && now.size === st.size && now.ctimeMs === st.ctimeMs;
-        journal.begin({ dirs: [segs.slice(0, -1)] });
-        const t = toUtimeSeconds(mtime);
-        try {
-          await fh.utimes(t, t);
-        } catch (err) {
-          // Setting a time needs the file's owner (or CAP_FOWNER); writing it does not.
-          if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-          throw new StorageError('PERMISSION_DENIED', "only the file's owner may set its time here", {
-            reason: 'not-owner',
-            cause: err,
-          });
-        }
-        after = await fh.stat();
-        if (this.durable) await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      if (current && unchanged) {
-        rec.ckm = after.mtimeMs;
-        Object.assign(rec, sp.checksumsConfirmed());
-      }
-      sp.writeHeld(segs, rec);
-      await sp.propagateHeld(new Map([[keyOf(segs.slice(0, -1)), 0]]));
-      return { st: await fsp.lstat(sp.abs(segs)), rec };
-    });
-    return this.info(sp, segs, done.st, done.rec);
+    return (await this.changeProperties(ref, { mtime }, opts))!;
   }
 
   /**

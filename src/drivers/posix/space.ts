@@ -636,63 +636,79 @@ export class PosixSpace {
 
   /**
    * Set the modification time a change of properties wrote into a file's record (`pm`) on the
-   * file, and drop it from the record (lock held). `current`: whether the file's checksums were
-   * current before the change (then they are carried to the new time); when not given (recovery),
-   * judged now. A file replaced or gone meanwhile keeps its own time.
+   * file, and drop it from the record (lock held). The commit that wrote it passes the file it
+   * opened before (and whether its checksums were current then: they are carried to the new time);
+   * a recovery opens the file here and judges the checksums now. A file replaced or gone meanwhile
+   * keeps its own time; one whose time cannot be set (no longer its owner's, a read-only mount)
+   * too, for a recovery that failed for it would hold every later commit back.
    */
-  async finishTimeHeld(segs: readonly string[], current: boolean | undefined, sync: boolean): Promise<void> {
-    let rec: NodeRecord | undefined;
-    let st: fs.Stats;
-    try {
-      st = await fsp.lstat(this.abs(segs));
-      rec = this.recordHeld(segs);
-    } catch (err) {
-      if (isMissing(err)) return;
-      throw err;
-    }
+  async finishTimeHeld(
+    segs: readonly string[],
+    sync: boolean,
+    opened?: { fh: fsp.FileHandle; st: fs.Stats; current: boolean },
+  ): Promise<void> {
+    const rec = opened ? this.recordHeld(segs) : this.recordIfThere(segs);
     if (rec?.pm === undefined) return;
     const mtime = rec.pm;
     delete rec.pm;
-    if (!st.isFile()) {
-      this.writeHeld(segs, rec);
-      return;
-    }
-    const carry = current ?? this.checksumsCurrent(rec, st);
-    const fh = await fsp.open(
-      this.abs(segs),
-      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
-    );
-    let after: fs.Stats;
-    let unchanged: boolean;
+    let fh = opened?.fh;
+    let st = opened?.st;
     try {
+      if (!fh || !st) {
+        st = await fsp.lstat(this.abs(segs));
+        if (!st.isFile()) {
+          this.writeHeld(segs, rec);
+          return;
+        }
+        fh = await fsp.open(
+          this.abs(segs),
+          fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+        );
+      }
       const now = await fh.stat();
       if (!sameFile(now, st)) {
         this.writeHeld(segs, rec);
         return;
       }
-      unchanged = now.mtimeMs === st.mtimeMs && now.size === st.size;
+      // Rewritten around Stowage since it was looked at: the checksums stay behind, so the change is seen.
+      const unchanged = now.mtimeMs === st.mtimeMs && now.size === st.size;
+      const current = opened ? opened.current : this.checksumsCurrent(rec, st);
       const t = toUtimeSeconds(mtime);
       try {
         await fh.utimes(t, t);
       } catch (err) {
-        // (not the file's owner any more, a read-only mount: the time cannot be set, and a
-        // recovery that fails for it would hold every later commit back)
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== 'EPERM' && code !== 'EACCES' && code !== 'EROFS') throw err;
         this.writeHeld(segs, rec);
-        if (current !== undefined) throw err;
-        return;
+        if (!opened) return;
+        throw new StorageError('PERMISSION_DENIED', "only the file's owner may set its time here", {
+          reason: 'not-owner',
+          cause: err,
+        });
       }
-      after = await fh.stat();
+      const after = await fh.stat();
       if (sync) await fh.sync();
+      if (current && unchanged) {
+        rec.ckm = after.mtimeMs;
+        Object.assign(rec, this.checksumsConfirmed());
+      }
+      this.writeHeld(segs, rec);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw err;
     } finally {
-      await fh.close();
+      if (!opened) await fh?.close();
     }
-    if (carry && unchanged) {
-      rec.ckm = after.mtimeMs;
-      Object.assign(rec, this.checksumsConfirmed());
+  }
+
+  /** A node's record, or undefined when the node is gone (lock held). */
+  private recordIfThere(segs: readonly string[]): NodeRecord | undefined {
+    try {
+      return this.recordHeld(segs);
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
     }
-    this.writeHeld(segs, rec);
   }
 
   /**
@@ -701,7 +717,7 @@ export class PosixSpace {
    */
   private async recover(intent: Intent): Promise<void> {
     await this.undoHeld(intent);
-    for (const segs of intent.times ?? []) await this.finishTimeHeld(segs, undefined, true);
+    for (const segs of intent.times ?? []) await this.finishTimeHeld(segs, true);
     if (intent.totals) await this.recountTotalsHeld();
     for (const n of intent.nodes ?? []) {
       let rec: NodeRecord | undefined;
