@@ -7,7 +7,7 @@
 
 import type { MutationOptions } from './driver.js';
 import { StorageError } from './errors.js';
-import { checkMetadata, checkMetadataKey, type StorageProvider } from './provider.js';
+import { checkMetadata, checkMetadataKey, restoring, type StorageProvider } from './provider.js';
 import type { Ref } from './types.js';
 
 /** What to change; absent parts stay as they are. */
@@ -89,15 +89,11 @@ export async function applyPropertyChange(
       await s.setFavorite(ref, change.favorite);
     } catch (error) {
       if (before) {
-        const was = before.metadata ?? {};
-        const back: Record<string, string> = {};
-        for (const k of keys) if (was[k] !== undefined) back[k] = was[k];
-        const gone = keys.filter((k) => was[k] === undefined);
         await s
           .changeMetadata(
             ref,
             {
-              ...(keys.length && { set: back, unset: gone }),
+              ...(keys.length && restoring(keys, before.metadata)),
               ...(change.mtime !== undefined && { mtime: before.mtime }),
             },
             opts,

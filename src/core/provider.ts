@@ -1411,10 +1411,7 @@ export class StorageProvider {
       await this.setMtime(ref, mtime, opts);
     } catch (err) {
       if (before) {
-        const was = before.metadata ?? {};
-        const back: Record<string, string> = {};
-        for (const k of keys) if (was[k] !== undefined) back[k] = was[k];
-        const gone = keys.filter((k) => was[k] === undefined);
+        const { set: back, unset: gone } = restoring(keys, before.metadata);
         if (Object.keys(back).length) await this.setMetadata(ref, back, opts).catch(() => {});
         if (gone.length) await this.unsetMetadata(ref, gone, opts).catch(() => {});
       }
@@ -2162,6 +2159,16 @@ export function checkMetadataKey(k: string): void {
   if (typeof k !== 'string' || k.length === 0 || Buffer.byteLength(k) > 255 || k.includes('\0')) {
     throw new StorageError('INVALID_ARGUMENT', `invalid metadata key "${printable(k)}"`);
   }
+}
+
+/** The change that puts `keys` back as `was` held them (those it did not hold are removed). */
+export function restoring(
+  keys: readonly string[],
+  was: Readonly<Record<string, string>> = {},
+): { set: Record<string, string>; unset: string[] } {
+  const set: Record<string, string> = {};
+  for (const k of keys) if (was[k] !== undefined) set[k] = was[k];
+  return { set, unset: keys.filter((k) => was[k] === undefined) };
 }
 
 /** What a resource carries stays bounded (it is read with every listing that asks for it). */
