@@ -170,7 +170,7 @@ export async function fsckSpace(
           const leads =
             entry !== undefined &&
             entry.parent === rec.p &&
-            (entry.rel === key || entry.rel === name || entry.rel.endsWith(`/${name}`));
+            (entry.rel === name || entry.rel.endsWith(`/${name}`));
           if (!leads) {
             problem('index-entry', segs);
             if (repair && rec.p) await sp.index.write(rec.id, rec.p, key);
