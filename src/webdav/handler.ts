@@ -2346,17 +2346,23 @@ export class WebDav {
         meta.extra = meta.extra.filter((x) => x.t !== token);
         await t.session.refreshLock(ref, { ...a.lock, appName: lockApp(meta) }, a.lock.lockId);
       } else {
-        await t.session.unlock(ref, token);
         const [next, ...rest] = meta.extra;
-        if (next) {
-          // The first further shared lock takes its place.
-          await t.session.setLock(ref, {
-            lockId: next.t,
-            type: 'shared',
-            ...(a.lock.user && { user: a.lock.user }),
-            appName: lockApp({ depth: meta.depth, owner: next.o ?? '', extra: rest }),
-            expires: Math.max(next.e, ...rest.map((x) => x.e)),
-          });
+        if (!next) await t.session.unlock(ref, token);
+        else {
+          // The first further shared lock takes its place, in the same change (a lock renamed
+          // by its holder): never a moment without the lock, which a write could slip into or a
+          // stop could leave for good.
+          await t.session.refreshLock(
+            ref,
+            {
+              lockId: next.t,
+              type: 'shared',
+              ...(a.lock.user && { user: a.lock.user }),
+              appName: lockApp({ depth: meta.depth, owner: next.o ?? '', extra: rest }),
+              expires: Math.max(next.e, ...rest.map((x) => x.e)),
+            },
+            token,
+          );
         }
       }
       res.writeHead(204);

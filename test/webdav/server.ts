@@ -10,6 +10,7 @@ import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/ind
 import type { CorsOptions } from '../../src/http/cors.js';
 import type { SignInThrottleOptions } from '../../src/http/sign-ins.js';
 import {
+  type Driver,
   fromLetters,
   type Observation,
   ROLES,
@@ -50,6 +51,8 @@ export async function startDav(
     allowDepthInfinity?: boolean;
     signIns?: SignInThrottleOptions;
     cors?: CorsOptions;
+    /** What the provider is given instead of the driver itself (a wrapper that watches it). */
+    wrap?: (driver: PosixDriver) => Driver;
   } = {},
 ): Promise<DavEnv> {
   const watch = opts.watch !== false;
@@ -58,7 +61,7 @@ export async function startDav(
     users: users.map((u) => ({ password: `pw-${u.username}`, ...u })),
   });
   const driver = await createPosixDriver({ root: path.join(root, 'data') });
-  const provider = new StorageProvider({ drivers: driver, identity });
+  const provider = new StorageProvider({ drivers: opts.wrap ? opts.wrap(driver) : driver, identity });
   const server = await serveCs3({
     provider,
     jwtSecret: SECRET,
