@@ -264,6 +264,51 @@ describe('observer (posix, real inotify)', () => {
     expect(await treeSizeErrors(dir)).toEqual([]);
   });
 
+  it('announces rm inside a folder moved before (by Stowage, or with mv), and the sizes above shrink', async () => {
+    const { dir, at } = await space();
+    await s.mkdir(at('a/in'), { parents: true });
+    const f = await s.write(at('a/in/f.txt'), 'x'.repeat(40));
+    await s.write(at('a/in/k.txt'), 'y'.repeat(5));
+    const g = await s.write(at('a/g.txt'), 'z'.repeat(7));
+    await s.move(at('a'), at('b'));
+    await watching();
+    // The ids below the moved folder are found by their parents: the index still names their
+    // old paths, which only the moved folder's own entry was rewritten from.
+    fs.rmSync(path.join(dir, 'b/in/f.txt'));
+    expect((await until(external('deleted', '/b/in/f.txt'))).resourceId).toEqual(f.id);
+    await obs!.idle();
+    expect((await s.stat(at('b/in'))).size).toBe(5);
+    expect((await s.stat(at(''))).size).toBe(12);
+    // The same after a move made around Stowage.
+    execFileSync('mv', [path.join(dir, 'b'), path.join(dir, 'c')]);
+    await until(external('moved', '/c'));
+    await obs!.idle();
+    fs.rmSync(path.join(dir, 'c/g.txt'));
+    expect((await until(external('deleted', '/c/g.txt'))).resourceId).toEqual(g.id);
+    await obs!.idle();
+    expect((await s.stat(at(''))).size).toBe(5);
+    expect(await treeSizeErrors(dir)).toEqual([]);
+    const [report] = await driver.fsck({ space: (await s.stat(at(''))).id.spaceId });
+    expect(report!.problems).toEqual({});
+  });
+
+  it('leaves no index entries behind for what was below a folder removed with rm -rf', async () => {
+    const { sp, dir, at } = await space();
+    await s.mkdir(at('gone/x/y'), { parents: true });
+    const deep = await s.write(at('gone/x/y/g.txt'), 'deep');
+    await s.write(at('gone/x/h.txt'), 'h');
+    await s.write(at('stays.txt'), 'stays');
+    await watching();
+    execFileSync('rm', ['-rf', path.join(dir, 'gone')]);
+    await until(external('deleted', '/gone'));
+    await obs!.idle();
+    // (before any lookup by id: one that misses scans the space, which drops stale entries too)
+    const [report] = await driver.fsck({ space: sp.id });
+    expect(report!.problems).toEqual({});
+    await expect(s.stat({ resourceId: deep.id })).rejects.toThrow(StorageError);
+    expect(await treeSizeErrors(dir)).toEqual([]);
+  });
+
   it('waits for a file still being written, and announces it once, complete', async () => {
     const { dir } = await space();
     await watching({ settleMs: 150 });
@@ -660,6 +705,61 @@ describe('observer (posix, real inotify)', () => {
     expect(events.find((e) => e.type === 'moved')?.resourceId).toEqual(moved.id);
     expect((await s.stat({ resourceId: edited.id })).checksums?.sha1).toBe(sha1('version 2'));
     expect(await treeSizeErrors(dir)).toEqual([]);
+  });
+
+  it('finds on start a file deleted, while nobody watched, inside a folder moved before', async () => {
+    const { sp, dir, at } = await space();
+    await s.mkdir(at('a/in'), { parents: true });
+    const f = await s.write(at('a/in/f.txt'), 'x'.repeat(40));
+    await s.write(at('a/in/k.txt'), 'y'.repeat(5));
+    await s.move(at('a'), at('b'));
+    await watching(); // a first scan, then stop
+    await obs!.close();
+    obs = undefined;
+    await new Promise((r) => setTimeout(r, 50));
+    fs.rmSync(path.join(dir, 'b/in/f.txt'));
+    events = [];
+    obs = s.watch({ rescanIntervalMs: 0 });
+    await obs.ready;
+    await obs.idle();
+    const seen = events.filter((e) => e.origin === 'external');
+    expect(seen.map((e) => `${e.type} ${e.path}`)).toEqual(['deleted /b/in/f.txt']);
+    expect(seen[0]!.resourceId).toEqual(f.id);
+    expect((await s.stat(at(''))).size).toBe(5);
+    const [report] = await driver.fsck({ space: sp.id });
+    expect(report!.problems).toEqual({});
+  });
+
+  it('reports nothing below a moved folder deleted when a folder is made again at its old name', async () => {
+    const { sp, dir, at } = await space();
+    await s.mkdir(at('a/in'), { parents: true });
+    const f = await s.write(at('a/in/f.txt'), 'kept');
+    const g = await s.write(at('a/g.txt'), 'kept too');
+    await s.move(at('a'), at('b'));
+    await watching(); // a first scan, then stop
+    await obs!.close();
+    obs = undefined;
+    await new Promise((r) => setTimeout(r, 50));
+    // The index still names a/in/f.txt and a/g.txt (the paths before the move): a folder made
+    // at a, with a g.txt of its own removed again, must not make them look deleted.
+    fs.mkdirSync(path.join(dir, 'a/in'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'a/g.txt'), 'new');
+    events = [];
+    obs = s.watch({ rescanIntervalMs: 0 });
+    await obs.ready;
+    await obs.idle();
+    fs.rmSync(path.join(dir, 'a/g.txt'));
+    fs.writeFileSync(path.join(dir, 'a/in/f.txt'), 'briefly');
+    fs.rmSync(path.join(dir, 'a/in/f.txt'));
+    await until(external('deleted', '/a/g.txt'));
+    await obs.idle();
+    const deleted = events.filter((e) => e.origin === 'external' && e.type === 'deleted');
+    expect(deleted.map((e) => e.path)).toEqual(['/a/g.txt']);
+    expect(deleted[0]!.resourceId?.opaqueId).not.toBe(g.id.opaqueId);
+    expect((await s.stat({ resourceId: f.id })).path).toBe('/b/in/f.txt');
+    expect((await s.stat({ resourceId: g.id })).path).toBe('/b/g.txt');
+    const [report] = await driver.fsck({ space: sp.id });
+    expect(report!.problems).toEqual({});
   });
 
   it('lets a before-hook refuse a file (it goes to the trash) or annotate it with metadata', async () => {

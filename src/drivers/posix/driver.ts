@@ -440,6 +440,14 @@ class Posix implements PosixDriver {
         return out;
       },
       probe: (sp, key, id) => this.probe(sp, key, id),
+      whereIs: (sp, id) =>
+        this.resolveId(sp, id, 0, true).then(
+          (r) => keyOf(r.segs),
+          (err) => {
+            if (StorageError.is(err, 'NOT_FOUND')) return undefined;
+            throw err;
+          },
+        ),
       newIdentityHeld: (sp, segs, rec, parentId, st) => this.newIdentityHeld(sp, segs, rec, parentId, st),
       infoNow: (sp, segs, st, rec) => this.infoNow(sp, segs, st, rec),
       mergeMetadataHeld: async (sp, segs, rec, values) => {
@@ -868,8 +876,14 @@ class Posix implements PosixDriver {
   /**
    * Where a node id is now: LRU, index entry, the parent's entry, the parent folder, then a full scan.
    * Returns the node as found when the first, cheap places had it (callers reuse it instead of a stat).
+   * `cheap`: the entries only (its own, then its parents'), no folder read and no scan.
    */
-  private async resolveId(sp: PosixSpace, id: string, depth = 0): Promise<{ segs: string[]; node?: Loaded }> {
+  private async resolveId(
+    sp: PosixSpace,
+    id: string,
+    depth = 0,
+    cheap = false,
+  ): Promise<{ segs: string[]; node?: Loaded }> {
     if (id === sp.id) return { segs: [] };
     if (!isValidId(id) || depth > 256) throw new StorageError('NOT_FOUND', 'resource not found');
     const cached = sp.index.cached(id);
@@ -892,7 +906,7 @@ class Posix implements PosixDriver {
       const name = segsOf(entry.rel).at(-1);
       let parentSegs: string[] | undefined;
       try {
-        parentSegs = (await this.resolveId(sp, entry.parent, depth + 1)).segs;
+        parentSegs = (await this.resolveId(sp, entry.parent, depth + 1, cheap)).segs;
       } catch (err) {
         if (!StorageError.is(err, 'NOT_FOUND')) throw err;
       }
@@ -902,7 +916,7 @@ class Posix implements PosixDriver {
           await sp.index.write(id, entry.parent, key);
           return { segs: segsOf(key) };
         }
-        const found = await this.findInFolder(sp, parentSegs, id);
+        const found = cheap ? undefined : await this.findInFolder(sp, parentSegs, id);
         if (found) {
           await sp.index.write(id, entry.parent, keyOf(found));
           return { segs: found };
@@ -910,7 +924,7 @@ class Posix implements PosixDriver {
       }
     }
     const scanned = sp.missing.get(id);
-    if (scanned === undefined || Date.now() - scanned > this.scanIntervalMs) {
+    if (!cheap && (scanned === undefined || Date.now() - scanned > this.scanIntervalMs)) {
       await this.fullScan(sp);
       const after = await sp.index.read(id);
       if (after && (await this.isAt(sp, after.rel, id))) return { segs: segsOf(after.rel) };

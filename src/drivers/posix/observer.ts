@@ -17,8 +17,10 @@
  *   its last recount took (a folder of 100,000 files filling up is not recounted per file); one
  *   put off is recounted when its time comes, and `idle()` waits for it.
  * - Paths that disappeared are matched to the ids they had (the process's cache of recent
- *   sightings, else a pass over the id index) and reported as deleted, unless Stowage itself put
- *   them in the trash or they moved elsewhere.
+ *   sightings, else a pass over the id index, whose entries are taken by their parent's id and
+ *   name: below a folder moved since, they still name the paths from before) and reported as
+ *   deleted, unless Stowage itself put them in the trash or they are found elsewhere. A folder
+ *   removed takes the index entries of everything below it along (a later pass).
  * - At start, and after any sign that events were lost, every space is scanned: each node's ctime
  *   is compared with the start of the last complete scan (kept on the space root), so only what
  *   changed since is examined; deletions are found through the id index entries of folders that
@@ -62,6 +64,11 @@ export interface ObserverHost {
   allSpaces(): Promise<PosixSpace[]>;
   /** The node at `key` if it has a record, and carries `id` when one is given. */
   probe(sp: PosixSpace, key: string, id?: string): Promise<{ st: fs.Stats; rec: NodeRecord } | undefined>;
+  /**
+   * Where the node `id` is now, if its index entry or its parents' entries lead to it (no folder
+   * is read and no scan made: a node moved around Stowage and not seen yet is not found).
+   */
+  whereIs(sp: PosixSpace, id: string): Promise<string | undefined>;
   /** Give a copy made around Stowage its own id (lock held). */
   newIdentityHeld(
     sp: PosixSpace,
@@ -113,7 +120,7 @@ function baseName(key: string): string {
  * Every entry of a space's id index as id and path, read with synchronous calls (about 2 µs an
  * entry), letting the event loop run every 2,000 entries.
  */
-async function* indexEntries(sp: PosixSpace): AsyncGenerator<{ id: string; rel: string }> {
+async function* indexEntries(sp: PosixSpace): AsyncGenerator<{ id: string; parent: string; rel: string }> {
   const dir = sp.index.dir;
   let shards: string[];
   try {
@@ -137,7 +144,9 @@ async function* indexEntries(sp: PosixSpace): AsyncGenerator<{ id: string; rel: 
       } catch {
         continue;
       }
-      yield { id, rel: target.slice(target.indexOf('/') + 1) };
+      const slash = target.indexOf('/');
+      if (slash <= 0) continue;
+      yield { id, parent: target.slice(0, slash), rel: target.slice(slash + 1) };
       if (++n % 2000 === 0) await new Promise<void>((r) => setImmediate(r));
     }
   }
@@ -175,6 +184,13 @@ export class PosixObserver implements Watch {
    */
   private readonly settling = new Map<string, { space: string; key: string }>();
   private idleWaiters: (() => void)[] = [];
+  /**
+   * Per space, folders removed around Stowage: the index entries of what was below them are
+   * still to go (a pass over the index, put off like the ones that look ids up).
+   */
+  private readonly bereaved = new Map<string, { sp: PosixSpace; ids: Set<string> }>();
+  private orphanTimer: NodeJS.Timeout | undefined;
+  private dropping = false;
 
   constructor(
     private readonly host: ObserverHost,
@@ -216,6 +232,7 @@ export class PosixObserver implements Watch {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    clearTimeout(this.orphanTimer);
     clearInterval(this.periodic);
     this.tree.close();
     await this.work.catch(() => {});
@@ -232,6 +249,8 @@ export class PosixObserver implements Watch {
         !this.pending.size &&
         !this.working &&
         !this.owedRecounts &&
+        !this.bereaved.size &&
+        !this.dropping &&
         !this.scanning &&
         this.scanWanted === undefined
       )
@@ -558,6 +577,8 @@ export class PosixObserver implements Watch {
         const change = await this.forget(sp, key, ids.get(key)!, goneHint.has(key));
         if (!change) continue; // (Stowage's own delete, already counted: no new tree time above it)
         changes.push(change);
+        // A folder (as its watch said; a scan cannot tell): what was below it has entries too.
+        if (goneHint.has(key) || goneIds) this.bereave(sp, ids.get(key)!);
         affected.add(parentKeyOf(key));
       }
       await this.recount(sp, affected);
@@ -950,13 +971,94 @@ export class PosixObserver implements Watch {
 
   private nextSweep = 0;
 
-  /** One pass over a space's id index for the ids that `missing` paths had. */
+  /**
+   * One pass over a space's id index for the ids that `missing` paths had: an entry names its
+   * node's parent by id and its path as it was last written, which below a folder moved since
+   * is the path before the move (a move rewrites the moved node's entry only). So an entry is
+   * matched by its parent (the folder still there above the missing path) and its last name.
+   */
   private async sweepFor(
     sp: PosixSpace,
     missing: ReadonlySet<string>,
     out: Map<string, string>,
   ): Promise<void> {
-    for await (const { id, rel } of indexEntries(sp)) if (missing.has(rel)) out.set(rel, id);
+    const wanted = new Map<string, string>();
+    for (const key of missing) {
+      const parent = this.parentIdOf(sp, key);
+      if (parent) wanted.set(`${parent}/${baseName(key)}`, key);
+    }
+    const byParent = new Set<string>();
+    for await (const { id, parent, rel } of indexEntries(sp)) {
+      const key = wanted.get(`${parent}/${baseName(rel)}`);
+      if (key !== undefined) {
+        // (where two entries match, one an orphan left behind, the one naming the path as it is wins)
+        if (!byParent.has(key) || rel === key) out.set(key, id);
+        byParent.add(key);
+      } else if (missing.has(rel) && !byParent.has(rel)) {
+        // The path as written, under a folder that is not the one there now (replaced, or new
+        // and not assimilated yet): the deletion is checked against where the id is now.
+        out.set(rel, id);
+      }
+    }
+  }
+
+  /** The id of the folder now holding `key` (the space root's for a key at the top), if there is one. */
+  private parentIdOf(sp: PosixSpace, key: string): string | undefined {
+    try {
+      return sp.recordHeld(segsOf(parentKeyOf(key)))?.id;
+    } catch {
+      return undefined; // gone too: its own disappearance tells
+    }
+  }
+
+  /** Note a folder removed around Stowage: the entries of what was below it go (see {@link dropOrphans}). */
+  private bereave(sp: PosixSpace, id: string): void {
+    let e = this.bereaved.get(sp.id);
+    if (!e) {
+      e = { sp, ids: new Set() };
+      this.bereaved.set(sp.id, e);
+    }
+    e.ids.add(id);
+    if (this.orphanTimer || this.closed) return;
+    const wait = Math.min(MAX_TIMER_MS, Math.max(0, this.nextSweep - performance.now()));
+    this.orphanTimer = setTimeout(() => {
+      this.orphanTimer = undefined;
+      this.dropping = true;
+      this.work = this.work
+        .then(() => this.dropOrphans())
+        .catch((err) => this.log('observer: dropping index entries failed', err))
+        .finally(() => {
+          this.dropping = false;
+          this.wakeIdle();
+        });
+    }, wait);
+  }
+
+  /**
+   * Remove the index entries of everything that was below folders removed around Stowage (their
+   * own entries went when they were reported): entries whose parent is one of them, then whose
+   * parent is one of those, pass after pass over the index until one finds nothing new.
+   */
+  private async dropOrphans(): Promise<void> {
+    const t0 = performance.now();
+    try {
+      for (const [spaceId, { sp, ids }] of [...this.bereaved]) {
+        this.bereaved.delete(spaceId);
+        const below = new Set(ids);
+        for (let more = true; more && !this.closed; ) {
+          more = false;
+          for await (const { id, parent } of indexEntries(sp)) {
+            if (!below.has(parent) || below.has(id)) continue;
+            below.add(id);
+            more = true;
+            await sp.index.remove(id);
+          }
+        }
+      }
+    } finally {
+      const took = performance.now() - t0;
+      this.nextSweep = performance.now() + Math.max(1000, took * 20);
+    }
   }
 
   /** A path that disappeared (lock held): the deletion to report, if it was one. */
@@ -969,8 +1071,10 @@ export class PosixObserver implements Watch {
     if (fs.existsSync(sp.abs(segsOf(key)))) return undefined; // back meanwhile: its own event follows
     // Its folder went too (deleted, or moved with it): that folder's own event tells.
     if (!fs.existsSync(sp.abs(segsOf(parentKeyOf(key))))) return undefined;
+    // Alive elsewhere (moved, and already seen where it went): its entry or its parents' lead to
+    // it. (Not the entry's path alone: below a folder moved since, entries name paths from before.)
+    if ((await this.host.whereIs(sp, id)) !== undefined) return undefined;
     const entry = await sp.index.read(id);
-    if (entry && entry.rel !== key) return undefined; // moved, and already seen where it went
     // Put in the trash by Stowage (which announced it), now or before.
     if (sp.inTrash(id)) return undefined;
     await sp.index.remove(id);
@@ -1197,11 +1301,35 @@ export class PosixObserver implements Watch {
     this.writeScanned(sp, clean ? Date.now() : started);
   }
 
-  /** Report nodes of index entries right below `dirs` that are no longer where the entry says. */
+  /**
+   * Report nodes of index entries right below `dirs` that are no longer there. An entry names its
+   * parent by id, and the folder's path where it was written (stale below a folder moved since):
+   * entries are taken by their parent's id and looked for under the folder's path now.
+   */
   private async sweepDeleted(sp: PosixSpace, dirs: ReadonlySet<string>): Promise<void> {
+    const byId = new Map<string, string>();
+    for (const dir of dirs) {
+      let id: string | undefined;
+      try {
+        id = sp.recordHeld(segsOf(dir))?.id;
+      } catch {
+        // gone since
+      }
+      if (id) byId.set(id, dir);
+    }
     const gone = new Map<string, string>();
-    for await (const { id, rel } of indexEntries(sp)) {
-      if (dirs.has(parentKeyOf(rel)) && !(await this.host.probe(sp, rel, id))) gone.set(rel, id);
+    for await (const { id, parent, rel } of indexEntries(sp)) {
+      const dir = byId.get(parent);
+      // (by the path as written when the folder there now is another: replaced while unwatched)
+      const key =
+        dir === undefined
+          ? dirs.has(parentKeyOf(rel))
+            ? rel
+            : undefined
+          : dir
+            ? `${dir}/${baseName(rel)}`
+            : baseName(rel);
+      if (key !== undefined && !(await this.host.probe(sp, key, id))) gone.set(key, id);
     }
     for (let i = 0; i < gone.size; i += SCAN_CHUNK) {
       const part = [...gone].slice(i, i + SCAN_CHUNK);
