@@ -152,6 +152,42 @@ describe('observer (posix, real inotify)', () => {
     expect((await s.stat(at('d'))).size).toBe(16);
   });
 
+  it('changes a file’s etag once for an edit around Stowage: the one shown before it was hashed stays', async () => {
+    const { dir, at } = await space();
+    const f = await s.write(at('big.dat'), 'first content');
+    await watching();
+    // A file rewritten (a new size, a new mtime), and a new one: looked at before the observer
+    // hashed them, and again after.
+    fs.writeFileSync(path.join(dir, 'big.dat'), 'second content, longer');
+    fs.writeFileSync(path.join(dir, 'new.dat'), 'fresh');
+    const early = await s.stat(at('big.dat'));
+    const earlyNew = await s.stat(at('new.dat'));
+    expect(early.etag).not.toBe(f.etag);
+    expect(early.checksums).toBeUndefined();
+    await until(external('updated', '/big.dat'));
+    await until(external('created', '/new.dat'));
+    await obs!.idle();
+    const late = await s.stat(at('big.dat'));
+    expect(late.checksums?.sha1).toBe(sha1('second content, longer'));
+    expect(late.etag).toBe(early.etag);
+    expect((await s.stat(at('new.dat'))).etag).toBe(earlyNew.etag);
+    // A rewrite that keeps size and mtime shows only once hashed: then its etag moves.
+    const st = fs.statSync(path.join(dir, 'big.dat'));
+    fs.writeFileSync(path.join(dir, 'big.dat'), 'SECOND CONTENT, LONGER');
+    fs.utimesSync(path.join(dir, 'big.dat'), st.atime, st.mtime);
+    await until(
+      () => events.filter((e) => e.type === 'updated' && e.path === '/big.dat').length === 2 || undefined,
+    );
+    await obs!.idle();
+    const again = await s.stat(at('big.dat'));
+    expect(again.checksums?.sha1).toBe(sha1('SECOND CONTENT, LONGER'));
+    expect(again.etag).not.toBe(late.etag);
+    // And a write through Stowage makes its etag as always (with the sha1).
+    const through = await s.write(at('big.dat'), 'third');
+    expect((await s.stat(at('big.dat'))).etag).toBe(through.etag);
+    expect(through.etag).not.toBe(again.etag);
+  });
+
   it('announces a same-size rewrite whose mtime was put back (touch -r), and not a chmod', async () => {
     // Its own driver, with a short slack between a change through Stowage and one around it.
     const d = await createPosixDriver({ root: await tempRoot('observe-ctime'), ctimeSlackMs: 100 });

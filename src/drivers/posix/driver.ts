@@ -1320,7 +1320,7 @@ class Posix implements PosixDriver {
         mtime: st.mtimeMs,
         // (the inode's change time: later than any change of its content or its time)
         changed: Math.max(st.ctimeMs, st.mtimeMs),
-        etag: etagOf(rec, st.mtimeMs, st.size, valid ? rec.ck!.sha1 : undefined),
+        etag: etagOf(rec, st.mtimeMs, st.size, valid && !rec.en ? rec.ck!.sha1 : undefined),
         mimeType: mimeTypeOf(name),
       };
       // Touched around Stowage since they were confirmed (the ctime says so though size and mtime

@@ -228,6 +228,9 @@ export async function fsckSpace(
                   cks: st.size,
                   ...sp.checksumsConfirmed(),
                 };
+                // The etag stays what it was (see NodeRecord.en), as the observer keeps it.
+                if (!valid) updated.en = 1;
+                else if (changed) delete updated.en;
                 native.setxattrSync(sp.abs(segs), XATTR_NODE, encodeRecord(updated));
               }
             }

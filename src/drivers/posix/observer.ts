@@ -879,7 +879,13 @@ export class PosixObserver implements Watch {
       }
       // Touched but not changed (size, mtime and checksums as recorded: a chmod, a link, a rewrite
       // of the same bytes): confirmed again, with no event.
-      const same = checksumsValid(rec, st) && sameChecksums(rec.ck!, c.sums);
+      const valid = checksumsValid(rec, st);
+      const same = valid && sameChecksums(rec.ck!, c.sums);
+      // The etag shown until now was made without a sha1 when size or mtime had moved: it stays
+      // so (one change, not a second one once hashed). With both as they were, only the sha1
+      // tells the new content apart.
+      if (!valid) rec.en = 1;
+      else if (!same) delete rec.en;
       rec.ck = c.sums;
       rec.ckm = st.mtimeMs;
       rec.cks = st.size;

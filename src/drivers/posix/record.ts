@@ -79,6 +79,13 @@ export interface NodeRecord {
   ckm?: number;
   cks?: number;
   ckt?: number;
+  /**
+   * The file's etag is made without its sha1: it was changed around Stowage (a new size or mtime),
+   * and the etag shown before its checksums were computed stays the one after. Cleared by a
+   * write through Stowage, and by a change around it that kept size and mtime (only the sha1
+   * tells that one apart).
+   */
+  en?: 1;
   bt?: number;
   ts?: number;
   tm?: number;
