@@ -41,7 +41,16 @@ import { RESERVED_ROOT_NAME } from '../../core/refs.js';
 import type { Checksums, ResourceInfo } from '../../core/types.js';
 import { TreeWatcher } from '../../observer/tree-watcher.js';
 import { bornAt, checksumsValid, type NodeRecord, sameChecksums, XATTR_PREFIX } from './record.js';
-import { type Displaced, depth, keyOf, type PosixSpace, parentKeyOf, sameFile, segsOf } from './space.js';
+import {
+  type Displaced,
+  depth,
+  keyOf,
+  type PosixSpace,
+  parentKeyOf,
+  placedAt,
+  sameFile,
+  segsOf,
+} from './space.js';
 
 /** On a space root: start (ms) of the last complete scan; nodes with an older ctime are unchanged. */
 export const XATTR_SCANNED = `${XATTR_PREFIX}w`;
@@ -99,6 +108,8 @@ interface Candidate {
   rejected?: string;
   sums?: Required<Checksums>;
   skip?: boolean;
+  /** The id a scan's pass over the index placed here, gone from here (replaced while unwatched). */
+  was?: string;
 }
 
 interface Pending {
@@ -183,6 +194,8 @@ export class PosixObserver implements Watch {
    * keeps appending to).
    */
   private readonly settling = new Map<string, { space: string; key: string }>();
+  /** Ids a scan found gone from paths that are looked at again later (space id, NUL, key). */
+  private readonly wasAt = new Map<string, string>();
   private idleWaiters: (() => void)[] = [];
   /**
    * Per space, folders removed around Stowage: the index entries of what was below them are
@@ -438,6 +451,7 @@ export class PosixObserver implements Watch {
       }
       if (!(st.isFile() || st.isDirectory())) continue; // symlinks and special files are never followed
       if (st.isFile() && st.nlink > 1) linked = true;
+      const was = goneIds?.get(key) ?? this.takeWas(sp, key);
       if (st.isFile()) {
         // The ctime says when the file last changed: every write moves it, and only the kernel sets
         // it. (The mtime can be anything: touch -d, rsync -t from a clock that runs ahead.) A wait
@@ -445,7 +459,7 @@ export class PosixObserver implements Watch {
         const quiet = now - st.ctimeMs;
         if (quiet < this.settleMs) {
           const ms = Math.min(this.settleMs, this.settleMs - quiet);
-          this.repend(sp, key, ms);
+          this.repend(sp, key, ms, false, was);
           wait = Math.max(wait, ms);
           let rec: NodeRecord | undefined;
           try {
@@ -460,8 +474,8 @@ export class PosixObserver implements Watch {
           continue;
         }
       }
-      if (await this.consistent(sp, segs, key, st)) continue;
-      present.push({ key, segs, st });
+      if (!was && (await this.consistent(sp, segs, key, st))) continue;
+      present.push({ key, segs, st, ...(was && { was }) });
     }
     // A file with more names (a hard link): a change under one name shows under the others, in
     // folders no event names; caches of the space go whole (this one's listings then show the
@@ -470,7 +484,7 @@ export class PosixObserver implements Watch {
     // A file that waits to settle may be where a path that disappeared went (a rename moves the
     // ctime): the disappearance waits with it, so the two are seen together, as a move.
     if (wait > 0 && gone.length) {
-      for (const k of gone.splice(0)) this.repend(sp, k, wait + 1, goneHint.has(k));
+      for (const k of gone.splice(0)) this.repend(sp, k, wait + 1, goneHint.has(k), goneIds?.get(k));
     }
     // Changes Stowage is committing right now look inconsistent until their commit ends: wait for
     // the lock once, then keep only what still needs work.
@@ -486,7 +500,7 @@ export class PosixObserver implements Watch {
           gone.push(c.key);
           continue;
         }
-        if (await this.consistent(sp, c.segs, c.key, st)) continue;
+        if (!c.was && (await this.consistent(sp, c.segs, c.key, st))) continue;
         c.st = st;
         c.rec = sp.recordHeld(c.segs);
         still.push(c);
@@ -524,7 +538,7 @@ export class PosixObserver implements Watch {
       if (file) {
         const sums = await this.hash(sp.abs(c.segs), c.st).catch(() => undefined);
         if (!sums) {
-          this.repend(sp, c.key, this.settleMs); // changed while read: looked at again later
+          this.repend(sp, c.key, this.settleMs, false, c.was); // changed while read: looked at again later
           c.skip = true;
           continue;
         }
@@ -641,8 +655,21 @@ export class PosixObserver implements Watch {
     else this.opts.onStale?.(spaceId, [...all], folders.length ? folders : undefined);
   }
 
+  /** The id a scan found gone from `key`, kept while the path waited (see {@link Candidate.was}). */
+  private takeWas(sp: PosixSpace, key: string): string | undefined {
+    if (!this.wasAt.size) return undefined;
+    const k = `${sp.id}\u0000${key}`;
+    const id = this.wasAt.get(k);
+    this.wasAt.delete(k);
+    return id;
+  }
+
   /** Look at a path again later (still being written, or changed while read). */
-  private repend(sp: PosixSpace, key: string, ms: number, gone?: boolean): void {
+  private repend(sp: PosixSpace, key: string, ms: number, gone?: boolean, was?: string): void {
+    if (was) {
+      if (this.wasAt.size >= 10_000) this.wasAt.clear();
+      this.wasAt.set(`${sp.id}\u0000${key}`, was);
+    }
     const abs = sp.abs(segsOf(key));
     const prev = this.pending.get(abs);
     const due = Date.now() + Math.max(ms, 1);
@@ -779,7 +806,7 @@ export class PosixObserver implements Watch {
       return undefined;
     }
     if (!unchanged(st, c.st)) {
-      this.repend(sp, c.key, this.settleMs); // changed since vetted and hashed
+      this.repend(sp, c.key, this.settleMs, false, c.was); // changed since vetted and hashed
       return undefined;
     }
     const parentSegs = c.segs.slice(0, -1);
@@ -796,21 +823,29 @@ export class PosixObserver implements Watch {
     // made anew; a file by a folder) is gone: announced deleted first, unless it lives on elsewhere.
     let displaced: Displaced | undefined;
     if (!replaced && (!rec || rec.ex === 1)) {
-      if (!rec) displaced = await sp.displacedHeld(c.segs);
+      if (!rec) displaced = await sp.displacedHeld(c.segs, parent.id);
       else {
         // (noted when a request met the node first: the index may have moved on since)
         displaced = sp.displaced.get(c.key);
         sp.displaced.delete(c.key);
-        if (displaced && (displaced.id === rec.id || (await sp.index.read(displaced.id))?.rel !== c.key))
+        const entry = displaced && (await sp.index.read(displaced.id));
+        if (displaced && (displaced.id === rec.id || !entry || !placedAt(entry, c.key, parent.id)))
           displaced = undefined;
       }
       if (displaced && (await this.livesElsewhere(sp, displaced.id, c.key))) displaced = undefined;
     }
+    // What a scan found gone from here, with something else here now (replaced while nobody
+    // watched: no sighting in memory says what it was, so it is retired, not taken over).
+    if (!displaced && !replaced && c.was && c.was !== rec?.id && !sp.inTrash(c.was)) {
+      const entry = await sp.index.read(c.was);
+      if (entry && placedAt(entry, c.key, parent.id) && (await this.host.whereIs(sp, c.was)) === undefined)
+        displaced = { id: c.was, parent: entry.parent };
+    }
     if (displaced) {
-      before.push(
-        this.deletion(sp, displaced.id, displaced.parent, c.key, displaced.folder ? 'folder' : 'file'),
-      );
+      const kind = displaced.folder === undefined ? undefined : displaced.folder ? 'folder' : 'file';
+      before.push(this.deletion(sp, displaced.id, displaced.parent, c.key, kind));
       await sp.index.remove(displaced.id);
+      if (displaced.folder !== false) this.bereave(sp, displaced.id);
     }
     if (replaced) {
       // It replaced a known file there (an atomic replace): same id, new content.
@@ -953,7 +988,7 @@ export class PosixObserver implements Watch {
     const out = new Map<string, string>();
     const missing = new Set<string>();
     for (const k of keys) {
-      const id = known?.get(k) ?? sp.index.cachedAt(k);
+      const id = known?.get(k) ?? this.takeWas(sp, k) ?? sp.index.cachedAt(k);
       if (id) out.set(k, id);
       else missing.add(k);
     }

@@ -12,7 +12,7 @@ import { StorageError } from '../../core/errors.js';
 import { nextTreeTime, nowUs } from '../../core/etag.js';
 import type { Grant } from '../../core/permissions.js';
 import { RESERVED_ROOT_NAME } from '../../core/refs.js';
-import { IdIndex, type PathCache } from './ids.js';
+import { IdIndex, type IndexEntry, type PathCache } from './ids.js';
 import { CommitLock, type Intent, type Journal, type RunOptions } from './lock.js';
 import type { Native } from './native.js';
 import {
@@ -72,7 +72,21 @@ export interface Displaced {
   id: string;
   /** Its parent's id, as the index had it. */
   parent: string;
-  folder: boolean;
+  /** Whether it was a folder (unknown when only the index placed it there). */
+  folder?: boolean;
+}
+
+/**
+ * Does an index entry place its node at `key`, under the folder `parentId` there now? By its
+ * path, or by its parent and name: below a folder moved since, entries keep the path from before
+ * (a move rewrites the moved node's entry only).
+ */
+export function placedAt(entry: IndexEntry, key: string, parentId: string): boolean {
+  if (entry.rel === key) return true;
+  return (
+    entry.parent === parentId &&
+    entry.rel.slice(entry.rel.lastIndexOf('/') + 1) === key.slice(key.lastIndexOf('/') + 1)
+  );
 }
 
 /** Driver-wide settings a space needs. */
@@ -467,7 +481,7 @@ export class PosixSpace {
     if (adopted) this.index.remember(rec.id, key);
     else {
       // What it displaced is for the observer to retire (it announces this node too).
-      const prior = await this.displacedHeld(segs);
+      const prior = await this.displacedHeld(segs, parent.id);
       if (prior) {
         if (this.displaced.size >= 10_000) this.displaced.clear();
         this.displaced.set(key, prior);
@@ -492,13 +506,13 @@ export class PosixSpace {
    * watches, which announces it deleted: without one, an old sighting says nothing about what
    * happened since. Lock held.
    */
-  async displacedHeld(segs: readonly string[]): Promise<Displaced | undefined> {
+  async displacedHeld(segs: readonly string[], parentId: string): Promise<Displaced | undefined> {
     if (!this.env.watched()) return undefined;
     const key = keyOf(segs);
     const last = this.index.lastShapeAt(key);
     if (!last) return undefined;
     const entry = await this.index.read(last.id);
-    if (!entry || entry.rel !== key || this.inTrash(last.id)) return undefined;
+    if (!entry || !placedAt(entry, key, parentId) || this.inTrash(last.id)) return undefined;
     return { id: last.id, parent: entry.parent, folder: last.folder };
   }
 
@@ -526,7 +540,7 @@ export class PosixSpace {
     if (last === undefined) return undefined;
     const { id, bt } = last;
     const entry = await this.index.read(id);
-    if (!entry || entry.rel !== key || entry.parent !== parentId) return undefined;
+    if (!entry || entry.parent !== parentId || !placedAt(entry, key, parentId)) return undefined;
     if (this.inTrash(id)) return undefined;
     const rec: NodeRecord = { id, p: parentId, ...(bt !== undefined && { bt }), ex: 2 };
     if (fs.existsSync(this.sidecar(id))) rec.md = 2;
