@@ -1585,9 +1585,13 @@ class Posix implements PosixDriver {
       highWaterMark: 1024 * 1024,
       ...(opts?.signal && { signal: opts.signal }),
     });
-    // Errors while streaming (EIO, an abort) reach the consumer as StorageErrors too.
+    // Errors while streaming (EIO, an abort) reach the consumer as StorageErrors too. A consumer
+    // listens for them as it reads; one that never reads it (HTTP sends the file by its handle)
+    // must not have an abort that comes first (a client gone at once) thrown as an unhandled
+    // 'error' event, which ends the process.
     const destroy = stream._destroy.bind(stream);
     stream._destroy = (err, cb) => destroy(err, (e) => cb(e ? toStorageError(e, 'read') : e));
+    stream.on('error', () => {});
     const file = { handle: fh, start, end };
     return range
       ? { status: 206, info, range, body: stream, file }
