@@ -523,9 +523,10 @@ export class DataPlane {
     if (st.length !== undefined && st.offset === st.length) {
       // Complete: write it through the user's session, then drop the staged bytes either way.
       const done = st;
-      await uploads.commit(done, async (bytes) => {
+      // (not aborted when the client goes away: every byte is here; only a termination stops it)
+      await uploads.commit(done, async (bytes, signal) => {
         const session = await this.session(g.u, g.o);
-        const opts = this.writeOptions(req, g, new AbortController().signal);
+        const opts = this.writeOptions(req, g, signal);
         opts.size = done.length;
         opts.upload = { id: done.id };
         await this.guard(session, g, opts.lockId);

@@ -8,7 +8,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
+import type fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { StorageError } from '../core/errors.js';
@@ -50,6 +50,15 @@ export const TUS_CHECKSUMS = ['sha1', 'md5'] as const;
 /** The state folder of resumable uploads. */
 export class TusUploads {
   private readonly busy = new Set<string>();
+  /**
+   * Uploads terminated while a request was appending to them or committing them: that request
+   * saves nothing more (its state would bring the upload back), and a commit's write is aborted.
+   */
+  private readonly terminated = new Set<string>();
+  /** The commit under way of an upload, to abort when it is terminated. */
+  private readonly committing = new Map<string, AbortController>();
+  /** The last state save of each upload under way: saves of one upload land in the order made. */
+  private readonly saving = new Map<string, Promise<void>>();
   /** Uploads in progress (not finished, terminated or expired), by user: expiry and last bytes, ms. */
   private readonly inFlight = new Map<string, Map<string, { expires: number; active: number }>>();
   /** Creations under way, by upload id. */
@@ -206,7 +215,20 @@ export class TusUploads {
 
   private async save(st: UploadState): Promise<void> {
     // (synced before it replaces the last state: a power cut leaves one whole state or the other)
-    await replaceFile(this.file(st.id, 'json'), JSON.stringify(st));
+    const text = JSON.stringify(st);
+    const before = this.saving.get(st.id);
+    const now = (before ?? Promise.resolve()).then(() => replaceFile(this.file(st.id, 'json'), text));
+    const settled = now.catch(() => {});
+    this.saving.set(st.id, settled);
+    void settled.then(() => {
+      if (this.saving.get(st.id) === settled) this.saving.delete(st.id);
+    });
+    await now;
+  }
+
+  /** Refuse to go on with an upload terminated meanwhile (see {@link terminated}). */
+  private checkLive(id: string): void {
+    if (this.terminated.has(id)) throw new StorageError('NOT_FOUND', 'the upload was terminated');
   }
 
   /** Keep the etag the target has just before the upload's file is written (see {@link UploadState.before}). */
@@ -277,8 +299,10 @@ export class TusUploads {
         await fh.truncate(st.offset);
         written = 0;
       }
+      this.checkLive(st.id);
       if (written) {
         await fh.sync();
+        this.checkLive(st.id);
         st.offset += written;
         await this.save(st);
         if (!st.done) this.track(st);
@@ -287,6 +311,7 @@ export class TusUploads {
     } finally {
       await fh.close();
       this.busy.delete(st.id);
+      this.terminated.delete(st.id);
     }
   }
 
@@ -315,28 +340,61 @@ export class TusUploads {
    * file being checksummed) is not taken for idle, and a
    * PATCH arriving meanwhile is refused rather than appended.
    */
-  async commit<T>(st: UploadState, commit: (bytes: fs.ReadStream) => Promise<T>): Promise<T> {
+  async commit<T>(
+    st: UploadState,
+    commit: (bytes: fs.ReadStream, signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
     if (this.busy.has(st.id)) {
       throw new StorageError('ABORTED', 'another request is appending to this upload', {
         reason: 'condition',
       });
     }
     this.busy.add(st.id);
-    const bytes = fs.createReadStream(this.file(st.id, 'bin'), { highWaterMark: 256 * 1024 });
+    const ac = new AbortController();
+    this.committing.set(st.id, ac);
+    let fh: fsp.FileHandle;
     try {
-      return await commit(bytes);
+      // (terminated since its last bytes came: its file is gone)
+      fh = await fsp.open(this.file(st.id, 'bin'), 'r');
+    } catch (err) {
+      this.committing.delete(st.id);
+      this.busy.delete(st.id);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new StorageError('NOT_FOUND', 'the upload was terminated');
+      throw err;
+    }
+    const bytes = fh.createReadStream({ highWaterMark: 256 * 1024 });
+    // (the commit reads it and hears of its errors; one that never does must not end the process)
+    bytes.on('error', () => {});
+    try {
+      this.checkLive(st.id);
+      return await commit(bytes, ac.signal);
     } finally {
       bytes.destroy(); // (closes the file if the commit failed before reading it)
+      this.committing.delete(st.id);
       try {
-        await this.end(st);
+        if (!this.terminated.has(st.id)) await this.finish(st);
       } finally {
         this.busy.delete(st.id);
+        this.terminated.delete(st.id);
       }
     }
   }
 
-  /** End an upload (finished or terminated): its bytes go, a marker stays until it expires. */
+  /**
+   * Terminate an upload: its bytes go, a marker stays until it expires. A request appending to
+   * it meanwhile saves nothing more, and a commit under way is aborted.
+   */
   async end(st: UploadState): Promise<void> {
+    if (this.busy.has(st.id)) {
+      this.terminated.add(st.id);
+      this.committing.get(st.id)?.abort(new StorageError('CANCELLED', 'the upload was terminated'));
+    }
+    await this.finish(st);
+  }
+
+  /** End an upload (finished or terminated): its bytes go, a marker stays until it expires. */
+  private async finish(st: UploadState): Promise<void> {
     await this.save({ id: st.id, offset: st.offset, expires: st.expires, target: undefined, done: true });
     this.untrack(st.id);
     await fsp.rm(this.file(st.id, 'bin'), { force: true });

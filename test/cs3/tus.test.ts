@@ -314,7 +314,9 @@ describe('DataPlane: uploads a CS3 client initiates', () => {
     // end would have saved is not saved (its state: all the bytes, not done).
     const stopped = async (name: string, body: string, landed: boolean) => {
       const ep = await initiate(alice, name, body.length);
-      const end = vi.spyOn(TusUploads.prototype, 'end').mockRejectedValueOnce(new Error('(stops here)'));
+      const end = vi
+        .spyOn(TusUploads.prototype as unknown as { finish: () => Promise<void> }, 'finish')
+        .mockRejectedValueOnce(new Error('(stops here)'));
       const driver = provider.driverFor(root.storageId);
       const write = landed
         ? undefined
