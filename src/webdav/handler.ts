@@ -46,6 +46,7 @@ import type {
 } from '../core/types.js';
 import type { DataPlane } from '../cs3/dataplane.js';
 import { requireFullScope, tokenUser, verifyJwt } from '../cs3/jwt.js';
+import { IDLE_BEFORE_DROPPED_MS } from '../cs3/tus.js';
 import {
   abortOnClose,
   favoriteFlag,
@@ -2397,10 +2398,23 @@ export class WebDav {
       // Transfers nobody finished go after a day; a user has at most MAX_TRANSFERS at once.
       const tally = await this.staged.of(userDir);
       const open = await sweepTransfers(userDir, (t) => tally.forget(t));
-      if (open >= MAX_TRANSFERS && !(await exists(folder)))
-        throw new HttpError(507, 'too many chunked uploads in progress', undefined, {
-          code: 'INSUFFICIENT_STORAGE',
-        });
+      if (open.length >= MAX_TRANSFERS && !(await exists(folder))) {
+        // Room is made as for TUS uploads: the transfer idle the longest goes, once it has had
+        // no chunk for a minute (a client that gave up on it leaves it behind for a day).
+        const now = Date.now();
+        const idle = open
+          .filter((t) => now - t.at > IDLE_BEFORE_DROPPED_MS && !tally.writingTo(t.name))
+          .sort((a, b) => a.at - b.at)[0];
+        if (!idle)
+          throw new HttpError(507, 'too many chunked uploads in progress', undefined, {
+            code: 'INSUFFICIENT_STORAGE',
+          });
+        await this.dropTransfer(userDir, path.join(userDir, idle.name), idle.name).catch(
+          (err: NodeJS.ErrnoException) => {
+            if (err.code !== 'ENOENT') throw err;
+          },
+        );
+      }
       const total = intHeader(header(req, 'oc-total-length'));
       // A declared total the user's personal quota has no room for is refused before any chunk.
       if (total !== undefined && total > (await this.stagingRoom(who)) - tally.usedAll())
@@ -2421,8 +2435,10 @@ export class WebDav {
       });
     }
     if (method === 'DELETE' && chunk === undefined) {
-      await fsp.rm(folder, { recursive: true, force: true });
-      (await this.staged.of(userDir)).forget(transfer);
+      // (renamed away first: a chunk PUT still under way cannot put a file into it meanwhile)
+      await this.dropTransfer(userDir, folder, transfer).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
       res.writeHead(204);
       return void res.end();
     }
@@ -2454,12 +2470,13 @@ export class WebDav {
       try {
         for await (const c of req) {
           w.grow((c as Buffer).length);
-          if (tally.used(transfer) - replaced > room)
+          const replacing = w.replacing(replaced);
+          if (tally.used(transfer) - replacing > room)
             throw new HttpError(413, 'the chunks exceed the upload’s declared total length', undefined, {
               code: 'INVALID_ARGUMENT',
             });
           // (507, as ownCloud and Nextcloud answer it: their clients tell the user the quota is full)
-          if (tally.usedAll() - replaced > free)
+          if (tally.usedAll() - replacing > free)
             throw new HttpError(507, 'the chunks exceed the quota', undefined, {
               code: 'INSUFFICIENT_STORAGE',
             });
@@ -2599,7 +2616,7 @@ export class WebDav {
     const gone = path.join(userDir, `.gone-${transfer}-${randomUUID()}`);
     await fsp.rename(folder, gone);
     (await this.staged.of(userDir)).forget(transfer);
-    await fsp.rm(gone, { recursive: true, force: true });
+    await removeGone(gone);
   }
 
   // ---------------------------------------------------------------- live updates (SSE)
@@ -2805,23 +2822,43 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /** Remove a user's stale transfers; returns how many are left. */
-async function sweepTransfers(userDir: string, removed: (transfer: string) => void): Promise<number> {
-  let left = 0;
+async function sweepTransfers(
+  userDir: string,
+  removed: (transfer: string) => void,
+): Promise<{ name: string; at: number }[]> {
+  const left: { name: string; at: number }[] = [];
   for (const name of await fsp.readdir(userDir).catch(() => [] as string[])) {
     const p = path.join(userDir, name);
     // (a finished transfer's folder, renamed away, that a process killed did not get to remove)
     if (name.startsWith('.gone-')) {
-      await fsp.rm(p, { recursive: true, force: true });
+      await removeGone(p);
       continue;
     }
     const st = await fsp.stat(p).catch(() => undefined);
     if (!st) continue;
     if (Date.now() - st.mtimeMs > TRANSFER_TTL_MS) {
-      await fsp.rm(p, { recursive: true, force: true });
-      removed(name);
-    } else left++;
+      const gone = path.join(userDir, `.gone-${name}-${randomUUID()}`);
+      if (
+        await fsp.rename(p, gone).then(
+          () => true,
+          () => false,
+        )
+      ) {
+        removed(name);
+        await removeGone(gone);
+      }
+    } else left.push({ name, at: st.mtimeMs });
   }
   return left;
+}
+
+/**
+ * Remove a transfer's folder renamed away. A chunk PUT that had opened its temp file in it before
+ * the rename may still be writing there: its file is removed with the rest (it finds its folder
+ * gone when it puts the chunk in place); what cannot be removed now goes at a later sweep.
+ */
+async function removeGone(gone: string): Promise<void> {
+  await fsp.rm(gone, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
 }
 
 /** The chunks `names` of a transfer's folder, one after the other. */

@@ -33,6 +33,12 @@ export interface ChunkWrite {
   commit(replaced: number): void;
   /** Given up: its bytes no longer count. */
   abandon(): void;
+  /**
+   * The bytes of the chunk in place now, which this write replaces: as this process last put it
+   * there (another try of the same chunk may have landed since this one started), else `found`
+   * (what was there when it started).
+   */
+  replacing(found: number): number;
 }
 
 /** One user's staged bytes: those on disk (as last counted, plus changes since) and those being written. */
@@ -42,6 +48,8 @@ export class StagedTally {
   private readonly writing: Counts = { total: 0, byTransfer: new Map() };
   /** The latest write of each chunk (`transfer/chunk`), and its bytes so far. */
   private readonly writes = new Map<string, { bytes: number }>();
+  /** The size of each chunk this process put in place, by transfer and chunk. */
+  private readonly placed = new Map<string, Map<string, number>>();
 
   /** @internal */
   constructor(disk: Counts) {
@@ -56,6 +64,11 @@ export class StagedTally {
   /** Bytes staged for all the user's transfers. */
   usedAll(): number {
     return this.disk.total + this.writing.total;
+  }
+
+  /** Whether a chunk of `transfer` is being written. */
+  writingTo(transfer: string): boolean {
+    return this.writing.byTransfer.has(transfer);
   }
 
   /** Whether no chunk is being written. */
@@ -93,13 +106,21 @@ export class StagedTally {
       commit: (replaced) => {
         end();
         add(this.disk, transfer, written - replaced);
+        let m = this.placed.get(transfer);
+        if (!m) {
+          m = new Map();
+          this.placed.set(transfer, m);
+        }
+        m.set(chunk, written);
       },
       abandon: end,
+      replacing: (found) => this.placed.get(transfer)?.get(chunk) ?? found,
     };
   }
 
   /** A transfer's folder is gone (finished, cancelled or swept). */
   forget(transfer: string): void {
+    this.placed.delete(transfer);
     const n = this.disk.byTransfer.get(transfer) ?? 0;
     this.disk.total -= n;
     this.disk.byTransfer.delete(transfer);
