@@ -77,7 +77,7 @@ import { PosixFavorites } from './favorites.js';
 import { type FsckOptions, type FsckSpaceReport, fsckSpace } from './fsck.js';
 import { type IndexEntry, PathCache } from './ids.js';
 import { CommitLock } from './lock.js';
-import type { Native } from './native.js';
+import { type Native, onThisThread } from './native.js';
 import { type ObserverHost, PosixObserver } from './observer.js';
 import {
   bornAt,
@@ -285,8 +285,9 @@ async function open(native: Native, options: PosixDriverOptions): Promise<PosixD
       await fsp.unlink(tmp).catch(() => {});
     }
   }
-  const driver = new Posix(native, root, storageId, options);
-  driver.syncMetadata = options.syncMetadata ?? (await isLocalFilesystem(root));
+  const local = options.syncMetadata ?? (await isLocalFilesystem(root));
+  const driver = new Posix(local ? onThisThread(native) : native, root, storageId, options);
+  driver.syncMetadata = local;
   await driver.init();
   return driver;
 }
