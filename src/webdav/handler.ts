@@ -2409,11 +2409,7 @@ export class WebDav {
           throw new HttpError(507, 'too many chunked uploads in progress', undefined, {
             code: 'INSUFFICIENT_STORAGE',
           });
-        await this.dropTransfer(userDir, path.join(userDir, idle.name), idle.name).catch(
-          (err: NodeJS.ErrnoException) => {
-            if (err.code !== 'ENOENT') throw err;
-          },
-        );
+        await this.dropTransfer(userDir, path.join(userDir, idle.name), idle.name, true);
       }
       const total = intHeader(header(req, 'oc-total-length'));
       // A declared total the user's personal quota has no room for is refused before any chunk.
@@ -2436,9 +2432,7 @@ export class WebDav {
     }
     if (method === 'DELETE' && chunk === undefined) {
       // (renamed away first: a chunk PUT still under way cannot put a file into it meanwhile)
-      await this.dropTransfer(userDir, folder, transfer).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-      });
+      await this.dropTransfer(userDir, folder, transfer, true);
       res.writeHead(204);
       return void res.end();
     }
@@ -2612,9 +2606,20 @@ export class WebDav {
    * A chunked transfer's folder goes in one step (a rename): a process killed now leaves the whole
    * transfer or none of it, never a part of its chunks that a MOVE asked again would assemble.
    */
-  private async dropTransfer(userDir: string, folder: string, transfer: string): Promise<void> {
+  private async dropTransfer(
+    userDir: string,
+    folder: string,
+    transfer: string,
+    /** Whether a transfer gone already (another request dropped it) is fine. */
+    goneOk = false,
+  ): Promise<void> {
     const gone = path.join(userDir, `.gone-${transfer}-${randomUUID()}`);
-    await fsp.rename(folder, gone);
+    try {
+      await fsp.rename(folder, gone);
+    } catch (err) {
+      if (goneOk && (err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
     (await this.staged.of(userDir)).forget(transfer);
     await removeGone(gone);
   }

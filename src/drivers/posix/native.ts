@@ -80,13 +80,19 @@ import(workerData.xattr).then((x) => {
 });
 `;
 
+/** A worker of {@link XattrPool}, and the ids of the calls it has not answered yet. */
+interface Slot {
+  w: Worker;
+  waiting: Set<number>;
+}
+
 /**
  * Asynchronous xattr calls for filesystems where a call may wait (a network filesystem): the
  * synchronous calls of `fs-xattr` on a few worker threads, each call to the one with the fewest
  * waiting. (On a local filesystem the driver makes them on the main thread: a few µs each.)
  */
 class XattrPool {
-  private readonly workers: { w: Worker; waiting: number }[] = [];
+  private readonly workers: Slot[] = [];
   private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private next = 0;
 
@@ -98,12 +104,12 @@ class XattrPool {
   call<T>(call: XattrCall): Promise<T> {
     const slot = this.pick();
     const id = this.next++;
-    slot.waiting++;
-    if (slot.waiting === 1) slot.w.ref();
+    slot.waiting.add(id);
+    if (slot.waiting.size === 1) slot.w.ref();
     return new Promise<T>((resolve, reject) => {
       const done = () => {
-        slot.waiting--;
-        if (slot.waiting === 0) slot.w.unref(); // (an idle pool keeps no process alive)
+        slot.waiting.delete(id);
+        if (slot.waiting.size === 0) slot.w.unref(); // (an idle pool keeps no process alive)
       };
       this.calls.set(id, {
         resolve: (v) => {
@@ -119,16 +125,16 @@ class XattrPool {
     });
   }
 
-  private pick(): { w: Worker; waiting: number } {
-    let best = this.workers.find((x) => x.waiting === 0);
+  private pick(): Slot {
+    let best = this.workers.find((x) => x.waiting.size === 0);
     if (!best && this.workers.length < this.size) best = this.spawn();
-    best ??= this.workers.reduce((a, b) => (b.waiting < a.waiting ? b : a));
+    best ??= this.workers.reduce((a, b) => (b.waiting.size < a.waiting.size ? b : a));
     return best;
   }
 
-  private spawn(): { w: Worker; waiting: number } {
+  private spawn(): Slot {
     const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { xattr: this.url } });
-    const slot = { w, waiting: 0 };
+    const slot: Slot = { w, waiting: new Set() };
     w.unref();
     w.on('message', (m: { id?: number; value?: unknown; error?: { message: string; code?: string } }) => {
       if (m.id === undefined) return;
@@ -143,15 +149,16 @@ class XattrPool {
             : m.value,
         );
     });
-    // A worker that dies fails what it was asked (its calls are not known apart from the others'
-    // here: all waiting calls fail, and are made again by no one); the next call gets a new one.
+    // A worker that dies fails what it was asked (the other workers' calls go on); the next call
+    // gets a new one.
     const gone = (err: unknown) => {
       const i = this.workers.indexOf(slot);
       if (i >= 0) this.workers.splice(i, 1);
       const e = err instanceof Error ? err : new Error(`the xattr worker stopped (${String(err)})`);
-      for (const [id, c] of this.calls) {
+      for (const id of [...slot.waiting]) {
+        const c = this.calls.get(id);
         this.calls.delete(id);
-        c.reject(e);
+        c?.reject(e);
       }
     };
     w.on('error', gone);

@@ -123,6 +123,15 @@ function unchanged(a: fs.Stats, b: fs.Stats): boolean {
   return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
 }
 
+/** The id of the node at `key`, if it is there with a record (gone: its own disappearance tells). */
+function idAt(sp: PosixSpace, key: string): string | undefined {
+  try {
+    return sp.recordHeld(segsOf(key))?.id;
+  } catch {
+    return undefined;
+  }
+}
+
 function baseName(key: string): string {
   return key.slice(key.lastIndexOf('/') + 1);
 }
@@ -1045,11 +1054,7 @@ export class PosixObserver implements Watch {
 
   /** The id of the folder now holding `key` (the space root's for a key at the top), if there is one. */
   private parentIdOf(sp: PosixSpace, key: string): string | undefined {
-    try {
-      return sp.recordHeld(segsOf(parentKeyOf(key)))?.id;
-    } catch {
-      return undefined; // gone too: its own disappearance tells
-    }
+    return idAt(sp, parentKeyOf(key));
   }
 
   /** Note a folder removed around Stowage: the entries of what was below it go (see {@link dropOrphans}). */
@@ -1350,12 +1355,7 @@ export class PosixObserver implements Watch {
   private async sweepDeleted(sp: PosixSpace, dirs: ReadonlySet<string>): Promise<void> {
     const byId = new Map<string, string>();
     for (const dir of dirs) {
-      let id: string | undefined;
-      try {
-        id = sp.recordHeld(segsOf(dir))?.id;
-      } catch {
-        // gone since
-      }
+      const id = idAt(sp, dir);
       if (id) byId.set(id, dir);
     }
     const gone = new Map<string, string>();
