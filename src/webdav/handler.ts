@@ -2460,7 +2460,6 @@ export class WebDav {
       const tmp = path.join(folder, `.${chunk}.${randomUUID()}`);
       const fh = await fsp.open(tmp, 'w');
       const w = tally.start(transfer, chunk);
-      let over: number;
       try {
         for await (const c of req) {
           w.grow((c as Buffer).length);
@@ -2479,8 +2478,11 @@ export class WebDav {
         await fh.sync();
         await fh.close();
         // (what it replaces now: another try of the same chunk may have landed meanwhile)
-        over = await sizeOf();
-        await fsp.rename(tmp, dest);
+        await w.place(async () => {
+          const over = await sizeOf();
+          await fsp.rename(tmp, dest);
+          return over;
+        });
       } catch (err) {
         w.abandon();
         req.resume();
@@ -2488,7 +2490,6 @@ export class WebDav {
         await fsp.unlink(tmp).catch(() => {});
         throw err;
       }
-      w.commit(over);
       await syncFolder(folder);
       res.writeHead(201, { 'content-length': '0' });
       return void res.end();

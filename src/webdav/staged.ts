@@ -31,6 +31,14 @@ export interface ChunkWrite {
   grow(n: number): void;
   /** In place (renamed over one of `replaced` bytes, 0 when there was none). */
   commit(replaced: number): void;
+  /**
+   * Put the chunk in place with `move` (which measures what is there, renames over it and says
+   * how many bytes it replaced), then {@link commit}, after any other try of the same chunk has
+   * done so: two tries landing together each measured the other's chunk as not there yet, and the
+   * chunk counted twice (its transfer then refused its next chunk 413 until the next count). When
+   * `move` throws, the write is given up.
+   */
+  place(move: () => Promise<number>): Promise<void>;
   /** Given up: its bytes no longer count. */
   abandon(): void;
   /**
@@ -50,6 +58,8 @@ export class StagedTally {
   private readonly writes = new Map<string, { bytes: number }>();
   /** The size of each chunk this process put in place, by transfer and chunk. */
   private readonly placed = new Map<string, Map<string, number>>();
+  /** The last try of each chunk (`transfer/chunk`) being put in place: the next waits for it. */
+  private readonly placing = new Map<string, Promise<void>>();
 
   /** @internal */
   constructor(disk: Counts) {
@@ -96,6 +106,16 @@ export class StagedTally {
       this.writes.delete(key);
     };
     let written = 0;
+    const commit = (replaced: number) => {
+      end();
+      add(this.disk, transfer, written - replaced);
+      let m = this.placed.get(transfer);
+      if (!m) {
+        m = new Map();
+        this.placed.set(transfer, m);
+      }
+      m.set(chunk, written);
+    };
     return {
       grow: (n) => {
         written += n;
@@ -103,15 +123,24 @@ export class StagedTally {
         me.bytes += n;
         add(this.writing, transfer, n);
       },
-      commit: (replaced) => {
-        end();
-        add(this.disk, transfer, written - replaced);
-        let m = this.placed.get(transfer);
-        if (!m) {
-          m = new Map();
-          this.placed.set(transfer, m);
+      commit,
+      place: async (move) => {
+        const before = this.placing.get(key);
+        let done!: () => void;
+        const mine = new Promise<void>((r) => {
+          done = r;
+        });
+        this.placing.set(key, mine);
+        try {
+          await before;
+          commit(await move());
+        } catch (err) {
+          end();
+          throw err;
+        } finally {
+          done();
+          if (this.placing.get(key) === mine) this.placing.delete(key);
         }
-        m.set(chunk, written);
       },
       abandon: end,
       replacing: (found) => this.placed.get(transfer)?.get(chunk) ?? found,

@@ -53,4 +53,35 @@ describe('staged chunks', () => {
     await expect(fresh.of(path.join(dir, 'loop'))).rejects.toThrow(/ELOOP/);
     await fsp.rm(dir, { recursive: true, force: true });
   });
+
+  it('counts a chunk once when two tries of it land together, each measuring what is in place', async () => {
+    const dir = await tempRoot('staged-place');
+    const folder = path.join(dir, 'u', 't');
+    await fsp.mkdir(folder, { recursive: true });
+    const t = await new StagedChunks(60_000).of(path.dirname(folder));
+    const dest = path.join(folder, '00001');
+    const size = 1024;
+    /** One try of the chunk: written whole to its temp file, then put in place as the door does. */
+    const land = async (n: number) => {
+      const w = t.start('t', '00001');
+      const tmp = path.join(folder, `.00001.${n}`);
+      await fsp.writeFile(tmp, Buffer.alloc(size, n));
+      w.grow(size);
+      return w.place(async () => {
+        const over = (await fsp.stat(dest).catch(() => undefined))?.size ?? 0;
+        await new Promise((r) => setTimeout(r, 20)); // the other try measures meanwhile
+        await fsp.rename(tmp, dest);
+        return over;
+      });
+    };
+    await Promise.all([land(1), land(2)]);
+    expect([t.used('t'), t.usedAll(), t.idle]).toEqual([size, size, true]);
+    expect((await fsp.stat(dest)).size).toBe(size);
+    // A try whose move fails is given up: its bytes no longer count, the chunk in place still does.
+    const w = t.start('t', '00001');
+    w.grow(size);
+    await expect(w.place(async () => Promise.reject(new Error('disk gone')))).rejects.toThrow('disk gone');
+    expect([t.used('t'), t.idle]).toEqual([size, true]);
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
 });
