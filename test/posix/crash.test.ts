@@ -91,6 +91,15 @@ const cases: [string, string, (v: Awaited<ReturnType<typeof reopen>>) => Promise
     'after:write',
     async (v) => expect((await v.s.stat(v.at('a/b/old.bin'))).size).toBe(3 * 1024 * 1024),
   ],
+  // The current content got its version's name as a second name; the new one never moved in.
+  [
+    'write-over',
+    'after:write-aside',
+    async (v) => {
+      expect((await v.s.stat(v.at('a/b/old.bin'))).size).toBe(1000);
+      expect((await v.s.listVersions(v.at('a/b/old.bin'))).length).toBe(1);
+    },
+  ],
   ['delete', 'before:delete', async (v) => expect(await v.text('a/b/x/deep.txt')).toBe('deep')],
   ['delete', 'after:delete', async (v) => expect(await v.exists('a/b')).toBe(false)],
   // Marked for the trash, not moved yet: still in place (and without trash facts, checked below).
@@ -121,6 +130,28 @@ const cases: [string, string, (v: Awaited<ReturnType<typeof reopen>>) => Promise
       expect(await v.exists('c/b/keep.txt')).toBe(false);
     },
   ],
+  [
+    'move-file-over',
+    'after:move-aside',
+    async (v) => {
+      // The replaced file got its trash item's name as a second name; the move never happened.
+      expect(await v.text('a/b/x/deep.txt')).toBe('deep');
+      expect(await v.text('c/b/keep.txt')).toBe('keep me');
+      expect((await all(v.s.listTrash(v.at('').space))).map((t) => t.path)).toEqual(['/gone']);
+    },
+  ],
+  [
+    'move-file-over',
+    'after:move',
+    async (v) => {
+      expect(await v.exists('a/b/x/deep.txt')).toBe(false);
+      expect(await v.text('c/b/keep.txt')).toBe('deep');
+      expect((await all(v.s.listTrash(v.at('').space))).map((t) => t.path).sort()).toEqual([
+        '/c/b/keep.txt',
+        '/gone',
+      ]);
+    },
+  ],
   ['copy', 'before:copy', async (v) => expect(await v.exists('c/a2')).toBe(false)],
   ['restore', 'before:restore', async (v) => expect(await v.exists('gone')).toBe(false)],
   ['restore', 'after:restore', async (v) => expect(await v.text('gone/inner/g.txt')).toBe('in the trash')],
@@ -134,8 +165,10 @@ const cases: [string, string, (v: Awaited<ReturnType<typeof reopen>>) => Promise
     'restore-version',
     'after:restore-version-aside',
     // The current content was moved aside, the version never moved in: undone, current is back.
-    async (v) =>
-      expect((await v.s.stat(v.at('a/b/old.bin'))).checksums?.sha1).toBe(sha1(Buffer.alloc(1000, 2))),
+    async (v) => {
+      expect((await v.s.stat(v.at('a/b/old.bin'))).checksums?.sha1).toBe(sha1(Buffer.alloc(1000, 2)));
+      expect((await v.s.listVersions(v.at('a/b/old.bin'))).length).toBe(1);
+    },
   ],
   // Metadata and a time changed as one (a PROPPATCH): none of it before the record is written...
   [
@@ -227,3 +260,9 @@ describe('posix: kill -9 in the middle of an operation', () => {
     expect(await fs.readdir(path.join(spaceRoot, '.stowage/tmp'))).toEqual([]);
   });
 });
+
+async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}

@@ -1699,7 +1699,10 @@ class Posix implements PosixDriver {
           ...(version && { undo: [{ from: version.rel, to: segs }], totals: true }),
         });
         await this.options.hooks?.beforeRename?.('write');
-        if (version) await fsp.rename(sp.abs(segs), version.abs);
+        if (version) {
+          await this.setAside(sp.abs(segs), version.abs);
+          await this.options.hooks?.afterRename?.('write-aside');
+        }
         if (this.syncMetadata) fs.renameSync(tmpAbs, sp.abs(segs));
         else await fsp.rename(tmpAbs, sp.abs(segs));
         await this.options.hooks?.afterRename?.('write');
@@ -2028,11 +2031,7 @@ class Posix implements PosixDriver {
       });
       await this.options.hooks?.beforeRename?.('move');
       if (aside && old) {
-        if (this.trash) await this.trashHeld(sp, to, old);
-        else {
-          await fsp.mkdir(sp.tmp, { recursive: true });
-          await fsp.rename(sp.abs(to), `${sp.internal}/${aside.join('/')}`);
-        }
+        await this.putAsideHeld(sp, to, old, aside, cur.st.isFile());
         await this.options.hooks?.afterRename?.('move-aside');
       }
       if (sameInode) await fsp.unlink(sp.abs(from));
@@ -2064,7 +2063,14 @@ class Posix implements PosixDriver {
   }
 
   /** Move a node into the space's trash (lock held), recording where it was, when, and by whom. */
-  private async trashHeld(sp: PosixSpace, segs: string[], cur: Loaded, actor?: string): Promise<void> {
+  private async trashHeld(
+    sp: PosixSpace,
+    segs: string[],
+    cur: Loaded,
+    actor?: string,
+    /** A file about to be replaced by a rename over it: it stays in place until then ({@link setAside}). */
+    replaced = false,
+  ): Promise<void> {
     const rec: NodeRecord = {
       ...cur.rec,
       tr: { p: `/${segs.join('/')}`, at: Date.now(), ...(actor && { by: actor }) },
@@ -2073,7 +2079,47 @@ class Posix implements PosixDriver {
     await this.options.hooks?.beforeRename?.('trash');
     await fsp.mkdir(sp.trashDir, { recursive: true });
     // A node deleted before (and restored) left no item behind, so the id is free in the trash.
-    await fsp.rename(sp.abs(segs), `${sp.trashDir}/${cur.rec.id}`);
+    const item = `${sp.trashDir}/${cur.rec.id}`;
+    if (replaced) await this.setAside(sp.abs(segs), item);
+    else await fsp.rename(sp.abs(segs), item);
+  }
+
+  /**
+   * Put what a move or copy replaces at `segs` aside (`aside`: into the trash, or to a temp name to
+   * be removed): a file replaced by a file keeps its path until the rename over it ({@link setAside}).
+   */
+  private async putAsideHeld(
+    sp: PosixSpace,
+    segs: string[],
+    old: Loaded,
+    aside: string[],
+    incomingIsFile: boolean,
+  ): Promise<void> {
+    const inPlace = incomingIsFile && old.st.isFile();
+    if (this.trash) return this.trashHeld(sp, segs, old, undefined, inPlace);
+    await fsp.mkdir(sp.tmp, { recursive: true });
+    const to = `${sp.internal}/${aside.join('/')}`;
+    if (inPlace) await this.setAside(sp.abs(segs), to);
+    else await fsp.rename(sp.abs(segs), to);
+  }
+
+  /**
+   * Give the file at `abs` a second name `asideAbs` (a version, a trash item, a temp name) ahead of
+   * the rename that replaces it at `abs`: readers (a listing, a download, a sync client, another
+   * process) never find `abs` missing, as they did between moving it aside and the rename. The
+   * rename then leaves `asideAbs` its only name. Where a hard link cannot be made (a filesystem
+   * without them, a name already taken), it is moved aside as before. A commit that dies between
+   * the two leaves both names on one inode: its recovery removes the second ({@link PosixSpace.undoHeld}).
+   */
+  private async setAside(abs: string, asideAbs: string): Promise<void> {
+    try {
+      if (this.syncMetadata) fs.linkSync(abs, asideAbs);
+      else await fsp.link(abs, asideAbs);
+      return;
+    } catch (err) {
+      if (!CANNOT_LINK.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    }
+    await fsp.rename(abs, asideAbs);
   }
 
   // ================================================================== copy
@@ -2156,11 +2202,8 @@ class Posix implements PosixDriver {
         });
         await this.options.hooks?.beforeRename?.('copy');
         if (aside && old) {
-          if (this.trash) await this.trashHeld(dsp, to, old);
-          else {
-            await fsp.mkdir(dsp.tmp, { recursive: true });
-            await fsp.rename(dsp.abs(to), `${dsp.internal}/${aside.join('/')}`);
-          }
+          await this.putAsideHeld(dsp, to, old, aside, st.isFile());
+          await this.options.hooks?.afterRename?.('copy-aside');
         }
         await fsp.rename(staging, dsp.abs(to));
         await dsp.propagateHeld(new Map([[keyOf(to.slice(0, -1)), size - oldSize]]));
@@ -2630,7 +2673,7 @@ class Posix implements PosixDriver {
       const aside = this.versionPath(sp, cur.rec.id, versionKey());
       journal.begin({ dirs: [parentSegs], undo: [{ from: aside.rel, to: segs }], totals: true });
       await this.options.hooks?.beforeRename?.('restore-version');
-      await fsp.rename(sp.abs(segs), aside.abs);
+      await this.setAside(sp.abs(segs), aside.abs);
       await this.options.hooks?.afterRename?.('restore-version-aside');
       await fsp.rename(from.abs, sp.abs(segs));
       await sp.propagateHeld(new Map([[keyOf(parentSegs), vst.size - cur.st.size]]));
@@ -3186,6 +3229,9 @@ let lastVersionUs = 0;
  * A new version key: archive time in microseconds, strictly increasing in this process (keys are
  * made under the commit lock, so processes never interleave within one), and a random suffix.
  */
+/** Why `link(2)` may refuse where a rename would do: moved aside instead (see PosixDriver.setAside). */
+const CANNOT_LINK = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK', 'EXDEV', 'EEXIST']);
+
 function versionKey(): string {
   lastVersionUs = nextTreeTime(lastVersionUs);
   return `${String(lastVersionUs).padStart(17, '0')}-${randomUUID().slice(0, 8)}`;

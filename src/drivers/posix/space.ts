@@ -623,27 +623,39 @@ export class PosixSpace {
     return total;
   }
 
-  /** Undo half-done replaces of an intent: put nodes moved aside back where they are still missing. */
+  /**
+   * Undo half-done replaces of an intent: put nodes moved aside back where they are still missing;
+   * a file set aside as a second name of itself (a hard link) but never replaced loses that name.
+   */
   async undoHeld(intent: Intent): Promise<void> {
     for (const u of intent.undo ?? []) {
       const from = `${this.internal}/${u.from.join('/')}`;
-      try {
-        await fsp.lstat(this.abs(u.to));
-      } catch (err) {
+      const there = await fsp.lstat(this.abs(u.to)).catch((err) => {
         if (!isMissing(err)) throw err;
-        const back = await fsp.rename(from, this.abs(u.to)).then(
+        return undefined;
+      });
+      let back = false;
+      if (there) {
+        const aside = await fsp.lstat(from).catch(() => undefined);
+        if (!aside?.isFile() || aside.ino !== there.ino || aside.dev !== there.dev) continue;
+        await fsp.unlink(from).catch((err) => {
+          if (!isMissing(err)) throw err;
+        });
+        back = true;
+      } else {
+        back = await fsp.rename(from, this.abs(u.to)).then(
           () => true,
           (e) => {
             if (!isMissing(e)) throw e;
             return false;
           },
         );
-        // A node moved aside into the trash carries trash facts: back in the tree, it drops them.
-        const rec = back ? this.recordHeld(u.to) : undefined;
-        if (rec?.tr) {
-          delete rec.tr;
-          this.writeHeld(u.to, rec);
-        }
+      }
+      // A node put aside into the trash carries trash facts: back in the tree, it drops them.
+      const rec = back ? this.recordHeld(u.to) : undefined;
+      if (rec?.tr) {
+        delete rec.tr;
+        this.writeHeld(u.to, rec);
       }
     }
   }
