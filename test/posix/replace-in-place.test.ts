@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createPosixDriver } from '../../src/drivers/posix/index.js';
+import { cachedRecordCount } from '../../src/drivers/posix/space.js';
 import { collect, StorageProvider } from '../../src/index.js';
 import { treeSizeErrors, usageErrors, walkSpace } from '../helpers/disk.js';
 import { tempRoot } from '../helpers/tmp.js';
@@ -82,6 +83,34 @@ describe('posix: replacing a file leaves its path in place until the new one is 
       }
     },
   );
+  it('forgets the cached records of files it puts in the trash or among the versions', async () => {
+    const root = await tempRoot('reccache');
+    const driver = await createPosixDriver({ root });
+    const s = new StorageProvider({ drivers: driver });
+    try {
+      const sp = await s.createSpace({ type: 'project', name: 'p' });
+      const at = (p: string) => ({ space: sp.id, path: p });
+      const n = 60;
+      await s.mkdir(at('d'));
+      for (let i = 0; i < n; i++) await s.write(at(`d/f${i}`), `v1 ${i}`);
+      await new Promise((r) => setTimeout(r, 1100)); // (only records settled for a second are kept)
+      const listed = async () => {
+        for await (const _ of s.list(at('d'))) {
+          // each entry's record is read, and kept
+        }
+      };
+      await listed();
+      const full = cachedRecordCount();
+      expect(full).toBeGreaterThanOrEqual(n);
+      // Overwritten: the old inodes go among the versions; deleted: into the trash.
+      for (let i = 0; i < n / 2; i++) await s.write(at(`d/f${i}`), `v2 ${i}`);
+      for (let i = n / 2; i < n; i++) await s.delete(at(`d/f${i}`));
+      // (a few others may be read and kept meanwhile: the version folders, say)
+      expect(cachedRecordCount()).toBeLessThanOrEqual(full - n + 5);
+    } finally {
+      await s.close();
+    }
+  });
 });
 
 async function text(s: StorageProvider, ref: { space: string; path: string }): Promise<string> {

@@ -96,6 +96,7 @@ import {
   XATTR_PREFIX,
 } from './record.js';
 import {
+  forgetCachedRecord,
   type HeldRecords,
   keyOf,
   PosixSpace,
@@ -1700,7 +1701,7 @@ class Posix implements PosixDriver {
         });
         await this.options.hooks?.beforeRename?.('write');
         if (version) {
-          await this.setAside(sp.abs(segs), version.abs);
+          await this.setAside(sp.abs(segs), version.abs, cur!.st);
           await this.options.hooks?.afterRename?.('write-aside');
         }
         if (this.syncMetadata) fs.renameSync(tmpAbs, sp.abs(segs));
@@ -2080,8 +2081,11 @@ class Posix implements PosixDriver {
     await fsp.mkdir(sp.trashDir, { recursive: true });
     // A node deleted before (and restored) left no item behind, so the id is free in the trash.
     const item = `${sp.trashDir}/${cur.rec.id}`;
-    if (replaced) await this.setAside(sp.abs(segs), item);
-    else await fsp.rename(sp.abs(segs), item);
+    if (replaced) await this.setAside(sp.abs(segs), item, cur.st);
+    else {
+      forgetCachedRecord(cur.st);
+      await fsp.rename(sp.abs(segs), item);
+    }
   }
 
   /**
@@ -2099,7 +2103,7 @@ class Posix implements PosixDriver {
     if (this.trash) return this.trashHeld(sp, segs, old, undefined, inPlace);
     await fsp.mkdir(sp.tmp, { recursive: true });
     const to = `${sp.internal}/${aside.join('/')}`;
-    if (inPlace) await this.setAside(sp.abs(segs), to);
+    if (inPlace) await this.setAside(sp.abs(segs), to, old.st);
     else await fsp.rename(sp.abs(segs), to);
   }
 
@@ -2111,7 +2115,8 @@ class Posix implements PosixDriver {
    * without them, a name already taken), it is moved aside as before. A commit that dies between
    * the two leaves both names on one inode: its recovery removes the second ({@link PosixSpace.undoHeld}).
    */
-  private async setAside(abs: string, asideAbs: string): Promise<void> {
+  private async setAside(abs: string, asideAbs: string, st: fs.Stats): Promise<void> {
+    forgetCachedRecord(st);
     try {
       if (this.syncMetadata) fs.linkSync(abs, asideAbs);
       else await fsp.link(abs, asideAbs);
@@ -2673,7 +2678,7 @@ class Posix implements PosixDriver {
       const aside = this.versionPath(sp, cur.rec.id, versionKey());
       journal.begin({ dirs: [parentSegs], undo: [{ from: aside.rel, to: segs }], totals: true });
       await this.options.hooks?.beforeRename?.('restore-version');
-      await this.setAside(sp.abs(segs), aside.abs);
+      await this.setAside(sp.abs(segs), aside.abs, cur.st);
       await this.options.hooks?.afterRename?.('restore-version-aside');
       await fsp.rename(from.abs, sp.abs(segs));
       await sp.propagateHeld(new Map([[keyOf(parentSegs), vst.size - cur.st.size]]));
