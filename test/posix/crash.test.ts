@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createPosixDriver } from '../../src/drivers/posix/index.js';
 import { collect, fromLetters, ROLES, StorageProvider } from '../../src/index.js';
 import { litter, treeSizeErrors, usageErrors, walkSpace } from '../helpers/disk.js';
+import { all } from '../helpers/iter.js';
 import { tempRoot } from '../helpers/tmp.js';
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/crash-child.mjs');
@@ -260,9 +261,3 @@ describe('posix: kill -9 in the middle of an operation', () => {
     expect(await fs.readdir(path.join(spaceRoot, '.stowage/tmp'))).toEqual([]);
   });
 });
-
-async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) out.push(x);
-  return out;
-}

@@ -12,6 +12,7 @@ import { createPosixDriver } from '../../src/drivers/posix/index.js';
 import { cachedRecordCount } from '../../src/drivers/posix/space.js';
 import { collect, StorageProvider } from '../../src/index.js';
 import { treeSizeErrors, usageErrors, walkSpace } from '../helpers/disk.js';
+import { all } from '../helpers/iter.js';
 import { tempRoot } from '../helpers/tmp.js';
 
 describe('posix: replacing a file leaves its path in place until the new one is there', () => {
@@ -115,10 +116,4 @@ describe('posix: replacing a file leaves its path in place until the new one is 
 
 async function text(s: StorageProvider, ref: { space: string; path: string }): Promise<string> {
   return (await collect((await s.read(ref)).body!)).toString();
-}
-
-async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) out.push(x);
-  return out;
 }
