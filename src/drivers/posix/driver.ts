@@ -3228,15 +3228,15 @@ const CHAIN_MAX_AGE_MS = 30_000;
 /** How long a folder found reached without a symlink is taken for such while it keeps its inode, ms. */
 const REAL_DIR_MAX_AGE_MS = 1_000;
 
+/** Why `link(2)` may refuse where a rename would do: moved aside instead (see PosixDriver.setAside). */
+const CANNOT_LINK = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK', 'EXDEV', 'EEXIST']);
+
 let lastVersionUs = 0;
 
 /**
  * A new version key: archive time in microseconds, strictly increasing in this process (keys are
  * made under the commit lock, so processes never interleave within one), and a random suffix.
  */
-/** Why `link(2)` may refuse where a rename would do: moved aside instead (see PosixDriver.setAside). */
-const CANNOT_LINK = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK', 'EXDEV', 'EEXIST']);
-
 function versionKey(): string {
   lastVersionUs = nextTreeTime(lastVersionUs);
   return `${String(lastVersionUs).padStart(17, '0')}-${randomUUID().slice(0, 8)}`;
