@@ -182,6 +182,14 @@ interface Opts {
 
 class UsageError extends Error {}
 
+/** A log to stderr, prefixed, naming the error when there is one (a message alone stays alone). */
+function logTo(prefix: string): (message: string, err?: unknown) => void {
+  return (message, err) => {
+    const why = err === undefined ? '' : `: ${err instanceof Error ? err.message : String(err)}`;
+    process.stderr.write(`${prefix}: ${message}${why}\n`);
+  };
+}
+
 /**
  * The client address of a request, as sign-ins are counted, behind the reverse proxies named:
  * from one of them, the last `X-Forwarded-For` entry that is not one of them (what the nearest
@@ -335,7 +343,7 @@ async function run(argv: string[]): Promise<number> {
   const driver: PosixDriver = await createPosixDriver({
     root: opts.root,
     create: creates,
-    log: (message, err) => process.stderr.write(`stowage: ${message}: ${(err as Error)?.message ?? ''}\n`),
+    log: logTo('stowage'),
   });
   // The users (--users, else those `serve` keeps in the storage), so that a name given here
   // (`--owner alice`) means the id the server will see. Read only when a command names someone.
@@ -802,7 +810,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
   const driver = await createPosixDriver({
     root: args[0] ?? opts.root,
     create: true,
-    log: (message, err) => process.stderr.write(`stowage: ${message}: ${(err as Error)?.message ?? ''}\n`),
+    log: logTo('stowage'),
   });
   let generated: { username: string; password: string } | undefined;
   let identity: StaticIdentitySource;
@@ -845,8 +853,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
       ...(clientAddress && { clientAddress }),
       ...(opts['depth-infinity'] && { allowDepthInfinity: true }),
     },
-    log: (message, err) =>
-      process.stderr.write(`stowage serve: ${message}: ${(err as Error)?.message ?? err}\n`),
+    log: logTo('stowage serve'),
   }).catch(async (err) => {
     await provider.close();
     throw err;
