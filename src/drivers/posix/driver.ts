@@ -2080,12 +2080,7 @@ class Posix implements PosixDriver {
     await this.options.hooks?.beforeRename?.('trash');
     await fsp.mkdir(sp.trashDir, { recursive: true });
     // A node deleted before (and restored) left no item behind, so the id is free in the trash.
-    const item = `${sp.trashDir}/${cur.rec.id}`;
-    if (replaced) await this.setAside(sp.abs(segs), item, cur.st);
-    else {
-      forgetCachedRecord(cur.st);
-      await fsp.rename(sp.abs(segs), item);
-    }
+    await this.setAside(sp.abs(segs), `${sp.trashDir}/${cur.rec.id}`, cur.st, replaced);
   }
 
   /**
@@ -2102,27 +2097,29 @@ class Posix implements PosixDriver {
     const inPlace = incomingIsFile && old.st.isFile();
     if (this.trash) return this.trashHeld(sp, segs, old, undefined, inPlace);
     await fsp.mkdir(sp.tmp, { recursive: true });
-    const to = `${sp.internal}/${aside.join('/')}`;
-    if (inPlace) await this.setAside(sp.abs(segs), to, old.st);
-    else await fsp.rename(sp.abs(segs), to);
+    await this.setAside(sp.abs(segs), `${sp.internal}/${aside.join('/')}`, old.st, inPlace);
   }
 
   /**
-   * Give the file at `abs` a second name `asideAbs` (a version, a trash item, a temp name) ahead of
-   * the rename that replaces it at `abs`: readers (a listing, a download, a sync client, another
-   * process) never find `abs` missing, as they did between moving it aside and the rename. The
-   * rename then leaves `asideAbs` its only name. Where a hard link cannot be made (a filesystem
-   * without them, a name already taken), it is moved aside as before. A commit that dies between
-   * the two leaves both names on one inode: its recovery removes the second ({@link PosixSpace.undoHeld}).
+   * Put the node at `abs` (whose lstat is `st`) aside at `asideAbs` (a version, a trash item, a
+   * temp name): moved there, or, for a file about to be replaced by a rename over it (`keepPath`),
+   * given that second name as a hard link, so that readers (a listing, a download, a sync client,
+   * another process) never find `abs` missing; that rename then leaves `asideAbs` its only name.
+   * Where a hard link cannot be made (a filesystem without them, a name already taken), it is moved
+   * as well. A commit that dies between the link and the rename leaves both names on one inode: its
+   * recovery removes the second ({@link PosixSpace.undoHeld}). The node's cached record goes: its
+   * ctime moves, so it could never be used again.
    */
-  private async setAside(abs: string, asideAbs: string, st: fs.Stats): Promise<void> {
+  private async setAside(abs: string, asideAbs: string, st: fs.Stats, keepPath = true): Promise<void> {
     forgetCachedRecord(st);
-    try {
-      if (this.syncMetadata) fs.linkSync(abs, asideAbs);
-      else await fsp.link(abs, asideAbs);
-      return;
-    } catch (err) {
-      if (!CANNOT_LINK.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    if (keepPath) {
+      try {
+        if (this.syncMetadata) fs.linkSync(abs, asideAbs);
+        else await fsp.link(abs, asideAbs);
+        return;
+      } catch (err) {
+        if (!CANNOT_LINK.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      }
     }
     await fsp.rename(abs, asideAbs);
   }
