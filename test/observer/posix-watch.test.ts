@@ -56,6 +56,14 @@ async function watching(opts: Parameters<StorageProvider['watch']>[0] = {}): Pro
   return obs;
 }
 
+/** Watch until a first scan is done, then stop: what changes next, nobody watches. */
+async function scannedThenStopped(): Promise<void> {
+  await watching();
+  await obs!.close();
+  obs = undefined;
+  await new Promise((r) => setTimeout(r, 50));
+}
+
 async function until<T>(what: () => T | undefined, ms = 10_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
@@ -717,10 +725,7 @@ describe('observer (posix, real inotify)', () => {
     const moved = await s.write(at('keep/m.txt'), 'moving');
     const edited = await s.write(at('keep/e.txt'), 'v1');
     const gone = await s.write(at('keep/gone.txt'), 'bye');
-    await watching(); // a first scan, then stop
-    await obs!.close();
-    obs = undefined;
-    await new Promise((r) => setTimeout(r, 50));
+    await scannedThenStopped();
     fs.writeFileSync(path.join(dir, 'keep/new.txt'), 'new');
     fs.writeFileSync(path.join(dir, 'keep/e.txt'), 'version 2');
     fs.mkdirSync(path.join(dir, 'elsewhere'));
@@ -752,10 +757,7 @@ describe('observer (posix, real inotify)', () => {
     const f = await s.write(at('a/in/f.txt'), 'x'.repeat(40));
     await s.write(at('a/in/k.txt'), 'y'.repeat(5));
     await s.move(at('a'), at('b'));
-    await watching(); // a first scan, then stop
-    await obs!.close();
-    obs = undefined;
-    await new Promise((r) => setTimeout(r, 50));
+    await scannedThenStopped();
     fs.rmSync(path.join(dir, 'b/in/f.txt'));
     events = [];
     obs = s.watch({ rescanIntervalMs: 0 });
@@ -775,10 +777,7 @@ describe('observer (posix, real inotify)', () => {
     const f = await s.write(at('a/in/f.txt'), 'kept');
     const g = await s.write(at('a/g.txt'), 'kept too');
     await s.move(at('a'), at('b'));
-    await watching(); // a first scan, then stop
-    await obs!.close();
-    obs = undefined;
-    await new Promise((r) => setTimeout(r, 50));
+    await scannedThenStopped();
     // The index still names a/in/f.txt and a/g.txt (the paths before the move): a folder made
     // at a, with a g.txt of its own removed again, must not make them look deleted.
     fs.mkdirSync(path.join(dir, 'a/in'), { recursive: true });
@@ -805,10 +804,7 @@ describe('observer (posix, real inotify)', () => {
     const { sp, dir, at } = await space();
     await s.mkdir(at('d'));
     const b = await s.write(at('d/b.txt'), 'b v1');
-    await watching(); // a first scan, then stop
-    await obs!.close();
-    obs = undefined;
-    await new Promise((r) => setTimeout(r, 50));
+    await scannedThenStopped();
     // An editor's save (a temp file renamed over it) while no process runs: the next one has
     // no sighting in memory that says a plain file was there, and gives the new file its own id.
     fs.writeFileSync(path.join(dir, 'd/.b.tmp'), 'b v2');
