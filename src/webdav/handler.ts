@@ -2233,6 +2233,18 @@ export class WebDav {
     const owner = ownerEl ? serialiseContent(ownerEl.content, ownerEl.lang) : '';
     const depth = (header(req, 'depth') ?? 'infinity').trim().toLowerCase();
     if (depth !== '0' && depth !== 'infinity') throw new HttpError(400, 'a lock has Depth 0 or infinity');
+    return this.lockTarget(req, res, t, { shared, owner, depth, expires });
+  }
+
+  /** LOCK (not a refresh) of the request's target, once its body is read. */
+  private async lockTarget(
+    req: IncomingMessage,
+    res: ServerResponse,
+    t: Target,
+    o: { shared: boolean; owner: string; depth: string; expires: number },
+    retry = true,
+  ): Promise<void> {
+    const { shared, owner, depth, expires } = o;
     let info = await this.peek(t, t.segs);
     folderOnly(t, info);
     let status = 200;
@@ -2283,7 +2295,14 @@ export class WebDav {
           409,
           'a lock on an unmapped URL makes an empty file: name it without the trailing "/"',
         );
-      info = await t.session.write(this.ref(t), Buffer.alloc(0));
+      try {
+        // Only if nothing is there still: a file PUT meanwhile is not emptied, it is locked.
+        info = await t.session.write(this.ref(t), Buffer.alloc(0), { conditions: { ifNoneMatch: '*' } });
+      } catch (err) {
+        if (retry && StorageError.is(err, 'FAILED_PRECONDITION') && err.reason === 'condition')
+          return this.lockTarget(req, res, t, o, false);
+        throw err;
+      }
       status = 201;
     }
     const lock: Lock = {
