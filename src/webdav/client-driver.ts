@@ -410,6 +410,12 @@ class WebDavClientDriver implements Driver {
     if (opts?.ifRange) headers['if-range'] = ifRangeValue(opts.ifRange);
     const res = await this.request('GET', url, headers, undefined, opts?.signal);
     const status = res.statusCode ?? 0;
+    // A folder named without its slash is sent to the name with it, as Apache's mod_dir does.
+    const to = status === 301 ? res.headers.location : undefined;
+    if (to && new URL(to, url).pathname === `${new URL(url).pathname}/`) {
+      res.destroy();
+      throw new StorageError('FAILED_PRECONDITION', 'cannot read a folder', { reason: 'is-folder' });
+    }
     if (![200, 206, 304, 412, 416].includes(status)) throw await davFailure(res);
     const info = infoFrom(res) ?? (await this.stat(ref));
     if (info.type === 'folder') {

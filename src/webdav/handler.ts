@@ -1629,8 +1629,14 @@ export class WebDav {
       if (!StorageError.is(err, 'FAILED_PRECONDITION') && !StorageError.is(err, 'PERMISSION_DENIED'))
         throw err;
       const info = await t.session.stat(this.ref(t), { fields: [] });
-      if (info.type === 'folder') return this.index(req, res, t, info, head);
-      throw err;
+      if (info.type !== 'folder') throw err;
+      // A folder named without its slash: sent to the name with it, as Apache's mod_dir does. A
+      // client that takes a 200 here for a page at that name (lftp's `cd` without a slash, then
+      // `put`) resolves the names it writes against the parent folder instead.
+      const slashed = withSlash(req.url ?? '/');
+      if (!slashed) return this.index(req, res, t, info, head);
+      res.writeHead(301, { location: slashed, 'cache-control': 'no-cache', 'content-length': '0' });
+      return void res.end();
     }
     await sendRead(res, r, head, {}, wantsInfo(req));
   }
@@ -3276,6 +3282,16 @@ function sameServer(u: URL, name: string): boolean {
   }
   if (n.hostname.toLowerCase() !== u.hostname.toLowerCase()) return false;
   return !/:\d+$/.test(name) || n.port === u.port;
+}
+
+/**
+ * A request's path with a slash after it, its query kept (a path-absolute reference); undefined
+ * when it has one already (a folder addressed by id, say, that the target does not mark as one).
+ */
+function withSlash(target: string): string | undefined {
+  const q = target.indexOf('?');
+  const [p, query] = q < 0 ? [target, ''] : [target.slice(0, q), target.slice(q)];
+  return p.endsWith('/') ? undefined : `${p}/${query}`;
 }
 
 function sameSpace(a: ResourceId, b: ResourceId): boolean {

@@ -327,6 +327,29 @@ describe('webdav: preconditions and validators (RFC 9110 §13)', () => {
   });
 });
 
+describe('webdav: a folder named without its trailing slash', () => {
+  it('sends GET and HEAD to the name with the slash (301), as Apache does, and serves files as named', async () => {
+    expect((await dav('MKCOL', 'noslash', 'ann')).status).toBe(201);
+    expect((await dav('PUT', 'noslash/f.txt', 'ann', { body: 'f' })).status).toBe(201);
+    for (const method of ['GET', 'HEAD']) {
+      const r = await dav(method, 'noslash', 'ann', { redirect: 'manual' });
+      expect(r.status, method).toBe(301);
+      expect(r.headers.get('location')).toBe(`${base}/noslash/`);
+      expect(r.headers.get('cache-control')).toBe('no-cache');
+    }
+    // The query goes along.
+    const q = await dav('GET', 'noslash?x=1', 'ann', { redirect: 'manual' });
+    expect(q.headers.get('location')).toBe(`${base}/noslash/?x=1`);
+    // Followed, the index; the folder's members and files are served as named.
+    const page = await dav('GET', 'noslash', 'ann');
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('f.txt');
+    expect(await (await dav('GET', 'noslash/f.txt', 'ann')).text()).toBe('f');
+    // PROPFIND, PUT and the rest take the name as the folder, slash or not (RFC 4918 §5.2).
+    expect((await dav('PROPFIND', 'noslash', 'ann', { headers: { depth: '0' } })).status).toBe(207);
+  });
+});
+
 describe('webdav: DELETE of a collection (RFC 4918 §9.6.1)', () => {
   it('takes a collection whole: a Depth other than infinity is refused and changes nothing', async () => {
     expect((await dav('MKCOL', 'del-depth', 'ann')).status).toBe(201);
