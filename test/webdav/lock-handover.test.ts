@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Driver, Lock, LocksFeature, NodeRef } from '../../src/index.js';
-import { type DavEnv, davFetch, sharedProject, startDav } from './server.js';
+import { type DavEnv, davFetch, overriding, sharedProject, startDav } from './server.js';
 
 let env: DavEnv;
 let base: string;
@@ -26,14 +26,7 @@ function watched(driver: Driver): Driver {
     refresh: (r, lock, existing) => look(r, l.refresh(r, lock, existing)),
     unlock: (r, id, o) => look(r, l.unlock(r, id, o)),
   };
-  const features = Object.freeze({ ...driver.features, locks });
-  return new Proxy(driver, {
-    get(target, key) {
-      if (key === 'features') return features;
-      const v = Reflect.get(target, key, target);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
+  return overriding(driver, { features: Object.freeze({ ...driver.features, locks }) });
 }
 
 beforeAll(async () => {

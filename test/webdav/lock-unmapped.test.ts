@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Body, Driver, NodeRef, WriteOptions } from '../../src/index.js';
-import { type DavEnv, davFetch, startDav } from './server.js';
+import { type DavEnv, davFetch, overriding, startDav } from './server.js';
 
 let env: DavEnv;
 /** Set by a test: the next empty write (a LOCK's) waits for it, other writes go through. */
@@ -23,13 +23,7 @@ function gated(driver: Driver): Driver {
     reached?.();
     return held.then(() => driver.write(ref, body, opts));
   };
-  return new Proxy(driver, {
-    get(target, key) {
-      if (key === 'write') return write;
-      const v = Reflect.get(target, key, target);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
+  return overriding(driver, { write });
 }
 
 beforeAll(async () => {

@@ -205,6 +205,17 @@ export function listenEvents(
 export type DavInit = RequestInit & { headers?: Record<string, string> };
 
 /** A request to the test server as `user` (Basic auth; null: none), the path sent as given to fetch. */
+/** The driver with some of its members replaced, for `startDav`'s `wrap` (the rest bound to it). */
+export function overriding(driver: Driver, over: Partial<Driver>): Driver {
+  return new Proxy(driver, {
+    get(target, key) {
+      if (Object.hasOwn(over, key)) return over[key as keyof Driver];
+      const v = Reflect.get(target, key, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
 export function davFetch(env: DavEnv, method: string, url: string, user: string | null, init: DavInit = {}) {
   return fetch(env.url + url, {
     method,
