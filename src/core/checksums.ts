@@ -107,3 +107,85 @@ export function parseChecksumHeader(value: string | undefined): Checksums | unde
   }
   return out as Checksums;
 }
+
+/** RFC 3230 digest algorithms (case-insensitive) for the checksums Stowage keeps, and their encodings. */
+const DIGESTS: Readonly<Record<string, { sum: ChecksumAlgorithm; base64: boolean }>> = {
+  md5: { sum: 'md5', base64: true }, // base64 of the 16 bytes (RFC 1864)
+  sha: { sum: 'sha1', base64: true }, // base64 of the 20 bytes
+  adler32: { sum: 'adler32', base64: false }, // 8 hexadecimal digits
+};
+
+/**
+ * The `Digest` header (RFC 3230) answering a `Want-Digest` request header: each algorithm asked
+ * for with a q above 0 that the file has a checksum for, the most wanted first, named as the
+ * client spelt it. Undefined when none applies. What WLCG tools (davix, gfal2, FTS) ask to verify
+ * a transfer, adler32 mostly.
+ */
+export function digestHeader(want: string | undefined, sums: Checksums | undefined): string | undefined {
+  if (!want || !sums) return undefined;
+  const picked: { name: string; q: number; at: number; value: string }[] = [];
+  for (const [at, item] of want.split(',').entries()) {
+    const [rawName, ...params] = item.split(';');
+    const name = rawName!.trim();
+    const algo = DIGESTS[name.toLowerCase()];
+    const hex = algo && sums[algo.sum];
+    if (!algo || !hex) continue;
+    const qp = params.map((p) => p.trim().toLowerCase()).find((p) => p.startsWith('q='));
+    const q = qp === undefined ? 1 : Number(qp.slice(2));
+    if (!(q > 0) || picked.some((p) => p.name.toLowerCase() === name.toLowerCase())) continue;
+    picked.push({ name, q, at, value: algo.base64 ? Buffer.from(hex, 'hex').toString('base64') : hex });
+  }
+  if (!picked.length) return undefined;
+  picked.sort((a, b) => b.q - a.q || a.at - b.at);
+  return picked.map((p) => `${p.name}=${p.value}`).join(', ');
+}
+
+/**
+ * The checksums a request's `Digest` header (RFC 3230) gives for the body it carries, as hex: md5,
+ * sha and adler32; other algorithms are not Stowage's to check and are passed over. A value that
+ * is not one of those algorithms' is refused (INVALID_ARGUMENT), never silently dropped.
+ */
+export function parseDigestHeader(value: string | undefined): Checksums | undefined {
+  if (!value?.trim()) return undefined;
+  const out: Record<string, string> = {};
+  for (const item of value.split(',')) {
+    const eq = item.indexOf('=');
+    const algo =
+      DIGESTS[
+        item
+          .slice(0, eq < 0 ? undefined : eq)
+          .trim()
+          .toLowerCase()
+      ];
+    if (!algo) continue;
+    const v = eq < 0 ? '' : item.slice(eq + 1).trim();
+    const bytes = algo.sum === 'md5' ? 16 : 20;
+    const hex = algo.base64
+      ? /^[A-Za-z0-9+/]+={0,2}$/.test(v) && Buffer.from(v, 'base64').length === bytes
+        ? Buffer.from(v, 'base64').toString('hex')
+        : undefined
+      : /^[0-9A-Fa-f]{8}$/.test(v)
+        ? v.toLowerCase()
+        : undefined;
+    if (!hex)
+      throw new StorageError('INVALID_ARGUMENT', `malformed Digest: "${item.trim().slice(0, 80)}"`, {
+        reason: 'bad-header',
+      });
+    out[algo.sum] = hex;
+  }
+  return Object.keys(out).length ? (out as Checksums) : undefined;
+}
+
+/**
+ * Checksums a request gives in two headers (OC-Checksum, Digest), as one set: the same algorithm
+ * with two values is refused (INVALID_ARGUMENT), as no body can match both.
+ */
+export function mergeChecksums(a: Checksums | undefined, b: Checksums | undefined): Checksums | undefined {
+  if (!a || !b) return a ?? b;
+  for (const k of Object.keys(b) as ChecksumAlgorithm[])
+    if (a[k] !== undefined && a[k] !== b[k])
+      throw new StorageError('INVALID_ARGUMENT', `two different ${k} checksums given for one body`, {
+        reason: 'bad-header',
+      });
+  return { ...a, ...b };
+}

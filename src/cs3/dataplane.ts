@@ -34,6 +34,7 @@ import {
   refuseBody,
   sendRead,
   uploadLength,
+  wantedDigest,
   wantsInfo,
 } from '../http/common.js';
 import { type JwtClaims, signJwt, verifyJwt } from './jwt.js';
@@ -316,6 +317,7 @@ export class DataPlane {
       head,
       {
         'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(r.info.name)}`,
+        ...wantedDigest(req, r.info),
       },
       wantsInfo(req),
     );

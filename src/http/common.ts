@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
+import { digestHeader } from '../core/checksums.js';
 import { parseHttpDate, parseRangeHeader } from '../core/conditions.js';
 import { StorageError } from '../core/errors.js';
 import type { StorageProvider } from '../core/provider.js';
@@ -417,6 +418,12 @@ export function ocPermissions(info: ResourceInfo): string {
 export const WANT_INFO_HEADER = 'x-stowage-want-info';
 
 /** Whether the request asks for the whole info in the answer (Stowage's own client does). */
+/** A `Digest` header (RFC 3230) for a read of `info`, when the request has a `Want-Digest` it can answer. */
+export function wantedDigest(req: IncomingMessage, info: ResourceInfo): Record<string, string> {
+  const digest = digestHeader(header(req, 'want-digest'), info.checksums);
+  return digest ? { digest } : {};
+}
+
 export function wantsInfo(req: IncomingMessage): boolean {
   return req.headers[WANT_INFO_HEADER] === '1';
 }

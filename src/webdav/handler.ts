@@ -24,7 +24,7 @@ import fsp from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { applyPropertyChange } from '../core/changes.js';
-import { parseChecksumHeader } from '../core/checksums.js';
+import { mergeChecksums, parseChecksumHeader, parseDigestHeader } from '../core/checksums.js';
 import { checkWriteConditions, evaluateConditions, parseHttpDate } from '../core/conditions.js';
 import { type ErrorCode, StorageError, toStorageError } from '../core/errors.js';
 import type { StorageEvent } from '../core/events.js';
@@ -64,6 +64,7 @@ import {
   requestConditions,
   sendRead,
   uploadLength,
+  wantedDigest,
   wantsInfo,
 } from '../http/common.js';
 import {
@@ -1638,7 +1639,7 @@ export class WebDav {
       res.writeHead(301, { location: slashed, 'cache-control': 'no-cache', 'content-length': '0' });
       return void res.end();
     }
-    await sendRead(res, r, head, {}, wantsInfo(req));
+    await sendRead(res, r, head, wantedDigest(req, r.info), wantsInfo(req));
   }
 
   /**
@@ -1727,7 +1728,11 @@ export class WebDav {
     // the write checks again under the commit lock.
     checkWriteConditions(conditions, existing);
     const mtime = mtimeHeader(header(req, 'x-oc-mtime'));
-    const checksums = parseChecksumHeader(header(req, 'oc-checksum'));
+    // OC-Checksum as sync clients send it, Digest (RFC 3230) as WLCG tools do: all verified.
+    const checksums = mergeChecksums(
+      parseChecksumHeader(header(req, 'oc-checksum')),
+      parseDigestHeader(header(req, 'digest')),
+    );
     const size = intHeader(header(req, 'content-length'));
     const info = await t.session
       .write(this.ref(t), req, {
