@@ -717,7 +717,9 @@ describe('observer (posix, real inotify)', () => {
     );
     await o.idle();
     expect((await s.stat(at('burst'))).size).toBe(12000);
-  });
+    // (its own waits allow 30 s for the child and 60 s for the events: 12,000 files take 20-40 s
+    // alone on a slow 2-core machine, more beside other test files)
+  }, 150_000);
 
   it('finds on start what changed while nobody watched: new, edited, moved and deleted', async () => {
     const { dir, at } = await space();
