@@ -102,7 +102,6 @@ import {
   PosixSpace,
   parentKeyOf,
   parseMetadata,
-  probeFineCtimes,
   type SpaceEnv,
   sameFile,
   segsOf,
@@ -288,8 +287,6 @@ async function open(native: Native, options: PosixDriverOptions): Promise<PosixD
     }
   }
   const local = options.syncMetadata ?? (await isLocalFilesystem(root));
-  // (a local filesystem only: on a shared one, another machine's change is another clock's)
-  if (local) probeFineCtimes(native, root, `${XATTR_PREFIX}probe`);
   const driver = new Posix(local ? onThisThread(native) : native, root, storageId, options);
   driver.syncMetadata = local;
   await driver.init();
@@ -1077,8 +1074,7 @@ class Posix implements PosixDriver {
         reason: st.isSymbolicLink() ? 'symlink' : undefined,
       });
     }
-    // (the cache is as good under the lock as outside: a record it keeps has the ctime just seen)
-    let rec = this.syncMetadata ? sp.recordFor(segs, st) : held ? sp.recordHeld(segs) : await sp.record(segs);
+    let rec = held ? sp.recordHeld(segs) : this.syncMetadata ? sp.recordFor(segs, st) : await sp.record(segs);
     if (!rec) rec = held ? await sp.assimilateHeld(segs) : await sp.commit(() => sp.assimilateHeld(segs));
     else if (!this.placedAsRemembered(sp, segs, rec)) rec = await this.checkPlacement(sp, segs, rec, held);
     if (segs.length) sp.index.noteShape(keyOf(segs), rec, st);

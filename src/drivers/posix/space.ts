@@ -31,13 +31,8 @@ import {
 } from './record.js';
 import { isMissing, toUtimeSeconds } from './util.js';
 
-/**
- * Records younger than this (by ctime) are not cached (see PosixSpace.recordFor), unless their
- * filesystem's ctimes are fine-grained ({@link probeFineCtimes}).
- */
+/** Records younger than this (by ctime) are not cached (see PosixSpace.recordFor). */
 const SETTLED_MS = 1000;
-/** Devices whose ctimes move on every change made after they were read ({@link probeFineCtimes}). */
-const fineCtimeDevs = new Set<number>();
 /**
  * Records cached in the process: ~0.9 KiB of heap each with its decoded copy (measured under a
  * soak), so ~45 MiB when full. A listing made anew of a folder of up to this many entries finds them all.
@@ -50,8 +45,7 @@ const EVICTED_RECORDS = 5_000;
  * Raw records by device and inode, valid while the inode's ctime is the one seen: any change of
  * a file's xattrs or content (by anyone: this process, another, a tool around Stowage) moves its
  * ctime. Only records whose ctime is at least {@link SETTLED_MS} old are kept, so a change within
- * the filesystem's timestamp granularity can never hide behind an equal ctime, except on a device
- * whose ctimes were found fine-grained, where any record read may be kept. Raw bytes are kept
+ * the filesystem's timestamp granularity can never hide behind an equal ctime. Raw bytes are kept
  * and decoded per use (callers may change the record they get); readers that only look (a listing)
  * share one decoded, frozen copy. One cache for the process: the key names the inode whatever
  * space or driver reads it.
@@ -64,49 +58,6 @@ const recCache = new Map<string, CachedRecord>();
  */
 export function forgetCachedRecord(st: { dev: number; ino: number }): void {
   recCache.delete(`${st.dev}:${st.ino}`);
-}
-
-/**
- * Find out whether the filesystem holding `dir` gives every change made after its ctime was read a
- * ctime of its own (Linux 6.13+ "multigrain" timestamps on ext4, xfs, btrfs and tmpfs; older
- * kernels and other filesystems stamp changes with a clock that ticks every 1-10 ms, so two changes
- * within a tick share a ctime). If so, records on its device are cached as soon as they are read.
- * Changes `dir`'s ctime (a probe xattr is set and removed). Returns what it found.
- */
-export function probeFineCtimes(
-  native: Pick<Native, 'setxattrSync' | 'removexattrSync'>,
-  dir: string,
-  xattr: string,
-  lstat: (p: string) => { ctimeMs: number; dev: number } = fs.lstatSync,
-): boolean {
-  // Pairs of a change and a read of the ctime: on a coarse clock, two pairs within half a
-  // millisecond share a ctime unless a tick fell between them; 16 such windows that all differ
-  // leave a coarse clock a chance of 2^-16 at 1 ms ticks (less at the usual 4 ms).
-  let tight = 0;
-  let prev = Number.NaN;
-  let prevAt = 0;
-  try {
-    for (let i = 0; i < 64 && tight < 16; i++) {
-      native.setxattrSync(dir, xattr, String(i));
-      const c = lstat(dir).ctimeMs;
-      const at = performance.now();
-      if (at - prevAt < 0.5) {
-        if (c === prev) return false;
-        tight++;
-      }
-      prev = c;
-      prevAt = at;
-    }
-  } finally {
-    try {
-      native.removexattrSync(dir, xattr);
-    } catch {
-      // (already gone)
-    }
-  }
-  if (tight < 16) return false; // too slow to tell: keep the safe rule
-  fineCtimeDevs.add(lstat(dir).dev);
-  return true;
 }
 
 /** @internal How many records the process has cached (tests). */
@@ -512,7 +463,7 @@ export class PosixSpace {
       ctime: st.ctimeMs,
       buf: this.env.native.getxattrSync(this.abs(segs), XATTR_NODE),
     };
-    if (fineCtimeDevs.has(st.dev) || Date.now() - st.ctimeMs > SETTLED_MS) {
+    if (Date.now() - st.ctimeMs > SETTLED_MS) {
       // (one that changed goes last, as a new one)
       if (hit) recCache.delete(key);
       else if (recCache.size >= MAX_CACHED_RECORDS) {
