@@ -34,7 +34,6 @@ import {
   refuseBody,
   sendRead,
   uploadLength,
-  wantedDigest,
   wantsInfo,
 } from '../http/common.js';
 import { type JwtClaims, signJwt, verifyJwt } from './jwt.js';
@@ -311,16 +310,9 @@ export class DataPlane {
     const session = await this.session(g.u);
     const opts = readOptions(req, res);
     const r = g.v ? await session.readVersion(g.r, g.v, opts) : await session.read(g.r, opts);
-    await sendRead(
-      res,
-      r,
-      head,
-      {
-        'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(r.info.name)}`,
-        ...wantedDigest(req, r.info),
-      },
-      wantsInfo(req),
-    );
+    await sendRead(req, res, r, head, {
+      'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(r.info.name)}`,
+    });
   }
 
   // ---------------------------------------------------------------- tus

@@ -267,16 +267,21 @@ export function readOptions(req: IncomingMessage, res: ServerResponse): ReadOpti
   };
 }
 
-/** Answer a GET/HEAD with the result of a read, streaming the body. */
+/**
+ * Answer a GET/HEAD with the result of a read, streaming the body; with the whole info when the
+ * request asks for it, and a `Digest` (RFC 3230) when its `Want-Digest` names one the file has.
+ */
 export async function sendRead(
+  req: IncomingMessage,
   res: ServerResponse,
   r: ReadResult,
   head: boolean,
   extra: Record<string, string> = {},
-  full = false,
 ): Promise<void> {
+  const digest = digestHeader(header(req, 'want-digest'), r.info.checksums);
   const headers: Record<string, string> = {
-    ...infoHeaders(r.info, full),
+    ...infoHeaders(r.info, wantsInfo(req)),
+    ...(digest && { digest }),
     'accept-ranges': 'bytes',
     'content-type': r.info.mimeType || 'application/octet-stream',
     // Stored content is the users', not this server's pages: an uploaded HTML or SVG file opened
@@ -418,12 +423,6 @@ export function ocPermissions(info: ResourceInfo): string {
 export const WANT_INFO_HEADER = 'x-stowage-want-info';
 
 /** Whether the request asks for the whole info in the answer (Stowage's own client does). */
-/** A `Digest` header (RFC 3230) for a read of `info`, when the request has a `Want-Digest` it can answer. */
-export function wantedDigest(req: IncomingMessage, info: ResourceInfo): Record<string, string> {
-  const digest = digestHeader(header(req, 'want-digest'), info.checksums);
-  return digest ? { digest } : {};
-}
-
 export function wantsInfo(req: IncomingMessage): boolean {
   return req.headers[WANT_INFO_HEADER] === '1';
 }

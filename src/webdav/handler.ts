@@ -64,7 +64,6 @@ import {
   requestConditions,
   sendRead,
   uploadLength,
-  wantedDigest,
   wantsInfo,
 } from '../http/common.js';
 import {
@@ -1639,7 +1638,7 @@ export class WebDav {
       res.writeHead(301, { location: slashed, 'cache-control': 'no-cache', 'content-length': '0' });
       return void res.end();
     }
-    await sendRead(res, r, head, wantedDigest(req, r.info), wantsInfo(req));
+    await sendRead(req, res, r, head);
   }
 
   /**

@@ -21,15 +21,7 @@ import type { User } from '../core/identity.js';
 import { mimeTypeOf } from '../core/mime.js';
 import { formatResourceId, parseResourceId } from '../core/refs.js';
 import type { FileVersion, Lock, RecycleItem, Reference, ResourceInfo, Space } from '../core/types.js';
-import {
-  header,
-  infoHeaders,
-  quoteEtag,
-  readOptions,
-  sendRead,
-  wantedDigest,
-  wantsInfo,
-} from '../http/common.js';
+import { header, infoHeaders, quoteEtag, readOptions, sendRead, wantsInfo } from '../http/common.js';
 import {
   destinationTaken,
   emptyProp,
@@ -409,7 +401,7 @@ export class MetaEndpoints {
     const key = rest[1];
     if (key !== undefined && (method === 'GET' || method === 'HEAD')) {
       const r = await who.session.readVersion(fileRef, key, readOptions(req, res));
-      return sendRead(res, r, method === 'HEAD', wantedDigest(req, r.info), wantsInfo(req));
+      return sendRead(req, res, r, method === 'HEAD');
     }
     if (key !== undefined && method === 'COPY') {
       req.resume();
