@@ -108,12 +108,19 @@ export function parseChecksumHeader(value: string | undefined): Checksums | unde
   return out as Checksums;
 }
 
-/** RFC 3230 digest algorithms (case-insensitive) for the checksums Stowage keeps, and their encodings. */
-const DIGESTS: Readonly<Record<string, { sum: ChecksumAlgorithm; base64: boolean }>> = {
-  md5: { sum: 'md5', base64: true }, // base64 of the 16 bytes (RFC 1864)
-  sha: { sum: 'sha1', base64: true }, // base64 of the 20 bytes
-  adler32: { sum: 'adler32', base64: false }, // 8 hexadecimal digits
+/**
+ * RFC 3230 digest algorithms (case-insensitive) for the checksums Stowage keeps: which checksum,
+ * its length in bytes, and how a digest writes it (base64 for md5 as RFC 1864 and for sha, 8
+ * hexadecimal digits for adler32).
+ */
+const DIGESTS: Readonly<
+  Record<string, { sum: ChecksumAlgorithm; bytes: number; encoding: 'base64' | 'hex' }>
+> = {
+  md5: { sum: 'md5', bytes: 16, encoding: 'base64' },
+  sha: { sum: 'sha1', bytes: 20, encoding: 'base64' },
+  adler32: { sum: 'adler32', bytes: 4, encoding: 'hex' },
 };
+const ENCODED = { base64: /^[A-Za-z0-9+/]+={0,2}$/, hex: /^[0-9A-Fa-f]+$/ };
 
 /**
  * The `Digest` header (RFC 3230) answering a `Want-Digest` request header: each algorithm asked
@@ -133,7 +140,7 @@ export function digestHeader(want: string | undefined, sums: Checksums | undefin
     const qp = params.map((p) => p.trim().toLowerCase()).find((p) => p.startsWith('q='));
     const q = qp === undefined ? 1 : Number(qp.slice(2));
     if (!(q > 0) || picked.some((p) => p.name.toLowerCase() === name.toLowerCase())) continue;
-    picked.push({ name, q, at, value: algo.base64 ? Buffer.from(hex, 'hex').toString('base64') : hex });
+    picked.push({ name, q, at, value: Buffer.from(hex, 'hex').toString(algo.encoding) });
   }
   if (!picked.length) return undefined;
   picked.sort((a, b) => b.q - a.q || a.at - b.at);
@@ -150,28 +157,17 @@ export function parseDigestHeader(value: string | undefined): Checksums | undefi
   const out: Record<string, string> = {};
   for (const item of value.split(',')) {
     const eq = item.indexOf('=');
-    const algo =
-      DIGESTS[
-        item
-          .slice(0, eq < 0 ? undefined : eq)
-          .trim()
-          .toLowerCase()
-      ];
+    const name = (eq < 0 ? item : item.slice(0, eq)).trim().toLowerCase();
+    const algo = DIGESTS[name];
     if (!algo) continue;
     const v = eq < 0 ? '' : item.slice(eq + 1).trim();
-    const bytes = algo.sum === 'md5' ? 16 : 20;
-    const hex = algo.base64
-      ? /^[A-Za-z0-9+/]+={0,2}$/.test(v) && Buffer.from(v, 'base64').length === bytes
-        ? Buffer.from(v, 'base64').toString('hex')
-        : undefined
-      : /^[0-9A-Fa-f]{8}$/.test(v)
-        ? v.toLowerCase()
-        : undefined;
-    if (!hex)
+    const raw = ENCODED[algo.encoding].test(v) ? Buffer.from(v, algo.encoding) : undefined;
+    // (Buffer.from stops at the first odd hex digit: the length check catches that too)
+    if (!raw || raw.length !== algo.bytes || (algo.encoding === 'hex' && v.length !== 2 * algo.bytes))
       throw new StorageError('INVALID_ARGUMENT', `malformed Digest: "${item.trim().slice(0, 80)}"`, {
         reason: 'bad-header',
       });
-    out[algo.sum] = hex;
+    out[algo.sum] = raw.toString('hex');
   }
   return Object.keys(out).length ? (out as Checksums) : undefined;
 }
