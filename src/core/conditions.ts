@@ -213,8 +213,32 @@ export function parseRangeHeader(header: string | undefined): ByteRange | undefi
   if (!header) return undefined;
   const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
   if (!m) return undefined;
-  const [, a, b] = m;
-  if (a === '' && b === '') return null;
+  if (m[1] === '' && m[2] === '') return null;
+  return rangeSpec(m[1]!, m[2]!);
+}
+
+/**
+ * Parse an HTTP `Range` header of one or more ranges (`bytes=0-99, 200-, -50`): its ranges in the
+ * order given, or `undefined` when it is not one a server acts on (another unit, or any range in
+ * it malformed: RFC 9110 §14.2 has the whole header ignored then).
+ */
+export function parseRangesHeader(header: string | undefined): ByteRange[] | undefined {
+  const m = header && /^\s*bytes\s*=(.*)$/is.exec(header);
+  if (!m) return undefined;
+  const ranges: ByteRange[] = [];
+  for (const item of m[1]!.split(',')) {
+    const spec = item.trim();
+    if (spec === '') continue; // (list syntax allows empty elements, RFC 9110 §5.6.1)
+    const r = /^(\d*)\s*-\s*(\d*)$/.exec(spec);
+    const range = r && (r[1] || r[2]) ? rangeSpec(r[1]!, r[2]!) : undefined;
+    if (!range) return undefined;
+    ranges.push(range);
+  }
+  return ranges.length ? ranges : undefined;
+}
+
+/** One range-spec's numbers (either may be empty, not both). */
+function rangeSpec(a: string, b: string): ByteRange | undefined {
   if (a === '') return { suffix: Number(b) };
   if (b === '') return { start: Number(a) };
   // A last position before the first makes the range invalid, not unsatisfiable (RFC 9110 §14.1.1).

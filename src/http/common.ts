@@ -8,11 +8,12 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { digestHeader } from '../core/checksums.js';
-import { parseHttpDate, parseRangeHeader } from '../core/conditions.js';
+import { parseHttpDate, parseRangesHeader } from '../core/conditions.js';
 import { StorageError } from '../core/errors.js';
 import type { StorageProvider } from '../core/provider.js';
 import { formatResourceId } from '../core/refs.js';
-import type { Conditions, ReadOptions, ReadResult, Ref, ResourceInfo } from '../core/types.js';
+import type { ByteRange, Conditions, ReadOptions, ReadResult, Ref, ResourceInfo } from '../core/types.js';
+import { MAX_RANGES, planParts, readsInOrder, sendParts } from './byteranges.js';
 
 /**
  * The etag a resource has now (null: there is none), or undefined when it cannot be told. An
@@ -253,9 +254,21 @@ export function refuseBody(req: IncomingMessage, res: ServerResponse): void {
   req.resume();
 }
 
-/** Read options of a GET/HEAD: range, conditions, If-Range, and abort when the client goes. */
+/** The ranges of requests that ask more than one, for {@link sendRead} (their reads ask for all of the file). */
+const multiRanges = new WeakMap<IncomingMessage, ByteRange[]>();
+
+/**
+ * Read options of a GET/HEAD: range, conditions, If-Range, and abort when the client goes. A
+ * request for several ranges reads from the start of the file (If-Range and conditions decided
+ * as for one) and {@link sendRead} sends the parts.
+ */
 export function readOptions(req: IncomingMessage, res: ServerResponse): ReadOptions {
-  const range = parseRangeHeader(header(req, 'range'));
+  const ranges = parseRangesHeader(header(req, 'range'));
+  let range = ranges?.length === 1 ? ranges[0] : undefined;
+  if (ranges && ranges.length > 1 && ranges.length <= MAX_RANGES) {
+    multiRanges.set(req, ranges);
+    range = { start: 0 };
+  }
   const conditions = requestConditions(req);
   const ifRange = ifRangeHeader(header(req, 'if-range'));
   return {
@@ -278,6 +291,11 @@ export async function sendRead(
   head: boolean,
   extra: Record<string, string> = {},
 ): Promise<void> {
+  const ranges = r.status === 206 ? multiRanges.get(req) : undefined;
+  const parts = ranges && planParts(ranges, r.info.size, readsInOrder(r));
+  // None can be had: 416. Better sent whole (overlapping, or out of order for a stream): 200.
+  if (parts === null) r = { ...r, status: 416, range: undefined, bytes: undefined };
+  else if (ranges && !parts) r = { ...r, status: 200, range: undefined };
   const digest = digestHeader(header(req, 'want-digest'), r.info.checksums);
   const headers: Record<string, string> = {
     ...infoHeaders(r.info, wantsInfo(req)),
@@ -290,6 +308,10 @@ export async function sendRead(
     'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; sandbox",
     ...extra,
   };
+  if (parts) {
+    const body = r.body;
+    return sendParts(res, r, parts, head, headers, () => (body ? release(body) : Promise.resolve()));
+  }
   if (r.status === 200 || r.status === 206) {
     const span = r.range ?? { start: 0, end: r.info.size - 1 };
     headers['content-length'] = String(Math.max(0, span.end - span.start + 1));

@@ -7,6 +7,7 @@ import {
   ifRangeHolds,
   parseHttpDate,
   parseRangeHeader,
+  parseRangesHeader,
   rangeToServe,
 } from '../../src/core/conditions.js';
 import type { ResourceInfo } from '../../src/core/types.js';
@@ -123,5 +124,28 @@ describe('entity tags', () => {
     expect(ifRangeHeader('abc')).toBe('W/""');
     expect(ifRangeHeader(' "abc" ')).toBe('"abc"');
     expect(ifRangeHeader('Sun, 06 Nov 1994 08:49:37 GMT')).toBe('Sun, 06 Nov 1994 08:49:37 GMT');
+  });
+
+  it('reads a Range of several ranges in the order given, and ignores it whole when any of them is malformed', () => {
+    expect(parseRangesHeader('bytes=0-9, 20-,-5')).toEqual([
+      { start: 0, end: 9 },
+      { start: 20 },
+      { suffix: 5 },
+    ]);
+    expect(parseRangesHeader('Bytes = 100-199 ,, 0-0,')).toEqual([
+      { start: 100, end: 199 },
+      { start: 0, end: 0 },
+    ]);
+    expect(parseRangesHeader('bytes=7-')).toEqual([{ start: 7 }]);
+    for (const bad of [
+      'bytes=0-9,5-2',
+      'bytes=0-9,-',
+      'bytes=0-9,a-b',
+      'items=0-9,10-19',
+      'bytes=',
+      'bytes=,',
+      '',
+    ])
+      expect(parseRangesHeader(bad), bad).toBeUndefined();
   });
 });

@@ -423,6 +423,19 @@ describe('cs3: data plane, simple', () => {
     await whole.text();
     expect((await download(env.alice, rel('range.txt'), { 'if-none-match': etag })).status).toBe(304);
     expect((await download(env.alice, rel('range.txt'), { range: 'bytes=50-60' })).status).toBe(416);
+    // Several ranges: one multipart/byteranges answer, as Reva's data plane gives.
+    const text = '0123456789'.repeat(30);
+    expect((await upload(env.alice, 'ranges.txt', text)).status).toBe(200);
+    const parts = await download(env.alice, rel('ranges.txt'), { range: 'bytes=0-1, 298-' });
+    expect(parts.status).toBe(206);
+    const boundary = /^multipart\/byteranges; boundary=(\S+)$/.exec(
+      parts.headers.get('content-type') ?? '',
+    )?.[1];
+    expect(boundary).toBeTruthy();
+    expect(await parts.text()).toBe(
+      `--${boundary}\r\ncontent-type: text/plain\r\ncontent-range: bytes 0-1/300\r\n\r\n01` +
+        `\r\n--${boundary}\r\ncontent-type: text/plain\r\ncontent-range: bytes 298-299/300\r\n\r\n89\r\n--${boundary}--\r\n`,
+    );
     expect((await upload(env.alice, 'range.txt', 'new content')).status).toBe(200);
     const [v] = (await env.alice.providerOk('listFileVersions', { ref: rel('range.txt') })).versions;
     const id = (await env.alice.providerOk('stat', { ref: rel('range.txt') })).info!.id!;
