@@ -180,6 +180,10 @@ const DEFAULT_LOCK_SECONDS = 3600;
 const WEBDAV_LOCK_APP = 'webdav';
 /** Most resources a Depth: infinity LOCK looks at for conflicting locks below it. */
 const MAX_LOCK_WALK = 100_000;
+/** A folder's HTML index is sorted up to this many entries (held meanwhile); past it, streamed as listed. */
+const INDEX_SORTED = 5000;
+/** Names as people read them: case aside, numbers by value. */
+const byName = new Intl.Collator('en', { numeric: true, sensitivity: 'base' });
 /** Default of {@link WebDavOptions.searchMaxVisits}. */
 const MAX_SEARCH_VISITS = 100_000;
 /** Largest search limit whose results are held until the search is done, and the rest counted. */
@@ -1670,21 +1674,43 @@ export class WebDav {
       return void res.end();
     }
     const title = esc(`/${t.segs.join('/')}`);
-    res.write(`<!doctype html><meta charset="utf-8"><title>${title}</title><h1>${title}</h1><ul>`);
+    await send(
+      res,
+      `<!doctype html><meta charset="utf-8"><title>${title}</title><style>td{padding:0 1em}td+td{text-align:right}</style><h1>${title}</h1><table><tr><th>Name</th><th>Size</th><th>Modified (UTC)</th></tr>`,
+    );
+    if (t.segs.length)
+      await send(res, `<tr><td><a href="${esc(this.href(t, t.segs.slice(0, -1), true))}">../</a></td></tr>`);
+    const row = (c: ResourceInfo) => {
+      const folder = c.type === 'folder';
+      const href = this.href(t, [...t.segs, c.name], folder);
+      const when = new Date(c.mtime).toISOString().slice(0, 16).replace('T', ' ');
+      return `<tr><td><a href="${esc(href)}">${esc(c.name)}${folder ? '/' : ''}</a></td><td>${folder ? '' : c.size}</td><td>${when}</td></tr>`;
+    };
+    // Folders first, then files, by name as people read them (`a2` before `a10`), for up to
+    // INDEX_SORTED entries; a bigger folder is sent as it is listed (never held whole).
+    const held: ResourceInfo[] = [];
+    let sorted = false;
     try {
-      for (; !next.done; next = await entries.next()) {
-        const c = next.value;
-        const href = this.href(t, [...t.segs, c.name], c.type === 'folder');
-        await send(
-          res,
-          `<li><a href="${esc(href)}">${esc(c.name)}${c.type === 'folder' ? '/' : ''}</a></li>`,
+      for (; !next.done && held.length < INDEX_SORTED; next = await entries.next()) held.push(next.value);
+      sorted = !!next.done;
+      if (sorted)
+        held.sort(
+          (a, b) =>
+            Number(b.type === 'folder') - Number(a.type === 'folder') ||
+            byName.compare(a.name, b.name) ||
+            (a.name < b.name ? -1 : 1),
         );
-      }
+      for (const c of held) await send(res, row(c));
+      for (; !next.done; next = await entries.next()) await send(res, row(next.value));
     } finally {
       // (a client gone half way: the listing lets go of its folder now, not at a garbage collection)
       if (!next.done) await entries.return?.(undefined);
     }
-    res.end('</ul>');
+    res.end(
+      sorted
+        ? '</table>'
+        : `</table><p>More than ${INDEX_SORTED.toLocaleString('en')} entries: in the storage's order.</p>`,
+    );
   }
 
   // ---------------------------------------------------------------- PUT

@@ -217,6 +217,14 @@ describe('webdav: downloads', () => {
     }
     for (let i = 0; i < 50 && openFds() > before + 1; i++) await new Promise((r) => setTimeout(r, 50));
     expect(openFds()).toBeLessThanOrEqual(before + 1);
+    // Past 5,000 entries the index is sent as listed, every entry once, and says so.
+    const page = await (await get('many/')).text();
+    const names = [...page.matchAll(/>a-rather-long-name-so-the-index-is-big-(\d+)\.txt</g)].map((m) =>
+      Number(m[1]),
+    );
+    expect(names).toHaveLength(8000);
+    expect(new Set(names).size).toBe(8000);
+    expect(page).toMatch(/<\/table><p>More than 5,000 entries: in the storage's order\.<\/p>$/);
   });
 
   it('reads small files whole: full, ranges, conditions and HEAD over HTTP, and a body for API readers', async () => {

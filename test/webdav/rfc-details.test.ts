@@ -327,6 +327,33 @@ describe('webdav: preconditions and validators (RFC 9110 §13)', () => {
   });
 });
 
+describe('webdav: a folder’s HTML index', () => {
+  it('lists folders first, then files, by name as people read them, with sizes, times and a way up', async () => {
+    expect((await dav('MKCOL', 'sorted', 'ann')).status).toBe(201);
+    for (const f of ['a1', 'B']) expect((await dav('MKCOL', `sorted/${f}`, 'ann')).status).toBe(201);
+    for (const f of ['c.txt', 'a10.txt', 'a2.txt', 'A2.txt', 'é & <b>.txt'])
+      expect((await dav('PUT', `sorted/${f}`, 'ann', { body: f })).status).toBe(201);
+    const page = await (await dav('GET', 'sorted/', 'ann')).text();
+    const names = [...page.matchAll(/<a href="([^"]*)">([^<]*)<\/a><\/td><td>(\d*)<\/td><td>([^<]*)</g)];
+    expect(names.map((m) => m[2])).toEqual([
+      'a1/',
+      'B/',
+      'A2.txt',
+      'a2.txt',
+      'a10.txt',
+      'c.txt',
+      'é &amp; &lt;b&gt;.txt',
+    ]);
+    expect(names.map((m) => m[3])).toEqual(['', '', '6', '6', '7', '5', '12']);
+    expect(names[0]![1]).toBe(`${base}/sorted/a1/`);
+    expect(names[6]![1]).toBe(`${base}/sorted/%C3%A9%20%26%20%3Cb%3E.txt`);
+    expect(names[2]![4]).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d$/);
+    // Up one level, from a folder; none from the space's root.
+    expect(page).toContain(`<a href="${base}/">../</a>`);
+    expect(await (await dav('GET', '', 'ann')).text()).not.toContain('../');
+  });
+});
+
 describe('webdav: a folder named without its trailing slash', () => {
   it('sends GET and HEAD to the name with the slash (301), as Apache does, and serves files as named', async () => {
     expect((await dav('MKCOL', 'noslash', 'ann')).status).toBe(201);
