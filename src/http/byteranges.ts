@@ -17,6 +17,11 @@ import type { ByteRange, ReadResult } from '../core/types.js';
 export const MAX_RANGES = 200;
 /** Ranges closer than this are sent as one part (a part's own header costs about as much). */
 const MERGE_GAP = 80;
+/**
+ * Most bytes read and dropped between the parts taken from a stream: past it the whole file is
+ * sent instead, at the pace the client takes it, rather than read ahead of nobody.
+ */
+export const MAX_SKIPPED = 1024 * 1024;
 /** Bytes per read of a local file. */
 const READ_CHUNK = 1024 * 1024;
 
@@ -31,8 +36,9 @@ export interface Span {
  * merged into the part before it when the two overlap or nearly touch (§14.6 allows it). `null`
  * when none can be satisfied (416). `undefined` when the whole file is the answer (200, as §14.2
  * allows): parts that would add up to more than the file (overlapping ranges, a way to make a
- * server send a file many times over), or parts out of order when the bytes can only be read
- * front to back (`sequential`).
+ * server send a file many times over); when the bytes can only be read front to back
+ * (`sequential`), parts out of order, or more than {@link MAX_SKIPPED} bytes to read and drop
+ * before the last one.
  */
 export function planParts(
   ranges: readonly ByteRange[],
@@ -55,7 +61,10 @@ export function planParts(
   }
   if (!parts.length) return null;
   if (bytes > size) return undefined;
-  if (sequential && parts.some((p, i) => i > 0 && p.start <= parts[i - 1]!.end)) return undefined;
+  if (sequential) {
+    if (parts.some((p, i) => i > 0 && p.start <= parts[i - 1]!.end)) return undefined;
+    if (parts.at(-1)!.end + 1 - bytes > MAX_SKIPPED) return undefined;
+  }
   return parts;
 }
 

@@ -294,7 +294,11 @@ export async function sendRead(
   const ranges = r.status === 206 ? multiRanges.get(req) : undefined;
   const parts = ranges && planParts(ranges, r.info.size, readsInOrder(r));
   // None can be had: 416. Better sent whole (overlapping, or out of order for a stream): 200.
-  if (parts === null) r = { ...r, status: 416, range: undefined, bytes: undefined };
+  if (parts === null) {
+    // A new result, not a copy: the read's file and body stay out of a 416 (which says it has none).
+    if (r.body) await release(r.body);
+    r = { status: 416, info: r.info };
+  }
   else if (ranges && !parts) r = { ...r, status: 200, range: undefined };
   const digest = digestHeader(header(req, 'want-digest'), r.info.checksums);
   const headers: Record<string, string> = {
