@@ -610,6 +610,24 @@ export async function benchWebdav(
       const put = (url: string) => () => fromWorker({ kind: 'put', url: `${url}/big.bin`, auth, src, size });
       const [ua, us, ur] = await ab(3, put(apache.url), put(ours));
       row(`PUT of a ${o.mib} MiB file, MB/s`, mbps(ua), mbps(us), 1 / ur, '>= 1x', 1 / ur >= 1);
+      // For context: a bare node:http server that streams the body to a temp file and renames it
+      // (no auth, checksums, versions or accounting): what Node.js itself costs for this PUT.
+      const bareDir = await fsp.mkdtemp(path.join(root, 'bare-big-'));
+      let k = 0;
+      const barePut = http.createServer((req, res) => {
+        const tmp = path.join(bareDir, `.tmp-${k++}`);
+        pipeline(req, fs.createWriteStream(tmp))
+          .then(() => fsp.rename(tmp, path.join(bareDir, 'big.bin')))
+          .then(
+            () => res.writeHead(201).end(),
+            () => res.writeHead(500).end(),
+          );
+      });
+      await withServer(barePut, async (bareUrl) => {
+        const [ba, bs, br] = await ab(3, put(bareUrl), put(ours));
+        const what = `PUT of a ${o.mib} MiB file, MB/s (bare node:http write stream + rename vs Stowage)`;
+        row(what, mbps(ba), mbps(bs), 1 / br, 'context', true);
+      });
       const get = (url: string) => () => fromWorker({ kind: 'get', url: `${url}/big.bin`, auth });
       const [ga, gs, gr] = await ab(5, get(apache.url), get(ours));
       row(`GET of a ${o.mib} MiB file, MB/s`, mbps(ga), mbps(gs), 1 / gr, '>= 1x', 1 / gr >= 1);

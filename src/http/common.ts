@@ -298,8 +298,7 @@ export async function sendRead(
     // A new result, not a copy: the read's file and body stay out of a 416 (which says it has none).
     if (r.body) await release(r.body);
     r = { status: 416, info: r.info };
-  }
-  else if (ranges && !parts) r = { ...r, status: 200, range: undefined };
+  } else if (ranges && !parts) r = { ...r, status: 200, range: undefined };
   const digest = digestHeader(header(req, 'want-digest'), r.info.checksums);
   const headers: Record<string, string> = {
     ...infoHeaders(r.info, wantsInfo(req)),
