@@ -541,8 +541,7 @@ async function command(
     case 'get': {
       need(args, 1, 'path');
       const range = opts.range ? parseRangeHeader(`bytes=${opts.range}`) : undefined;
-      if (range === null || (opts.range && !range))
-        throw new UsageError('--range takes START-END, START- or -LENGTH');
+      if (opts.range && !range) throw new UsageError('--range takes START-END, START- or -LENGTH');
       const r = await s.read(args[0]!, range ? { range } : {});
       if (r.status === 416) throw new StorageError('INVALID_ARGUMENT', 'range not satisfiable');
       const target = args[1] ?? '-';

@@ -206,15 +206,12 @@ export function resolveRange(
 }
 
 /**
- * Parse a single-range HTTP `Range` header (`bytes=a-b`, `bytes=a-`, `bytes=-n`). Multiple ranges
- * and other units return `undefined` (the caller serves the whole body, as RFC 9110 allows).
+ * Parse a single-range HTTP `Range` header (`bytes=a-b`, `bytes=a-`, `bytes=-n`). Multiple ranges,
+ * other units and malformed ones return `undefined`.
  */
-export function parseRangeHeader(header: string | undefined): ByteRange | undefined | null {
-  if (!header) return undefined;
-  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
-  if (!m) return undefined;
-  if (m[1] === '' && m[2] === '') return null;
-  return rangeSpec(m[1]!, m[2]!);
+export function parseRangeHeader(header: string | undefined): ByteRange | undefined {
+  const ranges = parseRangesHeader(header);
+  return ranges?.length === 1 ? ranges[0] : undefined;
 }
 
 /**
