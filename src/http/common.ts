@@ -12,7 +12,7 @@ import { parseHttpDate, parseRangesHeader } from '../core/conditions.js';
 import { StorageError } from '../core/errors.js';
 import type { StorageProvider } from '../core/provider.js';
 import { formatResourceId } from '../core/refs.js';
-import type { ByteRange, Conditions, ReadOptions, ReadResult, Ref, ResourceInfo } from '../core/types.js';
+import type { Conditions, ReadOptions, ReadResult, Ref, ResourceInfo } from '../core/types.js';
 import { MAX_RANGES, planParts, readsInOrder, sendParts } from './byteranges.js';
 
 /**
@@ -254,8 +254,10 @@ export function refuseBody(req: IncomingMessage, res: ServerResponse): void {
   req.resume();
 }
 
-/** The ranges of requests that ask more than one, for {@link sendRead} (their reads ask for all of the file). */
-const multiRanges = new WeakMap<IncomingMessage, ByteRange[]>();
+/** The ranges of a request's Range header when it asks more than one (and not too many to serve). */
+function multipleRanges(req: IncomingMessage, ranges = parseRangesHeader(header(req, 'range'))) {
+  return ranges && ranges.length > 1 && ranges.length <= MAX_RANGES ? ranges : undefined;
+}
 
 /**
  * Read options of a GET/HEAD: range, conditions, If-Range, and abort when the client goes. A
@@ -264,11 +266,7 @@ const multiRanges = new WeakMap<IncomingMessage, ByteRange[]>();
  */
 export function readOptions(req: IncomingMessage, res: ServerResponse): ReadOptions {
   const ranges = parseRangesHeader(header(req, 'range'));
-  let range = ranges?.length === 1 ? ranges[0] : undefined;
-  if (ranges && ranges.length > 1 && ranges.length <= MAX_RANGES) {
-    multiRanges.set(req, ranges);
-    range = { start: 0 };
-  }
+  const range = multipleRanges(req, ranges) ? { start: 0 } : ranges?.length === 1 ? ranges[0] : undefined;
   const conditions = requestConditions(req);
   const ifRange = ifRangeHeader(header(req, 'if-range'));
   return {
@@ -291,7 +289,7 @@ export async function sendRead(
   head: boolean,
   extra: Record<string, string> = {},
 ): Promise<void> {
-  const ranges = r.status === 206 ? multiRanges.get(req) : undefined;
+  const ranges = r.status === 206 ? multipleRanges(req) : undefined;
   const parts = ranges && planParts(ranges, r.info.size, readsInOrder(r));
   // None can be had: 416. Better sent whole (overlapping, or out of order for a stream): 200.
   if (parts === null) {
