@@ -5,11 +5,11 @@
  * (a driver that gives neither); the whole file where ranges would send more than it.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Driver } from '../../src/index.js';
+import { openFds } from '../helpers/fds.js';
 import { type DavEnv, overriding, startDav } from './server.js';
 
 const MiB = 1024 * 1024;
@@ -97,16 +97,6 @@ const expected = (file: Buffer, spans: [number, number][], type = 'application/o
     range: `bytes ${s}-${e}/${file.length}`,
     sha1: sha1(file.subarray(s, e + 1)),
   }));
-
-/** Open descriptors other than sockets. */
-const openFds = () =>
-  fs.readdirSync('/proc/self/fd').filter((fd) => {
-    try {
-      return !fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');
-    } catch {
-      return false;
-    }
-  }).length;
 
 describe('webdav: several ranges in one GET', () => {
   it('sends the parts of a local file in the order asked, across read boundaries, as HEAD announces them', async () => {

@@ -9,6 +9,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromLetters, ROLES } from '../../src/core/permissions.js';
+import { openFds } from '../helpers/fds.js';
 import { type DavEnv, startDav } from './server.js';
 
 let env: DavEnv;
@@ -59,15 +60,6 @@ afterAll(() => env?.close());
 const get = (p: string, headers: Record<string, string> = {}) =>
   fetch(`${env.url}/remote.php/webdav/${p}`, { headers: { authorization: env.basic('dl'), ...headers } });
 const sha1 = (b: Uint8Array) => createHash('sha1').update(b).digest('hex');
-/** Open descriptors other than sockets (the client's keep-alive connections come and go). */
-const openFds = () =>
-  fs.readdirSync('/proc/self/fd').filter((fd) => {
-    try {
-      return !fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');
-    } catch {
-      return false; // (the descriptor readdir itself used)
-    }
-  }).length;
 
 /** A request whose body is read until `stopAfter` bytes, then left hanging or dropped. */
 function partial(p: string, stopAfter: number): Promise<{ res: http.IncomingMessage; got: number }> {
