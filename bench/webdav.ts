@@ -277,6 +277,24 @@ async function withServer(server: http.Server, fn: (url: string) => Promise<void
   }
 }
 
+/**
+ * A bare node:http server that streams each PUT body to a temp file in `dir` and renames it to
+ * the URL's last segment (no auth, ids, checksums or accounting): what Node.js itself costs.
+ */
+function bareWriter(dir: string): http.Server {
+  let n = 0;
+  return http.createServer((req, res) => {
+    const tmp = path.join(dir, `.tmp-${n++}`);
+    const name = path.basename(new URL(req.url ?? '/', 'http://x').pathname);
+    pipeline(req, fs.createWriteStream(tmp))
+      .then(() => fsp.rename(tmp, path.join(dir, name)))
+      .then(
+        () => res.writeHead(201).end(),
+        () => res.writeHead(500).end(),
+      );
+  });
+}
+
 export async function benchWebdav(
   base: string,
   o: { entries: number[]; files: number; mib: number; parts: string[] },
@@ -579,21 +597,8 @@ export async function benchWebdav(
         const what = `GET ${o.files.toLocaleString('en')} files of 4 KiB, files/s (Apache vs bare node:http readFile + send)`;
         row(what, fps(ba), fps(bs), 1 / br, 'context', true);
       });
-      // For context: a bare node:http server that streams each body to a temp file and renames it
-      // into place (no auth, ids, checksums or accounting): what Node.js itself costs.
-      const bareDir = await fsp.mkdtemp(path.join(root, 'bare-'));
-      let n = 0;
-      const bare = http.createServer((req, res) => {
-        const tmp = path.join(bareDir, `.tmp-${n++}`);
-        const name = path.basename(new URL(req.url ?? '/', 'http://x').pathname);
-        pipeline(req, fs.createWriteStream(tmp))
-          .then(() => fsp.rename(tmp, path.join(bareDir, name)))
-          .then(
-            () => res.writeHead(201).end(),
-            () => res.writeHead(500).end(),
-          );
-      });
-      await withServer(bare, async (bareUrl) => {
+      // For context: what Node.js itself costs these PUTs.
+      await withServer(bareWriter(await fsp.mkdtemp(path.join(root, 'bare-'))), async (bareUrl) => {
         const [ba, bs, br] = await ab(5, puts(bareUrl), puts(ours));
         const what = `PUT ${o.files.toLocaleString('en')} files of 4 KiB, files/s (bare node:http write + rename vs Stowage)`;
         row(what, fps(ba), fps(bs), 1 / br, 'context', true);
@@ -610,20 +615,8 @@ export async function benchWebdav(
       const put = (url: string) => () => fromWorker({ kind: 'put', url: `${url}/big.bin`, auth, src, size });
       const [ua, us, ur] = await ab(3, put(apache.url), put(ours));
       row(`PUT of a ${o.mib} MiB file, MB/s`, mbps(ua), mbps(us), 1 / ur, '>= 1x', 1 / ur >= 1);
-      // For context: a bare node:http server that streams the body to a temp file and renames it
-      // (no auth, checksums, versions or accounting): what Node.js itself costs for this PUT.
-      const bareDir = await fsp.mkdtemp(path.join(root, 'bare-big-'));
-      let k = 0;
-      const barePut = http.createServer((req, res) => {
-        const tmp = path.join(bareDir, `.tmp-${k++}`);
-        pipeline(req, fs.createWriteStream(tmp))
-          .then(() => fsp.rename(tmp, path.join(bareDir, 'big.bin')))
-          .then(
-            () => res.writeHead(201).end(),
-            () => res.writeHead(500).end(),
-          );
-      });
-      await withServer(barePut, async (bareUrl) => {
+      // For context: what Node.js itself costs this PUT.
+      await withServer(bareWriter(await fsp.mkdtemp(path.join(root, 'bare-big-'))), async (bareUrl) => {
         const [ba, bs, br] = await ab(3, put(bareUrl), put(ours));
         const what = `PUT of a ${o.mib} MiB file, MB/s (bare node:http write stream + rename vs Stowage)`;
         row(what, mbps(ba), mbps(bs), 1 / br, 'context', true);
