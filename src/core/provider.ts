@@ -1912,8 +1912,55 @@ export class StorageProvider {
       purged();
       return;
     }
+    await this.purgeItems(driver, root, view, () => true);
+  }
+
+  /**
+   * Remove for good what was deleted before `deletedBefore` (ms since epoch): from one space's
+   * trash, or (no space) from the trash of every space the caller sees and may purge in, disabled
+   * ones and those of drivers without a trash passed over. Only items the caller may purge go, each announced as
+   * `deleted`; items inside a deleted folder go with it. Returns how many went. `stowage serve
+   * --trash-retention` runs this for the system.
+   */
+  async expireTrash(deletedBefore: number, space?: string): Promise<number> {
+    if (!Number.isFinite(deletedBefore))
+      throw new StorageError('INVALID_ARGUMENT', 'deletedBefore must be a finite number of milliseconds');
+    const old = (item: RecycleItem) => item.deleted < deletedBefore;
+    if (space !== undefined) {
+      const { driver, root } = await this.spaceRoot(space);
+      this.trashOf(driver);
+      await this.checkEnabled(driver, root);
+      await this.check({ op: 'purge', spaceId: root.spaceId });
+      return this.purgeItems(driver, root, await this.trashView(driver, root, 'purgeRecycle'), old);
+    }
+    let n = 0;
+    for await (const s of this.listSpaces()) {
+      const driver = this.driverFor(s.storageId);
+      if (s.disabled || !driver.features.trash) continue;
+      n += await this.expireTrash(deletedBefore, s.id).catch((err: unknown) => {
+        // (one whose trash the caller may not purge, or disabled or deleted since it was listed)
+        const skip = ['PERMISSION_DENIED', 'NOT_FOUND', 'FAILED_PRECONDITION'] as const;
+        if (skip.some((c) => StorageError.is(err, c))) return 0;
+        throw err;
+      });
+    }
+    return n;
+  }
+
+  /**
+   * Purge, one by one, the items of a space's trash that `wanted` picks and the caller may purge
+   * (`view`); each is announced as `deleted`. Returns how many went.
+   */
+  private async purgeItems(
+    driver: Driver,
+    root: NodeRef,
+    view: Awaited<ReturnType<StorageProvider['trashView']>>,
+    wanted: (item: RecycleItem) => boolean,
+  ): Promise<number> {
+    const t = this.trashOf(driver);
+    let n = 0;
     for await (const item of t.list(root.spaceId)) {
-      if (!(await view.perms(item))) continue;
+      if (!wanted(item) || !(await view.perms(item))) continue;
       const ok = await t.purge(root.spaceId, item.key).then(
         () => true,
         (err: unknown) => {
@@ -1921,8 +1968,20 @@ export class StorageProvider {
           return false;
         },
       );
-      if (ok) purged(item, item.key);
+      if (!ok) continue;
+      n++;
+      this.emit({
+        type: 'deleted',
+        storageId: driver.storageId,
+        spaceId: root.spaceId,
+        resourceId: item.id,
+        path: item.path,
+        kind: item.type,
+        size: item.size,
+        key: item.key,
+      });
     }
+    return n;
   }
 
   // ================================================================ versions

@@ -1463,6 +1463,31 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         await expectCode(storage.restoreTrash(sp.id, a.id.opaqueId), 'NOT_FOUND');
       });
 
+      it('expires what was deleted before a time: in one space, or in every space', async () => {
+        const [sp, other] = [await newSpace(), await newSpace()];
+        for (const s of [sp, other]) await put(s, 'old.txt', 'old');
+        await put(sp, 'new.txt', 'new!');
+        await storage.delete(at(sp, 'old.txt'));
+        await storage.delete(at(other, 'old.txt'));
+        await new Promise((r) => setTimeout(r, 20));
+        await storage.delete(at(sp, 'new.txt'));
+        const byPath = new Map((await trashItems(sp)).map((i) => [i.path, i]));
+        const [old, recent] = [byPath.get('/old.txt')!, byPath.get('/new.txt')!];
+        expect(recent.deleted).toBeGreaterThan(old.deleted);
+        // Strictly before: an item deleted at the very time stays.
+        expect(await storage.expireTrash(old.deleted, sp.id)).toBe(0);
+        expect(await storage.expireTrash(recent.deleted, sp.id)).toBe(1);
+        expect((await trashItems(sp)).map((i) => i.path)).toEqual(['/new.txt']);
+        expect((await storage.getSpace(sp.id)).usage?.trash).toBe(4);
+        expect(await trashItems(other)).toHaveLength(1);
+        // Every space: the other one's old item goes, the recent one stays.
+        expect(await storage.expireTrash(recent.deleted)).toBeGreaterThanOrEqual(1);
+        expect(await trashItems(other)).toEqual([]);
+        expect((await storage.getSpace(other.id)).usage?.trash).toBe(0);
+        expect((await trashItems(sp)).map((i) => i.path)).toEqual(['/new.txt']);
+        await expectCode(storage.expireTrash(Number.NaN, sp.id), 'INVALID_ARGUMENT');
+      });
+
       it('sends what a move replaces to the trash', async () => {
         const sp = await newSpace();
         await put(sp, 'src', 'new');
