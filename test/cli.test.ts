@@ -297,6 +297,20 @@ describe('stowage CLI: collaboration commands', () => {
     ).toBe(0);
     expect(stowage(['get', '/project/collab/back.txt']).out).toBe('third');
     stowage(['rm', '/project/collab/back.txt']);
+    // By age: nothing was deleted a day ago; everything more than a millisecond ago.
+    stowage(['put', '-', '/project/collab/old.txt'], 'old');
+    stowage(['rm', '/project/collab/old.txt']);
+    expect(stowage(['trash', 'purge', 'project/collab', '--older-than', '1d']).out).toBe('purged 0 items\n');
+    expect(stowage(['trash', 'ls', 'project/collab']).out.trim().split('\n')).toHaveLength(2);
+    expect(stowage(['trash', 'purge', 'project/collab', 'KEY', '--older-than', '1d']).code).toBe(2);
+    expect(stowage(['trash', 'purge', 'project/collab', '--older-than', '3 days']).err).toMatch(
+      /--older-than takes an age with a unit: 30d, 12h, 90m or 45s \(got "3 days"\)/,
+    );
+    await new Promise((r) => setTimeout(r, 5));
+    expect(stowage(['--json', 'trash', 'purge', 'project/collab', '--older-than', '0.001s']).out).toBe(
+      '{"purged":2}\n',
+    );
+    expect(stowage(['trash', 'ls', 'project/collab']).out).toBe('');
     expect(stowage(['trash', 'purge', 'project/collab']).code).toBe(0);
     expect(stowage(['trash', 'ls', 'project/collab']).out).toBe('');
     expect(stowage(['space', 'rm', 'project/collab']).code).toBe(6);

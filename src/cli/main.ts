@@ -79,7 +79,9 @@ Commands:
   meta-unset <path> key ...         remove arbitrary metadata
   trash ls <space> [--key KEY]      what was deleted (KEY: look inside a deleted folder)
   trash restore <space> <key> [--to PATH]   put it back (where it was, or at PATH); ids are kept
-  trash purge <space> [key]         remove one item for good, or empty the trash
+  trash purge <space> [key] [--older-than AGE]
+                                    remove one item for good, or empty the trash (with
+                                    --older-than: only what was deleted longer ago than AGE)
   versions ls <path>                previous contents of a file, newest first
   versions get <path> <key> [local-file|-]  download one
   versions restore <path> <key>     make it current (the current content becomes a version)
@@ -99,7 +101,7 @@ Commands:
   serve [DIR] [--http HOST:PORT] [--user NAME[:PASSWORD[:admin][:create-spaces][:groups=G1+G2]]]...
         [--users FILE] [--grpc HOST:PORT] [--jwt-secret SECRET] [--transfer-secret SECRET]
         [--data-url URL] [--tls-cert FILE --tls-key FILE] [--trusted-proxy ADDRESS]... [--no-watch]
-        [--depth-infinity] [--cors-origin ORIGIN]...
+        [--depth-infinity] [--cors-origin ORIGIN]... [--trash-retention AGE]
                                     serve the storage until SIGINT/SIGTERM: WebDAV (RFC 4918 and the
                                     ownCloud dialect of sync clients) and the CS3 data plane on the
                                     HTTP address (default 127.0.0.1:9143); the CS3 gRPC door
@@ -119,7 +121,11 @@ Commands:
                                     with Depth: infinity (a whole tree, streamed; refused with 403
                                     by default, as Apache's DavDepthInfinity Off). --cors-origin
                                     (repeatable; * for any) lets web pages of that origin call
-                                    WebDAV, TUS and the data plane from a browser
+                                    WebDAV, TUS and the data plane from a browser.
+                                    --trash-retention purges what was deleted longer ago than
+                                    AGE from every space's trash (which counts against quotas),
+                                    at start and every tenth of AGE (at most hourly); default:
+                                    kept until purged (trash purge)
   passwd USERNAME                   give a user kept in DIR/.stowage/users.json (serve without
                                     --user/--users) a new generated password, printed once; a
                                     running serve takes it when restarted
@@ -132,6 +138,7 @@ Options:
   --lock-id ID    the lock id to present for put, mv, rm, meta-set/unset on a locked resource
   --json          machine-readable output; errors as {"error":{...}} on stderr
   WHEN            (--mtime, --expires) an ISO 8601 date and time, or Unix seconds
+  AGE             (--older-than, --trash-retention) a number with a unit: 30d, 12h, 90m, 45s
   -h, --help      this text
 
 Exit status: 0 ok, 1 unexpected failure, 2 invalid usage or argument, 3 not found,
@@ -164,6 +171,8 @@ interface Opts {
   key?: string;
   to?: string;
   expires?: string;
+  'older-than'?: string;
+  'trash-retention'?: string;
   type?: string;
   'jwt-secret'?: string;
   grpc?: string;
@@ -245,6 +254,8 @@ function parse(argv: string[]): { opts: Opts; args: string[]; help: boolean } {
       key: { type: 'string' },
       to: { type: 'string' },
       expires: { type: 'string' },
+      'older-than': { type: 'string' },
+      'trash-retention': { type: 'string' },
       type: { type: 'string' },
       'jwt-secret': { type: 'string' },
       grpc: { type: 'string' },
@@ -314,6 +325,17 @@ function parseWhen(s: string): number {
       `cannot read time "${s}" (an ISO 8601 date and time, or Unix seconds)`,
     );
   return t;
+}
+
+const AGE_UNITS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** An AGE (`30d`, `12h`, `90m`, `45s`) in ms; a usage error names the option otherwise. */
+function parseAge(s: string, option: string): number {
+  const m = /^(\d+(?:\.\d+)?)([smhd])$/.exec(s.trim());
+  const ms = m ? Number(m[1]) * AGE_UNITS[m[2]!]! : Number.NaN;
+  if (!(ms > 0) || !Number.isSafeInteger(Math.round(ms)))
+    throw new UsageError(`${option} takes an age with a unit: 30d, 12h, 90m or 45s (got "${s}")`);
+  return Math.round(ms);
 }
 
 function parseGrantee(s: string): Grantee {
@@ -612,7 +634,14 @@ async function command(
         return 0;
       }
       if (sub === 'purge') {
-        await s.purgeTrash(space, args[1]);
+        if (opts['older-than'] === undefined) {
+          await s.purgeTrash(space, args[1]);
+          return 0;
+        }
+        if (args[1] !== undefined) throw new UsageError('--older-than purges by age: give no key');
+        const n = await s.expireTrash(Date.now() - parseAge(opts['older-than'], '--older-than'), space);
+        if (opts.json) out(JSON.stringify({ purged: n }));
+        else out(`purged ${plural(n, 'item')}`);
         return 0;
       }
       throw new UsageError('trash takes ls, restore or purge');
@@ -795,6 +824,10 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
   const secret = given ?? randomBytes(32).toString('base64url');
   const transferSecret = opts['transfer-secret'] ?? process.env.STOWAGE_TRANSFER_SECRET;
   if (!opts['tls-cert'] !== !opts['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
+  const retention =
+    opts['trash-retention'] === undefined
+      ? undefined
+      : parseAge(opts['trash-retention'], '--trash-retention');
   const clientAddress = opts['trusted-proxy']?.length ? forwardedClient(opts['trusted-proxy']) : undefined;
   const tls = opts['tls-cert']
     ? {
@@ -860,6 +893,7 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
   // Files written around Stowage (scanners, rsync, a shell) become first-class and are announced.
   const observer = opts['no-watch'] ? undefined : provider.watch();
   observer?.ready.catch(() => {}); // failures are logged by the driver
+  const expiry = retention === undefined ? undefined : expireTrashEvery(provider, retention);
   const webdav = `${tls ? 'https' : 'http'}://${server.httpAddress}/remote.php/webdav/`;
   const facts = {
     root: driver.root,
@@ -884,6 +918,10 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
         ? `  observer    files written into ${path.join(facts.root, 'spaces')} by others are picked up (GET /events streams changes)`
         : '  observer    off (--no-watch)',
     );
+    if (expiry)
+      out(
+        `  trash       what was deleted more than ${opts['trash-retention']} ago is purged (looked at every ${ageText(expiry.everyMs)})`,
+      );
     if (generated) {
       out(`  user        ${generated.username}, password ${generated.password}`);
       out('              (an admin, created now; the password is shown this once, only its hash is kept)');
@@ -905,10 +943,54 @@ async function serve(opts: Opts, args: string[]): Promise<number> {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  await expiry?.stop();
   await observer?.close();
   await server.close();
   await provider.close();
   return 0;
+}
+
+/**
+ * Purge what every space's trash got more than `retentionMs` ago: at once, then every tenth of
+ * the retention (between a second and an hour), one sweep at a time. `stop` waits for a sweep
+ * under way.
+ */
+function expireTrashEvery(
+  provider: StorageProvider,
+  retentionMs: number,
+): { everyMs: number; stop: () => Promise<void> } {
+  const log = logTo('stowage serve');
+  const everyMs = Math.min(3_600_000, Math.max(1000, Math.round(retentionMs / 10)));
+  let running: Promise<void> | undefined;
+  const sweep = () => {
+    running ??= provider
+      .expireTrash(Date.now() - retentionMs)
+      .then(
+        (n) => {
+          if (n) log(`trash: purged ${plural(n, 'item')} deleted more than ${ageText(retentionMs)} ago`);
+        },
+        (err) => log('trash: expiry failed', err),
+      )
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  const timer = setInterval(sweep, everyMs).unref();
+  const first = setImmediate(sweep);
+  return {
+    everyMs,
+    stop: async () => {
+      clearInterval(timer);
+      clearImmediate(first);
+      await running;
+    },
+  };
+}
+
+/** A duration as an AGE (the largest unit it is a whole number of). */
+function ageText(ms: number): string {
+  for (const u of ['d', 'h', 'm'] as const) if (ms % AGE_UNITS[u]! === 0) return `${ms / AGE_UNITS[u]!}${u}`;
+  return `${ms / 1000}s`;
 }
 
 /** How the user ran us: `stowage` when installed as a command, else `node <script>`. */

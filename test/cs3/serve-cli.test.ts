@@ -234,3 +234,43 @@ describe('stowage serve: users', () => {
     }
   });
 });
+
+describe('stowage serve: trash retention', () => {
+  it('purges what was deleted longer ago than --trash-retention, and nothing newer', async () => {
+    const { child, facts, stderr } = await serve([
+      await tempRoot('serve-retention'),
+      '--http',
+      '127.0.0.1:0',
+      '--user',
+      'ed:pw',
+      '--trash-retention',
+      '2s',
+    ]);
+    const auth = { authorization: `Basic ${Buffer.from('ed:pw').toString('base64')}` };
+    const trash = new URL('/remote.php/dav/trash-bin/ed/', facts.webdav);
+    const inTrash = async () => {
+      const r = await fetch(trash, { method: 'PROPFIND', headers: { ...auth, depth: '1' } });
+      expect(r.status).toBe(207);
+      return (await r.text()).split('<d:response>').length - 2; // less the trash itself
+    };
+    for (const name of ['a.txt', 'b.txt']) {
+      expect(
+        (await fetch(`${facts.webdav}${name}`, { method: 'PUT', headers: auth, body: name })).status,
+      ).toBe(201);
+      expect((await fetch(`${facts.webdav}${name}`, { method: 'DELETE', headers: auth })).status).toBe(204);
+    }
+    // Deleted just now: kept, through the sweep made at start and the next ones, until 2 s old.
+    expect(await inTrash()).toBe(2);
+    for (let i = 0; i < 100 && (await inTrash()) > 0; i++) await new Promise((r) => setTimeout(r, 200));
+    expect(await inTrash()).toBe(0);
+    expect(stderr()).toMatch(/trash: purged 2 items deleted more than 2s ago|trash: purged 1 item/);
+    child.kill('SIGTERM');
+    expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
+  });
+
+  it('refuses an age without a unit (exit 2)', () => {
+    const r = spawnSync(process.execPath, [cli, 'serve', '--trash-retention', '30'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('--trash-retention takes an age with a unit: 30d, 12h, 90m or 45s (got "30")');
+  });
+});
