@@ -1890,14 +1890,7 @@ export class StorageProvider {
     const t = this.trashOf(driver);
     await this.checkEnabled(driver, root);
     await this.check({ op: 'purge', spaceId: root.spaceId });
-    const purged = (item?: RecycleItem, k?: string) =>
-      this.emit({
-        type: 'deleted',
-        storageId: driver.storageId,
-        spaceId: root.spaceId,
-        ...(item && { resourceId: item.id, path: item.path, kind: item.type, size: item.size }),
-        ...(k !== undefined && { key: k }),
-      });
+    const purged = (item?: RecycleItem, k?: string) => this.announcePurged(driver, root, item, k);
     if (key !== undefined) {
       const item = this.principal
         ? (await this.visibleItem(driver, root, key, 'purgeRecycle')).item
@@ -1918,9 +1911,9 @@ export class StorageProvider {
   /**
    * Remove for good what was deleted before `deletedBefore` (ms since epoch): from one space's
    * trash, or (no space) from the trash of every space the caller sees and may purge in, disabled
-   * ones and those of drivers without a trash passed over. Only items the caller may purge go, each announced as
-   * `deleted`; items inside a deleted folder go with it. Returns how many went. `stowage serve
-   * --trash-retention` runs this for the system.
+   * ones and those of drivers without a trash passed over. Only items the caller may purge go,
+   * each announced as `deleted`; items inside a deleted folder go with it. Returns how many went.
+   * `stowage serve --trash-retention` runs this for the system.
    */
   async expireTrash(deletedBefore: number, space?: string): Promise<number> {
     if (!Number.isFinite(deletedBefore))
@@ -1970,18 +1963,20 @@ export class StorageProvider {
       );
       if (!ok) continue;
       n++;
-      this.emit({
-        type: 'deleted',
-        storageId: driver.storageId,
-        spaceId: root.spaceId,
-        resourceId: item.id,
-        path: item.path,
-        kind: item.type,
-        size: item.size,
-        key: item.key,
-      });
+      this.announcePurged(driver, root, item, item.key);
     }
     return n;
+  }
+
+  /** A purge, announced as `deleted`: of one item (by its key), or of the whole trash. */
+  private announcePurged(driver: Driver, root: NodeRef, item?: RecycleItem, key?: string): void {
+    this.emit({
+      type: 'deleted',
+      storageId: driver.storageId,
+      spaceId: root.spaceId,
+      ...(item && { resourceId: item.id, path: item.path, kind: item.type, size: item.size }),
+      ...(key !== undefined && { key }),
+    });
   }
 
   // ================================================================ versions
