@@ -1069,14 +1069,16 @@ async function defaultUsers(
 ): Promise<{ identity: StaticIdentitySource; generated?: { username: string; password: string } }> {
   try {
     return { identity: await StaticIdentitySource.fromFile(file) };
-  } catch (err) {
+  } catch {
+    // There after all: unreadable, or made by a serve starting at the same moment since the
+    // read above. Read again: the error, if any, is then about the file as it is.
     if (
       await fsp.stat(file).then(
         () => true,
         () => false,
       )
     )
-      throw err;
+      return { identity: await StaticIdentitySource.fromFile(file) };
   }
   const password = randomBytes(12).toString('base64url');
   const admin = { id: 'admin', username: 'admin', admin: true, passwordHash: await hashPassword(password) };
