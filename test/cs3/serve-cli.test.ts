@@ -3,6 +3,7 @@
  * a gateway with its own transfer secret, and a clean stop on SIGTERM.
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -211,6 +212,16 @@ describe('stowage serve: users', () => {
     expect((await as('right', '203.0.113.1, 198.51.100.8')).status).toBe(207);
     child.kill('SIGTERM');
     await new Promise((resolve) => child.once('exit', resolve));
+  });
+
+  it('refuses to start on a users file it cannot read, and says which', async () => {
+    const dir = await tempRoot('serve-broken-users');
+    await fs.mkdir(path.join(dir, '.stowage'), { recursive: true });
+    await fs.writeFile(path.join(dir, '.stowage', 'users.json'), '{"users": [');
+    const r = spawnSync(process.execPath, [cli, 'serve', dir, '--http', '127.0.0.1:0'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(`cannot read users from ${path.join(dir, '.stowage', 'users.json')}`);
+    expect(await fs.readFile(path.join(dir, '.stowage', 'users.json'), 'utf8')).toBe('{"users": [');
   });
 
   it('creates one admin when two first runs race, and both serve its password', async () => {
