@@ -1886,23 +1886,19 @@ export class StorageProvider {
    * caller sees for others.
    */
   async purgeTrash(space: string, key?: string): Promise<void> {
-    const { driver, root } = await this.spaceRoot(space);
-    const t = this.trashOf(driver);
-    await this.checkEnabled(driver, root);
-    await this.check({ op: 'purge', spaceId: root.spaceId });
-    const purged = (item?: RecycleItem, k?: string) => this.announcePurged(driver, root, item, k);
+    const { driver, root, t } = await this.trashToPurge(space);
     if (key !== undefined) {
       const item = this.principal
         ? (await this.visibleItem(driver, root, key, 'purgeRecycle')).item
         : undefined;
       await t.purge(root.spaceId, key);
-      purged(item, key);
+      this.announcePurged(driver, root, item, key);
       return;
     }
     const view = await this.trashView(driver, root, 'purgeRecycle');
     if (view.all) {
       await t.purge(root.spaceId);
-      purged();
+      this.announcePurged(driver, root);
       return;
     }
     await this.purgeItems(driver, root, view, () => true);
@@ -1920,10 +1916,7 @@ export class StorageProvider {
       throw new StorageError('INVALID_ARGUMENT', 'deletedBefore must be a finite number of milliseconds');
     const old = (item: RecycleItem) => item.deleted < deletedBefore;
     if (space !== undefined) {
-      const { driver, root } = await this.spaceRoot(space);
-      this.trashOf(driver);
-      await this.checkEnabled(driver, root);
-      await this.check({ op: 'purge', spaceId: root.spaceId });
+      const { driver, root } = await this.trashToPurge(space);
       return this.purgeItems(driver, root, await this.trashView(driver, root, 'purgeRecycle'), old);
     }
     let n = 0;
@@ -1938,6 +1931,17 @@ export class StorageProvider {
       });
     }
     return n;
+  }
+
+  /** A space's trash, about to be purged in: it has one, it is enabled, the before-hooks agree. */
+  private async trashToPurge(
+    space: string,
+  ): Promise<{ driver: Driver; root: NodeRef; t: ReturnType<StorageProvider['trashOf']> }> {
+    const { driver, root } = await this.spaceRoot(space);
+    const t = this.trashOf(driver);
+    await this.checkEnabled(driver, root);
+    await this.check({ op: 'purge', spaceId: root.spaceId });
+    return { driver, root, t };
   }
 
   /**
