@@ -61,7 +61,9 @@ export type ErrorReason =
   /** The storage lets only a file's owner set its time, and Stowage's process is not it. */
   | 'not-owner'
   /** A modification time the storage cannot hold. */
-  | 'time-out-of-range';
+  | 'time-out-of-range'
+  /** The storage cannot set modification times (its driver has no `mtime` capability). */
+  | 'mtime-unsupported';
 
 /** Options for {@link StorageError}. */
 export interface StorageErrorOptions {

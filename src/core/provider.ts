@@ -1200,6 +1200,7 @@ export class StorageProvider {
         reason: 'cross-space',
       });
     }
+    checkLandingTime(a.driver, opts);
     await this.checkEnabled(a.driver, a.node);
     if (this.principal) {
       const source = await this.require(a.driver, a.node, ['move'], { fields: [] });
@@ -1241,6 +1242,7 @@ export class StorageProvider {
     }
     const feature = a.driver.features.copy;
     if (!feature) throw new StorageError('UNIMPLEMENTED', `storage "${a.driver.storageId}" cannot copy`);
+    checkLandingTime(a.driver, opts);
     await this.checkEnabled(a.driver, a.node);
     await this.checkEnabled(b.driver, b.node);
     const { shallow, ...moveOpts } = opts ?? {};
@@ -1266,6 +1268,10 @@ export class StorageProvider {
     }
     await this.check({ op: 'copy', spaceId: b.node.spaceId, ...nodePath(a.node), ...toPath(b.node) });
     if (shallow) folder ??= (await a.driver.stat(a.node, { fields: [] })).type === 'folder';
+    if (shallow && folder && opts?.mtime !== undefined)
+      throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
+        reason: 'is-folder',
+      });
     const co = (await this.locksAbove(b.driver, b.node, moveOpts, true)) ?? {};
     const copied =
       shallow && folder
@@ -1503,7 +1509,9 @@ export class StorageProvider {
     const { driver, node } = await this.resolve(ref);
     const feature = driver.features.mtime;
     if (!feature)
-      throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" cannot set modification times`);
+      throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" cannot set modification times`, {
+        reason: 'mtime-unsupported',
+      });
     if (!Number.isFinite(mtime))
       throw new StorageError('INVALID_ARGUMENT', 'mtime must be a finite number of milliseconds');
     await this.checkEnabled(driver, node);
@@ -2258,6 +2266,17 @@ export function checkMetadata(values: Readonly<Record<string, string>>): void {
       });
     }
   }
+}
+
+/** A move's or copy's `mtime`: a finite time, for a driver that can set one. */
+function checkLandingTime(driver: Driver, opts: MoveOptions | undefined): void {
+  if (opts?.mtime === undefined) return;
+  if (!driver.features.mtime)
+    throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" cannot set modification times`, {
+      reason: 'mtime-unsupported',
+    });
+  if (!Number.isFinite(opts.mtime))
+    throw new StorageError('INVALID_ARGUMENT', 'mtime must be a finite number of milliseconds');
 }
 
 function requireName(node: NodeRef, message = 'the space root cannot be replaced'): void {

@@ -289,6 +289,15 @@ export interface MoveOptions extends LockOptions {
    * file moved over another locked file). Default: `lockId`.
    */
   targetLockId?: string;
+  /**
+   * The modification time (ms since epoch) a file gets where it lands, set in the same step as
+   * the move or copy: a crash leaves either both done or neither, and no other change to the file
+   * can come in between (what a WebDAV `X-OC-Mtime` on MOVE or COPY asks for). Files only: a
+   * folder is refused (FAILED_PRECONDITION, reason `is-folder`) before anything changes. Needs the
+   * driver's `mtime` capability (otherwise UNIMPLEMENTED); refused as `mtime.set` refuses a time
+   * (INVALID_ARGUMENT `time-out-of-range`, PERMISSION_DENIED `not-owner`), before anything changes.
+   */
+  mtime?: number;
   signal?: AbortSignal;
 }
 

@@ -415,14 +415,29 @@ class Cs3ClientDriver implements Driver {
     return info;
   }
 
+  /**
+   * A Move. A time to land with goes along in the opaque map (`X-OC-Mtime`, Unix seconds), which a
+   * Stowage provider sets in the same step; where the file lands without it (Reva's providers do
+   * not read it), it is set afterwards as `mtime` metadata.
+   */
   async move(src: NodeRef, dst: NodeRef, opts?: MoveOptions): Promise<ResourceInfo> {
+    const mtime = opts?.mtime;
+    if (mtime !== undefined && (await this.stat(src, { fields: [] })).type === 'folder')
+      throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
+        reason: 'is-folder',
+      });
     await this.c.providerOk('move', {
       source: this.ref(src),
       destination: this.ref(dst),
       lockId: opts?.lockId ?? '',
-      opaque: opaque({ ...(opts?.overwrite && { 'stowage.overwrite': 'true' }) }),
+      opaque: opaque({
+        ...(opts?.overwrite && { 'stowage.overwrite': 'true' }),
+        ...(mtime !== undefined && { 'X-OC-Mtime': String(mtime / 1000) }),
+      }),
     });
-    return this.stat(dst);
+    const info = await this.stat(dst);
+    if (mtime === undefined || Math.abs(info.mtime - mtime) < 1) return info;
+    return this.features.mtime!.set(dst, mtime);
   }
 
   /** The node and the grants of every folder above it (ListGrants on each, from the root down). */

@@ -237,9 +237,12 @@ export class Cs3Service {
       }),
       move: this.unary(async (req: api.MoveRequest, s) => {
         const overwrite = opaqueString(req.opaque, 'stowage.overwrite') === 'true';
+        // (the time the file lands with, as Stowage's own client sends it: see InitiateFileUpload)
+        const mtime = mtimeHeader(opaqueString(req.opaque, 'X-OC-Mtime'));
         await s.move(target(req.source).ref, target(req.destination).ref, {
           ...lockOpt(req.lockId, req.opaque),
           ...(overwrite && { overwrite }),
+          ...(mtime !== undefined && { mtime }),
         });
         return {};
       }),

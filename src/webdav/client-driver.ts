@@ -465,16 +465,29 @@ class WebDavClientDriver implements Driver {
     return this.transfer('MOVE', src, dst, opts);
   }
 
+  /**
+   * A MOVE or COPY. A time to land with goes along as `X-OC-Mtime`, which a Stowage server sets
+   * in the same step; a server that does not say it took it (`X-OC-Mtime: accepted`) gets it by a
+   * PROPPATCH afterwards, as rclone does.
+   */
   private async transfer(method: 'MOVE' | 'COPY', src: NodeRef, dst: NodeRef, opts?: MoveOptions) {
-    const res = await this.request(
-      method,
-      this.url(src),
-      { destination: new URL(this.url(dst)).pathname, overwrite: opts?.overwrite ? 'T' : 'F' },
-      undefined,
-      opts?.signal,
-    );
+    const headers: Record<string, string> = {
+      destination: new URL(this.url(dst)).pathname,
+      overwrite: opts?.overwrite ? 'T' : 'F',
+    };
+    const mtime = opts?.mtime;
+    if (mtime !== undefined) {
+      // (a server times files only, and passes over the header for a folder)
+      if ((await this.stat(src)).type === 'folder')
+        throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
+          reason: 'is-folder',
+        });
+      headers['x-oc-mtime'] = String(mtime / 1000);
+    }
+    const res = await this.request(method, this.url(src), headers, undefined, opts?.signal);
     if (res.statusCode !== 201 && res.statusCode !== 204) throw await davFailure(res);
     res.resume();
+    if (mtime !== undefined && res.headers['x-oc-mtime'] !== 'accepted') return this.setMtime(dst, mtime);
     return infoFrom(res) ?? this.stat(dst);
   }
 

@@ -1047,6 +1047,77 @@ export async function describeConformance(target: ConformanceTarget): Promise<vo
         const rewritten = await put(sp, 'g', 'y');
         expect(rewritten.mtime).toBeGreaterThan(when);
       });
+
+      it('sets the time a file lands with, as part of a move or a copy', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'd'));
+        const f = await put(sp, 'f', 'hello');
+        const d = await storage.stat(at(sp, 'd'));
+        const when = Date.UTC(2002, 1, 3, 4, 5, 6);
+        const moved = await storage.move(at(sp, 'f'), at(sp, 'd/g'), { mtime: when });
+        expect(moved).toMatchObject({ id: f.id, mtime: when, size: 5 });
+        const now = await storage.stat(at(sp, 'd/g'), { fields: ['checksums'] });
+        expect(now).toMatchObject({ mtime: when, etag: moved.etag });
+        expect(now.checksums?.sha1).toBe(HELLO.sha1);
+        expect((await storage.stat(at(sp, 'd'))).etag).not.toBe(d.etag);
+        // Over a file that is there, which goes as any replaced file goes.
+        await put(sp, 'd/h', 'old');
+        const over = await storage.move(at(sp, 'd/g'), at(sp, 'd/h'), {
+          mtime: when + 1000,
+          overwrite: true,
+        });
+        expect(over).toMatchObject({ id: f.id, mtime: when + 1000 });
+        expect(await get(at(sp, 'd/h'))).toBe('hello');
+        if (features.copy) {
+          const later = Date.UTC(2030, 6, 7);
+          const copied = await storage.copy(at(sp, 'd/h'), at(sp, 'c'), { mtime: later });
+          expect(copied.id).not.toEqual(f.id);
+          expect(copied.mtime).toBe(later);
+          const c = await storage.stat(at(sp, 'c'), { fields: ['checksums'] });
+          expect(c).toMatchObject({ mtime: later, size: 5 });
+          expect(c.checksums?.sha1).toBe(HELLO.sha1);
+          // The source keeps its own time.
+          expect((await storage.stat(at(sp, 'd/h'))).mtime).toBe(when + 1000);
+        }
+      });
+
+      it('refuses a landing time for a folder or a bad one before moving or copying anything', async () => {
+        const sp = await newSpace();
+        await storage.mkdir(at(sp, 'd'));
+        await put(sp, 'd/f', 'x');
+        await put(sp, 'keep', 'kept');
+        const when = Date.UTC(2001, 0, 1);
+        await expectCode(
+          storage.move(at(sp, 'd'), at(sp, 'e'), { mtime: when }),
+          'FAILED_PRECONDITION',
+          'is-folder',
+        );
+        await expectCode(storage.move(at(sp, 'd/f'), at(sp, 'g'), { mtime: Number.NaN }), 'INVALID_ARGUMENT');
+        await expectCode(
+          storage.move(at(sp, 'd/f'), at(sp, 'keep'), { mtime: Number.POSITIVE_INFINITY, overwrite: true }),
+          'INVALID_ARGUMENT',
+        );
+        if (features.copy) {
+          await expectCode(
+            storage.copy(at(sp, 'd'), at(sp, 'e'), { mtime: when }),
+            'FAILED_PRECONDITION',
+            'is-folder',
+          );
+          await expectCode(
+            storage.copy(at(sp, 'd'), at(sp, 'e'), { mtime: when, shallow: true }),
+            'FAILED_PRECONDITION',
+            'is-folder',
+          );
+          await expectCode(
+            storage.copy(at(sp, 'd/f'), at(sp, 'keep'), { mtime: Number.NaN, overwrite: true }),
+            'INVALID_ARGUMENT',
+          );
+        }
+        expect(await names(at(sp))).toEqual(['d', 'keep']);
+        expect(await names(at(sp, 'd'))).toEqual(['f']);
+        expect(await get(at(sp, 'keep'))).toBe('kept');
+        if (features.trash) for await (const item of storage.listTrash(sp.id)) expect(item).toBeUndefined();
+      });
     });
 
     // ------------------------------------------------------------------ creation times

@@ -13,6 +13,8 @@ export interface DiskNode {
     tts?: number;
     vts?: number;
     tr?: unknown;
+    /** A modification time still to be set (see the POSIX driver's `pm`). */
+    pm?: number;
   };
 }
 

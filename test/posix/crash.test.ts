@@ -153,6 +153,27 @@ const cases: [string, string, (v: Awaited<ReturnType<typeof reopen>>) => Promise
       ]);
     },
   ],
+  // A move that sets the file's time where it lands (a WebDAV MOVE with X-OC-Mtime): the time is
+  // in the source's record before the rename, so it is either set where the file landed...
+  ...['before:move', 'after:move-aside'].map((point): (typeof cases)[number] => [
+    'move-timed',
+    point,
+    async (v) => {
+      expect((await v.s.stat(v.at('a/b/old.bin'))).mtime).not.toBe(1_500_000_000_000);
+      expect(await v.text('c/b/keep.txt')).toBe('keep me');
+    },
+  ]),
+  // ...or (the rename never happened) dropped from the file that stayed.
+  [
+    'move-timed',
+    'after:move',
+    async (v) => {
+      expect(await v.exists('a/b/old.bin')).toBe(false);
+      const info = await v.s.stat(v.at('c/b/keep.txt'));
+      expect(info.mtime).toBe(1_500_000_000_000);
+      expect(info.checksums?.sha1).toBe(sha1(Buffer.alloc(1000, 2)));
+    },
+  ],
   ['copy', 'before:copy', async (v) => expect(await v.exists('c/a2')).toBe(false)],
   ['restore', 'before:restore', async (v) => expect(await v.exists('gone')).toBe(false)],
   ['restore', 'after:restore', async (v) => expect(await v.text('gone/inner/g.txt')).toBe('in the trash')],
@@ -245,6 +266,8 @@ describe('posix: kill -9 in the middle of an operation', () => {
       // No live node carries trash facts (a restore finished by recovery drops them).
       expect(nodes.filter((n) => n.rec?.tr).map((n) => n.rel)).toEqual([]);
       expect(new Set(nodes.map((n) => n.rec!.id)).size).toBe(nodes.length);
+      // No record holds a time still to be set (or one of a move that never happened).
+      expect(nodes.filter((n) => n.rec?.pm !== undefined).map((n) => n.rel)).toEqual([]);
       // Where the content changed before the crash, the root's etag says so after repair.
       if (['after:write', 'after:delete', 'after:move', 'after:restore'].includes(point)) {
         expect((await v.s.stat(v.at(''))).etag).not.toBe(rootEtag);

@@ -683,6 +683,7 @@ class MemoryDriver implements Driver {
     }
     checkLockFor(node.lock, opts?.lockId, node.kind === 'file', opts?.actor);
     this.checkLocksInside(node, opts);
+    landingTimeFits(node, opts);
     if (t.existing) {
       if (!opts?.overwrite) throw new StorageError('ALREADY_EXISTS', `"${printable(t.name)}" already exists`);
       this.refuseAncestor(node, t.existing);
@@ -698,6 +699,10 @@ class MemoryDriver implements Driver {
     node.name = t.name;
     node.parent = t.parent;
     t.parent.children.set(t.name, node);
+    if (opts?.mtime !== undefined && node.kind === 'file') {
+      node.mtime = opts.mtime;
+      node.changed = Date.now();
+    }
     this.propagate(t.parent, size);
     return this.info(s, node);
   }
@@ -725,6 +730,7 @@ class MemoryDriver implements Driver {
       checkLockFor(t.existing.lock, over?.lockId, false, opts?.actor);
       this.checkLocksInside(t.existing, over);
     }
+    landingTimeFits(node, opts);
     this.checkQuota(t.s, this.sizeOf(node));
     if (t.existing) this.toTrash(t.s, t.existing);
     const clone = (n: MNode, parent: MFolder, name: string): MNode => {
@@ -762,6 +768,7 @@ class MemoryDriver implements Driver {
       return c;
     };
     const copy = clone(node, t.parent, t.name);
+    if (opts?.mtime !== undefined && copy.kind === 'file') copy.mtime = opts.mtime;
     t.parent.children.set(t.name, copy);
     this.propagate(t.parent, this.sizeOf(copy));
     return this.info(t.s, copy);
@@ -1026,4 +1033,10 @@ class MemoryDriver implements Driver {
   async close(): Promise<void> {
     this.closed = true;
   }
+}
+
+/** A move or copy that sets the time where it lands: a file's only (refused before anything changes). */
+function landingTimeFits(node: MNode, opts: MoveOptions | undefined): void {
+  if (opts?.mtime !== undefined && node.kind !== 'file')
+    throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', { reason: 'is-folder' });
 }

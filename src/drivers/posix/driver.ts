@@ -2000,7 +2000,10 @@ class Posix implements PosixDriver {
     }
     await this.load(sp, from);
     await this.loadParent(sp, to.slice(0, -1));
-    const done = await sp.commit(async (journal) => {
+    const mtime = opts?.mtime;
+    if (mtime !== undefined) await this.requireHoldsTime(sp, mtime);
+    let timing: { fh: fsp.FileHandle; st: fs.Stats; current: boolean } | undefined;
+    const moving = sp.commit(async (journal) => {
       const cur = await this.load(sp, from, true);
       const parent = await this.loadParent(sp, to.slice(0, -1), true);
       const old = await this.peek(sp, to, true);
@@ -2016,6 +2019,8 @@ class Posix implements PosixDriver {
       if (old) checkLockFor(lockOf(old.rec.lk), over?.lockId, false, opts?.actor);
       if (cur.st.isDirectory()) await this.checkLocksInsideHeld(sp, from, cur.rec, opts);
       if (old?.st.isDirectory()) await this.checkLocksInsideHeld(sp, to, old.rec, over);
+      // The file whose time is set where it lands, opened before anything changes (closed below).
+      if (mtime !== undefined) timing = await this.openToTime(sp, from, cur.st, cur.rec);
       // A lock moving in: the folders above its new place learn that first.
       if (cur.rec.lb || liveLock(lockOf(cur.rec.lk))) this.markLocksAboveHeld(sp, to);
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
@@ -2025,12 +2030,16 @@ class Posix implements PosixDriver {
       // What the move replaces goes to the trash (or, without a trash, aside to be removed).
       const aside =
         old && !sameInode ? (this.trash ? ['trash', old.rec.id] : ['tmp', sp.tmpName('rm')]) : undefined;
+      // The time goes into the record before the rename: a recovery sets it where the file landed
+      // (`times`) and drops it from one that never moved (`untimed`), so a crash leaves both or neither.
       journal.begin({
         dirs: [from.slice(0, -1), to.slice(0, -1)],
         nodes: [{ id: cur.rec.id, at: to }],
         ...(aside && { undo: [{ from: aside, to }], totals: this.trash }),
+        ...(timing && { untimed: [from], times: [to] }),
       });
       await this.options.hooks?.beforeRename?.('move');
+      if (timing) sp.writeHeld(from, { ...cur.rec, pm: mtime });
       if (aside && old) {
         await this.putAsideHeld(sp, to, old, aside, cur.st.isFile());
         await this.options.hooks?.afterRename?.('move-aside');
@@ -2038,10 +2047,14 @@ class Posix implements PosixDriver {
       if (sameInode) await fsp.unlink(sp.abs(from));
       else await fsp.rename(sp.abs(from), sp.abs(to));
       await this.options.hooks?.afterRename?.('move');
-      const rec = { ...cur.rec, p: parent.id };
+      let rec: NodeRecord = { ...cur.rec, p: parent.id };
       // (a renamed file's record is written too when its checksums carry a confirmation: the
       // rename moved its ctime)
-      if (cur.rec.p !== parent.id || cur.rec.ckt !== undefined) sp.writeHeld(to, rec);
+      if (timing) {
+        sp.writeHeld(to, { ...rec, pm: mtime });
+        await sp.finishTimeHeld(to, this.durable, timing);
+        rec = sp.recordHeld(to)!;
+      } else if (cur.rec.p !== parent.id || cur.rec.ckt !== undefined) sp.writeHeld(to, rec);
       await sp.index.write(rec.id, parent.id, toKey);
       const changes = new Map<string, number>();
       const add = (k: string, d: number) => changes.set(k, (changes.get(k) ?? 0) + d);
@@ -2054,6 +2067,7 @@ class Posix implements PosixDriver {
       });
       return { rec, old: sameInode ? undefined : old, aside, st: await fsp.lstat(sp.abs(to)) };
     });
+    const done = await moving.finally(() => timing?.fh.close());
     if (done.aside && !this.trash) this.runInBackground(this.discard(sp, done.aside.at(-1)!));
     // Cached paths below a moved or replaced folder are stale.
     if (done.st.isDirectory() || done.old?.st.isDirectory()) sp.index.forgetAll();
@@ -2150,6 +2164,14 @@ class Posix implements PosixDriver {
     const existing = await this.peek(dsp, to, false);
     if (existing && !opts?.overwrite)
       throw new StorageError('ALREADY_EXISTS', `"${printable(to.at(-1))}" already exists`);
+    // (the copy is this process's own file, whose time it may set; it gets it before it moves in)
+    if (opts?.mtime !== undefined) {
+      if (!source.st.isFile())
+        throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
+          reason: 'is-folder',
+        });
+      await this.requireHoldsTime(dsp, opts.mtime);
+    }
 
     // An early answer from the recorded sizes before copying a byte (the commit checks exactly).
     const room = await this.room(dsp, existing && !this.trash ? sizeOfLoaded(existing) : 0);
@@ -2161,7 +2183,7 @@ class Posix implements PosixDriver {
     const stagingName = dsp.tmpName('cp');
     const staging = `${dsp.tmp}/${stagingName}`;
     try {
-      await this.copyNode(ssp, from, source, dsp, staging, to, parentRec.id, opts?.signal);
+      await this.copyNode(ssp, from, source, dsp, staging, to, parentRec.id, opts?.signal, opts?.mtime);
       await this.options.hooks?.beforeCommit?.('copy');
       const done = await dsp.commit(async (journal) => {
         const parent = await this.loadParent(dsp, to.slice(0, -1), true);
@@ -2237,8 +2259,8 @@ class Posix implements PosixDriver {
 
   /**
    * Copy one node (recursively) to `target` in the destination's tmp folder, with new ids whose
-   * index entries already name their final place. Symlinks and special files are skipped. Returns
-   * the bytes written (a folder: the sum below it).
+   * index entries already name their final place. Symlinks and special files are skipped. A file
+   * keeps its source's mtime, or gets `mtime`. Returns the bytes written (a folder: the sum below it).
    */
   private async copyNode(
     ssp: PosixSpace,
@@ -2249,6 +2271,7 @@ class Posix implements PosixDriver {
     finalSegs: string[],
     parentId: string,
     signal: AbortSignal | undefined,
+    mtime?: number,
   ): Promise<number> {
     signal?.throwIfAborted();
     const id = randomUUID();
@@ -2315,7 +2338,7 @@ class Posix implements PosixDriver {
       } finally {
         await src.close();
       }
-      const t = toUtimeSeconds(mtimeMs);
+      const t = toUtimeSeconds(mtime ?? mtimeMs);
       await fsp.utimes(target, t, t);
       if (this.durable) {
         const fh = await fsp.open(target, 'r');
@@ -2378,30 +2401,13 @@ class Posix implements PosixDriver {
     const sp = await this.space(ref.spaceId);
     const segs = await this.locate(sp, ref);
     await this.load(sp, segs); // fail early, outside the lock
-    if (!(await this.holdsTime(sp, mtime)))
-      throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time', {
-        reason: 'time-out-of-range',
-      });
+    await this.requireHoldsTime(sp, mtime);
     const done = await sp.commit(async (journal) => {
       const { st, rec } = await this.load(sp, segs, true);
-      if (!st.isFile())
-        throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
-          reason: 'is-folder',
-        });
       checkLockFor(lockOf(rec.lk), opts?.lockId, true, opts?.actor);
-      this.mayTime(st);
-      const current = sp.checksumsCurrent(rec, st);
-      // The file whose time is set, opened without following a symlink, before anything changes.
-      const fh = await fsp.open(
-        sp.abs(segs),
-        fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
-      );
+      const timing = await this.openToTime(sp, segs, st, rec);
+      const { fh } = timing;
       try {
-        const now = await fh.stat();
-        if (!sameFile(now, st)) throw new StorageError('ABORTED', 'the file was replaced meanwhile; retry');
-        // Rewritten around Stowage since the lstat (its lock does not hold others back): the
-        // checksums are not carried over to the new time, so the change is still seen.
-        const unchanged = now.mtimeMs === st.mtimeMs && now.size === st.size && now.ctimeMs === st.ctimeMs;
         journal.begin({ dirs: [segs.slice(0, -1)], times: [segs] });
         await this.options.hooks?.beforeRename?.('properties');
         rec.pm = mtime;
@@ -2414,7 +2420,7 @@ class Posix implements PosixDriver {
         sp.writeHeld(segs, rec);
         await dropOld?.();
         await this.options.hooks?.afterRename?.('properties');
-        await sp.finishTimeHeld(segs, this.durable, { fh, st: now, current: current && unchanged });
+        await sp.finishTimeHeld(segs, this.durable, timing);
       } finally {
         await fh.close();
       }
@@ -2422,6 +2428,48 @@ class Posix implements PosixDriver {
       return { st: await fsp.lstat(sp.abs(segs)), rec: sp.recordHeld(segs)! };
     });
     return this.info(sp, segs, done.st, done.rec);
+  }
+
+  /**
+   * Open a file whose time a commit is about to set (lock held; `st` and `rec` as loaded), without
+   * following a symlink, before anything changes. A folder, a file whose time this process may not
+   * set, and one replaced since `st` are refused. Its checksums are carried over to the new time
+   * when they were current and it was not rewritten around Stowage since (the space's lock does not
+   * hold others back): otherwise they stay behind, so the change is still seen.
+   */
+  private async openToTime(
+    sp: PosixSpace,
+    segs: string[],
+    st: fs.Stats,
+    rec: NodeRecord,
+  ): Promise<{ fh: fsp.FileHandle; st: fs.Stats; current: boolean }> {
+    if (!st.isFile())
+      throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
+        reason: 'is-folder',
+      });
+    this.mayTime(st);
+    const current = sp.checksumsCurrent(rec, st);
+    const fh = await fsp.open(
+      sp.abs(segs),
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    );
+    try {
+      const now = await fh.stat();
+      if (!sameFile(now, st)) throw new StorageError('ABORTED', 'the file was replaced meanwhile; retry');
+      const unchanged = now.mtimeMs === st.mtimeMs && now.size === st.size && now.ctimeMs === st.ctimeMs;
+      return { fh, st: now, current: current && unchanged };
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+  }
+
+  /** Refuse (INVALID_ARGUMENT, reason `time-out-of-range`) a time the space cannot hold. */
+  private async requireHoldsTime(sp: PosixSpace, mtime: number): Promise<void> {
+    if (!(await this.holdsTime(sp, mtime)))
+      throw new StorageError('INVALID_ARGUMENT', 'this filesystem cannot store that modification time', {
+        reason: 'time-out-of-range',
+      });
   }
 
   /**

@@ -34,6 +34,11 @@ export interface Intent {
   nodes?: { id: string; at: string[] }[];
   /** Files whose record may hold a modification time not set on them yet (`pm`): it is set. */
   times?: string[][];
+  /**
+   * Files whose record may hold a modification time (`pm`) of a change that did not happen (a
+   * move that never renamed the file): it is dropped. Handled before `times`.
+   */
+  untimed?: string[][];
 }
 
 /** Handle passed to a commit: record the intent before the first mutation. */

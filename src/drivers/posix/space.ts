@@ -769,6 +769,12 @@ export class PosixSpace {
    */
   private async recover(intent: Intent): Promise<void> {
     await this.undoHeld(intent);
+    for (const segs of intent.untimed ?? []) {
+      const rec = this.recordIfThere(segs);
+      if (rec?.pm === undefined) continue;
+      delete rec.pm;
+      this.writeHeld(segs, rec);
+    }
     for (const segs of intent.times ?? []) await this.finishTimeHeld(segs, true);
     if (intent.totals) await this.recountTotalsHeld();
     for (const n of intent.nodes ?? []) {
