@@ -37,6 +37,7 @@ import type {
   Checksums,
   Field,
   Lock,
+  MoveOptions,
   ReadResult,
   Reference,
   ResourceId,
@@ -283,6 +284,9 @@ const keysOf = (p: PropName): string[] => [deadKey(p), legacyKey(p)];
 const FAVORITE = deadKey({ ns: OC, local: 'favorite' });
 
 /** Methods that change their target, whose HTTP preconditions the handler checks itself. */
+/** Why a storage refuses to set a time, before anything changes. */
+const UNTIMEABLE = new Set<string>(['mtime-unsupported', 'time-out-of-range', 'not-owner']);
+
 const CONDITIONAL = new Set(['DELETE', 'COPY', 'MOVE', 'PROPPATCH', 'LOCK', 'UNLOCK', 'MKCOL']);
 
 /** The WebDAV door. Mount it on an HTTP server: `if (!(await dav.handle(req, res))) ...`. */
@@ -1842,27 +1846,27 @@ export class WebDav {
     };
     // A Depth: 0 copy of a folder is a new empty folder with the original's properties (RFC 4918
     // §9.8.3, as a file's copy keeps its metadata).
-    let info = await (move
-      ? t.session.move(this.ref(t), this.ref(d), mo)
-      : t.session.copy(this.ref(t), this.ref(d), { ...mo, ...(depth === '0' && { shallow: true }) })
-    ).catch((err) => this.nameLockedMember(err, [t, src], [d, existing]));
+    const transfer = (o: MoveOptions) =>
+      (move
+        ? t.session.move(this.ref(t), this.ref(d), o)
+        : t.session.copy(this.ref(t), this.ref(d), { ...o, ...(depth === '0' && { shallow: true }) })
+      ).catch((err) => this.nameLockedMember(err, [t, src], [d, existing]));
+    // A file's time is set where it lands as part of the move or copy (a folder's follows what is
+    // below it). One the storage cannot set is refused before anything changes: the MOVE or COPY
+    // then goes through without it, and does not say it was taken.
+    let timed = mtime !== undefined && src.type === 'file';
+    // The time it has already, to the second (rclone sends whole seconds): kept as it is, below
+    // the second too.
+    const kept = timed && Math.floor(src.mtime / 1000) === Math.floor(mtime! / 1000);
+    const info =
+      timed && !kept
+        ? await transfer({ ...mo, mtime }).catch((err: unknown) => {
+            if (!StorageError.is(err) || !UNTIMEABLE.has(err.reason ?? '')) throw err;
+            timed = false;
+            return transfer(mo);
+          })
+        : await transfer(mo);
     if (move) await this.dropMovedLocks(t, d, info, src.lock, mo.heldLockIds);
-    // A file's time, once it is where it goes (a folder's follows what is below it). The copy or
-    // move is done by then: a time that cannot be set is not said to be taken, and fails nothing.
-    let timed = false;
-    if (mtime !== undefined && info.type === 'file') {
-      if (Math.floor(info.mtime / 1000) === Math.floor(mtime / 1000)) timed = true;
-      else {
-        // With the token of the lock the file has where it landed, if the request holds it: a
-        // MOVE drops the mover's WebDAV lock, and a copy replaces the destination's node.
-        const now = await d.session.stat(this.ref(d), { fields: ['lock'] }).catch(() => undefined);
-        const held = now?.lock && [lockId, ...(mo.heldLockIds ?? [])].includes(now.lock.lockId);
-        const set = await d.session
-          .setMtime(this.ref(d), mtime, { ...(held && { lockId: now.lock!.lockId }) })
-          .catch(() => undefined);
-        if (set) [info, timed] = [set, true];
-      }
-    }
     sendMadeOrReplaced(res, existing !== undefined, {
       ...infoHeaders(info, wantsInfo(req)),
       ...(timed && { 'x-oc-mtime': 'accepted' }),

@@ -109,5 +109,21 @@ describe.skipIf(!isRoot)('WebDAV: a server that does not own every file', () => 
     const now = await fs.stat(dropped);
     expect(now.uid).toBe(NOBODY);
     expect(now.mtimeMs).toBe(when);
+
+    // A MOVE that would set such a file's time where it lands (rclone's X-OC-Mtime): the move
+    // goes through, with the time it had, and does not say it took the new one.
+    const second = path.join(path.dirname(seed!), 'run-002.dat');
+    await fs.writeFile(second, 'measured too');
+    await fs.chmod(second, 0o666);
+    await fs.utimes(second, old, old);
+    const move = await fetch(`${base}/run-002.dat`, {
+      method: 'MOVE',
+      headers: { ...auth, destination: `${base}/moved-002.dat`, 'x-oc-mtime': String(when / 1000) },
+    });
+    expect(move.status, stderr()).toBe(201);
+    expect(move.headers.get('x-oc-mtime')).toBeNull();
+    const moved = await fs.stat(path.join(path.dirname(seed!), 'moved-002.dat'));
+    expect([moved.uid, moved.mtimeMs]).toEqual([0, old.getTime()]);
+    await expect(fs.stat(second)).rejects.toThrow(/ENOENT/);
   });
 });
