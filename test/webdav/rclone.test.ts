@@ -77,6 +77,12 @@ describe.skipIf(!hasRclone)('rclone', () => {
       // Move, delete, and compare again.
       await rclone(vendor, url, 'moveto', `${remote}/plain.txt`, `${remote}/folder one/moved.txt`);
       await fsp.rename(path.join(local, 'plain.txt'), path.join(local, 'folder one/moved.txt'));
+      if (vendor !== 'other') {
+        // The time the upload gave it (X-OC-Mtime), kept by the server-side move that carried it.
+        const [moved] = JSON.parse(await rclone(vendor, url, 'lsjson', `${remote}/folder one/moved.txt`));
+        const was = (await fsp.stat(path.join(local, 'folder one/moved.txt'))).mtimeMs;
+        expect(Math.floor(Date.parse(moved.ModTime) / 1000)).toBe(Math.floor(was / 1000));
+      }
       await rclone(vendor, url, 'deletefile', `${remote}/a&b.txt`);
       await fsp.rm(path.join(local, 'a&b.txt'));
       await rclone(vendor, url, 'check', local, remote);
