@@ -468,7 +468,9 @@ class WebDavClientDriver implements Driver {
   /**
    * A MOVE or COPY. A time to land with goes along as `X-OC-Mtime`, which a Stowage server sets
    * in the same step; a server that does not say it took it (`X-OC-Mtime: accepted`) gets it by a
-   * PROPPATCH afterwards, as rclone does.
+   * PROPPATCH afterwards, as rclone does. That is two steps: a time the server refuses then fails
+   * the call after the file moved (a Stowage server refuses one only when it cannot set it at all,
+   * a file of another uid say).
    */
   private async transfer(method: 'MOVE' | 'COPY', src: NodeRef, dst: NodeRef, opts?: MoveOptions) {
     const headers: Record<string, string> = {
