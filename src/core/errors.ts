@@ -228,3 +228,11 @@ function describeErrno(errno: string): string {
       return errno.toLowerCase();
   }
 }
+
+/**
+ * FAILED_PRECONDITION (reason `is-folder`) for a time asked of a folder: a folder's time follows
+ * what changes below it.
+ */
+export function folderTimeRefused(): StorageError {
+  return new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', { reason: 'is-folder' });
+}

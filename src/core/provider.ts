@@ -20,7 +20,7 @@ import type {
   WatchOptions,
   WatchStats,
 } from './driver.js';
-import { StorageError } from './errors.js';
+import { folderTimeRefused, StorageError } from './errors.js';
 import { type Annotation, EventBus, type Origin, type PendingChange, type StorageEvent } from './events.js';
 import { type IdentitySource, principalOf, type User } from './identity.js';
 import { checkLockAbove, guardsBelow, liveLock } from './locks.js';
@@ -1268,10 +1268,7 @@ export class StorageProvider {
     }
     await this.check({ op: 'copy', spaceId: b.node.spaceId, ...nodePath(a.node), ...toPath(b.node) });
     if (shallow) folder ??= (await a.driver.stat(a.node, { fields: [] })).type === 'folder';
-    if (shallow && folder && opts?.mtime !== undefined)
-      throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
-        reason: 'is-folder',
-      });
+    if (shallow && folder && opts?.mtime !== undefined) throw folderTimeRefused();
     const co = (await this.locksAbove(b.driver, b.node, moveOpts, true)) ?? {};
     const copied =
       shallow && folder

@@ -13,7 +13,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { bodyChunks } from '../core/body.js';
 import type { Body, Driver, Features, Inspected, MutationOptions } from '../core/driver.js';
-import { StorageError } from '../core/errors.js';
+import { folderTimeRefused, StorageError } from '../core/errors.js';
 import type { Grant, Grantee } from '../core/permissions.js';
 import type {
   CreateSpaceInput,
@@ -423,9 +423,7 @@ class Cs3ClientDriver implements Driver {
   async move(src: NodeRef, dst: NodeRef, opts?: MoveOptions): Promise<ResourceInfo> {
     const mtime = opts?.mtime;
     if (mtime !== undefined && (await this.stat(src, { fields: [] })).type === 'folder')
-      throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
-        reason: 'is-folder',
-      });
+      throw folderTimeRefused();
     await this.c.providerOk('move', {
       source: this.ref(src),
       destination: this.ref(dst),

@@ -16,7 +16,7 @@ import type http from 'node:http';
 import { SaxesParser, type SaxesTagNS } from 'saxes';
 import { bodyChunks } from '../core/body.js';
 import type { Body, Driver, Features, MutationOptions } from '../core/driver.js';
-import { StorageError } from '../core/errors.js';
+import { folderTimeRefused, StorageError } from '../core/errors.js';
 import { formatResourceId, parseResourceId } from '../core/refs.js';
 import type {
   Checksums,
@@ -480,10 +480,7 @@ class WebDavClientDriver implements Driver {
     const mtime = opts?.mtime;
     if (mtime !== undefined) {
       // (a server times files only, and passes over the header for a folder)
-      if ((await this.stat(src)).type === 'folder')
-        throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
-          reason: 'is-folder',
-        });
+      if ((await this.stat(src)).type === 'folder') throw folderTimeRefused();
       headers['x-oc-mtime'] = String(mtime / 1000);
     }
     const res = await this.request(method, this.url(src), headers, undefined, opts?.signal);
@@ -512,10 +509,7 @@ class WebDavClientDriver implements Driver {
     if (status !== '200') {
       // 409: a folder, or a time the server cannot take.
       const info = await this.stat(ref);
-      if (info.type === 'folder')
-        throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
-          reason: 'is-folder',
-        });
+      if (info.type === 'folder') throw folderTimeRefused();
       throw new StorageError('INVALID_ARGUMENT', `the server refused that modification time (${status})`);
     }
     return this.stat(ref);

@@ -10,7 +10,7 @@ import { bodyChunks } from '../../core/body.js';
 import { ChecksumAccumulator, verifyChecksums } from '../../core/checksums.js';
 import { checkWriteConditions, evaluateConditions, rangeToServe } from '../../core/conditions.js';
 import type { Body, Driver, Features, Inspected, MutationOptions } from '../../core/driver.js';
-import { StorageError } from '../../core/errors.js';
+import { folderTimeRefused, StorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime } from '../../core/etag.js';
 import {
   checkLockChange,
@@ -792,10 +792,7 @@ class MemoryDriver implements Driver {
 
   private async setMtime(ref: NodeRef, mtime: number, opts?: MutationOptions): Promise<ResourceInfo> {
     const { s, node } = this.lookup(ref);
-    if (node.kind !== 'file')
-      throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
-        reason: 'is-folder',
-      });
+    if (node.kind !== 'file') throw folderTimeRefused();
     checkLockFor(node.lock, opts?.lockId, true, opts?.actor);
     node.mtime = mtime;
     node.changed = Date.now();
@@ -1037,6 +1034,5 @@ class MemoryDriver implements Driver {
 
 /** A move or copy that sets the time where it lands: a file's only (refused before anything changes). */
 function landingTimeFits(node: MNode, opts: MoveOptions | undefined): void {
-  if (opts?.mtime !== undefined && node.kind !== 'file')
-    throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', { reason: 'is-folder' });
+  if (opts?.mtime !== undefined && node.kind !== 'file') throw folderTimeRefused();
 }

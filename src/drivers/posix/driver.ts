@@ -30,7 +30,7 @@ import type {
   MutationOptions,
   WatchOptions,
 } from '../../core/driver.js';
-import { StorageError, toStorageError } from '../../core/errors.js';
+import { folderTimeRefused, StorageError, toStorageError } from '../../core/errors.js';
 import { fileEtag, folderEtag, nextTreeTime, nowUs } from '../../core/etag.js';
 import {
   checkLockChange,
@@ -2166,10 +2166,7 @@ class Posix implements PosixDriver {
       throw new StorageError('ALREADY_EXISTS', `"${printable(to.at(-1))}" already exists`);
     // (the copy is this process's own file, whose time it may set; it gets it before it moves in)
     if (opts?.mtime !== undefined) {
-      if (!source.st.isFile())
-        throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
-          reason: 'is-folder',
-        });
+      if (!source.st.isFile()) throw folderTimeRefused();
       await this.requireHoldsTime(dsp, opts.mtime);
     }
 
@@ -2443,10 +2440,7 @@ class Posix implements PosixDriver {
     st: fs.Stats,
     rec: NodeRecord,
   ): Promise<{ fh: fsp.FileHandle; st: fs.Stats; current: boolean }> {
-    if (!st.isFile())
-      throw new StorageError('FAILED_PRECONDITION', 'a folder has no settable mtime', {
-        reason: 'is-folder',
-      });
+    if (!st.isFile()) throw folderTimeRefused();
     this.mayTime(st);
     const current = sp.checksumsCurrent(rec, st);
     const fh = await fsp.open(
