@@ -1200,7 +1200,7 @@ export class StorageProvider {
         reason: 'cross-space',
       });
     }
-    checkLandingTime(a.driver, opts);
+    opts = landingTime(a.driver, opts);
     await this.checkEnabled(a.driver, a.node);
     if (this.principal) {
       const source = await this.require(a.driver, a.node, ['move'], { fields: [] });
@@ -1242,7 +1242,7 @@ export class StorageProvider {
     }
     const feature = a.driver.features.copy;
     if (!feature) throw new StorageError('UNIMPLEMENTED', `storage "${a.driver.storageId}" cannot copy`);
-    checkLandingTime(a.driver, opts);
+    opts = landingTime(a.driver, opts);
     await this.checkEnabled(a.driver, a.node);
     await this.checkEnabled(b.driver, b.node);
     const { shallow, ...moveOpts } = opts ?? {};
@@ -1266,9 +1266,9 @@ export class StorageProvider {
       ]);
       if (opts?.overwrite) await this.requireReplaceable(b.driver, b.node);
     }
-    await this.check({ op: 'copy', spaceId: b.node.spaceId, ...nodePath(a.node), ...toPath(b.node) });
     if (shallow) folder ??= (await a.driver.stat(a.node, { fields: [] })).type === 'folder';
     if (shallow && folder && opts?.mtime !== undefined) throw folderTimeRefused();
+    await this.check({ op: 'copy', spaceId: b.node.spaceId, ...nodePath(a.node), ...toPath(b.node) });
     const co = (await this.locksAbove(b.driver, b.node, moveOpts, true)) ?? {};
     const copied =
       shallow && folder
@@ -2265,15 +2265,22 @@ export function checkMetadata(values: Readonly<Record<string, string>>): void {
   }
 }
 
-/** A move's or copy's `mtime`: a finite time, for a driver that can set one. */
-function checkLandingTime(driver: Driver, opts: MoveOptions | undefined): void {
-  if (opts?.mtime === undefined) return;
-  if (!driver.features.mtime)
-    throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" cannot set modification times`, {
-      reason: 'mtime-unsupported',
-    });
+/**
+ * A move's or copy's `mtime`: a finite time, for a driver that can set one (the options without
+ * it when the driver cannot and `mtimeBestEffort` says so).
+ */
+function landingTime<T extends MoveOptions>(driver: Driver, opts: T | undefined): T | undefined {
+  if (opts?.mtime === undefined) return opts;
   if (!Number.isFinite(opts.mtime))
     throw new StorageError('INVALID_ARGUMENT', 'mtime must be a finite number of milliseconds');
+  if (driver.features.mtime) return opts;
+  if (opts.mtimeBestEffort) {
+    const { mtime: _, ...rest } = opts;
+    return rest as T;
+  }
+  throw new StorageError('UNIMPLEMENTED', `storage "${driver.storageId}" cannot set modification times`, {
+    reason: 'mtime-unsupported',
+  });
 }
 
 function requireName(node: NodeRef, message = 'the space root cannot be replaced'): void {

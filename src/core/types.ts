@@ -298,6 +298,13 @@ export interface MoveOptions extends LockOptions {
    * (INVALID_ARGUMENT `time-out-of-range`, PERMISSION_DENIED `not-owner`), before anything changes.
    */
   mtime?: number;
+  /**
+   * With `mtime`: a time the storage cannot set (no `mtime` capability, out of range, a file of
+   * another owner) is left out instead of refused, and the move or copy goes through without it
+   * (what a WebDAV door wants: it says `X-OC-Mtime: accepted` only when the answered info has the
+   * time). A folder is still refused.
+   */
+  mtimeBestEffort?: boolean;
   signal?: AbortSignal;
 }
 

@@ -435,7 +435,8 @@ class Cs3ClientDriver implements Driver {
     });
     const info = await this.stat(dst);
     if (mtime === undefined || Math.abs(info.mtime - mtime) < 1) return info;
-    return this.features.mtime!.set(dst, mtime);
+    const timed = this.features.mtime!.set(dst, mtime, { ...(opts?.lockId && { lockId: opts.lockId }) });
+    return opts?.mtimeBestEffort ? timed.catch(() => info) : timed;
   }
 
   /** The node and the grants of every folder above it (ListGrants on each, from the root down). */

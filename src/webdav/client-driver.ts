@@ -469,8 +469,8 @@ class WebDavClientDriver implements Driver {
    * A MOVE or COPY. A time to land with goes along as `X-OC-Mtime`, which a Stowage server sets
    * in the same step; a server that does not say it took it (`X-OC-Mtime: accepted`) gets it by a
    * PROPPATCH afterwards, as rclone does. That is two steps: a time the server refuses then fails
-   * the call after the file moved (a Stowage server refuses one only when it cannot set it at all,
-   * a file of another uid say).
+   * the call after the file moved (unless `mtimeBestEffort`; a Stowage server leaves a time out
+   * only when it cannot set it at all, for a file of another uid say).
    */
   private async transfer(method: 'MOVE' | 'COPY', src: NodeRef, dst: NodeRef, opts?: MoveOptions) {
     const headers: Record<string, string> = {
@@ -486,7 +486,10 @@ class WebDavClientDriver implements Driver {
     const res = await this.request(method, this.url(src), headers, undefined, opts?.signal);
     if (res.statusCode !== 201 && res.statusCode !== 204) throw await davFailure(res);
     res.resume();
-    if (mtime !== undefined && res.headers['x-oc-mtime'] !== 'accepted') return this.setMtime(dst, mtime);
+    if (mtime !== undefined && res.headers['x-oc-mtime'] !== 'accepted') {
+      const timed = this.setMtime(dst, mtime);
+      return opts?.mtimeBestEffort ? timed.catch(() => this.stat(dst)) : timed;
+    }
     return infoFrom(res) ?? this.stat(dst);
   }
 

@@ -284,9 +284,6 @@ const keysOf = (p: PropName): string[] => [deadKey(p), legacyKey(p)];
 const FAVORITE = deadKey({ ns: OC, local: 'favorite' });
 
 /** Methods that change their target, whose HTTP preconditions the handler checks itself. */
-/** Why a storage refuses to set a time, before anything changes. */
-const UNTIMEABLE = new Set<string>(['mtime-unsupported', 'time-out-of-range', 'not-owner']);
-
 const CONDITIONAL = new Set(['DELETE', 'COPY', 'MOVE', 'PROPPATCH', 'LOCK', 'UNLOCK', 'MKCOL']);
 
 /** The WebDAV door. Mount it on an HTTP server: `if (!(await dav.handle(req, res))) ...`. */
@@ -1846,26 +1843,21 @@ export class WebDav {
     };
     // A Depth: 0 copy of a folder is a new empty folder with the original's properties (RFC 4918
     // §9.8.3, as a file's copy keeps its metadata).
-    const transfer = (o: MoveOptions) =>
-      (move
-        ? t.session.move(this.ref(t), this.ref(d), o)
-        : t.session.copy(this.ref(t), this.ref(d), { ...o, ...(depth === '0' && { shallow: true }) })
-      ).catch((err) => this.nameLockedMember(err, [t, src], [d, existing]));
     // A file's time is set where it lands as part of the move or copy (a folder's follows what is
-    // below it). One the storage cannot set is refused before anything changes: the MOVE or COPY
-    // then goes through without it, and does not say it was taken.
-    let timed = mtime !== undefined && src.type === 'file';
-    // The time it has already, to the second (rclone sends whole seconds): kept as it is, below
-    // the second too.
-    const kept = timed && Math.floor(src.mtime / 1000) === Math.floor(mtime! / 1000);
-    const info =
-      timed && !kept
-        ? await transfer({ ...mo, mtime }).catch((err: unknown) => {
-            if (!StorageError.is(err) || !UNTIMEABLE.has(err.reason ?? '')) throw err;
-            timed = false;
-            return transfer(mo);
-          })
-        : await transfer(mo);
+    // below it), unless it has that time already to the second (rclone sends whole seconds: the
+    // time below the second stays). One the storage cannot set is left out, and the answer says
+    // the time was taken only when the file has it.
+    const timing = mtime !== undefined && src.type === 'file';
+    const o: MoveOptions = {
+      ...mo,
+      ...(timing &&
+        Math.floor(src.mtime / 1000) !== Math.floor(mtime / 1000) && { mtime, mtimeBestEffort: true }),
+    };
+    const info = await (move
+      ? t.session.move(this.ref(t), this.ref(d), o)
+      : t.session.copy(this.ref(t), this.ref(d), { ...o, ...(depth === '0' && { shallow: true }) })
+    ).catch((err) => this.nameLockedMember(err, [t, src], [d, existing]));
+    const timed = timing && Math.floor(info.mtime / 1000) === Math.floor(mtime / 1000);
     if (move) await this.dropMovedLocks(t, d, info, src.lock, mo.heldLockIds);
     sendMadeOrReplaced(res, existing !== undefined, {
       ...infoHeaders(info, wantsInfo(req)),

@@ -2000,8 +2000,7 @@ class Posix implements PosixDriver {
     }
     await this.load(sp, from);
     await this.loadParent(sp, to.slice(0, -1));
-    const mtime = opts?.mtime;
-    if (mtime !== undefined) await this.requireHoldsTime(sp, mtime);
+    const mtime = await this.landingTime(sp, opts);
     let timing: { fh: fsp.FileHandle; st: fs.Stats; current: boolean } | undefined;
     const moving = sp.commit(async (journal) => {
       const cur = await this.load(sp, from, true);
@@ -2020,7 +2019,11 @@ class Posix implements PosixDriver {
       if (cur.st.isDirectory()) await this.checkLocksInsideHeld(sp, from, cur.rec, opts);
       if (old?.st.isDirectory()) await this.checkLocksInsideHeld(sp, to, old.rec, over);
       // The file whose time is set where it lands, opened before anything changes (closed below).
-      if (mtime !== undefined) timing = await this.openToTime(sp, from, cur.st, cur.rec);
+      if (mtime !== undefined)
+        timing = await this.openToTime(sp, from, cur.st, cur.rec).catch((err: unknown) => {
+          if (opts?.mtimeBestEffort && StorageError.is(err, 'PERMISSION_DENIED')) return undefined;
+          throw err;
+        });
       // A lock moving in: the folders above its new place learn that first.
       if (cur.rec.lb || liveLock(lockOf(cur.rec.lk))) this.markLocksAboveHeld(sp, to);
       const size = cur.st.isDirectory() ? (cur.rec.ts ?? 0) : cur.st.size;
@@ -2038,8 +2041,8 @@ class Posix implements PosixDriver {
         ...(aside && { undo: [{ from: aside, to }], totals: this.trash }),
         ...(timing && { untimed: [from], times: [to] }),
       });
-      await this.options.hooks?.beforeRename?.('move');
       if (timing) sp.writeHeld(from, { ...cur.rec, pm: mtime });
+      await this.options.hooks?.beforeRename?.('move');
       if (aside && old) {
         await this.putAsideHeld(sp, to, old, aside, cur.st.isFile());
         await this.options.hooks?.afterRename?.('move-aside');
@@ -2052,7 +2055,11 @@ class Posix implements PosixDriver {
       // rename moved its ctime)
       if (timing) {
         sp.writeHeld(to, { ...rec, pm: mtime });
-        await sp.finishTimeHeld(to, this.durable, timing);
+        // (a kernel that refuses the time after all, past the owner check above: a root-squashed
+        // NFS mount, say. The move is done and stands; the answered info has the time it kept.)
+        await sp.finishTimeHeld(to, this.durable, timing).catch((err: unknown) => {
+          if (!StorageError.is(err, 'PERMISSION_DENIED')) throw err;
+        });
         rec = sp.recordHeld(to)!;
       } else if (cur.rec.p !== parent.id || cur.rec.ckt !== undefined) sp.writeHeld(to, rec);
       await sp.index.write(rec.id, parent.id, toKey);
@@ -2067,7 +2074,7 @@ class Posix implements PosixDriver {
       });
       return { rec, old: sameInode ? undefined : old, aside, st: await fsp.lstat(sp.abs(to)) };
     });
-    const done = await moving.finally(() => timing?.fh.close());
+    const done = await moving.finally(() => timing?.fh.close().catch(() => {}));
     if (done.aside && !this.trash) this.runInBackground(this.discard(sp, done.aside.at(-1)!));
     // Cached paths below a moved or replaced folder are stale.
     if (done.st.isDirectory() || done.old?.st.isDirectory()) sp.index.forgetAll();
@@ -2165,10 +2172,8 @@ class Posix implements PosixDriver {
     if (existing && !opts?.overwrite)
       throw new StorageError('ALREADY_EXISTS', `"${printable(to.at(-1))}" already exists`);
     // (the copy is this process's own file, whose time it may set; it gets it before it moves in)
-    if (opts?.mtime !== undefined) {
-      if (!source.st.isFile()) throw folderTimeRefused();
-      await this.requireHoldsTime(dsp, opts.mtime);
-    }
+    if (opts?.mtime !== undefined && !source.st.isFile()) throw folderTimeRefused();
+    const mtime = await this.landingTime(dsp, opts);
 
     // An early answer from the recorded sizes before copying a byte (the commit checks exactly).
     const room = await this.room(dsp, existing && !this.trash ? sizeOfLoaded(existing) : 0);
@@ -2180,7 +2185,7 @@ class Posix implements PosixDriver {
     const stagingName = dsp.tmpName('cp');
     const staging = `${dsp.tmp}/${stagingName}`;
     try {
-      await this.copyNode(ssp, from, source, dsp, staging, to, parentRec.id, opts?.signal, opts?.mtime);
+      await this.copyNode(ssp, from, source, dsp, staging, to, parentRec.id, opts?.signal, mtime);
       await this.options.hooks?.beforeCommit?.('copy');
       const done = await dsp.commit(async (journal) => {
         const parent = await this.loadParent(dsp, to.slice(0, -1), true);
@@ -2456,6 +2461,18 @@ class Posix implements PosixDriver {
       await fh.close();
       throw err;
     }
+  }
+
+  /**
+   * The time a move or copy sets where the file lands (see {@link MoveOptions.mtime}): refused
+   * when the space cannot hold it, or left out with `mtimeBestEffort`.
+   */
+  private async landingTime(sp: PosixSpace, opts: MoveOptions | undefined): Promise<number | undefined> {
+    const mtime = opts?.mtime;
+    if (mtime === undefined) return undefined;
+    if (!opts?.mtimeBestEffort) await this.requireHoldsTime(sp, mtime);
+    else if (!(await this.holdsTime(sp, mtime))) return undefined;
+    return mtime;
   }
 
   /** Refuse (INVALID_ARGUMENT, reason `time-out-of-range`) a time the space cannot hold. */
