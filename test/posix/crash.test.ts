@@ -153,27 +153,33 @@ const cases: [string, string, (v: Awaited<ReturnType<typeof reopen>>) => Promise
       ]);
     },
   ],
-  // A move that sets the file's time where it lands (a WebDAV MOVE with X-OC-Mtime): the time is
-  // in the source's record before the rename, so it is either set where the file landed...
-  ...['before:move', 'after:move-aside'].map((point): (typeof cases)[number] => [
-    'move-timed',
-    point,
-    async (v) => {
-      expect((await v.s.stat(v.at('a/b/old.bin'))).mtime).not.toBe(1_500_000_000_000);
-      expect(await v.text('c/b/keep.txt')).toBe('keep me');
-    },
-  ]),
-  // ...or (the rename never happened) dropped from the file that stayed.
-  [
-    'move-timed',
+  // A move that sets the file's time where it lands (a WebDAV MOVE with X-OC-Mtime), over a file
+  // or to a new name: the time is in the source's record before anything else, so a crash before
+  // the rename drops it from the file that stayed...
+  ...['move-timed', 'move-timed-new'].flatMap((scenario) =>
+    ['before:move', ...(scenario === 'move-timed' ? ['after:move-aside'] : [])].map(
+      (point): (typeof cases)[number] => [
+        scenario,
+        point,
+        async (v) => {
+          expect((await v.s.stat(v.at('a/b/old.bin'))).mtime).not.toBe(1_500_000_000_000);
+          expect(await v.text('c/b/keep.txt')).toBe('keep me');
+          expect(await v.exists('c/b/new.bin')).toBe(false);
+        },
+      ],
+    ),
+  ),
+  // ...and one after it sets it where the file landed.
+  ...(['move-timed', 'move-timed-new'] as const).map((scenario): (typeof cases)[number] => [
+    scenario,
     'after:move',
     async (v) => {
       expect(await v.exists('a/b/old.bin')).toBe(false);
-      const info = await v.s.stat(v.at('c/b/keep.txt'));
+      const info = await v.s.stat(v.at(scenario === 'move-timed' ? 'c/b/keep.txt' : 'c/b/new.bin'));
       expect(info.mtime).toBe(1_500_000_000_000);
       expect(info.checksums?.sha1).toBe(sha1(Buffer.alloc(1000, 2)));
     },
-  ],
+  ]),
   ['copy', 'before:copy', async (v) => expect(await v.exists('c/a2')).toBe(false)],
   ['restore', 'before:restore', async (v) => expect(await v.exists('gone')).toBe(false)],
   ['restore', 'after:restore', async (v) => expect(await v.text('gone/inner/g.txt')).toBe('in the trash')],

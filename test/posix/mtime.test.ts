@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import * as xattr from 'fs-xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPosixDriver, type PosixDriver } from '../../src/drivers/posix/index.js';
 import { type Space, type StorageEvent, StorageProvider } from '../../src/index.js';
@@ -124,6 +125,35 @@ describe('posix: setting a file’s mtime', () => {
     expect(await fsp.readdir(path.join(dir, '.stowage', 'tmp')).catch(() => [])).toEqual(
       expect.not.arrayContaining([expect.stringMatching(/^up-/)]),
     );
+  });
+
+  it('moves and copies a file with the time it lands with: a time the filesystem cannot hold is refused before anything moves, or left out on request', async () => {
+    const { sp, dir } = await space('landing');
+    const at = (p: string) => ({ space: sp.id, path: p });
+    await s.write(at('f.bin'), Buffer.alloc(50_000, 5));
+    const was = await s.stat(at('f.bin'), { fields: ['checksums'] });
+    // A time it can hold: set on the inode, and the checksums move along with it (confirmed for
+    // the new time in the record, not left to be computed again).
+    const when = Date.UTC(1999, 0, 2, 3, 4, 5, 678);
+    const moved = await s.move(at('f.bin'), at('g.bin'), { mtime: when });
+    expect((await fsp.stat(path.join(dir, 'g.bin'))).mtimeMs).toBe(when);
+    const rec = JSON.parse((await xattr.getAttribute(path.join(dir, 'g.bin'), 'user.stowage.n')).toString());
+    expect([rec.ckm, rec.ck?.sha1, rec.pm]).toEqual([when, was.checksums?.sha1, undefined]);
+    expect(moved.mtime).toBe(when);
+    const far = Date.UTC(2500, 0, 1);
+    if (await fsHolds(dir, far)) return; // (a filesystem that holds it: nothing to refuse)
+    await expect(s.move(at('g.bin'), at('h.bin'), { mtime: far })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      reason: 'time-out-of-range',
+    });
+    await expect(s.copy(at('g.bin'), at('h.bin'), { mtime: far })).rejects.toMatchObject({
+      reason: 'time-out-of-range',
+    });
+    expect((await fsp.readdir(dir)).filter((n) => !n.startsWith('.')).sort()).toEqual(['g.bin']);
+    // On request, without the time.
+    expect((await s.copy(at('g.bin'), at('c.bin'), { mtime: far, mtimeBestEffort: true })).mtime).toBe(when);
+    expect((await s.move(at('g.bin'), at('h.bin'), { mtime: far, mtimeBestEffort: true })).mtime).toBe(when);
+    expect((await fsp.stat(path.join(dir, 'h.bin'))).mtimeMs).toBe(when);
   });
 
   it('changes metadata and the time as one (changeMetadata): all of it, or none when a part is refused', async () => {
