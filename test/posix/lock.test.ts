@@ -80,4 +80,45 @@ describe('posix commit lock', () => {
     await Promise.all([first, second]);
     expect(events).toEqual(['a-in', 'a-out', 'b-in']);
   });
+
+  it('lets a waiting holder in while another has commits back to back, and tidies up after', async () => {
+    // Two instances on one file exclude each other as two processes do (flock is per open file).
+    const file = path.join(await tempRoot('lock'), 'lock');
+    const busy = new CommitLock(native, file, async () => {}, 10_000);
+    const other = new CommitLock(native, file, async () => {}, 10_000);
+    let stop = false;
+    let runs = 0;
+    // Four commits always queued, each holding the lock for a moment (as a busy server's do).
+    const hold = () => new Promise<void>((r) => setTimeout(r, 1));
+    const loops = Array.from({ length: 4 }, async () => {
+      while (!stop) {
+        await busy.run(async () => {
+          runs++;
+          await hold();
+        });
+      }
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const waited: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t = performance.now();
+      await other.run(async () => {});
+      waited.push(performance.now() - t);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const during = runs;
+    stop = true;
+    await Promise.all(loops);
+    // Before, the busy one took the lock again at each release and the other waited until it
+    // stopped (seconds, or its timeout); now within the busy one's burst and a few commits.
+    expect(Math.max(...waited)).toBeLessThan(500);
+    expect(during).toBeGreaterThan(5);
+    // The wait file that said someone waited goes with the last waiter; one left behind by a
+    // waiter that died (its flock gone with it) goes at the next release.
+    const waitFile = `${file}-wait`;
+    await expect(fs.stat(waitFile)).rejects.toMatchObject({ code: 'ENOENT' });
+    await fs.writeFile(waitFile, '');
+    await busy.run(async () => {});
+    await expect(fs.stat(waitFile)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
 });
