@@ -11,6 +11,7 @@
  *     [--dav-parts propfind,busy,web,search,puts,big]
  *   npm run bench -- observer              # files written around Stowage: latency, assimilation, scans, memory
  *   npm run bench -- observer --obs-parts latency --obs-files 10000   # a part of it, smaller
+ *   npm run bench -- contention            # a single write beside another process writing back to back
  *
  * Environment: BENCH_DIR (default ./.bench-tmp, must be a real filesystem with user xattrs).
  */
@@ -25,6 +26,7 @@ import { fromLetters, ROLES } from '../src/core/permissions.js';
 import { StorageProvider } from '../src/core/provider.js';
 import type { ResourceId } from '../src/core/types.js';
 import { createPosixDriver, type PosixDriver } from '../src/drivers/posix/index.js';
+import { benchContention } from './contention.js';
 import { benchCs3 } from './cs3.js';
 import { ab, median, row, rows, timed } from './lib.js';
 import { benchObserver } from './observer.js';
@@ -379,6 +381,8 @@ if (want('observer')) {
     parts,
   });
 }
+if (want('contention'))
+  await benchContention(base, { seconds: flag('--seconds', 5), rounds: flag('--rounds', 3) });
 if (rows.length > 1) {
   console.log('\nSummary');
   for (const r of rows) console.log(r);
