@@ -295,6 +295,36 @@ function bareWriter(dir: string): http.Server {
   });
 }
 
+/**
+ * A bare node:http server answering PROPFIND Depth 1 of a folder of `dir` with the four properties
+ * the bench asks for: `readdir`, one `lstat` per entry, an etag from inode, size and mtime (as
+ * mod_dav_fs makes it), the XML written 64 KiB at a time. No auth, ids, records or permissions:
+ * what Node.js itself costs such a listing.
+ */
+function bareLister(dir: string): http.Server {
+  const entry = (href: string, st: fs.Stats) =>
+    `<d:response><d:href>${href}</d:href><d:propstat><d:prop>${
+      st.isDirectory()
+        ? '<d:resourcetype><d:collection/></d:resourcetype>'
+        : `<d:resourcetype/><d:getcontentlength>${st.size}</d:getcontentlength>`
+    }<d:getlastmodified>${st.mtime.toUTCString()}</d:getlastmodified><d:getetag>"${st.ino.toString(16)}-${st.size.toString(16)}-${Math.floor(st.mtimeMs * 1000).toString(16)}"</d:getetag></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>`;
+  return http.createServer((req, res) => {
+    req.resume();
+    const rel = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    const folder = path.join(dir, rel);
+    res.writeHead(207, { 'content-type': 'application/xml; charset=utf-8' });
+    let out = `<?xml version="1.0" encoding="utf-8"?><d:multistatus xmlns:d="DAV:">${entry(rel, fs.lstatSync(folder))}`;
+    for (const name of fs.readdirSync(folder)) {
+      out += entry(rel + encodeURIComponent(name), fs.lstatSync(path.join(folder, name)));
+      if (out.length >= 65536) {
+        res.write(out);
+        out = '';
+      }
+    }
+    res.end(`${out}</d:multistatus>`);
+  });
+}
+
 export async function benchWebdav(
   base: string,
   o: { entries: number[]; files: number; mib: number; parts: string[] },
@@ -392,6 +422,13 @@ export async function benchWebdav(
         requests,
         '>= 2x',
       );
+      // For context: the same listing from a bare node:http server (readdir, an lstat per entry).
+      await withServer(bareLister(apache.data), async (bareUrl) => {
+        const list = (url: string) => () => listFolder(url, folder, auth, requests);
+        const [ba, bs, br] = await ab(5, list(apache.url), list(bareUrl));
+        const what = `PROPFIND Depth 1 of ${n.toLocaleString('en')} files, requests/s (Apache vs bare node:http readdir + lstat + XML)`;
+        row(what, rps(ba), rps(bs), 1 / br, 'context', true);
+      });
       // What a sync client does after an upload: PUT a file into the folder, then list it. The
       // kept listing has the child marked and renders it again; Apache lists the folder again.
       const before = server.webdav?.listingCacheStats();
