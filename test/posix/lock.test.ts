@@ -1,3 +1,4 @@
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -120,5 +121,63 @@ describe('posix commit lock', () => {
     await fs.writeFile(waitFile, '');
     await busy.run(async () => {});
     await expect(fs.stat(waitFile)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('does not wait for a waiter that leaves the lock free (stopped, stalled) more than once in a while', async () => {
+    const file = path.join(await tempRoot('lock'), 'lock');
+    const lock = new CommitLock(native, file, async () => {}, 10_000);
+    await lock.run(async () => {});
+    // A waiter that announced itself and stopped (SIGSTOP, a debugger): its shared flock stays.
+    const stopped = fsSync.openSync(
+      `${file}-wait`,
+      fsSync.constants.O_RDWR | fsSync.constants.O_CREAT,
+      0o600,
+    );
+    try {
+      expect(native.tryLock(stopped, false)).toBe(true);
+      // 100 commits back to back, 1 ms each: yielding 200 ms after each 10 ms burst would take
+      // seconds; the stopped waiter costs one grace of 10 ms, then is not waited for.
+      const t = performance.now();
+      await Promise.all(
+        Array.from({ length: 100 }, () => lock.run(() => new Promise<void>((r) => setTimeout(r, 1)))),
+      );
+      expect(performance.now() - t).toBeLessThan(1000);
+    } finally {
+      fsSync.closeSync(stopped);
+    }
+  });
+
+  it('answers a commit that ran and goes on when waking waiters fails (flock refused on the wait file)', async () => {
+    const file = path.join(await tempRoot('lock'), 'lock');
+    // As NFS's emulation of flock refuses some: every flock on the wait file fails.
+    const refusing = {
+      ...native,
+      tryLock(fd: number, exclusive: boolean) {
+        if (fsSync.readlinkSync(`/proc/self/fd/${fd}`).endsWith('-wait'))
+          throw Object.assign(new Error('EBADF: bad file descriptor'), { code: 'EBADF' });
+        return native.tryLock(fd, exclusive);
+      },
+    };
+    const lock = new CommitLock(refusing, file, async () => {}, 2000);
+    await fs.writeFile(`${file}-wait`, ''); // (someone waited once)
+    expect(await lock.run(async () => 'first')).toBe('first');
+    expect(await Promise.all([1, 2, 3].map((n) => lock.run(async () => n)))).toEqual([1, 2, 3]);
+    await lock.close();
+  });
+
+  it("gives the wait file the lock file's mode, so that every process that may commit may wait", async () => {
+    const file = path.join(await tempRoot('lock'), 'lock');
+    await fs.writeFile(file, '\n', { mode: 0o660 });
+    await fs.chmod(file, 0o660); // (whatever the umask)
+    const a = new CommitLock(native, file, async () => {}, 5000);
+    const b = new CommitLock(native, file, async () => {}, 5000);
+    let release!: () => void;
+    const held = a.run(() => new Promise<void>((r) => (release = r)));
+    await new Promise((r) => setTimeout(r, 20));
+    const waiting = b.run(async () => {});
+    await expect.poll(async () => (await fs.stat(`${file}-wait`).catch(() => undefined))?.mode).toBeDefined();
+    expect((await fs.stat(`${file}-wait`)).mode & 0o777).toBe(0o660);
+    release();
+    await Promise.all([held, waiting]);
   });
 });

@@ -14,11 +14,12 @@
  *
  * A process that finds the lock taken waits by trying again every few ms (flock cannot be waited
  * for without tying up a thread), and says that it waits with a shared flock on `<lock>-wait`.
- * A release wakes them at once (it touches the wait file, which they watch), and a process with
- * commits back to back (an import, a busy server) lets them in after 10 ms of its own: before,
- * it took the lock again at once after each commit, and another process's writes waited for
- * seconds, up to the timeout. The wait file exists only while some process waits; otherwise a
- * release costs one `access` more.
+ * A release wakes them at once (it writes a byte to the wait file, which they watch), and a
+ * process with commits back to back (an import, a busy server) lets them in after 10 ms of its
+ * own: before, it took the lock again at once after each commit, and another process's writes
+ * waited for seconds, up to the timeout. A waiter that leaves the lock free (stopped, stalled) is
+ * not waited for more than 10 ms a second. The wait file exists only while some process waits
+ * (it gets the lock file's mode and owner); otherwise a release costs one `access` more.
  *
  * @module
  */
@@ -73,6 +74,12 @@ const MAX_YIELD_MS = 200;
 const BACK_TO_BACK_MS = 1;
 /** How long a process keeps the lock for commits back to back while others wait, ms. */
 const BURST_MS = 10;
+/** How long a yielding process waits for a waiter to take the free lock before it takes it back, ms. */
+const YIELD_GRACE_MS = 10;
+/** How long nobody is let in first after a waiter left the lock free, ms. */
+const STALLED_MS = 1000;
+/** What a release writes to the wait file to wake the waiters. */
+const RING = Buffer.from('\n');
 
 /** Serialises commits of one space within and across processes. */
 export class CommitLock {
@@ -89,6 +96,10 @@ export class CommitLock {
   private heldSince = Number.NEGATIVE_INFINITY;
   /** When this process last let go of the lock. */
   private releasedAt = Number.NEGATIVE_INFINITY;
+  /** Whether the last look at the wait file found processes waiting. */
+  private waitersSeen = false;
+  /** Until when waiters are not let in first (one left the lock free: see acquire). */
+  private stalledUntil = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly native: Native,
@@ -170,13 +181,17 @@ export class CommitLock {
         if (active && !keep) this.writeIntent(fd, undefined);
       }
     } finally {
-      if (fd !== undefined) {
-        this.native.unlock(fd);
-        fs.closeSync(fd);
-        this.releasedAt = performance.now();
-        this.ring();
+      try {
+        if (fd !== undefined) {
+          this.native.unlock(fd);
+          fs.closeSync(fd);
+          this.releasedAt = performance.now();
+          // (not between the commits of a burst, whose next one takes the lock at once)
+          if (this.queued <= 1 || this.releasedAt - this.heldSince >= BURST_MS) this.ring();
+        }
+      } finally {
+        release();
       }
-      release();
     }
   }
 
@@ -196,9 +211,14 @@ export class CommitLock {
     const now = performance.now();
     const onward = now - this.releasedAt < BACK_TO_BACK_MS;
     // A run of commits back to back lets waiters in once it has had its share (each hand-over
-    // costs a wake-up, so not at every commit).
-    const mayGo = !onward || now - this.heldSince < BURST_MS || !this.othersWaiting();
-    if (mayGo && this.native.tryLock(fd, true)) {
+    // costs a wake-up, so not at every commit), unless a waiter lately left the lock free.
+    const yielding =
+      onward &&
+      now - this.heldSince >= BURST_MS &&
+      this.waitersSeen &&
+      now >= this.stalledUntil &&
+      this.othersWaiting();
+    if (!yielding && this.native.tryLock(fd, true)) {
       if (!onward) this.heldSince = now;
       return;
     }
@@ -206,14 +226,22 @@ export class CommitLock {
     const bell = new Bell(this.waitFile);
     let waiting: number | undefined;
     try {
-      if (!mayGo) {
-        // Its share had: the waiters go first (for a while at most: more may keep coming).
-        const until = Math.min(deadline, Date.now() + MAX_YIELD_MS);
+      if (yielding) {
+        this.ring(); // (free now, and not ours)
+        const start = performance.now();
+        const until = start + Math.min(MAX_YIELD_MS, deadline - Date.now());
         for (
           let delay = 1;
-          Date.now() < until && this.othersWaiting();
+          performance.now() < until && this.othersWaiting();
           delay = Math.min(delay * 2, MAX_POLL_MS)
         ) {
+          // A waiter that does not take the lock while it is free is stopped or stalled (SIGSTOP,
+          // a debugger, a blocked event loop): nobody is let in first for a while.
+          if (performance.now() - start >= YIELD_GRACE_MS && this.native.tryLock(fd, true)) {
+            this.stalledUntil = performance.now() + STALLED_MS;
+            this.heldSince = performance.now();
+            return;
+          }
           bell.arm();
           await bell.wait(delay);
         }
@@ -223,7 +251,7 @@ export class CommitLock {
           this.heldSince = performance.now();
           return;
         }
-        waiting ??= this.announceWaiting();
+        waiting ??= this.announceWaiting(fd);
         if (Date.now() > deadline) {
           throw new StorageError(
             'UNAVAILABLE',
@@ -240,54 +268,83 @@ export class CommitLock {
   }
 
   /**
-   * After a release: wake the processes waiting for the lock, if there are any (a change of the
-   * wait file's times, which their watches see at once), instead of leaving it free until one
-   * tries again. Not between the commits of a burst, whose next one takes the lock at once.
+   * Wake the processes waiting for the lock, if there are any: a byte written to the wait file,
+   * which their watches see at once (instead of leaving the lock free until one tries again). A
+   * wait file nobody holds (its last waiter died) goes. Never throws: waiters try again anyway.
    */
   private ring(): void {
-    if (this.queued > 1 && performance.now() - this.heldSince < BURST_MS) return;
-    if (!this.othersWaiting()) return;
+    const fd = this.openWaitFile();
+    if (fd === undefined) return;
     try {
-      const at = new Date();
-      fs.utimesSync(this.waitFile, at, at);
+      if (this.waitersIn(fd)) fs.writeSync(fd, RING, 0, 1, 0);
     } catch {
-      // (gone meanwhile: nobody waits)
+      // (a courtesy)
+    } finally {
+      fs.closeSync(fd);
     }
   }
 
-  /**
-   * Whether another process waits for the lock (holds its shared flock on the wait file). A wait
-   * file nobody holds (its last waiter died) goes, under an exclusive flock.
-   */
+  /** Whether another process waits for the lock (holds its shared flock on the wait file). */
   private othersWaiting(): boolean {
-    if (!fs.existsSync(this.waitFile)) return false;
-    let fd: number;
+    const fd = this.openWaitFile();
+    if (fd === undefined) return false;
     try {
-      fd = fs.openSync(this.waitFile, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    } catch {
-      return false;
-    }
-    try {
-      if (!this.native.tryLock(fd, true)) return true;
-      this.removeWaitFile();
-      this.native.unlock(fd);
-      return false;
+      return this.waitersIn(fd);
     } finally {
       fs.closeSync(fd);
     }
   }
 
   /**
-   * Say that this process waits: a shared flock on the wait file, held until it has the lock.
-   * Undefined when that cannot be done (it then just waits, as everyone did before).
+   * Whether a process holds the wait file open as `fd` shared; when none does, it goes (under an
+   * exclusive flock, so that no waiter is holding it). Remembered for {@link acquire}.
    */
-  private announceWaiting(): number | undefined {
+  private waitersIn(fd: number): boolean {
+    try {
+      if (!this.native.tryLock(fd, true)) {
+        this.waitersSeen = true;
+        return true;
+      }
+      this.removeWaitFile();
+      this.native.unlock(fd);
+    } catch {
+      // (flock refused: as if nobody waited)
+    }
+    this.waitersSeen = false;
+    return false;
+  }
+
+  /**
+   * The wait file opened for writing where this process may, else for reading; undefined when it
+   * is not there (nobody waits: the common case costs this one `access`).
+   */
+  private openWaitFile(): number | undefined {
+    if (!fs.existsSync(this.waitFile)) {
+      this.waitersSeen = false;
+      return undefined;
+    }
+    for (const flags of [fs.constants.O_RDWR, fs.constants.O_RDONLY]) {
+      try {
+        return fs.openSync(this.waitFile, flags | fs.constants.O_NOFOLLOW);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EACCES') return undefined;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Say that this process waits: a shared flock on the wait file, held until it has the lock.
+   * The file gets the lock file's mode and owner (`lockFd`), so that every process that may
+   * commit here may use it too. Undefined when that cannot be done (it then just waits).
+   */
+  private announceWaiting(lockFd: number): number | undefined {
     for (let attempt = 0; attempt < 3; attempt++) {
       let fd: number;
       try {
         fd = fs.openSync(
           this.waitFile,
-          fs.constants.O_RDONLY | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
+          fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
           0o600,
         );
       } catch {
@@ -296,13 +353,28 @@ export class CommitLock {
       try {
         // Refused while someone holds it exclusively to remove it; a file removed meanwhile is
         // one nobody looks at any more.
-        if (this.native.tryLock(fd, false) && fs.fstatSync(fd).nlink > 0) return fd;
+        if (this.native.tryLock(fd, false) && fs.fstatSync(fd).nlink > 0) {
+          this.likeLockFile(fd, lockFd);
+          return fd;
+        }
       } catch {
         // (as if refused)
       }
       fs.closeSync(fd);
     }
     return undefined;
+  }
+
+  /** Give the wait file the lock file's permissions and owner, where this process may. */
+  private likeLockFile(fd: number, lockFd: number): void {
+    try {
+      const want = fs.fstatSync(lockFd);
+      const have = fs.fstatSync(fd);
+      if ((have.mode & 0o777) !== (want.mode & 0o777)) fs.fchmodSync(fd, want.mode & 0o777);
+      if (have.uid !== want.uid || have.gid !== want.gid) fs.fchownSync(fd, want.uid, want.gid);
+    } catch {
+      // (not its owner, or not root: left as it is)
+    }
   }
 
   /** Stop waiting (the lock is ours, or given up): the last waiter out removes the wait file. */
@@ -313,7 +385,11 @@ export class CommitLock {
     } catch {
       // (someone else's to remove, then)
     } finally {
-      this.native.unlock(fd);
+      try {
+        this.native.unlock(fd);
+      } catch {
+        // (closing lets go of it all the same)
+      }
       fs.closeSync(fd);
     }
   }
