@@ -17,9 +17,10 @@
  * A release wakes them at once (it writes a byte to the wait file, which they watch), and a
  * process with commits back to back (an import, a busy server) lets them in after 10 ms of its
  * own: before, it took the lock again at once after each commit, and another process's writes
- * waited for seconds, up to the timeout. A waiter that leaves the lock free (stopped, stalled) is
- * not waited for more than 10 ms a second. The wait file exists only while some process waits
- * (it gets the lock file's mode and owner); otherwise a release costs one `access` more.
+ * waited for seconds, up to the timeout. A waiter that leaves the lock free for 20 ms (stopped,
+ * stalled) is not waited for again for a while (50 ms, doubling up to a second while it lasts).
+ * The wait file exists only while some process waits (it gets the lock file's mode and owner);
+ * otherwise a release costs one `access` more.
  *
  * @module
  */
@@ -75,9 +76,11 @@ const BACK_TO_BACK_MS = 1;
 /** How long a process keeps the lock for commits back to back while others wait, ms. */
 const BURST_MS = 10;
 /** How long a yielding process waits for a waiter to take the free lock before it takes it back, ms. */
-const YIELD_GRACE_MS = 10;
-/** How long nobody is let in first after a waiter left the lock free, ms. */
-const STALLED_MS = 1000;
+const YIELD_GRACE_MS = 20;
+/** How long nobody is let in first after a waiter left the lock free, ms: doubled each time again. */
+const MIN_STALLED_MS = 50;
+/** The most that grows to, ms. */
+const MAX_STALLED_MS = 1000;
 /** What a release writes to the wait file to wake the waiters. */
 const RING = Buffer.from('\n');
 
@@ -100,6 +103,8 @@ export class CommitLock {
   private waitersSeen = false;
   /** Until when waiters are not let in first (one left the lock free: see acquire). */
   private stalledUntil = Number.NEGATIVE_INFINITY;
+  /** How long that was, the last time (0 when the waiters came since). */
+  private stalledFor = 0;
 
   constructor(
     private readonly native: Native,
@@ -230,15 +235,17 @@ export class CommitLock {
         this.ring(); // (free now, and not ours)
         const start = performance.now();
         const until = start + Math.min(MAX_YIELD_MS, deadline - Date.now());
-        for (
-          let delay = 1;
-          performance.now() < until && this.othersWaiting();
-          delay = Math.min(delay * 2, MAX_POLL_MS)
-        ) {
+        for (let delay = 1; performance.now() < until; delay = Math.min(delay * 2, MAX_POLL_MS)) {
+          if (!this.othersWaiting()) {
+            this.stalledFor = 0; // (they came)
+            break;
+          }
           // A waiter that does not take the lock while it is free is stopped or stalled (SIGSTOP,
-          // a debugger, a blocked event loop): nobody is let in first for a while.
+          // a debugger, a blocked event loop, or just slow): nobody is let in first for a while,
+          // longer each time it happens again.
           if (performance.now() - start >= YIELD_GRACE_MS && this.native.tryLock(fd, true)) {
-            this.stalledUntil = performance.now() + STALLED_MS;
+            this.stalledFor = Math.min(Math.max(2 * this.stalledFor, MIN_STALLED_MS), MAX_STALLED_MS);
+            this.stalledUntil = performance.now() + this.stalledFor;
             this.heldSince = performance.now();
             return;
           }
