@@ -484,15 +484,15 @@ class Bell {
     }
   }
 
+  /** Sleep `ms`, or until the file changes. */
   wait(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const bell = this;
-      function done() {
+      const done = () => {
         clearTimeout(timer);
-        bell.wake = undefined;
+        this.wake = undefined;
         resolve();
-      }
+      };
+      const timer = setTimeout(done, ms);
       this.wake = done;
     });
   }
