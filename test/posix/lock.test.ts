@@ -180,4 +180,22 @@ describe('posix commit lock', () => {
     release();
     await Promise.all([held, waiting]);
   });
+
+  it('closes without waiting for another process to let go: a commit still waiting fails', async () => {
+    const file = path.join(await tempRoot('lock'), 'lock');
+    const other = new CommitLock(native, file, async () => {}, 30_000);
+    const lock = new CommitLock(native, file, async () => {}, 30_000);
+    let release!: () => void;
+    const held = other.run(() => new Promise<void>((r) => (release = r)));
+    await new Promise((r) => setTimeout(r, 20));
+    const waiting = lock.run(async () => 'ran');
+    waiting.catch(() => {});
+    await new Promise((r) => setTimeout(r, 20));
+    const t = performance.now();
+    await lock.close();
+    expect(performance.now() - t).toBeLessThan(1000);
+    await expect(waiting).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    release();
+    await held;
+  });
 });

@@ -259,6 +259,8 @@ export class CommitLock {
           return;
         }
         waiting ??= this.announceWaiting(fd);
+        // (a commit that has not begun does not hold up closing: as one queued after it)
+        if (this.closed) throw new StorageError('UNAVAILABLE', 'driver is closed');
         if (Date.now() > deadline) {
           throw new StorageError(
             'UNAVAILABLE',
@@ -434,7 +436,10 @@ export class CommitLock {
     fs.writeSync(fd, buf, 0, buf.length, 0);
   }
 
-  /** Wait for running commits; later calls fail with UNAVAILABLE. */
+  /**
+   * Wait for running commits; later calls fail with UNAVAILABLE, and so do those still waiting for
+   * another process to let go of the lock.
+   */
   async close(): Promise<void> {
     this.closed = true;
     await this.tail;
