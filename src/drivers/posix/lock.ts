@@ -388,19 +388,14 @@ export class CommitLock {
 
   /** Stop waiting (the lock is ours, or given up): the last waiter out removes the wait file. */
   private leaveWaiting(fd: number): void {
+    // (its shared flock turned exclusive, which only works when no other process holds one)
+    this.waitersIn(fd);
     try {
-      // (a shared flock turned exclusive: only when no other process holds it)
-      if (this.native.tryLock(fd, true)) this.removeWaitFile();
+      this.native.unlock(fd);
     } catch {
-      // (someone else's to remove, then)
-    } finally {
-      try {
-        this.native.unlock(fd);
-      } catch {
-        // (closing lets go of it all the same)
-      }
-      fs.closeSync(fd);
+      // (closing lets go of it all the same)
     }
+    fs.closeSync(fd);
   }
 
   /** Remove the wait file, its exclusive flock held (so no process is waiting on it). */
