@@ -16,37 +16,37 @@ import { median, row } from './lib.js';
 
 const BODY = Buffer.alloc(4096, 1);
 
-/** The busy writer: 4 writes in flight for `ms`; prints how many it made. */
-async function busy(root: string, spaceId: string, ms: number): Promise<void> {
+/**
+ * A writer (this file run as a child): `busy` makes 4 writes in flight for `ms` and prints how
+ * many; `saves` writes one at a time, 20 ms apart, and prints the latency of each (JSON).
+ */
+async function writer(role: 'busy' | 'saves', root: string, spaceId: string, ms: number): Promise<void> {
   const driver = await createPosixDriver({ root, durable: false });
-  await driver.mkdir({ spaceId, segments: ['busy'] }).catch(() => {});
+  await driver.mkdir({ spaceId, segments: [role] }).catch(() => {});
+  const write = (name: string) => driver.write({ spaceId, segments: [role, name] }, BODY);
   process.stdout.write('ready\n');
   const end = Date.now() + ms;
-  let n = 0;
-  await Promise.all(
-    Array.from({ length: 4 }, async () => {
-      while (Date.now() < end) await driver.write({ spaceId, segments: ['busy', `f${n++ % 2000}`] }, BODY);
-    }),
-  );
-  await driver.close();
-  process.stdout.write(`${n}\n`);
-}
-
-/** The saves: one write at a time, 20 ms apart, for `ms`; prints the latency of each (JSON). */
-async function saves(root: string, spaceId: string, ms: number): Promise<void> {
-  const driver = await createPosixDriver({ root, durable: false });
-  await driver.mkdir({ spaceId, segments: ['saves'] }).catch(() => {});
-  process.stdout.write('ready\n');
-  const lat: number[] = [];
-  const end = Date.now() + ms;
-  for (let i = 0; Date.now() < end; i++) {
-    const t = performance.now();
-    await driver.write({ spaceId, segments: ['saves', `s${i % 200}`] }, BODY);
-    lat.push(performance.now() - t);
-    await new Promise((r) => setTimeout(r, 20));
+  let result: unknown;
+  if (role === 'busy') {
+    let n = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (Date.now() < end) await write(`f${n++ % 2000}`);
+      }),
+    );
+    result = n;
+  } else {
+    const lat: number[] = [];
+    for (let i = 0; Date.now() < end; i++) {
+      const t = performance.now();
+      await write(`s${i % 200}`);
+      lat.push(performance.now() - t);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    result = lat;
   }
   await driver.close();
-  process.stdout.write(`${JSON.stringify(lat)}\n`);
+  process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -143,6 +143,5 @@ export async function benchContention(base: string, o: { seconds: number; rounds
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [role, root, spaceId, ms] = process.argv.slice(2);
-  if (role === 'busy') await busy(root!, spaceId!, Number(ms));
-  else if (role === 'saves') await saves(root!, spaceId!, Number(ms));
+  if (role === 'busy' || role === 'saves') await writer(role, root!, spaceId!, Number(ms));
 }
