@@ -222,23 +222,49 @@ export class TreeWatcher {
     this.watched.get(path.dirname(dir))?.kids?.delete(path.basename(dir));
   }
 
+  /** Events of this event-loop turn, by folder and name, looked at together at its end. */
+  private queued = new Map<string, [string, string | null]>();
+
   private event(dir: string, name: string | Buffer | null): void {
     if (this.closed) return;
-    if (this.burst++ === 0) {
-      setImmediate(() => {
-        if (this.burst >= this.lostThreshold)
-          this.opts.onLost(`inotify delivered ${this.burst} events at once: its queue may have overflowed`);
-        this.burst = 0;
-      });
+    const base =
+      name === null || name === undefined ? null : typeof name === 'string' ? name : name.toString();
+    // libuv reads the kernel's queue whole in one turn: a save makes several events (the file, its
+    // folder's attributes seen from the folder and from its parent, the same above), and those of
+    // one turn are looked at once each, with each path's lstat taken once.
+    this.queued.set(base === null ? dir : `${dir}/\u0000${base}`, [dir, base]);
+    if (this.burst++ === 0) setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    if (this.burst >= this.lostThreshold)
+      this.opts.onLost(`inotify delivered ${this.burst} events at once: its queue may have overflowed`);
+    this.burst = 0;
+    const events = this.queued;
+    this.queued = new Map();
+    const stats = new Map<string, fs.Stats | null>();
+    const lstat = (p: string): fs.Stats | undefined => {
+      let st = stats.get(p);
+      if (st === undefined) {
+        try {
+          st = fs.lstatSync(p);
+        } catch {
+          st = null; // gone
+        }
+        stats.set(p, st);
+      }
+      return st ?? undefined;
+    };
+    for (const [dir, name] of events.values()) {
+      if (this.closed) return;
+      this.one(dir, name, lstat);
     }
+  }
+
+  private one(dir: string, base: string | null, lstat: (p: string) => fs.Stats | undefined): void {
     const e = this.watched.get(dir);
     // Our folder itself removed or moved away (its own watch reports it; the parent's event too).
-    let here: fs.Stats | undefined;
-    try {
-      here = fs.lstatSync(dir);
-    } catch {
-      // gone
-    }
+    const here = lstat(dir);
     if (!here?.isDirectory() || (e && !this.same(e, here))) {
       this.drop(dir);
       this.opts.onChange(dir, true);
@@ -246,23 +272,17 @@ export class TreeWatcher {
     }
     // From here on the folder itself is still there: the one that was watched.
     const self = e !== undefined;
-    if (name === null || name === undefined) {
+    if (base === null) {
       this.opts.onChange(dir, false, self);
       return;
     }
-    const base = typeof name === 'string' ? name : name.toString();
     const p = `${dir}/${base}`;
+    const st = lstat(p);
     // libuv names an event of the watched folder itself (its attributes changed) by the folder's
     // own name: tell it from a child of the same name by whether such a child exists.
-    if (base === path.basename(dir) && !fs.existsSync(p)) {
+    if (!st && base === path.basename(dir)) {
       this.opts.onChange(dir, false, self);
       return;
-    }
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.lstatSync(p);
-    } catch {
-      // gone
     }
     const known = this.watched.get(p);
     this.opts.onChange(p, false, st?.isDirectory() === true && known !== undefined && this.same(known, st));
