@@ -5,10 +5,10 @@
  *
  * How it goes:
  * - Every folder of every space is watched ({@link TreeWatcher}); each event marks a path pending.
- * - A path is looked at once it has been quiet for `debounceMs`; a file only once its ctime (which
- *   every write moves) has been still for `settleMs` (a file still being written waits).
- * - What is already consistent (Stowage's own writes, changes already seen) costs an lstat, a
- *   getxattr and at most a readlink, and is not reported. Everything else is vetted (before-hooks),
+ * - A path is looked at once it has been quiet for `debounceMs`. What is already consistent
+ *   (Stowage's own writes, changes already seen) costs an lstat, a getxattr and at most a readlink,
+ *   and is not reported. Any other file waits until its ctime (which every write moves) has been
+ *   still for `settleMs` (a file still being written waits). Everything else is vetted (before-hooks),
  *   hashed (outside the commit lock) and then assimilated under the space's commit lock, which
  *   serialises it with the API: the same rules as on first sight (a copy made with `cp -a` gets a
  *   new id, a move keeps its id, and with it its shares).
@@ -461,6 +461,8 @@ export class PosixObserver implements Watch {
       if (!(st.isFile() || st.isDirectory())) continue; // symlinks and special files are never followed
       if (st.isFile() && st.nlink > 1) linked = true;
       const was = goneIds?.get(key) ?? this.takeWas(sp, key);
+      // Nothing to do (Stowage's own writes, changes already seen): not even a wait for it to settle.
+      if (!was && (await this.consistent(sp, segs, key, st))) continue;
       if (st.isFile()) {
         // The ctime says when the file last changed: every write moves it, and only the kernel sets
         // it. (The mtime can be anything: touch -d, rsync -t from a clock that runs ahead.) A wait
@@ -483,7 +485,6 @@ export class PosixObserver implements Watch {
           continue;
         }
       }
-      if (!was && (await this.consistent(sp, segs, key, st))) continue;
       present.push({ key, segs, st, ...(was && { was }) });
     }
     // A file with more names (a hard link): a change under one name shows under the others, in
