@@ -265,19 +265,28 @@ export class PosixObserver implements Watch {
   /** Resolves when nothing is pending, processing or scanning. */
   async idle(): Promise<void> {
     await this.ready;
-    for (;;) {
-      if (this.closed) return;
-      if (
-        !this.pending.size &&
-        !this.working &&
-        !this.owedRecounts &&
-        !this.bereaved.size &&
-        !this.dropping &&
-        !this.scanning &&
-        this.scanWanted === undefined
-      )
-        return;
-      await new Promise<void>((r) => this.idleWaiters.push(r));
+    // Some of what is waited for runs from timers that do not keep the process up (a recount put
+    // off, the rescan after lost events): while someone waits, the process stays up for them
+    // (else a script awaiting this at its top level would end there, with exit code 13).
+    let up: NodeJS.Timeout | undefined;
+    try {
+      for (;;) {
+        if (this.closed) return;
+        if (
+          !this.pending.size &&
+          !this.working &&
+          !this.owedRecounts &&
+          !this.bereaved.size &&
+          !this.dropping &&
+          !this.scanning &&
+          this.scanWanted === undefined
+        )
+          return;
+        up ??= setInterval(() => {}, MAX_TIMER_MS);
+        await new Promise<void>((r) => this.idleWaiters.push(r));
+      }
+    } finally {
+      clearInterval(up);
     }
   }
 
