@@ -51,6 +51,7 @@ import {
   sameFile,
   segsOf,
 } from './space.js';
+import { isMissing } from './util.js';
 
 /** On a space root: start (ms) of the last complete scan; nodes with an older ctime are unchanged. */
 export const XATTR_SCANNED = `${XATTR_PREFIX}w`;
@@ -471,7 +472,14 @@ export class PosixObserver implements Watch {
       if (st.isFile() && st.nlink > 1) linked = true;
       const was = goneIds?.get(key) ?? this.takeWas(sp, key);
       // Nothing to do (Stowage's own writes, changes already seen): not even a wait for it to settle.
-      if (!was && (await this.consistent(sp, segs, key, st))) continue;
+      try {
+        if (!was && (await this.consistent(sp, segs, key, st))) continue;
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+        // Gone since its lstat (a temp file renamed away): looked at again, not a failed batch.
+        this.repend(sp, key, this.debounceMs);
+        continue;
+      }
       if (st.isFile()) {
         // The ctime says when the file last changed: every write moves it, and only the kernel sets
         // it. (The mtime can be anything: touch -d, rsync -t from a clock that runs ahead.) A wait
