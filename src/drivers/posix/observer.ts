@@ -471,9 +471,11 @@ export class PosixObserver implements Watch {
       if (!(st.isFile() || st.isDirectory())) continue; // symlinks and special files are never followed
       if (st.isFile() && st.nlink > 1) linked = true;
       const was = goneIds?.get(key) ?? this.takeWas(sp, key);
-      // Nothing to do (Stowage's own writes, changes already seen): not even a wait for it to settle.
+      let rec: NodeRecord | undefined;
       try {
-        if (!was && (await this.consistent(sp, segs, key, st))) continue;
+        rec = sp.recordFor(segs, st);
+        // Nothing to do (Stowage's own writes, changes already seen): not even a wait for it to settle.
+        if (!was && (await this.consistent(sp, segs, key, st, rec))) continue;
       } catch (err) {
         if (!isMissing(err)) throw err;
         // Gone since its lstat (a temp file renamed away): looked at again, not a failed batch.
@@ -489,12 +491,6 @@ export class PosixObserver implements Watch {
           const ms = Math.min(this.settleMs, this.settleMs - quiet);
           this.repend(sp, key, ms, false, was);
           wait = Math.max(wait, ms);
-          let rec: NodeRecord | undefined;
-          try {
-            rec = sp.recordFor(segs, st);
-          } catch {
-            // gone meanwhile: its own event says so
-          }
           if (rec) {
             if (this.settling.size >= 10_000) this.settling.clear();
             this.settling.set(rec.id, { space: sp.id, key });
@@ -708,9 +704,15 @@ export class PosixObserver implements Watch {
    * Nothing to do for this node: it has a record that is not waiting to be announced, valid
    * checksums (files), and sits in the folder and under the name its record and index entry say
    * (the rest of the entry's path may be stale after a folder above moved: that is no change here).
+   * `rec`: its record, when the caller read it already.
    */
-  private async consistent(sp: PosixSpace, segs: string[], key: string, st: fs.Stats): Promise<boolean> {
-    const rec = sp.recordFor(segs, st);
+  private async consistent(
+    sp: PosixSpace,
+    segs: string[],
+    key: string,
+    st: fs.Stats,
+    rec = sp.recordFor(segs, st),
+  ): Promise<boolean> {
     if (!rec || rec.ex !== undefined) return false;
     if (st.isFile() && !sp.checksumsCurrent(rec, st)) return false;
     const parentSegs = segs.slice(0, -1);
