@@ -5,19 +5,17 @@
  * folder replaced by a file.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TreeWatcher } from '../../src/observer/tree-watcher.js';
+import { tempRoot } from '../helpers/tmp.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 type Seen = { p: string; gone?: boolean; inPlace?: boolean };
 
 async function watched(prepare: (root: string) => void) {
-  const base = process.env.STOWAGE_TEST_DIR ?? os.tmpdir();
-  fs.mkdirSync(base, { recursive: true });
-  const root = fs.mkdtempSync(path.join(base, 'tw-burst-'));
+  const root = await tempRoot('tw-burst');
   prepare(root);
   const seen: Seen[] = [];
   const tw = new TreeWatcher({

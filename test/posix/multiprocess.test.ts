@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -6,21 +5,13 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createPosixDriver } from '../../src/drivers/posix/index.js';
 import { StorageProvider } from '../../src/index.js';
+import { runNode } from '../helpers/child.js';
 import { litter, treeSizeErrors, usageErrors, walkSpace } from '../helpers/disk.js';
 import { tempRoot } from '../helpers/tmp.js';
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/churn-child.mjs');
 
-function run(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [child, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (out += d));
-    p.on('error', reject);
-    p.on('exit', (code) => resolve({ code, out }));
-  });
-}
+const run = (args: string[]) => runNode(child, args);
 
 describe('posix: several processes writing into one space', () => {
   it('keeps every tree size exact, every id unique and resolvable, every checksum true', async () => {
