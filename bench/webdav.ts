@@ -19,7 +19,7 @@ import { StaticIdentitySource } from '../src/core/identity.js';
 import { StorageProvider } from '../src/core/provider.js';
 import { serveCs3 } from '../src/cs3/serve.js';
 import { createPosixDriver } from '../src/drivers/posix/index.js';
-import { ab, row, timed } from './lib.js';
+import { ab, median, row, timed } from './lib.js';
 
 const PROPFIND_BODY =
   '<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/><d:getlastmodified/><d:getetag/></d:prop></d:propfind>';
@@ -204,7 +204,9 @@ async function freePort(): Promise<number> {
 }
 
 /** Start Apache httpd with mod_dav_fs serving `data`; returns its URL and a stop function. */
-async function startApache(dir: string): Promise<{ url: string; data: string; stop: () => Promise<void> }> {
+async function startApache(
+  dir: string,
+): Promise<{ url: string; data: string; cpuMs: () => number; stop: () => Promise<void> }> {
   const data = path.join(dir, 'data');
   const lock = path.join(dir, 'lock');
   await fsp.mkdir(data, { recursive: true });
@@ -259,11 +261,44 @@ async function startApache(dir: string): Promise<{ url: string; data: string; st
   return {
     url,
     data,
+    cpuMs: () => treeCpuMs(child.pid!),
     stop: async () => {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
     },
   };
+}
+
+/**
+ * CPU time (user + system, ms) used so far by process `pid` and every process below it, from
+ * `/proc/<pid>/stat` (in clock ticks of 10 ms): Apache's parent and its worker processes.
+ */
+function treeCpuMs(pid: number): number {
+  const parents = new Map<number, number>();
+  const cpu = new Map<number, number>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // (gone meanwhile)
+    }
+    // (fields after the command, which may hold spaces and parentheses: state, ppid, …)
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    parents.set(Number(name), Number(f[1]));
+    cpu.set(Number(name), (Number(f[11]) + Number(f[12])) * 10);
+  }
+  let total = 0;
+  for (const [p, ms] of cpu) {
+    for (let at: number | undefined = p; at; at = parents.get(at)) {
+      if (at === pid) {
+        total += ms;
+        break;
+      }
+    }
+  }
+  return total;
 }
 
 /** Run `fn` with `server` listening on a free loopback port (its base URL), then close it. */
@@ -429,6 +464,31 @@ export async function benchWebdav(
         const what = `PROPFIND Depth 1 of ${n.toLocaleString('en')} files, requests/s (Apache vs bare node:http readdir + lstat + XML)`;
         row(what, rps(ba), rps(bs), 1 / br, 'context', true);
       });
+      // For context: how much CPU Apache spends on each entry it lists (all its processes), in
+      // `lstat`s of that entry from this process. A server that takes an lstat per entry can list
+      // at twice Apache's rate on the same cores only if that ratio is above 2.
+      const names = fs
+        .readdirSync(path.join(apache.data, folder))
+        .map((f) => path.join(apache.data, folder, f));
+      const perEntry: number[] = [];
+      const perLstat: number[] = [];
+      for (let round = 0; round < 3; round++) {
+        const cpu0 = apache.cpuMs();
+        await listFolder(apache.url, folder, auth, requests);
+        perEntry.push(((apache.cpuMs() - cpu0) * 1000) / (requests * (n + 1)));
+        const t = performance.now();
+        for (const f of names) fs.lstatSync(f);
+        perLstat.push(((performance.now() - t) * 1000) / n);
+      }
+      const [cpuUs, lstatUs] = [median(perEntry), median(perLstat)];
+      row(
+        `PROPFIND Depth 1 of ${n.toLocaleString('en')} files: µs per entry (Apache's CPU, all its processes vs one lstatSync here); ratio: Apache's CPU in lstats`,
+        cpuUs.toFixed(2),
+        lstatUs.toFixed(2),
+        cpuUs / lstatUs,
+        'context',
+        true,
+      );
       // What a sync client does after an upload: PUT a file into the folder, then list it. The
       // kept listing has the child marked and renders it again; Apache lists the folder again.
       const before = server.webdav?.listingCacheStats();
